@@ -1,0 +1,1 @@
+//! duet's load benchmark. Not built yet.

@@ -1,0 +1,1 @@
+//! The schema-change classifier (`duet check`). Not built yet.
