@@ -1,6 +1,7 @@
 //! Connections to the backend: TCP (with TCP_NODELAY) or a unix socket.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,7 +36,12 @@ pub async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<BackendStr
     let attempt = async {
         match addr {
             BackendAddr::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                // An IP address connects directly; only names go through the resolver (which
+                // runs on tokio's blocking pool and would slow down connection storms).
+                let stream = match host.parse::<IpAddr>() {
+                    Ok(ip) => TcpStream::connect(SocketAddr::new(ip, *port)).await?,
+                    Err(_) => TcpStream::connect((host.as_str(), *port)).await?,
+                };
                 stream.set_nodelay(true)?;
                 Ok::<_, io::Error>(BackendStream::Tcp(stream))
             }

@@ -2,7 +2,7 @@
 //! backend connection), more than the usual soft limit of 1024.
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit. Returns the new soft limit.
-pub fn raise_nofile_limit() -> std::io::Result<u64> {
+pub fn raise_nofile_limit() -> std::io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -20,7 +20,7 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        return Ok(raised.rlim_cur as u64);
+        return Ok(raised.rlim_cur);
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -70,11 +71,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let proxy = Proxy::bind(config).await?;
         proxy.run().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Everything is closed by now; do not wait for idle blocking-pool threads.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    outcome
 }
 
 fn init_tracing() {
