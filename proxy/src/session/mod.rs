@@ -21,9 +21,14 @@ use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
 use crate::sessions::SessionInfo;
+use crate::shutdown::Phase;
 use crate::wire::error::{fatal, CONNECTION_FAILURE, PROTOCOL_VIOLATION};
 
 pub use forward::SessionEnd;
+
+/// Time a client gets to complete TLS, startup and authentication (PostgreSQL's default
+/// authentication_timeout).
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Cleans up a session's traces in the shared registries, whatever way it ends (even if its task
 /// is dropped mid-flight).
@@ -64,9 +69,22 @@ pub async fn run(ctx: Arc<ProxyContext>, tcp: TcpStream, client_addr: SocketAddr
         cancel_key: None,
         backend_open: false,
     };
-    let established = match startup::establish(&ctx, &info, tcp, &mut guard).await {
-        Some(established) => established,
-        None => return,
+    // Like PostgreSQL's authentication_timeout: a client that never finishes its startup must not
+    // hold a session (and a backend connection) forever; a shutdown ends it too.
+    let startup = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        startup::establish(&ctx, &info, tcp, &mut guard),
+    );
+    let established = tokio::select! {
+        outcome = startup => match outcome {
+            Ok(Some(established)) => established,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(session = info.id, "startup timed out");
+                return;
+            }
+        },
+        _ = ctx.shutdown.reached(Phase::Terminating) => return,
     };
     let end = forward::run(&ctx, &info, established).await;
     tracing::debug!(session = info.id, ?end, "session ended");
