@@ -9,4 +9,6 @@
 
 pub mod cluster;
 pub mod net;
+pub mod probe;
+pub mod process;
 pub mod scratch;

@@ -8,7 +8,6 @@
 
 mod binaries;
 mod os_user;
-mod probe;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -22,6 +21,8 @@ pub use binaries::{candidate_dirs, find_server_binaries, PG_BIN_DIR_ENV};
 pub use os_user::{server_user, OsUser};
 
 use crate::net::{free_port, percent_encode, LOOPBACK};
+use crate::probe;
+use crate::process::{log_tail as read_log_tail, ManagedChild};
 use crate::scratch::ScratchDir;
 
 /// The superuser `initdb` creates.
@@ -111,12 +112,12 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterEr
 /// A running throwaway PostgreSQL server. Dropping it stops the server and deletes its files.
 #[derive(Debug)]
 pub struct Cluster {
-    child: Option<Child>,
+    server: ManagedChild,
     port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
-    // Declared last: removed after the server has been stopped (fields drop in order, and `Drop`
-    // for `Cluster` runs before any of them).
+    // Declared after `server`: fields drop in declaration order, so the server is stopped
+    // before its files are removed.
     scratch: Option<ScratchDir>,
 }
 
@@ -156,7 +157,7 @@ impl Cluster {
             write_settings(&data_dir, scratch.path(), port, &opts)?;
             let child = spawn_postgres(&bin_dir, &data_dir, scratch.path(), &log_path, run_as)?;
             let mut cluster = Cluster {
-                child: Some(child),
+                server: ManagedChild::new(child, libc::SIGINT, SHUTDOWN_TIMEOUT),
                 port,
                 data_dir: data_dir.clone(),
                 log_path: log_path.clone(),
@@ -168,7 +169,7 @@ impl Cluster {
                     return Ok(cluster);
                 }
                 Err(err) => {
-                    cluster.shutdown();
+                    cluster.server.stop();
                     let port_taken = log_tail(&log_path).contains("could not bind");
                     last_error = Some(err);
                     if !port_taken {
@@ -220,26 +221,23 @@ impl Cluster {
 
     /// The postmaster's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.server.pid()
     }
 
     /// Stops the server (fast shutdown) and removes its files.
-    pub fn stop(self) {
-        drop(self);
+    pub fn stop(mut self) {
+        self.server.stop();
     }
 
     fn wait_ready(&mut self) -> Result<(), ClusterError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(ClusterError::Startup {
-                        reason: format!("the postgres process exited ({status})"),
-                        log_tail: log_tail(&self.log_path),
-                    });
-                }
+            if let Some(status) = self.server.exited() {
+                return Err(ClusterError::Startup {
+                    reason: format!("the postgres process exited ({status})"),
+                    log_tail: log_tail(&self.log_path),
+                });
             }
             let reason = match probe::probe(addr, SUPERUSER) {
                 probe::Probe::Ready => return Ok(()),
@@ -256,37 +254,6 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Fast shutdown, escalating to SIGKILL; waits for the postmaster to exit.
-    fn shutdown(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: kill has no memory-safety preconditions; `pid` is our own child, not yet reaped
-        // (try_wait above saw it running), so the pid cannot have been reused.
-        unsafe {
-            libc::kill(pid, libc::SIGINT);
-        }
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        while Instant::now() < deadline {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 
@@ -405,9 +372,7 @@ fn as_user(cmd: &mut Command, run_as: Option<OsUser>) {
     }
 }
 
-/// The last lines of a log file (empty if it cannot be read).
+/// The last lines of the server log.
 fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    read_log_tail(path, LOG_TAIL_LINES)
 }

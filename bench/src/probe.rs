@@ -1,4 +1,4 @@
-//! "Is the server accepting connections yet?" without a client library.
+//! "Is the server (or a proxy in front of it) accepting connections yet?" without a client library.
 //!
 //! The cluster API is synchronous (usable from plain tests and from `spawn_blocking`), so readiness
 //! is checked with a hand-written StartupMessage over a blocking socket, like `pg_isready`: any
