@@ -8,7 +8,12 @@
 //! SQL connections and the admin socket.
 
 pub mod cluster;
+pub mod duration_arg;
+pub mod load;
 pub mod net;
 pub mod probe;
 pub mod process;
+pub mod report;
+pub mod schema;
 pub mod scratch;
+pub mod workload;
