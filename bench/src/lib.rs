@@ -7,10 +7,15 @@
 //! benchmark, `duet demo` and tests. It talks to duet only through its public surfaces: the binary,
 //! SQL connections and the admin socket.
 
+pub mod backend;
 pub mod cluster;
+pub mod duet_proxy;
 pub mod duration_arg;
+pub mod launch;
 pub mod load;
 pub mod net;
+pub mod pgbench_driver;
+pub mod pgbouncer;
 pub mod probe;
 pub mod process;
 pub mod report;

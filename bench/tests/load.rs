@@ -88,7 +88,10 @@ fn workloads_run_in_both_protocols_and_keep_tpcb_consistent() {
         assert_eq!(tellers, history);
         assert_eq!(branches, history);
         // Warm-up transactions commit too, so history holds at least the measured ones.
-        assert!(rows as u64 >= committed, "{rows} history rows < {committed}");
+        assert!(
+            rows as u64 >= committed,
+            "{rows} history rows < {committed}"
+        );
     });
 }
 
@@ -123,7 +126,10 @@ fn failed_transactions_are_counted_and_rolled_back() {
             );
         }
         let (accounts, tellers, branches, history, _) = balances(&url).await;
-        assert_eq!(accounts, history, "failed transactions left no partial updates");
+        assert_eq!(
+            accounts, history,
+            "failed transactions left no partial updates"
+        );
         assert_eq!(tellers, history);
         assert_eq!(branches, history);
     });
