@@ -13,11 +13,18 @@ use serde_json::Value;
 use crate::support::duet_process::DUET_BIN;
 use crate::support::pg_client::{backend_pid, bounded, connect};
 use crate::support::tools::{run, Output};
-use crate::support::{backend_or_skip, wait_for_async, Backend, DuetProcess, TempDir, TestDatabase};
+use crate::support::{
+    backend_or_skip, wait_for_async, Backend, DuetProcess, TempDir, TestDatabase,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn through(backend: &Backend, duet: &DuetProcess, db: &TestDatabase, app: &str) -> tokio_postgres::Config {
+fn through(
+    backend: &Backend,
+    duet: &DuetProcess,
+    db: &TestDatabase,
+    app: &str,
+) -> tokio_postgres::Config {
     let mut config = duet.config(&backend.user, db.name());
     config.application_name(app);
     if let Some(password) = &backend.password {
@@ -55,19 +62,30 @@ async fn status_reports_sessions_and_moving_counters() {
     let idle_pid = backend_pid(&idle.client).await;
     let in_tx_pid = backend_pid(&in_tx.client).await;
     let busy_pid = backend_pid(&busy.client).await;
-    in_tx.client.batch_execute("BEGIN; SELECT 1").await.expect("BEGIN");
-    let busy_client = busy.client;
-    let busy_query = tokio::spawn(async move { busy_client.simple_query("SELECT pg_sleep(2)").await });
+    in_tx
+        .client
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("BEGIN");
+    // Kept alive (shared with the task) so that it is still connected when its query ends.
+    let busy_client = std::sync::Arc::new(busy.client);
+    let sleeper = std::sync::Arc::clone(&busy_client);
+    let busy_query = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(2)").await });
 
-    let status = wait_for_async("3 clients and an active session in status", LIMIT, || async {
-        let status = duet.status_async().await;
-        let ready = status.pointer("/clients/current") == Some(&Value::from(3))
-            && status["sessions"].as_array().is_some_and(|s| s.len() == 3)
-            && status["sessions"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|x| x["application_name"] == "e2e-busy" && x["state"] == "active"));
-        ready.then_some(status)
-    })
+    let status = wait_for_async(
+        "3 clients and an active session in status",
+        LIMIT,
+        || async {
+            let status = duet.status_async().await;
+            let ready = status.pointer("/clients/current") == Some(&Value::from(3))
+                && status["sessions"].as_array().is_some_and(|s| s.len() == 3)
+                && status["sessions"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|x| x["application_name"] == "e2e-busy" && x["state"] == "active")
+                });
+            ready.then_some(status)
+        },
+    )
     .await;
 
     assert_eq!(status["listen"], duet.listen().to_string());
@@ -89,10 +107,17 @@ async fn status_reports_sessions_and_moving_counters() {
         assert_eq!(session["database"], db.name(), "{app}");
         assert!(session["id"].is_u64(), "{app}: session id {session:#}");
         assert!(
-            session["client_addr"].as_str().is_some_and(|addr| addr.starts_with("127.0.0.1:")),
+            session["client_addr"]
+                .as_str()
+                .is_some_and(|addr| addr.starts_with("127.0.0.1:")),
             "{app}: client_addr {session:#}"
         );
-        assert!(session["state_secs"].as_f64().is_some_and(|secs| secs >= 0.0), "{app}: {session:#}");
+        assert!(
+            session["state_secs"]
+                .as_f64()
+                .is_some_and(|secs| secs >= 0.0),
+            "{app}: {session:#}"
+        );
     }
     let ids: std::collections::HashSet<_> = status["sessions"]
         .as_array()
@@ -103,8 +128,14 @@ async fn status_reports_sessions_and_moving_counters() {
     // Counters move with traffic: 20 statements → statements, latency count and bytes grow.
     let before = duet.status_async().await;
     for n in 0..10i32 {
-        idle.client.query_one("SELECT $1::int", &[&n]).await.expect("extended query");
-        idle.client.simple_query("SELECT 1").await.expect("simple query");
+        idle.client
+            .query_one("SELECT $1::int", &[&n])
+            .await
+            .expect("extended query");
+        idle.client
+            .simple_query("SELECT 1")
+            .await
+            .expect("simple query");
     }
     let after = duet.status_async().await;
     assert!(
@@ -122,13 +153,20 @@ async fn status_reports_sessions_and_moving_counters() {
         number(&after, "/latency_us/p999"),
         number(&after, "/latency_us/max"),
     );
-    assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999 && p999 <= max, "latency percentiles: {after:#}");
+    assert!(
+        p50 > 0.0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "latency percentiles: {after:#}"
+    );
 
     // A client that leaves is no longer counted.
-    bounded("busy query", LIMIT, busy_query).await.expect("task").expect("pg_sleep");
+    bounded("busy query", LIMIT, busy_query)
+        .await
+        .expect("task")
+        .expect("pg_sleep");
     drop(idle);
     wait_for_async("clients.current to drop to 2", LIMIT, || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(2))).then_some(())
+        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(2)))
+            .then_some(())
     })
     .await;
 
@@ -147,8 +185,16 @@ fn admin_socket_is_private_and_survives_bad_input() {
     let db = TestDatabase::create(&backend, "admin_input");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
 
-    let mode = std::fs::metadata(duet.socket()).expect("socket metadata").permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "admin socket mode is {:o}", mode & 0o777);
+    let mode = std::fs::metadata(duet.socket())
+        .expect("socket metadata")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "admin socket mode is {:o}",
+        mode & 0o777
+    );
 
     let replies = duet.admin_raw(&[
         "this is not json",
@@ -160,24 +206,38 @@ fn admin_socket_is_private_and_survives_bad_input() {
         "{\"command\": \"resume\"}",
     ]);
     for (index, reply) in replies.iter().enumerate().take(5) {
-        let reply: Value = serde_json::from_str(reply).unwrap_or_else(|err| panic!("reply {index} is not JSON ({err}): {reply}"));
-        assert_eq!(reply["ok"], false, "malformed request {index} must be refused: {reply}");
+        let reply: Value = serde_json::from_str(reply)
+            .unwrap_or_else(|err| panic!("reply {index} is not JSON ({err}): {reply}"));
+        assert_eq!(
+            reply["ok"], false,
+            "malformed request {index} must be refused: {reply}"
+        );
         assert!(
-            reply["error"].as_str().is_some_and(|error| !error.is_empty()),
+            reply["error"]
+                .as_str()
+                .is_some_and(|error| !error.is_empty()),
             "a refusal must say why: {reply}"
         );
     }
     let status: Value = serde_json::from_str(&replies[5]).expect("status reply is JSON");
     assert_eq!(status["ok"], true, "{status}");
-    assert!(status.pointer("/result/clients/current").is_some(), "{status}");
+    assert!(
+        status.pointer("/result/clients/current").is_some(),
+        "{status}"
+    );
     let resume: Value = serde_json::from_str(&replies[6]).expect("resume reply is JSON");
     assert_eq!(resume["ok"], true, "resume when not paused is ok: {resume}");
-    assert_eq!(resume.pointer("/result/paused"), Some(&Value::Bool(false)), "{resume}");
+    assert_eq!(
+        resume.pointer("/result/paused"),
+        Some(&Value::Bool(false)),
+        "{resume}"
+    );
 
     // Invalid UTF-8 and a 1 MB line: refused or the connection dropped, never a crash.
     for garbage in [vec![0xff, 0xfe, 0x00, 0x80, b'\n'], vec![b'x'; 1 << 20]] {
         use std::io::{Read, Write};
-        let mut stream = std::os::unix::net::UnixStream::connect(duet.socket()).expect("connect admin socket");
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(duet.socket()).expect("connect admin socket");
         stream.set_read_timeout(Some(LIMIT)).expect("timeout");
         let _ = stream.write_all(&garbage);
         let _ = stream.write_all(b"\n");
@@ -185,7 +245,8 @@ fn admin_socket_is_private_and_survives_bad_input() {
         let mut reply = String::new();
         let _ = stream.read_to_string(&mut reply);
         if let Some(line) = reply.lines().next() {
-            let parsed: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+            let parsed: Value =
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
             assert_eq!(parsed["ok"], false, "{parsed}");
         }
     }
@@ -205,37 +266,60 @@ fn admin_socket_is_private_and_survives_bad_input() {
     let mut cli = std::process::Command::new(DUET_BIN);
     cli.arg("admin").arg("--socket").arg(&missing).arg("status");
     let out: Output = run(cli, None, LIMIT);
-    assert_eq!(out.code(), Some(2), "admin on a missing socket: {}", out.stderr);
-    assert!(!out.stderr.trim().is_empty(), "admin on a missing socket must say why");
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "admin on a missing socket: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.trim().is_empty(),
+        "admin on a missing socket must say why"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_budget_closes_idle_clients_and_exits_0() {
-    let Some(backend) = backend_or_skip("shutdown_with_budget_closes_idle_clients_and_exits_0") else {
+    let Some(backend) = backend_or_skip("shutdown_with_budget_closes_idle_clients_and_exits_0")
+    else {
         return;
     };
     let db = TestDatabase::create(&backend, "admin_shutdown");
     let mut duet = DuetProcess::start(&backend.url(db.name()), &[]);
     let idle = connect(&through(&backend, &duet, &db, "e2e-idle")).await;
-    idle.client.simple_query("SELECT 1").await.expect("query before shutdown");
+    idle.client
+        .simple_query("SELECT 1")
+        .await
+        .expect("query before shutdown");
     wait_for_async("the client to be counted", LIMIT, || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(1))).then_some(())
+        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(1)))
+            .then_some(())
     })
     .await;
 
-    let reply = duet.admin_async(&["shutdown", "--timeout", "1s", "--format", "json"]).await;
+    let reply = duet
+        .admin_async(&["shutdown", "--timeout", "1s", "--format", "json"])
+        .await;
     assert_eq!(reply.code, Some(0), "shutdown: {reply:?}");
     let reply = reply.json();
     assert_eq!(reply["shutting_down"], true, "{reply}");
     assert_eq!(reply["sessions"], 1, "{reply}");
 
     // The idle client is closed at the end of the budget with FATAL 57P01.
-    let ended = bounded("the idle client to be closed", LIMIT, idle.ended).await.expect("connection task");
+    let ended = bounded("the idle client to be closed", LIMIT, idle.ended)
+        .await
+        .expect("connection task");
     let error = ended.expect("the connection must end with duet's FATAL, not a silent close");
-    let db_error = error.as_db_error().unwrap_or_else(|| panic!("not a server error: {error:?}"));
+    let db_error = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {error:?}"));
     assert_eq!(db_error.code().code(), "57P01", "{db_error:?}");
     assert_eq!(db_error.severity(), "FATAL");
-    assert!(db_error.message().contains("duet is shutting down"), "{}", db_error.message());
+    assert!(
+        db_error.message().contains("duet is shutting down"),
+        "{}",
+        db_error.message()
+    );
     assert!(idle.client.simple_query("SELECT 1").await.is_err());
 
     let status = duet.wait_exit(LIMIT);
@@ -254,11 +338,20 @@ async fn sigterm_shuts_down_gracefully() {
     let db = TestDatabase::create(&backend, "admin_sigterm");
     let mut duet = DuetProcess::start(&backend.url(db.name()), &["--shutdown-timeout", "1s"]);
     let idle = connect(&through(&backend, &duet, &db, "e2e-idle")).await;
-    idle.client.simple_query("SELECT 1").await.expect("query before SIGTERM");
+    idle.client
+        .simple_query("SELECT 1")
+        .await
+        .expect("query before SIGTERM");
     duet.signal(libc::SIGTERM);
-    let ended = bounded("the idle client to be closed", LIMIT, idle.ended).await.expect("connection task");
+    let ended = bounded("the idle client to be closed", LIMIT, idle.ended)
+        .await
+        .expect("connection task");
     let code = ended.and_then(|err| err.code().map(|code| code.code().to_string()));
-    assert_eq!(code.as_deref(), Some("57P01"), "the client must get FATAL 57P01 on SIGTERM");
+    assert_eq!(
+        code.as_deref(),
+        Some("57P01"),
+        "the client must get FATAL 57P01 on SIGTERM"
+    );
     let status = duet.wait_exit(LIMIT);
     assert_eq!(status.code(), Some(0), "duet after SIGTERM: {status}");
 }
@@ -273,17 +366,33 @@ fn stale_socket_is_replaced_and_live_socket_refused() {
 
     // A second duet on the same (live) socket must refuse to start, exit 2.
     let mut second = std::process::Command::new(DUET_BIN);
-    second.args(["proxy", "--listen", &format!("127.0.0.1:{}", crate::support::free_port())]);
+    second.args([
+        "proxy",
+        "--listen",
+        &format!("127.0.0.1:{}", crate::support::free_port()),
+    ]);
     second.arg("--backend").arg(backend.url(db.name()));
     second.arg("--admin-socket").arg(duet.socket());
     second.current_dir(duet.dir().path());
     let out = run(second, None, LIMIT);
-    assert_eq!(out.code(), Some(2), "a second duet on a live admin socket must exit 2:\n{}", out.stderr);
-    assert_eq!(duet.status()["paused"], false, "the first duet's socket must still answer");
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "a second duet on a live admin socket must exit 2:\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        duet.status()["paused"],
+        false,
+        "the first duet's socket must still answer"
+    );
 
     // After a crash (SIGKILL) the socket file stays behind; a new duet replaces it.
     duet.kill();
-    assert!(duet.socket().exists(), "expected a stale socket file after SIGKILL");
+    assert!(
+        duet.socket().exists(),
+        "expected a stale socket file after SIGKILL"
+    );
     duet.restart();
     assert_eq!(duet.status()["clients"]["current"], 0);
     assert_eq!(duet.starts(), 2);
@@ -297,15 +406,53 @@ fn bad_flags_exit_2_naming_the_field() {
     let port = format!("127.0.0.1:{}", crate::support::free_port());
     let backend = "postgres://postgres@127.0.0.1:5432/postgres";
     for (args, field) in [
-        (vec!["--listen", "not-an-address", "--backend", backend], "listen"),
-        (vec!["--listen", &port, "--backend", backend, "--shutdown-timeout", "forever"], "shutdown"),
-        (vec!["--listen", &port, "--backend", "mysql://nope"], "backend"),
-        (vec!["--listen", &port, "--backend", backend, "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "tls"),
+        (
+            vec!["--listen", "not-an-address", "--backend", backend],
+            "listen",
+        ),
+        (
+            vec![
+                "--listen",
+                &port,
+                "--backend",
+                backend,
+                "--shutdown-timeout",
+                "forever",
+            ],
+            "shutdown",
+        ),
+        (
+            vec!["--listen", &port, "--backend", "mysql://nope"],
+            "backend",
+        ),
+        (
+            vec![
+                "--listen",
+                &port,
+                "--backend",
+                backend,
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            "tls",
+        ),
     ] {
         let mut command = std::process::Command::new(DUET_BIN);
-        command.arg("proxy").args(&args).arg("--admin-socket").arg(socket).current_dir(dir.path());
+        command
+            .arg("proxy")
+            .args(&args)
+            .arg("--admin-socket")
+            .arg(socket)
+            .current_dir(dir.path());
         let out = run(command, None, LIMIT);
-        assert_eq!(out.code(), Some(2), "duet proxy {args:?} must exit 2:\n{}", out.stderr);
+        assert_eq!(
+            out.code(),
+            Some(2),
+            "duet proxy {args:?} must exit 2:\n{}",
+            out.stderr
+        );
         assert!(
             out.stderr.to_lowercase().contains(field),
             "duet proxy {args:?}: the message must name {field:?}:\n{}",

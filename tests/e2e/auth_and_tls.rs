@@ -15,8 +15,8 @@ use crate::support::database::run_sql;
 use crate::support::pg_client::{connect, try_connect};
 use crate::support::tools::{command, psql, python, run, Target};
 use crate::support::{
-    backend_or_skip, environment::database_required, skip_or_fail, tests_path, throwaway_cluster, DuetProcess,
-    TempDir, TestDatabase,
+    backend_or_skip, environment::database_required, skip_or_fail, tests_path, throwaway_cluster,
+    DuetProcess, TempDir, TestDatabase,
 };
 
 /// (role, hba method, password) of the roles the auth test creates.
@@ -36,8 +36,23 @@ fn self_signed_certificate(dir: &TempDir) -> Certificate {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let mut openssl = command("openssl");
-    openssl.args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]);
-    openssl.args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]);
+    openssl.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+    ]);
+    openssl.args([
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ]);
     openssl.arg("-keyout").arg(&key).arg("-out").arg(&cert);
     run(openssl, None, Duration::from_secs(60)).assert_success();
     Certificate { cert, key }
@@ -53,7 +68,9 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
             .collect(),
         ..ClusterOptions::default()
     };
-    let Some(cluster) = throwaway_cluster(test, options) else { return };
+    let Some(cluster) = throwaway_cluster(test, options) else {
+        return;
+    };
     let setup = ROLES
         .iter()
         .map(|(role, method, password)| {
@@ -72,13 +89,32 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
     for (role, method, password) in ROLES {
         // psql with PGPASSWORD.
         let target = duet.target(role, "postgres");
-        let good = psql(&target.with_password(password), &["-At", "-c", "SELECT current_user"], None);
+        let good = psql(
+            &target.with_password(password),
+            &["-At", "-c", "SELECT current_user"],
+            None,
+        );
         good.assert_success();
-        assert_eq!(good.stdout_text().trim(), *role, "{method}: logged in as someone else");
-        let bad = psql(&target.with_password("wrong password"), &["-At", "-c", "SELECT 1"], None);
-        assert_eq!(bad.code(), Some(2), "{method}: psql with a wrong password must fail:\n{}", bad.stderr);
+        assert_eq!(
+            good.stdout_text().trim(),
+            *role,
+            "{method}: logged in as someone else"
+        );
+        let bad = psql(
+            &target.with_password("wrong password"),
+            &["-At", "-c", "SELECT 1"],
+            None,
+        );
+        assert_eq!(
+            bad.code(),
+            Some(2),
+            "{method}: psql with a wrong password must fail:\n{}",
+            bad.stderr
+        );
         assert!(
-            bad.stderr.contains(&format!("password authentication failed for user \"{role}\"")),
+            bad.stderr.contains(&format!(
+                "password authentication failed for user \"{role}\""
+            )),
             "{method}: expected PostgreSQL's own message, got:\n{}",
             bad.stderr
         );
@@ -104,7 +140,10 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
             .unwrap_or_else(|| panic!("{method}: wrong password gave no server error: {err:?}"));
         assert_eq!(db_error.code().code(), "28P01", "{method}");
         assert_eq!(db_error.severity(), "FATAL");
-        assert_eq!(db_error.message(), format!("password authentication failed for user \"{role}\""));
+        assert_eq!(
+            db_error.message(),
+            format!("password authentication failed for user \"{role}\"")
+        );
     }
 
     // SCRAM through duet's TLS: duet must not offer SCRAM-SHA-256-PLUS (its TLS is not the
@@ -113,15 +152,35 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
     let certificate = self_signed_certificate(&certs);
     let tls_duet = DuetProcess::start(
         &cluster.url("postgres", None, "postgres"),
-        &["--tls-cert", path(&certificate.cert), "--tls-key", path(&certificate.key)],
+        &[
+            "--tls-cert",
+            path(&certificate.cert),
+            "--tls-key",
+            path(&certificate.key),
+        ],
     );
-    let scram = tls_duet.target("scram_user", "postgres").with("sslmode=require").with_password("scram secret");
+    let scram = tls_duet
+        .target("scram_user", "postgres")
+        .with("sslmode=require")
+        .with_password("scram secret");
     let over_tls = psql(&scram, &["-At", "-c", "SELECT current_user"], None);
     over_tls.assert_success();
     assert_eq!(over_tls.stdout_text().trim(), "scram_user");
-    let bound = psql(&scram.with("channel_binding=require"), &["-At", "-c", "SELECT 1"], None);
-    assert_eq!(bound.code(), Some(2), "channel_binding=require must fail: duet cannot offer SCRAM-SHA-256-PLUS");
-    assert!(bound.stderr.contains("channel binding"), "unexpected failure:\n{}", bound.stderr);
+    let bound = psql(
+        &scram.with("channel_binding=require"),
+        &["-At", "-c", "SELECT 1"],
+        None,
+    );
+    assert_eq!(
+        bound.code(),
+        Some(2),
+        "channel_binding=require must fail: duet cannot offer SCRAM-SHA-256-PLUS"
+    );
+    assert!(
+        bound.stderr.contains("channel binding"),
+        "unexpected failure:\n{}",
+        bound.stderr
+    );
 }
 
 fn path(path: &std::path::Path) -> &str {
@@ -131,13 +190,20 @@ fn path(path: &std::path::Path) -> &str {
 #[test]
 fn tls_with_psql_and_psycopg() {
     let test = "tls_with_psql_and_psycopg";
-    let Some(backend) = backend_or_skip(test) else { return };
+    let Some(backend) = backend_or_skip(test) else {
+        return;
+    };
     let db = TestDatabase::create(&backend, "tls");
     let certs = TempDir::new("tls");
     let certificate = self_signed_certificate(&certs);
     let duet = DuetProcess::start(
         &backend.url(db.name()),
-        &["--tls-cert", path(&certificate.cert), "--tls-key", path(&certificate.key)],
+        &[
+            "--tls-cert",
+            path(&certificate.cert),
+            "--tls-key",
+            path(&certificate.key),
+        ],
     );
     let mut target = duet.target(&backend.user, db.name());
     if let Some(password) = &backend.password {
@@ -147,19 +213,28 @@ fn tls_with_psql_and_psycopg() {
     let encrypted = psql(&target.with("sslmode=require"), &["-c", "\\conninfo"], None);
     encrypted.assert_success();
     assert!(
-        encrypted.stdout_text().contains("SSL connection (protocol: TLSv1."),
+        encrypted
+            .stdout_text()
+            .contains("SSL connection (protocol: TLSv1."),
         "psql sslmode=require did not report TLS:\n{}",
         encrypted.stdout_text()
     );
     // The certificate served is ours (verify-full checks chain and host name).
-    let verified = target.with(&format!("sslmode=verify-full sslrootcert={}", path(&certificate.cert)));
+    let verified = target.with(&format!(
+        "sslmode=verify-full sslrootcert={}",
+        path(&certificate.cert)
+    ));
     let verified = psql(&verified, &["-At", "-c", "SELECT 'verified'"], None);
     verified.assert_success();
     assert_eq!(verified.stdout_text().trim(), "verified");
 
     let plain = psql(&target.with("sslmode=disable"), &["-c", "\\conninfo"], None);
     plain.assert_success();
-    assert!(!plain.stdout_text().contains("SSL connection"), "sslmode=disable used TLS:\n{}", plain.stdout_text());
+    assert!(
+        !plain.stdout_text().contains("SSL connection"),
+        "sslmode=disable used TLS:\n{}",
+        plain.stdout_text()
+    );
 
     // Several MB over TLS: identical to a plain direct read.
     let query = "SELECT i, repeat(md5(i::text), 10) FROM generate_series(1, 20000) i";
@@ -170,10 +245,21 @@ fn tls_with_psql_and_psycopg() {
         Some(password) => direct_target.with_password(password),
         None => direct_target,
     };
-    let direct = psql(&direct_target.with("sslmode=disable"), &["-At", "-c", query], None);
+    let direct = psql(
+        &direct_target.with("sslmode=disable"),
+        &["-At", "-c", query],
+        None,
+    );
     direct.assert_success();
-    assert!(over_tls.stdout.len() > 6_000_000, "expected > 6 MB, got {}", over_tls.stdout.len());
-    assert!(over_tls.stdout == direct.stdout, "a large result over TLS differs from direct");
+    assert!(
+        over_tls.stdout.len() > 6_000_000,
+        "expected > 6 MB, got {}",
+        over_tls.stdout.len()
+    );
+    assert!(
+        over_tls.stdout == direct.stdout,
+        "a large result over TLS differs from direct"
+    );
 
     // psycopg (libpq in another process, another driver's TLS setup).
     let mut env = vec![("DSN", target.conninfo.as_str())];
@@ -185,7 +271,10 @@ fn tls_with_psql_and_psycopg() {
         if database_required() {
             panic!("{test}: python3 cannot import psycopg; pip install 'psycopg[binary]'");
         }
-        let _: Option<()> = skip_or_fail(test, "python3 cannot import psycopg (only the psycopg part is skipped)");
+        let _: Option<()> = skip_or_fail(
+            test,
+            "python3 cannot import psycopg (only the psycopg part is skipped)",
+        );
     } else {
         output.assert_success();
         assert!(output.stdout_text().contains("TLS OK"));

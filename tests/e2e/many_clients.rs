@@ -16,10 +16,17 @@ const CLIENTS: usize = 1000;
 /// Raises this process's soft RLIMIT_NOFILE (inherited by the duet it spawns) to `wanted`, or to the
 /// hard limit if that is lower.
 fn raise_open_files_limit(wanted: u64) -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit write/read the struct we own.
     unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0, "getrlimit");
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit),
+            0,
+            "getrlimit"
+        );
         if limit.rlim_cur < wanted {
             limit.rlim_cur = wanted.min(limit.rlim_max);
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "setrlimit");
@@ -32,13 +39,18 @@ fn raise_open_files_limit(wanted: u64) -> u64 {
 async fn a_thousand_concurrent_clients() {
     let test = "a_thousand_concurrent_clients";
     let files = raise_open_files_limit(8192);
-    assert!(files >= 3 * CLIENTS as u64, "RLIMIT_NOFILE hard limit {files} is too low for {CLIENTS} clients");
+    assert!(
+        files >= 3 * CLIENTS as u64,
+        "RLIMIT_NOFILE hard limit {files} is too low for {CLIENTS} clients"
+    );
     let options = ClusterOptions {
         max_connections: 1100,
         settings: vec![("shared_buffers".into(), "32MB".into())],
         ..ClusterOptions::default()
     };
-    let Some(cluster) = throwaway_cluster(test, options) else { return };
+    let Some(cluster) = throwaway_cluster(test, options) else {
+        return;
+    };
     let duet = DuetProcess::start(&cluster.url("postgres", None, "postgres"), &[]);
     let config = duet.config("postgres", "postgres");
 
@@ -71,16 +83,31 @@ async fn a_thousand_concurrent_clients() {
     for task in querying {
         pids.insert(task.await.expect("query task"));
     }
-    assert_eq!(pids.len(), CLIENTS, "every client must have its own backend");
+    assert_eq!(
+        pids.len(),
+        CLIENTS,
+        "every client must have its own backend"
+    );
 
-    wait_for_async("duet to count 1000 clients", Duration::from_secs(60), || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(CLIENTS as u64))).then_some(())
-    })
+    wait_for_async(
+        "duet to count 1000 clients",
+        Duration::from_secs(60),
+        || async {
+            (duet.status_async().await.pointer("/clients/current")
+                == Some(&Value::from(CLIENTS as u64)))
+            .then_some(())
+        },
+    )
     .await;
 
     drop(sessions);
-    wait_for_async("all clients to be gone", Duration::from_secs(60), || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(0))).then_some(())
-    })
+    wait_for_async(
+        "all clients to be gone",
+        Duration::from_secs(60),
+        || async {
+            (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(0)))
+                .then_some(())
+        },
+    )
     .await;
 }

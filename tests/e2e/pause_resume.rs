@@ -21,7 +21,12 @@ use crate::support::{backend_or_skip, Backend, DuetProcess, TestDatabase};
 const LIMIT: Duration = Duration::from_secs(30);
 const WATCH: Duration = Duration::from_secs(1);
 
-fn through(backend: &Backend, duet: &DuetProcess, db: &TestDatabase, app: &str) -> tokio_postgres::Config {
+fn through(
+    backend: &Backend,
+    duet: &DuetProcess,
+    db: &TestDatabase,
+    app: &str,
+) -> tokio_postgres::Config {
     let mut config = duet.config(&backend.user, db.name());
     config.application_name(app);
     if let Some(password) = &backend.password {
@@ -43,7 +48,8 @@ async fn wait_until_pausing(duet: &DuetProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_waits_for_open_transactions_and_holds_new_ones() {
-    let Some(backend) = backend_or_skip("pause_waits_for_open_transactions_and_holds_new_ones") else {
+    let Some(backend) = backend_or_skip("pause_waits_for_open_transactions_and_holds_new_ones")
+    else {
         return;
     };
     let db = TestDatabase::create(&backend, "pause_hold");
@@ -52,7 +58,10 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
     let writer = connect(&through(&backend, &duet, &db, "e2e-writer")).await;
     let waiter = connect(&through(&backend, &duet, &db, "e2e-waiter")).await;
     let waiter_client = Arc::new(waiter.client);
-    waiter_client.simple_query("SELECT 1").await.expect("waiter warm-up");
+    waiter_client
+        .simple_query("SELECT 1")
+        .await
+        .expect("waiter warm-up");
 
     writer
         .client
@@ -63,7 +72,11 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
     let pause = duet.admin_spawn(&["pause", "--timeout", "60s", "--format", "json"]);
     wait_until_pausing(&duet).await;
     tokio::time::sleep(WATCH).await;
-    assert!(!pause.is_finished(), "pause returned while a transaction was open: {:?}", pause.await);
+    assert!(
+        !pause.is_finished(),
+        "pause returned while a transaction was open: {:?}",
+        pause.await
+    );
 
     // A new transaction from the idle session is held, without error.
     let held_client = Arc::clone(&waiter_client);
@@ -74,21 +87,33 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
             .map(|row| row.get::<_, i32>(0))
     });
     tokio::time::sleep(WATCH).await;
-    assert!(!held.is_finished(), "a new query ran while pausing: {:?}", held.await);
+    assert!(
+        !held.is_finished(),
+        "a new query ran while pausing: {:?}",
+        held.await
+    );
 
     // The open transaction goes on: more statements, then COMMIT.
     bounded(
         "a statement inside the open transaction while pausing",
         LIMIT,
-        writer.client.batch_execute("UPDATE counter SET v = v + 1 WHERE id = 1"),
+        writer
+            .client
+            .batch_execute("UPDATE counter SET v = v + 1 WHERE id = 1"),
     )
     .await
     .expect("statement inside the open transaction");
-    bounded("COMMIT while pausing", LIMIT, writer.client.batch_execute("COMMIT"))
-        .await
-        .expect("COMMIT of the open transaction");
+    bounded(
+        "COMMIT while pausing",
+        LIMIT,
+        writer.client.batch_execute("COMMIT"),
+    )
+    .await
+    .expect("COMMIT of the open transaction");
 
-    let paused = bounded("pause to return after COMMIT", LIMIT, pause).await.expect("pause task");
+    let paused = bounded("pause to return after COMMIT", LIMIT, pause)
+        .await
+        .expect("pause task");
     assert_eq!(paused.code, Some(0), "pause: {paused:?}");
     let reply = paused.json();
     assert_eq!(reply["paused"], true, "{reply}");
@@ -100,8 +125,16 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
     let second_client = Arc::clone(&writer_client);
     let second = tokio::spawn(async move { second_client.simple_query("SELECT 'second'").await });
     tokio::time::sleep(WATCH).await;
-    assert!(!held.is_finished(), "held query ran before resume: {:?}", held.await);
-    assert!(!second.is_finished(), "new query ran while paused: {:?}", second.await);
+    assert!(
+        !held.is_finished(),
+        "held query ran before resume: {:?}",
+        held.await
+    );
+    assert!(
+        !second.is_finished(),
+        "new query ran while paused: {:?}",
+        second.await
+    );
 
     let resumed = duet.admin_async(&["resume", "--format", "json"]).await;
     assert_eq!(resumed.code, Some(0), "resume: {resumed:?}");
@@ -111,19 +144,27 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
         .await
         .expect("held task")
         .expect("the held query must succeed, not error");
-    assert_eq!(value, 2, "the held query must run after the transaction committed");
+    assert_eq!(
+        value, 2,
+        "the held query must run after the transaction committed"
+    );
     bounded("second query after resume", LIMIT, second)
         .await
         .expect("second task")
         .expect("second query");
     assert_eq!(duet.status_async().await["paused"], false);
     let again = duet.admin_async(&["resume", "--format", "json"]).await;
-    assert_eq!(again.code, Some(0), "resume when not paused is ok: {again:?}");
+    assert_eq!(
+        again.code,
+        Some(0),
+        "resume when not paused is ok: {again:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_timeout_names_the_blocking_session_and_releases() {
-    let Some(backend) = backend_or_skip("pause_timeout_names_the_blocking_session_and_releases") else {
+    let Some(backend) = backend_or_skip("pause_timeout_names_the_blocking_session_and_releases")
+    else {
         return;
     };
     let db = TestDatabase::create(&backend, "pause_timeout");
@@ -131,33 +172,61 @@ async fn pause_timeout_names_the_blocking_session_and_releases() {
     let blocker = connect(&through(&backend, &duet, &db, "e2e-blocker")).await;
     let bystander = connect(&through(&backend, &duet, &db, "e2e-bystander")).await;
     let blocker_pid = backend_pid(&blocker.client).await;
-    bystander.client.simple_query("SELECT 1").await.expect("bystander warm-up");
-    blocker.client.batch_execute("BEGIN; SELECT 1").await.expect("BEGIN");
+    bystander
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("bystander warm-up");
+    blocker
+        .client
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("BEGIN");
 
-    let out = duet.admin_async(&["pause", "--timeout", "1s", "--format", "json"]).await;
+    let out = duet
+        .admin_async(&["pause", "--timeout", "1s", "--format", "json"])
+        .await;
     assert_eq!(out.code, Some(1), "a pause that times out exits 1: {out:?}");
     let reply = out.json();
     assert_eq!(reply["paused"], false, "{reply}");
     assert_eq!(reply["reason"], "timeout", "{reply}");
     assert!(reply["waited_ms"].is_u64(), "{reply}");
-    let blocking = reply["blocking_sessions"].as_array().unwrap_or_else(|| panic!("no blocking_sessions: {reply}"));
-    assert_eq!(blocking.len(), 1, "only the idle-in-transaction session blocks: {reply}");
+    let blocking = reply["blocking_sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no blocking_sessions: {reply}"));
+    assert_eq!(
+        blocking.len(),
+        1,
+        "only the idle-in-transaction session blocks: {reply}"
+    );
     assert_eq!(blocking[0]["backend_pid"], blocker_pid, "{reply}");
     assert_eq!(blocking[0]["state"], "idle in transaction", "{reply}");
     assert_eq!(blocking[0]["application_name"], "e2e-blocker", "{reply}");
 
     // Released: not paused, old and new sessions run.
     assert_eq!(duet.status_async().await["paused"], false);
-    bounded("bystander query after the failed pause", LIMIT, bystander.client.simple_query("SELECT 2"))
-        .await
-        .expect("bystander after failed pause");
+    bounded(
+        "bystander query after the failed pause",
+        LIMIT,
+        bystander.client.simple_query("SELECT 2"),
+    )
+    .await
+    .expect("bystander after failed pause");
     let fresh = connect(&through(&backend, &duet, &db, "e2e-fresh")).await;
-    bounded("new session after the failed pause", LIMIT, fresh.client.simple_query("SELECT 3"))
-        .await
-        .expect("new session after failed pause");
-    bounded("COMMIT of the blocker", LIMIT, blocker.client.batch_execute("COMMIT"))
-        .await
-        .expect("blocker COMMIT");
+    bounded(
+        "new session after the failed pause",
+        LIMIT,
+        fresh.client.simple_query("SELECT 3"),
+    )
+    .await
+    .expect("new session after failed pause");
+    bounded(
+        "COMMIT of the blocker",
+        LIMIT,
+        blocker.client.batch_execute("COMMIT"),
+    )
+    .await
+    .expect("blocker COMMIT");
 }
 
 #[test]
@@ -178,7 +247,12 @@ fn pgbench_survives_repeated_pause_and_resume() {
         .into_iter()
         .map(|mode| {
             let target = target.clone();
-            std::thread::spawn(move || pgbench(&target, &["-M", mode, "-c", "2", "-j", "1", "-T", "8", "-n"]))
+            std::thread::spawn(move || {
+                pgbench(
+                    &target,
+                    &["-M", mode, "-c", "2", "-j", "1", "-T", "8", "-n"],
+                )
+            })
         })
         .collect();
     for round in 0..5 {
@@ -196,6 +270,11 @@ fn pgbench_survives_repeated_pause_and_resume() {
         run.assert_success();
         let summary = parse_pgbench(&run);
         assert!(summary.processed > 0, "{}", run.stdout_text());
-        assert_eq!(summary.failed, 0, "failed transactions under pause/resume:\n{}", run.stdout_text());
+        assert_eq!(
+            summary.failed,
+            0,
+            "failed transactions under pause/resume:\n{}",
+            run.stdout_text()
+        );
     }
 }

@@ -21,7 +21,10 @@ fn pgbench_init_and_all_query_modes_through_duet() {
     init.assert_success();
 
     for mode in ["simple", "extended", "prepared"] {
-        let run = pgbench(&target, &["-M", mode, "-c", "4", "-j", "2", "-T", "3", "-n"]);
+        let run = pgbench(
+            &target,
+            &["-M", mode, "-c", "4", "-j", "2", "-T", "3", "-n"],
+        );
         run.assert_success();
         let summary = parse_pgbench(&run);
         assert!(

@@ -34,26 +34,51 @@ fn psql_script_output_and_errors_match_direct() {
     let script = tests_path("sql/psql_session.sql");
     let script = script.to_str().expect("utf-8 path");
 
-    let direct = psql(&direct_target(&backend, direct_db.name()), &["-f", script], None);
-    let proxied = psql(&duet_target(&backend, &duet, proxied_db.name()), &["-f", script], None);
+    let direct = psql(
+        &direct_target(&backend, direct_db.name()),
+        &["-f", script],
+        None,
+    );
+    let proxied = psql(
+        &duet_target(&backend, &duet, proxied_db.name()),
+        &["-f", script],
+        None,
+    );
 
     // The script ends with ON_ERROR_STOP and a syntax error: psql exits 3 after it.
     assert_eq!(direct.code(), Some(3), "direct psql: {}", direct.stderr);
-    assert_eq!(proxied.code(), direct.code(), "psql exit code through duet: {}", proxied.stderr);
+    assert_eq!(
+        proxied.code(),
+        direct.code(),
+        "psql exit code through duet: {}",
+        proxied.stderr
+    );
     assert_eq!(
         proxied.stdout_text(),
         direct.stdout_text(),
         "psql stdout through duet differs from direct"
     );
-    assert_eq!(proxied.stderr, direct.stderr, "psql stderr (errors, notices) through duet differs from direct");
+    assert_eq!(
+        proxied.stderr, direct.stderr,
+        "psql stderr (errors, notices) through duet differs from direct"
+    );
 
     // The comparison above is only meaningful if the script did what it says.
     let stdout = proxied.stdout_text();
     for expected in ["multi", "before the stop", "item 50", "quote's"] {
-        assert!(stdout.contains(expected), "{expected:?} missing from psql output:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from psql output:\n{stdout}"
+        );
     }
-    assert!(!stdout.contains("never reached"), "ON_ERROR_STOP did not stop:\n{stdout}");
-    assert!(!stdout.contains("never"), "statement after a failed one in a multi-statement Query ran");
+    assert!(
+        !stdout.contains("never reached"),
+        "ON_ERROR_STOP did not stop:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("never"),
+        "statement after a failed one in a multi-statement Query ran"
+    );
     for expected in [
         "ERROR:  42P01: relation \"no_such_table\" does not exist",
         "ERROR:  22012: division by zero",
@@ -64,7 +89,7 @@ fn psql_script_output_and_errors_match_direct() {
         "ERROR:  25P02: current transaction is aborted",
         "NOTICE:  00000: notice from plpgsql",
         "WARNING:  01000: a warning",
-        "ERROR:  42601: syntax error at or near \"syntax\"",
+        "ERROR:  42601: syntax error at or near \"here\"",
     ] {
         assert!(
             proxied.stderr.contains(expected),
@@ -111,11 +136,20 @@ fn psql_copy_both_ways_and_copy_errors() {
 
     let copy_in = psql(
         &through,
-        &["-v", "ON_ERROR_STOP=1", "-c", &format!("\\copy copied FROM '{}'", input.display())],
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("\\copy copied FROM '{}'", input.display()),
+        ],
         None,
     );
     copy_in.assert_success();
-    assert!(copy_in.stdout_text().contains("COPY 5000"), "{}", copy_in.stdout_text());
+    assert!(
+        copy_in.stdout_text().contains("COPY 5000"),
+        "{}",
+        copy_in.stdout_text()
+    );
 
     let out_duet = files.join("out-duet.tsv");
     let out_direct = files.join("out-direct.tsv");
@@ -126,15 +160,25 @@ fn psql_copy_both_ways_and_copy_errors() {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
-                &format!("\\copy (SELECT * FROM copied ORDER BY id) TO '{}'", file.display()),
+                &format!(
+                    "\\copy (SELECT * FROM copied ORDER BY id) TO '{}'",
+                    file.display()
+                ),
             ],
             None,
         )
         .assert_success();
     }
     let copied_out = std::fs::read_to_string(&out_duet).expect("reading COPY output through duet");
-    assert_eq!(copied_out.len(), rows.len(), "COPY TO through duet: size differs from what was copied in");
-    assert!(copied_out == rows, "COPY TO through duet does not give back what COPY FROM wrote");
+    assert_eq!(
+        copied_out.len(),
+        rows.len(),
+        "COPY TO through duet: size differs from what was copied in"
+    );
+    assert!(
+        copied_out == rows,
+        "COPY TO through duet does not give back what COPY FROM wrote"
+    );
     assert!(
         copied_out == std::fs::read_to_string(&out_direct).expect("reading direct COPY output"),
         "COPY TO through duet differs from COPY TO direct"
@@ -152,14 +196,21 @@ fn psql_copy_both_ways_and_copy_errors() {
     );
     let failed_duet = psql(&through, &[], Some(script.as_bytes()));
     let failed_direct = psql(&direct, &[], Some(script.as_bytes()));
-    assert_eq!(failed_duet.stderr, failed_direct.stderr, "COPY error through duet differs from direct");
+    assert_eq!(
+        failed_duet.stderr, failed_direct.stderr,
+        "COPY error through duet differs from direct"
+    );
     assert!(
         failed_duet.stderr.contains("22P02") && failed_duet.stderr.contains("line 2500"),
         "expected invalid input syntax at line 2500:\n{}",
         failed_duet.stderr
     );
     assert_eq!(failed_duet.stdout_text(), failed_direct.stdout_text());
-    assert!(failed_duet.stdout_text().contains("after_failed_copy"), "{}", failed_duet.stdout_text());
+    assert!(
+        failed_duet.stdout_text().contains("after_failed_copy"),
+        "{}",
+        failed_duet.stdout_text()
+    );
 }
 
 #[test]
@@ -187,8 +238,15 @@ fn psql_large_result_and_large_copy_in_match_direct() {
         "expected a result over 20 MB, got {} bytes",
         via_duet.stdout.len()
     );
-    assert_eq!(via_duet.stdout.len(), via_direct.stdout.len(), "large result size differs from direct");
-    assert!(via_duet.stdout == via_direct.stdout, "large result content through duet differs from direct");
+    assert_eq!(
+        via_duet.stdout.len(),
+        via_direct.stdout.len(),
+        "large result size differs from direct"
+    );
+    assert!(
+        via_duet.stdout == via_direct.stdout,
+        "large result content through duet differs from direct"
+    );
 
     // ~20 MB of COPY data, client → server.
     let mut data = String::with_capacity(21_000_000);
@@ -198,11 +256,20 @@ fn psql_large_result_and_large_copy_in_match_direct() {
     for (target, table) in [(&through, "big_duet"), (&direct, "big_direct")] {
         let out = psql(
             target,
-            &["-v", "ON_ERROR_STOP=1", "-c", &format!("COPY {table} FROM STDIN")],
+            &[
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("COPY {table} FROM STDIN"),
+            ],
             Some(data.as_bytes()),
         );
         out.assert_success();
-        assert!(out.stdout_text().contains("COPY 140000"), "{}", out.stdout_text());
+        assert!(
+            out.stdout_text().contains("COPY 140000"),
+            "{}",
+            out.stdout_text()
+        );
     }
     let same = psql(
         &direct,
@@ -215,5 +282,9 @@ fn psql_large_result_and_large_copy_in_match_direct() {
         None,
     );
     same.assert_success();
-    assert_eq!(same.stdout_text().trim(), "t", "rows copied in through duet differ from direct");
+    assert_eq!(
+        same.stdout_text().trim(),
+        "t",
+        "rows copied in through duet differ from direct"
+    );
 }

@@ -4,7 +4,10 @@
 //! cursors, its own COPY and notification loops), so it finds different proxy bugs.
 
 use crate::support::tools::python;
-use crate::support::{backend_or_skip, environment::database_required, skip_or_fail, tests_path, DuetProcess, TestDatabase};
+use crate::support::{
+    backend_or_skip, environment::database_required, skip_or_fail, tests_path, DuetProcess,
+    TestDatabase,
+};
 
 #[test]
 fn psycopg_application_session_through_duet() {
@@ -34,7 +37,10 @@ fn psycopg_application_session_through_duet() {
     let output = python(
         &tests_path("python/psycopg_session.py"),
         &[],
-        &[("DUET_DSN", through.as_str()), ("DIRECT_DSN", direct.as_str())],
+        &[
+            ("DUET_DSN", through.as_str()),
+            ("DIRECT_DSN", direct.as_str()),
+        ],
     );
     if output.code() == Some(77) {
         let why = format!(
@@ -49,5 +55,8 @@ fn psycopg_application_session_through_duet() {
     }
     output.assert_success();
     let stdout = output.stdout_text();
-    assert!(stdout.contains("ALL OK"), "the psycopg script did not finish:\n{stdout}");
+    assert!(
+        stdout.contains("ALL OK"),
+        "the psycopg script did not finish:\n{stdout}"
+    );
 }

@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::support::cluster::{stop_postmaster, superuser_config, RestartedServer};
 use crate::support::pg_client::{bounded, connect, try_connect};
 use crate::support::wire::{self, Exchange, SeededRng};
-use crate::support::{backend_or_skip, throwaway_cluster, wait_for, wait_for_async, DuetProcess, TestDatabase};
+use crate::support::{
+    backend_or_skip, throwaway_cluster, wait_for, wait_for_async, DuetProcess, TestDatabase,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -29,17 +31,38 @@ enum Expect {
 }
 
 fn check_exchange(case: &str, exchange: &Exchange, expect: Expect) {
-    assert!(exchange.closed, "{case}: duet did not close the connection within {LIMIT:?}: {exchange:?}");
+    assert!(
+        exchange.closed,
+        "{case}: duet did not close the connection within {LIMIT:?}: {exchange:?}"
+    );
+    assert!(
+        exchange.trailing.is_empty(),
+        "{case}: duet sent a partial message: {exchange:?}"
+    );
     match (expect, exchange.error()) {
         (Expect::ProtocolViolation, Some(error)) => {
             let fields = error.fields();
-            assert_eq!(fields.get(&b'C').map(String::as_str), Some("08P01"), "{case}: {fields:?}");
-            assert_eq!(fields.get(&b'V').map(String::as_str), Some("FATAL"), "{case}: {fields:?}");
+            assert_eq!(
+                fields.get(&b'C').map(String::as_str),
+                Some("08P01"),
+                "{case}: {fields:?}"
+            );
+            assert_eq!(
+                fields.get(&b'V').map(String::as_str),
+                Some("FATAL"),
+                "{case}: {fields:?}"
+            );
         }
-        (Expect::ProtocolViolation, None) => panic!("{case}: expected ErrorResponse 08P01, got {exchange:?}"),
+        (Expect::ProtocolViolation, None) => {
+            panic!("{case}: expected ErrorResponse 08P01, got {exchange:?}")
+        }
         (Expect::ClosedMaybeFatal, Some(error)) => {
             let fields = error.fields();
-            assert_eq!(fields.get(&b'V').map(String::as_str), Some("FATAL"), "{case}: {fields:?}");
+            assert_eq!(
+                fields.get(&b'V').map(String::as_str),
+                Some("FATAL"),
+                "{case}: {fields:?}"
+            );
         }
         (Expect::ClosedMaybeFatal, None) => {}
     }
@@ -72,7 +95,10 @@ async fn malformed_protocol_closes_only_the_offender() {
             let mut n = 0i32;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let row = healthy.client.query_one("SELECT $1::int + 1", &[&n]).await?;
+                let row = healthy
+                    .client
+                    .query_one("SELECT $1::int + 1", &[&n])
+                    .await?;
                 assert_eq!(row.get::<_, i32>(0), n + 1);
                 successes.fetch_add(1, Ordering::Relaxed);
             }
@@ -80,17 +106,38 @@ async fn malformed_protocol_closes_only_the_offender() {
         })
     };
 
-    let startup = wire::startup_message(&[("user", backend.user.as_str()), ("database", db.name())]);
+    let startup =
+        wire::startup_message(&[("user", backend.user.as_str()), ("database", db.name())]);
     let before_login: Vec<(&str, Vec<u8>, Expect)> = vec![
-        ("startup length below the minimum", raw(&[&4i32.to_be_bytes(), &[0, 3, 0, 0]]), Expect::ClosedMaybeFatal),
-        ("negative startup length", raw(&[&(-16i32).to_be_bytes(), &[0; 12]]), Expect::ClosedMaybeFatal),
         (
-            "oversized startup length",
-            raw(&[&0x7fff_ff00i32.to_be_bytes(), &wire::PROTOCOL_3_0.to_be_bytes(), b"user\0x\0"]),
+            "startup length below the minimum",
+            raw(&[&4i32.to_be_bytes(), &[0, 3, 0, 0]]),
             Expect::ClosedMaybeFatal,
         ),
-        ("truncated startup", startup[..startup.len() / 2].to_vec(), Expect::ClosedMaybeFatal),
-        ("startup header only", startup[..3].to_vec(), Expect::ClosedMaybeFatal),
+        (
+            "negative startup length",
+            raw(&[&(-16i32).to_be_bytes(), &[0; 12]]),
+            Expect::ClosedMaybeFatal,
+        ),
+        (
+            "oversized startup length",
+            raw(&[
+                &0x7fff_ff00i32.to_be_bytes(),
+                &wire::PROTOCOL_3_0.to_be_bytes(),
+                b"user\0x\0",
+            ]),
+            Expect::ClosedMaybeFatal,
+        ),
+        (
+            "truncated startup",
+            startup[..startup.len() / 2].to_vec(),
+            Expect::ClosedMaybeFatal,
+        ),
+        (
+            "startup header only",
+            startup[..3].to_vec(),
+            Expect::ClosedMaybeFatal,
+        ),
         (
             "unknown protocol version",
             raw(&[&8i32.to_be_bytes(), &0x0009_0000i32.to_be_bytes()]),
@@ -98,23 +145,49 @@ async fn malformed_protocol_closes_only_the_offender() {
         ),
         (
             "startup parameters without terminators",
-            raw(&[&24i32.to_be_bytes(), &wire::PROTOCOL_3_0.to_be_bytes(), b"userxxxxxxxxxxxx"]),
+            raw(&[
+                &24i32.to_be_bytes(),
+                &wire::PROTOCOL_3_0.to_be_bytes(),
+                b"userxxxxxxxxxxxx",
+            ]),
             Expect::ClosedMaybeFatal,
         ),
-        ("HTTP request", b"GET / HTTP/1.1\r\nHost: duet\r\n\r\n".to_vec(), Expect::ClosedMaybeFatal),
+        (
+            "HTTP request",
+            b"GET / HTTP/1.1\r\nHost: duet\r\n\r\n".to_vec(),
+            Expect::ClosedMaybeFatal,
+        ),
     ];
     for (case, bytes, expect) in before_login {
-        let mut stream = tokio::net::TcpStream::connect(duet.listen()).await.expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(duet.listen())
+            .await
+            .expect("connect");
         let exchange = wire::send_and_collect(&mut stream, &bytes, LIMIT).await;
         check_exchange(case, &exchange, expect);
     }
 
     // After a successful login: the client stays connected (no EOF), duet must close on its own.
     let after_login: Vec<(&str, Vec<u8>, Expect)> = vec![
-        ("garbage message type", wire::message(0xff, b"garbage"), Expect::ProtocolViolation),
-        ("length below 4", raw(&[b"Q", &2i32.to_be_bytes(), b"SELECT 1\0"]), Expect::ProtocolViolation),
-        ("negative length", raw(&[b"Q", &(-5i32).to_be_bytes(), b"SELECT 1\0"]), Expect::ProtocolViolation),
-        ("startup packet again", startup.clone(), Expect::ProtocolViolation),
+        (
+            "garbage message type",
+            wire::message(0xff, b"garbage"),
+            Expect::ProtocolViolation,
+        ),
+        (
+            "length below 4",
+            raw(&[b"Q", &2i32.to_be_bytes(), b"SELECT 1\0"]),
+            Expect::ProtocolViolation,
+        ),
+        (
+            "negative length",
+            raw(&[b"Q", &(-5i32).to_be_bytes(), b"SELECT 1\0"]),
+            Expect::ProtocolViolation,
+        ),
+        (
+            "startup packet again",
+            startup.clone(),
+            Expect::ProtocolViolation,
+        ),
     ];
     for (case, bytes, expect) in after_login {
         let (mut stream, _) = wire::login(duet.listen(), &backend.user, db.name()).await;
@@ -123,8 +196,14 @@ async fn malformed_protocol_closes_only_the_offender() {
     }
     // After login, messages the client never finishes: closed once the client hangs up.
     let truncated: Vec<(&str, Vec<u8>)> = vec![
-        ("oversized length", raw(&[b"Q", &0x7fff_fff0i32.to_be_bytes(), b"SELECT 1\0"])),
-        ("truncated query", raw(&[b"Q", &100i32.to_be_bytes(), b"SELECT"])),
+        (
+            "oversized length",
+            raw(&[b"Q", &0x7fff_fff0i32.to_be_bytes(), b"SELECT 1\0"]),
+        ),
+        (
+            "truncated query",
+            raw(&[b"Q", &100i32.to_be_bytes(), b"SELECT"]),
+        ),
         ("truncated header", b"Q\0\0".to_vec()),
     ];
     for (case, bytes) in truncated {
@@ -134,13 +213,17 @@ async fn malformed_protocol_closes_only_the_offender() {
     }
 
     // Random bytes from a seeded generator over many connections, 16 at a time.
-    let seed: u64 = std::env::var("DUET_E2E_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x00d0_e7e2);
+    let seed: u64 = std::env::var("DUET_E2E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00d0_e7e2);
     let mut rng = SeededRng::new(seed);
     for batch in 0..15 {
         let mut tasks = Vec::new();
         for index in 0..16 {
             let mode = rng.below(4);
-            let noise = rng.bytes(1 + rng.below(600) as usize);
+            let noise_len = 1 + rng.below(600) as usize;
+            let noise = rng.bytes(noise_len);
             let header = {
                 let mut header = ((8 + rng.below(300)) as i32).to_be_bytes().to_vec();
                 header.extend_from_slice(&wire::PROTOCOL_3_0.to_be_bytes());
@@ -153,13 +236,25 @@ async fn malformed_protocol_closes_only_the_offender() {
             tasks.push(tokio::spawn(async move {
                 let case = format!("seed {seed:#x} batch {batch} connection {index} mode {mode}");
                 let (mut stream, bytes) = match mode {
-                    0 => (tokio::net::TcpStream::connect(addr).await.expect("connect"), noise),
-                    1 => (tokio::net::TcpStream::connect(addr).await.expect("connect"), raw(&[&startup, &noise])),
-                    2 => (tokio::net::TcpStream::connect(addr).await.expect("connect"), raw(&[&header, &noise])),
+                    0 => (
+                        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+                        noise,
+                    ),
+                    1 => (
+                        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+                        raw(&[&startup, &noise]),
+                    ),
+                    2 => (
+                        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+                        raw(&[&header, &noise]),
+                    ),
                     _ => (wire::login(addr, &user, &db_name).await.0, noise),
                 };
                 let exchange = wire::send_and_collect(&mut stream, &bytes, LIMIT).await;
-                assert!(exchange.closed, "{case}: not closed after the client hung up: {exchange:?}");
+                assert!(
+                    exchange.closed,
+                    "{case}: not closed after the client hung up: {exchange:?}"
+                );
             }));
         }
         for task in tasks {
@@ -175,10 +270,16 @@ async fn malformed_protocol_closes_only_the_offender() {
         .expect("the healthy session must not see any error");
     assert!(successes.load(Ordering::Relaxed) > 0);
     let fresh = connect(&config).await;
-    let one: i32 = fresh.client.query_one("SELECT 1", &[]).await.expect("new session").get(0);
+    let one: i32 = fresh
+        .client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("new session")
+        .get(0);
     assert_eq!(one, 1);
     wait_for_async("only the new session to remain", LIMIT, || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(1))).then_some(())
+        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(1)))
+            .then_some(())
     })
     .await;
 }
@@ -186,18 +287,26 @@ async fn malformed_protocol_closes_only_the_offender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_death_is_survived_and_recovered_from() {
     let test = "backend_death_is_survived_and_recovered_from";
-    let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else { return };
+    let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else {
+        return;
+    };
     let logs = crate::support::TempDir::new("restarted-pg");
     let duet = DuetProcess::start(&cluster.url("postgres", None, "postgres"), &[]);
     let config = duet.config("postgres", "postgres");
     let session = connect(&config).await;
-    session.client.simple_query("SELECT 1").await.expect("query before the backend dies");
+    session
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("query before the backend dies");
 
     stop_postmaster(&cluster);
 
     // The client learns its backend is gone: FATAL 08006 from duet, or the server's own 57P01
     // relayed before it went.
-    let ended = bounded("the session to end", LIMIT, session.ended).await.expect("connection task");
+    let ended = bounded("the session to end", LIMIT, session.ended)
+        .await
+        .expect("connection task");
     if let Some(code) = ended.as_ref().and_then(|err| err.code()) {
         assert!(
             ["08006", "57P01"].contains(&code.code()),
@@ -214,38 +323,63 @@ async fn backend_death_is_survived_and_recovered_from() {
         Ok(_) => panic!("connected through duet while the backend is down"),
         Err(err) => err,
     };
-    let db_error = err.as_db_error().unwrap_or_else(|| panic!("no ErrorResponse while the backend is down: {err:?}"));
+    let db_error = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("no ErrorResponse while the backend is down: {err:?}"));
     assert_eq!(db_error.code().code(), "08006", "{db_error:?}");
     assert!(
-        db_error.message().contains(&format!("127.0.0.1:{}", cluster.port())),
+        db_error
+            .message()
+            .contains(&format!("127.0.0.1:{}", cluster.port())),
         "the message must name the backend address: {}",
         db_error.message()
     );
 
     // A server back on the same address: duet serves again, without a restart.
-    let _restarted = RestartedServer::start(cluster.data_dir().to_path_buf(), logs.join("postgres.log"));
+    let _restarted =
+        RestartedServer::start(cluster.data_dir().to_path_buf(), logs.join("postgres.log"));
     let direct = superuser_config(&cluster, "postgres");
-    wait_for("the restarted server to accept connections", Duration::from_secs(60), || {
-        crate::support::database::run_sql(&direct, "SELECT 1").ok()
-    });
+    wait_for(
+        "the restarted server to accept connections",
+        Duration::from_secs(60),
+        || crate::support::database::run_sql(&direct, "SELECT 1").ok(),
+    );
     let again = connect(&config).await;
-    let one: i32 = again.client.query_one("SELECT 1", &[]).await.expect("after the backend returned").get(0);
+    let one: i32 = again
+        .client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("after the backend returned")
+        .get(0);
     assert_eq!(one, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backend_is_reported_as_08006() {
     let port = crate::support::free_port();
-    let duet = DuetProcess::start(&format!("postgres://postgres@127.0.0.1:{port}/postgres"), &[]);
+    let duet = DuetProcess::start(
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        &[],
+    );
     for _ in 0..3 {
         let err = match try_connect(&duet.config("postgres", "postgres")).await {
             Ok(_) => panic!("connected to a backend that does not exist"),
             Err(err) => err,
         };
-        let db_error = err.as_db_error().unwrap_or_else(|| panic!("no ErrorResponse: {err:?}"));
+        let db_error = err
+            .as_db_error()
+            .unwrap_or_else(|| panic!("no ErrorResponse: {err:?}"));
         assert_eq!(db_error.code().code(), "08006");
         assert_eq!(db_error.severity(), "FATAL");
-        assert!(db_error.message().contains(&format!("127.0.0.1:{port}")), "{}", db_error.message());
+        assert!(
+            db_error.message().contains(&format!("127.0.0.1:{port}")),
+            "{}",
+            db_error.message()
+        );
     }
-    assert_eq!(duet.status_async().await["paused"], false, "duet keeps running");
+    assert_eq!(
+        duet.status_async().await["paused"],
+        false,
+        "duet keeps running"
+    );
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use futures_util::{pin_mut, SinkExt, StreamExt, TryStreamExt};
+use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -50,7 +50,9 @@ async fn prepared_statements_transactions_and_pipelining() {
         return;
     };
     let db = TestDatabase::create(&backend, "tp_prepared");
-    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)");
+    db.execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)",
+    );
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
     let mut session = connect(&through(&backend, &duet, &db)).await;
     let client = &mut session.client;
@@ -65,7 +67,10 @@ async fn prepared_statements_transactions_and_pipelining() {
         .expect("prepare insert");
     for id in 1..=200i32 {
         let returned: i32 = client
-            .query_one(&insert, &[&id, &format!("owner {id}"), &(i64::from(id) * 100)])
+            .query_one(
+                &insert,
+                &[&id, &format!("owner {id}"), &(i64::from(id) * 100)],
+            )
             .await
             .expect("execute prepared insert")
             .get(0);
@@ -76,7 +81,10 @@ async fn prepared_statements_transactions_and_pipelining() {
         .await
         .expect("prepare select");
     for id in [1i32, 77, 200] {
-        let row = client.query_one(&by_id, &[&id]).await.expect("execute prepared select");
+        let row = client
+            .query_one(&by_id, &[&id])
+            .await
+            .expect("execute prepared select");
         assert_eq!(row.get::<_, String>(0), format!("owner {id}"));
         assert_eq!(row.get::<_, i64>(1), i64::from(id) * 100);
     }
@@ -84,8 +92,12 @@ async fn prepared_statements_transactions_and_pipelining() {
     // Rolled back transaction: nothing of it stays.
     {
         let tx = client.transaction().await.expect("BEGIN");
-        tx.execute("UPDATE accounts SET balance = 0", &[]).await.expect("update in tx");
-        tx.execute(&insert, &[&1000i32, &"ghost", &1i64]).await.expect("insert in tx");
+        tx.execute("UPDATE accounts SET balance = 0", &[])
+            .await
+            .expect("update in tx");
+        tx.execute(&insert, &[&1000i32, &"ghost", &1i64])
+            .await
+            .expect("insert in tx");
         tx.rollback().await.expect("ROLLBACK");
     }
     let total: i64 = client
@@ -93,39 +105,67 @@ async fn prepared_statements_transactions_and_pipelining() {
         .await
         .expect("sum")
         .get(0);
-    assert_eq!(total, (1..=200i64).map(|id| id * 100).sum::<i64>(), "rollback did not undo the update");
-    assert!(client.query_opt(&by_id, &[&1000i32]).await.expect("select ghost").is_none());
+    assert_eq!(
+        total,
+        (1..=200i64).map(|id| id * 100).sum::<i64>(),
+        "rollback did not undo the update"
+    );
+    assert!(client
+        .query_opt(&by_id, &[&1000i32])
+        .await
+        .expect("select ghost")
+        .is_none());
 
     // Committed transaction with a savepoint rolled back inside it.
     {
         let mut tx = client.transaction().await.expect("BEGIN");
-        tx.execute("UPDATE accounts SET balance = balance - 50 WHERE id = 1", &[])
-            .await
-            .expect("debit");
+        tx.execute(
+            "UPDATE accounts SET balance = balance - 50 WHERE id = 1",
+            &[],
+        )
+        .await
+        .expect("debit");
         {
-            let savepoint = tx.savepoint("inner").await.expect("SAVEPOINT");
+            let savepoint = tx.savepoint("sp_inner").await.expect("SAVEPOINT");
             savepoint
                 .execute("UPDATE accounts SET balance = -1 WHERE id = 2", &[])
                 .await
                 .expect("update under savepoint");
             savepoint.rollback().await.expect("ROLLBACK TO SAVEPOINT");
         }
-        tx.execute("UPDATE accounts SET balance = balance + 50 WHERE id = 2", &[])
-            .await
-            .expect("credit");
+        tx.execute(
+            "UPDATE accounts SET balance = balance + 50 WHERE id = 2",
+            &[],
+        )
+        .await
+        .expect("credit");
         tx.commit().await.expect("COMMIT");
     }
-    let one: i64 = client.query_one(&by_id, &[&1i32]).await.expect("row 1").get(1);
-    let two: i64 = client.query_one(&by_id, &[&2i32]).await.expect("row 2").get(1);
+    let one: i64 = client
+        .query_one(&by_id, &[&1i32])
+        .await
+        .expect("row 1")
+        .get(1);
+    let two: i64 = client
+        .query_one(&by_id, &[&2i32])
+        .await
+        .expect("row 2")
+        .get(1);
     assert_eq!((one, two), (50, 250));
 
     // A failed statement inside a transaction aborts it; the session recovers after ROLLBACK.
     {
         let tx = client.transaction().await.expect("BEGIN");
         let failed = tx.execute(&insert, &[&1i32, &"duplicate", &0i64]).await;
-        assert_eq!(crate::support::pg_client::sqlstate("duplicate insert", failed), "23505");
+        assert_eq!(
+            crate::support::pg_client::sqlstate("duplicate insert", failed),
+            "23505"
+        );
         let aborted = tx.query_one("SELECT 1", &[]).await;
-        assert_eq!(crate::support::pg_client::sqlstate("query in aborted tx", aborted), "25P02");
+        assert_eq!(
+            crate::support::pg_client::sqlstate("query in aborted tx", aborted),
+            "25P02"
+        );
         tx.rollback().await.expect("ROLLBACK after error");
     }
 
@@ -138,25 +178,41 @@ async fn prepared_statements_transactions_and_pipelining() {
                 let id = (n % 200) + 1;
                 let row = client.query_one(&by_id, &[&id]).await?;
                 let echo = client.query_one("SELECT $1::int * 2", &[&n]).await?;
-                Ok::<_, tokio_postgres::Error>((id, row.get::<_, String>(0), echo.get::<_, i32>(0), n))
+                Ok::<_, tokio_postgres::Error>((
+                    id,
+                    row.get::<_, String>(0),
+                    echo.get::<_, i32>(0),
+                    n,
+                ))
             }
         })
         .collect();
-    let results = bounded("100 pipelined queries", LIMIT, futures_util::future::try_join_all(futures))
-        .await
-        .expect("pipelined queries");
+    let results = bounded(
+        "100 pipelined queries",
+        LIMIT,
+        futures_util::future::try_join_all(futures),
+    )
+    .await
+    .expect("pipelined queries");
     for (id, owner, doubled, n) in results {
         assert_eq!(owner, format!("owner {id}"));
         assert_eq!(doubled, n * 2);
     }
     // Statements prepared in a pipeline, then dropped (tokio-postgres closes them).
-    let texts: Vec<String> = (0..20).map(|k| format!("SELECT {k}::int + $1::int")).collect();
-    let prepared = futures_util::future::try_join_all(texts.iter().map(|text| client.prepare(text)))
-    .await
-    .expect("pipelined prepares");
+    let texts: Vec<String> = (0..20)
+        .map(|k| format!("SELECT {k}::int + $1::int"))
+        .collect();
+    let prepared =
+        futures_util::future::try_join_all(texts.iter().map(|text| client.prepare(text)))
+            .await
+            .expect("pipelined prepares");
     for (k, statement) in prepared.iter().enumerate() {
         let k = i32::try_from(k).expect("small");
-        let value: i32 = client.query_one(statement, &[&1i32]).await.expect("run").get(0);
+        let value: i32 = client
+            .query_one(statement, &[&1i32])
+            .await
+            .expect("run")
+            .get(0);
         assert_eq!(value, k + 1);
     }
 }
@@ -167,7 +223,9 @@ async fn binary_copy_in_and_out() {
         return;
     };
     let db = TestDatabase::create(&backend, "tp_copy");
-    db.execute("CREATE TABLE samples (id int PRIMARY KEY, label text, payload bytea, score float8)");
+    db.execute(
+        "CREATE TABLE samples (id int PRIMARY KEY, label text, payload bytea, score float8)",
+    );
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
     let session = connect(&through(&backend, &duet, &db)).await;
     let client = &session.client;
@@ -194,7 +252,9 @@ async fn binary_copy_in_and_out() {
             .await
             .expect("writing a COPY row");
     }
-    let copied = bounded("COPY IN finish", LIMIT, writer.finish()).await.expect("finishing COPY IN");
+    let copied = bounded("COPY IN finish", LIMIT, writer.finish())
+        .await
+        .expect("finishing COPY IN");
     assert_eq!(copied, rows.len() as u64);
 
     let stream = client
@@ -212,7 +272,10 @@ async fn binary_copy_in_and_out() {
     .await
     .expect("reading COPY OUT");
     assert_eq!(read.len(), rows.len());
-    assert!(read == rows, "binary COPY OUT through duet does not return what COPY IN wrote");
+    assert!(
+        read == rows,
+        "binary COPY OUT through duet does not return what COPY IN wrote"
+    );
 
     // Text COPY IN with a bad row: the error arrives, the session stays usable.
     let sink = client
@@ -220,20 +283,40 @@ async fn binary_copy_in_and_out() {
         .await
         .expect("COPY text FROM STDIN");
     pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"900001\tfine\nnot-a-number\tbad\n"))
-        .await
-        .expect("sending COPY data");
+    sink.send(bytes::Bytes::from_static(
+        b"900001\tfine\nnot-a-number\tbad\n",
+    ))
+    .await
+    .expect("sending COPY data");
     let failed = sink.finish().await;
-    assert_eq!(crate::support::pg_client::sqlstate("bad COPY", failed), "22P02");
-    let count: i64 = client.query_one("SELECT count(*) FROM samples", &[]).await.expect("count").get(0);
+    assert_eq!(
+        crate::support::pg_client::sqlstate("bad COPY", failed),
+        "22P02"
+    );
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM samples", &[])
+        .await
+        .expect("count")
+        .get(0);
     assert_eq!(count, 20_000);
 
     // A COPY cancelled by the client (CopyFail): nothing copied, session usable.
-    let sink = client.copy_in("COPY samples (id) FROM STDIN").await.expect("COPY FROM STDIN");
-    pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"900002\n")).await.expect("COPY data");
+    let sink = client
+        .copy_in("COPY samples (id) FROM STDIN")
+        .await
+        .expect("COPY FROM STDIN");
+    // Boxed (not pinned on the stack) so that dropping it really drops the sink: that aborts the
+    // COPY with CopyFail.
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from_static(b"900002\n"))
+        .await
+        .expect("COPY data");
     drop(sink);
-    let count: i64 = client.query_one("SELECT count(*) FROM samples", &[]).await.expect("count after CopyFail").get(0);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM samples", &[])
+        .await
+        .expect("count after CopyFail")
+        .get(0);
     assert_eq!(count, 20_000);
 }
 
@@ -247,7 +330,11 @@ async fn listen_notify_and_notices_through_duet() {
     let config = through(&backend, &duet, &db);
     let mut listener = connect(&config).await;
     let notifier = connect(&config).await;
-    listener.client.batch_execute("LISTEN duet_e2e_channel").await.expect("LISTEN");
+    listener
+        .client
+        .batch_execute("LISTEN duet_e2e_channel")
+        .await
+        .expect("LISTEN");
     let notifier_pid = backend_pid(&notifier.client).await;
 
     notifier
@@ -257,7 +344,10 @@ async fn listen_notify_and_notices_through_duet() {
         .expect("NOTIFY");
     notifier
         .client
-        .execute("SELECT pg_notify('duet_e2e_channel', $1)", &[&"second ✓ payload"])
+        .execute(
+            "SELECT pg_notify('duet_e2e_channel', $1)",
+            &[&"second ✓ payload"],
+        )
         .await
         .expect("pg_notify");
 
@@ -281,15 +371,28 @@ async fn listen_notify_and_notices_through_duet() {
         .batch_execute("DO $$ BEGIN RAISE NOTICE 'hello % from duet', 42 USING HINT = 'a notice hint'; RAISE WARNING 'careful'; END $$")
         .await
         .expect("DO with notices");
-    let notice = next_message(&mut listener, "a notice", |m| matches!(m, AsyncMessage::Notice(_))).await;
-    let AsyncMessage::Notice(notice) = notice else { unreachable!("filtered above") };
+    let notice = next_message(&mut listener, "a notice", |m| {
+        matches!(m, AsyncMessage::Notice(_))
+    })
+    .await;
+    let AsyncMessage::Notice(notice) = notice else {
+        unreachable!("filtered above")
+    };
     assert_eq!(notice.severity(), "NOTICE");
     assert_eq!(notice.code().code(), "00000");
     assert_eq!(notice.message(), "hello 42 from duet");
     assert_eq!(notice.hint(), Some("a notice hint"));
-    let warning = next_message(&mut listener, "a warning", |m| matches!(m, AsyncMessage::Notice(_))).await;
-    let AsyncMessage::Notice(warning) = warning else { unreachable!("filtered above") };
-    assert_eq!((warning.severity(), warning.message()), ("WARNING", "careful"));
+    let warning = next_message(&mut listener, "a warning", |m| {
+        matches!(m, AsyncMessage::Notice(_))
+    })
+    .await;
+    let AsyncMessage::Notice(warning) = warning else {
+        unreachable!("filtered above")
+    };
+    assert_eq!(
+        (warning.severity(), warning.message()),
+        ("WARNING", "careful")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,20 +437,31 @@ async fn error_fields_are_identical_to_direct() {
             };
             let duet_error = via_duet.expect_err("statement must fail through duet");
             let direct_error = via_direct.expect_err("statement must fail direct");
-            let duet_db = duet_error
-                .as_db_error()
-                .unwrap_or_else(|| panic!("{sql} through duet: not a server error: {duet_error:?}"));
+            let duet_db = duet_error.as_db_error().unwrap_or_else(|| {
+                panic!("{sql} through duet: not a server error: {duet_error:?}")
+            });
             let direct_db = direct_error.as_db_error().expect("direct: a server error");
             assert_eq!(duet_db.code().code(), *code, "{sql} ({protocol})");
-            assert_eq!(duet_db, direct_db, "{sql} ({protocol}): error through duet differs from direct");
+            assert_eq!(
+                duet_db, direct_db,
+                "{sql} ({protocol}): error through duet differs from direct"
+            );
             seen_detail |= duet_db.detail().is_some();
             seen_hint |= duet_db.hint().is_some();
             seen_position |= duet_db.position().is_some();
         }
     }
-    assert!(seen_detail && seen_hint && seen_position, "the error cases must cover detail, hint and position");
+    assert!(
+        seen_detail && seen_hint && seen_position,
+        "the error cases must cover detail, hint and position"
+    );
     // Both sessions are still usable after all those errors.
-    let one: i32 = proxied.client.query_one("SELECT 1", &[]).await.expect("after errors").get(0);
+    let one: i32 = proxied
+        .client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("after errors")
+        .get(0);
     assert_eq!(one, 1);
 }
 
@@ -368,9 +482,11 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
     let victim_token = victim.client.cancel_token();
     let victim_client = std::sync::Arc::new(victim.client);
     let sleeper = std::sync::Arc::clone(&victim_client);
-    let victim_query = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(30)").await });
+    let victim_query =
+        tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(30)").await });
     let bystander_client = bystander.client;
-    let bystander_query = tokio::spawn(async move { bystander_client.simple_query("SELECT pg_sleep(4)").await });
+    let bystander_query =
+        tokio::spawn(async move { bystander_client.simple_query("SELECT pg_sleep(4)").await });
 
     // Both are running pg_sleep on their backends.
     let both_sleeping = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1) AND state = 'active' AND query LIKE 'SELECT pg_sleep%'";
@@ -385,8 +501,15 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
     .await;
 
     // A CancelRequest with the bystander's pid but a made-up key must be ignored.
-    let mut bogus = tokio::net::TcpStream::connect(duet.listen()).await.expect("connect for bogus cancel");
-    let _ = wire::send_and_collect(&mut bogus, &wire::cancel_request(bystander_pid, 0x1234_5678), LIMIT).await;
+    let mut bogus = tokio::net::TcpStream::connect(duet.listen())
+        .await
+        .expect("connect for bogus cancel");
+    let _ = wire::send_and_collect(
+        &mut bogus,
+        &wire::cancel_request(bystander_pid, 0x1234_5678),
+        LIMIT,
+    )
+    .await;
 
     // The real cancel, through duet, with the key duet gave the client.
     bounded("cancel_query", LIMIT, victim_token.cancel_query(NoTls))
@@ -410,14 +533,21 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
         .await
         .expect("pg_stat_activity")
         .get(0);
-    assert_eq!(still, 1, "the other session's query is no longer running after the cancel");
+    assert_eq!(
+        still, 1,
+        "the other session's query is no longer running after the cancel"
+    );
     // …and completes normally.
     bounded("the bystander's pg_sleep", LIMIT, bystander_query)
         .await
         .expect("bystander task")
         .expect("the other session's pg_sleep must not be cancelled");
     // The cancelled session is usable afterwards.
-    let one: i32 = victim_client.query_one("SELECT 1", &[]).await.expect("after cancel").get(0);
+    let one: i32 = victim_client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("after cancel")
+        .get(0);
     assert_eq!(one, 1);
 }
 
@@ -436,17 +566,29 @@ async fn startup_parameters_reach_the_backend() {
     let session = connect(&config).await;
     let client = &session.client;
 
-    let app: String = client.query_one("SHOW application_name", &[]).await.expect("SHOW").get(0);
+    let app: String = client
+        .query_one("SHOW application_name", &[])
+        .await
+        .expect("SHOW")
+        .get(0);
     assert_eq!(app, "duet-e2e-app");
     let path: String = client
         .query_one("SELECT current_setting('search_path')", &[])
         .await
         .expect("current_setting")
         .get(0);
-    assert_eq!(path, "e2e_schema, public");
-    let timeout: String = client.query_one("SHOW statement_timeout", &[]).await.expect("SHOW").get(0);
+    assert_eq!(path, "e2e_schema,public");
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("SHOW")
+        .get(0);
     assert_eq!(timeout, "12345ms");
-    let marker: String = client.query_one("SELECT v FROM marker", &[]).await.expect("unqualified").get(0);
+    let marker: String = client
+        .query_one("SELECT v FROM marker", &[])
+        .await
+        .expect("unqualified")
+        .get(0);
     assert_eq!(marker, "found");
     let (user, database): (String, String) = {
         let row = client
@@ -455,17 +597,36 @@ async fn startup_parameters_reach_the_backend() {
             .expect("identity");
         (row.get(0), row.get(1))
     };
-    assert_eq!((user.as_str(), database.as_str()), (backend.user.as_str(), db.name()));
+    assert_eq!(
+        (user.as_str(), database.as_str()),
+        (backend.user.as_str(), db.name())
+    );
 
     // ParameterStatus messages are relayed: the client learned the same values a direct one does.
     let direct = connect(&db.direct_config()).await;
-    for name in ["server_version", "server_encoding", "client_encoding", "DateStyle", "TimeZone", "integer_datetimes"] {
+    for name in [
+        "server_version",
+        "server_encoding",
+        "client_encoding",
+        "DateStyle",
+        "TimeZone",
+        "integer_datetimes",
+    ] {
         assert_eq!(
             session.parameters.get(name),
             direct.parameters.get(name),
             "ParameterStatus {name} through duet differs from direct"
         );
-        assert!(session.parameters.contains_key(name), "no ParameterStatus {name} through duet");
+        assert!(
+            session.parameters.contains_key(name),
+            "no ParameterStatus {name} through duet"
+        );
     }
-    assert_eq!(session.parameters.get("application_name").map(String::as_str), Some("duet-e2e-app"));
+    assert_eq!(
+        session
+            .parameters
+            .get("application_name")
+            .map(String::as_str),
+        Some("duet-e2e-app")
+    );
 }

@@ -13,7 +13,9 @@ use duet_bench::cluster::{Cluster, ClusterOptions};
 pub fn throwaway_cluster(test: &str, options: ClusterOptions) -> Option<Cluster> {
     match Cluster::start(options) {
         Ok(cluster) => Some(cluster),
-        Err(err) => super::skip_or_fail(test, &format!("cannot start a throwaway PostgreSQL: {err}")),
+        Err(err) => {
+            super::skip_or_fail(test, &format!("cannot start a throwaway PostgreSQL: {err}"))
+        }
     }
 }
 
@@ -70,7 +72,9 @@ impl RestartedServer {
 
 impl Drop for RestartedServer {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: kill(2) on our own unreaped child; no memory effects.
             unsafe {

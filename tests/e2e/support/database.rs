@@ -22,7 +22,13 @@ impl TestDatabase {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let label: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(30)
             .collect();
         let name = format!(
@@ -31,10 +37,12 @@ impl TestDatabase {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let maintenance = backend.direct_config(&backend.maintenance_db);
+        // Two calls: DROP/CREATE DATABASE cannot share a (implicit) transaction.
         run_sql(
             &maintenance,
-            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE); CREATE DATABASE \"{name}\""),
+            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
         )
+        .and_then(|()| run_sql(&maintenance, &format!("CREATE DATABASE \"{name}\"")))
         .unwrap_or_else(|err| panic!("creating test database {name}: {err}"));
         TestDatabase {
             backend: backend.clone(),
@@ -82,13 +90,18 @@ pub fn run_sql(config: &tokio_postgres::Config, sql: &str) -> Result<(), String>
             .build()
             .map_err(|err| format!("building a runtime: {err}"))?;
         runtime.block_on(async move {
-            let (client, connection) =
-                tokio::time::timeout(Duration::from_secs(15), config.connect(tokio_postgres::NoTls))
-                    .await
-                    .map_err(|_| "connecting timed out after 15s".to_string())?
-                    .map_err(|err| describe(&err))?;
+            let (client, connection) = tokio::time::timeout(
+                Duration::from_secs(15),
+                config.connect(tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|_| "connecting timed out after 15s".to_string())?
+            .map_err(|err| describe(&err))?;
             let driver = tokio::spawn(connection);
-            let outcome = client.batch_execute(&sql).await.map_err(|err| describe(&err));
+            let outcome = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|err| describe(&err));
             drop(client);
             let _ = driver.await;
             outcome

@@ -114,7 +114,11 @@ impl DuetProcess {
     fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
                 panic!(
                     "duet exited during startup ({status}); args {:?}\n--- duet stderr ---\n{}",
                     self.args,
@@ -288,7 +292,10 @@ impl DuetProcess {
                 reader
                     .read_line(&mut reply)
                     .unwrap_or_else(|err| panic!("reading the reply to {line:?}: {err}"));
-                assert!(!reply.is_empty(), "admin socket closed instead of answering {line:?}");
+                assert!(
+                    !reply.is_empty(),
+                    "admin socket closed instead of answering {line:?}"
+                );
                 reply
             })
             .collect()

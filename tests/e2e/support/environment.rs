@@ -96,8 +96,8 @@ pub fn skip_or_fail<T>(test: &str, why: &str) -> Option<T> {
 }
 
 fn probe_backend() -> Result<Backend, String> {
-    let url =
-        std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string());
+    let url = std::env::var("DUET_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string());
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|err| format!("DUET_TEST_DATABASE_URL={url:?} is not a valid URL: {err}"))?;
@@ -119,10 +119,7 @@ fn probe_backend() -> Result<Backend, String> {
             .map(|password| String::from_utf8_lossy(password).into_owned()),
         maintenance_db: config.get_dbname().unwrap_or("postgres").to_string(),
     };
-    crate::support::database::run_sql(
-        &backend.direct_config(&backend.maintenance_db),
-        "SELECT 1",
-    )
-    .map_err(|err| format!("cannot reach PostgreSQL at {url}: {err}"))?;
+    crate::support::database::run_sql(&backend.direct_config(&backend.maintenance_db), "SELECT 1")
+        .map_err(|err| format!("cannot reach PostgreSQL at {url}: {err}"))?;
     Ok(backend)
 }

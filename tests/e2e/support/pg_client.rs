@@ -38,19 +38,27 @@ const REPORTED_PARAMETERS: &[&str] = &[
 
 /// Connects (failing the test after 20 s instead of hanging) and drives the connection on a task.
 pub async fn connect(config: &Config) -> Session {
-    try_connect(config)
-        .await
-        .unwrap_or_else(|err| panic!("connecting with {config:?}: {}", super::database::describe(&err)))
+    try_connect(config).await.unwrap_or_else(|err| {
+        panic!(
+            "connecting with {config:?}: {}",
+            super::database::describe(&err)
+        )
+    })
 }
 
 /// Like [`connect`] but returns the connection error (authentication tests expect some).
 pub async fn try_connect(config: &Config) -> Result<Session, Error> {
-    let (client, mut connection) = tokio::time::timeout(Duration::from_secs(20), config.connect(NoTls))
-        .await
-        .unwrap_or_else(|_| panic!("connecting with {config:?} did not finish within 20s"))?;
+    let (client, mut connection) =
+        tokio::time::timeout(Duration::from_secs(20), config.connect(NoTls))
+            .await
+            .unwrap_or_else(|_| panic!("connecting with {config:?} did not finish within 20s"))?;
     let parameters = REPORTED_PARAMETERS
         .iter()
-        .filter_map(|name| connection.parameter(name).map(|value| (name.to_string(), value.to_string())))
+        .filter_map(|name| {
+            connection
+                .parameter(name)
+                .map(|value| (name.to_string(), value.to_string()))
+        })
         .collect();
     let (sender, messages) = mpsc::unbounded_channel();
     let ended = tokio::spawn(async move {
@@ -95,7 +103,10 @@ pub fn sqlstate<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) -> Str
         Ok(value) => panic!("{what} succeeded ({value:?}) but was expected to fail"),
         Err(err) => match err.code() {
             Some(code) => code.code().to_string(),
-            None => panic!("{what} failed without a SQLSTATE: {}", super::database::describe(&err)),
+            None => panic!(
+                "{what} failed without a SQLSTATE: {}",
+                super::database::describe(&err)
+            ),
         },
     }
 }

@@ -117,12 +117,16 @@ pub fn command(program: &str) -> Command {
 pub fn run(mut command: Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
     let description = format!("{command:?}");
     command
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|err| panic!("starting {description}: {err} (is it installed? see tests/README.md)"));
+    let mut child = command.spawn().unwrap_or_else(|err| {
+        panic!("starting {description}: {err} (is it installed? see tests/README.md)")
+    });
     let writer = stdin.map(|input| {
         let input = input.to_vec();
         let mut pipe = child.stdin.take().expect("stdin was piped");
@@ -151,7 +155,9 @@ pub fn run(mut command: Command, stdin: Option<&[u8]>, limit: Duration) -> Outpu
                 let _ = child.kill();
                 let _ = child.wait();
                 let stderr = stderr_reader.join().unwrap_or_default();
-                panic!("{description} did not finish within {limit:?}; killed it. stderr:\n{stderr}");
+                panic!(
+                    "{description} did not finish within {limit:?}; killed it. stderr:\n{stderr}"
+                );
             }
             Err(err) => panic!("waiting for {description}: {err}"),
         }
@@ -209,12 +215,13 @@ pub fn parse_pgbench(output: &Output) -> PgbenchSummary {
                     .and_then(|digits| digits.parse().ok())
             })
     };
-    let processed = number_after("number of transactions actually processed:").unwrap_or_else(|| {
-        panic!(
-            "no 'transactions actually processed' in pgbench output:\n{text}\nstderr:\n{}",
-            output.stderr
-        )
-    });
+    let processed =
+        number_after("number of transactions actually processed:").unwrap_or_else(|| {
+            panic!(
+                "no 'transactions actually processed' in pgbench output:\n{text}\nstderr:\n{}",
+                output.stderr
+            )
+        });
     PgbenchSummary {
         processed,
         failed: number_after("number of failed transactions:").unwrap_or(0),

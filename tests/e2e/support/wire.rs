@@ -23,7 +23,10 @@ pub fn startup_message(params: &[(&str, &str)]) -> Vec<u8> {
         body.push(0);
     }
     body.push(0);
-    let mut message = i32::try_from(body.len() + 4).expect("small").to_be_bytes().to_vec();
+    let mut message = i32::try_from(body.len() + 4)
+        .expect("small")
+        .to_be_bytes()
+        .to_vec();
     message.extend_from_slice(&body);
     message
 }
@@ -43,13 +46,6 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     message.extend_from_slice(&i32::try_from(body.len() + 4).expect("small").to_be_bytes());
     message.extend_from_slice(body);
     message
-}
-
-/// A simple Query message.
-pub fn query(sql: &str) -> Vec<u8> {
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    message(b'Q', &body)
 }
 
 /// One message from the server.
@@ -77,11 +73,6 @@ impl BackendMessage {
         }
         fields
     }
-
-    /// The SQLSTATE of an ErrorResponse.
-    pub fn sqlstate(&self) -> Option<String> {
-        (self.tag == b'E').then(|| self.fields().get(&b'C').cloned()).flatten()
-    }
 }
 
 /// Splits complete messages off the front of `buffer`; returns them and how many bytes they
@@ -97,7 +88,9 @@ pub fn parse_messages(buffer: &[u8]) -> (Vec<BackendMessage>, usize) {
             buffer[used + 3],
             buffer[used + 4],
         ]);
-        let Ok(length) = usize::try_from(length) else { break };
+        let Ok(length) = usize::try_from(length) else {
+            break;
+        };
         if length < 4 || buffer.len() < used + 1 + length {
             break;
         }
@@ -168,7 +161,11 @@ pub async fn send_and_collect(stream: &mut TcpStream, bytes: &[u8], limit: Durat
 }
 
 /// Like [`send_and_collect`] but keeps the write side open: the server must close on its own.
-pub async fn send_and_collect_open(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Exchange {
+pub async fn send_and_collect_open(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    limit: Duration,
+) -> Exchange {
     let _ = stream.write_all(bytes).await;
     collect(stream, limit).await
 }
@@ -199,7 +196,11 @@ pub struct SeededRng(u64);
 impl SeededRng {
     /// A generator from `seed` (0 is mapped to a fixed non-zero state).
     pub fn new(seed: u64) -> SeededRng {
-        SeededRng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        SeededRng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
