@@ -13,11 +13,12 @@ use duet_bench::cluster::ClusterOptions;
 use serde_json::Value;
 
 use crate::support::cluster::{stop_postmaster, superuser_config, RestartedServer};
-use crate::support::pg_client::{bounded, connect, try_connect};
+use crate::support::pg_client::{backend_pid, bounded, connect, try_connect};
 use crate::support::wire::{self, Exchange, SeededRng};
 use crate::support::{
     backend_or_skip, throwaway_cluster, wait_for, wait_for_async, DuetProcess, TestDatabase,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -285,6 +286,56 @@ async fn malformed_protocol_closes_only_the_offender() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_and_gssenc_requests_are_declined_without_tls() {
+    let Some(backend) = backend_or_skip("ssl_and_gssenc_requests_are_declined_without_tls") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "robust_negotiation");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    // libpq with gssencmode=prefer and sslmode=prefer asks both, in this order, on one connection.
+    for requests in [
+        vec![wire::SSL_REQUEST_CODE],
+        vec![wire::GSSENC_REQUEST_CODE],
+        vec![wire::GSSENC_REQUEST_CODE, wire::SSL_REQUEST_CODE],
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(duet.listen())
+            .await
+            .expect("connect");
+        for code in &requests {
+            stream
+                .write_all(&wire::negotiation_request(*code))
+                .await
+                .expect("negotiation request");
+            let mut answer = [0u8; 1];
+            bounded(
+                "the answer to a negotiation request",
+                LIMIT,
+                stream.read_exact(&mut answer),
+            )
+            .await
+            .expect("reading the one-byte answer");
+            assert_eq!(
+                answer[0], b'N',
+                "request {code} must be declined without TLS configured"
+            );
+        }
+        let messages = wire::login_on(&mut stream, &backend.user, db.name()).await;
+        assert!(
+            messages.iter().any(|m| m.tag == b'R'),
+            "no authentication message after {requests:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.tag == b'K'),
+            "no BackendKeyData after {requests:?}"
+        );
+        stream
+            .write_all(&wire::message(b'X', &[]))
+            .await
+            .expect("Terminate");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_death_is_survived_and_recovered_from() {
     let test = "backend_death_is_survived_and_recovered_from";
     let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else {
@@ -293,13 +344,48 @@ async fn backend_death_is_survived_and_recovered_from() {
     let logs = crate::support::TempDir::new("restarted-pg");
     let duet = DuetProcess::start(&cluster.url("postgres", None, "postgres"), &[]);
     let config = duet.config("postgres", "postgres");
-    let session = connect(&config).await;
-    session
-        .client
-        .simple_query("SELECT 1")
-        .await
-        .expect("query before the backend dies");
+    // One backend process dies (SIGKILL: it cannot say goodbye): its client gets duet's FATAL 08006.
+    let victim = connect(&config).await;
+    let victim_pid = backend_pid(&victim.client).await;
+    // SAFETY: kill(2) on a backend process of our own throwaway cluster; no memory effects.
+    assert_eq!(
+        unsafe { libc::kill(victim_pid, libc::SIGKILL) },
+        0,
+        "kill -9 backend {victim_pid}"
+    );
+    let ended = bounded(
+        "the session of the killed backend to end",
+        LIMIT,
+        victim.ended,
+    )
+    .await
+    .expect("connection task")
+    .expect("the client must get an error, not a silent close");
+    let db_error = ended
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not an ErrorResponse: {ended:?}"));
+    assert_eq!(db_error.code().code(), "08006", "{db_error:?}");
+    assert_eq!(db_error.severity(), "FATAL");
+    assert!(
+        db_error
+            .message()
+            .contains("lost the connection to the backend"),
+        "{}",
+        db_error.message()
+    );
+    // The postmaster recovers from the crash by itself; duet serves new sessions again.
+    let session = wait_for_async(
+        "a session after crash recovery",
+        Duration::from_secs(60),
+        || async {
+            let session = try_connect(&config).await.ok()?;
+            session.client.simple_query("SELECT 1").await.ok()?;
+            Some(session)
+        },
+    )
+    .await;
 
+    // The whole server stops (fast shutdown).
     stop_postmaster(&cluster);
 
     // The client learns its backend is gone: FATAL 08006 from duet, or the server's own 57P01

@@ -101,9 +101,11 @@ impl DuetProcess {
             .stdin(Stdio::null())
             .stdout(log_out)
             .stderr(log);
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "info");
+        // duet's log filter is DUET_LOG; plain text (no ANSI colours) in the captured log.
+        if std::env::var_os("DUET_LOG").is_none() {
+            command.env("DUET_LOG", "info");
         }
+        command.env("NO_COLOR", "1");
         let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("starting {DUET_BIN}: {err}"));

@@ -81,12 +81,24 @@ pub async fn try_connect(config: &Config) -> Result<Session, Error> {
 }
 
 /// The backend pid of a session (from the server itself, not from duet).
+///
+/// Simple protocol on purpose: a prepared `query_one` makes tokio-postgres close its statement
+/// asynchronously afterwards, leaving a request in flight that would swallow the next unsolicited
+/// message (like duet's FATAL when the backend dies).
 pub async fn backend_pid(client: &Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
+    let messages = client
+        .simple_query("SELECT pg_backend_pid()")
         .await
-        .expect("SELECT pg_backend_pid()")
-        .get(0)
+        .expect("SELECT pg_backend_pid()");
+    messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                row.get(0).and_then(|pid| pid.parse().ok())
+            }
+            _ => None,
+        })
+        .expect("a pid row")
 }
 
 /// Awaits `future`, failing the test with `what` if it takes longer than `limit` (a hang bound,

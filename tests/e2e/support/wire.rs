@@ -31,6 +31,18 @@ pub fn startup_message(params: &[(&str, &str)]) -> Vec<u8> {
     message
 }
 
+/// The SSLRequest code.
+pub const SSL_REQUEST_CODE: i32 = 80_877_103;
+/// The GSSENCRequest code.
+pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
+
+/// An 8-byte negotiation request (SSLRequest, GSSENCRequest).
+pub fn negotiation_request(code: i32) -> Vec<u8> {
+    let mut message = 8i32.to_be_bytes().to_vec();
+    message.extend_from_slice(&code.to_be_bytes());
+    message
+}
+
 /// A CancelRequest for `pid` with `secret`.
 pub fn cancel_request(pid: i32, secret: i32) -> Vec<u8> {
     let mut message = 16i32.to_be_bytes().to_vec();
@@ -127,6 +139,13 @@ pub async fn login(addr: SocketAddr, user: &str, db: &str) -> (TcpStream, Vec<Ba
     let mut stream = TcpStream::connect(addr)
         .await
         .unwrap_or_else(|err| panic!("connecting to {addr}: {err}"));
+    let messages = login_on(&mut stream, user, db).await;
+    (stream, messages)
+}
+
+/// Sends a StartupMessage on an already open connection (e.g. after a declined SSLRequest) and
+/// reads up to the first ReadyForQuery, which it returns with everything before it.
+pub async fn login_on(stream: &mut TcpStream, user: &str, db: &str) -> Vec<BackendMessage> {
     stream
         .write_all(&startup_message(&[("user", user), ("database", db)]))
         .await
@@ -147,7 +166,7 @@ pub async fn login(addr: SocketAddr, user: &str, db: &str) -> (TcpStream, Vec<Ba
         }
         if messages.iter().any(|m| m.tag == b'Z') {
             assert_eq!(used, buffer.len(), "bytes after ReadyForQuery during login");
-            return (stream, messages);
+            return messages;
         }
     }
 }
