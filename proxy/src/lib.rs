@@ -3,5 +3,30 @@
 //! This crate is the proxy and the `duet` binary's commands. The migration engine itself (parsing,
 //! classification, planning, rewriting, copying) lives in the `duet-shadow` crate; the load
 //! generator in `duet-bench`.
+//!
+//! The proxy, from the outside in: [`server`] binds the sockets and accepts clients; each client is
+//! a [`session`] (startup and authentication relay, then forwarding in both directions over the
+//! [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
+//! transaction boundaries, register their [`cancel`] keys and count into [`metrics`]; operators
+//! drive it over the [`admin`] socket; [`shutdown`] ends it gracefully.
 
+pub mod admin;
+pub mod backend;
+pub mod backend_url;
+pub mod cancel;
 pub mod cli;
+pub mod client_stream;
+pub mod config;
+pub mod context;
+pub mod duration;
+pub mod gate;
+pub mod metrics;
+pub mod metrics_http;
+pub mod rlimit;
+pub mod server;
+pub mod session;
+pub mod sessions;
+pub mod shutdown;
+pub mod status;
+pub mod tls;
+pub mod wire;

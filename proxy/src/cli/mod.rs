@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod admin;
 pub mod check;
 pub mod demo;
+pub mod proxy;
 
 /// duet: an online schema-change proxy for PostgreSQL.
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy: forward client sessions to the backend.
+    Proxy(proxy::Args),
+    /// Talk to a running proxy over its admin socket: status, pause, resume, shutdown.
+    Admin(admin::Args),
     /// Start a throwaway PostgreSQL, put duet in front of it, run a short load and report.
     Demo(demo::Args),
     /// Classify schema changes in migration files: locks, rewrites, scans, expand/contract.
@@ -29,6 +35,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Proxy(args) => proxy::run(args),
+        Command::Admin(args) => admin::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Check(args) => check::run(args),
     };

@@ -1,0 +1,211 @@
+//! The proxy's side of the admin socket.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::protocol::{
+    Reply, Request, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
+};
+use crate::context::ProxyContext;
+use crate::gate::PauseOutcome;
+use crate::status;
+
+/// Why the admin socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another duet answers on this socket.
+    #[error(
+        "admin socket {0} belongs to a running duet: stop it or choose another --admin-socket"
+    )]
+    InUse(PathBuf),
+    /// Something other than a socket is in the way.
+    #[error(
+        "admin socket {0} exists and is not a socket: remove it or choose another --admin-socket"
+    )]
+    NotASocket(PathBuf),
+    /// Binding or setting permissions failed.
+    #[error("cannot open admin socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// A bound admin socket; the file is removed when this is dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl AdminServer {
+    /// Binds the socket: a stale file from a dead duet is replaced; a live one is an error.
+    /// The socket is made private to its owner (0600).
+    pub fn bind(path: &Path) -> Result<Self, BindError> {
+        let io_error = |source| BindError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => {
+                return Err(BindError::NotASocket(path.to_owned()))
+            }
+            Ok(_) => {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(BindError::InUse(path.to_owned()));
+                }
+                std::fs::remove_file(path).map_err(io_error)?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error(err)),
+        }
+        let listener = UnixListener::bind(path).map_err(io_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+        Ok(AdminServer {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves admin connections until the task is dropped.
+    pub async fn serve(&self, ctx: Arc<ProxyContext>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(handle_connection(ctx.clone(), stream));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_REQUEST_LINE as u64 + 1);
+        match limited.read_until(b'\n', &mut line).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        if line.len() > MAX_REQUEST_LINE {
+            let reply = Reply::error(format!("request longer than {MAX_REQUEST_LINE} bytes"));
+            let _ = send(&mut write, &reply).await;
+            return;
+        }
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let request = match serde_json::from_slice::<Request>(&line) {
+            Ok(request) => request,
+            Err(err) => {
+                let reply = Reply::error(format!(
+                    "malformed request ({err}): send one JSON object per line, e.g. {{\"command\": \"status\"}}; commands: status, pause, resume, shutdown"
+                ));
+                if send(&mut write, &reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        tracing::debug!(?request, "admin request");
+        let reply = match request {
+            Request::Status => to_reply(&status::report(&ctx, true)),
+            Request::Pause { timeout_ms } => {
+                let timeout = timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_PAUSE_TIMEOUT);
+                pause_reply(ctx.gate.pause(&ctx.sessions, timeout).await)
+            }
+            Request::Resume => {
+                ctx.gate.resume();
+                tracing::info!("resumed");
+                Reply::ok(json!({"paused": false}))
+            }
+            Request::Shutdown { timeout_ms } => {
+                let budget = timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+                let reply =
+                    Reply::ok(json!({"shutting_down": true, "sessions": ctx.sessions.len()}));
+                // The reply goes out before the shutdown starts, so the caller always gets it.
+                let sent = send(&mut write, &reply).await;
+                ctx.shutdown.begin(ctx.sessions.clone(), budget);
+                if sent.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if send(&mut write, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn pause_reply(outcome: PauseOutcome) -> Reply {
+    match outcome {
+        PauseOutcome::Paused { waited } => {
+            tracing::info!(waited_ms = waited.as_millis() as u64, "paused");
+            Reply::ok(json!({"paused": true, "waited_ms": waited.as_millis() as u64}))
+        }
+        PauseOutcome::TimedOut { waited, blocking } => {
+            tracing::warn!(
+                blocking = blocking.len(),
+                "pause timed out and was released"
+            );
+            Reply::ok(json!({
+                "paused": false,
+                "reason": "timeout",
+                "waited_ms": waited.as_millis() as u64,
+                "blocking_sessions": blocking,
+            }))
+        }
+        PauseOutcome::Resumed { waited } => Reply::ok(json!({
+            "paused": false,
+            "reason": "resumed",
+            "waited_ms": waited.as_millis() as u64,
+        })),
+    }
+}
+
+fn to_reply<T: serde::Serialize>(value: &T) -> Reply {
+    match serde_json::to_value(value) {
+        Ok(value) => Reply::ok(value),
+        Err(err) => Reply::error(format!("internal error rendering the reply: {err}")),
+    }
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.flush().await
+}

@@ -1,0 +1,117 @@
+//! Query cancellation across the proxy.
+//!
+//! Clients get the backend's pid but a secret key duet generates; the real key never leaves duet.
+//! A CancelRequest arrives on a fresh connection: if (pid, key) is registered, duet opens its own
+//! connection to that session's backend and sends the real key; unknown keys are ignored silently,
+//! as PostgreSQL does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::io::AsyncWriteExt;
+
+use crate::backend;
+use crate::backend_url::BackendAddr;
+use crate::wire::startup::encode_cancel;
+
+/// Where a cancel for a session must go.
+#[derive(Debug, Clone)]
+struct CancelTarget {
+    backend: Arc<BackendAddr>,
+    real_key: Bytes,
+}
+
+/// The registry of live sessions' cancel keys.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    targets: DashMap<(i32, Bytes), CancelTarget>,
+}
+
+impl CancelRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a session's backend pid and real key; returns the key to give the client (random,
+    /// the same length as the real one so the client's protocol expectations hold).
+    pub fn register(&self, pid: i32, real_key: Bytes, backend: Arc<BackendAddr>) -> Bytes {
+        loop {
+            let mut key = vec![0u8; real_key.len().clamp(4, 256)];
+            rand::fill(&mut key[..]);
+            let key = Bytes::from(key);
+            let entry = self.targets.entry((pid, key.clone()));
+            if let dashmap::Entry::Vacant(vacant) = entry {
+                vacant.insert(CancelTarget {
+                    backend: backend.clone(),
+                    real_key: real_key.clone(),
+                });
+                return key;
+            }
+        }
+    }
+
+    /// Forgets a session's key (when it ends).
+    pub fn unregister(&self, pid: i32, key: &Bytes) {
+        self.targets.remove(&(pid, key.clone()));
+    }
+
+    /// Number of registered keys.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether no key is registered.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Handles a client's CancelRequest. Returns whether it was forwarded to a backend.
+    pub async fn cancel(&self, pid: i32, key: Bytes, connect_timeout: Duration) -> bool {
+        let Some(target) = self.targets.get(&(pid, key)).map(|t| t.clone()) else {
+            tracing::debug!(pid, "cancel request with an unknown key ignored");
+            return false;
+        };
+        let request = encode_cancel(pid, &target.real_key);
+        match backend::connect(&target.backend, connect_timeout).await {
+            Ok(mut stream) => {
+                if let Err(err) = stream.write_all(&request).await {
+                    tracing::warn!(pid, %err, "could not send a cancel request to the backend");
+                    return false;
+                }
+                let _ = stream.shutdown().await;
+                tracing::debug!(pid, "cancel request forwarded");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(pid, %err, "could not reach the backend to cancel a query");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_replaced_and_forgotten() {
+        let registry = CancelRegistry::new();
+        let backend = Arc::new(BackendAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 5432,
+        });
+        let real = Bytes::from_static(&[1, 2, 3, 4]);
+        let given = registry.register(7, real.clone(), backend.clone());
+        assert_eq!(given.len(), 4);
+        let long = registry.register(8, Bytes::from(vec![5u8; 32]), backend);
+        assert_eq!(long.len(), 32);
+        assert_eq!(registry.len(), 2);
+        registry.unregister(7, &given);
+        registry.unregister(8, &long);
+        assert!(registry.is_empty());
+    }
+}

@@ -1,0 +1,92 @@
+//! `duet proxy`: run the proxy in the foreground until SIGTERM/SIGINT or `duet admin shutdown`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::{self, Overrides};
+use crate::rlimit;
+use crate::server::Proxy;
+
+/// Options of `duet proxy` (each overrides the same setting in the config file).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file [default: config/duet.toml if it exists].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Client-facing address [default: 127.0.0.1:6432].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB (HOST may be a unix-socket directory).
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// Admin socket path [default: /tmp/duet-<listen port>.sock].
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
+    /// TLS certificate chain (PEM) offered to clients that ask for TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Budget of a graceful shutdown on SIGTERM/SIGINT [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+    /// Time allowed to open a backend connection [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    connect_timeout: Option<String>,
+    /// Tokio worker threads [default: 2].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+/// Runs `duet proxy`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let path = args.config.clone().or_else(config::default_config_path);
+    let overrides = Overrides {
+        listen: args.listen,
+        backend: args.backend,
+        admin_socket: args.admin_socket,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        metrics_listen: args.metrics_listen,
+        shutdown_timeout: args.shutdown_timeout,
+        connect_timeout: args.connect_timeout,
+        workers: args.workers,
+    };
+    let config = config::load(path.as_deref(), overrides)?;
+    match rlimit::raise_nofile_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(%err, "could not raise the open-file limit"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("duet-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let outcome = runtime.block_on(async move {
+        let proxy = Proxy::bind(config).await?;
+        proxy.run().await;
+        Ok(ExitCode::SUCCESS)
+    });
+    // Everything is closed by now; do not wait for idle blocking-pool threads.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    outcome
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DUET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

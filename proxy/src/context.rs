@@ -1,0 +1,60 @@
+//! What every part of a running proxy shares: settings, registries, gate, metrics, shutdown.
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::backend_url::BackendAddr;
+use crate::cancel::CancelRegistry;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::shutdown::Shutdown;
+
+/// The shared state of one running proxy.
+pub struct ProxyContext {
+    /// The validated settings.
+    pub config: Config,
+    /// Where sessions are forwarded (shared with cancel targets).
+    pub backend_addr: Arc<BackendAddr>,
+    /// TLS for clients, when a certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Live sessions.
+    pub sessions: Arc<Sessions>,
+    /// The pause gate.
+    pub gate: Gate,
+    /// Cancel keys.
+    pub cancels: CancelRegistry,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// The shutdown switch.
+    pub shutdown: Arc<Shutdown>,
+}
+
+impl std::fmt::Debug for ProxyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyContext")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .field("sessions", &self.sessions.len())
+            .field("paused", &self.gate.is_paused())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyContext {
+    /// Builds the context for `config` (TLS already loaded, if any).
+    pub fn new(config: Config, tls: Option<TlsAcceptor>) -> Self {
+        ProxyContext {
+            backend_addr: Arc::new(config.backend.addr.clone()),
+            config,
+            tls,
+            sessions: Arc::new(Sessions::new()),
+            gate: Gate::new(),
+            cancels: CancelRegistry::new(),
+            metrics: Metrics::new(),
+            shutdown: Arc::new(Shutdown::new()),
+        }
+    }
+}

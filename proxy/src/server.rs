@@ -1,0 +1,173 @@
+//! A running proxy: the client listener, the admin socket, the metrics endpoint and the signal
+//! handlers, tied together until shutdown completes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::server::{AdminServer, BindError};
+use crate::config::Config;
+use crate::context::ProxyContext;
+use crate::shutdown::Phase;
+use crate::tls::{self, TlsError};
+use crate::{metrics_http, session};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The client listener could not be bound.
+    #[error("cannot listen on {addr} (--listen): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The metrics listener could not be bound.
+    #[error("cannot listen on {addr} (--metrics-listen): {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The admin socket could not be opened.
+    #[error(transparent)]
+    Admin(#[from] BindError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A proxy whose sockets are bound, ready to [`Proxy::run`].
+#[derive(Debug)]
+pub struct Proxy {
+    ctx: Arc<ProxyContext>,
+    listener: TcpListener,
+    admin: AdminServer,
+    metrics: Option<TcpListener>,
+}
+
+impl Proxy {
+    /// Loads TLS and binds every socket, so that all startup errors surface before serving.
+    pub async fn bind(mut config: Config) -> Result<Self, StartError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        // Port 0 means "any": report the real one everywhere.
+        if let Ok(addr) = listener.local_addr() {
+            config.listen = addr;
+        }
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+        let admin = AdminServer::bind(&config.admin_socket)?;
+        Ok(Proxy {
+            ctx: Arc::new(ProxyContext::new(config, tls)),
+            listener,
+            admin,
+            metrics,
+        })
+    }
+
+    /// The client-facing address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.ctx.config.listen
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn context(&self) -> &Arc<ProxyContext> {
+        &self.ctx
+    }
+
+    /// Serves until a shutdown (signal or admin command) has completed.
+    pub async fn run(self) {
+        let Proxy {
+            ctx,
+            listener,
+            admin,
+            metrics,
+        } = self;
+        tracing::info!("listening on {}", ctx.config.listen);
+        tracing::info!("admin socket at {}", admin.path().display());
+        tracing::info!(backend = %ctx.backend_addr, "forwarding to the backend");
+
+        let admin = Arc::new(admin);
+        let admin_task = tokio::spawn({
+            let (admin, ctx) = (admin.clone(), ctx.clone());
+            async move { admin.serve(ctx).await }
+        });
+        let metrics_task = metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("metrics at http://{addr}/metrics");
+            }
+            tokio::spawn(metrics_http::serve(listener, ctx.clone()))
+        });
+        let signal_task = tokio::spawn(watch_signals(ctx.clone()));
+
+        let draining = ctx.shutdown.reached(Phase::Draining);
+        tokio::pin!(draining);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        tokio::spawn(session::run(ctx.clone(), stream, addr));
+                    }
+                    Err(err) => {
+                        // Typically EMFILE under a connection storm: back off briefly, keep serving.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                _ = &mut draining => break,
+            }
+        }
+        drop(listener);
+        ctx.shutdown.reached(Phase::Done).await;
+        signal_task.abort();
+        admin_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        let _ = admin_task.await;
+        drop(admin);
+        tracing::info!("shut down");
+    }
+}
+
+async fn watch_signals(ctx: Arc<ProxyContext>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => {
+            tracing::warn!(
+                "cannot install signal handlers; use `duet admin shutdown` to stop duet"
+            );
+            return;
+        }
+    };
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received");
+        ctx.shutdown
+            .begin(ctx.sessions.clone(), ctx.config.shutdown_timeout);
+    }
+}

@@ -1,0 +1,420 @@
+//! The forwarding phase: two independent loops, one per direction, in one task.
+//!
+//! Each loop reads whatever has arrived, walks the message headers in it (streaming messages larger
+//! than the buffer), updates the session's protocol position, and writes the chunk on in one write.
+//! The directions never wait for each other: a client pipelining a large COPY while the backend
+//! streams results back cannot deadlock the proxy. Only a held transaction start (the pause gate)
+//! stops the client→backend loop, and only that loop.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::track::Tracker;
+use super::{close_with_fatal, lost_backend, protocol_violation, Established};
+use crate::backend::BackendStream;
+use crate::client_stream::ClientStream;
+use crate::context::ProxyContext;
+use crate::sessions::{SessionInfo, SessionState};
+use crate::shutdown::Phase;
+use crate::wire::error::ADMIN_SHUTDOWN;
+use crate::wire::frame::FrameScanner;
+use crate::wire::{backend, frontend};
+
+/// Read size per direction: large enough for big result sets, small enough for 1000 sessions.
+const READ_SIZE: usize = 16 * 1024;
+/// Largest message a client may send (PostgreSQL's limit, 1 GB - 1).
+const MAX_CLIENT_MESSAGE: usize = 0x3fff_ffff;
+/// Largest message accepted from the backend (the length field's range).
+const MAX_BACKEND_MESSAGE: usize = i32::MAX as usize;
+
+/// How a session's forwarding phase ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its connection.
+    ClientClosed,
+    /// The client's connection failed.
+    ClientError(String),
+    /// The client sent a malformed message (it got FATAL 08P01).
+    ClientMalformed(String),
+    /// The backend closed or failed (the client got FATAL 08006).
+    BackendLost(String),
+    /// The proxy shut down (the client got FATAL 57P01).
+    Shutdown,
+}
+
+/// What the client→backend loop does with a scanned chunk.
+#[derive(Debug, PartialEq, Eq)]
+enum ClientStep {
+    /// Forward this many bytes, then read more.
+    Forward(usize),
+    /// Forward this many bytes, wait for the gate to open, then scan the rest again.
+    Hold(usize),
+    /// Forward this many bytes (ending with Terminate), then stop.
+    Terminate(usize),
+    /// A malformed message: stop and tell the client.
+    Malformed(String),
+}
+
+/// State both directions share.
+struct Shared<'a> {
+    ctx: &'a ProxyContext,
+    info: &'a SessionInfo,
+    tracker: Mutex<Tracker>,
+}
+
+impl Shared<'_> {
+    fn tracker(&self) -> MutexGuard<'_, Tracker> {
+        // Nothing panics while holding the lock; recover the data if that ever changes.
+        self.tracker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Walks a chunk from the client: counts statements, opens requests, and applies the gate at
+    /// transaction boundaries.
+    fn scan_client(&self, scanner: &mut FrameScanner, chunk: &[u8]) -> ClientStep {
+        let mut tracker = self.tracker();
+        let mut pos = 0;
+        let mut statements = 0u64;
+        let mut read_at: Option<Instant> = None;
+        let step = loop {
+            let frame = match scanner.next_frame(chunk, &mut pos, MAX_CLIENT_MESSAGE) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break ClientStep::Forward(pos),
+                Err(err) => break ClientStep::Malformed(err.to_string()),
+            };
+            match frame.tag {
+                frontend::QUERY
+                | frontend::PARSE
+                | frontend::BIND
+                | frontend::DESCRIBE
+                | frontend::EXECUTE
+                | frontend::CLOSE
+                | frontend::SYNC
+                | frontend::FUNCTION_CALL => {
+                    if tracker.is_quiet() {
+                        if tracker.at_boundary() && !self.ctx.gate.try_begin(self.info) {
+                            break ClientStep::Hold(frame.start);
+                        }
+                        self.info.set_state(SessionState::Active);
+                    }
+                    match frame.tag {
+                        frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
+                            let at = *read_at.get_or_insert_with(Instant::now);
+                            tracker.pending.push_back(at);
+                            if frame.tag == frontend::SYNC {
+                                tracker.in_batch = false;
+                            }
+                        }
+                        _ => tracker.in_batch = true,
+                    }
+                    if frame.tag == frontend::QUERY || frame.tag == frontend::EXECUTE {
+                        statements += 1;
+                    }
+                }
+                frontend::TERMINATE => {
+                    scanner.pass(&frame, chunk.len(), &mut pos);
+                    break ClientStep::Terminate(pos);
+                }
+                tag if !frontend::is_known(tag) => {
+                    break ClientStep::Malformed(format!(
+                        "invalid frontend message type {}",
+                        printable(tag)
+                    ));
+                }
+                _ => {}
+            }
+            scanner.pass(&frame, chunk.len(), &mut pos);
+        };
+        if statements > 0 {
+            self.info
+                .statements
+                .fetch_add(statements, Ordering::Relaxed);
+        }
+        step
+    }
+
+    /// Walks a chunk from the backend: ReadyForQuery closes requests and moves the session's
+    /// state. Returns how many bytes may be forwarded (a ReadyForQuery split across reads is kept
+    /// whole for the next one).
+    fn scan_backend(&self, scanner: &mut FrameScanner, chunk: &[u8]) -> Result<usize, String> {
+        let mut pos = 0;
+        let mut tracker: Option<MutexGuard<'_, Tracker>> = None;
+        loop {
+            let frame = match scanner.next_frame(chunk, &mut pos, MAX_BACKEND_MESSAGE) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(pos),
+                Err(err) => return Err(format!("backend sent {err}")),
+            };
+            if frame.tag != backend::READY_FOR_QUERY {
+                scanner.pass(&frame, chunk.len(), &mut pos);
+                continue;
+            }
+            if frame.wire_len != 6 {
+                return Err("backend sent a malformed ReadyForQuery".to_owned());
+            }
+            let Some(body) = frame.body(chunk) else {
+                return Ok(frame.start);
+            };
+            let tracker = tracker.get_or_insert_with(|| self.tracker());
+            self.ready_for_query(tracker, body[0])?;
+            pos = frame.end();
+        }
+    }
+
+    fn ready_for_query(&self, tracker: &mut Tracker, status: u8) -> Result<(), String> {
+        if !matches!(status, b'I' | b'T' | b'E') {
+            return Err(format!(
+                "backend sent an unknown transaction status {}",
+                printable(status)
+            ));
+        }
+        if let Some(started) = tracker.pending.pop_front() {
+            let shard = self.info.id as usize;
+            self.ctx.metrics.record_latency(shard, started.elapsed());
+        }
+        tracker.status = status;
+        if tracker.is_quiet() {
+            match status {
+                b'I' => {
+                    self.info.set_state(SessionState::Idle);
+                    self.ctx.gate.end(self.info);
+                }
+                b'T' => self.info.set_state(SessionState::IdleInTransaction),
+                _ => self.info.set_state(SessionState::IdleInTransactionAborted),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn printable(tag: u8) -> String {
+    if tag.is_ascii_graphic() {
+        format!("{:?}", tag as char)
+    } else {
+        format!("0x{tag:02x}")
+    }
+}
+
+/// Runs the forwarding phase to its end and tells the client why it ended, when it should know.
+pub(super) async fn run(
+    ctx: &ProxyContext,
+    info: &SessionInfo,
+    established: Established,
+) -> SessionEnd {
+    let Established {
+        client,
+        backend,
+        client_buf,
+        backend_buf,
+    } = established;
+    let shared = Shared {
+        ctx,
+        info,
+        tracker: Mutex::new(Tracker::new()),
+    };
+    match client {
+        ClientStream::Plain(mut tcp) => {
+            let (read, write) = tcp.split();
+            with_backend(&shared, read, write, backend, client_buf, backend_buf).await
+        }
+        ClientStream::Tls(tls) => {
+            let (read, write) = tokio::io::split(*tls);
+            with_backend(&shared, read, write, backend, client_buf, backend_buf).await
+        }
+    }
+}
+
+async fn with_backend<CR, CW>(
+    shared: &Shared<'_>,
+    client_read: CR,
+    client_write: CW,
+    backend: BackendStream,
+    client_buf: BytesMut,
+    backend_buf: BytesMut,
+) -> SessionEnd
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+{
+    match backend {
+        BackendStream::Tcp(mut tcp) => {
+            let (read, write) = tcp.split();
+            pump(
+                shared,
+                client_read,
+                client_write,
+                read,
+                write,
+                client_buf,
+                backend_buf,
+            )
+            .await
+        }
+        BackendStream::Unix(mut unix) => {
+            let (read, write) = unix.split();
+            pump(
+                shared,
+                client_read,
+                client_write,
+                read,
+                write,
+                client_buf,
+                backend_buf,
+            )
+            .await
+        }
+    }
+}
+
+async fn pump<CR, CW, BR, BW>(
+    shared: &Shared<'_>,
+    mut client_read: CR,
+    mut client_write: CW,
+    mut backend_read: BR,
+    mut backend_write: BW,
+    client_buf: BytesMut,
+    backend_buf: BytesMut,
+) -> SessionEnd
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+{
+    let mut shutdown = shared.ctx.shutdown.subscribe();
+    let end = {
+        let upstream = client_to_backend(shared, &mut client_read, &mut backend_write, client_buf);
+        let downstream =
+            backend_to_client(shared, &mut backend_read, &mut client_write, backend_buf);
+        tokio::select! {
+            end = upstream => end,
+            end = downstream => end,
+            _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => SessionEnd::Shutdown,
+        }
+    };
+    match &end {
+        SessionEnd::ClientMalformed(why) => {
+            protocol_violation(&mut client_write, why).await;
+        }
+        SessionEnd::BackendLost(why) => {
+            tracing::debug!(session = shared.info.id, why, "backend lost");
+            lost_backend(&mut client_write).await;
+        }
+        SessionEnd::Shutdown => {
+            close_with_fatal(&mut client_write, ADMIN_SHUTDOWN, "duet is shutting down").await;
+            let _ = backend_write
+                .write_all(&[frontend::TERMINATE, 0, 0, 0, 4])
+                .await;
+        }
+        SessionEnd::ClientTerminated | SessionEnd::ClientClosed | SessionEnd::ClientError(_) => {}
+    }
+    let _ = backend_write.shutdown().await;
+    end
+}
+
+fn ensure_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+}
+
+async fn client_to_backend<R, W>(
+    shared: &Shared<'_>,
+    read: &mut R,
+    write: &mut W,
+    mut buf: BytesMut,
+) -> SessionEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut scanner = FrameScanner::new();
+    let mut need_read = buf.is_empty();
+    loop {
+        if need_read {
+            ensure_room(&mut buf);
+            match read.read_buf(&mut buf).await {
+                Ok(0) => return SessionEnd::ClientClosed,
+                Ok(_) => {}
+                Err(err) => return SessionEnd::ClientError(err.to_string()),
+            }
+        }
+        let step = shared.scan_client(&mut scanner, &buf);
+        let forward = match step {
+            ClientStep::Forward(n) | ClientStep::Hold(n) | ClientStep::Terminate(n) => n,
+            ClientStep::Malformed(why) => return SessionEnd::ClientMalformed(why),
+        };
+        if forward > 0 {
+            if let Err(err) = write_chunk(write, &buf[..forward]).await {
+                return SessionEnd::BackendLost(err.to_string());
+            }
+            shared
+                .info
+                .bytes_client_to_server
+                .fetch_add(forward as u64, Ordering::Relaxed);
+            buf.advance(forward);
+        }
+        match step {
+            ClientStep::Hold(_) => {
+                shared.ctx.gate.wait_resumed().await;
+                need_read = false;
+            }
+            ClientStep::Terminate(_) => return SessionEnd::ClientTerminated,
+            _ => need_read = true,
+        }
+    }
+}
+
+async fn backend_to_client<R, W>(
+    shared: &Shared<'_>,
+    read: &mut R,
+    write: &mut W,
+    mut buf: BytesMut,
+) -> SessionEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut scanner = FrameScanner::new();
+    let mut need_read = buf.is_empty();
+    loop {
+        if need_read {
+            ensure_room(&mut buf);
+            match read.read_buf(&mut buf).await {
+                Ok(0) => {
+                    return SessionEnd::BackendLost("the backend closed the connection".to_owned())
+                }
+                Ok(_) => {}
+                Err(err) => return SessionEnd::BackendLost(err.to_string()),
+            }
+        }
+        need_read = true;
+        let forward = match shared.scan_backend(&mut scanner, &buf) {
+            Ok(n) => n,
+            Err(why) => return SessionEnd::BackendLost(why),
+        };
+        if forward > 0 {
+            if let Err(err) = write_chunk(write, &buf[..forward]).await {
+                return SessionEnd::ClientError(err.to_string());
+            }
+            shared
+                .info
+                .bytes_server_to_client
+                .fetch_add(forward as u64, Ordering::Relaxed);
+            buf.advance(forward);
+        }
+    }
+}
+
+/// One chunk, one write (plus a flush, which is free on TCP and pushes TLS records out).
+async fn write_chunk<W: AsyncWrite + Unpin>(write: &mut W, chunk: &[u8]) -> std::io::Result<()> {
+    write.write_all(chunk).await?;
+    write.flush().await
+}

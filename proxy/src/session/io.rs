@@ -1,0 +1,68 @@
+//! Reading whole packets during startup, where messages are small and handled one at a time.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::wire::frame::{FrameScanner, HEADER_LEN};
+use crate::wire::startup::{packet_len, StartupError};
+
+/// Why reading a packet failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The peer closed the connection.
+    #[error("connection closed")]
+    Closed,
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes do not form a valid packet.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<StartupError> for ReadError {
+    fn from(err: StartupError) -> Self {
+        ReadError::Malformed(err.to_string())
+    }
+}
+
+async fn fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<(), ReadError> {
+    while buf.len() < want {
+        buf.reserve(want - buf.len());
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ReadError::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one untyped startup-phase packet (length-prefixed, 8..=10000 bytes).
+pub(crate) async fn read_startup_packet<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ReadError> {
+    fill(stream, buf, 4).await?;
+    let len = packet_len(buf)?.unwrap_or(usize::MAX);
+    fill(stream, buf, len).await?;
+    Ok(buf.split_to(len))
+}
+
+/// Reads one typed message whole (type byte, length, body), at most `max_len` bytes long.
+pub(crate) async fn read_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max_len: usize,
+) -> Result<BytesMut, ReadError> {
+    fill(stream, buf, HEADER_LEN).await?;
+    let mut pos = 0;
+    let frame = FrameScanner::new()
+        .next_frame(buf, &mut pos, max_len)
+        .map_err(|err| ReadError::Malformed(err.to_string()))?
+        .ok_or_else(|| ReadError::Malformed("incomplete header".to_owned()))?;
+    fill(stream, buf, frame.wire_len).await?;
+    Ok(buf.split_to(frame.wire_len))
+}

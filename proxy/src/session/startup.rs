@@ -1,0 +1,274 @@
+//! The startup phase: SSL/GSS negotiation, the StartupMessage, the backend connection, the
+//! authentication relay and the backend's parameters up to the first ReadyForQuery.
+
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::startup::{BackendKeyData, SecretKey};
+use pgwire::messages::Message;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::io::{read_message, read_startup_packet, ReadError};
+use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionGuard};
+use crate::backend;
+use crate::client_stream::ClientStream;
+use crate::context::ProxyContext;
+use crate::sessions::{Identity, SessionInfo, SessionState};
+use crate::wire::auth::{self, expects_client_response, request_code, strip_channel_binding};
+use crate::wire::backend as tag;
+use crate::wire::error::{CONNECTION_FAILURE, INVALID_AUTHORIZATION};
+use crate::wire::frontend;
+use crate::wire::startup::{parse_packet, StartupMessage, StartupPacket};
+
+/// Largest authentication message accepted from a client (SASL and GSS tokens are far smaller).
+const MAX_CLIENT_AUTH_MESSAGE: usize = 64 * 1024;
+/// Largest message accepted from the backend during startup.
+const MAX_BACKEND_STARTUP_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Runs the startup phase. `None` when the connection ended during it (the client has been told
+/// why when that is possible).
+pub(super) async fn establish(
+    ctx: &ProxyContext,
+    info: &SessionInfo,
+    tcp: TcpStream,
+    guard: &mut SessionGuard,
+) -> Option<Established> {
+    let mut client_buf = BytesMut::with_capacity(1024);
+    let (mut client, startup) = negotiate(ctx, tcp, &mut client_buf).await?;
+
+    let Some(user) = startup.user() else {
+        close_with_fatal(
+            &mut client,
+            INVALID_AUTHORIZATION,
+            "no PostgreSQL user name specified in startup packet",
+        )
+        .await;
+        return None;
+    };
+    info.set_identity(Identity {
+        user: user.to_owned(),
+        database: startup.database().to_owned(),
+        application_name: startup.application_name().to_owned(),
+    });
+
+    let mut backend = match backend::connect(&ctx.backend_addr, ctx.config.connect_timeout).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(session = info.id, backend = %ctx.backend_addr, %err, "backend unreachable");
+            let message = format!(
+                "duet could not reach the backend at {}: {err}",
+                ctx.backend_addr
+            );
+            close_with_fatal(&mut client, CONNECTION_FAILURE, &message).await;
+            return None;
+        }
+    };
+    ctx.metrics.backends_total.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.backends_current.fetch_add(1, Ordering::Relaxed);
+    guard.backend_open = true;
+
+    if backend.write_all(&startup.raw).await.is_err() {
+        lost_backend(&mut client).await;
+        return None;
+    }
+
+    // Relay authentication and the backend's parameters. Messages for the client are collected
+    // and written together whenever the client must answer or the backend is ready.
+    let mut backend_buf = BytesMut::with_capacity(4096);
+    let mut to_client = BytesMut::with_capacity(1024);
+    loop {
+        let message =
+            match read_message(&mut backend, &mut backend_buf, MAX_BACKEND_STARTUP_MESSAGE).await {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::debug!(session = info.id, %err, "backend failed during startup");
+                    let _ = client.write_all(&to_client).await;
+                    lost_backend(&mut client).await;
+                    return None;
+                }
+            };
+        match message[0] {
+            tag::AUTHENTICATION => {
+                let code = request_code(&message).unwrap_or(-1);
+                if code == auth::code::SASL {
+                    match strip_channel_binding(&message) {
+                        Some(stripped) => to_client.extend_from_slice(&stripped),
+                        None => to_client.extend_from_slice(&message),
+                    }
+                } else {
+                    to_client.extend_from_slice(&message);
+                }
+                if expects_client_response(code) {
+                    if client.write_all(&to_client).await.is_err() {
+                        return None;
+                    }
+                    to_client.clear();
+                    let answer =
+                        match read_message(&mut client, &mut client_buf, MAX_CLIENT_AUTH_MESSAGE)
+                            .await
+                        {
+                            Ok(answer) => answer,
+                            Err(ReadError::Malformed(why)) => {
+                                protocol_violation(
+                                    &mut client,
+                                    &format!("invalid authentication message: {why}"),
+                                )
+                                .await;
+                                return None;
+                            }
+                            Err(_) => return None,
+                        };
+                    if answer[0] != frontend::PASSWORD {
+                        if answer[0] != frontend::TERMINATE {
+                            protocol_violation(
+                                &mut client,
+                                &format!(
+                                    "expected an authentication response, got message type {:?}",
+                                    answer[0] as char
+                                ),
+                            )
+                            .await;
+                        }
+                        return None;
+                    }
+                    if backend.write_all(&answer).await.is_err() {
+                        lost_backend(&mut client).await;
+                        return None;
+                    }
+                }
+            }
+            tag::BACKEND_KEY_DATA => match replace_key(ctx, &message) {
+                Some((pid, duet_key, rewritten)) => {
+                    info.set_backend_pid(pid);
+                    guard.cancel_key = Some((pid, duet_key));
+                    to_client.extend_from_slice(&rewritten);
+                }
+                None => {
+                    tracing::warn!(
+                        session = info.id,
+                        "malformed BackendKeyData from the backend"
+                    );
+                    lost_backend(&mut client).await;
+                    return None;
+                }
+            },
+            tag::READY_FOR_QUERY => {
+                to_client.extend_from_slice(&message);
+                if client.write_all(&to_client).await.is_err() {
+                    return None;
+                }
+                info.set_state(SessionState::Idle);
+                return Some(Established {
+                    client,
+                    backend,
+                    client_buf,
+                    backend_buf,
+                });
+            }
+            tag::ERROR_RESPONSE => {
+                // Authentication failed or the database refused the session: the backend closes.
+                to_client.extend_from_slice(&message);
+                let _ = client.write_all(&to_client).await;
+                let _ = client.shutdown().await;
+                return None;
+            }
+            _ => to_client.extend_from_slice(&message),
+        }
+    }
+}
+
+/// Answers SSLRequest/GSSENCRequest and handles CancelRequest until the StartupMessage arrives.
+async fn negotiate(
+    ctx: &ProxyContext,
+    tcp: TcpStream,
+    buf: &mut BytesMut,
+) -> Option<(ClientStream, StartupMessage)> {
+    let mut client = ClientStream::Plain(tcp);
+    let mut ssl_done = false;
+    let mut gss_done = false;
+    loop {
+        let packet = match read_startup_packet(&mut client, buf).await {
+            Ok(packet) => packet,
+            Err(ReadError::Malformed(why)) => {
+                protocol_violation(&mut client, &why).await;
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let packet = match parse_packet(&packet) {
+            Ok(packet) => packet,
+            Err(err) => {
+                protocol_violation(&mut client, &err.to_string()).await;
+                return None;
+            }
+        };
+        match packet {
+            StartupPacket::SslRequest if ssl_done => {
+                protocol_violation(&mut client, "SSL negotiation requested twice").await;
+                return None;
+            }
+            StartupPacket::SslRequest => {
+                ssl_done = true;
+                client = match (client, &ctx.tls) {
+                    (ClientStream::Plain(mut tcp), Some(acceptor)) => {
+                        if !buf.is_empty() {
+                            // Bytes after SSLRequest would be processed as if they came over TLS
+                            // (CVE-2021-23214): refuse like PostgreSQL does.
+                            protocol_violation(
+                                &mut tcp,
+                                "received unencrypted data after SSL request",
+                            )
+                            .await;
+                            return None;
+                        }
+                        tcp.write_all(b"S").await.ok()?;
+                        match acceptor.accept(tcp).await {
+                            Ok(tls) => ClientStream::Tls(Box::new(tls)),
+                            Err(err) => {
+                                tracing::debug!(%err, "TLS handshake failed");
+                                return None;
+                            }
+                        }
+                    }
+                    (mut other, _) => {
+                        other.write_all(b"N").await.ok()?;
+                        other
+                    }
+                };
+            }
+            StartupPacket::GssEncRequest if gss_done => {
+                protocol_violation(&mut client, "GSS encryption requested twice").await;
+                return None;
+            }
+            StartupPacket::GssEncRequest => {
+                gss_done = true;
+                client.write_all(b"N").await.ok()?;
+            }
+            StartupPacket::Cancel { pid, key } => {
+                ctx.cancels
+                    .cancel(pid, key, ctx.config.connect_timeout)
+                    .await;
+                return None;
+            }
+            StartupPacket::Startup(startup) => return Some((client, startup)),
+        }
+    }
+}
+
+/// Replaces the backend's secret key with one of duet's; returns (pid, duet key, new message).
+fn replace_key(ctx: &ProxyContext, message: &[u8]) -> Option<(i32, Bytes, BytesMut)> {
+    let body = message.get(5..)?;
+    if !(8..=4 + 256).contains(&body.len()) {
+        return None;
+    }
+    let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let real_key = Bytes::copy_from_slice(&body[4..]);
+    let duet_key = ctx
+        .cancels
+        .register(pid, real_key, ctx.backend_addr.clone());
+    let rewritten = BackendKeyData::new(pid, SecretKey::Bytes(duet_key.clone()));
+    let mut out = BytesMut::with_capacity(message.len());
+    rewritten.encode(&mut out).ok()?;
+    Some((pid, duet_key, out))
+}

@@ -1,0 +1,94 @@
+//! Graceful shutdown, shared by SIGTERM/SIGINT and the admin `shutdown` command.
+//!
+//! Phases: running → draining (the listener stops accepting; sessions may finish on their own) →
+//! terminating (at the end of the budget every remaining client gets FATAL 57P01 and is closed) →
+//! done (the process exits 0).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::sessions::Sessions;
+
+/// How long sessions get to deliver their FATAL and close once terminating.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// Where the shutdown is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving.
+    Running,
+    /// Not accepting; waiting for sessions to end.
+    Draining,
+    /// Closing the remaining sessions.
+    Terminating,
+    /// Everything is closed.
+    Done,
+}
+
+/// The shutdown switch.
+#[derive(Debug)]
+pub struct Shutdown {
+    phase: watch::Sender<Phase>,
+    started: AtomicBool,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A switch in phase [`Phase::Running`].
+    pub fn new() -> Self {
+        Shutdown {
+            phase: watch::Sender::new(Phase::Running),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Waits until the shutdown has reached `phase`.
+    pub async fn reached(&self, phase: Phase) {
+        let mut rx = self.phase.subscribe();
+        // The sender lives as long as `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|p| *p >= phase).await;
+    }
+
+    /// A receiver for sessions, which watch for [`Phase::Terminating`].
+    pub fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    /// Starts the shutdown with a budget (once; later calls return `false` and change nothing).
+    pub fn begin(self: &Arc<Self>, sessions: Arc<Sessions>, budget: Duration) -> bool {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.phase.send_replace(Phase::Draining);
+        let this = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(sessions = sessions.len(), budget = ?budget, "shutting down: no longer accepting clients");
+            if tokio::time::timeout(budget, sessions.wait_empty())
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    sessions = sessions.len(),
+                    "shutdown budget spent: closing the remaining sessions"
+                );
+            }
+            this.phase.send_replace(Phase::Terminating);
+            let _ = tokio::time::timeout(TERMINATE_GRACE, sessions.wait_empty()).await;
+            this.phase.send_replace(Phase::Done);
+        });
+        true
+    }
+}

@@ -1,0 +1,86 @@
+//! The `status` report: one snapshot of the proxy, shared by the admin socket and the metrics
+//! endpoint. Its JSON shape is part of the user-facing contract (fields may be added, never
+//! renamed).
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use crate::context::ProxyContext;
+use crate::metrics::LatencySummary;
+use crate::sessions::SessionView;
+
+/// A current/total pair.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Count {
+    /// Open now.
+    pub current: u64,
+    /// Opened since start.
+    pub total: u64,
+}
+
+/// Bytes forwarded each way.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ByteCounts {
+    /// From clients to the backend.
+    pub client_to_server: u64,
+    /// From the backend to clients.
+    pub server_to_client: u64,
+}
+
+/// The status report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// Client-facing address.
+    pub listen: String,
+    /// Backend address (never credentials).
+    pub backend: String,
+    /// Whether the pause gate is closed.
+    pub paused: bool,
+    /// Client sessions.
+    pub clients: Count,
+    /// Backend connections.
+    pub backend_connections: Count,
+    /// Bytes forwarded.
+    pub bytes: ByteCounts,
+    /// Query and Execute messages forwarded.
+    pub statements: u64,
+    /// Request → ReadyForQuery latency.
+    pub latency_us: LatencySummary,
+    /// Live sessions, by id.
+    pub sessions: Vec<SessionView>,
+}
+
+/// Takes a snapshot. With `with_sessions = false` the session list is left empty (cheaper, for the
+/// metrics endpoint).
+pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
+    let closed = ctx.metrics.closed_traffic();
+    let live = ctx.sessions.live_traffic();
+    StatusReport {
+        uptime_secs: ctx.metrics.uptime().as_secs_f64(),
+        listen: ctx.config.listen.to_string(),
+        backend: ctx.backend_addr.to_string(),
+        paused: ctx.gate.is_paused(),
+        clients: Count {
+            current: ctx.sessions.len() as u64,
+            total: ctx.metrics.clients_total.load(Ordering::Relaxed),
+        },
+        backend_connections: Count {
+            current: ctx.metrics.backends_current.load(Ordering::Relaxed),
+            total: ctx.metrics.backends_total.load(Ordering::Relaxed),
+        },
+        bytes: ByteCounts {
+            client_to_server: closed.client_to_server + live.client_to_server,
+            server_to_client: closed.server_to_client + live.server_to_client,
+        },
+        statements: closed.statements + live.statements,
+        latency_us: ctx.metrics.latency_summary(),
+        sessions: if with_sessions {
+            ctx.sessions.views()
+        } else {
+            Vec::new()
+        },
+    }
+}

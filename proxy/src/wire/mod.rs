@@ -1,0 +1,78 @@
+//! The PostgreSQL wire protocol, as much of it as a forwarding proxy needs.
+//!
+//! duet forwards bytes; it decodes only message headers (to know boundaries, type bytes and
+//! transaction state) and the bodies of the few messages it acts on. Whole-message decoding and
+//! encoding use pgwire's codecs where they fit; header scanning is our own because pgwire's codecs
+//! need a complete message in the buffer, while duet streams rows and COPY data larger than any
+//! buffer straight through.
+
+pub mod auth;
+pub mod error;
+pub mod frame;
+pub mod startup;
+
+/// Frontend (client → server) message types the protocol defines after startup.
+pub mod frontend {
+    /// Bind.
+    pub const BIND: u8 = b'B';
+    /// Close.
+    pub const CLOSE: u8 = b'C';
+    /// CopyData.
+    pub const COPY_DATA: u8 = b'd';
+    /// CopyDone.
+    pub const COPY_DONE: u8 = b'c';
+    /// CopyFail.
+    pub const COPY_FAIL: u8 = b'f';
+    /// Describe.
+    pub const DESCRIBE: u8 = b'D';
+    /// Execute.
+    pub const EXECUTE: u8 = b'E';
+    /// Flush.
+    pub const FLUSH: u8 = b'H';
+    /// FunctionCall.
+    pub const FUNCTION_CALL: u8 = b'F';
+    /// Parse.
+    pub const PARSE: u8 = b'P';
+    /// PasswordMessage, SASLInitialResponse, SASLResponse, GSSResponse.
+    pub const PASSWORD: u8 = b'p';
+    /// Simple Query.
+    pub const QUERY: u8 = b'Q';
+    /// Sync.
+    pub const SYNC: u8 = b'S';
+    /// Terminate.
+    pub const TERMINATE: u8 = b'X';
+
+    /// Whether `tag` is a message type a client may send after startup.
+    pub fn is_known(tag: u8) -> bool {
+        matches!(
+            tag,
+            BIND | CLOSE
+                | COPY_DATA
+                | COPY_DONE
+                | COPY_FAIL
+                | DESCRIBE
+                | EXECUTE
+                | FLUSH
+                | FUNCTION_CALL
+                | PARSE
+                | PASSWORD
+                | QUERY
+                | SYNC
+                | TERMINATE
+        )
+    }
+}
+
+/// Backend (server → client) message types duet acts on.
+pub mod backend {
+    /// Authentication request.
+    pub const AUTHENTICATION: u8 = b'R';
+    /// BackendKeyData.
+    pub const BACKEND_KEY_DATA: u8 = b'K';
+    /// ErrorResponse.
+    pub const ERROR_RESPONSE: u8 = b'E';
+    /// NegotiateProtocolVersion.
+    pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+    /// ReadyForQuery.
+    pub const READY_FOR_QUERY: u8 = b'Z';
+}

@@ -1,0 +1,256 @@
+//! Quick smoke tests of the `duet` binary against the real PostgreSQL (the broad end-to-end suite
+//! lives in the top-level tests/ folder). Each test starts its own proxy on a free port.
+//!
+//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
+//! Without a reachable server the tests say so and pass, unless `DUET_REQUIRE_DATABASE=1`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn database_url() -> Option<String> {
+    let url = std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok()
+        || std::env::var("DUET_TEST_DATABASE_URL").is_ok();
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1") {
+        panic!("DUET_REQUIRE_DATABASE=1 but no PostgreSQL answers at 127.0.0.1:5432");
+    }
+    eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432 (set DUET_TEST_DATABASE_URL, or DUET_REQUIRE_DATABASE=1 to fail)");
+    None
+}
+
+/// A running `duet proxy` on a free port, killed when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+    socket: PathBuf,
+}
+
+impl Proxy {
+    fn start(backend: &str) -> Proxy {
+        let socket = std::env::temp_dir().join(format!(
+            "duet-smoke-{}-{}.sock",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                backend,
+                "--admin-socket",
+            ])
+            .arg(&socket)
+            .env("DUET_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start duet");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("duet logs `listening on <addr>`");
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        // The admin socket is bound before the listener logs; wait until it answers.
+        Proxy {
+            child,
+            port,
+            socket,
+        }
+    }
+
+    fn admin(&self, request: &str) -> serde_json::Value {
+        let mut stream = UnixStream::connect(&self.socket).expect("admin socket");
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).expect("a JSON reply")
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                self.port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect through duet");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn simple_and_extended_queries_pass_through() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let client = proxy.connect().await;
+    let messages = client.simple_query("select 1; select 2").await.unwrap();
+    let rows = messages
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 2);
+    let row = client
+        .query_one("select $1::int + 1", &[&41i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let err = client.query_one("select 1/0", &[]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO)
+    );
+    let row = client
+        .query_one("select 'still usable'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "still usable");
+
+    let status = proxy.admin(r#"{"command":"status"}"#);
+    assert_eq!(status["ok"], true);
+    let result = &status["result"];
+    assert_eq!(result["clients"]["current"], 1);
+    assert!(result["statements"].as_u64().unwrap() >= 4);
+    assert_eq!(result["sessions"][0]["state"], "idle");
+    assert!(result["sessions"][0]["backend_pid"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn pause_holds_new_transactions_until_resume() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let client = proxy.connect().await;
+    client.simple_query("select 1").await.unwrap();
+
+    let paused = proxy.admin(r#"{"command":"pause","timeout_ms":5000}"#);
+    assert_eq!(paused["result"]["paused"], true, "{paused}");
+
+    let held = tokio::spawn(async move { client.simple_query("select 2").await.map(|_| ()) });
+    // The held query must still be waiting after the admin round trips below.
+    let status = proxy.admin(r#"{"command":"status"}"#);
+    assert_eq!(status["result"]["paused"], true);
+    assert!(!held.is_finished(), "a query ran while paused");
+
+    let resumed = proxy.admin(r#"{"command":"resume"}"#);
+    assert_eq!(resumed["result"]["paused"], false);
+    held.await
+        .unwrap()
+        .expect("the held query runs after resume");
+}
+
+#[tokio::test]
+async fn pause_times_out_on_an_open_transaction_and_names_it() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let client = proxy.connect().await;
+    client.simple_query("begin; select 1").await.unwrap();
+
+    let reply = proxy.admin(r#"{"command":"pause","timeout_ms":200}"#);
+    let result = &reply["result"];
+    assert_eq!(result["paused"], false, "{reply}");
+    assert_eq!(result["reason"], "timeout");
+    assert_eq!(
+        result["blocking_sessions"][0]["state"],
+        "idle in transaction"
+    );
+
+    // The pause was released: the transaction can go on and finish.
+    client.simple_query("commit").await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_admin_input_gets_an_error_reply() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let reply = proxy.admin("this is not json");
+    assert_eq!(reply["ok"], false);
+    assert!(reply["error"].as_str().unwrap().contains("status"));
+    let reply = proxy.admin(r#"{"command":"status"}"#);
+    assert_eq!(reply["ok"], true);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_57p01_and_exits_zero() {
+    let Some(url) = database_url() else { return };
+    let mut proxy = Proxy::start(&url);
+    let client = proxy.connect().await;
+    client.simple_query("select 1").await.unwrap();
+    let reply = proxy.admin(r#"{"command":"shutdown","timeout_ms":100}"#);
+    assert_eq!(reply["result"]["shutting_down"], true);
+    assert_eq!(reply["result"]["sessions"], 1);
+    let status = proxy.child.wait().expect("duet exits");
+    assert!(status.success(), "duet exited with {status}");
+    let err = client.simple_query("select 1").await.unwrap_err();
+    let code = err.code().cloned();
+    assert!(
+        code == Some(tokio_postgres::error::SqlState::ADMIN_SHUTDOWN) || err.is_closed(),
+        "unexpected error {err}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_backend_is_reported_as_08006() {
+    if database_url().is_none() {
+        return;
+    }
+    // Port 1 on loopback: nothing listens there.
+    let proxy = Proxy::start("postgres://postgres@127.0.0.1:1/postgres");
+    let err = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            proxy.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("the connection must fail");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::CONNECTION_FAILURE),
+        "{err}"
+    );
+    let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+}
