@@ -291,19 +291,46 @@ async fn shutdown_with_budget_closes_idle_clients_and_exits_0() {
         .simple_query("SELECT 1")
         .await
         .expect("query before shutdown");
-    wait_for_async("the client to be counted", LIMIT, || async {
-        (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(1)))
-            .then_some(())
+    // A second session is in the middle of a statement when the shutdown starts.
+    let busy = connect(&through(&backend, &duet, &db, "e2e-busy")).await;
+    let busy_pid = backend_pid(&busy.client).await;
+    let busy_client = busy.client;
+    let busy_query = tokio::spawn(async move {
+        busy_client
+            .simple_query("SELECT pg_sleep(1), 'finished'")
+            .await
+    });
+    wait_for_async("both clients counted, one active", LIMIT, || async {
+        let status = duet.status_async().await;
+        let active = status["sessions"].as_array().is_some_and(|sessions| {
+            sessions
+                .iter()
+                .any(|s| s["backend_pid"] == busy_pid && s["state"] == "active")
+        });
+        (status.pointer("/clients/current") == Some(&Value::from(2)) && active).then_some(())
     })
     .await;
 
     let reply = duet
-        .admin_async(&["shutdown", "--timeout", "1s", "--format", "json"])
+        .admin_async(&["shutdown", "--timeout", "6s", "--format", "json"])
         .await;
     assert_eq!(reply.code, Some(0), "shutdown: {reply:?}");
     let reply = reply.json();
     assert_eq!(reply["shutting_down"], true, "{reply}");
-    assert_eq!(reply["sessions"], 1, "{reply}");
+    assert_eq!(reply["sessions"], 2, "{reply}");
+
+    // Sessions may finish within the budget: the running statement gets its result.
+    let finished = bounded("the statement running at shutdown", LIMIT, busy_query)
+        .await
+        .expect("busy task")
+        .expect("a statement in flight at shutdown must complete within the budget");
+    assert!(
+        finished.iter().any(|message| matches!(
+            message,
+            tokio_postgres::SimpleQueryMessage::Row(row) if row.get(1) == Some("finished")
+        )),
+        "no result row for the statement in flight"
+    );
 
     // The idle client is closed at the end of the budget with FATAL 57P01.
     let ended = bounded("the idle client to be closed", LIMIT, idle.ended)

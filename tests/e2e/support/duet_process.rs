@@ -73,6 +73,18 @@ impl DuetProcess {
             socket.display().to_string(),
         ];
         args.extend(extra.iter().map(|arg| arg.to_string()));
+        DuetProcess::start_in(dir, args, listen, socket)
+    }
+
+    /// Starts `duet <args…>` with `dir` as its working directory (where it looks for
+    /// `config/duet.toml`), expecting it to listen on `listen` with its admin socket at `socket`
+    /// (for tests that configure duet through a file rather than flags).
+    pub fn start_in(
+        dir: TempDir,
+        args: Vec<String>,
+        listen: SocketAddr,
+        socket: PathBuf,
+    ) -> DuetProcess {
         let mut process = DuetProcess {
             child: None,
             listen,
