@@ -125,6 +125,14 @@ impl DuetProcess {
         self.wait_until_ready();
     }
 
+    /// The command line for messages, passwords redacted.
+    fn shown_args(&self) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|arg| super::environment::redact_password(arg))
+            .collect()
+    }
+
     fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -135,7 +143,7 @@ impl DuetProcess {
             {
                 panic!(
                     "duet exited during startup ({status}); args {:?}\n--- duet stderr ---\n{}",
-                    self.args,
+                    self.shown_args(),
                     self.log()
                 );
             }
@@ -367,7 +375,7 @@ impl Drop for DuetProcess {
             eprintln!(
                 "--- duet log ({}; args {:?}) ---\n{}\n--- end of duet log ---",
                 self.stderr_path.display(),
-                self.args,
+                self.shown_args(),
                 self.log()
             );
         }

@@ -98,14 +98,18 @@ pub fn skip_or_fail<T>(test: &str, why: &str) -> Option<T> {
 fn probe_backend() -> Result<Backend, String> {
     let url = std::env::var("DUET_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string());
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|err| format!("DUET_TEST_DATABASE_URL={url:?} is not a valid URL: {err}"))?;
+    let config: tokio_postgres::Config = url.parse().map_err(|err| {
+        format!(
+            "DUET_TEST_DATABASE_URL={:?} is not a valid URL: {err}",
+            redact_password(&url)
+        )
+    })?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(other) => {
             return Err(format!(
-                "DUET_TEST_DATABASE_URL={url:?} names {other:?}; the suite needs a TCP host"
+                "DUET_TEST_DATABASE_URL={:?} names {other:?}; the suite needs a TCP host",
+                redact_password(&url)
             ))
         }
         None => "127.0.0.1".to_string(),
@@ -122,4 +126,45 @@ fn probe_backend() -> Result<Backend, String> {
     crate::support::database::run_sql(&backend.direct_config(&backend.maintenance_db), "SELECT 1")
         .map_err(|err| format!("cannot reach PostgreSQL at {url}: {err}"))?;
     Ok(backend)
+}
+
+/// `text` with the password of any `scheme://user:password@host` URL in it replaced by `***`:
+/// test output never shows a secret.
+pub fn redact_password(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &text[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &text[..authority_start],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db:5432/x?sslmode=require"),
+            "postgres://app:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/x"),
+            "postgres://app@db/x"
+        );
+        assert_eq!(redact_password("--listen"), "--listen");
+    }
 }

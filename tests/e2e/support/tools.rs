@@ -115,7 +115,12 @@ pub fn command(program: &str) -> Command {
 /// Runs `command` to completion with `stdin` fed to it, killing it (and failing the test) after
 /// `limit`.
 pub fn run(mut command: Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
-    let description = format!("{command:?}");
+    // Program and arguments only (Command's Debug would show PGPASSWORD), URLs redacted.
+    let description = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| super::environment::redact_password(&part.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
     command
         .stdin(if stdin.is_some() {
             Stdio::piped()
