@@ -261,6 +261,90 @@ fn tls_with_psql_and_psycopg() {
         "a large result over TLS differs from direct"
     );
 
+    // Several MB the other way, client → duet over TLS: COPY FROM STDIN, compared on the server.
+    db.execute(
+        "CREATE TABLE tls_in (id int, line text); CREATE TABLE plain_in (id int, line text)",
+    );
+    let mut data = String::new();
+    for i in 1..=40_000u32 {
+        data.push_str(&format!("{i}\t{}{i}\n", "z".repeat(120)));
+    }
+    for (target, table) in [
+        (target.with("sslmode=require"), "tls_in"),
+        (direct_target.with("sslmode=disable"), "plain_in"),
+    ] {
+        let copied = psql(
+            &target,
+            &[
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("COPY {table} FROM STDIN"),
+            ],
+            Some(data.as_bytes()),
+        );
+        copied.assert_success();
+        assert!(
+            copied.stdout_text().contains("COPY 40000"),
+            "{}",
+            copied.stdout_text()
+        );
+    }
+    let same = psql(
+        &direct_target,
+        &[
+            "-At",
+            "-c",
+            "SELECT (SELECT md5(string_agg(id || line, ',' ORDER BY id)) FROM tls_in)
+                  = (SELECT md5(string_agg(id || line, ',' ORDER BY id)) FROM plain_in)",
+        ],
+        None,
+    );
+    same.assert_success();
+    assert_eq!(
+        same.stdout_text().trim(),
+        "t",
+        "COPY over TLS stored different rows"
+    );
+
+    // psql's Ctrl-C over a TLS session: libpq sends the CancelRequest on a new, unencrypted
+    // connection; duet must route it to this session's backend.
+    let mut sleeper = crate::support::tools::command("psql");
+    sleeper
+        .arg("-X")
+        .arg("-d")
+        .arg(
+            &target
+                .with("sslmode=require application_name=e2e-tls-sleeper")
+                .conninfo,
+        )
+        .args(["-c", "SELECT pg_sleep(30)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(password) = &target.password {
+        sleeper.env("PGPASSWORD", password);
+    }
+    let child = sleeper.spawn().expect("starting psql");
+    let observer = db.direct_config();
+    crate::support::wait_for("psql's pg_sleep to run", Duration::from_secs(30), || {
+        crate::support::database::run_sql(
+            &observer,
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'e2e-tls-sleeper'
+               AND state = 'active' AND query LIKE 'SELECT pg_sleep%') THEN RAISE EXCEPTION 'not yet'; END IF; END $$",
+        )
+        .ok()
+    });
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    // SAFETY: kill(2) on our own psql child; SIGINT makes psql send a cancel request.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().expect("waiting for psql");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "psql's cancel did not reach the backend (exit {:?}):\n{stderr}",
+        output.status.code()
+    );
+
     // psycopg (libpq in another process, another driver's TLS setup).
     let mut env = vec![("DSN", target.conninfo.as_str())];
     if let Some(password) = &target.password {

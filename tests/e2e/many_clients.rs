@@ -40,7 +40,8 @@ async fn a_thousand_concurrent_clients() {
     let test = "a_thousand_concurrent_clients";
     let files = raise_open_files_limit(8192);
     assert!(
-        files >= 3 * CLIENTS as u64,
+        // This process holds one socket per client; duet (which inherits the limit) two.
+        files >= 2 * CLIENTS as u64 + 200,
         "RLIMIT_NOFILE hard limit {files} is too low for {CLIENTS} clients"
     );
     let options = ClusterOptions {

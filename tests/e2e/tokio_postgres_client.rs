@@ -486,7 +486,7 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
         tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(30)").await });
     let bystander_client = bystander.client;
     let bystander_query =
-        tokio::spawn(async move { bystander_client.simple_query("SELECT pg_sleep(4)").await });
+        tokio::spawn(async move { bystander_client.simple_query("SELECT pg_sleep(8)").await });
 
     // Both are running pg_sleep on their backends.
     let both_sleeping = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1) AND state = 'active' AND query LIKE 'SELECT pg_sleep%'";
