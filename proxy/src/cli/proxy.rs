@@ -22,7 +22,7 @@ pub struct Args {
     /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB (HOST may be a unix-socket directory).
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
-    /// Admin socket path [default: /tmp/duet-<listen port>.sock].
+    /// Admin socket path [default: /tmp/duet-PORT.sock, PORT being the listen port].
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
     /// TLS certificate chain (PEM) offered to clients that ask for TLS.

@@ -418,3 +418,197 @@ async fn write_chunk<W: AsyncWrite + Unpin>(write: &mut W, chunk: &[u8]) -> std:
     write.write_all(chunk).await?;
     write.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Overrides};
+
+    fn context() -> ProxyContext {
+        let overrides = Overrides {
+            backend: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            ..Overrides::default()
+        };
+        ProxyContext::new(config::from_str("", overrides).unwrap(), None)
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn ready(status: u8) -> Vec<u8> {
+        msg(b'Z', &[status])
+    }
+
+    #[test]
+    fn extended_batch_is_in_flight_until_its_ready_for_query() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared {
+            ctx: &ctx,
+            info: &info,
+            tracker: Mutex::new(Tracker::new()),
+        };
+        let mut up = FrameScanner::new();
+        let mut down = FrameScanner::new();
+
+        let parse_bind_execute = [
+            msg(b'P', b"\0select 1\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+        ]
+        .concat();
+        assert_eq!(
+            shared.scan_client(&mut up, &parse_bind_execute),
+            ClientStep::Forward(parse_bind_execute.len())
+        );
+        assert!(info.is_busy(), "an open batch is in flight");
+        assert_eq!(info.state(), SessionState::Active);
+
+        let sync = msg(b'S', b"");
+        shared.scan_client(&mut up, &sync);
+        let response = [msg(b'2', b""), msg(b'C', b"SELECT 1\0"), ready(b'I')].concat();
+        assert_eq!(
+            shared.scan_backend(&mut down, &response),
+            Ok(response.len())
+        );
+        assert!(!info.is_busy());
+        assert_eq!(info.state(), SessionState::Idle);
+        assert_eq!(info.statements.load(Ordering::Relaxed), 1);
+        assert_eq!(ctx.metrics.latency_summary().count, 1);
+    }
+
+    #[test]
+    fn open_transaction_stays_in_flight_and_pipelined_queries_count() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared {
+            ctx: &ctx,
+            info: &info,
+            tracker: Mutex::new(Tracker::new()),
+        };
+        let (mut up, mut down) = (FrameScanner::new(), FrameScanner::new());
+        let two = [msg(b'Q', b"begin\0"), msg(b'Q', b"select 1\0")].concat();
+        shared.scan_client(&mut up, &two);
+        assert_eq!(shared.scan_backend(&mut down, &ready(b'T')), Ok(6));
+        assert_eq!(
+            info.state(),
+            SessionState::Active,
+            "one query still pending"
+        );
+        assert_eq!(shared.scan_backend(&mut down, &ready(b'T')), Ok(6));
+        assert_eq!(info.state(), SessionState::IdleInTransaction);
+        assert!(info.is_busy(), "an open transaction is in flight");
+        shared.scan_client(&mut up, &msg(b'Q', b"select 1/0\0"));
+        shared.scan_backend(&mut down, &ready(b'E')).unwrap();
+        assert_eq!(info.state(), SessionState::IdleInTransactionAborted);
+        shared.scan_client(&mut up, &msg(b'Q', b"rollback\0"));
+        shared.scan_backend(&mut down, &ready(b'I')).unwrap();
+        assert!(!info.is_busy());
+    }
+
+    #[tokio::test]
+    async fn paused_gate_holds_new_work_at_the_boundary_only() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared {
+            ctx: &ctx,
+            info: &info,
+            tracker: Mutex::new(Tracker::new()),
+        };
+        let (mut up, mut down) = (FrameScanner::new(), FrameScanner::new());
+        // In a transaction when the pause starts: its next statement goes through.
+        shared.scan_client(&mut up, &msg(b'Q', b"begin\0"));
+        shared.scan_backend(&mut down, &ready(b'T')).unwrap();
+        let pause = ctx
+            .gate
+            .pause(&ctx.sessions, std::time::Duration::from_millis(10));
+        assert!(matches!(
+            pause.await,
+            crate::gate::PauseOutcome::TimedOut { .. }
+        ));
+        assert!(!ctx.gate.is_paused(), "a timed-out pause is released");
+        // Now pause for real from a quiet state: a new query at the boundary is held.
+        shared.scan_client(&mut up, &msg(b'Q', b"commit\0"));
+        shared.scan_backend(&mut down, &ready(b'I')).unwrap();
+        assert!(matches!(
+            ctx.gate
+                .pause(&ctx.sessions, std::time::Duration::from_secs(1))
+                .await,
+            crate::gate::PauseOutcome::Paused { .. }
+        ));
+        let flush_then_query = [msg(b'H', b""), msg(b'Q', b"select 1\0")].concat();
+        assert_eq!(
+            shared.scan_client(&mut up, &flush_then_query),
+            ClientStep::Hold(5)
+        );
+        assert!(!info.is_busy());
+        ctx.gate.resume();
+        assert_eq!(
+            shared.scan_client(&mut up, &flush_then_query[5..]),
+            ClientStep::Forward(14)
+        );
+        assert!(info.is_busy());
+    }
+
+    #[test]
+    fn malformed_client_messages_are_refused() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared {
+            ctx: &ctx,
+            info: &info,
+            tracker: Mutex::new(Tracker::new()),
+        };
+        let mut up = FrameScanner::new();
+        assert!(matches!(
+            shared.scan_client(&mut up, &msg(b'?', b"")),
+            ClientStep::Malformed(_)
+        ));
+        let mut up = FrameScanner::new();
+        assert!(matches!(
+            shared.scan_client(&mut up, b"Q\0\0\0\x01"),
+            ClientStep::Malformed(_)
+        ));
+        let mut up = FrameScanner::new();
+        assert_eq!(
+            shared.scan_client(&mut up, b"Q\0\0"),
+            ClientStep::Forward(0),
+            "a partial header waits"
+        );
+        let mut up = FrameScanner::new();
+        let terminate = [msg(b'X', b""), msg(b'Q', b"never\0")].concat();
+        assert_eq!(
+            shared.scan_client(&mut up, &terminate),
+            ClientStep::Terminate(5)
+        );
+    }
+
+    #[test]
+    fn a_split_ready_for_query_is_kept_whole() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared {
+            ctx: &ctx,
+            info: &info,
+            tracker: Mutex::new(Tracker::new()),
+        };
+        let mut down = FrameScanner::new();
+        let stream = [msg(b'C', b"SELECT 1\0"), ready(b'I')].concat();
+        let cut = stream.len() - 2;
+        assert_eq!(
+            shared.scan_backend(&mut down, &stream[..cut]),
+            Ok(stream.len() - 6)
+        );
+        assert_eq!(
+            shared.scan_backend(&mut down, &stream[stream.len() - 6..]),
+            Ok(6)
+        );
+        assert!(shared
+            .scan_backend(&mut FrameScanner::new(), &msg(b'Z', b"Q"))
+            .is_err());
+    }
+}
