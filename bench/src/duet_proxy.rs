@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::process::CommandExt;
+
 use serde_json::Value;
 
 use crate::backend::Backend;
@@ -116,6 +118,9 @@ impl DuetProxy {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
+            // Own process group: a terminal's Ctrl-C reaches the caller, which stops its clients
+            // first and then duet, in order.
+            .process_group(0)
             .spawn()
             .map_err(io_error(format!("starting {}", opts.duet_bin.display())))?;
         let mut proxy = DuetProxy {

@@ -9,6 +9,8 @@
 
 pub mod backend;
 pub mod cluster;
+pub mod compare;
+pub mod connections;
 pub mod duet_proxy;
 pub mod duration_arg;
 pub mod launch;

@@ -2,10 +2,14 @@
 //! library: parse flags, run, print, map the outcome to an exit code (0 ok, 1 failures seen,
 //! 2 usage or runtime error).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use duet_bench::compare::{reference_scenarios, run_compare, CompareOptions, Driver, Target};
+use duet_bench::connections::{run_connections, ConnectionsOptions};
+use duet_bench::duet_proxy::duet_next_to_current_exe;
 use duet_bench::duration_arg::parse_duration;
 use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::workload::{Protocol, Workload};
@@ -22,6 +26,60 @@ struct Cli {
 enum Command {
     /// Run one workload against one URL (a server, duet, or any proxy).
     Run(RunArgs),
+    /// Direct vs duet vs PgBouncer on this machine, same server, same run.
+    Compare(CompareArgs),
+    /// Hold N client connections open through duet; report its memory and that all worked.
+    Connections(ConnectionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// An existing server to use (default: a throwaway cluster started for the run).
+    #[arg(long)]
+    url: Option<String>,
+    /// (Re)create the pgbench tables on --url's server (always done on a throwaway cluster).
+    #[arg(long)]
+    init: bool,
+    /// pgbench scale for the tables.
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// The duet binary (default: next to duet-bench in the same target directory).
+    #[arg(long)]
+    duet_bin: Option<PathBuf>,
+    /// The pgbouncer binary (default: PATH, then /usr/sbin/pgbouncer).
+    #[arg(long)]
+    pgbouncer_bin: Option<PathBuf>,
+    /// The pgbench binary for --driver pgbench (default: PATH, then the server binaries).
+    #[arg(long)]
+    pgbench_bin: Option<PathBuf>,
+    /// Which client drives the load.
+    #[arg(long, value_enum, default_value_t = Driver::Builtin)]
+    driver: Driver,
+    /// Measured window per cell.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up per cell.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Targets to compare (comma-separated); direct is the baseline for ratios.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Direct, Target::Duet, Target::Pgbouncer])]
+    targets: Vec<Target>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConnectionsArgs {
+    /// Client connections to hold open at once.
+    #[arg(long, default_value_t = 1000)]
+    count: u32,
+    /// The duet binary (default: next to duet-bench in the same target directory).
+    #[arg(long)]
+    duet_bin: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 /// Output format.
@@ -67,6 +125,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
+        Command::Connections(args) => connections(args),
     };
     match outcome {
         Ok(code) => code,
@@ -111,6 +171,67 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(if report.failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn progress(line: String) {
+    eprintln!("· {line}");
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let opts = CompareOptions {
+        url: args.url,
+        init: args.init,
+        scale: args.scale,
+        duet_bin: args.duet_bin,
+        pgbouncer_bin: args.pgbouncer_bin,
+        pgbench_bin: args.pgbench_bin,
+        driver: args.driver,
+        duration: args.duration,
+        warmup: args.warmup,
+        scenarios: reference_scenarios(),
+        targets: args.targets,
+    };
+    let comparison = run_compare(&opts, &rt, &mut progress)?;
+    match args.format {
+        Format::Human => print!("{}", comparison.human()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
+    }
+    let incomplete = comparison
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.cells)
+        .any(|c| c.report.is_none() || c.report.as_ref().is_some_and(|r| r.failures > 0));
+    Ok(if incomplete {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let duet_bin = args
+        .duet_bin
+        .or_else(duet_next_to_current_exe)
+        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet`) or pass --duet-bin"))?;
+    let report = run_connections(
+        &ConnectionsOptions {
+            count: args.count,
+            duet_bin,
+        },
+        &rt,
+        &mut progress,
+    )?;
+    match args.format {
+        Format::Human => print!("{}", report.human()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -1,12 +1,314 @@
-//! `duet demo`. Not built yet.
+//! `duet demo`: the quick start — see duet work with nothing configured.
+//!
+//! It starts a throwaway PostgreSQL from the installed server binaries, puts this very `duet`
+//! binary in front of it (`duet proxy` on a free loopback port, private admin socket), creates
+//! pgbench's tables *through duet*, runs pgbench's read-write and select-only workloads through it
+//! with duet-bench's driver, prints what the clients measured next to what duet itself reports
+//! (`duet admin status`), then shuts duet down over the admin socket and removes the cluster.
+//! Everything it starts is stopped again on success, on error and on Ctrl-C. It uses only duet's
+//! public surfaces (the binary, SQL, the admin socket), exactly as a user would.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use duet_bench::cluster::{Cluster, ClusterOptions};
+use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_bench::duration_arg::parse_duration;
+use duet_bench::load::{init_tables, run_load, LoadOptions};
+use duet_bench::report::Report;
+use duet_bench::workload::{Protocol, Workload};
+use serde_json::Value;
+use tokio::sync::watch;
 
 /// Options of `duet demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Concurrent client connections for each workload.
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+    /// How long each workload runs (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Leave duet and PostgreSQL running after the load (until Ctrl-C), to try them by hand.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+/// pgbench scale of the demo's tables (100 000 accounts): quick to create, big enough to matter.
+const DEMO_SCALE: u32 = 1;
+/// Unmeasured run before each workload's window.
+const WARMUP: Duration = Duration::from_secs(1);
+/// How long duet's sessions may take to finish when the demo shuts it down.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 
 /// Runs `duet demo`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("duet demo is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.clients == 0 {
+        anyhow::bail!("--clients must be at least 1");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(demo(args))
+}
+
+fn progress(line: &str) {
+    eprintln!("duet demo: {line}");
+}
+
+async fn demo(args: Args) -> anyhow::Result<ExitCode> {
+    // First of all, so that a Ctrl-C from here on is ours to handle (and everything gets stopped).
+    let stop = StopSignal::install()?;
+
+    progress("starting a throwaway PostgreSQL (temporary data directory, free port)…");
+    let cluster = Cluster::start(ClusterOptions::default())
+        .context("duet demo needs the PostgreSQL server binaries (initdb, postgres)")?;
+    let backend_url = cluster.url("postgres", None, "postgres");
+    progress(&format!(
+        "PostgreSQL is up on 127.0.0.1:{} (data in {})",
+        cluster.port(),
+        cluster.data_dir().display()
+    ));
+    stop.check()?;
+
+    progress("starting duet in front of it…");
+    let duet_bin = std::env::current_exe().context("finding the duet executable")?;
+    let duet = DuetProxy::start(&DuetProxyOptions {
+        duet_bin,
+        backend_url,
+        extra_args: Vec::new(),
+    })
+    .context("starting `duet proxy`")?;
+    progress(&format!(
+        "duet listens on 127.0.0.1:{} → PostgreSQL 127.0.0.1:{}; admin socket {}",
+        duet.port(),
+        cluster.port(),
+        duet.admin_socket().display()
+    ));
+    stop.check()?;
+
+    let outcome = drive(&args, &duet, &stop).await;
+
+    // Shut down in order whatever happened: duet first (over its admin socket), then PostgreSQL.
+    progress("shutting duet down (admin shutdown)…");
+    let shutdown = tokio::task::block_in_place(|| duet.shutdown(SHUTDOWN_BUDGET));
+    if let Err(err) = &shutdown {
+        progress(&format!("duet did not shut down cleanly: {err}"));
+    }
+    progress("stopping PostgreSQL and removing its files…");
+    tokio::task::block_in_place(|| cluster.stop());
+    progress("done: nothing left running");
+    let failures = outcome?;
+    shutdown.context("shutting duet down")?;
+    Ok(if failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Creates the tables, runs both workloads, prints the results; returns the failed transactions.
+async fn drive(args: &Args, duet: &DuetProxy, stop: &StopSignal) -> anyhow::Result<u64> {
+    let url = duet.url();
+    progress(&format!(
+        "creating pgbench tables through duet (scale {DEMO_SCALE}, 100000 accounts)…"
+    ));
+    stop.race(init_tables(&url, DEMO_SCALE)).await??;
+
+    let mut failures = 0;
+    for workload in [Workload::ReadWrite, Workload::SelectOnly] {
+        progress(&format!(
+            "running {} through duet: {} clients, {:.0?} (+{:.0?} warm-up)…",
+            workload.name(),
+            args.clients,
+            args.duration,
+            WARMUP
+        ));
+        let load = LoadOptions {
+            url: url.clone(),
+            clients: args.clients,
+            duration: args.duration,
+            warmup: WARMUP,
+            workload,
+            protocol: Protocol::Prepared,
+            scale: Some(DEMO_SCALE),
+        };
+        let report = stop.race(run_load(&load)).await??;
+        failures += report.failures;
+        println!("{}", render_report(&report));
+    }
+
+    let status = tokio::task::block_in_place(|| duet.status()).context("duet admin status")?;
+    println!("{}", render_status(&status));
+
+    if args.keep_running {
+        println!(
+            "duet keeps running. Try:\n  psql '{url}'\n  duet admin --socket {} status\n\
+             Press Ctrl-C to stop duet and PostgreSQL.",
+            duet.admin_socket().display()
+        );
+        stop.wait().await;
+        progress("Ctrl-C received");
+    }
+    Ok(failures)
+}
+
+fn render_report(report: &Report) -> String {
+    let l = &report.latency_us;
+    format!(
+        "{} ({} clients, {:.1}s): {:.0} tps, {} transactions, {} failed; \
+         latency µs p50 {} p99 {} p999 {} max {}",
+        report.workload.name(),
+        report.clients,
+        report.duration_secs,
+        report.tps,
+        report.transactions,
+        report.failures,
+        l.p50,
+        l.p99,
+        l.p999,
+        l.max
+    ) + &report
+        .errors
+        .iter()
+        .map(|e| format!("\n  error ×{}: {}", e.count, e.message))
+        .collect::<String>()
+}
+
+/// Summarises `duet admin status --format json` (fields per the admin contract); fields that are
+/// missing show as `?`, and the raw reply is printed when it is not an object at all.
+fn render_status(status: &Value) -> String {
+    if !status.is_object() {
+        return format!("duet status: {status}");
+    }
+    let num = |pointer: &str| {
+        status
+            .pointer(pointer)
+            .map(|v| match v.as_f64() {
+                Some(f) if v.is_f64() => format!("{f:.1}"),
+                _ => v.to_string(),
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut out = String::from("duet's own view (duet admin status):\n");
+    let _ = writeln!(
+        out,
+        "  up {}s, listening on {}, backend {}, paused: {}",
+        num("/uptime_secs"),
+        status["listen"].as_str().unwrap_or("?"),
+        status["backend"].as_str().unwrap_or("?"),
+        num("/paused")
+    );
+    let _ = writeln!(
+        out,
+        "  clients: {} now, {} total; backend connections: {} now, {} total",
+        num("/clients/current"),
+        num("/clients/total"),
+        num("/backend_connections/current"),
+        num("/backend_connections/total")
+    );
+    let _ = writeln!(
+        out,
+        "  statements forwarded: {}; bytes client→server {}, server→client {}",
+        num("/statements"),
+        num("/bytes/client_to_server"),
+        num("/bytes/server_to_client")
+    );
+    let _ = write!(
+        out,
+        "  request latency inside duet (µs, {} samples): p50 {} p99 {} p999 {} max {}",
+        num("/latency_us/count"),
+        num("/latency_us/p50"),
+        num("/latency_us/p99"),
+        num("/latency_us/p999"),
+        num("/latency_us/max")
+    );
+    out
+}
+
+/// SIGINT/SIGTERM, observed instead of dying, so the demo can stop what it started.
+struct StopSignal {
+    stopped: watch::Receiver<bool>,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<StopSignal> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            let _ = tx.send(true);
+        });
+        Ok(StopSignal { stopped: rx })
+    }
+
+    /// An error if a stop was requested.
+    fn check(&self) -> anyhow::Result<()> {
+        if *self.stopped.borrow() {
+            anyhow::bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    /// Resolves when a stop is requested.
+    async fn wait(&self) {
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    /// Runs `work` unless a stop is requested first.
+    async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+        tokio::select! {
+            out = work => Ok(out),
+            () = self.wait() => anyhow::bail!("interrupted"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_summary_reads_the_contract_fields() {
+        let status = serde_json::json!({
+            "uptime_secs": 12.5, "listen": "127.0.0.1:6432", "backend": "127.0.0.1:5432",
+            "paused": false, "clients": {"current": 0, "total": 17},
+            "backend_connections": {"current": 0, "total": 17},
+            "bytes": {"client_to_server": 1000, "server_to_client": 2000}, "statements": 4242,
+            "latency_us": {"count": 4242, "p50": 180, "p99": 900, "p999": 2000, "max": 5000},
+            "sessions": []
+        });
+        let text = render_status(&status);
+        assert!(
+            text.contains("up 12.5s, listening on 127.0.0.1:6432"),
+            "{text}"
+        );
+        assert!(text.contains("clients: 0 now, 17 total"), "{text}");
+        assert!(text.contains("statements forwarded: 4242"), "{text}");
+        assert!(
+            text.contains("p50 180 p99 900 p999 2000 max 5000"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_summary_tolerates_missing_fields() {
+        let text = render_status(&serde_json::json!({"listen": "x"}));
+        assert!(text.contains("clients: ? now, ? total"), "{text}");
+        assert_eq!(
+            render_status(&serde_json::json!("odd")),
+            "duet status: \"odd\""
+        );
+    }
 }

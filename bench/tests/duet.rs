@@ -1,0 +1,107 @@
+//! The duet launcher and the connections check against the real `duet` binary (the one cargo
+//! built next to this test), driven only through the public contract.
+//!
+//! `cargo test -p duet-bench` alone does not build the `duet` binary; then these tests say so and
+//! skip (run `cargo build -p duet` first, or the whole workspace's tests).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
+use duet_bench::connections::{run_connections, ConnectionsOptions};
+use duet_bench::duet_proxy::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
+use duet_bench::load::{init_tables, run_load, LoadOptions};
+use duet_bench::workload::{Protocol, Workload};
+
+fn duet_or_skip() -> Option<PathBuf> {
+    let required = std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1");
+    if find_server_binaries().is_none() {
+        assert!(
+            !required,
+            "DUET_REQUIRE_DATABASE=1 but no PostgreSQL server binaries found"
+        );
+        eprintln!("SKIPPED: no PostgreSQL server binaries found (apt-get install postgresql)");
+        return None;
+    }
+    let Some(duet) = duet_next_to_current_exe() else {
+        eprintln!("SKIPPED: no duet binary next to this test; run `cargo build -p duet` first");
+        return None;
+    };
+    Some(duet)
+}
+
+#[test]
+fn load_through_duet_and_its_status_and_shutdown() {
+    let Some(duet_bin) = duet_or_skip() else {
+        return;
+    };
+    let cluster = Cluster::start(ClusterOptions::default()).expect("cluster");
+    let duet = DuetProxy::start(&DuetProxyOptions {
+        duet_bin,
+        backend_url: cluster.url("postgres", None, "postgres"),
+        extra_args: Vec::new(),
+    })
+    .expect("duet starts");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(init_tables(&duet.url(), 1))
+        .expect("init through duet");
+    let mut committed = 0;
+    for protocol in [Protocol::Simple, Protocol::Prepared] {
+        let report = rt
+            .block_on(run_load(&LoadOptions {
+                url: duet.url(),
+                clients: 3,
+                duration: Duration::from_millis(700),
+                warmup: Duration::from_millis(100),
+                workload: Workload::ReadWrite,
+                protocol,
+                scale: None,
+            }))
+            .expect("load through duet");
+        assert!(report.transactions > 0, "{report:?}");
+        assert_eq!(report.failures, 0, "{report:?}");
+        committed += report.transactions;
+    }
+    let status = duet.status().expect("status");
+    assert!(
+        status["clients"]["total"].as_u64().is_some_and(|n| n >= 6),
+        "{status}"
+    );
+    // Each TPC-B transaction is 7 statements, all forwarded by duet.
+    assert!(
+        status["statements"]
+            .as_u64()
+            .is_some_and(|n| n >= committed * 7),
+        "{status}"
+    );
+    assert!(duet.resident_kib().is_some_and(|kib| kib > 0));
+    let pid = duet.pid().expect("running");
+    let reply = duet.shutdown(Duration::from_secs(5)).expect("shutdown");
+    assert_eq!(reply["shutting_down"], true, "{reply}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "duet exited"
+    );
+}
+
+#[test]
+fn connections_check_holds_every_session() {
+    let Some(duet_bin) = duet_or_skip() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let report = run_connections(
+        &ConnectionsOptions {
+            count: 60,
+            duet_bin,
+        },
+        &rt,
+        &mut |_| {},
+    )
+    .expect("connections run");
+    assert_eq!(report.succeeded, 60, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.duet_clients_current, Some(60), "{report:?}");
+    assert_eq!(report.duet_clients_after, Some(0), "{report:?}");
+    assert!(report.rss_kib_with_clients.is_some());
+}

@@ -1,0 +1,208 @@
+//! The side-by-side machinery against real processes: PgBouncer in front of a throwaway cluster,
+//! the real pgbench binary as driver, a whole (short) comparison, and duet launch failures
+//! reported with duet's own output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use duet_bench::backend::Backend;
+use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
+use duet_bench::compare::{run_compare, CompareOptions, Driver, Scenario, Target};
+use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_bench::launch::LaunchError;
+use duet_bench::load::{init_tables, run_load, LoadOptions};
+use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
+use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
+use duet_bench::workload::{Protocol, Workload};
+
+fn required() -> bool {
+    std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1")
+}
+
+fn skip(why: &str) {
+    assert!(!required(), "DUET_REQUIRE_DATABASE=1 but {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+fn cluster_or_skip() -> Option<Cluster> {
+    if find_server_binaries().is_none() {
+        skip("no PostgreSQL server binaries found (apt-get install postgresql, or set DUET_PG_BIN_DIR)");
+        return None;
+    }
+    Some(Cluster::start(ClusterOptions::default()).expect("cluster starts"))
+}
+
+fn pgbouncer_installed() -> bool {
+    let found = duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
+        || std::path::Path::new(DEFAULT_PGBOUNCER).is_file();
+    if !found {
+        // PgBouncer is an optional comparison point, not a database: skip without failing.
+        eprintln!("SKIPPED: pgbouncer is not installed (apt-get install pgbouncer)");
+    }
+    found
+}
+
+fn load(url: String, workload: Workload, protocol: Protocol) -> LoadOptions {
+    LoadOptions {
+        url,
+        clients: 2,
+        duration: Duration::from_millis(600),
+        warmup: Duration::from_millis(200),
+        workload,
+        protocol,
+        scale: None,
+    }
+}
+
+#[test]
+fn pgbouncer_forwards_both_protocols_in_session_mode() {
+    let Some(cluster) = cluster_or_skip() else {
+        return;
+    };
+    if !pgbouncer_installed() {
+        return;
+    }
+    let direct = cluster.url("postgres", None, "postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(init_tables(&direct, 1)).expect("init");
+    let bouncer = PgBouncer::start(&PgBouncerOptions {
+        backend: Backend::parse(&direct).expect("url"),
+        pool_size: 4,
+        bin: None,
+    })
+    .expect("pgbouncer starts");
+    assert_ne!(bouncer.port(), cluster.port());
+    for protocol in [Protocol::Simple, Protocol::Prepared] {
+        let report = rt
+            .block_on(run_load(&load(
+                bouncer.url(),
+                Workload::ReadWrite,
+                protocol,
+            )))
+            .expect("load through pgbouncer");
+        assert!(report.transactions > 0, "{report:?}");
+        assert_eq!(report.failures, 0, "{report:?}");
+    }
+}
+
+#[test]
+fn pgbench_driver_reports_like_the_builtin_one() {
+    let Some(cluster) = cluster_or_skip() else {
+        return;
+    };
+    let Some(pgbench) = find_pgbench() else {
+        skip("pgbench is not installed (apt-get install postgresql-client)");
+        return;
+    };
+    let url = cluster.url("postgres", None, "postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(init_tables(&url, 1)).expect("init");
+    let mut opts = load(url, Workload::SelectOnly, Protocol::Prepared);
+    opts.duration = Duration::from_secs(1);
+    opts.warmup = Duration::ZERO;
+    let report = run_pgbench(&opts, Some(&pgbench)).expect("pgbench runs");
+    assert_eq!(report.driver, "pgbench");
+    assert!(report.transactions > 0, "{report:?}");
+    assert_eq!(report.failures, 0, "{report:?}");
+    // Every processed transaction is in the per-transaction log.
+    assert_eq!(report.latency_us.count, report.transactions, "{report:?}");
+    assert!(report.tps > 0.0);
+}
+
+#[test]
+fn pgbench_driver_counts_aborted_clients_as_failures() {
+    let Some(cluster) = cluster_or_skip() else {
+        return;
+    };
+    let Some(pgbench) = find_pgbench() else {
+        skip("pgbench is not installed (apt-get install postgresql-client)");
+        return;
+    };
+    let url = cluster.url("postgres", None, "postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        init_tables(&url, 1).await.expect("init");
+        let client = duet_bench::load::connect(&url).await.expect("connect");
+        client
+            .batch_execute("ALTER TABLE pgbench_history ADD CHECK (delta > -2500)")
+            .await
+            .expect("constraint");
+    });
+    let mut opts = load(url, Workload::ReadWrite, Protocol::Prepared);
+    opts.duration = Duration::from_secs(1);
+    opts.warmup = Duration::ZERO;
+    let report = run_pgbench(&opts, Some(&pgbench)).expect("pgbench runs");
+    assert!(report.failures > 0, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.message.contains("check constraint")),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[test]
+fn compare_runs_every_cell_and_reports_a_missing_duet() {
+    if find_server_binaries().is_none() {
+        skip("no PostgreSQL server binaries found");
+        return;
+    }
+    let mut targets = vec![Target::Direct, Target::Duet];
+    if pgbouncer_installed() {
+        targets.push(Target::Pgbouncer);
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opts = CompareOptions {
+        url: None,
+        init: false,
+        scale: 1,
+        duet_bin: Some(PathBuf::from("/nonexistent/duet")),
+        pgbouncer_bin: None,
+        pgbench_bin: None,
+        driver: Driver::Builtin,
+        duration: Duration::from_millis(500),
+        warmup: Duration::ZERO,
+        scenarios: vec![Scenario {
+            workload: Workload::SelectOnly,
+            protocol: Protocol::Simple,
+            clients: 2,
+            reference: None,
+        }],
+        targets: targets.clone(),
+    };
+    let mut lines = Vec::new();
+    let comparison = run_compare(&opts, &rt, &mut |line| lines.push(line)).expect("compare");
+    let cells = &comparison.scenarios[0].cells;
+    assert_eq!(cells.len(), targets.len());
+    assert_eq!(cells[0].tps_ratio_to_direct, Some(1.0));
+    let duet = &cells[1];
+    assert!(duet.report.is_none());
+    assert!(
+        duet.error
+            .as_deref()
+            .is_some_and(|e| e.contains("/nonexistent/duet")),
+        "{duet:?}"
+    );
+    if let Some(bouncer) = cells.get(2) {
+        let report = bouncer.report.as_ref().expect("pgbouncer measured");
+        assert_eq!(report.failures, 0);
+        assert!(bouncer.tps_ratio_to_direct.is_some_and(|r| r > 0.0));
+    }
+    assert!(lines.iter().any(|l| l.contains("throwaway")), "{lines:?}");
+}
+
+#[test]
+fn a_duet_that_exits_is_reported_with_its_output() {
+    let err = DuetProxy::start(&DuetProxyOptions {
+        duet_bin: PathBuf::from("/bin/false"),
+        backend_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+        extra_args: Vec::new(),
+    })
+    .expect_err("/bin/false is no proxy");
+    assert!(
+        matches!(&err, LaunchError::NotReady { reason, .. } if reason.contains("exited")),
+        "{err}"
+    );
+}
