@@ -59,7 +59,11 @@ async fn status_reports_sessions_and_moving_counters() {
     let idle = connect(&through(&backend, &duet, &db, "e2e-idle")).await;
     let in_tx = connect(&through(&backend, &duet, &db, "e2e-in-tx")).await;
     let busy = connect(&through(&backend, &duet, &db, "e2e-busy")).await;
+    let aborted = connect(&through(&backend, &duet, &db, "e2e-aborted")).await;
     let idle_pid = backend_pid(&idle.client).await;
+    let aborted_pid = backend_pid(&aborted.client).await;
+    aborted.client.batch_execute("BEGIN").await.expect("BEGIN");
+    assert!(aborted.client.batch_execute("SELECT 1/0").await.is_err());
     let in_tx_pid = backend_pid(&in_tx.client).await;
     let busy_pid = backend_pid(&busy.client).await;
     in_tx
@@ -73,12 +77,12 @@ async fn status_reports_sessions_and_moving_counters() {
     let busy_query = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(2)").await });
 
     let status = wait_for_async(
-        "3 clients and an active session in status",
+        "4 clients and an active session in status",
         LIMIT,
         || async {
             let status = duet.status_async().await;
-            let ready = status.pointer("/clients/current") == Some(&Value::from(3))
-                && status["sessions"].as_array().is_some_and(|s| s.len() == 3)
+            let ready = status.pointer("/clients/current") == Some(&Value::from(4))
+                && status["sessions"].as_array().is_some_and(|s| s.len() == 4)
                 && status["sessions"].as_array().is_some_and(|s| {
                     s.iter()
                         .any(|x| x["application_name"] == "e2e-busy" && x["state"] == "active")
@@ -92,13 +96,14 @@ async fn status_reports_sessions_and_moving_counters() {
     assert_eq!(status["backend"], backend.address());
     assert_eq!(status["paused"], false);
     assert!(number(&status, "/uptime_secs") > 0.0);
-    assert!(number(&status, "/clients/total") >= 3.0);
-    assert!(number(&status, "/backend_connections/current") >= 3.0);
-    assert!(number(&status, "/backend_connections/total") >= 3.0);
+    assert!(number(&status, "/clients/total") >= 4.0);
+    assert!(number(&status, "/backend_connections/current") >= 4.0);
+    assert!(number(&status, "/backend_connections/total") >= 4.0);
     for (app, pid, state) in [
         ("e2e-idle", idle_pid, "idle"),
         ("e2e-in-tx", in_tx_pid, "idle in transaction"),
         ("e2e-busy", busy_pid, "active"),
+        ("e2e-aborted", aborted_pid, "idle in transaction (aborted)"),
     ] {
         let session = session_by_app(&status, app);
         assert_eq!(session["backend_pid"], pid, "{app}: {session:#}");
@@ -123,7 +128,7 @@ async fn status_reports_sessions_and_moving_counters() {
         .as_array()
         .map(|sessions| sessions.iter().map(|s| s["id"].to_string()).collect())
         .unwrap_or_default();
-    assert_eq!(ids.len(), 3, "session ids must be distinct");
+    assert_eq!(ids.len(), 4, "session ids must be distinct");
 
     // Counters move with traffic: 20 statements → statements, latency count and bytes grow.
     let before = duet.status_async().await;
@@ -164,6 +169,7 @@ async fn status_reports_sessions_and_moving_counters() {
         .expect("task")
         .expect("pg_sleep");
     drop(idle);
+    drop(aborted);
     wait_for_async("clients.current to drop to 2", LIMIT, || async {
         (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(2)))
             .then_some(())

@@ -278,3 +278,57 @@ fn pgbench_survives_repeated_pause_and_resume() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_paused_closes_held_clients() {
+    let Some(backend) = backend_or_skip("shutdown_while_paused_closes_held_clients") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "pause_shutdown");
+    let mut duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let waiter = connect(&through(&backend, &duet, &db, "e2e-held")).await;
+    waiter
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("warm-up");
+    let paused = duet.admin_async(&["pause", "--format", "json"]).await;
+    assert_eq!(paused.code, Some(0), "pause: {paused:?}");
+
+    let held_client = Arc::new(waiter.client);
+    let query_client = Arc::clone(&held_client);
+    let held = tokio::spawn(async move { query_client.simple_query("SELECT 'held'").await });
+    tokio::time::sleep(WATCH).await;
+    assert!(
+        !held.is_finished(),
+        "a query ran while paused: {:?}",
+        held.await
+    );
+
+    // Shutdown with a budget: the held client is not left hanging; it gets an error and duet
+    // exits 0.
+    let reply = duet
+        .admin_async(&["shutdown", "--timeout", "1s", "--format", "json"])
+        .await;
+    assert_eq!(reply.code, Some(0), "shutdown: {reply:?}");
+    let outcome = bounded("the held query at shutdown", LIMIT, held)
+        .await
+        .expect("held task");
+    if let Err(err) = &outcome {
+        if let Some(code) = err.code() {
+            assert_eq!(code.code(), "57P01", "{err:?}");
+        }
+    }
+    let ended = bounded("the held session to end", LIMIT, waiter.ended)
+        .await
+        .expect("connection task");
+    if let Some(code) = ended.as_ref().and_then(|err| err.code()) {
+        assert_eq!(code.code(), "57P01", "{ended:?}");
+    }
+    let status = duet.wait_exit(LIMIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "duet after shutdown while paused: {status}"
+    );
+}

@@ -328,10 +328,32 @@ async fn ssl_and_gssenc_requests_are_declined_without_tls() {
             messages.iter().any(|m| m.tag == b'K'),
             "no BackendKeyData after {requests:?}"
         );
+        // BackendKeyData carries the backend's real pid (only the secret is duet's own).
+        let key = messages
+            .iter()
+            .find(|m| m.tag == b'K')
+            .expect("BackendKeyData");
+        let key_pid = i32::from_be_bytes([key.body[0], key.body[1], key.body[2], key.body[3]]);
+        let mut query = b"SELECT pg_backend_pid()".to_vec();
+        query.push(0);
         stream
-            .write_all(&wire::message(b'X', &[]))
+            .write_all(&wire::message(b'Q', &query))
             .await
-            .expect("Terminate");
+            .expect("Query");
+        let reply =
+            wire::send_and_collect_open(&mut stream, &wire::message(b'X', &[]), LIMIT).await;
+        let row = reply
+            .messages
+            .iter()
+            .find(|m| m.tag == b'D')
+            .unwrap_or_else(|| panic!("no DataRow for pg_backend_pid(): {reply:?}"));
+        // DataRow: column count (2 bytes), length (4 bytes), text value.
+        let pid_text = String::from_utf8_lossy(&row.body[6..]).into_owned();
+        assert_eq!(
+            pid_text,
+            key_pid.to_string(),
+            "BackendKeyData pid is not the backend's pid"
+        );
     }
 }
 

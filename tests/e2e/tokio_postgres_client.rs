@@ -630,3 +630,56 @@ async fn startup_parameters_reach_the_backend() {
         Some("duet-e2e-app")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_messages_larger_than_any_buffer() {
+    let Some(backend) = backend_or_skip("single_messages_larger_than_any_buffer") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "tp_large_messages");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let session = connect(&through(&backend, &duet, &db)).await;
+    let client = &session.client;
+
+    // Client → server: one Bind message carrying a 24 MB parameter.
+    let payload: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let row = bounded(
+        "a 24 MB parameter",
+        LIMIT,
+        client.query_one("SELECT length($1::bytea), md5($1::bytea)", &[&payload]),
+    )
+    .await
+    .expect("query with a 24 MB parameter");
+    let direct = connect(&db.direct_config()).await;
+    let expected = direct
+        .client
+        .query_one("SELECT length($1::bytea), md5($1::bytea)", &[&payload])
+        .await
+        .expect("the same query direct");
+    assert_eq!(row.get::<_, i32>(0), 24 * 1024 * 1024);
+    assert_eq!(row.get::<_, String>(1), expected.get::<_, String>(1));
+
+    // Server → client: one DataRow of 24 MB, and a 24 MB simple Query text.
+    let big: Vec<u8> = bounded(
+        "a 24 MB DataRow",
+        LIMIT,
+        client.query_one("SELECT $1::bytea", &[&payload]),
+    )
+    .await
+    .expect("a 24 MB value back")
+    .get(0);
+    assert!(big == payload, "the 24 MB value came back different");
+    let literal = format!("SELECT length('{}')", "q".repeat(24 * 1024 * 1024));
+    let messages = bounded(
+        "a 24 MB Query message",
+        LIMIT,
+        client.simple_query(&literal),
+    )
+    .await
+    .expect("a 24 MB simple query");
+    let length = messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(length.as_deref(), Some("25165824"));
+}
