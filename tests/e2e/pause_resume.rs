@@ -124,7 +124,22 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
     let writer_client = Arc::new(writer.client);
     let second_client = Arc::clone(&writer_client);
     let second = tokio::spawn(async move { second_client.simple_query("SELECT 'second'").await });
+    // A client connecting while paused logs in (only transactions are held), then waits.
+    let newcomer = bounded(
+        "logging in while paused",
+        LIMIT,
+        connect(&through(&backend, &duet, &db, "e2e-newcomer")),
+    )
+    .await;
+    let newcomer_client = Arc::new(newcomer.client);
+    let third_client = Arc::clone(&newcomer_client);
+    let third = tokio::spawn(async move { third_client.simple_query("SELECT 'third'").await });
     tokio::time::sleep(WATCH).await;
+    assert!(
+        !third.is_finished(),
+        "a new client's query ran while paused: {:?}",
+        third.await
+    );
     assert!(
         !held.is_finished(),
         "held query ran before resume: {:?}",
@@ -152,6 +167,10 @@ async fn pause_waits_for_open_transactions_and_holds_new_ones() {
         .await
         .expect("second task")
         .expect("second query");
+    bounded("the newcomer's query after resume", LIMIT, third)
+        .await
+        .expect("third task")
+        .expect("the newcomer's query");
     assert_eq!(duet.status_async().await["paused"], false);
     let again = duet.admin_async(&["resume", "--format", "json"]).await;
     assert_eq!(

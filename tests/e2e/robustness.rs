@@ -491,3 +491,66 @@ async fn unreachable_backend_is_reported_as_08006() {
         "duet keeps running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_gets_backpressure_not_buffering() {
+    let Some(backend) =
+        backend_or_skip("a_client_that_does_not_read_gets_backpressure_not_buffering")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "robust_slow_reader");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let baseline = duet.resident_kib();
+
+    // Ask for ~1 GB of rows and never read them.
+    let (mut slow, _) = wire::login(duet.listen(), &backend.user, db.name()).await;
+    let mut query = b"SELECT repeat('x', 1000) || i AS filler, 'duet-slow-reader' FROM generate_series(1, 1000000) i".to_vec();
+    query.push(0);
+    slow.write_all(&wire::message(b'Q', &query))
+        .await
+        .expect("sending the big query");
+    let observer = connect(&db.direct_config()).await;
+    let streaming = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%duet-slow-reader%' AND pid <> pg_backend_pid()";
+    wait_for_async("the big query to run", LIMIT, || async {
+        let row = observer.client.query_one(streaming, &[]).await.ok()?;
+        (row.get::<_, i64>(0) == 1).then_some(())
+    })
+    .await;
+    // Give the backend time to push as much as the sockets and duet will take.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resident = duet.resident_kib().expect("reading duet's VmRSS");
+    eprintln!("duet VmRSS with a slow reader: {resident} KiB (at start {baseline:?} KiB)");
+    assert!(
+        resident < 200 * 1024,
+        "duet buffers what a slow client does not read: VmRSS {resident} KiB (at start {baseline:?} KiB)"
+    );
+
+    // Others are not affected.
+    let mut config = duet.config(&backend.user, db.name());
+    if let Some(password) = &backend.password {
+        config.password(password);
+    }
+    let other = connect(&config).await;
+    let one: i32 = bounded(
+        "another session next to the slow reader",
+        LIMIT,
+        other.client.query_one("SELECT 1", &[]),
+    )
+    .await
+    .expect("another session")
+    .get(0);
+    assert_eq!(one, 1);
+
+    // The slow client leaves: its backend stops sending and goes away.
+    drop(slow);
+    wait_for_async(
+        "the slow reader's backend to end",
+        Duration::from_secs(60),
+        || async {
+            let row = observer.client.query_one(streaming, &[]).await.ok()?;
+            (row.get::<_, i64>(0) == 0).then_some(())
+        },
+    )
+    .await;
+}

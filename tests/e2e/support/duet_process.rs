@@ -163,6 +163,20 @@ impl DuetProcess {
         }
     }
 
+    /// The process id of the running duet.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("duet is running").id()
+    }
+
+    /// Resident memory of the duet process in KiB (VmRSS from /proc), if readable.
+    pub fn resident_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The address duet listens on.
     pub fn listen(&self) -> SocketAddr {
         self.listen
