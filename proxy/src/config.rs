@@ -78,12 +78,12 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The config file is not valid TOML or has unknown/mistyped fields.
     #[error("config file {path}: {message}")]
@@ -170,9 +170,9 @@ pub fn default_config_path() -> Option<PathBuf> {
 pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
     let file = match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.to_owned(),
-                source,
+                cause,
             })?;
             parse_file(path, &text)?
         }

@@ -18,20 +18,20 @@ use crate::{metrics_http, session};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The client listener could not be bound.
-    #[error("cannot listen on {addr} (--listen): {source}")]
+    #[error("cannot listen on {addr} (--listen): {cause}")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The metrics listener could not be bound.
-    #[error("cannot listen on {addr} (--metrics-listen): {source}")]
+    #[error("cannot listen on {addr} (--metrics-listen): {cause}")]
     Metrics {
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The admin socket could not be opened.
     #[error(transparent)]
@@ -57,9 +57,9 @@ impl Proxy {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| StartError::Listen {
+                .map_err(|cause| StartError::Listen {
                     addr: config.listen,
-                    source,
+                    cause,
                 })?;
         // Port 0 means "any": report the real one everywhere.
         if let Ok(addr) = listener.local_addr() {
@@ -69,7 +69,7 @@ impl Proxy {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(|source| StartError::Metrics { addr, source })?,
+                    .map_err(|cause| StartError::Metrics { addr, cause })?,
             ),
             None => None,
         };

@@ -31,7 +31,7 @@ pub enum TlsError {
     },
     /// rustls refused the pair (e.g. the key does not match the certificate).
     #[error("TLS certificate and key do not fit together: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
 }
 
 /// Builds the acceptor used for clients that send SSLRequest.
@@ -43,9 +43,11 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_single_cert(certs, key)
+        .map_err(TlsError::Config)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -11,20 +11,20 @@ use super::protocol::{Reply, Request};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot connect to the admin socket {path}: {source} (is duet running with --admin-socket {path}?)")]
+    #[error("cannot connect to the admin socket {path}: {cause} (is duet running with --admin-socket {path}?)")]
     Connect {
         /// The socket path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Sending or receiving failed.
-    #[error("admin socket {path}: {source}")]
+    #[error("admin socket {path}: {cause}")]
     Io {
         /// The socket path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The reply was not valid.
     #[error("admin socket {path}: unreadable reply ({message})")]
@@ -38,13 +38,13 @@ pub enum ClientError {
 
 /// Sends one request and waits for its reply (at most `wait`).
 pub fn request(path: &Path, request: &Request, wait: Duration) -> Result<Reply, ClientError> {
-    let io_error = |source| ClientError::Io {
+    let io_error = |cause| ClientError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     };
-    let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+    let mut stream = UnixStream::connect(path).map_err(|cause| ClientError::Connect {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     stream.set_read_timeout(Some(wait)).map_err(io_error)?;
     let mut line = serde_json::to_vec(request).map_err(|err| ClientError::Reply {

@@ -31,12 +31,12 @@ pub enum BindError {
     )]
     NotASocket(PathBuf),
     /// Binding or setting permissions failed.
-    #[error("cannot open admin socket {path}: {source}")]
+    #[error("cannot open admin socket {path}: {cause}")]
     Io {
         /// The socket path.
         path: PathBuf,
         /// The I/O error.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -51,9 +51,9 @@ impl AdminServer {
     /// Binds the socket: a stale file from a dead duet is replaced; a live one is an error.
     /// The socket is made private to its owner (0600).
     pub fn bind(path: &Path) -> Result<Self, BindError> {
-        let io_error = |source| BindError::Io {
+        let io_error = |cause| BindError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         };
         match std::fs::symlink_metadata(path) {
             Ok(meta) if !meta.file_type().is_socket() => {

@@ -88,5 +88,8 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Reporting a failed log write would go to stderr with eprintln!, which panics when stderr
+        // is a closed pipe — and would kill the task that was logging (say, the shutdown).
+        .log_internal_errors(false)
         .try_init();
 }
