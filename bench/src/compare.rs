@@ -371,8 +371,15 @@ impl Comparison {
         );
         let _ = writeln!(
             out,
-            "{:<36} {:<10} {:>10} {:>8} {:>8} {:>8} {:>10} {:>9}",
-            "scenario", "target", "tps", "p50 µs", "p99 µs", "failed", "vs direct", "added µs"
+            "{:<36} {:<10} {:>10} {:>8} {:>8} {:>8} {:>10} {:>16}",
+            "scenario",
+            "target",
+            "tps",
+            "p50 µs",
+            "p99 µs",
+            "failed",
+            "vs direct",
+            "added µs p50/avg"
         );
         for row in &self.scenarios {
             let mut title = row.scenario.title();
@@ -381,7 +388,7 @@ impl Comparison {
                     Some(r) => {
                         let _ = writeln!(
                             out,
-                            "{:<36} {:<10} {:>10.1} {:>8} {:>8} {:>8} {:>10} {:>9}",
+                            "{:<36} {:<10} {:>10.1} {:>8} {:>8} {:>8} {:>10} {:>16}",
                             title,
                             cell.target.name(),
                             r.tps,
@@ -391,9 +398,14 @@ impl Comparison {
                             cell.tps_ratio_to_direct
                                 .map(|x| format!("{x:.2}×"))
                                 .unwrap_or_else(|| "-".into()),
-                            match (cell.target, cell.added_latency_us_mean) {
-                                (Target::Direct, _) | (_, None) => "-".to_string(),
-                                (_, Some(us)) => format!("{us:+.0}"),
+                            match (
+                                cell.target,
+                                cell.added_latency_us_p50,
+                                cell.added_latency_us_mean
+                            ) {
+                                (Target::Direct, _, _) => "-".to_string(),
+                                (_, Some(p50), Some(mean)) => format!("{p50:+}/{mean:+.0}"),
+                                _ => "-".to_string(),
                             }
                         );
                     }
@@ -417,7 +429,7 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "added µs = mean transaction latency minus direct's (at 1 client: the proxy's cost per round trip)"
+            "added µs = transaction latency minus direct's, median and mean (at 1 client: the proxy's cost per round trip)"
         );
         out
     }
@@ -499,7 +511,7 @@ mod tests {
         let text = comparison().human();
         assert!(text.contains("select-only prepared, 16 clients"), "{text}");
         assert!(text.contains("0.62×"), "{text}");
-        assert!(text.contains("+58"), "{text}");
+        assert!(text.contains("+60/+58"), "{text}");
         assert!(
             text.contains("duet       failed: duet did not start: boom"),
             "{text}"

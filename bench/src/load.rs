@@ -14,14 +14,12 @@ use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::report::{top_errors, LatencySummary, Report};
+use crate::report::{new_latency_histogram as new_histogram, top_errors, LatencySummary, Report};
 use crate::schema;
 use crate::workload::{select_only_literal, sql, Protocol, SplitMix64, TxValues, Workload};
 
 /// Distinct error messages kept in a report.
 const ERRORS_REPORTED: usize = 10;
-/// Largest latency the histograms hold exactly (1 hour, in µs); larger samples saturate.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Pause before trying to reconnect a client whose connection died.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -228,13 +226,6 @@ impl ClientOutcome {
         self.failures += 1;
         *self.errors.entry(message).or_default() += 1;
     }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    // Constant bounds that hdrhistogram accepts (1 <= low, high >= 2 * low, sigfig <= 5): this
-    // cannot fail at run time and no input reaches it.
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds are valid")
 }
 
 async fn run_client(

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::launch::{io_error, LaunchError};
 use crate::load::LoadOptions;
-use crate::report::{top_errors, LatencySummary, Report};
+use crate::report::{new_latency_histogram, top_errors, LatencySummary, Report};
 use crate::scratch::ScratchDir;
 use crate::workload::{Protocol, Workload};
 
@@ -122,10 +122,7 @@ pub fn run_pgbench(opts: &LoadOptions, pgbench: Option<&Path>) -> Result<Report,
     let logs = ScratchDir::create("pgbench").map_err(io_error("creating a temp dir"))?;
     let (summary, stderr) = run_once(&bin, opts, whole_seconds(opts.duration), Some(logs.path()))?;
 
-    let mut histogram = Histogram::<u64>::new(3).map_err(|err| LaunchError::Command {
-        program: "pgbench",
-        message: format!("histogram: {err}"),
-    })?;
+    let mut histogram = new_latency_histogram();
     let entries = std::fs::read_dir(logs.path()).map_err(io_error("reading pgbench logs"))?;
     for entry in entries.filter_map(Result::ok) {
         let text =
@@ -262,12 +259,13 @@ tps = 26610.218919 (without initial connection time)
 
     #[test]
     fn log_lines_become_latencies_and_failures_are_counted() {
-        let mut h = Histogram::<u64>::new(3).expect("histogram");
-        let log = "0 1 1777 0 1795486154 70537\n0 2 285 0 1795486154 70846\n\
+        let mut h = new_latency_histogram();
+        let log = "0 1 23338 0 1795486154 70537\n0 2 285 0 1795486154 70846\n\
                    1 1 failed 0 1795486154 70412\n1 2 skipped 0 1795486154 70500\n\n";
         assert_eq!(add_log_latencies(log, &mut h), 2);
         assert_eq!(h.len(), 2);
-        assert_eq!(h.max(), h.highest_equivalent(1777));
+        assert_eq!(h.max(), h.highest_equivalent(23338));
+        assert_eq!(h.min(), h.lowest_equivalent(285));
     }
 
     #[test]

@@ -10,6 +10,20 @@ use serde::Serialize;
 
 use crate::workload::{Protocol, Workload};
 
+/// Largest latency the histograms hold (1 hour, in µs); larger samples saturate to it.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// A histogram for microsecond latencies, 1 µs to [`MAX_LATENCY_US`], 3 significant digits.
+///
+/// Fixed bounds on purpose: `saturating_record` never resizes, so an auto-resizing histogram would
+/// silently clamp every sample above its initial (tiny) range.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts (1 <= low, high >= 2 * low, sigfig <= 5): this
+    // cannot fail at run time and no input reaches it.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds are valid")
+}
+
 /// Latency percentiles of one run, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencySummary {

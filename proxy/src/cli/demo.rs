@@ -146,8 +146,11 @@ async fn drive(args: &Args, duet: &DuetProxy, stop: &StopSignal) -> anyhow::Resu
 
     if args.keep_running {
         println!(
-            "duet keeps running. Try:\n  psql '{url}'\n  duet admin --socket {} status\n\
+            "duet keeps running. Try:\n  psql '{url}'\n  {} admin --socket {} status\n\
              Press Ctrl-C to stop duet and PostgreSQL.",
+            std::env::current_exe()
+                .map(|exe| exe.display().to_string())
+                .unwrap_or_else(|_| "duet".into()),
             duet.admin_socket().display()
         );
         stop.wait().await;
