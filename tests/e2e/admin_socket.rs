@@ -282,6 +282,15 @@ fn admin_socket_is_private_and_survives_bad_input() {
         !out.stderr.trim().is_empty(),
         "admin on a missing socket must say why"
     );
+
+    // An unknown admin command: exit 2 with a message, the proxy unaffected.
+    let unknown = duet.admin(&["frobnicate"]);
+    assert_eq!(unknown.code, Some(2), "unknown admin command: {unknown:?}");
+    assert!(
+        !unknown.stderr.trim().is_empty(),
+        "an unknown command must say why"
+    );
+    assert_eq!(duet.status()["paused"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,29 +373,31 @@ async fn shutdown_with_budget_closes_idle_clients_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_shuts_down_gracefully() {
-    let Some(backend) = backend_or_skip("sigterm_shuts_down_gracefully") else {
+async fn sigterm_and_sigint_shut_down_gracefully() {
+    let Some(backend) = backend_or_skip("sigterm_and_sigint_shut_down_gracefully") else {
         return;
     };
-    let db = TestDatabase::create(&backend, "admin_sigterm");
-    let mut duet = DuetProcess::start(&backend.url(db.name()), &["--shutdown-timeout", "1s"]);
-    let idle = connect(&through(&backend, &duet, &db, "e2e-idle")).await;
-    idle.client
-        .simple_query("SELECT 1")
-        .await
-        .expect("query before SIGTERM");
-    duet.signal(libc::SIGTERM);
-    let ended = bounded("the idle client to be closed", LIMIT, idle.ended)
-        .await
-        .expect("connection task");
-    let code = ended.and_then(|err| err.code().map(|code| code.code().to_string()));
-    assert_eq!(
-        code.as_deref(),
-        Some("57P01"),
-        "the client must get FATAL 57P01 on SIGTERM"
-    );
-    let status = duet.wait_exit(LIMIT);
-    assert_eq!(status.code(), Some(0), "duet after SIGTERM: {status}");
+    let db = TestDatabase::create(&backend, "admin_signals");
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut duet = DuetProcess::start(&backend.url(db.name()), &["--shutdown-timeout", "1s"]);
+        let idle = connect(&through(&backend, &duet, &db, "e2e-idle")).await;
+        idle.client
+            .simple_query("SELECT 1")
+            .await
+            .expect("query before the signal");
+        duet.signal(signal);
+        let ended = bounded("the idle client to be closed", LIMIT, idle.ended)
+            .await
+            .expect("connection task");
+        let code = ended.and_then(|err| err.code().map(|code| code.code().to_string()));
+        assert_eq!(
+            code.as_deref(),
+            Some("57P01"),
+            "the client must get FATAL 57P01 on {name}"
+        );
+        let status = duet.wait_exit(LIMIT);
+        assert_eq!(status.code(), Some(0), "duet after {name}: {status}");
+    }
 }
 
 #[test]

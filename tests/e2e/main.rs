@@ -15,3 +15,4 @@ mod psql_client;
 mod psycopg_client;
 mod robustness;
 mod tokio_postgres_client;
+mod unix_socket_backend;
