@@ -287,4 +287,21 @@ fn psql_large_result_and_large_copy_in_match_direct() {
         "t",
         "rows copied in through duet differ from direct"
     );
+
+    // duet's byte counters saw all of it (protocol framing only adds to the payload).
+    let status = duet.status();
+    let counted = |pointer: &str| {
+        status
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("status has no {pointer}: {status}"))
+    };
+    assert!(
+        counted("/bytes/server_to_client") >= via_duet.stdout.len() as u64,
+        "server_to_client counts fewer bytes than the result psql printed: {status}"
+    );
+    assert!(
+        counted("/bytes/client_to_server") >= data.len() as u64,
+        "client_to_server counts fewer bytes than the COPY data sent: {status}"
+    );
 }
