@@ -611,4 +611,51 @@ mod tests {
             .scan_backend(&mut FrameScanner::new(), &msg(b'Z', b"Q"))
             .is_err());
     }
+
+    /// Property: arbitrary bytes from either side, cut anywhere, give a step or an error — never a
+    /// panic — and never ask to forward more than was read.
+    #[test]
+    fn random_traffic_never_panics() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let mut state: u64 = 0x853c_49e6_748f_ea9b;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let tags = b"QPBEDCSFHXdcfpZTIK?\0";
+        for _ in 0..3000 {
+            let shared = Shared {
+                ctx: &ctx,
+                info: &info,
+                tracker: Mutex::new(Tracker::new()),
+            };
+            let mut chunk = Vec::new();
+            for _ in 0..(next() % 6) {
+                let tag = tags[(next() % tags.len() as u64) as usize];
+                let len = (next() % 12) as usize;
+                let declared = if next() % 8 == 0 {
+                    next() as i32
+                } else {
+                    (len + 4) as i32
+                };
+                chunk.push(tag);
+                chunk.extend_from_slice(&declared.to_be_bytes());
+                chunk.extend((0..len).map(|_| next() as u8));
+            }
+            let cut = (next() as usize) % (chunk.len() + 1);
+            let chunk = &chunk[..cut];
+            match shared.scan_client(&mut FrameScanner::new(), chunk) {
+                ClientStep::Forward(n) | ClientStep::Hold(n) | ClientStep::Terminate(n) => {
+                    assert!(n <= chunk.len())
+                }
+                ClientStep::Malformed(_) => {}
+            }
+            if let Ok(n) = shared.scan_backend(&mut FrameScanner::new(), chunk) {
+                assert!(n <= chunk.len());
+            }
+        }
+    }
 }
