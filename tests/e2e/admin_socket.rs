@@ -257,6 +257,26 @@ fn admin_socket_is_private_and_survives_bad_input() {
         }
     }
 
+    // Random bytes (seeded) over 50 admin connections: whatever comes back is a JSON refusal.
+    let mut rng = crate::support::wire::SeededRng::new(0xad_0123);
+    for _ in 0..50 {
+        use std::io::{Read, Write};
+        let len = 1 + rng.below(2000) as usize;
+        let noise = rng.bytes(len);
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(duet.socket()).expect("connect admin socket");
+        stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+        let _ = stream.write_all(&noise);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        for line in String::from_utf8_lossy(&reply).lines() {
+            let parsed: Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("reply to random bytes is not JSON ({err}): {line}"));
+            assert_eq!(parsed["ok"], false, "random bytes were accepted: {parsed}");
+        }
+    }
+
     // Still serving SQL and admin.
     let mut target = duet.target(&backend.user, db.name());
     if let Some(password) = &backend.password {
