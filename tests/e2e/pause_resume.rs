@@ -351,3 +351,136 @@ async fn shutdown_while_paused_closes_held_clients() {
         "duet after shutdown while paused: {status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_waits_for_a_running_copy() {
+    use futures_util::SinkExt;
+
+    let Some(backend) = backend_or_skip("pause_waits_for_a_running_copy") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "pause_copy");
+    db.execute("CREATE TABLE copied (id int, note text)");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let copier = connect(&through(&backend, &duet, &db, "e2e-copier")).await;
+
+    // A COPY FROM STDIN is in progress when the pause starts: it is in-flight work. tokio-postgres
+    // sends it over the extended protocol: Bind, Execute, Sync, CopyData…, CopyDone, Sync — and
+    // the server ignores the first Sync while in copy-in mode (one ReadyForQuery for two Syncs).
+    let sink = copier
+        .client
+        .copy_in("COPY copied FROM STDIN")
+        .await
+        .expect("COPY FROM STDIN");
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from("1\tbefore the pause\n"))
+        .await
+        .expect("first COPY data");
+    let pause = duet.admin_spawn(&["pause", "--timeout", "60s", "--format", "json"]);
+    wait_until_pausing(&duet).await;
+    tokio::time::sleep(WATCH).await;
+    assert!(
+        !pause.is_finished(),
+        "pause returned while a COPY was running: {:?}",
+        pause.await
+    );
+    for id in 2..=1000 {
+        sink.send(bytes::Bytes::from(format!("{id}\twhile pausing\n")))
+            .await
+            .expect("COPY data while pausing");
+    }
+    let copied = bounded(
+        "COPY to finish while pausing",
+        LIMIT,
+        sink.as_mut().finish(),
+    )
+    .await
+    .expect("finishing the COPY while pausing");
+    assert_eq!(copied, 1000);
+
+    // The session is idle again, so the pause completes.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let status = duet.status_async().await;
+        last = status["sessions"]
+            .as_array()
+            .and_then(|sessions| {
+                sessions
+                    .iter()
+                    .find(|s| s["application_name"] == "e2e-copier")
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        if last["state"] == "idle" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        last["state"], "idle",
+        "after an extended-protocol COPY FROM STDIN finished, duet still reports the session \
+         busy (it expects a ReadyForQuery for the Sync the server ignored in copy-in mode), so a \
+         pause can never complete while this session lives: {last}"
+    );
+    let paused = bounded("pause to return after the COPY", LIMIT, pause)
+        .await
+        .expect("pause task");
+    assert_eq!(paused.code, Some(0), "pause: {paused:?}");
+    let resumed = duet.admin_async(&["resume", "--format", "json"]).await;
+    assert_eq!(resumed.code, Some(0), "resume: {resumed:?}");
+    let count: i64 = copier
+        .client
+        .query_one("SELECT count(*) FROM copied", &[])
+        .await
+        .expect("count after resume")
+        .get(0);
+    assert_eq!(count, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_lets_pipelined_queries_finish() {
+    let Some(backend) = backend_or_skip("pause_lets_pipelined_queries_finish") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "pause_pipeline");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let session = connect(&through(&backend, &duet, &db, "e2e-pipeline")).await;
+    session
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("warm-up");
+
+    // 50 requests in flight on one connection when the pause starts: all complete (those that
+    // were not yet sent may wait for the resume), nothing errors.
+    let client = &session.client;
+    let queries: Vec<_> = (0..50i32)
+        .map(|n| async move {
+            client
+                .query_one("SELECT $1::int + 1000 FROM pg_sleep(0.01)", &[&n])
+                .await
+                .map(|row| row.get::<_, i32>(0))
+        })
+        .collect();
+    let all = futures_util::future::join_all(queries);
+    let pause = duet.admin_spawn(&["pause", "--timeout", "60s", "--format", "json"]);
+    let resume_after_pause = async {
+        let paused = bounded("pause with a pipeline in flight", LIMIT, pause)
+            .await
+            .expect("pause task");
+        assert_eq!(paused.code, Some(0), "pause: {paused:?}");
+        tokio::time::sleep(WATCH).await;
+        let resumed = duet.admin_async(&["resume", "--format", "json"]).await;
+        assert_eq!(resumed.code, Some(0), "resume: {resumed:?}");
+    };
+    let (results, ()) = bounded(
+        "pipelined queries across a pause",
+        LIMIT,
+        futures_util::future::join(all, resume_after_pause),
+    )
+    .await;
+    for (n, result) in results.into_iter().enumerate() {
+        let n = i32::try_from(n).expect("small");
+        assert_eq!(result.expect("pipelined query"), n + 1000);
+    }
+}
