@@ -166,8 +166,14 @@ async fn watch_signals(ctx: Arc<ProxyContext>) {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!("{name} received");
-        ctx.shutdown
-            .begin(ctx.sessions.clone(), ctx.config.shutdown_timeout);
+        if ctx
+            .shutdown
+            .begin(ctx.sessions.clone(), ctx.config.shutdown_timeout)
+        {
+            tracing::info!("{name} received: shutting down (again to close sessions now)");
+        } else {
+            tracing::info!("{name} received again: closing the remaining sessions now");
+            ctx.shutdown.hurry();
+        }
     }
 }

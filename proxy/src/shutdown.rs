@@ -67,6 +67,21 @@ impl Shutdown {
         self.phase.subscribe()
     }
 
+    /// Skips the rest of the budget: remaining sessions are closed now (a second SIGTERM/SIGINT).
+    /// Does nothing unless a shutdown has begun.
+    pub fn hurry(&self) {
+        if self.started.load(Ordering::SeqCst) {
+            self.phase.send_if_modified(|phase| {
+                if *phase < Phase::Terminating {
+                    *phase = Phase::Terminating;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
     /// Starts the shutdown with a budget (once; later calls return `false` and change nothing).
     pub fn begin(self: &Arc<Self>, sessions: Arc<Sessions>, budget: Duration) -> bool {
         if self.started.swap(true, Ordering::SeqCst) {
@@ -76,16 +91,16 @@ impl Shutdown {
         let this = self.clone();
         tokio::spawn(async move {
             tracing::info!(sessions = sessions.len(), budget = ?budget, "shutting down: no longer accepting clients");
-            if tokio::time::timeout(budget, sessions.wait_empty())
-                .await
-                .is_err()
-            {
-                tracing::info!(
-                    sessions = sessions.len(),
-                    "shutdown budget spent: closing the remaining sessions"
-                );
+            let drained = tokio::time::timeout(budget, sessions.wait_empty());
+            let hurried = this.reached(Phase::Terminating);
+            let spent = tokio::select! {
+                outcome = drained => outcome.is_err(),
+                _ = hurried => true,
+            };
+            if spent && !sessions.is_empty() {
+                tracing::info!(sessions = sessions.len(), "closing the remaining sessions");
             }
-            this.phase.send_replace(Phase::Terminating);
+            this.hurry();
             let _ = tokio::time::timeout(TERMINATE_GRACE, sessions.wait_empty()).await;
             this.phase.send_replace(Phase::Done);
         });

@@ -254,3 +254,100 @@ async fn unreachable_backend_is_reported_as_08006() {
     let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
     assert!(message.contains("127.0.0.1:1"), "{message}");
 }
+
+#[tokio::test]
+async fn cancel_requests_reach_the_backend_with_its_real_key() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let client = proxy.connect().await;
+    let token = client.cancel_token();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let canceller = tokio::spawn({
+        let done = done.clone();
+        async move {
+            // A cancel that arrives before the query starts is a no-op: repeat until it lands.
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                token.cancel_query(tokio_postgres::NoTls).await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+    });
+    let err = client
+        .simple_query("select pg_sleep(30)")
+        .await
+        .unwrap_err();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    canceller.await.unwrap().unwrap();
+    client
+        .simple_query("select 1")
+        .await
+        .expect("the session goes on");
+}
+
+#[tokio::test]
+async fn a_lost_backend_is_reported_and_others_keep_working() {
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let victim = proxy.connect().await;
+    let pid: i32 = victim
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let other = proxy.connect().await;
+    other
+        .execute("select pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    assert!(victim.simple_query("select 1").await.is_err());
+    other
+        .simple_query("select 1")
+        .await
+        .expect("other sessions are unaffected");
+    proxy
+        .connect()
+        .await
+        .simple_query("select 1")
+        .await
+        .expect("new sessions work");
+}
+
+#[tokio::test]
+async fn a_malformed_message_gets_fatal_08p01_and_only_that_client_is_closed() {
+    use std::io::Read;
+    let Some(url) = database_url() else { return };
+    let proxy = Proxy::start(&url);
+    let bystander = proxy.connect().await;
+
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    let params = b"user\0postgres\0database\0postgres\0\0";
+    let mut startup = ((8 + params.len()) as i32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    startup.extend_from_slice(params);
+    raw.write_all(&startup).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.ends_with(b"Z\0\0\0\x05I") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "closed during startup");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // A message whose length field is smaller than itself.
+    raw.write_all(b"Q\0\0\0\x02").unwrap();
+    let mut reply = Vec::new();
+    raw.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply.first(), Some(&b'E'));
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("FATAL") && text.contains("08P01"), "{text}");
+
+    bystander
+        .simple_query("select 1")
+        .await
+        .expect("the other client is unaffected");
+}
