@@ -305,3 +305,42 @@ fn psql_large_result_and_large_copy_in_match_direct() {
         "client_to_server counts fewer bytes than the COPY data sent: {status}"
     );
 }
+
+#[test]
+fn psql_large_objects_use_the_function_call_protocol() {
+    let Some(backend) = backend_or_skip("psql_large_objects_use_the_function_call_protocol") else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "psql_large_objects");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let through = duet_target(&backend, &duet, db.name());
+    let files = TempDir::new("psql-lo");
+    // libpq's lo_import/lo_export (psql's \lo_import, \lo_export) run over the fast-path
+    // FunctionCall protocol message ('F'), in 8 kB+ chunks.
+    let original: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let input = files.join("blob.in");
+    let output = files.join("blob.out");
+    std::fs::write(&input, &original).expect("writing the blob");
+    let script = format!(
+        "\\set ON_ERROR_STOP on\nBEGIN;\n\\lo_import '{}'\n\\set blob :LASTOID\n\\lo_export :blob '{}'\nSELECT length(lo_get(:blob)) AS stored;\nCOMMIT;\n",
+        input.display(),
+        output.display()
+    );
+    let out = psql(&through, &["-At"], Some(script.as_bytes()));
+    out.assert_success();
+    assert!(
+        out.stdout_text()
+            .lines()
+            .any(|line| line == (3 * 1024 * 1024).to_string()),
+        "the server did not store 3 MiB:\n{}",
+        out.stdout_text()
+    );
+    let exported = std::fs::read(&output).expect("reading the exported blob");
+    assert_eq!(exported.len(), original.len());
+    assert!(
+        exported == original,
+        "large object exported through duet differs from the imported file"
+    );
+}

@@ -554,3 +554,52 @@ async fn a_client_that_does_not_read_gets_backpressure_not_buffering() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_protocol_versions_and_options_are_negotiated() {
+    let Some(backend) = backend_or_skip("newer_protocol_versions_and_options_are_negotiated")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "robust_negotiate");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    // A protocol 3.2 client (libpq 18 with max_protocol_version=3.2) and a client sending a
+    // `_pq_.` protocol option: the server answers NegotiateProtocolVersion ('v') and the session
+    // proceeds. duet must let that exchange through (or negotiate itself) rather than refuse.
+    for (version, extra) in [
+        (0x0003_0002, None),
+        (wire::PROTOCOL_3_0, Some(("_pq_.duet_e2e_option", "on"))),
+    ] {
+        let mut params = vec![("user", backend.user.as_str()), ("database", db.name())];
+        params.extend(extra);
+        let startup = wire::startup_message_version(version, &params);
+        let mut stream = tokio::net::TcpStream::connect(duet.listen())
+            .await
+            .expect("connect");
+        let messages = wire::login_with(&mut stream, &startup).await;
+        if let Some(negotiate) = messages.iter().find(|m| m.tag == b'v') {
+            let newest = i32::from_be_bytes([
+                negotiate.body[0],
+                negotiate.body[1],
+                negotiate.body[2],
+                negotiate.body[3],
+            ]);
+            assert!(
+                newest >> 16 == 3,
+                "NegotiateProtocolVersion names protocol {newest:#x}"
+            );
+        }
+        let mut query = b"SELECT 'negotiated'".to_vec();
+        query.push(0);
+        stream
+            .write_all(&wire::message(b'Q', &query))
+            .await
+            .expect("Query");
+        let reply =
+            wire::send_and_collect_open(&mut stream, &wire::message(b'X', &[]), LIMIT).await;
+        assert!(
+            reply.messages.iter().any(|m| m.tag == b'D'),
+            "protocol {version:#x} {extra:?}: no result after login: {reply:?}"
+        );
+    }
+}

@@ -13,9 +13,14 @@ pub const PROTOCOL_3_0: i32 = 196_608;
 /// The CancelRequest code.
 pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
 
-/// A StartupMessage with these parameters.
+/// A StartupMessage (protocol 3.0) with these parameters.
 pub fn startup_message(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
+    startup_message_version(PROTOCOL_3_0, params)
+}
+
+/// A StartupMessage for protocol `version` (major << 16 | minor) with these parameters.
+pub fn startup_message_version(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = version.to_be_bytes().to_vec();
     for (key, value) in params {
         body.extend_from_slice(key.as_bytes());
         body.push(0);
@@ -146,8 +151,17 @@ pub async fn login(addr: SocketAddr, user: &str, db: &str) -> (TcpStream, Vec<Ba
 /// Sends a StartupMessage on an already open connection (e.g. after a declined SSLRequest) and
 /// reads up to the first ReadyForQuery, which it returns with everything before it.
 pub async fn login_on(stream: &mut TcpStream, user: &str, db: &str) -> Vec<BackendMessage> {
+    login_with(
+        stream,
+        &startup_message(&[("user", user), ("database", db)]),
+    )
+    .await
+}
+
+/// Sends `startup` (any StartupMessage) and reads up to the first ReadyForQuery (trust auth).
+pub async fn login_with(stream: &mut TcpStream, startup: &[u8]) -> Vec<BackendMessage> {
     stream
-        .write_all(&startup_message(&[("user", user), ("database", db)]))
+        .write_all(startup)
         .await
         .expect("sending the startup message");
     let mut buffer = Vec::new();
