@@ -1,2 +1,18 @@
 //! End-to-end tests: the real `duet` binary in front of the real PostgreSQL, driven by real
-//! clients. See tests/README.md.
+//! clients. See tests/README.md for how to run them and what each module covers.
+//!
+//! One test binary with modules (rather than one per file) keeps the link time of the suite low.
+
+mod support;
+
+mod admin_socket;
+mod auth_and_tls;
+mod config_file;
+mod many_clients;
+mod pause_resume;
+mod pgbench_load;
+mod psql_client;
+mod psycopg_client;
+mod robustness;
+mod tokio_postgres_client;
+mod unix_socket_backend;

@@ -1,0 +1,120 @@
+//! Throwaway PostgreSQL clusters (duet_bench::cluster) for the tests that need a server they fully
+//! control: their own pg_hba.conf (auth), max_connections (1000 clients), or a server they may stop
+//! and start again (backend death).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use duet_bench::cluster::{Cluster, ClusterOptions};
+
+/// Starts a cluster, or skips (`None`, loudly) / fails when the database is required and no
+/// cluster can be started on this machine.
+pub fn throwaway_cluster(test: &str, options: ClusterOptions) -> Option<Cluster> {
+    match Cluster::start(options) {
+        Ok(cluster) => Some(cluster),
+        Err(err) => {
+            super::skip_or_fail(test, &format!("cannot start a throwaway PostgreSQL: {err}"))
+        }
+    }
+}
+
+/// A direct tokio-postgres configuration for the cluster's superuser.
+pub fn superuser_config(cluster: &Cluster, db: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(cluster.host())
+        .port(cluster.port())
+        .user(duet_bench::cluster::SUPERUSER)
+        .dbname(db)
+        .connect_timeout(Duration::from_secs(10));
+    config
+}
+
+/// A postmaster the test started itself on a stopped cluster's data directory (same port, same
+/// data), because duet_bench::cluster cannot pick a port: used to bring a backend back after its
+/// death. Drop stops it (fast shutdown, then SIGKILL).
+#[derive(Debug)]
+pub struct RestartedServer {
+    child: Option<Child>,
+}
+
+impl RestartedServer {
+    /// Starts `postgres -D <data_dir>` as the server user, logging to `log`.
+    pub fn start(data_dir: PathBuf, log: PathBuf) -> RestartedServer {
+        let bin_dir = duet_bench::cluster::find_server_binaries()
+            .expect("server binaries (a cluster was started with them before)");
+        let run_as = duet_bench::cluster::server_user().expect("the server user (used before)");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|err| panic!("opening {}: {err}", log.display()));
+        let log_err = log_file.try_clone().expect("cloning the log handle");
+        let mut command = Command::new(bin_dir.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&data_dir)
+            .current_dir(data_dir.parent().unwrap_or(&data_dir))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
+        if let Some(user) = run_as {
+            use std::os::unix::process::CommandExt;
+            command.uid(user.uid).gid(user.gid);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("restarting postgres on {}: {err}", data_dir.display()));
+        RestartedServer { child: Some(child) }
+    }
+}
+
+impl Drop for RestartedServer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on our own unreaped child; no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGINT);
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Stops a cluster's postmaster (fast shutdown: backends get FATAL 57P01) but keeps its data
+/// directory, so that [`RestartedServer`] can start it again on the same port.
+pub fn stop_postmaster(cluster: &Cluster) {
+    let pid = cluster.pid().expect("the cluster is running");
+    let pid = i32::try_from(pid).expect("pid fits i32");
+    // SAFETY: kill(2) on the cluster's postmaster (a child of this process); no memory effects.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    super::wait_for("the postmaster to exit", Duration::from_secs(30), || {
+        // SAFETY: signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+        (!alive).then_some(())
+    });
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
