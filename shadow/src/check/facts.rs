@@ -186,7 +186,7 @@ pub const FACTS: &[Fact] = &[
     f("dml.insert", Some(RowExclusive), None, false, false, Data, "INSERT takes ROW EXCLUSIVE"),
     f("dml.update", Some(RowExclusive), None, false, true, Data, "UPDATE/DELETE take ROW EXCLUSIVE and row locks on every row they change"),
     f("select", Some(AccessShare), None, false, false, Neutral, "SELECT takes ACCESS SHARE"),
-    f("vacuum", SUE, None, false, true, Neutral, "VACUUM/ANALYZE take SHARE UPDATE EXCLUSIVE"),
+    f("vacuum", SUE, None, false, false, Neutral, "VACUUM/ANALYZE take SHARE UPDATE EXCLUSIVE (they read pages, but no row scan shows in the statistics; measured)"),
     evidence(f("alter_constraint", AEL, None, false, false, Neutral, "ALTER CONSTRAINT changes deferrability (ACCESS EXCLUSIVE assumed)"), "assumed"),
     evidence(f("alter_table.other", AEL, None, false, false, Neutral, "other ALTER TABLE forms are assumed to take ACCESS EXCLUSIVE"), "assumed"),
     f("transaction_control", None, None, false, false, Neutral, "transaction control and session settings"),
