@@ -180,6 +180,11 @@ impl Schema {
                     return;
                 };
                 let key = ast::range_var_key(rv);
+                if a.objtype() == ObjectType::ObjectTable {
+                    // A table the migration alters exists, even if it was created before the
+                    // checked files: remember what is learned about it.
+                    self.tables.entry(key.clone()).or_default();
+                }
                 for cmd in &a.cmds {
                     if let Some(N::AlterTableCmd(cmd)) = cmd.node.as_ref() {
                         self.apply_alter(&key, cmd);

@@ -1,0 +1,77 @@
+//! Every rule fires on its bad example and stays silent on its good one; the human and JSON output
+//! of every bad example is compared exactly with a plain snapshot file under tests/snapshots
+//! (regenerate with `DUET_UPDATE_SNAPSHOTS=1 cargo test -p duet-shadow --test rules`).
+
+use std::path::PathBuf;
+
+use shadow::check::{self, output, CheckConfig, Level};
+
+fn config_for(example: &str, rule: &str) -> CheckConfig {
+    let mut config = CheckConfig::default();
+    if let Some(v) = example.lines().next().and_then(|l| l.strip_prefix("-- engine ")) {
+        config.engine_version = v.trim().parse().unwrap_or_default();
+    }
+    // Opt-in rules are switched on for their own examples.
+    config
+        .rules
+        .insert(rule.to_string(), check::config::RuleSetting::Level(Level::Info));
+    config
+}
+
+fn fired(report: &check::Report, rule: &str) -> bool {
+    report.statements.iter().any(|s| s.findings.iter().any(|f| f.rule == rule))
+}
+
+#[test]
+fn every_rule_fires_on_bad_and_not_on_good() {
+    let mut problems = Vec::new();
+    for rule in check::rules::all() {
+        let bad = check::check_sql("bad.sql", rule.bad, &config_for(rule.bad, rule.id));
+        let good = check::check_sql("good.sql", rule.good, &config_for(rule.good, rule.id));
+        match (bad, good) {
+            (Ok(bad), Ok(good)) => {
+                if !fired(&bad, rule.id) {
+                    problems.push(format!("{}: silent on its bad example", rule.id));
+                }
+                if fired(&good, rule.id) {
+                    problems.push(format!("{}: fires on its good example", rule.id));
+                }
+            }
+            (b, g) => problems.push(format!("{}: check failed: {:?} {:?}", rule.id, b.err(), g.err())),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn rule_output_matches_snapshots() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let update = std::env::var("DUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    let mut mismatches = Vec::new();
+    for rule in check::rules::all() {
+        let report = match check::check_sql(&format!("{}.sql", rule.id), rule.bad, &config_for(rule.bad, rule.id)) {
+            Ok(r) => r,
+            Err(e) => {
+                mismatches.push(format!("{}: {e}", rule.id));
+                continue;
+            }
+        };
+        let human = output::human::render(&report, output::human::HumanOptions { color: false, verbose: true });
+        let json = output::json::render(&report) + "\n";
+        for (ext, text) in [("human.txt", human), ("json", json)] {
+            let path = dir.join(format!("{}.{ext}", rule.id));
+            if update {
+                if let Err(e) = std::fs::write(&path, &text) {
+                    mismatches.push(format!("{}: {e}", path.display()));
+                }
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(expected) if expected == text => {}
+                Ok(_) => mismatches.push(format!("{} differs", path.display())),
+                Err(e) => mismatches.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
