@@ -4,17 +4,19 @@
 
 use std::path::PathBuf;
 
-use shadow::check::{self, output, CheckConfig, Level};
+use shadow::check::{self, output, CheckConfig};
 
-fn config_for(example: &str, rule: &str) -> CheckConfig {
+fn config_for(example: &str, rule: &check::rules::Rule) -> CheckConfig {
     let mut config = CheckConfig::default();
     if let Some(v) = example.lines().next().and_then(|l| l.strip_prefix("-- engine ")) {
         config.engine_version = v.trim().parse().unwrap_or_default();
     }
-    // Opt-in rules are switched on for their own examples.
-    config
-        .rules
-        .insert(rule.to_string(), check::config::RuleSetting::Level(Level::Info));
+    // Opt-in rules are switched on (at their default level) for their own examples.
+    if rule.opt_in {
+        config
+            .rules
+            .insert(rule.id.to_string(), check::config::RuleSetting::Level(rule.level));
+    }
     config
 }
 
@@ -26,8 +28,8 @@ fn fired(report: &check::Report, rule: &str) -> bool {
 fn every_rule_fires_on_bad_and_not_on_good() {
     let mut problems = Vec::new();
     for rule in check::rules::all() {
-        let bad = check::check_sql("bad.sql", rule.bad, &config_for(rule.bad, rule.id));
-        let good = check::check_sql("good.sql", rule.good, &config_for(rule.good, rule.id));
+        let bad = check::check_sql("bad.sql", rule.bad, &config_for(rule.bad, rule));
+        let good = check::check_sql("good.sql", rule.good, &config_for(rule.good, rule));
         match (bad, good) {
             (Ok(bad), Ok(good)) => {
                 if !fired(&bad, rule.id) {
@@ -49,7 +51,7 @@ fn rule_output_matches_snapshots() {
     let update = std::env::var("DUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
     let mut mismatches = Vec::new();
     for rule in check::rules::all() {
-        let report = match check::check_sql(&format!("{}.sql", rule.id), rule.bad, &config_for(rule.bad, rule.id)) {
+        let report = match check::check_sql(&format!("{}.sql", rule.id), rule.bad, &config_for(rule.bad, rule)) {
             Ok(r) => r,
             Err(e) => {
                 mismatches.push(format!("{}: {e}", rule.id));
