@@ -118,7 +118,8 @@ const CASES: &[(&str, &str, &str)] = &[
 ];
 
 fn base_url() -> String {
-    std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
+    std::env::var("DUET_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
 }
 
 async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
@@ -135,7 +136,9 @@ struct Observed {
     scan: bool,
 }
 
-async fn relations(c: &Client) -> Result<BTreeMap<u32, (String, u32, String)>, tokio_postgres::Error> {
+async fn relations(
+    c: &Client,
+) -> Result<BTreeMap<u32, (String, u32, String)>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT c.oid, c.relname::text, c.relfilenode, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -145,7 +148,16 @@ async fn relations(c: &Client) -> Result<BTreeMap<u32, (String, u32, String)>, t
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, u32>(0), (r.get::<_, String>(1), r.get::<_, u32>(2), r.get::<_, String>(3))))
+        .map(|r| {
+            (
+                r.get::<_, u32>(0),
+                (
+                    r.get::<_, String>(1),
+                    r.get::<_, u32>(2),
+                    r.get::<_, String>(3),
+                ),
+            )
+        })
         .collect())
 }
 
@@ -156,7 +168,10 @@ async fn rows_read(c: &Client) -> Result<BTreeMap<u32, i64>, tokio_postgres::Err
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get::<_, u32>(0), r.get::<_, i64>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, u32>(0), r.get::<_, i64>(1)))
+        .collect())
 }
 
 /// Runs `stmt` in a transaction after the setup was committed, observes, rolls back. Since
@@ -185,9 +200,17 @@ async fn observe(c: &Client, stmt: &str) -> Result<Observed, String> {
     let mut obs = Observed::default();
     for row in locks {
         let oid: u32 = row.get(0);
-        let Some(mode) = LockMode::from_pg_locks_name(row.get::<_, &str>(1)) else { continue };
-        let Some((name, _, kind)) = before.get(&oid) else { continue }; // created by the statement
-        let map = if kind == "i" || kind == "I" { &mut obs.indexes } else { &mut obs.tables };
+        let Some(mode) = LockMode::from_pg_locks_name(row.get::<_, &str>(1)) else {
+            continue;
+        };
+        let Some((name, _, kind)) = before.get(&oid) else {
+            continue;
+        }; // created by the statement
+        let map = if kind == "i" || kind == "I" {
+            &mut obs.indexes
+        } else {
+            &mut obs.tables
+        };
         let e = map.entry(name.clone()).or_insert(mode);
         if mode > *e {
             *e = mode;
@@ -220,8 +243,11 @@ struct Claim {
 }
 
 fn claim(setup: &str, stmt: &str) -> Result<Claim, String> {
-    let mut config = CheckConfig::default();
-    config.assume_in_transaction = false; // setup is committed before the statement
+    // The setup is committed before the statement, as on the server.
+    let config = CheckConfig {
+        assume_in_transaction: false,
+        ..CheckConfig::default()
+    };
     let files = vec![
         SourceFile {
             name: "setup.sql".into(),
@@ -232,13 +258,19 @@ fn claim(setup: &str, stmt: &str) -> Result<Claim, String> {
             text: format!("{stmt};"),
         },
     ];
-    let report = check::check_files(&files, &config, check::schema::Schema::default()).map_err(|e| e.to_string())?;
+    let report = check::check_files(&files, &config, check::schema::Schema::default())
+        .map_err(|e| e.to_string())?;
     let s = report.statements.last().ok_or("no statement")?;
     let mut tables = BTreeMap::new();
     let mut indexes = BTreeMap::new();
     for (rel, mode) in &s.locks {
         let name = rel.rsplit('.').next().unwrap_or(rel).to_string();
-        if name.ends_with("_idx") || name.ends_with("_idx2") || name.ends_with("_pkey") || name.ends_with("_key") || name.ends_with("_uidx") {
+        if name.ends_with("_idx")
+            || name.ends_with("_idx2")
+            || name.ends_with("_pkey")
+            || name.ends_with("_key")
+            || name.ends_with("_uidx")
+        {
             indexes.insert(name, *mode);
         } else {
             tables.insert(name, *mode);
@@ -266,9 +298,17 @@ async fn engine_facts_hold_on_the_real_server() {
         }
     };
     let db = format!("duet_check_facts_{}", std::process::id());
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.ok();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create test database");
-    let client = connect(&format!("{} dbname={db}", base_url())).await.expect("connect to test database");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .ok();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .expect("create test database");
+    let client = connect(&format!("{} dbname={db}", base_url()))
+        .await
+        .expect("connect to test database");
     let mut failures = Vec::new();
     for (fact, setup, stmt) in CASES {
         let reset = format!("DROP SCHEMA IF EXISTS public CASCADE; DROP SCHEMA IF EXISTS other CASCADE; DROP TYPE IF EXISTS mood; CREATE SCHEMA public; {FIXTURE} {setup}");
@@ -292,27 +332,44 @@ async fn engine_facts_hold_on_the_real_server() {
         };
         let mut diffs = Vec::new();
         if !claimed.facts.contains(fact) {
-            diffs.push(format!("classifier applied {:?}, expected {fact}", claimed.facts));
+            diffs.push(format!(
+                "classifier applied {:?}, expected {fact}",
+                claimed.facts
+            ));
         }
         let observed_tables: BTreeMap<_, _> = observed
             .tables
             .iter()
-            .filter(|(name, mode)| **mode != LockMode::AccessShare || claimed.tables.contains_key(*name))
+            .filter(|(name, mode)| {
+                **mode != LockMode::AccessShare || claimed.tables.contains_key(*name)
+            })
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         if observed_tables != claimed.tables {
-            diffs.push(format!("table locks: server {observed_tables:?}, claimed {:?}", claimed.tables));
+            diffs.push(format!(
+                "table locks: server {observed_tables:?}, claimed {:?}",
+                claimed.tables
+            ));
         }
         for (idx, mode) in &claimed.indexes {
             if observed.indexes.get(idx) != Some(mode) {
-                diffs.push(format!("index {idx}: claimed {mode}, server {:?}", observed.indexes.get(idx)));
+                diffs.push(format!(
+                    "index {idx}: claimed {mode}, server {:?}",
+                    observed.indexes.get(idx)
+                ));
             }
         }
         if observed.rewrite != claimed.rewrite {
-            diffs.push(format!("rewrite: server {}, claimed {}", observed.rewrite, claimed.rewrite));
+            diffs.push(format!(
+                "rewrite: server {}, claimed {}",
+                observed.rewrite, claimed.rewrite
+            ));
         }
         if observed.scan != claimed.scan {
-            diffs.push(format!("scan: server {}, claimed {}", observed.scan, claimed.scan));
+            diffs.push(format!(
+                "scan: server {}, claimed {}",
+                observed.scan, claimed.scan
+            ));
         }
         if diffs.is_empty() {
             eprintln!("ok   {fact:<40} {stmt}");
@@ -321,6 +378,15 @@ async fn engine_facts_hold_on_the_real_server() {
         }
     }
     drop(client);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.ok();
-    assert!(failures.is_empty(), "{} of {} facts disagree with the server:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .ok();
+    assert!(
+        failures.is_empty(),
+        "{} of {} facts disagree with the server:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }

@@ -23,17 +23,29 @@ fn corpus_parses_completely() {
     assert!(!files.is_empty(), "no corpus files");
     let sources: Vec<check::SourceFile> = files
         .iter()
-        .map(|(name, text)| check::SourceFile { name: name.clone(), text: text.clone() })
+        .map(|(name, text)| check::SourceFile {
+            name: name.clone(),
+            text: text.clone(),
+        })
         .collect();
-    let report = check::check_files(&sources, &CheckConfig::default(), Default::default()).expect("check runs");
+    let report = check::check_files(&sources, &CheckConfig::default(), Default::default())
+        .expect("check runs");
     let unparsed: Vec<_> = report
         .statements
         .iter()
         .filter(|s| s.kind == "unparsed")
         .map(|s| format!("{}:{}: {}", s.file, s.line, s.sql))
         .collect();
-    assert!(report.statements.len() >= 300, "corpus has only {} statements", report.statements.len());
-    assert!(unparsed.is_empty(), "unparsed corpus statements:\n{}", unparsed.join("\n"));
+    assert!(
+        report.statements.len() >= 300,
+        "corpus has only {} statements",
+        report.statements.len()
+    );
+    assert!(
+        unparsed.is_empty(),
+        "unparsed corpus statements:\n{}",
+        unparsed.join("\n")
+    );
 }
 
 /// xorshift64*: deterministic, seeded, no dependency.
@@ -51,8 +63,28 @@ impl Rng {
 }
 
 const FRAGMENTS: &[&str] = &[
-    "'", "\"", "$$", "$a$", "--", "/*", "*/", ";", "(", ")", "\0", "\u{feff}", "\r\n", "BEGIN", "COMMIT",
-    "CONCURRENTLY", "NOT VALID", "DEFAULT random()", "E'\\\\'", "ALTER TABLE", "((((((((", "-- duet:ignore",
+    "'",
+    "\"",
+    "$$",
+    "$a$",
+    "--",
+    "/*",
+    "*/",
+    ";",
+    "(",
+    ")",
+    "\0",
+    "\u{feff}",
+    "\r\n",
+    "BEGIN",
+    "COMMIT",
+    "CONCURRENTLY",
+    "NOT VALID",
+    "DEFAULT random()",
+    "E'\\\\'",
+    "ALTER TABLE",
+    "((((((((",
+    "-- duet:ignore",
 ];
 
 #[test]
@@ -87,19 +119,28 @@ fn mutated_inputs_never_panic() {
             }
         }
         let text: String = bytes.into_iter().collect();
-        let result = check::check_sql(&format!("mutant-{round}.sql"), &text, &CheckConfig::default());
+        let result = check::check_sql(
+            &format!("mutant-{round}.sql"),
+            &text,
+            &CheckConfig::default(),
+        );
         assert!(result.is_ok(), "round {round}: {:?}", result.err());
     }
 }
 
 #[test]
 fn deep_nesting_is_reported_not_fatal() {
-    let deep = format!("SELECT {}1{};\nCREATE INDEX i ON t (a);", "(".repeat(50_000), ")".repeat(50_000));
+    let deep = format!(
+        "SELECT {}1{};\nCREATE INDEX i ON t (a);",
+        "(".repeat(50_000),
+        ")".repeat(50_000)
+    );
     let report = check::check_sql("deep.sql", &deep, &CheckConfig::default()).expect("no abort");
     assert_eq!(report.statements.len(), 2);
     assert_eq!(report.statements[0].kind, "unparsed");
     assert_eq!(report.statements[1].kind, "create_index");
     let chained = format!("SELECT 1{};", " + 1".repeat(500));
-    let report = check::check_sql("chain.sql", &chained, &CheckConfig::default()).expect("no abort");
+    let report =
+        check::check_sql("chain.sql", &chained, &CheckConfig::default()).expect("no abort");
     assert_eq!(report.statements[0].kind, "select");
 }

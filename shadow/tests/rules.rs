@@ -8,20 +8,28 @@ use shadow::check::{self, output, CheckConfig};
 
 fn config_for(example: &str, rule: &check::rules::Rule) -> CheckConfig {
     let mut config = CheckConfig::default();
-    if let Some(v) = example.lines().next().and_then(|l| l.strip_prefix("-- engine ")) {
+    if let Some(v) = example
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("-- engine "))
+    {
         config.engine_version = v.trim().parse().unwrap_or_default();
     }
     // Opt-in rules are switched on (at their default level) for their own examples.
     if rule.opt_in {
-        config
-            .rules
-            .insert(rule.id.to_string(), check::config::RuleSetting::Level(rule.level));
+        config.rules.insert(
+            rule.id.to_string(),
+            check::config::RuleSetting::Level(rule.level),
+        );
     }
     config
 }
 
 fn fired(report: &check::Report, rule: &str) -> bool {
-    report.statements.iter().any(|s| s.findings.iter().any(|f| f.rule == rule))
+    report
+        .statements
+        .iter()
+        .any(|s| s.findings.iter().any(|f| f.rule == rule))
 }
 
 #[test]
@@ -39,7 +47,12 @@ fn every_rule_fires_on_bad_and_not_on_good() {
                     problems.push(format!("{}: fires on its good example", rule.id));
                 }
             }
-            (b, g) => problems.push(format!("{}: check failed: {:?} {:?}", rule.id, b.err(), g.err())),
+            (b, g) => problems.push(format!(
+                "{}: check failed: {:?} {:?}",
+                rule.id,
+                b.err(),
+                g.err()
+            )),
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -51,14 +64,24 @@ fn rule_output_matches_snapshots() {
     let update = std::env::var("DUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
     let mut mismatches = Vec::new();
     for rule in check::rules::all() {
-        let report = match check::check_sql(&format!("{}.sql", rule.id), rule.bad, &config_for(rule.bad, rule)) {
+        let report = match check::check_sql(
+            &format!("{}.sql", rule.id),
+            rule.bad,
+            &config_for(rule.bad, rule),
+        ) {
             Ok(r) => r,
             Err(e) => {
                 mismatches.push(format!("{}: {e}", rule.id));
                 continue;
             }
         };
-        let human = output::human::render(&report, output::human::HumanOptions { color: false, verbose: true });
+        let human = output::human::render(
+            &report,
+            output::human::HumanOptions {
+                color: false,
+                verbose: true,
+            },
+        );
         let json = output::json::render(&report) + "\n";
         for (ext, text) in [("human.txt", human), ("json", json)] {
             let path = dir.join(format!("{}.{ext}", rule.id));

@@ -28,5 +28,5 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
     }
     let t = super::ident(i.table());
     let _ = &t;
-    vec![Hit::new(format!("the exclusion constraint on {t} is built under ACCESS EXCLUSIVE and cannot be NOT VALID"), format!("-- no online form exists: create the constraint on a new table and move the data with duet's shadow-table migration"))]
+    vec![Hit::new(format!("the exclusion constraint on {t} is built under ACCESS EXCLUSIVE and cannot be NOT VALID"), "-- no online form exists: create the constraint on a new table and move the data with duet's shadow-table migration".to_string())]
 }

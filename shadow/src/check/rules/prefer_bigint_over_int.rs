@@ -29,7 +29,7 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
             let t = super::ident(&table);
             let c = super::ident(&col);
             let _ = &ty;
-            Hit::new(format!("{t}.{c} is a 32-bit integer: it can overflow, and widening it later rewrites the table"), format!("-- declare it bigint (or bigserial / bigint GENERATED ALWAYS AS IDENTITY)"))
+            Hit::new(format!("{t}.{c} is a 32-bit integer: it can overflow, and widening it later rewrites the table"), "-- declare it bigint (or bigserial / bigint GENERATED ALWAYS AS IDENTITY)".to_string())
         })
         .collect()
 }

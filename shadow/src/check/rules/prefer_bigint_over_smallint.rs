@@ -31,7 +31,7 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
             let _ = &ty;
             Hit::new(
                 format!("{t}.{c} is a 16-bit integer: it overflows at 32767"),
-                format!("-- declare it bigint"),
+                "-- declare it bigint".to_string(),
             )
         })
         .collect()

@@ -39,5 +39,5 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
     }
     let t = super::ident(i.table());
     let _ = &t;
-    vec![Hit::new(format!("renaming breaks the clients and objects that use the old name"), "-- expand/contract: add the new name alongside the old (new column + dual writes + backfill, or a view), move every client, then drop the old name; duet's migration does this with an atomic flip")]
+    vec![Hit::new("renaming breaks the clients and objects that use the old name".to_string(), "-- expand/contract: add the new name alongside the old (new column + dual writes + backfill, or a view), move every client, then drop the old name; duet's migration does this with an atomic flip")]
 }

@@ -29,5 +29,5 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
     }
     let t = super::ident(i.table());
     let _ = &t;
-    vec![Hit::new(format!("{t} is copied and its indexes rebuilt while ACCESS EXCLUSIVE blocks reads and writes"), format!("-- run it through duet's shadow-table migration (or pg_repack) instead of rewriting in place"))]
+    vec![Hit::new(format!("{t} is copied and its indexes rebuilt while ACCESS EXCLUSIVE blocks reads and writes"), "-- run it through duet's shadow-table migration (or pg_repack) instead of rewriting in place".to_string())]
 }
