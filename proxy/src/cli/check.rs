@@ -102,3 +102,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(paths: Vec<PathBuf>, fail_on: Option<Level>) -> Args {
+        Args {
+            paths,
+            engine_version: None,
+            database: None,
+            format: Format::Json,
+            fail_on,
+            config: Some(PathBuf::from("/nonexistent-duet-test.toml")),
+            verbose: false,
+        }
+    }
+
+    fn temp_file(name: &str, sql: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("duet-check-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{name}.sql"));
+        let _ = std::fs::write(&path, sql);
+        path
+    }
+
+    #[test]
+    fn exit_codes_follow_fail_on() {
+        let bad = temp_file("bad", "CREATE INDEX i ON t (a);");
+        let mut a = args(vec![bad.clone()], None);
+        a.config = None;
+        assert_eq!(run(a).ok(), Some(ExitCode::from(1)));
+        let ok = temp_file("ok", "SET lock_timeout = '1s';\nSELECT 1;");
+        let mut a = args(vec![ok], Some(Level::Info));
+        a.config = None;
+        assert_eq!(run(a).ok(), Some(ExitCode::SUCCESS));
+        // A missing config file given explicitly, or a missing input, is an error (exit 2 in main).
+        assert!(run(args(vec![bad], None)).is_err());
+        let mut a = args(vec![PathBuf::from("/nonexistent/dir")], None);
+        a.config = None;
+        assert!(run(a).is_err());
+    }
+}
