@@ -100,3 +100,25 @@ fn rule_output_matches_snapshots() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// shadow/docs/check-rules.md is generated from the rule registry (same update switch).
+#[test]
+fn rules_doc_is_current() {
+    let mut doc = String::from("# `duet check` rules\n\nGenerated from `shadow/src/check/rules/` by `DUET_UPDATE_SNAPSHOTS=1 cargo test -p duet-shadow --test rules`.\n\n| rule | level | catches | same as |\n|---|---|---|---|\n");
+    for r in check::rules::all() {
+        let level = if r.opt_in { format!("{} (opt-in)", r.level.name()) } else { r.level.name().to_string() };
+        doc.push_str(&format!("| [`{}`](#{}) | {level} | {} | {} |\n", r.id, r.id, r.summary, r.aliases.join(", ")));
+    }
+    for r in check::rules::all() {
+        doc.push_str(&format!(
+            "\n## {}\n\n{}\n\nBad:\n\n```sql\n{}\n```\n\nGood:\n\n```sql\n{}\n```\n",
+            r.id, r.docs, r.bad, r.good
+        ));
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/check-rules.md");
+    if std::env::var("DUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &doc).expect("write rules doc");
+    } else {
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), doc, "regenerate docs/check-rules.md");
+    }
+}
