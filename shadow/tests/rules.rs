@@ -106,8 +106,18 @@ fn rule_output_matches_snapshots() {
 fn rules_doc_is_current() {
     let mut doc = String::from("# `duet check` rules\n\nGenerated from `shadow/src/check/rules/` by `DUET_UPDATE_SNAPSHOTS=1 cargo test -p duet-shadow --test rules`.\n\n| rule | level | catches | same as |\n|---|---|---|---|\n");
     for r in check::rules::all() {
-        let level = if r.opt_in { format!("{} (opt-in)", r.level.name()) } else { r.level.name().to_string() };
-        doc.push_str(&format!("| [`{}`](#{}) | {level} | {} | {} |\n", r.id, r.id, r.summary, r.aliases.join(", ")));
+        let level = if r.opt_in {
+            format!("{} (opt-in)", r.level.name())
+        } else {
+            r.level.name().to_string()
+        };
+        doc.push_str(&format!(
+            "| [`{}`](#{}) | {level} | {} | {} |\n",
+            r.id,
+            r.id,
+            r.summary,
+            r.aliases.join(", ")
+        ));
     }
     for r in check::rules::all() {
         doc.push_str(&format!(
@@ -119,6 +129,36 @@ fn rules_doc_is_current() {
     if std::env::var("DUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &doc).expect("write rules doc");
     } else {
-        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), doc, "regenerate docs/check-rules.md");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            doc,
+            "regenerate docs/check-rules.md"
+        );
     }
+}
+
+#[test]
+fn github_and_sarif_formats_carry_every_finding() {
+    let sql = "CREATE INDEX users_email_idx ON users (email);\nALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();";
+    let report =
+        check::check_sql("migrations/001.sql", sql, &CheckConfig::default()).expect("check");
+    let total: usize = report.statements.iter().map(|s| s.findings.len()).sum();
+    assert!(total >= 2);
+    let gh = output::github::render(&report);
+    assert_eq!(gh.lines().count(), total);
+    assert!(gh.starts_with(
+        "::error file=migrations/001.sql,line=1,col=1,title=require-concurrent-index-creation::"
+    ));
+    assert!(gh.lines().all(|l| l.starts_with("::")));
+    let sarif: serde_json::Value =
+        serde_json::from_str(&output::sarif::render(&report)).expect("valid JSON");
+    assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(
+        sarif["runs"][0]["results"].as_array().map(Vec::len),
+        Some(total)
+    );
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        1
+    );
 }
