@@ -106,7 +106,7 @@ async fn read(url: &str) -> Result<Schema, CheckError> {
     }
     for row in client.query(INDEXES, &[]).await.map_err(err)? {
         let schema_name: &str = row.get(0);
-        schema.indexes.insert(
+        schema.insert_index(
             ast::relation_key(schema_name, row.get(1)),
             Index {
                 table: ast::relation_key(schema_name, row.get(2)),

@@ -5,7 +5,7 @@
 //! widening is free, `SET NOT NULL` skips its scan behind a valid `CHECK (c IS NOT NULL)`, an index
 //! on a table created in the same transaction blocks nobody.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pg_query::protobuf::{self, node::Node as N, AlterTableType, ConstrType, ObjectType};
 
@@ -16,8 +16,12 @@ use super::ast::{self, ColumnType};
 pub struct Schema {
     /// Tables (and partitioned tables, materialized views) by model key.
     pub tables: BTreeMap<String, Table>,
-    /// Indexes by model key.
+    /// Indexes by model key. Change it through [`Schema::insert_index`] and
+    /// [`Schema::remove_indexes`], which keep the per-table lookup in step.
     pub indexes: BTreeMap<String, Index>,
+    /// Index keys per table key (lookups by table are on every ALTER; a scan of all indexes made
+    /// large migration sets quadratic).
+    by_table: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One table.
@@ -147,18 +151,69 @@ impl Schema {
         table: &'a str,
         column: &'a str,
     ) -> impl Iterator<Item = &'a String> + 'a {
-        self.indexes
-            .iter()
-            .filter(move |(_, i)| i.table == table && i.columns.iter().any(|c| c == column))
-            .map(|(k, _)| k)
+        self.indexes_of(table).filter(move |k| {
+            self.indexes
+                .get(*k)
+                .is_some_and(|i| i.columns.iter().any(|c| c == column))
+        })
     }
 
     /// Indexes of `table`.
     pub fn indexes_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.indexes
+        self.by_table.get(table).into_iter().flatten()
+    }
+
+    /// Adds (or replaces) an index.
+    pub fn insert_index(&mut self, key: String, index: Index) {
+        if let Some(old) = self.indexes.get(&key) {
+            if let Some(set) = self.by_table.get_mut(&old.table) {
+                set.remove(&key);
+            }
+        }
+        self.by_table
+            .entry(index.table.clone())
+            .or_default()
+            .insert(key.clone());
+        self.indexes.insert(key, index);
+    }
+
+    /// Removes one index by key.
+    pub fn remove_index(&mut self, key: &str) -> Option<Index> {
+        let i = self.indexes.remove(key)?;
+        if let Some(set) = self.by_table.get_mut(&i.table) {
+            set.remove(key);
+        }
+        Some(i)
+    }
+
+    /// Removes the indexes for which `drop` says so.
+    pub fn remove_indexes(&mut self, mut drop: impl FnMut(&str, &Index) -> bool) {
+        let doomed: Vec<String> = self
+            .indexes
             .iter()
-            .filter(move |(_, i)| i.table == table)
-            .map(|(k, _)| k)
+            .filter(|(k, i)| drop(k, i))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            if let Some(i) = self.indexes.remove(&k) {
+                if let Some(set) = self.by_table.get_mut(&i.table) {
+                    set.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Removes the indexes of one table for which `drop` says so.
+    fn remove_table_indexes(&mut self, table: &str, mut drop: impl FnMut(&Index) -> bool) {
+        let keys: Vec<String> = self.indexes_of(table).cloned().collect();
+        for k in keys {
+            if self.indexes.get(&k).is_some_and(&mut drop) {
+                self.indexes.remove(&k);
+                if let Some(set) = self.by_table.get_mut(table) {
+                    set.remove(&k);
+                }
+            }
+        }
     }
 
     /// Finds the table holding constraint `name` on `table`.
@@ -202,7 +257,7 @@ impl Schema {
                 } else {
                     ast::relation_key(&rv.schemaname, &i.idxname)
                 };
-                self.indexes.insert(
+                self.insert_index(
                     name,
                     Index {
                         table,
@@ -221,10 +276,10 @@ impl Schema {
                     match d.remove_type() {
                         ObjectType::ObjectTable | ObjectType::ObjectMatview => {
                             self.tables.remove(&key);
-                            self.indexes.retain(|_, i| i.table != key);
+                            self.remove_table_indexes(&key, |_| true);
                         }
                         ObjectType::ObjectIndex => {
-                            self.indexes.remove(&key);
+                            self.remove_index(&key);
                         }
                         _ => {}
                     }
@@ -396,7 +451,9 @@ impl Schema {
                 if let Some(t) = self.tables.get_mut(key) {
                     t.constraints.retain(|c| c.name != cmd.name);
                 }
-                self.indexes.remove(&cmd.name);
+                if self.indexes.get(&cmd.name).is_some_and(|i| i.table == key) {
+                    self.remove_index(&cmd.name);
+                }
             }
             _ => {}
         }
@@ -483,7 +540,7 @@ impl Schema {
             } else {
                 con.indexname.clone()
             };
-            self.indexes.insert(
+            self.insert_index(
                 index_name,
                 Index {
                     table: key.to_string(),
@@ -504,8 +561,12 @@ impl Schema {
                 let new = ast::relation_key(&rv.schemaname, &r.newname);
                 if let Some(t) = self.tables.remove(&old) {
                     self.tables.insert(new.clone(), t);
-                    for i in self.indexes.values_mut().filter(|i| i.table == old) {
-                        i.table = new.clone();
+                    let keys: Vec<String> = self.indexes_of(&old).cloned().collect();
+                    for k in keys {
+                        if let Some(mut i) = self.indexes.get(&k).cloned() {
+                            i.table = new.clone();
+                            self.insert_index(k, i);
+                        }
                     }
                 }
             }
@@ -532,9 +593,12 @@ impl Schema {
                         }
                     }
                 }
-                for i in self.indexes.values_mut().filter(|i| i.table == key) {
-                    for col in i.columns.iter_mut().filter(|c| **c == r.subname) {
-                        *col = r.newname.clone();
+                let keys: Vec<String> = self.indexes_of(&key).cloned().collect();
+                for k in keys {
+                    if let Some(i) = self.indexes.get_mut(&k) {
+                        for col in i.columns.iter_mut().filter(|c| **c == r.subname) {
+                            *col = r.newname.clone();
+                        }
                     }
                 }
             }
@@ -542,9 +606,9 @@ impl Schema {
                 let Some(rv) = r.relation.as_ref() else {
                     return;
                 };
-                if let Some(i) = self.indexes.remove(&ast::range_var_key(rv)) {
-                    self.indexes
-                        .insert(ast::relation_key(&rv.schemaname, &r.newname), i);
+                let old = ast::range_var_key(rv);
+                if let Some(i) = self.remove_index(&old) {
+                    self.insert_index(ast::relation_key(&rv.schemaname, &r.newname), i);
                 }
             }
             ObjectType::ObjectTabconstraint => {

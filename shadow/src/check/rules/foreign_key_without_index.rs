@@ -40,7 +40,7 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
         .filter_map(|c| {
             let cols = crate::check::ast::strings(&c.fk_attrs);
             let first = cols.first()?.clone();
-            let indexed = i.schema.indexes.values().any(|ix| ix.table == table && ix.columns.first() == Some(&first));
+            let indexed = i.schema.indexes_of(&table).any(|k| i.schema.indexes.get(k).is_some_and(|ix| ix.columns.first() == Some(&first)));
             if indexed {
                 return None;
             }

@@ -22,6 +22,20 @@ pub const RULE: Rule = Rule {
 };
 
 fn check(i: &RuleInput<'_>) -> Vec<Hit> {
+    // Cheap pre-check: only scan when some run of identifier bytes is longer than 63.
+    let mut run = 0usize;
+    let mut long = false;
+    for b in i.sql.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 {
+            run += 1;
+            long |= run > 63;
+        } else if b != b'"' {
+            run = 0;
+        }
+    }
+    if !long && !i.sql.contains('"') {
+        return Vec::new();
+    }
     let Ok(tokens) = pg_query::scan_tokens(i.sql) else {
         return Vec::new();
     };
