@@ -1,6 +1,8 @@
 //! The pipeline: split every file, parse every statement, classify it against the schema replayed
 //! so far, run the rules, apply levels and ignores, then replay the statement into the schema.
 
+use pg_query::protobuf::RawStmt;
+
 use super::classify::{self, Classification, ClassifyContext};
 use super::config::{CheckConfig, RuleSetting};
 use super::markers;
@@ -20,6 +22,38 @@ pub struct SourceFile {
     pub name: String,
     /// Contents.
     pub text: String,
+}
+
+/// Splits a file and, when the whole file parses, returns each statement's parse tree too (one
+/// grammar pass instead of a split pass plus one parse per statement). When the file has a syntax
+/// error, statements are split without parsing and each is parsed on its own, so the broken one is
+/// reported and the rest still judged.
+fn split_and_parse(text: &str) -> (Vec<split::RawStatement>, Option<Vec<Option<RawStmt>>>) {
+    if !text.contains('\0') {
+        if let Ok(result) = pg_query::parse(text, 0) {
+            let stmts = result.protobuf.stmts;
+            let ranges: Vec<std::ops::Range<usize>> = stmts
+                .iter()
+                .map(|s| {
+                    let start = usize::try_from(s.stmt_location)
+                        .unwrap_or(0)
+                        .min(text.len());
+                    let len = usize::try_from(s.stmt_len).unwrap_or(0);
+                    let end = if len == 0 {
+                        text.len()
+                    } else {
+                        (start + len).min(text.len())
+                    };
+                    start..end
+                })
+                .collect();
+            let raws = split::statements_from_pieces(text, ranges);
+            if raws.len() == stmts.len() {
+                return (raws, Some(stmts.into_iter().map(Some).collect()));
+            }
+        }
+    }
+    (split::split_statements(text), None)
 }
 
 /// Checks files in order, starting from `schema` (empty, or read from a live database). Runs on a
@@ -58,13 +92,21 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
         let directives = markers::read_directives(source.text());
         tx.start_file(config.assume_in_transaction && directives.no_transaction_marker.is_none());
         let file_start = report.statements.len();
-        for raw in split::split_statements(source.text()) {
+        let (raws, mut pre_parsed) = split_and_parse(source.text());
+        for (n, raw) in raws.into_iter().enumerate() {
             if !directives.includes(raw.range.start) {
                 continue;
             }
             let sql = source.text().get(raw.range.clone()).unwrap_or("");
             let (line, column) = source.position(raw.range.start);
-            let parsed = parse::parse_statement(sql);
+            let parsed = match pre_parsed
+                .as_mut()
+                .and_then(|p| p.get_mut(n))
+                .and_then(Option::take)
+            {
+                Some(stmt) => Parsed::Statements(vec![stmt]),
+                None => parse::parse_statement(sql),
+            };
             let stmt_nodes: Vec<_> = match &parsed {
                 Parsed::Statements(s) => s
                     .iter()

@@ -129,6 +129,13 @@ pub fn split_statements(text: &str) -> Vec<RawStatement> {
             _ => fallback_split(input),
         },
     };
+    statements_from_pieces(input, pieces)
+}
+
+/// Turns statement byte ranges (as a splitter or a whole-file parse reports them, possibly with
+/// leading comments and whitespace) into statements with their ignore directives. Pieces with no
+/// code are dropped.
+pub fn statements_from_pieces(input: &str, pieces: Vec<Range<usize>>) -> Vec<RawStatement> {
     let mut out = Vec::with_capacity(pieces.len());
     let mut trivia_start = 0;
     for piece in pieces {
