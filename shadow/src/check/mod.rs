@@ -46,7 +46,7 @@ pub use version::EngineVersion;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// A file or directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path.
         path: PathBuf,
