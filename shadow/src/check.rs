@@ -1,1 +1,0 @@
-//! The schema-change classifier (`duet check`). Not built yet.

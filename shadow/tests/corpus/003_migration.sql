@@ -1,0 +1,60 @@
+﻿ALTER TABLE webhooks ADD COLUMN currency_v2 char(3);
+ALTER TABLE addresses ADD COLUMN IF NOT EXISTS deleted_at timestamptz NOT NULL DEFAULT now();
+ALTER SEQUENCE invoices_id_seq RESTART WITH 1000;
+DROP INDEX CONCURRENTLY IF EXISTS index_api_keys_on_name;
+ALTER TABLE subscriptions ALTER COLUMN metadata DROP NOT NULL;
+ALTER TABLE webhooks ALTER COLUMN published_at DROP NOT NULL;
+DROP INDEX CONCURRENTLY IF EXISTS index_subscriptions_on_metadata;
+CREATE TRIGGER products_touch BEFORE UPDATE ON products FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION touch_updated_at();
+CREATE INDEX CONCURRENTLY IF NOT EXISTS index_orders_on_rank ON orders USING btree (rank) WHERE deleted_at IS NULL;
+COMMENT ON COLUMN orders.currency IS 'The currency of the order; it''s important.';
+ALTER TABLE shipments ALTER COLUMN currency SET NOT NULL;
+MERGE INTO subscriptions AS d USING staging_subscriptions AS s ON d.id = s.id WHEN MATCHED THEN UPDATE SET metadata = s.metadata WHEN NOT MATCHED THEN INSERT (id, metadata) VALUES (s.id, s.metadata);
+ANALYZE audit_log;
+COMMENT ON COLUMN memberships.amount_cents IS 'The amount_cents of the membership; it''s important.';
+ANALYZE orders;
+CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION touch_updated_at();
+ALTER TABLE products ALTER COLUMN updated_at TYPE text USING updated_at::text;
+ALTER TABLE invoices RENAME COLUMN slug TO slug_old;
+CREATE OR REPLACE VIEW active_shipments AS SELECT * FROM shipments WHERE deleted_at IS NULL WITH CASCADED CHECK OPTION;
+ALTER TABLE sessions ADD COLUMN rank_v2 smallint;
+ALTER TABLE payments ENABLE ROW LEVEL SECURITY;
+CREATE TRIGGER audit_log_touch BEFORE UPDATE ON audit_log FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION touch_updated_at();
+GRANT SELECT, INSERT, UPDATE ON TABLE comments TO app_user;
+CREATE TABLE IF NOT EXISTS comments (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  is_active boolean,
+  product_id bigint REFERENCES products (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY;
+INSERT INTO tags (id, status) VALUES (1, DEFAULT) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status RETURNING id;
+DELETE FROM accounts WHERE created_at < now() - interval '90 days';
+GRANT SELECT, INSERT, UPDATE ON TABLE invoices TO app_user;
+ALTER TABLE products ENABLE ROW LEVEL SECURITY;
+ALTER TABLE api_keys ALTER COLUMN published_at SET NOT NULL;
+MERGE INTO teams AS d USING staging_teams AS s ON d.id = s.id WHEN MATCHED THEN UPDATE SET notes = s.notes WHEN NOT MATCHED THEN INSERT (id, notes) VALUES (s.id, s.notes);
+LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE;
+UPDATE teams SET count = DEFAULT WHERE id BETWEEN 1 AND 10000 AND count IS NULL;
+LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
+ALTER TABLE api_keys VALIDATE CONSTRAINT api_keys_is_active_check;
+CREATE INDEX index_orders_on_updated_at_gin ON orders USING gin (metadata jsonb_path_ops);
+ALTER TABLE memberships RENAME COLUMN count TO count_old;
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_orders_fk FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE SET NULL NOT VALID;
+DROP INDEX CONCURRENTLY IF EXISTS index_comments_on_published_at;
+CREATE POLICY posts_tenant ON posts USING (team_id = current_setting('app.team_id')::bigint);
+CREATE TRIGGER tags_touch BEFORE UPDATE ON tags FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION touch_updated_at();
+INSERT INTO events (id, count) VALUES (1, DEFAULT) ON CONFLICT (id) DO UPDATE SET count = EXCLUDED.count RETURNING id;
+CREATE UNIQUE INDEX index_addresses_on_lower_score ON addresses (lower(score::text));
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+ALTER TABLE memberships RENAME COLUMN external_id TO external_id_old;
+MERGE INTO accounts AS d USING staging_accounts AS s ON d.id = s.id WHEN MATCHED THEN UPDATE SET external_id = s.external_id WHEN NOT MATCHED THEN INSERT (id, external_id) VALUES (s.id, s.external_id);
+ANALYZE users;
+ALTER TABLE memberships ADD CONSTRAINT memberships_deleted_at_check CHECK (char_length(deleted_at::text) < 1000) NOT VALID;
+ALTER TABLE invoices ALTER COLUMN slug TYPE bigint USING slug::bigint;
+CREATE INDEX index_api_keys_on_name_gin ON api_keys USING gin (metadata jsonb_path_ops);
+UPDATE addresses SET name = DEFAULT WHERE id BETWEEN 1 AND 10000 AND name IS NULL;
+ALTER TABLE webhooks ALTER COLUMN external_id DROP NOT NULL;
+UPDATE audit_log SET slug = DEFAULT WHERE id BETWEEN 1 AND 10000 AND slug IS NULL;
+COMMENT ON COLUMN sessions.email IS 'The email of the session; it''s important.';
+LOCK TABLE memberships IN SHARE ROW EXCLUSIVE MODE;

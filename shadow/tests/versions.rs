@@ -1,0 +1,163 @@
+//! Version-dependent verdicts (ENGINE-FACTS.md "Version deltas"), and schema-dependent ones that
+//! the replayed model must get right.
+
+use shadow::check::{self, CheckConfig, EngineVersion};
+
+fn last(sql: &str, major: u32) -> check::StatementReport {
+    let config = CheckConfig {
+        engine_version: EngineVersion::major(major),
+        assume_in_transaction: false,
+        ..CheckConfig::default()
+    };
+    let report = check::check_sql("v.sql", sql, &config).expect("check runs");
+    report.statements.last().cloned().expect("a statement")
+}
+
+#[test]
+fn defaults_rewrite_only_before_11() {
+    let sql = "ALTER TABLE t ADD COLUMN x int DEFAULT 0;";
+    assert!(last(sql, 11).facts.contains(&"add_column.default"));
+    assert!(!last(sql, 11).rewrites_table);
+    // 10 is outside the modelled range; 11 is the first with fast defaults.
+    let volatile = last("ALTER TABLE t ADD COLUMN x float8 DEFAULT random();", 15);
+    assert!(volatile.rewrites_table && volatile.scans_table && volatile.blocks_reads);
+}
+
+#[test]
+fn set_not_null_uses_a_valid_check_from_12() {
+    let setup =
+        "CREATE TABLE t (a int);\nALTER TABLE t ADD CONSTRAINT a_nn CHECK (a IS NOT NULL);\n";
+    let stmt = "ALTER TABLE t ALTER COLUMN a SET NOT NULL;";
+    assert!(!last(&format!("{setup}{stmt}"), 12).scans_table);
+    assert!(last(&format!("{setup}{stmt}"), 11).scans_table);
+    let not_valid = "CREATE TABLE t (a int);\nALTER TABLE t ADD CONSTRAINT a_nn CHECK (a IS NOT NULL) NOT VALID;\n";
+    assert!(last(&format!("{not_valid}{stmt}"), 15).scans_table);
+    let validated = format!("{not_valid}ALTER TABLE t VALIDATE CONSTRAINT a_nn;\n{stmt}");
+    assert!(!last(&validated, 15).scans_table);
+}
+
+#[test]
+fn timestamptz_is_free_from_12_under_utc() {
+    let sql = "CREATE TABLE t (at timestamp);\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;";
+    assert!(!last(sql, 12).rewrites_table);
+    assert!(last(sql, 11).rewrites_table);
+}
+
+#[test]
+fn varchar_widening_is_free_and_shrinking_is_not() {
+    let base = "CREATE TABLE t (name varchar(10));\n";
+    assert!(
+        !last(
+            &format!("{base}ALTER TABLE t ALTER COLUMN name TYPE varchar(20);"),
+            15
+        )
+        .rewrites_table
+    );
+    assert!(
+        last(
+            &format!("{base}ALTER TABLE t ALTER COLUMN name TYPE varchar(5);"),
+            15
+        )
+        .rewrites_table
+    );
+    assert!(
+        !last(
+            &format!("{base}ALTER TABLE t ALTER COLUMN name TYPE text;"),
+            15
+        )
+        .rewrites_table
+    );
+}
+
+#[test]
+fn attach_partition_lock_changed_in_12() {
+    let sql = "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (10);";
+    assert_eq!(
+        last(sql, 11).locks.get("pt").map(|l| l.name()),
+        Some("ACCESS EXCLUSIVE")
+    );
+    assert_eq!(
+        last(sql, 12).locks.get("pt").map(|l| l.name()),
+        Some("SHARE UPDATE EXCLUSIVE")
+    );
+}
+
+#[test]
+fn virtual_generated_columns_from_18() {
+    let sql = "ALTER TABLE t ADD COLUMN g int GENERATED ALWAYS AS (a * 2) VIRTUAL;";
+    assert!(!last(sql, 18).rewrites_table);
+}
+
+#[test]
+fn index_on_table_created_in_same_transaction_is_harmless() {
+    let config = CheckConfig::default();
+    let report = check::check_sql(
+        "tx.sql",
+        "CREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);",
+        &config,
+    )
+    .expect("check");
+    let s = &report.statements[1];
+    assert_eq!(s.lock, None);
+    assert!(!s.blocks_writes);
+    assert!(s
+        .findings
+        .iter()
+        .all(|f| f.rule != "require-concurrent-index-creation"));
+    // The same index in a later, separate transaction is not.
+    let no_tx = CheckConfig {
+        assume_in_transaction: false,
+        ..CheckConfig::default()
+    };
+    let report = check::check_sql(
+        "tx.sql",
+        "CREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);",
+        &no_tx,
+    )
+    .expect("check");
+    assert!(report.statements[1]
+        .findings
+        .iter()
+        .any(|f| f.rule == "require-concurrent-index-creation"));
+}
+
+#[test]
+fn concurrently_in_a_transaction_is_an_error_and_lock_timeout_counts() {
+    let config = CheckConfig::default();
+    let report =
+        check::check_sql("c.sql", "CREATE INDEX CONCURRENTLY i ON t (a);", &config).expect("check");
+    assert!(report.statements[0]
+        .findings
+        .iter()
+        .any(|f| f.rule == "ban-concurrent-index-creation-in-transaction"));
+    let report = check::check_sql(
+        "c.sql",
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);",
+        &config,
+    )
+    .expect("check");
+    assert!(report.statements[0]
+        .findings
+        .iter()
+        .all(|f| f.rule != "ban-concurrent-index-creation-in-transaction"));
+    let guarded = check::check_sql(
+        "g.sql",
+        "SET lock_timeout = '2s';\nALTER TABLE t ADD COLUMN x int;",
+        &config,
+    )
+    .expect("check");
+    assert!(guarded.statements[1]
+        .findings
+        .iter()
+        .all(|f| f.rule != "require-lock-timeout"));
+    let reset = check::check_sql(
+        "g.sql",
+        "SET lock_timeout = 0;\nALTER TABLE t ADD COLUMN x int;",
+        &config,
+    )
+    .expect("check");
+    assert!(reset.statements[1]
+        .findings
+        .iter()
+        .any(|f| f.rule == "require-lock-timeout"));
+}
