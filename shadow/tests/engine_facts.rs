@@ -433,7 +433,7 @@ async fn engine_facts_hold_on_the_real_server() {
         failures.is_empty(),
         "{} of {} facts disagree with PostgreSQL {major}:\n{}",
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n")
     );
 }
