@@ -91,7 +91,10 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
         }
         let source = SourceText::new(&file.text);
         let directives = markers::read_directives(source.text());
-        tx.start_file(config.assume_in_transaction && directives.no_transaction_marker.is_none());
+        tx.start_file(
+            config.assume_in_transaction && directives.no_transaction_marker.is_none(),
+            config.runner_sets_lock_timeout,
+        );
         let file_start = report.statements.len();
         let sql_only = psql::blank_non_sql(source.text());
         let (raws, mut pre_parsed) = split_and_parse(&sql_only);
