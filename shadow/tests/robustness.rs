@@ -92,7 +92,11 @@ fn mutated_inputs_never_panic() {
     let files = corpus();
     let texts: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
     let mut rng = Rng(0x5eed_d0e7_c4ec_0001);
-    for round in 0..300 {
+    let rounds: usize = std::env::var("DUET_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for round in 0..rounds {
         let base = texts[rng.below(texts.len())];
         let mut bytes: Vec<char> = base.chars().collect();
         for _ in 0..1 + rng.below(8) {

@@ -161,3 +161,22 @@ fn concurrently_in_a_transaction_is_an_error_and_lock_timeout_counts() {
         .iter()
         .any(|f| f.rule == "require-lock-timeout"));
 }
+
+#[test]
+fn runner_lock_timeout_setting_silences_the_lock_timeout_rule() {
+    let config = CheckConfig {
+        runner_sets_lock_timeout: true,
+        ..CheckConfig::default()
+    };
+    let report =
+        check::check_sql("r.sql", "ALTER TABLE t ADD COLUMN x int;", &config).expect("check");
+    assert!(report.statements[0]
+        .findings
+        .iter()
+        .all(|f| f.rule != "require-lock-timeout"));
+    let parsed = CheckConfig::from_toml(
+        "[check]\nrunner_sets_lock_timeout = true\n",
+        std::path::Path::new("d.toml"),
+    );
+    assert!(parsed.is_ok_and(|c| c.runner_sets_lock_timeout));
+}

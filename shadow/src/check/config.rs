@@ -6,6 +6,7 @@
 //! fail_on = "error"              # info | warning | error: exit 1 at or above this level
 //! assume_in_transaction = true   # the runner wraps each file in a transaction
 //! session_time_zone = "UTC"      # the migration session's TimeZone (timestamp → timestamptz)
+//! runner_sets_lock_timeout = false  # true if the runner sets lock_timeout on its connection
 //! exclude_rules = ["prefer-robust-stmts"]
 //! exclude_paths = ["migrations/legacy/"]   # path prefixes not checked
 //!
@@ -44,6 +45,9 @@ pub struct CheckConfig {
     pub assume_in_transaction: bool,
     /// The migration session's `TimeZone` is UTC.
     pub session_time_zone_utc: bool,
+    /// The migration runner sets `lock_timeout` on its connection (e.g. strong_migrations), so
+    /// every file starts with one.
+    pub runner_sets_lock_timeout: bool,
     /// Per-rule settings.
     pub rules: BTreeMap<String, RuleSetting>,
     /// Path prefixes that are not checked.
@@ -57,6 +61,7 @@ impl Default for CheckConfig {
             fail_on: Level::Error,
             assume_in_transaction: true,
             session_time_zone_utc: true,
+            runner_sets_lock_timeout: false,
             rules: BTreeMap::new(),
             exclude_paths: Vec::new(),
         }
@@ -75,6 +80,7 @@ struct Raw {
     fail_on: Option<String>,
     assume_in_transaction: Option<bool>,
     session_time_zone: Option<String>,
+    runner_sets_lock_timeout: Option<bool>,
     exclude_rules: Option<Vec<String>>,
     exclude_paths: Option<Vec<String>>,
     rules: Option<BTreeMap<String, String>>,
@@ -107,6 +113,9 @@ impl CheckConfig {
         }
         if let Some(a) = raw.assume_in_transaction {
             cfg.assume_in_transaction = a;
+        }
+        if let Some(r) = raw.runner_sets_lock_timeout {
+            cfg.runner_sets_lock_timeout = r;
         }
         if let Some(tz) = raw.session_time_zone {
             cfg.session_time_zone_utc = is_utc(&tz);

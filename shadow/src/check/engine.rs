@@ -7,6 +7,7 @@ use super::classify::{self, Classification, ClassifyContext};
 use super::config::{CheckConfig, RuleSetting};
 use super::markers;
 use super::parse::{self, Parsed};
+use super::psql;
 use super::report::{Finding, Level, Report, Risk, StatementReport};
 use super::risk;
 use super::rules::{self, RuleInput};
@@ -90,9 +91,13 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
         }
         let source = SourceText::new(&file.text);
         let directives = markers::read_directives(source.text());
-        tx.start_file(config.assume_in_transaction && directives.no_transaction_marker.is_none());
+        tx.start_file(
+            config.assume_in_transaction && directives.no_transaction_marker.is_none(),
+            config.runner_sets_lock_timeout,
+        );
         let file_start = report.statements.len();
-        let (raws, mut pre_parsed) = split_and_parse(source.text());
+        let sql_only = psql::blank_non_sql(source.text());
+        let (raws, mut pre_parsed) = split_and_parse(&sql_only);
         for (n, raw) in raws.into_iter().enumerate() {
             if !directives.includes(raw.range.start) {
                 continue;
@@ -198,7 +203,7 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
                     .get_mut(begin)
                     .filter(|_| begin >= file_start)
                 {
-                    let covered = split::split_statements(source.text()).iter().any(|r| {
+                    let covered = split::split_statements(&sql_only).iter().any(|r| {
                         source.position(r.range.start).0 == s.line
                             && r.ignores.covers("ban-uncommitted-transaction")
                     });

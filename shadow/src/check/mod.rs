@@ -8,9 +8,11 @@
 //!
 //! The pipeline, one module per concept:
 //! [`walk`] (files in migration-runner order) → [`markers`] (no-transaction markers, down
-//! sections) → [`split`] (statements, positions, `-- duet:ignore`) → [`parse`] (pg_query on a big
-//! stack) → [`classify`] (which [`facts`] apply, given the [`schema`] model and [`transaction`]
-//! context) → [`rules`] → [`risk`] → [`report`] → [`output`] (human, JSON, GitHub, SARIF).
+//! sections) → [`psql`] (meta-commands and COPY data blanked) → [`split`] (statements,
+//! positions, `-- duet:ignore`) → [`parse`] (pg_query on a big stack) → [`classify`] (which
+//! [`facts`] apply, given the [`schema`] model and [`transaction`] context) → [`rules`] →
+//! [`risk`] → [`report`] → [`output`] (human, JSON, GitHub, SARIF). [`strategy`] answers the
+//! planner; [`coercion`] decides which type changes rewrite; [`ast`] reads parse trees.
 //! [`catalog`] reads the live schema and table sizes with `--database`.
 
 pub mod ast;
@@ -24,6 +26,7 @@ pub mod lock;
 pub mod markers;
 pub mod output;
 pub mod parse;
+pub mod psql;
 pub mod report;
 pub mod risk;
 pub mod rules;

@@ -38,12 +38,15 @@ pub struct TxState {
 }
 
 impl TxState {
-    /// Resets the state for a new file; `wrapped` says whether the runner wraps it in a transaction.
-    pub fn start_file(&mut self, wrapped: bool) {
+    /// Resets the state for a new file; `wrapped` says whether the runner wraps it in a
+    /// transaction, `lock_timeout` whether the runner's connection starts with one. A `SET` in an
+    /// earlier file is not assumed to carry over (runners may use a new connection per file).
+    pub fn start_file(&mut self, wrapped: bool, lock_timeout: bool) {
         let next = self.next_tx_id;
         *self = TxState {
             next_tx_id: next,
             file_wrapped: wrapped,
+            lock_timeout_set: lock_timeout,
             ..TxState::default()
         };
         if wrapped {
