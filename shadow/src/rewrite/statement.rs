@@ -6,7 +6,7 @@ use pg_query::protobuf::{
 };
 use pg_query::Context;
 
-use super::names::quote_ident;
+use super::names::{quote_ident, string_value};
 use super::outcome::{Refusal, TagVerb};
 use super::route::{Routes, TableRoute, Target};
 use super::shadow_column;
@@ -154,6 +154,23 @@ pub fn decide(
         | NodeEnum::ListenStmt(_)
         | NodeEnum::UnlistenStmt(_)
         | NodeEnum::DiscardStmt(_) => Ok(Decision::Pass),
+        NodeEnum::DropStmt(s) => {
+            for object in &s.objects {
+                let Some(NodeEnum::List(list)) = object.node.as_ref() else {
+                    continue;
+                };
+                let names: Vec<&str> = list.items.iter().filter_map(string_value).collect();
+                let (schema, name) = match names.as_slice() {
+                    [name] => ("", *name),
+                    [.., schema, name] => (*schema, *name),
+                    [] => continue,
+                };
+                if routes.find(schema, name).is_some() {
+                    return Err(ddl_refusal(name));
+                }
+            }
+            Ok(Decision::Pass)
+        }
         other => {
             // Utility statements (DDL, PREPARE, CREATE RULE, …): refuse when they name a table
             // under migration as the object they define, change or write.
@@ -162,19 +179,20 @@ pub fn decide(
                     if matches!(context, Context::DDL | Context::DML)
                         && routes.find(&rv.schemaname, &rv.relname).is_some()
                     {
-                        return Err(Refusal::not_now(
-                            format!(
-                                "statement on table {} refused while it is being migrated",
-                                rv.relname
-                            ),
-                            "schema changes and server-side writes on this table must wait until the migration is complete or aborted",
-                        ));
+                        return Err(ddl_refusal(&rv.relname));
                     }
                 }
             }
             Ok(Decision::Pass)
         }
     }
+}
+
+fn ddl_refusal(table: &str) -> Refusal {
+    Refusal::not_now(
+        format!("statement on table {table} refused while it is being migrated"),
+        "schema changes on this table must wait until the migration is complete or aborted",
+    )
 }
 
 fn write_on(
