@@ -37,7 +37,10 @@ fn cases() -> Vec<(&'static str, Params)> {
 
 async fn client(db: &str, schema: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(
-        &format!("host={} port=5432 user=postgres dbname={db} options=--search_path={schema}", host()),
+        &format!(
+            "host={} port=5432 user=postgres dbname={db} options=--search_path={schema}",
+            host()
+        ),
         NoTls,
     )
     .await

@@ -23,7 +23,9 @@ fn race(db: &TestDb, delete_sql: &str, expect_wait: bool) -> Vec<Vec<Option<Stri
     let app_sql = delete_sql.to_string();
     let mut app = db.connect();
     app.run("SET search_path = app");
-    let pid = app.rows("SELECT pg_backend_pid()")[0][0].clone().expect("pid");
+    let pid = app.rows("SELECT pg_backend_pid()")[0][0]
+        .clone()
+        .expect("pid");
     let handle = std::thread::spawn(move || app.run(&app_sql));
     if expect_wait {
         // The tombstone upsert must wait for the copier's uncommitted row (ON CONFLICT

@@ -6,12 +6,51 @@ mod rewrite_support;
 use shadow::rewrite::{rewrite, Protocol, Rewrite};
 
 const FRAGMENTS: &[&str] = &[
-    "INSERT INTO t ", "UPDATE t SET ", "DELETE FROM t ", "TRUNCATE t", "WITH x AS (", ")", "(",
-    "SELECT ", "* ", "RETURNING ", "t.*", "id", "note", " = ", "$1", "$2", "'a''b'", "$$q$$",
-    ", ", "; ", "VALUES ", "(1, 'x')", "ON CONFLICT ", "(id) ", "DO NOTHING", "DO UPDATE SET ",
-    "EXCLUDED.note", "WHERE ", "FROM other ", "USING other ", "-- c\n", "/* c */", "\"t\"",
-    "app.t", "MERGE INTO t ", "COPY t FROM STDIN", "ALTER TABLE t ", "DEFAULT", "E'\\n'",
-    "RETURNING WITH (OLD AS o) ", "CURRENT OF c", "::int", "ARRAY[1]", "U&\"t\"", "\u{e9}",
+    "INSERT INTO t ",
+    "UPDATE t SET ",
+    "DELETE FROM t ",
+    "TRUNCATE t",
+    "WITH x AS (",
+    ")",
+    "(",
+    "SELECT ",
+    "* ",
+    "RETURNING ",
+    "t.*",
+    "id",
+    "note",
+    " = ",
+    "$1",
+    "$2",
+    "'a''b'",
+    "$$q$$",
+    ", ",
+    "; ",
+    "VALUES ",
+    "(1, 'x')",
+    "ON CONFLICT ",
+    "(id) ",
+    "DO NOTHING",
+    "DO UPDATE SET ",
+    "EXCLUDED.note",
+    "WHERE ",
+    "FROM other ",
+    "USING other ",
+    "-- c\n",
+    "/* c */",
+    "\"t\"",
+    "app.t",
+    "MERGE INTO t ",
+    "COPY t FROM STDIN",
+    "ALTER TABLE t ",
+    "DEFAULT",
+    "E'\\n'",
+    "RETURNING WITH (OLD AS o) ",
+    "CURRENT OF c",
+    "::int",
+    "ARRAY[1]",
+    "U&\"t\"",
+    "\u{e9}",
 ];
 
 struct XorShift(u64);
@@ -47,9 +86,17 @@ fn arbitrary_input_never_panics() {
         }
     }
     // Deep input parses or is refused, never aborts.
-    let deep = format!("UPDATE t SET note = {}1{}", "(".repeat(5000), ")".repeat(5000));
+    let deep = format!(
+        "UPDATE t SET note = {}1{}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
     let _ = rewrite(&deep, &routes, Protocol::Simple);
-    let deeper = format!("UPDATE t SET note = {}1{}", "(".repeat(200_000), ")".repeat(200_000));
+    let deeper = format!(
+        "UPDATE t SET note = {}1{}",
+        "(".repeat(200_000),
+        ")".repeat(200_000)
+    );
     assert!(rewrite(&deeper, &routes, Protocol::Simple).is_err());
     assert!(changed > 0, "the generator must reach the rewrite paths");
 }

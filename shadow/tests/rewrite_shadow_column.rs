@@ -16,7 +16,11 @@ fn routes() -> Routes {
         tables: vec![TableRoute {
             schema: "public".into(),
             name: "acc".into(),
-            columns: vec![col("id", "int4"), col("amount", "int4"), col("note", "text")],
+            columns: vec![
+                col("id", "int4"),
+                col("amount", "int4"),
+                col("note", "text"),
+            ],
             key: vec!["id".into()],
             target: Target::ShadowColumn {
                 column: "amount__duet".into(),
@@ -31,7 +35,8 @@ fn routes() -> Routes {
 const SETUP: &str = "DROP TABLE IF EXISTS acc; CREATE TABLE acc (id int PRIMARY KEY, amount int, note text, amount__duet bigint);
    INSERT INTO acc SELECT g, g, 'n' FROM generate_series(1, 5) g; UPDATE acc SET amount__duet = amount::bigint * 10;";
 
-const IN_SYNC: &str = "SELECT count(*) FROM acc WHERE amount__duet IS DISTINCT FROM amount::bigint * 10";
+const IN_SYNC: &str =
+    "SELECT count(*) FROM acc WHERE amount__duet IS DISTINCT FROM amount::bigint * 10";
 
 #[test]
 fn shadow_column_stays_in_sync() {
@@ -49,15 +54,30 @@ fn shadow_column_stays_in_sync() {
     ];
     for sql in simple {
         c.run(SETUP);
-        let Ok(Rewrite::Changed { sql: rewritten, statements }) = rewrite(sql, &routes, Protocol::Simple) else {
+        let Ok(Rewrite::Changed {
+            sql: rewritten,
+            statements,
+        }) = rewrite(sql, &routes, Protocol::Simple)
+        else {
             panic!("{sql}: expected a rewrite");
         };
-        assert_eq!(statements[0].command_tag, None, "inline rewrites keep the verb");
+        assert_eq!(
+            statements[0].command_tag, None,
+            "inline rewrites keep the verb"
+        );
         let before = c.rows("SELECT count(*) FROM acc");
         let tag = c.run(&rewritten).remove(0).tag;
         assert!(!tag.is_empty());
-        assert_eq!(c.rows(IN_SYNC), vec![vec![Some("0".into())]], "{sql}\n{rewritten}");
-        assert_ne!(c.rows("SELECT count(*) FROM acc WHERE note IN ('a','b','u','v') OR id = 13"), vec![vec![Some("0".into())]], "{sql}: {before:?}");
+        assert_eq!(
+            c.rows(IN_SYNC),
+            vec![vec![Some("0".into())]],
+            "{sql}\n{rewritten}"
+        );
+        assert_ne!(
+            c.rows("SELECT count(*) FROM acc WHERE note IN ('a','b','u','v') OR id = 13"),
+            vec![vec![Some("0".into())]],
+            "{sql}: {before:?}"
+        );
     }
     assert_eq!(
         rewrite("UPDATE acc SET note = 'x'", &routes, Protocol::Simple),
@@ -82,7 +102,10 @@ fn shadow_column_stays_in_sync() {
 
     // Extended protocol: duplicated parameters are pinned to the source's base type, so the
     // prepared statement's parameter types do not change.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(
             &format!("host={} port=5432 user=postgres dbname={}", host(), db.name),
@@ -92,17 +115,29 @@ fn shadow_column_stays_in_sync() {
         .expect("connect");
         tokio::spawn(conn);
         for (sql, id, amount) in [
-            ("INSERT INTO acc (id, amount, note) VALUES ($1, $2, 'p')", 30i32, 8i32),
+            (
+                "INSERT INTO acc (id, amount, note) VALUES ($1, $2, 'p')",
+                30i32,
+                8i32,
+            ),
             ("UPDATE acc SET amount = $2 WHERE id = $1", 3, 77),
         ] {
             c.run(SETUP);
-            let Ok(Rewrite::Changed { sql: rewritten, .. }) = rewrite(sql, &routes, Protocol::Extended) else {
+            let Ok(Rewrite::Changed { sql: rewritten, .. }) =
+                rewrite(sql, &routes, Protocol::Extended)
+            else {
                 panic!("{sql}: expected a rewrite");
             };
             let original = client.prepare(sql).await.expect("prepare original");
-            let mirrored = client.prepare(&rewritten).await.unwrap_or_else(|e| panic!("{e}\n{rewritten}"));
+            let mirrored = client
+                .prepare(&rewritten)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{rewritten}"));
             assert_eq!(original.params(), mirrored.params(), "{sql}");
-            let n = client.execute(&mirrored, &[&id, &amount]).await.expect("execute");
+            let n = client
+                .execute(&mirrored, &[&id, &amount])
+                .await
+                .expect("execute");
             assert_eq!(n, 1);
             assert_eq!(c.rows(IN_SYNC), vec![vec![Some("0".into())]], "{sql}");
             assert_eq!(

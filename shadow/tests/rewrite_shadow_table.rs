@@ -137,7 +137,10 @@ fn shadow_table_statements_match_the_control() {
                 case.sql
             );
         } else {
-            assert_eq!(c.rows("SELECT count(*) FROM app.t__duet"), vec![vec![Some("0".to_string())]]);
+            assert_eq!(
+                c.rows("SELECT count(*) FROM app.t__duet"),
+                vec![vec![Some("0".to_string())]]
+            );
         }
     }
 }
@@ -152,7 +155,8 @@ fn writes_before_the_copier_insert_full_rows() {
     reset_shadow_table(&mut c);
     c.run("TRUNCATE app.t__duet");
     let sql = "UPDATE t SET note = 'early' WHERE id IN (2, 3)";
-    let Ok(Rewrite::Changed { sql: rewritten, .. }) = rewrite(sql, &routes, Protocol::Simple) else {
+    let Ok(Rewrite::Changed { sql: rewritten, .. }) = rewrite(sql, &routes, Protocol::Simple)
+    else {
         panic!("expected a rewrite");
     };
     c.run("SET search_path = app");

@@ -12,13 +12,13 @@
 //! parse-tree and token locations, so the client's text, comments and literal spellings are kept;
 //! every rewritten query string is parsed again as a self-check before it is returned.
 //!
-//! - [`route`]: what the migration controller publishes (tables, columns, keys, targets).
-//! - [`outcome`]: [`Rewrite`], [`StatementPatch`], [`Refusal`].
-//! - [`prefilter`]: [`touches`].
-//! - [`statement`]: per-statement decision (pass, rewrite, refuse).
-//! - [`shadow_table`]: CTE + one upsert (tombstones for deletes).
-//! - [`shadow_column`]: inline `SET c__duet = f(…)` / appended INSERT column.
-//! - [`tokens`], [`names`]: splice points and result-column names.
+//! - [`route`] — what the migration controller publishes (tables, columns, keys, targets).
+//! - [`outcome`] — [`Rewrite`], [`StatementPatch`], [`Refusal`].
+//! - [`prefilter`] — [`touches`].
+//! - [`statement`] — per-statement decision (pass, rewrite, refuse).
+//! - [`shadow_table`] — CTE + one upsert (tombstones for deletes).
+//! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
+//! - [`tokens`], [`names`] — splice points and result-column names.
 
 pub mod names;
 pub mod outcome;

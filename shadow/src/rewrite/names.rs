@@ -75,10 +75,9 @@ fn figure(node: &Node) -> Option<(String, u8)> {
         NodeEnum::CoalesceExpr(_) => Some(("coalesce".to_string(), 2)),
         NodeEnum::AArrayExpr(_) => Some(("array".to_string(), 2)),
         NodeEnum::RowExpr(_) => Some(("row".to_string(), 2)),
-        NodeEnum::MinMaxExpr(m) => Some((
-            if m.op == 1 { "greatest" } else { "least" }.to_string(),
-            2,
-        )),
+        NodeEnum::MinMaxExpr(m) => {
+            Some((if m.op == 1 { "greatest" } else { "least" }.to_string(), 2))
+        }
         NodeEnum::NullTest(_) | NodeEnum::BooleanTest(_) => None,
         _ => None,
     }

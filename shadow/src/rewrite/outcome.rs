@@ -99,7 +99,11 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}); hint: {}", self.message, self.sqlstate, self.hint)
+        write!(
+            f,
+            "{} ({}); hint: {}",
+            self.message, self.sqlstate, self.hint
+        )
     }
 }
 

@@ -26,7 +26,7 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrite::route::{Target, TableRoute};
+    use crate::rewrite::route::{TableRoute, Target};
 
     #[test]
     fn matches_any_spelling() {

@@ -42,7 +42,9 @@ pub fn rewrite_inline(
             }
             if let Some(oc) = s.on_conflict_clause.as_deref() {
                 if oc.action == OnConflictAction::OnconflictUpdate as i32
-                    && assigned(&oc.target_list).iter().any(|n| sources.contains(n))
+                    && assigned(&oc.target_list)
+                        .iter()
+                        .any(|n| sources.contains(n))
                 {
                     return Err(refuse(
                         route,
@@ -128,10 +130,8 @@ fn insert_values(
         return Err(refuse(route, "cannot find every VALUES row"));
     }
     // (offset, text) insertions, applied right to left.
-    let mut inserts: Vec<(usize, String)> = vec![(
-        col_close.start,
-        format!(", {}", quote_ident(spec.column)),
-    )];
+    let mut inserts: Vec<(usize, String)> =
+        vec![(col_close.start, format!(", {}", quote_ident(spec.column)))];
     for (row, list) in rows.iter().zip(&select.values_lists) {
         let Some(NodeEnum::List(list)) = list.node.as_ref() else {
             return Err(refuse(route, "unexpected VALUES row"));
@@ -149,9 +149,15 @@ fn insert_values(
             })?;
             let (from, to) = row.items[pos];
             let text = sql.get(from..to).unwrap_or("");
-            values.push((source.as_str(), duplicate(&list.items[pos], text, route, source)?));
+            values.push((
+                source.as_str(),
+                duplicate(&list.items[pos], text, route, source)?,
+            ));
         }
-        inserts.push((row.close, format!(", {}", substitute(spec.expr, &values, route)?)));
+        inserts.push((
+            row.close,
+            format!(", {}", substitute(spec.expr, &values, route)?),
+        ));
     }
     Ok(Decision::Replace {
         sql: splice(sql, span, inserts),
@@ -181,19 +187,28 @@ fn update_set(
         .unwrap_or(span.end);
     let items = split_top_level(tokens, set_kw.end, set_end);
     if items.len() != targets.len() {
-        return Err(refuse(route, "multi-column SET (a, b) = … is not rewritten yet"));
+        return Err(refuse(
+            route,
+            "multi-column SET (a, b) = … is not rewritten yet",
+        ));
     }
     let mut values = Vec::new();
     for source in spec.sources {
-        let found = targets.iter().zip(&items).find_map(|(t, range)| match t.node.as_ref() {
-            Some(NodeEnum::ResTarget(rt)) if &rt.name == source => Some((rt, *range)),
-            _ => None,
-        });
+        let found = targets
+            .iter()
+            .zip(&items)
+            .find_map(|(t, range)| match t.node.as_ref() {
+                Some(NodeEnum::ResTarget(rt)) if &rt.name == source => Some((rt, *range)),
+                _ => None,
+            });
         let text = match found {
             None => format!("{}.{}", quote_ident(reference), quote_ident(source)),
             Some((rt, (from, to))) => {
                 if !rt.indirection.is_empty() {
-                    return Err(refuse(route, "SET of a subscript or field of a source column is not rewritten yet"));
+                    return Err(refuse(
+                        route,
+                        "SET of a subscript or field of a source column is not rewritten yet",
+                    ));
                 }
                 let eq = tokens
                     .within(from, to)
@@ -226,7 +241,12 @@ fn update_set(
 
 /// The text of a value duplicated into the shadow expression, or a refusal when duplicating it
 /// would not be exact.
-fn duplicate(value: &Node, text: &str, route: &TableRoute, source: &str) -> Result<String, Refusal> {
+fn duplicate(
+    value: &Node,
+    text: &str,
+    route: &TableRoute,
+    source: &str,
+) -> Result<String, Refusal> {
     match value.node.as_ref() {
         Some(NodeEnum::AConst(_)) => Ok(format!("({text})")),
         Some(NodeEnum::ParamRef(_)) => {
@@ -256,9 +276,14 @@ fn duplicate(value: &Node, text: &str, route: &TableRoute, source: &str) -> Resu
 }
 
 /// `expr` with every reference to a source column replaced by its value text.
-fn substitute(expr: &str, values: &[(&str, String)], route: &TableRoute) -> Result<String, Refusal> {
+fn substitute(
+    expr: &str,
+    values: &[(&str, String)],
+    route: &TableRoute,
+) -> Result<String, Refusal> {
     let wrapped = format!("SELECT {expr}");
-    let parsed = pg_query::parse(&wrapped, 0).map_err(|e| refuse(route, &format!("bad shadow expression: {e}")))?;
+    let parsed = pg_query::parse(&wrapped, 0)
+        .map_err(|e| refuse(route, &format!("bad shadow expression: {e}")))?;
     let tokens = Tokens::scan(&wrapped).ok_or_else(|| refuse(route, "bad shadow expression"))?;
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     for raw in &parsed.protobuf.stmts {
@@ -267,8 +292,12 @@ fn substitute(expr: &str, values: &[(&str, String)], route: &TableRoute) -> Resu
         };
         for (child, _, _, _) in stmt.nodes() {
             if let pg_query::NodeRef::ColumnRef(c) = child {
-                let [field] = c.fields.as_slice() else { continue };
-                let Some(name) = string_value(field) else { continue };
+                let [field] = c.fields.as_slice() else {
+                    continue;
+                };
+                let Some(name) = string_value(field) else {
+                    continue;
+                };
                 let Some((_, text)) = values.iter().find(|(s, _)| *s == name) else {
                     continue;
                 };
@@ -293,11 +322,14 @@ struct ValueRow {
     close: usize,
 }
 
+/// A VALUES row being read: items so far, the current item's start, the last token's end.
+type PendingRow = (Vec<(usize, usize)>, Option<usize>, usize);
+
 /// The rows after `VALUES`: each row's item ranges and closing parenthesis.
 fn value_rows(tokens: &Tokens, values_kw: Tok, to: usize) -> Vec<ValueRow> {
     let base = values_kw.depth;
     let mut rows = Vec::new();
-    let mut current: Option<(Vec<(usize, usize)>, Option<usize>, usize)> = None;
+    let mut current: Option<PendingRow> = None;
     for t in tokens.within(values_kw.end, to) {
         if t.depth < base {
             break;

@@ -295,11 +295,7 @@ fn refuse_writes_in_with(
 
 /// `UPDATE … SET key = …` moves the row: the shadow would need the old key, which only
 /// `RETURNING OLD` (PostgreSQL 18) reports.
-fn refuse_key_change(
-    targets: &[Node],
-    route: &TableRoute,
-    routes: &Routes,
-) -> Result<(), Refusal> {
+fn refuse_key_change(targets: &[Node], route: &TableRoute, routes: &Routes) -> Result<(), Refusal> {
     if !matches!(route.target, Target::ShadowTable { .. }) {
         return Ok(());
     }

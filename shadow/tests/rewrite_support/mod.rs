@@ -52,9 +52,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = self
-            .admin
-            .query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = self.admin.query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -205,7 +206,8 @@ fn error_text(p: &[u8]) -> String {
 }
 
 /// The columns of the test table `t` in both schemas.
-pub const TABLE_DDL: &str = "CREATE TABLE t (id serial PRIMARY KEY, amount numeric(12,2), note text,
+pub const TABLE_DDL: &str =
+    "CREATE TABLE t (id serial PRIMARY KEY, amount numeric(12,2), note text,
     created timestamptz DEFAULT clock_timestamp(), r float8 DEFAULT random(),
     u uuid DEFAULT gen_random_uuid());
   CREATE TABLE other (id int, note text);
@@ -256,8 +258,10 @@ pub fn shadow_table_routes() -> Routes {
 /// Fresh `ctl.t` (control, original statements) and `app.t` + `app.t__duet` (rewritten
 /// statements), the shadow already filled by a "copier".
 pub fn reset_shadow_table(c: &mut RawClient) {
-    c.run("DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
-           CREATE SCHEMA ctl; CREATE SCHEMA app;");
+    c.run(
+        "DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
+           CREATE SCHEMA ctl; CREATE SCHEMA app;",
+    );
     for schema in ["ctl", "app"] {
         c.run(&format!("SET search_path = {schema}; {TABLE_DDL}"));
     }
