@@ -3,7 +3,7 @@
 
 mod rewrite_support;
 
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
+use shadow::rewrite::{rewrite, Protocol, Rewrite, Target};
 
 const FRAGMENTS: &[&str] = &[
     "INSERT INTO t ",
@@ -66,7 +66,19 @@ impl XorShift {
 
 #[test]
 fn arbitrary_input_never_panics() {
-    let routes = rewrite_support::shadow_table_routes();
+    let table = rewrite_support::shadow_table_routes();
+    let mut column = table.clone();
+    let mut renamed = table.clone();
+    column.tables[0].target = Target::ShadowColumn {
+        column: "note__duet".into(),
+        expr: "upper(\"note\")".into(),
+        sources: vec!["note".into()],
+    };
+    renamed.tables[0].target = Target::Renamed {
+        columns: vec![("note".into(), "label".into())],
+    };
+    let all_routes = [table, column, renamed];
+    let routes = &all_routes[0];
     let mut rng = XorShift(0x5eed_d0e7_1234_5678);
     let mut changed = 0;
     for _ in 0..3000 {
@@ -78,10 +90,12 @@ fn arbitrary_input_never_panics() {
                 sql.push_str(FRAGMENTS[(rng.next() % FRAGMENTS.len() as u64) as usize]);
             }
         }
-        for protocol in [Protocol::Simple, Protocol::Extended] {
-            if let Ok(Rewrite::Changed { sql: out, .. }) = rewrite(&sql, &routes, protocol) {
-                changed += 1;
-                assert!(pg_query::parse(&out, 0).is_ok(), "{sql}\n→ {out}");
+        for routes in &all_routes {
+            for protocol in [Protocol::Simple, Protocol::Extended] {
+                if let Ok(Rewrite::Changed { sql: out, .. }) = rewrite(&sql, routes, protocol) {
+                    changed += 1;
+                    assert!(pg_query::parse(&out, 0).is_ok(), "{sql}\n→ {out}");
+                }
             }
         }
     }
@@ -91,12 +105,12 @@ fn arbitrary_input_never_panics() {
         "(".repeat(5000),
         ")".repeat(5000)
     );
-    let _ = rewrite(&deep, &routes, Protocol::Simple);
+    let _ = rewrite(&deep, routes, Protocol::Simple);
     let deeper = format!(
         "UPDATE t SET note = {}1{}",
         "(".repeat(200_000),
         ")".repeat(200_000)
     );
-    assert!(rewrite(&deeper, &routes, Protocol::Simple).is_err());
+    assert!(rewrite(&deeper, routes, Protocol::Simple).is_err());
     assert!(changed > 0, "the generator must reach the rewrite paths");
 }

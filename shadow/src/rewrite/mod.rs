@@ -17,12 +17,14 @@
 //! - [`prefilter`] — [`touches`].
 //! - [`statement`] — per-statement decision (pass, rewrite, refuse).
 //! - [`shadow_table`] — CTE + one upsert (tombstones for deletes).
+//! - [`renamed`] — post-flip translation of old column names.
 //! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
 //! - [`tokens`], [`names`] — splice points and result-column names.
 
 pub mod names;
 pub mod outcome;
 pub mod prefilter;
+pub mod renamed;
 pub mod route;
 pub mod shadow_column;
 pub mod shadow_table;

@@ -8,6 +8,7 @@ use pg_query::Context;
 
 use super::names::{quote_ident, string_value};
 use super::outcome::{Refusal, TagVerb};
+use super::renamed;
 use super::route::{Routes, TableRoute, Target};
 use super::shadow_column;
 use super::shadow_table::{self, Shadow, Span, WriteStatement};
@@ -35,6 +36,9 @@ pub fn decide(
     node: &NodeEnum,
     routes: &Routes,
 ) -> Result<Decision, Refusal> {
+    if let Some((route, renames)) = renamed_route(node, routes) {
+        return renamed::translate(sql, tokens, span, node, route, renames);
+    }
     match node {
         NodeEnum::InsertStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
@@ -225,19 +229,35 @@ fn write_on(
             expr,
             sources,
         } => shadow_column::rewrite_inline(sql, tokens, span, node, route, column, expr, sources),
-        Target::Renamed { .. } => Err(renamed_not_supported(route)),
+        // Statements on renamed tables are translated before dispatch (see `decide`).
+        Target::Renamed { .. } => Ok(Decision::Pass),
     }
 }
 
-/// The refusal for old-shape statements after a rename (translation is not implemented yet).
-pub fn renamed_not_supported(route: &TableRoute) -> Refusal {
-    Refusal::unsupported(
-        format!(
-            "statements on table {} are not translated to its renamed columns yet",
-            route.name
-        ),
-        "use the new column names",
-    )
+/// The renamed-table route a DML or SELECT statement references, if any.
+fn renamed_route<'a>(
+    node: &NodeEnum,
+    routes: &'a Routes,
+) -> Option<(&'a TableRoute, &'a [(String, String)])> {
+    if !matches!(
+        node,
+        NodeEnum::SelectStmt(_)
+            | NodeEnum::InsertStmt(_)
+            | NodeEnum::UpdateStmt(_)
+            | NodeEnum::DeleteStmt(_)
+    ) {
+        return None;
+    }
+    node.nodes().into_iter().find_map(|(n, ..)| match n {
+        pg_query::NodeRef::RangeVar(rv) => match routes.find(&rv.schemaname, &rv.relname) {
+            Some(route) => match &route.target {
+                Target::Renamed { columns } => Some((route, columns.as_slice())),
+                _ => None,
+            },
+            None => None,
+        },
+        _ => None,
+    })
 }
 
 fn routed<'a>(

@@ -76,6 +76,16 @@ impl Tokens {
         self.items.iter().find(|t| t.start == offset).copied()
     }
 
+    /// Index of the token starting at `offset`.
+    pub fn index_at(&self, offset: usize) -> Option<usize> {
+        self.items.iter().position(|t| t.start == offset)
+    }
+
+    /// The token at index `i`.
+    pub fn get(&self, i: usize) -> Option<Tok> {
+        self.items.get(i).copied()
+    }
+
     /// The first token starting at or after `offset`.
     pub fn next_from(&self, offset: usize) -> Option<Tok> {
         self.items.iter().find(|t| t.start >= offset).copied()
