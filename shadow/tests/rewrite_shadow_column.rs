@@ -51,6 +51,9 @@ fn shadow_column_stays_in_sync() {
         "INSERT INTO acc (id, amount) VALUES (13, '42') ON CONFLICT DO NOTHING RETURNING id, amount",
         "UPDATE acc SET amount = 99, note = 'u' WHERE id = 1",
         "UPDATE acc AS a SET note = 'v', amount = 5 FROM (SELECT 2 AS id) s WHERE a.id = s.id RETURNING a.amount",
+        "UPDATE acc SET amount = amount * 2 + 1, note = 'u' WHERE id > 2",
+        "UPDATE acc SET note = 'u', amount = (random() * 1000)::int WHERE id < 4",
+        "UPDATE acc SET amount = '17', note = 'u' WHERE id = 4",
     ];
     for sql in simple {
         c.run(SETUP);
@@ -90,7 +93,7 @@ fn shadow_column_stays_in_sync() {
         "INSERT INTO acc (id, amount) VALUES (22, (random() * 10)::int)",
         "INSERT INTO acc (id, note) VALUES (23, 'no source')",
         "INSERT INTO acc (id, amount) SELECT 24, 1",
-        "UPDATE acc SET amount = amount + 1",
+        "UPDATE acc SET amount = DEFAULT",
         "UPDATE acc SET amount = 1 RETURNING *",
         "INSERT INTO acc (id, amount) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount",
     ] {

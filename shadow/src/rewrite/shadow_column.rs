@@ -3,10 +3,12 @@
 //! its source columns. A CTE cannot be used (a sibling cannot modify the row just written).
 //!
 //! The value assigned to a source is duplicated into the expression only when duplicating it is
-//! exact: a literal, or a bare `$n` pinned with a cast to the source's base type (so parameter
-//! inference is unchanged, never a typmod that would truncate). Anything else — `DEFAULT`,
-//! function calls, sub-queries, parameters inside expressions — is refused: hoisting volatile
-//! values is not implemented yet.
+//! exact: a literal, an `UPDATE` expression of the old row's columns, literals and operators, or a
+//! bare `$n` pinned with a cast to the source's base type (so parameter inference is unchanged;
+//! never a typmod, which would truncate). Any other `UPDATE` value of a single source is hoisted —
+//! `SET (s, c) = (SELECT x, f(x) FROM (SELECT (e)::type AS x) z)` — so it is evaluated once.
+//! `DEFAULT`, volatile `INSERT` values, `INSERT … SELECT` and `ON CONFLICT DO UPDATE` of a source
+//! are refused (not implemented yet).
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, Token};
 
@@ -218,7 +220,47 @@ fn update_set(
                 let Some(val) = rt.val.as_deref() else {
                     return Err(refuse(route, "SET without a value"));
                 };
-                duplicate(val, value, route, source)?
+                if is_row_expression(val) {
+                    format!("({value})")
+                } else if matches!(val.node, Some(NodeEnum::SetToDefault(_))) {
+                    return Err(refuse(
+                        route,
+                        "SET of a source column to DEFAULT is not rewritten yet",
+                    ));
+                } else if let Ok(text) = duplicate(val, value, route, source) {
+                    text
+                } else if spec.sources.len() == 1 {
+                    // Hoist: evaluate the value once and feed both columns from it.
+                    let ty = route
+                        .column(source)
+                        .map(|c| c.base_type.as_str())
+                        .ok_or_else(|| refuse(route, "source column missing from the route"))?;
+                    let shadow = substitute(
+                        spec.expr,
+                        &[(source.as_str(), "__duet_x".to_string())],
+                        route,
+                    )?;
+                    let item = format!(
+                        "({}, {}) = (SELECT __duet_x, {shadow} FROM (SELECT ({value})::{ty} AS __duet_x) AS __duet_z)",
+                        quote_ident(source),
+                        quote_ident(spec.column)
+                    );
+                    let mut out = sql.get(span.start..span.end).unwrap_or("").to_string();
+                    let (a, b) = (from - span.start, to - span.start);
+                    if out.get(a..b).is_none() {
+                        return Err(refuse(route, "SET item outside the statement"));
+                    }
+                    out.replace_range(a..b, &item);
+                    return Ok(Decision::Replace {
+                        sql: out,
+                        verb: None,
+                    });
+                } else {
+                    return Err(refuse(
+                        route,
+                        "a computed value for one of several source columns cannot be hoisted yet",
+                    ));
+                }
             }
         };
         values.push((source.as_str(), text));
@@ -237,6 +279,27 @@ fn update_set(
         sql: splice(sql, span, vec![(at, addition)]),
         verb: None,
     })
+}
+
+/// Whether an UPDATE value reads only the old row, literals and built-in operators, so that
+/// evaluating it twice gives the same result (`amount + 1`, `coalesce`-free arithmetic, casts).
+fn is_row_expression(node: &Node) -> bool {
+    match node.node.as_ref() {
+        Some(NodeEnum::AConst(_)) => true,
+        Some(NodeEnum::ColumnRef(c)) => !c
+            .fields
+            .iter()
+            .any(|f| matches!(f.node, Some(NodeEnum::AStar(_)))),
+        Some(NodeEnum::TypeCast(tc)) => tc.arg.as_deref().is_some_and(is_row_expression),
+        Some(NodeEnum::AExpr(e)) => {
+            e.kind == pg_query::protobuf::AExprKind::AexprOp as i32
+                && e.lexpr.as_deref().is_none_or(is_row_expression)
+                && e.rexpr.as_deref().is_none_or(is_row_expression)
+        }
+        Some(NodeEnum::BoolExpr(b)) => b.args.iter().all(is_row_expression),
+        Some(NodeEnum::NullTest(n)) => n.arg.as_deref().is_some_and(is_row_expression),
+        _ => false,
+    }
 }
 
 /// The text of a value duplicated into the shadow expression, or a refusal when duplicating it
