@@ -54,6 +54,7 @@ fn shadow_column_stays_in_sync() {
         "UPDATE acc SET amount = amount * 2 + 1, note = 'u' WHERE id > 2",
         "UPDATE acc SET note = 'u', amount = (random() * 1000)::int WHERE id < 4",
         "UPDATE acc SET amount = '17', note = 'u' WHERE id = 4",
+        "INSERT INTO acc (id, amount, note) VALUES (1, 50, 'a'), (40, 60, 'b') ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount + acc.amount, note = 'u' WHERE acc.id > 0 RETURNING id",
     ];
     for sql in simple {
         c.run(SETUP);
@@ -95,7 +96,7 @@ fn shadow_column_stays_in_sync() {
         "INSERT INTO acc (id, amount) SELECT 24, 1",
         "UPDATE acc SET amount = DEFAULT",
         "UPDATE acc SET amount = 1 RETURNING *",
-        "INSERT INTO acc (id, amount) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount",
+        "INSERT INTO acc (id, amount) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET amount = random()::int",
     ] {
         assert!(
             matches!(rewrite(refused, &routes, Protocol::Simple), Err(ref r) if r.sqlstate == "0A000"),

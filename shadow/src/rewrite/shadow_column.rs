@@ -7,13 +7,13 @@
 //! bare `$n` pinned with a cast to the source's base type (so parameter inference is unchanged;
 //! never a typmod, which would truncate). Any other `UPDATE` value of a single source is hoisted —
 //! `SET (s, c) = (SELECT x, f(x) FROM (SELECT (e)::type AS x) z)` — so it is evaluated once.
-//! `DEFAULT`, volatile `INSERT` values, `INSERT … SELECT` and `ON CONFLICT DO UPDATE` of a source
-//! are refused (not implemented yet).
+//! `ON CONFLICT DO UPDATE SET s = e` gets `c = f(e)` appended the same way (no hoisting there).
+//! `DEFAULT`, volatile `INSERT` values and `INSERT … SELECT` are refused (not implemented yet).
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, Token};
 
 use super::names::{quote_ident, string_value};
-use super::outcome::{Refusal, TagVerb};
+use super::outcome::Refusal;
 use super::route::TableRoute;
 use super::shadow_table::Span;
 use super::statement::Decision;
@@ -42,18 +42,12 @@ pub fn rewrite_inline(
             if let Some(ret) = &s.returning_clause {
                 refuse_star(&ret.exprs, route)?;
             }
-            if let Some(oc) = s.on_conflict_clause.as_deref() {
-                if oc.action == OnConflictAction::OnconflictUpdate as i32
+            let conflict_update = s.on_conflict_clause.as_deref().filter(|oc| {
+                oc.action == OnConflictAction::OnconflictUpdate as i32
                     && assigned(&oc.target_list)
                         .iter()
                         .any(|n| sources.contains(n))
-                {
-                    return Err(refuse(
-                        route,
-                        "ON CONFLICT DO UPDATE of a source column is not rewritten yet",
-                    ));
-                }
-            }
+            });
             let names = assigned(&s.cols);
             if names.is_empty() {
                 return Err(refuse(
@@ -76,7 +70,40 @@ pub fn rewrite_inline(
                     _ => None,
                 })
                 .ok_or_else(|| refuse(route, "INSERT … SELECT is not rewritten yet"))?;
-            insert_values(sql, tokens, span, &names, select, &column_spec)
+            let mut edits = insert_values(sql, tokens, span, &names, select, &column_spec)?;
+            if let Some(oc) = conflict_update {
+                let reference = s
+                    .relation
+                    .as_ref()
+                    .map(|r| {
+                        r.alias
+                            .as_ref()
+                            .map(|a| a.aliasname.clone())
+                            .unwrap_or_else(|| r.relname.clone())
+                    })
+                    .unwrap_or_else(|| route.name.clone());
+                match update_set(
+                    sql,
+                    tokens,
+                    span,
+                    &oc.target_list,
+                    &reference,
+                    &column_spec,
+                    false,
+                )? {
+                    SetEdit::Append(at, text) => edits.push((at, text)),
+                    SetEdit::Replaced(_) => {
+                        return Err(refuse(
+                            route,
+                            "ON CONFLICT DO UPDATE value cannot be hoisted",
+                        ))
+                    }
+                }
+            }
+            Ok(Decision::Replace {
+                sql: splice(sql, span, edits),
+                verb: None,
+            })
         }
         NodeEnum::UpdateStmt(s) => {
             if let Some(ret) = &s.returning_clause {
@@ -96,7 +123,22 @@ pub fn rewrite_inline(
                         .unwrap_or_else(|| r.relname.clone())
                 })
                 .unwrap_or_else(|| route.name.clone());
-            update_set(sql, tokens, span, &s.target_list, &reference, &column_spec)
+            let text = match update_set(
+                sql,
+                tokens,
+                span,
+                &s.target_list,
+                &reference,
+                &column_spec,
+                true,
+            )? {
+                SetEdit::Append(at, text) => splice(sql, span, vec![(at, text)]),
+                SetEdit::Replaced(text) => text,
+            };
+            Ok(Decision::Replace {
+                sql: text,
+                verb: None,
+            })
         }
         _ => Ok(Decision::Pass),
     }
@@ -116,7 +158,7 @@ fn insert_values(
     names: &[String],
     select: &pg_query::protobuf::SelectStmt,
     spec: &ColumnSpec<'_>,
-) -> Result<Decision, Refusal> {
+) -> Result<Vec<(usize, String)>, Refusal> {
     let route = spec.route;
     // The column list's closing parenthesis: the first top-level '(' after the relation opens it.
     let values_kw = tokens
@@ -161,10 +203,15 @@ fn insert_values(
             format!(", {}", substitute(spec.expr, &values, route)?),
         ));
     }
-    Ok(Decision::Replace {
-        sql: splice(sql, span, inserts),
-        verb: None::<TagVerb>,
-    })
+    Ok(inserts)
+}
+
+/// How the shadow column joins a SET list.
+enum SetEdit {
+    /// Insert `text` at the offset (after the last SET item).
+    Append(usize, String),
+    /// The whole statement, with a source's SET item hoisted.
+    Replaced(String),
 }
 
 fn update_set(
@@ -174,7 +221,8 @@ fn update_set(
     targets: &[Node],
     reference: &str,
     spec: &ColumnSpec<'_>,
-) -> Result<Decision, Refusal> {
+    allow_hoist: bool,
+) -> Result<SetEdit, Refusal> {
     let route = spec.route;
     let set_kw = tokens
         .first_top_level(span.start, span.end, &[Token::Set])
@@ -229,7 +277,7 @@ fn update_set(
                     ));
                 } else if let Ok(text) = duplicate(val, value, route, source) {
                     text
-                } else if spec.sources.len() == 1 {
+                } else if allow_hoist && spec.sources.len() == 1 {
                     // Hoist: evaluate the value once and feed both columns from it.
                     let ty = route
                         .column(source)
@@ -251,14 +299,11 @@ fn update_set(
                         return Err(refuse(route, "SET item outside the statement"));
                     }
                     out.replace_range(a..b, &item);
-                    return Ok(Decision::Replace {
-                        sql: out,
-                        verb: None,
-                    });
+                    return Ok(SetEdit::Replaced(out));
                 } else {
                     return Err(refuse(
                         route,
-                        "a computed value for one of several source columns cannot be hoisted yet",
+                        "this computed value for a source column cannot be hoisted here (ON CONFLICT, or several source columns)",
                     ));
                 }
             }
@@ -275,10 +320,7 @@ fn update_set(
         .map(|t| t.end)
         .last()
         .unwrap_or(set_end);
-    Ok(Decision::Replace {
-        sql: splice(sql, span, vec![(at, addition)]),
-        verb: None,
-    })
+    Ok(SetEdit::Append(at, addition))
 }
 
 /// Whether an UPDATE value reads only the old row, literals and built-in operators, so that
