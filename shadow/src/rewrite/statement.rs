@@ -1,0 +1,392 @@
+//! One statement of a query string: what it does to the tables under migration, and therefore
+//! whether it passes, is rewritten, or is refused (DUAL-WRITE.md §3.1, §4).
+
+use pg_query::protobuf::{
+    node::Node as NodeEnum, Node, OnConflictAction, RangeVar, Token, WithClause,
+};
+use pg_query::Context;
+
+use super::names::{quote_ident, string_value};
+use super::outcome::{Refusal, TagVerb};
+use super::renamed;
+use super::route::{Routes, TableRoute, Target};
+use super::shadow_column;
+use super::shadow_table::{self, Shadow, Span, WriteStatement};
+use super::tokens::Tokens;
+
+/// What to do with one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it as written.
+    Pass,
+    /// Replace its text; restore this verb in CommandComplete if set.
+    Replace {
+        /// The new statement text.
+        sql: String,
+        /// The verb the client expects, when the rewritten form reports another.
+        verb: Option<TagVerb>,
+    },
+}
+
+/// Decides one parsed statement.
+pub fn decide(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    node: &NodeEnum,
+    routes: &Routes,
+) -> Result<Decision, Refusal> {
+    if let Some((route, renames)) = renamed_route(node, routes) {
+        return renamed::translate(sql, tokens, span, node, route, renames);
+    }
+    match node {
+        NodeEnum::InsertStmt(s) => {
+            refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
+            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
+            if let Some(oc) = s.on_conflict_clause.as_deref() {
+                if oc.action == OnConflictAction::OnconflictUpdate as i32 {
+                    refuse_key_change(&oc.target_list, route, routes)?;
+                }
+            }
+            let write = WriteStatement {
+                verb: TagVerb::Insert,
+                relation,
+                with_clause: s.with_clause.as_ref(),
+                returning: s.returning_clause.as_ref(),
+                joins_others: false,
+            };
+            write_on(sql, tokens, span, write, route, node)
+        }
+        NodeEnum::UpdateStmt(s) => {
+            refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
+            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
+            refuse_key_change(&s.target_list, route, routes)?;
+            let write = WriteStatement {
+                verb: TagVerb::Update,
+                relation,
+                with_clause: s.with_clause.as_ref(),
+                returning: s.returning_clause.as_ref(),
+                joins_others: !s.from_clause.is_empty(),
+            };
+            write_on(sql, tokens, span, write, route, node)
+        }
+        NodeEnum::DeleteStmt(s) => {
+            refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
+            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
+            let write = WriteStatement {
+                verb: TagVerb::Delete,
+                relation,
+                with_clause: s.with_clause.as_ref(),
+                returning: s.returning_clause.as_ref(),
+                joins_others: !s.using_clause.is_empty(),
+            };
+            write_on(sql, tokens, span, write, route, node)
+        }
+        NodeEnum::SelectStmt(s) => {
+            refuse_writes_in_with(s.with_clause.as_ref(), routes, None)?;
+            Ok(Decision::Pass)
+        }
+        NodeEnum::MergeStmt(s) => {
+            refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
+            let Some((_, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
+            let why = if routes.server_version_num < 170000 {
+                "this server (before PostgreSQL 17) cannot report the rows MERGE wrote"
+            } else {
+                "duet does not rewrite MERGE yet"
+            };
+            Err(Refusal::unsupported(
+                format!(
+                    "MERGE into table {} is not supported while it is being migrated: {why}",
+                    route.name
+                ),
+                "use INSERT … ON CONFLICT, UPDATE and DELETE until the migration is complete",
+            ))
+        }
+        NodeEnum::TruncateStmt(s) => truncate(sql, tokens, span, &s.relations, routes),
+        NodeEnum::CopyStmt(s) => {
+            let Some((_, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
+            if !s.is_from || matches!(route.target, Target::Renamed { .. }) {
+                return Ok(Decision::Pass);
+            }
+            Err(Refusal::unsupported(
+                format!(
+                    "COPY FROM into table {} is not supported while it is being migrated",
+                    route.name
+                ),
+                "load the rows with INSERT statements (or multi-row INSERT … VALUES) until the migration is complete",
+            ))
+        }
+        NodeEnum::ExplainStmt(s) => {
+            let analyze = s.options.iter().any(|o| match o.node.as_ref() {
+                Some(NodeEnum::DefElem(d)) => d.defname == "analyze",
+                _ => false,
+            });
+            let inner_writes = s
+                .query
+                .as_deref()
+                .and_then(|q| q.node.as_ref())
+                .is_some_and(|q| writes_routed(q, routes));
+            if analyze && inner_writes {
+                return Err(Refusal::unsupported(
+                    "EXPLAIN ANALYZE of a write to a table under migration is not supported",
+                    "run EXPLAIN without ANALYZE, or wait until the migration is complete",
+                ));
+            }
+            Ok(Decision::Pass)
+        }
+        NodeEnum::TransactionStmt(_)
+        | NodeEnum::VariableSetStmt(_)
+        | NodeEnum::VariableShowStmt(_)
+        | NodeEnum::LockStmt(_)
+        | NodeEnum::VacuumStmt(_)
+        | NodeEnum::DeclareCursorStmt(_)
+        | NodeEnum::FetchStmt(_)
+        | NodeEnum::ClosePortalStmt(_)
+        | NodeEnum::ExecuteStmt(_)
+        | NodeEnum::DeallocateStmt(_)
+        | NodeEnum::NotifyStmt(_)
+        | NodeEnum::ListenStmt(_)
+        | NodeEnum::UnlistenStmt(_)
+        | NodeEnum::DiscardStmt(_) => Ok(Decision::Pass),
+        NodeEnum::DropStmt(s) => {
+            for object in &s.objects {
+                let Some(NodeEnum::List(list)) = object.node.as_ref() else {
+                    continue;
+                };
+                let names: Vec<&str> = list.items.iter().filter_map(string_value).collect();
+                let (schema, name) = match names.as_slice() {
+                    [name] => ("", *name),
+                    [.., schema, name] => (*schema, *name),
+                    [] => continue,
+                };
+                if routes.find(schema, name).is_some() {
+                    return Err(ddl_refusal(name));
+                }
+            }
+            Ok(Decision::Pass)
+        }
+        other => {
+            // Utility statements (DDL, PREPARE, CREATE RULE, …): refuse when they name a table
+            // under migration as the object they define, change or write.
+            for (child, _, context, _) in other.nodes() {
+                if let pg_query::NodeRef::RangeVar(rv) = child {
+                    if matches!(context, Context::DDL | Context::DML)
+                        && routes.find(&rv.schemaname, &rv.relname).is_some()
+                    {
+                        return Err(ddl_refusal(&rv.relname));
+                    }
+                }
+            }
+            Ok(Decision::Pass)
+        }
+    }
+}
+
+fn ddl_refusal(table: &str) -> Refusal {
+    Refusal::not_now(
+        format!("statement on table {table} refused while it is being migrated"),
+        "schema changes on this table must wait until the migration is complete or aborted",
+    )
+}
+
+fn write_on(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    write: WriteStatement<'_>,
+    route: &TableRoute,
+    node: &NodeEnum,
+) -> Result<Decision, Refusal> {
+    match &route.target {
+        Target::ShadowTable {
+            shadow,
+            mapping,
+            shadow_key,
+        } => {
+            let shadow = Shadow {
+                name: shadow,
+                mapping,
+                key: shadow_key,
+            };
+            let text = shadow_table::rewrite_write(sql, tokens, span, write, route, shadow)?;
+            Ok(Decision::Replace {
+                sql: text,
+                verb: Some(write.verb),
+            })
+        }
+        Target::ShadowColumn {
+            column,
+            expr,
+            sources,
+        } => shadow_column::rewrite_inline(sql, tokens, span, node, route, column, expr, sources),
+        // Statements on renamed tables are translated before dispatch (see `decide`).
+        Target::Renamed { .. } => Ok(Decision::Pass),
+    }
+}
+
+/// The renamed-table route a DML or SELECT statement references, if any.
+fn renamed_route<'a>(
+    node: &NodeEnum,
+    routes: &'a Routes,
+) -> Option<(&'a TableRoute, &'a [(String, String)])> {
+    if !matches!(
+        node,
+        NodeEnum::SelectStmt(_)
+            | NodeEnum::InsertStmt(_)
+            | NodeEnum::UpdateStmt(_)
+            | NodeEnum::DeleteStmt(_)
+    ) {
+        return None;
+    }
+    node.nodes().into_iter().find_map(|(n, ..)| match n {
+        pg_query::NodeRef::RangeVar(rv) => match routes.find(&rv.schemaname, &rv.relname) {
+            Some(route) => match &route.target {
+                Target::Renamed { columns } => Some((route, columns.as_slice())),
+                _ => None,
+            },
+            None => None,
+        },
+        _ => None,
+    })
+}
+
+fn routed<'a>(
+    relation: Option<&'a RangeVar>,
+    routes: &'a Routes,
+) -> Option<(&'a RangeVar, &'a TableRoute)> {
+    let relation = relation?;
+    let route = routes.find(&relation.schemaname, &relation.relname)?;
+    Some((relation, route))
+}
+
+/// Whether a statement node is an INSERT/UPDATE/DELETE/MERGE on a routed table.
+fn writes_routed(node: &NodeEnum, routes: &Routes) -> bool {
+    let relation = match node {
+        NodeEnum::InsertStmt(s) => s.relation.as_ref(),
+        NodeEnum::UpdateStmt(s) => s.relation.as_ref(),
+        NodeEnum::DeleteStmt(s) => s.relation.as_ref(),
+        NodeEnum::MergeStmt(s) => s.relation.as_ref(),
+        _ => None,
+    };
+    routed(relation, routes).is_some()
+}
+
+/// Writes to a routed table inside a `WITH` clause are refused: when the main statement writes
+/// the same table, two arms would write the shadow (possibly the same row twice); otherwise the
+/// CTE arm is not rewritten yet.
+fn refuse_writes_in_with(
+    with: Option<&WithClause>,
+    routes: &Routes,
+    main: Option<&RangeVar>,
+) -> Result<(), Refusal> {
+    let Some(with) = with else { return Ok(()) };
+    for cte in &with.ctes {
+        let Some(NodeEnum::CommonTableExpr(cte)) = cte.node.as_ref() else {
+            continue;
+        };
+        let Some(query) = cte.ctequery.as_deref().and_then(|q| q.node.as_ref()) else {
+            continue;
+        };
+        if writes_routed(query, routes) {
+            let also_main = routed(main, routes).is_some();
+            let message = if also_main {
+                "a statement that writes a table under migration twice (in a WITH clause and in the main statement) cannot be dual-written"
+            } else {
+                "writes to a table under migration inside a WITH clause are not supported yet"
+            };
+            return Err(Refusal::unsupported(
+                message,
+                "split the statement into one write per statement until the migration is complete",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `UPDATE … SET key = …` moves the row: the shadow would need the old key, which only
+/// `RETURNING OLD` (PostgreSQL 18) reports.
+fn refuse_key_change(targets: &[Node], route: &TableRoute, routes: &Routes) -> Result<(), Refusal> {
+    if !matches!(route.target, Target::ShadowTable { .. }) {
+        return Ok(());
+    }
+    let changes_key = targets.iter().any(|t| match t.node.as_ref() {
+        Some(NodeEnum::ResTarget(rt)) => route.key.contains(&rt.name),
+        _ => false,
+    });
+    if !changes_key {
+        return Ok(());
+    }
+    let why = if routes.server_version_num < 180000 {
+        "this server (before PostgreSQL 18) cannot report the old key (RETURNING OLD)"
+    } else {
+        "duet does not rewrite key-changing updates yet"
+    };
+    Err(Refusal::unsupported(
+        format!(
+            "an UPDATE of the key of table {} is not supported while it is being migrated: {why}",
+            route.name
+        ),
+        "delete the row and insert it under its new key, or wait until the migration is complete",
+    ))
+}
+
+/// `TRUNCATE t` → `TRUNCATE t, shadow` in the same statement (same lock, same transaction).
+fn truncate(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    relations: &[Node],
+    routes: &Routes,
+) -> Result<Decision, Refusal> {
+    let mut extra = Vec::new();
+    for rel in relations {
+        let Some(NodeEnum::RangeVar(rv)) = rel.node.as_ref() else {
+            continue;
+        };
+        let Some(route) = routes.find(&rv.schemaname, &rv.relname) else {
+            continue;
+        };
+        match &route.target {
+            Target::ShadowTable { shadow, .. } => extra.push(format!(
+                "{}.{}",
+                quote_ident(&route.schema),
+                quote_ident(shadow)
+            )),
+            Target::ShadowColumn { .. } => {}
+            Target::Renamed { .. } => {}
+        }
+    }
+    if extra.is_empty() {
+        return Ok(Decision::Pass);
+    }
+    let insert_at = tokens
+        .first_top_level(
+            span.start,
+            span.end,
+            &[
+                Token::Restart,
+                Token::ContinueP,
+                Token::Cascade,
+                Token::Restrict,
+            ],
+        )
+        .map(|t| t.start)
+        .unwrap_or(span.end);
+    let head = sql.get(span.start..insert_at).unwrap_or("").trim_end();
+    let tail = sql.get(insert_at..span.end).unwrap_or("");
+    let sep = if tail.is_empty() { "" } else { " " };
+    Ok(Decision::Replace {
+        sql: format!("{head}, {}{sep}{tail}", extra.join(", ")),
+        verb: None,
+    })
+}
