@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pg_query::protobuf::{self, node::Node as N, AlterTableType, ConstrType, ObjectType};
 
 use super::ast::{self, ColumnType};
+use super::partition::{self, KeyBound, PartitionKey};
 
 /// Tables, indexes and constraints as known at one point of the migration.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +38,10 @@ pub struct Table {
     pub stats: Option<TableStats>,
     /// Whether it is a partitioned table.
     pub partitioned: bool,
+    /// Its partition key, when it is partitioned and the key was seen.
+    pub partition_key: Option<PartitionKey>,
+    /// Model key of its DEFAULT partition, if it has one.
+    pub default_partition: Option<String>,
 }
 
 /// Size of a live table.
@@ -95,6 +100,8 @@ pub struct Constraint {
     pub columns: Vec<String>,
     /// Whether it is validated (`NOT VALID` constraints are not).
     pub valid: bool,
+    /// For a CHECK: the constant bounds it puts on columns (used to prove partition bounds).
+    pub bounds: Vec<KeyBound>,
 }
 
 /// One index.
@@ -253,7 +260,11 @@ impl Schema {
                 let table = ast::range_var_key(rv);
                 let columns = ast::index_columns(&i.index_params);
                 let name = if i.idxname.is_empty() {
-                    format!("{}_{}_idx", rv.relname, columns.join("_"))
+                    // An index lives in its table's schema, named or not.
+                    ast::relation_key(
+                        &rv.schemaname,
+                        &format!("{}_{}_idx", rv.relname, columns.join("_")),
+                    )
                 } else {
                     ast::relation_key(&rv.schemaname, &i.idxname)
                 };
@@ -312,8 +323,19 @@ impl Schema {
         let mut table = Table {
             created_in_tx: tx,
             partitioned: c.partspec.is_some(),
+            partition_key: c.partspec.as_ref().map(partition::partition_key),
             ..Table::default()
         };
+        if c.partbound.as_ref().is_some_and(|b| b.is_default) {
+            if let Some(parent) = c.inh_relations.first().and_then(|n| match n.node.as_ref() {
+                Some(N::RangeVar(rv)) => Some(ast::range_var_key(rv)),
+                _ => None,
+            }) {
+                if let Some(p) = self.tables.get_mut(&parent) {
+                    p.default_partition = Some(key.clone());
+                }
+            }
+        }
         let mut table_constraints = Vec::new();
         for elt in &c.table_elts {
             match elt.node.as_ref() {
@@ -408,6 +430,22 @@ impl Schema {
                     c.ty = col.type_name.as_ref().map(ColumnType::from_type_name);
                 }
             }
+            AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition => {
+                let Some(N::PartitionCmd(pc)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
+                else {
+                    return;
+                };
+                let part = pc.name.as_ref().map(ast::range_var_key);
+                if let Some(t) = self.tables.get_mut(key) {
+                    if cmd.subtype() == AlterTableType::AtDetachPartition {
+                        if t.default_partition == part {
+                            t.default_partition = None;
+                        }
+                    } else if pc.bound.as_ref().is_some_and(|b| b.is_default) {
+                        t.default_partition = part;
+                    }
+                }
+            }
             AlterTableType::AtSetNotNull => {
                 if let Some(c) = self
                     .tables
@@ -473,8 +511,14 @@ impl Schema {
         if columns.is_empty() {
             columns = column_of.to_vec();
         }
+        let mut bounds = Vec::new();
         let (kind, suffix) = match con.contype() {
             ConstrType::ConstrCheck => {
+                bounds = con
+                    .raw_expr
+                    .as_deref()
+                    .map(partition::check_bounds)
+                    .unwrap_or_default();
                 let not_null_of = con.raw_expr.as_deref().and_then(ast::is_not_null_check);
                 if let Some(e) = con.raw_expr.as_deref() {
                     let mut cols = Vec::new();
@@ -533,12 +577,18 @@ impl Schema {
             kind,
             columns: columns.clone(),
             valid: !con.skip_validation,
+            bounds,
         });
         if builds_index {
             let index_name = if con.indexname.is_empty() {
                 name
             } else {
                 con.indexname.clone()
+            };
+            // The constraint's index lives in the table's schema.
+            let index_name = match key.rsplit_once('.') {
+                Some((schema_name, _)) => ast::relation_key(schema_name, &index_name),
+                None => index_name,
             };
             self.insert_index(
                 index_name,
