@@ -812,7 +812,7 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
     let key = a
         .relation
         .as_ref()
-        .map(ast::range_var_key)
+        .map(|rv| b.cx.schema.resolve(&ast::range_var_key(rv)))
         .unwrap_or_default();
     let prefix = match a.objtype() {
         ObjectType::ObjectIndex => "alter_index",

@@ -365,7 +365,7 @@ mod tests {
     use super::*;
 
     fn check_expr(sql: &str) -> Vec<KeyBound> {
-        let parsed = pg_query::parse(&format!("SELECT 1 WHERE {sql}")).ok();
+        let parsed = pg_query::parse(&format!("SELECT 1 WHERE {sql}"), 0).ok();
         let stmt = parsed.and_then(|p| p.protobuf.stmts.into_iter().next());
         match stmt.and_then(|s| s.stmt).and_then(|n| n.node) {
             Some(N::SelectStmt(s)) => s
@@ -378,7 +378,7 @@ mod tests {
     }
 
     fn attach(sql: &str) -> protobuf::PartitionBoundSpec {
-        let parsed = pg_query::parse(sql).ok();
+        let parsed = pg_query::parse(sql, 0).ok();
         let stmt = parsed.and_then(|p| p.protobuf.stmts.into_iter().next());
         let Some(N::AlterTableStmt(a)) = stmt.and_then(|s| s.stmt).and_then(|n| n.node) else {
             return protobuf::PartitionBoundSpec::default();

@@ -23,6 +23,9 @@ pub struct Schema {
     /// Index keys per table key (lookups by table are on every ALTER; a scan of all indexes made
     /// large migration sets quadratic).
     by_table: BTreeMap<String, BTreeSet<String>>,
+    /// The first schema of the last `SET search_path` when it is not `public`: unqualified names
+    /// are created there and looked up there first (see [`Schema::resolve`]).
+    pub search_schema: Option<String>,
 }
 
 /// One table.
@@ -141,15 +144,54 @@ impl Table {
 }
 
 impl Schema {
-    /// A table by model key.
+    /// A table by model key (resolved through the search path, see [`Schema::resolve`]).
     pub fn table(&self, key: &str) -> Option<&Table> {
-        self.tables.get(key)
+        self.tables
+            .get(key)
+            .or_else(|| self.tables.get(&self.resolve(key)))
+    }
+
+    /// The model key a relation name refers to, as PostgreSQL resolves it: after
+    /// `SET search_path TO app, public` an unqualified `t` is `app.t` when that exists, and
+    /// `app.t` written out is the same table as an unqualified `t` created before the model knew
+    /// the search path. Names the model does not know come back unchanged.
+    pub fn resolve(&self, key: &str) -> String {
+        if self.tables.contains_key(key) {
+            return key.to_string();
+        }
+        let Some(search) = self.search_schema.as_deref() else {
+            return key.to_string();
+        };
+        match key.split_once('.') {
+            None => {
+                let qualified = format!("{search}.{key}");
+                if self.tables.contains_key(&qualified) {
+                    qualified
+                } else {
+                    key.to_string()
+                }
+            }
+            Some((schema_name, name))
+                if schema_name == search && self.tables.contains_key(name) =>
+            {
+                name.to_string()
+            }
+            Some(_) => key.to_string(),
+        }
+    }
+
+    /// The key a new relation named by `rv` gets: an unqualified name goes to the search schema.
+    fn creation_key(&self, rv: &protobuf::RangeVar) -> String {
+        match (rv.schemaname.is_empty(), self.search_schema.as_deref()) {
+            (true, Some(search)) => ast::relation_key(search, &rv.relname),
+            _ => ast::range_var_key(rv),
+        }
     }
 
     /// Whether `key` is a table created in transaction `tx` (so it is invisible to others, and empty
     /// as far as locking is concerned).
     pub fn created_in(&self, key: &str, tx: Option<u64>) -> bool {
-        tx.is_some() && self.tables.get(key).and_then(|t| t.created_in_tx) == tx
+        tx.is_some() && self.table(key).and_then(|t| t.created_in_tx) == tx
     }
 
     /// Indexes of `table` covering `column`.
@@ -237,11 +279,23 @@ impl Schema {
     pub fn apply(&mut self, stmt: &N, tx: Option<u64>) {
         match stmt {
             N::CreateStmt(c) => self.apply_create(c, tx),
+            N::VariableSetStmt(v) if v.name == "search_path" => {
+                let first = v.args.iter().find_map(|a| match a.node.as_ref() {
+                    Some(N::AConst(c)) => match c.val.as_ref() {
+                        Some(protobuf::a_const::Val::Sval(s)) if s.sval != "$user" => {
+                            Some(s.sval.clone())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                self.search_schema = first.filter(|s| s != "public");
+            }
             N::AlterTableStmt(a) => {
                 let Some(rv) = a.relation.as_ref() else {
                     return;
                 };
-                let key = ast::range_var_key(rv);
+                let key = self.resolve(&ast::range_var_key(rv));
                 if a.objtype() == ObjectType::ObjectTable {
                     // A table the migration alters exists, even if it was created before the
                     // checked files: remember what is learned about it.
@@ -257,7 +311,7 @@ impl Schema {
                 let Some(rv) = i.relation.as_ref() else {
                     return;
                 };
-                let table = ast::range_var_key(rv);
+                let table = self.resolve(&ast::range_var_key(rv));
                 let columns = ast::index_columns(&i.index_params);
                 let name = if i.idxname.is_empty() {
                     // An index lives in its table's schema, named or not.
@@ -316,7 +370,7 @@ impl Schema {
         let Some(rv) = c.relation.as_ref() else {
             return;
         };
-        let key = ast::range_var_key(rv);
+        let key = self.creation_key(rv);
         if c.if_not_exists && self.tables.contains_key(&key) {
             return;
         }
