@@ -1275,7 +1275,7 @@ fn add_constraint(b: &mut Builder<'_>, key: &str, con: &protobuf::Constraint) {
                 let index_cols =
                     b.cx.schema
                         .indexes
-                        .get(&con.indexname)
+                        .get(&Schema::index_key_on(key, &con.indexname))
                         .map(|i| i.columns.clone())
                         .unwrap_or_default();
                 let nullable = con.contype() == ConstrType::ConstrPrimary

@@ -47,6 +47,11 @@ pub enum KeyBound {
         /// The constant as written (numbers and strings alike).
         value: String,
     },
+    /// `col IS NOT NULL` (as a conjunct: a CHECK that is false for NULL proves NOT NULL).
+    NotNull {
+        /// Column.
+        column: String,
+    },
     /// `col IN (constants…)`.
     In {
         /// Column.
@@ -127,6 +132,11 @@ fn collect_bounds(expr: &protobuf::Node, out: &mut Vec<KeyBound>) {
         Some(N::BoolExpr(b)) if b.boolop() == BoolExprType::AndExpr => {
             for arg in &b.args {
                 collect_bounds(arg, out);
+            }
+        }
+        Some(N::NullTest(t)) if t.nulltesttype() == protobuf::NullTestType::IsNotNull => {
+            if let Some(column) = t.arg.as_deref().and_then(ast::column_ref_name) {
+                out.push(KeyBound::NotNull { column });
             }
         }
         Some(N::AExpr(a)) => {
@@ -264,9 +274,12 @@ pub fn bound_implied(
         return false;
     }
     let on_key = |b: &&KeyBound| match b {
-        KeyBound::Compare { column: c, .. } | KeyBound::In { column: c, .. } => c == column,
+        KeyBound::Compare { column: c, .. }
+        | KeyBound::In { column: c, .. }
+        | KeyBound::NotNull { column: c } => c == column,
     };
     let bounds: Vec<&KeyBound> = facts.iter().filter(on_key).collect();
+    let key_not_null = key_not_null || bounds.iter().any(|b| matches!(b, KeyBound::NotNull { .. }));
     match key.strategy {
         Strategy::Hash => false,
         Strategy::Range => {
@@ -296,7 +309,7 @@ pub fn bound_implied(
                         value,
                         ..
                     } => listed(value),
-                    KeyBound::Compare { .. } => false,
+                    KeyBound::Compare { .. } | KeyBound::NotNull { .. } => false,
                 })
         }
     }

@@ -180,6 +180,15 @@ impl Schema {
         }
     }
 
+    /// The model key of an index or constraint-backed index called `name` on table `table_key`:
+    /// indexes live in their table's schema.
+    pub fn index_key_on(table_key: &str, name: &str) -> String {
+        match table_key.rsplit_once('.') {
+            Some((schema_name, _)) => ast::relation_key(schema_name, name),
+            None => name.to_string(),
+        }
+    }
+
     /// The key a new relation named by `rv` gets: an unqualified name goes to the search schema.
     fn creation_key(&self, rv: &protobuf::RangeVar) -> String {
         match (rv.schemaname.is_empty(), self.search_schema.as_deref()) {
@@ -543,8 +552,9 @@ impl Schema {
                 if let Some(t) = self.tables.get_mut(key) {
                     t.constraints.retain(|c| c.name != cmd.name);
                 }
-                if self.indexes.get(&cmd.name).is_some_and(|i| i.table == key) {
-                    self.remove_index(&cmd.name);
+                let index = Schema::index_key_on(key, &cmd.name);
+                if self.indexes.get(&index).is_some_and(|i| i.table == key) {
+                    self.remove_index(&index);
                 }
             }
             _ => {}
@@ -639,11 +649,7 @@ impl Schema {
             } else {
                 con.indexname.clone()
             };
-            // The constraint's index lives in the table's schema.
-            let index_name = match key.rsplit_once('.') {
-                Some((schema_name, _)) => ast::relation_key(schema_name, &index_name),
-                None => index_name,
-            };
+            let index_name = Schema::index_key_on(key, &index_name);
             self.insert_index(
                 index_name,
                 Index {
