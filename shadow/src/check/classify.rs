@@ -1138,7 +1138,7 @@ fn attach_partition(
             b.apply(
                 "attach_partition.scans_default",
                 Some(key),
-                &[default.clone()],
+                std::slice::from_ref(&default),
             );
             b.out.touch(&default);
         }
