@@ -9,7 +9,9 @@ use shadow::check::CheckConfig;
 fn commented_check_example_in_duet_toml_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/duet.toml");
     let text = std::fs::read_to_string(&path).expect("config/duet.toml is readable");
-    let start = text.find("\n# [check]\n").expect("a commented [check] table");
+    let start = text
+        .find("\n# [check]\n")
+        .expect("a commented [check] table");
     let example: String = text[start..]
         .lines()
         .filter_map(|l| l.strip_prefix("# "))
@@ -26,9 +28,15 @@ fn commented_check_example_in_duet_toml_parses() {
         "exclude_paths",
         "[check.rules]",
     ] {
-        assert!(example.contains(field), "{field} is not documented:\n{example}");
+        assert!(
+            example.contains(field),
+            "{field} is not documented:\n{example}"
+        );
     }
     let config = CheckConfig::from_toml(&example, &path).expect("the example parses");
     assert!(config.rules.contains_key("prefer-text-field"));
-    assert_eq!(config.exclude_paths, vec!["db/migrations/legacy/".to_string()]);
+    assert_eq!(
+        config.exclude_paths,
+        vec!["db/migrations/legacy/".to_string()]
+    );
 }

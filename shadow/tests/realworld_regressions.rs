@@ -132,3 +132,18 @@ fn attach_partition_behind_a_check_does_not_scan() {
         Some("ACCESS EXCLUSIVE".to_string())
     );
 }
+
+#[test]
+fn dropping_an_index_of_a_table_created_in_the_same_transaction_blocks_nobody() {
+    let s = last(
+        "BEGIN;\nCREATE TABLE IF NOT EXISTS rooms (id int PRIMARY KEY, title varchar(64));\n\
+         CREATE INDEX IF NOT EXISTS idx_rooms_title ON rooms (title);\n\
+         DROP INDEX IF EXISTS idx_rooms_title;",
+    );
+    assert_eq!(s.lock, None, "{s:#?}");
+    assert!(
+        s.findings.iter().all(|f| f.rule != "require-lock-timeout"),
+        "{:?}",
+        s.findings
+    );
+}

@@ -598,6 +598,11 @@ fn drop(b: &mut Builder<'_>, d: &protobuf::DropStmt) {
                 match table {
                     Some(t) => {
                         b.apply(id, Some(&t), std::slice::from_ref(&key));
+                        // An index of a table created in this transaction is as invisible as
+                        // its table.
+                        if b.fresh(&t) && !b.out.fresh.contains(&key) {
+                            b.out.fresh.push(key.clone());
+                        }
                     }
                     None => {
                         b.apply(id, None, std::slice::from_ref(&key));
