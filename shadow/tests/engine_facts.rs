@@ -130,6 +130,10 @@ const CASES: &[(&str, &str, &str)] = &[
     ("create_view", "CREATE VIEW v AS SELECT id FROM t;", "CREATE OR REPLACE VIEW v AS SELECT id FROM t"),
     ("dml.insert", "", "INSERT INTO t (id) VALUES (100000)"),
     ("dml.update", "", "UPDATE t SET n = n + 1"),
+    // Tables read by DML are locked ACCESS SHARE (claimed, so the comparison requires them).
+    ("dml.update", "", "UPDATE t SET note = p.code FROM parent p WHERE p.id = t.parent_id"),
+    ("dml.insert", "", "INSERT INTO t (id) SELECT id + 100000 FROM parent WHERE id < 10"),
+    ("dml.update", "", "DELETE FROM t USING parent WHERE parent.id = t.parent_id AND parent.code = 'none'"),
     ("dml.update", "", "DELETE FROM t WHERE n > 1000"),
     ("no_table_lock", "", "GRANT SELECT ON t TO PUBLIC"),
     ("alter_constraint", "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id);", "ALTER TABLE t ALTER CONSTRAINT t_parent_fk DEFERRABLE"),

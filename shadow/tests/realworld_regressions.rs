@@ -147,3 +147,20 @@ fn dropping_an_index_of_a_table_created_in_the_same_transaction_blocks_nobody() 
         s.findings
     );
 }
+
+#[test]
+fn tables_read_by_dml_are_locked_access_share() {
+    let s = last(
+        "CREATE TABLE a (id int, v int);\nCREATE TABLE b (id int, v int);\nCOMMIT;\n\
+         WITH recent AS (SELECT id FROM b) INSERT INTO a (id, v) SELECT id, 1 FROM recent;",
+    );
+    assert_eq!(
+        s.locks.get("a").map(|l| l.to_string()).as_deref(),
+        Some("ROW EXCLUSIVE")
+    );
+    assert_eq!(
+        s.locks.get("b").map(|l| l.to_string()).as_deref(),
+        Some("ACCESS SHARE")
+    );
+    assert!(!s.locks.contains_key("recent"), "{:?}", s.locks);
+}

@@ -317,6 +317,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.insert", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::UpdateStmt(u) => {
             b.out.kind = "update".into();
@@ -326,6 +327,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::DeleteStmt(d) => {
             b.out.kind = "delete".into();
@@ -335,6 +337,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::MergeStmt(m) => {
             b.out.kind = "merge".into();
@@ -344,6 +347,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::CopyStmt(c) => {
             b.out.kind = "copy".into();
@@ -1146,6 +1150,41 @@ fn attach_partition(
                 std::slice::from_ref(&default),
             );
             b.out.touch(&default);
+        }
+    }
+}
+
+/// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
+/// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
+/// table keeps its stronger lock; names of CTEs are not relations.
+fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
+    let nodes = stmt.nodes();
+    let ctes: Vec<&str> = nodes
+        .iter()
+        .filter_map(|(n, ..)| match n {
+            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (n, ..) in &nodes {
+        if let pg_query::NodeRef::RangeVar(rv) = n {
+            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
+                continue;
+            }
+            let key = ast::range_var_key(rv);
+            if key == target {
+                continue;
+            }
+            b.out.lock(&key, LockMode::AccessShare);
+            if b.fresh(&key) {
+                if !b.out.fresh.contains(&key) {
+                    b.out.fresh.push(key);
+                }
+            } else {
+                // Reading a table others can see is a scan of it (INSERT … SELECT reads the
+                // source rows; proven in engine_facts).
+                b.out.scans_table = true;
+            }
         }
     }
 }
