@@ -164,3 +164,13 @@ fn tables_read_by_dml_are_locked_access_share() {
     );
     assert!(!s.locks.contains_key("recent"), "{:?}", s.locks);
 }
+
+#[test]
+fn drop_default_is_named_as_such() {
+    let s = last(
+        "CREATE TABLE d (n int DEFAULT 1);\nCOMMIT;\nALTER TABLE d ALTER COLUMN n DROP DEFAULT;",
+    );
+    assert_eq!(s.kind, "alter_table.drop_default");
+    let s = last("CREATE TABLE d (n int);\nCOMMIT;\nALTER TABLE d ALTER COLUMN n SET DEFAULT 1;");
+    assert_eq!(s.kind, "alter_table.set_default");
+}

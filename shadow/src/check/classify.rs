@@ -842,7 +842,10 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
         .collect();
     let mut subs: Vec<&str> = Vec::new();
     for cmd in &cmds {
-        let s = sub_kind(cmd.subtype());
+        let s = match cmd.subtype() {
+            At::AtColumnDefault if cmd.def.is_none() => "drop_default",
+            other => sub_kind(other),
+        };
         if !subs.contains(&s) {
             subs.push(s);
         }
