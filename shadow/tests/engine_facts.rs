@@ -73,6 +73,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("drop_index", "", "DROP INDEX t_name_idx"),
     ("reindex", "", "REINDEX INDEX t_name_idx"),
     ("reindex", "", "REINDEX TABLE t"),
+    ("alter_composite_type", "CREATE TYPE comp AS (a int, b text);", "ALTER TYPE comp ALTER ATTRIBUTE a TYPE bigint"),
+    ("alter_column_type.rewrite", "", "ALTER TABLE t ALTER COLUMN n TYPE int USING (n + 1)"),
+    ("alter_column_type.rewrite", "", "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) USING CASE WHEN name = '' THEN NULL ELSE name END"),
+    ("alter_column_type.noop", "", "ALTER TABLE t ALTER COLUMN n TYPE int USING n"),
+    ("alter_column_type.no_rewrite", "", "ALTER TABLE t ALTER COLUMN name TYPE varchar(20) USING name::varchar(20)"),
     ("rename_index", "", "ALTER INDEX t_name_idx RENAME TO t_name_idx2"),
     ("rename", "", "ALTER TABLE t RENAME TO t2"),
     ("rename", "", "ALTER TABLE t RENAME COLUMN note TO remark"),
@@ -98,6 +103,20 @@ const CASES: &[(&str, &str, &str)] = &[
     ("truncate", "", "TRUNCATE t"),
     ("refresh_materialized_view", "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t;", "REFRESH MATERIALIZED VIEW mv"),
     ("attach_partition", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g;", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    // A valid CHECK that implies the bound, with NOT NULL on the key, spares the scan.
+    ("attach_partition.proven_by_check", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int NOT NULL); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g; ALTER TABLE p1 ADD CONSTRAINT p1_k_range CHECK (k >= 0 AND k < 100000);", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    ("attach_partition.proven_by_check", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g; ALTER TABLE p1 ADD CONSTRAINT p1_k_nn CHECK (k IS NOT NULL); ALTER TABLE p1 ADD CONSTRAINT p1_k_range CHECK (k BETWEEN 1 AND 5000);", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    ("attach_partition.proven_by_check", "CREATE TABLE pt (id int, r text) PARTITION BY LIST (r); CREATE TABLE p1 (id int, r text NOT NULL CHECK (r IN ('eu', 'us'))); INSERT INTO p1 SELECT g, 'eu' FROM generate_series(1, 2000) g;", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES IN ('eu', 'us', 'asia')"),
+    ("attach_partition.proven_by_check", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g; ALTER TABLE p1 ADD CONSTRAINT p1_k_range CHECK (k IS NOT NULL AND k >= 0 AND k < 100000);", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    // The same CHECK without NOT NULL on the key: a NULL key would pass the CHECK, so it scans.
+    ("attach_partition", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g; ALTER TABLE p1 ADD CONSTRAINT p1_k_range CHECK (k >= 0 AND k < 100000);", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    // A NOT VALID check proves nothing.
+    ("attach_partition", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 (id int, k int NOT NULL); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g; ALTER TABLE p1 ADD CONSTRAINT p1_k_range CHECK (k >= 0 AND k < 100000) NOT VALID;", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
+    // A DEFAULT partition is scanned against its siblings' bounds. (duet always claims that
+    // scan; the server skips it when the partition has no siblings or its CHECKs refute theirs.)
+    ("attach_partition", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p0 PARTITION OF pt FOR VALUES FROM (-100) TO (-1); CREATE TABLE p1 (id int, k int NOT NULL); INSERT INTO p1 SELECT g, g FROM generate_series(1, 2000) g;", "ALTER TABLE pt ATTACH PARTITION p1 DEFAULT"),
+    // With a DEFAULT partition on the parent, that one is locked and scanned instead.
+    ("attach_partition.scans_default", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE pd PARTITION OF pt DEFAULT; INSERT INTO pt SELECT g, g + 200000 FROM generate_series(1, 2000) g; CREATE TABLE p1 (id int, k int NOT NULL CHECK (k >= 0 AND k < 100000));", "ALTER TABLE pt ATTACH PARTITION p1 FOR VALUES FROM (0) TO (100000)"),
     ("detach_partition", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k); CREATE TABLE p1 PARTITION OF pt FOR VALUES FROM (0) TO (100000); INSERT INTO pt SELECT g, g FROM generate_series(1, 2000) g;", "ALTER TABLE pt DETACH PARTITION p1"),
     ("enum_add_value", "CREATE TYPE mood AS ENUM ('sad');", "ALTER TYPE mood ADD VALUE 'happy'"),
     ("add_identity", "ALTER TABLE t ALTER COLUMN n SET NOT NULL;", "ALTER TABLE t ALTER COLUMN n ADD GENERATED ALWAYS AS IDENTITY"),
@@ -111,6 +130,10 @@ const CASES: &[(&str, &str, &str)] = &[
     ("create_view", "CREATE VIEW v AS SELECT id FROM t;", "CREATE OR REPLACE VIEW v AS SELECT id FROM t"),
     ("dml.insert", "", "INSERT INTO t (id) VALUES (100000)"),
     ("dml.update", "", "UPDATE t SET n = n + 1"),
+    // Tables read by DML are locked ACCESS SHARE (claimed, so the comparison requires them).
+    ("dml.update", "", "UPDATE t SET note = p.code FROM parent p WHERE p.id = t.parent_id"),
+    ("dml.insert", "", "INSERT INTO t (id) SELECT id + 100000 FROM parent WHERE id < 10"),
+    ("dml.update", "", "DELETE FROM t USING parent WHERE parent.id = t.parent_id AND parent.code = 'none'"),
     ("dml.update", "", "DELETE FROM t WHERE n > 1000"),
     ("no_table_lock", "", "GRANT SELECT ON t TO PUBLIC"),
     ("alter_constraint", "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id);", "ALTER TABLE t ALTER CONSTRAINT t_parent_fk DEFERRABLE"),
@@ -171,7 +194,7 @@ async fn relations(
     let rows = c
         .query(
             "SELECT c.oid, c.relname::text, c.relfilenode, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname IN ('public','other') AND c.relkind IN ('r','p','m','i','I','v')",
+              WHERE n.nspname IN ('public','other') AND c.relkind IN ('r','p','m','i','I','v','c')",
             &[],
         )
         .await?;

@@ -9,7 +9,8 @@ use super::ast::{self, ColumnType, DefaultKind};
 use super::coercion::{self, CoercionContext, TypeChange};
 use super::facts::{self, Phase};
 use super::lock::LockMode;
-use super::schema::{ConstraintKind, Schema};
+use super::partition;
+use super::schema::{ConstraintKind, Schema, Table};
 use super::version::EngineVersion;
 
 /// What the classifier needs besides the statement.
@@ -316,6 +317,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.insert", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::UpdateStmt(u) => {
             b.out.kind = "update".into();
@@ -325,6 +327,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::DeleteStmt(d) => {
             b.out.kind = "delete".into();
@@ -334,6 +337,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::MergeStmt(m) => {
             b.out.kind = "merge".into();
@@ -343,6 +347,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .map(ast::range_var_key)
                 .unwrap_or_default();
             b.apply("dml.update", Some(&rel), &[]);
+            lock_read_relations(&mut b, stmt, &rel);
         }
         N::CopyStmt(c) => {
             b.out.kind = "copy".into();
@@ -597,6 +602,11 @@ fn drop(b: &mut Builder<'_>, d: &protobuf::DropStmt) {
                 match table {
                     Some(t) => {
                         b.apply(id, Some(&t), std::slice::from_ref(&key));
+                        // An index of a table created in this transaction is as invisible as
+                        // its table.
+                        if b.fresh(&t) && !b.out.fresh.contains(&key) {
+                            b.out.fresh.push(key.clone());
+                        }
                     }
                     None => {
                         b.apply(id, None, std::slice::from_ref(&key));
@@ -811,7 +821,7 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
     let key = a
         .relation
         .as_ref()
-        .map(ast::range_var_key)
+        .map(|rv| b.cx.schema.resolve(&ast::range_var_key(rv)))
         .unwrap_or_default();
     let prefix = match a.objtype() {
         ObjectType::ObjectIndex => "alter_index",
@@ -819,6 +829,7 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
         ObjectType::ObjectMatview => "alter_materialized_view",
         ObjectType::ObjectSequence => "alter_sequence",
         ObjectType::ObjectForeignTable => "alter_foreign_table",
+        ObjectType::ObjectType => "alter_type",
         _ => "alter_table",
     };
     let cmds: Vec<&protobuf::AlterTableCmd> = a
@@ -831,7 +842,10 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
         .collect();
     let mut subs: Vec<&str> = Vec::new();
     for cmd in &cmds {
-        let s = sub_kind(cmd.subtype());
+        let s = match cmd.subtype() {
+            At::AtColumnDefault if cmd.def.is_none() => "drop_default",
+            other => sub_kind(other),
+        };
         if !subs.contains(&s) {
             subs.push(s);
         }
@@ -845,6 +859,11 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
         }
     );
     b.out.touch(&key);
+    if a.objtype() == ObjectType::ObjectType {
+        // ALTER TYPE … ADD/DROP/ALTER ATTRIBUTE: a composite type has no rows to rewrite or scan.
+        b.apply("alter_composite_type", Some(&key), &[]);
+        return;
+    }
     if a.objtype() == ObjectType::ObjectIndex {
         // ALTER INDEX … SET (…) / SET STATISTICS: SHARE UPDATE EXCLUSIVE on the index.
         let all_options = cmds.iter().all(|c| {
@@ -866,6 +885,18 @@ fn alter_table(b: &mut Builder<'_>, a: &protobuf::AlterTableStmt) {
     }
     for cmd in cmds {
         alter_cmd(b, &key, cmd);
+    }
+}
+
+/// Whether a `USING` expression is just `col` or `col::type`.
+fn is_plain_column_use(expr: &protobuf::Node, column: &str) -> bool {
+    match expr.node.as_ref() {
+        Some(N::TypeCast(cast)) => cast
+            .arg
+            .as_deref()
+            .and_then(ast::column_ref_name)
+            .is_some_and(|c| c == column),
+        _ => ast::column_ref_name(expr).is_some_and(|c| c == column),
     }
 }
 
@@ -916,10 +947,13 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
                     TypeChange::Rewrite
                 }
             };
-            let change = if col.raw_default.is_some() && change != TypeChange::NoOp {
-                TypeChange::Rewrite
-            } else {
-                change
+            // USING: PostgreSQL skips the rewrite only when the expression is the column
+            // itself (a cast to the new type is then the same coercion as without USING);
+            // anything else (CASE, functions, other columns) converts every row, even when the
+            // type stays the same.
+            let change = match col.raw_default.as_deref() {
+                Some(using) if !is_plain_column_use(using, &cmd.name) => TypeChange::Rewrite,
+                _ => change,
             };
             let id = match change {
                 TypeChange::NoOp => "alter_column_type.noop",
@@ -1034,12 +1068,11 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         | At::AtDropIdentity => b.apply("access_exclusive_catalog", Some(key), &[]),
         At::AtAttachPartition => {
             let part = partition_name(cmd);
-            let id = if v.at_least(12) {
-                "attach_partition"
+            if !v.at_least(12) {
+                b.apply("attach_partition.before_12", Some(key), &part);
             } else {
-                "attach_partition.before_12"
-            };
-            b.apply(id, Some(key), &part);
+                attach_partition(b, key, cmd, table.as_ref(), &part);
+            }
             for p in &part {
                 b.out.touch(p);
             }
@@ -1063,6 +1096,99 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         At::AtSetExpression => b.apply("set_expression", Some(key), &[]),
         At::AtChangeOwner => b.apply("owner_to", Some(key), &[]),
         _ => b.apply("alter_table.other", Some(key), &[]),
+    }
+}
+
+/// ATTACH PARTITION on 12+: the partition is scanned unless its valid CHECK constraints (and NOT
+/// NULL on the key) imply the bound; a DEFAULT partition of the parent is locked and scanned too.
+fn attach_partition(
+    b: &mut Builder<'_>,
+    key: &str,
+    cmd: &protobuf::AlterTableCmd,
+    parent: Option<&Table>,
+    part: &[String],
+) {
+    let bound = match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+        Some(N::PartitionCmd(p)) => p.bound.as_ref(),
+        _ => None,
+    };
+    let is_default = bound.is_some_and(|bd| bd.is_default);
+    let partition = part.first().and_then(|p| b.cx.schema.table(p));
+    let proven = match (
+        parent.and_then(|t| t.partition_key.as_ref()),
+        bound,
+        partition,
+    ) {
+        (Some(pk), Some(bd), Some(pt)) => {
+            let key_not_null = pk.column.as_deref().is_some_and(|c| {
+                pt.column(c).is_some_and(|col| col.not_null) || pt.has_valid_not_null_check(c)
+            });
+            let bounds: Vec<partition::KeyBound> = pt
+                .constraints
+                .iter()
+                .filter(|c| c.valid)
+                .flat_map(|c| c.bounds.iter().cloned())
+                .collect();
+            partition::bound_implied(pk, bd, &bounds, key_not_null)
+        }
+        _ => false,
+    };
+    b.apply(
+        if proven {
+            "attach_partition.proven_by_check"
+        } else {
+            "attach_partition"
+        },
+        Some(key),
+        part,
+    );
+    if !proven && !is_default && parent.is_some_and(|t| t.partition_key.is_none()) {
+        b.note("the parent's partition key is unknown, so the partition is assumed to be scanned");
+    }
+    if let Some(default) = parent.and_then(|t| t.default_partition.clone()) {
+        if !is_default && !part.contains(&default) {
+            b.apply(
+                "attach_partition.scans_default",
+                Some(key),
+                std::slice::from_ref(&default),
+            );
+            b.out.touch(&default);
+        }
+    }
+}
+
+/// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
+/// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
+/// table keeps its stronger lock; names of CTEs are not relations.
+fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
+    let nodes = stmt.nodes();
+    let ctes: Vec<&str> = nodes
+        .iter()
+        .filter_map(|(n, ..)| match n {
+            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (n, ..) in &nodes {
+        if let pg_query::NodeRef::RangeVar(rv) = n {
+            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
+                continue;
+            }
+            let key = ast::range_var_key(rv);
+            if key == target {
+                continue;
+            }
+            b.out.lock(&key, LockMode::AccessShare);
+            if b.fresh(&key) {
+                if !b.out.fresh.contains(&key) {
+                    b.out.fresh.push(key);
+                }
+            } else {
+                // Reading a table others can see is a scan of it (INSERT … SELECT reads the
+                // source rows; proven in engine_facts).
+                b.out.scans_table = true;
+            }
+        }
     }
 }
 
@@ -1196,7 +1322,7 @@ fn add_constraint(b: &mut Builder<'_>, key: &str, con: &protobuf::Constraint) {
                 let index_cols =
                     b.cx.schema
                         .indexes
-                        .get(&con.indexname)
+                        .get(&Schema::index_key_on(key, &con.indexname))
                         .map(|i| i.columns.clone())
                         .unwrap_or_default();
                 let nullable = con.contype() == ConstrType::ConstrPrimary

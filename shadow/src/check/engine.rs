@@ -104,13 +104,25 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
             }
             let sql = source.text().get(raw.range.clone()).unwrap_or("");
             let (line, column) = source.position(raw.range.start);
+            let mut read_psql_variables = false;
             let parsed = match pre_parsed
                 .as_mut()
                 .and_then(|p| p.get_mut(n))
                 .and_then(Option::take)
             {
                 Some(stmt) => Parsed::Statements(vec![stmt]),
-                None => parse::parse_statement(sql),
+                None => match parse::parse_statement(sql) {
+                    unparsed @ Parsed::Unparsed { .. } => {
+                        match psql::substitute_variables(sql).map(|s| parse::parse_statement(&s)) {
+                            Some(ok @ Parsed::Statements(_)) => {
+                                read_psql_variables = true;
+                                ok
+                            }
+                            _ => unparsed,
+                        }
+                    }
+                    ok => ok,
+                },
             };
             let stmt_nodes: Vec<_> = match &parsed {
                 Parsed::Statements(s) => s
@@ -139,6 +151,13 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
                 }
                 _ => (Classification::unparsed(), None),
             };
+            let mut class = class;
+            if read_psql_variables {
+                class.notes.push(
+                    "psql variables (:name) were read as their names to parse this statement"
+                        .to_string(),
+                );
+            }
             let input = RuleInput {
                 stmt: node,
                 sql,

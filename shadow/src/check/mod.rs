@@ -12,7 +12,7 @@
 //! positions, `-- duet:ignore`) → [`parse`] (pg_query on a big stack) → [`classify`] (which
 //! [`facts`] apply, given the [`schema`] model and [`transaction`] context) → [`rules`] →
 //! [`risk`] → [`report`] → [`output`] (human, JSON, GitHub, SARIF). [`strategy`] answers the
-//! planner; [`coercion`] decides which type changes rewrite; [`ast`] reads parse trees.
+//! planner; [`coercion`] decides which type changes rewrite; [`partition`] whether ATTACH PARTITION scans; [`ast`] reads parse trees.
 //! [`catalog`] reads the live schema and table sizes with `--database`.
 
 pub mod ast;
@@ -26,6 +26,7 @@ pub mod lock;
 pub mod markers;
 pub mod output;
 pub mod parse;
+pub mod partition;
 pub mod psql;
 pub mod report;
 pub mod risk;

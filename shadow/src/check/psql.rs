@@ -41,6 +41,101 @@ pub fn blank_non_sql(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// The statement with psql variable references (`:name`, `:'name'`, `:"name"`) read as the bare
+/// name, a string literal or a quoted identifier holding the name, or `None` when it has none.
+/// Migration runners such as graphile-worker and psql scripts put `:SCHEMA` placeholders in their
+/// SQL; the engine tries this only on a statement the grammar rejected, so valid SQL (casts
+/// `::`, PL/pgSQL `:=`, array slices) is never touched. Lengths are kept (the colon becomes a
+/// space) so positions stay exact. Quoted text, dollar-quoted bodies and comments are skipped, as
+/// psql does.
+pub fn substitute_variables(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |p| i + p + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
+            }
+            b'$' => i = skip_dollar_quoted(sql, i),
+            b':' => {
+                let prev_colon = i > 0 && bytes[i - 1] == b':';
+                let next = bytes.get(i + 1).copied();
+                let is_name_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
+                match next {
+                    _ if prev_colon => i += 1,
+                    Some(b) if is_name_start(b) => {
+                        out[i] = b' ';
+                        changed = true;
+                        i += 1;
+                        while i < bytes.len()
+                            && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_')
+                        {
+                            i += 1;
+                        }
+                    }
+                    Some(q @ (b'\'' | b'"'))
+                        if bytes.get(i + 2).copied().is_some_and(is_name_start) =>
+                    {
+                        out[i] = b' ';
+                        changed = true;
+                        i = skip_quoted(bytes, i + 1, q);
+                    }
+                    _ => i += 1,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    // Only ASCII bytes were replaced by ASCII, so the text is still UTF-8.
+    changed.then(|| String::from_utf8(out).ok()).flatten()
+}
+
+/// The index after the quoted text starting at `start` (a doubled quote is part of the text).
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The index after a `$tag$…$tag$` body starting at `start`, or after the `$` when it opens none
+/// (a parameter such as `$1`).
+fn skip_dollar_quoted(sql: &str, start: usize) -> usize {
+    let rest = &sql[start + 1..];
+    let tag_len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    let starts_with_digit = rest.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    if starts_with_digit || rest.as_bytes().get(tag_len) != Some(&b'$') {
+        return start + 1;
+    }
+    let delimiter = &sql[start..start + tag_len + 2];
+    let body = start + tag_len + 2;
+    sql[body..]
+        .find(delimiter)
+        .map_or(sql.len(), |p| body + p + delimiter.len())
+}
+
 fn is_copy_from_stdin(line: &str) -> bool {
     let upper = line.trim().to_ascii_uppercase();
     upper.starts_with("COPY ") && upper.contains(" FROM STDIN") && upper.ends_with(';')
@@ -60,5 +155,19 @@ mod tests {
         assert!(matches!(blank_non_sql("SELECT 1;"), Cow::Borrowed(_)));
         // A backslash inside SQL (not at a line start) is left alone.
         assert_eq!(blank_non_sql("SELECT E'\\n';"), "SELECT E'\\n';");
+    }
+
+    #[test]
+    fn psql_variables_become_names_outside_quotes() {
+        let sql = "create table :app_schema.jobs (id int, n text default :'label', m text default ':kept'); -- :note";
+        let out = substitute_variables(sql).unwrap_or_default();
+        assert_eq!(out.len(), sql.len());
+        assert!(out.starts_with("create table  app_schema.jobs"));
+        assert!(out.contains("default  'label'"));
+        assert!(out.contains("':kept'") && out.contains("-- :note"));
+        let body = "select x::int, a[1:2] from t where $$ :x $$ = :\"ident\"";
+        let out = substitute_variables(body).unwrap_or_default();
+        assert!(out.contains("x::int") && out.contains("$$ :x $$") && out.contains(" \"ident\""));
+        assert!(substitute_variables("select 1::int").is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pg_query::protobuf::{self, node::Node as N, AlterTableType, ConstrType, ObjectType};
 
 use super::ast::{self, ColumnType};
+use super::partition::{self, KeyBound, PartitionKey};
 
 /// Tables, indexes and constraints as known at one point of the migration.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,9 @@ pub struct Schema {
     /// Index keys per table key (lookups by table are on every ALTER; a scan of all indexes made
     /// large migration sets quadratic).
     by_table: BTreeMap<String, BTreeSet<String>>,
+    /// The first schema of the last `SET search_path` when it is not `public`: unqualified names
+    /// are created there and looked up there first (see [`Schema::resolve`]).
+    pub search_schema: Option<String>,
 }
 
 /// One table.
@@ -37,6 +41,10 @@ pub struct Table {
     pub stats: Option<TableStats>,
     /// Whether it is a partitioned table.
     pub partitioned: bool,
+    /// Its partition key, when it is partitioned and the key was seen.
+    pub partition_key: Option<PartitionKey>,
+    /// Model key of its DEFAULT partition, if it has one.
+    pub default_partition: Option<String>,
 }
 
 /// Size of a live table.
@@ -95,6 +103,8 @@ pub struct Constraint {
     pub columns: Vec<String>,
     /// Whether it is validated (`NOT VALID` constraints are not).
     pub valid: bool,
+    /// For a CHECK: the constant bounds it puts on columns (used to prove partition bounds).
+    pub bounds: Vec<KeyBound>,
 }
 
 /// One index.
@@ -134,15 +144,63 @@ impl Table {
 }
 
 impl Schema {
-    /// A table by model key.
+    /// A table by model key (resolved through the search path, see [`Schema::resolve`]).
     pub fn table(&self, key: &str) -> Option<&Table> {
-        self.tables.get(key)
+        self.tables
+            .get(key)
+            .or_else(|| self.tables.get(&self.resolve(key)))
+    }
+
+    /// The model key a relation name refers to, as PostgreSQL resolves it: after
+    /// `SET search_path TO app, public` an unqualified `t` is `app.t` when that exists, and
+    /// `app.t` written out is the same table as an unqualified `t` created before the model knew
+    /// the search path. Names the model does not know come back unchanged.
+    pub fn resolve(&self, key: &str) -> String {
+        if self.tables.contains_key(key) {
+            return key.to_string();
+        }
+        let Some(search) = self.search_schema.as_deref() else {
+            return key.to_string();
+        };
+        match key.split_once('.') {
+            None => {
+                let qualified = format!("{search}.{key}");
+                if self.tables.contains_key(&qualified) {
+                    qualified
+                } else {
+                    key.to_string()
+                }
+            }
+            Some((schema_name, name))
+                if schema_name == search && self.tables.contains_key(name) =>
+            {
+                name.to_string()
+            }
+            Some(_) => key.to_string(),
+        }
+    }
+
+    /// The model key of an index or constraint-backed index called `name` on table `table_key`:
+    /// indexes live in their table's schema.
+    pub fn index_key_on(table_key: &str, name: &str) -> String {
+        match table_key.rsplit_once('.') {
+            Some((schema_name, _)) => ast::relation_key(schema_name, name),
+            None => name.to_string(),
+        }
+    }
+
+    /// The key a new relation named by `rv` gets: an unqualified name goes to the search schema.
+    fn creation_key(&self, rv: &protobuf::RangeVar) -> String {
+        match (rv.schemaname.is_empty(), self.search_schema.as_deref()) {
+            (true, Some(search)) => ast::relation_key(search, &rv.relname),
+            _ => ast::range_var_key(rv),
+        }
     }
 
     /// Whether `key` is a table created in transaction `tx` (so it is invisible to others, and empty
     /// as far as locking is concerned).
     pub fn created_in(&self, key: &str, tx: Option<u64>) -> bool {
-        tx.is_some() && self.tables.get(key).and_then(|t| t.created_in_tx) == tx
+        tx.is_some() && self.table(key).and_then(|t| t.created_in_tx) == tx
     }
 
     /// Indexes of `table` covering `column`.
@@ -230,11 +288,23 @@ impl Schema {
     pub fn apply(&mut self, stmt: &N, tx: Option<u64>) {
         match stmt {
             N::CreateStmt(c) => self.apply_create(c, tx),
+            N::VariableSetStmt(v) if v.name == "search_path" => {
+                let first = v.args.iter().find_map(|a| match a.node.as_ref() {
+                    Some(N::AConst(c)) => match c.val.as_ref() {
+                        Some(protobuf::a_const::Val::Sval(s)) if s.sval != "$user" => {
+                            Some(s.sval.clone())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                self.search_schema = first.filter(|s| s != "public");
+            }
             N::AlterTableStmt(a) => {
                 let Some(rv) = a.relation.as_ref() else {
                     return;
                 };
-                let key = ast::range_var_key(rv);
+                let key = self.resolve(&ast::range_var_key(rv));
                 if a.objtype() == ObjectType::ObjectTable {
                     // A table the migration alters exists, even if it was created before the
                     // checked files: remember what is learned about it.
@@ -250,10 +320,14 @@ impl Schema {
                 let Some(rv) = i.relation.as_ref() else {
                     return;
                 };
-                let table = ast::range_var_key(rv);
+                let table = self.resolve(&ast::range_var_key(rv));
                 let columns = ast::index_columns(&i.index_params);
                 let name = if i.idxname.is_empty() {
-                    format!("{}_{}_idx", rv.relname, columns.join("_"))
+                    // An index lives in its table's schema, named or not.
+                    ast::relation_key(
+                        &rv.schemaname,
+                        &format!("{}_{}_idx", rv.relname, columns.join("_")),
+                    )
                 } else {
                     ast::relation_key(&rv.schemaname, &i.idxname)
                 };
@@ -305,15 +379,26 @@ impl Schema {
         let Some(rv) = c.relation.as_ref() else {
             return;
         };
-        let key = ast::range_var_key(rv);
+        let key = self.creation_key(rv);
         if c.if_not_exists && self.tables.contains_key(&key) {
             return;
         }
         let mut table = Table {
             created_in_tx: tx,
             partitioned: c.partspec.is_some(),
+            partition_key: c.partspec.as_ref().map(partition::partition_key),
             ..Table::default()
         };
+        if c.partbound.as_ref().is_some_and(|b| b.is_default) {
+            if let Some(parent) = c.inh_relations.first().and_then(|n| match n.node.as_ref() {
+                Some(N::RangeVar(rv)) => Some(ast::range_var_key(rv)),
+                _ => None,
+            }) {
+                if let Some(p) = self.tables.get_mut(&parent) {
+                    p.default_partition = Some(key.clone());
+                }
+            }
+        }
         let mut table_constraints = Vec::new();
         for elt in &c.table_elts {
             match elt.node.as_ref() {
@@ -408,6 +493,22 @@ impl Schema {
                     c.ty = col.type_name.as_ref().map(ColumnType::from_type_name);
                 }
             }
+            AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition => {
+                let Some(N::PartitionCmd(pc)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
+                else {
+                    return;
+                };
+                let part = pc.name.as_ref().map(ast::range_var_key);
+                if let Some(t) = self.tables.get_mut(key) {
+                    if cmd.subtype() == AlterTableType::AtDetachPartition {
+                        if t.default_partition == part {
+                            t.default_partition = None;
+                        }
+                    } else if pc.bound.as_ref().is_some_and(|b| b.is_default) {
+                        t.default_partition = part;
+                    }
+                }
+            }
             AlterTableType::AtSetNotNull => {
                 if let Some(c) = self
                     .tables
@@ -451,8 +552,9 @@ impl Schema {
                 if let Some(t) = self.tables.get_mut(key) {
                     t.constraints.retain(|c| c.name != cmd.name);
                 }
-                if self.indexes.get(&cmd.name).is_some_and(|i| i.table == key) {
-                    self.remove_index(&cmd.name);
+                let index = Schema::index_key_on(key, &cmd.name);
+                if self.indexes.get(&index).is_some_and(|i| i.table == key) {
+                    self.remove_index(&index);
                 }
             }
             _ => {}
@@ -473,8 +575,14 @@ impl Schema {
         if columns.is_empty() {
             columns = column_of.to_vec();
         }
+        let mut bounds = Vec::new();
         let (kind, suffix) = match con.contype() {
             ConstrType::ConstrCheck => {
+                bounds = con
+                    .raw_expr
+                    .as_deref()
+                    .map(partition::check_bounds)
+                    .unwrap_or_default();
                 let not_null_of = con.raw_expr.as_deref().and_then(ast::is_not_null_check);
                 if let Some(e) = con.raw_expr.as_deref() {
                     let mut cols = Vec::new();
@@ -533,6 +641,7 @@ impl Schema {
             kind,
             columns: columns.clone(),
             valid: !con.skip_validation,
+            bounds,
         });
         if builds_index {
             let index_name = if con.indexname.is_empty() {
@@ -540,6 +649,7 @@ impl Schema {
             } else {
                 con.indexname.clone()
             };
+            let index_name = Schema::index_key_on(key, &index_name);
             self.insert_index(
                 index_name,
                 Index {

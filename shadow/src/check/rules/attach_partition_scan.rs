@@ -26,7 +26,10 @@ pub const RULE: Rule = Rule {
 };
 
 fn check(i: &RuleInput<'_>) -> Vec<Hit> {
-    if !(i.class.has_fact("attach_partition") || i.class.has_fact("attach_partition.before_12")) {
+    if !(i.class.has_fact("attach_partition")
+        || i.class.has_fact("attach_partition.before_12")
+        || i.class.has_fact("attach_partition.scans_default"))
+    {
         return Vec::new();
     }
     let part = i
@@ -36,6 +39,13 @@ fn check(i: &RuleInput<'_>) -> Vec<Hit> {
         .cloned()
         .unwrap_or_else(|| "<partition>".into());
     let p = super::ident(&part);
+    if !(i.class.has_fact("attach_partition") || i.class.has_fact("attach_partition.before_12")) {
+        // Only the parent's DEFAULT partition is scanned.
+        return vec![Hit::new(
+            format!("ATTACH PARTITION reads every row of the parent's DEFAULT partition under ACCESS EXCLUSIVE, to prove none belongs to {p}"),
+            "-- give the DEFAULT partition a valid CHECK that excludes the new bound (NOT VALID, then VALIDATE) before attaching, or keep it empty".to_string(),
+        )];
+    }
     vec![Hit::new(
         format!("ATTACH PARTITION reads every row of {p} under ACCESS EXCLUSIVE unless a valid CHECK constraint implies the partition bound"),
         format!("ALTER TABLE {p} ADD CONSTRAINT {part}_bound CHECK (<key> IS NOT NULL AND <bound expression>) NOT VALID;\nALTER TABLE {p} VALIDATE CONSTRAINT {part}_bound;\n{};\nALTER TABLE {p} DROP CONSTRAINT {part}_bound;", i.sql),
