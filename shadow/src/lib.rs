@@ -7,3 +7,4 @@
 //! state store.
 
 pub mod check;
+pub mod migrate;
