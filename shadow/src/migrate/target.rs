@@ -153,14 +153,16 @@ impl CopyTarget {
             .join(", ")
     }
 
-    /// `"k1"::text, "k2"::text`.
+    /// `"k1"::text AS "__duet_k0", …` — aliased, so an `ORDER BY "k1"` in the same query still
+    /// sorts by the typed column and not by its text rendering.
     pub(crate) fn key_text_list(&self, alias: Option<&str>) -> String {
         self.key
             .columns
             .iter()
-            .map(|c| match alias {
-                Some(a) => format!("{a}.{}::text", quote_ident(c)),
-                None => format!("{}::text", quote_ident(c)),
+            .enumerate()
+            .map(|(i, c)| match alias {
+                Some(a) => format!("{a}.{}::text AS \"__duet_k{i}\"", quote_ident(c)),
+                None => format!("{}::text AS \"__duet_k{i}\"", quote_ident(c)),
             })
             .collect::<Vec<_>>()
             .join(", ")
