@@ -79,9 +79,18 @@ async fn writer(db_url: String, w: i64, stop: Arc<AtomicBool>, min_ops: u32) -> 
         .expect("writer connect");
     tokio::spawn(conn);
     let mut client = client;
-    let insert = client.prepare(&dual_insert()).await.expect("prepare insert");
-    let update = client.prepare(&dual_update()).await.expect("prepare update");
-    let delete = client.prepare(dual_delete_tombstone()).await.expect("prepare delete");
+    let insert = client
+        .prepare(&dual_insert())
+        .await
+        .expect("prepare insert");
+    let update = client
+        .prepare(&dual_update())
+        .await
+        .expect("prepare update");
+    let delete = client
+        .prepare(dual_delete_tombstone())
+        .await
+        .expect("prepare delete");
     let owned: Vec<i32> = (1..=KEY_SPACE)
         .filter(|k| k % WRITERS == w)
         .map(|k| i32::try_from(k).expect("key"))
@@ -151,7 +160,9 @@ async fn writer(db_url: String, w: i64, stop: Arc<AtomicBool>, min_ops: u32) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copier_and_eight_dual_writers_race_to_zero_differences() {
-    let Some(db) = TestDb::create("race").await else { return };
+    let Some(db) = TestDb::create("race").await else {
+        return;
+    };
     let mut c = db.connect().await;
     populate(&c, INITIAL_ROWS).await;
     let (id, target) = shadow_migration(&mut c).await;
@@ -162,9 +173,14 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
         .map(|w| tokio::spawn(writer(db.url(), w, stop.clone(), 300)))
         .collect();
     let mark = mark_dual_writes_enabled(&c).await.expect("mark");
-    wait_for_old_transactions(&c, &mark, Duration::from_secs(30), Duration::from_millis(20))
-        .await
-        .expect("old transactions end");
+    wait_for_old_transactions(
+        &c,
+        &mark,
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+    )
+    .await
+    .expect("old transactions end");
 
     // Small chunks so the copy overlaps many writer transactions.
     let config = CopierConfig {
@@ -172,7 +188,10 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
         min_chunk_rows: 50,
         max_chunk_rows: 400,
         target_chunk_time: Duration::from_millis(20),
-        throttle: ThrottleConfig { thresholds: vec![], recheck_interval: Duration::from_millis(50) },
+        throttle: ThrottleConfig {
+            thresholds: vec![],
+            recheck_interval: Duration::from_millis(50),
+        },
         ..CopierConfig::default()
     };
     let (copier, control) = Copier::new(db.connect().await, target.clone(), id, config);
@@ -184,7 +203,10 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
     let mut models = Vec::new();
     for handle in writers {
         let (model, ops, failures) = handle.await.expect("writer");
-        assert_eq!(failures, 0, "no application statement may fail because of the copier");
+        assert_eq!(
+            failures, 0,
+            "no application statement may fail because of the copier"
+        );
         total_ops += ops;
         models.push(model);
     }
@@ -194,40 +216,60 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
         progress.rows_done, progress.rows_copied, progress.chunks, progress.retries
     );
     assert!(total_ops >= 8 * 300);
+    assert!(
+        progress.rows_copied < progress.rows_done,
+        "dual-writes reached some keys before the copier did (the two really overlapped)"
+    );
 
-    let report = verify(&mut c, &target, &VerifyConfig { chunk_rows: 3_000 }).await.expect("verify");
+    let report = verify(&mut c, &target, &VerifyConfig { chunk_rows: 3_000 })
+        .await
+        .expect("verify");
     assert!(report.is_clean(), "differences: {:?}", report.mismatches);
     assert_eq!(difference_count(&c).await, 0);
 
     // Every writer's committed writes are present, in the source and in the shadow.
+    let read = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.query(sql, &[])
+                .await
+                .expect("read rows")
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        (r.get::<_, i32>(1), r.get::<_, String>(2)),
+                    )
+                })
+                .collect::<HashMap<i64, (i32, String)>>()
+        }
+    };
+    let source = read("SELECT id::bigint, v, note FROM t").await;
+    let shadow_rows = read("SELECT id, v, note FROM t__duet WHERE NOT __duet_deleted").await;
+    let mut checked = 0;
     for model in &models {
         for (k, expected) in model {
-            let src = c
-                .query_opt("SELECT v, note FROM t WHERE id = $1", &[k])
-                .await
-                .expect("source row")
-                .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)));
-            assert_eq!(&src, expected, "source key {k}");
-            let shd = c
-                .query_opt(
-                    "SELECT v, note FROM t__duet WHERE id = $1 AND NOT __duet_deleted",
-                    &[&i64::from(*k)],
-                )
-                .await
-                .expect("shadow row")
-                .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)));
-            assert_eq!(&shd, expected, "shadow key {k}");
+            let key = i64::from(*k);
+            assert_eq!(source.get(&key), expected.as_ref(), "source key {k}");
+            assert_eq!(shadow_rows.get(&key), expected.as_ref(), "shadow key {k}");
+            checked += 1;
         }
     }
+    assert_eq!(checked, KEY_SPACE);
     // After the copy is done every tombstone is sweepable, and the result is still exact.
-    sweep_tombstones(&c, &target, id, 500).await.expect("final sweep");
+    sweep_tombstones(&c, &target, id, 500)
+        .await
+        .expect("final sweep");
     let tombstones: i64 = c
         .query_one("SELECT count(*) FROM t__duet WHERE __duet_deleted", &[])
         .await
         .expect("n")
         .get(0);
     assert_eq!(tombstones, 0);
-    assert!(verify(&mut c, &target, &VerifyConfig::default()).await.expect("verify").is_clean());
+    assert!(verify(&mut c, &target, &VerifyConfig::default())
+        .await
+        .expect("verify")
+        .is_clean());
     drop(c);
     db.drop_db().await;
 }
@@ -236,7 +278,9 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
 /// With a plain shadow DELETE the row survives as a ghost; with the tombstone upsert it cannot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes() {
-    let Some(db) = TestDb::create("ghost").await else { return };
+    let Some(db) = TestDb::create("ghost").await else {
+        return;
+    };
     let mut c = db.connect().await;
     populate(&c, 1_000).await;
     let (_id, target) = shadow_migration(&mut c).await;
@@ -246,13 +290,22 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
     // Plain DELETE: the app's statement snapshot cannot see the copier's row.
     let mut copier = db.connect().await;
     let chunk = copier.transaction().await.expect("chunk");
-    chunk.execute(chunk_sql, &[&0i32, &100i32]).await.expect("chunk insert");
+    chunk
+        .execute(chunk_sql, &[&0i32, &100i32])
+        .await
+        .expect("chunk insert");
     let app = db.connect().await;
-    let n = app.execute(dual_delete_plain(), &[&50i32]).await.expect("plain delete");
+    let n = app
+        .execute(dual_delete_plain(), &[&50i32])
+        .await
+        .expect("plain delete");
     assert_eq!(n, 0, "the shadow DELETE saw nothing to delete");
     chunk.commit().await.expect("chunk commit");
     let ghost: i64 = c
-        .query_one("SELECT count(*) FROM t__duet WHERE id = 50 AND NOT __duet_deleted", &[])
+        .query_one(
+            "SELECT count(*) FROM t__duet WHERE id = 50 AND NOT __duet_deleted",
+            &[],
+        )
         .await
         .expect("ghost")
         .get(0);
@@ -260,12 +313,19 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
 
     // Tombstone form under the same interleaving: waits for the chunk, then wins.
     let chunk = copier.transaction().await.expect("chunk 2");
-    chunk.execute(chunk_sql, &[&100i32, &200i32]).await.expect("chunk insert");
+    chunk
+        .execute(chunk_sql, &[&100i32, &200i32])
+        .await
+        .expect("chunk insert");
     let url = db.url();
     let tombstone = tokio::spawn(async move {
-        let (app2, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("app2");
+        let (app2, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("app2");
         tokio::spawn(conn);
-        app2.execute(dual_delete_tombstone(), &[&150i32]).await.expect("tombstone delete")
+        app2.execute(dual_delete_tombstone(), &[&150i32])
+            .await
+            .expect("tombstone delete")
     });
     // Commit the chunk only once the application's upsert is waiting on it.
     loop {
@@ -283,16 +343,26 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     chunk.commit().await.expect("chunk 2 commit");
-    assert_eq!(tombstone.await.expect("join"), 1, "one tombstone per deleted row");
+    assert_eq!(
+        tombstone.await.expect("join"),
+        1,
+        "one tombstone per deleted row"
+    );
     let alive: i64 = c
-        .query_one("SELECT count(*) FROM t__duet WHERE id = 150 AND NOT __duet_deleted", &[])
+        .query_one(
+            "SELECT count(*) FROM t__duet WHERE id = 150 AND NOT __duet_deleted",
+            &[],
+        )
         .await
         .expect("alive")
         .get(0);
     assert_eq!(alive, 0, "no ghost with tombstones");
 
     // Finish the copy by hand, inject more damage, then verify → repair → verify.
-    copier.execute(chunk_sql, &[&200i32, &1000i32]).await.expect("rest");
+    copier
+        .execute(chunk_sql, &[&200i32, &1000i32])
+        .await
+        .expect("rest");
     c.batch_execute(
         "UPDATE t__duet SET v = -1 WHERE id = 700;            -- stale value
          DELETE FROM t__duet WHERE id = 900;                  -- missing row
@@ -300,14 +370,27 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
     )
     .await
     .expect("inject");
-    let before = verify(&mut c, &target, &VerifyConfig { chunk_rows: 100 }).await.expect("verify");
-    let bad: Vec<String> = before.mismatches.iter().map(|m| m.range.to_string()).collect();
-    assert_eq!(bad.len(), 3, "ranges with 50, 700 and 900/901: {bad:?}");
-    let fixed = repair(&copier, &target, &before.mismatches, &RepairConfig::default())
+    let before = verify(&mut c, &target, &VerifyConfig { chunk_rows: 100 })
         .await
-        .expect("repair");
+        .expect("verify");
+    let bad: Vec<String> = before
+        .mismatches
+        .iter()
+        .map(|m| m.range.to_string())
+        .collect();
+    assert_eq!(bad.len(), 3, "ranges with 50, 700 and 900/901: {bad:?}");
+    let fixed = repair(
+        &copier,
+        &target,
+        &before.mismatches,
+        &RepairConfig::default(),
+    )
+    .await
+    .expect("repair");
     assert_eq!(fixed.tombstoned, 1, "the ghost is tombstoned");
-    let after = verify(&mut c, &target, &VerifyConfig { chunk_rows: 100 }).await.expect("re-verify");
+    let after = verify(&mut c, &target, &VerifyConfig { chunk_rows: 100 })
+        .await
+        .expect("re-verify");
     assert!(after.is_clean(), "{after:?}");
     assert_eq!(difference_count(&c).await, 0);
     drop((c, copier, app));

@@ -10,28 +10,50 @@ use shadow::migrate::{state, MigrateError, Phase};
 
 #[tokio::test]
 async fn phase_transitions_are_validated_and_one_migration_per_table() {
-    let Some(db) = TestDb::create("state").await else { return };
+    let Some(db) = TestDb::create("state").await else {
+        return;
+    };
     let mut c = db.connect().await;
     state::ensure_schema(&mut c).await.expect("schema");
-    state::ensure_schema(&mut c).await.expect("schema is idempotent");
+    state::ensure_schema(&mut c)
+        .await
+        .expect("schema is idempotent");
     let plan = serde_json::json!({"note": "test"});
     let id = state::create_migration(&c, "\"public\".\"t\"", "shadow_table", &plan)
         .await
         .expect("create");
-    assert_eq!(state::get_migration(&c, id).await.expect("get").phase, Phase::Planned);
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Planned
+    );
 
     // Illegal jump: refused, nothing changed.
     let err = state::transition(&c, id, Phase::Planned, Phase::Flipped, None, &plan)
         .await
         .expect_err("planned -> flipped must be refused");
-    assert!(matches!(err, MigrateError::IllegalTransition { .. }), "{err}");
-    assert_eq!(state::get_migration(&c, id).await.expect("get").phase, Phase::Planned);
+    assert!(
+        matches!(err, MigrateError::IllegalTransition { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Planned
+    );
 
     // Wrong expected phase: conflict, nothing changed.
     let err = state::transition(&c, id, Phase::Copying, Phase::Verifying, None, &plan)
         .await
         .expect_err("stale from-phase");
-    assert!(matches!(err, MigrateError::PhaseConflict { actual: Phase::Planned, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MigrateError::PhaseConflict {
+                actual: Phase::Planned,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A transition in a rolled-back transaction leaves no trace (same-transaction recording).
     {
@@ -41,7 +63,10 @@ async fn phase_transitions_are_validated_and_one_migration_per_table() {
             .expect("legal");
         tx.rollback().await.expect("rollback");
     }
-    assert_eq!(state::get_migration(&c, id).await.expect("get").phase, Phase::Planned);
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Planned
+    );
     state::transition(&c, id, Phase::Planned, Phase::Expanding, None, &plan)
         .await
         .expect("planned -> expanding");
@@ -60,7 +85,10 @@ async fn phase_transitions_are_validated_and_one_migration_per_table() {
         )
         .await
         .expect_err("unique index");
-    assert_eq!(raw.code(), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
+    assert_eq!(
+        raw.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
     // Another table is fine; after abort the table is free again.
     state::create_migration(&c, "\"public\".\"u\"", "shadow_table", &plan)
         .await
@@ -92,10 +120,14 @@ async fn phase_transitions_are_validated_and_one_migration_per_table() {
 
 #[tokio::test]
 async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
-    let Some(db) = TestDb::create("guard").await else { return };
+    let Some(db) = TestDb::create("guard").await else {
+        return;
+    };
     let mut c = db.connect().await;
     state::ensure_schema(&mut c).await.expect("schema");
-    c.batch_execute("CREATE TABLE g (id int PRIMARY KEY)").await.expect("table");
+    c.batch_execute("CREATE TABLE g (id int PRIMARY KEY)")
+        .await
+        .expect("table");
     let id = state::create_migration(&c, "g", "in_place", &serde_json::json!({}))
         .await
         .expect("create");
@@ -106,7 +138,9 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
         max_backoff: Duration::from_millis(40),
         ..GuardConfig::default()
     };
-    let mut guard = GuardedConnection::connect(&db.url(), config).await.expect("guard");
+    let mut guard = GuardedConnection::connect(&db.url(), config)
+        .await
+        .expect("guard");
     let step = PhaseStep {
         migration_id: id,
         from: Phase::Planned,
@@ -117,9 +151,16 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
     // and the phase is not advanced.
     let mut app = db.connect().await;
     let app_tx = app.transaction().await.expect("app tx");
-    app_tx.batch_execute("LOCK TABLE g IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    app_tx
+        .batch_execute("LOCK TABLE g IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
     let err = guard
-        .run_step("adding a column", "ALTER TABLE g ADD COLUMN x int", Some(&step))
+        .run_step(
+            "adding a column",
+            "ALTER TABLE g ADD COLUMN x int",
+            Some(&step),
+        )
         .await
         .expect_err("lock held throughout");
     match &err {
@@ -127,7 +168,10 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
         other => panic!("expected RetriesExhausted, got {other}"),
     }
     assert_eq!(err.sqlstate(), Some("55P03"));
-    assert_eq!(state::get_migration(&c, id).await.expect("get").phase, Phase::Planned);
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Planned
+    );
     app_tx.rollback().await.expect("release");
 
     // A non-retryable error fails at once.
@@ -140,12 +184,21 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
 
     // Free lock: succeeds, and the DDL and the phase change commit together.
     let attempts = guard
-        .run_step("adding a column", "ALTER TABLE g ADD COLUMN x int", Some(&step))
+        .run_step(
+            "adding a column",
+            "ALTER TABLE g ADD COLUMN x int",
+            Some(&step),
+        )
         .await
         .expect("step");
     assert_eq!(attempts, 1);
-    assert_eq!(state::get_migration(&c, id).await.expect("get").phase, Phase::Expanding);
-    c.execute("SELECT x FROM g", &[]).await.expect("column exists");
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Expanding
+    );
+    c.execute("SELECT x FROM g", &[])
+        .await
+        .expect("column exists");
     drop((c, app, guard));
     db.drop_db().await;
 }

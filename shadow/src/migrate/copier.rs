@@ -260,7 +260,11 @@ impl Copier {
 
     fn publish_checkpoint(&self, cp: &CopyCheckpoint, run_rows: i64, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { run_rows as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            run_rows as f64 / secs
+        } else {
+            0.0
+        };
         self.publish(|p| {
             p.rows_done = cp.rows_done;
             p.rows_copied = cp.rows_copied;
@@ -514,12 +518,20 @@ pub fn adapt_chunk_rows(current: u32, took: Duration, target: Duration, min: u32
     let took = took.as_secs_f64().max(1e-4);
     let factor = (target.as_secs_f64() / took).clamp(0.5, 2.0);
     let next = (f64::from(current) * factor).round();
-    let next = if next.is_finite() { next as u32 } else { current };
+    let next = if next.is_finite() {
+        next as u32
+    } else {
+        current
+    };
     next.clamp(min.max(1), max.max(min.max(1)))
 }
 
 pub(crate) fn key_from_row(row: &tokio_postgres::Row, first: usize, n: usize) -> KeyValue {
-    KeyValue((first..first + n).map(|i| row.get::<_, String>(i)).collect())
+    KeyValue(
+        (first..first + n)
+            .map(|i| row.get::<_, String>(i))
+            .collect(),
+    )
 }
 
 fn is_retryable_migrate(e: &MigrateError) -> bool {
@@ -544,9 +556,21 @@ mod tests {
     #[test]
     fn chunk_size_moves_towards_the_target_within_limits() {
         let target = Duration::from_millis(100);
-        assert_eq!(adapt_chunk_rows(1000, Duration::from_millis(50), target, 10, 100_000), 2000);
-        assert_eq!(adapt_chunk_rows(1000, Duration::from_secs(5), target, 10, 100_000), 500);
-        assert_eq!(adapt_chunk_rows(1000, Duration::from_millis(1), target, 10, 1500), 1500);
-        assert_eq!(adapt_chunk_rows(10, Duration::from_secs(5), target, 10, 100), 10);
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_millis(50), target, 10, 100_000),
+            2000
+        );
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_secs(5), target, 10, 100_000),
+            500
+        );
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_millis(1), target, 10, 1500),
+            1500
+        );
+        assert_eq!(
+            adapt_chunk_rows(10, Duration::from_secs(5), target, 10, 100),
+            10
+        );
     }
 }

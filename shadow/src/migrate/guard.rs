@@ -157,8 +157,14 @@ impl GuardedConnection {
         sql: &str,
         step: Option<&PhaseStep>,
     ) -> Result<(), StepError> {
-        let tx = self.client.transaction().await.map_err(StepError::classify(what))?;
-        tx.batch_execute(sql).await.map_err(StepError::classify(what))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(StepError::classify(what))?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(StepError::classify(what))?;
         if let Some(step) = step {
             state::transition(
                 &tx,

@@ -101,7 +101,10 @@ impl Phase {
                 | (Flipped, Reverting)
                 | (Completing, Completed)
                 | (Reverting, Reverted)
-                | (Planned | Expanding | Copying | Verifying | Ready | Flipping, Aborting)
+                | (
+                    Planned | Expanding | Copying | Verifying | Ready | Flipping,
+                    Aborting
+                )
                 | (Aborting, Aborted)
         )
     }

@@ -38,10 +38,9 @@ pub async fn load_checkpoint(
          FROM duet.copy_progress WHERE migration_id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let row = client
-        .query_opt(&sql, &[&migration_id])
-        .await
-        .ctx(format!("reading the copy checkpoint of migration {migration_id}"))?;
+    let row = client.query_opt(&sql, &[&migration_id]).await.ctx(format!(
+        "reading the copy checkpoint of migration {migration_id}"
+    ))?;
     let Some(row) = row else { return Ok(None) };
     let key = |i: usize| -> Result<Option<KeyValue>, MigrateError> {
         row.get::<_, Option<String>>(i)
@@ -76,7 +75,9 @@ pub async fn init_checkpoint(
             &[&migration_id, &upper, &rows_total, &done],
         )
         .await
-        .ctx(format!("creating the copy checkpoint of migration {migration_id}"))?;
+        .ctx(format!(
+            "creating the copy checkpoint of migration {migration_id}"
+        ))?;
     Ok(())
 }
 
@@ -104,7 +105,9 @@ pub async fn save_checkpoint(
             ],
         )
         .await
-        .ctx(format!("saving the copy checkpoint of migration {migration_id}"))?;
+        .ctx(format!(
+            "saving the copy checkpoint of migration {migration_id}"
+        ))?;
     Ok(())
 }
 

@@ -98,9 +98,7 @@ pub async fn ensure_schema(client: &mut tokio_postgres::Client) -> Result<(), Mi
         .transaction()
         .await
         .ctx("starting the state schema transaction")?;
-    tx.batch_execute(&ddl)
-        .await
-        .ctx("creating schema duet")?;
+    tx.batch_execute(&ddl).await.ctx("creating schema duet")?;
     tx.commit().await.ctx("committing schema duet")
 }
 
@@ -116,16 +114,18 @@ pub async fn create_migration(
         .query_one(
             "INSERT INTO duet.migrations (table_name, strategy, phase, plan)
              VALUES ($1, $2, $3, $4::text::jsonb) RETURNING id",
-            &[&table, &strategy, &Phase::Planned.as_str(), &plan.to_string()],
+            &[
+                &table,
+                &strategy,
+                &Phase::Planned.as_str(),
+                &plan.to_string(),
+            ],
         )
         .await
         .map_err(|source| {
-            let one_active = source
-                .as_db_error()
-                .is_some_and(|d| {
-                    *d.code() == SqlState::UNIQUE_VIOLATION
-                        && d.constraint() == Some(ONE_ACTIVE_INDEX)
-                });
+            let one_active = source.as_db_error().is_some_and(|d| {
+                *d.code() == SqlState::UNIQUE_VIOLATION && d.constraint() == Some(ONE_ACTIVE_INDEX)
+            });
             if one_active {
                 MigrateError::AlreadyActive {
                     table: table.to_string(),

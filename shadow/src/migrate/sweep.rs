@@ -13,7 +13,7 @@ use crate::migrate::progress;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 
 /// Delete sweepable tombstones of migration `migration_id` in batches of `batch_rows`. Returns the
-/// number removed. Without a checkpoint (copy not started) nothing is swept.
+/// number removed; stops at the first short batch. Without a checkpoint (copy not started) nothing is swept.
 pub async fn sweep_tombstones(
     client: &impl GenericClient,
     target: &CopyTarget,
@@ -59,7 +59,9 @@ pub async fn sweep_tombstones(
             .await
             .ctx(format!("sweeping tombstones of {}", t.shadow))?;
         total += removed;
-        if removed == 0 {
+        // A short batch means the backlog is gone; stopping there keeps a sweep that runs beside
+        // busy writers (who keep adding tombstones) from chasing them forever.
+        if removed < u64::from(batch_rows.max(1)) {
             return Ok(total);
         }
     }

@@ -257,7 +257,10 @@ impl CopyTarget {
             .iter()
             .filter(|m| !self.key.columns.contains(&m.target))
             .map(|m| format!("{0} = EXCLUDED.{0}", quote_ident(&m.target)))
-            .chain(std::iter::once(format!("{} = false", quote_ident(DELETED_COLUMN))))
+            .chain(std::iter::once(format!(
+                "{} = false",
+                quote_ident(DELETED_COLUMN)
+            )))
             .collect::<Vec<_>>()
             .join(", ")
     }

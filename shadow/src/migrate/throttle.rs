@@ -95,11 +95,7 @@ pub async fn throttle_reason(
     for t in &config.thresholds {
         match t.signal.read(client).await {
             Ok(v) if v > t.max => {
-                return Some(format!(
-                    "{} is {v} (threshold {})",
-                    t.signal.name(),
-                    t.max
-                ))
+                return Some(format!("{} is {v} (threshold {})", t.signal.name(), t.max))
             }
             Ok(_) => {}
             Err(e) => {

@@ -67,7 +67,10 @@ impl TestDb {
 
     pub async fn drop_db(self) {
         self.admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await
             .expect("drop test database");
     }
@@ -101,16 +104,27 @@ pub async fn shadow_migration(client: &mut Client) -> (i64, CopyTarget) {
     use shadow::migrate::Phase;
 
     state::ensure_schema(client).await.expect("schema duet");
-    let mut target = CopyTarget::plan(client, QualifiedName::new("public", "t"), bigint_key_mapping())
-        .await
-        .expect("plan");
+    let mut target = CopyTarget::plan(
+        client,
+        QualifiedName::new("public", "t"),
+        bigint_key_mapping(),
+    )
+    .await
+    .expect("plan");
     let plan = serde_json::to_value(&target).expect("plan json");
     let id = state::create_migration(client, &target.source.sql(), "shadow_table", &plan)
         .await
         .expect("create migration");
-    state::transition(client, id, Phase::Planned, Phase::Expanding, None, &serde_json::json!({}))
-        .await
-        .expect("planned -> expanding");
+    state::transition(
+        client,
+        id,
+        Phase::Planned,
+        Phase::Expanding,
+        None,
+        &serde_json::json!({}),
+    )
+    .await
+    .expect("planned -> expanding");
     let raw = {
         let (c, conn) = tokio_postgres::connect(&target_url(client).await, tokio_postgres::NoTls)
             .await
