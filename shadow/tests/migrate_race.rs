@@ -198,6 +198,16 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
     assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
     // Keep writing a little after the copy, then stop; sweep while writers still run.
     let swept_during = sweep_tombstones(&c, &target, id, 100).await.expect("sweep");
+    // Online repair while writers still run: damage three shadow rows, find them, re-copy.
+    c.batch_execute("UPDATE t__duet SET v = -1 WHERE id IN (3, 10003, 19003)")
+        .await
+        .expect("inject damage");
+    let damaged = verify(&mut c, &target, &VerifyConfig { chunk_rows: 2_000 })
+        .await
+        .expect("verify under load");
+    let repaired = repair(&c, &target, &damaged.mismatches, &RepairConfig::default())
+        .await
+        .expect("repair under load");
     stop.store(true, Ordering::Relaxed);
     let mut total_ops = 0;
     let mut models = Vec::new();
@@ -212,8 +222,9 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
     }
     let progress = control.progress();
     eprintln!(
-        "race: {total_ops} writer transactions, copier {} rows scanned / {} inserted in {} chunks, {} retries; {swept_during} tombstones swept",
-        progress.rows_done, progress.rows_copied, progress.chunks, progress.retries
+        "race: {total_ops} writer transactions, copier {} rows scanned / {} inserted in {} chunks, {} retries; {swept_during} tombstones swept; online repair of {} ranges: {repaired:?}",
+        progress.rows_done, progress.rows_copied, progress.chunks, progress.retries,
+        damaged.mismatches.len()
     );
     assert!(total_ops >= 8 * 300);
     assert!(
