@@ -1,0 +1,576 @@
+//! The chunked copier: fills the shadow with the rows that existed before dual-writes began.
+//!
+//! Each chunk is one short READ COMMITTED transaction: lock the checkpoint row, find the chunk's
+//! upper key (`chunk_rows` keys past the watermark, never past the largest key that existed when
+//! the copy started), `INSERT INTO shadow … SELECT <mapping> FROM source WHERE key > last AND key
+//! <= upper ORDER BY key ON CONFLICT (key) DO NOTHING`, advance the checkpoint, commit. The read is
+//! lock-free, the insert never overwrites (a dual-written row or tombstone always wins), and a
+//! short `lock_timeout` makes the copier the one that gives up when it meets an application
+//! transaction. Because the checkpoint commits with the chunk, a new copier for the same migration
+//! continues exactly where the last committed chunk ended; the `FOR UPDATE` on the checkpoint row
+//! keeps two copiers from copying the same chunk.
+//!
+//! The chunk size adapts towards a target chunk time. Before each chunk the throttle signals are
+//! read; a control handle pauses, resumes, stops and changes settings while it runs, and progress
+//! is published on a watch channel.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio_postgres::Client;
+
+use crate::migrate::error::{DbContext, MigrateError};
+use crate::migrate::guard::{backoff_with_jitter, is_retryable};
+use crate::migrate::key::KeyValue;
+use crate::migrate::progress::{self, CopyCheckpoint};
+use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
+use crate::migrate::throttle::{throttle_reason, ThrottleConfig};
+
+/// Copier settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopierConfig {
+    /// Chunk time the chunk size adapts towards (default 100 ms).
+    pub target_chunk_time: Duration,
+    /// Rows in the first chunk (default 1000).
+    pub initial_chunk_rows: u32,
+    /// Smallest chunk (default 10).
+    pub min_chunk_rows: u32,
+    /// Largest chunk (default 100 000).
+    pub max_chunk_rows: u32,
+    /// `lock_timeout` of each chunk: short, so the copier loses to the application (default 100 ms).
+    pub lock_timeout: Duration,
+    /// Consecutive retryable failures before giving up (default 100).
+    pub max_consecutive_retries: u32,
+    /// Throttle signals and thresholds.
+    pub throttle: ThrottleConfig,
+}
+
+impl Default for CopierConfig {
+    fn default() -> Self {
+        CopierConfig {
+            target_chunk_time: Duration::from_millis(100),
+            initial_chunk_rows: 1000,
+            min_chunk_rows: 10,
+            max_chunk_rows: 100_000,
+            lock_timeout: Duration::from_millis(100),
+            max_consecutive_retries: 100,
+            throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+/// What the copier is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopierState {
+    /// Reading or creating the checkpoint.
+    Starting,
+    /// Copying chunks.
+    Running,
+    /// Paused by the operator.
+    Paused,
+    /// Waiting on a throttle signal (or failing closed on an unreadable one); the reason.
+    Throttled(String),
+    /// Stopped by the operator; resumable.
+    Stopped,
+    /// Past the upper key: the copy is complete.
+    Done,
+    /// Failed with this error; resumable once the cause is fixed.
+    Failed(String),
+}
+
+/// Observable progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyProgress {
+    /// Current state.
+    pub state: CopierState,
+    /// Source rows covered by committed chunks (all runs).
+    pub rows_done: i64,
+    /// Rows actually inserted by the copier (all runs).
+    pub rows_copied: i64,
+    /// Estimated total (reltuples when the copy started).
+    pub rows_total: Option<i64>,
+    /// The committed watermark.
+    pub last_key: Option<KeyValue>,
+    /// Current chunk size.
+    pub chunk_rows: u32,
+    /// Chunks committed by this run.
+    pub chunks: u64,
+    /// Retryable failures (lock timeouts, deadlocks) in this run.
+    pub retries: u64,
+    /// Rows per second in this run.
+    pub rate_rows_per_sec: f64,
+    /// Estimated time left.
+    pub eta: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    paused: bool,
+    stop: bool,
+    target_chunk_time: Duration,
+    min_chunk_rows: u32,
+    max_chunk_rows: u32,
+    throttle: ThrottleConfig,
+}
+
+struct Shared {
+    settings: Mutex<Settings>,
+    wake: Notify,
+    progress: watch::Sender<CopyProgress>,
+}
+
+impl Shared {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        // A poisoned lock only means another thread panicked mid-update of plain values.
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to steer a running copier (cheap to clone, usable from any task).
+#[derive(Clone)]
+pub struct CopierControl {
+    shared: Arc<Shared>,
+}
+
+impl CopierControl {
+    fn update(&self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.shared.settings());
+        self.shared.wake.notify_one();
+    }
+
+    /// Pause after the current chunk.
+    pub fn pause(&self) {
+        self.update(|s| s.paused = true);
+    }
+
+    /// Resume a paused copier.
+    pub fn resume(&self) {
+        self.update(|s| s.paused = false);
+    }
+
+    /// Stop after the current chunk; `run` returns [`CopyOutcome::Stopped`]. Resumable.
+    pub fn stop(&self) {
+        self.update(|s| s.stop = true);
+    }
+
+    /// Change the target chunk time.
+    pub fn set_chunk_time(&self, target: Duration) {
+        self.update(|s| s.target_chunk_time = target.max(Duration::from_millis(1)));
+    }
+
+    /// Change the chunk size limits.
+    pub fn set_chunk_rows_limits(&self, min: u32, max: u32) {
+        self.update(|s| {
+            s.min_chunk_rows = min.max(1);
+            s.max_chunk_rows = max.max(s.min_chunk_rows);
+        });
+    }
+
+    /// Replace the throttle settings.
+    pub fn set_throttle(&self, throttle: ThrottleConfig) {
+        self.update(|s| s.throttle = throttle);
+    }
+
+    /// The latest progress.
+    pub fn progress(&self) -> CopyProgress {
+        self.shared.progress.borrow().clone()
+    }
+
+    /// A receiver that sees every progress update (`wait_for` a state, a row count, …).
+    pub fn subscribe(&self) -> watch::Receiver<CopyProgress> {
+        self.shared.progress.subscribe()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// Copy complete.
+    Done,
+    /// Stopped by the control handle.
+    Stopped,
+}
+
+/// A copier for one migration, owning its connection.
+pub struct Copier {
+    client: Client,
+    target: CopyTarget,
+    migration_id: i64,
+    config: CopierConfig,
+    shared: Arc<Shared>,
+}
+
+enum ChunkResult {
+    Done(CopyCheckpoint),
+    Copied(CopyCheckpoint),
+}
+
+impl Copier {
+    /// Create a copier and its control handle.
+    pub fn new(
+        client: Client,
+        target: CopyTarget,
+        migration_id: i64,
+        config: CopierConfig,
+    ) -> (Copier, CopierControl) {
+        let settings = Settings {
+            paused: false,
+            stop: false,
+            target_chunk_time: config.target_chunk_time,
+            min_chunk_rows: config.min_chunk_rows.max(1),
+            max_chunk_rows: config.max_chunk_rows.max(config.min_chunk_rows.max(1)),
+            throttle: config.throttle.clone(),
+        };
+        let (progress, _) = watch::channel(CopyProgress {
+            state: CopierState::Starting,
+            rows_done: 0,
+            rows_copied: 0,
+            rows_total: None,
+            last_key: None,
+            chunk_rows: config.initial_chunk_rows,
+            chunks: 0,
+            retries: 0,
+            rate_rows_per_sec: 0.0,
+            eta: None,
+        });
+        let shared = Arc::new(Shared {
+            settings: Mutex::new(settings),
+            wake: Notify::new(),
+            progress,
+        });
+        let control = CopierControl {
+            shared: shared.clone(),
+        };
+        (
+            Copier {
+                client,
+                target,
+                migration_id,
+                config,
+                shared,
+            },
+            control,
+        )
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut CopyProgress)) {
+        self.shared.progress.send_modify(f);
+    }
+
+    fn publish_checkpoint(&self, cp: &CopyCheckpoint, run_rows: i64, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            run_rows as f64 / secs
+        } else {
+            0.0
+        };
+        self.publish(|p| {
+            p.rows_done = cp.rows_done;
+            p.rows_copied = cp.rows_copied;
+            p.rows_total = cp.rows_total;
+            p.last_key = cp.last_key.clone();
+            p.rate_rows_per_sec = rate;
+            p.eta = match cp.rows_total {
+                Some(total) if rate > 0.0 => {
+                    let left = (total - cp.rows_done).max(0) as f64;
+                    Some(Duration::from_secs_f64(left / rate))
+                }
+                _ => None,
+            };
+        });
+    }
+
+    /// Copy until done or stopped. On error the state is `Failed`; a new copier resumes.
+    pub async fn run(self) -> Result<CopyOutcome, MigrateError> {
+        let result = self.run_inner().await;
+        if let Err(e) = &result {
+            let msg = e.to_string();
+            self.publish(|p| p.state = CopierState::Failed(msg));
+        }
+        result
+    }
+
+    async fn run_inner(&self) -> Result<CopyOutcome, MigrateError> {
+        let started = Instant::now();
+        let first = self.start().await?;
+        let base_rows = first.rows_done;
+        self.publish_checkpoint(&first, 0, started);
+        if first.done {
+            self.publish(|p| p.state = CopierState::Done);
+            return Ok(CopyOutcome::Done);
+        }
+        let mut chunk_rows = self.config.initial_chunk_rows.max(1);
+        let mut consecutive_failures = 0u32;
+        loop {
+            let settings = self.shared.settings().clone();
+            if settings.stop {
+                self.publish(|p| p.state = CopierState::Stopped);
+                return Ok(CopyOutcome::Stopped);
+            }
+            if settings.paused {
+                self.publish(|p| p.state = CopierState::Paused);
+                self.wait(Duration::from_secs(1)).await;
+                continue;
+            }
+            if let Some(reason) = throttle_reason(&self.client, &settings.throttle).await {
+                self.publish(|p| p.state = CopierState::Throttled(reason));
+                self.wait(settings.throttle.recheck_interval).await;
+                continue;
+            }
+            chunk_rows = chunk_rows.clamp(settings.min_chunk_rows, settings.max_chunk_rows);
+            self.publish(|p| {
+                p.state = CopierState::Running;
+                p.chunk_rows = chunk_rows;
+            });
+            let t0 = Instant::now();
+            match self.copy_chunk(chunk_rows).await {
+                Ok(ChunkResult::Done(cp)) => {
+                    self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
+                    self.publish(|p| p.state = CopierState::Done);
+                    return Ok(CopyOutcome::Done);
+                }
+                Ok(ChunkResult::Copied(cp)) => {
+                    consecutive_failures = 0;
+                    chunk_rows = adapt_chunk_rows(
+                        chunk_rows,
+                        t0.elapsed(),
+                        settings.target_chunk_time,
+                        settings.min_chunk_rows,
+                        settings.max_chunk_rows,
+                    );
+                    self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
+                    self.publish(|p| p.chunks += 1);
+                }
+                Err(e) if is_retryable_migrate(&e) => {
+                    consecutive_failures += 1;
+                    self.publish(|p| p.retries += 1);
+                    if consecutive_failures > self.config.max_consecutive_retries {
+                        return Err(into_exhausted(e, consecutive_failures));
+                    }
+                    chunk_rows = (chunk_rows / 2).max(settings.min_chunk_rows);
+                    tokio::time::sleep(backoff_with_jitter(
+                        consecutive_failures,
+                        Duration::from_millis(10),
+                        Duration::from_secs(1),
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn wait(&self, at_most: Duration) {
+        tokio::select! {
+            _ = self.shared.wake.notified() => {}
+            _ = tokio::time::sleep(at_most) => {}
+        }
+    }
+
+    /// Load the checkpoint, creating it (upper key, reltuples) on the first run.
+    async fn start(&self) -> Result<CopyCheckpoint, MigrateError> {
+        if let Some(cp) = progress::load_checkpoint(&self.client, self.migration_id, false).await? {
+            return Ok(cp);
+        }
+        let t = &self.target;
+        let upper = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+                    t.key_text_list(None),
+                    t.source.sql(),
+                    t.key_order(true)
+                ),
+                &[],
+            )
+            .await
+            .ctx(format!("reading the largest key of {}", t.source))?
+            .map(|row| key_from_row(&row, 0, t.key.columns.len()));
+        let total: Option<i64> = self
+            .client
+            .query_one(
+                "SELECT CASE WHEN reltuples < 0 THEN NULL ELSE reltuples::bigint END
+                 FROM pg_class WHERE oid = $1::text::regclass",
+                &[&t.source.sql()],
+            )
+            .await
+            .ctx(format!("estimating the rows of {}", t.source))?
+            .get(0);
+        progress::init_checkpoint(&self.client, self.migration_id, upper.as_ref(), total).await?;
+        progress::load_checkpoint(&self.client, self.migration_id, false)
+            .await?
+            .ok_or_else(|| MigrateError::CorruptState("copy checkpoint vanished".into()))
+    }
+
+    async fn copy_chunk(&self, chunk_rows: u32) -> Result<ChunkResult, MigrateError> {
+        let t = &self.target;
+        // `transaction()` needs `&mut Client`; the copier owns its client, so a raw BEGIN on the
+        // shared reference is equivalent and keeps `run` usable through `&self`.
+        let client = &self.client;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '{}ms'",
+                self.config.lock_timeout.as_millis().max(1)
+            ))
+            .await
+            .ctx("starting a copy chunk")?;
+        let result = self.chunk_body(client, t, chunk_rows).await;
+        match result {
+            Ok(r) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .ctx("committing a copy chunk")?;
+                Ok(r)
+            }
+            Err(e) => {
+                // The connection may be broken; the original error is the one that matters.
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn chunk_body(
+        &self,
+        client: &Client,
+        t: &CopyTarget,
+        chunk_rows: u32,
+    ) -> Result<ChunkResult, MigrateError> {
+        let cp = progress::load_checkpoint(client, self.migration_id, true)
+            .await?
+            .ok_or_else(|| MigrateError::CorruptState("copy checkpoint missing".into()))?;
+        let Some(upper_key) = cp.upper_key.clone().filter(|_| !cp.done) else {
+            progress::mark_done(client, self.migration_id).await?;
+            return Ok(ChunkResult::Done(CopyCheckpoint { done: true, ..cp }));
+        };
+        let window = KeyRange {
+            lower: cp.last_key.clone(),
+            upper: Some(upper_key),
+        };
+        let (pred, n) = t.range_predicate(Side::Source, None, &window, 1);
+        let bound_sql = format!(
+            "WITH k AS (SELECT {keys} FROM {src} WHERE {pred} ORDER BY {asc} LIMIT ${lim}::text::bigint)
+             SELECT count(*) OVER (), {text} FROM k ORDER BY {desc} LIMIT 1",
+            keys = t.key_list(None),
+            src = t.source.sql(),
+            asc = t.key_order(false),
+            lim = n + 1,
+            text = t.key_text_list(None),
+            desc = t.key_order(true),
+        );
+        let mut params = CopyTarget::range_params(&window);
+        params.push(chunk_rows.to_string());
+        let row = client
+            .query_opt(&bound_sql, &as_params(&params))
+            .await
+            .ctx(format!("finding the next chunk of {}", t.source))?;
+        let Some(row) = row else {
+            progress::mark_done(client, self.migration_id).await?;
+            return Ok(ChunkResult::Done(CopyCheckpoint { done: true, ..cp }));
+        };
+        let scanned: i64 = row.get(0);
+        let chunk_upper = key_from_row(&row, 1, t.key.columns.len());
+        let chunk = KeyRange {
+            lower: cp.last_key.clone(),
+            upper: Some(chunk_upper.clone()),
+        };
+        let (pred, _) = t.range_predicate(Side::Source, None, &chunk, 1);
+        let insert = format!(
+            "INSERT INTO {shadow} ({targets}) SELECT {exprs} FROM {src} WHERE {pred}
+             ORDER BY {asc} ON CONFLICT ({keys}) DO NOTHING",
+            shadow = t.shadow.sql(),
+            targets = t.target_list(),
+            exprs = t.expr_list(),
+            src = t.source.sql(),
+            asc = t.key_order(false),
+            keys = t.key_list(None),
+        );
+        let copied = client
+            .execute(&insert, &as_params(&CopyTarget::range_params(&chunk)))
+            .await
+            .ctx(format!("copying a chunk of {} into {}", t.source, t.shadow))?;
+        let copied = i64::try_from(copied).unwrap_or(i64::MAX);
+        let chunk_rows_i32 = i32::try_from(chunk_rows).unwrap_or(i32::MAX);
+        progress::save_checkpoint(
+            client,
+            self.migration_id,
+            &chunk_upper,
+            scanned,
+            copied,
+            chunk_rows_i32,
+        )
+        .await?;
+        Ok(ChunkResult::Copied(CopyCheckpoint {
+            last_key: Some(chunk_upper),
+            rows_done: cp.rows_done + scanned,
+            rows_copied: cp.rows_copied + copied,
+            chunk_rows: Some(chunk_rows_i32),
+            ..cp
+        }))
+    }
+}
+
+/// Scale the chunk towards the target time, at most ×2 or ÷2 per step, within the limits.
+pub fn adapt_chunk_rows(current: u32, took: Duration, target: Duration, min: u32, max: u32) -> u32 {
+    let took = took.as_secs_f64().max(1e-4);
+    let factor = (target.as_secs_f64() / took).clamp(0.5, 2.0);
+    let next = (f64::from(current) * factor).round();
+    let next = if next.is_finite() {
+        next as u32
+    } else {
+        current
+    };
+    next.clamp(min.max(1), max.max(min.max(1)))
+}
+
+pub(crate) fn key_from_row(row: &tokio_postgres::Row, first: usize, n: usize) -> KeyValue {
+    KeyValue(
+        (first..first + n)
+            .map(|i| row.get::<_, String>(i))
+            .collect(),
+    )
+}
+
+fn is_retryable_migrate(e: &MigrateError) -> bool {
+    matches!(e, MigrateError::Db { source, .. } if is_retryable(source))
+}
+
+fn into_exhausted(e: MigrateError, attempts: u32) -> MigrateError {
+    match e {
+        MigrateError::Db { context, source } => MigrateError::RetriesExhausted {
+            context,
+            attempts,
+            source,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_moves_towards_the_target_within_limits() {
+        let target = Duration::from_millis(100);
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_millis(50), target, 10, 100_000),
+            2000
+        );
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_secs(5), target, 10, 100_000),
+            500
+        );
+        assert_eq!(
+            adapt_chunk_rows(1000, Duration::from_millis(1), target, 10, 1500),
+            1500
+        );
+        assert_eq!(
+            adapt_chunk_rows(10, Duration::from_secs(5), target, 10, 100),
+            10
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! The copier against the real PostgreSQL: exact copy, resume, pause, key refusal, throttling,
+//! waiting for old transactions, tombstone sweep.
+
+mod migrate_support;
+
+use std::time::Duration;
+
+use migrate_support::{difference_count, populate, shadow_migration, TestDb};
+use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
+use shadow::migrate::ident::QualifiedName;
+use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
+use shadow::migrate::progress::load_checkpoint;
+use shadow::migrate::sweep::sweep_tombstones;
+use shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
+use shadow::migrate::verify::{verify, VerifyConfig};
+use shadow::migrate::{ColumnMapping, CopyTarget, MigrateError};
+
+fn fixed_chunks(rows: u32) -> CopierConfig {
+    CopierConfig {
+        initial_chunk_rows: rows,
+        min_chunk_rows: rows,
+        max_chunk_rows: rows,
+        throttle: ThrottleConfig {
+            thresholds: vec![],
+            recheck_interval: Duration::from_millis(50),
+        },
+        ..CopierConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_a_populated_table_exactly_with_int_to_bigint_key() {
+    let Some(db) = TestDb::create("copy").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 50_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let ty: String = c
+        .query_one("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 't__duet'::regclass AND attname = 'id'", &[])
+        .await
+        .expect("type")
+        .get(0);
+    assert_eq!(ty, "bigint");
+    let (copier, control) = Copier::new(
+        db.connect().await,
+        target.clone(),
+        id,
+        CopierConfig::default(),
+    );
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!(p.state, CopierState::Done);
+    assert_eq!((p.rows_done, p.rows_copied), (50_000, 50_000));
+    assert_eq!(p.rows_total, Some(50_000));
+    assert_eq!(
+        p.last_key.as_ref().map(|k| k.0.clone()),
+        Some(vec!["50000".to_string()])
+    );
+    assert_eq!(difference_count(&c).await, 0);
+    let report = verify(&mut c, &target, &VerifyConfig { chunk_rows: 7_000 })
+        .await
+        .expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        (report.ranges, report.source_rows, report.shadow_rows),
+        (8, 50_000, 50_000)
+    );
+    // A finished copy stays finished.
+    let (again, _) = Copier::new(db.connect().await, target, id, CopierConfig::default());
+    assert_eq!(again.run().await.expect("rerun"), CopyOutcome::Done);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_copier_resumes_from_the_checkpoint_without_redoing_work() {
+    let Some(db) = TestDb::create("resume").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 50_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let (copier, control) = Copier::new(db.connect().await, target.clone(), id, fixed_chunks(1000));
+    let mut rx = control.subscribe();
+    let task = tokio::spawn(copier.run());
+    rx.wait_for(|p| p.rows_done >= 20_000)
+        .await
+        .expect("progress");
+    // Kill it mid-flight: whatever chunk was open rolls back with its checkpoint.
+    task.abort();
+    let _ = task.await;
+    let cp = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("checkpoint");
+    assert!(cp.rows_done >= 20_000 && cp.rows_done < 50_000, "{cp:?}");
+    let shadow_rows: i64 = c
+        .query_one("SELECT count(*) FROM t__duet", &[])
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(
+        shadow_rows, cp.rows_done,
+        "checkpoint and shadow commit together"
+    );
+
+    let (second, control2) =
+        Copier::new(db.connect().await, target.clone(), id, fixed_chunks(1000));
+    assert_eq!(second.run().await.expect("resume"), CopyOutcome::Done);
+    let p = control2.progress();
+    assert_eq!(
+        (p.rows_done, p.rows_copied),
+        (50_000, 50_000),
+        "no row scanned twice"
+    );
+    let expected_chunks = u64::try_from((50_000 - cp.rows_done + 999) / 1000).expect("chunks");
+    assert_eq!(
+        p.chunks, expected_chunks,
+        "the second copier only did the remaining chunks"
+    );
+    assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_and_live_settings() {
+    let Some(db) = TestDb::create("pause").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 20_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(500));
+    let mut rx = control.subscribe();
+    let task = tokio::spawn(copier.run());
+    rx.wait_for(|p| p.rows_done >= 2_000)
+        .await
+        .expect("progress");
+    control.pause();
+    rx.wait_for(|p| p.state == CopierState::Paused)
+        .await
+        .expect("paused");
+    let before = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("cp");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("cp");
+    assert_eq!(before, after, "nothing copied while paused");
+    assert!(before.rows_done < 20_000);
+    control.set_chunk_rows_limits(2_000, 2_000);
+    control.set_chunk_time(Duration::from_millis(50));
+    control.resume();
+    assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
+    let done = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("cp");
+    assert_eq!(done.chunk_rows, Some(2_000), "new limits applied live");
+    assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_table_without_a_usable_key_is_refused_with_the_reason() {
+    let Some(db) = TestDb::create("nokey").await else {
+        return;
+    };
+    let c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE heap (a int, b text);
+         CREATE TABLE nullable_unique (a int, b text); CREATE UNIQUE INDEX ON nullable_unique (a);
+         CREATE TABLE uk (a int NOT NULL, b text); CREATE UNIQUE INDEX uk_a ON uk (a);
+         INSERT INTO uk SELECT g, 'x' FROM generate_series(1, 300) g;",
+    )
+    .await
+    .expect("tables");
+    let mapping = vec![
+        ColumnMapping::new("a", "\"a\"::bigint"),
+        ColumnMapping::new("b", "\"b\""),
+    ];
+    for (table, needle) in [
+        ("heap", "no primary key"),
+        ("nullable_unique", "nullable columns"),
+    ] {
+        let err = CopyTarget::plan(&c, QualifiedName::new("public", table), mapping.clone())
+            .await
+            .expect_err("refused");
+        match &err {
+            MigrateError::NoUsableKey { reason, .. } => {
+                assert!(reason.contains(needle), "{reason}")
+            }
+            other => panic!("expected NoUsableKey, got {other}"),
+        }
+    }
+    let target = CopyTarget::plan(&c, QualifiedName::new("public", "uk"), mapping)
+        .await
+        .expect("unique NOT NULL key is usable");
+    assert_eq!(target.key.index_name, "uk_a");
+    assert!(!target.key.is_primary);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_fails_closed_when_a_signal_cannot_be_read() {
+    let Some(db) = TestDb::create("throttle").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let mut config = fixed_chunks(500);
+    config.throttle.thresholds = vec![
+        Threshold {
+            signal: Signal::ReplicationReplayLagSeconds,
+            max: 5.0,
+        },
+        Threshold {
+            signal: Signal::ActiveBackends,
+            max: 1000.0,
+        },
+        Threshold {
+            signal: Signal::Sql {
+                name: "probe".into(),
+                sql: "SELECT v FROM throttle_probe".into(),
+            },
+            max: 10.0,
+        },
+    ];
+    let (copier, control) = Copier::new(db.connect().await, target, id, config);
+    let mut rx = control.subscribe();
+    let task = tokio::spawn(copier.run());
+    let p = rx
+        .wait_for(
+            |p| matches!(&p.state, CopierState::Throttled(r) if r.contains("probe cannot be read")),
+        )
+        .await
+        .expect("throttled")
+        .clone();
+    assert_eq!(
+        p.rows_done, 0,
+        "nothing copied while a signal is unreadable"
+    );
+    c.batch_execute(
+        "CREATE TABLE throttle_probe (v float8); INSERT INTO throttle_probe VALUES (100)",
+    )
+    .await
+    .expect("probe");
+    rx.wait_for(|p| matches!(&p.state, CopierState::Throttled(r) if r.contains("probe is 100")))
+        .await
+        .expect("throttled on value");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t__duet", &[])
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(n, 0);
+    c.batch_execute("UPDATE throttle_probe SET v = 0")
+        .await
+        .expect("calm");
+    assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
+    assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn waits_for_transactions_older_than_dual_writes_and_names_them() {
+    let Some(db) = TestDb::create("oldtx").await else {
+        return;
+    };
+    let c = db.connect().await;
+    let mut old = db.connect().await;
+    let old_pid: i32 = old
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let tx = old.transaction().await.expect("tx");
+    tx.batch_execute("SELECT 1").await.expect("snapshot");
+    let mark = mark_dual_writes_enabled(&c).await.expect("mark");
+    let young = db.connect().await;
+    young
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("young tx");
+    let err = wait_for_old_transactions(
+        &c,
+        &mark,
+        Duration::from_millis(200),
+        Duration::from_millis(20),
+    )
+    .await
+    .expect_err("old transaction still open");
+    match &err {
+        MigrateError::OldTransactions { blockers, .. } => {
+            let pids: Vec<Option<i32>> = blockers.iter().map(|b| b.pid).collect();
+            assert_eq!(pids, [Some(old_pid)], "only the older transaction blocks");
+            assert_eq!(blockers[0].state.as_deref(), Some("idle in transaction"));
+        }
+        other => panic!("expected OldTransactions, got {other}"),
+    }
+    tx.commit().await.expect("end old");
+    wait_for_old_transactions(&c, &mark, Duration::from_secs(5), Duration::from_millis(20))
+        .await
+        .expect("no old transaction left");
+    drop((c, old, young));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_removes_tombstones_only_below_the_committed_watermark() {
+    let Some(db) = TestDb::create("sweep").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 10_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    // Tombstones written by dual-written deletes: below and above where the copy will stop.
+    c.batch_execute(
+        "INSERT INTO t__duet (id, __duet_deleted) SELECT g, true FROM generate_series(1, 10000, 1000) g",
+    )
+    .await
+    .expect("tombstones");
+    let (copier, control) = Copier::new(db.connect().await, target.clone(), id, fixed_chunks(1000));
+    let mut rx = control.subscribe();
+    let task = tokio::spawn(copier.run());
+    rx.wait_for(|p| p.rows_done >= 4_000)
+        .await
+        .expect("progress");
+    control.stop();
+    assert_eq!(
+        task.await.expect("join").expect("run"),
+        CopyOutcome::Stopped
+    );
+    let cp = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("cp");
+    let watermark: i64 = cp.last_key.as_ref().expect("watermark").0[0]
+        .parse()
+        .expect("int");
+    let removed = sweep_tombstones(&c, &target, id, 2).await.expect("sweep");
+    let below = (0..10)
+        .map(|i| i * 1000 + 1)
+        .filter(|k| *k <= watermark)
+        .count();
+    assert_eq!(removed, u64::try_from(below).expect("n"));
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM t__duet WHERE __duet_deleted", &[])
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(
+        left,
+        10 - i64::try_from(below).expect("n"),
+        "tombstones above the watermark stay"
+    );
+    drop(c);
+    db.drop_db().await;
+}

@@ -1,0 +1,173 @@
+//! Shared fixture of the migrate tests: a fresh database per test on the real PostgreSQL.
+#![allow(dead_code)]
+
+use tokio_postgres::{Client, NoTls};
+
+use shadow::migrate::ident::QualifiedName;
+use shadow::migrate::state;
+use shadow::migrate::{ColumnMapping, CopyTarget};
+
+pub fn base_url() -> String {
+    std::env::var("DUET_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
+}
+
+/// A database created for one test, dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub name: String,
+    admin: Client,
+}
+
+impl TestDb {
+    /// Create the database, or return None (after saying so loudly) when PostgreSQL is unreachable
+    /// and `DUET_REQUIRE_DATABASE` is not 1.
+    pub async fn create(test: &str) -> Option<TestDb> {
+        let admin = match tokio_postgres::connect(&format!("{} dbname=postgres", base_url()), NoTls)
+            .await
+        {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                c
+            }
+            Err(err) => {
+                if std::env::var("DUET_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
+                    panic!("DUET_REQUIRE_DATABASE=1 but PostgreSQL is unreachable: {err}");
+                }
+                eprintln!(
+                    "SKIPPED {test}: no PostgreSQL at {} ({err}); set DUET_TEST_DATABASE_URL, \
+                     DUET_REQUIRE_DATABASE=1 makes this a failure",
+                    base_url()
+                );
+                return None;
+            }
+        };
+        let name = format!("duet_migrate_{test}_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop stale test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        Some(TestDb { name, admin })
+    }
+
+    pub fn url(&self) -> String {
+        format!("{} dbname={}", base_url(), self.name)
+    }
+
+    pub async fn connect(&self) -> Client {
+        let (c, conn) = tokio_postgres::connect(&self.url(), NoTls)
+            .await
+            .expect("connect to test database");
+        tokio::spawn(conn);
+        c
+    }
+
+    pub async fn drop_db(self) {
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .expect("drop test database");
+    }
+}
+
+/// `public.t (id int PRIMARY KEY, v int, note text)` with rows 1..=n (v = id, note = 'n'||id).
+pub async fn populate(client: &Client, n: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v int, note text);
+             INSERT INTO t SELECT g, g, 'n' || g FROM generate_series(1, {n}) g;
+             ANALYZE t;"
+        ))
+        .await
+        .expect("populate t");
+}
+
+/// The int → bigint key mapping of `t`.
+pub fn bigint_key_mapping() -> Vec<ColumnMapping> {
+    vec![
+        ColumnMapping::new("id", "\"id\"::bigint"),
+        ColumnMapping::new("v", "\"v\""),
+        ColumnMapping::new("note", "\"note\""),
+    ]
+}
+
+/// Schema duet, a migration of `public.t` in phase copying, and its shadow; returns (id, target).
+pub async fn shadow_migration(client: &mut Client) -> (i64, CopyTarget) {
+    use shadow::migrate::expand::create_shadow_table;
+    use shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
+    use shadow::migrate::Phase;
+
+    state::ensure_schema(client).await.expect("schema duet");
+    let mut target = CopyTarget::plan(
+        client,
+        QualifiedName::new("public", "t"),
+        bigint_key_mapping(),
+    )
+    .await
+    .expect("plan");
+    let plan = serde_json::to_value(&target).expect("plan json");
+    let id = state::create_migration(client, &target.source.sql(), "shadow_table", &plan)
+        .await
+        .expect("create migration");
+    state::transition(
+        client,
+        id,
+        Phase::Planned,
+        Phase::Expanding,
+        None,
+        &serde_json::json!({}),
+    )
+    .await
+    .expect("planned -> expanding");
+    let raw = {
+        let (c, conn) = tokio_postgres::connect(&target_url(client).await, tokio_postgres::NoTls)
+            .await
+            .expect("control connection");
+        tokio::spawn(conn);
+        c
+    };
+    let mut guard = GuardedConnection::from_client(raw, GuardConfig::default())
+        .await
+        .expect("guard");
+    let step = PhaseStep {
+        migration_id: id,
+        from: Phase::Expanding,
+        to: Phase::Copying,
+    };
+    create_shadow_table(&mut guard, &mut target, Some(&step))
+        .await
+        .expect("create shadow");
+    (id, target)
+}
+
+async fn target_url(client: &Client) -> String {
+    let db: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .expect("current_database")
+        .get(0);
+    format!("{} dbname={db}", base_url())
+}
+
+/// Rows of t converted, minus live rows of the shadow, both ways: 0 when equal.
+pub async fn difference_count(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT (SELECT count(*) FROM (
+                 (SELECT id::bigint, v, note FROM t
+                  EXCEPT ALL SELECT id, v, note FROM t__duet WHERE NOT __duet_deleted)
+                 UNION ALL
+                 (SELECT id, v, note FROM t__duet WHERE NOT __duet_deleted
+                  EXCEPT ALL SELECT id::bigint, v, note FROM t)) d)",
+            &[],
+        )
+        .await
+        .expect("difference")
+        .get(0)
+}
