@@ -5,6 +5,7 @@
 //!   verdict the migration planner asks for.
 //! - [`rewrite`]: dual-write statement rewriting — pure functions from an application's statement
 //!   and the published routes to the statement that also writes the shadow (or a refusal).
+//! - [`ident`]: identifier quoting and the shadow naming convention shared by all parts.
 //! - [`migrate`]: the migration's own work over tokio-postgres: the state store (schema `duet`),
 //!   guarded DDL, the chunked copier, verification, repair and the tombstone sweep.
 //!
@@ -12,5 +13,6 @@
 //! (see docs/online-migrations.md).
 
 pub mod check;
+pub mod ident;
 pub mod migrate;
 pub mod rewrite;

@@ -22,7 +22,7 @@ const WRITERS: i64 = 8;
 const INITIAL_ROWS: i64 = 20_000;
 const KEY_SPACE: i64 = 24_000;
 
-/// Dual-write forms of MIGRATION-CONVENTIONS.md for `t` → `t__duet` with `"id"::bigint`.
+/// Dual-write forms of shadow/docs/online-migrations.md (conventions) for `t` → `t__duet` with `"id"::bigint`.
 const UPSERT_TAIL: &str = "INSERT INTO \"public\".\"t__duet\" AS s (\"id\", \"v\", \"note\", \"__duet_deleted\")
      SELECT \"id\"::bigint, \"v\", \"note\", false FROM __duet_m ORDER BY \"id\"
      ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\", \"note\" = EXCLUDED.\"note\", \"__duet_deleted\" = false";

@@ -4,7 +4,7 @@
 
 use crate::migrate::error::MigrateError;
 use crate::migrate::guard::{GuardedConnection, PhaseStep};
-use crate::migrate::ident::{quote_ident, DELETED_COLUMN};
+use crate::ident::{quote_ident, DELETED_COLUMN};
 use crate::migrate::target::CopyTarget;
 
 /// The DDL creating `target.shadow` (one transaction; only ACCESS SHARE on the source).

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use crate::migrate::error::{DbContext, MigrateError};
-use crate::migrate::ident::{quote_ident, QualifiedName};
+use crate::ident::{quote_ident, QualifiedName};
 
 /// The value of a (possibly composite) key, one text rendering per key column, in key order.
 ///

@@ -1,6 +1,6 @@
 //! Online schema changes, shadow-table strategy: the parts that move and check data.
 //!
-//! The recipe (see `/work/shared/DUAL-WRITE.md` §5.3 and `MIGRATION-CONVENTIONS.md`) is: create the
+//! The recipe (see shadow/docs/online-migrations.md) is: create the
 //! shadow table ([`expand`], through a [`guard`]ed control connection), enable dual-writes at the
 //! proxy, wait until every transaction older than that has ended ([`old_transactions`]), copy the
 //! existing rows in keyset chunks ([`copier`]), sweep tombstones ([`sweep`]), compare both shapes
@@ -19,7 +19,6 @@ pub mod copier;
 pub mod error;
 pub mod expand;
 pub mod guard;
-pub mod ident;
 pub mod key;
 pub mod old_transactions;
 pub mod phase;

@@ -151,7 +151,7 @@ async fn repair_body(
         .columns
         .iter()
         .map(|c| {
-            let q = crate::migrate::ident::quote_ident(c);
+            let q = crate::ident::quote_ident(c);
             format!("o.{q} = s.{q}")
         })
         .collect::<Vec<_>>()

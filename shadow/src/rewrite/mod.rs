@@ -3,8 +3,8 @@
 //!
 //! Why a rewriter and not triggers: the proxy sees every statement, and a rewritten statement
 //! writes the table and its shadow atomically, with the values the table stored (taken from
-//! `RETURNING`), without installing anything on the application's table. The evidence and the
-//! templates are in `/work/shared/DUAL-WRITE.md` (§3 catalogue, §3.3 CTE templates, §4 refusals).
+//! `RETURNING`), without installing anything on the application's table. The conventions and the
+//! templates are summarised in shadow/docs/online-migrations.md.
 //!
 //! The proxy calls [`touches`] on every Query/Parse (a substring test: untouched statements pass
 //! byte-for-byte, unparsed), then [`rewrite`] for the few that may concern a table under

@@ -6,10 +6,7 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, ResTarget};
 
-/// `name` as a quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::ident::quote_ident;
 
 /// The string value of a `String` node.
 pub fn string_value(node: &Node) -> Option<&str> {

@@ -18,8 +18,7 @@ use super::tokens::Tokens;
 const ROWS_CTE: &str = "__duet_m";
 /// The CTE (with an original `RETURNING`) holding the shadow upsert.
 const SHADOW_CTE: &str = "__duet_s";
-/// Tombstone column of every shadow table.
-pub const DELETED_COLUMN: &str = "__duet_deleted";
+pub use crate::ident::DELETED_COLUMN;
 
 /// The shadow side of a route.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 
 use tokio_postgres::{Client, NoTls};
 
-use shadow::migrate::ident::QualifiedName;
+use shadow::ident::QualifiedName;
 use shadow::migrate::state;
 use shadow::migrate::{ColumnMapping, CopyTarget};
 
