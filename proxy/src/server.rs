@@ -13,9 +13,9 @@ use tokio::net::TcpListener;
 use crate::admin::server::{AdminServer, BindError};
 use crate::config::Config;
 use crate::context::ProxyContext;
+use crate::metrics_http;
 use crate::shutdown::Phase;
 use crate::tls::{self, TlsError};
-use crate::metrics_http;
 use crate::workers::SessionWorkers;
 
 /// Why the proxy could not start.
