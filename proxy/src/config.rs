@@ -18,8 +18,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default budget of a graceful shutdown started by a signal.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default number of tokio worker threads.
-pub const DEFAULT_WORKERS: usize = 2;
+/// Default number of session worker threads: one per CPU (thread-per-core, see [`crate::workers`]).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(256))
+}
 
 /// The validated settings the proxy runs with.
 #[derive(Debug, Clone)]
@@ -38,7 +40,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Budget of a graceful shutdown triggered by SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
-    /// Number of tokio worker threads.
+    /// Number of session worker threads (each one event loop).
     pub workers: usize,
 }
 
@@ -246,7 +248,7 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
     let workers = flags
         .workers
         .or(file.proxy.workers)
-        .unwrap_or(DEFAULT_WORKERS);
+        .unwrap_or_else(default_workers);
     if !(1..=256).contains(&workers) {
         return Err(field_error(
             "[proxy] workers",
@@ -384,7 +386,7 @@ mod tests {
         let config = from_str("", overrides).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.admin_socket, PathBuf::from("/tmp/duet-6432.sock"));
-        assert_eq!(config.workers, DEFAULT_WORKERS);
+        assert_eq!(config.workers, default_workers());
     }
 
     #[test]

@@ -195,6 +195,52 @@ mod tests {
         assert!(session.is_busy());
     }
 
+    /// Sessions run on their own worker threads' runtimes, the pauser on the control runtime: a
+    /// session held on one runtime is released by a resume from another, and a pause on one
+    /// completes when a session on another ends its work.
+    #[test]
+    fn works_across_runtimes() {
+        let gate = Arc::new(Gate::new());
+        let sessions = Arc::new(Sessions::new());
+        let session = sessions.register(addr());
+        let control = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(gate.try_begin(&session));
+        let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn({
+            let (gate, session) = (gate.clone(), session.clone());
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    // Wait until the pauser has closed the gate, then end the work in flight.
+                    while !gate.is_paused() {
+                        tokio::task::yield_now().await;
+                    }
+                    gate.end(&session);
+                    // Held at the next boundary (the control side resumes only after `ended`).
+                    assert!(!gate.try_begin(&session));
+                    let _ = ended_tx.send(());
+                    gate.wait_resumed().await;
+                    assert!(gate.try_begin(&session));
+                });
+            }
+        });
+        let outcome = control.block_on(gate.pause(&sessions, Duration::from_secs(30)));
+        assert!(
+            matches!(outcome, PauseOutcome::Paused { .. }),
+            "{outcome:?}"
+        );
+        ended_rx.recv().unwrap();
+        gate.resume();
+        worker.join().unwrap();
+        assert!(session.is_busy());
+    }
+
     #[tokio::test]
     async fn pause_waits_for_in_flight_work() {
         let gate = Arc::new(Gate::new());

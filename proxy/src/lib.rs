@@ -4,9 +4,9 @@
 //! classification, planning, rewriting, copying) lives in the `duet-shadow` crate; the load
 //! generator in `duet-bench`.
 //!
-//! The proxy, from the outside in: [`server`] binds the sockets and accepts clients; each client is
-//! a [`session`] (startup and authentication relay, then forwarding in both directions over the
-//! [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
+//! The proxy, from the outside in: [`server`] binds the sockets and accepts clients, handing each to
+//! one of the [`workers`] threads; each client is a [`session`] (startup and authentication relay,
+//! then forwarding in both directions over the [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
 //! transaction boundaries, register their [`cancel`] keys and count into [`metrics`]; operators
 //! drive it over the [`admin`] socket; [`shutdown`] ends it gracefully.
 
@@ -30,3 +30,4 @@ pub mod shutdown;
 pub mod status;
 pub mod tls;
 pub mod wire;
+pub mod workers;

@@ -1,5 +1,8 @@
 //! A running proxy: the client listener, the admin socket, the metrics endpoint and the signal
 //! handlers, tied together until shutdown completes.
+//!
+//! These run on the caller's runtime (the control runtime); client sessions run on the
+//! [`SessionWorkers`] threads, one event loop per thread (see [`crate::workers`] for why).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +13,10 @@ use tokio::net::TcpListener;
 use crate::admin::server::{AdminServer, BindError};
 use crate::config::Config;
 use crate::context::ProxyContext;
+use crate::metrics_http;
 use crate::shutdown::Phase;
 use crate::tls::{self, TlsError};
-use crate::{metrics_http, session};
+use crate::workers::SessionWorkers;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,14 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The session worker threads could not be started.
+    #[error("cannot start {count} session worker threads (--workers): {cause}")]
+    Workers {
+        /// How many were asked for.
+        count: usize,
+        /// The I/O error.
+        cause: std::io::Error,
+    },
 }
 
 /// A proxy whose sockets are bound, ready to [`Proxy::run`].
@@ -48,6 +60,7 @@ pub struct Proxy {
     listener: TcpListener,
     admin: AdminServer,
     metrics: Option<TcpListener>,
+    workers: SessionWorkers,
 }
 
 impl Proxy {
@@ -74,11 +87,16 @@ impl Proxy {
             None => None,
         };
         let admin = AdminServer::bind(&config.admin_socket)?;
+        let ctx = Arc::new(ProxyContext::new(config, tls));
+        let count = ctx.config.workers;
+        let workers = SessionWorkers::start(count, &ctx)
+            .map_err(|cause| StartError::Workers { count, cause })?;
         Ok(Proxy {
-            ctx: Arc::new(ProxyContext::new(config, tls)),
+            ctx,
             listener,
             admin,
             metrics,
+            workers,
         })
     }
 
@@ -99,8 +117,10 @@ impl Proxy {
             listener,
             admin,
             metrics,
+            mut workers,
         } = self;
         tracing::info!("listening on {}", ctx.config.listen);
+        tracing::debug!(workers = workers.len(), "session worker threads started");
         tracing::info!("admin socket at {}", admin.path().display());
         tracing::info!(backend = %ctx.backend_addr, "forwarding to the backend");
 
@@ -123,7 +143,7 @@ impl Proxy {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        tokio::spawn(session::run(ctx.clone(), stream, addr));
+                        workers.dispatch(stream, addr);
                     }
                     Err(err) => {
                         // Typically EMFILE under a connection storm: back off briefly, keep serving.
@@ -136,6 +156,7 @@ impl Proxy {
         }
         drop(listener);
         ctx.shutdown.reached(Phase::Done).await;
+        workers.stop().await;
         signal_task.abort();
         admin_task.abort();
         if let Some(task) = metrics_task {

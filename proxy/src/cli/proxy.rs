@@ -40,7 +40,7 @@ pub struct Args {
     /// Time allowed to open a backend connection [default: 5s].
     #[arg(long, value_name = "DURATION")]
     connect_timeout: Option<String>,
-    /// Tokio worker threads [default: 2].
+    /// Session worker threads, one event loop each [default: number of CPUs].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
@@ -65,9 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open-file limit"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .thread_name("duet-worker")
+    // The control runtime (listener, admin socket, metrics, signals) needs one thread; sessions get
+    // their own threads (`config.workers`), started by `Proxy::bind`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
