@@ -6,8 +6,8 @@ mod migrate_support;
 use std::time::Duration;
 
 use migrate_support::{difference_count, populate, shadow_migration, TestDb};
-use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
 use shadow::ident::QualifiedName;
+use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
 use shadow::migrate::progress::load_checkpoint;
 use shadow::migrate::sweep::sweep_tombstones;

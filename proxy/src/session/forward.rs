@@ -107,16 +107,16 @@ impl Shared<'_> {
                     match frame.tag {
                         frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
                             let at = *read_at.get_or_insert_with(Instant::now);
-                            tracker.pending.push_back(at);
-                            if frame.tag == frontend::SYNC {
-                                tracker.in_batch = false;
-                            }
+                            tracker.request(frame.tag, at);
                         }
-                        _ => tracker.in_batch = true,
+                        tag => tracker.extended(tag),
                     }
                     if frame.tag == frontend::QUERY || frame.tag == frontend::EXECUTE {
                         statements += 1;
                     }
+                }
+                frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
+                    tracker.copy_message();
                 }
                 frontend::TERMINATE => {
                     scanner.pass(&frame, chunk.len(), &mut pos);
@@ -293,11 +293,22 @@ where
         let upstream = client_to_backend(shared, &mut client_read, &mut backend_write, client_buf);
         let downstream =
             backend_to_client(shared, &mut backend_read, &mut client_write, backend_buf);
-        tokio::select! {
-            end = upstream => end,
-            end = downstream => end,
+        tokio::pin!(upstream, downstream);
+        let first = tokio::select! {
+            end = &mut upstream => end,
+            end = &mut downstream => end,
             _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => SessionEnd::Shutdown,
+        };
+        if matches!(first, SessionEnd::ClientTerminated) {
+            // Terminate reached the backend behind everything the client sent before it (a client
+            // may send `Query` and `Terminate` in one write); the backend answers those first and
+            // then closes. Deliver the answers until it does.
+            tokio::select! {
+                _ = &mut downstream => {}
+                _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => {}
+            }
         }
+        first
     };
     match &end {
         SessionEnd::ClientMalformed(why) => {

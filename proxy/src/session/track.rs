@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::wire::frontend;
+
 /// Protocol position of one session. Updated by both forwarding directions (which run in the same
 /// task, so the lock around it is never contended).
 #[derive(Debug)]
@@ -15,6 +17,11 @@ pub(super) struct Tracker {
     pub(super) in_batch: bool,
     /// The transaction status of the last ReadyForQuery: `I`, `T` or `E`.
     pub(super) status: u8,
+    /// After an Execute: how many Syncs the client has sent since. If COPY data follows, the
+    /// Execute was a `COPY … FROM STDIN` and the server ignored those Syncs (it ignores Sync and
+    /// Flush in copy-in mode), so they will get no ReadyForQuery. `None` after a Query or once the
+    /// copy's first message settled the count.
+    syncs_after_execute: Option<usize>,
 }
 
 impl Tracker {
@@ -24,6 +31,41 @@ impl Tracker {
             pending: VecDeque::with_capacity(4),
             in_batch: false,
             status: b'I',
+            syncs_after_execute: None,
+        }
+    }
+
+    /// A request that expects one ReadyForQuery (Query, Sync, FunctionCall) was read at `at`.
+    pub(super) fn request(&mut self, tag: u8, at: Instant) {
+        self.pending.push_back(at);
+        match tag {
+            frontend::SYNC => {
+                self.in_batch = false;
+                if let Some(syncs) = self.syncs_after_execute.as_mut() {
+                    *syncs += 1;
+                }
+            }
+            _ => self.syncs_after_execute = None,
+        }
+    }
+
+    /// An extended-protocol message other than Sync was read.
+    pub(super) fn extended(&mut self, tag: u8) {
+        self.in_batch = true;
+        if tag == frontend::EXECUTE {
+            self.syncs_after_execute = Some(0);
+        }
+    }
+
+    /// CopyData, CopyDone or CopyFail was read. When it follows an Execute, the Syncs sent since
+    /// were ignored by the server: forget them, and keep the batch open until the Sync the client
+    /// sends after CopyDone/CopyFail (the COPY's ReadyForQuery answers that one). Until then the
+    /// session has work in flight, so the pause gate neither counts it idle nor holds that Sync.
+    pub(super) fn copy_message(&mut self) {
+        if let Some(ignored) = self.syncs_after_execute.take() {
+            let keep = self.pending.len().saturating_sub(ignored);
+            self.pending.truncate(keep);
+            self.in_batch = true;
         }
     }
 

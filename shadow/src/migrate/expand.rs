@@ -2,9 +2,9 @@
 //! (types from the mapping expressions), every non-key column nullable, the same key as arbiter,
 //! the tombstone column, and no other constraints or indexes until after the backfill.
 
+use crate::ident::{quote_ident, DELETED_COLUMN};
 use crate::migrate::error::MigrateError;
 use crate::migrate::guard::{GuardedConnection, PhaseStep};
-use crate::ident::{quote_ident, DELETED_COLUMN};
 use crate::migrate::target::CopyTarget;
 
 /// The DDL creating `target.shadow` (one transaction; only ACCESS SHARE on the source).

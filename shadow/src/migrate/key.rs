@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use crate::migrate::error::{DbContext, MigrateError};
 use crate::ident::{quote_ident, QualifiedName};
+use crate::migrate::error::{DbContext, MigrateError};
 
 /// The value of a (possibly composite) key, one text rendering per key column, in key order.
 ///

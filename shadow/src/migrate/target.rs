@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use crate::migrate::error::{DbContext, MigrateError};
 use crate::ident::{quote_ident, QualifiedName, DELETED_COLUMN};
+use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::key::{discover_copy_key, CopyKey, KeyValue};
 
 /// One shadow column: its name and the SQL expression over the *old* row that produces it
