@@ -362,6 +362,50 @@ fn tls_with_psql_and_psycopg() {
         assert!(output.stdout_text().contains("TLS OK"));
     }
 
+    // A client that gets 'S' and then sends garbage (or a plaintext startup) instead of a TLS
+    // handshake is closed; TLS clients keep working.
+    let mut rng = crate::support::wire::SeededRng::new(0x7150);
+    let plaintext_startup = crate::support::wire::startup_message(&[("user", "postgres")]);
+    for garbage in [rng.bytes(1500), plaintext_startup] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(duet.listen()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(&crate::support::wire::negotiation_request(
+                crate::support::wire::SSL_REQUEST_CODE,
+            ))
+            .expect("SSLRequest");
+        let mut answer = [0u8; 1];
+        stream
+            .read_exact(&mut answer)
+            .expect("the SSLRequest answer");
+        assert_eq!(
+            answer[0], b'S',
+            "duet with a certificate must accept SSLRequest"
+        );
+        let _ = stream.write_all(&garbage);
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(err) => assert!(
+                !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "duet did not close a connection whose TLS handshake was garbage"
+            ),
+        }
+    }
+    let still = psql(
+        &target.with("sslmode=require"),
+        &["-At", "-c", "SELECT 'still TLS'"],
+        None,
+    );
+    still.assert_success();
+    assert_eq!(still.stdout_text().trim(), "still TLS");
+
     // Without a certificate duet answers the SSLRequest with 'N': require fails, prefer works.
     let no_tls = DuetProcess::start(&backend.url(db.name()), &[]);
     let mut target = no_tls.target(&backend.user, db.name());
