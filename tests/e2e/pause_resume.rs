@@ -202,9 +202,19 @@ async fn pause_timeout_names_the_blocking_session_and_releases() {
         .await
         .expect("BEGIN");
 
-    let out = duet
-        .admin_async(&["pause", "--timeout", "1s", "--format", "json"])
-        .await;
+    let pause = duet.admin_spawn(&["pause", "--timeout", "2s", "--format", "json"]);
+    wait_until_pausing(&duet).await;
+    // A query sent during the (doomed) pause is held, then proceeds when the pause gives up.
+    let bystander_client = Arc::new(bystander.client);
+    let held_client = Arc::clone(&bystander_client);
+    let held = tokio::spawn(async move {
+        held_client
+            .simple_query("SELECT 'held then released'")
+            .await
+    });
+    let out = bounded("the pause to time out", LIMIT, pause)
+        .await
+        .expect("pause task");
     assert_eq!(out.code, Some(1), "a pause that times out exits 1: {out:?}");
     let reply = out.json();
     assert_eq!(reply["paused"], false, "{reply}");
@@ -224,10 +234,14 @@ async fn pause_timeout_names_the_blocking_session_and_releases() {
 
     // Released: not paused, old and new sessions run.
     assert_eq!(duet.status_async().await["paused"], false);
+    bounded("the query held during the failed pause", LIMIT, held)
+        .await
+        .expect("held task")
+        .expect("a query held during a pause that timed out must proceed, not fail");
     bounded(
         "bystander query after the failed pause",
         LIMIT,
-        bystander.client.simple_query("SELECT 2"),
+        bystander_client.simple_query("SELECT 2"),
     )
     .await
     .expect("bystander after failed pause");
@@ -322,6 +336,23 @@ async fn shutdown_while_paused_closes_held_clients() {
         !held.is_finished(),
         "a query ran while paused: {:?}",
         held.await
+    );
+
+    // A client that disconnects while paused is not held (Terminate is not a transaction).
+    let leaver = connect(&through(&backend, &duet, &db, "e2e-leaver")).await;
+    wait_for_two_clients(&duet).await;
+    drop(leaver);
+    let mut current = Value::Null;
+    for _ in 0..100 {
+        current = duet.status_async().await["clients"]["current"].clone();
+        if current == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        current, 1,
+        "a client that left while paused is still counted"
     );
 
     // Shutdown with a budget: the held client is not left hanging; it gets an error and duet
@@ -483,4 +514,14 @@ async fn pause_lets_pipelined_queries_finish() {
         let n = i32::try_from(n).expect("small");
         assert_eq!(result.expect("pipelined query"), n + 1000);
     }
+}
+
+async fn wait_for_two_clients(duet: &DuetProcess) {
+    for _ in 0..100 {
+        if duet.status_async().await["clients"]["current"] == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("duet never counted 2 clients");
 }
