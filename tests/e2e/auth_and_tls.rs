@@ -406,6 +406,11 @@ fn tls_with_psql_and_psycopg() {
     still.assert_success();
     assert_eq!(still.stdout_text().trim(), "still TLS");
 
+    // Every one of those TLS and failed-TLS connections is gone from duet's books.
+    crate::support::wait_for("clients.current back to 0", Duration::from_secs(20), || {
+        (duet.status()["clients"]["current"] == 0).then_some(())
+    });
+
     // Without a certificate duet answers the SSLRequest with 'N': require fails, prefer works.
     let no_tls = DuetProcess::start(&backend.url(db.name()), &[]);
     let mut target = no_tls.target(&backend.user, db.name());

@@ -549,6 +549,13 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
         .expect("after cancel")
         .get(0);
     assert_eq!(one, 1);
+
+    // Cancel connections are not sessions: only the victim is still counted (the bystander's
+    // client went away with its task).
+    crate::support::wait_for_async("clients.current to settle at 1", LIMIT, || async {
+        (duet.status_async().await["clients"]["current"] == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
