@@ -40,6 +40,10 @@ struct Proxy {
 
 impl Proxy {
     fn start(backend: &str) -> Proxy {
+        Self::start_with(backend, &[])
+    }
+
+    fn start_with(backend: &str, extra: &[&str]) -> Proxy {
         let socket = std::env::temp_dir().join(format!(
             "duet-smoke-{}-{}.sock",
             std::process::id(),
@@ -55,6 +59,7 @@ impl Proxy {
                 "--admin-socket",
             ])
             .arg(&socket)
+            .args(extra)
             .env("DUET_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -350,4 +355,42 @@ async fn a_malformed_message_gets_fatal_08p01_and_only_that_client_is_closed() {
         .simple_query("select 1")
         .await
         .expect("the other client is unaffected");
+}
+
+#[tokio::test]
+async fn tls_is_offered_when_a_certificate_is_configured() {
+    let Some(url) = database_url() else { return };
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let cert = format!("{fixtures}/test-cert.pem");
+    let key = format!("{fixtures}/test-key.pem");
+    let proxy = Proxy::start_with(&url, &["--tls-cert", &cert, "--tls-key", &key]);
+    let conninfo = |sslmode: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode={sslmode}",
+                proxy.port
+            ))
+            .args(["-X", "-c", "\\conninfo"])
+            .output()
+    };
+    let output = match conninfo("require") {
+        Ok(output) => output,
+        Err(err) => {
+            eprintln!("SKIPPED: psql not runnable ({err}); the TLS smoke test needs it");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("SSL connection"), "{text}");
+    let plain = conninfo("disable").unwrap();
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        plain.status.success() && !text.contains("SSL connection"),
+        "{text}"
+    );
 }
