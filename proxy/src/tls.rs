@@ -42,12 +42,15 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         message: format!("no usable PEM private key ({err})"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(TlsError::Config)?;
+    // PostgreSQL 17+ clients offer ALPN "postgresql" (and require it for direct TLS); clients that
+    // offer no ALPN at all are still accepted.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

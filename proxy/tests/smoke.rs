@@ -387,6 +387,14 @@ async fn tls_is_offered_when_a_certificate_is_configured() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(text.contains("SSL connection"), "{text}");
+    // PostgreSQL 17+ clients can skip SSLRequest and start TLS directly.
+    let direct = conninfo("require sslnegotiation=direct").unwrap();
+    let text = String::from_utf8_lossy(&direct.stdout);
+    if direct.status.success() {
+        assert!(text.contains("SSL connection"), "{text}");
+    } else {
+        eprintln!("note: this psql predates sslnegotiation=direct; direct TLS not exercised");
+    }
     let plain = conninfo("disable").unwrap();
     let text = String::from_utf8_lossy(&plain.stdout);
     assert!(

@@ -21,6 +21,11 @@ use crate::wire::error::{CONNECTION_FAILURE, INVALID_AUTHORIZATION};
 use crate::wire::frontend;
 use crate::wire::startup::{parse_packet, StartupMessage, StartupPacket};
 
+/// First byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// The ALPN protocol name PostgreSQL clients offer.
+pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
 /// Largest authentication message accepted from a client (SASL and GSS tokens are far smaller).
 const MAX_CLIENT_AUTH_MESSAGE: usize = 64 * 1024;
 /// Largest message accepted from the backend during startup.
@@ -184,8 +189,34 @@ async fn negotiate(
     tcp: TcpStream,
     buf: &mut BytesMut,
 ) -> Option<(ClientStream, StartupMessage)> {
-    let mut client = ClientStream::Plain(tcp);
     let mut ssl_done = false;
+    // PostgreSQL 17+ clients may skip SSLRequest and open with a TLS ClientHello right away
+    // (sslnegotiation=direct); a TLS handshake record starts with byte 0x16, which can never begin
+    // a startup packet (its length would exceed the 10000-byte limit).
+    let mut first = [0u8; 1];
+    let direct_tls = ctx.tls.is_some()
+        && matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD);
+    let mut client = match (&ctx.tls, direct_tls) {
+        (Some(acceptor), true) => {
+            ssl_done = true;
+            match acceptor.accept(tcp).await {
+                // Like PostgreSQL, direct TLS requires the client to have negotiated ALPN
+                // "postgresql", so a stray TLS client of another protocol is turned away.
+                Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL) => {
+                    ClientStream::Tls(Box::new(tls))
+                }
+                Ok(_) => {
+                    tracing::debug!("direct TLS connection without ALPN \"postgresql\" refused");
+                    return None;
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "direct TLS handshake failed");
+                    return None;
+                }
+            }
+        }
+        _ => ClientStream::Plain(tcp),
+    };
     let mut gss_done = false;
     loop {
         let packet = match read_startup_packet(&mut client, buf).await {
