@@ -146,6 +146,58 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
         );
     }
 
+    // A client that stops in the middle of authentication is a "starting" session, and gone from
+    // duet's books once it hangs up.
+    {
+        let mut stream = tokio::net::TcpStream::connect(duet.listen())
+            .await
+            .expect("connect");
+        let startup = crate::support::wire::startup_message(&[
+            ("user", "scram_user"),
+            ("database", "postgres"),
+        ]);
+        let challenge = crate::support::wire::send_and_collect_open(
+            &mut stream,
+            &startup,
+            Duration::from_secs(2),
+        )
+        .await;
+        let sasl = challenge
+            .messages
+            .iter()
+            .find(|m| m.tag == b'R')
+            .unwrap_or_else(|| panic!("no authentication request: {challenge:?}"));
+        let mechanisms = String::from_utf8_lossy(&sasl.body[4..]).into_owned();
+        assert!(mechanisms.contains("SCRAM-SHA-256"), "{mechanisms:?}");
+        assert!(
+            !mechanisms.contains("PLUS"),
+            "SCRAM-SHA-256-PLUS offered: {mechanisms:?}"
+        );
+        crate::support::wait_for_async(
+            "a starting session in status",
+            Duration::from_secs(20),
+            || async {
+                let status = duet.status_async().await;
+                status["sessions"]
+                    .as_array()
+                    .is_some_and(|sessions| {
+                        sessions
+                            .iter()
+                            .any(|s| s["user"] == "scram_user" && s["state"] == "starting")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+        drop(stream);
+        crate::support::wait_for_async(
+            "the half-authenticated client to be gone",
+            Duration::from_secs(20),
+            || async { (duet.status_async().await["clients"]["current"] == 0).then_some(()) },
+        )
+        .await;
+    }
+
     // SCRAM through duet's TLS: duet must not offer SCRAM-SHA-256-PLUS (its TLS is not the
     // backend's, channel binding could never verify). libpq prefers PLUS when offered.
     let certs = TempDir::new("scram-tls");
