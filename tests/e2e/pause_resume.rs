@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::support::pg_client::{backend_pid, bounded, connect};
 use crate::support::tools::{parse_pgbench, pgbench};
+use crate::support::wire;
 use crate::support::{backend_or_skip, Backend, DuetProcess, TestDatabase};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -524,4 +525,67 @@ async fn wait_for_two_clients(duet: &DuetProcess) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("duet never counted 2 clients");
+}
+
+/// Frontend extended-protocol messages for one unnamed statement, without the closing Sync.
+fn parse_bind_execute(sql: &str) -> Vec<u8> {
+    let mut parse = vec![0u8]; // unnamed statement
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]); // terminator, no parameter types
+    let bind = [0u8, 0, 0, 0, 0, 0, 0, 0]; // unnamed portal and statement, no formats/params/result formats
+    let mut execute = vec![0u8]; // unnamed portal
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    [
+        wire::message(b'P', &parse),
+        wire::message(b'B', &bind),
+        wire::message(b'E', &execute),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_waits_for_an_extended_request_until_its_sync() {
+    use tokio::io::AsyncWriteExt;
+
+    let Some(backend) = backend_or_skip("pause_waits_for_an_extended_request_until_its_sync")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "pause_unsynced");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let (mut stream, _) = wire::login(duet.listen(), &backend.user, db.name()).await;
+
+    // Parse/Bind/Execute sent, Sync not yet (as a pipelining driver does): an unfinished request.
+    stream
+        .write_all(&parse_bind_execute("SELECT 42"))
+        .await
+        .expect("Parse/Bind/Execute");
+    // Let duet see those bytes before the pause starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pause = duet.admin_spawn(&["pause", "--timeout", "60s", "--format", "json"]);
+    wait_until_pausing(&duet).await;
+    tokio::time::sleep(WATCH).await;
+    assert!(
+        !pause.is_finished(),
+        "pause returned while a request (Parse/Bind/Execute without Sync) was unfinished: {:?}",
+        pause.await
+    );
+
+    // Its Sync belongs to the unfinished request: it goes through, the result arrives.
+    stream
+        .write_all(&wire::message(b'S', &[]))
+        .await
+        .expect("Sync");
+    let reply = wire::read_until_ready(&mut stream, LIMIT).await;
+    let tags: Vec<char> = reply.iter().map(|m| m.tag as char).collect();
+    assert!(
+        tags.ends_with(&['Z']) && tags.contains(&'D'),
+        "the Sync of an unfinished request was held (or its result lost) while pausing: {tags:?}"
+    );
+    let paused = bounded("pause after the Sync", LIMIT, pause)
+        .await
+        .expect("pause task");
+    assert_eq!(paused.code, Some(0), "pause: {paused:?}");
+    let resumed = duet.admin_async(&["resume", "--format", "json"]).await;
+    assert_eq!(resumed.code, Some(0), "resume: {resumed:?}");
 }
