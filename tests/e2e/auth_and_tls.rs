@@ -146,6 +146,58 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
         );
     }
 
+    // A client that stops in the middle of authentication is a "starting" session, and gone from
+    // duet's books once it hangs up.
+    {
+        let mut stream = tokio::net::TcpStream::connect(duet.listen())
+            .await
+            .expect("connect");
+        let startup = crate::support::wire::startup_message(&[
+            ("user", "scram_user"),
+            ("database", "postgres"),
+        ]);
+        let challenge = crate::support::wire::send_and_collect_open(
+            &mut stream,
+            &startup,
+            Duration::from_secs(2),
+        )
+        .await;
+        let sasl = challenge
+            .messages
+            .iter()
+            .find(|m| m.tag == b'R')
+            .unwrap_or_else(|| panic!("no authentication request: {challenge:?}"));
+        let mechanisms = String::from_utf8_lossy(&sasl.body[4..]).into_owned();
+        assert!(mechanisms.contains("SCRAM-SHA-256"), "{mechanisms:?}");
+        assert!(
+            !mechanisms.contains("PLUS"),
+            "SCRAM-SHA-256-PLUS offered: {mechanisms:?}"
+        );
+        crate::support::wait_for_async(
+            "a starting session in status",
+            Duration::from_secs(20),
+            || async {
+                let status = duet.status_async().await;
+                status["sessions"]
+                    .as_array()
+                    .is_some_and(|sessions| {
+                        sessions
+                            .iter()
+                            .any(|s| s["user"] == "scram_user" && s["state"] == "starting")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+        drop(stream);
+        crate::support::wait_for_async(
+            "the half-authenticated client to be gone",
+            Duration::from_secs(20),
+            || async { (duet.status_async().await["clients"]["current"] == 0).then_some(()) },
+        )
+        .await;
+    }
+
     // SCRAM through duet's TLS: duet must not offer SCRAM-SHA-256-PLUS (its TLS is not the
     // backend's, channel binding could never verify). libpq prefers PLUS when offered.
     let certs = TempDir::new("scram-tls");
@@ -359,8 +411,62 @@ fn tls_with_psql_and_psycopg() {
         );
     } else {
         output.assert_success();
-        assert!(output.stdout_text().contains("TLS OK"));
+        let said = output.stdout_text();
+        assert!(said.contains("TLS OK"), "{said}");
+        assert!(
+            said.contains("direct TLS OK") || said.contains("predates sslnegotiation=direct"),
+            "{said}"
+        );
     }
+
+    // A client that gets 'S' and then sends garbage (or a plaintext startup) instead of a TLS
+    // handshake is closed; TLS clients keep working.
+    let mut rng = crate::support::wire::SeededRng::new(0x7150);
+    let plaintext_startup = crate::support::wire::startup_message(&[("user", "postgres")]);
+    for garbage in [rng.bytes(1500), plaintext_startup] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(duet.listen()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(&crate::support::wire::negotiation_request(
+                crate::support::wire::SSL_REQUEST_CODE,
+            ))
+            .expect("SSLRequest");
+        let mut answer = [0u8; 1];
+        stream
+            .read_exact(&mut answer)
+            .expect("the SSLRequest answer");
+        assert_eq!(
+            answer[0], b'S',
+            "duet with a certificate must accept SSLRequest"
+        );
+        let _ = stream.write_all(&garbage);
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(err) => assert!(
+                !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "duet did not close a connection whose TLS handshake was garbage"
+            ),
+        }
+    }
+    let still = psql(
+        &target.with("sslmode=require"),
+        &["-At", "-c", "SELECT 'still TLS'"],
+        None,
+    );
+    still.assert_success();
+    assert_eq!(still.stdout_text().trim(), "still TLS");
+
+    // Every one of those TLS and failed-TLS connections is gone from duet's books.
+    crate::support::wait_for("clients.current back to 0", Duration::from_secs(20), || {
+        (duet.status()["clients"]["current"] == 0).then_some(())
+    });
 
     // Without a certificate duet answers the SSLRequest with 'N': require fails, prefer works.
     let no_tls = DuetProcess::start(&backend.url(db.name()), &[]);

@@ -103,12 +103,27 @@ async fn a_thousand_concurrent_clients() {
 
     drop(sessions);
     wait_for_async(
-        "all clients to be gone",
+        "all clients and their backend connections to be gone",
         Duration::from_secs(60),
         || async {
-            (duet.status_async().await.pointer("/clients/current") == Some(&Value::from(0)))
-                .then_some(())
+            let status = duet.status_async().await;
+            (status.pointer("/clients/current") == Some(&Value::from(0))
+                && status.pointer("/backend_connections/current") == Some(&Value::from(0)))
+            .then_some(())
         },
     )
     .await;
+    let status = duet.status_async().await;
+    assert!(
+        status["clients"]["total"]
+            .as_u64()
+            .is_some_and(|total| total >= CLIENTS as u64),
+        "clients.total must count every session: {status}"
+    );
+    assert!(
+        status["backend_connections"]["total"]
+            .as_u64()
+            .is_some_and(|total| total >= CLIENTS as u64),
+        "backend_connections.total must count every backend: {status}"
+    );
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::support::pg_client::{backend_pid, bounded, connect};
 use crate::support::tools::{parse_pgbench, pgbench};
+use crate::support::wire;
 use crate::support::{backend_or_skip, Backend, DuetProcess, TestDatabase};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -202,9 +203,19 @@ async fn pause_timeout_names_the_blocking_session_and_releases() {
         .await
         .expect("BEGIN");
 
-    let out = duet
-        .admin_async(&["pause", "--timeout", "1s", "--format", "json"])
-        .await;
+    let pause = duet.admin_spawn(&["pause", "--timeout", "2s", "--format", "json"]);
+    wait_until_pausing(&duet).await;
+    // A query sent during the (doomed) pause is held, then proceeds when the pause gives up.
+    let bystander_client = Arc::new(bystander.client);
+    let held_client = Arc::clone(&bystander_client);
+    let held = tokio::spawn(async move {
+        held_client
+            .simple_query("SELECT 'held then released'")
+            .await
+    });
+    let out = bounded("the pause to time out", LIMIT, pause)
+        .await
+        .expect("pause task");
     assert_eq!(out.code, Some(1), "a pause that times out exits 1: {out:?}");
     let reply = out.json();
     assert_eq!(reply["paused"], false, "{reply}");
@@ -224,10 +235,14 @@ async fn pause_timeout_names_the_blocking_session_and_releases() {
 
     // Released: not paused, old and new sessions run.
     assert_eq!(duet.status_async().await["paused"], false);
+    bounded("the query held during the failed pause", LIMIT, held)
+        .await
+        .expect("held task")
+        .expect("a query held during a pause that timed out must proceed, not fail");
     bounded(
         "bystander query after the failed pause",
         LIMIT,
-        bystander.client.simple_query("SELECT 2"),
+        bystander_client.simple_query("SELECT 2"),
     )
     .await
     .expect("bystander after failed pause");
@@ -322,6 +337,23 @@ async fn shutdown_while_paused_closes_held_clients() {
         !held.is_finished(),
         "a query ran while paused: {:?}",
         held.await
+    );
+
+    // A client that disconnects while paused is not held (Terminate is not a transaction).
+    let leaver = connect(&through(&backend, &duet, &db, "e2e-leaver")).await;
+    wait_for_two_clients(&duet).await;
+    drop(leaver);
+    let mut current = Value::Null;
+    for _ in 0..100 {
+        current = duet.status_async().await["clients"]["current"].clone();
+        if current == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        current, 1,
+        "a client that left while paused is still counted"
     );
 
     // Shutdown with a budget: the held client is not left hanging; it gets an error and duet
@@ -483,4 +515,77 @@ async fn pause_lets_pipelined_queries_finish() {
         let n = i32::try_from(n).expect("small");
         assert_eq!(result.expect("pipelined query"), n + 1000);
     }
+}
+
+async fn wait_for_two_clients(duet: &DuetProcess) {
+    for _ in 0..100 {
+        if duet.status_async().await["clients"]["current"] == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("duet never counted 2 clients");
+}
+
+/// Frontend extended-protocol messages for one unnamed statement, without the closing Sync.
+fn parse_bind_execute(sql: &str) -> Vec<u8> {
+    let mut parse = vec![0u8]; // unnamed statement
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]); // terminator, no parameter types
+    let bind = [0u8, 0, 0, 0, 0, 0, 0, 0]; // unnamed portal and statement, no formats/params/result formats
+    let mut execute = vec![0u8]; // unnamed portal
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    [
+        wire::message(b'P', &parse),
+        wire::message(b'B', &bind),
+        wire::message(b'E', &execute),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_waits_for_an_extended_request_until_its_sync() {
+    use tokio::io::AsyncWriteExt;
+
+    let Some(backend) = backend_or_skip("pause_waits_for_an_extended_request_until_its_sync")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "pause_unsynced");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let (mut stream, _) = wire::login(duet.listen(), &backend.user, db.name()).await;
+
+    // Parse/Bind/Execute sent, Sync not yet (as a pipelining driver does): an unfinished request.
+    stream
+        .write_all(&parse_bind_execute("SELECT 42"))
+        .await
+        .expect("Parse/Bind/Execute");
+    // Let duet see those bytes before the pause starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pause = duet.admin_spawn(&["pause", "--timeout", "60s", "--format", "json"]);
+    wait_until_pausing(&duet).await;
+    tokio::time::sleep(WATCH).await;
+    assert!(
+        !pause.is_finished(),
+        "pause returned while a request (Parse/Bind/Execute without Sync) was unfinished: {:?}",
+        pause.await
+    );
+
+    // Its Sync belongs to the unfinished request: it goes through, the result arrives.
+    stream
+        .write_all(&wire::message(b'S', &[]))
+        .await
+        .expect("Sync");
+    let reply = wire::read_until_ready(&mut stream, LIMIT).await;
+    let tags: Vec<char> = reply.iter().map(|m| m.tag as char).collect();
+    assert!(
+        tags.ends_with(&['Z']) && tags.contains(&'D'),
+        "the Sync of an unfinished request was held (or its result lost) while pausing: {tags:?}"
+    );
+    let paused = bounded("pause after the Sync", LIMIT, pause)
+        .await
+        .expect("pause task");
+    assert_eq!(paused.code, Some(0), "pause: {paused:?}");
+    let resumed = duet.admin_async(&["resume", "--format", "json"]).await;
+    assert_eq!(resumed.code, Some(0), "resume: {resumed:?}");
 }

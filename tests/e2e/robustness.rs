@@ -340,10 +340,10 @@ async fn ssl_and_gssenc_requests_are_declined_without_tls() {
             .write_all(&wire::message(b'Q', &query))
             .await
             .expect("Query");
-        let reply =
-            wire::send_and_collect_open(&mut stream, &wire::message(b'X', &[]), LIMIT).await;
+        // Read the answer before saying goodbye (Query + Terminate at once is its own test).
+        let reply = wire::read_until_ready(&mut stream, LIMIT).await;
+        let _ = stream.write_all(&wire::message(b'X', &[])).await;
         let row = reply
-            .messages
             .iter()
             .find(|m| m.tag == b'D')
             .unwrap_or_else(|| panic!("no DataRow for pg_backend_pid(): {reply:?}"));
@@ -595,11 +595,48 @@ async fn newer_protocol_versions_and_options_are_negotiated() {
             .write_all(&wire::message(b'Q', &query))
             .await
             .expect("Query");
-        let reply =
-            wire::send_and_collect_open(&mut stream, &wire::message(b'X', &[]), LIMIT).await;
+        let reply = wire::read_until_ready(&mut stream, LIMIT).await;
+        let _ = stream.write_all(&wire::message(b'X', &[])).await;
         assert!(
-            reply.messages.iter().any(|m| m.tag == b'D'),
+            reply.iter().any(|m| m.tag == b'D'),
             "protocol {version:#x} {extra:?}: no result after login: {reply:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_terminate_in_one_write_still_get_the_results() {
+    let Some(backend) = backend_or_skip("query_and_terminate_in_one_write_still_get_the_results")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "robust_query_terminate");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    // A client that pipelines its last Query and Terminate (no waiting in between): PostgreSQL
+    // answers the Query before it reads the Terminate, so the client gets the whole result.
+    let mut sql = b"SELECT i, repeat('r', 200) FROM generate_series(1, 2000) i".to_vec();
+    sql.push(0);
+    let bytes = [wire::message(b'Q', &sql), wire::message(b'X', &[])].concat();
+    let backend_addr: std::net::SocketAddr = format!("{}:{}", backend.host, backend.port)
+        .parse()
+        .expect("the backend address is an IP:port");
+    let mut results = Vec::new();
+    for (via, addr) in [("direct", backend_addr), ("duet", duet.listen())] {
+        let (mut stream, _) = wire::login(addr, &backend.user, db.name()).await;
+        let exchange = wire::send_and_collect_open(&mut stream, &bytes, LIMIT).await;
+        assert!(exchange.closed, "{via}: not closed after Terminate");
+        let rows = exchange.messages.iter().filter(|m| m.tag == b'D').count();
+        let complete = exchange.messages.iter().any(|m| m.tag == b'C');
+        results.push((via, rows, complete));
+    }
+    assert_eq!(
+        results[0],
+        ("direct", 2000, true),
+        "the server itself must answer fully"
+    );
+    assert_eq!(
+        (results[1].1, results[1].2),
+        (2000, true),
+        "through duet, a Query followed at once by Terminate lost (part of) its result: {results:?}"
+    );
 }

@@ -549,6 +549,13 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
         .expect("after cancel")
         .get(0);
     assert_eq!(one, 1);
+
+    // Cancel connections are not sessions: only the victim is still counted (the bystander's
+    // client went away with its task).
+    crate::support::wait_for_async("clients.current to settle at 1", LIMIT, || async {
+        (duet.status_async().await["clients"]["current"] == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,4 +689,53 @@ async fn single_messages_larger_than_any_buffer() {
         _ => None,
     });
     assert_eq!(length.as_deref(), Some("25165824"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_names_in_startup_parameters_pass_unchanged() {
+    let Some(backend) = backend_or_skip("odd_names_in_startup_parameters_pass_unchanged") else {
+        return;
+    };
+    // A database name with spaces, quotes, a backslash and non-ASCII characters.
+    let name = format!("duet e2e \"odd\" '名前' \\ ü {}", std::process::id());
+    let db = TestDatabase::create_exact(&backend, name.clone());
+    let duet = DuetProcess::start(&backend.url(&backend.maintenance_db), &[]);
+    let app = "app \"quoted\" 'single' \\ ✓ tab\there";
+    let mut config = through(&backend, &duet, &db);
+    config.application_name(app);
+    let session = connect(&config).await;
+    let row = session
+        .client
+        .query_one(
+            "SELECT current_database()::text, current_setting('application_name')",
+            &[],
+        )
+        .await
+        .expect("identity through duet");
+    assert_eq!(row.get::<_, String>(0), name);
+    // PostgreSQL replaces non-printable ASCII in application_name with '?'; compare with direct.
+    let mut direct_config = db.direct_config();
+    direct_config.application_name(app);
+    let direct = connect(&direct_config).await;
+    let direct_app: String = direct
+        .client
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .expect("direct application_name")
+        .get(0);
+    assert_eq!(row.get::<_, String>(1), direct_app);
+
+    // duet's status JSON carries them intact (escaped, not mangled).
+    let status = duet.status_async().await;
+    let sessions = status["sessions"].as_array().expect("sessions");
+    assert!(
+        sessions.iter().any(|s| s["database"] == name.as_str()),
+        "database name mangled in status: {status:#}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["application_name"] == app || s["application_name"] == direct_app.as_str()),
+        "application_name mangled in status: {status:#}"
+    );
 }

@@ -202,6 +202,16 @@ def main():
         check(notices == [("NOTICE", "psycopg notice 1")], notices)
         step("notices")
 
+        # ParameterStatus mid-session (SET of a reported setting) and BackendKeyData's pid.
+        conn.execute("SET application_name = 'psycopg-renamed'")
+        conn.commit()
+        check(conn.info.parameter_status("application_name") == "psycopg-renamed",
+              conn.info.parameter_status("application_name"))
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        check(conn.info.backend_pid == pid, (conn.info.backend_pid, pid))
+        conn.commit()
+        step("parameter status and backend pid")
+
         # Identifiers composed client side, a server-side cursor (named portal, fetched in batches).
         with conn.cursor(name="big_cursor") as cur:
             cur.itersize = 100

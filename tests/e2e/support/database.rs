@@ -36,13 +36,27 @@ impl TestDatabase {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
+        TestDatabase::create_exact(backend, name)
+    }
+
+    /// Creates a database with exactly this name (spaces, quotes and any Unicode allowed); the
+    /// caller makes it unique.
+    pub fn create_exact(backend: &Backend, name: String) -> TestDatabase {
         let maintenance = backend.direct_config(&backend.maintenance_db);
         // Two calls: DROP/CREATE DATABASE cannot share a (implicit) transaction.
         run_sql(
             &maintenance,
-            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_identifier(&name)
+            ),
         )
-        .and_then(|()| run_sql(&maintenance, &format!("CREATE DATABASE \"{name}\"")))
+        .and_then(|()| {
+            run_sql(
+                &maintenance,
+                &format!("CREATE DATABASE {}", quote_identifier(&name)),
+            )
+        })
         .unwrap_or_else(|err| panic!("creating test database {name}: {err}"));
         TestDatabase {
             backend: backend.clone(),
@@ -72,7 +86,10 @@ impl Drop for TestDatabase {
         let maintenance = self.backend.direct_config(&self.backend.maintenance_db);
         if let Err(err) = run_sql(
             &maintenance,
-            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_identifier(&self.name)
+            ),
         ) {
             eprintln!("warning: could not drop test database {}: {err}", self.name);
         }
@@ -125,4 +142,9 @@ pub fn describe(err: &tokio_postgres::Error) -> String {
             text
         }
     }
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

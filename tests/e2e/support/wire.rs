@@ -164,22 +164,31 @@ pub async fn login_with(stream: &mut TcpStream, startup: &[u8]) -> Vec<BackendMe
         .write_all(startup)
         .await
         .expect("sending the startup message");
+    read_until_ready(stream, Duration::from_secs(20)).await
+}
+
+/// Reads messages up to and including the next ReadyForQuery; panics on an ErrorResponse, on
+/// EOF, or after `limit`.
+pub async fn read_until_ready(stream: &mut TcpStream, limit: Duration) -> Vec<BackendMessage> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
             .await
-            .expect("login did not reach ReadyForQuery within 20s")
-            .expect("reading the login exchange");
-        assert!(read > 0, "connection closed during login; got {buffer:?}");
+            .unwrap_or_else(|_| panic!("no ReadyForQuery within {limit:?}; got {buffer:?}"))
+            .expect("reading from duet");
+        assert!(
+            read > 0,
+            "connection closed before ReadyForQuery; got {buffer:?}"
+        );
         buffer.extend_from_slice(&chunk[..read]);
         let (messages, used) = parse_messages(&buffer);
         if let Some(error) = messages.iter().find(|m| m.tag == b'E') {
-            panic!("login failed: {:?}", error.fields());
+            panic!("ErrorResponse before ReadyForQuery: {:?}", error.fields());
         }
         if messages.iter().any(|m| m.tag == b'Z') {
-            assert_eq!(used, buffer.len(), "bytes after ReadyForQuery during login");
+            assert_eq!(used, buffer.len(), "bytes after ReadyForQuery");
             return messages;
         }
     }
