@@ -309,46 +309,10 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 b.apply("enum_rename_value", None, &[]);
             }
         }
-        N::InsertStmt(i) => {
-            b.out.kind = "insert".into();
-            let rel = i
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
-            b.apply("dml.insert", Some(&rel), &[]);
-            lock_read_relations(&mut b, stmt, &rel);
-        }
-        N::UpdateStmt(u) => {
-            b.out.kind = "update".into();
-            let rel = u
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
-            b.apply("dml.update", Some(&rel), &[]);
-            lock_read_relations(&mut b, stmt, &rel);
-        }
-        N::DeleteStmt(d) => {
-            b.out.kind = "delete".into();
-            let rel = d
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
-            b.apply("dml.update", Some(&rel), &[]);
-            lock_read_relations(&mut b, stmt, &rel);
-        }
-        N::MergeStmt(m) => {
-            b.out.kind = "merge".into();
-            let rel = m
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
-            b.apply("dml.update", Some(&rel), &[]);
-            lock_read_relations(&mut b, stmt, &rel);
-        }
+        N::InsertStmt(i) => dml(&mut b, stmt, "insert", "dml.insert", i.relation.as_ref()),
+        N::UpdateStmt(u) => dml(&mut b, stmt, "update", "dml.update", u.relation.as_ref()),
+        N::DeleteStmt(d) => dml(&mut b, stmt, "delete", "dml.update", d.relation.as_ref()),
+        N::MergeStmt(m) => dml(&mut b, stmt, "merge", "dml.update", m.relation.as_ref()),
         N::CopyStmt(c) => {
             b.out.kind = "copy".into();
             let rel = c
@@ -1155,6 +1119,21 @@ fn attach_partition(
             b.out.touch(&default);
         }
     }
+}
+
+/// INSERT, UPDATE, DELETE and MERGE: the same steps for each — name the statement, apply the
+/// write rule to the target relation, then take ACCESS SHARE on every relation it reads.
+fn dml(
+    b: &mut Builder<'_>,
+    stmt: &N,
+    kind: &str,
+    rule: &'static str,
+    target: Option<&protobuf::RangeVar>,
+) {
+    b.out.kind = kind.into();
+    let rel = target.map(ast::range_var_key).unwrap_or_default();
+    b.apply(rule, Some(&rel), &[]);
+    lock_read_relations(b, stmt, &rel);
 }
 
 /// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
