@@ -10,7 +10,7 @@
 //! `ON CONFLICT DO UPDATE SET s = e` gets `c = f(e)` appended the same way (no hoisting there).
 //! `DEFAULT`, volatile `INSERT` values and `INSERT … SELECT` are refused (not implemented yet).
 
-use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, Token};
+use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, RangeVar, Token};
 
 use super::names::{quote_ident, string_value};
 use super::outcome::Refusal;
@@ -72,16 +72,7 @@ pub fn rewrite_inline(
                 .ok_or_else(|| refuse(route, "INSERT … SELECT is not rewritten yet"))?;
             let mut edits = insert_values(sql, tokens, span, &names, select, &column_spec)?;
             if let Some(oc) = conflict_update {
-                let reference = s
-                    .relation
-                    .as_ref()
-                    .map(|r| {
-                        r.alias
-                            .as_ref()
-                            .map(|a| a.aliasname.clone())
-                            .unwrap_or_else(|| r.relname.clone())
-                    })
-                    .unwrap_or_else(|| route.name.clone());
+                let reference = reference_name(s.relation.as_ref(), route);
                 match update_set(
                     sql,
                     tokens,
@@ -113,16 +104,7 @@ pub fn rewrite_inline(
             if !names.iter().any(|n| sources.contains(n)) {
                 return Ok(Decision::Pass);
             }
-            let reference = s
-                .relation
-                .as_ref()
-                .map(|r| {
-                    r.alias
-                        .as_ref()
-                        .map(|a| a.aliasname.clone())
-                        .unwrap_or_else(|| r.relname.clone())
-                })
-                .unwrap_or_else(|| route.name.clone());
+            let reference = reference_name(s.relation.as_ref(), route);
             let text = match update_set(
                 sql,
                 tokens,
@@ -149,6 +131,19 @@ struct ColumnSpec<'a> {
     column: &'a str,
     expr: &'a str,
     sources: &'a [String],
+}
+
+/// The name the statement's own expressions use for the written table: its alias, else its
+/// name, else (no relation node) the route's table name.
+fn reference_name(relation: Option<&RangeVar>, route: &TableRoute) -> String {
+    relation
+        .map(|r| {
+            r.alias
+                .as_ref()
+                .map(|a| a.aliasname.clone())
+                .unwrap_or_else(|| r.relname.clone())
+        })
+        .unwrap_or_else(|| route.name.clone())
 }
 
 fn insert_values(

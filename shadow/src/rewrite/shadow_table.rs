@@ -112,13 +112,7 @@ pub fn rewrite_write(
         .ok_or_else(|| internal("statement offsets outside the query"))?
         .trim_end();
 
-    let reference = stmt
-        .relation
-        .alias
-        .as_ref()
-        .map(|a| a.aliasname.as_str())
-        .filter(|a| !a.is_empty())
-        .unwrap_or(stmt.relation.relname.as_str());
+    let reference = reference_name(stmt.relation);
     let reference = quote_ident(reference);
 
     let n = route.columns.len();
@@ -273,19 +267,24 @@ fn shadow_upsert(
     ))
 }
 
+/// The name the statement's own expressions use for the written table: its alias if it has one,
+/// else its name.
+fn reference_name(relation: &RangeVar) -> &str {
+    relation
+        .alias
+        .as_ref()
+        .map(|a| a.aliasname.as_str())
+        .filter(|a| !a.is_empty())
+        .unwrap_or(relation.relname.as_str())
+}
+
 /// The output column names of the original `RETURNING` list, `*` expanded.
 fn returning_names(
     ret: &ReturningClause,
     stmt: WriteStatement<'_>,
     route: &TableRoute,
 ) -> Result<Vec<String>, Refusal> {
-    let reference = stmt
-        .relation
-        .alias
-        .as_ref()
-        .map(|a| a.aliasname.as_str())
-        .filter(|a| !a.is_empty())
-        .unwrap_or(stmt.relation.relname.as_str());
+    let reference = reference_name(stmt.relation);
     let mut names = Vec::new();
     for item in &ret.exprs {
         let Some(NodeEnum::ResTarget(target)) = item.node.as_ref() else {
