@@ -12,8 +12,11 @@
 //! The server comes from `DUET_TEST_DATABASE_URL` (default postgres@127.0.0.1:5432). Without a
 //! server the test skips loudly, or fails when `DUET_REQUIRE_DATABASE=1`.
 
+mod migrate_support;
+
 use std::collections::BTreeMap;
 
+use migrate_support::TestDb;
 use shadow::check::{self, CheckConfig, LockMode, SourceFile};
 use tokio_postgres::{Client, NoTls};
 
@@ -168,11 +171,6 @@ const VERSIONED_CASES: &[(u32, &str, &str, &str)] = &[
         "ALTER TABLE t ADD CONSTRAINT t_email_nn NOT NULL email",
     ),
 ];
-
-fn base_url() -> String {
-    std::env::var("DUET_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
-}
 
 async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
@@ -340,28 +338,10 @@ fn claim(setup: &str, stmt: &str, major: u32) -> Result<Claim, String> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn engine_facts_hold_on_the_real_server() {
-    let admin = match connect(&format!("{} dbname=postgres", base_url())).await {
-        Ok(c) => c,
-        Err(err) => {
-            if std::env::var("DUET_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
-                panic!("DUET_REQUIRE_DATABASE=1 but PostgreSQL is unreachable: {err}");
-            }
-            eprintln!("SKIPPED engine_facts: no PostgreSQL at {} ({err}); set DUET_TEST_DATABASE_URL or start the server, and DUET_REQUIRE_DATABASE=1 to make this a failure", base_url());
-            return;
-        }
+    let Some(db) = TestDb::create("engine_facts").await else {
+        return;
     };
-    let db = format!("duet_check_facts_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .await
-        .ok();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create test database");
-    let client = connect(&format!("{} dbname={db}", base_url()))
-        .await
-        .expect("connect to test database");
+    let client = db.connect().await;
     let version_num: String = client
         .query_one("SHOW server_version_num", &[])
         .await
@@ -448,10 +428,7 @@ async fn engine_facts_hold_on_the_real_server() {
         }
     }
     drop(client);
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .ok();
+    db.drop_db().await;
     assert!(
         failures.is_empty(),
         "{} of {} facts disagree with PostgreSQL {major}:\n{}",
@@ -482,29 +459,10 @@ const CONCURRENT_CASES: &[(&str, &str, &str, &str)] = &[
 /// counts are only visible after an asynchronous statistics flush).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_facts_hold_on_the_real_server() {
-    let admin = match connect(&format!("{} dbname=postgres", base_url())).await {
-        Ok(c) => c,
-        Err(err) => {
-            if std::env::var("DUET_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
-                panic!("DUET_REQUIRE_DATABASE=1 but PostgreSQL is unreachable: {err}");
-            }
-            eprintln!(
-                "SKIPPED concurrent engine facts: no PostgreSQL at {} ({err})",
-                base_url()
-            );
-            return;
-        }
+    let Some(db) = TestDb::create("concurrent_facts").await else {
+        return;
     };
-    let db = format!("duet_check_cfacts_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .await
-        .ok();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create test database");
-    let info = format!("{} dbname={db}", base_url());
+    let info = db.url();
     let mut failures = Vec::new();
     for (fact, setup, stmt, blocker_sql) in CONCURRENT_CASES {
         let runner = connect(&info).await.expect("connect");
@@ -619,10 +577,7 @@ async fn concurrent_facts_hold_on_the_real_server() {
             failures.push(format!("{stmt} [{fact}]: {}", diffs.join("; ")));
         }
     }
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .ok();
+    db.drop_db().await;
     assert!(
         failures.is_empty(),
         "{} concurrent facts disagree with the server:\n{}",

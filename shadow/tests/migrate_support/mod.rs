@@ -1,4 +1,5 @@
-//! Shared fixture of the migrate tests: a fresh database per test on the real PostgreSQL.
+//! Shared fixture of the database tests (migrate, engine facts, live catalog): a fresh database
+//! per test on the real PostgreSQL.
 #![allow(dead_code)]
 
 use tokio_postgres::{Client, NoTls};
@@ -41,7 +42,7 @@ impl TestDb {
                 return None;
             }
         };
-        let name = format!("duet_migrate_{test}_{}", std::process::id());
+        let name = format!("duet_shadow_{test}_{}", std::process::id());
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
