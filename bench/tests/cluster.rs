@@ -1,22 +1,10 @@
 //! The throwaway cluster against the real server binaries: it starts, serves SQL, enforces the
 //! pg_hba.conf lines it was given, and leaves nothing behind when stopped.
 
-use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
+mod support;
 
-/// Returns false (after saying so loudly) when the server binaries are missing and not required.
-fn binaries_available() -> bool {
-    if find_server_binaries().is_some() {
-        return true;
-    }
-    if std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1") {
-        panic!("DUET_REQUIRE_DATABASE=1 but no PostgreSQL server binaries were found");
-    }
-    eprintln!(
-        "SKIPPED: no PostgreSQL server binaries (initdb, postgres) found; \
-         install them (apt-get install postgresql) or set DUET_PG_BIN_DIR to run this test"
-    );
-    false
-}
+use duet_bench::cluster::{Cluster, ClusterOptions};
+use support::binaries_available;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -4,23 +4,19 @@
 //! `cargo test -p duet-bench` alone does not build the `duet` binary; then these tests say so and
 //! skip (run `cargo build -p duet` first, or the whole workspace's tests).
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
+use duet_bench::cluster::{Cluster, ClusterOptions};
 use duet_bench::connections::{run_connections, ConnectionsOptions};
 use duet_bench::duet_proxy::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
 use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::workload::{Protocol, Workload};
 
 fn duet_or_skip() -> Option<PathBuf> {
-    let required = std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1");
-    if find_server_binaries().is_none() {
-        assert!(
-            !required,
-            "DUET_REQUIRE_DATABASE=1 but no PostgreSQL server binaries found"
-        );
-        eprintln!("SKIPPED: no PostgreSQL server binaries found (apt-get install postgresql)");
+    if !support::binaries_available() {
         return None;
     }
     let Some(duet) = duet_next_to_current_exe() else {

@@ -1,25 +1,13 @@
 //! The built-in driver against a real (throwaway) PostgreSQL: tables created like pgbench's,
 //! both protocols, the TPC-B invariant holds, and failed transactions are counted and rolled back.
 
+mod support;
+
 use std::time::Duration;
 
-use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
 use duet_bench::load::{connect, init_tables, run_load, LoadOptions};
 use duet_bench::workload::{Protocol, Workload};
-
-fn cluster_or_skip() -> Option<Cluster> {
-    if find_server_binaries().is_none() {
-        if std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1") {
-            panic!("DUET_REQUIRE_DATABASE=1 but no PostgreSQL server binaries were found");
-        }
-        eprintln!(
-            "SKIPPED: no PostgreSQL server binaries (initdb, postgres) found; \
-             install them (apt-get install postgresql) or set DUET_PG_BIN_DIR to run this test"
-        );
-        return None;
-    }
-    Some(Cluster::start(ClusterOptions::default()).expect("cluster starts"))
-}
+use support::cluster_or_skip;
 
 fn options(url: &str, workload: Workload, protocol: Protocol) -> LoadOptions {
     LoadOptions {

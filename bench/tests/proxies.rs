@@ -2,11 +2,12 @@
 //! the real pgbench binary as driver, a whole (short) comparison, and duet launch failures
 //! reported with duet's own output.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use duet_bench::backend::Backend;
-use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
 use duet_bench::compare::{run_compare, CompareOptions, Driver, Scenario, Target};
 use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
 use duet_bench::launch::LaunchError;
@@ -14,23 +15,7 @@ use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
 use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
 use duet_bench::workload::{Protocol, Workload};
-
-fn required() -> bool {
-    std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1")
-}
-
-fn skip(why: &str) {
-    assert!(!required(), "DUET_REQUIRE_DATABASE=1 but {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
-fn cluster_or_skip() -> Option<Cluster> {
-    if find_server_binaries().is_none() {
-        skip("no PostgreSQL server binaries found (apt-get install postgresql, or set DUET_PG_BIN_DIR)");
-        return None;
-    }
-    Some(Cluster::start(ClusterOptions::default()).expect("cluster starts"))
-}
+use support::{binaries_available, cluster_or_skip, skip};
 
 fn pgbouncer_installed() -> bool {
     let found = duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
@@ -145,8 +130,7 @@ fn pgbench_driver_counts_aborted_clients_as_failures() {
 
 #[test]
 fn compare_runs_every_cell_and_reports_a_missing_duet() {
-    if find_server_binaries().is_none() {
-        skip("no PostgreSQL server binaries found");
+    if !binaries_available() {
         return;
     }
     let mut targets = vec![Target::Direct, Target::Duet];
