@@ -144,6 +144,11 @@ impl Table {
 }
 
 impl Schema {
+    /// The column `column` of the table `key`, when both are known.
+    fn table_column_mut(&mut self, key: &str, column: &str) -> Option<&mut Column> {
+        self.tables.get_mut(key).and_then(|t| t.column_mut(column))
+    }
+
     /// A table by model key (resolved through the search path, see [`Schema::resolve`]).
     pub fn table(&self, key: &str) -> Option<&Table> {
         self.tables
@@ -485,11 +490,7 @@ impl Schema {
                 let Some(N::ColumnDef(col)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) else {
                     return;
                 };
-                if let Some(c) = self
-                    .tables
-                    .get_mut(key)
-                    .and_then(|t| t.column_mut(&cmd.name))
-                {
+                if let Some(c) = self.table_column_mut(key, &cmd.name) {
                     c.ty = col.type_name.as_ref().map(ColumnType::from_type_name);
                 }
             }
@@ -510,29 +511,17 @@ impl Schema {
                 }
             }
             AlterTableType::AtSetNotNull => {
-                if let Some(c) = self
-                    .tables
-                    .get_mut(key)
-                    .and_then(|t| t.column_mut(&cmd.name))
-                {
+                if let Some(c) = self.table_column_mut(key, &cmd.name) {
                     c.not_null = true;
                 }
             }
             AlterTableType::AtDropNotNull => {
-                if let Some(c) = self
-                    .tables
-                    .get_mut(key)
-                    .and_then(|t| t.column_mut(&cmd.name))
-                {
+                if let Some(c) = self.table_column_mut(key, &cmd.name) {
                     c.not_null = false;
                 }
             }
             AlterTableType::AtColumnDefault => {
-                if let Some(c) = self
-                    .tables
-                    .get_mut(key)
-                    .and_then(|t| t.column_mut(&cmd.name))
-                {
+                if let Some(c) = self.table_column_mut(key, &cmd.name) {
                     c.has_default = cmd.def.is_some();
                 }
             }
