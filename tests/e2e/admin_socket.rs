@@ -10,28 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::duet_process::DUET_BIN;
+use crate::support::duet_process::{through, DUET_BIN};
 use crate::support::pg_client::{backend_pid, bounded, connect};
 use crate::support::tools::{run, Output};
-use crate::support::{
-    backend_or_skip, wait_for_async, Backend, DuetProcess, TempDir, TestDatabase,
-};
+use crate::support::{backend_or_skip, wait_for_async, DuetProcess, TempDir, TestDatabase};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn through(
-    backend: &Backend,
-    duet: &DuetProcess,
-    db: &TestDatabase,
-    app: &str,
-) -> tokio_postgres::Config {
-    let mut config = duet.config(&backend.user, db.name());
-    config.application_name(app);
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
-    config
-}
 
 fn number(value: &Value, pointer: &str) -> f64 {
     value

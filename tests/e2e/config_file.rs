@@ -71,10 +71,7 @@ async fn config_file_in_working_directory_and_flags_override() {
         metrics,
     );
     let duet = DuetProcess::start_in(dir, vec!["proxy".into()], listen, socket.clone());
-    let mut config = duet.config(&backend.user, db.name());
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
+    let config = duet.config_as(&backend, db.name());
     let session = connect(&config).await;
     session
         .client

@@ -14,27 +14,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::duet_process::through;
 use crate::support::pg_client::{backend_pid, bounded, connect};
 use crate::support::tools::{parse_pgbench, pgbench};
 use crate::support::wire;
-use crate::support::{backend_or_skip, Backend, DuetProcess, TestDatabase};
+use crate::support::{backend_or_skip, DuetProcess, TestDatabase};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const WATCH: Duration = Duration::from_secs(1);
-
-fn through(
-    backend: &Backend,
-    duet: &DuetProcess,
-    db: &TestDatabase,
-    app: &str,
-) -> tokio_postgres::Config {
-    let mut config = duet.config(&backend.user, db.name());
-    config.application_name(app);
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
-    config
-}
 
 /// Waits until the pause has taken hold (status says paused), or — if this proxy reports `paused`
 /// only once the pause completed — gives it a few seconds: after that, new transactions are held.

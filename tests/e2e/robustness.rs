@@ -80,10 +80,7 @@ async fn malformed_protocol_closes_only_the_offender() {
     };
     let db = TestDatabase::create(&backend, "robust_protocol");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let mut config = duet.config(&backend.user, db.name());
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
+    let config = duet.config_as(&backend, db.name());
 
     // A real session working all along.
     let healthy = connect(&config).await;
@@ -527,10 +524,7 @@ async fn a_client_that_does_not_read_gets_backpressure_not_buffering() {
     );
 
     // Others are not affected.
-    let mut config = duet.config(&backend.user, db.name());
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
+    let config = duet.config_as(&backend, db.name());
     let other = connect(&config).await;
     let one: i32 = bounded(
         "another session next to the slow reader",

@@ -12,19 +12,12 @@ use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::support::duet_process::through;
 use crate::support::pg_client::{backend_pid, bounded, connect, Session};
 use crate::support::wire;
-use crate::support::{backend_or_skip, Backend, DuetProcess, TestDatabase};
+use crate::support::{backend_or_skip, DuetProcess, TestDatabase};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn through(backend: &Backend, duet: &DuetProcess, db: &TestDatabase) -> tokio_postgres::Config {
-    let mut config = duet.config(&backend.user, db.name());
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
-    config
-}
 
 /// Waits for the next notice/notification satisfying `wanted` (others are skipped).
 async fn next_message(
@@ -54,7 +47,7 @@ async fn prepared_statements_transactions_and_pipelining() {
         "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)",
     );
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let mut session = connect(&through(&backend, &duet, &db)).await;
+    let mut session = connect(&duet.config_as(&backend, db.name())).await;
     let client = &mut session.client;
 
     // A named statement, prepared once and executed many times with different parameters.
@@ -227,7 +220,7 @@ async fn binary_copy_in_and_out() {
         "CREATE TABLE samples (id int PRIMARY KEY, label text, payload bytea, score float8)",
     );
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let session = connect(&through(&backend, &duet, &db)).await;
+    let session = connect(&duet.config_as(&backend, db.name())).await;
     let client = &session.client;
     let types = [Type::INT4, Type::TEXT, Type::BYTEA, Type::FLOAT8];
 
@@ -327,7 +320,7 @@ async fn listen_notify_and_notices_through_duet() {
     };
     let db = TestDatabase::create(&backend, "tp_notify");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let config = through(&backend, &duet, &db);
+    let config = duet.config_as(&backend, db.name());
     let mut listener = connect(&config).await;
     let notifier = connect(&config).await;
     listener
@@ -407,7 +400,7 @@ async fn error_fields_are_identical_to_direct() {
          INSERT INTO parent VALUES (1, 'one');",
     );
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let proxied = connect(&through(&backend, &duet, &db)).await;
+    let proxied = connect(&duet.config_as(&backend, db.name())).await;
     let direct = connect(&db.direct_config()).await;
 
     let failing: &[(&str, &str)] = &[
@@ -472,7 +465,7 @@ async fn cancel_reaches_its_own_backend_and_no_other() {
     };
     let db = TestDatabase::create(&backend, "tp_cancel");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let config = through(&backend, &duet, &db);
+    let config = duet.config_as(&backend, db.name());
     let victim = connect(&config).await;
     let bystander = connect(&config).await;
     let observer = connect(&db.direct_config()).await;
@@ -566,7 +559,7 @@ async fn startup_parameters_reach_the_backend() {
     let db = TestDatabase::create(&backend, "tp_startup");
     db.execute("CREATE SCHEMA e2e_schema; CREATE TABLE e2e_schema.marker (v text); INSERT INTO e2e_schema.marker VALUES ('found')");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let mut config = through(&backend, &duet, &db);
+    let mut config = duet.config_as(&backend, db.name());
     config
         .application_name("duet-e2e-app")
         .options("-c search_path=e2e_schema,public -c statement_timeout=12345");
@@ -645,7 +638,7 @@ async fn single_messages_larger_than_any_buffer() {
     };
     let db = TestDatabase::create(&backend, "tp_large_messages");
     let duet = DuetProcess::start(&backend.url(db.name()), &[]);
-    let session = connect(&through(&backend, &duet, &db)).await;
+    let session = connect(&duet.config_as(&backend, db.name())).await;
     let client = &session.client;
 
     // Client → server: one Bind message carrying a 24 MB parameter.
@@ -701,9 +694,7 @@ async fn odd_names_in_startup_parameters_pass_unchanged() {
     let db = TestDatabase::create_exact(&backend, name.clone());
     let duet = DuetProcess::start(&backend.url(&backend.maintenance_db), &[]);
     let app = "app \"quoted\" 'single' \\ ✓ tab\there";
-    let mut config = through(&backend, &duet, &db);
-    config.application_name(app);
-    let session = connect(&config).await;
+    let session = connect(&through(&backend, &duet, &db, app)).await;
     let row = session
         .client
         .query_one(

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::database::TestDatabase;
+use super::environment::Backend;
 use super::temp_dir::TempDir;
 use super::tools::Target;
 
@@ -214,6 +216,16 @@ impl DuetProcess {
         config
     }
 
+    /// [`DuetProcess::config`] as `backend`'s user, with its password when it has one: how a
+    /// test's application connects through duet.
+    pub fn config_as(&self, backend: &Backend, db: &str) -> tokio_postgres::Config {
+        let mut config = self.config(&backend.user, db);
+        if let Some(password) = &backend.password {
+            config.password(password);
+        }
+        config
+    }
+
     /// A psql/pgbench target through duet.
     pub fn target(&self, user: &str, db: &str) -> Target {
         Target::tcp("127.0.0.1", self.port(), user, db)
@@ -394,4 +406,17 @@ impl Drop for DuetProcess {
             );
         }
     }
+}
+
+/// A configuration that connects through `duet` to `db` as `backend`'s user and names itself
+/// `app` (`application_name`), so that the session can be told apart in duet's status.
+pub fn through(
+    backend: &Backend,
+    duet: &DuetProcess,
+    db: &TestDatabase,
+    app: &str,
+) -> tokio_postgres::Config {
+    let mut config = duet.config_as(backend, db.name());
+    config.application_name(app);
+    config
 }
