@@ -28,6 +28,11 @@ pub fn range_var_key(rv: &RangeVar) -> String {
     relation_key(&rv.schemaname, &rv.relname)
 }
 
+/// The model key of a `RangeVar` the parse tree may leave out; empty when it is absent.
+pub fn optional_range_var_key(rv: Option<&RangeVar>) -> String {
+    rv.map(range_var_key).unwrap_or_default()
+}
+
 /// The model key of a qualified name list (`[schema,] name`).
 pub fn qualified_key(names: &[String]) -> String {
     match names {

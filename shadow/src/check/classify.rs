@@ -180,11 +180,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::AlterTableStmt(a) => alter_table(&mut b, a),
         N::IndexStmt(i) => {
             b.out.kind = "create_index".into();
-            let table = i
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let table = ast::optional_range_var_key(i.relation.as_ref());
             if b.fresh(&table) && !i.concurrent {
                 b.apply("create_index.new_table", Some(&table), &[]);
                 b.out.lock(&table, LockMode::Share);
@@ -242,21 +238,17 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         }
         N::CreateTrigStmt(t) => {
             b.out.kind = "create_trigger".into();
-            let rel = t
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let rel = ast::optional_range_var_key(t.relation.as_ref());
             b.apply("trigger_change", Some(&rel), &[]);
         }
         N::CreatePolicyStmt(p) => {
             b.out.kind = "create_policy".into();
-            let rel = p.table.as_ref().map(ast::range_var_key).unwrap_or_default();
+            let rel = ast::optional_range_var_key(p.table.as_ref());
             b.apply("access_exclusive_catalog", Some(&rel), &[]);
         }
         N::AlterPolicyStmt(p) => {
             b.out.kind = "alter_policy".into();
-            let rel = p.table.as_ref().map(ast::range_var_key).unwrap_or_default();
+            let rel = ast::optional_range_var_key(p.table.as_ref());
             b.apply("access_exclusive_catalog", Some(&rel), &[]);
         }
         N::ClusterStmt(c) => {
@@ -269,11 +261,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::VacuumStmt(v) => vacuum(&mut b, v),
         N::RefreshMatViewStmt(r) => {
             b.out.kind = "refresh_materialized_view".into();
-            let rel = r
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let rel = ast::optional_range_var_key(r.relation.as_ref());
             if r.concurrent {
                 b.apply("refresh_materialized_view.concurrently", Some(&rel), &[]);
             } else {
@@ -315,11 +303,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::MergeStmt(m) => dml(&mut b, stmt, "merge", "dml.update", m.relation.as_ref()),
         N::CopyStmt(c) => {
             b.out.kind = "copy".into();
-            let rel = c
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let rel = ast::optional_range_var_key(c.relation.as_ref());
             if c.is_from {
                 b.apply("dml.insert", Some(&rel), &[]);
             } else {
@@ -366,7 +350,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::ViewStmt(v) => {
             b.out.kind = "create_view".into();
             if v.replace {
-                let rel = v.view.as_ref().map(ast::range_var_key).unwrap_or_default();
+                let rel = ast::optional_range_var_key(v.view.as_ref());
                 b.apply("create_view", Some(&rel), &[]);
             } else {
                 b.apply("create_table", None, &[]);
@@ -472,11 +456,7 @@ fn comment_target(c: &protobuf::CommentStmt) -> Option<String> {
 
 fn create_table(b: &mut Builder<'_>, c: &protobuf::CreateStmt) {
     b.out.kind = "create_table".into();
-    let rel = c
-        .relation
-        .as_ref()
-        .map(ast::range_var_key)
-        .unwrap_or_default();
+    let rel = ast::optional_range_var_key(c.relation.as_ref());
     b.out.touch(&rel);
     let mut referenced = Vec::new();
     let mut collect = |con: &protobuf::Constraint| {
@@ -1131,7 +1111,7 @@ fn dml(
     target: Option<&protobuf::RangeVar>,
 ) {
     b.out.kind = kind.into();
-    let rel = target.map(ast::range_var_key).unwrap_or_default();
+    let rel = ast::optional_range_var_key(target);
     b.apply(rule, Some(&rel), &[]);
     lock_read_relations(b, stmt, &rel);
 }

@@ -581,11 +581,7 @@ impl Schema {
                 (ConstraintKind::Check { not_null_of }, "check")
             }
             ConstrType::ConstrForeign => {
-                let referenced = con
-                    .pktable
-                    .as_ref()
-                    .map(ast::range_var_key)
-                    .unwrap_or_default();
+                let referenced = ast::optional_range_var_key(con.pktable.as_ref());
                 (ConstraintKind::ForeignKey { referenced }, "fkey")
             }
             ConstrType::ConstrUnique => (ConstraintKind::Unique, "key"),

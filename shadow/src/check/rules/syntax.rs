@@ -9,11 +9,7 @@ pub fn new_columns(stmt: Option<&N>) -> Vec<(String, &protobuf::ColumnDef)> {
     let mut out = Vec::new();
     match stmt {
         Some(N::CreateStmt(c)) => {
-            let table = c
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let table = ast::optional_range_var_key(c.relation.as_ref());
             for e in &c.table_elts {
                 if let Some(N::ColumnDef(col)) = e.node.as_ref() {
                     out.push((table.clone(), col.as_ref()));
@@ -21,11 +17,7 @@ pub fn new_columns(stmt: Option<&N>) -> Vec<(String, &protobuf::ColumnDef)> {
             }
         }
         Some(N::AlterTableStmt(a)) => {
-            let table = a
-                .relation
-                .as_ref()
-                .map(ast::range_var_key)
-                .unwrap_or_default();
+            let table = ast::optional_range_var_key(a.relation.as_ref());
             for cmd in alter_cmds(stmt) {
                 if cmd.subtype() == AlterTableType::AtAddColumn {
                     if let Some(N::ColumnDef(col)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
@@ -52,11 +44,7 @@ pub fn new_column_types(stmt: Option<&N>) -> Vec<(String, String, ColumnType)> {
         })
         .collect();
     if let Some(N::AlterTableStmt(a)) = stmt {
-        let table = a
-            .relation
-            .as_ref()
-            .map(ast::range_var_key)
-            .unwrap_or_default();
+        let table = ast::optional_range_var_key(a.relation.as_ref());
         for cmd in alter_cmds(stmt) {
             if cmd.subtype() == AlterTableType::AtAlterColumnType {
                 if let Some(N::ColumnDef(col)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
