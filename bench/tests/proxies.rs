@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use duet_bench::backend::Backend;
+use duet_bench::cluster::Cluster;
 use duet_bench::compare::{run_compare, CompareOptions, Driver, Scenario, Target};
 use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
 use duet_bench::launch::LaunchError;
@@ -16,6 +17,16 @@ use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
 use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
 use duet_bench::workload::{Protocol, Workload};
 use support::{binaries_available, cluster_or_skip, skip};
+
+/// A throwaway cluster and the pgbench binary, or None (after [`skip`]) when either is missing.
+fn cluster_and_pgbench() -> Option<(Cluster, PathBuf)> {
+    let cluster = cluster_or_skip()?;
+    let Some(pgbench) = find_pgbench() else {
+        skip("pgbench is not installed (apt-get install postgresql-client)");
+        return None;
+    };
+    Some((cluster, pgbench))
+}
 
 fn pgbouncer_installed() -> bool {
     let found = duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
@@ -72,11 +83,7 @@ fn pgbouncer_forwards_both_protocols_in_session_mode() {
 
 #[test]
 fn pgbench_driver_reports_like_the_builtin_one() {
-    let Some(cluster) = cluster_or_skip() else {
-        return;
-    };
-    let Some(pgbench) = find_pgbench() else {
-        skip("pgbench is not installed (apt-get install postgresql-client)");
+    let Some((cluster, pgbench)) = cluster_and_pgbench() else {
         return;
     };
     let url = cluster.url("postgres", None, "postgres");
@@ -96,11 +103,7 @@ fn pgbench_driver_reports_like_the_builtin_one() {
 
 #[test]
 fn pgbench_driver_counts_aborted_clients_as_failures() {
-    let Some(cluster) = cluster_or_skip() else {
-        return;
-    };
-    let Some(pgbench) = find_pgbench() else {
-        skip("pgbench is not installed (apt-get install postgresql-client)");
+    let Some((cluster, pgbench)) = cluster_and_pgbench() else {
         return;
     };
     let url = cluster.url("postgres", None, "postgres");
