@@ -2,7 +2,8 @@
 //! built next to this test), driven only through the public contract.
 //!
 //! `cargo test -p duet-bench` alone does not build the `duet` binary; then these tests say so and
-//! skip (run `cargo build -p duet` first, or the whole workspace's tests).
+//! skip — or fail under `DUET_REQUIRE_DATABASE=1` (run `cargo build -p duet` first, or the whole
+//! workspace's tests, as CI does).
 
 mod support;
 
@@ -20,7 +21,10 @@ fn duet_or_skip() -> Option<PathBuf> {
         return None;
     }
     let Some(duet) = duet_next_to_current_exe() else {
-        eprintln!("SKIPPED: no duet binary next to this test; run `cargo build -p duet` first");
+        support::skip(
+            "no duet binary next to this test; run `cargo build -p duet` first \
+             (`cargo test --workspace` builds it)",
+        );
         return None;
     };
     Some(duet)
