@@ -65,8 +65,10 @@ pub struct Identity {
     pub application_name: String,
 }
 
-/// One session's published state.
+/// One session's published state. Aligned to its own cache lines: sessions on different worker
+/// threads write their counters and flags on every request, and must not share a line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct SessionInfo {
     /// Proxy-unique session id.
     pub id: u64,
@@ -112,10 +114,21 @@ impl SessionInfo {
 
     /// Publishes a state change (no-op if unchanged, so the timestamp means "since").
     pub fn set_state(&self, state: SessionState) {
-        if self.state.swap(state as u8, Ordering::Relaxed) != state as u8 {
-            self.state_since_us
-                .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.set_state_at(state, Instant::now());
+    }
+
+    /// [`SessionInfo::set_state`] with a clock reading the caller already has (the forwarding
+    /// loop reads the clock once per chunk for latencies and reuses it here).
+    pub fn set_state_at(&self, state: SessionState, now: Instant) {
+        // Plain load first: most calls change nothing (an extended batch's messages, pipelined
+        // queries), and a load keeps the cache line shared where a swap would take it exclusive.
+        if self.state.load(Ordering::Relaxed) == state as u8 {
+            return;
         }
+        self.state.store(state as u8, Ordering::Relaxed);
+        let since = now.saturating_duration_since(self.epoch);
+        self.state_since_us
+            .store(since.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The current state.

@@ -32,6 +32,17 @@ use tokio::sync::mpsc;
 use crate::context::ProxyContext;
 use crate::session;
 
+thread_local! {
+    /// The index of the session worker running on this thread, if it is one.
+    static WORKER_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the session worker thread the caller runs on (`None` off the workers). Lets hot
+/// paths pick per-worker state, such as a latency histogram shard, that no other thread writes.
+pub fn current_index() -> Option<usize> {
+    WORKER_INDEX.with(std::cell::Cell::get)
+}
+
 /// An accepted client connection on its way to a worker.
 type Handoff = (std::net::TcpStream, SocketAddr);
 
@@ -74,7 +85,10 @@ impl SessionWorkers {
                 .name(format!("duet-session-{index}"))
                 .spawn({
                     let (ctx, live) = (ctx.clone(), live.clone());
-                    move || serve(runtime, arrivals, ctx, live)
+                    move || {
+                        WORKER_INDEX.with(|slot| slot.set(Some(index)));
+                        serve(runtime, arrivals, ctx, live)
+                    }
                 })?;
             workers.push(Worker {
                 handoff,

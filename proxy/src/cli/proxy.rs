@@ -40,7 +40,7 @@ pub struct Args {
     /// Time allowed to open a backend connection [default: 5s].
     #[arg(long, value_name = "DURATION")]
     connect_timeout: Option<String>,
-    /// Session worker threads, one event loop each [default: number of CPUs].
+    /// Session worker threads, one event loop each [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }

@@ -6,7 +6,7 @@
 //! streams results back cannot deadlock the proxy. Only a held transaction start (the pause gate)
 //! stops the client→backend loop, and only that loop.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -102,7 +102,8 @@ impl Shared<'_> {
                         if tracker.at_boundary() && !self.ctx.gate.try_begin(self.info) {
                             break ClientStep::Hold(frame.start);
                         }
-                        self.info.set_state(SessionState::Active);
+                        let now = *read_at.get_or_insert_with(Instant::now);
+                        self.info.set_state_at(SessionState::Active, now);
                     }
                     match frame.tag {
                         frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
@@ -133,9 +134,7 @@ impl Shared<'_> {
             scanner.pass(&frame, chunk.len(), &mut pos);
         };
         if statements > 0 {
-            self.info
-                .statements
-                .fetch_add(statements, Ordering::Relaxed);
+            add_own(&self.info.statements, statements);
         }
         step
     }
@@ -146,6 +145,8 @@ impl Shared<'_> {
     fn scan_backend(&self, scanner: &mut FrameScanner, chunk: &[u8]) -> Result<usize, String> {
         let mut pos = 0;
         let mut tracker: Option<MutexGuard<'_, Tracker>> = None;
+        // One clock reading per chunk serves every ReadyForQuery in it.
+        let mut now: Option<Instant> = None;
         loop {
             let frame = match scanner.next_frame(chunk, &mut pos, MAX_BACKEND_MESSAGE) {
                 Ok(Some(frame)) => frame,
@@ -163,12 +164,18 @@ impl Shared<'_> {
                 return Ok(frame.start);
             };
             let tracker = tracker.get_or_insert_with(|| self.tracker());
-            self.ready_for_query(tracker, body[0])?;
+            let now = *now.get_or_insert_with(Instant::now);
+            self.ready_for_query(tracker, body[0], now)?;
             pos = frame.end();
         }
     }
 
-    fn ready_for_query(&self, tracker: &mut Tracker, status: u8) -> Result<(), String> {
+    fn ready_for_query(
+        &self,
+        tracker: &mut Tracker,
+        status: u8,
+        now: Instant,
+    ) -> Result<(), String> {
         if !matches!(status, b'I' | b'T' | b'E') {
             return Err(format!(
                 "backend sent an unknown transaction status {}",
@@ -176,22 +183,35 @@ impl Shared<'_> {
             ));
         }
         if let Some(started) = tracker.pending.pop_front() {
-            let shard = self.info.id as usize;
-            self.ctx.metrics.record_latency(shard, started.elapsed());
+            // The worker thread's own shard: no other thread writes it, so its lock and cache
+            // lines stay on this core (outside a worker, e.g. in unit tests, spread by session).
+            let shard = crate::workers::current_index().unwrap_or(self.info.id as usize);
+            self.ctx
+                .metrics
+                .record_latency(shard, now.saturating_duration_since(started));
         }
         tracker.status = status;
         if tracker.is_quiet() {
             match status {
                 b'I' => {
-                    self.info.set_state(SessionState::Idle);
+                    self.info.set_state_at(SessionState::Idle, now);
                     self.ctx.gate.end(self.info);
                 }
-                b'T' => self.info.set_state(SessionState::IdleInTransaction),
-                _ => self.info.set_state(SessionState::IdleInTransactionAborted),
+                b'T' => self.info.set_state_at(SessionState::IdleInTransaction, now),
+                _ => self
+                    .info
+                    .set_state_at(SessionState::IdleInTransactionAborted, now),
             }
         }
         Ok(())
     }
+}
+
+/// Adds to one of the session's own counters. Only this session's task writes them (`status` and
+/// the metrics endpoint only read), so a plain load and store is exact and avoids the locked
+/// read-modify-write a `fetch_add` costs on every chunk.
+fn add_own(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 fn printable(tag: u8) -> String {
@@ -366,10 +386,7 @@ where
             if let Err(err) = write_chunk(write, &buf[..forward]).await {
                 return SessionEnd::BackendLost(err.to_string());
             }
-            shared
-                .info
-                .bytes_client_to_server
-                .fetch_add(forward as u64, Ordering::Relaxed);
+            add_own(&shared.info.bytes_client_to_server, forward as u64);
             buf.advance(forward);
         }
         match step {
@@ -415,10 +432,7 @@ where
             if let Err(err) = write_chunk(write, &buf[..forward]).await {
                 return SessionEnd::ClientError(err.to_string());
             }
-            shared
-                .info
-                .bytes_server_to_client
-                .fetch_add(forward as u64, Ordering::Relaxed);
+            add_own(&shared.info.bytes_server_to_client, forward as u64);
             buf.advance(forward);
         }
     }
