@@ -350,10 +350,12 @@ where
     end
 }
 
-fn ensure_room(buf: &mut BytesMut) {
+/// Reads whatever has arrived into `buf`, growing it when little room is left. `Ok(0)` is EOF.
+async fn fill<R: AsyncRead + Unpin>(read: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
     }
+    read.read_buf(buf).await
 }
 
 async fn client_to_backend<R, W>(
@@ -370,8 +372,7 @@ where
     let mut need_read = buf.is_empty();
     loop {
         if need_read {
-            ensure_room(&mut buf);
-            match read.read_buf(&mut buf).await {
+            match fill(read, &mut buf).await {
                 Ok(0) => return SessionEnd::ClientClosed,
                 Ok(_) => {}
                 Err(err) => return SessionEnd::ClientError(err.to_string()),
@@ -382,12 +383,15 @@ where
             ClientStep::Forward(n) | ClientStep::Hold(n) | ClientStep::Terminate(n) => n,
             ClientStep::Malformed(why) => return SessionEnd::ClientMalformed(why),
         };
-        if forward > 0 {
-            if let Err(err) = write_chunk(write, &buf[..forward]).await {
-                return SessionEnd::BackendLost(err.to_string());
-            }
-            add_own(&shared.info.bytes_client_to_server, forward as u64);
-            buf.advance(forward);
+        if let Err(err) = forward_chunk(
+            write,
+            &mut buf,
+            forward,
+            &shared.info.bytes_client_to_server,
+        )
+        .await
+        {
+            return SessionEnd::BackendLost(err.to_string());
         }
         match step {
             ClientStep::Hold(_) => {
@@ -414,8 +418,7 @@ where
     let mut need_read = buf.is_empty();
     loop {
         if need_read {
-            ensure_room(&mut buf);
-            match read.read_buf(&mut buf).await {
+            match fill(read, &mut buf).await {
                 Ok(0) => {
                     return SessionEnd::BackendLost("the backend closed the connection".to_owned())
                 }
@@ -428,20 +431,35 @@ where
             Ok(n) => n,
             Err(why) => return SessionEnd::BackendLost(why),
         };
-        if forward > 0 {
-            if let Err(err) = write_chunk(write, &buf[..forward]).await {
-                return SessionEnd::ClientError(err.to_string());
-            }
-            add_own(&shared.info.bytes_server_to_client, forward as u64);
-            buf.advance(forward);
+        if let Err(err) = forward_chunk(
+            write,
+            &mut buf,
+            forward,
+            &shared.info.bytes_server_to_client,
+        )
+        .await
+        {
+            return SessionEnd::ClientError(err.to_string());
         }
     }
 }
 
-/// One chunk, one write (plus a flush, which is free on TCP and pushes TLS records out).
-async fn write_chunk<W: AsyncWrite + Unpin>(write: &mut W, chunk: &[u8]) -> std::io::Result<()> {
-    write.write_all(chunk).await?;
-    write.flush().await
+/// Writes the first `n` bytes of `buf` on in one write (plus a flush, which is free on TCP and
+/// pushes TLS records out), counts them, and drops them from `buf`.
+async fn forward_chunk<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    buf: &mut BytesMut,
+    n: usize,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    write.write_all(&buf[..n]).await?;
+    write.flush().await?;
+    add_own(counter, n as u64);
+    buf.advance(n);
+    Ok(())
 }
 
 #[cfg(test)]
