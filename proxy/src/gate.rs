@@ -241,16 +241,22 @@ mod tests {
         assert!(session.is_busy());
     }
 
+    /// A pause with a long timeout, running on its own task.
+    fn spawn_pause(
+        gate: &Arc<Gate>,
+        sessions: &Arc<Sessions>,
+    ) -> tokio::task::JoinHandle<PauseOutcome> {
+        let (gate, sessions) = (gate.clone(), sessions.clone());
+        tokio::spawn(async move { gate.pause(&sessions, Duration::from_secs(30)).await })
+    }
+
     #[tokio::test]
     async fn pause_waits_for_in_flight_work() {
         let gate = Arc::new(Gate::new());
         let sessions = Arc::new(Sessions::new());
         let session = sessions.register(addr());
         assert!(gate.try_begin(&session));
-        let pauser = tokio::spawn({
-            let (gate, sessions) = (gate.clone(), sessions.clone());
-            async move { gate.pause(&sessions, Duration::from_secs(30)).await }
-        });
+        let pauser = spawn_pause(&gate, &sessions);
         // The pauser cannot finish while the session is busy.
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -284,10 +290,7 @@ mod tests {
         let sessions = Arc::new(Sessions::new());
         let session = sessions.register(addr());
         assert!(gate.try_begin(&session));
-        let pauser = tokio::spawn({
-            let (gate, sessions) = (gate.clone(), sessions.clone());
-            async move { gate.pause(&sessions, Duration::from_secs(30)).await }
-        });
+        let pauser = spawn_pause(&gate, &sessions);
         tokio::task::yield_now().await;
         sessions.unregister(session.id);
         gate.end(&session);
