@@ -9,10 +9,12 @@
 //! - [`migrate`]: the migration's own work over tokio-postgres: the state store (schema `duet`),
 //!   guarded DDL, the chunked copier, verification, repair and the tombstone sweep.
 //!
-//! Not yet here: the migration planner/controller that drives these steps from the admin socket
-//! (see docs/online-migrations.md).
+//! - [`plan`]: the migration planner — from SQL or a pgroll file plus the live catalog to a
+//!   [`plan::Plan`] (strategy, every step's SQL and lock). The controller that runs it lives in the
+//!   proxy (`duet::migration`).
 
 pub mod check;
 pub mod ident;
 pub mod migrate;
+pub mod plan;
 pub mod rewrite;

@@ -1,0 +1,176 @@
+//! The catalog audit: what would let writes escape the dual-write, or make the flip change what
+//! other objects see. Refusals for the shadow strategies; warnings where the change is harmless.
+
+use crate::ident::quote_ident;
+
+use super::catalog::TableInfo;
+use super::{Plan, PlanError, PlanKind};
+
+fn list(items: &[String]) -> String {
+    items.join(", ")
+}
+
+/// Whether a foreign key definition makes the server write this table by itself (cascades),
+/// which no proxy sees.
+fn cascades(def: &str) -> bool {
+    [
+        "ON DELETE CASCADE",
+        "ON DELETE SET",
+        "ON UPDATE CASCADE",
+        "ON UPDATE SET",
+    ]
+    .iter()
+    .any(|a| def.contains(a))
+}
+
+/// Audit `info` for `plan`; `changed` are the columns whose type changes. Pushes warnings onto
+/// the plan, or refuses.
+pub(super) fn audit(
+    info: &TableInfo,
+    plan: &mut Plan,
+    changed: &[String],
+) -> Result<(), PlanError> {
+    let t = &info.name;
+    let shadow = matches!(plan.kind, PlanKind::ShadowTable | PlanKind::ShadowColumn);
+    if shadow {
+        if !info.triggers.is_empty() {
+            return Err(PlanError::Audit(format!(
+                "{t} has triggers ({}): their writes and changes to NEW rows are not mirrored by \
+                 the proxy's dual-writes. Drop or disable them for the migration (and re-create \
+                 them after), or make the change in a maintenance window",
+                list(&info.triggers)
+            )));
+        }
+        if !info.rules.is_empty() {
+            return Err(PlanError::Audit(format!(
+                "{t} has rules ({}): rewritten statements would bypass the dual-write. Drop \
+                 the rules for the migration",
+                list(&info.rules)
+            )));
+        }
+        if !info.views.is_empty() {
+            return Err(PlanError::Audit(format!(
+                "views depend on {t} ({}): {}. Drop the views and re-create them after \
+                 `complete`",
+                list(&info.views),
+                if plan.kind == PlanKind::ShadowTable {
+                    "a view follows the table's OID, so after the flip it would keep reading the old table"
+                } else {
+                    "a view follows the column's number, so after the flip it would keep reading the old column"
+                }
+            )));
+        }
+        if info.relkind == 'p' || !info.inheritance.is_empty() {
+            return Err(PlanError::Unsupported(format!(
+                "{t} is partitioned or part of an inheritance tree ({}): duet cannot swap it \
+                 online. Migrate each partition as its own table, or detach first",
+                list(&info.inheritance)
+            )));
+        }
+        for c in &info.constraints {
+            let touches =
+                plan.kind == PlanKind::ShadowTable || c.columns.iter().any(|x| changed.contains(x));
+            if c.kind == 'f' && cascades(&c.def) && touches {
+                return Err(PlanError::Audit(format!(
+                    "foreign key {} of {t} ({}) makes the server change {t} by itself when the \
+                     referenced row changes; those writes bypass the proxy. Recreate it without \
+                     the cascading action (NOT VALID + VALIDATE) for the migration",
+                    quote_ident(&c.name),
+                    c.def
+                )));
+            }
+        }
+    }
+    if plan.kind == PlanKind::ShadowTable {
+        if !info.referencing_fks.is_empty() {
+            return Err(PlanError::Audit(format!(
+                "foreign keys of other tables reference {t} ({}): they follow the table's OID, \
+                 so after the flip they would still point at the old table, and their cascades \
+                 bypass the proxy. Drop them for the migration and re-add them NOT VALID + \
+                 VALIDATE after `complete`",
+                list(&info.referencing_fks)
+            )));
+        }
+        let special: Vec<String> = info
+            .columns
+            .iter()
+            .filter(|c| !c.identity.is_empty() || !c.generated.is_empty())
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        if !special.is_empty() {
+            return Err(PlanError::Unsupported(format!(
+                "{t} has identity or generated columns ({}): the shadow table cannot take over \
+                 their values. Convert an identity column to a sequence default \
+                 (ALTER COLUMN … DROP IDENTITY, then SET DEFAULT nextval(…)) first",
+                special.join(", ")
+            )));
+        }
+        if info.row_security || info.column_privileges {
+            return Err(PlanError::Unsupported(format!(
+                "{t} has row-level security policies or column privileges: the shadow table \
+                 would not carry them. Remove them for the migration and re-create them after \
+                 `complete`, or change the table in a maintenance window"
+            )));
+        }
+        if info.indexes.iter().any(|i| i.constraint == Some('x')) {
+            return Err(PlanError::Unsupported(format!(
+                "{t} has an exclusion constraint: it cannot be rebuilt on the shadow online"
+            )));
+        }
+    }
+    if plan.kind == PlanKind::ShadowColumn && info.columns.iter().any(|c| !c.generated.is_empty()) {
+        return Err(PlanError::Unsupported(format!(
+            "{t} has generated columns: one computed from the changed column would keep reading \
+             the old column after the flip. Drop the generated columns for the migration"
+        )));
+    }
+    if plan.kind == PlanKind::ShadowColumn {
+        for c in changed {
+            if let Some(col) = info.column(c) {
+                if !col.identity.is_empty() || !col.generated.is_empty() {
+                    return Err(PlanError::Unsupported(format!(
+                        "{} is an identity or generated column: drop the identity or the \
+                         expression first",
+                        quote_ident(c)
+                    )));
+                }
+            }
+        }
+    }
+    if !info.publications.is_empty() {
+        plan.warnings.push(format!(
+            "{t} is in publications ({}){}",
+            list(&info.publications),
+            if plan.kind == PlanKind::ShadowTable {
+                ": after the flip the new table is not published; add it to each publication \
+                 (ALTER PUBLICATION … ADD TABLE) and resynchronise subscribers"
+            } else {
+                ": subscribers receive the changed shape; update them first"
+            }
+        ));
+    }
+    if !shadow && (!info.triggers.is_empty() || !info.rules.is_empty()) {
+        plan.warnings.push(format!(
+            "{t} has triggers or rules ({}): check that none refers to a changed column by name",
+            list(
+                &info
+                    .triggers
+                    .iter()
+                    .chain(&info.rules)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )
+        ));
+    }
+    if plan.kind == PlanKind::ShadowTable {
+        if let Ok(k) = &info.key {
+            if !k.is_primary {
+                plan.warnings.push(format!(
+                    "{t} has no primary key: the new table gets one on the copy key {}",
+                    quote_ident(&k.index_name)
+                ));
+            }
+        }
+    }
+    Ok(())
+}

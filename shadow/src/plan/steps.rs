@@ -1,0 +1,729 @@
+//! Step SQL per strategy (see CONTRACT "Semantics" and shadow/docs/planning.md). Every identifier
+//! is quoted; every step says what it locks and why.
+
+use crate::ident::{quote_ident, DELETED_COLUMN};
+use crate::migrate::expand::shadow_table_ddl;
+use crate::migrate::ColumnMapping;
+use crate::migrate::CopyTarget;
+use crate::rewrite::{Column, TableRoute, Target};
+
+use super::catalog::{ColumnInfo, TableInfo};
+use super::names::{old_table, pkey_name, with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
+use super::{Plan, Step};
+
+/// A step inside a transaction.
+pub fn step(sql: impl Into<String>, lock: &str, why: &str) -> Step {
+    Step {
+        sql: sql.into(),
+        lock: lock.to_string(),
+        why: why.to_string(),
+        outside_transaction: false,
+    }
+}
+
+/// A step that must run outside a transaction block (CONCURRENTLY).
+pub fn concurrent(sql: impl Into<String>, lock: &str, why: &str) -> Step {
+    Step {
+        outside_transaction: true,
+        ..step(sql, lock, why)
+    }
+}
+
+const BRIEF: &str = "ACCESS EXCLUSIVE (brief, metadata only)";
+
+/// One column's change of type in a shadow plan.
+#[derive(Debug, Clone)]
+pub struct TypeChange {
+    /// The column.
+    pub column: String,
+    /// New type (SQL, with typmod).
+    pub new_type: String,
+    /// New base type (no typmod, usable in a cast).
+    pub new_base: String,
+    /// Expression over the old row computing the new value.
+    pub up: String,
+    /// Expression over the new row computing the old value.
+    pub down: String,
+    /// int4/int2 → int8: an owned sequence must become `AS bigint`.
+    pub widens_to_bigint: bool,
+}
+
+/// The route's column list: `(name, base type)` in attribute order.
+pub fn route_columns(cols: impl Iterator<Item = (String, String)>) -> Vec<Column> {
+    cols.map(|(name, base_type)| Column { name, base_type })
+        .collect()
+}
+
+fn not_null_check(table: &str, col: &str) -> (String, Step, Step) {
+    let name = with_suffix(col, NOT_NULL_SUFFIX);
+    // Dropping a leftover of an interrupted run first makes the step safe to re-run.
+    let add = step(
+        format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {0};
+             ALTER TABLE {table} ADD CONSTRAINT {0} CHECK ({1} IS NOT NULL) NOT VALID",
+            quote_ident(&name),
+            quote_ident(col)
+        ),
+        BRIEF,
+        "prove the column non-null without a scan under a blocking lock (NOT VALID: new rows only)",
+    );
+    let validate = step(
+        format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            quote_ident(&name)
+        ),
+        "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+        "check the existing rows; SET NOT NULL can then skip its scan",
+    );
+    (name, add, validate)
+}
+
+/// Everything of a shadow plan (table or column) besides how the rows are copied.
+pub struct ShadowSteps {
+    /// expand
+    pub expand: Vec<Step>,
+    /// prepare_flip
+    pub prepare_flip: Vec<Step>,
+    /// flip
+    pub flip: Vec<Step>,
+    /// revert
+    pub revert: Vec<Step>,
+    /// after_revert
+    pub after_revert: Vec<Step>,
+    /// complete
+    pub complete: Vec<Step>,
+    /// abort
+    pub abort: Vec<Step>,
+    /// flipped_route
+    pub flipped_route: TableRoute,
+    /// dual_write_route
+    pub dual_write_route: TableRoute,
+}
+
+impl ShadowSteps {
+    /// Puts every step and both routes into `plan`.
+    pub fn fill(self, plan: &mut Plan) {
+        plan.expand = self.expand;
+        plan.dual_write_route = Some(self.dual_write_route);
+        plan.prepare_flip = self.prepare_flip;
+        plan.flip = self.flip;
+        plan.flipped_route = Some(self.flipped_route);
+        plan.revert = self.revert;
+        plan.after_revert = self.after_revert;
+        plan.complete = self.complete;
+        plan.abort = self.abort;
+    }
+}
+
+/// The shadow-table steps for `info` with `changes` applied through `target`.
+pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange]) -> ShadowSteps {
+    let t = info.name.sql();
+    let shadow = target.shadow.clone();
+    let sh = shadow.sql();
+    let old = old_table(&info.name);
+    let schema = quote_ident(&info.name.schema);
+    let idx = |name: &str| format!("{schema}.{}", quote_ident(name));
+    let change_of = |c: &str| changes.iter().find(|x| x.column == c);
+    let key_index = target.key.index_name.clone();
+    let shadow_pkey = pkey_name(&shadow.name);
+
+    let expand = vec![step(
+        shadow_table_ddl(target),
+        "ACCESS SHARE on the table (CREATE TABLE … AS … WITH NO DATA reads only its shape)",
+        "create the shadow table in the new shape: same key, other columns nullable, plus the tombstone column (three statements, one transaction)",
+    )];
+
+    let mut prepare = vec![step(
+        format!("ALTER TABLE {sh} OWNER TO {}", info.owner),
+        BRIEF,
+        "the new table has the old table's owner",
+    )];
+    for grant in &info.grants {
+        prepare.push(step(
+            grant.replace("{}", &sh),
+            BRIEF,
+            "the new table has the old table's privileges",
+        ));
+    }
+    let mut flip = vec![
+        step(
+            format!("DELETE FROM {sh} WHERE {}", quote_ident(DELETED_COLUMN)),
+            "ROW EXCLUSIVE on the shadow",
+            "tombstones have served their purpose once dual-writes stop at the flip",
+        ),
+        step(
+            format!("ALTER TABLE {sh} DROP COLUMN {}", quote_ident(DELETED_COLUMN)),
+            BRIEF,
+            "the new table must not carry duet's tombstone column",
+        ),
+        step(
+            format!(
+                "ALTER TABLE {t} ADD COLUMN {} boolean NOT NULL DEFAULT false",
+                quote_ident(DELETED_COLUMN)
+            ),
+            BRIEF,
+            "the old table receives reverse dual-writes (with tombstones) so a revert loses nothing",
+        ),
+    ];
+    let mut revert = vec![step(
+        format!("ALTER TABLE {t} RENAME TO {}", quote_ident(&shadow.name)),
+        BRIEF,
+        "park the new table under the shadow name",
+    )];
+    let mut flip_renames_old = Vec::new();
+    let mut flip_renames_new = Vec::new();
+    let mut revert_park_new = Vec::new();
+    let mut revert_restore_old = Vec::new();
+
+    for ix in &info.indexes {
+        let parked = with_suffix(&ix.name, OLD_SUFFIX);
+        flip_renames_old.push(step(
+            format!(
+                "ALTER INDEX {} RENAME TO {}",
+                idx(&ix.name),
+                quote_ident(&parked)
+            ),
+            BRIEF,
+            "free the index name for the new table",
+        ));
+        revert_restore_old.push(step(
+            format!(
+                "ALTER INDEX {} RENAME TO {}",
+                idx(&parked),
+                quote_ident(&ix.name)
+            ),
+            BRIEF,
+            "give the old table its index name back",
+        ));
+        let temp = if ix.name == key_index {
+            shadow_pkey.clone()
+        } else {
+            with_suffix(&ix.name, TEMP_SUFFIX)
+        };
+        revert_park_new.push(step(
+            format!(
+                "ALTER INDEX {} RENAME TO {}",
+                idx(&ix.name),
+                quote_ident(&temp)
+            ),
+            BRIEF,
+            "free the index name for the old table",
+        ));
+        if ix.name == key_index {
+            flip_renames_new.push(step(
+                format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    idx(&temp),
+                    quote_ident(&ix.name)
+                ),
+                BRIEF,
+                "the new table's key index takes the old name",
+            ));
+            continue;
+        }
+        let unique = if ix.unique { "UNIQUE " } else { "" };
+        prepare.push(concurrent(
+            format!(
+                "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {sh} {}",
+                quote_ident(&temp),
+                ix.tail
+            ),
+            "SHARE UPDATE EXCLUSIVE on the shadow only",
+            "build the secondary index on the shadow without blocking dual-writes",
+        ));
+        if ix.constraint == Some('u') {
+            flip_renames_new.push(step(
+                format!(
+                    "ALTER TABLE {t} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    quote_ident(&ix.name),
+                    quote_ident(&temp)
+                ),
+                BRIEF,
+                "turn the prebuilt unique index into the constraint under its old name",
+            ));
+        } else {
+            flip_renames_new.push(step(
+                format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    idx(&temp),
+                    quote_ident(&ix.name)
+                ),
+                BRIEF,
+                "the new table's index takes the old name",
+            ));
+        }
+    }
+    for con in &info.constraints {
+        let temp = with_suffix(&con.name, TEMP_SUFFIX);
+        let parked = with_suffix(&con.name, OLD_SUFFIX);
+        let def = con.def.trim_end_matches(" NOT VALID");
+        let lock = if con.kind == 'f' {
+            "SHARE ROW EXCLUSIVE on the shadow and the referenced table (brief)"
+        } else {
+            BRIEF
+        };
+        prepare.push(step(
+            format!(
+                "ALTER TABLE {sh} DROP CONSTRAINT IF EXISTS {0};
+                 ALTER TABLE {sh} ADD CONSTRAINT {0} {def} NOT VALID",
+                quote_ident(&temp)
+            ),
+            lock,
+            "the constraint on the shadow, enforced for new writes at once",
+        ));
+        if con.valid {
+            prepare.push(step(
+                format!(
+                    "ALTER TABLE {sh} VALIDATE CONSTRAINT {}",
+                    quote_ident(&temp)
+                ),
+                "SHARE UPDATE EXCLUSIVE on the shadow",
+                "check the copied rows without blocking",
+            ));
+        }
+        flip_renames_old.push(step(
+            format!(
+                "ALTER TABLE {t} RENAME CONSTRAINT {} TO {}",
+                quote_ident(&con.name),
+                quote_ident(&parked)
+            ),
+            BRIEF,
+            "free the constraint name",
+        ));
+        revert_restore_old.push(step(
+            format!(
+                "ALTER TABLE {t} RENAME CONSTRAINT {} TO {}",
+                quote_ident(&parked),
+                quote_ident(&con.name)
+            ),
+            BRIEF,
+            "give the old table its constraint name back",
+        ));
+        flip_renames_new.push(step(
+            format!(
+                "ALTER TABLE {t} RENAME CONSTRAINT {} TO {}",
+                quote_ident(&temp),
+                quote_ident(&con.name)
+            ),
+            BRIEF,
+            "the new table's constraint takes the old name",
+        ));
+        revert_park_new.push(step(
+            format!(
+                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                shadow.sql(),
+                quote_ident(&con.name),
+                quote_ident(&temp)
+            ),
+            BRIEF,
+            "free the constraint name for the old table",
+        ));
+    }
+    let mut flip_not_null = Vec::new();
+    let mut flip_sequences = Vec::new();
+    let mut revert_sequences = Vec::new();
+    for col in &info.columns {
+        let q = quote_ident(&col.name);
+        if col.not_null && !target.key.columns.contains(&col.name) {
+            let (name, add, validate) = not_null_check(&sh, &col.name);
+            prepare.push(add);
+            prepare.push(validate);
+            flip_not_null.push(step(
+                format!("ALTER TABLE {t} ALTER COLUMN {q} SET NOT NULL"),
+                BRIEF,
+                "NOT NULL on the new table; the validated CHECK lets it skip the scan",
+            ));
+            flip_not_null.push(step(
+                format!(
+                    "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {}",
+                    quote_ident(&name)
+                ),
+                BRIEF,
+                "the CHECK only existed to make SET NOT NULL instant",
+            ));
+        }
+        if let Some(def) = &col.default {
+            prepare.push(step(
+                format!("ALTER TABLE {sh} ALTER COLUMN {q} SET DEFAULT {def}"),
+                BRIEF,
+                "the new table keeps the column default (dual-writes set every column explicitly)",
+            ));
+        }
+        if let Some(seq) = &col.owned_sequence {
+            if change_of(&col.name).is_some_and(|c| c.widens_to_bigint) {
+                flip_sequences.push(step(
+                    format!("ALTER SEQUENCE {seq} AS bigint"),
+                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    "the sequence must be able to pass the old type's maximum",
+                ));
+            }
+            flip_sequences.push(step(
+                format!("ALTER SEQUENCE {seq} OWNED BY {t}.{q}"),
+                "ACCESS EXCLUSIVE on the sequence (brief)",
+                "the sequence belongs to the new table, so dropping the old one keeps it",
+            ));
+            if change_of(&col.name).is_some_and(|c| c.widens_to_bigint) {
+                // Fails (and so refuses the revert) once the sequence has passed the old type's
+                // maximum: the old column could not take its next value.
+                revert_sequences.push(step(
+                    format!("ALTER SEQUENCE {seq} AS {}", col.full_type),
+                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    "the sequence goes back to the old column's type",
+                ));
+            }
+            revert_sequences.push(step(
+                format!("ALTER SEQUENCE {seq} OWNED BY {t}.{q}"),
+                "ACCESS EXCLUSIVE on the sequence (brief)",
+                "the sequence belongs to the old table again, so dropping the new one keeps it",
+            ));
+        }
+    }
+    flip.extend(flip_renames_old);
+    flip.push(step(
+        format!("ALTER TABLE {t} RENAME TO {}", quote_ident(&old.name)),
+        BRIEF,
+        "park the old table",
+    ));
+    flip.push(step(
+        format!(
+            "ALTER TABLE {sh} RENAME TO {}",
+            quote_ident(&info.name.name)
+        ),
+        BRIEF,
+        "the new table takes the name",
+    ));
+    flip.extend(flip_renames_new);
+    flip.extend(flip_not_null);
+    flip.extend(flip_sequences);
+
+    revert.extend(revert_park_new);
+    revert.push(step(
+        format!(
+            "ALTER TABLE {} RENAME TO {}",
+            old.sql(),
+            quote_ident(&info.name.name)
+        ),
+        BRIEF,
+        "the old table takes the name back",
+    ));
+    revert.extend(revert_restore_old);
+    revert.extend(revert_sequences);
+    revert.push(step(
+        format!("DELETE FROM {t} WHERE {}", quote_ident(DELETED_COLUMN)),
+        "ROW EXCLUSIVE",
+        "rows deleted after the flip were kept as tombstones by the reverse dual-writes",
+    ));
+    revert.push(step(
+        format!(
+            "ALTER TABLE {t} DROP COLUMN {}",
+            quote_ident(DELETED_COLUMN)
+        ),
+        BRIEF,
+        "the old table no longer needs the tombstone column",
+    ));
+
+    // After a widening, the new shape may hold values the old one cannot (ids past 2^31): the
+    // reverse dual-writes skip those rows instead of failing the application's write, and the
+    // revert refuses, first thing in its transaction, while any exist.
+    let unrepresentable = narrowing_predicate(info, changes);
+    if let Some(predicate) = &unrepresentable {
+        revert.insert(
+            0,
+            step(
+                format!(
+                    "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
+                    info.name.sql().replace('\'', "''")
+                ),
+                "ACCESS SHARE (reads the rows beyond the old types' range)",
+                "a revert must not silently drop rows the old shape cannot hold",
+            ),
+        );
+    }
+    let new_columns = route_columns(info.columns.iter().map(|c| {
+        let base = change_of(&c.name)
+            .map(|x| x.new_base.clone())
+            .unwrap_or_else(|| c.base_type.clone());
+        (c.name.clone(), base)
+    }));
+    let old_columns = route_columns(
+        info.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.base_type.clone())),
+    );
+    let forward: Vec<ColumnMapping> = target.mapping.clone();
+    let reverse: Vec<ColumnMapping> = info
+        .columns
+        .iter()
+        .map(|c| ColumnMapping {
+            target: c.name.clone(),
+            expr: change_of(&c.name)
+                .map(|x| x.down.clone())
+                .unwrap_or_else(|| quote_ident(&c.name)),
+        })
+        .collect();
+    let key = target.key.columns.clone();
+    // Fresh statistics for the new table before it goes live (the copy wrote every row), and for
+    // the flip's tombstone DELETE to take the partial tombstone index instead of a full scan.
+    prepare.push(step(
+        format!("ANALYZE {sh}"),
+        "SHARE UPDATE EXCLUSIVE on the shadow (does not block reads or writes)",
+        "statistics for the new table, and an index plan for the flip's tombstone purge",
+    ));
+    ShadowSteps {
+        expand,
+        prepare_flip: prepare,
+        flip,
+        revert,
+        after_revert: vec![step(
+            format!("DROP TABLE IF EXISTS {sh}"),
+            "ACCESS EXCLUSIVE on the new table only (no longer used)",
+            "drop the new shape after a revert",
+        )],
+        complete: vec![step(
+            format!("DROP TABLE IF EXISTS {}", old.sql()),
+            "ACCESS EXCLUSIVE on the old table only (no longer used)",
+            "contract: drop the old shape",
+        )],
+        abort: vec![step(
+            format!("DROP TABLE IF EXISTS {sh}"),
+            "ACCESS EXCLUSIVE on the shadow only",
+            "drop the shadow; the table was never changed",
+        )],
+        dual_write_route: TableRoute {
+            schema: info.name.schema.clone(),
+            name: info.name.name.clone(),
+            columns: old_columns,
+            key: key.clone(),
+            target: Target::ShadowTable {
+                shadow: shadow.name.clone(),
+                mapping: forward,
+                shadow_key: key.clone(),
+                skip_when: None,
+                plain_deletes: false,
+            },
+        },
+        flipped_route: TableRoute {
+            schema: info.name.schema.clone(),
+            name: info.name.name.clone(),
+            columns: new_columns,
+            key: key.clone(),
+            target: Target::ShadowTable {
+                shadow: old.name.clone(),
+                mapping: reverse,
+                shadow_key: key,
+                skip_when: unrepresentable.clone(),
+                // No copier runs after the flip: deletes need no tombstones.
+                plain_deletes: true,
+            },
+        },
+    }
+}
+
+/// The range of an integer type (`int2`, `int4`), for values that must fit when narrowing back.
+fn integer_range(base: &str) -> Option<(i64, i64)> {
+    match base {
+        "int2" => Some((i16::MIN.into(), i16::MAX.into())),
+        "int4" => Some((i32::MIN.into(), i32::MAX.into())),
+        _ => None,
+    }
+}
+
+fn integer_width(base: &str) -> u8 {
+    match base {
+        "int2" => 2,
+        "int4" => 4,
+        "int8" => 8,
+        _ => 0,
+    }
+}
+
+/// A predicate over the new row that is true when a widened integer column holds a value its old
+/// type cannot (so the reverse cast would fail); `None` when no column is widened.
+pub fn narrowing_predicate(info: &TableInfo, changes: &[TypeChange]) -> Option<String> {
+    let parts: Vec<String> = changes
+        .iter()
+        .filter_map(|change| {
+            let old = info.columns.iter().find(|c| c.name == change.column)?;
+            let (min, max) = integer_range(&old.base_type)?;
+            (integer_width(&change.new_base) > integer_width(&old.base_type)).then(|| {
+                format!(
+                    "{} NOT BETWEEN {min} AND {max}",
+                    quote_ident(&change.column)
+                )
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" OR "))
+}
+
+/// The columns an expression reads: every table column whose name appears in it as an
+/// identifier (a superset is safe: more writes are mirrored, never fewer).
+pub fn expr_sources(expr: &str, columns: &[ColumnInfo]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| {
+            expr.contains(&quote_ident(&c.name)) || {
+                let bytes = expr.as_bytes();
+                expr.match_indices(c.name.as_str()).any(|(at, m)| {
+                    let before = at.checked_sub(1).map(|i| bytes[i]);
+                    let after = bytes.get(at + m.len()).copied();
+                    let word = |b: Option<u8>| {
+                        b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+                    };
+                    !word(before) && !word(after)
+                })
+            }
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// The shadow-column steps for one column, and the shadow column's name.
+pub fn shadow_column(
+    info: &TableInfo,
+    key: &[String],
+    change: &TypeChange,
+) -> (ShadowSteps, String) {
+    let t = info.name.sql();
+    let c = &change.column;
+    let qc = quote_ident(c);
+    let shadow = with_suffix(c, TEMP_SUFFIX);
+    let qs = quote_ident(&shadow);
+    let parked = with_suffix(c, OLD_SUFFIX);
+    let qp = quote_ident(&parked);
+    let col = info.column(c);
+    let mut prepare = Vec::new();
+    let mut flip = vec![
+        step(
+            format!("ALTER TABLE {t} RENAME COLUMN {qc} TO {qp}"),
+            BRIEF,
+            "park the old column",
+        ),
+        step(
+            format!("ALTER TABLE {t} RENAME COLUMN {qs} TO {qc}"),
+            BRIEF,
+            "the new column takes the name",
+        ),
+    ];
+    let mut revert = vec![
+        step(
+            format!("ALTER TABLE {t} RENAME COLUMN {qc} TO {qs}"),
+            BRIEF,
+            "park the new column under the shadow name",
+        ),
+        step(
+            format!("ALTER TABLE {t} RENAME COLUMN {qp} TO {qc}"),
+            BRIEF,
+            "the old column takes the name back",
+        ),
+    ];
+    if let Some(col) = col {
+        if col.not_null {
+            let (name, add, validate) = not_null_check(&t, &shadow);
+            prepare.push(add);
+            prepare.push(validate);
+            flip.push(step(
+                format!("ALTER TABLE {t} ALTER COLUMN {qc} SET NOT NULL"),
+                BRIEF,
+                "NOT NULL on the new column; the validated CHECK lets it skip the scan",
+            ));
+            flip.push(step(
+                format!(
+                    "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {}",
+                    quote_ident(&name)
+                ),
+                BRIEF,
+                "the CHECK only existed to make SET NOT NULL instant",
+            ));
+        }
+        if let Some(def) = &col.default {
+            prepare.push(step(
+                format!("ALTER TABLE {t} ALTER COLUMN {qs} SET DEFAULT {def}"),
+                BRIEF,
+                "the new column keeps the default (the old one keeps it too, for a revert)",
+            ));
+        }
+        if let Some(seq) = &col.owned_sequence {
+            if change.widens_to_bigint {
+                flip.push(step(
+                    format!("ALTER SEQUENCE {seq} AS bigint"),
+                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    "the sequence must be able to pass the old type's maximum",
+                ));
+            }
+            flip.push(step(
+                format!("ALTER SEQUENCE {seq} OWNED BY {t}.{qc}"),
+                "ACCESS EXCLUSIVE on the sequence (brief)",
+                "dropping the old column must not drop the sequence",
+            ));
+            revert.push(step(
+                format!("ALTER SEQUENCE {seq} OWNED BY {t}.{qc}"),
+                "ACCESS EXCLUSIVE on the sequence (brief)",
+                "dropping the new column must not drop the sequence",
+            ));
+        }
+    }
+    let sources = expr_sources(&change.up, &info.columns);
+    let before = route_columns(
+        info.columns
+            .iter()
+            .map(|x| (x.name.clone(), x.base_type.clone())),
+    );
+    // After the flip the new column sits where the shadow column was added (last); the parked
+    // old column is hidden from the application like the shadow column was.
+    let after = route_columns(
+        info.columns
+            .iter()
+            .filter(|x| &x.name != c)
+            .map(|x| (x.name.clone(), x.base_type.clone()))
+            .chain(std::iter::once((c.clone(), change.new_base.clone()))),
+    );
+    let steps = ShadowSteps {
+        expand: vec![step(
+            format!("ALTER TABLE {t} ADD COLUMN {qs} {}", change.new_type),
+            BRIEF,
+            "the shadow column in the new type, nullable and without default (no rewrite)",
+        )],
+        prepare_flip: prepare,
+        flip,
+        revert,
+        after_revert: vec![step(
+            format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {qs}"),
+            BRIEF,
+            "drop the new column after a revert",
+        )],
+        complete: vec![step(
+            format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {qp}"),
+            BRIEF,
+            "contract: drop the old column",
+        )],
+        abort: vec![step(
+            format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {qs}"),
+            BRIEF,
+            "drop the shadow column; the table was never changed otherwise",
+        )],
+        dual_write_route: TableRoute {
+            schema: info.name.schema.clone(),
+            name: info.name.name.clone(),
+            columns: before,
+            key: key.to_vec(),
+            target: Target::ShadowColumn {
+                column: shadow.clone(),
+                expr: change.up.clone(),
+                sources: sources.clone(),
+            },
+        },
+        flipped_route: TableRoute {
+            schema: info.name.schema.clone(),
+            name: info.name.name.clone(),
+            columns: after,
+            key: key.to_vec(),
+            target: Target::ShadowColumn {
+                column: parked,
+                expr: change.down.clone(),
+                sources: expr_sources(&change.down, &info.columns),
+            },
+        },
+    };
+    (steps, shadow)
+}
