@@ -21,7 +21,7 @@ use tokio::sync::{watch, Notify};
 use tokio_postgres::Client;
 
 use crate::migrate::error::{DbContext, MigrateError};
-use crate::migrate::guard::{backoff_with_jitter, is_retryable};
+use crate::migrate::guard::{backoff_with_jitter, in_short_transaction, is_retryable};
 use crate::migrate::key::KeyValue;
 use crate::migrate::progress::{self, CopyCheckpoint};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
@@ -192,6 +192,16 @@ pub enum CopyOutcome {
     Stopped,
 }
 
+/// What each chunk writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChunkWrite {
+    /// Shadow table: `INSERT INTO shadow … ON CONFLICT DO NOTHING` (the copier).
+    Insert,
+    /// Shadow column: `UPDATE t SET "column" = <the mapping's expression>` (the backfill, see
+    /// `backfill`), with the target's source and shadow both the table.
+    UpdateColumn,
+}
+
 /// A copier for one migration, owning its connection.
 pub struct Copier {
     client: Client,
@@ -199,6 +209,7 @@ pub struct Copier {
     migration_id: i64,
     config: CopierConfig,
     shared: Arc<Shared>,
+    write: ChunkWrite,
 }
 
 enum ChunkResult {
@@ -213,6 +224,17 @@ impl Copier {
         target: CopyTarget,
         migration_id: i64,
         config: CopierConfig,
+    ) -> (Copier, CopierControl) {
+        Copier::with_write(client, target, migration_id, config, ChunkWrite::Insert)
+    }
+
+    /// A copier whose chunks write `write` (the backfill uses [`ChunkWrite::UpdateColumn`]).
+    pub(crate) fn with_write(
+        client: Client,
+        target: CopyTarget,
+        migration_id: i64,
+        config: CopierConfig,
+        write: ChunkWrite,
     ) -> (Copier, CopierControl) {
         let settings = Settings {
             paused: false,
@@ -249,6 +271,7 @@ impl Copier {
                 migration_id,
                 config,
                 shared,
+                write,
             },
             control,
         )
@@ -409,28 +432,13 @@ impl Copier {
         // `transaction()` needs `&mut Client`; the copier owns its client, so a raw BEGIN on the
         // shared reference is equivalent and keeps `run` usable through `&self`.
         let client = &self.client;
-        client
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '{}ms'",
-                self.config.lock_timeout.as_millis().max(1)
-            ))
-            .await
-            .ctx("starting a copy chunk")?;
-        let result = self.chunk_body(client, t, chunk_rows).await;
-        match result {
-            Ok(r) => {
-                client
-                    .batch_execute("COMMIT")
-                    .await
-                    .ctx("committing a copy chunk")?;
-                Ok(r)
-            }
-            Err(e) => {
-                // The connection may be broken; the original error is the one that matters.
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        in_short_transaction(
+            client,
+            self.config.lock_timeout,
+            "a copy chunk",
+            self.chunk_body(client, t, chunk_rows),
+        )
+        .await
     }
 
     async fn chunk_body(
@@ -478,16 +486,19 @@ impl Copier {
             upper: Some(chunk_upper.clone()),
         };
         let (pred, _) = t.range_predicate(Side::Source, None, &chunk, 1);
-        let insert = format!(
-            "INSERT INTO {shadow} ({targets}) SELECT {exprs} FROM {src} WHERE {pred}
-             ORDER BY {asc} ON CONFLICT ({keys}) DO NOTHING",
-            shadow = t.shadow.sql(),
-            targets = t.target_list(),
-            exprs = t.expr_list(),
-            src = t.source.sql(),
-            asc = t.key_order(false),
-            keys = t.key_list(None),
-        );
+        let insert = match self.write {
+            ChunkWrite::Insert => format!(
+                "INSERT INTO {shadow} ({targets}) SELECT {exprs} FROM {src} WHERE {pred}
+                 ORDER BY {asc} ON CONFLICT ({keys}) DO NOTHING",
+                shadow = t.shadow.sql(),
+                targets = t.target_list(),
+                exprs = t.expr_list(),
+                src = t.source.sql(),
+                asc = t.key_order(false),
+                keys = t.key_list(None),
+            ),
+            ChunkWrite::UpdateColumn => crate::migrate::backfill::chunk_update(t, &pred),
+        };
         let copied = client
             .execute(&insert, &as_params(&CopyTarget::range_params(&chunk)))
             .await

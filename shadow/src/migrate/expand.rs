@@ -1,6 +1,9 @@
 //! Expand: create the shadow table in the target shape, per the conventions: the mapped columns
 //! (types from the mapping expressions), every non-key column nullable, the same key as arbiter,
-//! the tombstone column, and no other constraints or indexes until after the backfill.
+//! the tombstone column, and no other constraints or indexes until after the backfill — except a
+//! partial index over the tombstones, so that the flip's `DELETE … WHERE "__duet_deleted"` (run
+//! while clients are held) reads a few index entries instead of scanning the whole table. It
+//! holds only tombstone rows, costs nothing on other writes, and goes away with the column.
 
 use crate::ident::{quote_ident, DELETED_COLUMN};
 use crate::migrate::error::MigrateError;
@@ -26,7 +29,8 @@ pub fn shadow_table_ddl(target: &CopyTarget) -> String {
     format!(
         "CREATE TABLE {shadow} AS SELECT {select} FROM {source} WITH NO DATA;
          ALTER TABLE {shadow} ADD COLUMN {deleted} boolean NOT NULL DEFAULT false, {not_null};
-         ALTER TABLE {shadow} ADD PRIMARY KEY ({key});",
+         ALTER TABLE {shadow} ADD PRIMARY KEY ({key});
+         CREATE INDEX ON {shadow} ({key}) WHERE {deleted};",
         shadow = target.shadow.sql(),
         source = target.source.sql(),
         deleted = quote_ident(DELETED_COLUMN),

@@ -80,6 +80,71 @@ pub fn backoff_with_jitter(attempt: u32, base: Duration, max: Duration) -> Durat
     half + Duration::from_nanos(random % jitter_nanos)
 }
 
+/// Runs `body` (statements on `client`) inside one READ COMMITTED transaction with a short
+/// `lock_timeout`, so a data step (copy chunk, repair) waits on the application for at most that
+/// long and gives up first; commits on success, rolls back on failure (the original error is the
+/// one returned). `what` names the step in errors.
+pub(crate) async fn in_short_transaction<T>(
+    client: &Client,
+    lock_timeout: Duration,
+    what: &str,
+    body: impl std::future::Future<Output = Result<T, MigrateError>>,
+) -> Result<T, MigrateError> {
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '{}ms'",
+            millis(lock_timeout)
+        ))
+        .await
+        .ctx(format!("starting {what}"))?;
+    match body.await {
+        Ok(value) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .ctx(format!("committing {what}"))?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The connection may be broken; the original error is the one that matters.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with a non-retryable error, or has been tried
+/// `max_attempts` times, sleeping [`backoff_with_jitter`] between tries; `retried` counts the
+/// retries.
+pub(crate) async fn retry_retryable<T, F, Fut>(
+    max_attempts: u32,
+    retried: &mut u32,
+    mut attempt: F,
+) -> Result<T, MigrateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MigrateError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(MigrateError::Db { source, .. })
+                if is_retryable(&source) && tries < max_attempts =>
+            {
+                *retried += 1;
+                tokio::time::sleep(backoff_with_jitter(
+                    tries,
+                    Duration::from_millis(20),
+                    Duration::from_secs(1),
+                ))
+                .await;
+            }
+            done => return done,
+        }
+    }
+}
+
 fn millis(d: Duration) -> u128 {
     d.as_millis().max(1)
 }

@@ -15,6 +15,7 @@
 //! does not. A stale copied row can only land on a key no dual-write has touched since the copier
 //! may start, and such a key's source row has not changed since then either.
 
+pub mod backfill;
 pub mod copier;
 pub mod error;
 pub mod expand;

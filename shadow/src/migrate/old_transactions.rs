@@ -5,6 +5,8 @@
 //! must start only after every such transaction has ended (as `CREATE INDEX CONCURRENTLY` waits for
 //! old snapshots). Capture a [`DualWriteMark`] right after enabling dual-writes; a transaction is
 //! "older" when it started before the mark's time, or holds an xid below the mark's snapshot xmax.
+//! Only transactions of the table's own database count: no other database can write it, and a
+//! long transaction elsewhere on the server must not hold the copy back.
 
 use std::time::{Duration, Instant};
 
@@ -93,13 +95,15 @@ pub async fn old_transactions(
                     left(a.query, 200)
              FROM pg_stat_activity a
              WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+               AND a.datname = current_database()
                AND (a.xact_start < $1::text::timestamptz
                     OR a.backend_xid::text::bigint IN (SELECT xid32 FROM old_xids))
              UNION ALL
              SELECT NULL, p.gid, p.prepared::text, 'prepared', NULL, NULL
              FROM pg_prepared_xacts p
-             WHERE p.prepared < $1::text::timestamptz
-                OR p.transaction::text::bigint IN (SELECT xid32 FROM old_xids)
+             WHERE p.database = current_database()
+               AND (p.prepared < $1::text::timestamptz
+                OR p.transaction::text::bigint IN (SELECT xid32 FROM old_xids))
              ORDER BY 3",
             &[&mark.at, &mark.xmax],
         )

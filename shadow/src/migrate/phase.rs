@@ -84,6 +84,11 @@ impl Phase {
     /// `ready -> verifying` re-checks, `flipping -> ready` is a flip that missed its budget or lock
     /// (everything released, nothing changed). Abort is possible up to the flip; after the flip only
     /// revert or complete.
+    ///
+    /// Shortcuts by strategy: a rename has nothing to expand or copy (`planned -> ready`); an
+    /// in-place change is done once its expand steps ran (`expanding -> completed`); the proxy's
+    /// controller commits `ready -> flipped` in the flip's own transaction, so `flipping` is never
+    /// stored by it (the phase is kept for other controllers and old rows).
     pub fn can_transition_to(self, to: Phase) -> bool {
         use Phase::*;
         matches!(
@@ -95,6 +100,9 @@ impl Phase {
                 | (Verifying, Copying)
                 | (Ready, Verifying)
                 | (Ready, Flipping)
+                | (Ready, Flipped)
+                | (Planned, Ready)
+                | (Expanding, Completed)
                 | (Flipping, Flipped)
                 | (Flipping, Ready)
                 | (Flipped, Completing)
@@ -157,7 +165,8 @@ mod tests {
     #[test]
     fn no_abort_after_flip_and_no_skipping_the_copy() {
         assert!(!Phase::Flipped.can_transition_to(Phase::Aborting));
-        assert!(!Phase::Planned.can_transition_to(Phase::Ready));
+        assert!(!Phase::Planned.can_transition_to(Phase::Flipped));
+        assert!(!Phase::Planned.can_transition_to(Phase::Verifying));
         assert!(!Phase::Copying.can_transition_to(Phase::Flipping));
     }
 }

@@ -23,7 +23,7 @@ use tokio_postgres::Client;
 
 use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
-use crate::migrate::guard::{backoff_with_jitter, is_retryable};
+use crate::migrate::guard::{in_short_transaction, retry_retryable};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 use crate::migrate::verify::RangeMismatch;
 
@@ -65,61 +65,19 @@ pub async fn repair(
 ) -> Result<RepairReport, MigrateError> {
     let mut report = RepairReport::default();
     for m in mismatches {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match repair_range(client, target, &m.range, config).await {
-                Ok((up, tomb)) => {
-                    report.upserted += up;
-                    report.tombstoned += tomb;
-                    break;
-                }
-                Err(MigrateError::Db { context, source })
-                    if is_retryable(&source) && attempt < config.max_attempts =>
-                {
-                    let _ = context;
-                    report.retries += 1;
-                    tokio::time::sleep(backoff_with_jitter(
-                        attempt,
-                        Duration::from_millis(20),
-                        Duration::from_secs(1),
-                    ))
-                    .await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (up, tomb) = retry_retryable(config.max_attempts, &mut report.retries, || {
+            in_short_transaction(
+                client,
+                config.lock_timeout,
+                "a repair",
+                repair_body(client, target, &m.range),
+            )
+        })
+        .await?;
+        report.upserted += up;
+        report.tombstoned += tomb;
     }
     Ok(report)
-}
-
-async fn repair_range(
-    client: &Client,
-    t: &CopyTarget,
-    range: &KeyRange,
-    config: &RepairConfig,
-) -> Result<(u64, u64), MigrateError> {
-    client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '{}ms'",
-            config.lock_timeout.as_millis().max(1)
-        ))
-        .await
-        .ctx("starting a repair")?;
-    let result = repair_body(client, t, range).await;
-    match result {
-        Ok(r) => {
-            client
-                .batch_execute("COMMIT")
-                .await
-                .ctx("committing a repair")?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
 }
 
 async fn repair_body(

@@ -12,6 +12,12 @@ use tokio_postgres::GenericClient;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::phase::Phase;
 
+/// A view in schema `duet` that counts the rows inserted into it and keeps none (an INSTEAD OF
+/// trigger returns each row without storing it). A rewritten DELETE without RETURNING ends with
+/// `INSERT INTO duet.row_sink SELECT … FROM` the deleted rows, so its command tag carries exactly
+/// the number of rows the application's DELETE removed, whatever the shadow side did.
+pub const ROW_SINK: &str = "row_sink";
+
 /// Name of the partial unique index enforcing one active migration per table.
 pub const ONE_ACTIVE_INDEX: &str = "migrations_one_active_per_table";
 
@@ -92,7 +98,15 @@ pub async fn ensure_schema(client: &mut tokio_postgres::Client) -> Result<(), Mi
              at timestamptz NOT NULL DEFAULT clock_timestamp(),
              kind text NOT NULL,
              detail jsonb NOT NULL DEFAULT '{{}}');
-         CREATE INDEX IF NOT EXISTS events_by_migration ON duet.events (migration_id, id);"
+         CREATE INDEX IF NOT EXISTS events_by_migration ON duet.events (migration_id, id);
+         CREATE OR REPLACE FUNCTION duet.row_sink_discard() RETURNS trigger
+             LANGUAGE plpgsql AS $sink$ BEGIN RETURN NEW; END $sink$;
+         CREATE OR REPLACE VIEW duet.{ROW_SINK} AS SELECT NULL::boolean AS counted;
+         DROP TRIGGER IF EXISTS row_sink_discard ON duet.{ROW_SINK};
+         CREATE TRIGGER row_sink_discard INSTEAD OF INSERT ON duet.{ROW_SINK}
+             FOR EACH ROW EXECUTE FUNCTION duet.row_sink_discard();
+         GRANT USAGE ON SCHEMA duet TO PUBLIC;
+         GRANT INSERT ON duet.{ROW_SINK} TO PUBLIC;"
     );
     let tx = client
         .transaction()

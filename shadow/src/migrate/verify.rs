@@ -6,10 +6,11 @@
 //! therefore needs no table lock. Ranges are cut from the source's keys in that snapshot; the first
 //! and last ranges are open so shadow rows outside the source's key span are counted too.
 
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
+use crate::migrate::key::KeyValue;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 
 /// Verification settings.
@@ -88,27 +89,7 @@ pub async fn verify(
     };
     let mut lower = None;
     loop {
-        let open = KeyRange {
-            lower: lower.clone(),
-            upper: None,
-        };
-        let (pred, n) = t.range_predicate(Side::Source, None, &open, 1);
-        let mut params = CopyTarget::range_params(&open);
-        params.push((config.chunk_rows.max(1) - 1).to_string());
-        let bound = tx
-            .query_opt(
-                &format!(
-                    "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${o}::text::bigint LIMIT 1",
-                    text = t.key_text_list(None),
-                    src = t.source.sql(),
-                    asc = t.key_order(false),
-                    o = n + 1
-                ),
-                &as_params(&params),
-            )
-            .await
-            .ctx(format!("cutting verification ranges of {}", t.source))?
-            .map(|r| key_from_row(&r, 0, t.key.columns.len()));
+        let bound = next_range_bound(&tx, t, &lower, config.chunk_rows).await?;
         let range = KeyRange {
             lower: lower.clone(),
             upper: bound.clone(),
@@ -155,6 +136,37 @@ pub async fn verify(
     }
     tx.commit().await.ctx("ending the verification snapshot")?;
     Ok(report)
+}
+
+/// The upper bound of the verification range that starts after `lower`: the key `chunk_rows`
+/// rows further in key order, or `None` when fewer remain (the last range is open above).
+pub(crate) async fn next_range_bound(
+    client: &impl GenericClient,
+    t: &CopyTarget,
+    lower: &Option<KeyValue>,
+    chunk_rows: u32,
+) -> Result<Option<KeyValue>, MigrateError> {
+    let open = KeyRange {
+        lower: lower.clone(),
+        upper: None,
+    };
+    let (pred, n) = t.range_predicate(Side::Source, None, &open, 1);
+    let mut params = CopyTarget::range_params(&open);
+    params.push((chunk_rows.max(1) - 1).to_string());
+    Ok(client
+        .query_opt(
+            &format!(
+                "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${o}::text::bigint LIMIT 1",
+                text = t.key_text_list(None),
+                src = t.source.sql(),
+                asc = t.key_order(false),
+                o = n + 1
+            ),
+            &as_params(&params),
+        )
+        .await
+        .ctx(format!("cutting verification ranges of {}", t.source))?
+        .map(|r| key_from_row(&r, 0, t.key.columns.len())))
 }
 
 async fn checksum(
