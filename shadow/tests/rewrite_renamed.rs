@@ -40,6 +40,10 @@ fn old_shape_statements_are_translated() {
         "INSERT INTO people (id, name) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name || people.name RETURNING name",
         "UPDATE people SET name = upper(name) WHERE id = 1 RETURNING name, id",
         "DELETE FROM people WHERE name = 'b' RETURNING people.*",
+        // INSERT … SELECT from other relations: the column list, ON CONFLICT and RETURNING are
+        // translated; the SELECT reads other relations and is left as written.
+        "INSERT INTO people (id, name) SELECT 10 + g, 'g' || g FROM generate_series(1, 3) g RETURNING name",
+        "INSERT INTO people (id, name, age) SELECT g, 'v' || g, 50 FROM generate_series(1, 3) g ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name || people.name",
     ];
     for sql in cases {
         c.run(
@@ -83,6 +87,8 @@ fn old_shape_statements_are_translated() {
         "SELECT name FROM people JOIN other USING (id)",
         "SELECT age AS name FROM people",
         "WITH x AS (SELECT name FROM people) SELECT * FROM x",
+        // Reads the renamed table itself: the SELECT's old name is ambiguous for duet, refused.
+        "INSERT INTO people (id, name) SELECT id + 100, name FROM people JOIN other USING (id)",
     ] {
         assert!(
             matches!(rewrite(refused, &routes, Protocol::Simple), Err(ref r) if r.sqlstate == "0A000"),

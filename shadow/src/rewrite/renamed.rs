@@ -41,7 +41,25 @@ pub fn translate(
     };
     let text = |a: usize, b: usize| sql.get(a..b).unwrap_or("");
 
-    let mut all = node.nodes();
+    // INSERT … SELECT from other relations (or VALUES): only the column list, ON CONFLICT and
+    // RETURNING name this table's columns; the SELECT's own column references belong to the
+    // relations it reads and are left as written.
+    let foreign_select = match node {
+        NodeEnum::InsertStmt(ins) if ins.with_clause.is_none() => ins
+            .select_stmt
+            .as_deref()
+            .and_then(|s| s.node.as_ref())
+            .filter(|sel| {
+                !sel.nodes().iter().any(|(n, ..)| {
+                    matches!(n, NodeRef::RangeVar(rv) if route.is_named(&rv.schemaname, &rv.relname))
+                })
+            }),
+        _ => None,
+    };
+    let mut all = match foreign_select {
+        Some(_) => Vec::new(),
+        None => node.nodes(),
+    };
     // pg_query's walker does not enter ON CONFLICT … DO UPDATE; walk its parts too.
     if let NodeEnum::InsertStmt(ins) = node {
         if let Some(oc) = ins.on_conflict_clause.as_deref() {
@@ -117,6 +135,22 @@ pub fn translate(
             if let Some(tok) = tokens.at(at) {
                 edits.push((tok.start, tok.end, quote_ident(new)));
                 accounted.push(tok.start);
+            }
+        }
+    }
+    if let Some(select) = foreign_select {
+        for (n, ..) in select.nodes() {
+            let NodeRef::ColumnRef(c) = n else { continue };
+            let Some(first) = usize::try_from(c.location)
+                .ok()
+                .and_then(|l| tokens.index_at(l))
+            else {
+                continue;
+            };
+            for k in 0..c.fields.len() {
+                if let Some(tok) = tokens.get(first + 2 * k) {
+                    accounted.push(tok.start);
+                }
             }
         }
     }

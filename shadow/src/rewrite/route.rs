@@ -2,8 +2,10 @@
 //! how each one's writes must be mirrored. The proxy swaps a whole [`Routes`] value atomically
 //! (ArcSwap) between transactions; the rewriter only reads it.
 
+use serde::{Deserialize, Serialize};
+
 /// Every table under migration plus the facts about the server that gate some rewrites.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Routes {
     /// One entry per table under migration (at most one migration per table).
     pub tables: Vec<TableRoute>,
@@ -13,7 +15,7 @@ pub struct Routes {
 }
 
 /// One table under migration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRoute {
     /// Schema of the table (unquoted, exact spelling, e.g. `public`).
     pub schema: String,
@@ -28,7 +30,7 @@ pub struct TableRoute {
 }
 
 /// A column of a table under migration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// Column name (unquoted, exact spelling).
     pub name: String,
@@ -37,17 +39,12 @@ pub struct Column {
     pub base_type: String,
 }
 
-/// One column of a shadow table and how it is computed from the old row.
-#[derive(Debug, Clone)]
-pub struct ColumnMapping {
-    /// Column of the shadow table (unquoted).
-    pub target: String,
-    /// SQL expression over the old row's columns, e.g. `"id"::bigint` (identifiers quoted).
-    pub expr: String,
-}
+/// One column of a shadow table and how it is computed from the old row: the same mapping the
+/// copier uses, so a plan hands one list to both.
+pub use crate::migrate::target::ColumnMapping;
 
 /// How writes to a table under migration are mirrored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     /// A shadow table in the same schema, kept in sync by a data-modifying CTE and one upsert.
     ShadowTable {
@@ -57,6 +54,19 @@ pub enum Target {
         mapping: Vec<ColumnMapping>,
         /// The shadow's key columns (the `ON CONFLICT` arbiter), unquoted.
         shadow_key: Vec<String>,
+        /// A predicate over the written row's (quoted) columns: rows for which it is true are not
+        /// mirrored. After the flip of a widening (int4 → int8 key), rows the old shape cannot
+        /// hold must not fail the application's write; the plan's revert refuses while such rows
+        /// exist, so nothing is lost silently.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skip_when: Option<String>,
+        /// Mirror deletes as plain DELETEs instead of tombstones. Tombstones are needed only
+        /// while a copier runs (a stale copied row must not resurrect a deleted key); once the copy
+        /// is done — and on the reverse mirror after the flip — a tombstone row would only break
+        /// the shadow's NOT NULL, unique and foreign-key constraints. Requires the `duet.row_sink`
+        /// view (created with schema `duet`), which keeps the client's `DELETE n` count exact.
+        #[serde(default)]
+        plain_deletes: bool,
     },
     /// A shadow column in the same table, kept in sync inline.
     ShadowColumn {

@@ -8,7 +8,10 @@
 //! never a typmod, which would truncate). Any other `UPDATE` value of a single source is hoisted —
 //! `SET (s, c) = (SELECT x, f(x) FROM (SELECT (e)::type AS x) z)` — so it is evaluated once.
 //! `ON CONFLICT DO UPDATE SET s = e` gets `c = f(e)` appended the same way (no hoisting there).
-//! `DEFAULT`, volatile `INSERT` values and `INSERT … SELECT` are refused (not implemented yet).
+//! `INSERT … SELECT` is wrapped: the client's SELECT becomes a subquery whose columns are pinned
+//! to the target columns' types, and the outer SELECT adds the shadow column computed from them,
+//! so every row of the client's SELECT is evaluated once. `DEFAULT` and volatile `INSERT … VALUES`
+//! values are refused (not implemented yet).
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, RangeVar, Token};
 
@@ -61,16 +64,31 @@ pub fn rewrite_inline(
                     "INSERT that leaves the source columns to their defaults is not rewritten yet",
                 ));
             }
-            let select = s
-                .select_stmt
-                .as_deref()
-                .and_then(|n| n.node.as_ref())
-                .and_then(|n| match n {
-                    NodeEnum::SelectStmt(sel) if !sel.values_lists.is_empty() => Some(sel),
-                    _ => None,
-                })
-                .ok_or_else(|| refuse(route, "INSERT … SELECT is not rewritten yet"))?;
-            let mut edits = insert_values(sql, tokens, span, &names, select, &column_spec)?;
+            let select = match s.select_stmt.as_deref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::SelectStmt(sel)) => sel,
+                _ => return Err(refuse(route, "INSERT without VALUES or SELECT")),
+            };
+            let mut edits: Vec<(usize, usize, String)> = if select.values_lists.is_empty() {
+                let conflict_at = s
+                    .on_conflict_clause
+                    .as_deref()
+                    .and_then(|oc| usize::try_from(oc.location).ok());
+                insert_select(
+                    sql,
+                    tokens,
+                    span,
+                    s.relation.as_ref(),
+                    &names,
+                    conflict_at,
+                    s.returning_clause.is_some(),
+                    &column_spec,
+                )?
+            } else {
+                insert_values(sql, tokens, span, &names, select, &column_spec)?
+                    .into_iter()
+                    .map(|(at, text)| (at, at, text))
+                    .collect()
+            };
             if let Some(oc) = conflict_update {
                 let reference = reference_name(s.relation.as_ref(), route);
                 match update_set(
@@ -82,7 +100,7 @@ pub fn rewrite_inline(
                     &column_spec,
                     false,
                 )? {
-                    SetEdit::Append(at, text) => edits.push((at, text)),
+                    SetEdit::Append(at, text) => edits.push((at, at, text)),
                     SetEdit::Replaced(_) => {
                         return Err(refuse(
                             route,
@@ -92,7 +110,7 @@ pub fn rewrite_inline(
                 }
             }
             Ok(Decision::Replace {
-                sql: splice(sql, span, edits),
+                sql: splice_ranges(sql, span, edits),
                 verb: None,
             })
         }
@@ -144,6 +162,83 @@ fn reference_name(relation: Option<&RangeVar>, route: &TableRoute) -> String {
                 .unwrap_or_else(|| r.relname.clone())
         })
         .unwrap_or_else(|| route.name.clone())
+}
+
+/// `INSERT INTO t (cols) SELECT …`: the shadow column joins the column list, and the client's
+/// SELECT (from after the column list to ON CONFLICT, RETURNING or the end) is wrapped so that
+/// each of its rows is evaluated once and the shadow value is computed from the values as the
+/// target columns' types hold them.
+#[allow(clippy::too_many_arguments)]
+fn insert_select(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    relation: Option<&RangeVar>,
+    names: &[String],
+    conflict_at: Option<usize>,
+    has_returning: bool,
+    spec: &ColumnSpec<'_>,
+) -> Result<Vec<(usize, usize, String)>, Refusal> {
+    let route = spec.route;
+    if let Some(missing) = spec.sources.iter().find(|s| !names.contains(s)) {
+        return Err(refuse(
+            route,
+            &format!("INSERT … SELECT that leaves source column {missing} to its default is not rewritten yet"),
+        ));
+    }
+    let relation_at = relation
+        .and_then(|r| usize::try_from(r.location).ok())
+        .unwrap_or(span.start);
+    let open = tokens
+        .first_top_level(relation_at, span.end, &[Token::Ascii40])
+        .ok_or_else(|| refuse(route, "cannot find the column list"))?;
+    let close = tokens
+        .within(open.end, span.end)
+        .find(|t| t.kind == Token::Ascii41 && t.depth == open.depth + 1)
+        .copied()
+        .ok_or_else(|| refuse(route, "cannot find the end of the column list"))?;
+    let select_start = tokens
+        .next_from(close.end)
+        .map(|t| t.start)
+        .filter(|&s| s < span.end)
+        .ok_or_else(|| refuse(route, "cannot find the SELECT"))?;
+    let mut select_end = span.end;
+    if let Some(at) = conflict_at.filter(|&at| at > select_start) {
+        select_end = select_end.min(at);
+    }
+    if has_returning {
+        if let Some(ret) = tokens.first_top_level(select_start, span.end, &[Token::Returning]) {
+            select_end = select_end.min(ret.start);
+        }
+    }
+    // The end of the SELECT's last token, so whitespace before ON CONFLICT/RETURNING stays.
+    let select_end = tokens.statement_end(select_start, select_end);
+    let inner = sql
+        .get(select_start..select_end)
+        .ok_or_else(|| refuse(route, "cannot cut the SELECT out"))?;
+    let mut pinned = Vec::with_capacity(names.len());
+    for name in names {
+        let column = route
+            .column(name)
+            .ok_or_else(|| refuse(route, &format!("unknown column {name}")))?;
+        let q = quote_ident(name);
+        pinned.push(format!("__duet_q.{q}::{} AS {q}", column.base_type));
+    }
+    let aliases: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+    let wrapped = format!(
+        "SELECT __duet_r.*, {} FROM (SELECT {} FROM ({inner}) AS __duet_q ({})) AS __duet_r",
+        spec.expr,
+        pinned.join(", "),
+        aliases.join(", ")
+    );
+    Ok(vec![
+        (
+            close.start,
+            close.start,
+            format!(", {}", quote_ident(spec.column)),
+        ),
+        (select_start, select_end, wrapped),
+    ])
 }
 
 fn insert_values(
@@ -495,13 +590,28 @@ fn split_top_level(tokens: &Tokens, from: usize, to: usize) -> Vec<(usize, usize
     out
 }
 
-fn splice(sql: &str, span: Span, mut inserts: Vec<(usize, String)>) -> String {
-    inserts.sort_by_key(|i| std::cmp::Reverse(i.0));
+fn splice(sql: &str, span: Span, inserts: Vec<(usize, String)>) -> String {
+    splice_ranges(
+        sql,
+        span,
+        inserts
+            .into_iter()
+            .map(|(at, text)| (at, at, text))
+            .collect(),
+    )
+}
+
+/// The span's text with `[start, end)` ranges (offsets in `sql`, not overlapping) replaced.
+fn splice_ranges(sql: &str, span: Span, mut edits: Vec<(usize, usize, String)>) -> String {
+    edits.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
     let mut out = sql.get(span.start..span.end).unwrap_or("").to_string();
-    for (at, text) in inserts {
-        let rel = at.saturating_sub(span.start);
-        if out.is_char_boundary(rel) && rel <= out.len() {
-            out.insert_str(rel, &text);
+    for (start, end, text) in edits {
+        let (a, b) = (
+            start.saturating_sub(span.start),
+            end.saturating_sub(span.start),
+        );
+        if a <= b && b <= out.len() && out.is_char_boundary(a) && out.is_char_boundary(b) {
+            out.replace_range(a..b, &text);
         }
     }
     out

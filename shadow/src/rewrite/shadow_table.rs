@@ -29,6 +29,10 @@ pub struct Shadow<'a> {
     pub mapping: &'a [ColumnMapping],
     /// Shadow key columns.
     pub key: &'a [String],
+    /// Rows matching this predicate (over the old row's quoted columns) are not mirrored.
+    pub skip_when: Option<&'a str>,
+    /// Deletes are plain DELETEs on the shadow (no copier runs), not tombstones.
+    pub plain_deletes: bool,
 }
 
 /// The parts of an `INSERT`/`UPDATE`/`DELETE` on the table that the rewrite needs.
@@ -181,7 +185,18 @@ pub fn rewrite_write(
     out.push_str(" RETURNING ");
     out.push_str(&returning_items.join(", "));
     out.push_str(")\n");
-    if projection.is_empty() {
+    if projection.is_empty() && stmt.verb == TagVerb::Delete && shadow.plain_deletes {
+        // The shadow DELETE may remove fewer rows than the application's (rows the mirror
+        // skipped): the count the client sees comes from the deleted rows themselves.
+        out.push_str(", ");
+        out.push_str(SHADOW_CTE);
+        out.push_str(" AS (");
+        out.push_str(&upsert);
+        out.push_str(")\nINSERT INTO \"duet\".");
+        out.push_str(&quote_ident(crate::migrate::state::ROW_SINK));
+        out.push_str(" SELECT NULL FROM ");
+        out.push_str(ROWS_CTE);
+    } else if projection.is_empty() {
         out.push_str(&upsert);
     } else {
         out.push_str(", ");
@@ -220,11 +235,37 @@ fn shadow_upsert(
         .map(|k| quote_ident(k))
         .collect::<Vec<_>>()
         .join(", ");
+    // Rows the shadow cannot hold are filtered while they are still in the table's own shape
+    // (the predicate reads the old row's column names, which `__duet_o` carries).
+    let filter = shadow
+        .skip_when
+        .map(|p| format!(" WHERE NOT coalesce(({p}), false)"))
+        .unwrap_or_default();
     let source = format!(
-        "(SELECT {} FROM {ROWS_CTE}) AS __duet_o",
+        "(SELECT {} FROM {ROWS_CTE}) AS __duet_o{filter}",
         old_row.join(", ")
     );
     let deleted = quote_ident(DELETED_COLUMN);
+    if verb == TagVerb::Delete && shadow.plain_deletes {
+        let keys: Vec<String> = key_positions
+            .iter()
+            .zip(shadow.key)
+            .map(|(&p, k)| format!("{} AS {}", shadow.mapping[p].expr, quote_ident(k)))
+            .collect();
+        let matches: Vec<String> = shadow
+            .key
+            .iter()
+            .map(|k| {
+                let k = quote_ident(k);
+                format!("__duet_t.{k} = __duet_k.{k}")
+            })
+            .collect();
+        return Ok(format!(
+            "DELETE FROM {shadow_table} AS __duet_t USING (SELECT {} FROM {source}) AS __duet_k WHERE {}",
+            keys.join(", "),
+            matches.join(" AND ")
+        ));
+    }
     if verb == TagVerb::Delete {
         let exprs: Vec<String> = key_positions
             .iter()

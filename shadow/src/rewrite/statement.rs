@@ -212,11 +212,15 @@ fn write_on(
             shadow,
             mapping,
             shadow_key,
+            skip_when,
+            plain_deletes,
         } => {
             let shadow = Shadow {
                 name: shadow,
                 mapping,
                 key: shadow_key,
+                skip_when: skip_when.as_deref(),
+                plain_deletes: *plain_deletes,
             };
             let text = shadow_table::rewrite_write(sql, tokens, span, write, route, shadow)?;
             Ok(Decision::Replace {

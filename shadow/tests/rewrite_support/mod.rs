@@ -249,6 +249,8 @@ pub fn shadow_table_routes() -> Routes {
                     map("u", "\"u\""),
                 ],
                 shadow_key: vec!["id".into()],
+                skip_when: None,
+                plain_deletes: false,
             },
         }],
         server_version_num: 150000,
