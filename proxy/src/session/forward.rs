@@ -6,18 +6,21 @@
 //! streams results back cannot deadlock the proxy. Only a held transaction start (the pause gate)
 //! stops the client→backend loop, and only that loop.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::dual_write::BackendHook;
+use super::hook::{Edit, MAX_HELD};
 use super::track::Tracker;
 use super::{close_with_fatal, lost_backend, protocol_violation, Established};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
+use crate::routes::Published;
 use crate::sessions::{SessionInfo, SessionState};
 use crate::shutdown::Phase;
 use crate::wire::error::ADMIN_SHUTDOWN;
@@ -26,6 +29,9 @@ use crate::wire::{backend, frontend};
 
 /// Read size per direction: large enough for big result sets, small enough for 1000 sessions.
 const READ_SIZE: usize = 16 * 1024;
+/// Buffer capacity kept by an idle client→backend loop (more was only needed to hold a large
+/// statement whole for the dual-write hook).
+const MAX_IDLE_BUFFER: usize = 1 << 20;
 /// Largest message a client may send (PostgreSQL's limit, 1 GB - 1).
 const MAX_CLIENT_MESSAGE: usize = 0x3fff_ffff;
 /// Largest message accepted from the backend (the length field's range).
@@ -59,28 +65,71 @@ enum ClientStep {
     Terminate(usize),
     /// A malformed message: stop and tell the client.
     Malformed(String),
+    /// Forward this many bytes, then read until the message starting there, `.1` bytes long, is
+    /// whole (the dual-write hook checks Query and Parse messages whole).
+    Wait(usize, usize),
 }
 
 /// State both directions share.
-struct Shared<'a> {
-    ctx: &'a ProxyContext,
-    info: &'a SessionInfo,
-    tracker: Mutex<Tracker>,
+pub(super) struct Shared<'a> {
+    pub(super) ctx: &'a ProxyContext,
+    pub(super) info: &'a SessionInfo,
+    pub(super) tracker: Mutex<Tracker>,
+    /// The hook queued changes to the backend's answers (the downstream loop looks closer only
+    /// then; both loops run in one task, so relaxed loads and stores are exact).
+    pub(super) expecting: AtomicBool,
+    /// The session has named prepared statements the hook remembers (the downstream loop then
+    /// watches errors for "cached plan must not change result type").
+    pub(super) remembers: AtomicBool,
+}
+
+impl<'a> Shared<'a> {
+    pub(super) fn new(ctx: &'a ProxyContext, info: &'a SessionInfo) -> Self {
+        Shared {
+            ctx,
+            info,
+            tracker: Mutex::new(Tracker::new()),
+            expecting: AtomicBool::new(false),
+            remembers: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Shared<'_> {
-    fn tracker(&self) -> MutexGuard<'_, Tracker> {
+    pub(super) fn tracker(&self) -> MutexGuard<'_, Tracker> {
         // Nothing panics while holding the lock; recover the data if that ever changes.
         self.tracker
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Walks a chunk from the client: counts statements, opens requests, and applies the gate at
-    /// transaction boundaries.
+    /// [`Shared::scan_client_into`] without edits (tests of the unrouted path).
+    #[cfg(test)]
     fn scan_client(&self, scanner: &mut FrameScanner, chunk: &[u8]) -> ClientStep {
+        let mut edits = Vec::new();
+        let step = self.scan_client_into(scanner, chunk, &mut edits);
+        assert!(edits.is_empty(), "no routes, no edits");
+        step
+    }
+
+    /// Walks a chunk from the client: counts statements, opens requests, applies the gate at
+    /// transaction boundaries, and — while tables are under migration — lets the dual-write hook
+    /// replace messages (`edits`, in chunk order, all before the returned forward count).
+    fn scan_client_into(
+        &self,
+        scanner: &mut FrameScanner,
+        chunk: &[u8],
+        edits: &mut Vec<Edit>,
+    ) -> ClientStep {
         let mut tracker = self.tracker();
+        // One atomic load per chunk: with nothing routed, the loop below is exactly the plain
+        // forwarding scan (the hook's branches are all behind `active` or a remembered statement).
+        let active = self.ctx.routes.is_active();
+        let mut published: Option<Arc<Published>> = None;
         let mut pos = 0;
+        if tracker.hook.discard > 0 && !self.discard(&mut tracker, chunk, &mut pos, edits) {
+            return ClientStep::Forward(chunk.len());
+        }
         let mut statements = 0u64;
         let mut read_at: Option<Instant> = None;
         let step = loop {
@@ -98,12 +147,61 @@ impl Shared<'_> {
                 | frontend::CLOSE
                 | frontend::SYNC
                 | frontend::FUNCTION_CALL => {
+                    let whole = frame.bytes(chunk).is_some();
+                    if !whole
+                        && frame.wire_len <= MAX_HELD
+                        && ((active && self.needs_whole(&tracker, frame.tag))
+                            || frame.tag == frontend::DESCRIBE)
+                    {
+                        break ClientStep::Wait(frame.start, frame.wire_len);
+                    }
+                    if frame.tag == frontend::DESCRIBE {
+                        if let Some(body) = frame.body(chunk) {
+                            tracker.hook.described(body);
+                        }
+                    }
                     if tracker.is_quiet() {
-                        if tracker.at_boundary() && !self.ctx.gate.try_begin(self.info) {
-                            break ClientStep::Hold(frame.start);
+                        if tracker.at_boundary() {
+                            if !self.ctx.gate.try_begin(self.info) {
+                                break ClientStep::Hold(frame.start);
+                            }
+                            if tracker.hook.stale
+                                || (!tracker.hook.prepared.is_empty()
+                                    && tracker.hook.epoch != self.ctx.routes.epoch())
+                            {
+                                self.reprepare(&mut tracker, frame.start, edits);
+                            }
                         }
                         let now = *read_at.get_or_insert_with(Instant::now);
                         self.info.set_state_at(SessionState::Active, now);
+                    }
+                    if active {
+                        if self.hook_client_frame(
+                            &mut tracker,
+                            &mut published,
+                            &frame,
+                            chunk,
+                            edits,
+                        ) {
+                            // An oversized statement was replaced; the rest of it is dropped.
+                            if frame.tag == frontend::QUERY {
+                                let at = *read_at.get_or_insert_with(Instant::now);
+                                tracker.request(frame.tag, at);
+                                statements += 1;
+                            } else {
+                                tracker.extended(frame.tag);
+                            }
+                            pos = chunk.len();
+                            break ClientStep::Forward(pos);
+                        }
+                    } else if whole
+                        && match frame.tag {
+                            frontend::PARSE => true,
+                            frontend::CLOSE | frontend::QUERY => !tracker.hook.prepared.is_empty(),
+                            _ => false,
+                        }
+                    {
+                        self.remember_unrouted(&mut tracker, &frame, chunk);
                     }
                     match frame.tag {
                         frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL => {
@@ -136,38 +234,103 @@ impl Shared<'_> {
         if statements > 0 {
             add_own(&self.info.statements, statements);
         }
+        self.expecting
+            .store(tracker.hook.expecting(), Ordering::Relaxed);
+        self.remembers.store(
+            !tracker.hook.prepared.is_empty() || !tracker.hook.describes.is_empty(),
+            Ordering::Relaxed,
+        );
         step
     }
 
-    /// Walks a chunk from the backend: ReadyForQuery closes requests and moves the session's
-    /// state. Returns how many bytes may be forwarded (a ReadyForQuery split across reads is kept
-    /// whole for the next one).
+    /// [`Shared::scan_backend_into`] without edits (tests of the unrouted path).
+    #[cfg(test)]
     fn scan_backend(&self, scanner: &mut FrameScanner, chunk: &[u8]) -> Result<usize, String> {
+        let mut edits = Vec::new();
+        let forward = self.scan_backend_into(scanner, chunk, &mut edits);
+        assert!(edits.is_empty(), "no routes, no edits");
+        forward
+    }
+
+    /// Walks a chunk from the backend: ReadyForQuery closes requests and moves the session's
+    /// state; while the hook expects something, completions and errors are patched (`edits`).
+    /// Returns how many bytes may be forwarded (a message that must be read whole and is split
+    /// across reads is kept for the next one).
+    fn scan_backend_into(
+        &self,
+        scanner: &mut FrameScanner,
+        chunk: &[u8],
+        edits: &mut Vec<Edit>,
+    ) -> Result<usize, String> {
         let mut pos = 0;
         let mut tracker: Option<MutexGuard<'_, Tracker>> = None;
+        // Both flags are this session's own, set by the upstream scan in the same task.
+        let hooked = self.expecting.load(Ordering::Relaxed);
+        let remembers = self.remembers.load(Ordering::Relaxed);
         // One clock reading per chunk serves every ReadyForQuery in it.
         let mut now: Option<Instant> = None;
-        loop {
+        let result = loop {
             let frame = match scanner.next_frame(chunk, &mut pos, MAX_BACKEND_MESSAGE) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(pos),
-                Err(err) => return Err(format!("backend sent {err}")),
+                Ok(None) => break Ok(pos),
+                Err(err) => break Err(format!("backend sent {err}")),
             };
             if frame.tag != backend::READY_FOR_QUERY {
+                let looked_at = hooked
+                    || (remembers
+                        && matches!(
+                            frame.tag,
+                            backend::ERROR_RESPONSE | backend::PARAMETER_DESCRIPTION
+                        ));
+                if looked_at {
+                    let tracker = tracker.get_or_insert_with(|| self.tracker());
+                    match self.hook_backend_frame(tracker, &frame, chunk, edits) {
+                        BackendHook::Pass => {}
+                        BackendHook::Incomplete => break Ok(frame.start),
+                        BackendHook::Done => {
+                            pos = frame.end();
+                            continue;
+                        }
+                    }
+                }
                 scanner.pass(&frame, chunk.len(), &mut pos);
                 continue;
             }
             if frame.wire_len != 6 {
-                return Err("backend sent a malformed ReadyForQuery".to_owned());
+                break Err("backend sent a malformed ReadyForQuery".to_owned());
             }
             let Some(body) = frame.body(chunk) else {
-                return Ok(frame.start);
+                break Ok(frame.start);
             };
             let tracker = tracker.get_or_insert_with(|| self.tracker());
+            if hooked && self.swallowing(tracker) {
+                if !matches!(body[0], b'I' | b'T' | b'E') {
+                    break Err("backend sent an unknown transaction status".to_owned());
+                }
+                edits.push(Edit {
+                    start: frame.start,
+                    end: frame.end(),
+                    bytes: bytes::Bytes::new(),
+                });
+                let seq = tracker.answered;
+                tracker.hook.finish(seq);
+                tracker.answered += 1;
+                pos = frame.end();
+                continue;
+            }
             let now = *now.get_or_insert_with(Instant::now);
-            self.ready_for_query(tracker, body[0], now)?;
+            if let Err(err) = self.ready_for_query(tracker, body[0], now) {
+                break Err(err);
+            }
             pos = frame.end();
+        };
+        if hooked {
+            if let Some(tracker) = &tracker {
+                self.expecting
+                    .store(tracker.hook.expecting(), Ordering::Relaxed);
+            }
         }
+        result
     }
 
     fn ready_for_query(
@@ -182,6 +345,9 @@ impl Shared<'_> {
                 printable(status)
             ));
         }
+        let seq = tracker.answered;
+        tracker.hook.finish(seq);
+        tracker.answered += 1;
         if let Some(started) = tracker.pending.pop_front() {
             // The worker thread's own shard: no other thread writes it, so its lock and cache
             // lines stay on this core (outside a worker, e.g. in unit tests, spread by session).
@@ -234,11 +400,7 @@ pub(super) async fn run(
         client_buf,
         backend_buf,
     } = established;
-    let shared = Shared {
-        ctx,
-        info,
-        tracker: Mutex::new(Tracker::new()),
-    };
+    let shared = Shared::new(ctx, info);
     match client {
         ClientStream::Plain(mut tcp) => {
             let (read, write) = tcp.split();
@@ -369,6 +531,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = FrameScanner::new();
+    let mut edits: Vec<Edit> = Vec::new();
     let mut need_read = buf.is_empty();
     loop {
         if need_read {
@@ -378,15 +541,19 @@ where
                 Err(err) => return SessionEnd::ClientError(err.to_string()),
             }
         }
-        let step = shared.scan_client(&mut scanner, &buf);
+        let step = shared.scan_client_into(&mut scanner, &buf, &mut edits);
         let forward = match step {
-            ClientStep::Forward(n) | ClientStep::Hold(n) | ClientStep::Terminate(n) => n,
+            ClientStep::Forward(n)
+            | ClientStep::Hold(n)
+            | ClientStep::Terminate(n)
+            | ClientStep::Wait(n, _) => n,
             ClientStep::Malformed(why) => return SessionEnd::ClientMalformed(why),
         };
-        if let Err(err) = forward_chunk(
+        if let Err(err) = forward_edited(
             write,
             &mut buf,
             forward,
+            &mut edits,
             &shared.info.bytes_client_to_server,
         )
         .await
@@ -399,7 +566,19 @@ where
                 need_read = false;
             }
             ClientStep::Terminate(_) => return SessionEnd::ClientTerminated,
-            _ => need_read = true,
+            ClientStep::Wait(_, whole) => {
+                // The hook reads this message whole: make room for it at once.
+                buf.reserve(whole.saturating_sub(buf.len()));
+                need_read = true;
+            }
+            _ => {
+                if buf.is_empty() && buf.capacity() > MAX_IDLE_BUFFER {
+                    // A large statement held whole is gone: do not keep its room for the
+                    // session's lifetime.
+                    buf = BytesMut::with_capacity(READ_SIZE);
+                }
+                need_read = true;
+            }
         }
     }
 }
@@ -415,6 +594,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut scanner = FrameScanner::new();
+    let mut edits: Vec<Edit> = Vec::new();
     let mut need_read = buf.is_empty();
     loop {
         if need_read {
@@ -427,14 +607,15 @@ where
             }
         }
         need_read = true;
-        let forward = match shared.scan_backend(&mut scanner, &buf) {
+        let forward = match shared.scan_backend_into(&mut scanner, &buf, &mut edits) {
             Ok(n) => n,
             Err(why) => return SessionEnd::BackendLost(why),
         };
-        if let Err(err) = forward_chunk(
+        if let Err(err) = forward_edited(
             write,
             &mut buf,
             forward,
+            &mut edits,
             &shared.info.bytes_server_to_client,
         )
         .await
@@ -442,6 +623,44 @@ where
             return SessionEnd::ClientError(err.to_string());
         }
     }
+}
+
+/// Like [`forward_chunk`], with the hook's `edits` applied (in order, all within the first `n`
+/// bytes). Without edits nothing is copied; with some, the chunk is rebuilt into one write.
+async fn forward_edited<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    buf: &mut BytesMut,
+    n: usize,
+    edits: &mut Vec<Edit>,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    if edits.is_empty() {
+        return forward_chunk(write, buf, n, counter).await;
+    }
+    let out = apply_edits(&buf[..n], edits);
+    if !out.is_empty() {
+        write.write_all(&out).await?;
+        write.flush().await?;
+        add_own(counter, out.len() as u64);
+    }
+    buf.advance(n);
+    Ok(())
+}
+
+/// `chunk` with `edits` applied (and drained). Out-of-order or out-of-range edits are clamped,
+/// never a panic.
+fn apply_edits(chunk: &[u8], edits: &mut Vec<Edit>) -> BytesMut {
+    let extra: usize = edits.iter().map(|e| e.bytes.len()).sum();
+    let mut out = BytesMut::with_capacity(chunk.len() + extra);
+    let mut at = 0;
+    for edit in edits.drain(..) {
+        let start = edit.start.clamp(at, chunk.len());
+        out.extend_from_slice(&chunk[at..start]);
+        out.extend_from_slice(&edit.bytes);
+        at = edit.end.clamp(start, chunk.len());
+    }
+    out.extend_from_slice(&chunk[at..]);
+    out
 }
 
 /// Writes the first `n` bytes of `buf` on in one write (plus a flush, which is free on TCP and
@@ -490,11 +709,7 @@ mod tests {
     fn extended_batch_is_in_flight_until_its_ready_for_query() {
         let ctx = context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared {
-            ctx: &ctx,
-            info: &info,
-            tracker: Mutex::new(Tracker::new()),
-        };
+        let shared = Shared::new(&ctx, &info);
         let mut up = FrameScanner::new();
         let mut down = FrameScanner::new();
 
@@ -528,11 +743,7 @@ mod tests {
     fn open_transaction_stays_in_flight_and_pipelined_queries_count() {
         let ctx = context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared {
-            ctx: &ctx,
-            info: &info,
-            tracker: Mutex::new(Tracker::new()),
-        };
+        let shared = Shared::new(&ctx, &info);
         let (mut up, mut down) = (FrameScanner::new(), FrameScanner::new());
         let two = [msg(b'Q', b"begin\0"), msg(b'Q', b"select 1\0")].concat();
         shared.scan_client(&mut up, &two);
@@ -557,11 +768,7 @@ mod tests {
     async fn paused_gate_holds_new_work_at_the_boundary_only() {
         let ctx = context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared {
-            ctx: &ctx,
-            info: &info,
-            tracker: Mutex::new(Tracker::new()),
-        };
+        let shared = Shared::new(&ctx, &info);
         let (mut up, mut down) = (FrameScanner::new(), FrameScanner::new());
         // In a transaction when the pause starts: its next statement goes through.
         shared.scan_client(&mut up, &msg(b'Q', b"begin\0"));
@@ -601,11 +808,7 @@ mod tests {
     fn malformed_client_messages_are_refused() {
         let ctx = context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared {
-            ctx: &ctx,
-            info: &info,
-            tracker: Mutex::new(Tracker::new()),
-        };
+        let shared = Shared::new(&ctx, &info);
         let mut up = FrameScanner::new();
         assert!(matches!(
             shared.scan_client(&mut up, &msg(b'?', b"")),
@@ -634,11 +837,7 @@ mod tests {
     fn a_split_ready_for_query_is_kept_whole() {
         let ctx = context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared {
-            ctx: &ctx,
-            info: &info,
-            tracker: Mutex::new(Tracker::new()),
-        };
+        let shared = Shared::new(&ctx, &info);
         let mut down = FrameScanner::new();
         let stream = [msg(b'C', b"SELECT 1\0"), ready(b'I')].concat();
         let cut = stream.len() - 2;
@@ -655,6 +854,417 @@ mod tests {
             .is_err());
     }
 
+    fn items_route() -> shadow::rewrite::TableRoute {
+        use shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
+        let column = |name: &str, base_type: &str| Column {
+            name: name.into(),
+            base_type: base_type.into(),
+        };
+        let mapped = |target: &str, expr: &str| ColumnMapping {
+            target: target.into(),
+            expr: expr.into(),
+        };
+        TableRoute {
+            schema: "public".into(),
+            name: "items".into(),
+            columns: vec![column("id", "int4"), column("note", "text")],
+            key: vec!["id".into()],
+            target: Target::ShadowTable {
+                shadow: "items__duet".into(),
+                mapping: vec![mapped("id", "\"id\"::bigint"), mapped("note", "\"note\"")],
+                shadow_key: vec!["id".into()],
+                skip_when: None,
+                plain_deletes: false,
+            },
+        }
+    }
+
+    fn routed_context() -> ProxyContext {
+        let ctx = context();
+        ctx.routes
+            .set_table("public", "items", Some(items_route()), 150000);
+        ctx
+    }
+
+    /// Scans `chunk` from the client and returns the step and the bytes that would be forwarded.
+    fn up(shared: &Shared<'_>, scanner: &mut FrameScanner, chunk: &[u8]) -> (ClientStep, Vec<u8>) {
+        let mut edits = Vec::new();
+        let step = shared.scan_client_into(scanner, chunk, &mut edits);
+        let n = match step {
+            ClientStep::Forward(n)
+            | ClientStep::Hold(n)
+            | ClientStep::Terminate(n)
+            | ClientStep::Wait(n, _) => n,
+            ClientStep::Malformed(_) => 0,
+        };
+        (step, apply_edits(&chunk[..n], &mut edits).to_vec())
+    }
+
+    /// Scans `chunk` from the backend: bytes forwarded (as sent to the client) and bytes kept.
+    fn down(shared: &Shared<'_>, scanner: &mut FrameScanner, chunk: &[u8]) -> (Vec<u8>, usize) {
+        let mut edits = Vec::new();
+        let n = shared
+            .scan_backend_into(scanner, chunk, &mut edits)
+            .unwrap();
+        (
+            apply_edits(&chunk[..n], &mut edits).to_vec(),
+            chunk.len() - n,
+        )
+    }
+
+    /// The messages of a byte stream, as (tag, body).
+    fn messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 5 {
+            let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            out.push((bytes[0], bytes[5..1 + len].to_vec()));
+            bytes = &bytes[1 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn nothing_routed_forwards_byte_for_byte() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let query = msg(b'Q', b"update items set note = 'x'\0");
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
+        assert_eq!(out, query);
+        // A partial Query streams as before (nothing is held back).
+        assert_eq!(
+            up(&shared, &mut FrameScanner::new(), &query[..10]).0,
+            ClientStep::Forward(10)
+        );
+    }
+
+    #[test]
+    fn a_rewritten_query_is_rebuilt_and_its_tags_restored_across_split_reads() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let mut scanner = FrameScanner::new();
+        let sql = b"update items set note = 'x' where id = 1; select 1; delete from items\0";
+        let query = msg(b'Q', sql);
+        // Split: the hook waits for the whole message before forwarding anything of it.
+        assert_eq!(
+            up(&shared, &mut scanner, &query[..12]).0,
+            ClientStep::Wait(0, query.len())
+        );
+        let (step, out) = up(&shared, &mut scanner, &query);
+        assert_eq!(step, ClientStep::Forward(query.len()));
+        let sent = messages(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, b'Q');
+        let text = String::from_utf8(sent[0].1.clone()).unwrap();
+        assert!(text.contains("items__duet"), "{text}");
+        assert!(text.ends_with('\0'));
+        assert_eq!(
+            ctx.routes
+                .counters("public", "items")
+                .dual_writes
+                .load(Ordering::Relaxed),
+            2
+        );
+
+        // The answers: the CTE form's tags, the first CommandComplete split across reads.
+        let answer = [
+            msg(b'C', b"INSERT 0 1\0"),
+            msg(
+                b'T',
+                b"\0\x01?column?\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0",
+            ),
+            msg(b'D', b"\0\x01\0\0\0\x011"),
+            msg(b'C', b"SELECT 1\0"),
+            msg(b'C', b"INSERT 0 7\0"),
+            ready(b'I'),
+        ]
+        .concat();
+        let mut scanner = FrameScanner::new();
+        let (first, kept) = down(&shared, &mut scanner, &answer[..8]);
+        assert!(first.is_empty());
+        assert_eq!(kept, 8, "an incomplete CommandComplete is kept whole");
+        let (out, kept) = down(&shared, &mut scanner, &answer);
+        assert_eq!(kept, 0);
+        let tags: Vec<_> = messages(&out)
+            .into_iter()
+            .filter(|(t, _)| *t == b'C')
+            .map(|(_, b)| String::from_utf8(b).unwrap())
+            .collect();
+        assert_eq!(tags, ["UPDATE 1\0", "SELECT 1\0", "DELETE 7\0"]);
+        assert!(!shared.expecting.load(Ordering::Relaxed));
+        assert_eq!(info.state(), SessionState::Idle);
+    }
+
+    #[test]
+    fn a_rewritten_parse_keeps_its_name_and_parameter_types() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let parse = msg(
+            b'P',
+            b"s1\0update items set note = $1 where id = $2\0\0\x02\0\0\0\x19\0\0\0\x17",
+        );
+        let batch = [
+            parse.clone(),
+            msg(b'B', b"p1\0s1\0\0\0\0\x02\0\0\0\x01x\0\0\0\x011\0\0"),
+            msg(b'E', b"p1\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &batch);
+        let sent = messages(&out);
+        assert_eq!(sent[0].0, b'P');
+        let (name, rest) = sent[0].1.split_at(3);
+        assert_eq!(name, b"s1\0");
+        assert!(String::from_utf8_lossy(rest).contains("items__duet"));
+        assert!(rest.ends_with(b"\0\0\x02\0\0\0\x19\0\0\0\x17"));
+        assert_eq!(&out[sent[0].1.len() + 5..], &batch[parse.len()..]);
+        let answer = [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            msg(b'C', b"INSERT 0 1\0"),
+            ready(b'I'),
+        ]
+        .concat();
+        let (out, _) = down(&shared, &mut FrameScanner::new(), &answer);
+        assert_eq!(messages(&out)[2], (b'C', b"UPDATE 1\0".to_vec()));
+    }
+
+    #[test]
+    fn a_refused_statement_gets_the_refusal_instead_of_the_markers_error() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let query = msg(
+            b'Q',
+            b"merge into items using (select 1 as id) s on items.id = s.id when matched then delete\0",
+        );
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
+        assert_eq!(messages(&out), [(b'Q', b"DUET_REFUSED_1\0".to_vec())]);
+        let server = [
+            crate::wire::error::error_response(
+                crate::wire::error::Severity::Error,
+                "42601",
+                "syntax error at or near \"DUET_REFUSED_1\"",
+                None,
+            )
+            .to_vec(),
+            ready(b'E'),
+        ]
+        .concat();
+        let (out, _) = down(&shared, &mut FrameScanner::new(), &server);
+        let got = messages(&out);
+        assert_eq!(got[0].0, b'E');
+        let fields = String::from_utf8_lossy(&got[0].1).into_owned();
+        assert!(fields.contains("C0A000\0"), "{fields}");
+        assert!(!fields.contains("DUET_REFUSED"), "{fields}");
+        assert_eq!(got[1], (b'Z', b"E".to_vec()));
+        assert_eq!(
+            ctx.routes
+                .counters("public", "items")
+                .refusals
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn statements_are_prepared_again_after_a_route_change_and_the_answers_swallowed() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let parse = [
+            msg(
+                b'P',
+                b"ins\0insert into items (id, note) values ($1, $2)\0\0\0",
+            ),
+            msg(b'P', b"other\0select 1\0\0\0"),
+            msg(b'P', b"del\0delete from items\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &parse);
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[msg(b'1', b""), msg(b'1', b""), msg(b'1', b""), ready(b'I')].concat(),
+        );
+        assert_eq!(ctx.metrics.latency_summary().count, 1);
+        // The routes change (the migration ends): the next transaction first re-prepares `ins`.
+        ctx.routes.set_table("public", "items", None, 0);
+        let query = msg(b'Q', b"select 2\0");
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
+        let sent = messages(&out);
+        let tags: Vec<u8> = sent.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"CPSCPSQ", "each statement in a request of its own");
+        let ins = sent.iter().position(|(_, b)| b == b"Sins\0").unwrap();
+        assert_eq!(
+            sent[ins + 1].1,
+            b"ins\0insert into items (id, note) values ($1, $2)\0\0\0"
+        );
+        // The injected answers (one re-prepare failing) never reach the client nor count as a
+        // request.
+        let failed = crate::wire::error::error_response(
+            crate::wire::error::Severity::Error,
+            "42P01",
+            "relation does not exist",
+            None,
+        )
+        .to_vec();
+        let answer = [
+            msg(b'3', b""),
+            failed,
+            ready(b'I'),
+            msg(b'3', b""),
+            msg(b'1', b""),
+            ready(b'I'),
+            msg(b'C', b"SELECT 1\0"),
+            ready(b'I'),
+        ]
+        .concat();
+        let (out, kept) = down(&shared, &mut FrameScanner::new(), &answer[..8]);
+        assert!(out.is_empty());
+        let (out, _) = down(&shared, &mut FrameScanner::new(), &answer[8 - kept..]);
+        assert_eq!(out, [msg(b'C', b"SELECT 1\0"), ready(b'I')].concat());
+        assert_eq!(ctx.metrics.latency_summary().count, 2);
+        assert!(!info.is_busy());
+        // Nothing more to re-prepare: the following query goes out alone.
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
+        assert_eq!(out, query);
+    }
+
+    #[test]
+    fn oversized_statements_are_refused_while_routes_are_active() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let mut head = vec![b'Q'];
+        head.extend_from_slice(&((MAX_HELD + 10) as i32).to_be_bytes());
+        head.extend_from_slice(b"insert into items");
+        let (step, out) = up(&shared, &mut FrameScanner::new(), &head);
+        assert_eq!(step, ClientStep::Forward(head.len()));
+        assert_eq!(messages(&out)[0].0, b'Q');
+        assert!(String::from_utf8_lossy(&out).contains("DUET_REFUSED_"));
+        // The rest of it is dropped, and the next message is seen again.
+        let rest = MAX_HELD + 11 - head.len();
+        let mut tail = vec![b'x'; rest];
+        tail.extend(msg(b'Q', b"select 1\0"));
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &tail);
+        assert_eq!(out, msg(b'Q', b"select 1\0"));
+
+        // An oversized Parse opens a batch like any Parse (its Sync gets the ReadyForQuery).
+        let shared = Shared::new(&ctx, &info);
+        head[0] = b'P';
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &head);
+        assert_eq!(messages(&out)[0].0, b'P');
+        assert!(shared.tracker().pending.is_empty());
+        assert!(shared.tracker().in_batch);
+    }
+
+    #[test]
+    fn a_stale_plan_error_makes_the_next_transaction_prepare_again() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        // Prepared while nothing is routed: remembered all the same.
+        let parse = [msg(b'P', b"sel\0select * from items\0\0\0"), msg(b'S', b"")].concat();
+        assert_eq!(up(&shared, &mut FrameScanner::new(), &parse).1, parse);
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[msg(b'1', b""), ready(b'I')].concat(),
+        );
+        let execute = [
+            msg(b'B', b"\0sel\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        assert_eq!(up(&shared, &mut FrameScanner::new(), &execute).1, execute);
+        let stale = crate::wire::error::error_response(
+            crate::wire::error::Severity::Error,
+            "0A000",
+            "cached plan must not change result type",
+            None,
+        )
+        .to_vec();
+        let answer = [stale, ready(b'I')].concat();
+        assert_eq!(down(&shared, &mut FrameScanner::new(), &answer).0, answer);
+        // The next transaction starts with a re-prepare of `sel`.
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &execute);
+        let tags: Vec<u8> = messages(&out).iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"CPSBES");
+    }
+
+    #[test]
+    #[ignore = "micro-benchmark: run with --release --ignored --nocapture"]
+    fn cost_of_a_cached_rewrite() {
+        let (plain, routed) = (context(), routed_context());
+        let n = 200_000u32;
+        let update = &b"update items set note = 'x' where id = 1\0"[..];
+        let select = &b"select * from accounts where id = 1\0"[..];
+        for (label, ctx, sql) in [
+            ("no routes", &plain, update),
+            ("routes, untouched", &routed, select),
+            ("routes, rewritten", &routed, update),
+        ] {
+            let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+            let shared = Shared::new(ctx, &info);
+            let query = msg(b'Q', sql);
+            let answer = [msg(b'C', b"INSERT 0 1\0"), ready(b'I')].concat();
+            let started = Instant::now();
+            for _ in 0..n {
+                let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
+                std::hint::black_box(out);
+                let (out, _) = down(&shared, &mut FrameScanner::new(), &answer);
+                std::hint::black_box(out);
+            }
+            eprintln!("{label}: {:?} per statement", started.elapsed() / n);
+        }
+    }
+
+    #[test]
+    fn routes_appearing_mid_batch_keep_the_completions_aligned() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let first = [
+            msg(b'P', b"\0select 1\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+        ]
+        .concat();
+        assert_eq!(up(&shared, &mut FrameScanner::new(), &first).1, first);
+        ctx.routes
+            .set_table("public", "items", Some(items_route()), 150000);
+        let second = [
+            msg(b'P', b"\0update items set note = 'x'\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &second);
+        let answer = [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            msg(b'C', b"SELECT 1\0"),
+            msg(b'1', b""),
+            msg(b'2', b""),
+            msg(b'C', b"INSERT 0 4\0"),
+            ready(b'I'),
+        ]
+        .concat();
+        let (out, _) = down(&shared, &mut FrameScanner::new(), &answer);
+        let tags: Vec<_> = messages(&out)
+            .into_iter()
+            .filter(|(t, _)| *t == b'C')
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(tags, [b"SELECT 1\0".to_vec(), b"UPDATE 4\0".to_vec()]);
+    }
+
     /// Property: arbitrary bytes from either side, cut anywhere, give a step or an error — never a
     /// panic — and never ask to forward more than was read.
     #[test]
@@ -669,16 +1279,22 @@ mod tests {
             state
         };
         let tags = b"QPBEDCSFHXdcfpZTIK?\0";
-        for _ in 0..3000 {
-            let shared = Shared {
-                ctx: &ctx,
-                info: &info,
-                tracker: Mutex::new(Tracker::new()),
-            };
+        for round in 0..3000 {
+            let shared = Shared::new(&ctx, &info);
             let mut chunk = Vec::new();
             for _ in 0..(next() % 6) {
                 let tag = tags[(next() % tags.len() as u64) as usize];
                 let len = (next() % 12) as usize;
+                if next() % 4 == 0 {
+                    // Plausible statements on the routed table, to reach the rewrite paths.
+                    let sql: &[u8] = match next() % 3 {
+                        0 => b"s\0update items set note = 'a'\0\0\0",
+                        1 => b"delete from items\0",
+                        _ => b"\0merge into items using x on true when matched then delete\0\0\0",
+                    };
+                    chunk.extend(msg(tag, sql));
+                    continue;
+                }
                 let declared = if next() % 8 == 0 {
                     next() as i32
                 } else {
@@ -690,14 +1306,26 @@ mod tests {
             }
             let cut = (next() as usize) % (chunk.len() + 1);
             let chunk = &chunk[..cut];
-            match shared.scan_client(&mut FrameScanner::new(), chunk) {
-                ClientStep::Forward(n) | ClientStep::Hold(n) | ClientStep::Terminate(n) => {
-                    assert!(n <= chunk.len())
+            let mut edits = Vec::new();
+            match shared.scan_client_into(&mut FrameScanner::new(), chunk, &mut edits) {
+                ClientStep::Forward(n)
+                | ClientStep::Hold(n)
+                | ClientStep::Terminate(n)
+                | ClientStep::Wait(n, _) => {
+                    assert!(n <= chunk.len());
+                    let _ = apply_edits(&chunk[..n], &mut edits);
                 }
                 ClientStep::Malformed(_) => {}
             }
-            if let Ok(n) = shared.scan_backend(&mut FrameScanner::new(), chunk) {
+            edits.clear();
+            if let Ok(n) = shared.scan_backend_into(&mut FrameScanner::new(), chunk, &mut edits) {
                 assert!(n <= chunk.len());
+                let _ = apply_edits(&chunk[..n], &mut edits);
+            }
+            if round == 1500 {
+                // The second half runs with a table under migration: the hook's paths too.
+                ctx.routes
+                    .set_table("public", "items", Some(items_route()), 150000);
             }
         }
     }

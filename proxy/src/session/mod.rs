@@ -4,7 +4,9 @@
 //! Session mode: each client gets its own backend connection, opened when its startup message
 //! arrives, closed when it leaves.
 
+mod dual_write;
 mod forward;
+mod hook;
 mod io;
 mod startup;
 mod track;

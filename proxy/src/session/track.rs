@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::hook::Hook;
 use crate::wire::frontend;
 
 /// Protocol position of one session. Updated by both forwarding directions (which run in the same
@@ -22,6 +23,17 @@ pub(super) struct Tracker {
     /// Flush in copy-in mode), so they will get no ReadyForQuery. `None` after a Query or once the
     /// copy's first message settled the count.
     syncs_after_execute: Option<usize>,
+    /// Requests sent that expect a ReadyForQuery, duet's injected ones included: the sequence
+    /// number the next one gets (the hook's expectations name their request by it).
+    pub(super) requests: u64,
+    /// ReadyForQuery messages received: the sequence number of the request being answered.
+    pub(super) answered: u64,
+    /// Executes sent since the last request that expects a ReadyForQuery (hooked or not: when
+    /// routes appear in the middle of a batch, the hook pads its expectations for the earlier
+    /// ones, so that their completions line up).
+    pub(super) batch_executes: u64,
+    /// The dual-write hook's state.
+    pub(super) hook: Hook,
 }
 
 impl Tracker {
@@ -32,12 +44,19 @@ impl Tracker {
             in_batch: false,
             status: b'I',
             syncs_after_execute: None,
+            requests: 0,
+            answered: 0,
+            batch_executes: 0,
+            hook: Hook::default(),
         }
     }
 
     /// A request that expects one ReadyForQuery (Query, Sync, FunctionCall) was read at `at`.
     pub(super) fn request(&mut self, tag: u8, at: Instant) {
         self.pending.push_back(at);
+        self.requests += 1;
+        self.batch_executes = 0;
+        self.hook.batch_entries = 0;
         match tag {
             frontend::SYNC => {
                 self.in_batch = false;
@@ -53,6 +72,7 @@ impl Tracker {
     pub(super) fn extended(&mut self, tag: u8) {
         self.in_batch = true;
         if tag == frontend::EXECUTE {
+            self.batch_executes += 1;
             self.syncs_after_execute = Some(0);
         }
     }
@@ -65,6 +85,7 @@ impl Tracker {
         if let Some(ignored) = self.syncs_after_execute.take() {
             let keep = self.pending.len().saturating_sub(ignored);
             self.pending.truncate(keep);
+            self.requests = self.requests.saturating_sub(ignored as u64);
             self.in_batch = true;
         }
     }

@@ -75,4 +75,6 @@ pub mod backend {
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
     /// ReadyForQuery.
     pub const READY_FOR_QUERY: u8 = b'Z';
+    /// ParameterDescription: the parameter types of a described statement.
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
 }

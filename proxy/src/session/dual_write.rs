@@ -1,0 +1,553 @@
+//! The dual-write hook inside the two forwarding loops: what the client→backend scan does with a
+//! Query, Parse, Bind, Execute or Close while tables are under migration, the re-prepare it
+//! injects at a transaction boundary after a route change, and what the backend→client scan
+//! changes in the answers. The state and the message surgery live in [`super::hook`].
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use shadow::rewrite::{touches, Protocol};
+
+use super::forward::Shared;
+use super::hook::{
+    close_statement_message, cstr, deallocation, decide, encoding_refusal, is_cached_plan_error,
+    oversized_refusal, parse_body, parse_message, patched_command_complete, protocol_of,
+    query_body, query_message, refusal_error, refusal_of, sync_message, Decision, Edit, Expect,
+    Patch, Prepared, MAX_HELD,
+};
+use super::track::Tracker;
+use crate::routes::{Cached, Published};
+use crate::wire::frame::{Frame, HEADER_LEN};
+use crate::wire::{backend, frontend};
+
+/// What the downstream scan does with one backend message.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BackendHook {
+    /// Stream it as usual.
+    Pass,
+    /// It must be read whole and is not: keep it for the next read.
+    Incomplete,
+    /// Handled whole (perhaps replaced through an edit).
+    Done,
+}
+
+fn replace(frame: &Frame, end: usize, bytes: BytesMut) -> Edit {
+    Edit {
+        start: frame.start,
+        end,
+        bytes: bytes.freeze(),
+    }
+}
+
+fn remove(frame: &Frame) -> Edit {
+    Edit {
+        start: frame.start,
+        end: frame.end(),
+        bytes: Bytes::new(),
+    }
+}
+
+/// A cache-less refusal (oversized or undecodable text): counted nowhere, sent like any other.
+fn bare_refusal(epoch: u64, refusal: shadow::rewrite::Refusal) -> Arc<Cached> {
+    Arc::new(Cached {
+        epoch,
+        result: Err(refusal),
+        tables: Vec::new(),
+        renamed: false,
+    })
+}
+
+impl Shared<'_> {
+    /// Whether the hook must see this client message whole before it is forwarded.
+    pub(super) fn needs_whole(&self, tracker: &Tracker, tag: u8) -> bool {
+        match tag {
+            frontend::QUERY | frontend::PARSE | frontend::CLOSE => true,
+            frontend::BIND => {
+                !tracker.hook.statement_patches.is_empty()
+                    || !tracker.hook.portal_patches.is_empty()
+            }
+            frontend::EXECUTE => !tracker.hook.portal_patches.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Drops the rest of an oversized message at the start of `chunk`; whether scanning goes on.
+    pub(super) fn discard(
+        &self,
+        tracker: &mut Tracker,
+        chunk: &[u8],
+        pos: &mut usize,
+        edits: &mut Vec<Edit>,
+    ) -> bool {
+        let n = tracker.hook.discard.min(chunk.len());
+        edits.push(Edit {
+            start: 0,
+            end: n,
+            bytes: Bytes::new(),
+        });
+        tracker.hook.discard -= n;
+        *pos = n;
+        tracker.hook.discard == 0
+    }
+
+    /// Handles one client message while routes are active (before the tracker counts it).
+    /// Returns `true` when the message was oversized and replaced, and the rest of the chunk
+    /// belongs to it (the caller stops scanning).
+    pub(super) fn hook_client_frame(
+        &self,
+        tracker: &mut Tracker,
+        published: &mut Option<Arc<Published>>,
+        frame: &Frame,
+        chunk: &[u8],
+        edits: &mut Vec<Edit>,
+    ) -> bool {
+        // The request these messages' answers belong to: a Query's own, or the Sync ending the
+        // batch of a Parse or Execute.
+        let seq = tracker.requests;
+        let body = frame.body(chunk);
+        match frame.tag {
+            frontend::QUERY | frontend::PARSE => {
+                let published = published.get_or_insert_with(|| self.ctx.routes.current());
+                let Some(body) = body else {
+                    if frame.wire_len <= MAX_HELD {
+                        return false;
+                    }
+                    // Too large to check: refuse it, and drop what is still to come of it.
+                    let cached = bare_refusal(published.epoch, oversized_refusal());
+                    self.refuse(
+                        tracker,
+                        frame,
+                        chunk.len(),
+                        seq,
+                        b"",
+                        b"\0\0",
+                        cached,
+                        edits,
+                    );
+                    tracker.hook.discard = frame.end() - chunk.len();
+                    return true;
+                };
+                self.hook_statement(tracker, published, frame, body, seq, edits);
+            }
+            frontend::BIND => {
+                // Only the names at its start matter: a Bind too large to hold (huge parameters)
+                // is read from what has arrived.
+                let names = body
+                    .or_else(|| chunk.get(frame.start + HEADER_LEN..))
+                    .and_then(cstr)
+                    .and_then(|(portal, rest)| Some((portal, cstr(rest)?.0)));
+                let Some((portal, statement)) = names else {
+                    // Names not seen: forget every portal's patch rather than misapply one.
+                    tracker.hook.portal_patches.clear();
+                    return false;
+                };
+                match tracker.hook.statement_patches.get(statement).cloned() {
+                    Some(patch) => {
+                        tracker.hook.portal_patches.insert(portal.to_vec(), patch);
+                    }
+                    None => {
+                        tracker.hook.portal_patches.remove(portal);
+                    }
+                }
+            }
+            frontend::EXECUTE => {
+                let patch = body
+                    .and_then(cstr)
+                    .and_then(|(portal, _)| tracker.hook.portal_patches.get(portal));
+                let verb = patch.and_then(|p| {
+                    p.cached.count_dual_writes(1);
+                    p.verb
+                });
+                let executes = tracker.batch_executes;
+                tracker.hook.push(seq, executes, Expect::Complete(verb));
+                tracker.hook.batch_entries += 1;
+            }
+            frontend::CLOSE => self.closed(tracker, body),
+            _ => {}
+        }
+        false
+    }
+
+    /// A Close read whole: forget the statement or portal.
+    fn closed(&self, tracker: &mut Tracker, body: Option<&[u8]>) {
+        let Some((&kind, rest)) = body.and_then(|b| b.split_first()) else {
+            return;
+        };
+        let Some((name, _)) = cstr(rest) else { return };
+        match kind {
+            b'S' => tracker.hook.close_statement(name),
+            b'P' => {
+                tracker.hook.portal_patches.remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    /// A whole Query or Parse under active routes.
+    fn hook_statement(
+        &self,
+        tracker: &mut Tracker,
+        published: &Arc<Published>,
+        frame: &Frame,
+        body: &[u8],
+        seq: u64,
+        edits: &mut Vec<Edit>,
+    ) {
+        let protocol = protocol_of(frame.tag);
+        let (name, sql, params) = if protocol == Protocol::Simple {
+            match query_body(body) {
+                Some(sql) => (&b""[..], sql, &b""[..]),
+                None => return,
+            }
+        } else {
+            match parse_body(body) {
+                Some(parts) => parts,
+                None => return,
+            }
+        };
+        if protocol == Protocol::Simple && !tracker.hook.prepared.is_empty() {
+            self.deallocated(tracker, sql);
+        }
+        let text = match std::str::from_utf8(sql) {
+            Ok(text) => text,
+            Err(_) => {
+                if touches(&String::from_utf8_lossy(sql), &published.routes) {
+                    let cached = bare_refusal(published.epoch, encoding_refusal());
+                    self.refuse(
+                        tracker,
+                        frame,
+                        frame.end(),
+                        seq,
+                        name,
+                        params,
+                        cached,
+                        edits,
+                    );
+                }
+                return;
+            }
+        };
+        let cached = if touches(text, &published.routes) {
+            Some(self.ctx.routes.rewrite(published, text, protocol))
+        } else {
+            None
+        };
+        let decision = cached.as_deref().map_or(Decision::Unchanged, decide);
+        if protocol == Protocol::Extended && !name.is_empty() {
+            if matches!(decision, Decision::Refused) {
+                tracker.hook.prepared.remove(name);
+            } else {
+                tracker.hook.prepared.insert(
+                    name.to_vec(),
+                    Prepared {
+                        sql: text.to_owned(),
+                        params: Bytes::copy_from_slice(params),
+                        epoch: published.epoch,
+                        published: Some(published.clone()),
+                    },
+                );
+            }
+        }
+        match (decision, &cached) {
+            (Decision::Changed(rewritten, patches), Some(cached)) => {
+                if protocol == Protocol::Simple {
+                    cached.count_dual_writes(cached.rewritten_statements());
+                    let executes = tracker.batch_executes;
+                    for patch in patches {
+                        let expect = Expect::Complete(patch.command_tag);
+                        tracker.hook.push(seq, executes, expect);
+                    }
+                    edits.push(replace(frame, frame.end(), query_message(rewritten)));
+                } else {
+                    let verb = patches.first().and_then(|p| p.command_tag);
+                    edits.push(replace(
+                        frame,
+                        frame.end(),
+                        parse_message(name, rewritten, params),
+                    ));
+                    let cached = cached.clone();
+                    tracker
+                        .hook
+                        .statement_patches
+                        .insert(name.to_vec(), Patch { verb, cached });
+                }
+            }
+            (Decision::Refused, Some(cached)) => {
+                let cached = cached.clone();
+                self.refuse(
+                    tracker,
+                    frame,
+                    frame.end(),
+                    seq,
+                    name,
+                    params,
+                    cached,
+                    edits,
+                );
+            }
+            _ => {
+                if protocol == Protocol::Extended {
+                    tracker.hook.statement_patches.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Replaces `frame.start..end` by a statement that fails at parse time, and queues the
+    /// refusal that replaces its error.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        tracker: &mut Tracker,
+        frame: &Frame,
+        end: usize,
+        seq: u64,
+        name: &[u8],
+        params: &[u8],
+        cached: Arc<Cached>,
+        edits: &mut Vec<Edit>,
+    ) {
+        let marker = tracker.hook.marker();
+        let bytes = if frame.tag == frontend::QUERY {
+            query_message(&marker)
+        } else {
+            tracker.hook.statement_patches.remove(name);
+            parse_message(name, &marker, params)
+        };
+        cached.count_refusal();
+        if let Some(refusal) = refusal_of(&cached) {
+            tracing::debug!(session = self.info.id, %refusal, "statement refused");
+        }
+        let executes = tracker.batch_executes;
+        tracker.hook.push(seq, executes, Expect::Refused(cached));
+        edits.push(replace(frame, end, bytes));
+    }
+
+    /// A Query that may drop prepared statements (`DISCARD ALL`, `DEALLOCATE …`).
+    fn deallocated(&self, tracker: &mut Tracker, sql: &[u8]) {
+        match deallocation(sql) {
+            Some(None) => tracker.hook.forget_all(),
+            Some(Some(name)) => tracker.hook.close_statement(&name),
+            None => {}
+        }
+    }
+
+    /// With nothing routed: remember named Parses (so a route published later can re-prepare
+    /// them) and forget closed ones. Only messages complete in the chunk; nothing is held.
+    pub(super) fn remember_unrouted(&self, tracker: &mut Tracker, frame: &Frame, chunk: &[u8]) {
+        let Some(body) = frame.body(chunk) else {
+            return;
+        };
+        match frame.tag {
+            frontend::PARSE => {
+                let Some((name, sql, params)) = parse_body(body) else {
+                    return;
+                };
+                if name.is_empty() {
+                    return;
+                }
+                match std::str::from_utf8(sql) {
+                    Ok(sql) => {
+                        tracker.hook.prepared.insert(
+                            name.to_vec(),
+                            Prepared {
+                                sql: sql.to_owned(),
+                                params: Bytes::copy_from_slice(params),
+                                epoch: self.ctx.routes.epoch(),
+                                published: None,
+                            },
+                        );
+                    }
+                    Err(_) => {
+                        tracker.hook.prepared.remove(name);
+                    }
+                }
+            }
+            frontend::CLOSE => self.closed(tracker, Some(body)),
+            frontend::QUERY => {
+                if let Some(sql) = query_body(body) {
+                    self.deallocated(tracker, sql);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// At a transaction boundary after a route change (or a stale-plan error): prepares again
+    /// every remembered statement whose text mentions a table that is or was routed, ahead of the
+    /// client's message at `at`, each in a request of its own (Close, Parse, Sync) whose answer
+    /// the downstream loop drops.
+    pub(super) fn reprepare(&self, tracker: &mut Tracker, at: usize, edits: &mut Vec<Edit>) {
+        let current = self.ctx.routes.current();
+        let hook = &mut tracker.hook;
+        let stale = std::mem::take(&mut hook.stale);
+        let mut out = BytesMut::new();
+        let mut count = 0usize;
+        let mut dropped = Vec::new();
+        for (name, prepared) in hook.prepared.iter_mut() {
+            if !stale && prepared.epoch == current.epoch {
+                continue;
+            }
+            let was = prepared
+                .published
+                .as_ref()
+                .is_some_and(|old| touches(&prepared.sql, &old.routes));
+            let is = touches(&prepared.sql, &current.routes);
+            prepared.epoch = current.epoch;
+            prepared.published = (!current.is_empty()).then(|| current.clone());
+            if !stale && !was && !is {
+                continue;
+            }
+            let (text, patch) = if is {
+                let cached = self
+                    .ctx
+                    .routes
+                    .rewrite(&current, &prepared.sql, Protocol::Extended);
+                match decide(&cached) {
+                    Decision::Unchanged => (prepared.sql.clone(), None),
+                    Decision::Changed(sql, patches) => {
+                        let verb = patches.first().and_then(|p| p.command_tag);
+                        let sql = sql.to_owned();
+                        (sql, Some(Patch { verb, cached }))
+                    }
+                    Decision::Refused => {
+                        // The statement is dropped; the client's next use of it fails.
+                        if let Some(refusal) = refusal_of(&cached) {
+                            tracing::info!(
+                                session = self.info.id,
+                                %refusal,
+                                "a prepared statement is refused under the new routes"
+                            );
+                        }
+                        out.extend_from_slice(&close_statement_message(name));
+                        out.extend_from_slice(&sync_message());
+                        hook.statement_patches.remove(name);
+                        dropped.push(name.clone());
+                        count += 1;
+                        continue;
+                    }
+                }
+            } else {
+                (prepared.sql.clone(), None)
+            };
+            // One Sync per statement: a failed Parse makes the server skip to the next Sync, and
+            // must not keep the statements after it from being prepared again.
+            out.extend_from_slice(&close_statement_message(name));
+            out.extend_from_slice(&parse_message(name, &text, &prepared.params));
+            out.extend_from_slice(&sync_message());
+            match patch {
+                Some(patch) => {
+                    hook.statement_patches.insert(name.clone(), patch);
+                }
+                None => {
+                    hook.statement_patches.remove(name);
+                }
+            }
+            count += 1;
+        }
+        hook.epoch = current.epoch;
+        if out.is_empty() {
+            return;
+        }
+        // Refused statements are gone from the server: forget them here too.
+        for name in dropped {
+            hook.prepared.remove(&name);
+        }
+        for _ in 0..count {
+            let seq = tracker.requests;
+            tracker.requests += 1;
+            tracker.hook.expect.push_back((seq, Expect::Swallow));
+        }
+        tracing::debug!(
+            session = self.info.id,
+            statements = count,
+            epoch = current.epoch,
+            "preparing statements again after a route change"
+        );
+        edits.push(Edit {
+            start: at,
+            end: at,
+            bytes: out.freeze(),
+        });
+    }
+
+    /// Whether the answer being received belongs to an injected request.
+    pub(super) fn swallowing(&self, tracker: &Tracker) -> bool {
+        matches!(tracker.hook.front(tracker.answered), Some(Expect::Swallow))
+    }
+
+    /// One backend message other than ReadyForQuery, while the hook expects something or
+    /// watches errors.
+    pub(super) fn hook_backend_frame(
+        &self,
+        tracker: &mut Tracker,
+        frame: &Frame,
+        chunk: &[u8],
+        edits: &mut Vec<Edit>,
+    ) -> BackendHook {
+        if frame.tag == backend::PARAMETER_DESCRIPTION && !tracker.hook.describes.is_empty() {
+            let Some(body) = frame.body(chunk) else {
+                return BackendHook::Incomplete;
+            };
+            tracker.hook.parameters_described(body);
+            // Injected requests never describe: this answer is the client's, forwarded as is.
+            return BackendHook::Pass;
+        }
+        if frame.tag == backend::ERROR_RESPONSE {
+            // The server skips the rest of the failed batch, Describes included: their answers
+            // will not come, so the pending names can no longer be matched.
+            tracker.hook.describes.clear();
+        }
+        let seq = tracker.answered;
+        let front = tracker.hook.front(seq);
+        let swallow = matches!(front, Some(Expect::Swallow));
+        let interesting = swallow
+            || (front.is_some()
+                && matches!(frame.tag, b'C' | b'I' | b's' | backend::ERROR_RESPONSE))
+            || (frame.tag == backend::ERROR_RESPONSE && !tracker.hook.prepared.is_empty());
+        if !interesting {
+            return BackendHook::Pass;
+        }
+        let Some(body) = frame.body(chunk) else {
+            return BackendHook::Incomplete;
+        };
+        if swallow {
+            if frame.tag == backend::ERROR_RESPONSE {
+                tracing::warn!(
+                    session = self.info.id,
+                    error = %String::from_utf8_lossy(body).replace('\0', " "),
+                    "preparing a statement again failed; its next use gets the server's error"
+                );
+            }
+            edits.push(remove(frame));
+            return BackendHook::Done;
+        }
+        if frame.tag == backend::ERROR_RESPONSE {
+            if !tracker.hook.prepared.is_empty() && is_cached_plan_error(body) {
+                // The next transaction prepares every remembered statement again.
+                tracker.hook.stale = true;
+            }
+            match tracker.hook.front(seq) {
+                Some(Expect::Refused(cached)) => {
+                    if let Some(refusal) = refusal_of(cached) {
+                        edits.push(replace(frame, frame.end(), refusal_error(refusal)));
+                    }
+                    tracker.hook.finish(seq);
+                }
+                Some(_) => tracker.hook.finish(seq),
+                None => {}
+            }
+            return BackendHook::Done;
+        }
+        if let Some(Expect::Complete(verb)) = tracker.hook.front(seq) {
+            let verb = *verb;
+            tracker.hook.expect.pop_front();
+            if frame.tag == b'C' {
+                if let Some(patched) = patched_command_complete(body, verb) {
+                    edits.push(replace(frame, frame.end(), patched));
+                }
+            }
+        }
+        BackendHook::Done
+    }
+}

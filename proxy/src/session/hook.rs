@@ -1,0 +1,404 @@
+//! The dual-write hook's per-session state and message surgery.
+//!
+//! While a table is under migration, the client→backend loop sees every Query and Parse whole,
+//! forwards the rewritten text of those that write a routed table, and queues here what the
+//! backend→client loop must change in the answers: the CommandComplete verb of a rewritten
+//! statement, the error of a refused one, and the whole answer to the re-prepares the session
+//! injects after a route change.
+//!
+//! # Refusals
+//!
+//! A refused statement is not answered by duet directly: the upstream loop forwards in its place a
+//! statement that fails at parse time (`DUET_REFUSED_<n>`), and the downstream loop replaces the
+//! server's syntax error with the refusal's SQLSTATE, message and hint. The server thereby does
+//! everything a real error does — aborts an open transaction, reports the right transaction
+//! status in ReadyForQuery, discards an extended batch up to Sync — and the answers stay in the
+//! order the client expects, without the upstream loop ever writing to the client.
+//!
+//! # Which answer belongs to which request
+//!
+//! Every request that ends with a ReadyForQuery (Query, Sync, FunctionCall, and duet's injected
+//! Sync) gets a sequence number; an expectation names the request whose answer it applies to, and
+//! within that request expectations apply in order to the completions (CommandComplete,
+//! EmptyQueryResponse, PortalSuspended) and to the first ErrorResponse. While the hook is active,
+//! every Execute queues an expectation (most with nothing to change), so the completions of one
+//! request line up with them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use shadow::rewrite::{Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
+
+use crate::routes::{Cached, Published};
+use crate::wire::error::{error_response, Severity};
+
+/// The largest Query or Parse the hook holds in memory to check it while routes are active. A
+/// larger one is refused (it may write a routed table, and cannot be checked without reading it
+/// whole).
+pub(super) const MAX_HELD: usize = 64 << 20;
+
+/// SQLSTATE and message of the error a statement prepared before a schema change gets.
+const CACHED_PLAN_CODE: &[u8] = b"0A000";
+const CACHED_PLAN_MESSAGE: &[u8] = b"cached plan must not change result type";
+
+/// A replacement of `start..end` of a chunk by `bytes` (an insertion when `start == end`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub bytes: Bytes,
+}
+
+/// What to do with one answer of a request.
+#[derive(Debug, Clone)]
+pub(super) enum Expect {
+    /// A statement's or Execute's completion; restore this verb in its CommandComplete.
+    Complete(Option<TagVerb>),
+    /// The marker standing for a refused statement: replace its ErrorResponse.
+    Refused(Arc<Cached>),
+    /// An injected request: drop every message of its answer, ReadyForQuery included.
+    Swallow,
+}
+
+/// The patch of a prepared statement or portal: the verb to restore and the cache entry to count.
+#[derive(Debug, Clone)]
+pub(super) struct Patch {
+    pub verb: Option<TagVerb>,
+    pub cached: Arc<Cached>,
+}
+
+/// A named statement as the client prepared it.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    /// The client's text.
+    pub sql: String,
+    /// The Parse body after the text: parameter count and type OIDs, as sent.
+    pub params: Bytes,
+    /// The epoch it was last prepared under.
+    pub epoch: u64,
+    /// The routes it was last prepared under (`None`: while nothing was routed).
+    pub published: Option<Arc<Published>>,
+}
+
+/// The hook's state for one session (kept in the [`super::track::Tracker`], under its lock).
+#[derive(Debug, Default)]
+pub(super) struct Hook {
+    /// Expectations, each with the sequence number of the request it belongs to.
+    pub expect: VecDeque<(u64, Expect)>,
+    /// Patches of prepared statements (unnamed included), by name.
+    pub statement_patches: HashMap<Vec<u8>, Patch>,
+    /// Patches of portals, by name.
+    pub portal_patches: HashMap<Vec<u8>, Patch>,
+    /// Named statements as prepared, for preparing them again after a route change.
+    pub prepared: HashMap<Vec<u8>, Prepared>,
+    /// The epoch the remembered statements were last checked against.
+    pub epoch: u64,
+    /// A statement failed with "cached plan must not change result type": prepare all again.
+    pub stale: bool,
+    /// Refusal markers sent so far (makes each marker unique).
+    pub markers: u64,
+    /// Bytes of an oversized message still to drop.
+    pub discard: usize,
+    /// Executes of the current batch that have an expectation.
+    pub batch_entries: u64,
+    /// Statement names of the Describe('S') messages sent and not yet answered, in order (empty
+    /// name: the unnamed statement): their ParameterDescription tells which parameter types the
+    /// server inferred, so a statement prepared again after a flip keeps them (a client that sends
+    /// binary int4 parameters would otherwise meet an int8 parameter inferred from the new shape).
+    pub describes: VecDeque<Vec<u8>>,
+}
+
+impl Hook {
+    /// Whether the downstream loop has something to apply.
+    pub fn expecting(&self) -> bool {
+        !self.expect.is_empty()
+    }
+
+    /// The expectation at the head, if it belongs to request `seq`.
+    pub fn front(&self, seq: u64) -> Option<&Expect> {
+        match self.expect.front() {
+            Some((s, e)) if *s == seq => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Drops every expectation of request `seq` (after its error or its ReadyForQuery).
+    pub fn finish(&mut self, seq: u64) {
+        while matches!(self.expect.front(), Some((s, _)) if *s <= seq) {
+            self.expect.pop_front();
+        }
+    }
+
+    /// Queues `expect` for request `seq`, first padding for the Executes of the current batch
+    /// that were sent before routes appeared (`batch_executes` of them in all so far).
+    pub fn push(&mut self, seq: u64, batch_executes: u64, expect: Expect) {
+        while self.batch_entries < batch_executes {
+            self.expect.push_back((seq, Expect::Complete(None)));
+            self.batch_entries += 1;
+        }
+        self.expect.push_back((seq, expect));
+    }
+
+    /// A marker statement text for a refusal.
+    pub fn marker(&mut self) -> String {
+        self.markers += 1;
+        format!("DUET_REFUSED_{}", self.markers)
+    }
+
+    /// Records a Describe message read whole (only statement describes get a ParameterDescription).
+    pub fn described(&mut self, body: &[u8]) {
+        if let Some((&b'S', rest)) = body.split_first() {
+            let name = cstr(rest)
+                .map(|(name, _)| name.to_vec())
+                .unwrap_or_default();
+            self.describes.push_back(name);
+        }
+    }
+
+    /// A ParameterDescription answered the oldest Describe('S'): keep the server's parameter types
+    /// (same layout as a Parse's parameter section: count, then one OID each) for re-preparing.
+    pub fn parameters_described(&mut self, body: &[u8]) {
+        let Some(name) = self.describes.pop_front() else {
+            return;
+        };
+        if name.is_empty() {
+            return;
+        }
+        if let Some(prepared) = self.prepared.get_mut(&name) {
+            prepared.params = Bytes::copy_from_slice(body);
+        }
+    }
+
+    /// Forgets a closed statement.
+    pub fn close_statement(&mut self, name: &[u8]) {
+        self.statement_patches.remove(name);
+        self.prepared.remove(name);
+    }
+
+    /// Forgets every statement and portal (DISCARD ALL, DEALLOCATE ALL).
+    pub fn forget_all(&mut self) {
+        self.statement_patches.clear();
+        self.portal_patches.clear();
+        self.prepared.clear();
+    }
+}
+
+/// Reads a C string at the start of `bytes`: the string and the rest after its NUL.
+pub(super) fn cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nul = bytes.iter().position(|&b| b == 0)?;
+    Some((&bytes[..nul], &bytes[nul + 1..]))
+}
+
+/// The parts of a Parse body: statement name, query text, and the parameter section.
+pub(super) fn parse_body(body: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (name, rest) = cstr(body)?;
+    let (sql, params) = cstr(rest)?;
+    Some((name, sql, params))
+}
+
+/// The text of a Query body.
+pub(super) fn query_body(body: &[u8]) -> Option<&[u8]> {
+    cstr(body).map(|(sql, _)| sql)
+}
+
+fn message(tag: u8, parts: &[&[u8]]) -> BytesMut {
+    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
+    let mut out = BytesMut::with_capacity(len + 1);
+    out.put_u8(tag);
+    out.put_i32(len as i32);
+    for part in parts {
+        out.put_slice(part);
+    }
+    out
+}
+
+/// A Query message.
+pub(super) fn query_message(sql: &str) -> BytesMut {
+    message(b'Q', &[sql.as_bytes(), b"\0"])
+}
+
+/// A Parse message (`params`: the parameter section as the client sent it).
+pub(super) fn parse_message(name: &[u8], sql: &str, params: &[u8]) -> BytesMut {
+    message(b'P', &[name, b"\0", sql.as_bytes(), b"\0", params])
+}
+
+/// A Close of a prepared statement.
+pub(super) fn close_statement_message(name: &[u8]) -> BytesMut {
+    message(b'C', &[b"S", name, b"\0"])
+}
+
+/// A Sync.
+pub(super) fn sync_message() -> BytesMut {
+    message(b'S', &[])
+}
+
+/// The CommandComplete the client expects for a rewritten statement, or `None` to keep the
+/// server's (no verb to restore, or a tag without a count).
+pub(super) fn patched_command_complete(body: &[u8], verb: Option<TagVerb>) -> Option<BytesMut> {
+    let verb = verb?;
+    let (tag, _) = cstr(body)?;
+    let tag = std::str::from_utf8(tag).ok()?;
+    let restored = verb.restore(tag)?;
+    Some(message(b'C', &[restored.as_bytes(), b"\0"]))
+}
+
+/// The ErrorResponse a refusal gives the client.
+pub(super) fn refusal_error(refusal: &Refusal) -> BytesMut {
+    error_response(
+        Severity::Error,
+        refusal.sqlstate,
+        &refusal.message,
+        Some(&refusal.hint),
+    )
+}
+
+/// The refusal of a cached entry, if it is one.
+pub(super) fn refusal_of(cached: &Cached) -> Option<&Refusal> {
+    cached.result.as_ref().err()
+}
+
+/// Whether an ErrorResponse body is "cached plan must not change result type".
+pub(super) fn is_cached_plan_error(body: &[u8]) -> bool {
+    let mut rest = body;
+    let (mut code, mut msg) = (false, false);
+    while let Some((&field, after)) = rest.split_first() {
+        if field == 0 {
+            break;
+        }
+        let Some((value, next)) = cstr(after) else {
+            break;
+        };
+        match field {
+            b'C' => code = value == CACHED_PLAN_CODE,
+            b'M' => msg = value == CACHED_PLAN_MESSAGE,
+            _ => {}
+        }
+        rest = next;
+    }
+    code && msg
+}
+
+/// The refusal for a message too large to check.
+pub(super) fn oversized_refusal() -> Refusal {
+    Refusal::unsupported(
+        format!(
+            "duet refuses statements larger than {} MiB while a table is under migration",
+            MAX_HELD >> 20
+        ),
+        "send smaller statements, or run this one after the migration completes",
+    )
+}
+
+/// The refusal for a text that is not UTF-8 (duet rewrites UTF-8 only).
+pub(super) fn encoding_refusal() -> Refusal {
+    Refusal::unsupported(
+        "duet cannot check a statement that is not valid UTF-8 while a table is under migration",
+        "use client_encoding UTF8 for statements on tables under migration",
+    )
+}
+
+/// What the upstream loop forwards for one Query or Parse text under active routes (borrowed
+/// from the cache entry: a cache hit copies the rewritten text once, into the message).
+#[derive(Debug)]
+pub(super) enum Decision<'a> {
+    /// Forward the client's bytes.
+    Unchanged,
+    /// Forward this text; one patch per statement.
+    Changed(&'a str, &'a [StatementPatch]),
+    /// Forward a refusal marker.
+    Refused,
+}
+
+/// Decides from a cache entry.
+pub(super) fn decide(cached: &Cached) -> Decision<'_> {
+    match &cached.result {
+        Ok(Rewrite::Unchanged) => Decision::Unchanged,
+        Ok(Rewrite::Changed { sql, statements }) => Decision::Changed(sql, statements),
+        Err(_) => Decision::Refused,
+    }
+}
+
+/// The protocol a message tag carries.
+pub(super) fn protocol_of(tag: u8) -> Protocol {
+    if tag == b'Q' {
+        Protocol::Simple
+    } else {
+        Protocol::Extended
+    }
+}
+
+/// Whether a Query text is `DISCARD ALL` or `DEALLOCATE [PREPARE] ALL` (which drop every prepared
+/// statement), or `DEALLOCATE [PREPARE] name` (returns the name). Cheap: looks at the first words.
+pub(super) fn deallocation(sql: &[u8]) -> Option<Option<Vec<u8>>> {
+    // Most queries are rejected on their first letter, without allocating.
+    let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
+    if !matches!(sql[start], b'd' | b'D') {
+        return None;
+    }
+    let text = std::str::from_utf8(&sql[start..]).ok()?;
+    let mut words = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let first = words.next()?.to_ascii_lowercase();
+    match first.as_str() {
+        "discard" => {
+            let second = words.next()?.to_ascii_lowercase();
+            (second == "all").then_some(None)
+        }
+        "deallocate" => {
+            let mut second = words.next()?;
+            if second.eq_ignore_ascii_case("prepare") {
+                second = words.next()?;
+            }
+            if second.eq_ignore_ascii_case("all") {
+                Some(None)
+            } else if let Some(quoted) = second.strip_prefix('"') {
+                Some(Some(quoted.trim_end_matches('"').as_bytes().to_vec()))
+            } else {
+                Some(Some(second.to_ascii_lowercase().into_bytes()))
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_bodies_split_and_rebuild() {
+        let body = b"s1\0insert into t values ($1)\0\0\x01\0\0\0\x17";
+        let (name, sql, params) = parse_body(body).unwrap();
+        assert_eq!(name, b"s1");
+        assert_eq!(sql, b"insert into t values ($1)");
+        assert_eq!(params, b"\0\x01\0\0\0\x17");
+        let rebuilt = parse_message(name, "select 1", params);
+        assert_eq!(&rebuilt[..], b"P\0\0\0\x16s1\0select 1\0\0\x01\0\0\0\x17");
+        assert!(parse_body(b"no nul").is_none());
+    }
+
+    #[test]
+    fn command_complete_gets_its_verb_back() {
+        let patched = patched_command_complete(b"INSERT 0 3\0", Some(TagVerb::Update)).unwrap();
+        assert_eq!(&patched[..], b"C\0\0\0\x0dUPDATE 3\0");
+        assert!(patched_command_complete(b"INSERT 0 3\0", None).is_none());
+        assert!(patched_command_complete(b"garbage", Some(TagVerb::Delete)).is_none());
+    }
+
+    #[test]
+    fn recognises_the_cached_plan_error_and_deallocations() {
+        let body = b"SERROR\0C0A000\0Mcached plan must not change result type\0\0";
+        assert!(is_cached_plan_error(body));
+        assert!(!is_cached_plan_error(b"SERROR\0C0A000\0Mother\0\0"));
+        assert_eq!(deallocation(b"  DISCARD ALL;"), Some(None));
+        assert_eq!(deallocation(b"deallocate prepare all"), Some(None));
+        assert_eq!(deallocation(b"DEALLOCATE S_1"), Some(Some(b"s_1".to_vec())));
+        assert_eq!(
+            deallocation(b"deallocate \"S_1\""),
+            Some(Some(b"S_1".to_vec()))
+        );
+        assert_eq!(deallocation(b"select 1"), None);
+    }
+}
