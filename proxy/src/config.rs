@@ -49,6 +49,92 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Number of session worker threads (each one event loop).
     pub workers: usize,
+    /// How online migrations are driven (`[migration]`).
+    pub migration: MigrationConfig,
+}
+
+/// Settings of the migration controller (`[migration]` in the config file; no flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationConfig {
+    /// How long a cutover (and every other route change) may wait for sessions to reach a
+    /// transaction boundary before it gives up and releases them (default 2 s).
+    pub flip_budget: Duration,
+    /// `lock_timeout` of the flip's transaction, which runs while clients are held (default 1 s).
+    pub flip_lock_timeout: Duration,
+    /// `lock_timeout` of every other DDL step (expand, prepare, complete, abort; default 2 s).
+    pub ddl_lock_timeout: Duration,
+    /// Attempts per DDL step that loses its lock race, including the first (default 5).
+    pub ddl_attempts: u32,
+    /// Target duration of one copy chunk; the chunk size adapts towards it (default 100 ms).
+    pub chunk_time: Duration,
+    /// `complete` of a rename is refused while statements written for the old names arrived
+    /// within this window (default 60 s).
+    pub old_shape_window: Duration,
+    /// Attempts of an automatic cutover (`migrate --auto-cutover`) before it leaves the migration
+    /// `ready` for the operator (default 5).
+    pub auto_cutover_attempts: u32,
+    /// Verify/repair rounds before the controller gives up on a shadow that keeps differing
+    /// (default 5).
+    pub verify_rounds: u32,
+    /// When the copier pauses between chunks.
+    pub throttles: Throttles,
+}
+
+/// The copier's throttle thresholds (`duet admin set` changes them while a copy runs). A signal
+/// that cannot be read counts as exceeded: the copier waits and `status` says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttles {
+    /// Pause while a replica's replay lag (`pg_stat_replication.replay_lag`) is above this
+    /// (default 10 s).
+    pub max_replication_lag: Duration,
+    /// Pause while more client backends than this are running a statement (default: no limit).
+    pub max_active_backends: Option<u32>,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Throttles {
+            max_replication_lag: Duration::from_secs(10),
+            max_active_backends: None,
+        }
+    }
+}
+
+impl Throttles {
+    /// The copier's form of these thresholds.
+    pub fn copier_config(&self) -> shadow::migrate::throttle::ThrottleConfig {
+        use shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
+        let mut thresholds = vec![Threshold {
+            signal: Signal::ReplicationReplayLagSeconds,
+            max: self.max_replication_lag.as_secs_f64(),
+        }];
+        if let Some(max) = self.max_active_backends {
+            thresholds.push(Threshold {
+                signal: Signal::ActiveBackends,
+                max: f64::from(max),
+            });
+        }
+        ThrottleConfig {
+            thresholds,
+            ..ThrottleConfig::default()
+        }
+    }
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig {
+            flip_budget: Duration::from_secs(2),
+            flip_lock_timeout: Duration::from_secs(1),
+            ddl_lock_timeout: Duration::from_secs(2),
+            ddl_attempts: 5,
+            chunk_time: Duration::from_millis(100),
+            old_shape_window: Duration::from_secs(60),
+            auto_cutover_attempts: 5,
+            verify_rounds: 5,
+            throttles: Throttles::default(),
+        }
+    }
 }
 
 /// PEM files for client-facing TLS.
@@ -134,10 +220,81 @@ struct FileConfig {
     #[serde(default)]
     #[allow(dead_code)]
     check: Option<toml::Value>,
-    /// Owned by the migration engine; tolerated, not interpreted here.
     #[serde(default)]
-    #[allow(dead_code)]
-    migration: Option<toml::Value>,
+    migration: MigrationTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationTable {
+    flip_budget: Option<String>,
+    flip_lock_timeout: Option<String>,
+    ddl_lock_timeout: Option<String>,
+    ddl_attempts: Option<u32>,
+    chunk_time: Option<String>,
+    old_shape_window: Option<String>,
+    auto_cutover_attempts: Option<u32>,
+    verify_rounds: Option<u32>,
+    max_replication_lag: Option<String>,
+    max_active_backends: Option<u32>,
+}
+
+fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigError> {
+    let d = MigrationConfig::default();
+    let attempts = |field: &'static str, value: Option<u32>, default: u32| match value {
+        None => Ok(default),
+        Some(0) => Err(field_error(field, "must be at least 1")),
+        Some(n) => Ok(n),
+    };
+    Ok(MigrationConfig {
+        flip_budget: duration_setting(
+            ("[migration] flip_budget", table.flip_budget),
+            d.flip_budget,
+        )?,
+        flip_lock_timeout: duration_setting(
+            ("[migration] flip_lock_timeout", table.flip_lock_timeout),
+            d.flip_lock_timeout,
+        )?,
+        ddl_lock_timeout: duration_setting(
+            ("[migration] ddl_lock_timeout", table.ddl_lock_timeout),
+            d.ddl_lock_timeout,
+        )?,
+        ddl_attempts: attempts(
+            "[migration] ddl_attempts",
+            table.ddl_attempts,
+            d.ddl_attempts,
+        )?,
+        chunk_time: duration_setting(("[migration] chunk_time", table.chunk_time), d.chunk_time)?,
+        old_shape_window: duration_setting(
+            ("[migration] old_shape_window", table.old_shape_window),
+            d.old_shape_window,
+        )?,
+        auto_cutover_attempts: attempts(
+            "[migration] auto_cutover_attempts",
+            table.auto_cutover_attempts,
+            d.auto_cutover_attempts,
+        )?,
+        verify_rounds: attempts(
+            "[migration] verify_rounds",
+            table.verify_rounds,
+            d.verify_rounds,
+        )?,
+        throttles: Throttles {
+            max_replication_lag: duration_setting(
+                ("[migration] max_replication_lag", table.max_replication_lag),
+                d.throttles.max_replication_lag,
+            )?,
+            max_active_backends: match table.max_active_backends {
+                Some(0) => {
+                    return Err(field_error(
+                        "[migration] max_active_backends",
+                        "must be at least 1 (leave it out for no limit)",
+                    ))
+                }
+                other => other,
+            },
+        },
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,7 +460,10 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         })
         .transpose()?;
 
+    let migration = migration_settings(file.migration)?;
+
     Ok(Config {
+        migration,
         listen,
         backend,
         admin_socket,
@@ -355,7 +515,8 @@ mod tests {
         anything = "goes"
 
         [migration]
-        chunk_rows = 1000
+        flip_budget = "3s"
+        ddl_attempts = 7
     "#;
 
     #[test]
@@ -367,6 +528,76 @@ mod tests {
         assert_eq!(config.workers, 3);
         assert_eq!(config.admin_socket, PathBuf::from("/tmp/x.sock"));
         assert!(config.tls.is_none());
+        assert_eq!(config.migration.flip_budget, Duration::from_secs(3));
+        assert_eq!(config.migration.ddl_attempts, 7);
+        assert_eq!(config.migration.flip_lock_timeout, Duration::from_secs(1));
+    }
+
+    /// The commented `[migration]` example in config/duet.toml documents every field and parses.
+    #[test]
+    fn the_documented_migration_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/duet.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\n[migration]\n").expect("a [migration] table");
+        let end = text[start..]
+            .find("\n# [check]")
+            .map_or(text.len(), |e| start + e);
+        let mut example = String::from("[proxy]\nbackend = \"postgres://u@h/d\"\n[migration]\n");
+        for line in text[start..end].lines() {
+            if let Some(setting) = line.strip_prefix("# ").filter(|l| l.contains(" = ")) {
+                example.push_str(setting);
+                example.push('\n');
+            }
+        }
+        for field in [
+            "flip_budget",
+            "flip_lock_timeout",
+            "ddl_lock_timeout",
+            "ddl_attempts",
+            "chunk_time",
+            "old_shape_window",
+            "auto_cutover_attempts",
+            "verify_rounds",
+            "max_replication_lag",
+            "max_active_backends",
+        ] {
+            assert!(example.contains(field), "{field} is not documented");
+        }
+        let config = from_str(&example, Overrides::default()).expect("the example parses");
+        // Every value shown is the default, except the load limit (none by default).
+        let mut expected = MigrationConfig::default();
+        expected.throttles.max_active_backends = Some(40);
+        assert_eq!(config.migration, expected);
+        assert_eq!(
+            config.migration.throttles.copier_config().thresholds.len(),
+            2,
+            "replication lag and active backends"
+        );
+    }
+
+    #[test]
+    fn migration_settings_are_checked() {
+        let base = "[proxy]\nbackend = \"postgres://u@h/d\"\n[migration]\n";
+        let err = from_str(
+            &format!("{base}chunk_time = \"fast\""),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("[migration] chunk_time"),
+            "{err}"
+        );
+        let err = from_str(
+            &format!("{base}max_active_backends = 0"),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("leave it out for no limit"),
+            "{err}"
+        );
+        let err = from_str(&format!("{base}chunk_rows = 5"), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("chunk_rows"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
+use crate::migration::Migrations;
+use crate::routes::RouteTable;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
 
@@ -30,6 +32,10 @@ pub struct ProxyContext {
     pub metrics: Metrics,
     /// The shutdown switch.
     pub shutdown: Arc<Shutdown>,
+    /// Tables under migration and how their writes are mirrored (read by every session).
+    pub routes: Arc<RouteTable>,
+    /// The migrations this proxy drives (and recently finished).
+    pub migrations: Arc<Migrations>,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -55,6 +61,8 @@ impl ProxyContext {
             cancels: CancelRegistry::new(),
             metrics: Metrics::new(),
             shutdown: Arc::new(Shutdown::new()),
+            routes: Arc::new(RouteTable::new()),
+            migrations: Arc::new(Migrations::new()),
         }
     }
 }

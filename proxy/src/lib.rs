@@ -8,7 +8,7 @@
 //! one of the [`workers`] threads; each client is a [`session`] (startup and authentication relay,
 //! then forwarding in both directions over the [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
 //! transaction boundaries, register their [`cancel`] keys and count into [`metrics`]; operators
-//! drive it over the [`admin`] socket; [`shutdown`] ends it gracefully.
+//! drive it over the [`admin`] socket, including the online [`migration`]s it runs; [`shutdown`] ends it gracefully.
 
 pub mod admin;
 pub mod backend;
@@ -22,7 +22,9 @@ pub mod duration;
 pub mod gate;
 pub mod metrics;
 pub mod metrics_http;
+pub mod migration;
 pub mod rlimit;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod sessions;

@@ -43,6 +43,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Unfinished migrations could not be restored.
+    #[error(transparent)]
+    Restore(#[from] crate::migration::resume::RestoreError),
     /// The session worker threads could not be started.
     #[error("cannot start {count} session worker threads (--workers): {cause}")]
     Workers {
@@ -88,6 +91,8 @@ impl Proxy {
         };
         let admin = AdminServer::bind(&config.admin_socket)?;
         let ctx = Arc::new(ProxyContext::new(config, tls));
+        // Before any client is accepted: a table under migration must have its routes.
+        crate::migration::resume::restore(&ctx).await?;
         let count = ctx.config.workers;
         let workers = SessionWorkers::start(count, &ctx)
             .map_err(|cause| StartError::Workers { count, cause })?;
@@ -156,6 +161,8 @@ impl Proxy {
         }
         drop(listener);
         ctx.shutdown.reached(Phase::Done).await;
+        // Migrations stop where they are; their stored state lets the next start resume them.
+        ctx.migrations.stop_all();
         workers.stop().await;
         signal_task.abort();
         admin_task.abort();

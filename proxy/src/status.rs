@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::context::ProxyContext;
 use crate::metrics::LatencySummary;
+use crate::migration::status::MigrationStatus;
 use crate::sessions::SessionView;
 
 /// A current/total pair.
@@ -51,6 +52,8 @@ pub struct StatusReport {
     pub latency_us: LatencySummary,
     /// Live sessions, by id.
     pub sessions: Vec<SessionView>,
+    /// Active and recently finished migrations, by id.
+    pub migrations: Vec<MigrationStatus>,
 }
 
 /// Takes a snapshot. With `with_sessions = false` the session list is left empty (cheaper, for the
@@ -82,5 +85,6 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
         } else {
             Vec::new()
         },
+        migrations: crate::migration::status::report(ctx),
     }
 }

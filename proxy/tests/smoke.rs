@@ -7,27 +7,21 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use support::server_reachable;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn database_url() -> Option<String> {
     let url = std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().unwrap(),
-        Duration::from_secs(2),
-    )
-    .is_ok()
-        || std::env::var("DUET_TEST_DATABASE_URL").is_ok();
-    if reachable {
+    if std::env::var("DUET_TEST_DATABASE_URL").is_ok() || server_reachable() {
         return Some(url);
     }
-    if std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1") {
-        panic!("DUET_REQUIRE_DATABASE=1 but no PostgreSQL answers at 127.0.0.1:5432");
-    }
-    eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432 (set DUET_TEST_DATABASE_URL, or DUET_REQUIRE_DATABASE=1 to fail)");
     None
 }
 

@@ -1,7 +1,9 @@
 //! The admin socket: a unix stream socket (mode 0600) speaking line-delimited JSON.
 //!
-//! Requests are `{"command": "status" | "pause" | "resume" | "shutdown", "timeout_ms": n}`; each
-//! gets one reply line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`.
+//! Requests are `{"command": "status" | "pause" | "resume" | "shutdown", "timeout_ms": n}` and the
+//! migration commands (`migrate`, `plan`, `pause_copy`, `resume_copy`, `set`, `cutover`, `abort`,
+//! `revert`, `complete`; see [`protocol::Request`] and [`crate::migration`]); each gets one reply
+//! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`.
 //! [`server`] is the proxy's side, [`client`] is what `duet admin` uses, [`render`] turns replies
 //! into text for humans.
 

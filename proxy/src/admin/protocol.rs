@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shadow::plan::PlanInput;
 
 /// Default `pause` timeout.
 pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -11,9 +12,36 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest request line the server reads.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
-/// One request.
+/// Which migration a command is about: `table` (`schema.name` or unqualified) or `id`; with
+/// neither, the only active migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    /// The table, `schema.name` or unqualified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The migration id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+}
+
+/// Copier settings changed by `set` (each optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySettings {
+    /// Target duration of one copy chunk, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_time_ms: Option<u64>,
+    /// Pause the copy while a replica's replay lag is above this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_ms: Option<u64>,
+    /// Pause the copy while more client backends than this run a statement (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_backends: Option<u32>,
+}
+
+/// One request. `command` is the variant in snake_case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "lowercase")]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
     /// The status report.
     Status,
@@ -31,6 +59,93 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
+    /// Plan, record and start a migration (expand → copy → verify → ready in the background).
+    Migrate {
+        /// What to change.
+        input: PlanInput,
+        /// Flip as soon as the migration is ready.
+        #[serde(default)]
+        auto_cutover: bool,
+    },
+    /// Plan only (dry run): the plan as JSON, nothing recorded or touched.
+    Plan {
+        /// What to change.
+        input: PlanInput,
+    },
+    /// Pause the copy after its current chunk.
+    PauseCopy {
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Resume a paused copy.
+    ResumeCopy {
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Change copier settings while it runs.
+    Set {
+        /// The settings to change.
+        settings: CopySettings,
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Flip a ready migration to the new shape under the gate.
+    Cutover {
+        /// Drain budget (default `[migration] flip_budget`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget_ms: Option<u64>,
+        /// Flip even while bypassing writers are active.
+        #[serde(default)]
+        force: bool,
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Abandon a migration before its flip; drops the shadow.
+    Abort {
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Go back to the old shape after a flip (before complete).
+    Revert {
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+    /// Finish a flipped migration: stop translating/mirroring, drop the old shape.
+    Complete {
+        /// Complete even though old-shape statements or bypassing writers were seen.
+        #[serde(default)]
+        force: bool,
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
+}
+
+impl Request {
+    /// The command's name as sent (`pause_copy`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Pause { .. } => "pause",
+            Request::Resume => "resume",
+            Request::Shutdown { .. } => "shutdown",
+            Request::Migrate { .. } => "migrate",
+            Request::Plan { .. } => "plan",
+            Request::PauseCopy { .. } => "pause_copy",
+            Request::ResumeCopy { .. } => "resume_copy",
+            Request::Set { .. } => "set",
+            Request::Cutover { .. } => "cutover",
+            Request::Abort { .. } => "abort",
+            Request::Revert { .. } => "revert",
+            Request::Complete { .. } => "complete",
+        }
+    }
 }
 
 /// One reply line.
@@ -90,6 +205,44 @@ mod tests {
             r#"{"command":"shutdown","timeout_ms":1}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"command":"drop"}"#).is_err());
+    }
+
+    #[test]
+    fn migration_requests_have_the_documented_shape() {
+        let migrate: Request = serde_json::from_str(
+            r#"{"command":"migrate","input":{"kind":"sql","sql":"ALTER TABLE t ADD c int"},"auto_cutover":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            migrate,
+            Request::Migrate {
+                auto_cutover: true,
+                ..
+            }
+        ));
+        let cutover: Request =
+            serde_json::from_str(r#"{"command":"cutover","budget_ms":500,"table":"public.t"}"#)
+                .unwrap();
+        assert_eq!(
+            cutover,
+            Request::Cutover {
+                budget_ms: Some(500),
+                force: false,
+                target: Selector {
+                    table: Some("public.t".into()),
+                    id: None
+                }
+            }
+        );
+        let set: Request =
+            serde_json::from_str(r#"{"command":"set","settings":{"chunk_time_ms":50},"id":3}"#)
+                .unwrap();
+        assert_eq!(set.name(), "set");
+        let text = serde_json::to_string(&Request::PauseCopy {
+            target: Selector::default(),
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"command":"pause_copy"}"#);
     }
 
     #[test]

@@ -14,8 +14,274 @@ pub fn human(command: &str, result: &Value) -> String {
             "shutting down: no longer accepting clients; {} session(s) still open\n",
             num(result, &["sessions"])
         ),
+        "migrate" => format!(
+            "migration {} of {} started: {} ({})\n{}",
+            num(result, &["id"]),
+            num(result, &["table"]),
+            num(result, &["strategy"]),
+            num(result, &["reason"]),
+            result["warnings"]
+                .as_array()
+                .map(|w| w
+                    .iter()
+                    .map(|w| format!("warning: {}\n", w.as_str().unwrap_or_default()))
+                    .collect::<String>())
+                .unwrap_or_default()
+        ),
+        "cutover" => format!(
+            "migration {} flipped; clients were held {} ms\n",
+            num(result, &["id"]),
+            num(result, &["stall_ms"])
+        ),
+        "abort" | "revert" | "complete" => format!(
+            "migration {}: {}\n",
+            num(result, &["id"]),
+            num(result, &["phase"])
+        ),
+        "pause_copy" | "resume_copy" => format!(
+            "migration {}: copy {}\n",
+            num(result, &["id"]),
+            num(result, &["copy_state"])
+        ),
+        "set" => format!(
+            "migration {}: chunk time {} ms, max replication lag {} ms, max active backends {}\n",
+            num(result, &["id"]),
+            num(result, &["chunk_time_ms"]),
+            num(result, &["max_replication_lag_ms"]),
+            match &result["max_active_backends"] {
+                Value::Number(n) => n.to_string(),
+                _ => "no limit".to_owned(),
+            }
+        ),
+        "plan" => plan(result),
         _ => format!("{result}\n"),
     }
+}
+
+/// One line of a migration's progress (`migrate --wait` and the status section).
+pub fn migration_progress(m: &Value) -> String {
+    let mut line = format!(
+        "{} {} {} {}",
+        num(m, &["id"]),
+        num(m, &["table"]),
+        num(m, &["strategy"]),
+        num(m, &["phase"])
+    );
+    if let Some(done) = m["rows_done"].as_i64() {
+        let _ = write!(line, "  rows {done}");
+        if let Some(total) = m["rows_total"].as_i64() {
+            let _ = write!(line, "/{total}");
+        }
+        if let Some(rate) = m["rate_rows_per_s"].as_f64() {
+            let _ = write!(line, "  {rate:.0} rows/s");
+        }
+        if let Some(eta) = m["eta_s"].as_f64() {
+            let _ = write!(line, "  eta {eta:.0}s");
+        }
+    }
+    if let Some(state) = m["copy_state"].as_str() {
+        let _ = write!(line, "  copy: {state}");
+    }
+    if let Some(error) = m["error"].as_str() {
+        let _ = write!(line, "  error: {error}");
+    }
+    line
+}
+
+fn migrations(list: &[Value]) -> String {
+    let mut out = String::new();
+    for m in list {
+        let _ = writeln!(out, "  {}", migration_progress(m));
+        let _ = writeln!(
+            out,
+            "      dual-writes {}  refusals {}  old-shape statements {}{}",
+            num(m, &["dual_writes"]),
+            num(m, &["refusals"]),
+            num(m, &["old_shape_statements"]),
+            m["old_shape_last_seen_s_ago"]
+                .as_f64()
+                .map(|s| format!(" (last {s:.1}s ago)"))
+                .unwrap_or_default()
+        );
+        if let Some(writers) = m["bypassing_writers"].as_array().filter(|w| !w.is_empty()) {
+            let _ = writeln!(out, "      writers bypassing duet:");
+            for w in writers {
+                let _ = writeln!(
+                    out,
+                    "        pid {}  user {}  application {}  from {}  seen {:.1}s ago",
+                    num(w, &["pid"]),
+                    num(w, &["user"]),
+                    num(w, &["application_name"]),
+                    num(w, &["client_addr"]),
+                    w["seen_s_ago"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+        if m["last_flip"].is_object() {
+            let flip = &m["last_flip"];
+            let _ = writeln!(
+                out,
+                "      last cutover: {} (clients held {} ms){}",
+                num(flip, &["outcome"]),
+                num(flip, &["stall_ms"]),
+                flip["message"]
+                    .as_str()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+/// A plan (`shadow::plan::Plan` as JSON) in the order its steps run, each with its lock.
+fn plan(p: &Value) -> String {
+    let mut out = format!(
+        "plan for {}.{}: {}\nwhy: {}\n",
+        num(p, &["table", "schema"]),
+        num(p, &["table", "name"]),
+        num(p, &["kind"]),
+        num(p, &["reason"])
+    );
+    for warning in p["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning: {}", warning.as_str().unwrap_or_default());
+    }
+    let steps = |out: &mut String, title: &str, key: &str| {
+        let Some(list) = p[key].as_array().filter(|l| !l.is_empty()) else {
+            return;
+        };
+        let _ = writeln!(out, "\n{title}");
+        for step in list {
+            let _ = writeln!(
+                out,
+                "  - {} [lock: {}{}]",
+                num(step, &["why"]),
+                num(step, &["lock"]),
+                if step["outside_transaction"].as_bool() == Some(true) {
+                    "; outside a transaction"
+                } else {
+                    ""
+                }
+            );
+            for line in num(step, &["sql"]).lines() {
+                let _ = writeln!(out, "      {}", line.trim());
+            }
+        }
+    };
+    steps(
+        &mut out,
+        "1. expand (guarded: short lock_timeout, retried with jitter)",
+        "expand",
+    );
+    if let Some(target) = p["dual_write_route"]["target"].as_object() {
+        let _ = writeln!(
+            out,
+            "\n2. dual-writes: every write to the table through duet also writes {}",
+            describe_target(target)
+        );
+    }
+    match p["copy"]["kind"].as_str() {
+        Some("table") => {
+            let _ = writeln!(
+                out,
+                "\n3. copy: keyset chunks in ({}) order into {}.{} (INSERT … ON CONFLICT DO NOTHING), then verify and repair",
+                join(&p["copy"]["key"]["columns"]),
+                num(p, &["copy", "shadow", "schema"]),
+                num(p, &["copy", "shadow", "name"])
+            );
+        }
+        Some("column") => {
+            let _ = writeln!(
+                out,
+                "\n3. backfill: keyset chunks in ({}) order, UPDATE … SET {} = {}, then verify and repair",
+                join(&p["copy"]["key"]),
+                num(p, &["copy", "column"]),
+                num(p, &["copy", "expr"])
+            );
+        }
+        _ => {}
+    }
+    steps(&mut out, "4. prepare the cutover (guarded)", "prepare_flip");
+    steps(
+        &mut out,
+        "5. cutover (`duet admin cutover`): one transaction while clients are held at a transaction boundary",
+        "flip",
+    );
+    if let Some(target) = p["flipped_route"]["target"].as_object() {
+        let _ = writeln!(
+            out,
+            "  after it: {}",
+            if target.contains_key("Renamed") {
+                describe_target(target)
+            } else {
+                format!("writes through duet also write {}", describe_target(target))
+            }
+        );
+    }
+    if p["kind"].as_str() == Some("rename") {
+        let _ = writeln!(
+            out,
+            "\n6a. complete (`duet admin complete`): stop translating the old names (refused while statements using them still arrive)"
+        );
+    }
+    steps(
+        &mut out,
+        "6a. complete (`duet admin complete`, contract): after the cutover",
+        "complete",
+    );
+    steps(
+        &mut out,
+        "6b. revert (`duet admin revert`): after the cutover, one transaction while clients are held",
+        "revert",
+    );
+    steps(&mut out, "    then, after the revert", "after_revert");
+    steps(
+        &mut out,
+        "abort (`duet admin abort`): any time before the cutover",
+        "abort",
+    );
+    out
+}
+
+/// A route target (`Target` as JSON, externally tagged) in words.
+fn describe_target(target: &serde_json::Map<String, Value>) -> String {
+    if let Some(t) = target.get("ShadowTable") {
+        format!(
+            "the shadow table {} (a data-modifying CTE and one upsert; deletes become tombstones)",
+            num(t, &["shadow"])
+        )
+    } else if let Some(t) = target.get("ShadowColumn") {
+        format!(
+            "the column {} = {} (inline, in the same statement)",
+            num(t, &["column"]),
+            num(t, &["expr"])
+        )
+    } else if let Some(t) = target.get("Renamed") {
+        let pairs: Vec<String> = t["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|pair| {
+                let name = |i: usize| pair.get(i).and_then(Value::as_str).unwrap_or("?");
+                format!("{} → {}", name(0), name(1))
+            })
+            .collect();
+        format!(
+            "statements using the old names ({}) are translated",
+            pairs.join(", ")
+        )
+    } else {
+        "(unknown target)".to_owned()
+    }
+}
+
+fn join(list: &Value) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn num(value: &Value, path: &[&str]) -> String {
@@ -80,6 +346,10 @@ fn status(r: &Value) -> String {
             out.push_str(&session_table(sessions));
         }
     }
+    if let Some(list) = r["migrations"].as_array().filter(|l| !l.is_empty()) {
+        let _ = writeln!(out, "migrations    {}", list.len());
+        out.push_str(&migrations(list));
+    }
     out
 }
 
@@ -127,6 +397,64 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn renders_a_plan_in_running_order_with_locks() {
+        let step = |sql: &str, why: &str| json!({"sql": sql, "lock": "ACCESS EXCLUSIVE (brief)", "why": why, "outside_transaction": false});
+        let plan = json!({"table": {"schema": "public", "name": "items"}, "kind": "shadow_table",
+            "reason": "key column id changes type", "input": {"kind": "sql", "sql": "x"},
+            "expand": [step("CREATE TABLE a;\n   ALTER TABLE a ADD x int;", "create the shadow")],
+            "dual_write_route": {"schema": "public", "name": "items", "columns": [], "key": ["id"],
+                "target": {"ShadowTable": {"shadow": "items__duet", "mapping": [], "shadow_key": ["id"]}}},
+            "copy": {"kind": "table", "source": {"schema": "public", "name": "items"},
+                "shadow": {"schema": "public", "name": "items__duet"},
+                "key": {"columns": ["id"], "source_types": ["integer"], "index_name": "p", "is_primary": true},
+                "shadow_key_types": ["int8"], "mapping": []},
+            "prepare_flip": [], "flip": [step("ALTER TABLE items RENAME TO items__duet_old", "park the old table")],
+            "flipped_route": {"schema": "public", "name": "items", "columns": [], "key": ["id"],
+                "target": {"Renamed": {"columns": [["a", "b"]]}}},
+            "revert": [], "after_revert": [], "complete": [step("DROP TABLE x", "contract")],
+            "abort": [], "warnings": ["a publication"]});
+        let text = human("plan", &plan);
+        assert!(
+            text.starts_with(
+                "plan for public.items: shadow_table\nwhy: key column id changes type\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("warning: a publication"), "{text}");
+        assert!(
+            text.contains("      CREATE TABLE a;\n      ALTER TABLE a ADD x int;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("also writes the shadow table items__duet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keyset chunks in (id) order into public.items__duet"),
+            "{text}"
+        );
+        assert!(text.contains("(a → b) are translated"), "{text}");
+        let order: Vec<usize> = [
+            "1. expand",
+            "2. dual-writes",
+            "3. copy",
+            "5. cutover",
+            "6a. complete",
+        ]
+        .iter()
+        .map(|h| {
+            text.find(h)
+                .unwrap_or_else(|| panic!("{h} missing: {text}"))
+        })
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(
+            !text.contains("6b. revert"),
+            "empty sections are left out: {text}"
+        );
+    }
+
+    #[test]
     fn renders_a_status_and_a_timed_out_pause() {
         let session = json!({"id": 3, "client_addr": "127.0.0.1:5555", "user": "u", "database": "d",
             "application_name": "a", "backend_pid": 42, "state": "idle in transaction", "state_secs": 1.5});
@@ -138,6 +466,17 @@ mod tests {
             "sessions": [session.clone()]});
         let text = human("status", &status);
         assert!(text.contains("idle in transaction"));
+        let mut with_migration = status.clone();
+        with_migration["migrations"] = json!([{"id": 7, "table": "public.t", "strategy": "shadow_table",
+            "phase": "copying", "error": null, "rows_done": 10, "rows_total": 100, "rate_rows_per_s": 5.0,
+            "eta_s": 18.0, "copy_state": "running", "dual_writes": 3, "refusals": 0,
+            "old_shape_statements": 0, "old_shape_last_seen_s_ago": null,
+            "bypassing_writers": [{"pid": 9, "user": "u", "application_name": "job", "client_addr": "", "seen_s_ago": 0.5}],
+            "last_flip": {"outcome": "budget_missed", "stall_ms": 2000, "blocked_by": []}}]);
+        let text = human("status", &with_migration);
+        assert!(text.contains("rows 10/100"), "{text}");
+        assert!(text.contains("budget_missed"), "{text}");
+        assert!(text.contains("pid 9"), "{text}");
         assert!(text.contains("p99 200"));
         let pause = json!({"paused": false, "reason": "timeout", "waited_ms": 50, "blocking_sessions": [session]});
         let text = human("pause", &pause);

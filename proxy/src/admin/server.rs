@@ -127,7 +127,7 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
             Ok(request) => request,
             Err(err) => {
                 let reply = Reply::error(format!(
-                    "malformed request ({err}): send one JSON object per line, e.g. {{\"command\": \"status\"}}; commands: status, pause, resume, shutdown"
+                    "malformed request ({err}): send one JSON object per line, e.g. {{\"command\": \"status\"}}; commands: status, pause, resume, shutdown, migrate, plan, pause_copy, resume_copy, set, cutover, abort, revert, complete"
                 ));
                 if send(&mut write, &reply).await.is_err() {
                     return;
@@ -163,11 +163,122 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
                 }
                 continue;
             }
+            other => migration_command(&ctx, other).await,
         };
         if send(&mut write, &reply).await.is_err() {
             return;
         }
     }
+}
+
+/// The migration commands (see [`crate::migration`]).
+async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
+    use crate::migration::{self, flip};
+    let selected = |target: &super::protocol::Selector| ctx.migrations.select(target);
+    let outcome: Result<serde_json::Value, String> = match request {
+        Request::Plan { input } => match plan(ctx, &input).await {
+            Ok(plan) => serde_json::to_value(&plan).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
+        Request::Migrate {
+            input,
+            auto_cutover,
+        } => match plan(ctx, &input).await {
+            Ok(plan) => migration::start(ctx, plan, auto_cutover).await.map(|m| {
+                json!({
+                    "id": m.id,
+                    "table": m.table_label(),
+                    "strategy": m.plan.kind.as_str(),
+                    "phase": m.phase().as_str(),
+                    "reason": m.plan.reason,
+                    "warnings": m.plan.warnings,
+                })
+            }),
+            Err(e) => Err(e),
+        },
+        Request::PauseCopy { target } => selected(&target).and_then(|m| {
+            m.set_copy_paused(true)
+                .map(|state| json!({"id": m.id, "copy_state": state}))
+        }),
+        Request::ResumeCopy { target } => selected(&target).and_then(|m| {
+            m.set_copy_paused(false)
+                .map(|state| json!({"id": m.id, "copy_state": state}))
+        }),
+        Request::Set { settings, target } => selected(&target).map(|m| {
+            if let Some(ms) = settings.chunk_time_ms {
+                let chunk_time = Duration::from_millis(ms.max(1));
+                m.live().chunk_time = chunk_time;
+                if let Some(copy) = m.copier() {
+                    copy.set_chunk_time(chunk_time);
+                }
+            }
+            if settings.max_replication_lag_ms.is_some() || settings.max_active_backends.is_some() {
+                let throttles = {
+                    let mut live = m.live();
+                    if let Some(ms) = settings.max_replication_lag_ms {
+                        live.throttles.max_replication_lag = Duration::from_millis(ms);
+                    }
+                    if let Some(n) = settings.max_active_backends {
+                        live.throttles.max_active_backends = (n > 0).then_some(n);
+                    }
+                    live.throttles
+                };
+                if let Some(copy) = m.copier() {
+                    copy.set_throttle(throttles.copier_config());
+                }
+            }
+            let live = m.live();
+            json!({
+                "id": m.id,
+                "chunk_time_ms": live.chunk_time.as_millis() as u64,
+                "max_replication_lag_ms": live.throttles.max_replication_lag.as_millis() as u64,
+                "max_active_backends": live.throttles.max_active_backends,
+            })
+        }),
+        Request::Cutover {
+            budget_ms,
+            force,
+            target,
+        } => match selected(&target) {
+            Ok(m) => {
+                let budget = budget_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(ctx.config.migration.flip_budget);
+                flip::cutover(ctx, &m, budget, force).await
+            }
+            Err(e) => Err(e),
+        },
+        Request::Abort { target } => match selected(&target) {
+            Ok(m) => flip::abort(ctx, &m).await,
+            Err(e) => Err(e),
+        },
+        Request::Revert { target } => match selected(&target) {
+            Ok(m) => flip::revert(ctx, &m).await,
+            Err(e) => Err(e),
+        },
+        Request::Complete { force, target } => match selected(&target) {
+            Ok(m) => flip::complete(ctx, &m, force).await,
+            Err(e) => Err(e),
+        },
+        Request::Status | Request::Pause { .. } | Request::Resume | Request::Shutdown { .. } => {
+            Err("internal error: not a migration command".to_owned())
+        }
+    };
+    match outcome {
+        Ok(value) => Reply::ok(value),
+        Err(message) => Reply::error(message),
+    }
+}
+
+/// Plans `input` against the backend's catalog (nothing recorded).
+async fn plan(
+    ctx: &ProxyContext,
+    input: &shadow::plan::PlanInput,
+) -> Result<shadow::plan::Plan, String> {
+    let client = crate::migration::control::connect(ctx).await?;
+    shadow::plan::plan(&client, input)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn pause_reply(outcome: PauseOutcome) -> Reply {

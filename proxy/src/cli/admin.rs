@@ -1,14 +1,15 @@
 //! `duet admin`: talk to a running proxy over its admin socket.
 //!
 //! Exit codes: 0 done; 1 a pause that timed out (or was resumed before it completed); 2 the socket
-//! could not be reached or the proxy refused the command.
+//! could not be reached or the proxy refused the command (a refused cutover, a migration that
+//! failed while `migrate --wait` watched it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::admin::client;
-use crate::admin::protocol::{Request, DEFAULT_PAUSE_TIMEOUT};
+use crate::admin::protocol::{CopySettings, Request, Selector, DEFAULT_PAUSE_TIMEOUT};
 use crate::admin::render;
 use crate::duration::parse_duration;
 
@@ -52,15 +53,169 @@ enum AdminCommand {
         #[arg(long, value_name = "DURATION", default_value = "30s")]
         timeout: String,
     },
+    /// Plan, record and start an online migration (expand, copy, verify; then `cutover`).
+    Migrate {
+        /// A pgroll-format migration file (YAML or JSON), read here and sent to the proxy.
+        #[arg(
+            value_name = "FILE",
+            conflicts_with = "sql",
+            required_unless_present = "sql"
+        )]
+        file: Option<PathBuf>,
+        /// SQL statements (`ALTER TABLE …`) instead of a file.
+        #[arg(long, value_name = "SQL")]
+        sql: Option<String>,
+        /// Cut over as soon as the migration is ready.
+        #[arg(long)]
+        auto_cutover: bool,
+        /// Print progress until ready, completed or failed (exit 2 on failure).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the plan of a migration without running it.
+    Plan {
+        /// A pgroll-format migration file.
+        #[arg(
+            value_name = "FILE",
+            conflicts_with = "sql",
+            required_unless_present = "sql"
+        )]
+        file: Option<PathBuf>,
+        /// SQL statements instead of a file.
+        #[arg(long, value_name = "SQL")]
+        sql: Option<String>,
+    },
+    /// Pause the copy after its current chunk.
+    PauseCopy {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Resume a paused copy.
+    ResumeCopy {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change copier settings: `chunk-time=50ms`, `max-replication-lag=5s`, `max-active-backends=40`
+    /// (0: no limit).
+    Set {
+        /// SETTING=VALUE pairs.
+        #[arg(value_name = "SETTING=VALUE", required = true)]
+        settings: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Flip a ready migration to the new shape (clients are held at most the budget).
+    Cutover {
+        /// How long to wait for sessions to reach a transaction boundary [default: [migration] flip_budget].
+        #[arg(long, value_name = "DURATION")]
+        budget: Option<String>,
+        /// Flip even while writers bypassing duet are active.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Abandon a migration before its cutover; drops the shadow.
+    Abort {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Go back to the old shape after a cutover.
+    Revert {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Finish a migration after its cutover: drop the old shape.
+    Complete {
+        /// Complete even though old-shape statements or bypassing writers were seen.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
-/// Runs `duet admin`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Which migration (default: the only active one).
+#[derive(Debug, Clone, clap::Args)]
+struct Target {
+    /// The table under migration (`schema.name` or `name`).
+    #[arg(long, value_name = "TABLE", conflicts_with = "id")]
+    table: Option<String>,
+    /// The migration id.
+    #[arg(long, value_name = "N")]
+    id: Option<i64>,
+}
+
+impl Target {
+    fn selector(&self) -> Selector {
+        Selector {
+            table: self.table.clone(),
+            id: self.id,
+        }
+    }
+}
+
+/// How long migration commands may take: abort, revert and complete wait for locks and retries.
+const MIGRATION_WAIT: Duration = Duration::from_secs(600);
+
+fn plan_input(
+    file: &Option<PathBuf>,
+    sql: &Option<String>,
+) -> anyhow::Result<shadow::plan::PlanInput> {
+    match (file, sql) {
+        (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql { sql: sql.clone() }),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+            Ok(shadow::plan::PlanInput::Pgroll {
+                text,
+                file_name: path.display().to_string(),
+            })
+        }
+        (None, None) => anyhow::bail!("give a migration FILE or --sql SQL"),
+    }
+}
+
+fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
+    let mut settings = CopySettings::default();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("{pair:?}: write SETTING=VALUE, e.g. chunk-time=50ms")
+        })?;
+        match key.trim() {
+            "chunk-time" | "chunk_time" => {
+                let d = parse_duration(value.trim())
+                    .map_err(|err| anyhow::anyhow!("chunk-time: {err}"))?;
+                settings.chunk_time_ms = Some(d.as_millis() as u64);
+            }
+            "max-replication-lag" | "max_replication_lag" => {
+                let d = parse_duration(value.trim())
+                    .map_err(|err| anyhow::anyhow!("max-replication-lag: {err}"))?;
+                settings.max_replication_lag_ms = Some(d.as_millis() as u64);
+            }
+            "max-active-backends" | "max_active_backends" => {
+                let n = value.trim().parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "max-active-backends: expected a number of backends (0 = no limit), got {value:?}"
+                    )
+                })?;
+                settings.max_active_backends = Some(n);
+            }
+            other => anyhow::bail!(
+                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends"
+            ),
+        }
+    }
+    Ok(settings)
+}
+
+/// The request a command line asks for, its name and how long to wait for the reply.
+fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
     let millis = |text: &str| -> anyhow::Result<u64> {
         let duration = parse_duration(text).map_err(|err| anyhow::anyhow!("--timeout: {err}"))?;
         Ok(duration.as_millis() as u64)
     };
-    let (name, request, wait) = match &args.command {
+    Ok(match &args.command {
         AdminCommand::Status => ("status", Request::Status, Duration::from_secs(10)),
         AdminCommand::Pause { timeout } => {
             let ms = millis(timeout)?;
@@ -82,18 +237,106 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
             Duration::from_secs(10),
         ),
-    };
-    let reply = client::request(&args.socket, &request, wait)?;
-    if !reply.ok {
-        let message = reply
-            .error
-            .unwrap_or_else(|| "the proxy refused the command".to_owned());
-        anyhow::bail!("{name}: {message}");
-    }
-    let result = reply.result.unwrap_or(serde_json::Value::Null);
+        AdminCommand::Migrate {
+            file,
+            sql,
+            auto_cutover,
+            ..
+        } => (
+            "migrate",
+            Request::Migrate {
+                input: plan_input(file, sql)?,
+                auto_cutover: *auto_cutover,
+            },
+            MIGRATION_WAIT,
+        ),
+        AdminCommand::Plan { file, sql } => (
+            "plan",
+            Request::Plan {
+                input: plan_input(file, sql)?,
+            },
+            MIGRATION_WAIT,
+        ),
+        AdminCommand::PauseCopy { target } => (
+            "pause_copy",
+            Request::PauseCopy {
+                target: target.selector(),
+            },
+            Duration::from_secs(10),
+        ),
+        AdminCommand::ResumeCopy { target } => (
+            "resume_copy",
+            Request::ResumeCopy {
+                target: target.selector(),
+            },
+            Duration::from_secs(10),
+        ),
+        AdminCommand::Set { settings, target } => (
+            "set",
+            Request::Set {
+                settings: copy_settings(settings)?,
+                target: target.selector(),
+            },
+            Duration::from_secs(10),
+        ),
+        AdminCommand::Cutover {
+            budget,
+            force,
+            target,
+        } => (
+            "cutover",
+            Request::Cutover {
+                budget_ms: budget
+                    .as_deref()
+                    .map(|b| {
+                        parse_duration(b)
+                            .map(|d| d.as_millis() as u64)
+                            .map_err(|err| anyhow::anyhow!("--budget: {err}"))
+                    })
+                    .transpose()?,
+                force: *force,
+                target: target.selector(),
+            },
+            MIGRATION_WAIT,
+        ),
+        AdminCommand::Abort { target } => (
+            "abort",
+            Request::Abort {
+                target: target.selector(),
+            },
+            MIGRATION_WAIT,
+        ),
+        AdminCommand::Revert { target } => (
+            "revert",
+            Request::Revert {
+                target: target.selector(),
+            },
+            MIGRATION_WAIT,
+        ),
+        AdminCommand::Complete { force, target } => (
+            "complete",
+            Request::Complete {
+                force: *force,
+                target: target.selector(),
+            },
+            MIGRATION_WAIT,
+        ),
+    })
+}
+
+/// Runs `duet admin`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (name, request, wait) = build(&args)?;
+    let result = send(&args.socket, &request, wait)?;
     match args.format {
         Format::Json => println!("{result}"),
         Format::Human => print!("{}", render::human(name, &result)),
+    }
+    if let AdminCommand::Migrate { wait: true, .. } = &args.command {
+        let id = result["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("migrate: the reply names no migration id"))?;
+        return wait_for_migration(&args.socket, id, args.format);
     }
     let pause_failed = name == "pause" && result["paused"].as_bool() != Some(true);
     Ok(if pause_failed {
@@ -101,4 +344,136 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Sends one request and returns its result; a refusal becomes an error naming the command and
+/// carrying the proxy's message.
+pub(crate) fn send(
+    socket: &std::path::Path,
+    request: &Request,
+    wait: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let reply = client::request(socket, request, wait)?;
+    if !reply.ok {
+        let message = reply
+            .error
+            .unwrap_or_else(|| "the proxy refused the command".to_owned());
+        anyhow::bail!("{}: {message}", request.name());
+    }
+    Ok(reply.result.unwrap_or(serde_json::Value::Null))
+}
+
+/// `migrate --wait`: polls `status` every 500 ms, printing the phase and progress when they
+/// change, until migration `id` is ready, flipped, completed, aborted or reverted (exit 0) or
+/// fails (an error).
+pub(crate) fn wait_for_migration(
+    socket: &std::path::Path,
+    id: i64,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let mut last = String::new();
+    loop {
+        let reply = client::request(socket, &Request::Status, Duration::from_secs(10))?;
+        let status = reply.result.unwrap_or(serde_json::Value::Null);
+        let migration = status["migrations"]
+            .as_array()
+            .and_then(|list| list.iter().find(|m| m["id"].as_i64() == Some(id)))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("migration {id} is no longer shown by status"))?;
+        let line = render::migration_progress(&migration);
+        if line != last {
+            match format {
+                Format::Json => println!("{migration}"),
+                Format::Human => println!("{line}"),
+            }
+            last = line;
+        }
+        if let Some(error) = migration["error"].as_str() {
+            anyhow::bail!("migration {id} failed: {error}");
+        }
+        match migration["phase"].as_str() {
+            Some("ready" | "completed" | "aborted" | "reverted" | "flipped") => {
+                return Ok(ExitCode::SUCCESS)
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn request(line: &[&str]) -> Request {
+        let mut argv = vec!["duet-admin", "--socket", "/tmp/x.sock"];
+        argv.extend_from_slice(line);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        build(&cli.args).expect("builds").1
+    }
+
+    #[test]
+    fn migration_commands_build_the_documented_requests() {
+        assert_eq!(
+            serde_json::to_value(request(&[
+                "cutover", "--budget", "3s", "--table", "public.t"
+            ]))
+            .unwrap(),
+            serde_json::json!({"command": "cutover", "budget_ms": 3000, "force": false, "table": "public.t"})
+        );
+        assert_eq!(
+            serde_json::to_value(request(&["set", "chunk-time=50ms", "--id", "4"])).unwrap(),
+            serde_json::json!({"command": "set", "settings": {"chunk_time_ms": 50}, "id": 4})
+        );
+        assert_eq!(
+            serde_json::to_value(request(&["complete", "--force"])).unwrap(),
+            serde_json::json!({"command": "complete", "force": true})
+        );
+        assert_eq!(
+            serde_json::to_value(request(&["migrate", "--sql", "ALTER TABLE t ADD c int"]))
+                .unwrap(),
+            serde_json::json!({"command": "migrate", "auto_cutover": false,
+                "input": {"kind": "sql", "sql": "ALTER TABLE t ADD c int"}})
+        );
+        assert_eq!(
+            serde_json::to_value(request(&["pause-copy"])).unwrap(),
+            serde_json::json!({"command": "pause_copy"})
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn migrate_reads_the_file_client_side() {
+        let path = std::env::temp_dir().join(format!("duet-admin-{}.yaml", std::process::id()));
+        std::fs::write(&path, "operations: []\n").unwrap();
+        let built = request(&["migrate", path.to_str().unwrap(), "--auto-cutover"]);
+        let _ = std::fs::remove_file(&path);
+        match built {
+            Request::Migrate {
+                input: shadow::plan::PlanInput::Pgroll { text, .. },
+                auto_cutover: true,
+            } => assert_eq!(text, "operations: []\n"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(copy_settings(&["speed=fast".to_owned()]).is_err());
+        let throttles = copy_settings(&[
+            "max-replication-lag=5s".to_owned(),
+            "max-active-backends=0".to_owned(),
+        ])
+        .expect("throttle settings");
+        assert_eq!(throttles.max_replication_lag_ms, Some(5000));
+        assert_eq!(throttles.max_active_backends, Some(0));
+        assert!(copy_settings(&["max-active-backends=many".to_owned()]).is_err());
+    }
 }

@@ -3,8 +3,12 @@
 //! It starts a throwaway PostgreSQL from the installed server binaries, puts this very `duet`
 //! binary in front of it (`duet proxy` on a free loopback port, private admin socket), creates
 //! pgbench's tables *through duet*, runs pgbench's read-write and select-only workloads through it
-//! with duet-bench's driver, prints what the clients measured next to what duet itself reports
-//! (`duet admin status`), then shuts duet down over the admin socket and removes the cluster.
+//! with duet-bench's driver, then does duet's main job while the read-write load keeps running:
+//! an online change of `pgbench_accounts`' primary key from int to bigint (migrate, cutover,
+//! complete) and a column rename that the load's old-name statements survive (migrate, cutover,
+//! a refused complete, revert). It prints what the clients measured next to what duet itself
+//! reports (`duet admin status`), then shuts duet down over the admin socket and removes the
+//! cluster.
 //! Everything it starts is stopped again on success, on error and on Ctrl-C. It uses only duet's
 //! public surfaces (the binary, SQL, the admin socket), exactly as a user would.
 
@@ -20,7 +24,12 @@ use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::report::Report;
 use duet_bench::workload::{Protocol, Workload};
 use serde_json::Value;
+use shadow::plan::PlanInput;
 use tokio::sync::watch;
+
+use crate::admin::protocol::{Request, Selector};
+use crate::admin::render;
+use crate::cli::admin::{self as admin_cli, Format};
 
 /// Options of `duet demo`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +40,8 @@ pub struct Args {
     /// How long each workload runs (e.g. 10s, 500ms, 1m).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
-    /// Leave duet and PostgreSQL running after the load (until Ctrl-C), to try them by hand.
+    /// Leave duet and PostgreSQL running after the load (until Ctrl-C), to try them by hand; the
+    /// demo's own online migrations are skipped so that the tables are yours to migrate.
     #[arg(long)]
     keep_running: bool,
 }
@@ -42,6 +52,11 @@ const DEMO_SCALE: u32 = 1;
 const WARMUP: Duration = Duration::from_secs(1);
 /// How long duet's sessions may take to finish when the demo shuts it down.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+/// The shortest load the online migration runs under (both changes take a few seconds at scale 1).
+const MIGRATION_LOAD: Duration = Duration::from_secs(12);
+/// The two changes the demo makes online.
+const WIDEN_KEY: &str = "ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint";
+const RENAME: &str = "ALTER TABLE pgbench_accounts RENAME COLUMN abalance TO balance";
 
 /// Runs `duet demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -141,22 +156,134 @@ async fn drive(args: &Args, duet: &DuetProxy, stop: &StopSignal) -> anyhow::Resu
         println!("{}", render_report(&report));
     }
 
+    if args.keep_running {
+        progress("--keep-running: the online migrations are left for you to run by hand (README walkthrough)");
+    } else {
+        failures += stop.race(online_migration(args, duet)).await??;
+    }
+
     let status = tokio::task::block_in_place(|| duet.status()).context("duet admin status")?;
     println!("{}", render_status(&status));
 
     if args.keep_running {
+        let exe = std::env::current_exe()
+            .map(|exe| exe.display().to_string())
+            .unwrap_or_else(|_| "duet".into());
         println!(
-            "duet keeps running. Try:\n  psql '{url}'\n  {} admin --socket {} status\n\
+            "duet keeps running. Try:\n  export DUET_ADMIN_SOCKET={socket} URL='{url}'\n  \
+             psql \"$URL\"\n  {exe} admin status\n  \
+             {exe} admin migrate --sql \"{WIDEN_KEY}\" --wait\n\
              Press Ctrl-C to stop duet and PostgreSQL.",
-            std::env::current_exe()
-                .map(|exe| exe.display().to_string())
-                .unwrap_or_else(|_| "duet".into()),
-            duet.admin_socket().display()
+            socket = duet.admin_socket().display()
         );
         stop.wait().await;
         progress("Ctrl-C received");
     }
     Ok(failures)
+}
+
+/// duet's main job under load: the read-write workload runs through duet while the primary key
+/// of `pgbench_accounts` becomes bigint (and the change is completed), then while `abalance` is
+/// renamed (the workload keeps using the old name: duet translates it, refuses to complete, and
+/// the rename is reverted). Returns the failed transactions of that load.
+async fn online_migration(args: &Args, duet: &DuetProxy) -> anyhow::Result<u64> {
+    let load = LoadOptions {
+        url: duet.url(),
+        clients: args.clients,
+        duration: args.duration.max(MIGRATION_LOAD),
+        warmup: Duration::ZERO,
+        workload: Workload::ReadWrite,
+        protocol: Protocol::Prepared,
+        scale: Some(DEMO_SCALE),
+    };
+    progress(&format!(
+        "duet's main job: online schema changes while read-write runs through duet ({} clients, {:.0?})…",
+        load.clients, load.duration
+    ));
+    let running = tokio::spawn(async move { run_load(&load).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let socket = duet.admin_socket().to_path_buf();
+    let steps = async {
+        migrate_until_ready(&socket, WIDEN_KEY).await?;
+        admin(&socket, cutover()).await?;
+        admin(&socket, complete()).await?;
+        migrate_until_ready(&socket, RENAME).await?;
+        admin(&socket, cutover()).await?;
+        // The workload still says `abalance`: give it a moment to be translated and counted.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match admin(&socket, complete()).await {
+            Err(refused) => progress(&format!("refused, as it should be — {refused}")),
+            Ok(_) => anyhow::bail!(
+                "complete of the rename was accepted while old-name statements still arrive"
+            ),
+        }
+        admin(
+            &socket,
+            Request::Revert {
+                target: Selector::default(),
+            },
+        )
+        .await?;
+        anyhow::Ok(())
+    };
+    let outcome = steps.await;
+    let report = running
+        .await
+        .context("the load task failed")?
+        .context("the load during the migration")?;
+    println!("during the online migrations: {}", render_report(&report));
+    outcome?;
+    Ok(report.failures)
+}
+
+fn cutover() -> Request {
+    Request::Cutover {
+        budget_ms: None,
+        force: false,
+        target: Selector::default(),
+    }
+}
+
+fn complete() -> Request {
+    Request::Complete {
+        force: false,
+        target: Selector::default(),
+    }
+}
+
+/// Sends one admin request the way `duet admin` does and prints duet's readable answer.
+async fn admin(socket: &std::path::Path, request: Request) -> anyhow::Result<Value> {
+    let shown = match &request {
+        Request::Migrate {
+            input: PlanInput::Sql { sql },
+            ..
+        } => format!("migrate --sql \"{sql}\""),
+        other => other.name().replace('_', "-"),
+    };
+    progress(&format!("duet admin {shown}"));
+    let result = tokio::task::block_in_place(|| {
+        admin_cli::send(socket, &request, Duration::from_secs(120))
+    })?;
+    print!("{}", render::human(request.name(), &result));
+    Ok(result)
+}
+
+/// Starts the migration of `sql` and waits, printing its progress like `duet admin migrate
+/// --wait`, until it is ready.
+async fn migrate_until_ready(socket: &std::path::Path, sql: &str) -> anyhow::Result<()> {
+    let started = admin(
+        socket,
+        Request::Migrate {
+            input: PlanInput::Sql { sql: sql.into() },
+            auto_cutover: false,
+        },
+    )
+    .await?;
+    let id = started["id"]
+        .as_i64()
+        .context("the migrate reply names no migration id")?;
+    tokio::task::block_in_place(|| admin_cli::wait_for_migration(socket, id, Format::Human))?;
+    Ok(())
 }
 
 fn render_report(report: &Report) -> String {

@@ -23,7 +23,8 @@ pub struct Cli {
 enum Command {
     /// Run the proxy: forward client sessions to the backend.
     Proxy(proxy::Args),
-    /// Talk to a running proxy over its admin socket: status, pause, resume, shutdown.
+    /// Talk to a running proxy over its admin socket: status, pause/resume, shutdown, and online
+    /// migrations (migrate, plan, cutover, abort, revert, complete, copy throttles).
     Admin(admin::Args),
     /// Start a throwaway PostgreSQL, put duet in front of it, run a short load and report.
     Demo(demo::Args),

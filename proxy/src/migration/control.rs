@@ -1,0 +1,303 @@
+//! duet's own control connections (backend URL credentials) and guarded step execution.
+
+use std::time::Duration;
+
+use shadow::migrate::guard::{
+    backoff_with_jitter, is_retryable, GuardConfig, GuardedConnection, PhaseStep,
+};
+use shadow::migrate::Phase;
+use shadow::plan::Step;
+use tokio_postgres::{Client, NoTls};
+
+use crate::backend_url::{BackendAddr, BackendUrl};
+use crate::context::ProxyContext;
+
+/// The tokio-postgres configuration of a control connection: the backend URL's address, user,
+/// password and database.
+pub fn control_config(url: &BackendUrl, connect_timeout: Duration) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    match &url.addr {
+        BackendAddr::Tcp { host, port } => {
+            config.host(host).port(*port);
+        }
+        BackendAddr::Unix { dir, port } => {
+            config.host_path(dir).port(*port);
+        }
+    }
+    config
+        .user(&url.user)
+        .dbname(&url.dbname)
+        .application_name("duet-control")
+        .connect_timeout(connect_timeout);
+    if let Some(password) = url.password() {
+        config.password(password);
+    }
+    config
+}
+
+/// Opens a control connection and registers its backend pid as duet's own.
+pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
+    let config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        format!(
+            "cannot open a control connection to {} as {}: {e}",
+            ctx.backend_addr, ctx.config.backend.user
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%err, "control connection ended");
+        }
+    });
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("control connection: {e}"))?;
+    ctx.migrations.add_control_pid(row.get(0));
+    let version: i32 = row.get(1);
+    ctx.migrations
+        .set_server_version_num(u32::try_from(version).unwrap_or(0));
+    Ok(client)
+}
+
+/// A guarded control connection with the `[migration]` DDL timeouts.
+pub async fn guarded(ctx: &ProxyContext) -> Result<GuardedConnection, String> {
+    let client = connect(ctx).await?;
+    let config = GuardConfig {
+        lock_timeout: ctx.config.migration.ddl_lock_timeout,
+        max_attempts: ctx.config.migration.ddl_attempts,
+        ..GuardConfig::default()
+    };
+    GuardedConnection::from_client(client, config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `steps` guarded, in order, and records `id: from → to` with the last transactional step
+/// (or in a transaction of its own when the last step must run outside one, or there is none).
+///
+/// Steps marked `outside_transaction` run outside a transaction block, retried like the others;
+/// before each attempt of a `CREATE INDEX CONCURRENTLY` step, an INVALID index of the same name
+/// in `schema` (left by a failed build, here or before a restart) is dropped.
+pub async fn run_steps(
+    ctx: &ProxyContext,
+    guard: &mut GuardedConnection,
+    schema: &str,
+    what: &str,
+    steps: &[Step],
+    phase: Option<(i64, Phase, Phase)>,
+) -> Result<(), String> {
+    let phase_step = phase.map(|(migration_id, from, to)| PhaseStep {
+        migration_id,
+        from,
+        to,
+    });
+    let mut recorded = false;
+    for (i, step) in steps.iter().enumerate() {
+        let label = format!("{what} step {} ({})", i + 1, step.why);
+        if step.outside_transaction {
+            run_outside_transaction(ctx, guard, schema, &label, &step.sql).await?;
+        } else {
+            let last = i + 1 == steps.len();
+            let record = if last { phase_step.as_ref() } else { None };
+            guard
+                .run_step(&label, &step.sql, record)
+                .await
+                .map_err(|e| e.to_string())?;
+            recorded |= record.is_some();
+        }
+    }
+    if let (Some(step), false) = (phase_step.as_ref(), recorded) {
+        guard
+            .run_step(
+                &format!("recording phase {}", step.to),
+                "SELECT 1",
+                Some(step),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Records a phase change on its own.
+pub async fn record(
+    guard: &mut GuardedConnection,
+    id: i64,
+    from: Phase,
+    to: Phase,
+) -> Result<(), String> {
+    let step = PhaseStep {
+        migration_id: id,
+        from,
+        to,
+    };
+    guard
+        .run_step(&format!("recording phase {to}"), "SELECT 1", Some(&step))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The index name of a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON …` step, as
+/// written (quoted or not); `None` for any other statement.
+pub fn concurrent_index_name(sql: &str) -> Option<String> {
+    let mut rest = sql.trim_start();
+    let word = |rest: &mut &str, expected: &str| -> bool {
+        let trimmed = rest.trim_start();
+        let ok = trimmed.len() >= expected.len()
+            && trimmed[..expected.len()].eq_ignore_ascii_case(expected)
+            && trimmed[expected.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_whitespace() || c == '"');
+        if ok {
+            *rest = &trimmed[expected.len()..];
+        }
+        ok
+    };
+    if !word(&mut rest, "CREATE") {
+        return None;
+    }
+    word(&mut rest, "UNIQUE");
+    if !word(&mut rest, "INDEX") || !word(&mut rest, "CONCURRENTLY") {
+        return None;
+    }
+    if word(&mut rest, "IF") && !(word(&mut rest, "NOT") && word(&mut rest, "EXISTS")) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        // A quoted identifier ends at a quote that is not doubled.
+        let mut end = None;
+        let bytes = quoted.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 2;
+                    continue;
+                }
+                end = Some(i);
+                break;
+            }
+            i += 1;
+        }
+        return end.map(|e| format!("\"{}\"", &quoted[..e]));
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+        .collect();
+    (!name.is_empty() && !name.eq_ignore_ascii_case("ON")).then_some(name)
+}
+
+/// Drops the INVALID index a failed `CREATE INDEX CONCURRENTLY` of this step left behind (an
+/// `IF NOT EXISTS` rerun would otherwise keep it, invalid, forever). Only an index with exactly
+/// the step's name, in the table's schema, that is not valid, is dropped.
+async fn drop_invalid_leftover(
+    guard: &GuardedConnection,
+    schema: &str,
+    sql: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(name) = concurrent_index_name(sql) else {
+        return Ok(());
+    };
+    let qualified = format!("{}.{name}", shadow::ident::quote_ident(schema));
+    let invalid: bool = guard
+        .client()
+        .query_one(
+            "SELECT coalesce((SELECT NOT indisvalid FROM pg_index
+                              WHERE indexrelid = to_regclass($1)), false)",
+            &[&qualified],
+        )
+        .await?
+        .get(0);
+    if invalid {
+        tracing::warn!(index = %qualified, "dropping the invalid index a failed concurrent build left");
+        guard
+            .client()
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn run_outside_transaction(
+    ctx: &ProxyContext,
+    guard: &mut GuardedConnection,
+    schema: &str,
+    what: &str,
+    sql: &str,
+) -> Result<(), String> {
+    let attempts = ctx.config.migration.ddl_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Err(e) = drop_invalid_leftover(guard, schema, sql).await {
+            if !(is_retryable(&e) && attempt < attempts) {
+                return Err(format!(
+                    "{what}: dropping an invalid index left by an earlier attempt: {e}"
+                ));
+            }
+            continue;
+        }
+        match guard.client().batch_execute(sql).await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_retryable(&e) && attempt < attempts => {
+                tokio::time::sleep(backoff_with_jitter(
+                    attempt,
+                    Duration::from_millis(50),
+                    Duration::from_secs(2),
+                ))
+                .await;
+            }
+            Err(e) => return Err(format!("{what}: {e} (after {attempt} attempt(s))")),
+        }
+    }
+}
+
+/// Stores `error` on the migration row without changing its phase (status after a restart).
+pub async fn store_error(ctx: &ProxyContext, id: i64, error: Option<&str>) {
+    let Ok(client) = connect(ctx).await else {
+        return;
+    };
+    if let Err(err) = client
+        .execute(
+            "UPDATE duet.migrations SET error = $2, updated_at = now() WHERE id = $1",
+            &[&id, &error],
+        )
+        .await
+    {
+        tracing::warn!(migration = id, %err, "cannot store the migration's error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concurrent_index_name;
+
+    #[test]
+    fn finds_the_name_of_a_concurrent_index_build() {
+        assert_eq!(
+            concurrent_index_name("CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON s.t (v)"),
+            Some("t_v".to_owned())
+        );
+        assert_eq!(
+            concurrent_index_name(r#"create unique index concurrently "a ""b""" on t (v)"#),
+            Some(r#""a ""b""""#.to_owned())
+        );
+        assert_eq!(
+            concurrent_index_name("CREATE INDEX CONCURRENTLY ON t (v)"),
+            None
+        );
+        assert_eq!(concurrent_index_name("CREATE INDEX t_v ON t (v)"), None);
+        assert_eq!(
+            concurrent_index_name("ALTER TABLE t VALIDATE CONSTRAINT c"),
+            None
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The background task of one migration: from `planned` to `ready` (or `completed` for an
+//! in-place change), then an automatic cutover when asked for.
+//!
+//! The task follows the stored phase, so the same code continues a migration after a restart:
+//! expand steps are idempotent by contract (the planner writes `IF NOT EXISTS` where it can), the
+//! copier resumes from its committed checkpoint, and verification starts over. A failure stops
+//! the task with the error shown in `status` and stored on the row; the phase stays where it was,
+//! so the operator can `abort`, or restart the proxy to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shadow::migrate::backfill::{backfill, repair_column, verify_column};
+use shadow::migrate::copier::{CopierConfig, CopierState, CopyOutcome};
+use shadow::migrate::guard::GuardedConnection;
+use shadow::migrate::old_transactions::{mark_dual_writes_enabled, old_transactions};
+use shadow::migrate::repair::{repair, RepairConfig};
+use shadow::migrate::sweep::sweep_tombstones;
+use shadow::migrate::verify::{verify, VerifyConfig};
+use shadow::migrate::{CopyTarget, Phase};
+use shadow::plan::{CopySpec, PlanKind};
+
+use super::{control, flip, Migration};
+use crate::context::ProxyContext;
+
+/// How often the wait for older transactions looks again.
+const OLD_TRANSACTION_POLL: Duration = Duration::from_millis(200);
+
+/// Starts (or restarts) the background task of `m`.
+pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
+    let task = tokio::spawn({
+        let (ctx, m) = (ctx.clone(), m.clone());
+        async move {
+            match drive(&ctx, &m).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(migration = m.id, %error, "migration stopped");
+                    m.set_error(Some(error.clone()));
+                    control::store_error(&ctx, m.id, Some(&error)).await;
+                }
+            }
+        }
+    });
+    m.set_task(task);
+}
+
+async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), String> {
+    let mut guard = control::guarded(ctx).await?;
+    loop {
+        let phase = m.phase();
+        match phase {
+            Phase::Planned => {
+                let to = if m.plan.kind == PlanKind::Rename {
+                    Phase::Ready
+                } else {
+                    Phase::Expanding
+                };
+                control::record(&mut guard, m.id, phase, to).await?;
+                m.set_phase(to);
+            }
+            Phase::Expanding => expand(ctx, m, &mut guard).await?,
+            Phase::Copying => copy(ctx, m, &mut guard).await?,
+            Phase::Verifying => {
+                end_tombstones(ctx, m, &mut guard).await?;
+                verify_until_clean(ctx, m, &mut guard).await?;
+                control::run_steps(
+                    ctx,
+                    &mut guard,
+                    &m.plan.table.schema,
+                    "prepare flip",
+                    &m.plan.prepare_flip,
+                    Some((m.id, Phase::Verifying, Phase::Ready)),
+                )
+                .await?;
+                m.set_phase(Phase::Ready);
+                tracing::info!(migration = m.id, "ready for cutover");
+            }
+            Phase::Ready => {
+                if m.auto_cutover {
+                    auto_cutover(ctx, m).await;
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn expand(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    guard: &mut GuardedConnection,
+) -> Result<(), String> {
+    if m.plan.kind == PlanKind::InPlace {
+        control::run_steps(
+            ctx,
+            guard,
+            &m.plan.table.schema,
+            "expand",
+            &m.plan.expand,
+            Some((m.id, Phase::Expanding, Phase::Completed)),
+        )
+        .await?;
+        m.set_phase(Phase::Completed);
+        m.stop_sampler();
+        tracing::info!(migration = m.id, "in-place migration completed");
+        return Ok(());
+    }
+    control::run_steps(
+        ctx,
+        guard,
+        &m.plan.table.schema,
+        "expand",
+        &m.plan.expand,
+        None,
+    )
+    .await?;
+    // Dual-writes on: published without the gate (the copier covers older transactions).
+    m.publish(ctx, m.plan.dual_write_route.clone());
+    control::record(guard, m.id, Phase::Expanding, Phase::Copying).await?;
+    m.set_phase(Phase::Copying);
+    Ok(())
+}
+
+/// The copy target with the shadow's key types read back from the catalog.
+async fn copy_target(guard: &GuardedConnection, target: &CopyTarget) -> Result<CopyTarget, String> {
+    let mut target = target.clone();
+    target
+        .refresh_shadow_types(guard.client())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+async fn copy(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    guard: &mut GuardedConnection,
+) -> Result<(), String> {
+    if !m.has_route(ctx) {
+        m.publish(ctx, m.plan.dual_write_route.clone());
+    }
+    wait_for_older_transactions(m, guard).await?;
+    // One lock: two `m.live()` temporaries in one expression would deadlock on the second.
+    let (chunk_time, throttles) = {
+        let live = m.live();
+        (live.chunk_time, live.throttles)
+    };
+    let config = CopierConfig {
+        target_chunk_time: chunk_time,
+        throttle: throttles.copier_config(),
+        ..CopierConfig::default()
+    };
+    let (copier, handle, sweep) = match &m.plan.copy {
+        Some(CopySpec::Table(target)) => {
+            let target = copy_target(guard, target).await?;
+            let client = control::connect(ctx).await?;
+            let (copier, handle) =
+                shadow::migrate::copier::Copier::new(client, target.clone(), m.id, config);
+            (copier, handle, Some(target))
+        }
+        Some(CopySpec::Column(spec)) => {
+            let client = control::connect(ctx).await?;
+            let (copier, handle) = backfill(client, spec, m.id, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            (copier, handle, None)
+        }
+        None => {
+            control::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
+            m.set_phase(Phase::Verifying);
+            return Ok(());
+        }
+    };
+    {
+        let mut live = m.live();
+        if live.copy_paused {
+            handle.pause();
+        }
+        live.copy = Some(handle);
+    }
+    let outcome = copier.run().await.map_err(|e| e.to_string())?;
+    if outcome == CopyOutcome::Stopped {
+        return Err("the copy was stopped".to_owned());
+    }
+    if let Some(target) = sweep {
+        sweep_tombstones(guard.client(), &target, m.id, 10_000)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    control::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
+    m.set_phase(Phase::Verifying);
+    Ok(())
+}
+
+/// Once the copy is done, deletes are mirrored as plain DELETEs (no copier can resurrect a row
+/// any more) and the tombstones are swept, before `prepare_flip` gives the shadow its NOT NULL,
+/// unique and foreign-key constraints, which tombstone rows (NULL columns, kept keys) would break.
+/// Statements still using the tombstone route are waited out first. Idempotent: a restarted
+/// controller runs it again.
+async fn end_tombstones(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    guard: &mut GuardedConnection,
+) -> Result<(), String> {
+    let Some(CopySpec::Table(target)) = &m.plan.copy else {
+        return Ok(());
+    };
+    m.publish(ctx, m.dual_write_route_in(Phase::Verifying));
+    wait_for_older_transactions(m, guard).await?;
+    let target = copy_target(guard, target).await?;
+    sweep_tombstones(guard.client(), &target, m.id, 10_000)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Waits until every transaction older than the moment dual-writes were enabled has ended; the
+/// status shows who is waited for.
+async fn wait_for_older_transactions(
+    m: &Arc<Migration>,
+    guard: &GuardedConnection,
+) -> Result<(), String> {
+    let mark = mark_dual_writes_enabled(guard.client())
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let blockers = old_transactions(guard.client(), &mark)
+            .await
+            .map_err(|e| e.to_string())?;
+        if blockers.is_empty() {
+            m.live().note = None;
+            return Ok(());
+        }
+        let who = blockers
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        m.live().note = Some(format!(
+            "waiting for {} transaction(s) older than dual-writes: {who}",
+            blockers.len()
+        ));
+        tokio::time::sleep(OLD_TRANSACTION_POLL).await;
+    }
+}
+
+/// Verifies and repairs until the shadow equals the converted source (bounded rounds).
+pub(crate) async fn verify_until_clean(
+    ctx: &ProxyContext,
+    m: &Migration,
+    guard: &mut GuardedConnection,
+) -> Result<(), String> {
+    let rounds = ctx.config.migration.verify_rounds.max(1);
+    let target = match &m.plan.copy {
+        Some(CopySpec::Table(target)) => copy_target(guard, target).await?,
+        Some(CopySpec::Column(spec)) => {
+            return verify_column_until_clean(m, guard, spec, rounds).await
+        }
+        None => return Ok(()),
+    };
+    for round in 1..=rounds {
+        // A writer seen after this point is reconciled by the next verification.
+        m.live().bypass_since_verify = false;
+        let report = verify(guard.client_mut(), &target, &VerifyConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        if report.is_clean() {
+            tracing::info!(
+                migration = m.id,
+                rows = report.source_rows,
+                round,
+                "verified"
+            );
+            return Ok(());
+        }
+        let repaired = repair(
+            guard.client(),
+            &target,
+            &report.mismatches,
+            &RepairConfig::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(
+            migration = m.id,
+            ranges = report.mismatches.len(),
+            upserted = repaired.upserted,
+            tombstoned = repaired.tombstoned,
+            "repaired"
+        );
+    }
+    Err(format!(
+        "the shadow of {} still differs after {rounds} verify/repair rounds",
+        m.table_label()
+    ))
+}
+
+/// [`verify_until_clean`] for a shadow column: `c__duet = expr` on every row, repaired by range.
+async fn verify_column_until_clean(
+    m: &Migration,
+    guard: &mut GuardedConnection,
+    spec: &shadow::plan::BackfillSpec,
+    rounds: u32,
+) -> Result<(), String> {
+    for round in 1..=rounds {
+        m.live().bypass_since_verify = false;
+        let report = verify_column(guard.client_mut(), spec, 10_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        if report.is_clean() {
+            tracing::info!(migration = m.id, rows = report.rows, round, "verified");
+            return Ok(());
+        }
+        let config = RepairConfig::default();
+        let fixed = repair_column(
+            guard.client(),
+            spec,
+            &report.mismatches,
+            config.lock_timeout,
+            config.max_attempts,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(
+            migration = m.id,
+            ranges = report.mismatches.len(),
+            fixed,
+            "repaired"
+        );
+    }
+    Err(format!(
+        "the shadow column of {} still differs after {rounds} verify/repair rounds",
+        m.table_label()
+    ))
+}
+
+async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
+    let attempts = ctx.config.migration.auto_cutover_attempts.max(1);
+    for attempt in 1..=attempts {
+        match flip::cutover(ctx, m, ctx.config.migration.flip_budget, false).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(migration = m.id, attempt, %error, "automatic cutover missed");
+                if m.phase() != Phase::Ready {
+                    return;
+                }
+                tokio::time::sleep(shadow::migrate::guard::backoff_with_jitter(
+                    attempt,
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
+                ))
+                .await;
+            }
+        }
+    }
+    m.set_error(Some(format!(
+        "automatic cutover gave up after {attempts} attempts; run `duet admin cutover`"
+    )));
+}
+
+/// The copier's state as shown in `status`.
+pub(crate) fn copy_state_name(state: &CopierState) -> String {
+    match state {
+        CopierState::Starting => "starting".to_owned(),
+        CopierState::Running => "running".to_owned(),
+        CopierState::Paused => "paused".to_owned(),
+        CopierState::Throttled(reason) => format!("throttled: {reason}"),
+        CopierState::Stopped => "stopped".to_owned(),
+        CopierState::Done => "done".to_owned(),
+        CopierState::Failed(error) => format!("failed: {error}"),
+    }
+}

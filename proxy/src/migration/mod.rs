@@ -1,0 +1,503 @@
+//! The migration controller: drives online schema changes planned by [`shadow::plan`] through
+//! their phases, publishes the proxy's routes, and answers the migration admin commands.
+//!
+//! One [`Migration`] per recorded migration lives in the [`Migrations`] registry (held by the
+//! [`crate::context::ProxyContext`]). While a migration is before `ready`, a background task
+//! ([`controller`]) runs its steps: expand (guarded DDL), dual-writes on, wait for older
+//! transactions, copy, verify and repair, prepare the flip. Operator commands ([`flip`]) change
+//! what a table's statements mean only while the pause gate holds every session at a transaction
+//! boundary, and always resume the gate. [`bypass`] watches for writers that do not go through
+//! duet; [`status`] renders the `migrations` part of `status`; [`resume`] restores migrations
+//! when the proxy starts.
+//!
+//! Every phase change is recorded in `duet.migrations` (through
+//! [`shadow::migrate::state::transition`]) in the same transaction as the step it records where
+//! that step is transactional; the in-memory phase follows the stored one.
+
+pub mod bypass;
+pub mod control;
+pub mod controller;
+pub mod flip;
+pub mod resume;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use shadow::migrate::copier::CopierControl;
+use shadow::migrate::Phase;
+use shadow::plan::Plan;
+use tokio::task::JoinHandle;
+
+use crate::admin::protocol::Selector;
+use crate::context::ProxyContext;
+
+/// How many finished migrations `status` keeps showing.
+const RECENT_FINISHED: usize = 10;
+
+/// Every migration this proxy drives or recently finished.
+#[derive(Debug, Default)]
+pub struct Migrations {
+    entries: Mutex<Vec<Arc<Migration>>>,
+    /// Backend pids of duet's own control connections (never reported as bypassing writers).
+    control_pids: Mutex<HashSet<i32>>,
+    /// `server_version_num` of the backend, published with every route change (0: unknown yet).
+    server_version_num: AtomicU32,
+}
+
+impl Migrations {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Migration>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every migration shown by `status`: the active ones and the recently finished, by id.
+    pub fn all(&self) -> Vec<Arc<Migration>> {
+        self.lock().clone()
+    }
+
+    /// Adds a migration (replacing one with the same id) and forgets old finished ones.
+    pub(crate) fn insert(&self, migration: Arc<Migration>) {
+        let mut entries = self.lock();
+        entries.retain(|m| m.id != migration.id);
+        entries.push(migration);
+        entries.sort_by_key(|m| m.id);
+        let finished = entries.iter().filter(|m| m.phase().is_terminal()).count();
+        let mut drop_finished = finished.saturating_sub(RECENT_FINISHED);
+        entries.retain(|m| {
+            if drop_finished > 0 && m.phase().is_terminal() {
+                drop_finished -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The migration a command is about: by id, by table (`schema.name` or unqualified), or the
+    /// only active one.
+    pub fn select(&self, selector: &Selector) -> Result<Arc<Migration>, String> {
+        let entries = self.lock();
+        if let Some(id) = selector.id {
+            return entries
+                .iter()
+                .find(|m| m.id == id)
+                .cloned()
+                .ok_or_else(|| format!("no migration {id} is known to this proxy"));
+        }
+        let active: Vec<&Arc<Migration>> = entries
+            .iter()
+            .filter(|m| !m.phase().is_terminal())
+            .collect();
+        let describe = |list: &[&Arc<Migration>]| {
+            list.iter()
+                .map(|m| format!("{} (id {}, {})", m.table_label(), m.id, m.phase()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(table) = &selector.table {
+            let found: Vec<&Arc<Migration>> = active
+                .iter()
+                .copied()
+                .filter(|m| m.matches_table(table))
+                .collect();
+            return match found.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => Err(format!(
+                    "no active migration of table {table}{}",
+                    if active.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; active: {}", describe(&active))
+                    }
+                )),
+                several => Err(format!(
+                    "several active migrations match {table}: {}; pass --id",
+                    describe(several)
+                )),
+            };
+        }
+        match active.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err("no active migration; start one with `duet admin migrate`".to_owned()),
+            several => Err(format!(
+                "several migrations are active: {}; pass --table or --id",
+                describe(several)
+            )),
+        }
+    }
+
+    /// Remembers a control connection's backend pid.
+    pub(crate) fn add_control_pid(&self, pid: i32) {
+        self.control_pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid);
+    }
+
+    /// Whether `pid` is one of duet's own control connections.
+    pub(crate) fn is_control_pid(&self, pid: i32) -> bool {
+        self.control_pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&pid)
+    }
+
+    /// The backend's version number (0 until a control connection has asked).
+    pub(crate) fn server_version_num(&self) -> u32 {
+        self.server_version_num.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_server_version_num(&self, version: u32) {
+        self.server_version_num.store(version, Ordering::Relaxed);
+    }
+
+    /// Stops every background task (proxy shutdown). Stored state is untouched: a restarted
+    /// proxy resumes from it.
+    pub fn stop_all(&self) {
+        for m in self.all() {
+            m.stop_tasks();
+        }
+    }
+}
+
+/// How the last cutover attempt ended.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct FlipRecord {
+    /// `flipped`, `budget_missed`, `lock_timeout` or `error`.
+    pub outcome: &'static str,
+    /// How long clients were held (gate pause start to resume), in milliseconds.
+    pub stall_ms: u64,
+    /// The sessions that kept the proxy from being quiet (budget missed).
+    pub blocked_by: Vec<BlockingSession>,
+    /// What went wrong, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A session named in a missed flip budget.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct BlockingSession {
+    /// duet's session id.
+    pub id: u64,
+    /// The user.
+    pub user: String,
+    /// What it was doing (`idle in transaction`, …).
+    pub state: &'static str,
+    /// Seconds in that state.
+    pub age_s: f64,
+    /// Its backend pid.
+    pub backend_pid: i32,
+}
+
+/// A connection seen writing the table without going through duet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BypassWriter {
+    /// Backend pid.
+    pub pid: i32,
+    /// The user.
+    pub user: String,
+    /// Its application_name.
+    pub application_name: String,
+    /// Its client address (empty for unix sockets).
+    pub client_addr: String,
+    /// When it was last seen holding a write lock.
+    pub last_seen: Instant,
+    /// Whether the last sample saw it (its transaction may still write).
+    pub active: bool,
+}
+
+/// What changes while a migration runs (behind a mutex; never held across an await).
+pub(crate) struct Live {
+    pub phase: Phase,
+    pub error: Option<String>,
+    pub copy: Option<CopierControl>,
+    /// What the copy phase is doing when no copier runs (waiting for old transactions, …).
+    pub note: Option<String>,
+    pub last_flip: Option<FlipRecord>,
+    pub bypass: BTreeMap<i32, BypassWriter>,
+    /// A bypassing writer was seen since the last clean verification.
+    pub bypass_since_verify: bool,
+    /// A bypassing writer was seen since the flip.
+    pub bypass_since_flip: bool,
+    pub chunk_time: Duration,
+    /// The copier's throttle thresholds (from `[migration]`, changed by `duet admin set`).
+    pub throttles: crate::config::Throttles,
+    /// The operator paused the copy (applied to the copier when it starts, too).
+    pub copy_paused: bool,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("phase", &self.phase)
+            .field("error", &self.error)
+            .field("copying", &self.copy.is_some())
+            .field("note", &self.note)
+            .field("last_flip", &self.last_flip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One migration.
+#[derive(Debug)]
+pub struct Migration {
+    /// Id in `duet.migrations`.
+    pub id: i64,
+    /// The plan it runs (as stored).
+    pub plan: Plan,
+    /// Flip as soon as ready.
+    pub auto_cutover: bool,
+    /// What the sessions counted for this migration's table since it started. Its own handle:
+    /// the next migration of the same table starts new counters, so a finished one keeps its
+    /// figures in `status`.
+    pub counters: Arc<crate::routes::TableCounters>,
+    live: Mutex<Live>,
+    /// One operator command at a time per migration.
+    pub(crate) op: tokio::sync::Mutex<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    sampler: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Migration {
+    pub(crate) fn new(
+        id: i64,
+        plan: Plan,
+        phase: Phase,
+        auto_cutover: bool,
+        config: &crate::config::MigrationConfig,
+        counters: Arc<crate::routes::TableCounters>,
+    ) -> Self {
+        Migration {
+            id,
+            plan,
+            auto_cutover,
+            counters,
+            live: Mutex::new(Live {
+                phase,
+                error: None,
+                copy: None,
+                note: None,
+                last_flip: None,
+                bypass: BTreeMap::new(),
+                bypass_since_verify: false,
+                bypass_since_flip: false,
+                chunk_time: config.chunk_time,
+                throttles: config.throttles,
+                copy_paused: false,
+            }),
+            op: tokio::sync::Mutex::new(()),
+            task: Mutex::new(None),
+            sampler: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.live().phase
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        let mut live = self.live();
+        live.phase = phase;
+        if phase != Phase::Copying {
+            live.note = None;
+        }
+    }
+
+    pub(crate) fn set_error(&self, error: Option<String>) {
+        self.live().error = error;
+    }
+
+    /// The table as `schema.name`, for messages.
+    pub fn table_label(&self) -> String {
+        format!("{}.{}", self.plan.table.schema, self.plan.table.name)
+    }
+
+    /// The table as stored in `duet.migrations.table_name`.
+    pub fn table_key(&self) -> String {
+        self.plan.table.sql()
+    }
+
+    fn matches_table(&self, wanted: &str) -> bool {
+        let wanted = wanted.trim();
+        match wanted.split_once('.') {
+            Some((schema, name)) => {
+                schema.trim_matches('"') == self.plan.table.schema
+                    && name.trim_matches('"') == self.plan.table.name
+            }
+            None => wanted.trim_matches('"') == self.plan.table.name,
+        }
+    }
+
+    /// The copier's control handle, while a copier runs.
+    pub fn copier(&self) -> Option<CopierControl> {
+        self.live().copy.clone()
+    }
+
+    /// Pauses or resumes the copy (`pause_copy`/`resume_copy`): before the copy starts the
+    /// setting is kept for the copier; after it, there is nothing to pause.
+    pub fn set_copy_paused(&self, paused: bool) -> Result<&'static str, String> {
+        let mut live = self.live();
+        if !matches!(
+            live.phase,
+            Phase::Planned | Phase::Expanding | Phase::Copying
+        ) {
+            return Err(format!(
+                "migration {} is {}: there is no copy to {}",
+                self.id,
+                live.phase,
+                if paused { "pause" } else { "resume" }
+            ));
+        }
+        live.copy_paused = paused;
+        if let Some(copy) = &live.copy {
+            if paused {
+                copy.pause();
+            } else {
+                copy.resume();
+            }
+        }
+        Ok(if paused { "paused" } else { "running" })
+    }
+
+    pub(crate) fn set_task(&self, task: JoinHandle<()>) {
+        let mut slot = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+    }
+
+    pub(crate) fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub(crate) fn set_sampler(&self, task: JoinHandle<()>) {
+        let mut slot = self.sampler.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Stops the background task and the bypass sampler (the migration's stored state stays).
+    pub(crate) fn stop_tasks(&self) {
+        if let Some(copy) = self.copier() {
+            copy.stop();
+        }
+        if let Some(task) = self.take_task() {
+            task.abort();
+        }
+        self.stop_sampler();
+    }
+
+    /// Stops the bypass sampler only (safe to call from the background task itself).
+    pub(crate) fn stop_sampler(&self) {
+        if let Some(task) = self
+            .sampler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+
+    /// Publishes `route` for the table (or clears it); returns the new epoch.
+    /// The dual-write route for `phase`: tombstones for deletes while a copier may run, plain
+    /// deletes once the copy is done (a tombstone would then only break the constraints the
+    /// shadow gains before the flip).
+    pub(crate) fn dual_write_route_in(&self, phase: Phase) -> Option<shadow::rewrite::TableRoute> {
+        let mut route = self.plan.dual_write_route.clone()?;
+        if matches!(phase, Phase::Verifying | Phase::Ready | Phase::Flipping) {
+            if let shadow::rewrite::Target::ShadowTable { plain_deletes, .. } = &mut route.target {
+                *plain_deletes = true;
+            }
+        }
+        Some(route)
+    }
+
+    /// Whether the proxy's route table holds a route for this migration's table (the table has
+    /// one migration at a time, so the route is this migration's).
+    pub(crate) fn has_route(&self, ctx: &ProxyContext) -> bool {
+        ctx.routes
+            .current()
+            .routes
+            .find(&self.plan.table.schema, &self.plan.table.name)
+            .is_some()
+    }
+
+    pub(crate) fn publish(
+        &self,
+        ctx: &ProxyContext,
+        route: Option<shadow::rewrite::TableRoute>,
+    ) -> u64 {
+        let published = route.is_some();
+        let epoch = ctx.routes.set_table(
+            &self.plan.table.schema,
+            &self.plan.table.name,
+            route,
+            ctx.migrations.server_version_num(),
+        );
+        tracing::info!(
+            migration = self.id,
+            table = %self.table_label(),
+            epoch,
+            published,
+            "routes published"
+        );
+        epoch
+    }
+}
+
+/// Records, registers and starts a planned migration; returns it once recorded (the work goes on
+/// in the background). Used by the `migrate` admin command after planning, and by embedders and
+/// tests that build a [`Plan`] themselves.
+pub async fn start(
+    ctx: &Arc<ProxyContext>,
+    plan: Plan,
+    auto_cutover: bool,
+) -> Result<Arc<Migration>, String> {
+    let mut client = control::connect(ctx).await?;
+    shadow::migrate::state::ensure_schema(&mut client)
+        .await
+        .map_err(|e| format!("cannot create duet's state schema: {e}"))?;
+    let plan_json =
+        serde_json::to_value(&plan).map_err(|e| format!("internal error storing the plan: {e}"))?;
+    let table = plan.table.sql();
+    let id = shadow::migrate::state::create_migration(&client, &table, plan.kind.as_str(), &plan_json)
+        .await
+        .map_err(|e| match e {
+            shadow::migrate::MigrateError::AlreadyActive { .. } => format!(
+                "table {}.{} already has an active migration: finish it first (`duet admin status` shows it; `duet admin abort --table {}.{}` or `complete`)",
+                plan.table.schema, plan.table.name, plan.table.schema, plan.table.name
+            ),
+            other => other.to_string(),
+        })?;
+    ctx.routes
+        .reset_counters(&plan.table.schema, &plan.table.name);
+    let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
+    let migration = Arc::new(Migration::new(
+        id,
+        plan,
+        Phase::Planned,
+        auto_cutover,
+        &ctx.config.migration,
+        counters,
+    ));
+    ctx.migrations.insert(migration.clone());
+    tracing::info!(migration = id, table = %migration.table_label(), strategy = migration.plan.kind.as_str(), "migration recorded");
+    controller::spawn(ctx, &migration);
+    bypass::spawn_sampler(ctx, &migration);
+    Ok(migration)
+}

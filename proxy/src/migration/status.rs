@@ -1,0 +1,114 @@
+//! The `migrations` part of the `status` report.
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::{controller, FlipRecord, Migration};
+use crate::context::ProxyContext;
+
+/// A bypassing writer as shown by `status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BypassView {
+    /// Backend pid.
+    pub pid: i32,
+    /// User.
+    pub user: String,
+    /// application_name.
+    pub application_name: String,
+    /// Client address (empty for unix sockets).
+    pub client_addr: String,
+    /// Seconds since it was last seen writing.
+    pub seen_s_ago: f64,
+}
+
+/// One migration as shown by `status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MigrationStatus {
+    /// Id.
+    pub id: i64,
+    /// `schema.name`.
+    pub table: String,
+    /// `in_place`, `shadow_column`, `shadow_table` or `rename`.
+    pub strategy: &'static str,
+    /// The phase.
+    pub phase: &'static str,
+    /// Why the migration stopped, if it did.
+    pub error: Option<String>,
+    /// Source rows covered by the copy.
+    pub rows_done: Option<i64>,
+    /// Estimated total rows.
+    pub rows_total: Option<i64>,
+    /// Copy rate of this run.
+    pub rate_rows_per_s: Option<f64>,
+    /// Estimated seconds left.
+    pub eta_s: Option<f64>,
+    /// What the copy is doing (`running`, `paused`, `waiting for …`, `done`), when copying.
+    pub copy_state: Option<String>,
+    /// Statements the proxy rewrote to dual-write.
+    pub dual_writes: u64,
+    /// Statements the proxy refused.
+    pub refusals: u64,
+    /// Statements written for the old shape and translated.
+    pub old_shape_statements: u64,
+    /// Seconds since the last old-shape statement (null: none).
+    pub old_shape_last_seen_s_ago: Option<f64>,
+    /// Writers seen bypassing duet.
+    pub bypassing_writers: Vec<BypassView>,
+    /// How the last cutover attempt ended.
+    pub last_flip: Option<FlipRecord>,
+}
+
+/// The status of every known migration.
+pub fn report(ctx: &ProxyContext) -> Vec<MigrationStatus> {
+    ctx.migrations.all().iter().map(|m| one(m)).collect()
+}
+
+fn one(m: &Migration) -> MigrationStatus {
+    let counters = &m.counters;
+    let last_ms = counters.old_shape_last_seen_ms.load(Ordering::Relaxed);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let live = m.live();
+    let progress = live.copy.as_ref().map(|c| c.progress());
+    let copy_state = match (&live.note, &progress) {
+        (Some(note), _) => Some(note.clone()),
+        (None, Some(p)) => Some(controller::copy_state_name(&p.state)),
+        (None, None) => None,
+    };
+    MigrationStatus {
+        id: m.id,
+        table: m.table_label(),
+        strategy: m.plan.kind.as_str(),
+        phase: live.phase.as_str(),
+        error: live.error.clone(),
+        rows_done: progress.as_ref().map(|p| p.rows_done),
+        rows_total: progress.as_ref().and_then(|p| p.rows_total),
+        rate_rows_per_s: progress.as_ref().map(|p| p.rate_rows_per_sec),
+        eta_s: progress
+            .as_ref()
+            .and_then(|p| p.eta)
+            .map(|d| d.as_secs_f64()),
+        copy_state,
+        dual_writes: counters.dual_writes.load(Ordering::Relaxed),
+        refusals: counters.refusals.load(Ordering::Relaxed),
+        old_shape_statements: counters.old_shape_statements.load(Ordering::Relaxed),
+        old_shape_last_seen_s_ago: (last_ms > 0)
+            .then(|| now_ms.saturating_sub(last_ms) as f64 / 1000.0),
+        bypassing_writers: live
+            .bypass
+            .values()
+            .map(|w| BypassView {
+                pid: w.pid,
+                user: w.user.clone(),
+                application_name: w.application_name.clone(),
+                client_addr: w.client_addr.clone(),
+                seen_s_ago: w.last_seen.elapsed().as_secs_f64(),
+            })
+            .collect(),
+        last_flip: live.last_flip.clone(),
+    }
+}

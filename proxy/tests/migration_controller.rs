@@ -1,0 +1,1084 @@
+//! The migration controller against the real PostgreSQL, through an in-process proxy driven over
+//! its admin socket.
+//!
+//! Each test gets its own database (so a restarted proxy restores only that test's migrations)
+//! and drops it at the end. Most plans are built by hand here (a column rename; an int → bigint
+//! key through a shadow table) so the controller's own paths are tested independently of the
+//! planner; one test runs the planner's plans end to end, and the `duet admin` binary.
+//!
+//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432);
+//! without one the tests say so and pass, unless `DUET_REQUIRE_DATABASE=1`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet::admin::protocol::{Reply, Request};
+use duet::config::{self, Overrides};
+use duet::context::ProxyContext;
+use duet::server::Proxy;
+use serde_json::{json, Value};
+use shadow::ident::QualifiedName;
+use shadow::migrate::key::CopyKey;
+use shadow::migrate::{ColumnMapping, CopyTarget};
+use shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step};
+use shadow::rewrite::{Column, TableRoute, Target};
+use support::server_reachable;
+use tokio_postgres::{Client, NoTls};
+
+const DEFAULT_HOST: &str = "127.0.0.1";
+
+async fn connect(conninfo: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own for one test.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    async fn create(test: &str) -> TestDb {
+        let name = format!("duet_mc_{test}_{}", std::process::id());
+        let admin = connect(&format!(
+            "host={DEFAULT_HOST} user=postgres dbname=postgres"
+        ))
+        .await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop a stale test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        TestDb { name }
+    }
+
+    fn backend_url(&self) -> String {
+        format!("postgres://postgres@{DEFAULT_HOST}:5432/{}", self.name)
+    }
+
+    async fn direct(&self) -> Client {
+        connect(&format!(
+            "host={DEFAULT_HOST} user=postgres dbname={}",
+            self.name
+        ))
+        .await
+    }
+
+    async fn drop_db(self) {
+        let admin = connect(&format!(
+            "host={DEFAULT_HOST} user=postgres dbname=postgres"
+        ))
+        .await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+/// A proxy running in this process.
+struct Harness {
+    ctx: Arc<ProxyContext>,
+    run: tokio::task::JoinHandle<()>,
+    socket: PathBuf,
+    port: u16,
+    db: String,
+}
+
+impl Harness {
+    async fn start(db: &TestDb, tag: &str) -> Harness {
+        let socket = std::env::temp_dir().join(format!(
+            "duet-mc-{}-{}-{tag}.sock",
+            std::process::id(),
+            db.name
+        ));
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            backend: Some(db.backend_url()),
+            admin_socket: Some(socket.clone()),
+            workers: Some(1),
+            ..Overrides::default()
+        };
+        let config = config::from_str("", overrides).expect("config");
+        let proxy = Proxy::bind(config).await.expect("proxy starts");
+        let ctx = proxy.context().clone();
+        let port = proxy.listen_addr().port();
+        let run = tokio::spawn(proxy.run());
+        Harness {
+            ctx,
+            run,
+            socket,
+            port,
+            db: db.name.clone(),
+        }
+    }
+
+    async fn client(&self) -> Client {
+        connect(&format!(
+            "host=127.0.0.1 port={} user=postgres dbname={}",
+            self.port, self.db
+        ))
+        .await
+    }
+
+    async fn admin(&self, request: Value) -> Reply {
+        let request: Request = serde_json::from_value(request).expect("a valid request");
+        let socket = self.socket.clone();
+        tokio::task::spawn_blocking(move || {
+            duet::admin::client::request(&socket, &request, Duration::from_secs(120))
+        })
+        .await
+        .unwrap()
+        .expect("admin reply")
+    }
+
+    async fn status_of(&self, id: i64) -> Value {
+        let reply = self.admin(json!({"command": "status"})).await;
+        let result = reply.result.expect("status result");
+        result["migrations"]
+            .as_array()
+            .and_then(|l| l.iter().find(|m| m["id"] == id).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls status until the migration reaches `phase` (fails on an error or after a long wait).
+    async fn wait_phase(&self, id: i64, phase: &str) -> Value {
+        for _ in 0..600 {
+            let m = self.status_of(id).await;
+            if m["phase"] == phase {
+                return m;
+            }
+            assert!(m["error"].is_null(), "migration failed: {m}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "migration {id} never reached {phase}: {}",
+            self.status_of(id).await
+        );
+    }
+
+    async fn wait_copy_state(&self, id: i64, needle: &str) -> Value {
+        for _ in 0..600 {
+            let m = self.status_of(id).await;
+            if m["copy_state"].as_str().is_some_and(|s| s.contains(needle)) {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "copy state never showed {needle:?}: {}",
+            self.status_of(id).await
+        );
+    }
+
+    async fn stop(self) {
+        self.ctx
+            .shutdown
+            .begin(self.ctx.sessions.clone(), Duration::from_secs(1));
+        let _ = self.run.await;
+    }
+}
+
+fn step(sql: &str, why: &str) -> Step {
+    Step {
+        sql: sql.to_owned(),
+        lock: "ACCESS EXCLUSIVE (brief, metadata only)".to_owned(),
+        why: why.to_owned(),
+        outside_transaction: false,
+    }
+}
+
+/// `ALTER TABLE s.t RENAME COLUMN a TO b` as the planner would plan it.
+fn rename_plan(schema: &str) -> Plan {
+    let table = QualifiedName::new(schema, "t");
+    let t = table.sql();
+    Plan {
+        table: table.clone(),
+        kind: PlanKind::Rename,
+        reason: "a rename is a metadata change; old names are translated".into(),
+        input: PlanInput::Sql {
+            sql: format!("ALTER TABLE {t} RENAME COLUMN a TO b"),
+        },
+        expand: vec![],
+        dual_write_route: None,
+        copy: None,
+        prepare_flip: vec![],
+        flip: vec![step(
+            &format!("ALTER TABLE {t} RENAME COLUMN a TO b"),
+            "rename",
+        )],
+        flipped_route: Some(TableRoute {
+            schema: schema.into(),
+            name: "t".into(),
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    base_type: "int4".into(),
+                },
+                Column {
+                    name: "b".into(),
+                    base_type: "text".into(),
+                },
+            ],
+            key: vec!["id".into()],
+            target: Target::Renamed {
+                columns: vec![("a".into(), "b".into())],
+            },
+        }),
+        revert: vec![step(
+            &format!("ALTER TABLE {t} RENAME COLUMN b TO a"),
+            "rename back",
+        )],
+        after_revert: vec![],
+        complete: vec![],
+        abort: vec![],
+        warnings: vec![],
+    }
+}
+
+fn route_mapping(pairs: &[(&str, &str)]) -> Vec<shadow::rewrite::ColumnMapping> {
+    pairs
+        .iter()
+        .map(|(target, expr)| shadow::rewrite::ColumnMapping {
+            target: (*target).into(),
+            expr: (*expr).into(),
+        })
+        .collect()
+}
+
+/// `s.t.id` int → bigint through the shadow table `s.t__duet`.
+fn bigint_plan(schema: &str) -> Plan {
+    let table = QualifiedName::new(schema, "t");
+    let q = |n: &str| QualifiedName::new(schema, n).sql();
+    let (t, shadow, old) = (q("t"), q("t__duet"), q("t__duet_old"));
+    let columns = |id_type: &str| {
+        vec![
+            Column {
+                name: "id".into(),
+                base_type: id_type.into(),
+            },
+            Column {
+                name: "v".into(),
+                base_type: "text".into(),
+            },
+        ]
+    };
+    Plan {
+        table: table.clone(),
+        kind: PlanKind::ShadowTable,
+        reason: "the key's type changes: rows are copied into a shadow table".into(),
+        input: PlanInput::Sql {
+            sql: format!("ALTER TABLE {t} ALTER COLUMN id TYPE bigint"),
+        },
+        expand: vec![step(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {shadow} (id bigint NOT NULL PRIMARY KEY, v text, \
+                 \"__duet_deleted\" boolean NOT NULL DEFAULT false)"
+            ),
+            "create the shadow",
+        )],
+        dual_write_route: Some(TableRoute {
+            schema: schema.into(),
+            name: "t".into(),
+            columns: columns("int4"),
+            key: vec!["id".into()],
+            target: Target::ShadowTable {
+                shadow: "t__duet".into(),
+                mapping: route_mapping(&[("id", "\"id\"::bigint"), ("v", "\"v\"")]),
+                shadow_key: vec!["id".into()],
+                skip_when: None,
+                plain_deletes: false,
+            },
+        }),
+        copy: Some(CopySpec::Table(CopyTarget {
+            source: table.clone(),
+            shadow: QualifiedName::new(schema, "t__duet"),
+            key: CopyKey {
+                columns: vec!["id".into()],
+                source_types: vec!["integer".into()],
+                index_name: "t_pkey".into(),
+                is_primary: true,
+            },
+            shadow_key_types: vec!["bigint".into()],
+            mapping: vec![
+                ColumnMapping::new("id", "\"id\"::bigint"),
+                ColumnMapping::new("v", "\"v\""),
+            ],
+        })),
+        prepare_flip: vec![],
+        flip: vec![
+            step(
+                &format!("DELETE FROM {shadow} WHERE \"__duet_deleted\""),
+                "drop tombstones",
+            ),
+            step(
+                &format!("ALTER TABLE {shadow} DROP COLUMN \"__duet_deleted\""),
+                "no tombstones in the new table",
+            ),
+            step(
+                &format!(
+                    "ALTER TABLE {t} ADD COLUMN \"__duet_deleted\" boolean NOT NULL DEFAULT false"
+                ),
+                "reverse dual-writes",
+            ),
+            step(&format!("ALTER TABLE {t} RENAME TO t__duet_old"), "swap"),
+            step(
+                &format!("ALTER TABLE {old} RENAME CONSTRAINT t_pkey TO t__duet_old_pkey"),
+                "swap",
+            ),
+            step(&format!("ALTER TABLE {shadow} RENAME TO t"), "swap"),
+            step(
+                &format!("ALTER TABLE {t} RENAME CONSTRAINT t__duet_pkey TO t_pkey"),
+                "swap",
+            ),
+        ],
+        flipped_route: Some(TableRoute {
+            schema: schema.into(),
+            name: "t".into(),
+            columns: columns("int8"),
+            key: vec!["id".into()],
+            target: Target::ShadowTable {
+                shadow: "t__duet_old".into(),
+                mapping: route_mapping(&[("id", "\"id\"::integer"), ("v", "\"v\"")]),
+                shadow_key: vec!["id".into()],
+                skip_when: None,
+                plain_deletes: false,
+            },
+        }),
+        revert: vec![
+            step(
+                &format!("ALTER TABLE {t} RENAME CONSTRAINT t_pkey TO t__duet_pkey"),
+                "swap back",
+            ),
+            step(&format!("ALTER TABLE {t} RENAME TO t__duet"), "swap back"),
+            step(
+                &format!("ALTER TABLE {old} RENAME CONSTRAINT t__duet_old_pkey TO t_pkey"),
+                "swap back",
+            ),
+            step(&format!("ALTER TABLE {old} RENAME TO t"), "swap back"),
+            step(
+                &format!("DELETE FROM {t} WHERE \"__duet_deleted\""),
+                "drop tombstones",
+            ),
+            step(
+                &format!("ALTER TABLE {t} DROP COLUMN \"__duet_deleted\""),
+                "old shape again",
+            ),
+        ],
+        after_revert: vec![step(
+            &format!("DROP TABLE IF EXISTS {shadow}"),
+            "drop the new shape",
+        )],
+        complete: vec![step(
+            &format!("DROP TABLE IF EXISTS {old}"),
+            "drop the old shape",
+        )],
+        abort: vec![step(
+            &format!("DROP TABLE IF EXISTS {shadow}"),
+            "drop the shadow",
+        )],
+        warnings: vec![],
+    }
+}
+
+async fn setup_table(db: &Client, schema: &str, column: &str, rows: i32) {
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.t (id int PRIMARY KEY, {column} text);
+         INSERT INTO {schema}.t SELECT g, 'row ' || g FROM generate_series(1, {rows}) g;
+         ANALYZE {schema}.t;"
+    ))
+    .await
+    .expect("test table");
+}
+
+/// Relations of `schema` whose name contains `__duet`, plus live `__duet` columns.
+async fn duet_leftovers(db: &Client, schema: &str) -> Vec<String> {
+    let rows = db
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname LIKE '%\\_\\_duet%'
+             UNION ALL
+             SELECT c.relname || '.' || a.attname FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND a.attname LIKE '%\\_\\_duet%' AND NOT a.attisdropped
+             UNION ALL
+             SELECT conname::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE n.nspname = $1 AND conname LIKE '%\\_\\_duet%'",
+            &[&schema],
+        )
+        .await
+        .expect("catalog");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn stored_phase(db: &Client, id: i64) -> String {
+    db.query_one("SELECT phase FROM duet.migrations WHERE id = $1", &[&id])
+        .await
+        .expect("migration row")
+        .get(0)
+}
+
+async fn column_type(db: &Client, schema: &str, column: &str) -> String {
+    db.query_one(
+        "SELECT format_type(atttypid, NULL) FROM pg_attribute
+         WHERE attrelid = ($1 || '.t')::regclass AND attname = $2 AND NOT attisdropped",
+        &[&schema, &column],
+    )
+    .await
+    .expect("column")
+    .get(0)
+}
+
+const STATUS_FIELDS: &[&str] = &[
+    "id",
+    "table",
+    "strategy",
+    "phase",
+    "error",
+    "rows_done",
+    "rows_total",
+    "rate_rows_per_s",
+    "eta_s",
+    "copy_state",
+    "dual_writes",
+    "refusals",
+    "old_shape_statements",
+    "old_shape_last_seen_s_ago",
+    "bypassing_writers",
+    "last_flip",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_and_completes() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("rename").await;
+    let direct = db.direct().await;
+    let schema = "mc_rename";
+    setup_table(&direct, schema, "a", 10).await;
+    let proxy = Harness::start(&db, "a").await;
+
+    let m = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+        .await
+        .expect("migration starts");
+    let status = proxy.wait_phase(m.id, "ready").await;
+    for field in STATUS_FIELDS {
+        assert!(
+            status.get(*field).is_some(),
+            "status lacks {field}: {status}"
+        );
+    }
+    assert_eq!(status["strategy"], "rename");
+    assert_eq!(status["table"], format!("{schema}.t"));
+
+    // A second migration of the same table is refused by the database, with a clear message.
+    let second = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+        .await
+        .expect_err("one active migration per table");
+    assert!(
+        second.contains("already has an active migration"),
+        "{second}"
+    );
+
+    // An operator's pause is not taken over (the flip's resume would release it).
+    let reply = proxy
+        .admin(json!({"command": "pause", "timeout_ms": 5000}))
+        .await;
+    assert!(reply.ok);
+    let reply = proxy.admin(json!({"command": "cutover"})).await;
+    assert!(!reply.ok, "{reply:?}");
+    assert!(
+        reply
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("duet admin resume"),
+        "{reply:?}"
+    );
+    assert!(proxy.ctx.gate.is_paused(), "the operator's pause stays");
+    proxy.admin(json!({"command": "resume"})).await;
+
+    // A direct connection holding a lock: the flip's lock times out, nothing changes.
+    let blocker = db.direct().await;
+    blocker
+        .batch_execute(&format!("BEGIN; SELECT count(*) FROM {schema}.t"))
+        .await
+        .unwrap();
+    let client = proxy.client().await;
+    let reply = proxy
+        .admin(json!({"command": "cutover", "table": format!("{schema}.t")}))
+        .await;
+    assert!(!reply.ok, "{reply:?}");
+    assert!(
+        reply.error.as_deref().unwrap_or("").contains("lock"),
+        "{reply:?}"
+    );
+    let status = proxy.status_of(m.id).await;
+    assert_eq!(status["phase"], "ready");
+    assert_eq!(status["last_flip"]["outcome"], "lock_timeout", "{status}");
+    client
+        .simple_query(&format!("SELECT a FROM {schema}.t"))
+        .await
+        .expect("clients are unaffected");
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    // A client idle in a transaction through duet: the drain budget is missed and it is named.
+    client.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let reply = proxy
+        .admin(json!({"command": "cutover", "budget_ms": 200}))
+        .await;
+    assert!(!reply.ok, "{reply:?}");
+    let status = proxy.status_of(m.id).await;
+    assert_eq!(status["phase"], "ready");
+    let flip = &status["last_flip"];
+    assert_eq!(flip["outcome"], "budget_missed", "{status}");
+    assert_eq!(
+        flip["blocked_by"][0]["state"], "idle in transaction",
+        "{status}"
+    );
+    assert!(flip["stall_ms"].is_u64());
+    client.batch_execute("COMMIT").await.unwrap();
+
+    // Now it flips.
+    let reply = proxy.admin(json!({"command": "cutover"})).await;
+    assert!(reply.ok, "{reply:?}");
+    let result = reply.result.unwrap();
+    assert_eq!(result["phase"], "flipped");
+    assert!(result["stall_ms"].is_u64());
+    assert_eq!(column_type(&direct, schema, "b").await, "text");
+    assert_eq!(proxy.ctx.routes.current().routes.tables.len(), 1);
+
+    // Revert: back to `a`, routes cleared, the migration terminal.
+    let reply = proxy.admin(json!({"command": "revert"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(column_type(&direct, schema, "a").await, "text");
+    assert!(proxy.ctx.routes.current().is_empty());
+    assert_eq!(stored_phase(&direct, m.id).await, "reverted");
+
+    // Again, to completion.
+    let m2 = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+        .await
+        .expect("a new migration after the revert");
+    proxy.wait_phase(m2.id, "ready").await;
+    let reply = proxy
+        .admin(json!({"command": "cutover", "id": m2.id}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = proxy.admin(json!({"command": "complete"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(column_type(&direct, schema, "b").await, "text");
+    assert!(proxy.ctx.routes.current().is_empty());
+    assert_eq!(stored_phase(&direct, m2.id).await, "completed");
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+    let reply = proxy.admin(json!({"command": "complete"})).await;
+    assert!(!reply.ok, "nothing left to complete");
+
+    drop(client);
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("bigint").await;
+    let direct = db.direct().await;
+    let schema = "mc_bigint";
+    setup_table(&direct, schema, "v", 2500).await;
+    let proxy = Harness::start(&db, "a").await;
+
+    // First round: flip, then revert.
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    let status = proxy.wait_phase(m.id, "ready").await;
+    assert_eq!(status["strategy"], "shadow_table");
+    assert_eq!(status["rows_done"], 2500, "{status}");
+    assert_eq!(proxy.ctx.routes.current().routes.tables.len(), 1);
+
+    // A writer that bypasses duet: named in status; the cutover is refused while it writes.
+    let bypasser = db.direct().await;
+    bypasser
+        .batch_execute(&format!(
+            "SET application_name = 'bypass-job'; BEGIN; INSERT INTO {schema}.t VALUES (100001, 'direct')"
+        ))
+        .await
+        .unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..300 {
+        let status = proxy.status_of(m.id).await;
+        if status["bypassing_writers"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+        {
+            seen = status;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen["bypassing_writers"][0]["application_name"], "bypass-job",
+        "{seen}"
+    );
+    let reply = proxy.admin(json!({"command": "cutover"})).await;
+    assert!(!reply.ok, "{reply:?}");
+    assert!(
+        reply.error.as_deref().unwrap_or("").contains("bypass-job"),
+        "{reply:?}"
+    );
+    bypasser.batch_execute("COMMIT").await.unwrap();
+    // Once it is gone, the cutover verifies again (repairing its row into the shadow) and flips.
+    let mut flipped = false;
+    for _ in 0..300 {
+        let reply = proxy.admin(json!({"command": "cutover"})).await;
+        if reply.ok {
+            flipped = true;
+            break;
+        }
+        assert!(
+            reply.error.as_deref().unwrap_or("").contains("bypass-job"),
+            "{reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flipped, "the cutover never succeeded");
+    assert_eq!(column_type(&direct, schema, "id").await, "bigint");
+    let row = direct
+        .query_one(&format!("SELECT v FROM {schema}.t WHERE id = 100001"), &[])
+        .await
+        .expect("the bypassing writer's row reached the new table");
+    assert_eq!(row.get::<_, &str>(0), "direct");
+    let reply = proxy.admin(json!({"command": "revert"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(column_type(&direct, schema, "id").await, "integer");
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+    assert!(proxy.ctx.routes.current().is_empty());
+    assert_eq!(stored_phase(&direct, m.id).await, "reverted");
+
+    // Second round: flip, then complete.
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts again");
+    proxy.wait_phase(m.id, "ready").await;
+    let reply = proxy.admin(json!({"command": "cutover"})).await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = proxy.admin(json!({"command": "complete"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(column_type(&direct, schema, "id").await, "bigint");
+    let count: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM {schema}.t"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2501);
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+    assert!(proxy.ctx.routes.current().is_empty());
+    assert_eq!(stored_phase(&direct, m.id).await, "completed");
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_during_copy_leaves_nothing() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("abort").await;
+    let direct = db.direct().await;
+    let schema = "mc_abort";
+    setup_table(&direct, schema, "v", 100).await;
+    let proxy = Harness::start(&db, "a").await;
+
+    // A transaction older than dual-writes keeps the copy waiting (status names it).
+    let old = db.direct().await;
+    old.batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    let status = proxy.wait_copy_state(m.id, "older than dual-writes").await;
+    assert_eq!(status["phase"], "copying");
+    assert_eq!(proxy.ctx.routes.current().routes.tables.len(), 1);
+
+    // The operator pauses the copy before it starts and tunes it; the copier starts paused.
+    let reply = proxy
+        .admin(json!({"command": "pause_copy", "table": "t"}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = proxy
+        .admin(json!({"command": "set", "settings": {"chunk_time_ms": 50}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.result.unwrap()["chunk_time_ms"], 50);
+    old.batch_execute("COMMIT").await.unwrap();
+    let status = proxy.wait_copy_state(m.id, "paused").await;
+    assert_eq!(status["phase"], "copying");
+
+    // A load limit the server exceeds (two backends sleeping in a statement): the resumed copy
+    // waits and says why.
+    let reply = proxy
+        .admin(json!({"command": "set", "settings": {"max_active_backends": 1, "max_replication_lag_ms": 5000}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let settings = reply.result.unwrap();
+    assert_eq!(settings["max_active_backends"], 1);
+    assert_eq!(settings["max_replication_lag_ms"], 5000);
+    let mut sleepers = Vec::new();
+    for _ in 0..2 {
+        let busy = db.direct().await;
+        sleepers.push(tokio::spawn(async move {
+            let _ = busy.batch_execute("SELECT pg_sleep(3)").await;
+        }));
+    }
+    let reply = proxy.admin(json!({"command": "resume_copy"})).await;
+    assert!(reply.ok, "{reply:?}");
+    let status = proxy
+        .wait_copy_state(m.id, "throttled: active_backends")
+        .await;
+    assert_eq!(status["phase"], "copying");
+
+    let reply = proxy.admin(json!({"command": "abort"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(stored_phase(&direct, m.id).await, "aborted");
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+    assert!(proxy.ctx.routes.current().is_empty());
+    let reply = proxy.admin(json!({"command": "abort", "id": m.id})).await;
+    assert!(!reply.ok, "an aborted migration cannot be aborted again");
+    let reply = proxy.admin(json!({"command": "resume_copy"})).await;
+    assert!(!reply.ok, "no active migration: {reply:?}");
+    for sleeper in sleepers {
+        let _ = sleeper.await;
+    }
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_resumes_a_copy_to_ready() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("restart").await;
+    let direct = db.direct().await;
+    let schema = "mc_restart";
+    setup_table(&direct, schema, "v", 300).await;
+
+    let old = db.direct().await;
+    old.batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let proxy = Harness::start(&db, "a").await;
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    proxy.wait_copy_state(m.id, "older than dual-writes").await;
+    proxy.stop().await;
+    assert_eq!(stored_phase(&direct, m.id).await, "copying");
+    old.batch_execute("COMMIT").await.unwrap();
+
+    // The new proxy restores the migration before serving and takes it to ready.
+    let proxy = Harness::start(&db, "b").await;
+    assert_eq!(
+        proxy.ctx.routes.current().routes.tables.len(),
+        1,
+        "dual-writes are republished before clients are accepted"
+    );
+    proxy.wait_phase(m.id, "ready").await;
+    let reply = proxy.admin(json!({"command": "abort"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("inplace").await;
+    let direct = db.direct().await;
+    let schema = "mc_inplace";
+    setup_table(&direct, schema, "v", 50).await;
+    let proxy = Harness::start(&db, "a").await;
+
+    // A plan the planner refuses: ok:false with its message, nothing recorded.
+    let reply = proxy
+        .admin(json!({"command": "migrate",
+            "input": {"kind": "sql", "sql": "ALTER TABLE mc_inplace.does_not_exist ADD COLUMN x int"}}))
+        .await;
+    assert!(!reply.ok, "{reply:?}");
+    assert!(!reply.error.unwrap_or_default().is_empty());
+    let recorded: bool = direct
+        .query_one(
+            "SELECT to_regclass('duet.migrations') IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM duet.migrations)",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(false);
+    assert!(!recorded, "a refused plan recorded a migration");
+    let reply = proxy
+        .admin(json!({"command": "plan", "input": {"kind": "sql", "sql": "not sql at all"}}))
+        .await;
+    assert!(!reply.ok, "{reply:?}");
+
+    // A failed concurrent build left an INVALID index of the name the plan uses.
+    direct
+        .batch_execute(&format!("INSERT INTO {schema}.t VALUES (1000, 'row 1')"))
+        .await
+        .unwrap();
+    direct
+        .batch_execute(&format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY t_v ON {schema}.t (v)"
+        ))
+        .await
+        .expect_err("duplicates make the build fail");
+    direct
+        .batch_execute(&format!("DELETE FROM {schema}.t WHERE id = 1000"))
+        .await
+        .unwrap();
+
+    // In place: the expand steps (one CONCURRENTLY, outside a transaction), then completed; the
+    // invalid leftover is dropped and built again rather than skipped by IF NOT EXISTS.
+    let table = QualifiedName::new(schema, "t");
+    let plan = Plan {
+        table: table.clone(),
+        kind: PlanKind::InPlace,
+        reason: "an index built concurrently".into(),
+        input: PlanInput::Sql {
+            sql: "CREATE INDEX CONCURRENTLY t_v ON t (v)".into(),
+        },
+        expand: vec![Step {
+            sql: format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON {} (v)",
+                table.sql()
+            ),
+            lock: "SHARE UPDATE EXCLUSIVE".into(),
+            why: "the index".into(),
+            outside_transaction: true,
+        }],
+        dual_write_route: None,
+        copy: None,
+        prepare_flip: vec![],
+        flip: vec![],
+        flipped_route: None,
+        revert: vec![],
+        after_revert: vec![],
+        complete: vec![],
+        abort: vec![],
+        warnings: vec![],
+    };
+    let m = duet::migration::start(&proxy.ctx, plan, false)
+        .await
+        .expect("migration starts");
+    proxy.wait_phase(m.id, "completed").await;
+    assert_eq!(stored_phase(&direct, m.id).await, "completed");
+    let valid: bool = direct
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'mc_inplace.t_v'::regclass",
+            &[],
+        )
+        .await
+        .expect("the index exists")
+        .get(0);
+    assert!(valid);
+    assert!(proxy.ctx.routes.current().is_empty());
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+/// The planner's own plans (SQL in, through `migrate`), for each strategy with a flip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plans_run_through_the_admin_socket() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("real").await;
+    let direct = db.direct().await;
+    let schema = "mc_real";
+    direct
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.acc (id int PRIMARY KEY, amount int NOT NULL, note text);
+             INSERT INTO {schema}.acc SELECT g, g, 'n' || g FROM generate_series(1, 500) g;
+             CREATE TABLE {schema}.orders (id int PRIMARY KEY, v text);
+             INSERT INTO {schema}.orders SELECT g, 'o' || g FROM generate_series(1, 500) g;
+             ANALYZE {schema}.acc; ANALYZE {schema}.orders;"
+        ))
+        .await
+        .expect("tables");
+    let proxy = Harness::start(&db, "a").await;
+    let migrate = |sql: String, auto: bool| json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": auto});
+
+    // Dry run: the plan as JSON, nothing recorded.
+    let reply = proxy
+        .admin(json!({"command": "plan", "input": {"kind": "sql",
+            "sql": format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10")}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.result.unwrap()["kind"], "shadow_column");
+
+    // Shadow column: backfill, verify, flip, complete.
+    let reply = proxy
+        .admin(migrate(
+            format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10"),
+            false,
+        ))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let started = reply.result.unwrap();
+    assert_eq!(started["strategy"], "shadow_column", "{started}");
+    let id = started["id"].as_i64().unwrap();
+    proxy.wait_phase(id, "ready").await;
+    let reply = proxy
+        .admin(json!({"command": "cutover", "table": format!("{schema}.acc")}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = proxy.admin(json!({"command": "complete", "id": id})).await;
+    assert!(reply.ok, "{reply:?}");
+    let row = direct
+        .query_one(
+            &format!("SELECT pg_typeof(amount)::text, amount FROM {schema}.acc WHERE id = 7"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "bigint");
+    assert_eq!(row.get::<_, i64>(1), 70);
+
+    // Rename: ready at once, flip, complete.
+    let reply = proxy
+        .admin(migrate(
+            format!("ALTER TABLE {schema}.acc RENAME COLUMN note TO remark"),
+            false,
+        ))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let id = reply.result.unwrap()["id"].as_i64().unwrap();
+    proxy.wait_phase(id, "ready").await;
+    assert!(proxy.admin(json!({"command": "cutover"})).await.ok);
+    assert!(proxy.admin(json!({"command": "complete"})).await.ok);
+    direct
+        .simple_query(&format!("SELECT remark FROM {schema}.acc"))
+        .await
+        .expect("renamed");
+
+    // Shadow table with automatic cutover, then revert.
+    let reply = proxy
+        .admin(migrate(
+            format!("ALTER TABLE {schema}.orders ALTER COLUMN id TYPE bigint"),
+            true,
+        ))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let started = reply.result.unwrap();
+    assert_eq!(started["strategy"], "shadow_table", "{started}");
+    let id = started["id"].as_i64().unwrap();
+    proxy.wait_phase(id, "flipped").await;
+    let reply = proxy.admin(json!({"command": "revert"})).await;
+    assert!(reply.ok, "{reply:?}");
+    let count: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM {schema}.orders"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 500);
+
+    assert!(
+        duet_leftovers(&direct, schema).await.is_empty(),
+        "{:?}",
+        duet_leftovers(&direct, schema).await
+    );
+    assert!(proxy.ctx.routes.current().is_empty());
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
+/// A restart restores `ready` (dual-writes) and `flipped` (the flipped route) before serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_restores_ready_and_flipped_routes() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("restore").await;
+    let direct = db.direct().await;
+    setup_table(&direct, "mc_flipped", "a", 10).await;
+    setup_table(&direct, "mc_ready", "v", 10).await;
+    let proxy = Harness::start(&db, "a").await;
+    let renamed = duet::migration::start(&proxy.ctx, rename_plan("mc_flipped"), false)
+        .await
+        .expect("rename starts");
+    proxy.wait_phase(renamed.id, "ready").await;
+    assert!(
+        proxy
+            .admin(json!({"command": "cutover", "id": renamed.id}))
+            .await
+            .ok
+    );
+    let copied = duet::migration::start(&proxy.ctx, bigint_plan("mc_ready"), false)
+        .await
+        .expect("copy starts");
+    proxy.wait_phase(copied.id, "ready").await;
+    proxy.stop().await;
+
+    let proxy = Harness::start(&db, "b").await;
+    let routes = proxy.ctx.routes.current();
+    let route = |schema: &str| {
+        routes
+            .routes
+            .tables
+            .iter()
+            .find(|t| t.schema == schema)
+            .map(|t| t.target.clone())
+    };
+    assert!(
+        matches!(route("mc_flipped"), Some(Target::Renamed { .. })),
+        "{routes:?}"
+    );
+    assert!(
+        matches!(route("mc_ready"), Some(Target::ShadowTable { ref shadow, .. }) if shadow == "t__duet"),
+        "{routes:?}"
+    );
+    assert_eq!(proxy.status_of(renamed.id).await["phase"], "flipped");
+    assert_eq!(proxy.status_of(copied.id).await["phase"], "ready");
+    assert!(
+        proxy
+            .admin(json!({"command": "complete", "id": renamed.id}))
+            .await
+            .ok
+    );
+    assert!(
+        proxy
+            .admin(json!({"command": "abort", "table": "mc_ready.t"}))
+            .await
+            .ok
+    );
+    assert!(proxy.ctx.routes.current().is_empty());
+    assert!(duet_leftovers(&direct, "mc_ready").await.is_empty());
+    assert!(duet_leftovers(&direct, "mc_flipped").await.is_empty());
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
