@@ -15,6 +15,8 @@ pub mod duet_proxy;
 pub mod duration_arg;
 pub mod launch;
 pub mod load;
+pub mod migrate;
+pub mod migrate_report;
 pub mod net;
 pub mod pgbench_driver;
 pub mod pgbouncer;

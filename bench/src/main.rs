@@ -12,6 +12,7 @@ use duet_bench::connections::{run_connections, ConnectionsOptions};
 use duet_bench::duet_proxy::duet_next_to_current_exe;
 use duet_bench::duration_arg::parse_duration;
 use duet_bench::load::{init_tables, run_load, LoadOptions};
+use duet_bench::migrate::{run_migrate, MigrateOptions};
 use duet_bench::workload::{Protocol, Workload};
 
 /// duet's load benchmark: pgbench's workloads over tokio-postgres, with hdrhistogram latency.
@@ -30,6 +31,38 @@ enum Command {
     Compare(CompareArgs),
     /// Hold N client connections open through duet; report its memory and that all worked.
     Connections(ConnectionsArgs),
+    /// An int → bigint primary-key migration through duet under load: throughput timeline,
+    /// latency per phase, the flip's stall, errors, copier and dual-write costs.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// An existing server to use (default: a throwaway cluster started for the run). The table
+    /// public.duet_bench_migrate is (re)created there.
+    #[arg(long)]
+    url: Option<String>,
+    /// Rows in the table (default 1000000; 200000 with --quick).
+    #[arg(long)]
+    rows: Option<i64>,
+    /// Smaller defaults: 200000 rows, 3 s windows.
+    #[arg(long)]
+    quick: bool,
+    /// Client connections through duet.
+    #[arg(long, default_value_t = 16)]
+    clients: u32,
+    /// Measured window before the migration and after it completes (default 10s; 3s with --quick).
+    #[arg(long, value_parser = parse_duration)]
+    window: Option<Duration>,
+    /// Longest wait for the migration to reach ready.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    ready_timeout: Duration,
+    /// The duet binary (default: next to duet-bench in the same target directory).
+    #[arg(long)]
+    duet_bin: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +160,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
         Command::Connections(args) => connections(args),
+        Command::Migrate(args) => migrate(args),
     };
     match outcome {
         Ok(code) => code,
@@ -236,4 +270,36 @@ fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let duet_bin = args
+        .duet_bin
+        .or_else(duet_next_to_current_exe)
+        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet`) or pass --duet-bin"))?;
+    let opts = MigrateOptions {
+        url: args.url,
+        rows: args
+            .rows
+            .unwrap_or(if args.quick { 200_000 } else { 1_000_000 }),
+        clients: args.clients,
+        window: args
+            .window
+            .unwrap_or(Duration::from_secs(if args.quick { 3 } else { 10 })),
+        duet_bin,
+        ready_timeout: args.ready_timeout,
+    };
+    let report = run_migrate(&opts, &rt, &mut progress)?;
+    match args.format {
+        Format::Human => print!("{}", report.human()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(
+        if report.client_errors > 0 || report.migration_error.is_some() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }

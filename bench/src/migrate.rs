@@ -1,0 +1,449 @@
+//! `duet-bench migrate`: what an online migration costs the clients.
+//!
+//! A populated table takes a steady write+read load through duet; the scenario measures a window
+//! with no migration, then starts an int → bigint primary-key migration over duet's admin socket,
+//! waits for ready, cuts over and completes, and measures a window after. Every client statement
+//! is timed and stamped, so the report can show throughput per second with the phases marked,
+//! latency per phase, the stall of the statements in flight around the flip, the copier's rate
+//! against a plain `INSERT … SELECT` of the same rows, and the write rate while dual-writing
+//! against the same load before the migration. See bench/README.md.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::duet_proxy::{DuetProxy, DuetProxyOptions};
+use crate::load::{connect, describe};
+use crate::migrate_report::{MigrateReport, PhaseMark, Sample};
+use crate::workload::SplitMix64;
+
+/// The migrated table (in the target database).
+pub const TABLE: &str = "public.duet_bench_migrate";
+/// The plain table of the target shape for the `INSERT … SELECT` reference.
+pub const REFERENCE_TABLE: &str = "public.duet_bench_migrate_reference";
+/// Ids of rows the clients insert start here (per client, 10 million apart).
+const FIRST_NEW_ID: i64 = 100_000_000;
+
+/// How to run the scenario.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// An existing server (default: a throwaway cluster).
+    pub url: Option<String>,
+    /// Rows in the table before the migration.
+    pub rows: i64,
+    /// Concurrent clients through duet.
+    pub clients: u32,
+    /// Measured window before the migration starts and after it completes.
+    pub window: Duration,
+    /// The `duet` binary.
+    pub duet_bin: PathBuf,
+    /// Longest wait for the migration to reach ready.
+    pub ready_timeout: Duration,
+}
+
+/// Why the scenario could not run (client errors are part of the report, not this).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MigrateError(pub String);
+
+fn err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> MigrateError + '_ {
+    move |e| MigrateError(format!("{what}: {}", describe(&e)))
+}
+
+/// Sends one JSON request line to duet's admin socket and returns the reply object.
+pub fn admin_request(socket: &Path, request: &Value) -> Result<Value, MigrateError> {
+    let fail = |e: std::io::Error| MigrateError(format!("admin socket {}: {e}", socket.display()));
+    let stream = UnixStream::connect(socket).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(fail)?;
+    let mut writer = stream.try_clone().map_err(fail)?;
+    writer
+        .write_all(format!("{request}\n").as_bytes())
+        .map_err(fail)?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(fail)?;
+    serde_json::from_str(&line)
+        .map_err(|e| MigrateError(format!("admin reply {line:?} to {request}: {e}")))
+}
+
+/// Runs the scenario; `progress` receives one line per step.
+pub fn run_migrate(
+    opts: &MigrateOptions,
+    rt: &tokio::runtime::Runtime,
+    progress: &mut dyn FnMut(String),
+) -> Result<MigrateReport, MigrateError> {
+    let (_cluster, url, server) = match &opts.url {
+        Some(url) => (None, url.clone(), crate::load::redact(url)),
+        None => {
+            progress("starting a throwaway PostgreSQL cluster".into());
+            let cluster = Cluster::start(ClusterOptions {
+                max_connections: opts.clients * 2 + 30,
+                ..ClusterOptions::default()
+            })
+            .map_err(|e| MigrateError(e.to_string()))?;
+            let url = cluster.url("postgres", None, "postgres");
+            let server = format!("throwaway cluster on port {}", cluster.port());
+            (Some(cluster), url, server)
+        }
+    };
+    progress(format!("populating {TABLE} with {} rows", opts.rows));
+    let reference_rows_per_s = rt.block_on(populate(&url, opts.rows))?;
+    progress(format!(
+        "INSERT … SELECT into a plain bigint table: {reference_rows_per_s:.0} rows/s"
+    ));
+    progress("starting duet".into());
+    let duet = DuetProxy::start(&DuetProxyOptions {
+        duet_bin: opts.duet_bin.clone(),
+        backend_url: url.clone(),
+        extra_args: Vec::new(),
+    })
+    .map_err(|e| MigrateError(e.to_string()))?;
+    let through = duet.url();
+    let socket = duet.admin_socket().to_path_buf();
+
+    progress("the copier alone (no client load): migrate, wait for ready, abort".into());
+    let copier_alone = copier_alone(&socket, opts.ready_timeout)?;
+    progress(format!(
+        "copier alone: {}",
+        copier_alone.map_or("not measured".to_string(), |r| format!("{r:.0} rows/s"))
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let clients: Vec<_> = (0..opts.clients)
+        .map(|client| {
+            let (url, stop) = (through.clone(), stop.clone());
+            let rows = opts.rows;
+            rt.spawn(async move { run_client(url, client, rows, epoch, stop).await })
+        })
+        .collect();
+    let mut marks = vec![PhaseMark::at(epoch, "load")];
+    let outcome = drive(opts, &socket, epoch, &mut marks, progress);
+    stop.store(true, Ordering::SeqCst);
+    let mut samples = Vec::new();
+    let mut errors = Vec::new();
+    for handle in clients {
+        let (s, e) = rt
+            .block_on(handle)
+            .map_err(|e| MigrateError(format!("a client task failed: {e}")))?;
+        samples.extend(s);
+        errors.extend(e);
+    }
+    marks.push(PhaseMark::at(epoch, "end"));
+    let mut driven = outcome?;
+    driven.copier_alone_rows_per_s = copier_alone;
+    let duet_log = duet.log_tail(30);
+    drop(duet);
+    let mut report = MigrateReport::build(
+        server,
+        opts.rows,
+        opts.clients,
+        &marks,
+        &samples,
+        errors,
+        driven,
+        reference_rows_per_s,
+    );
+    if report.migration_error.is_some() {
+        report.duet_log_tail = Some(duet_log);
+    }
+    Ok(report)
+}
+
+/// What the admin side observed.
+#[derive(Debug, Clone, Default)]
+pub struct Driven {
+    /// The cutover's reply `stall_ms`.
+    pub stall_ms: Option<u64>,
+    /// Cutover attempts refused before the one that flipped, with their errors.
+    pub cutover_refusals: Vec<String>,
+    /// Rows the copier copied and its copy phase's length (from status polling).
+    pub copied_rows: Option<u64>,
+    /// Seconds between the copy phase's first and last observation.
+    pub copy_secs: Option<f64>,
+    /// The copier's own rate as status reported it last.
+    pub status_rate_rows_per_s: Option<f64>,
+    /// Why the migration did not finish, if it did not.
+    pub migration_error: Option<String>,
+    /// The copier's rate with no client load (a first migration, aborted once ready).
+    pub copier_alone_rows_per_s: Option<f64>,
+}
+
+/// Migration `id` as `status` shows it (`null` when it is not listed).
+fn migration_status(socket: &Path, id: &Value) -> Result<Value, MigrateError> {
+    let status = admin_request(socket, &json!({"command": "status"}))?;
+    Ok(status["result"]["migrations"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["id"] == *id).cloned())
+        .unwrap_or(Value::Null))
+}
+
+/// The copier on its own, comparable with the `INSERT … SELECT` reference (also run without
+/// load): starts the migration, waits for ready, takes the copier's own rate from status, and
+/// aborts (nothing is left). `None` when the migration does not get there.
+fn copier_alone(socket: &Path, timeout: Duration) -> Result<Option<f64>, MigrateError> {
+    let reply = admin_request(
+        socket,
+        &json!({"command": "migrate", "input": {"kind": "sql",
+            "sql": format!("ALTER TABLE {TABLE} ALTER COLUMN id TYPE bigint")}}),
+    )?;
+    if reply["ok"] != true {
+        return Err(MigrateError(format!("migrate refused: {reply}")));
+    }
+    let id = reply["result"]["id"].clone();
+    let deadline = Instant::now() + timeout;
+    let mut rate = None;
+    loop {
+        let m = migration_status(socket, &id)?;
+        if let Some(r) = m["rate_rows_per_s"].as_f64().filter(|r| *r > 0.0) {
+            rate = Some(r);
+        }
+        if m["phase"] == "ready" || m["error"].is_string() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let aborted = admin_request(socket, &json!({"command": "abort", "id": id}))?;
+    if aborted["ok"] != true {
+        return Err(MigrateError(format!(
+            "aborting the copier-alone run failed: {aborted}"
+        )));
+    }
+    Ok(rate)
+}
+
+fn drive(
+    opts: &MigrateOptions,
+    socket: &Path,
+    epoch: Instant,
+    marks: &mut Vec<PhaseMark>,
+    progress: &mut dyn FnMut(String),
+) -> Result<Driven, MigrateError> {
+    let mut driven = Driven::default();
+    progress(format!("load without a migration for {:?}", opts.window));
+    std::thread::sleep(opts.window);
+    marks.push(PhaseMark::at(epoch, "migrate"));
+    let reply = admin_request(
+        socket,
+        &json!({"command": "migrate", "input": {"kind": "sql",
+            "sql": format!("ALTER TABLE {TABLE} ALTER COLUMN id TYPE bigint")}}),
+    )?;
+    if reply["ok"] != true {
+        driven.migration_error = Some(format!("migrate refused: {reply}"));
+        return Ok(driven);
+    }
+    let id = reply["result"]["id"].clone();
+    progress(format!("migration {id} started: {}", reply["result"]));
+    let deadline = Instant::now() + opts.ready_timeout;
+    let mut last_phase = String::new();
+    // The copy phase as polled: when it was first seen, and the rows done when last seen.
+    let mut copy_first: Option<Instant> = None;
+    let mut copy_done = 0;
+    loop {
+        let m = migration_status(socket, &id)?;
+        let phase = m["phase"].as_str().unwrap_or("?").to_string();
+        if phase != last_phase {
+            marks.push(PhaseMark::at(epoch, &phase));
+            progress(format!("phase {phase}"));
+            last_phase = phase.clone();
+        }
+        let done = m["rows_done"].as_u64().unwrap_or(0);
+        if phase == "copying" {
+            copy_first.get_or_insert_with(Instant::now);
+            copy_done = done;
+        } else if let Some(start) = copy_first {
+            if driven.copy_secs.is_none() {
+                driven.copy_secs = Some(start.elapsed().as_secs_f64());
+                driven.copied_rows = Some(done.max(copy_done));
+            }
+        }
+        if m["rate_rows_per_s"].as_f64().is_some_and(|r| r > 0.0) {
+            driven.status_rate_rows_per_s = m["rate_rows_per_s"].as_f64();
+        }
+        if let Some(error) = m["error"].as_str().filter(|e| !e.is_empty()) {
+            driven.migration_error = Some(format!("migration failed in {phase}: {error}"));
+            return Ok(driven);
+        }
+        if phase == "ready" {
+            break;
+        }
+        if Instant::now() >= deadline {
+            driven.migration_error = Some(format!(
+                "not ready after {:?} (phase {phase}): {m}",
+                opts.ready_timeout
+            ));
+            return Ok(driven);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..10 {
+        marks.push(PhaseMark::at(epoch, "cutover"));
+        let reply = admin_request(socket, &json!({"command": "cutover", "id": id}))?;
+        if reply["ok"] == true {
+            driven.stall_ms = reply["result"]["stall_ms"].as_u64();
+            marks.push(PhaseMark::at(epoch, "flipped"));
+            progress(format!("flipped: {}", reply["result"]));
+            break;
+        }
+        let why = reply["error"].as_str().unwrap_or("").to_string();
+        progress(format!("cutover refused: {why}"));
+        driven.cutover_refusals.push(why);
+        marks.push(PhaseMark::at(epoch, "ready"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if driven.stall_ms.is_none() {
+        driven.migration_error = Some("the cutover never succeeded".into());
+        return Ok(driven);
+    }
+    let reply = admin_request(
+        socket,
+        &json!({"command": "complete", "id": id, "force": true}),
+    )?;
+    if reply["ok"] != true {
+        driven.migration_error = Some(format!("complete refused: {reply}"));
+        return Ok(driven);
+    }
+    marks.push(PhaseMark::at(epoch, "completed"));
+    progress(format!("completed; load for {:?} more", opts.window));
+    std::thread::sleep(opts.window);
+    Ok(driven)
+}
+
+/// Creates and fills the table and times `INSERT … SELECT` of the same rows into a plain table
+/// of the target shape (bigint key, no other index: what the copier fills).
+async fn populate(url: &str, rows: i64) -> Result<f64, MigrateError> {
+    let client = connect(url)
+        .await
+        .map_err(err("connecting to the server"))?;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {TABLE}, {REFERENCE_TABLE};
+             CREATE TABLE {TABLE} (id int PRIMARY KEY, label text NOT NULL, amount int);
+             INSERT INTO {TABLE} SELECT g, 'row ' || g, g % 1000 FROM generate_series(1, {rows}) g;
+             CREATE INDEX ON {TABLE} (label);
+             CREATE TABLE {REFERENCE_TABLE} (id bigint PRIMARY KEY, label text, amount int);"
+        ))
+        .await
+        .map_err(err("creating the table"))?;
+    // Its own statement: VACUUM cannot run in the implicit transaction of a multi-statement query.
+    client
+        .batch_execute(&format!("VACUUM ANALYZE {TABLE}"))
+        .await
+        .map_err(err("VACUUM ANALYZE"))?;
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {REFERENCE_TABLE} SELECT id, label, amount FROM {TABLE}"
+        ))
+        .await
+        .map_err(err("INSERT … SELECT reference"))?;
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    client
+        .batch_execute(&format!("DROP TABLE {REFERENCE_TABLE}"))
+        .await
+        .map_err(err("dropping the reference table"))?;
+    Ok(rows as f64 / secs)
+}
+
+/// One client: prepared statements, alternately a write (70 % update of an existing row, 30 %
+/// insert of a new one) and a read by key, each timed and stamped relative to `epoch`.
+async fn run_client(
+    url: String,
+    client_no: u32,
+    rows: i64,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Sample>, Vec<String>) {
+    let mut samples = Vec::new();
+    let mut errors = Vec::new();
+    let client = match connect(&url).await {
+        Ok(client) => client,
+        Err(e) => return (samples, vec![format!("connect: {}", describe(&e))]),
+    };
+    use tokio_postgres::types::Type;
+    let statements = async {
+        Ok::<_, tokio_postgres::Error>((
+            client
+                .prepare_typed(
+                    &format!("UPDATE {TABLE} SET amount = amount + 1 WHERE id = $1"),
+                    &[Type::INT8],
+                )
+                .await?,
+            client
+                .prepare_typed(
+                    &format!("INSERT INTO {TABLE} (id, label, amount) VALUES ($1, 'new', 0)"),
+                    &[Type::INT8],
+                )
+                .await?,
+            client
+                .prepare_typed(
+                    &format!("SELECT label, amount FROM {TABLE} WHERE id = $1"),
+                    &[Type::INT8],
+                )
+                .await?,
+        ))
+    }
+    .await;
+    let (update, insert, select) = match statements {
+        Ok(s) => s,
+        Err(e) => return (samples, vec![format!("prepare: {}", describe(&e))]),
+    };
+    let mut rng = SplitMix64::new(0x5eed_0000 + u64::from(client_no));
+    let mut next_id = FIRST_NEW_ID + i64::from(client_no) * 10_000_000;
+    while !stop.load(Ordering::SeqCst) {
+        let key = i64::from(rng.uniform(1, rows));
+        let write = rng.next_u64() % 10 < 3;
+        let started = Instant::now();
+        let result = if write {
+            next_id += 1;
+            client.execute(&insert, &[&next_id]).await
+        } else {
+            client.execute(&update, &[&key]).await
+        };
+        record(
+            &mut samples,
+            &mut errors,
+            epoch,
+            started,
+            true,
+            result.map(|_| ()),
+        );
+        let started = Instant::now();
+        let result = client.query_opt(&select, &[&key]).await;
+        record(
+            &mut samples,
+            &mut errors,
+            epoch,
+            started,
+            false,
+            result.map(|_| ()),
+        );
+    }
+    (samples, errors)
+}
+
+fn record(
+    samples: &mut Vec<Sample>,
+    errors: &mut Vec<String>,
+    epoch: Instant,
+    started: Instant,
+    write: bool,
+    result: Result<(), tokio_postgres::Error>,
+) {
+    let ended = Instant::now();
+    match result {
+        Ok(()) => samples.push(Sample {
+            start_us: started.duration_since(epoch).as_micros() as u64,
+            latency_us: ended.duration_since(started).as_micros() as u64,
+            write,
+        }),
+        Err(e) => errors.push(describe(&e)),
+    }
+}
