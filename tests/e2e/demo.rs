@@ -1,6 +1,7 @@
 //! `duet demo`, the README's quick start: with nothing configured it must start a throwaway
-//! PostgreSQL, put duet in front of it, run both workloads through it with zero failures, report
-//! duet's own status, and leave nothing behind.
+//! PostgreSQL, put duet in front of it, run both workloads through it with zero failures, run the
+//! online migrations under load with zero failures, report duet's own status, and leave nothing
+//! behind.
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,6 +33,21 @@ fn the_quick_start_runs_and_leaves_nothing_behind() {
             .find(|line| line.starts_with(workload))
             .unwrap_or_else(|| panic!("no `{workload}` report in:\n{said}"));
         assert!(line.contains(" 0 failed"), "failures reported: {line}");
+    }
+    // duet's main job, under the read-write load: both online changes, with zero failures.
+    let during = said
+        .lines()
+        .find(|line| line.starts_with("during the online migrations: read-write"))
+        .unwrap_or_else(|| panic!("no report of the load during the migrations in:\n{said}"));
+    assert!(during.contains(" 0 failed"), "failures reported: {during}");
+    for step in [
+        "migration 1 flipped; clients were held",
+        "migration 1: completed",
+        "migration 2 flipped; clients were held",
+        "refused, as it should be — complete: statements written for the old shape",
+        "migration 2: reverted",
+    ] {
+        assert!(said.contains(step), "no `{step}` in:\n{said}");
     }
     assert!(
         said.contains("duet's own view"),

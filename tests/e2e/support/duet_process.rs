@@ -5,7 +5,7 @@
 //! stderr to a file that is printed when the test fails. Drop kills it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -149,9 +149,11 @@ impl DuetProcess {
                     self.log()
                 );
             }
-            if self.socket.exists()
-                && TcpStream::connect_timeout(&self.listen, Duration::from_millis(200)).is_ok()
-            {
+            // duet binds its TCP listener before its admin socket, so an admin socket that
+            // accepts means both are up. Probing over TCP instead would leave a client that duet
+            // counts until it notices the probe hung up, and a test reading `clients.current`
+            // right after startup would race it.
+            if UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             assert!(

@@ -13,10 +13,14 @@ pub mod cluster;
 pub mod database;
 pub mod duet_process;
 pub mod environment;
+pub mod load;
+pub mod migration;
 pub mod pg_client;
+pub mod scenario;
 pub mod temp_dir;
 pub mod tools;
 pub mod wire;
+pub mod writes;
 
 pub use cluster::throwaway_cluster;
 pub use database::TestDatabase;

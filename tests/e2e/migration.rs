@@ -1,0 +1,452 @@
+//! Online migrations through the real `duet` binary, one test per strategy, driven over the admin
+//! socket (JSON lines) and the `duet admin` CLI as an operator would.
+//!
+//! While each migration runs, every write class is sent in both protocols (support::scenario) and
+//! compared with the same writes on a plain control table; at the end the migrated table must
+//! equal the control table, the new shape must be live, and nothing of duet's may be left.
+
+use serde_json::json;
+
+use crate::support::backend_or_skip;
+use crate::support::migration::{
+    assert_clean, column_type, migrate_sql, request, try_column_type, wait_phase,
+};
+use crate::support::pg_client::connect;
+use crate::support::scenario::Scenario;
+
+/// An old transaction (opened directly, before the migration) keeps the copy from finishing, so
+/// the test can write while the migration is in its copy phase, then lets it go.
+async fn hold_old_transaction(s: &Scenario) -> crate::support::pg_client::Session {
+    let old = connect(&s.db.direct_config()).await;
+    old.client
+        .batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .expect("an old transaction");
+    old
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_shadow_table_int_to_bigint_key_completes_under_writes() {
+    let Some(backend) = backend_or_skip("migration_shadow_table_int_to_bigint_key") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_shadow_table", "mst", "int", "int", 5000).await;
+    s.round().await;
+
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mst.t ALTER COLUMN id TYPE bigint").await;
+    let m = wait_phase(&s.duet, id, "copying").await;
+    assert_eq!(m["strategy"], "shadow_table", "{m}");
+    assert_eq!(m["table"], "mst.t", "{m}");
+    s.round().await;
+    s.refusals().await;
+    let paused = request(&s.duet, json!({"command": "pause_copy", "id": id})).await;
+    assert!(paused.ok, "pause_copy: {}", paused.raw);
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    s.round().await;
+    let resumed = request(&s.duet, json!({"command": "resume_copy", "id": id})).await;
+    assert!(resumed.ok, "resume_copy: {}", resumed.raw);
+    let m = wait_phase(&s.duet, id, "ready").await;
+    assert!(
+        m["dual_writes"].as_u64().unwrap_or(0) > 0,
+        "dual_writes counted: {m}"
+    );
+    s.round().await;
+
+    // A statement prepared before the flip (int parameter) is reused after it.
+    let prepared = s
+        .through()
+        .prepare("INSERT INTO mst.t (id, label, amount) VALUES ($1, $2, $3) RETURNING id::text")
+        .await
+        .expect("prepare before the flip");
+    let row = s
+        .through()
+        .query_one(&prepared, &[&900_001_i32, &"prep", &1_i32])
+        .await
+        .expect("prepared insert before the flip");
+    assert_eq!(row.get::<_, String>(0), "900001");
+
+    // The flip, through the CLI.
+    let out = s
+        .duet
+        .admin_async(&[
+            "cutover", "--table", "mst.t", "--budget", "5s", "--format", "json",
+        ])
+        .await;
+    assert_eq!(out.code, Some(0), "cutover: {} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["phase"], "flipped", "{}", out.stdout);
+    assert_eq!(column_type(s.direct(), "mst", "t", "id").await, "bigint");
+    let row = s
+        .through()
+        .query_one(&prepared, &[&900_002_i32, &"prep", &2_i32])
+        .await
+        .expect("a statement prepared before the flip works after it");
+    assert_eq!(row.get::<_, String>(0), "900002");
+    s.direct()
+        .batch_execute("INSERT INTO mst.t_control VALUES (900001, 'prep', 1), (900002, 'prep', 2)")
+        .await
+        .expect("control");
+    s.round().await;
+    // Old shape mirrored: the old table (t__duet_old) receives the writes made after the flip.
+    let mirrored: i64 = s
+        .direct()
+        .query_one(
+            "SELECT count(*) FROM mst.t__duet_old WHERE id = 900002",
+            &[],
+        )
+        .await
+        .expect("the old table exists until complete")
+        .get(0);
+    assert_eq!(
+        mirrored, 1,
+        "writes after the flip are mirrored into the old table"
+    );
+
+    // New shape details: NOT NULL kept, the secondary index rebuilt, the sequence-free key bigint.
+    let not_null: bool = s
+        .direct()
+        .query_one(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'mst.t'::regclass AND attname = 'label'",
+            &[],
+        )
+        .await
+        .expect("label")
+        .get(0);
+    assert!(not_null, "label stays NOT NULL");
+    let indexes: i64 = s
+        .direct()
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'mst.t'::regclass AND indisvalid",
+            &[],
+        )
+        .await
+        .expect("indexes")
+        .get(0);
+    assert_eq!(
+        indexes, 2,
+        "primary key and the label index on the new table"
+    );
+
+    let done = request(&s.duet, json!({"command": "complete", "table": "mst.t"})).await;
+    assert!(done.ok, "complete: {}", done.raw);
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mst", id, "completed").await;
+    assert_eq!(column_type(s.direct(), "mst", "t", "id").await, "bigint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_shadow_table_revert_restores_the_old_shape() {
+    let Some(backend) = backend_or_skip("migration_shadow_table_revert") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_shadow_revert", "msr", "int", "int", 2000).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE msr.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    s.round().await;
+    request(&s.duet, json!({"command": "revert"}))
+        .await
+        .expect_ok("revert");
+    assert_eq!(column_type(s.direct(), "msr", "t", "id").await, "integer");
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "msr", id, "reverted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_shadow_column_type_change_flips_then_reverts() {
+    let Some(backend) = backend_or_skip("migration_shadow_column") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_shadow_column", "msc", "int", "int", 5000).await;
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE msc.t ALTER COLUMN amount TYPE bigint").await;
+    let m = wait_phase(&s.duet, id, "copying").await;
+    assert_eq!(m["strategy"], "shadow_column", "{m}");
+    s.round().await;
+    s.refusals().await;
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    wait_phase(&s.duet, id, "ready").await;
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(
+        column_type(s.direct(), "msc", "t", "amount").await,
+        "bigint"
+    );
+    s.round().await;
+    s.assert_same_rows().await;
+    request(&s.duet, json!({"command": "revert", "id": id}))
+        .await
+        .expect_ok("revert");
+    assert_eq!(
+        column_type(s.direct(), "msc", "t", "amount").await,
+        "integer"
+    );
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "msc", id, "reverted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_shadow_column_numeric_to_text_using_completes() {
+    let Some(backend) = backend_or_skip("migration_shadow_column_using") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_shadow_using", "msu", "int", "numeric", 3000).await;
+    let id = migrate_sql(
+        &s.duet,
+        "ALTER TABLE msu.t ALTER COLUMN amount TYPE text USING amount::text",
+    )
+    .await;
+    wait_phase(&s.duet, id, "ready").await;
+    // amount is still numeric for clients until the flip; + 100 works.
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), "msu", "t", "amount").await, "text");
+    // The control table follows the new shape so both take the same statements from now on.
+    s.direct()
+        .batch_execute("ALTER TABLE msu.t_control ALTER COLUMN amount TYPE text USING amount::text")
+        .await
+        .expect("control follows");
+    s.assert_same_rows().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "msu", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_rename_column_translates_old_names_until_complete() {
+    let Some(backend) = backend_or_skip("migration_rename") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_rename", "mrn", "int", "int", 1000).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mrn.t RENAME COLUMN label TO title").await;
+    let m = wait_phase(&s.duet, id, "ready").await;
+    assert_eq!(m["strategy"], "rename", "{m}");
+    s.round().await;
+    let prepared = s
+        .through()
+        .prepare("UPDATE mrn.t SET label = $2 WHERE id = $1")
+        .await
+        .expect("prepare with the old name");
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(try_column_type(s.direct(), "mrn", "t", "label").await, None);
+    assert_eq!(column_type(s.direct(), "mrn", "t", "title").await, "text");
+    // Old-shape statements (label) are translated; the control table keeps `label`.
+    s.round().await;
+    let n = s
+        .through()
+        .execute(&prepared, &[&5_i32, &"prepared-before"])
+        .await
+        .expect("a statement prepared with the old name works after the flip");
+    assert_eq!(n, 1);
+    s.direct()
+        .batch_execute("UPDATE mrn.t_control SET label = 'prepared-before' WHERE id = 5")
+        .await
+        .expect("control");
+    let m = crate::support::migration::migration(&s.duet, id).await;
+    assert!(
+        m["old_shape_statements"].as_u64().unwrap_or(0) > 0,
+        "old-shape statements are counted: {m}"
+    );
+    // New-shape statements: the control's column follows under the same name.
+    s.pair.control_renames = vec![("title".into(), "label".into())];
+    s.v = "title".into();
+    s.round().await;
+    // Old names were just used: complete refuses without force (CLI exits 2), then is forced.
+    let refused = s.duet.admin_async(&["complete", "--table", "mrn.t"]).await;
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "complete while old names are in use: {} {}",
+        refused.stdout,
+        refused.stderr
+    );
+    let forced = s
+        .duet
+        .admin_async(&["complete", "--force", "--table", "mrn.t"])
+        .await;
+    assert_eq!(
+        forced.code,
+        Some(0),
+        "complete --force: {} {}",
+        forced.stdout,
+        forced.stderr
+    );
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mrn", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_in_place_index_concurrently_and_add_column() {
+    let Some(backend) = backend_or_skip("migration_in_place") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_in_place", "mip", "int", "int", 3000).await;
+    let plan = request(
+        &s.duet,
+        json!({"command": "plan", "input": {"kind": "sql", "sql": "CREATE INDEX t_amount ON mip.t (amount)"}}),
+    )
+    .await
+    .expect_ok("plan");
+    assert_eq!(plan["kind"], "in_place", "{plan}");
+    let text = plan.to_string();
+    assert!(
+        text.contains("CONCURRENTLY"),
+        "the index is built CONCURRENTLY: {plan}"
+    );
+
+    let id = migrate_sql(&s.duet, "CREATE INDEX t_amount ON mip.t (amount)").await;
+    s.round().await;
+    wait_phase(&s.duet, id, "completed").await;
+    let valid: bool = s
+        .direct()
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'mip.t_amount'::regclass",
+            &[],
+        )
+        .await
+        .expect("the index exists")
+        .get(0);
+    assert!(valid, "the index is valid");
+
+    let id2 = migrate_sql(&s.duet, "ALTER TABLE mip.t ADD COLUMN note text").await;
+    let m = wait_phase(&s.duet, id2, "completed").await;
+    assert_eq!(m["strategy"], "in_place", "{m}");
+    assert_eq!(column_type(s.direct(), "mip", "t", "note").await, "text");
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mip", id2, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_pgroll_files_alter_column_then_rename_column() {
+    let Some(backend) = backend_or_skip("migration_pgroll") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_pgroll", "public", "int", "int", 2000).await;
+    let dir = s.duet.dir().path().to_path_buf();
+    let alter = dir.join("01_amount_bigint.yaml");
+    std::fs::write(
+        &alter,
+        "name: 01_amount_bigint\noperations:\n  - alter_column:\n      table: t\n      column: amount\n      type: bigint\n      up: amount::bigint\n      down: amount::integer\n",
+    )
+    .expect("writing the pgroll file");
+    let alter_path = alter.display().to_string();
+    let out = s
+        .duet
+        .admin_async(&["plan", &alter_path, "--format", "json"])
+        .await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "plan FILE: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.json()["kind"], "shadow_column", "{}", out.stdout);
+    let out = s
+        .duet
+        .admin_async(&["migrate", &alter_path, "--wait"])
+        .await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "migrate FILE --wait: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    let id = crate::support::migration::migrations(&s.duet)
+        .await
+        .iter()
+        .find(|m| m["phase"] == "ready")
+        .and_then(|m| m["id"].as_i64())
+        .expect("the pgroll migration is ready");
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(
+        column_type(s.direct(), "public", "t", "amount").await,
+        "bigint"
+    );
+    s.round().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    assert_clean(&s.duet, s.direct(), "public", id, "completed").await;
+
+    let rename = dir.join("02_rename.json");
+    std::fs::write(
+        &rename,
+        r#"{"name": "02_rename", "operations": [{"rename_column": {"table": "t", "from": "label", "to": "title"}}]}"#,
+    )
+    .expect("writing the pgroll file");
+    let text = std::fs::read_to_string(&rename).expect("reading it back");
+    let reply = request(
+        &s.duet,
+        json!({"command": "migrate", "input": {"kind": "pgroll", "text": text, "file_name": "02_rename.json"}}),
+    )
+    .await;
+    let id = reply.expect_ok("migrate pgroll rename")["id"]
+        .as_i64()
+        .expect("id");
+    wait_phase(&s.duet, id, "ready").await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(
+        column_type(s.direct(), "public", "t", "title").await,
+        "text"
+    );
+    s.round().await; // old name `label`, translated
+    request(&s.duet, json!({"command": "complete", "force": true}))
+        .await
+        .expect_ok("complete");
+    s.pair.control_renames = vec![("title".into(), "label".into())];
+    s.v = "title".into();
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "public", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_abort_during_copy_leaves_nothing() {
+    let Some(backend) = backend_or_skip("migration_abort_during_copy") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_abort", "mab", "int", "int", 3000).await;
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mab.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "copying").await;
+    s.round().await;
+    let out = s
+        .duet
+        .admin_async(&["abort", "--id", &id.to_string()])
+        .await;
+    assert_eq!(out.code, Some(0), "abort: {} {}", out.stdout, out.stderr);
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    assert_eq!(column_type(s.direct(), "mab", "t", "id").await, "integer");
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mab", id, "aborted").await;
+    let again = request(&s.duet, json!({"command": "abort", "id": id})).await;
+    assert!(
+        !again.ok,
+        "an aborted migration cannot be aborted again: {}",
+        again.raw
+    );
+}

@@ -1,0 +1,292 @@
+//! Migrations under faults: duet killed with SIGKILL during the copy and right after a cutover was
+//! requested, backend connections terminated under it, a writer bypassing duet, and a long
+//! transaction holding the table's lock at the flip.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::backend_or_skip;
+use crate::support::duet_process::through;
+use crate::support::load::Load;
+use crate::support::migration::{
+    assert_clean, column_type, migrate_sql, migration, request, wait_phase, wait_status,
+};
+use crate::support::pg_client::connect;
+use crate::support::scenario::Scenario;
+
+async fn hold_old_transaction(s: &Scenario) -> crate::support::pg_client::Session {
+    let old = connect(&s.db.direct_config()).await;
+    old.client
+        .batch_execute("SET application_name = 'old-transaction'; BEGIN; SELECT txid_current()")
+        .await
+        .expect("an old transaction");
+    old
+}
+
+/// Reconnects the scenario's client through duet (after duet restarted or its backend died).
+async fn reconnect(s: &mut Scenario) {
+    s.through_session = connect(&through(&s.backend, &s.duet, &s.db, "migration-test")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_survives_kill_9_during_copy() {
+    let Some(backend) = backend_or_skip("migration_survives_kill_9_during_copy") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_kill_copy", "mkc", "int", "int", 5000).await;
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mkc.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "copying").await;
+    s.round().await;
+    s.duet.restart(); // SIGKILL, then the same command line
+    reconnect(&mut s).await;
+    let m = migration(&s.duet, id).await;
+    assert!(!m.is_null(), "the restarted duet knows the migration");
+    s.round().await;
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    wait_phase(&s.duet, id, "ready").await;
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), "mkc", "t", "id").await, "bigint");
+    s.round().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mkc", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_kill_9_right_after_cutover_request_is_consistent_after_restart() {
+    let Some(backend) = backend_or_skip("migration_kill_9_after_cutover") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_kill_flip", "mkf", "int", "int", 3000).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mkf.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    s.round().await;
+    let socket = s.duet.socket().to_path_buf();
+    let cutover = tokio::spawn(async move {
+        crate::support::migration::request_at(&socket, &json!({"command": "cutover"})).await
+    });
+    // The request is on its way (or being carried out) when duet dies.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.duet.restart();
+    cutover.abort();
+    reconnect(&mut s).await;
+    let m = migration(&s.duet, id).await;
+    let phase = m["phase"].as_str().unwrap_or_default().to_string();
+    let id_type = column_type(s.direct(), "mkf", "t", "id").await;
+    match phase.as_str() {
+        "ready" => assert_eq!(id_type, "integer", "ready means the old shape: {m}"),
+        "flipped" => assert_eq!(id_type, "bigint", "flipped means the new shape: {m}"),
+        other => {
+            panic!("after the restart the migration is {other:?}, neither ready nor flipped: {m}")
+        }
+    }
+    s.round().await; // routes restored: clients work and stay in step with the control table
+    if phase == "ready" {
+        request(&s.duet, json!({"command": "cutover"}))
+            .await
+            .expect_ok("cutover after restart");
+        s.round().await;
+    }
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mkf", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_backend_connections_terminated_during_copy() {
+    let Some(backend) = backend_or_skip("migration_backend_connections_terminated") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_terminate", "mtm", "int", "int", 5000).await;
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mtm.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "copying").await;
+    s.round().await;
+    // Every backend of this database but the test's own direct sessions: duet's client sessions
+    // and the controller's connections.
+    let killed: i64 = s
+        .direct()
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND application_name NOT IN ('old-transaction')) k",
+            &[],
+        )
+        .await
+        .expect("terminating duet's backends")
+        .get(0);
+    assert!(killed >= 1, "duet had backend connections");
+    let lost = s.through().simple_query("SELECT 1").await;
+    assert!(lost.is_err(), "the client's backend was terminated");
+    reconnect(&mut s).await;
+    s.through()
+        .simple_query("SELECT 1")
+        .await
+        .expect("a new session works");
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    // The controller either carries on to ready or reports a clear error in status.
+    let m = wait_status(&s.duet, id, "ready or an error", |m| {
+        m["phase"] == "ready" || m["error"].as_str().is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    if m["phase"] != "ready" {
+        let error = m["error"].as_str().unwrap_or_default();
+        assert!(error.len() > 10, "a clear error: {m}");
+        eprintln!("the controller reported after the terminations: {error}");
+        request(&s.duet, json!({"command": "abort"}))
+            .await
+            .expect_ok("abort after the error");
+        s.round().await;
+        s.assert_same_rows().await;
+        assert_clean(&s.duet, s.direct(), "mtm", id, "aborted").await;
+        return;
+    }
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mtm", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_bypassing_writer_blocks_cutover_until_it_ends() {
+    let Some(backend) = backend_or_skip("migration_bypassing_writer") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_bypass", "mbp", "int", "int", 2000).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mbp.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    let bypass = connect(&s.db.direct_config()).await;
+    bypass
+        .client
+        .batch_execute(
+            "SET application_name = 'bypass-job'; BEGIN;
+             INSERT INTO mbp.t VALUES (777777, 'direct', 7)",
+        )
+        .await
+        .expect("a direct writer");
+    let m = wait_status(&s.duet, id, "a bypassing writer listed", |m| {
+        m["bypassing_writers"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["application_name"] == "bypass-job"))
+    })
+    .await;
+    let writer = &m["bypassing_writers"][0];
+    for field in [
+        "pid",
+        "user",
+        "application_name",
+        "client_addr",
+        "seen_s_ago",
+    ] {
+        assert!(
+            writer.get(field).is_some(),
+            "bypassing writer lacks {field}: {m}"
+        );
+    }
+    let refused = request(&s.duet, json!({"command": "cutover"})).await;
+    assert!(
+        !refused.ok,
+        "cutover with a bypassing writer: {}",
+        refused.raw
+    );
+    assert!(
+        refused.error.contains("bypass-job"),
+        "names the writer: {}",
+        refused.raw
+    );
+    assert_eq!(migration(&s.duet, id).await["phase"], "ready");
+    bypass.client.batch_execute("COMMIT").await.expect("COMMIT");
+    s.direct()
+        .batch_execute("INSERT INTO mbp.t_control VALUES (777777, 'direct', 7)")
+        .await
+        .expect("control");
+    // Once it has ended the cutover goes through (the first tries may still see it).
+    let mut last = String::new();
+    let mut flipped = false;
+    for _ in 0..100 {
+        let reply = request(&s.duet, json!({"command": "cutover"})).await;
+        if reply.ok {
+            flipped = true;
+            break;
+        }
+        last = reply.error;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        flipped,
+        "the cutover never succeeded after the writer ended: {last}"
+    );
+    s.round().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mbp", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_lock_held_at_the_flip_refuses_cutover_without_failing_clients() {
+    let Some(backend) = backend_or_skip("migration_lock_held_at_the_flip") else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "mig_lock", "mlk", "int", "int", 2000).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mlk.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    let load = Load::start(
+        through(&backend, &s.duet, &s.db, "load"),
+        "mlk.t",
+        "mlk.t_control",
+        4,
+        2000,
+        10_000_000,
+    );
+    let blocker = connect(&s.db.direct_config()).await;
+    blocker
+        .client
+        .batch_execute("SET application_name = 'reporting'; BEGIN; SELECT count(*) FROM mlk.t")
+        .await
+        .expect("a long reader");
+    let refused = request(&s.duet, json!({"command": "cutover", "budget_ms": 5000})).await;
+    assert!(
+        !refused.ok,
+        "the flip cannot take its lock: {}",
+        refused.raw
+    );
+    let m = migration(&s.duet, id).await;
+    assert_eq!(m["phase"], "ready", "{m}");
+    assert_eq!(column_type(s.direct(), "mlk", "t", "id").await, "integer");
+    blocker
+        .client
+        .batch_execute("COMMIT")
+        .await
+        .expect("COMMIT");
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover once the lock is free");
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    let stats = load.stop().await;
+    assert!(
+        stats.failures.is_empty(),
+        "failed client statements: {:?}",
+        stats.failures.iter().take(5).collect::<Vec<_>>()
+    );
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mlk", id, "completed").await;
+}

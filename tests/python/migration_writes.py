@@ -1,0 +1,87 @@
+"""One round of writes of every class through psycopg 3 (extended protocol, server-side binding).
+
+Environment: DSN, TABLE (qualified), BASE and TOUCH (ids), V and N (the text and int columns),
+REFUSALS=1 to also check that MERGE and COPY FROM are refused with 0A000 on a session that stays
+usable. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
+when psycopg is missing, 1 on any unexpected outcome.
+"""
+
+import json
+import os
+import sys
+
+try:
+    import psycopg
+except ImportError as err:  # the Rust side turns 77 into a skip (or a failure when required)
+    print(f"psycopg missing: {err}", file=sys.stderr)
+    sys.exit(77)
+
+dsn = os.environ["DSN"]
+t = os.environ["TABLE"]
+b = int(os.environ["BASE"])
+touch = int(os.environ["TOUCH"])
+v = os.environ["V"]
+n = os.environ["N"]
+
+
+def told(cur):
+    rows = cur.fetchall() if cur.description else []
+    return {"rowcount": cur.rowcount, "rows": [[None if x is None else str(x) for x in r] for r in rows]}
+
+
+with psycopg.connect(dsn, autocommit=True) as conn:
+    if os.environ.get("REFUSALS") == "1":
+        for sql in (
+            f"MERGE INTO {t} AS t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DO NOTHING",
+        ):
+            try:
+                conn.execute(sql, prepare=True)
+                print(f"MERGE was not refused: {sql}", file=sys.stderr)
+                sys.exit(1)
+            except psycopg.Error as err:
+                if err.sqlstate != "0A000":
+                    print(f"MERGE: sqlstate {err.sqlstate}: {err}", file=sys.stderr)
+                    sys.exit(1)
+            conn.execute("SELECT 1").fetchone()
+        try:
+            with conn.cursor().copy(f"COPY {t} (id, {v}, {n}) FROM STDIN") as copy:
+                copy.write_row((b + 99, "copied", 1))
+            print("COPY FROM was not refused", file=sys.stderr)
+            sys.exit(1)
+        except psycopg.Error as err:
+            if err.sqlstate != "0A000":
+                print(f"COPY: sqlstate {err.sqlstate}: {err}", file=sys.stderr)
+                sys.exit(1)
+        conn.execute("SELECT 1").fetchone()
+
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, %s, %s)",
+            [(b + 1, "a", 1), (b + 2, "b", 2), (b + 3, "c", 3)],
+        )
+        print(json.dumps({"executemany": cur.rowcount}))
+    steps = [
+        (f"INSERT INTO {t} (id, {v}, {n}) SELECT %s::int8 + g, 'sel' || g, g FROM generate_series(1, 3) g", (b + 10,)),
+        (f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET {v} = excluded.{v}", (b + 1, "a2", 11)),
+        (f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, %s, %s) RETURNING id::text, {v}", (b + 20, "ret", 20)),
+        (f"UPDATE {t} SET {n} = {n} + %s WHERE id BETWEEN %s AND %s", (100, b + 11, b + 13)),
+        (f"UPDATE {t} AS t SET {v} = s.v FROM (VALUES (%s::int8, %s::text)) AS s(id, v) WHERE t.id = s.id RETURNING t.id::text, t.{v}", (b + 2, "from")),
+        (f"UPDATE {t} SET {v} = {v} || %s WHERE id = %s", ("+", touch)),
+        (f"DELETE FROM {t} AS t USING (VALUES (%s::int8)) AS d(id) WHERE t.id = d.id RETURNING t.id::text", (b + 12,)),
+        (f"DELETE FROM {t} WHERE id = %s", (b + 3,)),
+    ]
+    for sql, params in steps:
+        cur = conn.execute(sql, params, prepare=True)
+        print(json.dumps(told(cur)))
+    # A transaction with several writes, committed.
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'tx', 1)", (b + 30,))
+        conn.execute(f"UPDATE {t} SET {n} = 7 WHERE id = %s", (b + 30,))
+    # A rolled-back one leaves nothing.
+    try:
+        with conn.transaction():
+            conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'gone', 1)", (b + 31,))
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    print("ALL OK")
