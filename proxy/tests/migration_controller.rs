@@ -790,19 +790,43 @@ async fn a_restarted_proxy_resumes_a_copy_to_ready() {
         .await
         .expect("migration starts");
     proxy.wait_copy_state(m.id, "older than dual-writes").await;
+    // What the operator chooses before the restart is stored, not only applied.
+    for request in [
+        json!({"command": "pause_copy"}),
+        json!({"command": "set", "settings": {"chunk_time_ms": 30, "auto_cutover": true}}),
+    ] {
+        let reply = proxy.admin(request).await;
+        assert!(reply.ok, "{reply:?}");
+    }
     proxy.stop().await;
     assert_eq!(stored_phase(&direct, m.id).await, "copying");
     old.batch_execute("COMMIT").await.unwrap();
 
-    // The new proxy restores the migration before serving and takes it to ready.
+    // The new proxy restores the migration before serving, with the operator's settings: the
+    // copy stays paused with nothing old in the way.
     let proxy = Harness::start(&db, "b").await;
     assert_eq!(
         proxy.ctx.routes.current().routes.tables.len(),
         1,
         "dual-writes are republished before clients are accepted"
     );
-    proxy.wait_phase(m.id, "ready").await;
-    let reply = proxy.admin(json!({"command": "abort"})).await;
+    let status = proxy.wait_copy_state(m.id, "paused").await;
+    assert_eq!(status["phase"], "copying");
+    assert_eq!(status["settings"]["chunk_time_ms"], 30);
+    assert_eq!(status["settings"]["auto_cutover"], true);
+    assert_eq!(status["settings"]["copy_paused"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = proxy.status_of(m.id).await;
+    assert_eq!(
+        status["phase"], "copying",
+        "a paused copy stays paused: {status}"
+    );
+
+    // Resumed, it copies, verifies and flips on its own (auto-cutover survived the restart).
+    let reply = proxy.admin(json!({"command": "resume_copy"})).await;
+    assert!(reply.ok, "{reply:?}");
+    proxy.wait_phase(m.id, "flipped").await;
+    let reply = proxy.admin(json!({"command": "revert"})).await;
     assert!(reply.ok, "{reply:?}");
     assert!(duet_leftovers(&direct, schema).await.is_empty());
 
@@ -1017,6 +1041,53 @@ async fn real_plans_run_through_the_admin_socket() {
 }
 
 /// A restart restores `ready` (dual-writes) and `flipped` (the flipped route) before serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("auto").await;
+    let direct = db.direct().await;
+    let schema = "mc_auto";
+    setup_table(&direct, schema, "v", 10).await;
+
+    // Switched on while ready: the flip happens without a `cutover`.
+    let proxy = Harness::start(&db, "a").await;
+    let first = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    proxy.wait_phase(first.id, "ready").await;
+    let reply = proxy
+        .admin(json!({"command": "set", "settings": {"auto_cutover": true}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.result.unwrap()["auto_cutover"], true);
+    proxy.wait_phase(first.id, "flipped").await;
+    assert!(proxy.admin(json!({"command": "revert"})).await.ok);
+
+    // Stored while ready and duet stops before flipping (as when `set` is stored and duet dies):
+    // the restarted duet flips it on its own.
+    let second = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("second migration starts");
+    proxy.wait_phase(second.id, "ready").await;
+    proxy.stop().await;
+    direct
+        .execute(
+            "UPDATE duet.migrations SET settings = settings || '{\"auto_cutover\": true}' WHERE id = $1",
+            &[&second.id],
+        )
+        .await
+        .unwrap();
+    let proxy = Harness::start(&db, "b").await;
+    proxy.wait_phase(second.id, "flipped").await;
+    assert!(proxy.admin(json!({"command": "revert"})).await.ok);
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_ready_and_flipped_routes() {
     if !server_reachable() {

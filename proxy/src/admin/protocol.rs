@@ -24,10 +24,14 @@ pub struct Selector {
     pub id: Option<i64>,
 }
 
-/// Copier settings changed by `set` (each optional).
+/// Run settings changed by `set` (each optional; stored with the migration, so they survive a
+/// restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopySettings {
+    /// Flip on its own as soon as the migration is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_cutover: Option<bool>,
     /// Target duration of one copy chunk, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_time_ms: Option<u64>,

@@ -44,14 +44,9 @@ pub fn human(command: &str, result: &Value) -> String {
             num(result, &["copy_state"])
         ),
         "set" => format!(
-            "migration {}: chunk time {} ms, max replication lag {} ms, max active backends {}\n",
+            "migration {}: {}\n",
             num(result, &["id"]),
-            num(result, &["chunk_time_ms"]),
-            num(result, &["max_replication_lag_ms"]),
-            match &result["max_active_backends"] {
-                Value::Number(n) => n.to_string(),
-                _ => "no limit".to_owned(),
-            }
+            settings_line(result)
         ),
         "plan" => plan(result),
         _ => format!("{result}\n"),
@@ -88,6 +83,32 @@ pub fn migration_progress(m: &Value) -> String {
     line
 }
 
+/// A migration's run settings (`set`'s reply, status's `settings`) on one line.
+fn settings_line(settings: &Value) -> String {
+    let on_off = |field: &str| {
+        if settings[field].as_bool().unwrap_or(false) {
+            "on"
+        } else {
+            "off"
+        }
+    };
+    format!(
+        "auto-cutover {}, chunk time {} ms, max replication lag {} ms, max active backends {}{}",
+        on_off("auto_cutover"),
+        num(settings, &["chunk_time_ms"]),
+        num(settings, &["max_replication_lag_ms"]),
+        match &settings["max_active_backends"] {
+            Value::Number(n) => n.to_string(),
+            _ => "no limit".to_owned(),
+        },
+        if settings["copy_paused"].as_bool().unwrap_or(false) {
+            ", copy paused"
+        } else {
+            ""
+        }
+    )
+}
+
 fn migrations(list: &[Value]) -> String {
     let mut out = String::new();
     for m in list {
@@ -103,6 +124,9 @@ fn migrations(list: &[Value]) -> String {
                 .map(|s| format!(" (last {s:.1}s ago)"))
                 .unwrap_or_default()
         );
+        if m["settings"].is_object() {
+            let _ = writeln!(out, "      settings: {}", settings_line(&m["settings"]));
+        }
         if let Some(writers) = m["bypassing_writers"].as_array().filter(|w| !w.is_empty()) {
             let _ = writeln!(out, "      writers bypassing duet:");
             for w in writers {

@@ -196,45 +196,31 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
             }),
             Err(e) => Err(e),
         },
-        Request::PauseCopy { target } => selected(&target).and_then(|m| {
-            m.set_copy_paused(true)
-                .map(|state| json!({"id": m.id, "copy_state": state}))
-        }),
-        Request::ResumeCopy { target } => selected(&target).and_then(|m| {
-            m.set_copy_paused(false)
-                .map(|state| json!({"id": m.id, "copy_state": state}))
-        }),
-        Request::Set { settings, target } => selected(&target).map(|m| {
-            if let Some(ms) = settings.chunk_time_ms {
-                let chunk_time = Duration::from_millis(ms.max(1));
-                m.live().chunk_time = chunk_time;
-                if let Some(copy) = m.copier() {
-                    copy.set_chunk_time(chunk_time);
-                }
-            }
-            if settings.max_replication_lag_ms.is_some() || settings.max_active_backends.is_some() {
-                let throttles = {
-                    let mut live = m.live();
-                    if let Some(ms) = settings.max_replication_lag_ms {
-                        live.throttles.max_replication_lag = Duration::from_millis(ms);
-                    }
-                    if let Some(n) = settings.max_active_backends {
-                        live.throttles.max_active_backends = (n > 0).then_some(n);
-                    }
-                    live.throttles
+        Request::PauseCopy { target } => match selected(&target) {
+            Ok(m) => change_settings(ctx, &m, copy_paused(true))
+                .await
+                .map(|_| json!({"id": m.id, "copy_state": "paused"})),
+            Err(e) => Err(e),
+        },
+        Request::ResumeCopy { target } => match selected(&target) {
+            Ok(m) => change_settings(ctx, &m, copy_paused(false))
+                .await
+                .map(|_| json!({"id": m.id, "copy_state": "running"})),
+            Err(e) => Err(e),
+        },
+        Request::Set { settings, target } => match selected(&target) {
+            Ok(m) => {
+                let change = migration::settings::SettingsChange {
+                    auto_cutover: settings.auto_cutover,
+                    chunk_time_ms: settings.chunk_time_ms,
+                    max_replication_lag_ms: settings.max_replication_lag_ms,
+                    max_active_backends: settings.max_active_backends,
+                    copy_paused: None,
                 };
-                if let Some(copy) = m.copier() {
-                    copy.set_throttle(throttles.copier_config());
-                }
+                change_settings(ctx, &m, change).await
             }
-            let live = m.live();
-            json!({
-                "id": m.id,
-                "chunk_time_ms": live.chunk_time.as_millis() as u64,
-                "max_replication_lag_ms": live.throttles.max_replication_lag.as_millis() as u64,
-                "max_active_backends": live.throttles.max_active_backends,
-            })
-        }),
+            Err(e) => Err(e),
+        },
         Request::Cutover {
             budget_ms,
             force,
@@ -271,6 +257,27 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
 }
 
 /// Plans `input` against the backend's catalog (nothing recorded).
+/// Stores and applies a settings change; the reply is the migration's settings now in force.
+async fn change_settings(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<crate::migration::Migration>,
+    change: crate::migration::settings::SettingsChange,
+) -> Result<serde_json::Value, String> {
+    let settings = crate::migration::settings::change(ctx, m, change).await?;
+    let mut reply = serde_json::to_value(settings).map_err(|e| e.to_string())?;
+    if let Some(fields) = reply.as_object_mut() {
+        fields.insert("id".to_owned(), json!(m.id));
+    }
+    Ok(reply)
+}
+
+fn copy_paused(paused: bool) -> crate::migration::settings::SettingsChange {
+    crate::migration::settings::SettingsChange {
+        copy_paused: Some(paused),
+        ..Default::default()
+    }
+}
+
 async fn plan(
     ctx: &ProxyContext,
     input: &shadow::plan::PlanInput,

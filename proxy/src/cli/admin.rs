@@ -95,8 +95,9 @@ enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Change copier settings: `chunk-time=50ms`, `max-replication-lag=5s`, `max-active-backends=40`
-    /// (0: no limit).
+    /// Change a migration's run settings: `chunk-time=50ms`, `max-replication-lag=5s`,
+    /// `max-active-backends=40` (0: no limit), `auto-cutover=on|off`. They are stored with the
+    /// migration and survive a restart of duet.
     Set {
         /// SETTING=VALUE pairs.
         #[arg(value_name = "SETTING=VALUE", required = true)]
@@ -201,8 +202,15 @@ fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
                 })?;
                 settings.max_active_backends = Some(n);
             }
+            "auto-cutover" | "auto_cutover" => {
+                settings.auto_cutover = Some(match value.trim() {
+                    "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    other => anyhow::bail!("auto-cutover: expected on or off, got {other:?}"),
+                });
+            }
             other => anyhow::bail!(
-                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends"
+                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends, auto-cutover"
             ),
         }
     }
@@ -431,6 +439,26 @@ mod tests {
             serde_json::to_value(request(&["set", "chunk-time=50ms", "--id", "4"])).unwrap(),
             serde_json::json!({"command": "set", "settings": {"chunk_time_ms": 50}, "id": 4})
         );
+        assert_eq!(
+            serde_json::to_value(request(&[
+                "set",
+                "auto-cutover=on",
+                "max-active-backends=0"
+            ]))
+            .unwrap(),
+            serde_json::json!({"command": "set",
+                "settings": {"auto_cutover": true, "max_active_backends": 0}})
+        );
+        let cli = Cli::try_parse_from([
+            "duet-admin",
+            "--socket",
+            "/tmp/x.sock",
+            "set",
+            "auto-cutover=soon",
+        ])
+        .expect("parses");
+        let err = build(&cli.args).expect_err("not on or off");
+        assert!(err.to_string().contains("expected on or off"), "{err}");
         assert_eq!(
             serde_json::to_value(request(&["complete", "--force"])).unwrap(),
             serde_json::json!({"command": "complete", "force": true})

@@ -76,7 +76,7 @@ async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), String
                 tracing::info!(migration = m.id, "ready for cutover");
             }
             Phase::Ready => {
-                if m.auto_cutover {
+                if m.live().auto_cutover {
                     auto_cutover(ctx, m).await;
                 }
                 return Ok(());

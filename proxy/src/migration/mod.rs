@@ -19,6 +19,7 @@ pub mod control;
 pub mod controller;
 pub mod flip;
 pub mod resume;
+pub mod settings;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::protocol::Selector;
 use crate::context::ProxyContext;
+pub use settings::RunSettings;
 
 /// How many finished migrations `status` keeps showing.
 const RECENT_FINISHED: usize = 10;
@@ -232,6 +234,8 @@ pub(crate) struct Live {
     pub throttles: crate::config::Throttles,
     /// The operator paused the copy (applied to the copier when it starts, too).
     pub copy_paused: bool,
+    /// Flip as soon as ready.
+    pub auto_cutover: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -253,8 +257,6 @@ pub struct Migration {
     pub id: i64,
     /// The plan it runs (as stored).
     pub plan: Plan,
-    /// Flip as soon as ready.
-    pub auto_cutover: bool,
     /// What the sessions counted for this migration's table since it started. Its own handle:
     /// the next migration of the same table starts new counters, so a finished one keeps its
     /// figures in `status`.
@@ -262,6 +264,8 @@ pub struct Migration {
     live: Mutex<Live>,
     /// One operator command at a time per migration.
     pub(crate) op: tokio::sync::Mutex<()>,
+    /// One run-settings change at a time (see [`settings::change`]).
+    pub(crate) settings_lock: tokio::sync::Mutex<()>,
     task: Mutex<Option<JoinHandle<()>>>,
     sampler: Mutex<Option<JoinHandle<()>>>,
 }
@@ -271,14 +275,12 @@ impl Migration {
         id: i64,
         plan: Plan,
         phase: Phase,
-        auto_cutover: bool,
-        config: &crate::config::MigrationConfig,
+        settings: RunSettings,
         counters: Arc<crate::routes::TableCounters>,
     ) -> Self {
         Migration {
             id,
             plan,
-            auto_cutover,
             counters,
             live: Mutex::new(Live {
                 phase,
@@ -289,11 +291,13 @@ impl Migration {
                 bypass: BTreeMap::new(),
                 bypass_since_verify: false,
                 bypass_since_flip: false,
-                chunk_time: config.chunk_time,
-                throttles: config.throttles,
-                copy_paused: false,
+                chunk_time: settings.chunk_time(),
+                throttles: settings.throttles(),
+                copy_paused: settings.copy_paused,
+                auto_cutover: settings.auto_cutover,
             }),
             op: tokio::sync::Mutex::new(()),
+            settings_lock: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
             sampler: Mutex::new(None),
         }
@@ -346,30 +350,36 @@ impl Migration {
         self.live().copy.clone()
     }
 
-    /// Pauses or resumes the copy (`pause_copy`/`resume_copy`): before the copy starts the
-    /// setting is kept for the copier; after it, there is nothing to pause.
-    pub fn set_copy_paused(&self, paused: bool) -> Result<&'static str, String> {
-        let mut live = self.live();
-        if !matches!(
-            live.phase,
-            Phase::Planned | Phase::Expanding | Phase::Copying
-        ) {
-            return Err(format!(
-                "migration {} is {}: there is no copy to {}",
-                self.id,
-                live.phase,
-                if paused { "pause" } else { "resume" }
-            ));
+    /// The operator's settings now in force.
+    pub fn run_settings(&self) -> RunSettings {
+        let live = self.live();
+        RunSettings {
+            auto_cutover: live.auto_cutover,
+            chunk_time_ms: u64::try_from(live.chunk_time.as_millis()).unwrap_or(u64::MAX),
+            max_replication_lag_ms: u64::try_from(live.throttles.max_replication_lag.as_millis())
+                .unwrap_or(u64::MAX),
+            max_active_backends: live.throttles.max_active_backends,
+            copy_paused: live.copy_paused,
         }
-        live.copy_paused = paused;
+    }
+
+    /// Puts `settings` in force, in the running copier too (storing them is
+    /// [`settings::change`]'s part).
+    pub(crate) fn apply_settings(&self, settings: RunSettings) {
+        let mut live = self.live();
+        live.auto_cutover = settings.auto_cutover;
+        live.chunk_time = settings.chunk_time();
+        live.throttles = settings.throttles();
+        live.copy_paused = settings.copy_paused;
         if let Some(copy) = &live.copy {
-            if paused {
+            copy.set_chunk_time(live.chunk_time);
+            copy.set_throttle(live.throttles.copier_config());
+            if live.copy_paused {
                 copy.pause();
             } else {
                 copy.resume();
             }
         }
-        Ok(if paused { "paused" } else { "running" })
     }
 
     pub(crate) fn set_task(&self, task: JoinHandle<()>) {
@@ -475,8 +485,17 @@ pub async fn start(
     let plan_json =
         serde_json::to_value(&plan).map_err(|e| format!("internal error storing the plan: {e}"))?;
     let table = plan.table.sql();
-    let id = shadow::migrate::state::create_migration(&client, &table, plan.kind.as_str(), &plan_json)
-        .await
+    let settings = RunSettings::initial(&ctx.config.migration, auto_cutover);
+    let settings_json = serde_json::to_value(settings)
+        .map_err(|e| format!("internal error storing the settings: {e}"))?;
+    let id = shadow::migrate::state::create_migration_with_settings(
+        &client,
+        &table,
+        plan.kind.as_str(),
+        &plan_json,
+        &settings_json,
+    )
+    .await
         .map_err(|e| match e {
             shadow::migrate::MigrateError::AlreadyActive { .. } => format!(
                 "table {}.{} already has an active migration: finish it first (`duet admin status` shows it; `duet admin abort --table {}.{}` or `complete`)",
@@ -487,14 +506,7 @@ pub async fn start(
     ctx.routes
         .reset_counters(&plan.table.schema, &plan.table.name);
     let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
-    let migration = Arc::new(Migration::new(
-        id,
-        plan,
-        Phase::Planned,
-        auto_cutover,
-        &ctx.config.migration,
-        counters,
-    ));
+    let migration = Arc::new(Migration::new(id, plan, Phase::Planned, settings, counters));
     ctx.migrations.insert(migration.clone());
     tracing::info!(migration = id, table = %migration.table_label(), strategy = migration.plan.kind.as_str(), "migration recorded");
     controller::spawn(ctx, &migration);

@@ -22,7 +22,7 @@ use std::time::Duration;
 use shadow::migrate::Phase;
 use shadow::plan::Plan;
 
-use super::{bypass, controller, flip, Migration};
+use super::{bypass, controller, flip, Migration, RunSettings};
 use crate::context::ProxyContext;
 
 /// Why restoring failed in a way that must stop startup.
@@ -75,7 +75,7 @@ async fn restore_with(
         .collect();
     let rows = client
         .query(
-            "SELECT id, phase, plan::text, error FROM duet.migrations
+            "SELECT id, phase, plan::text, error, settings::text FROM duet.migrations
              WHERE NOT (phase = ANY($1)) ORDER BY id",
             &[&terminal],
         )
@@ -89,15 +89,10 @@ async fn restore_with(
             .map_err(|e: shadow::migrate::MigrateError| RestoreError(e.to_string()))?;
         let plan: Plan = serde_json::from_str(&row.get::<_, String>(2))
             .map_err(|e| RestoreError(format!("migration {id}: unreadable plan: {e}")))?;
+        let settings = RunSettings::stored(&ctx.config.migration, &row.get::<_, String>(4))
+            .map_err(|e| RestoreError(format!("migration {id}: {e}")))?;
         let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
-        let m = Arc::new(Migration::new(
-            id,
-            plan,
-            phase,
-            false,
-            &ctx.config.migration,
-            counters,
-        ));
+        let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
         m.set_error(row.get(3));
         ctx.migrations.insert(m.clone());
         tracing::info!(migration = id, table = %m.table_label(), %phase, "restoring migration");
@@ -109,6 +104,10 @@ async fn restore_with(
             }
             Phase::Ready => {
                 m.publish(ctx, m.dual_write_route_in(phase));
+                if settings.auto_cutover {
+                    // The controller's ready step is the automatic cutover.
+                    controller::spawn(ctx, &m);
+                }
             }
             Phase::Flipping => {
                 m.publish(ctx, m.dual_write_route_in(phase));

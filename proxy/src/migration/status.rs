@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{controller, FlipRecord, Migration};
+use super::{controller, FlipRecord, Migration, RunSettings};
 use crate::context::ProxyContext;
 
 /// A bypassing writer as shown by `status`.
@@ -58,6 +58,8 @@ pub struct MigrationStatus {
     pub bypassing_writers: Vec<BypassView>,
     /// How the last cutover attempt ended.
     pub last_flip: Option<FlipRecord>,
+    /// The operator's run settings (automatic cutover, copier throttles, paused copy).
+    pub settings: RunSettings,
 }
 
 /// The status of every known migration.
@@ -72,6 +74,8 @@ fn one(m: &Migration) -> MigrationStatus {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    // Before `live`: run_settings takes the same lock.
+    let settings = m.run_settings();
     let live = m.live();
     let progress = live.copy.as_ref().map(|c| c.progress());
     let copy_state = match (&live.note, &progress) {
@@ -110,5 +114,6 @@ fn one(m: &Migration) -> MigrationStatus {
             })
             .collect(),
         last_flip: live.last_flip.clone(),
+        settings,
     }
 }

@@ -77,6 +77,7 @@ pub async fn ensure_schema(client: &mut tokio_postgres::Client) -> Result<(), Mi
              phase text NOT NULL CHECK (phase IN ({phases})),
              plan jsonb NOT NULL,
              error text,
+             settings jsonb NOT NULL DEFAULT '{{}}',
              created_at timestamptz NOT NULL DEFAULT now(),
              updated_at timestamptz NOT NULL DEFAULT now());
          CREATE UNIQUE INDEX IF NOT EXISTS {ONE_ACTIVE_INDEX}
@@ -116,23 +117,36 @@ pub async fn ensure_schema(client: &mut tokio_postgres::Client) -> Result<(), Mi
     tx.commit().await.ctx("committing schema duet")
 }
 
-/// Record a new migration in phase `planned`; refused by the database when the table already has
-/// an active one.
+/// Record a new migration in phase `planned` with no run settings; refused by the database when
+/// the table already has an active one.
 pub async fn create_migration(
     client: &impl GenericClient,
     table: &str,
     strategy: &str,
     plan: &serde_json::Value,
 ) -> Result<i64, MigrateError> {
+    create_migration_with_settings(client, table, strategy, plan, &serde_json::json!({})).await
+}
+
+/// [`create_migration`] with the operator's run settings (automatic cutover, throttles, …) stored
+/// in the same row, so they are never recorded half.
+pub async fn create_migration_with_settings(
+    client: &impl GenericClient,
+    table: &str,
+    strategy: &str,
+    plan: &serde_json::Value,
+    settings: &serde_json::Value,
+) -> Result<i64, MigrateError> {
     let row = client
         .query_one(
-            "INSERT INTO duet.migrations (table_name, strategy, phase, plan)
-             VALUES ($1, $2, $3, $4::text::jsonb) RETURNING id",
+            "INSERT INTO duet.migrations (table_name, strategy, phase, plan, settings)
+             VALUES ($1, $2, $3, $4::text::jsonb, $5::text::jsonb) RETURNING id",
             &[
                 &table,
                 &strategy,
                 &Phase::Planned.as_str(),
                 &plan.to_string(),
+                &settings.to_string(),
             ],
         )
         .await
@@ -160,6 +174,26 @@ pub async fn create_migration(
     )
     .await?;
     Ok(id)
+}
+
+/// Replace migration `id`'s run settings (what the operator changed with `set`, `pause-copy`, …),
+/// so that a restarted duet keeps them.
+pub async fn store_settings(
+    client: &impl GenericClient,
+    id: i64,
+    settings: &serde_json::Value,
+) -> Result<(), MigrateError> {
+    let updated = client
+        .execute(
+            "UPDATE duet.migrations SET settings = $2::text::jsonb, updated_at = now() WHERE id = $1",
+            &[&id, &settings.to_string()],
+        )
+        .await
+        .ctx(format!("storing the settings of migration {id}"))?;
+    if updated == 0 {
+        return Err(MigrateError::NotFound(id));
+    }
+    Ok(())
 }
 
 /// Read a migration.

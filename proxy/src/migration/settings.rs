@@ -1,0 +1,194 @@
+//! The operator's run settings of one migration: automatic cutover, the copier's chunk time and
+//! throttles, and whether the copy is paused.
+//!
+//! They start from `migrate --auto-cutover` and the `[migration]` defaults and change with
+//! `duet admin set`, `pause-copy` and `resume-copy`. They are stored in `duet.migrations.settings`
+//! before they take effect, so a duet that is restarted keeps what the operator chose: a copy
+//! paused because the primary was struggling stays paused, and a migration started with
+//! `--auto-cutover` still flips on its own once ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{control, controller, Migration, Phase};
+use crate::config::{MigrationConfig, Throttles};
+use crate::context::ProxyContext;
+
+/// What the operator chose for one migration (as stored and as shown by `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Flip as soon as the migration is ready.
+    pub auto_cutover: bool,
+    /// The copier's target chunk time, in milliseconds.
+    pub chunk_time_ms: u64,
+    /// Pause the copy while a replica's replay lag is above this many milliseconds.
+    pub max_replication_lag_ms: u64,
+    /// Pause the copy while more client backends than this run a statement (null: no limit).
+    pub max_active_backends: Option<u32>,
+    /// The operator paused the copy.
+    pub copy_paused: bool,
+}
+
+/// A change to some of the settings (`None`: unchanged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// See [`RunSettings::auto_cutover`].
+    pub auto_cutover: Option<bool>,
+    /// See [`RunSettings::chunk_time_ms`].
+    pub chunk_time_ms: Option<u64>,
+    /// See [`RunSettings::max_replication_lag_ms`].
+    pub max_replication_lag_ms: Option<u64>,
+    /// See [`RunSettings::max_active_backends`]; `Some(0)` removes the limit.
+    pub max_active_backends: Option<u32>,
+    /// See [`RunSettings::copy_paused`].
+    pub copy_paused: Option<bool>,
+}
+
+impl RunSettings {
+    /// A new migration's settings: the `[migration]` defaults and the migrate command's choice.
+    pub fn initial(config: &MigrationConfig, auto_cutover: bool) -> Self {
+        RunSettings {
+            auto_cutover,
+            chunk_time_ms: millis(config.chunk_time),
+            max_replication_lag_ms: millis(config.throttles.max_replication_lag),
+            max_active_backends: config.throttles.max_active_backends,
+            copy_paused: false,
+        }
+    }
+
+    /// The settings stored with a migration. Fields missing from the stored object (a migration
+    /// recorded before they existed) keep the `[migration]` defaults.
+    pub fn stored(config: &MigrationConfig, stored: &str) -> Result<Self, String> {
+        let mut value = serde_json::to_value(Self::initial(config, false))
+            .map_err(|e| format!("internal error: {e}"))?;
+        let stored: serde_json::Value =
+            serde_json::from_str(stored).map_err(|e| format!("unreadable settings: {e}"))?;
+        let (Some(merged), Some(stored)) = (value.as_object_mut(), stored.as_object()) else {
+            return Err(format!("settings must be a JSON object, got {stored}"));
+        };
+        for (key, field) in stored {
+            merged.insert(key.clone(), field.clone());
+        }
+        serde_json::from_value(value).map_err(|e| format!("unreadable settings: {e}"))
+    }
+
+    /// The target chunk time.
+    pub fn chunk_time(&self) -> Duration {
+        Duration::from_millis(self.chunk_time_ms.max(1))
+    }
+
+    /// The copier's throttle thresholds.
+    pub fn throttles(&self) -> Throttles {
+        Throttles {
+            max_replication_lag: Duration::from_millis(self.max_replication_lag_ms),
+            max_active_backends: self.max_active_backends,
+        }
+    }
+
+    fn with(mut self, change: &SettingsChange) -> Self {
+        if let Some(on) = change.auto_cutover {
+            self.auto_cutover = on;
+        }
+        if let Some(ms) = change.chunk_time_ms {
+            self.chunk_time_ms = ms.max(1);
+        }
+        if let Some(ms) = change.max_replication_lag_ms {
+            self.max_replication_lag_ms = ms;
+        }
+        if let Some(n) = change.max_active_backends {
+            self.max_active_backends = (n > 0).then_some(n);
+        }
+        if let Some(paused) = change.copy_paused {
+            self.copy_paused = paused;
+        }
+        self
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Applies `change` to migration `m`: stores the new settings first, then hands them to the
+/// running copier, so a change the operator was told about survives a restart and a change that
+/// could not be stored never takes effect. Returns the settings now in force.
+pub async fn change(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    change: SettingsChange,
+) -> Result<RunSettings, String> {
+    // One change at a time, so two concurrent `set`s cannot store one and apply the other.
+    let _one = m.settings_lock.lock().await;
+    if let Some(paused) = change.copy_paused {
+        let phase = m.phase();
+        if !matches!(phase, Phase::Planned | Phase::Expanding | Phase::Copying) {
+            return Err(format!(
+                "migration {} is {phase}: there is no copy to {}",
+                m.id,
+                if paused { "pause" } else { "resume" }
+            ));
+        }
+    }
+    let before = m.run_settings();
+    let next = before.with(&change);
+    let stored = serde_json::to_value(next).map_err(|e| format!("internal error: {e}"))?;
+    let client = control::connect(ctx).await?;
+    shadow::migrate::state::store_settings(&client, m.id, &stored)
+        .await
+        .map_err(|e| format!("the settings were not changed: {e}"))?;
+    m.apply_settings(next);
+    tracing::info!(migration = m.id, settings = %stored, "settings changed");
+    if next.auto_cutover && !before.auto_cutover && m.phase() == Phase::Ready {
+        // Ready means the controller has finished its work; its ready step is the automatic
+        // cutover, so run it now rather than waiting for the operator's `cutover`.
+        controller::spawn(ctx, m);
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_settings_override_the_defaults_field_by_field() {
+        let config = MigrationConfig::default();
+        let stored = RunSettings::stored(&config, r#"{"chunk_time_ms": 30, "copy_paused": true}"#)
+            .expect("readable");
+        assert_eq!(stored.chunk_time_ms, 30);
+        assert!(stored.copy_paused);
+        assert!(!stored.auto_cutover);
+        assert_eq!(
+            stored.max_replication_lag_ms,
+            millis(config.throttles.max_replication_lag)
+        );
+        assert_eq!(
+            RunSettings::stored(&config, "{}").expect("readable"),
+            RunSettings::initial(&config, false)
+        );
+        assert!(RunSettings::stored(&config, "[1]").is_err());
+        assert!(RunSettings::stored(&config, r#"{"chunk_time_ms": "fast"}"#).is_err());
+    }
+
+    #[test]
+    fn a_change_touches_only_what_it_names_and_zero_backends_means_no_limit() {
+        let start = RunSettings::initial(&MigrationConfig::default(), false);
+        let changed = start.with(&SettingsChange {
+            auto_cutover: Some(true),
+            max_active_backends: Some(40),
+            ..Default::default()
+        });
+        assert!(changed.auto_cutover);
+        assert_eq!(changed.max_active_backends, Some(40));
+        assert_eq!(changed.chunk_time_ms, start.chunk_time_ms);
+        let unlimited = changed.with(&SettingsChange {
+            max_active_backends: Some(0),
+            chunk_time_ms: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(unlimited.max_active_backends, None);
+        assert_eq!(unlimited.chunk_time_ms, 1);
+    }
+}
