@@ -78,6 +78,21 @@ pub struct MigrationConfig {
     pub verify_rounds: u32,
     /// When the copier pauses between chunks.
     pub throttles: Throttles,
+    /// What happens to a write on a migrating table that duet cannot dual-write (default
+    /// refuse).
+    pub unrewritable_writes: UnrewritableWrites,
+}
+
+/// What duet does with a write on a table under migration that it cannot rewrite into a
+/// dual-write (`[migration] unrewritable_writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnrewritableWrites {
+    /// Refuse it (SQLSTATE 0A000, with what to use instead): the shadow never drifts.
+    #[default]
+    Refuse,
+    /// Forward it unchanged and count it: the shadow drifts, so the cutover verifies and repairs
+    /// again first, and `revert` is refused once such a write reached the new shape.
+    Pass,
 }
 
 /// The copier's throttle thresholds (`duet admin set` changes them while a copy runs). A signal
@@ -133,6 +148,7 @@ impl Default for MigrationConfig {
             auto_cutover_attempts: 5,
             verify_rounds: 5,
             throttles: Throttles::default(),
+            unrewritable_writes: UnrewritableWrites::Refuse,
         }
     }
 }
@@ -237,6 +253,7 @@ struct MigrationTable {
     verify_rounds: Option<u32>,
     max_replication_lag: Option<String>,
     max_active_backends: Option<u32>,
+    unrewritable_writes: Option<String>,
 }
 
 fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigError> {
@@ -293,6 +310,16 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
                 }
                 other => other,
             },
+        },
+        unrewritable_writes: match table.unrewritable_writes.as_deref() {
+            None | Some("refuse") => UnrewritableWrites::Refuse,
+            Some("pass") => UnrewritableWrites::Pass,
+            Some(other) => {
+                return Err(field_error(
+                    "[migration] unrewritable_writes",
+                    format!("expected \"refuse\" or \"pass\", got {other:?}"),
+                ))
+            }
         },
     })
 }
@@ -560,6 +587,7 @@ mod tests {
             "verify_rounds",
             "max_replication_lag",
             "max_active_backends",
+            "unrewritable_writes",
         ] {
             assert!(example.contains(field), "{field} is not documented");
         }
@@ -595,6 +623,21 @@ mod tests {
         assert!(
             err.to_string().contains("leave it out for no limit"),
             "{err}"
+        );
+        let err = from_str(
+            &format!("{base}unrewritable_writes = \"ignore\""),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"refuse\" or \"pass\""), "{err}");
+        let passing = from_str(
+            &format!("{base}unrewritable_writes = \"pass\""),
+            Overrides::default(),
+        )
+        .expect("pass is a policy");
+        assert_eq!(
+            passing.migration.unrewritable_writes,
+            UnrewritableWrites::Pass
         );
         let err = from_str(&format!("{base}chunk_rows = 5"), Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("chunk_rows"), "{err}");

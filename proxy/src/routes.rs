@@ -137,6 +137,9 @@ pub struct TableCounters {
     pub old_shape_statements: std::sync::atomic::AtomicU64,
     /// When the last old-shape statement arrived, as milliseconds since the Unix epoch (0: never).
     pub old_shape_last_seen_ms: std::sync::atomic::AtomicU64,
+    /// Writes duet could not dual-write and forwarded unchanged (`[migration]
+    /// unrewritable_writes = "pass"`): each may have left the shadow behind.
+    pub unrewritten: std::sync::atomic::AtomicU64,
 }
 
 impl RouteTable {

@@ -1,6 +1,7 @@
 //! Migrations under faults: duet killed with SIGKILL during the copy and right after a cutover was
-//! requested, backend connections terminated under it, a writer bypassing duet, and a long
-//! transaction holding the table's lock at the flip.
+//! requested, backend connections terminated under it, a writer bypassing duet, a long
+//! transaction holding the table's lock at the flip, and writes duet cannot dual-write forwarded
+//! under `unrewritable_writes = "pass"`.
 
 use std::time::Duration;
 
@@ -289,4 +290,107 @@ async fn migration_lock_held_at_the_flip_refuses_cutover_without_failing_clients
     );
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "mlk", id, "completed").await;
+}
+
+/// `MERGE INTO {table}` (which duet cannot dual-write on PostgreSQL 15) of one row: `label` set
+/// when the id exists, the row inserted when it does not.
+fn merge_sql(table: &str, id: &str, label: &str) -> String {
+    format!(
+        "MERGE INTO {table} AS t USING (SELECT {id}::int AS id, {label}::text AS label) AS v ON t.id = v.id
+         WHEN MATCHED THEN UPDATE SET label = v.label
+         WHEN NOT MATCHED THEN INSERT (id, label, amount) VALUES (v.id, v.label, 0)"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_passing_unrewritable_writes_reverifies_before_the_flip_and_guards_revert() {
+    let Some(backend) = backend_or_skip("migration_passing_unrewritable_writes") else {
+        return;
+    };
+    let config_dir = crate::support::TempDir::new("pass-config");
+    let config = config_dir.join("duet.toml");
+    std::fs::write(&config, "[migration]\nunrewritable_writes = \"pass\"\n")
+        .expect("writing the config file");
+    let config = config.display().to_string();
+    let s = Scenario::start_with(
+        backend,
+        "mig_pass",
+        "mps",
+        "int",
+        "int",
+        3000,
+        &["--config", &config],
+    )
+    .await;
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mps.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "copying").await;
+
+    // MERGE is forwarded (not refused) and counted when its transaction ends.
+    for table in ["mps.t", "mps.t_control"] {
+        s.through()
+            .batch_execute(&merge_sql(table, "1", "'merged'"))
+            .await
+            .unwrap_or_else(|err| panic!("MERGE into {table} through duet: {err}"));
+    }
+    // A MERGE prepared now and executed after the verification (below).
+    let prepared = s
+        .through()
+        .prepare(&merge_sql("mps.t", "$1", "$2"))
+        .await
+        .expect("preparing a MERGE through duet");
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    let m = wait_phase(&s.duet, id, "ready").await;
+    assert_eq!(m["refusals"], 0, "{m}");
+    let before = m["unrewritten_writes"].as_u64().expect("a count");
+    assert!(before >= 1, "the simple-protocol MERGE was counted: {m}");
+
+    // After the verification: a new row and a changed row reach only the old table.
+    for (key, label) in [(900_001, "late insert"), (2, "late update")] {
+        s.through()
+            .execute(&prepared, &[&key, &label])
+            .await
+            .expect("executing the prepared MERGE");
+        s.direct()
+            .batch_execute(&merge_sql(
+                "mps.t_control",
+                &key.to_string(),
+                &format!("'{label}'"),
+            ))
+            .await
+            .expect("the same MERGE on the control table");
+    }
+    let m = migration(&s.duet, id).await;
+    assert_eq!(
+        m["unrewritten_writes"].as_u64(),
+        Some(before + 2),
+        "each execution's transaction is counted: {m}"
+    );
+
+    // The cutover verifies and repairs again before it flips, so nothing is lost.
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), "mps", "t", "id").await, "bigint");
+    s.assert_same_rows().await;
+
+    // After the flip a passed write has no mirror in the old shape: revert is refused.
+    for table in ["mps.t", "mps.t_control"] {
+        s.through()
+            .batch_execute(&merge_sql(table, "3", "'after the flip'"))
+            .await
+            .unwrap_or_else(|err| panic!("MERGE into {table} after the flip: {err}"));
+    }
+    let refused = request(&s.duet, json!({"command": "revert"})).await;
+    assert!(!refused.ok, "revert must be refused: {}", refused.raw);
+    assert!(
+        refused.error.contains("unrewritable_writes") && refused.error.contains("--force"),
+        "{}",
+        refused.error
+    );
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mps", id, "completed").await;
 }

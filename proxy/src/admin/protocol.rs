@@ -116,6 +116,10 @@ pub enum Request {
     },
     /// Go back to the old shape after a flip (before complete).
     Revert {
+        /// Revert even though writes since the flip may be missing from the old shape (writers
+        /// that bypassed duet, or writes forwarded without their mirror).
+        #[serde(default)]
+        force: bool,
         /// Which migration.
         #[serde(flatten)]
         target: Selector,

@@ -115,9 +115,10 @@ fn migrations(list: &[Value]) -> String {
         let _ = writeln!(out, "  {}", migration_progress(m));
         let _ = writeln!(
             out,
-            "      dual-writes {}  refusals {}  old-shape statements {}{}",
+            "      dual-writes {}  refusals {}  unrewritten writes {}  old-shape statements {}{}",
             num(m, &["dual_writes"]),
             num(m, &["refusals"]),
+            num(m, &["unrewritten_writes"]),
             num(m, &["old_shape_statements"]),
             m["old_shape_last_seen_s_ago"]
                 .as_f64()

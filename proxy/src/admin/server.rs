@@ -238,8 +238,8 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
             Ok(m) => flip::abort(ctx, &m).await,
             Err(e) => Err(e),
         },
-        Request::Revert { target } => match selected(&target) {
-            Ok(m) => flip::revert(ctx, &m).await,
+        Request::Revert { force, target } => match selected(&target) {
+            Ok(m) => flip::revert(ctx, &m, force).await,
             Err(e) => Err(e),
         },
         Request::Complete { force, target } => match selected(&target) {

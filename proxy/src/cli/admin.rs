@@ -123,6 +123,9 @@ enum AdminCommand {
     },
     /// Go back to the old shape after a cutover.
     Revert {
+        /// Revert even though writes since the flip may be missing from the old shape.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -314,9 +317,10 @@ fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
             },
             MIGRATION_WAIT,
         ),
-        AdminCommand::Revert { target } => (
+        AdminCommand::Revert { force, target } => (
             "revert",
             Request::Revert {
+                force: *force,
                 target: target.selector(),
             },
             MIGRATION_WAIT,

@@ -220,6 +220,7 @@ async fn online_migration(args: &Args, duet: &DuetProxy) -> anyhow::Result<u64> 
         admin(
             &socket,
             Request::Revert {
+                force: false,
                 target: Selector::default(),
             },
         )

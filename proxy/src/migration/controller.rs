@@ -251,6 +251,19 @@ pub(crate) async fn verify_until_clean(
     m: &Migration,
     guard: &mut GuardedConnection,
 ) -> Result<(), String> {
+    // Writes forwarded without their dual-write are counted when their transaction ends, so
+    // whatever was counted by now is visible to this verification.
+    let unrewritten = m.unrewritten();
+    verify_and_repair(ctx, m, guard).await?;
+    m.live().unrewritten_verified = unrewritten;
+    Ok(())
+}
+
+async fn verify_and_repair(
+    ctx: &ProxyContext,
+    m: &Migration,
+    guard: &mut GuardedConnection,
+) -> Result<(), String> {
     let rounds = ctx.config.migration.verify_rounds.max(1);
     let target = match &m.plan.copy {
         Some(CopySpec::Table(target)) => copy_target(guard, target).await?,

@@ -179,8 +179,11 @@ pub async fn cutover(
             m.table_label()
         ));
     }
-    // Writers that bypass duet are reconciled by a fresh verify + repair before the flip.
-    if m.live().bypass_since_verify {
+    // Writers that bypass duet, and writes duet forwarded without their dual-write, are
+    // reconciled by a fresh verify + repair before the flip.
+    let bypassed = m.live().bypass_since_verify;
+    let verified = m.live().unrewritten_verified;
+    if bypassed || m.unrewritten() != verified {
         let mut guard = control::guarded(ctx).await?;
         controller::verify_until_clean(ctx, m, &mut guard).await?;
     }
@@ -201,6 +204,18 @@ pub async fn cutover(
             return Err(format!("cutover not done (phase stays ready): {message}"));
         }
     };
+    // Every session is at a transaction boundary now; one that ended a transaction with an
+    // unrewritten write since the verification left the shadow behind.
+    let unrewritten = m.unrewritten();
+    if unrewritten != m.live().unrewritten_verified {
+        let stall = resume.now();
+        let message = format!(
+            "writes duet could not dual-write reached {} after its verification ([migration] unrewritable_writes = \"pass\"); the next cutover verifies again — retry",
+            m.table_label()
+        );
+        record_flip(m, "drift", stall, Vec::new(), Some(message.clone()));
+        return Err(format!("cutover not done (phase stays ready): {message}"));
+    }
     let flipped = one_transaction(
         &mut client,
         m,
@@ -227,7 +242,12 @@ pub async fn cutover(
             let stall = resume.now();
             m.set_phase(Phase::Flipped);
             m.set_error(None);
-            m.live().bypass_since_flip = false;
+            {
+                let mut live = m.live();
+                live.bypass_since_flip = false;
+                live.unrewritten_at_flip = unrewritten;
+                live.unrewritten_unknown = false;
+            }
             record_flip(m, "flipped", stall, Vec::new(), None);
             let stall_ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
             tracing::info!(migration = m.id, stall_ms, "flipped");
@@ -254,9 +274,20 @@ pub async fn cutover(
 
 /// Goes back to the old shape after a flip: one transaction with the revert steps (phase →
 /// reverting) under the gate, routes cleared, resume; then the after-revert clean-up (→ reverted).
-pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
+pub async fn revert(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    force: bool,
+) -> Result<Value, String> {
     let _op = m.op.lock().await;
     let phase = m.phase();
+    if phase == Phase::Flipped && !force {
+        if let Some(missing) = writes_missing_from_the_old_shape(m) {
+            return Err(format!(
+                "revert not done (still flipped): {missing}; the old shape may lack them — complete instead, or `revert --force` to go back without them"
+            ));
+        }
+    }
     if phase == Phase::Flipped {
         let mut client = control::connect(ctx).await?;
         let resume = pause(ctx, ctx.config.migration.flip_budget)
@@ -293,6 +324,37 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
     .await?;
     finish(m, Phase::Reverted);
     Ok(json!({"id": m.id, "phase": "reverted"}))
+}
+
+/// Why writes made since the flip may be missing from the old shape, if they may.
+fn writes_missing_from_the_old_shape(m: &Migration) -> Option<String> {
+    let (bypassed, at_flip, unknown) = {
+        let live = m.live();
+        (
+            live.bypass_since_flip,
+            live.unrewritten_at_flip,
+            live.unrewritten_unknown,
+        )
+    };
+    if unknown {
+        return Some(
+            "duet restarted after the flip while forwarding writes it cannot dual-write ([migration] unrewritable_writes = \"pass\"), so it cannot tell whether some reached the new shape without their mirror".to_owned(),
+        );
+    }
+    let unrewritten = m.unrewritten().saturating_sub(at_flip);
+    if unrewritten > 0 {
+        return Some(format!(
+            "{unrewritten} transaction(s) wrote {} through duet since the flip without their mirror ([migration] unrewritable_writes = \"pass\")",
+            m.table_label()
+        ));
+    }
+    bypassed.then(|| {
+        format!(
+            "writers that do not go through duet wrote {} since the flip ({})",
+            m.table_label(),
+            bypass::describe_all(m)
+        )
+    })
 }
 
 /// Finishes a flipped migration: refused while old-shape statements arrived within the window or

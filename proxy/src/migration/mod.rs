@@ -236,6 +236,14 @@ pub(crate) struct Live {
     pub copy_paused: bool,
     /// Flip as soon as ready.
     pub auto_cutover: bool,
+    /// `counters.unrewritten` when the last clean verification started: a cutover verifies
+    /// again first when it has moved (writes forwarded without their dual-write).
+    pub unrewritten_verified: u64,
+    /// `counters.unrewritten` at the flip: `revert` is refused when it has moved.
+    pub unrewritten_at_flip: u64,
+    /// Restored by a restarted duet that passes unrewritable writes: how many an earlier process
+    /// passed since the flip is unknown.
+    pub unrewritten_unknown: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -295,6 +303,9 @@ impl Migration {
                 throttles: settings.throttles(),
                 copy_paused: settings.copy_paused,
                 auto_cutover: settings.auto_cutover,
+                unrewritten_verified: 0,
+                unrewritten_at_flip: 0,
+                unrewritten_unknown: false,
             }),
             op: tokio::sync::Mutex::new(()),
             settings_lock: tokio::sync::Mutex::new(()),
@@ -343,6 +354,11 @@ impl Migration {
             }
             None => wanted.trim_matches('"') == self.plan.table.name,
         }
+    }
+
+    /// Writes forwarded without their dual-write so far (see `[migration] unrewritable_writes`).
+    pub fn unrewritten(&self) -> u64 {
+        self.counters.unrewritten.load(Ordering::Relaxed)
     }
 
     /// The copier's control handle, while a copier runs.

@@ -50,6 +50,9 @@ pub struct MigrationStatus {
     pub dual_writes: u64,
     /// Statements the proxy refused.
     pub refusals: u64,
+    /// Transactions that wrote the table through duet without the dual-write (`[migration]
+    /// unrewritable_writes = "pass"`); each makes the next cutover verify again.
+    pub unrewritten_writes: u64,
     /// Statements written for the old shape and translated.
     pub old_shape_statements: u64,
     /// Seconds since the last old-shape statement (null: none).
@@ -99,6 +102,7 @@ fn one(m: &Migration) -> MigrationStatus {
         copy_state,
         dual_writes: counters.dual_writes.load(Ordering::Relaxed),
         refusals: counters.refusals.load(Ordering::Relaxed),
+        unrewritten_writes: counters.unrewritten.load(Ordering::Relaxed),
         old_shape_statements: counters.old_shape_statements.load(Ordering::Relaxed),
         old_shape_last_seen_s_ago: (last_ms > 0)
             .then(|| now_ms.saturating_sub(last_ms) as f64 / 1000.0),

@@ -53,6 +53,13 @@ impl Cached {
         }
     }
 
+    /// Counts one write forwarded without its dual-write (`unrewritable_writes = "pass"`).
+    pub fn count_unrewritten(&self) {
+        for table in &self.tables {
+            table.unrewritten.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one refusal sent to a client.
     pub fn count_refusal(&self) {
         for table in &self.tables {

@@ -16,6 +16,7 @@ use super::hook::{
     Patch, Prepared, MAX_HELD,
 };
 use super::track::Tracker;
+use crate::config::UnrewritableWrites;
 use crate::routes::{Cached, Published};
 use crate::wire::frame::{Frame, HEADER_LEN};
 use crate::wire::{backend, frontend};
@@ -154,10 +155,18 @@ impl Shared<'_> {
                 let patch = body
                     .and_then(cstr)
                     .and_then(|(portal, _)| tracker.hook.portal_patches.get(portal));
-                let verb = patch.and_then(|p| {
-                    p.cached.count_dual_writes(1);
-                    p.verb
-                });
+                let (verb, unrewritten) = match patch {
+                    // A refused text forwarded unchanged (`unrewritable_writes = "pass"`).
+                    Some(p) if p.cached.result.is_err() => (p.verb, Some(p.cached.clone())),
+                    Some(p) => {
+                        p.cached.count_dual_writes(1);
+                        (p.verb, None)
+                    }
+                    None => (None, None),
+                };
+                if let Some(cached) = unrewritten {
+                    tracker.hook.note_unrewritten(&cached);
+                }
                 let executes = tracker.batch_executes;
                 tracker.hook.push(seq, executes, Expect::Complete(verb));
                 tracker.hook.batch_entries += 1;
@@ -233,8 +242,9 @@ impl Shared<'_> {
             None
         };
         let decision = cached.as_deref().map_or(Decision::Unchanged, decide);
+        let passed = matches!(decision, Decision::Refused) && self.passes_unrewritable();
         if protocol == Protocol::Extended && !name.is_empty() {
-            if matches!(decision, Decision::Refused) {
+            if matches!(decision, Decision::Refused) && !passed {
                 tracker.hook.prepared.remove(name);
             } else {
                 tracker.hook.prepared.insert(
@@ -270,6 +280,19 @@ impl Shared<'_> {
                         .hook
                         .statement_patches
                         .insert(name.to_vec(), Patch { verb, cached });
+                }
+            }
+            (Decision::Refused, Some(cached)) if passed => {
+                // Forwarded unchanged; counted per execution, so the controller knows the
+                // shadow may have drifted (see `[migration] unrewritable_writes`).
+                if protocol == Protocol::Simple {
+                    tracker.hook.note_unrewritten(cached);
+                } else {
+                    let cached = cached.clone();
+                    tracker
+                        .hook
+                        .statement_patches
+                        .insert(name.to_vec(), Patch { verb: None, cached });
                 }
             }
             (Decision::Refused, Some(cached)) => {
@@ -321,6 +344,11 @@ impl Shared<'_> {
         let executes = tracker.batch_executes;
         tracker.hook.push(seq, executes, Expect::Refused(cached));
         edits.push(replace(frame, end, bytes));
+    }
+
+    /// Whether writes duet cannot dual-write are forwarded unchanged instead of refused.
+    fn passes_unrewritable(&self) -> bool {
+        self.ctx.config.migration.unrewritable_writes == UnrewritableWrites::Pass
     }
 
     /// A Query that may drop prepared statements (`DISCARD ALL`, `DEALLOCATE …`).
@@ -409,6 +437,9 @@ impl Shared<'_> {
                         let verb = patches.first().and_then(|p| p.command_tag);
                         let sql = sql.to_owned();
                         (sql, Some(Patch { verb, cached }))
+                    }
+                    Decision::Refused if self.passes_unrewritable() => {
+                        (prepared.sql.clone(), Some(Patch { verb: None, cached }))
                     }
                     Decision::Refused => {
                         // The statement is dropped; the client's next use of it fails.

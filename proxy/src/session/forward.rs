@@ -357,6 +357,9 @@ impl Shared<'_> {
                 .record_latency(shard, now.saturating_duration_since(started));
         }
         tracker.status = status;
+        if status == b'I' {
+            tracker.hook.end_transaction();
+        }
         if tracker.is_quiet() {
             match status {
                 b'I' => {

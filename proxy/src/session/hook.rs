@@ -107,9 +107,36 @@ pub(super) struct Hook {
     /// server inferred, so a statement prepared again after a flip keeps them (a client that sends
     /// binary int4 parameters would otherwise meet an int8 parameter inferred from the new shape).
     pub describes: VecDeque<Vec<u8>>,
+    /// Texts forwarded unchanged in the open transaction although duet could not dual-write them
+    /// (`[migration] unrewritable_writes = "pass"`); counted when the transaction ends.
+    pub unrewritten: Vec<Arc<Cached>>,
+}
+
+impl Drop for Hook {
+    /// A session that ends inside a transaction may still have committed it (a COMMIT whose
+    /// answer was never read): count its unrewritten writes rather than lose them.
+    fn drop(&mut self) {
+        self.end_transaction();
+    }
 }
 
 impl Hook {
+    /// Notes a write forwarded without its dual-write.
+    pub fn note_unrewritten(&mut self, cached: &Arc<Cached>) {
+        if !self.unrewritten.iter().any(|c| Arc::ptr_eq(c, cached)) {
+            self.unrewritten.push(cached.clone());
+        }
+    }
+
+    /// At a transaction boundary: counts the unrewritten writes of the transaction that ended.
+    /// Counted at its end rather than when sent, so a verification that starts after the count
+    /// sees whatever they committed — the cutover relies on that.
+    pub fn end_transaction(&mut self) {
+        for cached in self.unrewritten.drain(..) {
+            cached.count_unrewritten();
+        }
+    }
+
     /// Whether the downstream loop has something to apply.
     pub fn expecting(&self) -> bool {
         !self.expect.is_empty()

@@ -44,6 +44,19 @@ impl Scenario {
         amount_type: &str,
         rows: i64,
     ) -> Scenario {
+        Self::start_with(backend, label, schema, id_type, amount_type, rows, &[]).await
+    }
+
+    /// [`Scenario::start`] with more arguments for `duet proxy` (e.g. `--config FILE`).
+    pub async fn start_with(
+        backend: Backend,
+        label: &str,
+        schema: &str,
+        id_type: &str,
+        amount_type: &str,
+        rows: i64,
+        duet_args: &[&str],
+    ) -> Scenario {
         let db = TestDatabase::create(&backend, label);
         for table in ["t", "t_control"] {
             db.execute(&format!(
@@ -54,7 +67,7 @@ impl Scenario {
                  ANALYZE {schema}.{table};"
             ));
         }
-        let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+        let duet = DuetProcess::start(&backend.url(db.name()), duet_args);
         let direct_session = connect(&db.direct_config()).await;
         let through_session = connect(&through(&backend, &duet, &db, "migration-test")).await;
         Scenario {
