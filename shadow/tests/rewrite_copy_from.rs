@@ -58,14 +58,32 @@ fn copy_from_becomes_four_statements_with_their_answers() {
             "{sql}"
         );
     }
+    // After the flip of a rename: the column list is translated, in both protocols.
     let mut renamed = routes.clone();
     renamed.tables[0].target = Target::Renamed {
         columns: vec![("note".into(), "label".into())],
     };
-    assert_eq!(
-        rewrite("COPY t FROM STDIN", &renamed, Protocol::Simple),
-        Ok(Rewrite::Unchanged)
-    );
+    for protocol in [Protocol::Simple, Protocol::Extended] {
+        assert_eq!(
+            rewrite("COPY t FROM STDIN", &renamed, protocol),
+            Ok(Rewrite::Unchanged)
+        );
+        match rewrite(
+            "COPY app.t (id, note) FROM STDIN (FORMAT csv) WHERE id > 1",
+            &renamed,
+            protocol,
+        ) {
+            Ok(Rewrite::Changed { sql, .. }) => assert_eq!(
+                sql,
+                "COPY app.t (\"id\", \"label\") FROM STDIN (FORMAT csv) WHERE id > 1"
+            ),
+            other => panic!("expected a translation, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        rewrite("COPY t (id, note) FROM STDIN WHERE note <> ''", &renamed, Protocol::Simple),
+        Err(r) if r.sqlstate == "0A000"
+    ));
 
     // What cannot be staged is refused, with the server's SQLSTATE where the server would fail.
     for (sql, protocol, state, says) in [

@@ -26,6 +26,9 @@
 //!
 //! Only the simple query protocol can carry several statements: a COPY prepared through the
 //! extended protocol is refused.
+//!
+//! After the flip of a rename, a COPY's column list naming old columns is translated instead
+//! ([`rename_columns`]): the table's rows are the same, only the names changed.
 
 use pg_query::protobuf::{node::Node as NodeEnum, CopyStmt, RangeVar, Token};
 
@@ -64,7 +67,7 @@ pub fn stage(
         ));
     }
     if matches!(route.target, Target::Renamed { .. }) {
-        return Ok(Decision::Pass);
+        return Err(internal("a renamed table's COPY is translated, not staged"));
     }
     refuse_freeze(copy, route)?;
     let columns = copied_columns(copy, route)?;
@@ -124,6 +127,75 @@ pub fn stage(
             },
             added,
         ],
+    })
+}
+
+/// `COPY t (old names) FROM …` after the flip of a rename: the column list is translated to the
+/// new names (the rows are the same). Without a column list nothing changes; a WHERE that names
+/// an old column is refused rather than half-translated.
+pub fn rename_columns(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    copy: &CopyStmt,
+    relation: &RangeVar,
+    route: &TableRoute,
+    renames: &[(String, String)],
+) -> Result<Decision, Refusal> {
+    let new_of = |old: &str| {
+        renames
+            .iter()
+            .find(|(o, _)| o == old)
+            .map(|(_, n)| n.as_str())
+    };
+    if let Some(condition) = copy.where_clause.as_deref().and_then(|w| w.node.as_ref()) {
+        let names_old = condition.nodes().into_iter().any(|(node, ..)| match node {
+            pg_query::NodeRef::ColumnRef(c) => c
+                .fields
+                .iter()
+                .filter_map(string_value)
+                .any(|f| new_of(f).is_some()),
+            _ => false,
+        });
+        if names_old {
+            return Err(Refusal::unsupported(
+                format!(
+                    "COPY FROM into table {} with a WHERE condition on a renamed column is not translated",
+                    route.name
+                ),
+                "use the column's new name in the WHERE condition",
+            ));
+        }
+    }
+    let listed: Vec<&str> = copy.attlist.iter().filter_map(string_value).collect();
+    if !listed.iter().any(|c| new_of(c).is_some()) {
+        return Ok(Decision::Pass);
+    }
+    let relation_at = usize::try_from(relation.location)
+        .ok()
+        .filter(|&at| at >= span.start && at < span.end)
+        .ok_or_else(|| internal("cannot find the table name"))?;
+    let open = tokens
+        .first_top_level(relation_at, span.end, &[Token::Ascii40])
+        .ok_or_else(|| internal("cannot find the column list"))?;
+    let close = tokens
+        .within(open.end, span.end)
+        .find(|t| t.kind == Token::Ascii41 && t.depth == open.depth + 1)
+        .copied()
+        .ok_or_else(|| internal("cannot find the end of the column list"))?;
+    let translated: Vec<String> = listed
+        .iter()
+        .map(|c| quote_ident(new_of(c).unwrap_or(c)))
+        .collect();
+    let head = sql
+        .get(span.start..open.start)
+        .ok_or_else(|| internal("statement offsets outside the query"))?;
+    let tail = sql
+        .get(close.end..span.end)
+        .ok_or_else(|| internal("statement offsets outside the query"))?;
+    Ok(Decision::Replace {
+        sql: format!("{head}({}){tail}", translated.join(", ")),
+        verb: None,
     })
 }
 

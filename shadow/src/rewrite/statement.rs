@@ -124,8 +124,11 @@ pub fn decide(
             let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
                 return Ok(Decision::Pass);
             };
-            if !s.is_from || matches!(route.target, Target::Renamed { .. }) {
+            if !s.is_from {
                 return Ok(Decision::Pass);
+            }
+            if let Target::Renamed { columns } = &route.target {
+                return copy_from::rename_columns(sql, tokens, span, s, relation, route, columns);
             }
             copy_from::stage(sql, tokens, span, s, relation, route, routes, protocol)
         }
