@@ -25,7 +25,14 @@
 //! table's.
 //!
 //! Only the simple query protocol can carry several statements: a COPY prepared through the
-//! extended protocol is refused.
+//! extended protocol (tokio-postgres `copy_in`, pgx `CopyFrom` with a prepared COPY) is refused,
+//! with a hint to send it as a simple query. Doing it there would mean injecting Parse/Bind/
+//! Execute/Close for the CREATE before the client's Execute and for the INSERT and DROP after its
+//! CopyDone, and dropping their ParseComplete/BindComplete/CloseComplete answers; the proxy matches
+//! answers to requests by their completions and errors only, so those acks cannot be told from the
+//! client's own without tracking every acknowledged message of a batch, and a CREATE failing
+//! before the Execute makes the server answer the Sync the client sent right after it, which the
+//! session tracker counts as ignored in copy mode. Not worth the risk of a desynchronised session.
 //!
 //! After the flip of a rename, a COPY's column list naming old columns is translated instead
 //! ([`rename_columns`]): the table's rows are the same, only the names changed.
