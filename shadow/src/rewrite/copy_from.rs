@@ -30,9 +30,8 @@
 //! Execute/Close for the CREATE before the client's Execute and for the INSERT and DROP after its
 //! CopyDone, and dropping their ParseComplete/BindComplete/CloseComplete answers; the proxy matches
 //! answers to requests by their completions and errors only, so those acks cannot be told from the
-//! client's own without tracking every acknowledged message of a batch, and a CREATE failing
-//! before the Execute makes the server answer the Sync the client sent right after it, which the
-//! session tracker counts as ignored in copy mode. Not worth the risk of a desynchronised session.
+//! client's own without tracking every acknowledged message of a batch (and its error-skip up to
+//! Sync). Not worth the risk of a desynchronised session.
 //!
 //! After the flip of a rename, a COPY's column list naming old columns is translated instead
 //! ([`rename_columns`]): the table's rows are the same, only the names changed.
