@@ -123,12 +123,18 @@ struct Answer {
     error: Option<(String, String, String)>,
     /// The transaction status of the ReadyForQuery.
     status: u8,
+    /// The error's context line (`W`), if any.
+    context: Option<String>,
+    /// The body of each CopyInResponse (overall format, column count, column formats).
+    copy_in: Vec<Vec<u8>>,
 }
 
 /// A minimal wire-protocol client: simple queries and text-format prepared statements, with the
 /// exact CommandComplete tags (drivers hide the verb the hook restores).
 struct Raw {
     stream: TcpStream,
+    /// What to send after a CopyInResponse: this data and CopyDone, or (`None`) a CopyFail.
+    copy_data: Option<Vec<u8>>,
 }
 
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -157,7 +163,10 @@ impl Raw {
         let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
         startup.extend_from_slice(&body);
         stream.write_all(&startup).expect("startup");
-        let mut raw = Raw { stream };
+        let mut raw = Raw {
+            stream,
+            copy_data: None,
+        };
         raw.answer();
         raw
     }
@@ -210,15 +219,20 @@ impl Raw {
                             b'C' => fields.0 = value,
                             b'M' => fields.1 = value,
                             b'H' => fields.2 = value,
+                            b'W' => answer.context = Some(value),
                             _ => {}
                         }
                     }
                     answer.error = Some(fields);
                 }
-                b'G' => self
-                    .stream
-                    .write_all(&message(b'f', b"no copy here\0"))
-                    .expect("copy fail"),
+                b'G' => {
+                    answer.copy_in.push(body);
+                    let out = match &self.copy_data {
+                        Some(data) => [message(b'd', data), message(b'c', b"")].concat(),
+                        None => message(b'f', b"no copy here\0"),
+                    };
+                    self.stream.write_all(&out).expect("copy data");
+                }
                 b'Z' => {
                     answer.status = body[0];
                     return answer;
@@ -235,6 +249,14 @@ impl Raw {
             .write_all(&message(b'Q', &body))
             .expect("send query");
         self.answer()
+    }
+
+    /// A simple query whose COPY FROM STDIN (each one, if several) gets `data`.
+    fn copy(&mut self, sql: &str, data: &[u8]) -> Answer {
+        self.copy_data = Some(data.to_vec());
+        let answer = self.simple(sql);
+        self.copy_data = None;
+        answer
     }
 
     fn ok(&mut self, sql: &str) -> Answer {
@@ -506,13 +528,22 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
         answer.tags,
         ["INSERT 0 1", "UPDATE 2", "SELECT 1", "DELETE 1", "UPDATE 1"]
     );
-    // Refused, outside and inside a transaction; the session stays usable.
+    // COPY FROM is dual-written (see `copy_from_*`): a client's CopyFail fails it like the
+    // server does, and nothing is written.
     let copy = raw.simple("COPY items FROM STDIN");
-    let (code, message, hint) = copy.error.expect("COPY FROM is refused");
-    assert_eq!(code, "0A000");
-    assert!(message.contains("COPY FROM into table items"), "{message}");
-    assert!(!hint.is_empty());
+    let (code, message, _) = copy.error.expect("CopyFail fails the COPY");
+    assert_eq!(code, "57014");
+    assert_eq!(message, "COPY from stdin failed: no copy here");
+    assert_eq!(copy.copy_in.len(), 1, "the client got the CopyInResponse");
     assert_eq!(copy.status, b'I');
+    // Refused, outside and inside a transaction; the session stays usable.
+    let merge =
+        raw.simple("MERGE INTO items USING items s ON false WHEN NOT MATCHED THEN DO NOTHING");
+    let (code, message, hint) = merge.error.expect("MERGE is refused");
+    assert_eq!(code, "0A000");
+    assert!(message.contains("MERGE into table items"), "{message}");
+    assert!(!hint.is_empty());
+    assert_eq!(merge.status, b'I');
     raw.ok("BEGIN");
     raw.ok("INSERT INTO items VALUES (40, 'in tx')");
     let refused =
@@ -805,4 +836,321 @@ fn a_stale_plan_is_prepared_again_for_the_next_transaction() {
     let again = raw.execute("sel", &[]);
     assert!(again.error.is_none(), "{again:?}");
     assert_eq!(again.rows, [[Some("1".into()), Some("a".into())]]);
+}
+
+/// `serials (id serial PRIMARY KEY, n int NOT NULL CHECK (n > 0), note text DEFAULT 'd')`
+/// migrating to `serials__duet` with a bigint key; `gauges (id, amount int, amount__duet bigint)`
+/// with a shadow column `amount * 10`.
+fn create_copy_tables(proxy: &InProcess, schema: &Schema) {
+    direct().ok(&format!(
+        "SET search_path TO {};
+         CREATE TABLE serials (id serial PRIMARY KEY, n int NOT NULL CHECK (n > 0),
+             note text DEFAULT 'd');
+         CREATE TABLE serials__duet (id bigint PRIMARY KEY, n int, note text,
+             \"__duet_deleted\" boolean NOT NULL DEFAULT false);
+         INSERT INTO serials (n) VALUES (1), (2);
+         INSERT INTO serials__duet (id, n, note) SELECT id, n, note FROM serials;
+         DELETE FROM serials WHERE id = 2;
+         INSERT INTO serials__duet (id, \"__duet_deleted\") VALUES (2, true)
+             ON CONFLICT (id) DO UPDATE SET \"__duet_deleted\" = true;
+         CREATE TABLE gauges (id int PRIMARY KEY, amount int, amount__duet bigint);",
+        schema.name
+    ));
+    let serials = TableRoute {
+        schema: schema.name.clone(),
+        name: "serials".into(),
+        columns: vec![
+            column("id", "int4"),
+            column("n", "int4"),
+            column("note", "text"),
+        ],
+        key: vec!["id".into()],
+        target: Target::ShadowTable {
+            shadow: "serials__duet".into(),
+            mapping: vec![
+                mapped("id", "\"id\"::bigint"),
+                mapped("n", "\"n\""),
+                mapped("note", "\"note\""),
+            ],
+            shadow_key: vec!["id".into()],
+            skip_when: None,
+            plain_deletes: false,
+        },
+    };
+    let gauges = TableRoute {
+        schema: schema.name.clone(),
+        name: "gauges".into(),
+        columns: vec![column("id", "int4"), column("amount", "int4")],
+        key: vec!["id".into()],
+        target: Target::ShadowColumn {
+            column: "amount__duet".into(),
+            expr: "\"amount\"::bigint * 10".into(),
+            sources: vec!["amount".into()],
+        },
+    };
+    let routes = &proxy.ctx.routes;
+    routes.set_table(&schema.name, "serials", Some(serials), 150000);
+    routes.set_table(&schema.name, "gauges", Some(gauges), 150000);
+}
+
+/// The rows of `serials` and of its shadow's live rows (key converted), which must be equal.
+fn serials_in_both(schema: &Schema) -> Vec<Vec<Option<String>>> {
+    let table = schema.rows("SELECT id, n, note FROM serials ORDER BY id");
+    let shadow = schema
+        .rows("SELECT id, n, note FROM serials__duet WHERE NOT \"__duet_deleted\" ORDER BY id");
+    assert_eq!(table, shadow, "the shadow holds exactly the table's rows");
+    table
+}
+
+/// A binary COPY stream of `(n int4, note text)` rows.
+fn binary_rows(rows: &[(i32, &str)]) -> Vec<u8> {
+    let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+    out.extend_from_slice(&[0; 8]);
+    for (n, note) in rows {
+        out.extend_from_slice(&2i16.to_be_bytes());
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&(note.len() as i32).to_be_bytes());
+        out.extend_from_slice(note.as_bytes());
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+#[test]
+fn copy_from_is_dual_written_in_the_simple_protocol() {
+    if !server_reachable() {
+        return;
+    }
+    let proxy = InProcess::start("copy_simple");
+    let schema = Schema::create("copy_simple");
+    create_copy_tables(&proxy, &schema);
+    let path = format!("SET search_path TO {}", schema.name);
+    let mut raw = Raw::connect(proxy.port);
+    raw.ok(&path);
+    let mut plain = direct();
+    plain.ok(&path);
+
+    // The omitted key gets the table's default, once: the shadow holds the same generated ids.
+    let copy = raw.copy("COPY serials (n) FROM STDIN", b"5\n6\n");
+    assert!(copy.error.is_none(), "{:?}", copy.error);
+    assert_eq!(copy.tags, ["COPY 2"]);
+    assert_eq!(copy.status, b'I');
+    // The CopyInResponse is the one the client gets without duet (same column count and formats).
+    let expected = plain.copy("BEGIN; COPY serials (n) FROM STDIN; ROLLBACK", b"1\n");
+    assert_eq!(copy.copy_in, expected.copy_in);
+    assert_eq!(
+        text(&serials_in_both(&schema)),
+        [["1", "1", "d"], ["3", "5", "d"], ["4", "6", "d"]]
+    );
+
+    // csv with a header and a WHERE, then binary, then every column without a list.
+    let csv = raw.copy(
+        "COPY serials (n, note) FROM STDIN WITH (FORMAT csv, HEADER true) WHERE n > 1",
+        b"n,note\n1,skipped\n7,\"c,sv\"\n",
+    );
+    assert_eq!(csv.tags, ["COPY 1"], "{:?}", csv.error);
+    let binary = raw.copy(
+        "COPY serials (n, note) FROM STDIN (FORMAT binary)",
+        &binary_rows(&[(8, "bin"), (9, "ary")]),
+    );
+    assert_eq!(binary.tags, ["COPY 2"], "{:?}", binary.error);
+    assert_eq!(binary.copy_in[0][0], 1, "binary overall format");
+    let all = raw.copy("COPY serials FROM STDIN", b"100\t10\t\\N\n");
+    assert_eq!(all.tags, ["COPY 1"], "{:?}", all.error);
+    assert_eq!(
+        text(&serials_in_both(&schema)),
+        [
+            ["1", "1", "d"],
+            ["3", "5", "d"],
+            ["4", "6", "d"],
+            // (5 went to the direct COPY that was rolled back: sequences do not roll back.)
+            ["6", "7", "c,sv"],
+            ["7", "8", "bin"],
+            ["8", "9", "ary"],
+            ["100", "10", "NULL"]
+        ]
+    );
+    let before = serials_in_both(&schema);
+
+    // Errors are the server's, as the client would get them on the table itself.
+    for (sql, data) in [
+        ("COPY serials (n) FROM STDIN", &b"11\nx\n"[..]),
+        ("COPY serials (n) FROM STDIN", b"12\n-1\n"),
+        ("COPY serials (n) FROM STDIN", b"\\N\n"),
+        ("COPY serials (id, n) FROM STDIN", b"1\t13\n"),
+        ("COPY serials (n, nosuch) FROM STDIN", b"1\t2\n"),
+        ("COPY serials (n, n) FROM STDIN", b"1\t2\n"),
+        ("COPY serials (n) FROM STDIN", b"1\t2\n"),
+    ] {
+        let through = raw.copy(sql, data);
+        let direct = plain.copy(sql, data);
+        let (code, message, _) = through.error.clone().expect("the COPY fails");
+        let (direct_code, direct_message, _) = direct.error.clone().expect("fails directly");
+        assert_eq!((&code, &message), (&direct_code, &direct_message), "{sql}");
+        if code == "22P02" || code == "22P04" {
+            assert_eq!(through.context, direct.context, "{sql}");
+        }
+        assert!(through.tags.is_empty(), "{sql}: {:?}", through.tags);
+        assert_eq!(through.status, b'I');
+    }
+    // A client's CopyFail.
+    let failed = raw.simple("COPY serials (n) FROM STDIN");
+    assert_eq!(
+        failed.error.map(|e| e.0).as_deref(),
+        Some("57014"),
+        "CopyFail"
+    );
+    assert_eq!(
+        serials_in_both(&schema),
+        before,
+        "nothing written by failures"
+    );
+
+    // In a transaction block: rolled back with it, or committed with it (two COPYs).
+    raw.ok("BEGIN");
+    let copy = raw.copy("COPY serials (n) FROM STDIN", b"20\n");
+    assert_eq!(
+        (copy.tags.as_slice(), copy.status),
+        (&["COPY 1".to_owned()][..], b'T')
+    );
+    assert_eq!(raw.ok("ROLLBACK").status, b'I');
+    assert_eq!(serials_in_both(&schema), before, "rolled back");
+    raw.ok("BEGIN");
+    raw.copy("COPY serials (n) FROM STDIN", b"21\n");
+    raw.copy("COPY serials (n, note) FROM STDIN (FORMAT csv)", b"22,tx\n");
+    let failed = raw.copy("COPY serials (n) FROM STDIN", b"bad\n");
+    assert_eq!(failed.status, b'E', "the transaction is aborted");
+    assert_eq!(raw.ok("ROLLBACK").status, b'I');
+    raw.ok("BEGIN");
+    raw.copy("COPY serials (n) FROM STDIN", b"21\n");
+    raw.copy("COPY serials (n, note) FROM STDIN (FORMAT csv)", b"22,tx\n");
+    assert_eq!(raw.ok("COMMIT").status, b'I');
+    // Two COPYs and other statements in one query string: each keeps its own answer.
+    let many = raw.copy(
+        "COPY serials (n) FROM STDIN; SELECT 1; COPY serials (n) FROM STDIN",
+        b"30\n31\n",
+    );
+    assert_eq!(
+        many.tags,
+        ["COPY 2", "SELECT 1", "COPY 2"],
+        "{:?}",
+        many.error
+    );
+    assert_eq!(
+        serials_in_both(&schema)
+            .iter()
+            .filter(|r| r[1]
+                .as_deref()
+                .is_some_and(|n| n.parse::<i32>().unwrap_or(0) >= 20))
+            .count(),
+        6
+    );
+    let tombstones =
+        schema.rows("SELECT id FROM serials__duet WHERE \"__duet_deleted\" ORDER BY id");
+    assert_eq!(text(&tombstones), [["2"]], "tombstones untouched");
+
+    // A shadow column is computed from the copied values.
+    let gauges = raw.copy("COPY gauges (id, amount) FROM STDIN", b"1\t3\n2\t\\N\n");
+    assert_eq!(gauges.tags, ["COPY 2"], "{:?}", gauges.error);
+    let gauges = raw.copy("COPY gauges FROM STDIN (FORMAT csv)", b"3,4\n");
+    assert_eq!(gauges.tags, ["COPY 1"], "{:?}", gauges.error);
+    assert_eq!(
+        text(&schema.rows("SELECT id, amount, amount__duet FROM gauges ORDER BY id")),
+        [["1", "3", "30"], ["2", "NULL", "NULL"], ["3", "4", "40"]]
+    );
+
+    // What duet still cannot dual-write is refused, and nothing runs.
+    for (sql, what) in [
+        ("COPY serials (n) FROM STDIN (FREEZE)", "FREEZE"),
+        ("COPY serials (n) FROM STDIN WHERE id > 1", "WHERE"),
+        ("COPY gauges (id) FROM STDIN", "INSERT"),
+    ] {
+        let refused = raw.copy(sql, b"1\n");
+        let (code, message, hint) = refused.error.expect("refused");
+        assert_eq!(code, "0A000", "{sql}");
+        assert!(message.contains(what), "{sql}: {message}");
+        assert!(!hint.is_empty());
+        assert!(refused.copy_in.is_empty(), "{sql}: refused before any data");
+    }
+    // COPY TO and tables not under migration are untouched.
+    raw.ok("CREATE TEMP TABLE plain_copy (n int)");
+    assert_eq!(
+        raw.copy("COPY plain_copy FROM STDIN", b"1\n").tags,
+        ["COPY 1"]
+    );
+
+    // psql's \copy (a simple-protocol COPY FROM STDIN fed from psql's stdin).
+    let psql = std::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args([
+            "-p",
+            &proxy.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-c")
+        .arg(&path)
+        .arg("-c")
+        .arg("\\copy serials (n, note) from stdin with (format csv)")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    match psql {
+        Ok(mut child) => {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(b"40,psql\n41,psql\n").expect("psql stdin");
+            }
+            let out = child.wait_with_output().expect("psql runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains("COPY 2"), "psql printed {stdout}");
+            assert_eq!(
+                schema.rows("SELECT count(*) FROM serials__duet WHERE note = 'psql'"),
+                [[Some("2".into())]]
+            );
+        }
+        Err(err) if std::env::var("DUET_REQUIRE_DATABASE").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED the psql part: {err}");
+        }
+        Err(err) => panic!("psql: {err}"),
+    }
+    serials_in_both(&schema);
+}
+
+#[test]
+fn copy_from_in_the_extended_protocol_is_refused() {
+    if !server_reachable() {
+        return;
+    }
+    let proxy = InProcess::start("copy_extended");
+    let schema = Schema::create("copy_extended");
+    create_copy_tables(&proxy, &schema);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = connect_through(&proxy, &schema).await;
+        let err = client
+            .copy_in::<_, bytes::Bytes>("COPY serials (n) FROM STDIN")
+            .await
+            .err()
+            .expect("refused");
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "0A000");
+        assert!(db.message().contains("extended query protocol"), "{db:?}");
+        assert!(db.hint().is_some_and(|h| h.contains("simple query")));
+        // The session goes on.
+        let rows = client.query("SELECT count(*) FROM serials", &[]).await;
+        assert_eq!(rows.expect("query").len(), 1);
+    });
+    serials_in_both(&schema);
 }

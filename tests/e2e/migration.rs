@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::support::backend_or_skip;
 use crate::support::migration::{
-    assert_clean, column_type, migrate_sql, request, try_column_type, wait_phase,
+    assert_clean, column_type, migrate_sql, request, rows_as_text, try_column_type, wait_phase,
 };
 use crate::support::pg_client::connect;
 use crate::support::scenario::Scenario;
+use crate::support::tools::psql;
 
 /// An old transaction (opened directly, before the migration) keeps the copy from finishing, so
 /// the test can write while the migration is in its copy phase, then lets it go.
@@ -133,6 +134,128 @@ async fn migration_shadow_table_int_to_bigint_key_completes_under_writes() {
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "mst", id, "completed").await;
     assert_eq!(column_type(s.direct(), "mst", "t", "id").await, "bigint");
+}
+
+/// `psql \copy` of `rows` (`label,amount` CSV lines, the key left to its default) into `table`
+/// through duet; asserts psql reports `COPY <rows>`.
+async fn psql_copy(s: &Scenario, table: &str, rows: &[(&str, i32)]) {
+    let target = s.psql_through();
+    let data: String = rows.iter().map(|(l, a)| format!("{l},{a}\n")).collect();
+    let command = format!("\\copy {table} (label, amount) from stdin with (format csv)");
+    let out = tokio::task::spawn_blocking(move || {
+        psql(
+            &target,
+            &["-v", "ON_ERROR_STOP=1", "-c", &command],
+            Some(data.as_bytes()),
+        )
+    })
+    .await
+    .expect("psql runs");
+    let stdout = out.stdout_text();
+    assert!(
+        out.code() == Some(0) && stdout.contains(&format!("COPY {}", rows.len())),
+        "psql \\copy through duet: {stdout} {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_copy_from_through_duet_lands_in_the_new_shape() {
+    let Some(backend) = backend_or_skip("migration_copy_from") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_copy_from", "mcf", "int", "int", 3000).await;
+    // The key defaults to a sequence: a COPY that omits it gets generated keys, which the shadow
+    // (and after the flip the old table) must receive unchanged.
+    s.direct()
+        .batch_execute(
+            "CREATE SEQUENCE mcf.t_ids START 700001;
+             ALTER TABLE mcf.t ALTER COLUMN id SET DEFAULT nextval('mcf.t_ids')",
+        )
+        .await
+        .expect("a key default");
+    let old = hold_old_transaction(&s).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mcf.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "copying").await;
+    psql_copy(
+        &s,
+        "mcf.t",
+        &[("copied-a", 1), ("copied-b", 2), ("copied-c", 3)],
+    )
+    .await;
+    s.round().await;
+    s.refusals().await;
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    wait_phase(&s.duet, id, "ready").await;
+    psql_copy(&s, "mcf.t", &[("copied-d", 4)]).await;
+    let shadow = rows_as_text(
+        s.direct(),
+        "SELECT id, label, amount FROM mcf.t__duet WHERE label LIKE 'copied-%' ORDER BY id",
+    )
+    .await;
+    let table = rows_as_text(
+        s.direct(),
+        "SELECT id, label, amount FROM mcf.t WHERE label LIKE 'copied-%' ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        shadow, table,
+        "the shadow holds the copied rows, keys included"
+    );
+
+    let out = s
+        .duet
+        .admin_async(&["cutover", "--table", "mcf.t", "--budget", "5s"])
+        .await;
+    assert_eq!(out.code, Some(0), "cutover: {} {}", out.stdout, out.stderr);
+    assert_eq!(column_type(s.direct(), "mcf", "t", "id").await, "bigint");
+    // After the flip the old table is the mirror: a COPY reaches it too.
+    psql_copy(&s, "mcf.t", &[("copied-e", 5)]).await;
+    let mirrored = rows_as_text(
+        s.direct(),
+        "SELECT id, label FROM mcf.t__duet_old WHERE label = 'copied-e'",
+    )
+    .await;
+    assert_eq!(
+        mirrored,
+        [["700005", "copied-e"]],
+        "mirrored after the flip"
+    );
+    s.round().await;
+    request(&s.duet, json!({"command": "complete", "table": "mcf.t"}))
+        .await
+        .expect_ok("complete");
+
+    let copied = rows_as_text(
+        s.direct(),
+        "SELECT id, label, amount FROM mcf.t WHERE label LIKE 'copied-%' ORDER BY id",
+    )
+    .await;
+    let expected: Vec<Vec<String>> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            vec![
+                (700_001 + i).to_string(),
+                format!("copied-{l}"),
+                (i + 1).to_string(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        copied, expected,
+        "the copied rows, with their generated keys"
+    );
+    // The control table gets the same rows (its writes never used the key default), so the rest
+    // of the rounds — psycopg's COPY FROM among them — compare row for row.
+    s.direct()
+        .batch_execute(
+            "INSERT INTO mcf.t_control SELECT id, label, amount FROM mcf.t WHERE label LIKE 'copied-%'",
+        )
+        .await
+        .expect("control");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mcf", id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 """One round of writes of every class through psycopg 3 (extended protocol, server-side binding).
 
 Environment: DSN, TABLE (qualified), BASE and TOUCH (ids), V and N (the text and int columns),
-REFUSALS=1 to also check that MERGE and COPY FROM are refused with 0A000 on a session that stays
-usable. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
+REFUSALS=1 to also check that MERGE and COPY FROM … FREEZE are refused with 0A000 on a session that
+stays usable. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
 when psycopg is missing, 1 on any unexpected outcome.
 """
 
@@ -44,9 +44,9 @@ with psycopg.connect(dsn, autocommit=True) as conn:
                     sys.exit(1)
             conn.execute("SELECT 1").fetchone()
         try:
-            with conn.cursor().copy(f"COPY {t} (id, {v}, {n}) FROM STDIN") as copy:
+            with conn.cursor().copy(f"COPY {t} (id, {v}, {n}) FROM STDIN (FREEZE)") as copy:
                 copy.write_row((b + 99, "copied", 1))
-            print("COPY FROM was not refused", file=sys.stderr)
+            print("COPY FROM … FREEZE was not refused", file=sys.stderr)
             sys.exit(1)
         except psycopg.Error as err:
             if err.sqlstate != "0A000":
@@ -73,6 +73,12 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     for sql, params in steps:
         cur = conn.execute(sql, params, prepare=True)
         print(json.dumps(told(cur)))
+    # COPY FROM STDIN (simple protocol): dual-written through duet like the INSERTs above.
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {t} (id, {v}, {n}) FROM STDIN") as copy:
+            for i in range(3):
+                copy.write_row((b + 40 + i, f"copy{i}", 40 + i))
+        print(json.dumps({"copy": cur.rowcount, "status": cur.statusmessage}))
     # A transaction with several writes, committed.
     with conn.transaction():
         conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'tx', 1)", (b + 30,))

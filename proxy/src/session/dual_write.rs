@@ -10,10 +10,10 @@ use shadow::rewrite::{touches, Protocol};
 
 use super::forward::Shared;
 use super::hook::{
-    close_statement_message, cstr, deallocation, decide, encoding_refusal, is_cached_plan_error,
-    oversized_refusal, parse_body, parse_message, patched_command_complete, protocol_of,
-    query_body, query_message, refusal_error, refusal_of, sync_message, Decision, Edit, Expect,
-    Patch, Prepared, MAX_HELD,
+    close_statement_message, command_complete, copy_error_renamed, cstr, deallocation, decide,
+    encoding_refusal, is_cached_plan_error, oversized_refusal, parse_body, parse_message,
+    patched_command_complete, protocol_of, query_body, query_message, refusal_error, refusal_of,
+    sync_message, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
 };
 use super::track::Tracker;
 use crate::config::UnrewritableWrites;
@@ -264,8 +264,9 @@ impl Shared<'_> {
                     cached.count_dual_writes(cached.rewritten_statements());
                     let executes = tracker.batch_executes;
                     for patch in patches {
-                        let expect = Expect::Complete(patch.command_tag);
-                        tracker.hook.push(seq, executes, expect);
+                        tracker
+                            .hook
+                            .push(seq, executes, Expect::for_statement(patch));
                     }
                     edits.push(replace(frame, frame.end(), query_message(rewritten)));
                 } else {
@@ -558,10 +559,18 @@ impl Shared<'_> {
                 // The next transaction prepares every remembered statement again.
                 tracker.hook.stale = true;
             }
+            // An error ends the query string: a held COPY tag will not be reported.
+            tracker.hook.held_copy = None;
             match tracker.hook.front(seq) {
                 Some(Expect::Refused(cached)) => {
                     if let Some(refusal) = refusal_of(cached) {
                         edits.push(replace(frame, frame.end(), refusal_error(refusal)));
+                    }
+                    tracker.hook.finish(seq);
+                }
+                Some(Expect::HoldCopy { staging, table }) => {
+                    if let Some(renamed) = copy_error_renamed(body, staging, table) {
+                        edits.push(replace(frame, frame.end(), renamed));
                     }
                     tracker.hook.finish(seq);
                 }
@@ -570,14 +579,35 @@ impl Shared<'_> {
             }
             return BackendHook::Done;
         }
-        if let Some(Expect::Complete(verb)) = tracker.hook.front(seq) {
-            let verb = *verb;
-            tracker.hook.expect.pop_front();
-            if frame.tag == b'C' {
+        if !matches!(
+            tracker.hook.front(seq),
+            Some(Expect::Complete(_) | Expect::Drop | Expect::HoldCopy { .. } | Expect::CopyTag)
+        ) {
+            return BackendHook::Done;
+        }
+        let Some((_, expect)) = tracker.hook.expect.pop_front() else {
+            return BackendHook::Done;
+        };
+        if frame.tag != b'C' {
+            return BackendHook::Done;
+        }
+        match expect {
+            Expect::Complete(verb) => {
                 if let Some(patched) = patched_command_complete(body, verb) {
                     edits.push(replace(frame, frame.end(), patched));
                 }
             }
+            Expect::Drop => edits.push(remove(frame)),
+            Expect::HoldCopy { .. } => {
+                tracker.hook.held_copy = Some(Bytes::copy_from_slice(body));
+                edits.push(remove(frame));
+            }
+            Expect::CopyTag => {
+                if let Some(held) = tracker.hook.held_copy.take() {
+                    edits.push(replace(frame, frame.end(), command_complete(&held)));
+                }
+            }
+            Expect::Refused(_) | Expect::Swallow => {}
         }
         BackendHook::Done
     }

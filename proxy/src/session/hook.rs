@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use shadow::rewrite::{Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
+use shadow::rewrite::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 
 use crate::routes::{Cached, Published};
 use crate::wire::error::{error_response, Severity};
@@ -59,6 +59,33 @@ pub(super) enum Expect {
     Refused(Arc<Cached>),
     /// An injected request: drop every message of its answer, ReadyForQuery included.
     Swallow,
+    /// A statement duet added to the client's query string: drop its CommandComplete.
+    Drop,
+    /// The COPY into a staging table: hold its CommandComplete back for [`Expect::CopyTag`]; in
+    /// its error, name `table` instead of `staging` in the context.
+    HoldCopy {
+        /// The staging table's name.
+        staging: String,
+        /// The client's table's name.
+        table: String,
+    },
+    /// The INSERT that completes a staged COPY: its CommandComplete becomes the held `COPY n`.
+    CopyTag,
+}
+
+impl Expect {
+    /// What the answer to a statement with this patch needs.
+    pub fn for_statement(patch: &StatementPatch) -> Expect {
+        match &patch.answer {
+            Answer::Client => Expect::Complete(patch.command_tag),
+            Answer::Added => Expect::Drop,
+            Answer::StagedCopy { staging, table } => Expect::HoldCopy {
+                staging: staging.clone(),
+                table: table.clone(),
+            },
+            Answer::StagedInsert => Expect::CopyTag,
+        }
+    }
 }
 
 /// The patch of a prepared statement or portal: the verb to restore and the cache entry to count.
@@ -110,6 +137,8 @@ pub(super) struct Hook {
     /// Texts forwarded unchanged in the open transaction although duet could not dual-write them
     /// (`[migration] unrewritable_writes = "pass"`); counted when the transaction ends.
     pub unrewritten: Vec<Arc<Cached>>,
+    /// The CommandComplete body of a staged COPY, until the INSERT that completes it reports.
+    pub held_copy: Option<Bytes>,
 }
 
 impl Drop for Hook {
@@ -270,6 +299,47 @@ pub(super) fn patched_command_complete(body: &[u8], verb: Option<TagVerb>) -> Op
     Some(message(b'C', &[restored.as_bytes(), b"\0"]))
 }
 
+/// A CommandComplete with this body (tag and its NUL).
+pub(super) fn command_complete(body: &[u8]) -> BytesMut {
+    message(b'C', &[body])
+}
+
+/// The ErrorResponse `body` with its context line `COPY <staging>, …` naming `table` instead, or
+/// `None` when it has no such line.
+pub(super) fn copy_error_renamed(body: &[u8], staging: &str, table: &str) -> Option<BytesMut> {
+    let from = format!("COPY {staging},");
+    let to = format!("COPY {table},");
+    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut renamed = false;
+    let mut rest = body;
+    while let Some((&field, after)) = rest.split_first() {
+        if field == 0 {
+            break;
+        }
+        let (value, next) = cstr(after)?;
+        let value = match value.strip_prefix(from.as_bytes()) {
+            Some(tail) if field == b'W' => {
+                renamed = true;
+                [to.as_bytes(), tail].concat()
+            }
+            _ => value.to_vec(),
+        };
+        fields.push((field, value));
+        rest = next;
+    }
+    if !renamed {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + table.len());
+    for (field, value) in fields {
+        out.push(field);
+        out.extend_from_slice(&value);
+        out.push(0);
+    }
+    out.push(0);
+    Some(message(b'E', &[&out]))
+}
+
 /// The ErrorResponse a refusal gives the client.
 pub(super) fn refusal_error(refusal: &Refusal) -> BytesMut {
     error_response(
@@ -412,6 +482,22 @@ mod tests {
         assert_eq!(&patched[..], b"C\0\0\0\x0dUPDATE 3\0");
         assert!(patched_command_complete(b"INSERT 0 3\0", None).is_none());
         assert!(patched_command_complete(b"garbage", Some(TagVerb::Delete)).is_none());
+    }
+
+    #[test]
+    fn a_staged_copy_error_names_the_table() {
+        let body = b"SERROR\0C22P02\0Minvalid input syntax for type integer: \"x\"\0WCOPY __duet_copy, line 1, column n: \"x\"\0\0";
+        let renamed = copy_error_renamed(body, "__duet_copy", "items").unwrap();
+        assert_eq!(
+            &renamed[5..],
+            &b"SERROR\0C22P02\0Minvalid input syntax for type integer: \"x\"\0WCOPY items, line 1, column n: \"x\"\0\0"[..]
+        );
+        assert_eq!(
+            renamed.len(),
+            body.len() + 5 - "__duet_copy".len() + "items".len()
+        );
+        assert!(copy_error_renamed(b"SERROR\0Mno context\0\0", "__duet_copy", "t").is_none());
+        assert!(copy_error_renamed(b"SERROR\0Mtruncated", "__duet_copy", "t").is_none());
     }
 
     #[test]

@@ -19,8 +19,10 @@
 //! - [`shadow_table`] — CTE + one upsert (tombstones for deletes).
 //! - [`renamed`] — post-flip translation of old column names.
 //! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
+//! - [`copy_from`] — `COPY … FROM` staged in a temporary table, then dual-written as an INSERT.
 //! - [`tokens`], [`names`] — splice points and result-column names.
 
+pub mod copy_from;
 pub mod names;
 pub mod outcome;
 pub mod prefilter;
@@ -31,7 +33,7 @@ pub mod shadow_table;
 pub mod statement;
 pub mod tokens;
 
-pub use outcome::{Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
+pub use outcome::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 pub use prefilter::touches;
 pub use route::{Column, ColumnMapping, Routes, TableRoute, Target};
 
@@ -99,13 +101,21 @@ fn rewrite_parsed(sql: &str, routes: &Routes, protocol: Protocol) -> Result<Rewr
             patches.push(StatementPatch::default());
             continue;
         };
-        match statement::decide(sql, &tokens, span, node, routes)? {
+        match statement::decide(sql, &tokens, span, node, routes, protocol)? {
             Decision::Pass => patches.push(StatementPatch::default()),
             Decision::Replace { sql: text, verb } => {
                 patches.push(StatementPatch {
                     rewritten: true,
                     command_tag: verb,
+                    answer: Answer::Client,
                 });
+                edits.push((span, text));
+            }
+            Decision::Staged {
+                sql: text,
+                statements,
+            } => {
+                patches.extend(statements);
                 edits.push((span, text));
             }
         }
@@ -122,7 +132,7 @@ fn rewrite_parsed(sql: &str, routes: &Routes, protocol: Protocol) -> Result<Rewr
     }
     out.push_str(sql.get(at..).unwrap_or(""));
     match parse_statement(&out) {
-        Parsed::Statements(again) if again.len() == stmts.len() => Ok(Rewrite::Changed {
+        Parsed::Statements(again) if again.len() == patches.len() => Ok(Rewrite::Changed {
             sql: out,
             statements: patches,
         }),

@@ -34,6 +34,33 @@ pub struct StatementPatch {
     pub rewritten: bool,
     /// The CommandComplete tag to restore (the CTE form reports `INSERT 0 n` or `SELECT n`).
     pub command_tag: Option<TagVerb>,
+    /// Whose answer this statement's is: the client's, or one of the statements a staged
+    /// `COPY FROM` expands into.
+    pub answer: Answer,
+}
+
+/// Who the answer to one statement of a rewritten query string is for. A `COPY … FROM` on a
+/// table under migration becomes four statements (create a staging table, copy into it, insert
+/// from it with the usual dual-write, drop it); the client must see the answer of its one COPY.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// The client's own statement: its answer is forwarded (with `command_tag` restored).
+    #[default]
+    Client,
+    /// A statement duet added: drop its CommandComplete.
+    Added,
+    /// The COPY into the staging table: its CopyInResponse goes to the client, its
+    /// CommandComplete (`COPY n`) is held back for [`Answer::StagedInsert`], and in its errors the
+    /// context line `COPY <staging>, line …` names the client's table instead.
+    StagedCopy {
+        /// The staging table's name as the server reports it in an error context.
+        staging: String,
+        /// The client's table's name (unqualified, as the server reports it).
+        table: String,
+    },
+    /// The INSERT that moves the staged rows into the table (and the shadow): its
+    /// CommandComplete is replaced by the held `COPY n`.
+    StagedInsert,
 }
 
 /// The command verb the client expects in CommandComplete.

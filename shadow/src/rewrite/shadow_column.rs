@@ -197,8 +197,20 @@ fn insert_select(
         .find(|t| t.kind == Token::Ascii41 && t.depth == open.depth + 1)
         .copied()
         .ok_or_else(|| refuse(route, "cannot find the end of the column list"))?;
+    // `OVERRIDING SYSTEM|USER VALUE` sits between the column list and the SELECT.
+    let mut after_list = close.end;
+    if let Some(overriding) = tokens
+        .next_from(after_list)
+        .filter(|t| t.kind == Token::Overriding)
+    {
+        let value = tokens
+            .within(overriding.end, span.end)
+            .find(|t| t.kind == Token::ValueP)
+            .ok_or_else(|| refuse(route, "cannot find the end of OVERRIDING … VALUE"))?;
+        after_list = value.end;
+    }
     let select_start = tokens
-        .next_from(close.end)
+        .next_from(after_list)
         .map(|t| t.start)
         .filter(|&s| s < span.end)
         .ok_or_else(|| refuse(route, "cannot find the SELECT"))?;

@@ -6,8 +6,9 @@ use pg_query::protobuf::{
 };
 use pg_query::Context;
 
+use super::copy_from;
 use super::names::{quote_ident, string_value};
-use super::outcome::{Refusal, TagVerb};
+use super::outcome::{Protocol, Refusal, StatementPatch, TagVerb};
 use super::renamed;
 use super::route::{Routes, TableRoute, Target};
 use super::shadow_column;
@@ -26,6 +27,13 @@ pub enum Decision {
         /// The verb the client expects, when the rewritten form reports another.
         verb: Option<TagVerb>,
     },
+    /// Replace its text by several statements (a staged `COPY … FROM`), one patch each.
+    Staged {
+        /// The new statements' text.
+        sql: String,
+        /// One patch per statement of `sql`, in order.
+        statements: Vec<StatementPatch>,
+    },
 }
 
 /// Decides one parsed statement.
@@ -35,6 +43,7 @@ pub fn decide(
     span: Span,
     node: &NodeEnum,
     routes: &Routes,
+    protocol: Protocol,
 ) -> Result<Decision, Refusal> {
     if let Some((route, renames)) = renamed_route(node, routes) {
         return renamed::translate(sql, tokens, span, node, route, renames);
@@ -112,19 +121,16 @@ pub fn decide(
         }
         NodeEnum::TruncateStmt(s) => truncate(sql, tokens, span, &s.relations, routes),
         NodeEnum::CopyStmt(s) => {
-            let Some((_, route)) = routed(s.relation.as_ref(), routes) else {
+            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
                 return Ok(Decision::Pass);
             };
-            if !s.is_from || matches!(route.target, Target::Renamed { .. }) {
+            if !s.is_from {
                 return Ok(Decision::Pass);
             }
-            Err(Refusal::unsupported(
-                format!(
-                    "COPY FROM into table {} is not supported while it is being migrated",
-                    route.name
-                ),
-                "load the rows with INSERT statements (or multi-row INSERT … VALUES) until the migration is complete",
-            ))
+            if let Target::Renamed { columns } = &route.target {
+                return copy_from::rename_columns(sql, tokens, span, s, relation, route, columns);
+            }
+            copy_from::stage(sql, tokens, span, s, relation, route, routes, protocol)
         }
         NodeEnum::ExplainStmt(s) => {
             let analyze = s.options.iter().any(|o| match o.node.as_ref() {

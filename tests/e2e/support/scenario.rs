@@ -184,7 +184,8 @@ impl Scenario {
         .expect("psycopg round");
     }
 
-    /// MERGE and COPY FROM refused (0A000) in both protocols, sessions usable afterwards.
+    /// MERGE, extended-protocol COPY FROM and COPY … FREEZE refused (0A000), sessions usable
+    /// afterwards.
     pub async fn refusals(&mut self) {
         writes::assert_refusals(&self.pair, self.through()).await;
         self.rounds += 1;

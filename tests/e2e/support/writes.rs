@@ -318,8 +318,9 @@ pub fn psql_both(pair: &Pair, through: &Target, direct: &Target, sql: &str) {
     );
 }
 
-/// Asserts that MERGE and COPY FROM on the migrated table are refused with SQLSTATE 0A000 in both
-/// protocols and that the session stays usable afterwards.
+/// Asserts that MERGE (both protocols) and COPY FROM prepared through the extended protocol (the
+/// simple-protocol COPY is dual-written) on the migrated table are refused with SQLSTATE 0A000
+/// and that the session stays usable afterwards.
 pub async fn assert_refusals(pair: &Pair, through: &Client) {
     let t = pair.migrated();
     let merge = format!(
@@ -409,7 +410,7 @@ pub fn conninfo(host: &str, port: u16, user: &str, db: &str, password: Option<&s
 }
 
 /// Runs tests/python/migration_writes.py through duet on the migrated table and directly on the
-/// control table, asserting the same output. `refusals` also checks MERGE/COPY FROM refusals
+/// control table, asserting the same output. `refusals` also checks MERGE/COPY FREEZE refusals
 /// (through duet only). Returns false after a loud skip when psycopg is missing.
 #[allow(clippy::too_many_arguments)]
 pub fn psycopg_both(
