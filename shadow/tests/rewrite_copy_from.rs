@@ -8,9 +8,7 @@ mod rewrite_support;
 
 use rewrite_support::*;
 use shadow::rewrite::copy_from::STAGING_TABLE;
-use shadow::rewrite::{
-    rewrite, Answer, Column, Protocol, Rewrite, Routes, StatementPatch, TableRoute, Target,
-};
+use shadow::rewrite::{rewrite, Answer, Protocol, Rewrite, Routes, StatementPatch, Target};
 
 fn staged(sql: &str, routes: &Routes) -> (String, Vec<StatementPatch>) {
     match rewrite(sql, routes, Protocol::Simple) {
@@ -215,28 +213,7 @@ fn staged_copy_fills_a_shadow_column() {
         return;
     };
     let mut c = db.connect();
-    let col = |name: &str, ty: &str| Column {
-        name: name.into(),
-        base_type: ty.into(),
-    };
-    let routes = Routes {
-        tables: vec![TableRoute {
-            schema: "public".into(),
-            name: "acc".into(),
-            columns: vec![
-                col("id", "int4"),
-                col("amount", "int4"),
-                col("note", "text"),
-            ],
-            key: vec!["id".into()],
-            target: Target::ShadowColumn {
-                column: "amount__duet".into(),
-                expr: "\"amount\"::bigint * 10".into(),
-                sources: vec!["amount".into()],
-            },
-        }],
-        server_version_num: 150000,
-    };
+    let routes = shadow_column_routes();
     c.run("CREATE TABLE acc (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount int, note text, amount__duet bigint)");
     for sql in [
         // Identity values given in the data are kept, as COPY keeps them.

@@ -4,33 +4,8 @@
 mod rewrite_support;
 
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Column, Protocol, Rewrite, Routes, TableRoute, Target};
+use shadow::rewrite::{rewrite, Protocol, Rewrite};
 use tokio_postgres::NoTls;
-
-fn routes() -> Routes {
-    let col = |name: &str, ty: &str| Column {
-        name: name.into(),
-        base_type: ty.into(),
-    };
-    Routes {
-        tables: vec![TableRoute {
-            schema: "public".into(),
-            name: "acc".into(),
-            columns: vec![
-                col("id", "int4"),
-                col("amount", "int4"),
-                col("note", "text"),
-            ],
-            key: vec!["id".into()],
-            target: Target::ShadowColumn {
-                column: "amount__duet".into(),
-                expr: "\"amount\"::bigint * 10".into(),
-                sources: vec!["amount".into()],
-            },
-        }],
-        server_version_num: 150000,
-    }
-}
 
 const SETUP: &str = "DROP TABLE IF EXISTS acc; CREATE TABLE acc (id int PRIMARY KEY, amount int, note text, amount__duet bigint);
    INSERT INTO acc SELECT g, g, 'n' FROM generate_series(1, 5) g; UPDATE acc SET amount__duet = amount::bigint * 10;";
@@ -44,7 +19,7 @@ fn shadow_column_stays_in_sync() {
         return;
     };
     let mut c = db.connect();
-    let routes = routes();
+    let routes = shadow_column_routes();
     let simple = [
         "INSERT INTO acc (id, amount, note) VALUES (10, 7, 'a')",
         "INSERT INTO acc (id, note, amount) VALUES (11, 'b', -3), (12, 'c', NULL)",

@@ -79,10 +79,7 @@ pub fn stage(
     let columns = copied_columns(copy, route)?;
     refuse_where_outside(copy, &columns, route)?;
 
-    let relation_at = usize::try_from(relation.location)
-        .ok()
-        .filter(|&at| at >= span.start && at < span.end)
-        .ok_or_else(|| internal("cannot find the table name"))?;
+    let relation_at = relation_offset(relation, &span)?;
     let from = tokens
         .first_top_level(relation_at, span.end, &[Token::From])
         .ok_or_else(|| internal("cannot find FROM"))?;
@@ -177,10 +174,7 @@ pub fn rename_columns(
     if !listed.iter().any(|c| new_of(c).is_some()) {
         return Ok(Decision::Pass);
     }
-    let relation_at = usize::try_from(relation.location)
-        .ok()
-        .filter(|&at| at >= span.start && at < span.end)
-        .ok_or_else(|| internal("cannot find the table name"))?;
+    let relation_at = relation_offset(relation, &span)?;
     let open = tokens
         .first_top_level(relation_at, span.end, &[Token::Ascii40])
         .ok_or_else(|| internal("cannot find the column list"))?;
@@ -336,4 +330,12 @@ fn internal(what: &str) -> Refusal {
         format!("duet could not rewrite this COPY: {what}"),
         "report this statement to the duet operator; it was not executed",
     )
+}
+
+/// Where the COPY's table name starts, checked to lie within the statement.
+fn relation_offset(relation: &RangeVar, span: &Span) -> Result<usize, Refusal> {
+    usize::try_from(relation.location)
+        .ok()
+        .filter(|&at| at >= span.start && at < span.end)
+        .ok_or_else(|| internal("cannot find the table name"))
 }

@@ -215,6 +215,32 @@ pub const TABLE_DDL: &str =
     SELECT g * 1.5, 'n' || g, '2020-01-01', 0.5, md5(g::text)::uuid FROM generate_series(1, 5) g;
   INSERT INTO other VALUES (1, 'x'), (2, 'y'), (9, 'z');";
 
+/// The shadow-column route of `public.acc`: `amount__duet bigint` = `amount * 10`.
+pub fn shadow_column_routes() -> Routes {
+    let col = |name: &str, ty: &str| Column {
+        name: name.into(),
+        base_type: ty.into(),
+    };
+    Routes {
+        tables: vec![TableRoute {
+            schema: "public".into(),
+            name: "acc".into(),
+            columns: vec![
+                col("id", "int4"),
+                col("amount", "int4"),
+                col("note", "text"),
+            ],
+            key: vec!["id".into()],
+            target: Target::ShadowColumn {
+                column: "amount__duet".into(),
+                expr: "\"amount\"::bigint * 10".into(),
+                sources: vec!["amount".into()],
+            },
+        }],
+        server_version_num: 150000,
+    }
+}
+
 /// The shadow-table route of `app.t`: id int → bigint, amount numeric(12,2) → numeric.
 pub fn shadow_table_routes() -> Routes {
     let col = |name: &str, ty: &str| Column {
