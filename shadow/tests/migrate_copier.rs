@@ -366,3 +366,136 @@ async fn sweep_removes_tombstones_only_below_the_committed_watermark() {
     drop(c);
     db.drop_db().await;
 }
+
+/// The shadow's row for `id`: (v, note, tombstone).
+async fn shadow_row(c: &tokio_postgres::Client, id: i64) -> (Option<i32>, Option<String>, bool) {
+    let row = c
+        .query_one(
+            "SELECT v, note, __duet_deleted FROM t__duet WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("shadow row");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Live shadow rows equal to their source row.
+async fn copied_equal_rows(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM t JOIN t__duet s ON s.id = t.id::bigint
+         WHERE NOT s.__duet_deleted AND s.v IS NOT DISTINCT FROM t.v
+           AND s.note IS NOT DISTINCT FROM t.note",
+        &[],
+    )
+    .await
+    .expect("equal rows")
+    .get(0)
+}
+
+/// Chunks whose range already holds dual-written rows or tombstones go through `ON CONFLICT DO
+/// NOTHING`, the others through the plain insert; either way the dual-written values and the
+/// tombstone stay, and every other row is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_dual_writes_in_a_chunk_are_kept_and_tombstones_not_resurrected() {
+    let Some(db) = TestDb::create("copypaths").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    // Chunks of 1000: the first and third hold shadow keys, the second none.
+    c.batch_execute(
+        "INSERT INTO t__duet (id, v, note, __duet_deleted) VALUES
+           (10, -10, 'dual', false), (700, NULL, NULL, true), (2500, -2500, 'dual', false)",
+    )
+    .await
+    .expect("dual-written rows");
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(1000));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied), (3_000, 2_997));
+    assert_eq!((p.chunks, p.conflict_fallbacks), (3, 0));
+    assert_eq!(
+        shadow_row(&c, 10).await,
+        (Some(-10), Some("dual".into()), false)
+    );
+    assert_eq!(shadow_row(&c, 700).await, (None, None, true));
+    assert_eq!(
+        shadow_row(&c, 2500).await,
+        (Some(-2500), Some("dual".into()), false)
+    );
+    assert_eq!(copied_equal_rows(&c).await, 2_997);
+    drop(c);
+    db.drop_db().await;
+}
+
+/// The plain insert of a chunk meets keys a dual-write holds uncommitted (invisible to the probe):
+/// it waits, the dual-write commits, the plain insert fails with a unique violation and the chunk
+/// is redone with `ON CONFLICT DO NOTHING` in the same transaction. The dual-written row and the
+/// tombstone win; nothing is overwritten or resurrected; the checkpoint counts the chunk once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_chunk_racing_a_dual_write_falls_back_and_the_dual_write_wins() {
+    let Some(db) = TestDb::create("copyfallback").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let mut writer = db.connect().await;
+    let tx = writer.transaction().await.expect("begin");
+    tx.batch_execute(
+        "INSERT INTO t__duet (id, v, note, __duet_deleted) VALUES
+           (1500, -1500, 'dual', false), (1600, NULL, NULL, true)",
+    )
+    .await
+    .expect("uncommitted dual-writes");
+    let mut config = fixed_chunks(10_000);
+    // Long enough that the copier waits for the writer instead of timing out.
+    config.lock_timeout = Duration::from_secs(600);
+    let (copier, control) = Copier::new(db.connect().await, target, id, config);
+    let task = tokio::spawn(copier.run());
+    // Wait until the plain insert (no ON CONFLICT) is blocked on the writer's keys.
+    loop {
+        let blocked: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE 'INSERT INTO \"public\".\"t__duet\"%'
+                   AND query NOT LIKE '%ON CONFLICT%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            !task.is_finished(),
+            "the copier finished without meeting the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.commit().await.expect("commit the dual-writes");
+    assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!(p.conflict_fallbacks, 1);
+    assert_eq!((p.rows_done, p.rows_copied), (3_000, 2_998));
+    assert_eq!(
+        shadow_row(&c, 1500).await,
+        (Some(-1500), Some("dual".into()), false)
+    );
+    assert_eq!(shadow_row(&c, 1600).await, (None, None, true));
+    assert_eq!(copied_equal_rows(&c).await, 2_998);
+    let cp = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("checkpoint");
+    assert_eq!(
+        (cp.rows_done, cp.rows_copied, cp.done),
+        (3_000, 2_998, true)
+    );
+    drop(c);
+    drop(writer);
+    db.drop_db().await;
+}
