@@ -5,7 +5,7 @@ mod migrate_support;
 
 use std::time::Duration;
 
-use migrate_support::{difference_count, populate, shadow_migration, TestDb};
+use migrate_support::{difference_count, populate, shadow_migration, shadow_migration_of, TestDb};
 use shadow::ident::QualifiedName;
 use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
@@ -497,5 +497,111 @@ async fn a_plain_chunk_racing_a_dual_write_falls_back_and_the_dual_write_wins() 
     );
     drop(c);
     drop(writer);
+    db.drop_db().await;
+}
+
+/// An integer key with large gaps, up to the largest `integer`: each chunk is the interval of
+/// `chunk_rows` keys from the first key past the watermark, so a gap costs one probe, and the
+/// interval arithmetic cannot overflow the key type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_keys_with_gaps_are_chunked_by_interval_from_the_next_key() {
+    let Some(db) = TestDb::create("copygaps").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int, note text);
+         INSERT INTO t SELECT g, g, 'n' || g FROM generate_series(1, 1000) g;
+         INSERT INTO t SELECT g, g % 1000, 'n' || g FROM generate_series(1000000, 1000999) g;
+         INSERT INTO t SELECT g, g % 1000, 'n' || g FROM generate_series(2147483000, 2147483647) g;
+         ANALYZE t;",
+    )
+    .await
+    .expect("populate");
+    let (id, target) = shadow_migration(&mut c).await;
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(100));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied), (2_648, 2_648));
+    // 10 + 10 + 7 chunks: one per 100 keys of each run, none for the gaps.
+    assert_eq!(p.chunks, 27);
+    assert_eq!(
+        p.last_key.as_ref().map(|k| k.0.clone()),
+        Some(vec!["2147483647".to_string()])
+    );
+    assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+/// A composite key (integer, text) is chunked by counting keys (`OFFSET`), with a dual-written
+/// row and a tombstone in its range that must stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_keys_are_chunked_by_count_and_keep_dual_writes() {
+    let Some(db) = TestDb::create("copycomposite").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ck (a int, b text, v int, PRIMARY KEY (a, b));
+         INSERT INTO ck SELECT g, s, g FROM generate_series(1, 300) g, unnest(ARRAY['x', 'y', 'z']) s;
+         ANALYZE ck;",
+    )
+    .await
+    .expect("populate");
+    let mapping = vec![
+        ColumnMapping::new("a", "\"a\""),
+        ColumnMapping::new("b", "\"b\""),
+        ColumnMapping::new("v", "\"v\"::bigint"),
+    ];
+    let (id, target) = shadow_migration_of(&mut c, "ck", mapping).await;
+    c.batch_execute(
+        "INSERT INTO ck__duet (a, b, v, __duet_deleted) VALUES
+           (5, 'y', -5, false), (250, 'z', NULL, true)",
+    )
+    .await
+    .expect("dual-writes");
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(100));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied, p.chunks), (900, 898, 9));
+    assert_eq!(
+        p.last_key.as_ref().map(|k| k.0.clone()),
+        Some(vec!["300".to_string(), "z".to_string()])
+    );
+    let differing: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ck FULL JOIN ck__duet s USING (a, b)
+             WHERE s.v IS DISTINCT FROM ck.v::bigint OR s.__duet_deleted",
+            &[],
+        )
+        .await
+        .expect("compare")
+        .get(0);
+    assert_eq!(
+        differing, 2,
+        "only the dual-written row and the tombstone differ"
+    );
+    let kept: (i64, bool) = {
+        let r = c
+            .query_one(
+                "SELECT v, __duet_deleted FROM ck__duet WHERE a = 5 AND b = 'y'",
+                &[],
+            )
+            .await
+            .expect("dual row");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(kept, (-5, false));
+    let tomb: bool = c
+        .query_one(
+            "SELECT __duet_deleted FROM ck__duet WHERE a = 250 AND b = 'z'",
+            &[],
+        )
+        .await
+        .expect("tombstone")
+        .get(0);
+    assert!(tomb);
+    drop(c);
     db.drop_db().await;
 }

@@ -3,9 +3,11 @@
 //! Each chunk is one short READ COMMITTED transaction with a short `lock_timeout`:
 //!
 //! 1. lock the checkpoint row (`FOR UPDATE`);
-//! 2. find the chunk's upper key: `chunk_rows` keys past the watermark, never past the largest key
-//!    that existed when the copy started (one index-only scan that skips `chunk_rows - 1` keys;
-//!    only the last, shorter chunk counts what is left);
+//! 2. find the chunk's upper key, never past the largest key that existed when the copy started:
+//!    with a single integer key, the interval of `chunk_rows` key values from the first key past
+//!    the watermark (one index probe, so gaps cost nothing, and at most `chunk_rows` rows);
+//!    otherwise the `chunk_rows`-th key past the watermark (one index-only scan that skips
+//!    `chunk_rows - 1` keys; only the last, shorter chunk counts what is left);
 //! 3. probe the shadow's key index for any committed key in the chunk's range `(last, upper]`;
 //! 4. copy the range `ORDER BY key`:
 //!    * the shadow has keys there (dual-written rows or tombstones): `INSERT INTO shadow … SELECT
@@ -13,7 +15,7 @@
 //!    * it has none: the same insert *without* `ON CONFLICT`, under a savepoint. A plain insert is
 //!      what a one-off `INSERT … SELECT` does; speculative insertion (`ON CONFLICT`) costs an
 //!      extra index probe and an extra WAL record per row and made chunks about twice as slow;
-//! 5. advance the checkpoint and commit.
+//! 5. advance the checkpoint to the chunk's upper key and commit.
 //!
 //! # Why this is race-free with dual-writes
 //!
@@ -580,10 +582,10 @@ impl Copier {
             lower: cp.last_key.clone(),
             upper: Some(chunk_upper.clone()),
         };
+        let (pred, _) = t.range_predicate(Side::Source, None, &chunk, 1);
         let (copied, path) = match self.write {
             ChunkWrite::Insert => self.insert_chunk(client, t, &chunk, allow_plain).await?,
             ChunkWrite::UpdateColumn => {
-                let (pred, _) = t.range_predicate(Side::Source, None, &chunk, 1);
                 let update = crate::migrate::backfill::chunk_update(t, &pred);
                 let n = client
                     .execute(&update, &as_params(&CopyTarget::range_params(&chunk)))
@@ -593,6 +595,19 @@ impl Copier {
             }
         };
         let copied = i64::try_from(copied).unwrap_or(i64::MAX);
+        let scanned = match scanned {
+            Some(n) => n,
+            // A plain insert inserted every source row of the range.
+            None if path == InsertPath::Plain => copied,
+            None => client
+                .query_one(
+                    &format!("SELECT count(*) FROM {} WHERE {pred}", t.source.sql()),
+                    &as_params(&CopyTarget::range_params(&chunk)),
+                )
+                .await
+                .ctx(format!("counting a chunk of {}", t.source))?
+                .get(0),
+        };
         let chunk_rows_i32 = i32::try_from(chunk_rows).unwrap_or(i32::MAX);
         progress::save_checkpoint(
             client,
@@ -615,18 +630,43 @@ impl Copier {
         ))
     }
 
-    /// The chunk past the watermark: `(rows in it, its last key)`, at most `chunk_rows` keys of
-    /// `window`; `None` when the window is empty. A full chunk is one index-only scan that skips
-    /// `chunk_rows - 1` keys (`OFFSET`); only the last, shorter chunk counts what is left.
+    /// The chunk past the watermark: `(rows in it if known, its upper key)`, at most
+    /// `chunk_rows` keys of `window`; `None` when the window is empty.
+    ///
+    /// With a single integer key (shadow-table copies), the chunk is the key interval of
+    /// `chunk_rows` values starting at the first key past the watermark (one index probe; a gap in
+    /// the keys costs nothing), capped at the window's upper key: it holds at most `chunk_rows`
+    /// rows, and how many is counted by the insert itself. Otherwise a full chunk is one index-only
+    /// scan that skips `chunk_rows - 1` keys (`OFFSET`), and only the last, shorter chunk counts
+    /// what is left.
     async fn next_bound(
         &self,
         client: &Client,
         t: &CopyTarget,
         window: &KeyRange,
         chunk_rows: u32,
-    ) -> Result<Option<(i64, KeyValue)>, MigrateError> {
+    ) -> Result<Option<(Option<i64>, KeyValue)>, MigrateError> {
         let (pred, n) = t.range_predicate(Side::Source, None, window, 1);
         let mut params = CopyTarget::range_params(window);
+        let ctx = || format!("finding the next chunk of {}", t.source);
+        if let (ChunkWrite::Insert, Some(key), Some(upper)) =
+            (&self.write, t.single_integer_key(), &window.upper)
+        {
+            params.push(chunk_rows.max(1).to_string());
+            params.extend(upper.0.iter().cloned());
+            let sql = format!(
+                "SELECT least({key}::numeric + ${w}::text::numeric - 1, ${u}::text::numeric)::text
+                 FROM {src} WHERE {pred} ORDER BY {key} LIMIT 1",
+                src = t.source.sql(),
+                w = n + 1,
+                u = n + 2,
+            );
+            let row = client
+                .query_opt(&sql, &as_params(&params))
+                .await
+                .ctx(ctx())?;
+            return Ok(row.map(|row| (None, key_from_row(&row, 0, 1))));
+        }
         params.push(chunk_rows.saturating_sub(1).to_string());
         let full_sql = format!(
             "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${off}::text::bigint LIMIT 1",
@@ -635,14 +675,13 @@ impl Copier {
             asc = t.key_order(false),
             off = n + 1,
         );
-        let ctx = || format!("finding the next chunk of {}", t.source);
         if let Some(row) = client
             .query_opt(&full_sql, &as_params(&params))
             .await
             .ctx(ctx())?
         {
             let key = key_from_row(&row, 0, t.key.columns.len());
-            return Ok(Some((i64::from(chunk_rows), key)));
+            return Ok(Some((Some(i64::from(chunk_rows)), key)));
         }
         let tail_sql = format!(
             "SELECT count(*) OVER (), {text} FROM {src} WHERE {pred} ORDER BY {desc} LIMIT 1",
@@ -657,7 +696,7 @@ impl Copier {
             .ctx(ctx())?;
         Ok(row.map(|row| {
             let scanned: i64 = row.get(0);
-            (scanned, key_from_row(&row, 1, t.key.columns.len()))
+            (Some(scanned), key_from_row(&row, 1, t.key.columns.len()))
         }))
     }
 

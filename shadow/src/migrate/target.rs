@@ -193,6 +193,22 @@ impl CopyTarget {
             .join(", ")
     }
 
+    /// The quoted key column when the key is one column of an integer type in the source and the
+    /// shadow (`smallint`, `integer`, `bigint`): chunks can then be key intervals.
+    pub(crate) fn single_integer_key(&self) -> Option<String> {
+        let integer = |ty: &String| matches!(ty.as_str(), "smallint" | "integer" | "bigint");
+        match (
+            self.key.columns.as_slice(),
+            self.key.source_types.as_slice(),
+            self.shadow_key_types.as_slice(),
+        ) {
+            ([column], [source], [shadow]) if integer(source) && integer(shadow) => {
+                Some(quote_ident(column))
+            }
+            _ => None,
+        }
+    }
+
     /// `($n::text::type, …)` for a key value bound as text parameters starting at `$first`.
     pub(crate) fn key_params(&self, side: Side, first: usize) -> String {
         let types = match side {
