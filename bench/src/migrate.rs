@@ -96,7 +96,7 @@ pub fn run_migrate(
     progress(format!("populating {TABLE} with {} rows", opts.rows));
     let reference_rows_per_s = rt.block_on(populate(&url, opts.rows))?;
     progress(format!(
-        "INSERT … SELECT into a plain bigint table: {reference_rows_per_s:.0} rows/s"
+        "INSERT … SELECT into a table of the shadow's shape: {reference_rows_per_s:.0} rows/s"
     ));
     progress("starting duet".into());
     let duet = DuetProxy::start(&DuetProxyOptions {
@@ -317,7 +317,10 @@ fn drive(
 }
 
 /// Creates and fills the table and times `INSERT … SELECT` of the same rows into a plain table
-/// of the target shape (bigint key, no other index: what the copier fills).
+/// of exactly the shape the copier fills: the shadow duet's expand creates (shadow/src/migrate/
+/// expand.rs) — the converted columns, the bigint primary key, the tombstone column
+/// `__duet_deleted boolean NOT NULL DEFAULT false` and the partial index over tombstones — and
+/// nothing else.
 async fn populate(url: &str, rows: i64) -> Result<f64, MigrateError> {
     let client = connect(url)
         .await
@@ -328,7 +331,9 @@ async fn populate(url: &str, rows: i64) -> Result<f64, MigrateError> {
              CREATE TABLE {TABLE} (id int PRIMARY KEY, label text NOT NULL, amount int);
              INSERT INTO {TABLE} SELECT g, 'row ' || g, g % 1000 FROM generate_series(1, {rows}) g;
              CREATE INDEX ON {TABLE} (label);
-             CREATE TABLE {REFERENCE_TABLE} (id bigint PRIMARY KEY, label text, amount int);"
+             CREATE TABLE {REFERENCE_TABLE} (id bigint PRIMARY KEY, label text, amount int,
+                 __duet_deleted boolean NOT NULL DEFAULT false);
+             CREATE INDEX ON {REFERENCE_TABLE} (id) WHERE __duet_deleted;"
         ))
         .await
         .map_err(err("creating the table"))?;

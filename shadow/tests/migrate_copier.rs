@@ -5,7 +5,7 @@ mod migrate_support;
 
 use std::time::Duration;
 
-use migrate_support::{difference_count, populate, shadow_migration, TestDb};
+use migrate_support::{difference_count, populate, shadow_migration, shadow_migration_of, TestDb};
 use shadow::ident::QualifiedName;
 use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
@@ -363,6 +363,245 @@ async fn sweep_removes_tombstones_only_below_the_committed_watermark() {
         10 - i64::try_from(below).expect("n"),
         "tombstones above the watermark stay"
     );
+    drop(c);
+    db.drop_db().await;
+}
+
+/// The shadow's row for `id`: (v, note, tombstone).
+async fn shadow_row(c: &tokio_postgres::Client, id: i64) -> (Option<i32>, Option<String>, bool) {
+    let row = c
+        .query_one(
+            "SELECT v, note, __duet_deleted FROM t__duet WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("shadow row");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Live shadow rows equal to their source row.
+async fn copied_equal_rows(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM t JOIN t__duet s ON s.id = t.id::bigint
+         WHERE NOT s.__duet_deleted AND s.v IS NOT DISTINCT FROM t.v
+           AND s.note IS NOT DISTINCT FROM t.note",
+        &[],
+    )
+    .await
+    .expect("equal rows")
+    .get(0)
+}
+
+/// Chunks whose range already holds dual-written rows or tombstones go through `ON CONFLICT DO
+/// NOTHING`, the others through the plain insert; either way the dual-written values and the
+/// tombstone stay, and every other row is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_dual_writes_in_a_chunk_are_kept_and_tombstones_not_resurrected() {
+    let Some(db) = TestDb::create("copypaths").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    // Chunks of 1000: the first and third hold shadow keys, the second none.
+    c.batch_execute(
+        "INSERT INTO t__duet (id, v, note, __duet_deleted) VALUES
+           (10, -10, 'dual', false), (700, NULL, NULL, true), (2500, -2500, 'dual', false)",
+    )
+    .await
+    .expect("dual-written rows");
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(1000));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied), (3_000, 2_997));
+    assert_eq!((p.chunks, p.conflict_fallbacks), (3, 0));
+    assert_eq!(
+        shadow_row(&c, 10).await,
+        (Some(-10), Some("dual".into()), false)
+    );
+    assert_eq!(shadow_row(&c, 700).await, (None, None, true));
+    assert_eq!(
+        shadow_row(&c, 2500).await,
+        (Some(-2500), Some("dual".into()), false)
+    );
+    assert_eq!(copied_equal_rows(&c).await, 2_997);
+    drop(c);
+    db.drop_db().await;
+}
+
+/// The plain insert of a chunk meets keys a dual-write holds uncommitted (invisible to the probe):
+/// it waits, the dual-write commits, the plain insert fails with a unique violation and the chunk
+/// is redone with `ON CONFLICT DO NOTHING` in the same transaction. The dual-written row and the
+/// tombstone win; nothing is overwritten or resurrected; the checkpoint counts the chunk once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_chunk_racing_a_dual_write_falls_back_and_the_dual_write_wins() {
+    let Some(db) = TestDb::create("copyfallback").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let mut writer = db.connect().await;
+    let tx = writer.transaction().await.expect("begin");
+    tx.batch_execute(
+        "INSERT INTO t__duet (id, v, note, __duet_deleted) VALUES
+           (1500, -1500, 'dual', false), (1600, NULL, NULL, true)",
+    )
+    .await
+    .expect("uncommitted dual-writes");
+    let mut config = fixed_chunks(10_000);
+    // Long enough that the copier waits for the writer instead of timing out.
+    config.lock_timeout = Duration::from_secs(600);
+    let (copier, control) = Copier::new(db.connect().await, target, id, config);
+    let task = tokio::spawn(copier.run());
+    // Wait until the plain insert (no ON CONFLICT) is blocked on the writer's keys.
+    loop {
+        let blocked: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE 'INSERT INTO \"public\".\"t__duet\"%'
+                   AND query NOT LIKE '%ON CONFLICT%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            !task.is_finished(),
+            "the copier finished without meeting the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.commit().await.expect("commit the dual-writes");
+    assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!(p.conflict_fallbacks, 1);
+    assert_eq!((p.rows_done, p.rows_copied), (3_000, 2_998));
+    assert_eq!(
+        shadow_row(&c, 1500).await,
+        (Some(-1500), Some("dual".into()), false)
+    );
+    assert_eq!(shadow_row(&c, 1600).await, (None, None, true));
+    assert_eq!(copied_equal_rows(&c).await, 2_998);
+    let cp = load_checkpoint(&c, id, false)
+        .await
+        .expect("cp")
+        .expect("checkpoint");
+    assert_eq!(
+        (cp.rows_done, cp.rows_copied, cp.done),
+        (3_000, 2_998, true)
+    );
+    drop(c);
+    drop(writer);
+    db.drop_db().await;
+}
+
+/// An integer key with large gaps, up to the largest `integer`: each chunk is the interval of
+/// `chunk_rows` keys from the first key past the watermark, so a gap costs one probe, and the
+/// interval arithmetic cannot overflow the key type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_keys_with_gaps_are_chunked_by_interval_from_the_next_key() {
+    let Some(db) = TestDb::create("copygaps").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int, note text);
+         INSERT INTO t SELECT g, g, 'n' || g FROM generate_series(1, 1000) g;
+         INSERT INTO t SELECT g, g % 1000, 'n' || g FROM generate_series(1000000, 1000999) g;
+         INSERT INTO t SELECT g, g % 1000, 'n' || g FROM generate_series(2147483000, 2147483647) g;
+         ANALYZE t;",
+    )
+    .await
+    .expect("populate");
+    let (id, target) = shadow_migration(&mut c).await;
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(100));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied), (2_648, 2_648));
+    // 10 + 10 + 7 chunks: one per 100 keys of each run, none for the gaps.
+    assert_eq!(p.chunks, 27);
+    assert_eq!(
+        p.last_key.as_ref().map(|k| k.0.clone()),
+        Some(vec!["2147483647".to_string()])
+    );
+    assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+/// A composite key (integer, text) is chunked by counting keys (`OFFSET`), with a dual-written
+/// row and a tombstone in its range that must stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_keys_are_chunked_by_count_and_keep_dual_writes() {
+    let Some(db) = TestDb::create("copycomposite").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ck (a int, b text, v int, PRIMARY KEY (a, b));
+         INSERT INTO ck SELECT g, s, g FROM generate_series(1, 300) g, unnest(ARRAY['x', 'y', 'z']) s;
+         ANALYZE ck;",
+    )
+    .await
+    .expect("populate");
+    let mapping = vec![
+        ColumnMapping::new("a", "\"a\""),
+        ColumnMapping::new("b", "\"b\""),
+        ColumnMapping::new("v", "\"v\"::bigint"),
+    ];
+    let (id, target) = shadow_migration_of(&mut c, "ck", mapping).await;
+    c.batch_execute(
+        "INSERT INTO ck__duet (a, b, v, __duet_deleted) VALUES
+           (5, 'y', -5, false), (250, 'z', NULL, true)",
+    )
+    .await
+    .expect("dual-writes");
+    let (copier, control) = Copier::new(db.connect().await, target, id, fixed_chunks(100));
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    let p = control.progress();
+    assert_eq!((p.rows_done, p.rows_copied, p.chunks), (900, 898, 9));
+    assert_eq!(
+        p.last_key.as_ref().map(|k| k.0.clone()),
+        Some(vec!["300".to_string(), "z".to_string()])
+    );
+    let differing: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ck FULL JOIN ck__duet s USING (a, b)
+             WHERE s.v IS DISTINCT FROM ck.v::bigint OR s.__duet_deleted",
+            &[],
+        )
+        .await
+        .expect("compare")
+        .get(0);
+    assert_eq!(
+        differing, 2,
+        "only the dual-written row and the tombstone differ"
+    );
+    let kept: (i64, bool) = {
+        let r = c
+            .query_one(
+                "SELECT v, __duet_deleted FROM ck__duet WHERE a = 5 AND b = 'y'",
+                &[],
+            )
+            .await
+            .expect("dual row");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(kept, (-5, false));
+    let tomb: bool = c
+        .query_one(
+            "SELECT __duet_deleted FROM ck__duet WHERE a = 250 AND b = 'z'",
+            &[],
+        )
+        .await
+        .expect("tombstone")
+        .get(0);
+    assert!(tomb);
     drop(c);
     db.drop_db().await;
 }

@@ -6,7 +6,7 @@
 mod migrate_support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,10 +70,37 @@ impl Rng {
 
 type Model = HashMap<i32, Option<(i32, String)>>;
 
+/// Where a writer picks its keys.
+#[derive(Clone)]
+enum Keys {
+    /// Anywhere in its share of the key space.
+    Anywhere,
+    /// In the copier's next chunk: among the next [`AHEAD`] keys past this watermark (anywhere
+    /// once the copier is past the initial rows), one transaction every [`AHEAD_PAUSE`], so that
+    /// a chunk's range is often still clean when the copier probes it and then written while the
+    /// copier inserts it.
+    AheadOf(Arc<AtomicI64>),
+}
+
+/// How far ahead of the copier's watermark a [`Keys::AheadOf`] writer writes: one chunk.
+const AHEAD: i64 = 300;
+/// Pause of a [`Keys::AheadOf`] writer between transactions.
+const AHEAD_PAUSE: Duration = Duration::from_millis(30);
+
 /// A writer owning keys `id % WRITERS == w`: inserts absent keys, updates or deletes present
 /// ones, sometimes two statements in one transaction, sometimes rolled back. Returns the model of
 /// what it committed and how many statements failed.
 async fn writer(db_url: String, w: i64, stop: Arc<AtomicBool>, min_ops: u32) -> (Model, u32, u32) {
+    writer_on(db_url, w, stop, min_ops, Keys::Anywhere).await
+}
+
+async fn writer_on(
+    db_url: String,
+    w: i64,
+    stop: Arc<AtomicBool>,
+    min_ops: u32,
+    keys: Keys,
+) -> (Model, u32, u32) {
     let (client, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
         .await
         .expect("writer connect");
@@ -112,7 +139,21 @@ async fn writer(db_url: String, w: i64, stop: Arc<AtomicBool>, min_ops: u32) -> 
         let mut staged: Model = HashMap::new();
         let mut failed = false;
         for _ in 0..statements {
-            let k = owned[usize::try_from(rng.below(owned.len() as u64)).expect("idx")];
+            let k = match &keys {
+                Keys::AheadOf(watermark) => {
+                    let from = watermark.load(Ordering::Relaxed);
+                    let first = owned.partition_point(|&k| i64::from(k) <= from);
+                    let span = (AHEAD / WRITERS) as usize;
+                    if first + span <= owned.len() {
+                        owned[first + usize::try_from(rng.below(span as u64)).expect("idx")]
+                    } else {
+                        owned[usize::try_from(rng.below(owned.len() as u64)).expect("idx")]
+                    }
+                }
+                Keys::Anywhere => {
+                    owned[usize::try_from(rng.below(owned.len() as u64)).expect("idx")]
+                }
+            };
             let current = staged.get(&k).cloned().unwrap_or_else(|| model[&k].clone());
             let note = format!("w{w}o{ops}");
             let result = match &current {
@@ -151,6 +192,9 @@ async fn writer(db_url: String, w: i64, stop: Arc<AtomicBool>, min_ops: u32) -> 
             model.extend(staged);
         }
         ops += 1;
+        if matches!(keys, Keys::AheadOf(_)) {
+            tokio::time::sleep(AHEAD_PAUSE).await;
+        }
         if ops % 16 == 0 {
             tokio::task::yield_now().await;
         }
@@ -222,8 +266,8 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
     }
     let progress = control.progress();
     eprintln!(
-        "race: {total_ops} writer transactions, copier {} rows scanned / {} inserted in {} chunks, {} retries; {swept_during} tombstones swept; online repair of {} ranges: {repaired:?}",
-        progress.rows_done, progress.rows_copied, progress.chunks, progress.retries,
+        "race: {total_ops} writer transactions, copier {} rows scanned / {} inserted in {} chunks, {} retries, {} plain chunks redone with ON CONFLICT; {swept_during} tombstones swept; online repair of {} ranges: {repaired:?}",
+        progress.rows_done, progress.rows_copied, progress.chunks, progress.retries, progress.conflict_fallbacks,
         damaged.mismatches.len()
     );
     assert!(total_ops >= 8 * 300);
@@ -281,6 +325,106 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
         .await
         .expect("verify")
         .is_clean());
+    drop(c);
+    db.drop_db().await;
+}
+
+/// Adversarial for the copier's plain inserts: every writer writes just ahead of the copier's
+/// watermark, so chunks keep meeting keys that were dual-written after their probe (or are held
+/// uncommitted): those chunks fail with a unique violation and are redone with `ON CONFLICT DO
+/// NOTHING`. Every committed write must still be in the source and the shadow, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dual_writes_just_ahead_of_the_copier_lose_nothing() {
+    let Some(db) = TestDb::create("race_ahead").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, INITIAL_ROWS).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let config = CopierConfig {
+        initial_chunk_rows: AHEAD as u32,
+        min_chunk_rows: AHEAD as u32,
+        max_chunk_rows: AHEAD as u32,
+        throttle: ThrottleConfig {
+            thresholds: vec![],
+            recheck_interval: Duration::from_millis(50),
+        },
+        ..CopierConfig::default()
+    };
+    let (copier, control) = Copier::new(db.connect().await, target.clone(), id, config);
+    let watermark = Arc::new(AtomicI64::new(0));
+    let follow = {
+        let (mut rx, watermark) = (control.subscribe(), watermark.clone());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let key = rx.borrow().last_key.clone();
+                if let Some(k) = key.and_then(|k| k.0.first().and_then(|v| v.parse().ok())) {
+                    watermark.store(k, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let keys = Keys::AheadOf(watermark.clone());
+            tokio::spawn(writer_on(db.url(), w, stop.clone(), 0, keys))
+        })
+        .collect();
+    let mark = mark_dual_writes_enabled(&c).await.expect("mark");
+    wait_for_old_transactions(
+        &c,
+        &mark,
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+    )
+    .await
+    .expect("old transactions end");
+    assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
+    stop.store(true, Ordering::Relaxed);
+    let mut models = Vec::new();
+    let mut total_ops = 0;
+    for handle in writers {
+        let (model, ops, failures) = handle.await.expect("writer");
+        assert_eq!(
+            failures, 0,
+            "no application statement may fail because of the copier"
+        );
+        total_ops += ops;
+        models.push(model);
+    }
+    follow.abort();
+    let progress = control.progress();
+    eprintln!(
+        "race ahead: {total_ops} writer transactions, copier {} rows scanned / {} inserted in {} chunks, {} retries, {} plain chunks redone with ON CONFLICT",
+        progress.rows_done, progress.rows_copied, progress.chunks, progress.retries,
+        progress.conflict_fallbacks
+    );
+    sweep_tombstones(&c, &target, id, 500).await.expect("sweep");
+    assert!(verify(&mut c, &target, &VerifyConfig { chunk_rows: 3_000 })
+        .await
+        .expect("verify")
+        .is_clean());
+    assert_eq!(difference_count(&c).await, 0);
+    let shadow_rows: HashMap<i64, (i32, String)> = c
+        .query(
+            "SELECT id, v, note FROM t__duet WHERE NOT __duet_deleted",
+            &[],
+        )
+        .await
+        .expect("shadow rows")
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    for model in &models {
+        for (k, expected) in model {
+            assert_eq!(
+                shadow_rows.get(&i64::from(*k)),
+                expected.as_ref(),
+                "shadow key {k}"
+            );
+        }
+    }
     drop(c);
     db.drop_db().await;
 }

@@ -1,23 +1,69 @@
 //! The chunked copier: fills the shadow with the rows that existed before dual-writes began.
 //!
-//! Each chunk is one short READ COMMITTED transaction: lock the checkpoint row, find the chunk's
-//! upper key (`chunk_rows` keys past the watermark, never past the largest key that existed when
-//! the copy started), `INSERT INTO shadow … SELECT <mapping> FROM source WHERE key > last AND key
-//! <= upper ORDER BY key ON CONFLICT (key) DO NOTHING`, advance the checkpoint, commit. The read is
-//! lock-free, the insert never overwrites (a dual-written row or tombstone always wins), and a
-//! short `lock_timeout` makes the copier the one that gives up when it meets an application
-//! transaction. Because the checkpoint commits with the chunk, a new copier for the same migration
+//! Each chunk is one short READ COMMITTED transaction with a short `lock_timeout`:
+//!
+//! 1. lock the checkpoint row (`FOR UPDATE`);
+//! 2. find the chunk's upper key, never past the largest key that existed when the copy started:
+//!    with a single integer key, the interval of `chunk_rows` key values from the first key past
+//!    the watermark (one index probe, so gaps cost nothing, and at most `chunk_rows` rows);
+//!    otherwise the `chunk_rows`-th key past the watermark (one index-only scan that skips
+//!    `chunk_rows - 1` keys; only the last, shorter chunk counts what is left);
+//! 3. probe the shadow's key index for any committed key in the chunk's range `(last, upper]`;
+//! 4. copy the range `ORDER BY key`:
+//!    * the shadow has keys there (dual-written rows or tombstones): `INSERT INTO shadow … SELECT
+//!      <mapping> FROM source WHERE key > last AND key <= upper ON CONFLICT (key) DO NOTHING`;
+//!    * it has none: the same insert *without* `ON CONFLICT`, under a savepoint. A plain insert is
+//!      what a one-off `INSERT … SELECT` does; speculative insertion (`ON CONFLICT`) costs an
+//!      extra index probe and an extra WAL record per row and made chunks about twice as slow;
+//! 5. advance the checkpoint to the chunk's upper key and commit.
+//!
+//! # Why this is race-free with dual-writes
+//!
+//! The read is lock-free and the copier never overwrites: a dual-written row or a tombstone always
+//! wins. On the `ON CONFLICT DO NOTHING` path this is PostgreSQL's arbitration, which sees the
+//! latest committed row even when the statement's snapshot does not, and waits for an uncommitted
+//! one. On the plain path the unique index enforces the same outcome: a key that a dual-write
+//! committed after the probe (or holds uncommitted, which the insert waits for) makes the plain
+//! insert fail with a unique violation and write nothing; the copier then rolls back to the
+//! savepoint and redoes the chunk with `DO NOTHING` in the same transaction, still holding the
+//! checkpoint lock. A plain insert can therefore never replace, update or resurrect anything: it
+//! either inserts only keys the shadow does not have, or fails. Tombstones occupy their keys, so a
+//! stale copy of a deleted row is refused on both paths. After a fallback the plain path is
+//! skipped for a number of chunks that doubles per consecutive fallback (up to 64), so a copier
+//! racing steady dual-writes into its range wastes at most one chunk in that many. The range never
+//! goes past the upper key fixed when the copy started: rows above it arrived through dual-writes.
+//!
+//! # Resuming
+//!
+//! The checkpoint commits in the chunk's transaction, so a new copier for the same migration
 //! continues exactly where the last committed chunk ended; the `FOR UPDATE` on the checkpoint row
-//! keeps two copiers from copying the same chunk.
+//! keeps two copiers from copying the same chunk. A short `lock_timeout` makes the copier the one
+//! that gives up when it meets an application transaction; retryable failures (lock timeout,
+//! deadlock, serialization failure) roll the chunk back and retry it, smaller, after a backoff.
+//!
+//! # Commits
+//!
+//! The copier's connection runs with `synchronous_commit = off`: a chunk's commit does not wait
+//! for its WAL flush. This is safe because a chunk's rows and its checkpoint are in one
+//! transaction, hence one commit record, and WAL is replayed in order: a crash can lose only a
+//! suffix of the most recent chunks, each together with its own checkpoint, and the copier
+//! resumes after the last chunk that survived. Nothing durable can depend on a lost chunk: any
+//! transaction that saw a chunk's commit and then commits synchronously (a dual-write, the
+//! controller's phase change after the copy, the flip) writes its commit record after the chunk's
+//! and flushes the WAL up to it, the chunk included. The backfill shares this loop and this
+//! argument (its `UPDATE` and checkpoint also commit together).
+//!
+//! # Pacing
 //!
 //! The chunk size adapts towards a target chunk time. Before each chunk the throttle signals are
-//! read; a control handle pauses, resumes, stops and changes settings while it runs, and progress
-//! is published on a watch channel.
+//! read (an unreadable signal throttles: fail closed); a control handle pauses, resumes, stops and
+//! changes settings while it runs, and progress is published on a watch channel.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::migrate::error::{DbContext, MigrateError};
@@ -98,6 +144,9 @@ pub struct CopyProgress {
     pub chunks: u64,
     /// Retryable failures (lock timeouts, deadlocks) in this run.
     pub retries: u64,
+    /// Chunks of this run whose plain insert met a key written concurrently by a dual-write
+    /// (unique violation) and were redone, in the same transaction, with `ON CONFLICT DO NOTHING`.
+    pub conflict_fallbacks: u64,
     /// Rows per second in this run.
     pub rate_rows_per_sec: f64,
     /// Estimated time left.
@@ -214,8 +263,57 @@ pub struct Copier {
 
 enum ChunkResult {
     Done(CopyCheckpoint),
-    Copied(CopyCheckpoint),
+    Copied(CopyCheckpoint, InsertPath),
 }
+
+/// How a chunk's rows went into the shadow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InsertPath {
+    /// A plain `INSERT … SELECT`: the shadow had no key in the chunk's range.
+    Plain,
+    /// `ON CONFLICT DO NOTHING` from the start: the shadow already had keys in the range (or the
+    /// plain path is backing off), or the chunk writes a shadow column.
+    OnConflict,
+    /// The plain insert met a concurrently dual-written key and the chunk was redone with
+    /// `ON CONFLICT DO NOTHING`.
+    Fallback,
+}
+
+/// Longest run of chunks that skip the plain insert after fallbacks.
+const MAX_PLAIN_BACKOFF: u32 = 64;
+
+/// When to try the plain insert: after a fallback it is skipped for a number of chunks that
+/// doubles per consecutive fallback up to [`MAX_PLAIN_BACKOFF`] and is reset by a plain chunk that
+/// succeeds, so a copier racing steady dual-writes into its range wastes at most one chunk in
+/// that many.
+#[derive(Debug, Default)]
+struct PlainBackoff {
+    /// Chunks left that skip the plain insert.
+    skip: u32,
+    /// The length of the current back-off (0: none).
+    length: u32,
+}
+
+impl PlainBackoff {
+    fn allow_plain(&self) -> bool {
+        self.skip == 0
+    }
+
+    fn after(&mut self, path: InsertPath) {
+        self.skip = self.skip.saturating_sub(1);
+        match path {
+            InsertPath::Plain => self.length = 0,
+            InsertPath::OnConflict => {}
+            InsertPath::Fallback => {
+                self.length = self.length.saturating_mul(2).clamp(1, MAX_PLAIN_BACKOFF);
+                self.skip = self.length;
+            }
+        }
+    }
+}
+
+/// Savepoint around a chunk's plain insert, so a unique violation undoes only that statement.
+const PLAIN_SAVEPOINT: &str = "duet_plain_chunk";
 
 impl Copier {
     /// Create a copier and its control handle.
@@ -253,6 +351,7 @@ impl Copier {
             chunk_rows: config.initial_chunk_rows,
             chunks: 0,
             retries: 0,
+            conflict_fallbacks: 0,
             rate_rows_per_sec: 0.0,
             eta: None,
         });
@@ -316,6 +415,12 @@ impl Copier {
 
     async fn run_inner(&self) -> Result<CopyOutcome, MigrateError> {
         let started = Instant::now();
+        // Asynchronous commit on the copier's own connection: see "Commits" in the module doc
+        // for why a crash can only lose whole chunks together with their checkpoints.
+        self.client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .ctx("setting synchronous_commit of the copier's connection")?;
         let first = self.start().await?;
         let base_rows = first.rows_done;
         self.publish_checkpoint(&first, 0, started);
@@ -325,6 +430,7 @@ impl Copier {
         }
         let mut chunk_rows = self.config.initial_chunk_rows.max(1);
         let mut consecutive_failures = 0u32;
+        let mut plain = PlainBackoff::default();
         loop {
             let settings = self.shared.settings().clone();
             if settings.stop {
@@ -347,14 +453,18 @@ impl Copier {
                 p.chunk_rows = chunk_rows;
             });
             let t0 = Instant::now();
-            match self.copy_chunk(chunk_rows).await {
+            match self.copy_chunk(chunk_rows, plain.allow_plain()).await {
                 Ok(ChunkResult::Done(cp)) => {
                     self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
                     self.publish(|p| p.state = CopierState::Done);
                     return Ok(CopyOutcome::Done);
                 }
-                Ok(ChunkResult::Copied(cp)) => {
+                Ok(ChunkResult::Copied(cp, path)) => {
                     consecutive_failures = 0;
+                    plain.after(path);
+                    if path == InsertPath::Fallback {
+                        self.publish(|p| p.conflict_fallbacks += 1);
+                    }
                     chunk_rows = adapt_chunk_rows(
                         chunk_rows,
                         t0.elapsed(),
@@ -427,7 +537,11 @@ impl Copier {
             .ok_or_else(|| MigrateError::CorruptState("copy checkpoint vanished".into()))
     }
 
-    async fn copy_chunk(&self, chunk_rows: u32) -> Result<ChunkResult, MigrateError> {
+    async fn copy_chunk(
+        &self,
+        chunk_rows: u32,
+        allow_plain: bool,
+    ) -> Result<ChunkResult, MigrateError> {
         let t = &self.target;
         // `transaction()` needs `&mut Client`; the copier owns its client, so a raw BEGIN on the
         // shared reference is equivalent and keeps `run` usable through `&self`.
@@ -436,7 +550,7 @@ impl Copier {
             client,
             self.config.lock_timeout,
             "a copy chunk",
-            self.chunk_body(client, t, chunk_rows),
+            self.chunk_body(client, t, chunk_rows, allow_plain),
         )
         .await
     }
@@ -446,6 +560,7 @@ impl Copier {
         client: &Client,
         t: &CopyTarget,
         chunk_rows: u32,
+        allow_plain: bool,
     ) -> Result<ChunkResult, MigrateError> {
         let cp = progress::load_checkpoint(client, self.migration_id, true)
             .await?
@@ -458,52 +573,41 @@ impl Copier {
             lower: cp.last_key.clone(),
             upper: Some(upper_key),
         };
-        let (pred, n) = t.range_predicate(Side::Source, None, &window, 1);
-        let bound_sql = format!(
-            "WITH k AS (SELECT {keys} FROM {src} WHERE {pred} ORDER BY {asc} LIMIT ${lim}::text::bigint)
-             SELECT count(*) OVER (), {text} FROM k ORDER BY {desc} LIMIT 1",
-            keys = t.key_list(None),
-            src = t.source.sql(),
-            asc = t.key_order(false),
-            lim = n + 1,
-            text = t.key_text_list(None),
-            desc = t.key_order(true),
-        );
-        let mut params = CopyTarget::range_params(&window);
-        params.push(chunk_rows.to_string());
-        let row = client
-            .query_opt(&bound_sql, &as_params(&params))
-            .await
-            .ctx(format!("finding the next chunk of {}", t.source))?;
-        let Some(row) = row else {
+        let Some((scanned, chunk_upper)) = self.next_bound(client, t, &window, chunk_rows).await?
+        else {
             progress::mark_done(client, self.migration_id).await?;
             return Ok(ChunkResult::Done(CopyCheckpoint { done: true, ..cp }));
         };
-        let scanned: i64 = row.get(0);
-        let chunk_upper = key_from_row(&row, 1, t.key.columns.len());
         let chunk = KeyRange {
             lower: cp.last_key.clone(),
             upper: Some(chunk_upper.clone()),
         };
         let (pred, _) = t.range_predicate(Side::Source, None, &chunk, 1);
-        let insert = match self.write {
-            ChunkWrite::Insert => format!(
-                "INSERT INTO {shadow} ({targets}) SELECT {exprs} FROM {src} WHERE {pred}
-                 ORDER BY {asc} ON CONFLICT ({keys}) DO NOTHING",
-                shadow = t.shadow.sql(),
-                targets = t.target_list(),
-                exprs = t.expr_list(),
-                src = t.source.sql(),
-                asc = t.key_order(false),
-                keys = t.key_list(None),
-            ),
-            ChunkWrite::UpdateColumn => crate::migrate::backfill::chunk_update(t, &pred),
+        let (copied, path) = match self.write {
+            ChunkWrite::Insert => self.insert_chunk(client, t, &chunk, allow_plain).await?,
+            ChunkWrite::UpdateColumn => {
+                let update = crate::migrate::backfill::chunk_update(t, &pred);
+                let n = client
+                    .execute(&update, &as_params(&CopyTarget::range_params(&chunk)))
+                    .await
+                    .ctx(format!("copying a chunk of {} into {}", t.source, t.shadow))?;
+                (n, InsertPath::OnConflict)
+            }
         };
-        let copied = client
-            .execute(&insert, &as_params(&CopyTarget::range_params(&chunk)))
-            .await
-            .ctx(format!("copying a chunk of {} into {}", t.source, t.shadow))?;
         let copied = i64::try_from(copied).unwrap_or(i64::MAX);
+        let scanned = match scanned {
+            Some(n) => n,
+            // A plain insert inserted every source row of the range.
+            None if path == InsertPath::Plain => copied,
+            None => client
+                .query_one(
+                    &format!("SELECT count(*) FROM {} WHERE {pred}", t.source.sql()),
+                    &as_params(&CopyTarget::range_params(&chunk)),
+                )
+                .await
+                .ctx(format!("counting a chunk of {}", t.source))?
+                .get(0),
+        };
         let chunk_rows_i32 = i32::try_from(chunk_rows).unwrap_or(i32::MAX);
         progress::save_checkpoint(
             client,
@@ -514,13 +618,160 @@ impl Copier {
             chunk_rows_i32,
         )
         .await?;
-        Ok(ChunkResult::Copied(CopyCheckpoint {
-            last_key: Some(chunk_upper),
-            rows_done: cp.rows_done + scanned,
-            rows_copied: cp.rows_copied + copied,
-            chunk_rows: Some(chunk_rows_i32),
-            ..cp
+        Ok(ChunkResult::Copied(
+            CopyCheckpoint {
+                last_key: Some(chunk_upper),
+                rows_done: cp.rows_done + scanned,
+                rows_copied: cp.rows_copied + copied,
+                chunk_rows: Some(chunk_rows_i32),
+                ..cp
+            },
+            path,
+        ))
+    }
+
+    /// The chunk past the watermark: `(rows in it if known, its upper key)`, at most
+    /// `chunk_rows` keys of `window`; `None` when the window is empty.
+    ///
+    /// With a single integer key (shadow-table copies), the chunk is the key interval of
+    /// `chunk_rows` values starting at the first key past the watermark (one index probe; a gap in
+    /// the keys costs nothing), capped at the window's upper key: it holds at most `chunk_rows`
+    /// rows, and how many is counted by the insert itself. Otherwise a full chunk is one index-only
+    /// scan that skips `chunk_rows - 1` keys (`OFFSET`), and only the last, shorter chunk counts
+    /// what is left.
+    async fn next_bound(
+        &self,
+        client: &Client,
+        t: &CopyTarget,
+        window: &KeyRange,
+        chunk_rows: u32,
+    ) -> Result<Option<(Option<i64>, KeyValue)>, MigrateError> {
+        let (pred, n) = t.range_predicate(Side::Source, None, window, 1);
+        let mut params = CopyTarget::range_params(window);
+        let ctx = || format!("finding the next chunk of {}", t.source);
+        if let (ChunkWrite::Insert, Some(key), Some(upper)) =
+            (&self.write, t.single_integer_key(), &window.upper)
+        {
+            params.push(chunk_rows.max(1).to_string());
+            params.extend(upper.0.iter().cloned());
+            let sql = format!(
+                "SELECT least({key}::numeric + ${w}::text::numeric - 1, ${u}::text::numeric)::text
+                 FROM {src} WHERE {pred} ORDER BY {key} LIMIT 1",
+                src = t.source.sql(),
+                w = n + 1,
+                u = n + 2,
+            );
+            let row = client
+                .query_opt(&sql, &as_params(&params))
+                .await
+                .ctx(ctx())?;
+            return Ok(row.map(|row| (None, key_from_row(&row, 0, 1))));
+        }
+        params.push(chunk_rows.saturating_sub(1).to_string());
+        let full_sql = format!(
+            "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${off}::text::bigint LIMIT 1",
+            text = t.key_text_list(None),
+            src = t.source.sql(),
+            asc = t.key_order(false),
+            off = n + 1,
+        );
+        if let Some(row) = client
+            .query_opt(&full_sql, &as_params(&params))
+            .await
+            .ctx(ctx())?
+        {
+            let key = key_from_row(&row, 0, t.key.columns.len());
+            return Ok(Some((Some(i64::from(chunk_rows)), key)));
+        }
+        let tail_sql = format!(
+            "SELECT count(*) OVER (), {text} FROM {src} WHERE {pred} ORDER BY {desc} LIMIT 1",
+            text = t.key_text_list(None),
+            src = t.source.sql(),
+            desc = t.key_order(true),
+        );
+        params.pop();
+        let row = client
+            .query_opt(&tail_sql, &as_params(&params))
+            .await
+            .ctx(ctx())?;
+        Ok(row.map(|row| {
+            let scanned: i64 = row.get(0);
+            (Some(scanned), key_from_row(&row, 1, t.key.columns.len()))
         }))
+    }
+
+    /// Insert the chunk's rows into the shadow; returns the rows inserted and how.
+    async fn insert_chunk(
+        &self,
+        client: &Client,
+        t: &CopyTarget,
+        chunk: &KeyRange,
+        allow_plain: bool,
+    ) -> Result<(u64, InsertPath), MigrateError> {
+        let (pred, _) = t.range_predicate(Side::Source, None, chunk, 1);
+        let params = CopyTarget::range_params(chunk);
+        let insert = format!(
+            "INSERT INTO {shadow} ({targets}) SELECT {exprs} FROM {src} WHERE {pred} ORDER BY {asc}",
+            shadow = t.shadow.sql(),
+            targets = t.target_list(),
+            exprs = t.expr_list(),
+            src = t.source.sql(),
+            asc = t.key_order_of(&t.source),
+        );
+        let on_conflict = format!(
+            "{insert} ON CONFLICT ({keys}) DO NOTHING",
+            keys = t.key_list(None)
+        );
+        let ctx = || format!("copying a chunk of {} into {}", t.source, t.shadow);
+        if !allow_plain || self.shadow_has_keys_in(client, t, chunk).await? {
+            let n = client
+                .execute(&on_conflict, &as_params(&params))
+                .await
+                .ctx(ctx())?;
+            return Ok((n, InsertPath::OnConflict));
+        }
+        client
+            .batch_execute(&format!("SAVEPOINT {PLAIN_SAVEPOINT}"))
+            .await
+            .ctx(ctx())?;
+        match client.execute(&insert, &as_params(&params)).await {
+            Ok(n) => Ok((n, InsertPath::Plain)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // A dual-write committed a key of this range after the probe: undo the plain
+                // insert and let the dual-written row win, exactly as `DO NOTHING` would.
+                client
+                    .batch_execute(&format!("ROLLBACK TO SAVEPOINT {PLAIN_SAVEPOINT}"))
+                    .await
+                    .ctx(ctx())?;
+                let n = client
+                    .execute(&on_conflict, &as_params(&params))
+                    .await
+                    .ctx(ctx())?;
+                Ok((n, InsertPath::Fallback))
+            }
+            Err(e) => Err(e).ctx(ctx()),
+        }
+    }
+
+    /// Whether the shadow holds a committed key in `chunk` (dual-written or a tombstone): one
+    /// probe of the shadow's key index.
+    async fn shadow_has_keys_in(
+        &self,
+        client: &Client,
+        t: &CopyTarget,
+        chunk: &KeyRange,
+    ) -> Result<bool, MigrateError> {
+        let (pred, _) = t.range_predicate(Side::Shadow, None, chunk, 1);
+        let probe = format!(
+            "SELECT 1 FROM {shadow} WHERE {pred} ORDER BY {asc} LIMIT 1",
+            shadow = t.shadow.sql(),
+            asc = t.key_order(false),
+        );
+        let row = client
+            .query_opt(&probe, &as_params(&CopyTarget::range_params(chunk)))
+            .await
+            .ctx(format!("probing {} for dual-written keys", t.shadow))?;
+        Ok(row.is_some())
     }
 }
 
@@ -583,5 +834,40 @@ mod tests {
             adapt_chunk_rows(10, Duration::from_secs(5), target, 10, 100),
             10
         );
+    }
+
+    #[test]
+    fn plain_inserts_back_off_after_fallbacks_and_return_after_a_success() {
+        let mut b = PlainBackoff::default();
+        assert!(b.allow_plain());
+        b.after(InsertPath::Plain);
+        b.after(InsertPath::OnConflict);
+        assert!(
+            b.allow_plain(),
+            "a shadow key in range is no reason to back off"
+        );
+        // First fallback: skip one chunk.
+        b.after(InsertPath::Fallback);
+        assert!(!b.allow_plain());
+        b.after(InsertPath::OnConflict);
+        assert!(b.allow_plain());
+        // Consecutive fallbacks double the skip, up to the cap.
+        let mut skipped = Vec::new();
+        for _ in 0..9 {
+            b.after(InsertPath::Fallback);
+            let mut n = 0;
+            while !b.allow_plain() {
+                b.after(InsertPath::OnConflict);
+                n += 1;
+            }
+            skipped.push(n);
+        }
+        assert_eq!(skipped, [2, 4, 8, 16, 32, 64, 64, 64, 64]);
+        // A plain chunk that succeeds resets it.
+        b.after(InsertPath::Plain);
+        b.after(InsertPath::Fallback);
+        assert!(!b.allow_plain());
+        b.after(InsertPath::OnConflict);
+        assert!(b.allow_plain());
     }
 }

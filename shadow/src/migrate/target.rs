@@ -179,6 +179,36 @@ impl CopyTarget {
             .join(", ")
     }
 
+    /// `"schema"."table"."k1", …` in ascending order: the key columns qualified by `table`, so an
+    /// `ORDER BY` in an `INSERT … SELECT` whose output columns reuse the key's names (`"id"::bigint
+    /// AS "id"`) sorts by the table's own column, which its key index already returns in order,
+    /// instead of by the converted output, which would need a sort of the whole chunk.
+    pub(crate) fn key_order_of(&self, table: &QualifiedName) -> String {
+        let table = table.sql();
+        self.key
+            .columns
+            .iter()
+            .map(|c| format!("{table}.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The quoted key column when the key is one column of an integer type in the source and the
+    /// shadow (`smallint`, `integer`, `bigint`): chunks can then be key intervals.
+    pub(crate) fn single_integer_key(&self) -> Option<String> {
+        let integer = |ty: &String| matches!(ty.as_str(), "smallint" | "integer" | "bigint");
+        match (
+            self.key.columns.as_slice(),
+            self.key.source_types.as_slice(),
+            self.shadow_key_types.as_slice(),
+        ) {
+            ([column], [source], [shadow]) if integer(source) && integer(shadow) => {
+                Some(quote_ident(column))
+            }
+            _ => None,
+        }
+    }
+
     /// `($n::text::type, …)` for a key value bound as text parameters starting at `$first`.
     pub(crate) fn key_params(&self, side: Side, first: usize) -> String {
         let types = match side {

@@ -100,18 +100,23 @@ pub fn bigint_key_mapping() -> Vec<ColumnMapping> {
 
 /// Schema duet, a migration of `public.t` in phase copying, and its shadow; returns (id, target).
 pub async fn shadow_migration(client: &mut Client) -> (i64, CopyTarget) {
+    shadow_migration_of(client, "t", bigint_key_mapping()).await
+}
+
+/// [`shadow_migration`] of `public.<table>` with `mapping`.
+pub async fn shadow_migration_of(
+    client: &mut Client,
+    table: &str,
+    mapping: Vec<ColumnMapping>,
+) -> (i64, CopyTarget) {
     use shadow::migrate::expand::create_shadow_table;
     use shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
     use shadow::migrate::Phase;
 
     state::ensure_schema(client).await.expect("schema duet");
-    let mut target = CopyTarget::plan(
-        client,
-        QualifiedName::new("public", "t"),
-        bigint_key_mapping(),
-    )
-    .await
-    .expect("plan");
+    let mut target = CopyTarget::plan(client, QualifiedName::new("public", table), mapping)
+        .await
+        .expect("plan");
     let plan = serde_json::to_value(&target).expect("plan json");
     let id = state::create_migration(client, &target.source.sql(), "shadow_table", &plan)
         .await
