@@ -46,6 +46,9 @@ pub struct MigrationStatus {
     pub eta_s: Option<f64>,
     /// What the copy is doing (`running`, `paused`, `waiting for …`, `done`), when copying.
     pub copy_state: Option<String>,
+    /// Copy chunks whose plain insert met a concurrently dual-written key and were redone with
+    /// `ON CONFLICT DO NOTHING` (this run of the copier).
+    pub conflict_fallbacks: Option<u64>,
     /// Statements the proxy rewrote to dual-write.
     pub dual_writes: u64,
     /// Statements the proxy refused.
@@ -100,6 +103,7 @@ fn one(m: &Migration) -> MigrationStatus {
             .and_then(|p| p.eta)
             .map(|d| d.as_secs_f64()),
         copy_state,
+        conflict_fallbacks: progress.as_ref().map(|p| p.conflict_fallbacks),
         dual_writes: counters.dual_writes.load(Ordering::Relaxed),
         refusals: counters.refusals.load(Ordering::Relaxed),
         unrewritten_writes: counters.unrewritten.load(Ordering::Relaxed),
