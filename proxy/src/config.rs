@@ -97,13 +97,16 @@ pub enum UnrewritableWrites {
 
 /// The copier's throttle thresholds (`duet admin set` changes them while a copy runs). A signal
 /// that cannot be read counts as exceeded: the copier waits and `status` says why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Throttles {
     /// Pause while a replica's replay lag (`pg_stat_replication.replay_lag`) is above this
     /// (default 10 s).
     pub max_replication_lag: Duration,
     /// Pause while more client backends than this are running a statement (default: no limit).
     pub max_active_backends: Option<u32>,
+    /// While client backends are running statements, rest this many times as long as each copy
+    /// chunk or verified range took before the next one (default 1; 0: never rest).
+    pub nice_ratio: f64,
 }
 
 impl Default for Throttles {
@@ -111,6 +114,7 @@ impl Default for Throttles {
         Throttles {
             max_replication_lag: Duration::from_secs(10),
             max_active_backends: None,
+            nice_ratio: 1.0,
         }
     }
 }
@@ -131,6 +135,7 @@ impl Throttles {
         }
         ThrottleConfig {
             thresholds,
+            nice_ratio: self.nice_ratio,
             ..ThrottleConfig::default()
         }
     }
@@ -253,6 +258,7 @@ struct MigrationTable {
     verify_rounds: Option<u32>,
     max_replication_lag: Option<String>,
     max_active_backends: Option<u32>,
+    nice_ratio: Option<f64>,
     unrewritable_writes: Option<String>,
 }
 
@@ -309,6 +315,16 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
                     ))
                 }
                 other => other,
+            },
+            nice_ratio: match table.nice_ratio {
+                None => d.throttles.nice_ratio,
+                Some(r) if r.is_finite() && (0.0..=100.0).contains(&r) => r,
+                Some(_) => {
+                    return Err(field_error(
+                        "[migration] nice_ratio",
+                        "must be a number from 0 (never rest) to 100",
+                    ))
+                }
             },
         },
         unrewritable_writes: match table.unrewritable_writes.as_deref() {
@@ -587,6 +603,7 @@ mod tests {
             "verify_rounds",
             "max_replication_lag",
             "max_active_backends",
+            "nice_ratio",
             "unrewritable_writes",
         ] {
             assert!(example.contains(field), "{field} is not documented");

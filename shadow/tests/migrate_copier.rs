@@ -23,6 +23,7 @@ fn fixed_chunks(rows: u32) -> CopierConfig {
         throttle: ThrottleConfig {
             thresholds: vec![],
             recheck_interval: Duration::from_millis(50),
+            ..ThrottleConfig::default()
         },
         ..CopierConfig::default()
     }
@@ -58,9 +59,16 @@ async fn copies_a_populated_table_exactly_with_int_to_bigint_key() {
         Some(vec!["50000".to_string()])
     );
     assert_eq!(difference_count(&c).await, 0);
-    let report = verify(&mut c, &target, &VerifyConfig { chunk_rows: 7_000 })
-        .await
-        .expect("verify");
+    let report = verify(
+        &mut c,
+        &target,
+        &VerifyConfig {
+            chunk_rows: 7_000,
+            ..VerifyConfig::default()
+        },
+    )
+    .await
+    .expect("verify");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         (report.ranges, report.source_rows, report.shadow_rows),
@@ -602,6 +610,47 @@ async fn composite_keys_are_chunked_by_count_and_keep_dual_writes() {
         .expect("tombstone")
         .get(0);
     assert!(tomb);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_follows_the_nice_ratio_while_a_statement_runs_even_inside_a_snapshot() {
+    use shadow::migrate::throttle::rest_after;
+    let Some(db) = TestDb::create("nice").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    let took = Duration::from_millis(40);
+    assert_eq!(rest_after(&c, 0.0, took).await, Duration::ZERO, "0: never");
+    assert_eq!(rest_after(&c, f64::NAN, took).await, Duration::ZERO);
+
+    // Inside a REPEATABLE READ transaction (as the verifier reads) that saw the server before
+    // the statement started: the rest must still notice it.
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .expect("snapshot");
+    tx.query_one("SELECT count(*) FROM pg_stat_activity", &[])
+        .await
+        .expect("first look at pg_stat_activity");
+    let busy = db.connect().await;
+    let sleeper = tokio::spawn(async move {
+        let _ = busy.batch_execute("SELECT pg_sleep(3)").await;
+    });
+    let mut rested = Duration::ZERO;
+    for _ in 0..50 {
+        rested = rest_after(&tx, 2.5, took).await;
+        if !rested.is_zero() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rested, Duration::from_millis(100), "2.5 × 40 ms while busy");
+    tx.commit().await.expect("commit");
+    let _ = sleeper.await;
     drop(c);
     db.drop_db().await;
 }

@@ -86,9 +86,16 @@ async fn copy(db: &TestDb, client: &mut Client, p: &Plan, id: i64) {
                 .await
                 .expect("backfill");
             assert_eq!(runner.run().await.expect("backfill run"), CopyOutcome::Done);
-            let report = verify_column(client, spec, 50)
-                .await
-                .expect("verify column");
+            let report = verify_column(
+                client,
+                spec,
+                &shadow::migrate::verify::VerifyConfig {
+                    chunk_rows: 50,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("verify column");
             assert!(report.is_clean(), "{report:?}");
             assert_eq!(report.rows, 300);
         }
@@ -726,9 +733,16 @@ async fn copy_odd(db: &TestDb, client: &mut Client, p: &Plan, id: i64) {
                     .await
                     .expect("backfill");
             assert_eq!(runner.run().await.expect("backfill run"), CopyOutcome::Done);
-            let report = verify_column(client, spec, 50)
-                .await
-                .expect("verify column");
+            let report = verify_column(
+                client,
+                spec,
+                &shadow::migrate::verify::VerifyConfig {
+                    chunk_rows: 50,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("verify column");
             assert!(report.is_clean(), "{report:?}");
         }
         CopySpec::Table(_) => copy(db, client, p, id).await,

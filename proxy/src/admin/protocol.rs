@@ -26,7 +26,7 @@ pub struct Selector {
 
 /// Run settings changed by `set` (each optional; stored with the migration, so they survive a
 /// restart).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopySettings {
     /// Flip on its own as soon as the migration is ready.
@@ -41,10 +41,14 @@ pub struct CopySettings {
     /// Pause the copy while more client backends than this run a statement (0: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_backends: Option<u32>,
+    /// While the application is busy, rest this many times as long as each copy chunk or
+    /// verified range took (0: never rest; at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nice_ratio: Option<f64>,
 }
 
 /// One request. `command` is the variant in snake_case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
     /// The status report.

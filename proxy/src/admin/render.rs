@@ -93,9 +93,10 @@ fn settings_line(settings: &Value) -> String {
         }
     };
     format!(
-        "auto-cutover {}, chunk time {} ms, max replication lag {} ms, max active backends {}{}",
+        "auto-cutover {}, chunk time {} ms, nice ratio {}, max replication lag {} ms, max active backends {}{}",
         on_off("auto_cutover"),
         num(settings, &["chunk_time_ms"]),
+        num(settings, &["nice_ratio"]),
         num(settings, &["max_replication_lag_ms"]),
         match &settings["max_active_backends"] {
             Value::Number(n) => n.to_string(),

@@ -215,6 +215,7 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
                     chunk_time_ms: settings.chunk_time_ms,
                     max_replication_lag_ms: settings.max_replication_lag_ms,
                     max_active_backends: settings.max_active_backends,
+                    nice_ratio: settings.nice_ratio,
                     copy_paused: None,
                 };
                 change_settings(ctx, &m, change).await

@@ -96,7 +96,8 @@ enum AdminCommand {
         target: Target,
     },
     /// Change a migration's run settings: `chunk-time=50ms`, `max-replication-lag=5s`,
-    /// `max-active-backends=40` (0: no limit), `auto-cutover=on|off`. They are stored with the
+    /// `max-active-backends=40` (0: no limit), `nice-ratio=1` (while the application is busy, rest
+    /// that many times each chunk's time; 0: never), `auto-cutover=on|off`. They are stored with the
     /// migration and survive a restart of duet.
     Set {
         /// SETTING=VALUE pairs.
@@ -205,6 +206,19 @@ fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
                 })?;
                 settings.max_active_backends = Some(n);
             }
+            "nice-ratio" | "nice_ratio" => {
+                let ratio = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && (0.0..=100.0).contains(r))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "nice-ratio: expected a number from 0 (never rest) to 100, got {value:?}"
+                        )
+                    })?;
+                settings.nice_ratio = Some(ratio);
+            }
             "auto-cutover" | "auto_cutover" => {
                 settings.auto_cutover = Some(match value.trim() {
                     "on" | "true" | "yes" | "1" => true,
@@ -213,7 +227,7 @@ fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
                 });
             }
             other => anyhow::bail!(
-                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends, auto-cutover"
+                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends, nice-ratio, auto-cutover"
             ),
         }
     }

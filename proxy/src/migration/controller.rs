@@ -275,7 +275,7 @@ async fn verify_and_repair(
     for round in 1..=rounds {
         // A writer seen after this point is reconciled by the next verification.
         m.live().bypass_since_verify = false;
-        let report = verify(guard.client_mut(), &target, &VerifyConfig::default())
+        let report = verify(guard.client_mut(), &target, &verify_config(m))
             .await
             .map_err(|e| e.to_string())?;
         if report.is_clean() {
@@ -309,6 +309,14 @@ async fn verify_and_repair(
     ))
 }
 
+/// Verification settings: the operator's nice ratio applies to the checksums as to the copy.
+fn verify_config(m: &Migration) -> VerifyConfig {
+    VerifyConfig {
+        nice_ratio: m.live().throttles.nice_ratio,
+        ..VerifyConfig::default()
+    }
+}
+
 /// [`verify_until_clean`] for a shadow column: `c__duet = expr` on every row, repaired by range.
 async fn verify_column_until_clean(
     m: &Migration,
@@ -318,7 +326,7 @@ async fn verify_column_until_clean(
 ) -> Result<(), String> {
     for round in 1..=rounds {
         m.live().bypass_since_verify = false;
-        let report = verify_column(guard.client_mut(), spec, 10_000)
+        let report = verify_column(guard.client_mut(), spec, &verify_config(m))
             .await
             .map_err(|e| e.to_string())?;
         if report.is_clean() {

@@ -375,6 +375,7 @@ impl Migration {
             max_replication_lag_ms: u64::try_from(live.throttles.max_replication_lag.as_millis())
                 .unwrap_or(u64::MAX),
             max_active_backends: live.throttles.max_active_backends,
+            nice_ratio: live.throttles.nice_ratio,
             copy_paused: live.copy_paused,
         }
     }

@@ -17,7 +17,7 @@ use crate::config::{MigrationConfig, Throttles};
 use crate::context::ProxyContext;
 
 /// What the operator chose for one migration (as stored and as shown by `status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
     /// Flip as soon as the migration is ready.
     pub auto_cutover: bool,
@@ -27,12 +27,15 @@ pub struct RunSettings {
     pub max_replication_lag_ms: u64,
     /// Pause the copy while more client backends than this run a statement (null: no limit).
     pub max_active_backends: Option<u32>,
+    /// While the application is busy, rest this many times as long as each copy chunk or
+    /// verified range took.
+    pub nice_ratio: f64,
     /// The operator paused the copy.
     pub copy_paused: bool,
 }
 
 /// A change to some of the settings (`None`: unchanged).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SettingsChange {
     /// See [`RunSettings::auto_cutover`].
     pub auto_cutover: Option<bool>,
@@ -42,6 +45,8 @@ pub struct SettingsChange {
     pub max_replication_lag_ms: Option<u64>,
     /// See [`RunSettings::max_active_backends`]; `Some(0)` removes the limit.
     pub max_active_backends: Option<u32>,
+    /// See [`RunSettings::nice_ratio`].
+    pub nice_ratio: Option<f64>,
     /// See [`RunSettings::copy_paused`].
     pub copy_paused: Option<bool>,
 }
@@ -54,6 +59,7 @@ impl RunSettings {
             chunk_time_ms: millis(config.chunk_time),
             max_replication_lag_ms: millis(config.throttles.max_replication_lag),
             max_active_backends: config.throttles.max_active_backends,
+            nice_ratio: config.throttles.nice_ratio,
             copy_paused: false,
         }
     }
@@ -84,6 +90,7 @@ impl RunSettings {
         Throttles {
             max_replication_lag: Duration::from_millis(self.max_replication_lag_ms),
             max_active_backends: self.max_active_backends,
+            nice_ratio: self.nice_ratio,
         }
     }
 
@@ -99,6 +106,9 @@ impl RunSettings {
         }
         if let Some(n) = change.max_active_backends {
             self.max_active_backends = (n > 0).then_some(n);
+        }
+        if let Some(ratio) = change.nice_ratio {
+            self.nice_ratio = ratio;
         }
         if let Some(paused) = change.copy_paused {
             self.copy_paused = paused;

@@ -16,7 +16,7 @@
 //! snapshot; and any dual-write after it takes the row lock in turn and writes `expr` of its own
 //! values. Either order leaves `c__duet = expr(c)`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
@@ -26,7 +26,7 @@ use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{in_short_transaction, retry_retryable};
 use crate::migrate::key::CopyKey;
 use crate::migrate::target::{as_params, ColumnMapping, CopyTarget, KeyRange, Side};
-use crate::migrate::verify::next_range_bound;
+use crate::migrate::verify::{self, next_range_bound, VerifyConfig};
 use crate::plan::BackfillSpec;
 
 /// The chunk statement: set the shadow column of the rows in the chunk where it differs.
@@ -122,7 +122,7 @@ impl ColumnVerifyReport {
 pub async fn verify_column(
     client: &mut Client,
     spec: &BackfillSpec,
-    chunk_rows: u32,
+    config: &VerifyConfig,
 ) -> Result<ColumnVerifyReport, MigrateError> {
     let t = backfill_target(&*client, spec).await?;
     let tx = client
@@ -140,7 +140,8 @@ pub async fn verify_column(
     };
     let mut lower = None;
     loop {
-        let bound = next_range_bound(&tx, &t, &lower, chunk_rows).await?;
+        let started = Instant::now();
+        let bound = next_range_bound(&tx, &t, &lower, config.chunk_rows).await?;
         let range = KeyRange {
             lower: lower.clone(),
             upper: bound.clone(),
@@ -164,6 +165,7 @@ pub async fn verify_column(
         if bad > 0 {
             report.mismatches.push((range, bad));
         }
+        verify::rest(&tx, config, started).await;
         match bound {
             Some(b) => lower = Some(b),
             None => break,

@@ -71,7 +71,7 @@ use crate::migrate::guard::{backoff_with_jitter, in_short_transaction, is_retrya
 use crate::migrate::key::KeyValue;
 use crate::migrate::progress::{self, CopyCheckpoint};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
-use crate::migrate::throttle::{throttle_reason, ThrottleConfig};
+use crate::migrate::throttle::{rest_after, throttle_reason, ThrottleConfig};
 
 /// Copier settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -474,6 +474,12 @@ impl Copier {
                     );
                     self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
                     self.publish(|p| p.chunks += 1);
+                    // Give the application the machine back for a while when it is busy.
+                    let rest =
+                        rest_after(&self.client, settings.throttle.nice_ratio, t0.elapsed()).await;
+                    if !rest.is_zero() {
+                        self.wait(rest).await;
+                    }
                 }
                 Err(e) if is_retryable_migrate(&e) => {
                     consecutive_failures += 1;

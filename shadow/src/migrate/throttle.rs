@@ -73,6 +73,10 @@ pub struct ThrottleConfig {
     pub thresholds: Vec<Threshold>,
     /// How long to wait before re-reading signals while throttled.
     pub recheck_interval: Duration,
+    /// While the application is busy (other client backends are running statements), rest this
+    /// many times as long as each piece of work took before the next one (0: never rest). An idle
+    /// database gets the work at full speed.
+    pub nice_ratio: f64,
 }
 
 impl Default for ThrottleConfig {
@@ -83,7 +87,34 @@ impl Default for ThrottleConfig {
                 max: 10.0,
             }],
             recheck_interval: Duration::from_secs(1),
+            nice_ratio: 0.0,
         }
+    }
+}
+
+/// How long to rest after a piece of work (a copy chunk, a verified range) that took `took`:
+/// `nice_ratio × took` (see [`ThrottleConfig::nice_ratio`]) while other client backends are running statements, nothing while none
+/// are. Works inside a transaction too (the statistics snapshot is cleared first, since
+/// `pg_stat_activity` would otherwise stay as the transaction first saw it). A signal that cannot
+/// be read rests (fail closed).
+pub async fn rest_after(client: &impl GenericClient, nice_ratio: f64, took: Duration) -> Duration {
+    if nice_ratio <= 0.0 || !nice_ratio.is_finite() {
+        return Duration::ZERO;
+    }
+    let busy = match client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+    {
+        Ok(()) => Signal::ActiveBackends
+            .read(client)
+            .await
+            .map_or(true, |active| active > 0.0),
+        Err(_) => true,
+    };
+    if busy {
+        took.mul_f64(nice_ratio.min(100.0))
+    } else {
+        Duration::ZERO
     }
 }
 

@@ -6,23 +6,32 @@
 //! therefore needs no table lock. Ranges are cut from the source's keys in that snapshot; the first
 //! and last ranges are open so shadow rows outside the source's key span are counted too.
 
+use std::time::Instant;
+
 use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::key::KeyValue;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
+use crate::migrate::throttle::rest_after;
 
 /// Verification settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifyConfig {
     /// Source rows per checksum range (default 10 000).
     pub chunk_rows: u32,
+    /// Rest after each range while the application is busy (see
+    /// [`crate::migrate::throttle::ThrottleConfig::nice_ratio`]; default 0: never).
+    pub nice_ratio: f64,
 }
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        VerifyConfig { chunk_rows: 10_000 }
+        VerifyConfig {
+            chunk_rows: 10_000,
+            nice_ratio: 0.0,
+        }
     }
 }
 
@@ -89,6 +98,7 @@ pub async fn verify(
     };
     let mut lower = None;
     loop {
+        let started = Instant::now();
         let bound = next_range_bound(&tx, t, &lower, config.chunk_rows).await?;
         let range = KeyRange {
             lower: lower.clone(),
@@ -129,6 +139,7 @@ pub async fn verify(
                 shadow,
             });
         }
+        rest(&tx, config, started).await;
         match bound {
             Some(b) => lower = Some(b),
             None => break,
@@ -167,6 +178,14 @@ pub(crate) async fn next_range_bound(
         .await
         .ctx(format!("cutting verification ranges of {}", t.source))?
         .map(|r| key_from_row(&r, 0, t.key.columns.len())))
+}
+
+/// Rests after one range while the application is busy (the snapshot stays open meanwhile).
+pub(crate) async fn rest(client: &impl GenericClient, config: &VerifyConfig, started: Instant) {
+    let rest = rest_after(client, config.nice_ratio, started.elapsed()).await;
+    if !rest.is_zero() {
+        tokio::time::sleep(rest).await;
+    }
 }
 
 async fn checksum(
