@@ -205,6 +205,15 @@ fn run_once(
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     match parse_summary(&stdout) {
         Some(summary) => Ok((summary, stderr)),
+        // Every client aborted before a transaction completed, so pgbench printed no summary:
+        // that is a run whose statements all failed, not a run that did not happen.
+        None if !aborted_client_errors(&stderr).is_empty() => Ok((
+            PgbenchSummary {
+                duration_secs: seconds as f64,
+                ..PgbenchSummary::default()
+            },
+            stderr,
+        )),
         None => Err(LaunchError::Command {
             program: "pgbench",
             message: format!(
