@@ -80,16 +80,9 @@ async fn backfill_with_concurrent_dual_writes_resume_verify_and_repair() {
     assert!(control.progress().chunks > 1, "{:?}", control.progress());
     writes.await.expect("writer");
 
-    let report = verify_column(
-        &mut client,
-        &spec(),
-        &VerifyConfig {
-            chunk_rows: 300,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify");
+    let report = verify_column(&mut client, &spec(), &VerifyConfig::with_chunk_rows(300))
+        .await
+        .expect("verify");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.rows, 2200);
 
@@ -104,16 +97,9 @@ async fn backfill_with_concurrent_dual_writes_resume_verify_and_repair() {
         .batch_execute("UPDATE acc SET amount__duet = -1 WHERE id % 97 = 0")
         .await
         .expect("damage");
-    let report = verify_column(
-        &mut client,
-        &spec(),
-        &VerifyConfig {
-            chunk_rows: 300,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify");
+    let report = verify_column(&mut client, &spec(), &VerifyConfig::with_chunk_rows(300))
+        .await
+        .expect("verify");
     let bad: i64 = report.mismatches.iter().map(|(_, n)| n).sum();
     assert_eq!(bad, 20 + 2); // ids 97..1940 and 5044, 5141
     let fixed = repair_column(
@@ -126,17 +112,12 @@ async fn backfill_with_concurrent_dual_writes_resume_verify_and_repair() {
     .await
     .expect("repair");
     assert_eq!(fixed, 22);
-    assert!(verify_column(
-        &mut client,
-        &spec(),
-        &VerifyConfig {
-            chunk_rows: 300,
-            ..VerifyConfig::default()
-        }
-    )
-    .await
-    .expect("verify")
-    .is_clean());
+    assert!(
+        verify_column(&mut client, &spec(), &VerifyConfig::with_chunk_rows(300))
+            .await
+            .expect("verify")
+            .is_clean()
+    );
     drop(client);
     db.drop_db().await;
 }

@@ -59,16 +59,9 @@ async fn copies_a_populated_table_exactly_with_int_to_bigint_key() {
         Some(vec!["50000".to_string()])
     );
     assert_eq!(difference_count(&c).await, 0);
-    let report = verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 7_000,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify");
+    let report = verify(&mut c, &target, &VerifyConfig::with_chunk_rows(7_000))
+        .await
+        .expect("verify");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         (report.ranges, report.source_rows, report.shadow_rows),

@@ -247,16 +247,9 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
     c.batch_execute("UPDATE t__duet SET v = -1 WHERE id IN (3, 10003, 19003)")
         .await
         .expect("inject damage");
-    let damaged = verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 2_000,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify under load");
+    let damaged = verify(&mut c, &target, &VerifyConfig::with_chunk_rows(2_000))
+        .await
+        .expect("verify under load");
     let repaired = repair(&c, &target, &damaged.mismatches, &RepairConfig::default())
         .await
         .expect("repair under load");
@@ -284,16 +277,9 @@ async fn copier_and_eight_dual_writers_race_to_zero_differences() {
         "dual-writes reached some keys before the copier did (the two really overlapped)"
     );
 
-    let report = verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 3_000,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify");
+    let report = verify(&mut c, &target, &VerifyConfig::with_chunk_rows(3_000))
+        .await
+        .expect("verify");
     assert!(report.is_clean(), "differences: {:?}", report.mismatches);
     assert_eq!(difference_count(&c).await, 0);
 
@@ -417,17 +403,12 @@ async fn dual_writes_just_ahead_of_the_copier_lose_nothing() {
         progress.conflict_fallbacks
     );
     sweep_tombstones(&c, &target, id, 500).await.expect("sweep");
-    assert!(verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 3_000,
-            ..VerifyConfig::default()
-        }
-    )
-    .await
-    .expect("verify")
-    .is_clean());
+    assert!(
+        verify(&mut c, &target, &VerifyConfig::with_chunk_rows(3_000))
+            .await
+            .expect("verify")
+            .is_clean()
+    );
     assert_eq!(difference_count(&c).await, 0);
     let shadow_rows: HashMap<i64, (i32, String)> = c
         .query(
@@ -548,16 +529,9 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
     )
     .await
     .expect("inject");
-    let before = verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 100,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("verify");
+    let before = verify(&mut c, &target, &VerifyConfig::with_chunk_rows(100))
+        .await
+        .expect("verify");
     let bad: Vec<String> = before
         .mismatches
         .iter()
@@ -573,16 +547,9 @@ async fn plain_shadow_delete_leaves_a_ghost_that_verify_finds_and_repair_removes
     .await
     .expect("repair");
     assert_eq!(fixed.tombstoned, 1, "the ghost is tombstoned");
-    let after = verify(
-        &mut c,
-        &target,
-        &VerifyConfig {
-            chunk_rows: 100,
-            ..VerifyConfig::default()
-        },
-    )
-    .await
-    .expect("re-verify");
+    let after = verify(&mut c, &target, &VerifyConfig::with_chunk_rows(100))
+        .await
+        .expect("re-verify");
     assert!(after.is_clean(), "{after:?}");
     assert_eq!(difference_count(&c).await, 0);
     drop((c, copier, app));

@@ -89,10 +89,7 @@ async fn copy(db: &TestDb, client: &mut Client, p: &Plan, id: i64) {
             let report = verify_column(
                 client,
                 spec,
-                &shadow::migrate::verify::VerifyConfig {
-                    chunk_rows: 50,
-                    ..Default::default()
-                },
+                &shadow::migrate::verify::VerifyConfig::with_chunk_rows(50),
             )
             .await
             .expect("verify column");
@@ -736,10 +733,7 @@ async fn copy_odd(db: &TestDb, client: &mut Client, p: &Plan, id: i64) {
             let report = verify_column(
                 client,
                 spec,
-                &shadow::migrate::verify::VerifyConfig {
-                    chunk_rows: 50,
-                    ..Default::default()
-                },
+                &shadow::migrate::verify::VerifyConfig::with_chunk_rows(50),
             )
             .await
             .expect("verify column");

@@ -26,6 +26,16 @@ pub struct VerifyConfig {
     pub nice_ratio: f64,
 }
 
+impl VerifyConfig {
+    /// The defaults with ranges of `chunk_rows` source rows.
+    pub fn with_chunk_rows(chunk_rows: u32) -> Self {
+        VerifyConfig {
+            chunk_rows,
+            ..VerifyConfig::default()
+        }
+    }
+}
+
 impl Default for VerifyConfig {
     fn default() -> Self {
         VerifyConfig {
