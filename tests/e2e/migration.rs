@@ -679,3 +679,68 @@ async fn migration_shadow_table_with_a_composite_key_completes_under_writes() {
     );
     assert_clean(&duet, &direct.client, "mck", id, "completed").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_statements_prepared_before_the_flip_keep_their_result_types() {
+    use tokio_postgres::types::Type;
+
+    let Some(backend) = backend_or_skip("migration_prepared_result_types") else {
+        return;
+    };
+    let s = Scenario::start(backend, "mig_result_types", "mrt", "int", "int", 500).await;
+    // tokio-postgres reads results in binary and decodes them by the types it was told at prepare.
+    let app = s.through();
+    let by_id = app
+        .prepare("SELECT * FROM mrt.t WHERE id = $1")
+        .await
+        .expect("prepare by id");
+    let first = app
+        .prepare("SELECT id, label FROM mrt.t ORDER BY id LIMIT 3 -- the first three")
+        .await
+        .expect("prepare the first rows");
+    assert_eq!(by_id.columns()[0].type_(), &Type::INT4);
+    let reads = || async {
+        let row = app
+            .query_one(&by_id, &[&7i32])
+            .await
+            .expect("the statement prepared before the migration");
+        assert_eq!(row.get::<_, i32>("id"), 7);
+        assert_eq!(row.get::<_, String>("label"), "r7");
+        assert_eq!(row.get::<_, Option<i32>>("amount"), Some(7));
+        let ids: Vec<i32> = app
+            .query(&first, &[])
+            .await
+            .expect("the ordered statement")
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+    };
+
+    let id = migrate_sql(&s.duet, "ALTER TABLE mrt.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    reads().await;
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), "mrt", "t", "id").await, "bigint");
+    reads().await;
+    // A statement prepared now is typed by the new shape, as it would be without duet.
+    let fresh = app
+        .prepare("SELECT id FROM mrt.t WHERE id = 7")
+        .await
+        .expect("prepare after the flip");
+    assert_eq!(fresh.columns()[0].type_(), &Type::INT8);
+    assert_eq!(
+        app.query_one(&fresh, &[])
+            .await
+            .expect("fresh")
+            .get::<_, i64>(0),
+        7
+    );
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    reads().await;
+    assert_clean(&s.duet, s.direct(), "mrt", id, "completed").await;
+}

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use shadow::rewrite::result_shape::keep_result_shape;
 use shadow::rewrite::{touches, Protocol};
 
 use super::forward::Shared;
@@ -254,6 +255,7 @@ impl Shared<'_> {
                         params: Bytes::copy_from_slice(params),
                         epoch: published.epoch,
                         published: Some(published.clone()),
+                        results: None,
                     },
                 );
             }
@@ -384,6 +386,7 @@ impl Shared<'_> {
                                 params: Bytes::copy_from_slice(params),
                                 epoch: self.ctx.routes.epoch(),
                                 published: None,
+                                results: None,
                             },
                         );
                     }
@@ -462,6 +465,12 @@ impl Shared<'_> {
             } else {
                 (prepared.sql.clone(), None)
             };
+            // A query keeps the result columns the client was first told about: a binary-format
+            // client decodes by them (int4 stays int4 after the column became int8).
+            let text = match prepared.results.as_deref() {
+                Some(columns) => keep_result_shape(&text, columns).unwrap_or(text),
+                None => text,
+            };
             // One Sync per statement: a failed Parse makes the server skip to the next Sync, and
             // must not keep the statements after it from being prepared again.
             out.extend_from_slice(&close_statement_message(name));
@@ -525,10 +534,24 @@ impl Shared<'_> {
             // Injected requests never describe: this answer is the client's, forwarded as is.
             return BackendHook::Pass;
         }
+        if matches!(frame.tag, backend::ROW_DESCRIPTION | backend::NO_DATA)
+            && tracker.hook.rows_of.is_some()
+        {
+            if frame.tag == backend::NO_DATA {
+                tracker.hook.rows_described(None);
+            } else {
+                let Some(body) = frame.body(chunk) else {
+                    return BackendHook::Incomplete;
+                };
+                tracker.hook.rows_described(Some(body));
+            }
+            return BackendHook::Pass;
+        }
         if frame.tag == backend::ERROR_RESPONSE {
             // The server skips the rest of the failed batch, Describes included: their answers
             // will not come, so the pending names can no longer be matched.
             tracker.hook.describes.clear();
+            tracker.hook.rows_of = None;
         }
         let seq = tracker.answered;
         let front = tracker.hook.front(seq);

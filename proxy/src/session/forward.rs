@@ -280,7 +280,10 @@ impl Shared<'_> {
                     || (remembers
                         && matches!(
                             frame.tag,
-                            backend::ERROR_RESPONSE | backend::PARAMETER_DESCRIPTION
+                            backend::ERROR_RESPONSE
+                                | backend::PARAMETER_DESCRIPTION
+                                | backend::ROW_DESCRIPTION
+                                | backend::NO_DATA
                         ));
                 if looked_at {
                     let tracker = tracker.get_or_insert_with(|| self.tracker());

@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use shadow::rewrite::result_shape::DescribedColumn;
 use shadow::rewrite::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 
 use crate::routes::{Cached, Published};
@@ -106,6 +107,10 @@ pub(super) struct Prepared {
     pub epoch: u64,
     /// The routes it was last prepared under (`None`: while nothing was routed).
     pub published: Option<Arc<Published>>,
+    /// Its result columns as the server first described them to the client (`None`: not
+    /// described, or no rows): preparing it again keeps them (see
+    /// [`shadow::rewrite::result_shape`]).
+    pub results: Option<Arc<[DescribedColumn]>>,
 }
 
 /// The hook's state for one session (kept in the [`super::track::Tracker`], under its lock).
@@ -137,6 +142,8 @@ pub(super) struct Hook {
     /// Texts forwarded unchanged in the open transaction although duet could not dual-write them
     /// (`[migration] unrewritable_writes = "pass"`); counted when the transaction ends.
     pub unrewritten: Vec<Arc<Cached>>,
+    /// The statement whose RowDescription (or NoData) follows the ParameterDescription just seen.
+    pub rows_of: Option<Vec<u8>>,
     /// The CommandComplete body of a staged COPY, until the INSERT that completes it reports.
     pub held_copy: Option<Bytes>,
 }
@@ -223,6 +230,21 @@ impl Hook {
         }
         if let Some(prepared) = self.prepared.get_mut(&name) {
             prepared.params = Bytes::copy_from_slice(body);
+            self.rows_of = Some(name);
+        }
+    }
+
+    /// The RowDescription (`Some`) or NoData (`None`) after a statement's ParameterDescription:
+    /// the result shape the client now expects from it. Only the first description counts: a
+    /// statement prepared again by duet is not described to the client again.
+    pub fn rows_described(&mut self, body: Option<&[u8]>) {
+        let Some(name) = self.rows_of.take() else {
+            return;
+        };
+        if let Some(prepared) = self.prepared.get_mut(&name) {
+            if prepared.results.is_none() {
+                prepared.results = body.and_then(row_description).map(Arc::from);
+            }
         }
     }
 
@@ -238,6 +260,25 @@ impl Hook {
         self.portal_patches.clear();
         self.prepared.clear();
     }
+}
+
+/// The columns of a RowDescription body (`None` when malformed).
+fn row_description(body: &[u8]) -> Option<Vec<DescribedColumn>> {
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = body.get(2..)?;
+    let mut columns = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let (name, after) = cstr(rest)?;
+        // table OID (4), attnum (2), type OID (4), type length (2), typmod (4), format (2)
+        let fixed = after.get(..18)?;
+        columns.push(DescribedColumn {
+            name: String::from_utf8_lossy(name).into_owned(),
+            type_oid: u32::from_be_bytes(fixed.get(6..10)?.try_into().ok()?),
+            typmod: i32::from_be_bytes(fixed.get(12..16)?.try_into().ok()?),
+        });
+        rest = after.get(18..)?;
+    }
+    Some(columns)
 }
 
 /// Reads a C string at the start of `bytes`: the string and the rest after its NUL.
@@ -474,6 +515,49 @@ mod tests {
         let rebuilt = parse_message(name, "select 1", params);
         assert_eq!(&rebuilt[..], b"P\0\0\0\x16s1\0select 1\0\0\x01\0\0\0\x17");
         assert!(parse_body(b"no nul").is_none());
+    }
+
+    #[test]
+    fn a_statement_keeps_its_first_row_description() {
+        let mut hook = Hook::default();
+        hook.prepared.insert(
+            b"s1".to_vec(),
+            Prepared {
+                sql: "select id, note from t".into(),
+                params: Bytes::from_static(b"\0\0"),
+                epoch: 0,
+                published: None,
+                results: None,
+            },
+        );
+        hook.described(b"Ss1\0");
+        hook.parameters_described(b"\0\0");
+        let mut body = 2u16.to_be_bytes().to_vec();
+        for (name, oid, typmod) in [("id", 23u32, -1i32), ("note", 1043, 24)] {
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(&16384u32.to_be_bytes()); // table
+            body.extend_from_slice(&1i16.to_be_bytes()); // attnum
+            body.extend_from_slice(&oid.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes()); // length
+            body.extend_from_slice(&typmod.to_be_bytes());
+            body.extend_from_slice(&1i16.to_be_bytes()); // binary
+        }
+        hook.rows_described(Some(&body));
+        let results = hook.prepared[&b"s1".to_vec()]
+            .results
+            .clone()
+            .expect("described");
+        assert_eq!(results.len(), 2);
+        assert_eq!((results[0].name.as_str(), results[0].type_oid), ("id", 23));
+        assert_eq!((results[1].type_oid, results[1].typmod), (1043, 24));
+        // A second description (duet's own re-prepare is never described) changes nothing, and a
+        // truncated body is ignored.
+        hook.described(b"Ss1\0");
+        hook.parameters_described(b"\0\0");
+        hook.rows_described(Some(&body[..body.len() - 3]));
+        assert_eq!(hook.prepared[&b"s1".to_vec()].results, Some(results));
+        assert!(row_description(&body[..body.len() - 3]).is_none());
     }
 
     #[test]

@@ -77,4 +77,8 @@ pub mod backend {
     pub const READY_FOR_QUERY: u8 = b'Z';
     /// ParameterDescription: the parameter types of a described statement.
     pub const PARAMETER_DESCRIPTION: u8 = b't';
+    /// RowDescription: the result columns of a described statement or portal, or of a query.
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    /// NoData: a described statement returns no rows.
+    pub const NO_DATA: u8 = b'n';
 }

@@ -27,6 +27,7 @@ pub mod names;
 pub mod outcome;
 pub mod prefilter;
 pub mod renamed;
+pub mod result_shape;
 pub mod route;
 pub mod shadow_column;
 pub mod shadow_table;
