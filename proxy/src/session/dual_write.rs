@@ -17,7 +17,6 @@ use super::hook::{
     sync_message, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
 };
 use super::track::Tracker;
-use crate::config::UnrewritableWrites;
 use crate::routes::{Cached, Published};
 use crate::wire::frame::{Frame, HEADER_LEN};
 use crate::wire::{backend, frontend};
@@ -242,10 +241,12 @@ impl Shared<'_> {
         } else {
             None
         };
-        let decision = cached.as_deref().map_or(Decision::Unchanged, decide);
-        let passed = matches!(decision, Decision::Refused) && self.passes_unrewritable();
+        let policy = self.ctx.config.migration.unrewritable_writes;
+        let decision = cached
+            .as_deref()
+            .map_or(Decision::Unchanged, |c| decide(c, policy));
         if protocol == Protocol::Extended && !name.is_empty() {
-            if matches!(decision, Decision::Refused) && !passed {
+            if matches!(decision, Decision::Refused) {
                 tracker.hook.prepared.remove(name);
             } else {
                 tracker.hook.prepared.insert(
@@ -285,9 +286,9 @@ impl Shared<'_> {
                         .insert(name.to_vec(), Patch { verb, cached });
                 }
             }
-            (Decision::Refused, Some(cached)) if passed => {
-                // Forwarded unchanged; counted per execution, so the controller knows the
-                // shadow may have drifted (see `[migration] unrewritable_writes`).
+            (Decision::Passed, Some(cached)) => {
+                // Forwarded unchanged; counted when its transaction ends (a prepared one per
+                // execution), so the controller knows the shadow may have drifted.
                 if protocol == Protocol::Simple {
                     tracker.hook.note_unrewritten(cached);
                 } else {
@@ -347,11 +348,6 @@ impl Shared<'_> {
         let executes = tracker.batch_executes;
         tracker.hook.push(seq, executes, Expect::Refused(cached));
         edits.push(replace(frame, end, bytes));
-    }
-
-    /// Whether writes duet cannot dual-write are forwarded unchanged instead of refused.
-    fn passes_unrewritable(&self) -> bool {
-        self.ctx.config.migration.unrewritable_writes == UnrewritableWrites::Pass
     }
 
     /// A Query that may drop prepared statements (`DISCARD ALL`, `DEALLOCATE …`).
@@ -435,16 +431,14 @@ impl Shared<'_> {
                     .ctx
                     .routes
                     .rewrite(&current, &prepared.sql, Protocol::Extended);
-                match decide(&cached) {
+                match decide(&cached, self.ctx.config.migration.unrewritable_writes) {
                     Decision::Unchanged => (prepared.sql.clone(), None),
                     Decision::Changed(sql, patches) => {
                         let verb = patches.first().and_then(|p| p.command_tag);
                         let sql = sql.to_owned();
                         (sql, Some(Patch { verb, cached }))
                     }
-                    Decision::Refused if self.passes_unrewritable() => {
-                        (prepared.sql.clone(), Some(Patch { verb: None, cached }))
-                    }
+                    Decision::Passed => (prepared.sql.clone(), Some(Patch { verb: None, cached })),
                     Decision::Refused => {
                         // The statement is dropped; the client's next use of it fails.
                         if let Some(refusal) = refusal_of(&cached) {

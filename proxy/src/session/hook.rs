@@ -31,6 +31,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use shadow::rewrite::result_shape::DescribedColumn;
 use shadow::rewrite::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 
+use crate::config::UnrewritableWrites;
 use crate::routes::{Cached, Published};
 use crate::wire::error::{error_response, Severity};
 
@@ -446,14 +447,18 @@ pub(super) enum Decision<'a> {
     Changed(&'a str, &'a [StatementPatch]),
     /// Forward a refusal marker.
     Refused,
+    /// Forward the client's text although duet cannot dual-write it (`[migration]
+    /// unrewritable_writes = "pass"`); counted as an unrewritten write when its transaction ends.
+    Passed,
 }
 
 /// Decides from a cache entry.
-pub(super) fn decide(cached: &Cached) -> Decision<'_> {
-    match &cached.result {
-        Ok(Rewrite::Unchanged) => Decision::Unchanged,
-        Ok(Rewrite::Changed { sql, statements }) => Decision::Changed(sql, statements),
-        Err(_) => Decision::Refused,
+pub(super) fn decide(cached: &Cached, policy: UnrewritableWrites) -> Decision<'_> {
+    match (&cached.result, policy) {
+        (Ok(Rewrite::Unchanged), _) => Decision::Unchanged,
+        (Ok(Rewrite::Changed { sql, statements }), _) => Decision::Changed(sql, statements),
+        (Err(_), UnrewritableWrites::Refuse) => Decision::Refused,
+        (Err(_), UnrewritableWrites::Pass) => Decision::Passed,
     }
 }
 
