@@ -54,6 +54,43 @@ pub fn route_columns(cols: impl Iterator<Item = (String, String)>) -> Vec<Column
         .collect()
 }
 
+/// `SET NOT NULL` without a blocking scan: before the flip, a `NOT VALID` CHECK on `checked` is
+/// added and validated (`prepare`); at the flip, `flipped` (the same column by its name after the
+/// flip, in `table` as named then) gets `SET NOT NULL` and the CHECK goes (`flip`).
+struct NotNullSteps {
+    prepare: [Step; 2],
+    flip: [Step; 2],
+}
+
+fn not_null_steps(
+    (table, checked): (&str, &str),
+    (flipped_table, flipped): (&str, &str),
+    what: &str,
+) -> NotNullSteps {
+    let (name, add, validate) = not_null_check(table, checked);
+    NotNullSteps {
+        prepare: [add, validate],
+        flip: [
+            step(
+                format!(
+                    "ALTER TABLE {flipped_table} ALTER COLUMN {} SET NOT NULL",
+                    quote_ident(flipped)
+                ),
+                BRIEF,
+                &format!("NOT NULL on the new {what}; the validated CHECK lets it skip the scan"),
+            ),
+            step(
+                format!(
+                    "ALTER TABLE {flipped_table} DROP CONSTRAINT IF EXISTS {}",
+                    quote_ident(&name)
+                ),
+                BRIEF,
+                "the CHECK only existed to make SET NOT NULL instant",
+            ),
+        ],
+    }
+}
+
 fn not_null_check(table: &str, col: &str) -> (String, Step, Step) {
     let name = with_suffix(col, NOT_NULL_SUFFIX);
     // Dropping a leftover of an interrupted run first makes the step safe to re-run.
@@ -325,22 +362,9 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     for col in &info.columns {
         let q = quote_ident(&col.name);
         if col.not_null && !target.key.columns.contains(&col.name) {
-            let (name, add, validate) = not_null_check(&sh, &col.name);
-            prepare.push(add);
-            prepare.push(validate);
-            flip_not_null.push(step(
-                format!("ALTER TABLE {t} ALTER COLUMN {q} SET NOT NULL"),
-                BRIEF,
-                "NOT NULL on the new table; the validated CHECK lets it skip the scan",
-            ));
-            flip_not_null.push(step(
-                format!(
-                    "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {}",
-                    quote_ident(&name)
-                ),
-                BRIEF,
-                "the CHECK only existed to make SET NOT NULL instant",
-            ));
+            let steps = not_null_steps((&sh, &col.name), (&t, &col.name), "table");
+            prepare.extend(steps.prepare);
+            flip_not_null.extend(steps.flip);
         }
         if let Some(def) = &col.default {
             prepare.push(step(
@@ -619,22 +643,9 @@ pub fn shadow_column(
     ];
     if let Some(col) = col {
         if col.not_null {
-            let (name, add, validate) = not_null_check(&t, &shadow);
-            prepare.push(add);
-            prepare.push(validate);
-            flip.push(step(
-                format!("ALTER TABLE {t} ALTER COLUMN {qc} SET NOT NULL"),
-                BRIEF,
-                "NOT NULL on the new column; the validated CHECK lets it skip the scan",
-            ));
-            flip.push(step(
-                format!(
-                    "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {}",
-                    quote_ident(&name)
-                ),
-                BRIEF,
-                "the CHECK only existed to make SET NOT NULL instant",
-            ));
+            let steps = not_null_steps((&t, &shadow), (&t, c), "column");
+            prepare.extend(steps.prepare);
+            flip.extend(steps.flip);
         }
         if let Some(def) = &col.default {
             prepare.push(step(
