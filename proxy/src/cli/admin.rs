@@ -55,16 +55,8 @@ enum AdminCommand {
     },
     /// Plan, record and start an online migration (expand, copy, verify; then `cutover`).
     Migrate {
-        /// A pgroll-format migration file (YAML or JSON), read here and sent to the proxy.
-        #[arg(
-            value_name = "FILE",
-            conflicts_with = "sql",
-            required_unless_present = "sql"
-        )]
-        file: Option<PathBuf>,
-        /// SQL statements (`ALTER TABLE …`) instead of a file.
-        #[arg(long, value_name = "SQL")]
-        sql: Option<String>,
+        #[command(flatten)]
+        source: MigrationSource,
         /// Cut over as soon as the migration is ready.
         #[arg(long)]
         auto_cutover: bool,
@@ -74,16 +66,8 @@ enum AdminCommand {
     },
     /// Show the plan of a migration without running it.
     Plan {
-        /// A pgroll-format migration file.
-        #[arg(
-            value_name = "FILE",
-            conflicts_with = "sql",
-            required_unless_present = "sql"
-        )]
-        file: Option<PathBuf>,
-        /// SQL statements instead of a file.
-        #[arg(long, value_name = "SQL")]
-        sql: Option<String>,
+        #[command(flatten)]
+        source: MigrationSource,
     },
     /// Pause the copy after its current chunk.
     PauseCopy {
@@ -140,6 +124,38 @@ enum AdminCommand {
     },
 }
 
+/// What to migrate: a pgroll file or SQL.
+#[derive(Debug, Clone, clap::Args)]
+struct MigrationSource {
+    /// A pgroll-format migration file (YAML or JSON), read here and sent to the proxy.
+    #[arg(
+        value_name = "FILE",
+        conflicts_with = "sql",
+        required_unless_present = "sql"
+    )]
+    file: Option<PathBuf>,
+    /// SQL statements (`ALTER TABLE …`) instead of a file.
+    #[arg(long, value_name = "SQL")]
+    sql: Option<String>,
+}
+
+impl MigrationSource {
+    fn plan_input(&self) -> anyhow::Result<shadow::plan::PlanInput> {
+        match (&self.file, &self.sql) {
+            (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql { sql: sql.clone() }),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+                Ok(shadow::plan::PlanInput::Pgroll {
+                    text,
+                    file_name: path.display().to_string(),
+                })
+            }
+            (None, None) => anyhow::bail!("give a migration FILE or --sql SQL"),
+        }
+    }
+}
+
 /// Which migration (default: the only active one).
 #[derive(Debug, Clone, clap::Args)]
 struct Target {
@@ -162,24 +178,6 @@ impl Target {
 
 /// How long migration commands may take: abort, revert and complete wait for locks and retries.
 const MIGRATION_WAIT: Duration = Duration::from_secs(600);
-
-fn plan_input(
-    file: &Option<PathBuf>,
-    sql: &Option<String>,
-) -> anyhow::Result<shadow::plan::PlanInput> {
-    match (file, sql) {
-        (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql { sql: sql.clone() }),
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
-            Ok(shadow::plan::PlanInput::Pgroll {
-                text,
-                file_name: path.display().to_string(),
-            })
-        }
-        (None, None) => anyhow::bail!("give a migration FILE or --sql SQL"),
-    }
-}
 
 fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
     let mut settings = CopySettings::default();
@@ -263,22 +261,21 @@ fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
             Duration::from_secs(10),
         ),
         AdminCommand::Migrate {
-            file,
-            sql,
+            source,
             auto_cutover,
             ..
         } => (
             "migrate",
             Request::Migrate {
-                input: plan_input(file, sql)?,
+                input: source.plan_input()?,
                 auto_cutover: *auto_cutover,
             },
             MIGRATION_WAIT,
         ),
-        AdminCommand::Plan { file, sql } => (
+        AdminCommand::Plan { source } => (
             "plan",
             Request::Plan {
-                input: plan_input(file, sql)?,
+                input: source.plan_input()?,
             },
             MIGRATION_WAIT,
         ),
