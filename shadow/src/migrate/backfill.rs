@@ -16,9 +16,9 @@
 //! snapshot; and any dual-write after it takes the row lock in turn and writes `expr` of its own
 //! values. Either order leaves `c__duet = expr(c)`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio_postgres::{Client, GenericClient, IsolationLevel};
+use tokio_postgres::{Client, GenericClient};
 
 use crate::ident::quote_ident;
 use crate::migrate::copier::{ChunkWrite, Copier, CopierConfig, CopierControl};
@@ -26,7 +26,7 @@ use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{in_short_transaction, retry_retryable};
 use crate::migrate::key::CopyKey;
 use crate::migrate::target::{as_params, ColumnMapping, CopyTarget, KeyRange, Side};
-use crate::migrate::verify::{self, next_range_bound, VerifyConfig};
+use crate::migrate::verify::{RangeWalk, VerifyConfig};
 use crate::plan::BackfillSpec;
 
 /// The chunk statement: set the shadow column of the rows in the chunk where it differs.
@@ -125,29 +125,17 @@ pub async fn verify_column(
     config: &VerifyConfig,
 ) -> Result<ColumnVerifyReport, MigrateError> {
     let t = backfill_target(&*client, spec).await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .ctx("starting the column verification snapshot")?;
     let column = quote_ident(&spec.column);
     let mut report = ColumnVerifyReport {
         ranges: 0,
         rows: 0,
         mismatches: Vec::new(),
     };
-    let mut lower = None;
-    loop {
-        let started = Instant::now();
-        let bound = next_range_bound(&tx, &t, &lower, config.chunk_rows).await?;
-        let range = KeyRange {
-            lower: lower.clone(),
-            upper: bound.clone(),
-        };
+    let mut walk = RangeWalk::start(client, &t, config, "column verification").await?;
+    while let Some(range) = walk.next().await? {
         let (pred, _) = t.range_predicate(Side::Source, None, &range, 1);
-        let row = tx
+        let row = walk
+            .tx()
             .query_one(
                 &format!(
                     "SELECT count(*), count(*) FILTER (WHERE {column} IS DISTINCT FROM {expr})
@@ -165,15 +153,8 @@ pub async fn verify_column(
         if bad > 0 {
             report.mismatches.push((range, bad));
         }
-        verify::rest(&tx, config, started).await;
-        match bound {
-            Some(b) => lower = Some(b),
-            None => break,
-        }
     }
-    tx.commit()
-        .await
-        .ctx("ending the column verification snapshot")?;
+    walk.finish().await?;
     Ok(report)
 }
 

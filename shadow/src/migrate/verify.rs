@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use tokio_postgres::{Client, GenericClient, IsolationLevel};
+use tokio_postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
 use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
@@ -91,13 +91,6 @@ pub async fn verify(
     target: &CopyTarget,
     config: &VerifyConfig,
 ) -> Result<VerifyReport, MigrateError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .ctx("starting the verification snapshot")?;
     let t = target;
     let deleted = t.deleted();
     let mut report = VerifyReport {
@@ -106,19 +99,14 @@ pub async fn verify(
         shadow_rows: 0,
         mismatches: Vec::new(),
     };
-    let mut lower = None;
-    loop {
-        let started = Instant::now();
-        let bound = next_range_bound(&tx, t, &lower, config.chunk_rows).await?;
-        let range = KeyRange {
-            lower: lower.clone(),
-            upper: bound.clone(),
-        };
+    let mut walk = RangeWalk::start(client, t, config, "verification").await?;
+    while let Some(range) = walk.next().await? {
+        let tx = walk.tx();
         let (src_pred, _) = t.range_predicate(Side::Source, None, &range, 1);
         let (shd_pred, _) = t.range_predicate(Side::Shadow, None, &range, 1);
         let range_params = CopyTarget::range_params(&range);
         let source = checksum(
-            &tx,
+            tx,
             &format!(
                 "SELECT count(*), coalesce(bit_xor(hashtextextended(ROW({exprs})::text, 0)), 0)
                  FROM {src} WHERE {src_pred}",
@@ -129,7 +117,7 @@ pub async fn verify(
         )
         .await?;
         let shadow = checksum(
-            &tx,
+            tx,
             &format!(
                 "SELECT count(*), coalesce(bit_xor(hashtextextended(ROW({cols})::text, 0)), 0)
                  FROM {shd} WHERE NOT {deleted} AND {shd_pred}",
@@ -149,19 +137,87 @@ pub async fn verify(
                 shadow,
             });
         }
-        rest(&tx, config, started).await;
-        match bound {
-            Some(b) => lower = Some(b),
-            None => break,
-        }
     }
-    tx.commit().await.ctx("ending the verification snapshot")?;
+    walk.finish().await?;
     Ok(report)
+}
+
+/// The ranges of `config.chunk_rows` source keys, in key order, all read in one REPEATABLE READ
+/// read-only snapshot: `next` gives the next range (after resting while the application is busy),
+/// [`RangeWalk::tx`] reads it, `finish` ends the snapshot.
+pub(crate) struct RangeWalk<'a> {
+    tx: Transaction<'a>,
+    target: &'a CopyTarget,
+    config: &'a VerifyConfig,
+    what: &'static str,
+    /// Where the next range starts; `None` once the last (open) range was given.
+    lower: Option<Option<KeyValue>>,
+    /// When the range given last was cut.
+    started: Option<Instant>,
+}
+
+impl<'a> RangeWalk<'a> {
+    /// Opens the snapshot (`what` names it in errors).
+    pub(crate) async fn start(
+        client: &'a mut Client,
+        target: &'a CopyTarget,
+        config: &'a VerifyConfig,
+        what: &'static str,
+    ) -> Result<RangeWalk<'a>, MigrateError> {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .ctx(format!("starting the {what} snapshot"))?;
+        Ok(RangeWalk {
+            tx,
+            target,
+            config,
+            what,
+            lower: Some(None),
+            started: None,
+        })
+    }
+
+    /// The snapshot's transaction.
+    pub(crate) fn tx(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+
+    /// The next range, or `None` after the last one.
+    pub(crate) async fn next(&mut self) -> Result<Option<KeyRange>, MigrateError> {
+        if let Some(started) = self.started {
+            // The snapshot stays open while resting.
+            let rest = rest_after(&self.tx, self.config.nice_ratio, started.elapsed()).await;
+            if !rest.is_zero() {
+                tokio::time::sleep(rest).await;
+            }
+        }
+        let Some(lower) = self.lower.take() else {
+            return Ok(None);
+        };
+        self.started = Some(Instant::now());
+        let upper = next_range_bound(&self.tx, self.target, &lower, self.config.chunk_rows).await?;
+        // An open upper end is the last range.
+        self.lower = upper.clone().map(Some);
+        Ok(Some(KeyRange { lower, upper }))
+    }
+
+    /// Ends the snapshot.
+    pub(crate) async fn finish(self) -> Result<(), MigrateError> {
+        let what = self.what;
+        self.tx
+            .commit()
+            .await
+            .ctx(format!("ending the {what} snapshot"))
+    }
 }
 
 /// The upper bound of the verification range that starts after `lower`: the key `chunk_rows`
 /// rows further in key order, or `None` when fewer remain (the last range is open above).
-pub(crate) async fn next_range_bound(
+async fn next_range_bound(
     client: &impl GenericClient,
     t: &CopyTarget,
     lower: &Option<KeyValue>,
@@ -188,14 +244,6 @@ pub(crate) async fn next_range_bound(
         .await
         .ctx(format!("cutting verification ranges of {}", t.source))?
         .map(|r| key_from_row(&r, 0, t.key.columns.len())))
-}
-
-/// Rests after one range while the application is busy (the snapshot stays open meanwhile).
-pub(crate) async fn rest(client: &impl GenericClient, config: &VerifyConfig, started: Instant) {
-    let rest = rest_after(client, config.nice_ratio, started.elapsed()).await;
-    if !rest.is_zero() {
-        tokio::time::sleep(rest).await;
-    }
 }
 
 async fn checksum(
