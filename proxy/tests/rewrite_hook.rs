@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use duet::context::ProxyContext;
 use shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
-use support::server_reachable;
+use support::{database_required, server_reachable};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -59,10 +59,7 @@ impl InProcess {
         let config = duet::config::from_str("", overrides).expect("config");
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = current_thread_runtime();
             runtime.block_on(async move {
                 let proxy = duet::server::Proxy::bind(config).await.expect("bind");
                 let _ = tx.send((
@@ -84,10 +81,7 @@ impl InProcess {
 
     /// Runs the gate's pause, the route change `publish`, and the resume, like the flip does.
     fn flip(&self, publish: impl FnOnce(&ProxyContext)) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = current_thread_runtime();
         let outcome = runtime.block_on(
             self.ctx
                 .gate
@@ -344,6 +338,28 @@ fn mapped(target: &str, expr: &str) -> ColumnMapping {
     }
 }
 
+/// A proxy whose routes send `items` (created in a fresh schema) to its shadow table.
+fn items_under_migration(label: &str) -> (InProcess, Schema) {
+    let proxy = InProcess::start(label);
+    let schema = Schema::create(label);
+    create_items(&schema);
+    proxy.ctx.routes.set_table(
+        &schema.name,
+        "items",
+        Some(items_route(&schema.name)),
+        150000,
+    );
+    (proxy, schema)
+}
+
+/// A runtime for the async clients of a synchronous test.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// `items (id int4 PRIMARY KEY, note text)` migrating to `items__duet` with a bigint key.
 fn items_route(schema: &str) -> TableRoute {
     TableRoute {
@@ -384,19 +400,8 @@ fn extended_protocol_writes_land_in_both_shapes() {
     if !server_reachable() {
         return;
     }
-    let proxy = InProcess::start("extended");
-    let schema = Schema::create("extended");
-    create_items(&schema);
-    proxy.ctx.routes.set_table(
-        &schema.name,
-        "items",
-        Some(items_route(&schema.name)),
-        150000,
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (proxy, schema) = items_under_migration("extended");
+    let runtime = current_thread_runtime();
     runtime.block_on(async {
         let mut client = connect_through(&proxy, &schema).await;
 
@@ -605,7 +610,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
             assert!(!refused.status.success());
             assert!(stderr.contains("MERGE into table items"), "{stderr}");
         }
-        Err(err) if std::env::var("DUET_REQUIRE_DATABASE").as_deref() != Ok("1") => {
+        Err(err) if !database_required() => {
             eprintln!("SKIPPED the psql part: {err}");
         }
         Err(err) => panic!("psql: {err}"),
@@ -636,15 +641,7 @@ fn named_statements_keep_working_across_a_flip() {
     if !server_reachable() {
         return;
     }
-    let proxy = InProcess::start("flip");
-    let schema = Schema::create("flip");
-    create_items(&schema);
-    proxy.ctx.routes.set_table(
-        &schema.name,
-        "items",
-        Some(items_route(&schema.name)),
-        150000,
-    );
+    let (proxy, schema) = items_under_migration("flip");
     let mut raw = Raw::connect(proxy.port);
     raw.ok(&format!("SET search_path TO {}", schema.name));
     assert!(raw
@@ -658,10 +655,7 @@ fn named_statements_keep_working_across_a_flip() {
     assert!(raw.prepare("other", "SELECT 42").error.is_none());
     // A driver that sends binary parameters of the types it was told at prepare time (int4 here):
     // after the flip, its statements must still take int4, not the int8 of the new shape.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = current_thread_runtime();
     let (binary, binary_insert, binary_select) = runtime.block_on(async {
         let client = connect_through(&proxy, &schema).await;
         let insert = client
@@ -1117,7 +1111,7 @@ fn copy_from_is_dual_written_in_the_simple_protocol() {
                 [[Some("2".into())]]
             );
         }
-        Err(err) if std::env::var("DUET_REQUIRE_DATABASE").as_deref() != Ok("1") => {
+        Err(err) if !database_required() => {
             eprintln!("SKIPPED the psql part: {err}");
         }
         Err(err) => panic!("psql: {err}"),
@@ -1133,10 +1127,7 @@ fn copy_from_in_the_extended_protocol_is_refused() {
     let proxy = InProcess::start("copy_extended");
     let schema = Schema::create("copy_extended");
     create_copy_tables(&proxy, &schema);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = current_thread_runtime();
     runtime.block_on(async {
         let client = connect_through(&proxy, &schema).await;
         let err = client

@@ -12,7 +12,7 @@ pub fn server_reachable() -> bool {
     )
     .is_ok();
     if !reachable {
-        if std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1") {
+        if database_required() {
             panic!("DUET_REQUIRE_DATABASE=1 but no PostgreSQL answers at 127.0.0.1:5432");
         }
         eprintln!(
@@ -20,4 +20,10 @@ pub fn server_reachable() -> bool {
         );
     }
     reachable
+}
+
+/// Whether CI asked for every database-backed part to run (`DUET_REQUIRE_DATABASE=1`): a missing
+/// server or client tool is then a failure, never a skip.
+pub fn database_required() -> bool {
+    std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1")
 }
