@@ -76,7 +76,7 @@ async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), String
                 tracing::info!(migration = m.id, "ready for cutover");
             }
             Phase::Ready => {
-                if m.live().auto_cutover {
+                if m.run_settings().auto_cutover {
                     auto_cutover(ctx, m).await;
                 }
                 return Ok(());
@@ -141,14 +141,10 @@ async fn copy(
         m.publish(ctx, m.plan.dual_write_route.clone());
     }
     wait_for_older_transactions(m, guard).await?;
-    // One lock: two `m.live()` temporaries in one expression would deadlock on the second.
-    let (chunk_time, throttles) = {
-        let live = m.live();
-        (live.chunk_time, live.throttles)
-    };
+    let settings = m.run_settings();
     let config = CopierConfig {
-        target_chunk_time: chunk_time,
-        throttle: throttles.copier_config(),
+        target_chunk_time: settings.chunk_time(),
+        throttle: settings.throttles().copier_config(),
         ..CopierConfig::default()
     };
     let (copier, handle, sweep) = match &m.plan.copy {
@@ -174,7 +170,7 @@ async fn copy(
     };
     {
         let mut live = m.live();
-        if live.copy_paused {
+        if live.settings.copy_paused {
             handle.pause();
         }
         live.copy = Some(handle);
@@ -312,7 +308,7 @@ async fn verify_and_repair(
 /// Verification settings: the operator's nice ratio applies to the checksums as to the copy.
 fn verify_config(m: &Migration) -> VerifyConfig {
     VerifyConfig {
-        nice_ratio: m.live().throttles.nice_ratio,
+        nice_ratio: m.run_settings().nice_ratio,
         ..VerifyConfig::default()
     }
 }

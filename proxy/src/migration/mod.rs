@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use shadow::migrate::copier::CopierControl;
 use shadow::migrate::Phase;
@@ -229,13 +229,9 @@ pub(crate) struct Live {
     pub bypass_since_verify: bool,
     /// A bypassing writer was seen since the flip.
     pub bypass_since_flip: bool,
-    pub chunk_time: Duration,
-    /// The copier's throttle thresholds (from `[migration]`, changed by `duet admin set`).
-    pub throttles: crate::config::Throttles,
-    /// The operator paused the copy (applied to the copier when it starts, too).
-    pub copy_paused: bool,
-    /// Flip as soon as ready.
-    pub auto_cutover: bool,
+    /// The operator's settings in force (chunk time, throttles, a paused copy — applied to the
+    /// copier when it starts, too — and automatic cutover).
+    pub settings: RunSettings,
     /// `counters.unrewritten` when the last clean verification started: a cutover verifies
     /// again first when it has moved (writes forwarded without their dual-write).
     pub unrewritten_verified: u64,
@@ -299,10 +295,7 @@ impl Migration {
                 bypass: BTreeMap::new(),
                 bypass_since_verify: false,
                 bypass_since_flip: false,
-                chunk_time: settings.chunk_time(),
-                throttles: settings.throttles(),
-                copy_paused: settings.copy_paused,
-                auto_cutover: settings.auto_cutover,
+                settings,
                 unrewritten_verified: 0,
                 unrewritten_at_flip: 0,
                 unrewritten_unknown: false,
@@ -368,30 +361,18 @@ impl Migration {
 
     /// The operator's settings now in force.
     pub fn run_settings(&self) -> RunSettings {
-        let live = self.live();
-        RunSettings {
-            auto_cutover: live.auto_cutover,
-            chunk_time_ms: u64::try_from(live.chunk_time.as_millis()).unwrap_or(u64::MAX),
-            max_replication_lag_ms: u64::try_from(live.throttles.max_replication_lag.as_millis())
-                .unwrap_or(u64::MAX),
-            max_active_backends: live.throttles.max_active_backends,
-            nice_ratio: live.throttles.nice_ratio,
-            copy_paused: live.copy_paused,
-        }
+        self.live().settings
     }
 
     /// Puts `settings` in force, in the running copier too (storing them is
     /// [`settings::change`]'s part).
     pub(crate) fn apply_settings(&self, settings: RunSettings) {
         let mut live = self.live();
-        live.auto_cutover = settings.auto_cutover;
-        live.chunk_time = settings.chunk_time();
-        live.throttles = settings.throttles();
-        live.copy_paused = settings.copy_paused;
+        live.settings = settings;
         if let Some(copy) = &live.copy {
-            copy.set_chunk_time(live.chunk_time);
-            copy.set_throttle(live.throttles.copier_config());
-            if live.copy_paused {
+            copy.set_chunk_time(settings.chunk_time());
+            copy.set_throttle(settings.throttles().copier_config());
+            if settings.copy_paused {
                 copy.pause();
             } else {
                 copy.resume();

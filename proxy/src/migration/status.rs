@@ -80,8 +80,6 @@ fn one(m: &Migration) -> MigrationStatus {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    // Before `live`: run_settings takes the same lock.
-    let settings = m.run_settings();
     let live = m.live();
     let progress = live.copy.as_ref().map(|c| c.progress());
     let copy_state = match (&live.note, &progress) {
@@ -122,6 +120,6 @@ fn one(m: &Migration) -> MigrationStatus {
             })
             .collect(),
         last_flip: live.last_flip.clone(),
-        settings,
+        settings: live.settings,
     }
 }
