@@ -57,6 +57,10 @@ struct MigrateArgs {
     /// Longest wait for the migration to reach ready.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     ready_timeout: Duration,
+    /// The measured migration's `nice_ratio` (0: the copier and verifier never rest; default:
+    /// duet's `[migration] nice_ratio`).
+    #[arg(long)]
+    nice_ratio: Option<f64>,
     /// The duet binary (default: next to duet-bench in the same target directory).
     #[arg(long)]
     duet_bin: Option<PathBuf>,
@@ -289,6 +293,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(Duration::from_secs(if args.quick { 3 } else { 10 })),
         duet_bin,
         ready_timeout: args.ready_timeout,
+        nice_ratio: args.nice_ratio,
     };
     let report = run_migrate(&opts, &rt, &mut progress)?;
     match args.format {

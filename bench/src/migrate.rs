@@ -45,6 +45,8 @@ pub struct MigrateOptions {
     pub duet_bin: PathBuf,
     /// Longest wait for the migration to reach ready.
     pub ready_timeout: Duration,
+    /// The measured migration's `nice_ratio` (`None`: duet's default), set right after it starts.
+    pub nice_ratio: Option<f64>,
 }
 
 /// Why the scenario could not run (client errors are part of the report, not this).
@@ -241,6 +243,15 @@ fn drive(
     }
     let id = reply["result"]["id"].clone();
     progress(format!("migration {id} started: {}", reply["result"]));
+    if let Some(ratio) = opts.nice_ratio {
+        let set = admin_request(
+            socket,
+            &json!({"command": "set", "id": id, "settings": {"nice_ratio": ratio}}),
+        )?;
+        if set["ok"] != true {
+            return Err(MigrateError(format!("setting nice-ratio {ratio}: {set}")));
+        }
+    }
     let deadline = Instant::now() + opts.ready_timeout;
     let mut last_phase = String::new();
     // The copy phase as polled: when it was first seen, and the rows done when last seen.

@@ -26,6 +26,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         window: Duration::from_millis(600),
         duet_bin,
         ready_timeout: Duration::from_secs(120),
+        nice_ratio: Some(0.5),
     };
     let report =
         run_migrate(&opts, &rt, &mut |line| eprintln!("· {line}")).expect("the scenario runs");
