@@ -40,6 +40,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Whole milliseconds of `duration`, saturating (for JSON fields and comparisons in ms).
+pub fn whole_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Renders a duration the way [`parse_duration`] reads it (used in messages and docs).
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();

@@ -104,7 +104,7 @@ fn record_flip(
 ) {
     m.live().last_flip = Some(FlipRecord {
         outcome,
-        stall_ms: u64::try_from(stall.as_millis()).unwrap_or(u64::MAX),
+        stall_ms: crate::duration::whole_millis(stall),
         blocked_by,
         message,
     });
@@ -249,7 +249,7 @@ pub async fn cutover(
                 live.unrewritten_unknown = false;
             }
             record_flip(m, "flipped", stall, Vec::new(), None);
-            let stall_ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+            let stall_ms = crate::duration::whole_millis(stall);
             tracing::info!(migration = m.id, stall_ms, "flipped");
             Ok(json!({"id": m.id, "phase": "flipped", "stall_ms": stall_ms}))
         }
@@ -383,12 +383,10 @@ pub async fn complete(
             .load(std::sync::atomic::Ordering::Relaxed);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(crate::duration::whole_millis)
             .unwrap_or(0);
         let window = ctx.config.migration.old_shape_window;
-        if last > 0
-            && now_ms.saturating_sub(last) < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
-        {
+        if last > 0 && now_ms.saturating_sub(last) < crate::duration::whole_millis(window) {
             return Err(format!(
                 "statements written for the old shape of {} still arrive ({count} so far, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
                 m.table_label(),

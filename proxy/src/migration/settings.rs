@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{control, controller, Migration, Phase};
 use crate::config::{MigrationConfig, Throttles};
 use crate::context::ProxyContext;
+use crate::duration::whole_millis;
 
 /// What the operator chose for one migration (as stored and as shown by `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -56,8 +57,8 @@ impl RunSettings {
     pub fn initial(config: &MigrationConfig, auto_cutover: bool) -> Self {
         RunSettings {
             auto_cutover,
-            chunk_time_ms: millis(config.chunk_time),
-            max_replication_lag_ms: millis(config.throttles.max_replication_lag),
+            chunk_time_ms: whole_millis(config.chunk_time),
+            max_replication_lag_ms: whole_millis(config.throttles.max_replication_lag),
             max_active_backends: config.throttles.max_active_backends,
             nice_ratio: config.throttles.nice_ratio,
             copy_paused: false,
@@ -117,10 +118,6 @@ impl RunSettings {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Applies `change` to migration `m`: stores the new settings first, then hands them to the
 /// running copier, so a change the operator was told about survives a restart and a change that
 /// could not be stored never takes effect. Returns the settings now in force.
@@ -172,7 +169,7 @@ mod tests {
         assert!(!stored.auto_cutover);
         assert_eq!(
             stored.max_replication_lag_ms,
-            millis(config.throttles.max_replication_lag)
+            whole_millis(config.throttles.max_replication_lag)
         );
         assert_eq!(
             RunSettings::stored(&config, "{}").expect("readable"),
