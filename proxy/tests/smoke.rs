@@ -370,6 +370,10 @@ async fn tls_is_offered_when_a_certificate_is_configured() {
     let output = match conninfo("require") {
         Ok(output) => output,
         Err(err) => {
+            assert!(
+                !support::database_required(),
+                "DUET_REQUIRE_DATABASE=1 but psql is not runnable: {err}"
+            );
             eprintln!("SKIPPED: psql not runnable ({err}); the TLS smoke test needs it");
             return;
         }
