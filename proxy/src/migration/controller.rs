@@ -202,7 +202,27 @@ async fn end_tombstones(
     let Some(CopySpec::Table(target)) = &m.plan.copy else {
         return Ok(());
     };
-    m.publish(ctx, m.dual_write_route_in(Phase::Verifying));
+    let route = m.dual_write_route_in(Phase::Verifying);
+    // The safety net turns to plain deletes with the rewrite (a CREATE OR REPLACE of its
+    // function: no lock on the table); the wait below covers writes still using either.
+    if let Some(sql) = route
+        .as_ref()
+        .and_then(|r| shadow::rewrite::net::function_sql(&m.plan.table, r))
+    {
+        guard
+            .client()
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!(
+                    "turning the safety net to plain deletes: {}: {}",
+                    db.code().code(),
+                    db.message()
+                ),
+                None => format!("turning the safety net to plain deletes: {e}"),
+            })?;
+    }
+    m.publish(ctx, route);
     wait_for_older_transactions(m, guard).await?;
     let target = copy_target(guard, target).await?;
     sweep_tombstones(guard.client(), &target, m.id, 10_000)
@@ -242,20 +262,7 @@ async fn wait_for_older_transactions(
 }
 
 /// Verifies and repairs until the shadow equals the converted source (bounded rounds).
-pub(crate) async fn verify_until_clean(
-    ctx: &ProxyContext,
-    m: &Migration,
-    guard: &mut GuardedConnection,
-) -> Result<(), String> {
-    // Writes forwarded without their dual-write are counted when their transaction ends, so
-    // whatever was counted by now is visible to this verification.
-    let unrewritten = m.unrewritten();
-    verify_and_repair(ctx, m, guard).await?;
-    m.live().unrewritten_verified = unrewritten;
-    Ok(())
-}
-
-async fn verify_and_repair(
+async fn verify_until_clean(
     ctx: &ProxyContext,
     m: &Migration,
     guard: &mut GuardedConnection,
@@ -269,8 +276,6 @@ async fn verify_and_repair(
         None => return Ok(()),
     };
     for round in 1..=rounds {
-        // A writer seen after this point is reconciled by the next verification.
-        m.live().bypass_since_verify = false;
         let report = verify(guard.client_mut(), &target, &verify_config(m))
             .await
             .map_err(|e| e.to_string())?;
@@ -321,7 +326,6 @@ async fn verify_column_until_clean(
     rounds: u32,
 ) -> Result<(), String> {
     for round in 1..=rounds {
-        m.live().bypass_since_verify = false;
         let report = verify_column(guard.client_mut(), spec, &verify_config(m))
             .await
             .map_err(|e| e.to_string())?;
@@ -355,7 +359,7 @@ async fn verify_column_until_clean(
 async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
     let attempts = ctx.config.migration.auto_cutover_attempts.max(1);
     for attempt in 1..=attempts {
-        match flip::cutover(ctx, m, ctx.config.migration.flip_budget, false).await {
+        match flip::cutover(ctx, m, ctx.config.migration.flip_budget).await {
             Ok(_) => return,
             Err(error) => {
                 tracing::warn!(migration = m.id, attempt, %error, "automatic cutover missed");

@@ -77,7 +77,8 @@ pub struct TableInfo {
     pub indexes: Vec<IndexInfo>,
     /// CHECK and FOREIGN KEY constraints.
     pub constraints: Vec<ConstraintInfo>,
-    /// Non-internal triggers (`name`).
+    /// Non-internal triggers (`name`), except duet's own safety net
+    /// ([`crate::rewrite::net`]).
     pub triggers: Vec<String>,
     /// Rules.
     pub rules: Vec<String>,
@@ -304,7 +305,7 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
         }
     };
     let triggers = names(
-        "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal ORDER BY 1",
+        "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgname NOT LIKE '~duet\\_net%' ORDER BY 1",
         "reading the triggers",
     )
     .await?;

@@ -1,11 +1,11 @@
 //! Step SQL per strategy (see CONTRACT "Semantics" and shadow/docs/planning.md). Every identifier
 //! is quoted; every step says what it locks and why.
 
-use crate::ident::{quote_ident, DELETED_COLUMN};
+use crate::ident::{quote_ident, QualifiedName, DELETED_COLUMN};
 use crate::migrate::expand::shadow_table_ddl;
 use crate::migrate::ColumnMapping;
 use crate::migrate::CopyTarget;
-use crate::rewrite::{Column, TableRoute, Target};
+use crate::rewrite::{net, Column, TableRoute, Target};
 
 use super::catalog::{ColumnInfo, TableInfo};
 use super::names::{old_table, pkey_name, with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
@@ -164,24 +164,26 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     let key_index = target.key.index_name.clone();
     let shadow_pkey = pkey_name(&shadow.name);
 
-    let expand = vec![step(
+    let mut expand = vec![step(
         shadow_table_ddl(target),
         "ACCESS SHARE on the table (CREATE TABLE … AS … WITH NO DATA reads only its shape)",
         "create the shadow table in the new shape: same key, other columns nullable, plus the tombstone column (three statements, one transaction)",
     )];
+    // Before the first dual-write: a rewritten statement writes the shadow with the
+    // application's own role.
+    for grant in &info.grants {
+        expand.push(step(
+            grant.replace("{}", &sh),
+            "none on the table (the shadow only)",
+            "the shadow has the table's privileges before any dual-write reaches it",
+        ));
+    }
 
     let mut prepare = vec![step(
         format!("ALTER TABLE {sh} OWNER TO {}", info.owner),
         BRIEF,
         "the new table has the old table's owner",
     )];
-    for grant in &info.grants {
-        prepare.push(step(
-            grant.replace("{}", &sh),
-            BRIEF,
-            "the new table has the old table's privileges",
-        ));
-    }
     let mut flip = vec![
         step(
             format!("DELETE FROM {sh} WHERE {}", quote_ident(DELETED_COLUMN)),
@@ -450,19 +452,6 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     // reverse dual-writes skip those rows instead of failing the application's write, and the
     // revert refuses, first thing in its transaction, while any exist.
     let unrepresentable = narrowing_predicate(info, changes);
-    if let Some(predicate) = &unrepresentable {
-        revert.insert(
-            0,
-            step(
-                format!(
-                    "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
-                    info.name.sql().replace('\'', "''")
-                ),
-                "ACCESS SHARE (reads the rows beyond the old types' range)",
-                "a revert must not silently drop rows the old shape cannot hold",
-            ),
-        );
-    }
     let new_columns = route_columns(info.columns.iter().map(|c| {
         let base = change_of(&c.name)
             .map(|x| x.new_base.clone())
@@ -493,7 +482,7 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
         "SHARE UPDATE EXCLUSIVE on the shadow (does not block reads or writes)",
         "statistics for the new table, and an index plan for the flip's tombstone purge",
     ));
-    ShadowSteps {
+    let steps = ShadowSteps {
         expand,
         prepare_flip: prepare,
         flip,
@@ -540,7 +529,91 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
                 plain_deletes: true,
             },
         },
+    };
+    let mut steps = with_net(steps, &info.name, NetMove::ToNewTable);
+    // First of all in the revert's transaction, before the net is taken off.
+    if let Some(predicate) = &unrepresentable {
+        steps.revert.insert(
+            0,
+            step(
+                format!(
+                    "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
+                    info.name.sql().replace('\'', "''")
+                ),
+                "ACCESS SHARE (reads the rows beyond the old types' range)",
+                "a revert must not silently drop rows the old shape cannot hold",
+            ),
+        );
     }
+    steps
+}
+
+/// Where the safety net's triggers live after the flip.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NetMove {
+    /// A shadow table: the new table takes the name, and the triggers move onto it (mirroring
+    /// back into the old one).
+    ToNewTable,
+    /// A shadow column: the same table; only the function changes direction.
+    Stays,
+}
+
+/// Adds the safety net ([`crate::rewrite::net`]) to a shadow plan: installed at the end of
+/// `expand` (before dual-writes start), turned around in the flip's transaction, removed first
+/// thing by `revert`, `complete` and `abort` (its function last, once nothing uses it).
+fn with_net(mut steps: ShadowSteps, table: &QualifiedName, moves: NetMove) -> ShadowSteps {
+    let install = |route: &TableRoute| net::install_sql(table, table, route);
+    if let Some(sql) = install(&steps.dual_write_route) {
+        steps.expand.push(step(
+            sql,
+            "SHARE ROW EXCLUSIVE (CREATE TRIGGER: brief, waits for running writes)",
+            "the safety net: every write to the table that duet does not dual-write itself (other connections, functions, PREPARE, …) is mirrored by PostgreSQL in the writer's transaction",
+        ));
+    }
+    let uninstall = || {
+        step(
+            net::uninstall_sql(table),
+            BRIEF,
+            "remove the safety net's triggers",
+        )
+    };
+    let drop_function = || {
+        step(
+            net::drop_function_sql(table),
+            "none",
+            "the safety net's function is no longer used",
+        )
+    };
+    match moves {
+        NetMove::ToNewTable => {
+            // First in the flip: its ACCESS EXCLUSIVE on the old table is taken before any lock
+            // on the shadow, in the order a writer mirrored by the net takes them.
+            steps.flip.insert(0, uninstall());
+            if let Some(sql) = install(&steps.flipped_route) {
+                steps.flip.push(step(
+                    sql,
+                    BRIEF,
+                    "the safety net moves to the new table and mirrors every write back into the old one, so a revert loses nothing",
+                ));
+            }
+        }
+        NetMove::Stays => {
+            if let Some(sql) = net::function_sql(table, &steps.flipped_route) {
+                steps.flip.push(step(
+                    sql,
+                    "none",
+                    "the safety net now mirrors every write back into the old column, so a revert loses nothing",
+                ));
+            }
+        }
+    }
+    steps.revert.insert(0, uninstall());
+    steps.after_revert.push(drop_function());
+    steps.complete.insert(0, uninstall());
+    steps.complete.insert(1, drop_function());
+    steps.abort.insert(0, uninstall());
+    steps.abort.push(drop_function());
+    steps
 }
 
 /// The range of an integer type (`int2`, `int4`), for values that must fit when narrowing back.
@@ -736,5 +809,5 @@ pub fn shadow_column(
             },
         },
     };
-    (steps, shadow)
+    (with_net(steps, &info.name, NetMove::Stays), shadow)
 }

@@ -1,10 +1,11 @@
 //! The statement rewriter of duet's online schema changes: pure functions that turn an
 //! application's write on a table under migration into its dual-writing form, or refuse it.
 //!
-//! Why a rewriter and not triggers: the proxy sees every statement, and a rewritten statement
-//! writes the table and its shadow atomically, with the values the table stored (taken from
-//! `RETURNING`), without installing anything on the application's table. The conventions and the
-//! templates are summarised in shadow/docs/online-migrations.md.
+//! The rewrite is the fast path: a rewritten statement writes the table and its shadow atomically,
+//! with the values the table stored (taken from `RETURNING`), in one statement. It is not the only
+//! path: what one duet does not see or cannot rewrite is mirrored by PostgreSQL itself, through the
+//! trigger of [`net`], which skips the rows a rewritten statement already mirrored. The conventions
+//! and the templates are summarised in shadow/docs/online-migrations.md.
 //!
 //! The proxy calls [`touches`] on every Query/Parse (a substring test: untouched statements pass
 //! byte-for-byte, unparsed), then [`rewrite`] for the few that may concern a table under
@@ -19,11 +20,13 @@
 //! - [`shadow_table`] — CTE + one upsert (tombstones for deletes).
 //! - [`renamed`] — post-flip translation of old column names.
 //! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
+//! - [`net`] — the trigger that mirrors every write the rewrite did not (the safety net).
 //! - [`copy_from`] — `COPY … FROM` staged in a temporary table, then dual-written as an INSERT.
 //! - [`tokens`], [`names`] — splice points and result-column names.
 
 pub mod copy_from;
 pub mod names;
+pub mod net;
 pub mod outcome;
 pub mod prefilter;
 pub mod renamed;

@@ -18,6 +18,8 @@ use super::tokens::Tokens;
 const ROWS_CTE: &str = "__duet_m";
 /// The CTE (with an original `RETURNING`) holding the shadow upsert.
 const SHADOW_CTE: &str = "__duet_s";
+/// The CTE column carrying each row's `tableoid`.
+const OID_COLUMN: &str = "__duet_oid";
 pub use crate::ident::DELETED_COLUMN;
 
 /// The shadow side of a route.
@@ -152,18 +154,50 @@ pub fn rewrite_write(
         returning_items.push(list.to_string());
     }
 
-    let old_row: Vec<String> = route
+    // The row's table, so that only rows of the table under migration reach its shadow: an
+    // unqualified name can resolve elsewhere (another schema first on the session's search_path,
+    // a temporary table of the same name), and such rows are none of the shadow's business.
+    returning_items.push(format!("{reference}.tableoid"));
+    cte_columns.push(OID_COLUMN.to_owned());
+
+    let mut old_row: Vec<String> = route
         .columns
         .iter()
         .enumerate()
         .map(|(i, c)| format!("\"__duet_c{}\" AS {}", i + 1, quote_ident(&c.name)))
         .collect();
+    old_row.push(format!(
+        "pg_catalog.set_config('{}', 'on', true) AS \"__duet_mark\"",
+        super::net::DUAL_WRITTEN_SETTING
+    ));
+    let key_order = route
+        .key
+        .iter()
+        .map(|k| {
+            route
+                .columns
+                .iter()
+                .position(|c| &c.name == k)
+                .map(|i| format!("\"__duet_c{}\"", i + 1))
+                .ok_or_else(|| internal(&format!("key column {k} is not a column of the table")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The marker that tells the safety net (`super::net`) these rows are dual-written already is
+    // set above a sort of the CTE's rows: the sort consumes the whole CTE first, so every write
+    // the application's statement makes (functions it calls included) happens before the marker.
+    let rows = format!(
+        "SELECT {} FROM (SELECT * FROM {ROWS_CTE} WHERE {} = '{}'::regclass ORDER BY {}) AS __duet_r",
+        old_row.join(", "),
+        quote_ident(OID_COLUMN),
+        route_regclass(route).replace('\'', "''"),
+        key_order.join(", ")
+    );
     let shadow_table = format!(
         "{}.{}",
         quote_ident(&route.schema),
         quote_ident(shadow.name)
     );
-    let upsert = shadow_upsert(&shadow_table, shadow, &old_row, stmt.verb)?;
+    let upsert = shadow_upsert(&shadow_table, shadow, &rows, stmt.verb)?;
 
     let mut out = String::with_capacity(sql.len() + 512);
     out.push_str("WITH ");
@@ -211,11 +245,22 @@ pub fn rewrite_write(
     Ok(out)
 }
 
-/// The one upsert into the shadow, fed from the CTE's rows re-labelled as the old row.
-fn shadow_upsert(
+/// The table of a route as a `regclass` literal's text (`"schema"."name"`).
+fn route_regclass(route: &TableRoute) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&route.schema),
+        quote_ident(&route.name)
+    )
+}
+
+/// The one write into the shadow (upsert, tombstone upsert or plain delete), fed by `rows`: a
+/// query whose output columns are the old row's, by name (the CTE's rows re-labelled, or a
+/// trigger's `OLD`/`NEW` row).
+pub(super) fn shadow_upsert(
     shadow_table: &str,
     shadow: Shadow<'_>,
-    old_row: &[String],
+    rows: &str,
     verb: TagVerb,
 ) -> Result<String, Refusal> {
     let key_positions: Vec<usize> = shadow
@@ -241,10 +286,7 @@ fn shadow_upsert(
         .skip_when
         .map(|p| format!(" WHERE NOT coalesce(({p}), false)"))
         .unwrap_or_default();
-    let source = format!(
-        "(SELECT {} FROM {ROWS_CTE}) AS __duet_o{filter}",
-        old_row.join(", ")
-    );
+    let source = format!("({rows}) AS __duet_o{filter}");
     let deleted = quote_ident(DELETED_COLUMN);
     if verb == TagVerb::Delete && shadow.plain_deletes {
         let keys: Vec<String> = key_positions

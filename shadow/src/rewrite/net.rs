@@ -1,0 +1,252 @@
+//! The safety net: PostgreSQL itself mirrors every write that duet's rewrite did not.
+//!
+//! The rewrite is the fast path, but it only sees what one duet receives and can parse. Writes
+//! that arrive another way — a direct connection (cron, psql, a second proxy), SQL-level
+//! `PREPARE`/`EXECUTE`, a function, a `DO` block, a trigger or rule on another table, a foreign-key
+//! cascade, a statement duet passes unchanged — are mirrored by a trigger on the table under
+//! migration, in the writer's own transaction, with exactly the SQL the rewrite would have used
+//! (the same [`super::shadow_table`] upsert, tombstones and plain deletes, or the same shadow-column
+//! expression). So whoever writes, the shadow is right when the transaction commits, and the
+//! cutover and `revert` have nothing to repair.
+//!
+//! - **Shadow column**: a `BEFORE INSERT OR UPDATE` row trigger sets the shadow column from the
+//!   row being written, every time. It is cheaper than any test of whether the rewrite already did
+//!   (an assignment, no table access) and it sees the row after the application's own `BEFORE`
+//!   triggers (its name sorts after theirs).
+//! - **Shadow table**: an `AFTER` row trigger upserts the row into the shadow (a tombstone or plain
+//!   delete for a deleted row, and for the old key of a key-changing `UPDATE`); an `AFTER
+//!   TRUNCATE` statement trigger truncates the shadow. A statement duet rewrote has already written
+//!   the shadow, so its rows are skipped: the rewritten statement sets the transaction-local
+//!   setting [`DUAL_WRITTEN_SETTING`] after its own write to the table is complete (and only when
+//!   rows of *this* table were written), the row triggers fired directly by that top-level statement
+//!   (`pg_trigger_depth() = 1`) see it and return, and an `AFTER` statement trigger — which fires
+//!   after the statement's row triggers — clears it, so the next statement of the transaction is
+//!   checked again. Writes nested in a trigger run at depth 2 or more and are always mirrored;
+//!   writes by functions the statement calls happen before the marker is set. A marker that is
+//!   missing only costs a second, identical upsert; a marker is never set for rows the rewrite did
+//!   not mirror.
+//!
+//! The function runs `SECURITY DEFINER` as the role that created it (duet's control role, owner
+//! of the shadow), so an application role that may write the table needs no privilege on the
+//! shadow for the net's writes, and with a fixed `search_path`, so a session's own path cannot
+//! redirect them. Names are schema-qualified throughout.
+//!
+//! The function is replaced (`CREATE OR REPLACE`, no table lock) when the route changes: plain
+//! deletes once the copy is done, the reverse direction at the flip. The triggers are created with
+//! the shadow (`expand`), moved to the new table in the flip's transaction, and dropped by
+//! `complete`, `abort` and `revert`.
+
+use crate::ident::{quote_ident, QualifiedName};
+use crate::plan::names::with_suffix;
+
+use super::outcome::TagVerb;
+use super::route::{TableRoute, Target};
+use super::shadow_table::{shadow_upsert, Shadow};
+
+/// The transaction-local setting a rewritten statement sets once its rows are in the shadow.
+pub const DUAL_WRITTEN_SETTING: &str = "duet.dual_written";
+/// The row trigger's name: `~` sorts after letters and digits, so it fires after the
+/// application's own triggers of the same kind and sees the row they made.
+pub const ROW_TRIGGER: &str = "~duet_net";
+/// The statement trigger's name (shadow tables: clears the marker, mirrors `TRUNCATE`).
+pub const STATEMENT_TRIGGER: &str = "~duet_net_statement";
+/// Suffix of the net function's name (in schema `duet`).
+const FUNCTION_SUFFIX: &str = "__net";
+
+/// Whether a trigger of this name is one of the net's own (not the application's).
+pub fn is_net_trigger(name: &str) -> bool {
+    name == ROW_TRIGGER || name == STATEMENT_TRIGGER
+}
+
+/// The net function of `table` (its name before any flip), schema-qualified and quoted. One per
+/// table: a table has one migration at a time, and the function keeps its name when the flip
+/// renames the tables.
+pub fn function_name(table: &QualifiedName) -> String {
+    let name = with_suffix(&format!("{}.{}", table.schema, table.name), FUNCTION_SUFFIX);
+    format!("\"duet\".{}", quote_ident(&name))
+}
+
+/// `CREATE OR REPLACE FUNCTION` of the net for `route` (no lock on any table); `None` for a route
+/// that mirrors nothing (a rename's translation).
+pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String> {
+    let body = match &route.target {
+        Target::ShadowColumn { column, expr, .. } => format!(
+            "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);\n  RETURN NEW;",
+            quote_ident(column)
+        ),
+        Target::ShadowTable {
+            shadow,
+            mapping,
+            shadow_key,
+            skip_when,
+            plain_deletes,
+        } => {
+            let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(shadow));
+            let side = Shadow {
+                name: shadow,
+                mapping,
+                key: shadow_key,
+                skip_when: skip_when.as_deref(),
+                plain_deletes: *plain_deletes,
+            };
+            let delete = shadow_upsert(&shadow_sql, side, "SELECT OLD.*", TagVerb::Delete).ok()?;
+            let upsert = shadow_upsert(&shadow_sql, side, "SELECT NEW.*", TagVerb::Insert).ok()?;
+            let key_of = |row: &str| {
+                route
+                    .key
+                    .iter()
+                    .map(|k| format!("{row}.{}", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "IF TG_LEVEL = 'STATEMENT' THEN
+    IF TG_OP = 'TRUNCATE' THEN
+      TRUNCATE {shadow_sql};
+    END IF;
+    PERFORM pg_catalog.set_config('{DUAL_WRITTEN_SETTING}', '', true);
+    RETURN NULL;
+  END IF;
+  IF pg_catalog.pg_trigger_depth() = 1
+     AND pg_catalog.current_setting('{DUAL_WRITTEN_SETTING}', true) = 'on' THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ROW({old_key}) IS DISTINCT FROM ROW({new_key})) THEN
+    {delete};
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    {upsert};
+  END IF;
+  RETURN NULL;",
+                old_key = key_of("OLD"),
+                new_key = key_of("NEW"),
+            )
+        }
+        Target::Renamed { .. } => return None,
+    };
+    Some(format!(
+        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $duet_net$
+#variable_conflict use_column
+BEGIN
+  {body}
+END
+$duet_net$",
+        function_name(table)
+    ))
+}
+
+/// The net's function and triggers on `on` (the table as named when the statement runs) for
+/// `route`; idempotent (an interrupted step can run again). `CREATE TRIGGER` takes SHARE ROW
+/// EXCLUSIVE on `on`: run it guarded (short `lock_timeout`, retries).
+pub fn install_sql(
+    table: &QualifiedName,
+    on: &QualifiedName,
+    route: &TableRoute,
+) -> Option<String> {
+    let function = function_sql(table, route)?;
+    let name = function_name(table);
+    let on_sql = on.sql();
+    let mut sql = format!("{function};\n{}", uninstall_sql(on));
+    match route.target {
+        Target::ShadowColumn { .. } => sql.push_str(&format!(
+            ";\nCREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}()",
+            quote_ident(ROW_TRIGGER)
+        )),
+        _ => sql.push_str(&format!(
+            ";\nCREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}();
+CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {on_sql} FOR EACH STATEMENT EXECUTE FUNCTION {name}()",
+            quote_ident(ROW_TRIGGER),
+            quote_ident(STATEMENT_TRIGGER)
+        )),
+    }
+    Some(sql)
+}
+
+/// Drops the net's triggers from `on` (the table as named when the statement runs), if there.
+pub fn uninstall_sql(on: &QualifiedName) -> String {
+    let on_sql = on.sql();
+    format!(
+        "DROP TRIGGER IF EXISTS {} ON {on_sql};\nDROP TRIGGER IF EXISTS {} ON {on_sql}",
+        quote_ident(ROW_TRIGGER),
+        quote_ident(STATEMENT_TRIGGER)
+    )
+}
+
+/// Drops the net's function (its triggers must be gone: no `CASCADE`, which could reach an
+/// object the application made depend on it).
+pub fn drop_function_sql(table: &QualifiedName) -> String {
+    format!("DROP FUNCTION IF EXISTS {}()", function_name(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::route::{Column, ColumnMapping};
+
+    fn table_route(plain_deletes: bool) -> TableRoute {
+        TableRoute {
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    base_type: "int4".into(),
+                },
+                Column {
+                    name: "v".into(),
+                    base_type: "text".into(),
+                },
+            ],
+            key: vec!["id".into()],
+            target: Target::ShadowTable {
+                shadow: "t__duet".into(),
+                mapping: vec![
+                    ColumnMapping {
+                        target: "id".into(),
+                        expr: "\"id\"::bigint".into(),
+                    },
+                    ColumnMapping {
+                        target: "v".into(),
+                        expr: "\"v\"".into(),
+                    },
+                ],
+                shadow_key: vec!["id".into()],
+                skip_when: None,
+                plain_deletes,
+            },
+        }
+    }
+
+    #[test]
+    fn the_shadow_table_net_uses_the_rewrites_own_writes() {
+        let t = QualifiedName::new("public", "t");
+        let sql = install_sql(&t, &t, &table_route(false)).expect("a net");
+        assert!(sql.contains("SECURITY DEFINER"));
+        assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\""));
+        assert!(sql.contains("SET \"__duet_deleted\" = true"), "{sql}");
+        assert!(sql.contains("AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE"));
+        let plain = function_sql(&t, &table_route(true)).expect("a function");
+        assert!(
+            plain.contains("DELETE FROM \"public\".\"t__duet\""),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn a_rename_needs_no_net() {
+        let mut route = table_route(false);
+        route.target = Target::Renamed {
+            columns: vec![("a".into(), "b".into())],
+        };
+        let t = QualifiedName::new("public", "t");
+        assert!(install_sql(&t, &t, &route).is_none());
+    }
+
+    #[test]
+    fn long_names_fit() {
+        let long = "x".repeat(63);
+        let name = function_name(&QualifiedName::new(long.clone(), long));
+        assert!(name.len() <= "\"duet\".".len() + 65, "{name}");
+    }
+}
