@@ -79,7 +79,7 @@ pub struct MigrationConfig {
     /// When the copier pauses between chunks.
     pub throttles: Throttles,
     /// What happens to a write on a migrating table that duet cannot dual-write (default
-    /// refuse).
+    /// pass: the safety net mirrors it).
     pub unrewritable_writes: UnrewritableWrites,
 }
 
@@ -87,11 +87,13 @@ pub struct MigrationConfig {
 /// dual-write (`[migration] unrewritable_writes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnrewritableWrites {
-    /// Refuse it (SQLSTATE 0A000, with what to use instead): the shadow never drifts.
-    #[default]
+    /// Refuse it (SQLSTATE 0A000, with what to use instead), for operators who want every write
+    /// on the fast path.
     Refuse,
-    /// Forward it unchanged and count it: the shadow drifts, so the cutover verifies and repairs
-    /// again first, and `revert` is refused once such a write reached the new shape.
+    /// Forward it unchanged and count it: PostgreSQL's safety net (a trigger duet installs on
+    /// the table for the migration, `shadow::rewrite::net`) mirrors it in the writer's own
+    /// transaction, as it does for writers that do not go through duet.
+    #[default]
     Pass,
 }
 
@@ -153,7 +155,7 @@ impl Default for MigrationConfig {
             auto_cutover_attempts: 5,
             verify_rounds: 5,
             throttles: Throttles::default(),
-            unrewritable_writes: UnrewritableWrites::Refuse,
+            unrewritable_writes: UnrewritableWrites::Pass,
         }
     }
 }
@@ -328,8 +330,8 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
             },
         },
         unrewritable_writes: match table.unrewritable_writes.as_deref() {
-            None | Some("refuse") => UnrewritableWrites::Refuse,
-            Some("pass") => UnrewritableWrites::Pass,
+            Some("refuse") => UnrewritableWrites::Refuse,
+            None | Some("pass") => UnrewritableWrites::Pass,
             Some(other) => {
                 return Err(field_error(
                     "[migration] unrewritable_writes",
@@ -647,14 +649,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("\"refuse\" or \"pass\""), "{err}");
-        let passing = from_str(
-            &format!("{base}unrewritable_writes = \"pass\""),
+        let refusing = from_str(
+            &format!("{base}unrewritable_writes = \"refuse\""),
             Overrides::default(),
         )
-        .expect("pass is a policy");
+        .expect("refuse is a policy");
         assert_eq!(
-            passing.migration.unrewritable_writes,
-            UnrewritableWrites::Pass
+            refusing.migration.unrewritable_writes,
+            UnrewritableWrites::Refuse
         );
         let err = from_str(&format!("{base}chunk_rows = 5"), Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("chunk_rows"), "{err}");

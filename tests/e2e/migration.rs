@@ -40,7 +40,7 @@ async fn migration_shadow_table_int_to_bigint_key_completes_under_writes() {
     assert_eq!(m["strategy"], "shadow_table", "{m}");
     assert_eq!(m["table"], "mst.t", "{m}");
     s.round().await;
-    s.refusals().await;
+    s.unrewritable().await;
     let paused = request(&s.duet, json!({"command": "pause_copy", "id": id})).await;
     assert!(paused.ok, "pause_copy: {}", paused.raw);
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
@@ -184,7 +184,7 @@ async fn migration_copy_from_through_duet_lands_in_the_new_shape() {
     )
     .await;
     s.round().await;
-    s.refusals().await;
+    s.unrewritable().await;
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
     wait_phase(&s.duet, id, "ready").await;
     psql_copy(&s, "mcf.t", &[("copied-d", 4)]).await;
@@ -291,7 +291,7 @@ async fn migration_shadow_column_type_change_flips_then_reverts() {
     let m = wait_phase(&s.duet, id, "copying").await;
     assert_eq!(m["strategy"], "shadow_column", "{m}");
     s.round().await;
-    s.refusals().await;
+    s.unrewritable().await;
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
     wait_phase(&s.duet, id, "ready").await;
     s.round().await;

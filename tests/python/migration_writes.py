@@ -1,8 +1,8 @@
 """One round of writes of every class through psycopg 3 (extended protocol, server-side binding).
 
 Environment: DSN, TABLE (qualified), BASE and TOUCH (ids), V and N (the text and int columns),
-REFUSALS=1 to also check that MERGE and COPY FROM … FREEZE are refused with 0A000 on a session that
-stays usable. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
+UNREWRITABLE=1 to also run writes duet cannot rewrite (MERGE, COPY FROM … FREEZE), which are
+forwarded unchanged and mirrored by the safety net. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
 when psycopg is missing, 1 on any unexpected outcome.
 """
 
@@ -30,29 +30,25 @@ def told(cur):
 
 
 with psycopg.connect(dsn, autocommit=True) as conn:
-    if os.environ.get("REFUSALS") == "1":
-        for sql in (
-            f"MERGE INTO {t} AS t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DO NOTHING",
+    if os.environ.get("UNREWRITABLE") == "1":
+        # Writes duet cannot rewrite: forwarded unchanged, mirrored by the safety net. What the
+        # client is told (row count, or the server's own error) must be the same as direct.
+        for sql, params in (
+            (f"MERGE INTO {t} AS t USING (VALUES (%s::int8)) AS s(id) ON t.id = s.id WHEN MATCHED THEN UPDATE SET {v} = t.{v} || '+m' WHEN NOT MATCHED THEN INSERT (id, {v}, {n}) VALUES (s.id, 'merged', 5)", (touch,)),
+            (f"MERGE INTO {t} AS t USING (VALUES (%s::int8)) AS s(id) ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT (id, {v}, {n}) VALUES (s.id, 'merged', 6)", (b + 98,)),
         ):
-            try:
-                conn.execute(sql, prepare=True)
-                print(f"MERGE was not refused: {sql}", file=sys.stderr)
-                sys.exit(1)
-            except psycopg.Error as err:
-                if err.sqlstate != "0A000":
-                    print(f"MERGE: sqlstate {err.sqlstate}: {err}", file=sys.stderr)
-                    sys.exit(1)
-            conn.execute("SELECT 1").fetchone()
+            cur = conn.execute(sql, params, prepare=True)
+            print(json.dumps({"merge": cur.rowcount}))
         try:
             with conn.cursor().copy(f"COPY {t} (id, {v}, {n}) FROM STDIN (FREEZE)") as copy:
                 copy.write_row((b + 99, "copied", 1))
-            print("COPY FROM … FREEZE was not refused", file=sys.stderr)
-            sys.exit(1)
+            print(json.dumps({"copy_freeze": "ok"}))
         except psycopg.Error as err:
-            if err.sqlstate != "0A000":
-                print(f"COPY: sqlstate {err.sqlstate}: {err}", file=sys.stderr)
-                sys.exit(1)
-        conn.execute("SELECT 1").fetchone()
+            print(json.dumps({"copy_freeze": err.sqlstate}))
+        with conn.transaction():
+            with conn.cursor().copy(f"COPY {t} (id, {v}, {n}) FROM STDIN") as copy:
+                copy.write_row((b + 97, "copied", 1))
+        print(json.dumps({"copy": "ok"}))
 
     with conn.cursor() as cur:
         cur.executemany(

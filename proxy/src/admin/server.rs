@@ -223,15 +223,13 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
             Err(e) => Err(e),
         },
         Request::Cutover {
-            budget_ms,
-            force,
-            target,
+            budget_ms, target, ..
         } => match selected(&target) {
             Ok(m) => {
                 let budget = budget_ms
                     .map(Duration::from_millis)
                     .unwrap_or(ctx.config.migration.flip_budget);
-                flip::cutover(ctx, &m, budget, force).await
+                flip::cutover(ctx, &m, budget).await
             }
             Err(e) => Err(e),
         },
@@ -239,8 +237,8 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
             Ok(m) => flip::abort(ctx, &m).await,
             Err(e) => Err(e),
         },
-        Request::Revert { force, target } => match selected(&target) {
-            Ok(m) => flip::revert(ctx, &m, force).await,
+        Request::Revert { target, .. } => match selected(&target) {
+            Ok(m) => flip::revert(ctx, &m).await,
             Err(e) => Err(e),
         },
         Request::Complete { force, target } => match selected(&target) {

@@ -95,7 +95,8 @@ enum AdminCommand {
         /// How long to wait for sessions to reach a transaction boundary [default: [migration] flip_budget].
         #[arg(long, value_name = "DURATION")]
         budget: Option<String>,
-        /// Flip even while writers bypassing duet are active.
+        /// Accepted for older scripts; nothing needs forcing: the safety net mirrors the writes of
+        /// connections that bypass duet.
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -108,7 +109,8 @@ enum AdminCommand {
     },
     /// Go back to the old shape after a cutover.
     Revert {
-        /// Revert even though writes since the flip may be missing from the old shape.
+        /// Accepted for older scripts; nothing needs forcing: every write since the flip was
+        /// mirrored into the old shape.
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -116,7 +118,7 @@ enum AdminCommand {
     },
     /// Finish a migration after its cutover: drop the old shape.
     Complete {
-        /// Complete even though old-shape statements or bypassing writers were seen.
+        /// Complete even though statements written for the old shape still arrive.
         #[arg(long)]
         force: bool,
         #[command(flatten)]

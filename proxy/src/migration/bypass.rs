@@ -102,54 +102,11 @@ async fn sample(
             },
         );
     }
-    // A writer that is gone has committed (or rolled back) since the last sample, possibly after
-    // the last verification started: both the one still writing and the one just gone call for a
-    // new verification before the flip.
-    let mut ended = 0;
+    // A writer that is gone has committed (or rolled back) since the last sample.
     for w in live.bypass.values_mut() {
         if w.active && !seen.contains(&w.pid) {
             w.active = false;
-            ended += 1;
         }
     }
-    if !seen.is_empty() || ended > 0 {
-        live.bypass_since_verify = true;
-        live.bypass_since_flip = true;
-    }
     Ok(())
-}
-
-fn describe(w: &BypassWriter) -> String {
-    format!(
-        "pid {} (user {}, application {:?}, from {}, seen {:.1}s ago)",
-        w.pid,
-        w.user,
-        w.application_name,
-        if w.client_addr.is_empty() {
-            "a unix socket"
-        } else {
-            &w.client_addr
-        },
-        w.last_seen.elapsed().as_secs_f64()
-    )
-}
-
-/// The writers the last sample saw, described.
-pub fn active_writers(m: &Migration) -> Vec<String> {
-    m.live()
-        .bypass
-        .values()
-        .filter(|w| w.active)
-        .map(describe)
-        .collect()
-}
-
-/// Every writer seen, described.
-pub fn describe_all(m: &Migration) -> String {
-    m.live()
-        .bypass
-        .values()
-        .map(describe)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -13,7 +13,7 @@ use shadow::plan::Step;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::{bypass, control, controller, BlockingSession, FlipRecord, Migration};
+use super::{control, BlockingSession, FlipRecord, Migration};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
 
@@ -168,7 +168,6 @@ pub async fn cutover(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     budget: Duration,
-    force: bool,
 ) -> Result<Value, String> {
     let _op = m.op.lock().await;
     let phase = m.phase();
@@ -179,22 +178,9 @@ pub async fn cutover(
             m.table_label()
         ));
     }
-    // Writers that bypass duet, and writes duet forwarded without their dual-write, are
-    // reconciled by a fresh verify + repair before the flip.
-    let bypassed = m.live().bypass_since_verify;
-    let verified = m.live().unrewritten_verified;
-    if bypassed || m.unrewritten() != verified {
-        let mut guard = control::guarded(ctx).await?;
-        controller::verify_until_clean(ctx, m, &mut guard).await?;
-    }
-    let active = bypass::active_writers(m);
-    if !active.is_empty() && !force {
-        return Err(format!(
-            "writers that do not go through duet are active on {}: {}; stop them (or run `cutover --force`; their writes after the flip are not mirrored)",
-            m.table_label(),
-            active.join("; ")
-        ));
-    }
+    // Writers that bypass duet, and writes duet forwarded unchanged, were mirrored by the safety
+    // net in their own transactions: nothing to reconcile, whoever wrote. A writer still inside
+    // a transaction on the table only delays the flip's lock (`flip_lock_timeout`).
     // Connect before pausing: the gate is held only for the flip itself.
     let mut client = control::connect(ctx).await?;
     let resume = match pause(ctx, budget).await {
@@ -204,18 +190,6 @@ pub async fn cutover(
             return Err(format!("cutover not done (phase stays ready): {message}"));
         }
     };
-    // Every session is at a transaction boundary now; one that ended a transaction with an
-    // unrewritten write since the verification left the shadow behind.
-    let unrewritten = m.unrewritten();
-    if unrewritten != m.live().unrewritten_verified {
-        let stall = resume.now();
-        let message = format!(
-            "writes duet could not dual-write reached {} after its verification ([migration] unrewritable_writes = \"pass\"); the next cutover verifies again — retry",
-            m.table_label()
-        );
-        record_flip(m, "drift", stall, Vec::new(), Some(message.clone()));
-        return Err(format!("cutover not done (phase stays ready): {message}"));
-    }
     let flipped = one_transaction(
         &mut client,
         m,
@@ -242,12 +216,6 @@ pub async fn cutover(
             let stall = resume.now();
             m.set_phase(Phase::Flipped);
             m.set_error(None);
-            {
-                let mut live = m.live();
-                live.bypass_since_flip = false;
-                live.unrewritten_at_flip = unrewritten;
-                live.unrewritten_unknown = false;
-            }
             record_flip(m, "flipped", stall, Vec::new(), None);
             let stall_ms = crate::duration::whole_millis(stall);
             tracing::info!(migration = m.id, stall_ms, "flipped");
@@ -274,20 +242,11 @@ pub async fn cutover(
 
 /// Goes back to the old shape after a flip: one transaction with the revert steps (phase →
 /// reverting) under the gate, routes cleared, resume; then the after-revert clean-up (→ reverted).
-pub async fn revert(
-    ctx: &Arc<ProxyContext>,
-    m: &Arc<Migration>,
-    force: bool,
-) -> Result<Value, String> {
+pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
     let _op = m.op.lock().await;
     let phase = m.phase();
-    if phase == Phase::Flipped && !force {
-        if let Some(missing) = writes_missing_from_the_old_shape(m) {
-            return Err(format!(
-                "revert not done (still flipped): {missing}; the old shape may lack them — complete instead, or `revert --force` to go back without them"
-            ));
-        }
-    }
+    // Every write since the flip, through duet or not, was mirrored into the old shape by the
+    // rewrite or the safety net; rows the old types cannot hold make the revert step refuse.
     if phase == Phase::Flipped {
         let mut client = control::connect(ctx).await?;
         let resume = pause(ctx, ctx.config.migration.flip_budget)
@@ -326,40 +285,8 @@ pub async fn revert(
     Ok(json!({"id": m.id, "phase": "reverted"}))
 }
 
-/// Why writes made since the flip may be missing from the old shape, if they may.
-fn writes_missing_from_the_old_shape(m: &Migration) -> Option<String> {
-    let (bypassed, at_flip, unknown) = {
-        let live = m.live();
-        (
-            live.bypass_since_flip,
-            live.unrewritten_at_flip,
-            live.unrewritten_unknown,
-        )
-    };
-    if unknown {
-        return Some(
-            "duet restarted after the flip while forwarding writes it cannot dual-write ([migration] unrewritable_writes = \"pass\"), so it cannot tell whether some reached the new shape without their mirror".to_owned(),
-        );
-    }
-    let unrewritten = m.unrewritten().saturating_sub(at_flip);
-    if unrewritten > 0 {
-        return Some(format!(
-            "{unrewritten} transaction(s) wrote {} through duet since the flip without their mirror ([migration] unrewritable_writes = \"pass\")",
-            m.table_label()
-        ));
-    }
-    bypassed.then(|| {
-        format!(
-            "writers that do not go through duet wrote {} since the flip ({})",
-            m.table_label(),
-            bypass::describe_all(m)
-        )
-    })
-}
-
-/// Finishes a flipped migration: refused while old-shape statements arrived within the window or
-/// bypassing writers were seen since the flip (unless `force`); then routes cleared under the
-/// gate and the complete steps (→ completed).
+/// Finishes a flipped migration: refused while old-shape statements arrived within the window
+/// (unless `force`); then routes cleared under the gate and the complete steps (→ completed).
 pub async fn complete(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
@@ -392,13 +319,6 @@ pub async fn complete(
                 m.table_label(),
                 now_ms.saturating_sub(last) as f64 / 1000.0,
                 window.as_secs()
-            ));
-        }
-        if m.live().bypass_since_flip {
-            let seen = bypass::describe_all(m);
-            return Err(format!(
-                "writers that do not go through duet wrote {} since the flip ({seen}); their writes were not mirrored into the old shape — check them, then `complete --force`",
-                m.table_label()
             ));
         }
     }

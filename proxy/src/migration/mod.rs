@@ -225,21 +225,9 @@ pub(crate) struct Live {
     pub note: Option<String>,
     pub last_flip: Option<FlipRecord>,
     pub bypass: BTreeMap<i32, BypassWriter>,
-    /// A bypassing writer was seen since the last clean verification.
-    pub bypass_since_verify: bool,
-    /// A bypassing writer was seen since the flip.
-    pub bypass_since_flip: bool,
     /// The operator's settings in force (chunk time, throttles, a paused copy — applied to the
     /// copier when it starts, too — and automatic cutover).
     pub settings: RunSettings,
-    /// `counters.unrewritten` when the last clean verification started: a cutover verifies
-    /// again first when it has moved (writes forwarded without their dual-write).
-    pub unrewritten_verified: u64,
-    /// `counters.unrewritten` at the flip: `revert` is refused when it has moved.
-    pub unrewritten_at_flip: u64,
-    /// Restored by a restarted duet that passes unrewritable writes: how many an earlier process
-    /// passed since the flip is unknown.
-    pub unrewritten_unknown: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -293,12 +281,7 @@ impl Migration {
                 note: None,
                 last_flip: None,
                 bypass: BTreeMap::new(),
-                bypass_since_verify: false,
-                bypass_since_flip: false,
                 settings,
-                unrewritten_verified: 0,
-                unrewritten_at_flip: 0,
-                unrewritten_unknown: false,
             }),
             op: tokio::sync::Mutex::new(()),
             settings_lock: tokio::sync::Mutex::new(()),

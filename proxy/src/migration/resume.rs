@@ -23,7 +23,6 @@ use shadow::migrate::Phase;
 use shadow::plan::Plan;
 
 use super::{bypass, controller, flip, Migration, RunSettings};
-use crate::config::UnrewritableWrites;
 use crate::context::ProxyContext;
 
 /// Why restoring failed in a way that must stop startup.
@@ -95,14 +94,6 @@ async fn restore_with(
         let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
         let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
         m.set_error(row.get(3));
-        if ctx.config.migration.unrewritable_writes == UnrewritableWrites::Pass {
-            // The counters start at zero in this process: what an earlier one forwarded
-            // without its dual-write is unknown, so the cutover verifies again and a revert
-            // after the flip needs --force.
-            let mut live = m.live();
-            live.unrewritten_verified = u64::MAX;
-            live.unrewritten_unknown = true;
-        }
         ctx.migrations.insert(m.clone());
         tracing::info!(migration = id, table = %m.table_label(), %phase, "restoring migration");
         match phase {
@@ -149,7 +140,7 @@ async fn restore_with(
             Phase::Reverting => {
                 let (ctx, m) = (ctx.clone(), m.clone());
                 tokio::spawn(async move {
-                    if let Err(error) = flip::revert(&ctx, &m, false).await {
+                    if let Err(error) = flip::revert(&ctx, &m).await {
                         m.set_error(Some(error));
                     }
                 });

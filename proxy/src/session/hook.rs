@@ -457,8 +457,10 @@ pub(super) fn decide(cached: &Cached, policy: UnrewritableWrites) -> Decision<'_
     match (&cached.result, policy) {
         (Ok(Rewrite::Unchanged), _) => Decision::Unchanged,
         (Ok(Rewrite::Changed { sql, statements }), _) => Decision::Changed(sql, statements),
-        (Err(_), UnrewritableWrites::Refuse) => Decision::Refused,
-        (Err(_), UnrewritableWrites::Pass) => Decision::Passed,
+        // A write the net mirrors may pass; a statement that would change the table's
+        // definition (55000) never does.
+        (Err(refusal), UnrewritableWrites::Pass) if refusal.is_write() => Decision::Passed,
+        (Err(_), _) => Decision::Refused,
     }
 }
 

@@ -114,6 +114,13 @@ impl Refusal {
         }
     }
 
+    /// Whether this refuses a write duet cannot rewrite (`0A000`), which may be forwarded
+    /// unchanged for the safety net to mirror — as opposed to a statement that must not run
+    /// during the migration (`55000`) or the server's own error for a bad statement.
+    pub fn is_write(&self) -> bool {
+        self.sqlstate == FEATURE_NOT_SUPPORTED
+    }
+
     /// A `55000` refusal.
     pub fn not_now(message: impl Into<String>, hint: impl Into<String>) -> Refusal {
         Refusal {

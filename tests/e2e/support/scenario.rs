@@ -184,21 +184,29 @@ impl Scenario {
         .expect("psycopg round");
     }
 
-    /// MERGE, extended-protocol COPY FROM and COPY … FREEZE refused (0A000), sessions usable
-    /// afterwards.
-    pub async fn refusals(&mut self) {
-        writes::assert_refusals(&self.pair, self.through()).await;
+    /// Writes duet cannot rewrite (MERGE, extended-protocol COPY FROM, COPY … FREEZE) through
+    /// duet and on the control table: told the same, mirrored by the safety net.
+    pub async fn unrewritable(&mut self) {
         self.rounds += 1;
         let k = self.rounds;
+        let v = self.v.clone();
+        writes::unrewritable_both(
+            &self.pair,
+            self.through(),
+            self.direct(),
+            1_000_000 + k * 1_000 + 900,
+            &v,
+        )
+        .await;
         let (pair, dsn_through, dsn_direct) =
             (self.pair.clone(), self.dsn_through(), self.dsn_direct());
-        let (v, n) = (self.v.clone(), self.n.clone());
+        let n = self.n.clone();
         let (b, t) = (1_000_000 + k * 1_000, k % (self.rows - 2) + 1);
         tokio::task::spawn_blocking(move || {
             writes::psycopg_both(&pair, &dsn_through, &dsn_direct, b, t, &v, &n, true)
         })
         .await
-        .expect("psycopg refusals");
+        .expect("psycopg unrewritable writes");
     }
 
     /// The migrated table holds exactly the control table's rows.
