@@ -694,6 +694,62 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     db.drop_db().await;
 }
 
+/// A complete step the server refuses reports the server's own SQLSTATE, message, detail and
+/// hint (not tokio-postgres's bare "db error"), leaves the migration in `completing`, and running
+/// complete again once the cause is gone finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_complete_step_reports_the_server_error_and_is_retried() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("complete_retry").await;
+    let direct = db.direct().await;
+    let schema = "mc_complete_retry";
+    setup_table(&direct, schema, "v", 50).await;
+    let proxy = Harness::start(&db, "a").await;
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    proxy.wait_phase(m.id, "ready").await;
+    let reply = proxy.admin(json!({"command": "cutover"})).await;
+    assert!(reply.ok, "{reply:?}");
+
+    // An object made directly on the old shape blocks its drop.
+    direct
+        .batch_execute(&format!(
+            "CREATE VIEW {schema}.old_rows AS SELECT * FROM {schema}.t__duet_old"
+        ))
+        .await
+        .expect("a view on the old shape");
+    let reply = proxy.admin(json!({"command": "complete"})).await;
+    assert!(!reply.ok, "{reply:?}");
+    let error = reply.error.unwrap_or_default();
+    for needle in [
+        "2BP01",
+        "cannot drop table",
+        "DETAIL: view mc_complete_retry.old_rows depends on table",
+        "HINT: Use DROP ... CASCADE",
+    ] {
+        assert!(error.contains(needle), "{needle:?} missing from: {error}");
+    }
+    assert!(!error.contains("db error"), "{error}");
+    assert_eq!(stored_phase(&direct, m.id).await, "completing");
+
+    // The cause removed, complete again: retried from `completing`.
+    direct
+        .batch_execute(&format!("DROP VIEW {schema}.old_rows"))
+        .await
+        .unwrap();
+    let reply = proxy.admin(json!({"command": "complete"})).await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(stored_phase(&direct, m.id).await, "completed");
+    assert_eq!(column_type(&direct, schema, "id").await, "bigint");
+    assert!(duet_leftovers(&direct, schema).await.is_empty());
+
+    proxy.stop().await;
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_during_copy_leaves_nothing() {
     if !server_reachable() {

@@ -8,6 +8,7 @@ mod support;
 mod admin_socket;
 mod auth_and_tls;
 mod config_file;
+mod connection_end;
 mod demo;
 mod many_clients;
 mod migration;

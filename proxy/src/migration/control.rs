@@ -5,7 +5,7 @@ use std::time::Duration;
 use shadow::migrate::guard::{
     backoff_with_jitter, is_retryable, GuardConfig, GuardedConnection, PhaseStep,
 };
-use shadow::migrate::Phase;
+use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::Step;
 use tokio_postgres::{Client, NoTls};
 
@@ -40,8 +40,10 @@ pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
     let config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {
         format!(
-            "cannot open a control connection to {} as {}: {e}",
-            ctx.backend_addr, ctx.config.backend.user
+            "cannot open a control connection to {} as {}: {}",
+            ctx.backend_addr,
+            ctx.config.backend.user,
+            DbErrorText(&e)
         )
     })?;
     tokio::spawn(async move {
@@ -55,7 +57,7 @@ pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
             &[],
         )
         .await
-        .map_err(|e| format!("control connection: {e}"))?;
+        .map_err(|e| format!("control connection: {}", DbErrorText(&e)))?;
     ctx.migrations.add_control_pid(row.get(0));
     let version: i32 = row.get(1);
     ctx.migrations
@@ -240,7 +242,8 @@ async fn run_outside_transaction(
         if let Err(e) = drop_invalid_leftover(guard, schema, sql).await {
             if !(is_retryable(&e) && attempt < attempts) {
                 return Err(format!(
-                    "{what}: dropping an invalid index left by an earlier attempt: {e}"
+                    "{what}: dropping an invalid index left by an earlier attempt: {}",
+                    DbErrorText(&e)
                 ));
             }
             continue;
@@ -255,7 +258,12 @@ async fn run_outside_transaction(
                 ))
                 .await;
             }
-            Err(e) => return Err(format!("{what}: {e} (after {attempt} attempt(s))")),
+            Err(e) => {
+                return Err(format!(
+                    "{what}: {} (after {attempt} attempt(s))",
+                    DbErrorText(&e)
+                ))
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use shadow::migrate::state;
-use shadow::migrate::Phase;
+use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::Step;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -127,10 +127,7 @@ impl TxError {
 impl std::fmt::Display for TxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TxError::Db(err) => match err.as_db_error() {
-                Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-                None => write!(f, "{err}"),
-            },
+            TxError::Db(err) => write!(f, "{}", DbErrorText(err)),
             TxError::State(message) => f.write_str(message),
         }
     }

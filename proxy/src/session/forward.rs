@@ -23,7 +23,7 @@ use crate::context::ProxyContext;
 use crate::routes::Published;
 use crate::sessions::{SessionInfo, SessionState};
 use crate::shutdown::Phase;
-use crate::wire::error::ADMIN_SHUTDOWN;
+use crate::wire::error::{self, ADMIN_SHUTDOWN};
 use crate::wire::frame::FrameScanner;
 use crate::wire::{backend, frontend};
 
@@ -34,6 +34,8 @@ const READ_SIZE: usize = 16 * 1024;
 const MAX_IDLE_BUFFER: usize = 1 << 20;
 /// Largest message a client may send (PostgreSQL's limit, 1 GB - 1).
 const MAX_CLIENT_MESSAGE: usize = 0x3fff_ffff;
+/// How long a backend that refused a write gets to deliver a FATAL it sent before going.
+const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Largest message accepted from the backend (the length field's range).
 const MAX_BACKEND_MESSAGE: usize = i32::MAX as usize;
 
@@ -48,8 +50,12 @@ pub enum SessionEnd {
     ClientError(String),
     /// The client sent a malformed message (it got FATAL 08P01).
     ClientMalformed(String),
-    /// The backend closed or failed (the client got FATAL 08006).
+    /// The backend closed or failed without a word (the client got FATAL 08006).
     BackendLost(String),
+    /// The backend ended the session with its own FATAL ErrorResponse (administrator command,
+    /// idle timeout, …), which the client got as its last message, and then closed: the client
+    /// gets nothing more, exactly as direct.
+    BackendEnded(String),
     /// The proxy shut down (the client got FATAL 57P01).
     Shutdown,
 }
@@ -81,6 +87,9 @@ pub(super) struct Shared<'a> {
     /// The session has named prepared statements the hook remembers (the downstream loop then
     /// watches errors for "cached plan must not change result type").
     pub(super) remembers: AtomicBool,
+    /// The backend sent a FATAL (or PANIC) ErrorResponse: whatever follows is its connection
+    /// closing, which the client must see as the plain EOF PostgreSQL gives, not as a lost backend.
+    pub(super) backend_said_fatal: AtomicBool,
 }
 
 impl<'a> Shared<'a> {
@@ -91,6 +100,7 @@ impl<'a> Shared<'a> {
             tracker: Mutex::new(Tracker::new()),
             expecting: AtomicBool::new(false),
             remembers: AtomicBool::new(false),
+            backend_said_fatal: AtomicBool::new(false),
         }
     }
 }
@@ -275,6 +285,16 @@ impl Shared<'_> {
                 Ok(None) => break Ok(pos),
                 Err(err) => break Err(format!("backend sent {err}")),
             };
+            // Every ErrorResponse is read whole to see its severity (they are small; a split one
+            // waits for the rest of itself, like the hook's frames do).
+            let fatal = if frame.tag == backend::ERROR_RESPONSE {
+                let Some(body) = frame.body(chunk) else {
+                    break Ok(frame.start);
+                };
+                error::ends_session(body)
+            } else {
+                false
+            };
             if frame.tag != backend::READY_FOR_QUERY {
                 let looked_at = hooked
                     || (remembers
@@ -295,6 +315,10 @@ impl Shared<'_> {
                             continue;
                         }
                     }
+                }
+                if fatal {
+                    // Only a FATAL forwarded as is counts: the client has seen the reason.
+                    self.backend_said_fatal.store(true, Ordering::Relaxed);
                 }
                 scanner.pass(&frame, chunk.len(), &mut pos);
                 continue;
@@ -482,11 +506,20 @@ where
         let downstream =
             backend_to_client(shared, &mut backend_read, &mut client_write, backend_buf);
         tokio::pin!(upstream, downstream);
-        let first = tokio::select! {
-            end = &mut upstream => end,
-            end = &mut downstream => end,
-            _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => SessionEnd::Shutdown,
+        let (first, upstream_ended) = tokio::select! {
+            end = &mut upstream => (end, true),
+            end = &mut downstream => (end, false),
+            _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => (SessionEnd::Shutdown, false),
         };
+        if upstream_ended
+            && matches!(first, SessionEnd::BackendLost(_))
+            && !shared.backend_said_fatal.load(Ordering::Relaxed)
+        {
+            // A write to the backend failed: it may have said why before it went (a FATAL still
+            // unread in its socket, e.g. a client query racing pg_terminate_backend). Let it reach
+            // the client, briefly: a socket that failed a write ends its reads at once.
+            let _ = tokio::time::timeout(GOODBYE_WAIT, &mut downstream).await;
+        }
         if matches!(first, SessionEnd::ClientTerminated) {
             // Terminate reached the backend behind everything the client sent before it (a client
             // may send `Query` and `Terminate` in one write); the backend answers those first and
@@ -496,7 +529,12 @@ where
                 _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => {}
             }
         }
-        first
+        match first {
+            SessionEnd::BackendLost(why) if shared.backend_said_fatal.load(Ordering::Relaxed) => {
+                SessionEnd::BackendEnded(why)
+            }
+            other => other,
+        }
     };
     match &end {
         SessionEnd::ClientMalformed(why) => {
@@ -511,6 +549,11 @@ where
             let _ = backend_write
                 .write_all(&[frontend::TERMINATE, 0, 0, 0, 4])
                 .await;
+        }
+        SessionEnd::BackendEnded(why) => {
+            // The client already has the backend's FATAL; PostgreSQL just closes after it.
+            tracing::debug!(session = shared.info.id, why, "backend ended the session");
+            let _ = client_write.shutdown().await;
         }
         SessionEnd::ClientTerminated | SessionEnd::ClientClosed | SessionEnd::ClientError(_) => {}
     }

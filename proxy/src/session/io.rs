@@ -18,12 +18,10 @@ pub(crate) enum ReadError {
     /// The bytes do not form a valid packet.
     #[error("{0}")]
     Malformed(String),
-}
-
-impl From<StartupError> for ReadError {
-    fn from(err: StartupError) -> Self {
-        ReadError::Malformed(err.to_string())
-    }
+    /// The bytes do not form a startup packet (kept typed: whether the client is told depends on
+    /// the kind, see [`StartupError::reply`]).
+    #[error("{0}")]
+    Startup(#[from] StartupError),
 }
 
 async fn fill<S: AsyncRead + Unpin>(

@@ -19,7 +19,10 @@ use crate::wire::auth::{self, expects_client_response, request_code, strip_chann
 use crate::wire::backend as tag;
 use crate::wire::error::{CONNECTION_FAILURE, INVALID_AUTHORIZATION};
 use crate::wire::frontend;
-use crate::wire::startup::{parse_packet, StartupMessage, StartupPacket};
+use crate::wire::startup::{
+    parse_packet, StartupError, StartupMessage, StartupPacket, GSSENC_REQUEST_CODE,
+    SSL_REQUEST_CODE,
+};
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -40,7 +43,7 @@ pub(super) async fn establish(
     guard: &mut SessionGuard,
 ) -> Option<Established> {
     let mut client_buf = BytesMut::with_capacity(1024);
-    let (mut client, startup) = negotiate(ctx, tcp, &mut client_buf).await?;
+    let (mut client, startup) = negotiate(ctx, info, tcp, &mut client_buf).await?;
 
     let Some(user) = startup.user() else {
         close_with_fatal(
@@ -186,6 +189,7 @@ pub(super) async fn establish(
 /// Answers SSLRequest/GSSENCRequest and handles CancelRequest until the StartupMessage arrives.
 async fn negotiate(
     ctx: &ProxyContext,
+    info: &SessionInfo,
     tcp: TcpStream,
     buf: &mut BytesMut,
 ) -> Option<(ClientStream, StartupMessage)> {
@@ -221,22 +225,36 @@ async fn negotiate(
     loop {
         let packet = match read_startup_packet(&mut client, buf).await {
             Ok(packet) => packet,
-            Err(ReadError::Malformed(why)) => {
-                protocol_violation(&mut client, &why).await;
+            Err(ReadError::Startup(err)) => {
+                refuse_startup(&mut client, info, &err).await;
                 return None;
             }
+            Err(ReadError::Closed) if !buf.is_empty() => {
+                // What PostgreSQL logs as "incomplete startup packet"; nobody is left to tell.
+                tracing::info!(
+                    session = info.id,
+                    peer = %info.client_addr,
+                    received = buf.len(),
+                    "incomplete startup packet: the client closed the connection"
+                );
+                return None;
+            }
+            // A client that connects and leaves without a byte (a health check, a client that
+            // did not like the SSL answer) is normal: like PostgreSQL, nothing to log.
             Err(_) => return None,
         };
         let packet = match parse_packet(&packet) {
             Ok(packet) => packet,
             Err(err) => {
-                protocol_violation(&mut client, &err.to_string()).await;
+                refuse_startup(&mut client, info, &err).await;
                 return None;
             }
         };
         match packet {
             StartupPacket::SslRequest if ssl_done => {
-                protocol_violation(&mut client, "SSL negotiation requested twice").await;
+                // PostgreSQL answers only the first request and then reads the code as a
+                // protocol version (1234.5679), which it does not support.
+                refuse_startup(&mut client, info, &repeated_request(SSL_REQUEST_CODE)).await;
                 return None;
             }
             StartupPacket::SslRequest => {
@@ -269,7 +287,7 @@ async fn negotiate(
                 };
             }
             StartupPacket::GssEncRequest if gss_done => {
-                protocol_violation(&mut client, "GSS encryption requested twice").await;
+                refuse_startup(&mut client, info, &repeated_request(GSSENC_REQUEST_CODE)).await;
                 return None;
             }
             StartupPacket::GssEncRequest => {
@@ -284,6 +302,36 @@ async fn negotiate(
             }
             StartupPacket::Startup(startup) => return Some((client, startup)),
         }
+    }
+}
+
+/// Ends a connection whose first packet was refused, the way PostgreSQL does: a FATAL for a
+/// StartupMessage it cannot serve, silence (and a line in the log, with the peer's address) for
+/// bytes that are not a startup packet at all.
+async fn refuse_startup(client: &mut ClientStream, info: &SessionInfo, err: &StartupError) {
+    match err.reply() {
+        Some(code) => {
+            tracing::info!(session = info.id, peer = %info.client_addr, %err, "startup packet refused");
+            close_with_fatal(client, code, &err.to_string()).await;
+        }
+        None => {
+            tracing::warn!(
+                session = info.id,
+                peer = %info.client_addr,
+                %err,
+                "closing a connection that did not send a valid startup packet"
+            );
+            let _ = client.shutdown().await;
+        }
+    }
+}
+
+/// The error for a second SSLRequest or GSSENCRequest: its request code read as a protocol
+/// version, as PostgreSQL reads it.
+fn repeated_request(code: i32) -> StartupError {
+    StartupError::Protocol {
+        major: (code >> 16) as u16,
+        minor: (code & 0xffff) as u16,
     }
 }
 

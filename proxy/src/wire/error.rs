@@ -64,6 +64,30 @@ pub fn fatal(code: &str, message: &str) -> BytesMut {
     error_response(Severity::Fatal, code, message, None)
 }
 
+/// Whether an ErrorResponse body (the fields, without type and length) ends the session: severity
+/// FATAL or PANIC. The non-localized severity (`V`, PostgreSQL 9.6+) is preferred, since `S` is
+/// translated under a non-English `lc_messages`; `S` is the fallback for servers without `V`.
+pub fn ends_session(body: &[u8]) -> bool {
+    let mut localized = None;
+    let mut rest = body;
+    while let Some((&kind, tail)) = rest.split_first() {
+        if kind == 0 {
+            break;
+        }
+        let Some(end) = tail.iter().position(|&b| b == 0) else {
+            break;
+        };
+        let value = &tail[..end];
+        match kind {
+            b'V' => return matches!(value, b"FATAL" | b"PANIC"),
+            b'S' => localized = Some(value),
+            _ => {}
+        }
+        rest = &tail[end + 1..];
+    }
+    matches!(localized, Some(b"FATAL" | b"PANIC"))
+}
+
 /// Field values are C strings: a NUL inside would cut the message, so drop any.
 fn sanitize(text: &str) -> String {
     text.replace('\0', "")
@@ -81,6 +105,26 @@ mod tests {
         assert_eq!(len + 1, buf.len());
         let body = &buf[5..];
         assert_eq!(body, b"SFATAL\0VFATAL\0C08P01\0Mbad\0Hfix it\0\0");
+    }
+
+    #[test]
+    fn fatal_and_panic_end_the_session() {
+        let body = |buf: &BytesMut| buf[5..].to_vec();
+        assert!(ends_session(&body(&fatal("57P01", "terminating"))));
+        assert!(!ends_session(&body(&error_response(
+            Severity::Error,
+            "42P01",
+            "no such table",
+            None
+        ))));
+        assert!(ends_session(b"SPANIC\0CXX000\0Mboom\0\0"));
+        // V wins over a translated S; S alone is enough without V.
+        assert!(ends_session(b"SSCHWERWIEGEND\0VFATAL\0C57P01\0\0"));
+        assert!(!ends_session(b"SFEHLER\0VERROR\0C42P01\0\0"));
+        assert!(ends_session(b"SFATAL\0C57P01\0\0"));
+        // Truncated or empty bodies are not a goodbye.
+        assert!(!ends_session(b"SFAT"));
+        assert!(!ends_session(b""));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The first packet of a connection: SSLRequest, GSSENCRequest, CancelRequest or StartupMessage.
 //!
 //! These packets have no type byte: `length:i32 code:i32 ...`. Like PostgreSQL, duet refuses a
-//! startup packet shorter than 8 or longer than 10000 bytes before reading it.
+//! startup packet shorter than 8 or longer than 10000 bytes before reading it. What the client is
+//! told follows PostgreSQL too ([`StartupError::reply`]): nothing at all for bytes that are not a
+//! startup packet, a FATAL for a startup packet it cannot serve.
 
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::{SecretKey, Startup};
 use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
+
+use super::error::{FEATURE_NOT_SUPPORTED, PROTOCOL_VIOLATION};
 
 /// Largest startup packet accepted (PostgreSQL's MAX_STARTUP_PACKET_LENGTH).
 pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;
@@ -80,13 +84,17 @@ impl StartupMessage {
     }
 }
 
-/// Why a first packet was refused (each maps to FATAL 08P01 for the client).
+/// Why a first packet was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartupError {
-    /// The length field is out of range.
+    /// The length field is out of range (garbage, an HTTP request, a port scanner…).
     #[error("invalid length of startup packet: {0}")]
     Length(i64),
-    /// The protocol version is not 3.x.
+    /// A CancelRequest of the wrong size.
+    #[error("invalid length of cancel request: {0}")]
+    Cancel(usize),
+    /// The protocol version is not 3.x (also a second SSLRequest/GSSENCRequest, whose code
+    /// PostgreSQL then reads as a protocol version).
     #[error("unsupported frontend protocol {major}.{minor}: duet supports protocol 3.0 to 3.2")]
     Protocol {
         /// Requested major version.
@@ -94,9 +102,25 @@ pub enum StartupError {
         /// Requested minor version.
         minor: u16,
     },
-    /// SSL/GSS/cancel packets with the wrong size, or a parameter list without its terminator.
-    #[error("malformed startup packet: {0}")]
+    /// A StartupMessage whose parameter list is malformed.
+    #[error("invalid startup packet layout: {0}")]
     Malformed(&'static str),
+}
+
+impl StartupError {
+    /// The SQLSTATE of the FATAL the client gets, or `None` when the connection is closed without
+    /// a word. PostgreSQL (ProcessStartupPacket) only logs bytes that are not a startup packet at
+    /// all (a bad length, a truncated packet, a malformed CancelRequest): such a peer is not
+    /// speaking the protocol, so an ErrorResponse would mean nothing to it. It answers with a
+    /// FATAL only once a packet is a StartupMessage it cannot serve; duet does exactly the same,
+    /// so a client sees the same bytes through duet as direct.
+    pub fn reply(&self) -> Option<&'static str> {
+        match self {
+            StartupError::Length(_) | StartupError::Cancel(_) => None,
+            StartupError::Protocol { .. } => Some(FEATURE_NOT_SUPPORTED),
+            StartupError::Malformed(_) => Some(PROTOCOL_VIOLATION),
+        }
+    }
 }
 
 /// The total length of the first packet, from its first 4 bytes (`None` until they have arrived).
@@ -114,13 +138,12 @@ pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, StartupError> {
 /// Decodes a complete first packet (`packet` is exactly the bytes counted by its length field).
 pub fn parse_packet(packet: &[u8]) -> Result<StartupPacket, StartupError> {
     if packet_len(packet)? != Some(packet.len()) {
-        return Err(StartupError::Malformed("length does not match the packet"));
+        return Err(StartupError::Length(packet.len() as i64));
     }
     let code = i32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
     match code {
-        SSL_REQUEST_CODE | GSSENC_REQUEST_CODE if packet.len() != 8 => {
-            Err(StartupError::Malformed("SSL/GSS request with a body"))
-        }
+        // PostgreSQL 15 goes by the code alone and ignores any bytes after it, so an SSLRequest or
+        // GSSENCRequest with a body is answered like one without.
         SSL_REQUEST_CODE => Ok(StartupPacket::SslRequest),
         GSSENC_REQUEST_CODE => Ok(StartupPacket::GssEncRequest),
         CANCEL_REQUEST_CODE => parse_cancel(packet),
@@ -131,7 +154,7 @@ pub fn parse_packet(packet: &[u8]) -> Result<StartupPacket, StartupError> {
 fn parse_cancel(packet: &[u8]) -> Result<StartupPacket, StartupError> {
     // length(4) code(4) pid(4) key(4..=256)
     if !(16..=12 + 256).contains(&packet.len()) {
-        return Err(StartupError::Malformed("cancel request of the wrong size"));
+        return Err(StartupError::Cancel(packet.len()));
     }
     // Decoded as protocol 3.2, where the key is a byte string of any length from 4 to 256: that
     // reads 3.0's 4-byte keys too, byte for byte.
@@ -142,7 +165,7 @@ fn parse_cancel(packet: &[u8]) -> Result<StartupPacket, StartupError> {
             pid: cancel.pid,
             key: cancel.secret_key.to_bytes(),
         }),
-        _ => Err(StartupError::Malformed("cancel request")),
+        _ => Err(StartupError::Cancel(packet.len())),
     }
 }
 
@@ -161,7 +184,7 @@ fn parse_startup(packet: &[u8]) -> Result<StartupPacket, StartupError> {
     let mut rest = body;
     loop {
         let Some(nul) = rest.iter().position(|&b| b == 0) else {
-            return Err(StartupError::Malformed("parameter list is not terminated"));
+            return Err(StartupError::Malformed("expected terminator as last byte"));
         };
         if nul == 0 {
             if rest.len() != 1 {
@@ -285,8 +308,32 @@ mod tests {
         unterminated.pop();
         unterminated[3] -= 1;
         assert!(parse_packet(&unterminated).is_err());
-        assert!(parse_packet(&[0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2f, 0, 0, 0, 0]).is_err());
-        assert!(parse_packet(&[0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1]).is_err());
+        // Like PostgreSQL 15: an SSLRequest with a body is still an SSLRequest.
+        assert_eq!(
+            parse_packet(&[0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2f, 0, 0, 0, 0]),
+            Ok(StartupPacket::SslRequest)
+        );
+        assert_eq!(
+            parse_packet(&[0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1]),
+            Err(StartupError::Cancel(12))
+        );
+    }
+
+    #[test]
+    fn only_startup_messages_get_an_answer() {
+        // Not a startup packet at all: PostgreSQL closes without a word.
+        assert_eq!(StartupError::Length(7).reply(), None);
+        assert_eq!(StartupError::Cancel(12).reply(), None);
+        // A StartupMessage it cannot serve: a FATAL with PostgreSQL's SQLSTATE.
+        let v9 = [0, 0, 0, 8, 0, 9, 0, 0];
+        assert_eq!(parse_packet(&v9).unwrap_err().reply(), Some("0A000"));
+        let mut unterminated = startup(196_608, &[("user", "a")]);
+        unterminated.pop();
+        unterminated[3] -= 1;
+        assert_eq!(
+            parse_packet(&unterminated).unwrap_err().reply(),
+            Some("08P01")
+        );
     }
 
     #[test]

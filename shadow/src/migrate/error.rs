@@ -9,7 +9,7 @@ use crate::migrate::phase::Phase;
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// A statement failed on the server (or the connection broke).
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", DbErrorText(source))]
     Db {
         /// What duet was doing.
         context: String,
@@ -69,7 +69,10 @@ pub enum MigrateError {
         blockers: Vec<Blocker>,
     },
     /// A retryable error kept happening.
-    #[error("{context}: gave up after {attempts} attempts: {source}")]
+    #[error(
+        "{context}: gave up after {attempts} attempts: {}",
+        DbErrorText(source)
+    )]
     RetriesExhausted {
         /// What duet was doing.
         context: String,
@@ -79,6 +82,35 @@ pub enum MigrateError {
         #[source]
         source: tokio_postgres::Error,
     },
+}
+
+/// A driver error as the operator needs it: tokio-postgres's own `Display` of a server error is
+/// just "db error", so the server's SQLSTATE, message, detail and hint are spelled out (every
+/// migration error that carries a server error is rendered through this, in `status`, the admin
+/// answers and the log). Other errors (a broken connection, say) keep the driver's text.
+#[derive(Debug, Clone, Copy)]
+pub struct DbErrorText<'a>(pub &'a tokio_postgres::Error);
+
+impl std::fmt::Display for DbErrorText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(db) = self.0.as_db_error() else {
+            return write!(f, "{}", self.0);
+        };
+        write!(
+            f,
+            "{} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        )?;
+        if let Some(detail) = db.detail() {
+            write!(f, " (DETAIL: {detail})")?;
+        }
+        if let Some(hint) = db.hint() {
+            write!(f, " (HINT: {hint})")?;
+        }
+        Ok(())
+    }
 }
 
 fn describe_blockers(blockers: &[Blocker]) -> String {

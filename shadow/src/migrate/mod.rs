@@ -31,7 +31,7 @@ pub mod target;
 pub mod throttle;
 pub mod verify;
 
-pub use error::MigrateError;
+pub use error::{DbErrorText, MigrateError};
 pub use key::KeyValue;
 pub use phase::Phase;
 pub use target::{ColumnMapping, CopyTarget};

@@ -21,10 +21,12 @@
 //! - [`renamed`] — post-flip translation of old column names.
 //! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
 //! - [`net`] — the trigger that mirrors every write the rewrite did not (the safety net).
+//! - [`ddl`] — utility statements naming a table under migration: refused, or GRANT carried over.
 //! - [`copy_from`] — `COPY … FROM` staged in a temporary table, then dual-written as an INSERT.
 //! - [`tokens`], [`names`] — splice points and result-column names.
 
 pub mod copy_from;
+pub mod ddl;
 pub mod names;
 pub mod net;
 pub mod outcome;

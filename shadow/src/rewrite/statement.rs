@@ -4,10 +4,10 @@
 use pg_query::protobuf::{
     node::Node as NodeEnum, Node, OnConflictAction, RangeVar, Token, WithClause,
 };
-use pg_query::Context;
 
 use super::copy_from;
-use super::names::{quote_ident, string_value};
+use super::ddl;
+use super::names::quote_ident;
 use super::outcome::{Protocol, Refusal, StatementPatch, TagVerb};
 use super::renamed;
 use super::route::{Routes, TableRoute, Target};
@@ -164,45 +164,10 @@ pub fn decide(
         | NodeEnum::ListenStmt(_)
         | NodeEnum::UnlistenStmt(_)
         | NodeEnum::DiscardStmt(_) => Ok(Decision::Pass),
-        NodeEnum::DropStmt(s) => {
-            for object in &s.objects {
-                let Some(NodeEnum::List(list)) = object.node.as_ref() else {
-                    continue;
-                };
-                let names: Vec<&str> = list.items.iter().filter_map(string_value).collect();
-                let (schema, name) = match names.as_slice() {
-                    [name] => ("", *name),
-                    [.., schema, name] => (*schema, *name),
-                    [] => continue,
-                };
-                if routes.find(schema, name).is_some() {
-                    return Err(ddl_refusal(name));
-                }
-            }
-            Ok(Decision::Pass)
-        }
-        other => {
-            // Utility statements (DDL, PREPARE, CREATE RULE, …): refuse when they name a table
-            // under migration as the object they define, change or write.
-            for (child, _, context, _) in other.nodes() {
-                if let pg_query::NodeRef::RangeVar(rv) = child {
-                    if matches!(context, Context::DDL | Context::DML)
-                        && routes.find(&rv.schemaname, &rv.relname).is_some()
-                    {
-                        return Err(ddl_refusal(&rv.relname));
-                    }
-                }
-            }
-            Ok(Decision::Pass)
-        }
+        // Utility statements (DDL, GRANT, COMMENT, PREPARE, CREATE RULE, …): refused when they
+        // would make an object depend on a table under migration (see `ddl`).
+        other => ddl::decide(sql, tokens, span, other, routes),
     }
-}
-
-fn ddl_refusal(table: &str) -> Refusal {
-    Refusal::not_now(
-        format!("statement on table {table} refused while it is being migrated"),
-        "schema changes on this table must wait until the migration is complete or aborted",
-    )
 }
 
 fn write_on(
