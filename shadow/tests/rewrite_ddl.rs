@@ -96,7 +96,6 @@ const REFUSED: &[(&str, &str)] = &[
         "CREATE FUNCTION rows_of() RETURNS SETOF t LANGUAGE sql AS 'SELECT 1'",
         "CREATE FUNCTION",
     ),
-    ("PREPARE p AS INSERT INTO t (note) VALUES ($1)", "PREPARE"),
 ];
 
 /// Mention no migrating table, or keep no link to it: pass byte for byte.
@@ -107,6 +106,7 @@ const PASSED: &[&str] = &[
     "COMMENT ON COLUMN other.t IS 'a column named t'",
     "CREATE TABLE t_copy AS SELECT * FROM t",
     "PREPARE q AS SELECT * FROM t",
+    "PREPARE p AS INSERT INTO t (note) VALUES ($1)",
     "CREATE FUNCTION g() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM t'",
     "CREATE INDEX ON app2.t (note)",
     "GRANT SELECT ON other TO PUBLIC",

@@ -19,5 +19,6 @@ mod pgbench_load;
 mod psql_client;
 mod psycopg_client;
 mod robustness;
+mod safety_net;
 mod tokio_postgres_client;
 mod unix_socket_backend;

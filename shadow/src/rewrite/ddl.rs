@@ -13,8 +13,9 @@
 //! column or a rename the table is the same one and the statement passes.
 //!
 //! Statements that only read the table's rows once and keep no link to it (`CREATE TABLE … AS
-//! SELECT`, `PREPARE … AS SELECT`) pass as before; `PREPARE` of a write is refused, since the
-//! prepared write could not be dual-written.
+//! SELECT`) pass as before, and so does SQL-level `PREPARE` (of a read or a write): a prepared
+//! statement is no object of the schema, and each `EXECUTE` of a write is mirrored by the safety
+//! net ([`super::net`]).
 
 use pg_query::protobuf::{node::Node as NodeEnum, GrantStmt, Node, ObjectType, Token};
 use pg_query::{Context, NodeRef};
@@ -37,6 +38,9 @@ pub fn decide(
     if let NodeEnum::GrantStmt(grant) = node {
         return self::grant(sql, tokens, span, node, grant, routes);
     }
+    if let NodeEnum::PrepareStmt(_) = node {
+        return Ok(Decision::Pass);
+    }
     if let Some(route) = object_tables(node)
         .into_iter()
         .find_map(|(schema, name)| routes.find(&schema, &name))
@@ -44,19 +48,26 @@ pub fn decide(
         return Err(refusal(node, route));
     }
     let route = if creates_dependency(node) {
-        references(node)
+        let mut names = references(node);
+        // The name a CREATE TABLE defines is a new table (in the first schema of the session's
+        // search_path, or pg_temp), never the migrating one, which exists already: the server
+        // resolves a clash itself.
+        if let NodeEnum::CreateStmt(s) = node {
+            if let Some(rv) = &s.relation {
+                if let Some(at) = names
+                    .iter()
+                    .position(|(schema, name)| *schema == rv.schemaname && *name == rv.relname)
+                {
+                    names.remove(at);
+                }
+            }
+        }
+        names
             .into_iter()
             .find_map(|(schema, name)| routes.find(&schema, &name))
     } else {
-        // Only the objects it defines, changes or writes (for PREPARE: its statement's; a
-        // prepared write could not be dual-written).
-        let scope = match node {
-            NodeEnum::PrepareStmt(s) => s.query.as_deref().and_then(|q| q.node.as_ref()),
-            _ => None,
-        };
-        scope
-            .unwrap_or(node)
-            .nodes()
+        // Only the objects it defines, changes or writes.
+        node.nodes()
             .into_iter()
             .find_map(|(child, _, context, _)| match child {
                 NodeRef::RangeVar(rv) if matches!(context, Context::DDL | Context::DML) => {
@@ -196,7 +207,6 @@ fn creates_dependency(node: &NodeEnum) -> bool {
         // Their tables are named by lists (`object_table`); their other names (a function's
         // argument types, say) create nothing: a DROP removes dependencies.
         NodeEnum::DropStmt(_) | NodeEnum::CommentStmt(_) | NodeEnum::SecLabelStmt(_) => false,
-        NodeEnum::PrepareStmt(_) => false,
         NodeEnum::CreateTableAsStmt(s) => s.objtype == ObjectType::ObjectMatview as i32,
         _ => true,
     }
