@@ -611,7 +611,8 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     assert_eq!(status["rows_done"], 2500, "{status}");
     assert_eq!(proxy.ctx.routes.current().routes.tables.len(), 1);
 
-    // A writer that bypasses duet: named in status; the cutover is refused while it writes.
+    // A writer that bypasses duet: named in status; while its transaction holds the table the
+    // flip cannot take its lock, and the refusal names it.
     let bypasser = db.direct().await;
     bypasser
         .batch_execute(&format!(
@@ -637,12 +638,13 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     );
     let reply = proxy.admin(json!({"command": "cutover"})).await;
     assert!(!reply.ok, "{reply:?}");
+    let error = reply.error.as_deref().unwrap_or("");
     assert!(
-        reply.error.as_deref().unwrap_or("").contains("bypass-job"),
+        error.contains("could not lock") && error.contains("bypass-job"),
         "{reply:?}"
     );
     bypasser.batch_execute("COMMIT").await.unwrap();
-    // Once it is gone, the cutover verifies again (repairing its row into the shadow) and flips.
+    // Once it is gone the cutover flips; the safety net mirrored its row in its own transaction.
     let mut flipped = false;
     for _ in 0..300 {
         let reply = proxy.admin(json!({"command": "cutover"})).await;
@@ -651,7 +653,11 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
             break;
         }
         assert!(
-            reply.error.as_deref().unwrap_or("").contains("bypass-job"),
+            reply
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("could not lock"),
             "{reply:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

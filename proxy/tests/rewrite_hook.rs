@@ -56,7 +56,11 @@ impl InProcess {
             workers: Some(1),
             ..Default::default()
         };
-        let config = duet::config::from_str("", overrides).expect("config");
+        // This suite proves the rewrite hook itself, refusals included; by default duet forwards
+        // what it cannot rewrite for the safety net to mirror (tests/e2e/safety_net.rs).
+        let config =
+            duet::config::from_str("[migration]\nunrewritable_writes = \"refuse\"\n", overrides)
+                .expect("config");
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let runtime = current_thread_runtime();

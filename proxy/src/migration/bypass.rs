@@ -110,3 +110,26 @@ async fn sample(
     }
     Ok(())
 }
+
+/// The writers the last sample saw inside a transaction on the table, described (for a flip that
+/// could not take its lock).
+pub fn active_writers(m: &Migration) -> Vec<String> {
+    m.live()
+        .bypass
+        .values()
+        .filter(|w| w.active)
+        .map(|w| {
+            format!(
+                "pid {} (user {}, application {:?}, from {})",
+                w.pid,
+                w.user,
+                w.application_name,
+                if w.client_addr.is_empty() {
+                    "a unix socket"
+                } else {
+                    &w.client_addr
+                }
+            )
+        })
+        .collect()
+}

@@ -13,7 +13,7 @@ use shadow::plan::Step;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::{control, BlockingSession, FlipRecord, Migration};
+use super::{bypass, control, BlockingSession, FlipRecord, Migration};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
 
@@ -225,8 +225,14 @@ pub async fn cutover(
             let outcome = if lock { "lock_timeout" } else { "error" };
             record_flip(m, outcome, stall, Vec::new(), Some(message.clone()));
             Err(if lock {
+                let writers = bypass::active_writers(m);
+                let around = if writers.is_empty() {
+                    String::new()
+                } else {
+                    format!("; writing it around duet: {}", writers.join("; "))
+                };
                 format!(
-                    "cutover not done (phase stays ready): the flip could not lock {} within {} ms ({message}); another connection holds a lock on it — retry when it is gone",
+                    "cutover not done (phase stays ready): the flip could not lock {} within {} ms ({message}); another connection holds a lock on it — retry when it is gone{around}",
                     m.table_label(),
                     ctx.config.migration.flip_lock_timeout.as_millis()
                 )

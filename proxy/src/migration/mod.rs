@@ -456,9 +456,11 @@ impl Migration {
 /// tests that build a [`Plan`] themselves.
 pub async fn start(
     ctx: &Arc<ProxyContext>,
-    plan: Plan,
+    mut plan: Plan,
     auto_cutover: bool,
 ) -> Result<Arc<Migration>, String> {
+    // Whoever built the plan, no write may bypass its shadow (a no-op when it has the net).
+    shadow::plan::steps::add_safety_net(&mut plan);
     let mut client = control::connect(ctx).await?;
     shadow::migrate::state::ensure_schema(&mut client)
         .await

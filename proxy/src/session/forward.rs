@@ -1085,10 +1085,7 @@ mod tests {
         let ctx = routed_context();
         let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
         let shared = Shared::new(&ctx, &info);
-        let query = msg(
-            b'Q',
-            b"alter table items add column note text\0",
-        );
+        let query = msg(b'Q', b"alter table items add column note text\0");
         let (_, out) = up(&shared, &mut FrameScanner::new(), &query);
         assert_eq!(messages(&out), [(b'Q', b"DUET_REFUSED_1\0".to_vec())]);
         let server = [

@@ -1,7 +1,7 @@
 //! Step SQL per strategy (see CONTRACT "Semantics" and shadow/docs/planning.md). Every identifier
 //! is quoted; every step says what it locks and why.
 
-use crate::ident::{quote_ident, QualifiedName, DELETED_COLUMN};
+use crate::ident::{quote_ident, DELETED_COLUMN};
 use crate::migrate::expand::shadow_table_ddl;
 use crate::migrate::ColumnMapping;
 use crate::migrate::CopyTarget;
@@ -9,7 +9,7 @@ use crate::rewrite::{net, Column, TableRoute, Target};
 
 use super::catalog::{ColumnInfo, TableInfo};
 use super::names::{old_table, pkey_name, with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
-use super::{Plan, Step};
+use super::{Plan, PlanKind, Step};
 
 /// A step inside a transaction.
 pub fn step(sql: impl Into<String>, lock: &str, why: &str) -> Step {
@@ -138,7 +138,7 @@ pub struct ShadowSteps {
 }
 
 impl ShadowSteps {
-    /// Puts every step and both routes into `plan`.
+    /// Puts every step and both routes into `plan` (its `kind` set), with the safety net.
     pub fn fill(self, plan: &mut Plan) {
         plan.expand = self.expand;
         plan.dual_write_route = Some(self.dual_write_route);
@@ -149,6 +149,7 @@ impl ShadowSteps {
         plan.after_revert = self.after_revert;
         plan.complete = self.complete;
         plan.abort = self.abort;
+        add_safety_net(plan);
     }
 }
 
@@ -530,8 +531,8 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
             },
         },
     };
-    let mut steps = with_net(steps, &info.name, NetMove::ToNewTable);
-    // First of all in the revert's transaction, before the net is taken off.
+    let mut steps = steps;
+    // First of all in the revert's transaction (before the safety net is taken off).
     if let Some(predicate) = &unrepresentable {
         steps.revert.insert(
             0,
@@ -548,72 +549,76 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     steps
 }
 
-/// Where the safety net's triggers live after the flip.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum NetMove {
-    /// A shadow table: the new table takes the name, and the triggers move onto it (mirroring
-    /// back into the old one).
-    ToNewTable,
-    /// A shadow column: the same table; only the function changes direction.
-    Stays,
-}
-
 /// Adds the safety net ([`crate::rewrite::net`]) to a shadow plan: installed at the end of
 /// `expand` (before dual-writes start), turned around in the flip's transaction, removed first
-/// thing by `revert`, `complete` and `abort` (its function last, once nothing uses it).
-fn with_net(mut steps: ShadowSteps, table: &QualifiedName, moves: NetMove) -> ShadowSteps {
-    let install = |route: &TableRoute| net::install_sql(table, table, route);
-    if let Some(sql) = install(&steps.dual_write_route) {
-        steps.expand.push(step(
-            sql,
-            "SHARE ROW EXCLUSIVE (CREATE TRIGGER: brief, waits for running writes)",
-            "the safety net: every write to the table that duet does not dual-write itself (other connections, functions, PREPARE, …) is mirrored by PostgreSQL in the writer's transaction",
-        ));
+/// thing by `revert` (after its refusal checks), `complete` and `abort`, its function last, once
+/// nothing uses it. Idempotent, and a no-op for plans that mirror nothing (in place, rename):
+/// `duet::migration::start` applies it to every plan, so a plan built by hand is netted too.
+pub fn add_safety_net(plan: &mut Plan) {
+    let moves_to_new_table = match plan.kind {
+        PlanKind::ShadowTable => true,
+        PlanKind::ShadowColumn => false,
+        PlanKind::InPlace | PlanKind::Rename => return,
+    };
+    let (Some(dual_write), Some(flipped)) = (&plan.dual_write_route, &plan.flipped_route) else {
+        return;
+    };
+    let table = plan.table.clone();
+    let Some(install) = net::install_sql(&table, &table, dual_write) else {
+        return;
+    };
+    if plan.expand.iter().any(|s| s.sql == install) {
+        return;
     }
+    plan.expand.push(step(
+        install,
+        "SHARE ROW EXCLUSIVE (CREATE TRIGGER: brief, waits for running writes)",
+        "the safety net: every write to the table that duet does not dual-write itself (other connections, functions, PREPARE, …) is mirrored by PostgreSQL in the writer's transaction",
+    ));
     let uninstall = || {
         step(
-            net::uninstall_sql(table),
+            net::uninstall_sql(&table),
             BRIEF,
             "remove the safety net's triggers",
         )
     };
     let drop_function = || {
         step(
-            net::drop_function_sql(table),
+            net::drop_function_sql(&table),
             "none",
             "the safety net's function is no longer used",
         )
     };
-    match moves {
-        NetMove::ToNewTable => {
-            // First in the flip: its ACCESS EXCLUSIVE on the old table is taken before any lock
-            // on the shadow, in the order a writer mirrored by the net takes them.
-            steps.flip.insert(0, uninstall());
-            if let Some(sql) = install(&steps.flipped_route) {
-                steps.flip.push(step(
-                    sql,
-                    BRIEF,
-                    "the safety net moves to the new table and mirrors every write back into the old one, so a revert loses nothing",
-                ));
-            }
+    if moves_to_new_table {
+        // First in the flip: its ACCESS EXCLUSIVE on the old table is taken before any lock on
+        // the shadow, in the order a writer mirrored by the net takes them.
+        plan.flip.insert(0, uninstall());
+        if let Some(sql) = net::install_sql(&table, &table, flipped) {
+            plan.flip.push(step(
+                sql,
+                BRIEF,
+                "the safety net moves to the new table and mirrors every write back into the old one, so a revert loses nothing",
+            ));
         }
-        NetMove::Stays => {
-            if let Some(sql) = net::function_sql(table, &steps.flipped_route) {
-                steps.flip.push(step(
-                    sql,
-                    "none",
-                    "the safety net now mirrors every write back into the old column, so a revert loses nothing",
-                ));
-            }
-        }
+    } else if let Some(sql) = net::function_sql(&table, flipped) {
+        plan.flip.push(step(
+            sql,
+            "none",
+            "the safety net now mirrors every write back into the old column, so a revert loses nothing",
+        ));
     }
-    steps.revert.insert(0, uninstall());
-    steps.after_revert.push(drop_function());
-    steps.complete.insert(0, uninstall());
-    steps.complete.insert(1, drop_function());
-    steps.abort.insert(0, uninstall());
-    steps.abort.push(drop_function());
-    steps
+    // A revert's refusal checks (`DO $duet$ … RAISE`) stay first: a refused revert changes nothing.
+    let checks = plan
+        .revert
+        .iter()
+        .take_while(|s| s.sql.starts_with("DO $duet$"))
+        .count();
+    plan.revert.insert(checks, uninstall());
+    plan.after_revert.push(drop_function());
+    plan.complete.insert(0, uninstall());
+    plan.complete.insert(1, drop_function());
+    plan.abort.insert(0, uninstall());
+    plan.abort.push(drop_function());
 }
 
 /// The range of an integer type (`int2`, `int4`), for values that must fit when narrowing back.
@@ -809,5 +814,5 @@ pub fn shadow_column(
             },
         },
     };
-    (with_net(steps, &info.name, NetMove::Stays), shadow)
+    (steps, shadow)
 }

@@ -82,15 +82,33 @@ pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String>
             plain_deletes,
         } => {
             let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(shadow));
+            // Rows the shadow cannot hold are skipped by a test of their own, before the write:
+            // inside it, a trigger row's values are constants to the planner, which may fold the
+            // mapping's cast (and fail on the very value the predicate excludes) before any
+            // WHERE filters it.
             let side = Shadow {
                 name: shadow,
                 mapping,
                 key: shadow_key,
-                skip_when: skip_when.as_deref(),
+                skip_when: None,
                 plain_deletes: *plain_deletes,
             };
-            let delete = shadow_upsert(&shadow_sql, side, "SELECT OLD.*", TagVerb::Delete).ok()?;
-            let upsert = shadow_upsert(&shadow_sql, side, "SELECT NEW.*", TagVerb::Insert).ok()?;
+            let guarded = |row: &str, write: String| {
+                match skip_when {
+                None => write,
+                Some(p) => format!(
+                    "IF (SELECT NOT coalesce(({p}), false) FROM (SELECT {row}.*) AS __duet_o) THEN\n      {write};\n    END IF"
+                ),
+            }
+            };
+            let delete = guarded(
+                "OLD",
+                shadow_upsert(&shadow_sql, side, "SELECT OLD.*", TagVerb::Delete).ok()?,
+            );
+            let upsert = guarded(
+                "NEW",
+                shadow_upsert(&shadow_sql, side, "SELECT NEW.*", TagVerb::Insert).ok()?,
+            );
             let key_of = |row: &str| {
                 route
                     .key
