@@ -301,9 +301,10 @@ fn direct() -> Raw {
     raw
 }
 
-/// A schema of its own for one test, dropped at the end.
+/// A schema of its own for one test, dropped at the end (with the safety nets installed in it).
 struct Schema {
     name: String,
+    nets: std::cell::RefCell<Vec<String>>,
 }
 
 impl Schema {
@@ -312,7 +313,21 @@ impl Schema {
         direct().ok(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
         ));
-        Schema { name }
+        Schema {
+            name,
+            nets: Default::default(),
+        }
+    }
+
+    /// Installs the safety net of `route` on its table, as a migration's expand step does: a
+    /// shadow column is set by it alone (its writes pass duet unchanged).
+    fn net(&self, route: &TableRoute) {
+        let table = shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
+        let install = shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
+        direct().ok(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
+        self.nets
+            .borrow_mut()
+            .push(shadow::rewrite::net::drop_function_sql(&table));
     }
 
     fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -325,6 +340,9 @@ impl Schema {
 impl Drop for Schema {
     fn drop(&mut self) {
         let _ = direct().simple(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        for drop_function in self.nets.borrow().iter() {
+            let _ = direct().simple(drop_function);
+        }
     }
 }
 
@@ -522,6 +540,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
             sources: vec!["amount".into()],
         },
     };
+    schema.net(&amounts);
     proxy
         .ctx
         .routes
@@ -886,6 +905,7 @@ fn create_copy_tables(proxy: &InProcess, schema: &Schema) {
             sources: vec!["amount".into()],
         },
     };
+    schema.net(&gauges);
     let routes = &proxy.ctx.routes;
     routes.set_table(&schema.name, "serials", Some(serials), 150000);
     routes.set_table(&schema.name, "gauges", Some(gauges), 150000);
@@ -1048,7 +1068,8 @@ fn copy_from_is_dual_written_in_the_simple_protocol() {
         schema.rows("SELECT id FROM serials__duet WHERE \"__duet_deleted\" ORDER BY id");
     assert_eq!(text(&tombstones), [["2"]], "tombstones untouched");
 
-    // A shadow column is computed from the copied values.
+    // A shadow column is computed from the copied values (by the safety net: the COPY is
+    // forwarded as written, a column list leaving the source to its default included).
     let gauges = raw.copy("COPY gauges (id, amount) FROM STDIN", b"1\t3\n2\t\\N\n");
     assert_eq!(gauges.tags, ["COPY 2"], "{:?}", gauges.error);
     let gauges = raw.copy("COPY gauges FROM STDIN (FORMAT csv)", b"3,4\n");
@@ -1062,7 +1083,6 @@ fn copy_from_is_dual_written_in_the_simple_protocol() {
     for (sql, what) in [
         ("COPY serials (n) FROM STDIN (FREEZE)", "FREEZE"),
         ("COPY serials (n) FROM STDIN WHERE id > 1", "WHERE"),
-        ("COPY gauges (id) FROM STDIN", "INSERT"),
     ] {
         let refused = raw.copy(sql, b"1\n");
         let (code, message, hint) = refused.error.expect("refused");

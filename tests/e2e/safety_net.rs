@@ -189,9 +189,6 @@ async fn drop_role(s: &Scenario, role: &str) {
 
 /// Every hidden path in every phase of one migration, then `finish` (`revert` or `complete`).
 async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish: &str) {
-    // Not yet for a shadow column: its inline rewrite names the shadow column, which a
-    // same-named table elsewhere lacks (see shadow/docs/online-migrations.md, known limits).
-    let same_named_tables = column == "id";
     let alter = format!("ALTER TABLE {schema}.t ALTER COLUMN {column} TYPE bigint");
     let Some(backend) = backend_or_skip(label) else {
         return;
@@ -224,9 +221,7 @@ async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish:
         hidden_round(&s, via, k).await;
     }
     app_role_round(&s, &app.client, k).await;
-    if same_named_tables {
-        shadowing_names(&s, k).await;
-    }
+    shadowing_names(&s, k).await;
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
 
     // Ready: verified, and nothing verifies again before the flip.
@@ -236,9 +231,7 @@ async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish:
         hidden_round(&s, via, k).await;
     }
     app_role_round(&s, &app.client, k).await;
-    if same_named_tables {
-        shadowing_names(&s, k).await;
-    }
+    shadowing_names(&s, k).await;
     drop_rules(&s).await;
     request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
         .await
@@ -252,9 +245,7 @@ async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish:
         hidden_round(&s, via, k).await;
     }
     app_role_round(&s, &app.client, k).await;
-    if same_named_tables {
-        shadowing_names(&s, k).await;
-    }
+    shadowing_names(&s, k).await;
     request(&s.duet, json!({"command": finish}))
         .await
         .expect_ok(finish);

@@ -19,7 +19,6 @@
 //! - [`statement`] — per-statement decision (pass, rewrite, refuse).
 //! - [`shadow_table`] — CTE + one upsert (tombstones for deletes).
 //! - [`renamed`] — post-flip translation of old column names.
-//! - [`shadow_column`] — inline `SET c__duet = f(…)` / appended INSERT column.
 //! - [`net`] — the trigger that mirrors every write the rewrite did not (the safety net).
 //! - [`ddl`] — utility statements naming a table under migration: refused, or GRANT carried over.
 //! - [`copy_from`] — `COPY … FROM` staged in a temporary table, then dual-written as an INSERT.
@@ -34,7 +33,6 @@ pub mod prefilter;
 pub mod renamed;
 pub mod result_shape;
 pub mod route;
-pub mod shadow_column;
 pub mod shadow_table;
 pub mod statement;
 pub mod tokens;

@@ -1,17 +1,13 @@
 //! One statement of a query string: what it does to the tables under migration, and therefore
 //! whether it passes, is rewritten, or is refused (DUAL-WRITE.md §3.1, §4).
 
-use pg_query::protobuf::{
-    node::Node as NodeEnum, Node, OnConflictAction, RangeVar, Token, WithClause,
-};
+use pg_query::protobuf::{node::Node as NodeEnum, Node, OnConflictAction, RangeVar, WithClause};
 
 use super::copy_from;
 use super::ddl;
-use super::names::quote_ident;
 use super::outcome::{Protocol, Refusal, StatementPatch, TagVerb};
 use super::renamed;
 use super::route::{Routes, TableRoute, Target};
-use super::shadow_column;
 use super::shadow_table::{self, Shadow, Span, WriteStatement};
 use super::tokens::Tokens;
 
@@ -66,7 +62,7 @@ pub fn decide(
                 returning: s.returning_clause.as_ref(),
                 joins_others: false,
             };
-            write_on(sql, tokens, span, write, route, node)
+            write_on(sql, tokens, span, write, route)
         }
         NodeEnum::UpdateStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
@@ -81,7 +77,7 @@ pub fn decide(
                 returning: s.returning_clause.as_ref(),
                 joins_others: !s.from_clause.is_empty(),
             };
-            write_on(sql, tokens, span, write, route, node)
+            write_on(sql, tokens, span, write, route)
         }
         NodeEnum::DeleteStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
@@ -95,7 +91,7 @@ pub fn decide(
                 returning: s.returning_clause.as_ref(),
                 joins_others: !s.using_clause.is_empty(),
             };
-            write_on(sql, tokens, span, write, route, node)
+            write_on(sql, tokens, span, write, route)
         }
         NodeEnum::SelectStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, None)?;
@@ -119,8 +115,20 @@ pub fn decide(
                 "use INSERT … ON CONFLICT, UPDATE and DELETE until the migration is complete",
             ))
         }
-        NodeEnum::TruncateStmt(s) => truncate(sql, tokens, span, &s.relations, routes),
+        // The safety net's TRUNCATE trigger empties the shadow in the same statement; a
+        // rewrite naming the shadow could not know which table an unqualified name resolves to.
+        NodeEnum::TruncateStmt(_) => Ok(Decision::Pass),
         NodeEnum::CopyStmt(s) => {
+            if s.is_from && s.attlist.is_empty() {
+                if let Some(route) = s
+                    .relation
+                    .as_ref()
+                    .and_then(|rv| routes.find(&rv.schemaname, &rv.relname))
+                    .filter(|r| matches!(r.target, Target::ShadowColumn { .. }))
+                {
+                    return copy_from::list_visible_columns(sql, tokens, span, route);
+                }
+            }
             let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
                 return Ok(Decision::Pass);
             };
@@ -176,7 +184,6 @@ fn write_on(
     span: Span,
     write: WriteStatement<'_>,
     route: &TableRoute,
-    node: &NodeEnum,
 ) -> Result<Decision, Refusal> {
     match &route.target {
         Target::ShadowTable {
@@ -199,13 +206,9 @@ fn write_on(
                 verb: Some(write.verb),
             })
         }
-        Target::ShadowColumn {
-            column,
-            expr,
-            sources,
-        } => shadow_column::rewrite_inline(sql, tokens, span, node, route, column, expr, sources),
-        // Statements on renamed tables are translated before dispatch (see `decide`).
-        Target::Renamed { .. } => Ok(Decision::Pass),
+        // Shadow columns are mirrored by the safety net (see `routed`); statements on renamed
+        // tables are translated before dispatch (see `decide`).
+        Target::ShadowColumn { .. } | Target::Renamed { .. } => Ok(Decision::Pass),
     }
 }
 
@@ -235,12 +238,19 @@ fn renamed_route<'a>(
     })
 }
 
+/// The route whose writes the rewriter handles. A shadow column's writes are not among them:
+/// the safety net's `BEFORE` trigger ([`super::net`]) sets the new column on every row written,
+/// whatever the statement's shape, so the statement is forwarded as written — which also keeps
+/// it free of any assumption about which table an unqualified name resolves to.
 fn routed<'a>(
     relation: Option<&'a RangeVar>,
     routes: &'a Routes,
 ) -> Option<(&'a RangeVar, &'a TableRoute)> {
     let relation = relation?;
     let route = routes.find(&relation.schemaname, &relation.relname)?;
+    if matches!(route.target, Target::ShadowColumn { .. }) {
+        return None;
+    }
     Some((relation, route))
 }
 
@@ -313,55 +323,4 @@ fn refuse_key_change(targets: &[Node], route: &TableRoute, routes: &Routes) -> R
         ),
         "delete the row and insert it under its new key, or wait until the migration is complete",
     ))
-}
-
-/// `TRUNCATE t` → `TRUNCATE t, shadow` in the same statement (same lock, same transaction).
-fn truncate(
-    sql: &str,
-    tokens: &Tokens,
-    span: Span,
-    relations: &[Node],
-    routes: &Routes,
-) -> Result<Decision, Refusal> {
-    let mut extra = Vec::new();
-    for rel in relations {
-        let Some(NodeEnum::RangeVar(rv)) = rel.node.as_ref() else {
-            continue;
-        };
-        let Some(route) = routes.find(&rv.schemaname, &rv.relname) else {
-            continue;
-        };
-        match &route.target {
-            Target::ShadowTable { shadow, .. } => extra.push(format!(
-                "{}.{}",
-                quote_ident(&route.schema),
-                quote_ident(shadow)
-            )),
-            Target::ShadowColumn { .. } => {}
-            Target::Renamed { .. } => {}
-        }
-    }
-    if extra.is_empty() {
-        return Ok(Decision::Pass);
-    }
-    let insert_at = tokens
-        .first_top_level(
-            span.start,
-            span.end,
-            &[
-                Token::Restart,
-                Token::ContinueP,
-                Token::Cascade,
-                Token::Restrict,
-            ],
-        )
-        .map(|t| t.start)
-        .unwrap_or(span.end);
-    let head = sql.get(span.start..insert_at).unwrap_or("").trim_end();
-    let tail = sql.get(insert_at..span.end).unwrap_or("");
-    let sep = if tail.is_empty() { "" } else { " " };
-    Ok(Decision::Replace {
-        sql: format!("{head}, {}{sep}{tail}", extra.join(", ")),
-        verb: None,
-    })
 }

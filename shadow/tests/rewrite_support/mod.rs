@@ -297,3 +297,11 @@ pub fn reset_shadow_table(c: &mut RawClient) {
              created timestamptz, r float8, u uuid, __duet_deleted boolean NOT NULL DEFAULT false);
            INSERT INTO app.t__duet SELECT id::bigint, amount::numeric, note, created, r, u FROM app.t;");
 }
+
+/// Installs the safety net of the first route's table, as a migration's expand step does.
+pub fn install_net(c: &mut RawClient, routes: &Routes) {
+    let route = &routes.tables[0];
+    let table = shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
+    let install = shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
+    c.run(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
+}
