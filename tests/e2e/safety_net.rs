@@ -6,7 +6,8 @@
 //! revert or complete. Each write is also made on an unmigrated control table, and the two are
 //! compared row for row. Also: a same-named table on the session's `search_path` or a temporary
 //! table shadowing it is written as PostgreSQL resolves it and never reaches the migrating table's
-//! shadow; a non-owner application role writes through every phase without a privilege error.
+//! shadow; a non-owner application role writes through every phase without a privilege error;
+//! DDL through duet that would make an object depend on the table is refused (55000, with a hint).
 
 use serde_json::json;
 
@@ -187,6 +188,41 @@ async fn drop_role(s: &Scenario, role: &str) {
         .expect("dropping the application role");
 }
 
+/// DDL through duet that would make a new object depend on the table under migration is refused
+/// with 55000 and a hint; the session stays usable and nothing was created.
+async fn refused_dependencies(s: &Scenario) {
+    let schema = &s.pair.schema;
+    for sql in [
+        format!("CREATE VIEW {schema}.v AS SELECT id, label FROM {schema}.t"),
+        format!("CREATE TABLE {schema}.child (id int REFERENCES {schema}.t)"),
+        format!("COMMENT ON TABLE {schema}.t IS 'during the migration'"),
+    ] {
+        let err = s
+            .through()
+            .batch_execute(&sql)
+            .await
+            .expect_err("a dependency on a migrating table is refused");
+        let db = err.as_db_error().expect("a server-style error");
+        assert_eq!(db.code().code(), "55000", "{sql}: {db:?}");
+        assert!(
+            db.hint().is_some_and(|h| h.contains("duet admin complete")),
+            "{sql}: {db:?}"
+        );
+    }
+    s.through()
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session stays usable");
+    let created = rows_as_text(
+        s.direct(),
+        &format!(
+            "SELECT relname::text FROM pg_class WHERE relnamespace = '{schema}'::regnamespace AND relname IN ('v', 'child')"
+        ),
+    )
+    .await;
+    assert!(created.is_empty(), "nothing was created: {created:?}");
+}
+
 /// Every hidden path in every phase of one migration, then `finish` (`revert` or `complete`).
 async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish: &str) {
     let alter = format!("ALTER TABLE {schema}.t ALTER COLUMN {column} TYPE bigint");
@@ -215,6 +251,7 @@ async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish:
     let id = migrate_sql(&s.duet, &alter).await;
     wait_phase(&s.duet, id, "copying").await;
     create_rules(&s).await;
+    refused_dependencies(&s).await;
     let mut k = 0;
     for via in [s.through(), &second_session.client] {
         k += 1;

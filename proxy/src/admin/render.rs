@@ -130,7 +130,10 @@ fn migrations(list: &[Value]) -> String {
             let _ = writeln!(out, "      settings: {}", settings_line(&m["settings"]));
         }
         if let Some(writers) = m["bypassing_writers"].as_array().filter(|w| !w.is_empty()) {
-            let _ = writeln!(out, "      writers bypassing duet:");
+            let _ = writeln!(
+                out,
+                "      writers bypassing duet (mirrored by the safety net):"
+            );
             for w in writers {
                 let _ = writeln!(
                     out,

@@ -53,14 +53,14 @@ pub struct MigrationStatus {
     pub dual_writes: u64,
     /// Statements the proxy refused.
     pub refusals: u64,
-    /// Transactions that wrote the table through duet without the dual-write (`[migration]
-    /// unrewritable_writes = "pass"`); each makes the next cutover verify again.
+    /// Transactions that wrote the table through duet without the rewrite's dual-write
+    /// (`[migration] unrewritable_writes = "pass"`): the safety net mirrored them.
     pub unrewritten_writes: u64,
     /// Statements written for the old shape and translated.
     pub old_shape_statements: u64,
     /// Seconds since the last old-shape statement (null: none).
     pub old_shape_last_seen_s_ago: Option<f64>,
-    /// Writers seen bypassing duet.
+    /// Writers seen bypassing duet (an early warning: the safety net mirrors their writes).
     pub bypassing_writers: Vec<BypassView>,
     /// How the last cutover attempt ended.
     pub last_flip: Option<FlipRecord>,
