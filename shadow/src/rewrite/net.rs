@@ -74,24 +74,17 @@ pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String>
             "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);\n  RETURN NEW;",
             quote_ident(column)
         ),
-        Target::ShadowTable {
-            shadow,
-            mapping,
-            shadow_key,
-            skip_when,
-            plain_deletes,
-        } => {
-            let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(shadow));
+        Target::ShadowTable { .. } => {
+            let side = Shadow::of(&route.target)?;
+            let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(side.name));
             // Rows the shadow cannot hold are skipped by a test of their own, before the write:
             // inside it, a trigger row's values are constants to the planner, which may fold the
             // mapping's cast (and fail on the very value the predicate excludes) before any
             // WHERE filters it.
+            let skip_when = side.skip_when;
             let side = Shadow {
-                name: shadow,
-                mapping,
-                key: shadow_key,
                 skip_when: None,
-                plain_deletes: *plain_deletes,
+                ..side
             };
             let guarded = |row: &str, write: String| {
                 match skip_when {

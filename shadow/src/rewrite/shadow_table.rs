@@ -11,7 +11,7 @@ use pg_query::protobuf::{
 
 use super::names::{quote_ident, result_column_name, string_value};
 use super::outcome::{Refusal, TagVerb};
-use super::route::{ColumnMapping, TableRoute};
+use super::route::{ColumnMapping, TableRoute, Target};
 use super::tokens::Tokens;
 
 /// The CTE holding the original statement's `RETURNING` rows.
@@ -35,6 +35,28 @@ pub struct Shadow<'a> {
     pub skip_when: Option<&'a str>,
     /// Deletes are plain DELETEs on the shadow (no copier runs), not tombstones.
     pub plain_deletes: bool,
+}
+
+impl<'a> Shadow<'a> {
+    /// The shadow side of a shadow-table target (`None` for other targets).
+    pub fn of(target: &'a Target) -> Option<Shadow<'a>> {
+        match target {
+            Target::ShadowTable {
+                shadow,
+                mapping,
+                shadow_key,
+                skip_when,
+                plain_deletes,
+            } => Some(Shadow {
+                name: shadow,
+                mapping,
+                key: shadow_key,
+                skip_when: skip_when.as_deref(),
+                plain_deletes: *plain_deletes,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The parts of an `INSERT`/`UPDATE`/`DELETE` on the table that the rewrite needs.

@@ -185,21 +185,8 @@ fn write_on(
     write: WriteStatement<'_>,
     route: &TableRoute,
 ) -> Result<Decision, Refusal> {
-    match &route.target {
-        Target::ShadowTable {
-            shadow,
-            mapping,
-            shadow_key,
-            skip_when,
-            plain_deletes,
-        } => {
-            let shadow = Shadow {
-                name: shadow,
-                mapping,
-                key: shadow_key,
-                skip_when: skip_when.as_deref(),
-                plain_deletes: *plain_deletes,
-            };
+    match Shadow::of(&route.target) {
+        Some(shadow) => {
             let text = shadow_table::rewrite_write(sql, tokens, span, write, route, shadow)?;
             Ok(Decision::Replace {
                 sql: text,
@@ -208,7 +195,7 @@ fn write_on(
         }
         // Shadow columns are mirrored by the safety net (see `routed`); statements on renamed
         // tables are translated before dispatch (see `decide`).
-        Target::ShadowColumn { .. } | Target::Renamed { .. } => Ok(Decision::Pass),
+        None => Ok(Decision::Pass),
     }
 }
 
