@@ -107,18 +107,20 @@ async fn drop_rules(s: &Scenario) {
     }
 }
 
-/// A same-named table in another schema first on the search_path, and a temporary table of the
-/// same name: writes through duet reach them as PostgreSQL resolves the name, never the
-/// migrating table's shadow, and do not fail.
+/// A same-named table of another shape in another schema first on the search_path, and a
+/// temporary table of the same name: writes through duet reach them as PostgreSQL resolves the
+/// name, never the migrating table's shadow, and do not fail (the session is noticed changing its
+/// name resolution, and its writes go through the safety net instead of the rewrite).
 async fn shadowing_names(s: &Scenario, k: i64) {
     let schema = &s.pair.schema;
     let other = format!("{schema}_other");
-    let through = s.through();
-    through
+    let session = connect(&through(&s.backend, &s.duet, &s.db, "search-path")).await;
+    session
+        .client
         .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {other}.t (LIKE {schema}.t_control INCLUDING ALL, extra int);
+            "CREATE TABLE IF NOT EXISTS {other}.t (id int PRIMARY KEY, label text, extra int);
              SET search_path = {other}, {schema};
-             INSERT INTO t (id, label, amount) VALUES ({0}, 'other schema', 1);
+             INSERT INTO t (id, label) VALUES ({0}, 'other schema');
              UPDATE t SET label = 'other schema, updated' WHERE id = {0};
              DELETE FROM t WHERE id = 1;
              CREATE TEMP TABLE t (LIKE {schema}.t_control INCLUDING ALL);
@@ -130,6 +132,16 @@ async fn shadowing_names(s: &Scenario, k: i64) {
         ))
         .await
         .unwrap_or_else(|e| panic!("writes to same-named tables (round {k}): {e:?}"));
+    // The same session's writes to the migrating table itself still land in both shapes.
+    for (client, table) in [(&session.client, "t"), (s.direct(), "t_control")] {
+        client
+            .batch_execute(&format!(
+                "UPDATE {schema}.{table} SET label = label || '+netted' WHERE id = {}",
+                k % 30 + 200
+            ))
+            .await
+            .expect("a qualified write after the search_path changed");
+    }
     let other_rows = rows_as_text(
         s.direct(),
         &format!(

@@ -242,9 +242,9 @@ impl Shared<'_> {
             None
         };
         let policy = self.ctx.config.migration.unrewritable_writes;
-        let decision = cached
-            .as_deref()
-            .map_or(Decision::Unchanged, |c| decide(c, policy));
+        let decision = cached.as_deref().map_or(Decision::Unchanged, |c| {
+            decide(c, policy, tracker.hook.names_unsure)
+        });
         if protocol == Protocol::Extended && !name.is_empty() {
             if matches!(decision, Decision::Refused) {
                 tracker.hook.prepared.remove(name);
@@ -431,7 +431,11 @@ impl Shared<'_> {
                     .ctx
                     .routes
                     .rewrite(&current, &prepared.sql, Protocol::Extended);
-                match decide(&cached, self.ctx.config.migration.unrewritable_writes) {
+                match decide(
+                    &cached,
+                    self.ctx.config.migration.unrewritable_writes,
+                    hook.names_unsure,
+                ) {
                     Decision::Unchanged => (prepared.sql.clone(), None),
                     Decision::Changed(sql, patches) => {
                         let verb = patches.first().and_then(|p| p.command_tag);

@@ -170,6 +170,16 @@ impl Shared<'_> {
                             tracker.hook.described(body);
                         }
                     }
+                    // Noticed with or without a migration: a session sets its search_path
+                    // long before one starts.
+                    if matches!(frame.tag, frontend::QUERY | frontend::PARSE)
+                        && !tracker.hook.names_unsure
+                    {
+                        if let Some(body) = frame.body(chunk) {
+                            tracker.hook.names_unsure =
+                                super::hook::may_change_name_resolution(body);
+                        }
+                    }
                     if tracker.is_quiet() {
                         if tracker.at_boundary() {
                             if !self.ctx.gate.try_begin(self.info) {

@@ -147,6 +147,10 @@ pub(super) struct Hook {
     pub rows_of: Option<Vec<u8>>,
     /// The CommandComplete body of a staged COPY, until the INSERT that completes it reports.
     pub held_copy: Option<Bytes>,
+    /// The session changed how its unqualified table names resolve (its `search_path`, or a
+    /// temporary table): from then on its writes are forwarded as written and mirrored by the
+    /// safety net, since a rewrite would assume the name means the migrating table.
+    pub names_unsure: bool,
 }
 
 impl Drop for Hook {
@@ -452,10 +456,17 @@ pub(super) enum Decision<'a> {
     Passed,
 }
 
-/// Decides from a cache entry.
-pub(super) fn decide(cached: &Cached, policy: UnrewritableWrites) -> Decision<'_> {
+/// Decides from a cache entry. A session whose names may resolve elsewhere (`names_unsure`)
+/// gets its dual-writes forwarded as written, for the safety net to mirror; a rename's
+/// translation still applies (the old names must keep working).
+pub(super) fn decide(
+    cached: &Cached,
+    policy: UnrewritableWrites,
+    names_unsure: bool,
+) -> Decision<'_> {
     match (&cached.result, policy) {
         (Ok(Rewrite::Unchanged), _) => Decision::Unchanged,
+        (Ok(Rewrite::Changed { .. }), _) if names_unsure && !cached.renamed => Decision::Passed,
         (Ok(Rewrite::Changed { sql, statements }), _) => Decision::Changed(sql, statements),
         // A write the net mirrors may pass; a statement that would change the table's
         // definition (55000) never does.
@@ -604,5 +615,60 @@ mod tests {
             Some(Some(b"S_1".to_vec()))
         );
         assert_eq!(deallocation(b"select 1"), None);
+    }
+}
+
+/// Whether a Query or Parse body may change how the session's unqualified table names resolve:
+/// it mentions `search_path` (SET, set_config, a function's SET clause) or a temporary table
+/// (`TEMP`, `TEMPORARY`, `pg_temp` as words). A superset is safe: it only sends more of the
+/// session's writes through the safety net instead of the rewrite.
+pub(super) fn may_change_name_resolution(body: &[u8]) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+    let at_word = |i: usize, len: usize| {
+        (i == 0 || !word(body[i - 1])) && body.get(i + len).is_none_or(|&b| !word(b))
+    };
+    let mut i = 0;
+    while i < body.len() {
+        let rest = &body[i..];
+        let starts = |needle: &[u8]| {
+            rest.len() >= needle.len() && rest[..needle.len()].eq_ignore_ascii_case(needle)
+        };
+        if starts(b"search_path") {
+            return true;
+        }
+        for needle in [&b"temporary"[..], b"temp", b"pg_temp"] {
+            if starts(needle) && at_word(i, needle.len()) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod name_resolution_tests {
+    use super::may_change_name_resolution as changes;
+
+    #[test]
+    fn search_path_and_temporary_tables_are_noticed_as_words() {
+        for sql in [
+            "SET search_path = other, public",
+            "select set_config('SEARCH_PATH', 'x', false)",
+            "CREATE TEMP TABLE t (id int)",
+            "create temporary table t as select 1",
+            "INSERT INTO pg_temp.t VALUES (1)",
+            "CREATE LOCAL TEMP TABLE t ()",
+        ] {
+            assert!(changes(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "UPDATE t SET temperature = 1",
+            "INSERT INTO attempts VALUES (1)",
+            "SELECT templates FROM x",
+            "UPDATE t SET note = 'x' WHERE id = 1",
+        ] {
+            assert!(!changes(sql.as_bytes()), "{sql}");
+        }
     }
 }
