@@ -68,6 +68,21 @@ async fn hidden_round(s: &Scenario, via: &tokio_postgres::Client, k: i64) {
             ))
             .await
             .unwrap_or_else(|e| panic!("hidden writes on {t} (round {k}): {e:?}"));
+        // The same paths in the extended protocol, with parameters.
+        client
+            .execute(
+                format!("SELECT {schema}.put($1::text::regclass, $2, $3)").as_str(),
+                &[&t, &(id + 4), &format!("extended function {k}")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a function through the extended protocol: {e:?}"));
+        client
+            .execute(
+                format!("INSERT INTO {schema}.events VALUES ($1, $2)").as_str(),
+                &[&t, &(touch + 6)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a trigger through the extended protocol: {e:?}"));
         // Short transactions of their own, straight to PostgreSQL.
         s.direct()
             .batch_execute(&format!(
