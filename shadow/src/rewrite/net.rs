@@ -26,10 +26,13 @@
 //!   missing only costs a second, identical upsert; a marker is never set for rows the rewrite did
 //!   not mirror.
 //!
-//! The function runs `SECURITY DEFINER` as the role that created it (duet's control role, owner
-//! of the shadow), so an application role that may write the table needs no privilege on the
-//! shadow for the net's writes, and with a fixed `search_path`, so a session's own path cannot
-//! redirect them. Names are schema-qualified throughout.
+//! The shadow table's writes run in a `SECURITY DEFINER` function as the role that created it
+//! (duet's control role, owner of the shadow), so an application role that may write the table
+//! needs no privilege on the shadow for the net's writes, and with a fixed `search_path`, so a
+//! session's own path cannot redirect them; the trigger function that decides whether to call it
+//! runs with the writer's rights, so a rewritten row pays for neither. Names are schema-qualified
+//! throughout. The triggers are `ENABLE ALWAYS`: they fire under `session_replication_role =
+//! replica` too (logical-replication apply, restores).
 //!
 //! The function is replaced (`CREATE OR REPLACE`, no table lock) when the route changes: plain
 //! deletes once the copy is done, the reverse direction at the flip. The triggers are created with
@@ -50,8 +53,10 @@ pub const DUAL_WRITTEN_SETTING: &str = "duet.dual_written";
 pub const ROW_TRIGGER: &str = "~duet_net";
 /// The statement trigger's name (shadow tables: clears the marker, mirrors `TRUNCATE`).
 pub const STATEMENT_TRIGGER: &str = "~duet_net_statement";
-/// Suffix of the net function's name (in schema `duet`).
+/// Suffix of the net's trigger function's name (in schema `duet`).
 const FUNCTION_SUFFIX: &str = "__net";
+/// Suffix of the net's mirror function's name (in schema `duet`).
+const MIRROR_SUFFIX: &str = "__net_mirror";
 
 /// Whether a trigger of this name is one of the net's own (not the application's).
 pub fn is_net_trigger(name: &str) -> bool {
@@ -66,14 +71,38 @@ pub fn function_name(table: &QualifiedName) -> String {
     format!("\"duet\".{}", quote_ident(&name))
 }
 
+/// The function that writes the shadow for the net (`SECURITY DEFINER`, called only for rows the
+/// rewrite did not mirror), schema-qualified and quoted, with its argument types.
+fn mirror_name(table: &QualifiedName) -> String {
+    let name = with_suffix(&format!("{}.{}", table.schema, table.name), MIRROR_SUFFIX);
+    format!("\"duet\".{}", quote_ident(&name))
+}
+
 /// `CREATE OR REPLACE FUNCTION` of the net for `route` (no lock on any table); `None` for a route
 /// that mirrors nothing (a rename's translation).
+///
+/// A shadow column's trigger function only assigns, with the writer's rights. A shadow table's
+/// trigger function is split in two: the trigger itself (the writer's rights, no `SET` clause)
+/// tests the marker and returns — the path of every rewritten row, where a `SECURITY DEFINER`
+/// function's switch of user and `search_path` cost measurably — and only other rows call the
+/// mirror function, which runs as duet's control role with a fixed `search_path`.
 pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String> {
-    let body = match &route.target {
-        Target::ShadowColumn { column, expr, .. } => format!(
+    let trigger_function = |body: &str| {
+        format!(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $duet_net$
+#variable_conflict use_column
+BEGIN
+  {body}
+END
+$duet_net$",
+            function_name(table)
+        )
+    };
+    match &route.target {
+        Target::ShadowColumn { column, expr, .. } => Some(trigger_function(&format!(
             "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);\n  RETURN NEW;",
             quote_ident(column)
-        ),
+        ))),
         Target::ShadowTable { .. } => {
             let side = Shadow::of(&route.target)?;
             let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(side.name));
@@ -95,12 +124,12 @@ pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String>
             }
             };
             let delete = guarded(
-                "OLD",
-                shadow_upsert(&shadow_sql, side, "SELECT OLD.*", TagVerb::Delete).ok()?,
+                "duet_old",
+                shadow_upsert(&shadow_sql, side, "SELECT duet_old.*", TagVerb::Delete).ok()?,
             );
             let upsert = guarded(
-                "NEW",
-                shadow_upsert(&shadow_sql, side, "SELECT NEW.*", TagVerb::Insert).ok()?,
+                "duet_new",
+                shadow_upsert(&shadow_sql, side, "SELECT duet_new.*", TagVerb::Insert).ok()?,
             );
             let key_of = |row: &str| {
                 route
@@ -110,10 +139,36 @@ pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String>
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            format!(
+            let mirror = format!(
+                "CREATE OR REPLACE FUNCTION {mirror}(duet_op text, duet_old anyelement, duet_new anyelement)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $duet_net$
+#variable_conflict use_column
+BEGIN
+  IF duet_op = 'TRUNCATE' THEN
+    TRUNCATE {shadow_sql};
+    RETURN;
+  END IF;
+  IF duet_op = 'DELETE' OR (duet_op = 'UPDATE' AND ROW({old_key}) IS DISTINCT FROM ROW({new_key})) THEN
+    {delete};
+  END IF;
+  IF duet_op <> 'DELETE' THEN
+    {upsert};
+  END IF;
+END
+$duet_net$",
+                mirror = mirror_name(table),
+                old_key = key_of("duet_old"),
+                new_key = key_of("duet_new"),
+            );
+            let row_type = format!(
+                "{}.{}",
+                quote_ident(&route.schema),
+                quote_ident(&route.name)
+            );
+            let trigger = trigger_function(&format!(
                 "IF TG_LEVEL = 'STATEMENT' THEN
     IF TG_OP = 'TRUNCATE' THEN
-      TRUNCATE {shadow_sql};
+      PERFORM {mirror}(TG_OP, NULL::{row_type}, NULL::{row_type});
     END IF;
     PERFORM pg_catalog.set_config('{DUAL_WRITTEN_SETTING}', '', true);
     RETURN NULL;
@@ -122,29 +177,14 @@ pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String>
      AND pg_catalog.current_setting('{DUAL_WRITTEN_SETTING}', true) = 'on' THEN
     RETURN NULL;
   END IF;
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ROW({old_key}) IS DISTINCT FROM ROW({new_key})) THEN
-    {delete};
-  END IF;
-  IF TG_OP <> 'DELETE' THEN
-    {upsert};
-  END IF;
+  PERFORM {mirror}(TG_OP, OLD, NEW);
   RETURN NULL;",
-                old_key = key_of("OLD"),
-                new_key = key_of("NEW"),
-            )
+                mirror = mirror_name(table),
+            ));
+            Some(format!("{mirror};\n{trigger}"))
         }
-        Target::Renamed { .. } => return None,
-    };
-    Some(format!(
-        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $duet_net$
-#variable_conflict use_column
-BEGIN
-  {body}
-END
-$duet_net$",
-        function_name(table)
-    ))
+        Target::Renamed { .. } => None,
+    }
 }
 
 /// The net's function and triggers on `on` (the table as named when the statement runs) for
@@ -159,17 +199,31 @@ pub fn install_sql(
     let name = function_name(table);
     let on_sql = on.sql();
     let mut sql = format!("{function};\n{}", uninstall_sql(on));
-    match route.target {
-        Target::ShadowColumn { .. } => sql.push_str(&format!(
-            ";\nCREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}()",
-            quote_ident(ROW_TRIGGER)
-        )),
-        _ => sql.push_str(&format!(
-            ";\nCREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}();
+    let triggers: &[&str] = match route.target {
+        Target::ShadowColumn { .. } => {
+            sql.push_str(&format!(
+                ";\nCREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}()",
+                quote_ident(ROW_TRIGGER)
+            ));
+            &[ROW_TRIGGER]
+        }
+        _ => {
+            sql.push_str(&format!(
+                ";\nCREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {on_sql} FOR EACH ROW EXECUTE FUNCTION {name}();
 CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {on_sql} FOR EACH STATEMENT EXECUTE FUNCTION {name}()",
-            quote_ident(ROW_TRIGGER),
-            quote_ident(STATEMENT_TRIGGER)
-        )),
+                quote_ident(ROW_TRIGGER),
+                quote_ident(STATEMENT_TRIGGER)
+            ));
+            &[ROW_TRIGGER, STATEMENT_TRIGGER]
+        }
+    };
+    // Also under `session_replication_role = replica` (a logical-replication apply worker, a
+    // restore), which skips ordinary triggers.
+    for trigger in triggers {
+        sql.push_str(&format!(
+            ";\nALTER TABLE {on_sql} ENABLE ALWAYS TRIGGER {}",
+            quote_ident(trigger)
+        ));
     }
     Some(sql)
 }
@@ -184,10 +238,14 @@ pub fn uninstall_sql(on: &QualifiedName) -> String {
     )
 }
 
-/// Drops the net's function (its triggers must be gone: no `CASCADE`, which could reach an
-/// object the application made depend on it).
+/// Drops the net's functions (its triggers must be gone: no `CASCADE`, which could reach an
+/// object the application made depend on them).
 pub fn drop_function_sql(table: &QualifiedName) -> String {
-    format!("DROP FUNCTION IF EXISTS {}()", function_name(table))
+    format!(
+        "DROP FUNCTION IF EXISTS {}();\nDROP FUNCTION IF EXISTS {}(text, anyelement, anyelement)",
+        function_name(table),
+        mirror_name(table)
+    )
 }
 
 #[cfg(test)]
