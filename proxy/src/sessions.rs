@@ -63,6 +63,9 @@ pub struct Identity {
     pub database: String,
     /// Its application_name startup parameter.
     pub application_name: String,
+    /// Its `search_path` as its startup packet set it (a `search_path` parameter, or `-c
+    /// search_path=…` in `options`), else the server's default.
+    pub search_path: shadow::rewrite::search_path::SearchPath,
 }
 
 /// One session's published state. Aligned to its own cache lines: sessions on different worker

@@ -28,6 +28,9 @@ pub struct Cached {
     pub tables: Vec<Arc<TableCounters>>,
     /// Whether one of those tables has a `Target::Renamed` route (old-shape statements).
     pub renamed: bool,
+    /// The schemas of the migrating tables the text names without a schema, when it was
+    /// rewritten: the rewrite is used only by sessions whose `search_path` surely finds them.
+    pub unqualified: Vec<String>,
 }
 
 impl Cached {
@@ -122,11 +125,18 @@ impl RewriteCache {
                 renamed |= matches!(route.target, Target::Renamed { .. });
             }
         }
+        let unqualified = match &result {
+            Ok(shadow::rewrite::Rewrite::Changed { .. }) => {
+                shadow::rewrite::search_path::unqualified_schemas(sql, &published.routes)
+            }
+            _ => Vec::new(),
+        };
         let cached = Arc::new(Cached {
             epoch: published.epoch,
             result,
             tables,
             renamed,
+            unqualified,
         });
         if self.epoch.swap(published.epoch, Ordering::AcqRel) != published.epoch {
             self.simple.clear();

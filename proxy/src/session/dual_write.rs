@@ -55,6 +55,7 @@ fn bare_refusal(epoch: u64, refusal: shadow::rewrite::Refusal) -> Arc<Cached> {
         result: Err(refusal),
         tables: Vec::new(),
         renamed: false,
+        unqualified: Vec::new(),
     })
 }
 
@@ -243,7 +244,7 @@ impl Shared<'_> {
         };
         let policy = self.ctx.config.migration.unrewritable_writes;
         let decision = cached.as_deref().map_or(Decision::Unchanged, |c| {
-            decide(c, policy, tracker.hook.names_unsure)
+            decide(c, policy, &tracker.hook.names)
         });
         if protocol == Protocol::Extended && !name.is_empty() {
             if matches!(decision, Decision::Refused) {
@@ -434,7 +435,7 @@ impl Shared<'_> {
                 match decide(
                     &cached,
                     self.ctx.config.migration.unrewritable_writes,
-                    hook.names_unsure,
+                    &hook.names,
                 ) {
                     Decision::Unchanged => (prepared.sql.clone(), None),
                     Decision::Changed(sql, patches) => {

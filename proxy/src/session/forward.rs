@@ -94,10 +94,14 @@ pub(super) struct Shared<'a> {
 
 impl<'a> Shared<'a> {
     pub(super) fn new(ctx: &'a ProxyContext, info: &'a SessionInfo) -> Self {
+        let mut tracker = Tracker::new();
+        if let Some(identity) = info.identity() {
+            tracker.hook.names.search_path = identity.search_path.clone();
+        }
         Shared {
             ctx,
             info,
-            tracker: Mutex::new(Tracker::new()),
+            tracker: Mutex::new(tracker),
             expecting: AtomicBool::new(false),
             remembers: AtomicBool::new(false),
             backend_said_fatal: AtomicBool::new(false),
@@ -170,14 +174,18 @@ impl Shared<'_> {
                             tracker.hook.described(body);
                         }
                     }
-                    // Noticed with or without a migration: a session sets its search_path
+                    // Followed with or without a migration: a session sets its search_path
                     // long before one starts.
-                    if matches!(frame.tag, frontend::QUERY | frontend::PARSE)
-                        && !tracker.hook.names_unsure
-                    {
-                        if let Some(body) = frame.body(chunk) {
-                            tracker.hook.names_unsure =
-                                super::hook::may_change_name_resolution(body);
+                    if matches!(frame.tag, frontend::QUERY | frontend::PARSE) {
+                        let text = frame.body(chunk).and_then(|body| {
+                            if frame.tag == frontend::QUERY {
+                                super::hook::query_body(body)
+                            } else {
+                                super::hook::parse_body(body).map(|(_, sql, _)| sql)
+                            }
+                        });
+                        if let Some(text) = text.and_then(|t| std::str::from_utf8(t).ok()) {
+                            tracker.hook.names.follow(text);
                         }
                     }
                     if tracker.is_quiet() {

@@ -34,6 +34,7 @@ use shadow::rewrite::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVer
 use crate::config::UnrewritableWrites;
 use crate::routes::{Cached, Published};
 use crate::wire::error::{error_response, Severity};
+use shadow::rewrite::search_path::{name_change, NameChange, SearchPath};
 
 /// The largest Query or Parse the hook holds in memory to check it while routes are active. A
 /// larger one is refused (it may write a routed table, and cannot be checked without reading it
@@ -147,10 +148,8 @@ pub(super) struct Hook {
     pub rows_of: Option<Vec<u8>>,
     /// The CommandComplete body of a staged COPY, until the INSERT that completes it reports.
     pub held_copy: Option<Bytes>,
-    /// The session changed how its unqualified table names resolve (its `search_path`, or a
-    /// temporary table): from then on its writes are forwarded as written and mirrored by the
-    /// safety net, since a rewrite would assume the name means the migrating table.
-    pub names_unsure: bool,
+    /// How the session's unqualified table names resolve, as its own statements showed.
+    pub names: Names,
 }
 
 impl Drop for Hook {
@@ -456,17 +455,52 @@ pub(super) enum Decision<'a> {
     Passed,
 }
 
-/// Decides from a cache entry. A session whose names may resolve elsewhere (`names_unsure`)
-/// gets its dual-writes forwarded as written, for the safety net to mirror; a rename's
-/// translation still applies (the old names must keep working).
-pub(super) fn decide(
-    cached: &Cached,
+/// How a session's unqualified table names resolve (`shadow::rewrite::search_path`).
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    /// Its `search_path`, as its statements set it.
+    pub search_path: SearchPath,
+    /// It may have made a temporary table, which `pg_temp` finds before any schema.
+    pub temporary: bool,
+}
+
+impl Names {
+    /// Follows one Query or Parse text (with or without a migration: a session sets its path
+    /// long before one starts).
+    pub fn follow(&mut self, text: &str) {
+        match name_change(text) {
+            NameChange::None => {}
+            NameChange::SearchPath(path) => self.search_path = path,
+            NameChange::Temporary => self.temporary = true,
+        }
+    }
+
+    /// Whether a rewrite that took these schemas' tables for unqualified names is right here.
+    fn sure_of(&self, unqualified: &[String]) -> bool {
+        unqualified.is_empty()
+            || (!self.temporary
+                && unqualified
+                    .iter()
+                    .all(|schema| self.search_path.resolves_first_in(schema)))
+    }
+}
+
+/// Decides from a cache entry. A rewrite that took an unqualified name for a migrating table is
+/// used only when the session's names surely mean that table; otherwise the text is forwarded as
+/// written and the safety net mirrors what it writes. A rename's translation always applies (the
+/// old names must keep working).
+pub(super) fn decide<'a>(
+    cached: &'a Cached,
     policy: UnrewritableWrites,
-    names_unsure: bool,
-) -> Decision<'_> {
+    names: &Names,
+) -> Decision<'a> {
     match (&cached.result, policy) {
         (Ok(Rewrite::Unchanged), _) => Decision::Unchanged,
-        (Ok(Rewrite::Changed { .. }), _) if names_unsure && !cached.renamed => Decision::Passed,
+        (Ok(Rewrite::Changed { .. }), _)
+            if !cached.renamed && !names.sure_of(&cached.unqualified) =>
+        {
+            Decision::Passed
+        }
         (Ok(Rewrite::Changed { sql, statements }), _) => Decision::Changed(sql, statements),
         // A write the net mirrors may pass; a statement that would change the table's
         // definition (55000) never does.
@@ -615,60 +649,5 @@ mod tests {
             Some(Some(b"S_1".to_vec()))
         );
         assert_eq!(deallocation(b"select 1"), None);
-    }
-}
-
-/// Whether a Query or Parse body may change how the session's unqualified table names resolve:
-/// it mentions `search_path` (SET, set_config, a function's SET clause) or a temporary table
-/// (`TEMP`, `TEMPORARY`, `pg_temp` as words). A superset is safe: it only sends more of the
-/// session's writes through the safety net instead of the rewrite.
-pub(super) fn may_change_name_resolution(body: &[u8]) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
-    let at_word = |i: usize, len: usize| {
-        (i == 0 || !word(body[i - 1])) && body.get(i + len).is_none_or(|&b| !word(b))
-    };
-    let mut i = 0;
-    while i < body.len() {
-        let rest = &body[i..];
-        let starts = |needle: &[u8]| {
-            rest.len() >= needle.len() && rest[..needle.len()].eq_ignore_ascii_case(needle)
-        };
-        if starts(b"search_path") {
-            return true;
-        }
-        for needle in [&b"temporary"[..], b"temp", b"pg_temp"] {
-            if starts(needle) && at_word(i, needle.len()) {
-                return true;
-            }
-        }
-        i += 1;
-    }
-    false
-}
-
-#[cfg(test)]
-mod name_resolution_tests {
-    use super::may_change_name_resolution as changes;
-
-    #[test]
-    fn search_path_and_temporary_tables_are_noticed_as_words() {
-        for sql in [
-            "SET search_path = other, public",
-            "select set_config('SEARCH_PATH', 'x', false)",
-            "CREATE TEMP TABLE t (id int)",
-            "create temporary table t as select 1",
-            "INSERT INTO pg_temp.t VALUES (1)",
-            "CREATE LOCAL TEMP TABLE t ()",
-        ] {
-            assert!(changes(sql.as_bytes()), "{sql}");
-        }
-        for sql in [
-            "UPDATE t SET temperature = 1",
-            "INSERT INTO attempts VALUES (1)",
-            "SELECT templates FROM x",
-            "UPDATE t SET note = 'x' WHERE id = 1",
-        ] {
-            assert!(!changes(sql.as_bytes()), "{sql}");
-        }
     }
 }

@@ -58,6 +58,10 @@ pub(super) async fn establish(
         user: user.to_owned(),
         database: startup.database().to_owned(),
         application_name: startup.application_name().to_owned(),
+        search_path: shadow::rewrite::search_path::from_startup(
+            startup.parameter("search_path"),
+            startup.parameter("options"),
+        ),
     });
 
     let mut backend = match backend::connect(&ctx.backend_addr, ctx.config.connect_timeout).await {

@@ -22,6 +22,7 @@
 //! - [`net`] — the trigger that mirrors every write the rewrite did not (the safety net).
 //! - [`ddl`] — utility statements naming a table under migration: refused, or GRANT carried over.
 //! - [`copy_from`] — `COPY … FROM` staged in a temporary table, then dual-written as an INSERT.
+//! - [`search_path`] — whether a session's unqualified names surely mean the migrating table.
 //! - [`tokens`], [`names`] — splice points and result-column names.
 
 pub mod copy_from;
@@ -33,6 +34,7 @@ pub mod prefilter;
 pub mod renamed;
 pub mod result_shape;
 pub mod route;
+pub mod search_path;
 pub mod shadow_table;
 pub mod statement;
 pub mod tokens;
