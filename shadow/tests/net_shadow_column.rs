@@ -7,8 +7,7 @@
 mod rewrite_support;
 
 use rewrite_support::*;
-use shadow::ident::QualifiedName;
-use shadow::rewrite::{net, rewrite, Protocol, Rewrite};
+use shadow::rewrite::{rewrite, Protocol, Rewrite};
 use tokio_postgres::NoTls;
 
 const SETUP: &str = "DROP TABLE IF EXISTS acc; CREATE TABLE acc (id int PRIMARY KEY, amount int DEFAULT 3, note text, amount__duet bigint);
@@ -20,10 +19,7 @@ const IN_SYNC: &str =
 /// SETUP, then the net of the shadow-column route on `acc`.
 fn netted(c: &mut RawClient) {
     c.run(SETUP);
-    let routes = shadow_column_routes();
-    let table = QualifiedName::new("public", "acc");
-    let install = net::install_sql(&table, &table, &routes.tables[0]).expect("a net");
-    c.run(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
+    install_net(c, &shadow_column_routes());
 }
 
 #[test]
