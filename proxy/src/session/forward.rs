@@ -97,6 +97,7 @@ impl<'a> Shared<'a> {
         let mut tracker = Tracker::new();
         if let Some(identity) = info.identity() {
             tracker.hook.names.search_path = identity.search_path.clone();
+            tracker.hook.names.at_startup = identity.search_path.clone();
         }
         Shared {
             ctx,

@@ -460,6 +460,9 @@ pub(super) enum Decision<'a> {
 pub(super) struct Names {
     /// Its `search_path`, as its statements set it.
     pub search_path: SearchPath,
+    /// The path its startup packet set (what `RESET search_path`, `RESET ALL` and `DISCARD ALL`
+    /// return to).
+    pub at_startup: SearchPath,
     /// It may have made a temporary table, which `pg_temp` finds before any schema.
     pub temporary: bool,
 }
@@ -470,8 +473,15 @@ impl Names {
     pub fn follow(&mut self, text: &str) {
         match name_change(text) {
             NameChange::None => {}
+            NameChange::SearchPath(SearchPath::Default) => {
+                self.search_path = self.at_startup.clone()
+            }
             NameChange::SearchPath(path) => self.search_path = path,
             NameChange::Temporary => self.temporary = true,
+            NameChange::DiscardAll => {
+                self.search_path = self.at_startup.clone();
+                self.temporary = false;
+            }
         }
     }
 
@@ -649,5 +659,34 @@ mod tests {
             Some(Some(b"S_1".to_vec()))
         );
         assert_eq!(deallocation(b"select 1"), None);
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_sure_of_its_names_only_while_its_path_starts_with_the_schema() {
+        let app = vec!["app".to_owned()];
+        let mut names = Names {
+            search_path: SearchPath::Schemas(app.clone()),
+            at_startup: SearchPath::Schemas(app.clone()),
+            temporary: false,
+        };
+        assert!(names.sure_of(&app));
+        assert!(names.sure_of(&[]), "qualified names are always exact");
+        names.follow("SET search_path TO other, app");
+        assert!(!names.sure_of(&app));
+        names.follow("RESET search_path");
+        assert!(names.sure_of(&app), "back to the startup packet's path");
+        names.follow("CREATE TEMP TABLE t (id int)");
+        assert!(!names.sure_of(&app));
+        names.follow("DISCARD ALL");
+        assert!(names.sure_of(&app));
+        names.follow("SELECT set_config('search_path', 'x', false)");
+        assert!(!names.sure_of(&app));
+        assert!(Names::default().sure_of(&["public".to_owned()]));
+        assert!(!Names::default().sure_of(&app));
     }
 }

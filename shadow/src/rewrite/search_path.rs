@@ -14,7 +14,8 @@ use crate::check::parse::{parse_statement, Parsed};
 /// What a session's statements told about its `search_path`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SearchPath {
-    /// Never changed: the server's default for the session.
+    /// The session's default: what its startup packet, role and database set (`RESET` returns
+    /// here); trusted as the server's default only when the startup packet set none.
     #[default]
     Default,
     /// Set by `SET search_path TO …`: the schemas in order, as written (unquoted).
@@ -45,6 +46,8 @@ pub enum NameChange {
     SearchPath(SearchPath),
     /// It may create a temporary table (or otherwise make `pg_temp` hold a same-named table).
     Temporary,
+    /// `DISCARD ALL` (as poolers send between clients): the default path, no temporary tables.
+    DiscardAll,
 }
 
 /// Reads a text for changes to name resolution. Cheap for the common case: texts that mention
@@ -54,18 +57,32 @@ pub fn name_change(text: &str) -> NameChange {
     if mentions("temp", true) || mentions("temporary", true) || mentions("pg_temp", true) {
         return NameChange::Temporary;
     }
-    if !mentions("search_path", false) {
+    if !mentions("search_path", false) && !mentions("discard", true) && !mentions("reset", true) {
         return NameChange::None;
     }
     let Parsed::Statements(stmts) = parse_statement(text) else {
         return NameChange::SearchPath(SearchPath::Unknown);
     };
-    let mut change = NameChange::SearchPath(SearchPath::Unknown);
+    let mut change = if mentions("search_path", false) {
+        NameChange::SearchPath(SearchPath::Unknown)
+    } else {
+        NameChange::None
+    };
     for stmt in &stmts {
-        let Some(NodeEnum::VariableSetStmt(set)) = stmt.stmt.as_ref().and_then(|n| n.node.as_ref())
-        else {
-            continue;
+        let set = match stmt.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::DiscardStmt(d))
+                if d.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 =>
+            {
+                change = NameChange::DiscardAll;
+                continue;
+            }
+            Some(NodeEnum::VariableSetStmt(set)) => set,
+            _ => continue,
         };
+        if set.kind == VariableSetKind::VarResetAll as i32 {
+            change = NameChange::SearchPath(SearchPath::Default);
+            continue;
+        }
         if !set.name.eq_ignore_ascii_case("search_path") {
             continue;
         }
@@ -184,6 +201,9 @@ mod tests {
             SearchPath::Schemas(vec!["My App".into()])
         );
         assert_eq!(path("RESET search_path"), SearchPath::Default);
+        assert_eq!(path("RESET ALL"), SearchPath::Default);
+        assert_eq!(name_change("DISCARD ALL"), NameChange::DiscardAll);
+        assert_eq!(name_change("RESET statement_timeout"), NameChange::None);
         assert_eq!(path("SET search_path TO DEFAULT"), SearchPath::Default);
         assert_eq!(path("SET LOCAL search_path = x"), SearchPath::Unknown);
         assert_eq!(
