@@ -78,7 +78,7 @@ pub struct TableInfo {
     /// CHECK and FOREIGN KEY constraints.
     pub constraints: Vec<ConstraintInfo>,
     /// Non-internal triggers (`name`), except duet's own safety net
-    /// ([`crate::rewrite::net`]).
+    /// ([`crate::rewrite::net`]: its triggers are named `~duet_net…`).
     pub triggers: Vec<String>,
     /// Rules.
     pub rules: Vec<String>,

@@ -28,8 +28,9 @@
 //!
 //! The shadow table's writes run in a `SECURITY DEFINER` function as the role that created it
 //! (duet's control role, owner of the shadow), so an application role that may write the table
-//! needs no privilege on the shadow for the net's writes, and with a fixed `search_path`, so a
-//! session's own path cannot redirect them; the trigger function that decides whether to call it
+//! needs no privilege on the shadow for the net's writes, and with the `search_path` of the
+//! control connection that created it (the one the copier evaluates the same mapping under), so
+//! a session's own path cannot redirect them; the trigger function that decides whether to call it
 //! runs with the writer's rights, so a rewritten row pays for neither. Names are schema-qualified
 //! throughout. The triggers are `ENABLE ALWAYS`: they fire under `session_replication_role =
 //! replica` too (logical-replication apply, restores).
@@ -58,11 +59,6 @@ const FUNCTION_SUFFIX: &str = "__net";
 /// Suffix of the net's mirror function's name (in schema `duet`).
 const MIRROR_SUFFIX: &str = "__net_mirror";
 
-/// Whether a trigger of this name is one of the net's own (not the application's).
-pub fn is_net_trigger(name: &str) -> bool {
-    name == ROW_TRIGGER || name == STATEMENT_TRIGGER
-}
-
 /// The net function of `table` (its name before any flip), schema-qualified and quoted. One per
 /// table: a table has one migration at a time, and the function keeps its name when the flip
 /// renames the tables.
@@ -85,7 +81,7 @@ fn mirror_name(table: &QualifiedName) -> String {
 /// trigger function is split in two: the trigger itself (the writer's rights, no `SET` clause)
 /// tests the marker and returns — the path of every rewritten row, where a `SECURITY DEFINER`
 /// function's switch of user and `search_path` cost measurably — and only other rows call the
-/// mirror function, which runs as duet's control role with a fixed `search_path`.
+/// mirror function, which runs as duet's control role with its `search_path`.
 pub fn function_sql(table: &QualifiedName, route: &TableRoute) -> Option<String> {
     let trigger_function = |body: &str| {
         format!(
@@ -141,7 +137,7 @@ $duet_net$",
             };
             let mirror = format!(
                 "CREATE OR REPLACE FUNCTION {mirror}(duet_op text, duet_old anyelement, duet_new anyelement)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $duet_net$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $duet_net$
 #variable_conflict use_column
 BEGIN
   IF duet_op = 'TRUNCATE' THEN
