@@ -537,7 +537,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
         target: Target::ShadowColumn {
             column: "amount__duet".into(),
             expr: "\"amount\"::bigint * 10".into(),
-            sources: vec!["amount".into()],
+            skip_when: None,
         },
     };
     schema.net(&amounts);
@@ -902,7 +902,7 @@ fn create_copy_tables(proxy: &InProcess, schema: &Schema) {
         target: Target::ShadowColumn {
             column: "amount__duet".into(),
             expr: "\"amount\"::bigint * 10".into(),
-            sources: vec!["amount".into()],
+            skip_when: None,
         },
     };
     schema.net(&gauges);

@@ -72,7 +72,7 @@ fn arbitrary_input_never_panics() {
     column.tables[0].target = Target::ShadowColumn {
         column: "note__duet".into(),
         expr: "upper(\"note\")".into(),
-        sources: vec!["note".into()],
+        skip_when: None,
     };
     renamed.tables[0].target = Target::Renamed {
         columns: vec![("note".into(), "label".into())],

@@ -7,7 +7,7 @@ use crate::migrate::ColumnMapping;
 use crate::migrate::CopyTarget;
 use crate::rewrite::{net, Column, TableRoute, Target};
 
-use super::catalog::{ColumnInfo, TableInfo};
+use super::catalog::TableInfo;
 use super::names::{old_table, pkey_name, with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
 use super::{Plan, PlanKind, Step};
 
@@ -534,17 +534,9 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     let mut steps = steps;
     // First of all in the revert's transaction (before the safety net is taken off).
     if let Some(predicate) = &unrepresentable {
-        steps.revert.insert(
-            0,
-            step(
-                format!(
-                    "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
-                    info.name.sql().replace('\'', "''")
-                ),
-                "ACCESS SHARE (reads the rows beyond the old types' range)",
-                "a revert must not silently drop rows the old shape cannot hold",
-            ),
-        );
+        steps
+            .revert
+            .insert(0, refuse_revert_while(&t, predicate, &info.name.sql()));
     }
     steps
 }
@@ -621,6 +613,19 @@ pub fn add_safety_net(plan: &mut Plan) {
     plan.abort.push(drop_function());
 }
 
+/// The revert's first step when the new shape may hold values the old one cannot: it refuses
+/// (55000) while any row of `table` matches `predicate`, so a revert never drops them silently.
+fn refuse_revert_while(table: &str, predicate: &str, label: &str) -> Step {
+    step(
+        format!(
+            "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {table} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
+            label.replace('\'', "''")
+        ),
+        "ACCESS SHARE (reads the rows beyond the old types' range)",
+        "a revert must not silently drop rows the old shape cannot hold",
+    )
+}
+
 /// The range of an integer type (`int2`, `int4`), for values that must fit when narrowing back.
 fn integer_range(base: &str) -> Option<(i64, i64)> {
     match base {
@@ -656,28 +661,6 @@ pub fn narrowing_predicate(info: &TableInfo, changes: &[TypeChange]) -> Option<S
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join(" OR "))
-}
-
-/// The columns an expression reads: every table column whose name appears in it as an
-/// identifier (a superset is safe: more writes are mirrored, never fewer).
-pub fn expr_sources(expr: &str, columns: &[ColumnInfo]) -> Vec<String> {
-    columns
-        .iter()
-        .filter(|c| {
-            expr.contains(&quote_ident(&c.name)) || {
-                let bytes = expr.as_bytes();
-                expr.match_indices(c.name.as_str()).any(|(at, m)| {
-                    let before = at.checked_sub(1).map(|i| bytes[i]);
-                    let after = bytes.get(at + m.len()).copied();
-                    let word = |b: Option<u8>| {
-                        b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-                    };
-                    !word(before) && !word(after)
-                })
-            }
-        })
-        .map(|c| c.name.clone())
-        .collect()
 }
 
 /// The shadow-column steps for one column, and the shadow column's name.
@@ -752,7 +735,6 @@ pub fn shadow_column(
             ));
         }
     }
-    let sources = expr_sources(&change.up, &info.columns);
     let before = route_columns(
         info.columns
             .iter()
@@ -767,6 +749,17 @@ pub fn shadow_column(
             .map(|x| (x.name.clone(), x.base_type.clone()))
             .chain(std::iter::once((c.clone(), change.new_base.clone()))),
     );
+    // After a widening, the new column may hold values the old one cannot: the mirror back sets
+    // NULL there instead of failing the application's write, and the revert refuses while any
+    // exist. Not for a NOT NULL column: its parked old column cannot take the NULL (such a write
+    // fails with the old type's range error, as before).
+    let unrepresentable = match col {
+        Some(col) if col.not_null => None,
+        _ => narrowing_predicate(info, std::slice::from_ref(change)),
+    };
+    if let Some(predicate) = &unrepresentable {
+        revert.insert(0, refuse_revert_while(&t, predicate, &info.name.sql()));
+    }
     let steps = ShadowSteps {
         expand: vec![step(
             format!("ALTER TABLE {t} ADD COLUMN {qs} {}", change.new_type),
@@ -799,7 +792,7 @@ pub fn shadow_column(
             target: Target::ShadowColumn {
                 column: shadow.clone(),
                 expr: change.up.clone(),
-                sources: sources.clone(),
+                skip_when: None,
             },
         },
         flipped_route: TableRoute {
@@ -810,7 +803,7 @@ pub fn shadow_column(
             target: Target::ShadowColumn {
                 column: parked,
                 expr: change.down.clone(),
-                sources: expr_sources(&change.down, &info.columns),
+                skip_when: unrepresentable.clone(),
             },
         },
     };

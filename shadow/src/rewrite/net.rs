@@ -95,10 +95,26 @@ $duet_net$",
         )
     };
     match &route.target {
-        Target::ShadowColumn { column, expr, .. } => Some(trigger_function(&format!(
-            "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);\n  RETURN NEW;",
-            quote_ident(column)
-        ))),
+        Target::ShadowColumn {
+            column,
+            expr,
+            skip_when,
+        } => {
+            let assign = format!(
+                "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);",
+                quote_ident(column)
+            );
+            // A test of its own before the assignment: inside one statement the planner could
+            // fold the cast of the row's constant values and fail before a CASE chose NULL.
+            let body = match skip_when {
+                None => assign,
+                Some(p) => format!(
+                    "IF (SELECT coalesce(({p}), false) FROM (SELECT NEW.*) AS __duet_o) THEN\n    NEW.{} := NULL;\n  ELSE\n    {assign}\n  END IF;",
+                    quote_ident(column)
+                ),
+            };
+            Some(trigger_function(&format!("{body}\n  RETURN NEW;")))
+        }
         Target::ShadowTable { .. } => {
             let side = Shadow::of(&route.target)?;
             let shadow_sql = format!("{}.{}", quote_ident(&route.schema), quote_ident(side.name));

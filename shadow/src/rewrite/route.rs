@@ -74,8 +74,12 @@ pub enum Target {
         column: String,
         /// SQL expression over the source columns, e.g. `"amount"::bigint`.
         expr: String,
-        /// The columns `expr` reads (unquoted); writes that assign none of them need nothing.
-        sources: Vec<String>,
+        /// A predicate over the written row's (quoted) columns: for rows where it is true the
+        /// column is set to NULL instead of `expr`. After the flip of a widening (int4 → int8),
+        /// a value the old type cannot hold must not fail the application's write; the plan's
+        /// revert refuses while such rows exist, so nothing is lost silently.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skip_when: Option<String>,
     },
     /// After the flip of a rename: statements written for the old names are translated.
     Renamed {

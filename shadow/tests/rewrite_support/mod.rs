@@ -234,7 +234,7 @@ pub fn shadow_column_routes() -> Routes {
             target: Target::ShadowColumn {
                 column: "amount__duet".into(),
                 expr: "\"amount\"::bigint * 10".into(),
-                sources: vec!["amount".into()],
+                skip_when: None,
             },
         }],
         server_version_num: 150000,
