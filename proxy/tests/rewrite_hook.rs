@@ -1169,3 +1169,59 @@ fn copy_from_in_the_extended_protocol_is_refused() {
     });
     serials_in_both(&schema);
 }
+
+#[test]
+fn a_session_that_moves_its_search_path_is_not_rewritten_for_another_table() {
+    if !server_reachable() {
+        return;
+    }
+    let (proxy, schema) = items_under_migration("search_path");
+    let other = format!("{}_other", schema.name);
+    direct().ok(&format!(
+        "DROP SCHEMA IF EXISTS {other} CASCADE; CREATE SCHEMA {other};
+         CREATE TABLE {other}.items (id int PRIMARY KEY, label text)"
+    ));
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let client = connect_through(&proxy, &schema).await;
+        // Prepared while the session's path (from its startup packet) starts with the migrating
+        // table's schema: rewritten.
+        let insert = client
+            .prepare("INSERT INTO items (id) VALUES ($1)")
+            .await
+            .expect("prepare");
+        client.execute(&insert, &[&50i32]).await.expect("insert");
+        // Now `items` means another table, of another shape (no `note`): the same prepared
+        // statement and a fresh one write it as PostgreSQL resolves it, and fail nothing.
+        client
+            .batch_execute(&format!("SET search_path TO {other}, {}", schema.name))
+            .await
+            .expect("set search_path");
+        client
+            .execute(&insert, &[&60i32])
+            .await
+            .expect("prepared insert, other table");
+        client
+            .execute("INSERT INTO items (id) VALUES ($1)", &[&61i32])
+            .await
+            .expect("fresh insert, other table");
+        client
+            .batch_execute("INSERT INTO items (id) VALUES (62)")
+            .await
+            .expect("simple insert, other table");
+    });
+    assert_eq!(
+        text(&schema.rows("SELECT id FROM items__duet WHERE id >= 50 ORDER BY id")),
+        [["50"]],
+        "only the migrating table's row reached its shadow"
+    );
+    assert_eq!(
+        text(
+            &direct()
+                .ok(&format!("SELECT id FROM {other}.items ORDER BY id"))
+                .rows
+        ),
+        [["60"], ["61"], ["62"]]
+    );
+    direct().ok(&format!("DROP SCHEMA {other} CASCADE"));
+}

@@ -209,18 +209,12 @@ async fn end_tombstones(
         .as_ref()
         .and_then(|r| shadow::rewrite::net::function_sql(&m.plan.table, r))
     {
-        guard
-            .client()
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| match e.as_db_error() {
-                Some(db) => format!(
-                    "turning the safety net to plain deletes: {}: {}",
-                    db.code().code(),
-                    db.message()
-                ),
-                None => format!("turning the safety net to plain deletes: {e}"),
-            })?;
+        guard.client().batch_execute(&sql).await.map_err(|e| {
+            format!(
+                "turning the safety net to plain deletes: {}",
+                shadow::migrate::DbErrorText(&e)
+            )
+        })?;
     }
     m.publish(ctx, route);
     wait_for_older_transactions(m, guard).await?;

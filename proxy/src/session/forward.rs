@@ -186,7 +186,12 @@ impl Shared<'_> {
                             }
                         });
                         if let Some(text) = text.and_then(|t| std::str::from_utf8(t).ok()) {
-                            tracker.hook.names.follow(text);
+                            // The server analyses its prepared statements again under the new
+                            // path; duet decides them again too (at the next boundary).
+                            if tracker.hook.names.follow(text) && !tracker.hook.prepared.is_empty()
+                            {
+                                tracker.hook.stale = true;
+                            }
                         }
                     }
                     if tracker.is_quiet() {

@@ -469,10 +469,10 @@ pub(super) struct Names {
 
 impl Names {
     /// Follows one Query or Parse text (with or without a migration: a session sets its path
-    /// long before one starts).
-    pub fn follow(&mut self, text: &str) {
+    /// long before one starts). Returns whether something changed.
+    pub fn follow(&mut self, text: &str) -> bool {
         match name_change(text) {
-            NameChange::None => {}
+            NameChange::None => return false,
             NameChange::SearchPath(SearchPath::Default) => {
                 self.search_path = self.at_startup.clone()
             }
@@ -483,6 +483,7 @@ impl Names {
                 self.temporary = false;
             }
         }
+        true
     }
 
     /// Whether a rewrite that took these schemas' tables for unqualified names is right here.
