@@ -83,7 +83,7 @@ async fn hidden_round(s: &Scenario, via: &tokio_postgres::Client, k: i64) {
             )
             .await
             .unwrap_or_else(|e| panic!("a trigger through the extended protocol: {e:?}"));
-        // Short transactions of their own, straight to PostgreSQL.
+        // Short transactions of their own, straight to PostgreSQL, and a COPY.
         s.direct()
             .batch_execute(&format!(
                 "UPDATE {t} SET label = label || '+direct' WHERE id = {touch} + 5;
@@ -91,6 +91,19 @@ async fn hidden_round(s: &Scenario, via: &tokio_postgres::Client, k: i64) {
             ))
             .await
             .expect("a direct write");
+        let sink = s
+            .direct()
+            .copy_in::<_, bytes::Bytes>(format!("COPY {t} (id, label, amount) FROM STDIN").as_str())
+            .await
+            .expect("a direct COPY");
+        futures_util::pin_mut!(sink);
+        futures_util::SinkExt::send(
+            &mut sink,
+            bytes::Bytes::from(format!("{}\tcopied\t8\n{}\tcopied\t9\n", id + 5, id + 6)),
+        )
+        .await
+        .expect("COPY data");
+        assert_eq!(sink.finish().await.expect("COPY done"), 2);
     }
 }
 
@@ -331,7 +344,7 @@ async fn every_path_every_phase(label: &str, schema: &str, column: &str, finish:
     let net_left = rows_as_text(
         s.direct(),
         "SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '~duet%'
-         UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE '%\\_\\_net'",
+         UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE '%\\_\\_net%'",
     )
     .await;
     assert!(
