@@ -1215,3 +1215,43 @@ async fn a_restart_restores_ready_and_flipped_routes() {
     proxy.stop().await;
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
+    if !server_reachable() {
+        return;
+    }
+    let db = TestDb::create("unnetted").await;
+    let direct = db.direct().await;
+    let schema = "mc_unnetted";
+    setup_table(&direct, schema, "v", 100).await;
+    let old = db.direct().await;
+    old.batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let proxy = Harness::start(&db, "a").await;
+    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    proxy.wait_copy_state(m.id, "older than dual-writes").await;
+    proxy.stop().await;
+    // As an older duet stored it: the plan without the net's steps.
+    let plan = serde_json::to_string(&bigint_plan(schema)).unwrap();
+    direct
+        .execute(
+            "UPDATE duet.migrations SET plan = $1::text::jsonb WHERE id = $2",
+            &[&plan, &m.id],
+        )
+        .await
+        .unwrap();
+    old.batch_execute("COMMIT").await.unwrap();
+    let proxy = Harness::start(&db, "b").await;
+    let status = proxy.status_of(m.id).await;
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("without the safety net")),
+        "{status}"
+    );
+    proxy.stop().await;
+}

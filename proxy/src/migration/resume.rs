@@ -91,9 +91,25 @@ async fn restore_with(
             .map_err(|e| RestoreError(format!("migration {id}: unreadable plan: {e}")))?;
         let settings = RunSettings::stored(&ctx.config.migration, &row.get::<_, String>(4))
             .map_err(|e| RestoreError(format!("migration {id}: {e}")))?;
+        // A plan stored by a duet without the safety net: before its expand has finished the
+        // net is simply added (the expand steps run again, idempotently); later, writes that
+        // bypassed the rewrite since have no mirror, which the operator must hear about.
+        let mut netted = plan.clone();
+        shadow::plan::steps::add_safety_net(&mut netted);
+        let unnetted = netted != plan;
+        let plan = if matches!(phase, Phase::Planned | Phase::Expanding) {
+            netted
+        } else {
+            plan
+        };
         let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
         let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
         m.set_error(row.get(3));
+        if unnetted && !matches!(phase, Phase::Planned | Phase::Expanding) && !phase.is_terminal() {
+            m.set_error(Some(
+                "this migration was started by a duet without the safety net: writes that did not go through the rewrite (other connections, functions, PREPARE) since then have no mirror — abort it (or revert it after the cutover) and start it again".to_owned(),
+            ));
+        }
         ctx.migrations.insert(m.clone());
         tracing::info!(migration = id, table = %m.table_label(), %phase, "restoring migration");
         match phase {
