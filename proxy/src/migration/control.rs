@@ -7,7 +7,8 @@ use shadow::migrate::guard::{
 };
 use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::Step;
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
 use crate::backend_url::{BackendAddr, BackendUrl};
 use crate::context::ProxyContext;
@@ -37,8 +38,24 @@ pub fn control_config(url: &BackendUrl, connect_timeout: Duration) -> tokio_post
 
 /// Opens a control connection and registers its backend pid as duet's own.
 pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
+    open(ctx, None).await
+}
+
+/// Opens a control connection whose notifications (`LISTEN`) arrive on `notifications`; the
+/// channel closes when the connection ends, so its reader learns of the loss.
+pub async fn connect_listening(
+    ctx: &ProxyContext,
+    notifications: mpsc::UnboundedSender<Notification>,
+) -> Result<Client, String> {
+    open(ctx, Some(notifications)).await
+}
+
+async fn open(
+    ctx: &ProxyContext,
+    notifications: Option<mpsc::UnboundedSender<Notification>>,
+) -> Result<Client, String> {
     let config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
         format!(
             "cannot open a control connection to {} as {}: {}",
             ctx.backend_addr,
@@ -47,8 +64,20 @@ pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
         )
     })?;
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(%err, "control connection ended");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if let Some(tx) = &notifications {
+                        let _ = tx.send(n);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "control connection ended");
+                    return;
+                }
+                None => return,
+            }
         }
     });
     let row = client
