@@ -7,6 +7,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::backend_url::BackendAddr;
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::migration::Migrations;
@@ -36,6 +37,8 @@ pub struct ProxyContext {
     pub routes: Arc<RouteTable>,
     /// The migrations this proxy drives (and recently finished).
     pub migrations: Arc<Migrations>,
+    /// This proxy's membership of the fleet in front of the same database.
+    pub fleet: Fleet,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -63,6 +66,7 @@ impl ProxyContext {
             shutdown: Arc::new(Shutdown::new()),
             routes: Arc::new(RouteTable::new()),
             migrations: Arc::new(Migrations::new()),
+            fleet: Fleet::new(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! one of the [`workers`] threads; each client is a [`session`] (startup and authentication relay,
 //! then forwarding in both directions over the [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
 //! transaction boundaries, register their [`cancel`] keys and count into [`metrics`]; operators
-//! drive it over the [`admin`] socket, including the online [`migration`]s it runs; [`shutdown`] ends it gracefully.
+//! drive it over the [`admin`] socket, including the online [`migration`]s it runs, which every duet in front of the database follows as one [`fleet`]; [`shutdown`] ends it gracefully.
 
 pub mod admin;
 pub mod backend;
@@ -19,6 +19,7 @@ pub mod client_stream;
 pub mod config;
 pub mod context;
 pub mod duration;
+pub mod fleet;
 pub mod gate;
 pub mod metrics;
 pub mod metrics_http;

@@ -54,6 +54,11 @@ pub struct StatusReport {
     pub sessions: Vec<SessionView>,
     /// Active and recently finished migrations, by id.
     pub migrations: Vec<MigrationStatus>,
+    /// This proxy's id in the fleet.
+    pub member_id: String,
+    /// Every live duet in front of the same database (this one included), as of the last
+    /// heartbeat; empty while this proxy has no fleet connection.
+    pub members: Vec<crate::fleet::MemberView>,
 }
 
 /// Takes a snapshot. With `with_sessions = false` the session list is left empty (cheaper, for the
@@ -86,5 +91,7 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
             Vec::new()
         },
         migrations: crate::migration::status::report(ctx),
+        member_id: ctx.fleet.id().to_owned(),
+        members: ctx.fleet.members(),
     }
 }

@@ -10,6 +10,7 @@ mod auth_and_tls;
 mod config_file;
 mod connection_end;
 mod demo;
+mod fleet;
 mod many_clients;
 mod migration;
 mod migration_faults;

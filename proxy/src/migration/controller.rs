@@ -32,7 +32,8 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
         let (ctx, m) = (ctx.clone(), m.clone());
         async move {
             match drive(&ctx, &m).await {
-                Ok(()) => {}
+                // Nothing left in the background: another member may drive what comes next.
+                Ok(()) => super::follow::release(&ctx, &m).await,
                 Err(error) => {
                     tracing::warn!(migration = m.id, %error, "migration stopped");
                     m.set_error(Some(error.clone()));
@@ -217,6 +218,8 @@ async fn end_tombstones(
         })?;
     }
     m.publish(ctx, route);
+    // Every member must use plain deletes before the wait below marks where old writes end.
+    super::follow::barrier(ctx, m).await?;
     wait_for_older_transactions(m, guard).await?;
     let target = copy_target(guard, target).await?;
     sweep_tombstones(guard.client(), &target, m.id, 10_000)

@@ -23,14 +23,6 @@ struct Resume<'a> {
     started: Instant,
 }
 
-impl Resume<'_> {
-    /// Resumes now; returns how long clients were held.
-    fn now(self) -> Duration {
-        self.started.elapsed()
-        // Dropped here: resumes.
-    }
-}
-
 impl Drop for Resume<'_> {
     fn drop(&mut self) {
         self.gate.resume();
@@ -95,6 +87,146 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
     }
 }
 
+/// The pause gate of this member and of every other live member of the fleet, held for one
+/// change of a table's routes. Dropping it resumes this member and tells the others to
+/// release (again: the change's own transaction already told them on commit).
+struct Held<'a> {
+    resume: Resume<'a>,
+    /// The fleet hold's token; `None` when this member is the fleet's only one.
+    token: Option<String>,
+    ctx: &'a ProxyContext,
+}
+
+impl Held<'_> {
+    /// Resumes now; returns how long this member's clients were held.
+    fn now(self) -> Duration {
+        self.resume.started.elapsed()
+    }
+
+    /// What the change's transaction checks and announces.
+    fn fleet(&self) -> Option<(&str, &str)> {
+        self.token
+            .as_deref()
+            .map(|token| (self.ctx.fleet.id(), token))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let (Some(token), Some(client)) = (self.token.take(), self.ctx.fleet.client()) {
+            tokio::spawn(async move {
+                let release = crate::fleet::Message::Release { token };
+                if let Err(err) = crate::fleet::store::notify(client.as_ref(), &release).await {
+                    tracing::warn!(%err, "cannot release the fleet's hold");
+                }
+            });
+        }
+    }
+}
+
+/// Holds every member's clients at a transaction boundary within `budget`: this member's gate,
+/// and each other live member's through the fleet (hold → acknowledge). A member that cannot
+/// hold in time, or does not answer, fails the hold; everyone is released and nothing changed.
+async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, Missed> {
+    let started = Instant::now();
+    let me = ctx.fleet.id().to_owned();
+    let fleet = match ctx.fleet.client() {
+        Some(client) => crate::fleet::store::live_members(client.as_ref(), &me)
+            .await
+            .ok()
+            .filter(|members| members.iter().any(|m| !m.is_self))
+            .map(|_| client),
+        None => None,
+    };
+    let Some(client) = fleet else {
+        let resume = pause(ctx, budget).await?;
+        return Ok(Held {
+            resume,
+            token: None,
+            ctx,
+        });
+    };
+    let token = ctx.fleet.token("hold");
+    let mut events = ctx.fleet.subscribe();
+    let ask = crate::fleet::Message::Hold {
+        token: token.clone(),
+        from: me.clone(),
+        budget_ms: crate::duration::whole_millis(budget),
+    };
+    if let Err(err) = crate::fleet::store::notify(client.as_ref(), &ask).await {
+        return Err((
+            "error",
+            started.elapsed(),
+            Vec::new(),
+            format!("cannot ask the fleet to hold: {}", DbErrorText(&err)),
+        ));
+    }
+    let resume = match pause(ctx, budget).await {
+        Ok(resume) => resume,
+        Err(missed) => {
+            let release = crate::fleet::Message::Release { token };
+            if let Err(err) = crate::fleet::store::notify(client.as_ref(), &release).await {
+                tracing::warn!(%err, "cannot release the fleet's hold");
+            }
+            return Err(missed);
+        }
+    };
+    let mut held = Held {
+        resume,
+        token: Some(token.clone()),
+        ctx,
+    };
+    let deadline = tokio::time::Instant::now() + budget.saturating_sub(started.elapsed());
+    let mut refused: Vec<String> = Vec::new();
+    loop {
+        let waiting = crate::fleet::store::not_acknowledged(client.as_ref(), &me, &token)
+            .await
+            .map_err(|e| {
+                (
+                    "error",
+                    started.elapsed(),
+                    Vec::new(),
+                    format!("reading the fleet's answers: {}", DbErrorText(&e)),
+                )
+            })?;
+        if waiting.is_empty() {
+            return Ok(held);
+        }
+        if !refused.is_empty() || tokio::time::Instant::now() >= deadline {
+            let mut why = refused;
+            let silent: Vec<String> = waiting
+                .iter()
+                .filter(|w| !why.iter().any(|r| r.starts_with(w.as_str())))
+                .map(|w| format!("{w} (no answer: stopped or cut off?)"))
+                .collect();
+            why.extend(silent);
+            // Dropping `held` releases everyone.
+            held.token = Some(token);
+            return Err((
+                "members_missed",
+                started.elapsed(),
+                Vec::new(),
+                format!(
+                    "fleet members could not hold their clients within {} ms: {}; every member's clients were released",
+                    budget.as_millis(),
+                    why.join("; ")
+                ),
+            ));
+        }
+        tokio::select! {
+            event = events.recv() => {
+                if let Ok(crate::fleet::Event::Message(crate::fleet::Message::Ack { token: t, member, ok: false, detail })) = event {
+                    if t == token {
+                        refused.push(format!("{member} ({detail})"));
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
 fn record_flip(
     m: &Migration,
     outcome: &'static str,
@@ -142,6 +274,7 @@ async fn one_transaction(
     lock_timeout: Duration,
     from: Phase,
     to: Phase,
+    fleet: Option<(&str, &str)>,
 ) -> Result<(), TxError> {
     let tx = client.transaction().await.map_err(TxError::Db)?;
     tx.batch_execute(&format!(
@@ -150,17 +283,45 @@ async fn one_transaction(
     ))
     .await
     .map_err(TxError::Db)?;
+    if let Some((me, token)) = fleet {
+        // Exclusive against registrations: a member joining now waits for this transaction and
+        // then reads its result; every member registered before must be holding.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, 0)",
+            &[&crate::fleet::store::FLEET_LOCK_CLASS],
+        )
+        .await
+        .map_err(TxError::Db)?;
+        let unheld = crate::fleet::store::not_acknowledged(&tx, me, token)
+            .await
+            .map_err(TxError::Db)?;
+        if !unheld.is_empty() {
+            return Err(TxError::State(format!(
+                "fleet member(s) {} joined or stopped holding during the change; nothing changed — run the command again",
+                unheld.join(", ")
+            )));
+        }
+    }
     for step in steps {
         tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;
     }
     state::transition(&tx, m.id, from, to, None, &json!({}))
         .await
         .map_err(|e| TxError::State(e.to_string()))?;
+    if let Some((_, token)) = fleet {
+        // Delivered at commit: the members read the new phase as soon as it is there.
+        let release = crate::fleet::Message::Release {
+            token: token.to_owned(),
+        };
+        crate::fleet::store::notify(&tx, &release)
+            .await
+            .map_err(TxError::Db)?;
+    }
     tx.commit().await.map_err(TxError::Db)
 }
 
-/// Flips a `ready` migration: pause (within `budget`), one transaction with the flip steps and
-/// the phase change to `flipped`, publish the flipped route, resume.
+/// Flips a `ready` migration: hold the fleet (within `budget`), one transaction with the flip
+/// steps and the phase change to `flipped`, publish the flipped route, release.
 pub async fn cutover(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
@@ -178,10 +339,10 @@ pub async fn cutover(
     // Writers that bypass duet, and writes duet forwarded unchanged, were mirrored by the safety
     // net in their own transactions: nothing to reconcile, whoever wrote. A writer still inside
     // a transaction on the table only delays the flip's lock (`flip_lock_timeout`).
-    // Connect before pausing: the gate is held only for the flip itself.
+    // Connect before holding: clients are held only for the flip itself.
     let mut client = control::connect(ctx).await?;
-    let resume = match pause(ctx, budget).await {
-        Ok(resume) => resume,
+    let held = match hold(ctx, budget).await {
+        Ok(held) => held,
         Err((outcome, waited, blocked_by, message)) => {
             record_flip(m, outcome, waited, blocked_by, Some(message.clone()));
             return Err(format!("cutover not done (phase stays ready): {message}"));
@@ -194,10 +355,11 @@ pub async fn cutover(
         ctx.config.migration.flip_lock_timeout,
         Phase::Ready,
         Phase::Flipped,
+        held.fleet(),
     )
     .await;
     // A connection lost around COMMIT leaves the outcome unknown: the stored phase decides
-    // (still under the gate, so the route follows the database either way).
+    // (still under the hold, so the route follows the database either way).
     let flipped = match flipped {
         Err(TxError::Db(err)) if err.as_db_error().is_none() => {
             match stored_phase(ctx, m.id).await {
@@ -210,8 +372,8 @@ pub async fn cutover(
     match flipped {
         Ok(()) => {
             m.publish(ctx, m.plan.flipped_route.clone());
-            let stall = resume.now();
             m.set_phase(Phase::Flipped);
+            let stall = held.now();
             m.set_error(None);
             record_flip(m, "flipped", stall, Vec::new(), None);
             let stall_ms = crate::duration::whole_millis(stall);
@@ -219,7 +381,7 @@ pub async fn cutover(
             Ok(json!({"id": m.id, "phase": "flipped", "stall_ms": stall_ms}))
         }
         Err(err) => {
-            let stall = resume.now();
+            let stall = held.now();
             let lock = err.is_lock_timeout();
             let message = err.to_string();
             let outcome = if lock { "lock_timeout" } else { "error" };
@@ -243,8 +405,25 @@ pub async fn cutover(
     }
 }
 
+/// How long an operator command waits for the member that drove a migration to stop, before it
+/// leaves the rest to that member.
+const DRIVER_HANDOVER: Duration = Duration::from_secs(10);
+
+/// Takes over the rest of `what` (its clean-up steps) from whichever member drives `m`.
+async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<(), String> {
+    if super::follow::acquire(ctx, m, DRIVER_HANDOVER).await {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} of migration {} is recorded; another member of the fleet is finishing it — `duet admin status` shows when it is done",
+            m.id
+        ))
+    }
+}
+
 /// Goes back to the old shape after a flip: one transaction with the revert steps (phase →
-/// reverting) under the gate, routes cleared, resume; then the after-revert clean-up (→ reverted).
+/// reverting) under the fleet's hold, routes cleared, release; then the after-revert clean-up
+/// (→ reverted).
 pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
     let _op = m.op.lock().await;
     let phase = m.phase();
@@ -252,7 +431,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
     // rewrite or the safety net; rows the old types cannot hold make the revert step refuse.
     if phase == Phase::Flipped {
         let mut client = control::connect(ctx).await?;
-        let resume = pause(ctx, ctx.config.migration.flip_budget)
+        let held = hold(ctx, ctx.config.migration.flip_budget)
             .await
             .map_err(|(_, _, _, message)| format!("revert not done (still flipped): {message}"))?;
         one_transaction(
@@ -262,18 +441,20 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
             ctx.config.migration.flip_lock_timeout,
             Phase::Flipped,
             Phase::Reverting,
+            held.fleet(),
         )
         .await
         .map_err(|e| format!("revert not done (still flipped): {e}"))?;
         m.publish(ctx, None);
-        drop(resume);
         m.set_phase(Phase::Reverting);
+        drop(held);
     } else if phase != Phase::Reverting {
         return Err(format!(
             "migration {} is {phase}: revert is possible only after a cutover (use abort before it)",
             m.id
         ));
     }
+    take_over(ctx, m, "the revert").await?;
     let mut guard = control::guarded(ctx).await?;
     control::run_steps(
         ctx,
@@ -284,12 +465,37 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
         Some((m.id, Phase::Reverting, Phase::Reverted)),
     )
     .await?;
-    finish(m, Phase::Reverted);
+    finish(ctx, m, Phase::Reverted).await;
     Ok(json!({"id": m.id, "phase": "reverted"}))
 }
 
+/// The latest old-shape statement for `m`'s table that any live member of the fleet saw (ms
+/// since the Unix epoch), and how many they counted.
+fn old_shape_across_fleet(ctx: &ProxyContext, m: &Migration) -> (u64, u64) {
+    let counters = &m.counters;
+    let mut last = counters
+        .old_shape_last_seen_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut count = counters
+        .old_shape_statements
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for member in ctx.fleet.members().iter().filter(|member| !member.is_self) {
+        let seen = member
+            .counters
+            .get(m.table_label())
+            .and_then(|c| {
+                serde_json::from_value::<crate::fleet::store::TableCounts>(c.clone()).ok()
+            })
+            .unwrap_or_default();
+        last = last.max(seen.old_shape_last_seen_ms);
+        count += seen.old_shape_statements;
+    }
+    (last, count)
+}
+
 /// Finishes a flipped migration: refused while old-shape statements arrived within the window
-/// (unless `force`); then routes cleared under the gate and the complete steps (→ completed).
+/// at any member of the fleet (unless `force`); then routes cleared under the fleet's hold with
+/// the phase change to completing, and the complete steps (→ completed).
 pub async fn complete(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
@@ -303,14 +509,8 @@ pub async fn complete(
             m.id
         ));
     }
-    if !force {
-        let counters = &m.counters;
-        let last = counters
-            .old_shape_last_seen_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let count = counters
-            .old_shape_statements
-            .load(std::sync::atomic::Ordering::Relaxed);
+    if !force && phase == Phase::Flipped {
+        let (last, count) = old_shape_across_fleet(ctx, m);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(crate::duration::whole_millis)
@@ -318,38 +518,59 @@ pub async fn complete(
         let window = ctx.config.migration.old_shape_window;
         if last > 0 && now_ms.saturating_sub(last) < crate::duration::whole_millis(window) {
             return Err(format!(
-                "statements written for the old shape of {} still arrive ({count} so far, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
+                "statements written for the old shape of {} still arrive ({count} so far across the fleet, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
                 m.table_label(),
                 now_ms.saturating_sub(last) as f64 / 1000.0,
                 window.as_secs()
             ));
         }
     }
-    let mut guard = control::guarded(ctx).await?;
     if phase == Phase::Flipped {
-        control::record(&mut guard, m.id, Phase::Flipped, Phase::Completing).await?;
-        m.set_phase(Phase::Completing);
+        change_under_hold(ctx, m, Phase::Flipped, Phase::Completing, "complete").await?;
+    } else if m.has_route(ctx) {
+        m.publish(ctx, None);
     }
-    let published = m.has_route(ctx);
-    clear_route_and_finish(
-        ctx,
-        m,
-        &mut guard,
-        published,
-        Phase::Completing,
-        Phase::Completed,
-    )
-    .await
+    take_over(ctx, m, "complete").await?;
+    let mut guard = control::guarded(ctx).await?;
+    finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await
 }
 
-/// The end of `complete` and `abort`: clear the table's route while the gate holds every session
-/// (no transaction sees it vanish mid-way), then run the guarded clean-up steps of `from` and
-/// record `to` with the last of them.
-async fn clear_route_and_finish(
+/// Records `from → to` in one transaction under the fleet's hold and clears the table's route
+/// on every member before their clients go on (the start of `complete` and `abort`).
+async fn change_under_hold(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    from: Phase,
+    to: Phase,
+    name: &str,
+) -> Result<(), String> {
+    let mut client = control::connect(ctx).await?;
+    let held = hold(ctx, ctx.config.migration.flip_budget)
+        .await
+        .map_err(|(_, _, _, message)| format!("{name} not done (phase stays {from}): {message}"))?;
+    one_transaction(
+        &mut client,
+        m,
+        &[],
+        ctx.config.migration.flip_lock_timeout,
+        from,
+        to,
+        held.fleet(),
+    )
+    .await
+    .map_err(|e| format!("{name} not done (phase stays {from}): {e}"))?;
+    m.publish(ctx, None);
+    m.set_phase(to);
+    drop(held);
+    Ok(())
+}
+
+/// The end of `complete` and `abort`: the guarded clean-up steps of `from`, recording `to` with
+/// the last of them.
+async fn finish_steps(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     guard: &mut shadow::migrate::guard::GuardedConnection,
-    route_published: bool,
     from: Phase,
     to: Phase,
 ) -> Result<Value, String> {
@@ -357,16 +578,6 @@ async fn clear_route_and_finish(
         Phase::Aborted => ("abort", &m.plan.abort),
         _ => ("complete", &m.plan.complete),
     };
-    if route_published {
-        let resume =
-            pause(ctx, ctx.config.migration.flip_budget)
-                .await
-                .map_err(|(_, _, _, message)| {
-                    format!("{name} not finished (phase {from}; run {name} again): {message}")
-                })?;
-        m.publish(ctx, None);
-        drop(resume);
-    }
     control::run_steps(
         ctx,
         guard,
@@ -376,12 +587,13 @@ async fn clear_route_and_finish(
         Some((m.id, from, to)),
     )
     .await?;
-    finish(m, to);
+    finish(ctx, m, to).await;
     Ok(json!({"id": m.id, "phase": to.as_str()}))
 }
 
-/// Abandons a migration before its flip: stops the copy and the background task, clears the
-/// route under the gate, then runs the abort steps (→ aborted).
+/// Abandons a migration before its flip: stops the copy and the background task (here, or — by
+/// recording `aborting` — on the member that drives it), clears the route on every member under
+/// the fleet's hold, then runs the abort steps (→ aborted).
 pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
     let phase = m.phase();
     if !phase.can_transition_to(Phase::Aborting) && phase != Phase::Aborting {
@@ -402,11 +614,9 @@ pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
         }
     }
     let _op = m.op.lock().await;
-    let mut guard = control::guarded(ctx).await?;
-    let stored = state::get_migration(guard.client(), m.id)
+    let stored = stored_phase(ctx, m.id)
         .await
-        .map_err(|e| e.to_string())?
-        .phase;
+        .ok_or_else(|| format!("cannot read the stored phase of migration {}", m.id))?;
     m.set_phase(stored);
     if stored != Phase::Aborting {
         if !stored.can_transition_to(Phase::Aborting) {
@@ -415,20 +625,14 @@ pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
                 m.id
             ));
         }
-        control::record(&mut guard, m.id, stored, Phase::Aborting).await?;
-        m.set_phase(Phase::Aborting);
+        change_under_hold(ctx, m, stored, Phase::Aborting, "abort").await?;
+    } else if m.has_route(ctx) {
+        m.publish(ctx, None);
     }
     m.live().copy = None;
-    let published = m.has_route(ctx);
-    clear_route_and_finish(
-        ctx,
-        m,
-        &mut guard,
-        published,
-        Phase::Aborting,
-        Phase::Aborted,
-    )
-    .await
+    take_over(ctx, m, "the abort").await?;
+    let mut guard = control::guarded(ctx).await?;
+    finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await
 }
 
 /// The phase stored for migration `id`, if it can be read.
@@ -440,10 +644,11 @@ async fn stored_phase(ctx: &ProxyContext, id: i64) -> Option<Phase> {
         .map(|r| r.phase)
 }
 
-fn finish(m: &Migration, phase: Phase) {
+async fn finish(ctx: &ProxyContext, m: &Migration, phase: Phase) {
     m.set_phase(phase);
     m.set_error(None);
     m.live().copy = None;
     m.stop_tasks();
+    super::follow::release(ctx, m).await;
     tracing::info!(migration = m.id, %phase, "migration finished");
 }

@@ -18,6 +18,7 @@ pub mod bypass;
 pub mod control;
 pub mod controller;
 pub mod flip;
+pub mod follow;
 pub mod resume;
 pub mod settings;
 pub mod status;
@@ -48,6 +49,9 @@ pub struct Migrations {
     control_pids: Mutex<HashSet<i32>>,
     /// `server_version_num` of the backend, published with every route change (0: unknown yet).
     server_version_num: AtomicU32,
+    /// Migrations being started here: recorded in the database, not yet registered (the
+    /// follower leaves new rows alone meanwhile, or it would adopt this member's own start).
+    starting: AtomicU32,
 }
 
 impl Migrations {
@@ -63,6 +67,11 @@ impl Migrations {
     /// Every migration shown by `status`: the active ones and the recently finished, by id.
     pub fn all(&self) -> Vec<Arc<Migration>> {
         self.lock().clone()
+    }
+
+    /// The migration with id `id`, if known.
+    pub fn get(&self, id: i64) -> Option<Arc<Migration>> {
+        self.lock().iter().find(|m| m.id == id).cloned()
     }
 
     /// Adds a migration (replacing one with the same id) and forgets old finished ones.
@@ -150,6 +159,11 @@ impl Migrations {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&pid)
+    }
+
+    /// Whether a migration is being started here right now.
+    pub(crate) fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::SeqCst) > 0
     }
 
     /// The backend's version number (0 until a control connection has asked).
@@ -260,6 +274,8 @@ pub struct Migration {
     pub(crate) settings_lock: tokio::sync::Mutex<()>,
     task: Mutex<Option<JoinHandle<()>>>,
     sampler: Mutex<Option<JoinHandle<()>>>,
+    /// Whether this member holds the migration's driver lock (runs its background work).
+    driven: std::sync::atomic::AtomicBool,
 }
 
 impl Migration {
@@ -287,6 +303,7 @@ impl Migration {
             settings_lock: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
             sampler: Mutex::new(None),
+            driven: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -404,7 +421,45 @@ impl Migration {
         }
     }
 
-    /// Publishes `route` for the table (or clears it); returns the new epoch.
+    /// Whether this member drives the migration (holds its driver lock).
+    pub fn driven_here(&self) -> bool {
+        self.driven.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_driven(&self, driven: bool) {
+        self.driven.store(driven, Ordering::SeqCst);
+    }
+
+    /// The route every member publishes for the table while the migration is stored in `phase`:
+    /// dual-writes from the copy to the flip, the flipped route after it, none otherwise (the
+    /// driver publishes dual-writes at the end of `expanding`, before it records `copying`; a
+    /// member that learns of it later is covered by the safety net meanwhile).
+    pub(crate) fn route_for(&self, phase: Phase) -> Option<shadow::rewrite::TableRoute> {
+        match phase {
+            Phase::Copying | Phase::Verifying | Phase::Ready | Phase::Flipping => {
+                self.dual_write_route_in(phase)
+            }
+            Phase::Flipped => self.plan.flipped_route.clone(),
+            _ => None,
+        }
+    }
+
+    /// Publishes `route` unless it is the one published already (a publication makes every
+    /// session prepare its statements again).
+    pub(crate) fn publish_if_changed(
+        &self,
+        ctx: &ProxyContext,
+        route: Option<shadow::rewrite::TableRoute>,
+    ) {
+        let current = ctx.routes.current();
+        let published = current
+            .routes
+            .find(&self.plan.table.schema, &self.plan.table.name);
+        if published != route.as_ref() {
+            self.publish(ctx, route);
+        }
+    }
+
     /// The dual-write route for `phase`: tombstones for deletes while a copier may run, plain
     /// deletes once the copy is done (a tombstone would then only break the constraints the
     /// shadow gains before the flip).
@@ -428,6 +483,7 @@ impl Migration {
             .is_some()
     }
 
+    /// Publishes `route` for the table (or clears it); returns the new epoch.
     pub(crate) fn publish(
         &self,
         ctx: &ProxyContext,
@@ -451,6 +507,15 @@ impl Migration {
     }
 }
 
+/// Marks a start in progress until dropped.
+struct Starting<'a>(&'a Migrations);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.starting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Records, registers and starts a planned migration; returns it once recorded (the work goes on
 /// in the background). Used by the `migrate` admin command after planning, and by embedders and
 /// tests that build a [`Plan`] themselves.
@@ -469,6 +534,8 @@ pub async fn start(
         serde_json::to_value(&plan).map_err(|e| format!("internal error storing the plan: {e}"))?;
     let table = plan.table.sql();
     let settings = RunSettings::initial(&ctx.config.migration, auto_cutover);
+    ctx.migrations.starting.fetch_add(1, Ordering::SeqCst);
+    let _started = Starting(&ctx.migrations);
     let settings_json = serde_json::to_value(settings)
         .map_err(|e| format!("internal error storing the settings: {e}"))?;
     let id = shadow::migrate::state::create_migration_with_settings(
@@ -490,6 +557,12 @@ pub async fn start(
         .reset_counters(&plan.table.schema, &plan.table.name);
     let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
     let migration = Arc::new(Migration::new(id, plan, Phase::Planned, settings, counters));
+    // The member that starts a migration drives it (a new id: no one else holds its lock).
+    if !follow::acquire(ctx, &migration, std::time::Duration::ZERO).await {
+        return Err(format!(
+            "migration {id} is recorded but another member of the fleet took it over first; `duet admin status` shows it"
+        ));
+    }
     ctx.migrations.insert(migration.clone());
     tracing::info!(migration = id, table = %migration.table_label(), strategy = migration.plan.kind.as_str(), "migration recorded");
     controller::spawn(ctx, &migration);

@@ -1,0 +1,475 @@
+//! How a member of the fleet follows the migrations stored in the database, whoever started
+//! them: it adopts each one it does not know, publishes the route of the stored phase, drives
+//! the ones that need a driver and have none (the driver lock is free), and takes part in the
+//! flip's hold.
+//!
+//! The stored row is the truth. A member looks at it when the trigger on `duet.migrations`
+//! announces a change, when the fleet asks for a barrier or a hold ends, when it (re)joins, and
+//! every heartbeat otherwise. A phase this member is moving itself (its controller's own steps,
+//! an operator command running here) is left to that code.
+//!
+//! Holds: on `hold`, the member pauses its gate within the asked budget and acknowledges (or says
+//! which sessions kept it busy); on the matching `release` — or when the flip's time is surely
+//! over — it reads the stored phases, publishes their routes, and only then resumes its clients,
+//! so none of them runs a statement under the routes of the wrong side of the flip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shadow::migrate::Phase;
+use shadow::plan::Plan;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{bypass, controller, flip, Migration, RunSettings};
+use crate::context::ProxyContext;
+use crate::fleet::{store, Event, Message};
+use crate::gate::PauseOutcome;
+
+/// A migration row as stored.
+struct Stored {
+    id: i64,
+    phase: Phase,
+    plan: Plan,
+    error: Option<String>,
+    settings: RunSettings,
+    /// Seconds since the row last changed.
+    idle_s: f64,
+}
+
+/// How long a `planned` migration is left to the member that started it (it takes the driver
+/// lock right after recording it) before another member takes it over.
+const PLANNED_GRACE_S: f64 = 5.0;
+
+/// Why following failed in a way the caller must hear about.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FollowError(pub String);
+
+/// Starts the member's follower: reacts to the fleet's events until the proxy stops.
+pub fn spawn(ctx: &Arc<ProxyContext>) {
+    let ctx = ctx.clone();
+    let mut events = ctx.fleet.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::fleet::member::HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(Event::Joined) | Ok(Event::Message(Message::Changed { .. })) | Err(RecvError::Lagged(_)) => {
+                        sync_logged(&ctx).await;
+                    }
+                    Ok(Event::Message(Message::Sync { token })) => {
+                        sync_logged(&ctx).await;
+                        acknowledge(&ctx, &token, true, "").await;
+                    }
+                    Ok(Event::Message(Message::Hold { token, from, budget_ms })) => {
+                        if from != ctx.fleet.id() {
+                            tokio::spawn(hold(ctx.clone(), token, Duration::from_millis(budget_ms)));
+                        }
+                    }
+                    Ok(Event::Lost) => demote_all(&ctx),
+                    Ok(Event::Message(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tick.tick() => sync_logged(&ctx).await,
+            }
+        }
+    });
+}
+
+async fn sync_logged(ctx: &Arc<ProxyContext>) {
+    if let Err(error) = sync(ctx).await {
+        tracing::warn!(%error, "following the stored migrations");
+    }
+}
+
+/// Reads the stored migrations and brings this member in line with them (see the module docs).
+/// Without a fleet connection there is nothing to read: `Ok`.
+pub async fn sync(ctx: &Arc<ProxyContext>) -> Result<(), FollowError> {
+    let Some(client) = ctx.fleet.client() else {
+        return Ok(());
+    };
+    for stored in read(ctx, client.as_ref()).await? {
+        match ctx.migrations.get(stored.id) {
+            None if stored.phase.is_terminal() || ctx.migrations.is_starting() => {}
+            None => adopt(ctx, stored).await,
+            Some(m) => follow(ctx, &m, stored).await,
+        }
+    }
+    Ok(())
+}
+
+/// The active migrations, and the ones this member still shows as active.
+async fn read(
+    ctx: &ProxyContext,
+    client: &tokio_postgres::Client,
+) -> Result<Vec<Stored>, FollowError> {
+    let terminal: Vec<&str> = Phase::ALL
+        .iter()
+        .filter(|p| p.is_terminal())
+        .map(|p| p.as_str())
+        .collect();
+    let known: Vec<i64> = ctx
+        .migrations
+        .all()
+        .iter()
+        .filter(|m| !m.phase().is_terminal())
+        .map(|m| m.id)
+        .collect();
+    let rows = client
+        .query(
+            "SELECT id, phase, plan::text, error, settings::text,
+                    extract(epoch FROM clock_timestamp() - updated_at)::float8
+             FROM duet.migrations
+             WHERE NOT (phase = ANY($1)) OR id = ANY($2) ORDER BY id",
+            &[&terminal, &known],
+        )
+        .await
+        .map_err(|e| {
+            FollowError(format!(
+                "reading duet.migrations: {}",
+                shadow::migrate::DbErrorText(&e)
+            ))
+        })?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.get(0);
+        let phase: Phase = row
+            .get::<_, String>(1)
+            .parse()
+            .map_err(|e: shadow::migrate::MigrateError| FollowError(e.to_string()))?;
+        let plan: Plan = serde_json::from_str(&row.get::<_, String>(2))
+            .map_err(|e| FollowError(format!("migration {id}: unreadable plan: {e}")))?;
+        let settings = RunSettings::stored(&ctx.config.migration, &row.get::<_, String>(4))
+            .map_err(|e| FollowError(format!("migration {id}: {e}")))?;
+        stored.push(Stored {
+            id,
+            phase,
+            plan,
+            error: row.get(3),
+            settings,
+            idle_s: row.get(5),
+        });
+    }
+    Ok(stored)
+}
+
+/// Registers a migration this member did not know (started by another member, or before this
+/// one started), publishes the route of its phase, and drives it if it needs a driver.
+async fn adopt(ctx: &Arc<ProxyContext>, stored: Stored) {
+    let Stored {
+        id,
+        phase,
+        plan,
+        error,
+        settings,
+        idle_s,
+    } = stored;
+    // A plan stored by a duet without the safety net: before its expand has finished the net is
+    // simply added (the expand steps run again, idempotently); later, writes that bypassed the
+    // rewrite since have no mirror, which the operator must hear about.
+    let mut netted = plan.clone();
+    shadow::plan::steps::add_safety_net(&mut netted);
+    let unnetted = netted != plan;
+    let early = matches!(phase, Phase::Planned | Phase::Expanding);
+    let plan = if early { netted } else { plan };
+    let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
+    let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
+    m.set_error(error);
+    if unnetted && !early {
+        m.set_error(Some(
+            "this migration was started by a duet without the safety net: writes that did not go through the rewrite (other connections, functions, PREPARE) since then have no mirror — abort it (or revert it after the cutover) and start it again".to_owned(),
+        ));
+    }
+    if phase == Phase::Flipping {
+        m.set_error(Some(
+            "stored in phase flipping by another controller: check the table, then abort or fix the row"
+                .to_owned(),
+        ));
+    }
+    ctx.migrations.insert(m.clone());
+    tracing::info!(migration = id, table = %m.table_label(), %phase, "following migration");
+    m.publish_if_changed(ctx, m.route_for(phase));
+    if phase != Phase::Planned || idle_s > PLANNED_GRACE_S {
+        drive_if_needed(ctx, &m).await;
+    }
+}
+
+/// Brings a known migration in line with its stored row.
+async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
+    // An operator command running here moves the phase itself.
+    let Ok(_op) = m.op.try_lock() else {
+        return;
+    };
+    let local = m.phase();
+    if m.driven_here() {
+        if drivers_own(local, stored.phase) {
+            return;
+        }
+        // Another member moved it (an abort, a cutover): stop what this one was doing.
+        tracing::info!(migration = m.id, from = %local, to = %stored.phase, "moved by another member");
+        m.stop_tasks();
+        m.set_driven(false);
+        ctx.fleet.stop_driving(m.id).await;
+    }
+    if stored.phase != local {
+        m.set_phase(stored.phase);
+        m.set_error(stored.error.clone());
+        if stored.phase.is_terminal() {
+            m.live().copy = None;
+            m.stop_tasks();
+        }
+    }
+    if m.run_settings() != stored.settings {
+        m.apply_settings(stored.settings);
+    }
+    m.publish_if_changed(ctx, m.route_for(stored.phase));
+    drop(_op);
+    if stored.phase != Phase::Planned || stored.idle_s > PLANNED_GRACE_S {
+        drive_if_needed(ctx, m).await;
+    }
+}
+
+/// Whether `stored` is a phase the driver's own task moves `local` to (it records first, then
+/// updates its memory: the row may be a step ahead).
+fn drivers_own(local: Phase, stored: Phase) -> bool {
+    use Phase::*;
+    local == stored
+        || matches!(
+            (local, stored),
+            (Planned, Expanding)
+                | (Planned, Ready)
+                | (Expanding, Copying)
+                | (Expanding, Completed)
+                | (Copying, Verifying)
+                | (Verifying, Ready)
+                | (Verifying, Copying)
+                | (Ready, Flipped)
+                | (Completing, Completed)
+                | (Aborting, Aborted)
+                | (Reverting, Reverted)
+        )
+}
+
+/// Whether a migration in `phase` has background work that some member must run.
+fn needs_driver(phase: Phase, settings: &RunSettings) -> bool {
+    match phase {
+        Phase::Planned
+        | Phase::Expanding
+        | Phase::Copying
+        | Phase::Verifying
+        | Phase::Completing
+        | Phase::Aborting
+        | Phase::Reverting => true,
+        Phase::Ready => settings.auto_cutover,
+        _ => false,
+    }
+}
+
+/// Takes the driver lock of `m` when its phase needs a driver and no live member holds it, and
+/// starts the work of its phase.
+async fn drive_if_needed(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
+    let phase = m.phase();
+    if m.driven_here() || !needs_driver(phase, &m.run_settings()) {
+        return;
+    }
+    match ctx.fleet.try_drive(m.id).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            tracing::debug!(migration = m.id, %error, "cannot take the driver lock");
+            return;
+        }
+    }
+    // The row may have moved while the lock was taken: drive what is stored now.
+    m.set_driven(true);
+    tracing::info!(migration = m.id, %phase, "driving migration");
+    match phase {
+        Phase::Completing | Phase::Aborting | Phase::Reverting => {
+            let (ctx, m) = (ctx.clone(), m.clone());
+            tokio::spawn(async move {
+                let done = match phase {
+                    Phase::Completing => flip::complete(&ctx, &m, true).await,
+                    Phase::Aborting => flip::abort(&ctx, &m).await,
+                    _ => flip::revert(&ctx, &m).await,
+                };
+                if let Err(error) = done {
+                    m.set_error(Some(error));
+                }
+                release(&ctx, &m).await;
+            });
+        }
+        _ => {
+            if matches!(phase, Phase::Copying | Phase::Verifying | Phase::Ready) {
+                m.publish_if_changed(ctx, m.dual_write_route_in(phase));
+            }
+            controller::spawn(ctx, m);
+            bypass::spawn_sampler(ctx, m);
+        }
+    }
+}
+
+/// Gives up driving `m` (its work is done or moved elsewhere).
+pub(crate) async fn release(ctx: &ProxyContext, m: &Migration) {
+    if m.driven_here() {
+        m.set_driven(false);
+        ctx.fleet.stop_driving(m.id).await;
+    }
+}
+
+/// Takes the driver lock of `m` for an operator command running on this member, waiting up to
+/// `wait` for a driver that is stopping; `false` when another member still drives it.
+pub(crate) async fn acquire(ctx: &ProxyContext, m: &Migration, wait: Duration) -> bool {
+    if m.driven_here() {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match ctx.fleet.try_drive(m.id).await {
+            Ok(true) => {
+                m.set_driven(true);
+                return true;
+            }
+            // No fleet connection: nothing to coordinate with (a proxy alone, or a database
+            // that cannot hold duet's tables; the stored phase still serialises commands).
+            Err(_) if ctx.fleet.client().is_none() => return true,
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every other live member has read the stored phase of `m` and published its
+/// route (after a route change that must not overlap the old one, such as the end of
+/// tombstones); `status` shows who is waited for. Members that die drop out of the wait.
+pub(crate) async fn barrier(ctx: &ProxyContext, m: &Migration) -> Result<(), String> {
+    let Some(client) = ctx.fleet.client() else {
+        return Ok(());
+    };
+    let me = ctx.fleet.id();
+    let token = ctx.fleet.token("sync");
+    let mut events = ctx.fleet.subscribe();
+    store::notify(
+        client.as_ref(),
+        &Message::Sync {
+            token: token.clone(),
+        },
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "asking the fleet to follow: {}",
+            shadow::migrate::DbErrorText(&e)
+        )
+    })?;
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = store::not_acknowledged(client.as_ref(), me, &token)
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading the fleet's answers: {}",
+                    shadow::migrate::DbErrorText(&e)
+                )
+            })?;
+        if waiting.is_empty() {
+            m.live().note = None;
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(2) {
+            m.live().note = Some(format!(
+                "waiting for fleet member(s) {} to take the new routes",
+                waiting.join(", ")
+            ));
+        }
+        tokio::select! {
+            _ = events.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// The member connection was lost, and with it every driver lock: stop driving.
+fn demote_all(ctx: &Arc<ProxyContext>) {
+    for m in ctx.migrations.all() {
+        if m.driven_here() {
+            tracing::warn!(migration = m.id, "fleet connection lost: no longer driving");
+            m.stop_tasks();
+            m.set_driven(false);
+        }
+    }
+}
+
+async fn acknowledge(ctx: &ProxyContext, token: &str, ok: bool, detail: &str) {
+    let Some(client) = ctx.fleet.client() else {
+        return;
+    };
+    if let Err(err) = store::acknowledge(client.as_ref(), ctx.fleet.id(), token, ok, detail).await {
+        tracing::warn!(%err, token, "cannot acknowledge to the fleet");
+    }
+}
+
+/// A hold asked by another member (see the module docs).
+async fn hold(ctx: Arc<ProxyContext>, token: String, budget: Duration) {
+    let mut events = ctx.fleet.subscribe();
+    let started = std::time::Instant::now();
+    // Paused already (an operator's pause, another hold): the sessions are held; leave the
+    // resume to whoever paused.
+    let paused_here = if ctx.gate.is_paused() {
+        false
+    } else {
+        match ctx.gate.pause(&ctx.sessions, budget).await {
+            PauseOutcome::Paused { .. } => true,
+            PauseOutcome::TimedOut { blocking, .. } => {
+                let names = blocking
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "session {} (user {}, {} for {:.1}s)",
+                            s.id, s.user, s.state, s.state_secs
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                acknowledge(&ctx, &token, false, &names).await;
+                return;
+            }
+            PauseOutcome::Resumed { .. } => {
+                acknowledge(&ctx, &token, false, "an operator resumed its gate").await;
+                return;
+            }
+        }
+    };
+    acknowledge(&ctx, &token, true, "").await;
+    // The asker releases right after its transaction; past this, something went wrong on its
+    // side, and the stored phase says what happened.
+    let limit = budget + ctx.config.migration.flip_lock_timeout + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(Event::Message(Message::Release { token: t })) if t == token => break,
+                Ok(Event::Lost) | Err(RecvError::Closed) => break,
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(token, "no release from the member holding the fleet; reading the stored state");
+                break;
+            }
+        }
+    }
+    if let Err(error) = sync(&ctx).await {
+        tracing::warn!(%error, "reading the stored migrations after a hold");
+    }
+    if paused_here {
+        ctx.gate.resume();
+    }
+    tracing::info!(
+        token,
+        held_ms = started.elapsed().as_millis() as u64,
+        "fleet hold released"
+    );
+}

@@ -1,0 +1,299 @@
+//! Several duet processes in front of one database act as one fleet: a migration started on any
+//! member reaches every member (dual-writes, routes, the flip's hold), any member drives the
+//! operator commands, a killed driver is taken over, a frozen member makes the flip refuse within
+//! its budget (no client error) and lets it succeed once it runs again.
+//!
+//! Every test writes through every member with the control-table load (each transaction writes
+//! the migrated table and its unmigrated twin) and ends with the two tables compared row for row.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::duet_process::through;
+use crate::support::load::Load;
+use crate::support::migration::{
+    assert_clean, column_type, migrate_sql, migration, request, wait_phase, wait_status,
+};
+use crate::support::scenario::Scenario;
+use crate::support::{backend_or_skip, DuetProcess};
+
+const ROWS: i64 = 20_000;
+const CLIENTS_PER_MEMBER: usize = 3;
+
+/// The ids of the live members `duet` lists in its status.
+async fn member_ids(duet: &DuetProcess) -> Vec<String> {
+    let status = request(duet, json!({"command": "status"}))
+        .await
+        .expect_ok("status");
+    status["members"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `duet` lists exactly `count` live members.
+async fn wait_members(duet: &DuetProcess, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids = member_ids(duet).await;
+        if ids.len() == count {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} fleet members, status lists {ids:?}\n--- log ---\n{}",
+            duet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn member_id(duet: &DuetProcess) -> String {
+    let status = request(duet, json!({"command": "status"}))
+        .await
+        .expect_ok("status");
+    status["member_id"]
+        .as_str()
+        .expect("status names this member")
+        .to_owned()
+}
+
+/// Cuts over through `duet`, retrying what a loaded proxy may refuse (a missed budget, the
+/// table's lock); returns the refusals.
+async fn cutover(duet: &DuetProcess, id: i64) -> Vec<String> {
+    let mut refusals = Vec::new();
+    for _ in 0..10 {
+        let reply = request(
+            duet,
+            json!({"command": "cutover", "id": id, "budget_ms": 5000}),
+        )
+        .await;
+        if reply.ok {
+            return refusals;
+        }
+        refusals.push(reply.error.clone());
+        assert_eq!(migration(duet, id).await["phase"], "ready");
+    }
+    panic!("the cutover never succeeded: {refusals:?}");
+}
+
+fn assert_no_failures(stats: &crate::support::load::LoadStats, what: &str) {
+    assert!(
+        stats.failures.is_empty(),
+        "{what}: {} failed client statements, first: {:?}",
+        stats.failures.len(),
+        stats.failures.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(stats.committed > 0, "{what}: no transaction committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_migrate_a_key_under_load_as_one() {
+    let Some(backend) = backend_or_skip("three_members_migrate_a_key_under_load_as_one") else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "fleet_key", "flk", "int", "int", ROWS).await;
+    let url = backend.url(s.db.name());
+    let b = DuetProcess::start(&url, &[]);
+    wait_members(&s.duet, 2).await;
+    let load_a = Load::start(
+        through(&backend, &s.duet, &s.db, "fleet-a"),
+        "flk.t",
+        "flk.t_control",
+        CLIENTS_PER_MEMBER,
+        ROWS,
+        10_000_000,
+    );
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flk.t",
+        "flk.t_control",
+        CLIENTS_PER_MEMBER,
+        ROWS,
+        20_000_000,
+    );
+
+    // Started on b; a learns of it and dual-writes too.
+    let id = migrate_sql(&b, "ALTER TABLE flk.t ALTER COLUMN id TYPE bigint").await;
+    wait_status(&s.duet, id, "a follows the migration", |m| {
+        matches!(m["phase"].as_str(), Some("copying" | "verifying" | "ready"))
+    })
+    .await;
+    // A member started mid-migration follows it before it serves a client.
+    let c = DuetProcess::start(&url, &[]);
+    let joined = migration(&c, id).await;
+    assert!(
+        matches!(
+            joined["phase"].as_str(),
+            Some("copying" | "verifying" | "ready")
+        ),
+        "a member started mid-migration must know it at once: {joined}"
+    );
+    let load_c = Load::start(
+        through(&backend, &c, &s.db, "fleet-c"),
+        "flk.t",
+        "flk.t_control",
+        CLIENTS_PER_MEMBER,
+        ROWS,
+        30_000_000,
+    );
+    let ids = wait_members(&s.duet, 3).await;
+    assert_eq!(wait_members(&c, 3).await.len(), 3, "{ids:?}");
+
+    wait_phase(&c, id, "ready").await;
+    for (name, member) in [("a", &s.duet), ("b", &b), ("c", &c)] {
+        let m = wait_status(member, id, "dual-writes counted", |m| {
+            m["dual_writes"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+        assert_eq!(m["phase"], "ready", "member {name}: {m}");
+    }
+
+    // Cut over from c (not the member that started it), complete from a.
+    let refusals = cutover(&c, id).await;
+    assert_eq!(column_type(s.direct(), "flk", "t", "id").await, "bigint");
+    for member in [&s.duet, &b, &c] {
+        wait_phase(member, id, "flipped").await;
+    }
+    let flip = migration(&c, id).await["last_flip"].clone();
+    assert_eq!(flip["outcome"], "flipped", "{flip}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    request(&s.duet, json!({"command": "complete", "id": id}))
+        .await
+        .expect_ok("complete from a member that neither started nor flipped it");
+    for member in [&s.duet, &b, &c] {
+        wait_phase(member, id, "completed").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, load) in [("a", load_a), ("b", load_b), ("c", load_c)] {
+        assert_no_failures(&load.stop().await, name);
+    }
+    eprintln!("cutover refusals: {refusals:?}");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flk", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_driver_is_taken_over_and_any_member_finishes() {
+    let Some(backend) = backend_or_skip("a_killed_driver_is_taken_over_and_any_member_finishes")
+    else {
+        return;
+    };
+    let mut s = Scenario::start(backend.clone(), "fleet_kill", "flkl", "int", "int", ROWS).await;
+    let url = backend.url(s.db.name());
+    let b = DuetProcess::start(&url, &[]);
+    wait_members(&b, 2).await;
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flkl.t",
+        "flkl.t_control",
+        CLIENTS_PER_MEMBER,
+        ROWS,
+        20_000_000,
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE flkl.t ALTER COLUMN id TYPE bigint").await;
+    // Keep the copy from finishing before the driver dies (a setting stored with the migration).
+    request(&s.duet, json!({"command": "pause_copy", "id": id}))
+        .await
+        .expect_ok("pause_copy");
+    wait_status(&b, id, "b follows the copy", |m| m["phase"] == "copying").await;
+    s.duet.kill();
+    wait_members(&b, 1).await;
+    // b takes the driver's place; the copy is resumed through b.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = request(&b, json!({"command": "resume_copy", "id": id})).await;
+        if reply.ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resume_copy on b: {}",
+            reply.error
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_phase(&b, id, "ready").await;
+    cutover(&b, id).await;
+    request(&b, json!({"command": "revert", "id": id}))
+        .await
+        .expect_ok("revert");
+    wait_phase(&b, id, "reverted").await;
+    assert_no_failures(&load_b.stop().await, "b");
+    assert_eq!(column_type(s.direct(), "flkl", "t", "id").await, "integer");
+    s.assert_same_rows().await;
+    assert_clean(&b, s.direct(), "flkl", id, "reverted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
+    let Some(backend) = backend_or_skip("a_frozen_member_makes_the_flip_refuse_then_succeed")
+    else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "fleet_stop", "flst", "int", "int", 2_000).await;
+    let url = backend.url(s.db.name());
+    let b = DuetProcess::start(&url, &[]);
+    wait_members(&s.duet, 2).await;
+    let frozen_id = member_id(&b).await;
+    let load_a = Load::start(
+        through(&backend, &s.duet, &s.db, "fleet-a"),
+        "flst.t",
+        "flst.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        10_000_000,
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE flst.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&b, id, "ready").await;
+    wait_phase(&s.duet, id, "ready").await;
+
+    b.signal(libc::SIGSTOP);
+    let started = Instant::now();
+    let reply = request(
+        &s.duet,
+        json!({"command": "cutover", "id": id, "budget_ms": 1000}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(!reply.ok, "a flip with a frozen member must refuse");
+    assert!(
+        reply.error.contains(&frozen_id),
+        "the refusal names the frozen member {frozen_id}: {}",
+        reply.error
+    );
+    let m = migration(&s.duet, id).await;
+    assert_eq!(m["phase"], "ready", "{m}");
+    assert_eq!(m["last_flip"]["outcome"], "members_missed", "{m}");
+    assert_eq!(
+        column_type(s.direct(), "flst", "t", "id").await,
+        "integer",
+        "nothing changed"
+    );
+    eprintln!("refused after {took:?}: {}", reply.error);
+
+    b.signal(libc::SIGCONT);
+    cutover(&s.duet, id).await;
+    wait_phase(&b, id, "flipped").await;
+    // b's clients work on the new shape.
+    let through_b = crate::support::pg_client::connect(&through(&backend, &b, &s.db, "late")).await;
+    let max: i64 = through_b
+        .client
+        .query_one("SELECT max(id) FROM flst.t", &[])
+        .await
+        .expect("a read through b after the flip")
+        .get(0);
+    assert!(max >= 2_000);
+    request(&b, json!({"command": "complete", "id": id, "force": true}))
+        .await
+        .expect_ok("complete");
+    wait_phase(&s.duet, id, "completed").await;
+    assert_no_failures(&load_a.stop().await, "a");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flst", id, "completed").await;
+}
