@@ -375,6 +375,23 @@ fn status(r: &Value) -> String {
             out.push_str(&session_table(sessions));
         }
     }
+    if let Some(list) = r["members"].as_array().filter(|l| !l.is_empty()) {
+        let _ = writeln!(out, "fleet         {} member(s)", list.len());
+        for m in list {
+            let _ =
+                writeln!(
+                out,
+                "  {}{}  listen {}  sessions {}  route epoch {}  heartbeat {:.1}s ago  (duet {})",
+                m["id"].as_str().unwrap_or("?"),
+                if m["is_self"].as_bool().unwrap_or(false) { " (this one)" } else { "" },
+                m["listen"].as_str().unwrap_or("?"),
+                num(m, &["sessions"]),
+                num(m, &["route_epoch"]),
+                m["heartbeat_age_s"].as_f64().unwrap_or(0.0),
+                m["version"].as_str().unwrap_or("?"),
+            );
+        }
+    }
     if let Some(list) = r["migrations"].as_array().filter(|l| !l.is_empty()) {
         let _ = writeln!(out, "migrations    {}", list.len());
         out.push_str(&migrations(list));

@@ -409,15 +409,38 @@ pub async fn cutover(
 /// leaves the rest to that member.
 const DRIVER_HANDOVER: Duration = Duration::from_secs(10);
 
-/// Takes over the rest of `what` (its clean-up steps) from whichever member drives `m`.
-async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<(), String> {
-    if super::follow::acquire(ctx, m, DRIVER_HANDOVER).await {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} of migration {} is recorded; another member of the fleet is finishing it — `duet admin status` shows when it is done",
-            m.id
-        ))
+/// Whether this member runs the rest of a command (its clean-up steps), or another member of
+/// the fleet already finished it.
+enum TakeOver {
+    /// This member holds the driver lock: run the steps.
+    Here,
+    /// The stored migration reached this phase meanwhile (another member ran the steps).
+    Done(Phase),
+}
+
+/// Takes over the rest of `what` (its clean-up steps) from whichever member drives `m`: the
+/// driver lock, once that member has stopped (it stops when it sees the new phase), or the news
+/// that another member already finished.
+async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<TakeOver, String> {
+    let deadline = Instant::now() + DRIVER_HANDOVER;
+    loop {
+        if super::follow::acquire(ctx, m, Duration::ZERO).await {
+            // Taken after another member may have finished: the stored phase decides.
+            return Ok(match stored_phase(ctx, m.id).await {
+                Some(phase) if phase.is_terminal() => TakeOver::Done(phase),
+                _ => TakeOver::Here,
+            });
+        }
+        if let Some(phase) = stored_phase(ctx, m.id).await.filter(|p| p.is_terminal()) {
+            return Ok(TakeOver::Done(phase));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{what} of migration {} is recorded; another member of the fleet is finishing it — `duet admin status` shows when it is done",
+                m.id
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -430,31 +453,44 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
     // Every write since the flip, through duet or not, was mirrored into the old shape by the
     // rewrite or the safety net; rows the old types cannot hold make the revert step refuse.
     if phase == Phase::Flipped {
-        let mut client = control::connect(ctx).await?;
-        let held = hold(ctx, ctx.config.migration.flip_budget)
+        // Driver lock first: no other member may start the clean-up this change leads to.
+        super::follow::acquire(ctx, m, Duration::ZERO).await;
+        let flipped_back = async {
+            let mut client = control::connect(ctx).await?;
+            let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
+                |(_, _, _, message)| format!("revert not done (still flipped): {message}"),
+            )?;
+            one_transaction(
+                &mut client,
+                m,
+                &m.plan.revert,
+                ctx.config.migration.flip_lock_timeout,
+                Phase::Flipped,
+                Phase::Reverting,
+                held.fleet(),
+            )
             .await
-            .map_err(|(_, _, _, message)| format!("revert not done (still flipped): {message}"))?;
-        one_transaction(
-            &mut client,
-            m,
-            &m.plan.revert,
-            ctx.config.migration.flip_lock_timeout,
-            Phase::Flipped,
-            Phase::Reverting,
-            held.fleet(),
-        )
-        .await
-        .map_err(|e| format!("revert not done (still flipped): {e}"))?;
-        m.publish(ctx, None);
-        m.set_phase(Phase::Reverting);
-        drop(held);
+            .map_err(|e| format!("revert not done (still flipped): {e}"))?;
+            m.publish(ctx, None);
+            m.set_phase(Phase::Reverting);
+            drop(held);
+            Ok::<(), String>(())
+        }
+        .await;
+        if flipped_back.is_err() {
+            super::follow::release_if_idle(ctx, m).await;
+        }
+        flipped_back?;
     } else if phase != Phase::Reverting {
         return Err(format!(
             "migration {} is {phase}: revert is possible only after a cutover (use abort before it)",
             m.id
         ));
     }
-    take_over(ctx, m, "the revert").await?;
+    if let TakeOver::Done(phase) = take_over(ctx, m, "the revert").await? {
+        finish(ctx, m, phase).await;
+        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+    }
     let mut guard = control::guarded(ctx).await?;
     control::run_steps(
         ctx,
@@ -530,7 +566,10 @@ pub async fn complete(
     } else if m.has_route(ctx) {
         m.publish(ctx, None);
     }
-    take_over(ctx, m, "complete").await?;
+    if let TakeOver::Done(phase) = take_over(ctx, m, "complete").await? {
+        finish(ctx, m, phase).await;
+        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+    }
     let mut guard = control::guarded(ctx).await?;
     finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await
 }
@@ -544,6 +583,23 @@ async fn change_under_hold(
     to: Phase,
     name: &str,
 ) -> Result<(), String> {
+    let changed = change_under_hold_once(ctx, m, from, to, name).await;
+    if changed.is_err() {
+        super::follow::release_if_idle(ctx, m).await;
+    }
+    changed
+}
+
+async fn change_under_hold_once(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    from: Phase,
+    to: Phase,
+    name: &str,
+) -> Result<(), String> {
+    // Driver lock first when free: no other member may start the clean-up this change leads to
+    // (when another member drives — a copy — it stops on seeing the change and `take_over` waits).
+    super::follow::acquire(ctx, m, Duration::ZERO).await;
     let mut client = control::connect(ctx).await?;
     let held = hold(ctx, ctx.config.migration.flip_budget)
         .await
@@ -630,7 +686,10 @@ pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
         m.publish(ctx, None);
     }
     m.live().copy = None;
-    take_over(ctx, m, "the abort").await?;
+    if let TakeOver::Done(phase) = take_over(ctx, m, "the abort").await? {
+        finish(ctx, m, phase).await;
+        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+    }
     let mut guard = control::guarded(ctx).await?;
     finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await
 }

@@ -64,7 +64,7 @@ pub fn spawn(ctx: &Arc<ProxyContext>) {
                     }
                     Ok(Event::Message(Message::Hold { token, from, budget_ms })) => {
                         if from != ctx.fleet.id() {
-                            tokio::spawn(hold(ctx.clone(), token, Duration::from_millis(budget_ms)));
+                            tokio::spawn(hold(ctx.clone(), token, from, Duration::from_millis(budget_ms)));
                         }
                     }
                     Ok(Event::Lost) => demote_all(&ctx),
@@ -317,6 +317,14 @@ pub(crate) async fn release(ctx: &ProxyContext, m: &Migration) {
     }
 }
 
+/// Gives up driving `m` unless its phase has work for a driver (an operator command that took
+/// the lock and then changed nothing).
+pub(crate) async fn release_if_idle(ctx: &ProxyContext, m: &Migration) {
+    if !needs_driver(m.phase(), &m.run_settings()) {
+        release(ctx, m).await;
+    }
+}
+
 /// Takes the driver lock of `m` for an operator command running on this member, waiting up to
 /// `wait` for a driver that is stopping; `false` when another member still drives it.
 pub(crate) async fn acquire(ctx: &ProxyContext, m: &Migration, wait: Duration) -> bool {
@@ -403,6 +411,20 @@ fn demote_all(ctx: &Arc<ProxyContext>) {
     }
 }
 
+/// The longest a member holds its clients for another member's flip without a release.
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether member `id` is still live (unknown counts as live: keep holding).
+async fn asker_is_live(ctx: &ProxyContext, id: &str) -> bool {
+    let Some(client) = ctx.fleet.client() else {
+        return true;
+    };
+    match store::live_members(client.as_ref(), ctx.fleet.id()).await {
+        Ok(members) => members.iter().any(|m| m.id == id),
+        Err(_) => true,
+    }
+}
+
 async fn acknowledge(ctx: &ProxyContext, token: &str, ok: bool, detail: &str) {
     let Some(client) = ctx.fleet.client() else {
         return;
@@ -413,7 +435,7 @@ async fn acknowledge(ctx: &ProxyContext, token: &str, ok: bool, detail: &str) {
 }
 
 /// A hold asked by another member (see the module docs).
-async fn hold(ctx: Arc<ProxyContext>, token: String, budget: Duration) {
+async fn hold(ctx: Arc<ProxyContext>, token: String, from: String, budget: Duration) {
     let mut events = ctx.fleet.subscribe();
     let started = std::time::Instant::now();
     // Paused already (an operator's pause, another hold): the sessions are held; leave the
@@ -444,25 +466,44 @@ async fn hold(ctx: Arc<ProxyContext>, token: String, budget: Duration) {
         }
     };
     acknowledge(&ctx, &token, true, "").await;
-    // The asker releases right after its transaction; past this, something went wrong on its
-    // side, and the stored phase says what happened.
-    let limit = budget + ctx.config.migration.flip_lock_timeout + Duration::from_secs(2);
-    let deadline = tokio::time::Instant::now() + limit;
+    // The asker releases on its transaction's commit, or when it gives up. Without a release,
+    // the clients stay held while the asker is alive (its transaction may still commit), up to
+    // HOLD_LIMIT; then, or once it is gone, the stored phase says what happened.
+    let hold_limit = tokio::time::Instant::now() + HOLD_LIMIT;
+    let mut look = tokio::time::Instant::now()
+        + budget
+        + ctx.config.migration.flip_lock_timeout
+        + Duration::from_secs(1);
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(Event::Message(Message::Release { token: t })) if t == token => break,
-                Ok(Event::Lost) | Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => break,
                 _ => {}
             },
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::warn!(token, "no release from the member holding the fleet; reading the stored state");
-                break;
+            _ = tokio::time::sleep_until(look) => {
+                if tokio::time::Instant::now() >= hold_limit || !asker_is_live(&ctx, &from).await {
+                    tracing::warn!(token, asker = %from, "no release from the member holding the fleet; reading the stored state");
+                    break;
+                }
+                look = tokio::time::Instant::now() + Duration::from_millis(500);
             }
         }
     }
-    if let Err(error) = sync(&ctx).await {
-        tracing::warn!(%error, "reading the stored migrations after a hold");
+    // Release only with the routes of the stored phase: when the member connection is down,
+    // wait for it to come back (it rejoins within a second) rather than guess.
+    loop {
+        if ctx.fleet.client().is_some() {
+            match sync(&ctx).await {
+                Ok(()) => break,
+                Err(error) => tracing::warn!(%error, "reading the stored migrations after a hold"),
+            }
+        }
+        if tokio::time::Instant::now() >= hold_limit {
+            tracing::error!(token, "cannot read the stored migrations; releasing the held clients with the routes they had");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if paused_here {
         ctx.gate.resume();
