@@ -64,6 +64,10 @@ struct MigrateArgs {
     /// The duet binary (default: next to duet-bench in the same target directory).
     #[arg(long)]
     duet_bin: Option<PathBuf>,
+    /// duet processes in front of the server, acting as one fleet: clients are spread over
+    /// them, the flip holds them all.
+    #[arg(long, default_value_t = 1)]
+    proxies: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -294,6 +298,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         duet_bin,
         ready_timeout: args.ready_timeout,
         nice_ratio: args.nice_ratio,
+        proxies: args.proxies,
     };
     let report = run_migrate(&opts, &rt, &mut progress)?;
     match args.format {

@@ -47,6 +47,9 @@ pub struct MigrateOptions {
     pub ready_timeout: Duration,
     /// The measured migration's `nice_ratio` (`None`: duet's default), set right after it starts.
     pub nice_ratio: Option<f64>,
+    /// duet processes in front of the server, one fleet (clients spread over them round-robin;
+    /// the migration is driven through the first).
+    pub proxies: u32,
 }
 
 /// Why the scenario could not run (client errors are part of the report, not this).
@@ -100,15 +103,21 @@ pub fn run_migrate(
     progress(format!(
         "INSERT … SELECT into a table of the shadow's shape: {reference_rows_per_s:.0} rows/s"
     ));
-    progress("starting duet".into());
-    let duet = DuetProxy::start(&DuetProxyOptions {
-        duet_bin: opts.duet_bin.clone(),
-        backend_url: url.clone(),
-        extra_args: Vec::new(),
-    })
-    .map_err(|e| MigrateError(e.to_string()))?;
-    let through = duet.url();
-    let socket = duet.admin_socket().to_path_buf();
+    let proxies = opts.proxies.max(1);
+    progress(format!("starting duet ({proxies} process(es), one fleet)"));
+    let fleet = (0..proxies)
+        .map(|_| {
+            DuetProxy::start(&DuetProxyOptions {
+                duet_bin: opts.duet_bin.clone(),
+                backend_url: url.clone(),
+                extra_args: Vec::new(),
+            })
+            .map_err(|e| MigrateError(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let throughs: Vec<String> = fleet.iter().map(DuetProxy::url).collect();
+    let socket = fleet[0].admin_socket().to_path_buf();
+    wait_for_members(&socket, proxies as usize)?;
 
     progress("the copier alone (no client load): migrate, wait for ready, abort".into());
     let copier_alone = copier_alone(&socket, opts.ready_timeout)?;
@@ -121,7 +130,8 @@ pub fn run_migrate(
     let epoch = Instant::now();
     let clients: Vec<_> = (0..opts.clients)
         .map(|client| {
-            let (url, stop) = (through.clone(), stop.clone());
+            let url = throughs[client as usize % throughs.len()].clone();
+            let stop = stop.clone();
             let rows = opts.rows;
             rt.spawn(async move { run_client(url, client, rows, epoch, stop).await })
         })
@@ -141,8 +151,17 @@ pub fn run_migrate(
     marks.push(PhaseMark::at(epoch, "end"));
     let mut driven = outcome?;
     driven.copier_alone_rows_per_s = copier_alone;
-    let duet_log = duet.log_tail(30);
-    drop(duet);
+    let duet_log = fleet
+        .iter()
+        .map(|duet| duet.log_tail(30))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    drop(fleet);
+    let server = if proxies > 1 {
+        format!("{server}, through {proxies} duet processes")
+    } else {
+        server
+    };
     let mut report = MigrateReport::build(
         server,
         opts.rows,
@@ -176,6 +195,28 @@ pub struct Driven {
     pub migration_error: Option<String>,
     /// The copier's rate with no client load (a first migration, aborted once ready).
     pub copier_alone_rows_per_s: Option<f64>,
+}
+
+/// Waits until the first proxy lists `count` fleet members (each joins on start; the first may
+/// not have seen the others' heartbeat yet).
+fn wait_for_members(socket: &Path, count: usize) -> Result<(), MigrateError> {
+    if count <= 1 {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin_request(socket, &json!({"command": "status"}))?;
+        let members = status["result"]["members"].as_array().map_or(0, Vec::len);
+        if members >= count {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(MigrateError(format!(
+                "the fleet has {members} member(s), expected {count}: {status}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Migration `id` as `status` shows it (`null` when it is not listed).

@@ -27,6 +27,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         duet_bin,
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
+        proxies: 1,
     };
     let report =
         run_migrate(&opts, &rt, &mut |line| eprintln!("· {line}")).expect("the scenario runs");
@@ -93,4 +94,36 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
             "the readable report lacks {needle:?}:\n{text}"
         );
     }
+}
+
+#[test]
+fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
+    if !support::binaries_available() {
+        return;
+    }
+    let Some(duet_bin) = duet_next_to_current_exe() else {
+        support::skip("no duet binary next to this test; run `cargo build -p duet` first");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opts = MigrateOptions {
+        url: None,
+        rows: 3000,
+        clients: 6,
+        window: Duration::from_millis(600),
+        duet_bin,
+        ready_timeout: Duration::from_secs(120),
+        nice_ratio: Some(0.5),
+        proxies: 3,
+    };
+    let report =
+        run_migrate(&opts, &rt, &mut |line| eprintln!("· {line}")).expect("the scenario runs");
+    assert_eq!(report.migration_error, None, "{}", report.human());
+    assert_eq!(report.client_errors, 0, "{}", report.human());
+    assert!(
+        report.server.contains("through 3 duet processes"),
+        "{}",
+        report.server
+    );
+    assert!(report.flip.statements > 0, "{}", report.human());
 }
