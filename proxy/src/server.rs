@@ -163,6 +163,8 @@ impl Proxy {
         ctx.shutdown.reached(Phase::Done).await;
         // Migrations stop where they are; their stored state lets the next start resume them.
         ctx.migrations.stop_all();
+        // Leaving closes the member connection: its driver locks go to the next member at once.
+        ctx.fleet.leave();
         workers.stop().await;
         signal_task.abort();
         admin_task.abort();

@@ -297,3 +297,129 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "flst", id, "completed").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_is_translated_by_every_member_and_complete_counts_the_fleet() {
+    let Some(backend) = backend_or_skip("a_rename_is_translated_by_every_member") else {
+        return;
+    };
+    let mut s = Scenario::start(backend.clone(), "fleet_rename", "flrn", "int", "int", 2_000).await;
+    let url = backend.url(s.db.name());
+    let b = DuetProcess::start(&url, &[]);
+    let c = DuetProcess::start(&url, &[]);
+    wait_members(&s.duet, 3).await;
+    // The load's statements name `label`, the old name, before and after the flip.
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flrn.t",
+        "flrn.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        20_000_000,
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE flrn.t RENAME COLUMN label TO title").await;
+    wait_phase(&b, id, "ready").await;
+    wait_phase(&c, id, "ready").await;
+    cutover(&c, id).await;
+    for member in [&s.duet, &b, &c] {
+        wait_phase(member, id, "flipped").await;
+    }
+    assert_eq!(column_type(s.direct(), "flrn", "t", "title").await, "text");
+    // b translates its clients' old names; a saw none itself, yet the fleet did.
+    wait_status(&b, id, "old-shape statements counted on b", |m| {
+        m["old_shape_statements"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refusal = loop {
+        let reply = request(&s.duet, json!({"command": "complete", "id": id})).await;
+        if !reply.ok {
+            break reply.error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "complete on a must be refused while b's clients use the old name"
+        );
+    };
+    assert!(
+        refusal.contains("across the fleet"),
+        "the refusal counts the whole fleet: {refusal}"
+    );
+    assert_eq!(migration(&s.duet, id).await["phase"], "flipped");
+    assert_no_failures(&load_b.stop().await, "b");
+    request(
+        &s.duet,
+        json!({"command": "complete", "id": id, "force": true}),
+    )
+    .await
+    .expect_ok("complete --force");
+    for member in [&s.duet, &b, &c] {
+        wait_phase(member, id, "completed").await;
+    }
+    s.pair.control_renames = vec![("title".into(), "label".into())];
+    s.v = "title".into();
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flrn", id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_during_the_flip_leaves_the_fleet_consistent() {
+    let Some(backend) = backend_or_skip("a_member_killed_during_the_flip") else {
+        return;
+    };
+    let s = Scenario::start(
+        backend.clone(),
+        "fleet_flipkill",
+        "flfk",
+        "int",
+        "int",
+        2_000,
+    )
+    .await;
+    let url = backend.url(s.db.name());
+    let mut b = DuetProcess::start(&url, &[]);
+    wait_members(&s.duet, 2).await;
+    let load_a = Load::start(
+        through(&backend, &s.duet, &s.db, "fleet-a"),
+        "flfk.t",
+        "flfk.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        10_000_000,
+    );
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flfk.t",
+        "flfk.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        20_000_000,
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE flfk.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&b, id, "ready").await;
+    // b's clients finish first (a dead proxy only fails its own clients' connections).
+    assert_no_failures(&load_b.stop().await, "b");
+    // b dies while a's cutover is holding the fleet: the cutover either flips without it (b's
+    // connection closed, so it is no longer a member) or refuses; either way nothing is half done.
+    let flip = s
+        .duet
+        .admin_spawn(&["cutover", "--id", &id.to_string(), "--budget", "3s"]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.kill();
+    let first = flip.await.expect("the cutover command ran");
+    eprintln!("cutover while b died: {:?} {}", first.code, first.stdout);
+    if migration(&s.duet, id).await["phase"] == "ready" {
+        cutover(&s.duet, id).await;
+    }
+    wait_phase(&s.duet, id, "flipped").await;
+    assert_eq!(column_type(s.direct(), "flfk", "t", "id").await, "bigint");
+    request(
+        &s.duet,
+        json!({"command": "complete", "id": id, "force": true}),
+    )
+    .await
+    .expect_ok("complete");
+    assert_no_failures(&load_a.stop().await, "a");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flfk", id, "completed").await;
+}

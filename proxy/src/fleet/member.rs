@@ -26,8 +26,9 @@ pub async fn start(
     let ctx_task = ctx.clone();
     tokio::spawn(async move {
         let mut joined_tx = Some(joined_tx);
-        loop {
+        while !ctx_task.fleet.has_left() {
             match run_once(&ctx_task, &report, &mut joined_tx).await {
+                Ok(()) if ctx_task.fleet.has_left() => {}
                 Ok(()) => tracing::warn!("fleet connection lost; joining again"),
                 Err(error) => tracing::warn!(%error, "cannot join the fleet; retrying"),
             }
@@ -38,7 +39,10 @@ pub async fn start(
             if let Some(tx) = joined_tx.take() {
                 let _ = tx.send(());
             }
-            tokio::time::sleep(REJOIN_DELAY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(REJOIN_DELAY) => {}
+                _ = ctx_task.fleet.left() => {}
+            }
         }
     });
     let _ = tokio::time::timeout(ctx.config.connect_timeout * 2, joined_rx).await;
@@ -101,6 +105,16 @@ async fn run_once(
                 }
                 None => return Ok(()),
             },
+            _ = ctx.fleet.left() => {
+                if let Err(err) = client
+                    .execute("DELETE FROM duet.members WHERE id = $1", &[&id])
+                    .await
+                {
+                    tracing::debug!(%err, "leaving the fleet");
+                }
+                tracing::info!(member = %id, "left the fleet");
+                return Ok(());
+            }
             _ = tick.tick() => {
                 match store::heartbeat(client.as_ref(), &id, &report(ctx)).await {
                     Ok(members) => ctx.fleet.set_members(members),

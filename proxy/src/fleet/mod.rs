@@ -47,6 +47,8 @@ pub struct Fleet {
     /// Migrations whose driver lock this process holds: advisory locks are re-entrant within
     /// the one connection, so the database alone cannot say that a second task here takes it.
     driving: Mutex<std::collections::HashSet<i64>>,
+    /// Set once the proxy leaves the fleet (shutdown).
+    left: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Fleet {
@@ -66,7 +68,28 @@ impl Fleet {
             members: Mutex::new(Vec::new()),
             tokens: AtomicU64::new(0),
             driving: Mutex::new(std::collections::HashSet::new()),
+            left: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Leaves the fleet (proxy shutdown): the member task removes this member's row and closes
+    /// its connection, which releases every driver lock it held.
+    pub fn leave(&self) {
+        self.left.send_replace(true);
+    }
+
+    /// Resolves once [`Fleet::leave`] was called.
+    pub async fn left(&self) {
+        let mut left = self.left.subscribe();
+        // An error means the sender is gone: nothing can leave any more, wait forever.
+        if left.wait_for(|left| *left).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether [`Fleet::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        *self.left.borrow()
     }
 
     /// This member's id (unique per process start).

@@ -219,7 +219,7 @@ async fn end_tombstones(
     }
     m.publish(ctx, route);
     // Every member must use plain deletes before the wait below marks where old writes end.
-    super::follow::barrier(ctx, m).await?;
+    super::follow::barrier(ctx, m, None).await?;
     wait_for_older_transactions(m, guard).await?;
     let target = copy_target(guard, target).await?;
     sweep_tombstones(guard.client(), &target, m.id, 10_000)

@@ -507,7 +507,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
 
 /// The latest old-shape statement for `m`'s table that any live member of the fleet saw (ms
 /// since the Unix epoch), and how many they counted.
-fn old_shape_across_fleet(ctx: &ProxyContext, m: &Migration) -> (u64, u64) {
+async fn old_shape_across_fleet(ctx: &ProxyContext, m: &Migration) -> (u64, u64) {
     let counters = &m.counters;
     let mut last = counters
         .old_shape_last_seen_ms
@@ -515,7 +515,13 @@ fn old_shape_across_fleet(ctx: &ProxyContext, m: &Migration) -> (u64, u64) {
     let mut count = counters
         .old_shape_statements
         .load(std::sync::atomic::Ordering::Relaxed);
-    for member in ctx.fleet.members().iter().filter(|member| !member.is_self) {
+    let members = match ctx.fleet.client() {
+        Some(client) => crate::fleet::store::live_members(client.as_ref(), ctx.fleet.id())
+            .await
+            .unwrap_or_else(|_| ctx.fleet.members()),
+        None => Vec::new(),
+    };
+    for member in members.iter().filter(|member| !member.is_self) {
         let seen = member
             .counters
             .get(m.table_label())
@@ -546,7 +552,13 @@ pub async fn complete(
         ));
     }
     if !force && phase == Phase::Flipped {
-        let (last, count) = old_shape_across_fleet(ctx, m);
+        // Every member writes its counts now: a heartbeat's may be a second old.
+        super::follow::barrier(ctx, m, Some(ctx.config.migration.flip_budget))
+            .await
+            .map_err(|e| {
+                format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`")
+            })?;
+        let (last, count) = old_shape_across_fleet(ctx, m).await;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(crate::duration::whole_millis)

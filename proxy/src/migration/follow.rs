@@ -60,6 +60,7 @@ pub fn spawn(ctx: &Arc<ProxyContext>) {
                     }
                     Ok(Event::Message(Message::Sync { token })) => {
                         sync_logged(&ctx).await;
+                        report_now(&ctx).await;
                         acknowledge(&ctx, &token, true, "").await;
                     }
                     Ok(Event::Message(Message::Hold { token, from, budget_ms })) => {
@@ -72,6 +73,7 @@ pub fn spawn(ctx: &Arc<ProxyContext>) {
                     Err(RecvError::Closed) => return,
                 },
                 _ = tick.tick() => sync_logged(&ctx).await,
+                _ = ctx.fleet.left() => return,
             }
         }
     });
@@ -350,10 +352,16 @@ pub(crate) async fn acquire(ctx: &ProxyContext, m: &Migration, wait: Duration) -
     }
 }
 
-/// Waits until every other live member has read the stored phase of `m` and published its
-/// route (after a route change that must not overlap the old one, such as the end of
-/// tombstones); `status` shows who is waited for. Members that die drop out of the wait.
-pub(crate) async fn barrier(ctx: &ProxyContext, m: &Migration) -> Result<(), String> {
+/// Waits until every other live member has read the stored phase of `m`, published its route
+/// and written its counters (after a route change that must not overlap the old one, such as
+/// the end of tombstones; before `complete` counts old-shape statements); `status` shows who is
+/// waited for. Members that die drop out of the wait; with a `limit`, members that do not
+/// answer within it fail the barrier (named).
+pub(crate) async fn barrier(
+    ctx: &ProxyContext,
+    m: &Migration,
+    limit: Option<Duration>,
+) -> Result<(), String> {
     let Some(client) = ctx.fleet.client() else {
         return Ok(());
     };
@@ -387,7 +395,14 @@ pub(crate) async fn barrier(ctx: &ProxyContext, m: &Migration) -> Result<(), Str
             m.live().note = None;
             return Ok(());
         }
-        if started.elapsed() > Duration::from_secs(2) {
+        if limit.is_some_and(|limit| started.elapsed() >= limit) {
+            return Err(format!(
+                "fleet member(s) {} did not answer within {} ms (stopped or cut off?)",
+                waiting.join(", "),
+                limit.map_or(0, |l| l.as_millis())
+            ));
+        }
+        if limit.is_none() && started.elapsed() > Duration::from_secs(2) {
             m.live().note = Some(format!(
                 "waiting for fleet member(s) {} to take the new routes",
                 waiting.join(", ")
@@ -408,6 +423,23 @@ fn demote_all(ctx: &Arc<ProxyContext>) {
             m.stop_tasks();
             m.set_driven(false);
         }
+    }
+}
+
+/// Writes this member's heartbeat (its counters) now.
+async fn report_now(ctx: &ProxyContext) {
+    let Some(client) = ctx.fleet.client() else {
+        return;
+    };
+    match store::heartbeat(
+        client.as_ref(),
+        ctx.fleet.id(),
+        &super::resume::self_report(ctx),
+    )
+    .await
+    {
+        Ok(members) => ctx.fleet.set_members(members),
+        Err(err) => tracing::warn!(%err, "fleet heartbeat failed"),
     }
 }
 

@@ -180,6 +180,7 @@ impl Migrations {
     pub fn stop_all(&self) {
         for m in self.all() {
             m.stop_tasks();
+            m.set_driven(false);
         }
     }
 }

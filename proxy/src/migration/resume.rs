@@ -60,8 +60,9 @@ pub async fn restore(ctx: &Arc<ProxyContext>) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// What this member publishes about itself with every heartbeat.
-fn self_report(ctx: &ProxyContext) -> SelfReport {
+/// What this member publishes about itself with every heartbeat (and before it answers a
+/// barrier, so the asker reads counts as of now).
+pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
     let mut counters = serde_json::Map::new();
     for m in ctx.migrations.all() {
         if m.phase().is_terminal() {
