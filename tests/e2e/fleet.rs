@@ -423,3 +423,81 @@ async fn a_member_killed_during_the_flip_leaves_the_fleet_consistent() {
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "flfk", id, "completed").await;
 }
+
+/// A member cut off from the fleet while the others flip keeps its old routes until it rejoins.
+/// The database fences it: its dual-writes name the shadow, which the flip renamed, so they fail
+/// without committing anything; what it sends unrewritten reaches the new table, whose safety
+/// net mirrors it back into the old one. So whatever its clients commit is in both tables, and a
+/// revert afterwards keeps it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cut_off_at_the_flip_is_fenced_by_the_database() {
+    let Some(backend) = backend_or_skip("a_member_cut_off_at_the_flip_is_fenced") else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "fleet_fence", "flfe", "int", "int", 2_000).await;
+    let url = backend.url(s.db.name());
+    let b = DuetProcess::start(&url, &[]);
+    wait_members(&s.duet, 2).await;
+    let cut_off = member_id(&b).await;
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flfe.t",
+        "flfe.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        20_000_000,
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE flfe.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&b, id, "ready").await;
+
+    // Cut b off: its member connection is terminated as soon as it (re)appears.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        let config = s.db.direct_config();
+        let cut_off = cut_off.clone();
+        tokio::spawn(async move {
+            let session = crate::support::pg_client::connect(&config).await;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = session
+                    .client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM duet.members WHERE id = $1",
+                        &[&cut_off],
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while member_ids(&s.duet).await.contains(&cut_off) {
+        assert!(Instant::now() < deadline, "b never dropped out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cutover(&s.duet, id).await;
+    assert_eq!(column_type(s.direct(), "flfe", "t", "id").await, "bigint");
+    // b's clients keep writing while it is cut off, then it rejoins and follows.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    killer.await.expect("the killer task");
+    wait_phase(&b, id, "flipped").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = load_b.stop().await;
+    eprintln!(
+        "b: {} committed, {} failed while cut off; first failures: {:?}",
+        stats.committed,
+        stats.failures.len(),
+        stats.failures.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(stats.committed > 0);
+    s.assert_same_rows().await;
+    // Everything b committed is in the old shape too.
+    request(&s.duet, json!({"command": "revert", "id": id}))
+        .await
+        .expect_ok("revert");
+    wait_phase(&b, id, "reverted").await;
+    assert_eq!(column_type(s.direct(), "flfe", "t", "id").await, "integer");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flfe", id, "reverted").await;
+}
