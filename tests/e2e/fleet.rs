@@ -154,6 +154,14 @@ async fn three_members_migrate_a_key_under_load_as_one() {
         assert_eq!(m["phase"], "ready", "member {name}: {m}");
     }
 
+    // Every member's counts reach every member's status.
+    wait_status(&s.duet, id, "the fleet's dual-writes in a's status", |m| {
+        m["fleet"]["members"] == 3
+            && m["fleet"]["dual_writes"].as_u64().unwrap_or(0)
+                > m["dual_writes"].as_u64().unwrap_or(0)
+    })
+    .await;
+
     // Cut over from c (not the member that started it), complete from a.
     let refusals = cutover(&c, id).await;
     assert_eq!(column_type(s.direct(), "flk", "t", "id").await, "bigint");

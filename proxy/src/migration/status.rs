@@ -66,14 +66,57 @@ pub struct MigrationStatus {
     pub last_flip: Option<FlipRecord>,
     /// The operator's run settings (automatic cutover, copier throttles, paused copy).
     pub settings: RunSettings,
+    /// What every live member of the fleet counted for this table (this one included), as of
+    /// their last heartbeats.
+    pub fleet: FleetCounts,
+}
+
+/// A migration's counters summed over the fleet's members.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FleetCounts {
+    /// Members that reported counts for the table.
+    pub members: u32,
+    /// Statements rewritten to dual-write.
+    pub dual_writes: u64,
+    /// Writes forwarded without their dual-write (mirrored by the safety net).
+    pub unrewritten_writes: u64,
+    /// Old-shape statements translated.
+    pub old_shape_statements: u64,
+    /// Seconds since the last one anywhere (null: none).
+    pub old_shape_last_seen_s_ago: Option<f64>,
 }
 
 /// The status of every known migration.
 pub fn report(ctx: &ProxyContext) -> Vec<MigrationStatus> {
-    ctx.migrations.all().iter().map(|m| one(m)).collect()
+    let members = ctx.fleet.members();
+    ctx.migrations
+        .all()
+        .iter()
+        .map(|m| one(m, &members))
+        .collect()
 }
 
-fn one(m: &Migration) -> MigrationStatus {
+fn fleet_counts(m: &Migration, members: &[crate::fleet::MemberView], now_ms: u64) -> FleetCounts {
+    let mut total = FleetCounts::default();
+    let mut last_ms = 0;
+    for member in members {
+        let Some(counts) = member.counters.get(m.table_label()).and_then(|c| {
+            serde_json::from_value::<crate::fleet::store::TableCounts>(c.clone()).ok()
+        }) else {
+            continue;
+        };
+        total.members += 1;
+        total.dual_writes += counts.dual_writes;
+        total.unrewritten_writes += counts.unrewritten_writes;
+        total.old_shape_statements += counts.old_shape_statements;
+        last_ms = last_ms.max(counts.old_shape_last_seen_ms);
+    }
+    total.old_shape_last_seen_s_ago =
+        (last_ms > 0).then(|| now_ms.saturating_sub(last_ms) as f64 / 1000.0);
+    total
+}
+
+fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
     let counters = &m.counters;
     let last_ms = counters.old_shape_last_seen_ms.load(Ordering::Relaxed);
     let now_ms = SystemTime::now()
@@ -121,5 +164,6 @@ fn one(m: &Migration) -> MigrationStatus {
             .collect(),
         last_flip: live.last_flip.clone(),
         settings: live.settings,
+        fleet: fleet_counts(m, members, now_ms),
     }
 }
