@@ -257,6 +257,14 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
         2_000,
         10_000_000,
     );
+    let load_b = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flst.t",
+        "flst.t_control",
+        CLIENTS_PER_MEMBER,
+        2_000,
+        20_000_000,
+    );
     let id = migrate_sql(&s.duet, "ALTER TABLE flst.t ALTER COLUMN id TYPE bigint").await;
     wait_phase(&b, id, "ready").await;
     wait_phase(&s.duet, id, "ready").await;
@@ -286,6 +294,19 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
     eprintln!("refused after {took:?}: {}", reply.error);
 
     b.signal(libc::SIGCONT);
+    // b's clients, frozen with it, carry on: the stale hold it reads on waking is released.
+    let before = Instant::now();
+    let probe = crate::support::pg_client::connect(&through(&backend, &b, &s.db, "probe")).await;
+    probe
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("b answers after SIGCONT");
+    assert!(
+        before.elapsed() < Duration::from_secs(5),
+        "b held its clients {:?} after waking",
+        before.elapsed()
+    );
     cutover(&s.duet, id).await;
     wait_phase(&b, id, "flipped").await;
     // b's clients work on the new shape.
@@ -302,6 +323,7 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
         .expect_ok("complete");
     wait_phase(&s.duet, id, "completed").await;
     assert_no_failures(&load_a.stop().await, "a");
+    assert_no_failures(&load_b.stop().await, "b");
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "flst", id, "completed").await;
 }

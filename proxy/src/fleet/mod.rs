@@ -49,7 +49,13 @@ pub struct Fleet {
     driving: Mutex<std::collections::HashSet<i64>>,
     /// Set once the proxy leaves the fleet (shutdown).
     left: tokio::sync::watch::Sender<bool>,
+    /// The latest holds released (a hold handled late — this member was frozen or slow — may
+    /// find its release already past).
+    released: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many released holds [`Fleet::is_released`] remembers.
+const RELEASED_KEPT: usize = 64;
 
 impl Default for Fleet {
     fn default() -> Self {
@@ -69,6 +75,7 @@ impl Fleet {
             tokens: AtomicU64::new(0),
             driving: Mutex::new(std::collections::HashSet::new()),
             left: tokio::sync::watch::Sender::new(false),
+            released: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -102,7 +109,23 @@ impl Fleet {
         self.events.subscribe()
     }
 
+    /// Whether the hold `token` was released already.
+    pub fn is_released(&self, token: &str) -> bool {
+        self.released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == token)
+    }
+
     pub(crate) fn emit(&self, event: Event) {
+        if let Event::Message(Message::Release { token }) = &event {
+            let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
+            if released.len() == RELEASED_KEPT {
+                released.pop_front();
+            }
+            released.push_back(token.clone());
+        }
         // No receiver is fine: nobody waits.
         let _ = self.events.send(event);
     }

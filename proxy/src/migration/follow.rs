@@ -469,6 +469,10 @@ async fn acknowledge(ctx: &ProxyContext, token: &str, ok: bool, detail: &str) {
 /// A hold asked by another member (see the module docs).
 async fn hold(ctx: Arc<ProxyContext>, token: String, from: String, budget: Duration) {
     let mut events = ctx.fleet.subscribe();
+    // Subscribed first, then checked: a release is either seen here or arrives on `events`.
+    if ctx.fleet.is_released(&token) {
+        return;
+    }
     let started = std::time::Instant::now();
     // Paused already (an operator's pause, another hold): the sessions are held; leave the
     // resume to whoever paused.
