@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::error::FleetError;
 use super::store::{self, SelfReport};
 use super::{Event, Message};
 use crate::context::ProxyContext;
@@ -53,15 +54,13 @@ async fn run_once(
     ctx: &Arc<ProxyContext>,
     report: &(impl Fn(&ProxyContext) -> SelfReport + Send + Sync),
     joined: &mut Option<tokio::sync::oneshot::Sender<()>>,
-) -> Result<(), String> {
+) -> Result<(), FleetError> {
     let (tx, mut notifications) = mpsc::unbounded_channel();
-    let mut client = crate::migration::control::connect_listening(ctx, tx).await?;
-    let db = |what: &'static str| {
-        move |e: tokio_postgres::Error| format!("{what}: {}", shadow::migrate::DbErrorText(&e))
-    };
-    shadow::migrate::state::ensure_schema(&mut client)
+    let mut client = crate::migration::control::connect_listening(ctx, tx)
         .await
-        .map_err(|e| format!("creating duet's schema: {e}"))?;
+        .map_err(FleetError::Connect)?;
+    let db = FleetError::db;
+    shadow::migrate::state::ensure_schema(&mut client).await?;
     client
         .batch_execute(store::ENSURE_SQL)
         .await

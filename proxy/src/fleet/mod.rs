@@ -12,6 +12,7 @@
 //! This module only carries messages and membership; what a member does about a migration lives
 //! in `crate::migration`.
 
+pub mod error;
 pub mod member;
 pub mod message;
 pub mod store;
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use tokio::sync::broadcast;
 
+pub use error::FleetError;
 pub use message::Message;
 pub use store::MemberView;
 
@@ -160,11 +162,11 @@ impl Fleet {
 
     /// Takes the driver lock of migration `id` on the member connection if no member (this one
     /// included) holds it.
-    pub async fn try_drive(&self, id: i64) -> Result<bool, String> {
+    pub async fn try_drive(&self, id: i64) -> Result<bool, FleetError> {
         let Some(client) = self.client() else {
-            return Err("duet's fleet connection to the database is down".to_owned());
+            return Err(FleetError::Disconnected);
         };
-        let key = i32::try_from(id).map_err(|_| format!("migration id {id} out of range"))?;
+        let key = i32::try_from(id).map_err(|_| FleetError::IdRange(id))?;
         if !self.driving_set().insert(id) {
             return Ok(false);
         }
@@ -175,12 +177,7 @@ impl Fleet {
             )
             .await
             .map(|r| r.get::<_, bool>(0))
-            .map_err(|e| {
-                format!(
-                    "taking the driver lock: {}",
-                    shadow::migrate::DbErrorText(&e)
-                )
-            });
+            .map_err(FleetError::db("taking the driver lock"));
         if !matches!(taken, Ok(true)) {
             self.driving_set().remove(&id);
         }
