@@ -303,10 +303,12 @@ fn claim(setup: &str, stmt: &str, major: u32) -> Result<Claim, String> {
         SourceFile {
             name: "setup.sql".into(),
             text: format!("{FIXTURE}\n{setup}"),
+            no_transaction: None,
         },
         SourceFile {
             name: "change.sql".into(),
             text: format!("{stmt};"),
+            no_transaction: None,
         },
     ];
     let report = check::check_files(&files, &config, check::schema::Schema::default())
@@ -537,10 +539,12 @@ async fn concurrent_facts_hold_on_the_real_server() {
             SourceFile {
                 name: "setup.sql".into(),
                 text: format!("{FIXTURE}\n{setup}"),
+                no_transaction: None,
             },
             SourceFile {
                 name: "change.sql".into(),
                 text: format!("{stmt};"),
+                no_transaction: None,
             },
         ];
         let report =
