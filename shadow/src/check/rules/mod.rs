@@ -38,6 +38,7 @@ mod ban_duplicate_column_assignments;
 mod ban_exclusion_constraint;
 mod ban_set_schema;
 mod ban_truncate_cascade;
+mod ban_vacuum_in_transaction;
 mod ban_uncommitted_transaction;
 mod changing_column_type;
 mod combine_alter_table;
@@ -192,6 +193,7 @@ pub fn all() -> Vec<&'static Rule> {
         &ban_exclusion_constraint::RULE,
         &ban_set_schema::RULE,
         &ban_truncate_cascade::RULE,
+        &ban_vacuum_in_transaction::RULE,
         &ban_uncommitted_transaction::RULE,
         &changing_column_type::RULE,
         &combine_alter_table::RULE,
