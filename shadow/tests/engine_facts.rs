@@ -41,13 +41,34 @@ const CASES: &[(&str, &str, &str)] = &[
     ("add_column.generated_stored", "", "ALTER TABLE t ADD COLUMN x int GENERATED ALWAYS AS (n * 2) STORED"),
     ("add_column.check", "", "ALTER TABLE t ADD COLUMN x int CHECK (x > 0)"),
     ("add_column.references", "", "ALTER TABLE t ADD COLUMN x bigint REFERENCES parent (id)"),
+    // Any DEFAULT clause (even NULL) makes the server validate the new foreign key: both read.
+    ("add_column.references_validated", "", "ALTER TABLE t ADD COLUMN x bigint DEFAULT 1 REFERENCES parent (id)"),
+    ("add_column.references_validated", "", "ALTER TABLE t ADD COLUMN x bigint DEFAULT NULL REFERENCES parent (id)"),
+    ("add_column.references_validated", "", "ALTER TABLE t ADD COLUMN x bigint NOT NULL DEFAULT 1 REFERENCES parent (id) ON DELETE CASCADE"),
     ("add_column.unique", "", "ALTER TABLE t ADD COLUMN x int UNIQUE"),
+    // A domain with CHECK or NOT NULL is checked row by row: rewrite. A default alone is not.
+    ("add_column.constrained_domain", "CREATE DOMAIN pos AS int CHECK (VALUE > 0);", "ALTER TABLE t ADD COLUMN x pos"),
+    ("add_column.constrained_domain", "CREATE DOMAIN pos AS int CHECK (VALUE > 0);", "ALTER TABLE t ADD COLUMN x pos DEFAULT 5"),
+    ("add_column.constrained_domain", "CREATE DOMAIN nn AS int NOT NULL DEFAULT 0;", "ALTER TABLE t ADD COLUMN x nn"),
+    ("add_column.constrained_domain", "CREATE DOMAIN d0 AS int; ALTER DOMAIN d0 ADD CONSTRAINT d0_pos CHECK (VALUE > 0);", "ALTER TABLE t ADD COLUMN x d0"),
+    ("add_column.plain", "CREATE DOMAIN plaind AS int DEFAULT 3;", "ALTER TABLE t ADD COLUMN x plaind"),
     ("drop_column", "", "ALTER TABLE t DROP COLUMN note"),
     ("alter_column_type.no_rewrite", "", "ALTER TABLE t ALTER COLUMN name TYPE varchar(20)"),
     ("alter_column_type.no_rewrite", "", "ALTER TABLE t ALTER COLUMN email TYPE varchar"),
     ("alter_column_type.no_rewrite", "", "ALTER TABLE t ALTER COLUMN amount TYPE numeric(12,2)"),
     ("alter_column_type.no_rewrite", "", "ALTER TABLE t ALTER COLUMN at TYPE timestamptz"),
     ("alter_column_type.no_rewrite_rechecks", "ALTER TABLE t ADD CONSTRAINT t_name_check CHECK (name <> '');", "ALTER TABLE t ALTER COLUMN name TYPE varchar(30)"),
+    // timestamp -> timestamptz under UTC (the session TimeZone of CASES): no table rewrite, but
+    // an index on the column is rebuilt (its operator class changes), which reads the table.
+    ("alter_column_type.rebuilds_indexes", "CREATE INDEX t_at_idx ON t (at);", "ALTER TABLE t ALTER COLUMN at TYPE timestamptz"),
+    // A new collation on an indexed column rebuilds its indexes; unindexed it is catalog-only.
+    // Without COLLATE the type's default collation is the new one.
+    ("alter_column_type.rebuilds_indexes", "", "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) COLLATE \"C\""),
+    ("alter_column_type.rebuilds_indexes", "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) COLLATE \"C\";", "ALTER TABLE t ALTER COLUMN name TYPE varchar(20)"),
+    ("alter_column_type.no_rewrite", "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) COLLATE \"C\";", "ALTER TABLE t ALTER COLUMN name TYPE varchar(20) COLLATE \"C\""),
+    ("alter_column_type.noop", "", "ALTER TABLE t ALTER COLUMN email TYPE text COLLATE \"C\""),
+    // A NOT VALID CHECK is re-added NOT VALID: no re-validation scan.
+    ("alter_column_type.no_rewrite", "ALTER TABLE t ADD CONSTRAINT t_name_check CHECK (name <> '') NOT VALID;", "ALTER TABLE t ALTER COLUMN name TYPE varchar(30)"),
     ("alter_column_type.rewrite", "", "ALTER TABLE t ALTER COLUMN n TYPE bigint"),
     ("alter_column_type.rewrite", "", "ALTER TABLE t ALTER COLUMN name TYPE varchar(5)"),
     ("alter_column_type.rewrite", "", "ALTER TABLE t ALTER COLUMN email TYPE varchar(50)"),
@@ -102,6 +123,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("access_exclusive_catalog", "", "CREATE POLICY p ON t USING (true)"),
     ("access_exclusive_catalog", "", "ALTER TABLE t REPLICA IDENTITY FULL"),
     ("table_rewrite", "", "ALTER TABLE t SET UNLOGGED"),
+    ("table_rewrite", "ALTER TABLE t SET UNLOGGED;", "ALTER TABLE t SET LOGGED"),
+    // Setting what the table already has changes nothing.
+    ("table_rewrite.noop", "", "ALTER TABLE t SET ACCESS METHOD heap"),
+    ("table_rewrite.noop", "", "ALTER TABLE t SET LOGGED"),
+    ("table_rewrite.noop", "", "ALTER TABLE t SET TABLESPACE pg_default"),
     ("table_rewrite", "", "CLUSTER t USING t_pkey"),
     ("truncate", "", "TRUNCATE t"),
     ("refresh_materialized_view", "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t;", "REFRESH MATERIALIZED VIEW mv"),
@@ -131,6 +157,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("create_table.partition_of", "CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k);", "CREATE TABLE p2 PARTITION OF pt FOR VALUES FROM (100000) TO (200000)"),
     ("create_table.inherits", "", "CREATE TABLE child () INHERITS (parent)"),
     ("create_view", "CREATE VIEW v AS SELECT id FROM t;", "CREATE OR REPLACE VIEW v AS SELECT id FROM t"),
+    ("create_view.reads", "", "CREATE VIEW v AS SELECT t.id, p.code FROM t JOIN parent p ON p.id = t.parent_id"),
+    ("create_view.reads", "", "CREATE MATERIALIZED VIEW mv AS SELECT id, n FROM t WITH NO DATA"),
+    ("create_table_as", "", "CREATE TABLE x AS SELECT * FROM t"),
+    ("create_table_as", "", "CREATE MATERIALIZED VIEW mv AS SELECT t.id, p.code FROM t JOIN parent p ON p.id = t.parent_id"),
+    ("create_table.like", "", "CREATE TABLE x (LIKE t INCLUDING ALL)"),
     ("dml.insert", "", "INSERT INTO t (id) VALUES (100000)"),
     ("dml.update", "", "UPDATE t SET n = n + 1"),
     // Tables read by DML are locked ACCESS SHARE (claimed, so the comparison requires them).
@@ -141,6 +172,23 @@ const CASES: &[(&str, &str, &str)] = &[
     ("no_table_lock", "", "GRANT SELECT ON t TO PUBLIC"),
     ("alter_constraint", "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id);", "ALTER TABLE t ALTER CONSTRAINT t_parent_fk DEFERRABLE"),
     ("vacuum", "", "ANALYZE t"),
+];
+
+/// Cases under another session TimeZone, checked with duet's default (TimeZone unknown):
+/// (TimeZone, fact, extra setup, statement). CASES run under UTC with `session_time_zone = "UTC"`.
+const TIME_ZONE_CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "Europe/Paris",
+        "alter_column_type.rewrite",
+        "",
+        "ALTER TABLE t ALTER COLUMN at TYPE timestamptz",
+    ),
+    (
+        "America/New_York",
+        "alter_column_type.rewrite",
+        "CREATE INDEX t_at_idx ON t (at);",
+        "ALTER TABLE t ALTER COLUMN at TYPE timestamptz",
+    ),
 ];
 
 /// Facts of later versions: (first major, fact, extra setup, statement); run when the server is
@@ -292,11 +340,12 @@ struct Claim {
     scan: bool,
 }
 
-fn claim(setup: &str, stmt: &str, major: u32) -> Result<Claim, String> {
+fn claim(setup: &str, stmt: &str, major: u32, utc: bool) -> Result<Claim, String> {
     // The setup is committed before the statement, as on the server.
     let config = CheckConfig {
         assume_in_transaction: false,
         engine_version: check::EngineVersion::major(major),
+        session_time_zone_utc: utc,
         ..CheckConfig::default()
     };
     let files = vec![
@@ -351,18 +400,26 @@ async fn engine_facts_hold_on_the_real_server() {
         .get(0);
     let major = version_num.parse::<u32>().unwrap_or(150000) / 10000;
     eprintln!("proving facts against PostgreSQL {major}");
-    let cases: Vec<(&str, &str, &str)> = CASES
+    let cases: Vec<(&str, &str, &str, &str)> = CASES
         .iter()
-        .copied()
+        .map(|c| ("UTC", c.0, c.1, c.2))
         .chain(
             VERSIONED_CASES
                 .iter()
                 .filter(|c| major >= c.0)
-                .map(|c| (c.1, c.2, c.3)),
+                .map(|c| ("UTC", c.1, c.2, c.3)),
         )
+        .chain(TIME_ZONE_CASES.iter().copied())
         .collect();
     let mut failures = Vec::new();
-    for (fact, setup, stmt) in &cases {
+    for (time_zone, fact, setup, stmt) in &cases {
+        if let Err(err) = client
+            .batch_execute(&format!("SET TimeZone = '{time_zone}'"))
+            .await
+        {
+            failures.push(format!("{stmt}: SET TimeZone failed: {err}"));
+            continue;
+        }
         let reset = format!("DROP SCHEMA IF EXISTS public CASCADE; DROP SCHEMA IF EXISTS other CASCADE; DROP TYPE IF EXISTS mood; CREATE SCHEMA public; {FIXTURE} {setup}");
         if let Err(err) = client.batch_execute(&reset).await {
             failures.push(format!("{stmt}: setup failed: {err}"));
@@ -375,7 +432,7 @@ async fn engine_facts_hold_on_the_real_server() {
                 continue;
             }
         };
-        let claimed = match claim(setup, stmt, major) {
+        let claimed = match claim(setup, stmt, major, *time_zone == "UTC") {
             Ok(c) => c,
             Err(err) => {
                 failures.push(format!("{stmt}: classifier failed: {err}"));

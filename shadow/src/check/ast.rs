@@ -296,3 +296,22 @@ pub fn index_columns(params: &[Node]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A column's collation from its `COLLATE` clause, lower-case; `None` for none or `"default"`
+/// (the type's default collation).
+pub fn collation(clause: Option<&protobuf::CollateClause>) -> Option<String> {
+    let name = strings(&clause?.collname).last()?.to_ascii_lowercase();
+    (name != "default").then_some(name)
+}
+
+/// A table access method as the model keeps it: `None` for the default (`heap`).
+pub fn access_method(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    (!name.is_empty() && name != "heap").then_some(name)
+}
+
+/// A tablespace as the model keeps it: `None` for the database's default.
+pub fn tablespace(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    (!name.is_empty() && name != "pg_default").then_some(name)
+}

@@ -198,6 +198,28 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 "create_table_as".into()
             };
             b.apply("create_table", None, &[]);
+            let reads = c
+                .query
+                .as_ref()
+                .and_then(|q| q.node.as_ref())
+                .map(read_relations)
+                .unwrap_or_default();
+            let skip_data = c.into.as_ref().is_some_and(|i| i.skip_data);
+            let scans_visible = reads.iter().any(|r| !b.fresh(r));
+            if !reads.is_empty() {
+                b.apply(
+                    if skip_data || !scans_visible {
+                        "create_view.reads"
+                    } else {
+                        "create_table_as"
+                    },
+                    None,
+                    &reads,
+                );
+                for r in &reads {
+                    b.out.touch(r);
+                }
+            }
         }
         N::DropStmt(d) => drop(&mut b, d),
         N::RenameStmt(r) => rename(&mut b, r),
@@ -349,11 +371,23 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         }
         N::ViewStmt(v) => {
             b.out.kind = "create_view".into();
+            let reads = v
+                .query
+                .as_ref()
+                .and_then(|q| q.node.as_ref())
+                .map(read_relations)
+                .unwrap_or_default();
             if v.replace {
                 let rel = ast::optional_range_var_key(v.view.as_ref());
-                b.apply("create_view", Some(&rel), &[]);
+                b.apply("create_view", Some(&rel), &reads);
             } else {
                 b.apply("create_table", None, &[]);
+                if !reads.is_empty() {
+                    b.apply("create_view.reads", None, &reads);
+                }
+            }
+            for r in &reads {
+                b.out.touch(r);
             }
         }
         other => {
@@ -481,6 +515,20 @@ fn create_table(b: &mut Builder<'_>, c: &protobuf::CreateStmt) {
         b.apply("create_table.references", None, &referenced);
         for r in &referenced {
             b.out.touch(r);
+        }
+    }
+    let like: Vec<String> = c
+        .table_elts
+        .iter()
+        .filter_map(|e| match e.node.as_ref() {
+            Some(N::TableLikeClause(l)) => l.relation.as_ref().map(ast::range_var_key),
+            _ => None,
+        })
+        .collect();
+    if !like.is_empty() {
+        b.apply("create_table.like", None, &like);
+        for l in &like {
+            b.out.touch(l);
         }
     }
     let parents = range_vars(&c.inh_relations);
@@ -899,8 +947,32 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
                 Some(using) if !is_plain_column_use(using, &cmd.name) => TypeChange::Rewrite,
                 _ => change,
             };
+            if change == TypeChange::Rewrite
+                && !b.cx.session_time_zone_utc
+                && v.at_least(12)
+                && matches!((&old, &new), (Some(o), Some(n)) if coercion::depends_on_time_zone(o, n))
+            {
+                b.note("duet cannot know the migration session's TimeZone: timestamp <-> timestamptz rewrites the table unless it is UTC, so a rewrite is assumed (set `session_time_zone = \"UTC\"` in [check] when the runner's session is UTC; indexes on the column are rebuilt even then)");
+            }
+            // The new collation is the COLLATE clause or the type's default: when it differs from
+            // the column's, its indexes are rebuilt in the new order (no table rewrite).
+            let old_collation = table
+                .as_ref()
+                .and_then(|t| t.column(&cmd.name))
+                .map(|c| c.collation.clone());
+            let new_collation = ast::collation(col.coll_clause.as_deref());
+            let change = match change {
+                TypeChange::NoOp | TypeChange::NoRewrite
+                    if !indexes.is_empty()
+                        && old_collation.as_ref().is_none_or(|o| *o != new_collation) =>
+                {
+                    TypeChange::RebuildsIndexes
+                }
+                other => other,
+            };
             let id = match change {
                 TypeChange::NoOp => "alter_column_type.noop",
+                TypeChange::RebuildsIndexes => "alter_column_type.rebuilds_indexes",
                 TypeChange::NoRewrite
                     if table.as_ref().is_some_and(|t| t.has_check_on(&cmd.name)) =>
                 {
@@ -984,7 +1056,23 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         At::AtReplaceRelOptions => b.apply("alter_table.other", Some(key), &[]),
         At::AtSetStorage | At::AtSetCompression => b.apply("set_storage", Some(key), &[]),
         At::AtSetLogged | At::AtSetUnLogged | At::AtSetTableSpace | At::AtSetAccessMethod => {
-            b.apply("table_rewrite", Some(key), &[])
+            // Setting what the table already has is a no-op on the server; a table the model
+            // does not know is assumed to change (the safe side).
+            let unchanged = table.as_ref().is_some_and(|t| match cmd.subtype() {
+                At::AtSetLogged => !t.unlogged,
+                At::AtSetUnLogged => t.unlogged,
+                At::AtSetTableSpace => t.tablespace == ast::tablespace(&cmd.name),
+                _ => t.access_method == ast::access_method(&cmd.name),
+            });
+            b.apply(
+                if unchanged {
+                    "table_rewrite.noop"
+                } else {
+                    "table_rewrite"
+                },
+                Some(key),
+                &[],
+            )
         }
         At::AtEnableTrig
         | At::AtEnableAlwaysTrig
@@ -1116,10 +1204,9 @@ fn dml(
     lock_read_relations(b, stmt, &rel);
 }
 
-/// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
-/// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
-/// table keeps its stronger lock; names of CTEs are not relations.
-fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
+/// Every relation a statement or query names (`FROM`, joins, subqueries), once each, in order;
+/// names of CTEs are not relations.
+fn read_relations(stmt: &N) -> Vec<String> {
     let nodes = stmt.nodes();
     let ctes: Vec<&str> = nodes
         .iter()
@@ -1128,25 +1215,38 @@ fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
             _ => None,
         })
         .collect();
+    let mut out: Vec<String> = Vec::new();
     for (n, ..) in &nodes {
         if let pg_query::NodeRef::RangeVar(rv) = n {
             if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
                 continue;
             }
             let key = ast::range_var_key(rv);
-            if key == target {
-                continue;
+            if !out.contains(&key) {
+                out.push(key);
             }
-            b.out.lock(&key, LockMode::AccessShare);
-            if b.fresh(&key) {
-                if !b.out.fresh.contains(&key) {
-                    b.out.fresh.push(key);
-                }
-            } else {
-                // Reading a table others can see is a scan of it (INSERT … SELECT reads the
-                // source rows; proven in engine_facts).
-                b.out.scans_table = true;
+        }
+    }
+    out
+}
+
+/// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
+/// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
+/// table keeps its stronger lock; names of CTEs are not relations.
+fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
+    for key in read_relations(stmt) {
+        if key == target {
+            continue;
+        }
+        b.out.lock(&key, LockMode::AccessShare);
+        if b.fresh(&key) {
+            if !b.out.fresh.contains(&key) {
+                b.out.fresh.push(key);
             }
+        } else {
+            // Reading a table others can see is a scan of it (INSERT … SELECT reads the
+            // source rows; proven in engine_facts).
+            b.out.scans_table = true;
         }
     }
 }
@@ -1170,6 +1270,7 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
     let mut not_null = col.is_not_null;
     let mut applied = false;
     let mut generates_values = ty.as_ref().is_some_and(|t| t.is_serial());
+    let mut referenced: Vec<String> = Vec::new();
     for con in ast::column_constraints(col) {
         match con.contype() {
             ConstrType::ConstrDefault => default = con.raw_expr.as_deref().map(ast::default_kind),
@@ -1189,16 +1290,7 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
             }
             ConstrType::ConstrForeign => {
                 applied = true;
-                let referenced: Vec<String> = con
-                    .pktable
-                    .as_ref()
-                    .map(ast::range_var_key)
-                    .into_iter()
-                    .collect();
-                b.apply("add_column.references", Some(key), &referenced);
-                for r in &referenced {
-                    b.out.touch(r);
-                }
+                referenced.extend(con.pktable.as_ref().map(ast::range_var_key));
             }
             ConstrType::ConstrPrimary | ConstrType::ConstrUnique => {
                 applied = true;
@@ -1211,6 +1303,32 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
     if generates_values {
         applied = true;
         b.apply("add_column.serial_or_identity", Some(key), &[]);
+    }
+    if !referenced.is_empty() {
+        // With any DEFAULT clause (even DEFAULT NULL) or generated values PostgreSQL validates
+        // the new foreign key by reading both tables; without one the column is all NULL and
+        // the check is skipped (measured in tests/engine_facts.rs).
+        let validated =
+            default.is_some() || generates_values || b.out.has_fact("add_column.generated_stored");
+        b.apply(
+            if validated {
+                "add_column.references_validated"
+            } else {
+                "add_column.references"
+            },
+            Some(key),
+            &referenced,
+        );
+        for r in &referenced {
+            b.out.touch(r);
+        }
+    }
+    if ty
+        .as_ref()
+        .is_some_and(|t| b.cx.schema.is_constrained_domain(t))
+    {
+        applied = true;
+        b.apply("add_column.constrained_domain", Some(key), &[]);
     }
     match default {
         Some(DefaultKind::Volatile) => {

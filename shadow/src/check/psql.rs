@@ -292,7 +292,8 @@ mod tests {
     fn backslash_lines_inside_multi_line_literals_are_sql() {
         // A multi-line E'' string (with a doubled quote) whose second line starts with a
         // backslash: psql reads it as string text, so the next statement must stay separate.
-        let sql = "INSERT INTO t VALUES (E'first\n\\n'' second'\n);\nALTER TABLE t ADD COLUMN z int;\n";
+        let sql =
+            "INSERT INTO t VALUES (E'first\n\\n'' second'\n);\nALTER TABLE t ADD COLUMN z int;\n";
         assert_eq!(blank_non_sql(sql), sql);
         let dollar = "DO $x$\n\\set not a meta-command\n$x$;\n\\connect db\nSELECT 1;\n";
         let out = blank_non_sql(dollar);

@@ -97,8 +97,11 @@ pub fn runner_no_transaction(path: &Path) -> Option<String> {
     let metadata = path.parent()?.join("metadata.toml");
     let text = std::fs::read_to_string(metadata).ok()?;
     let value: toml::Value = toml::from_str(&text).ok()?;
-    (value.get("run_in_transaction").and_then(toml::Value::as_bool) == Some(false))
-        .then(|| "diesel: metadata.toml sets run_in_transaction = false".to_string())
+    (value
+        .get("run_in_transaction")
+        .and_then(toml::Value::as_bool)
+        == Some(false))
+    .then(|| "diesel: metadata.toml sets run_in_transaction = false".to_string())
 }
 
 /// Orders migration names: Flyway-style `V<version>__<description>` names compare by version first
@@ -196,7 +199,10 @@ mod tests {
         let made = std::fs::create_dir_all(&diesel).and_then(|_| std::fs::create_dir_all(&down));
         assert!(made.is_ok(), "{made:?}");
         let writes = [
-            (diesel.join("up.sql"), "CREATE INDEX CONCURRENTLY i ON t (a);"),
+            (
+                diesel.join("up.sql"),
+                "CREATE INDEX CONCURRENTLY i ON t (a);",
+            ),
             (diesel.join("down.sql"), "DROP INDEX i;"),
             (diesel.join("metadata.toml"), "run_in_transaction = false\n"),
             (dir.join("20240102_x.autocommit.up.sql"), "SELECT 1;"),
@@ -207,7 +213,10 @@ mod tests {
             assert!(std::fs::write(path, text).is_ok());
         }
         let files = migration_files(std::slice::from_ref(&dir)).unwrap_or_default();
-        let reasons: Vec<_> = files.iter().filter_map(|f| runner_no_transaction(f)).collect();
+        let reasons: Vec<_> = files
+            .iter()
+            .filter_map(|f| runner_no_transaction(f))
+            .collect();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(files.len(), 2, "{files:?}");
         assert_eq!(reasons.len(), 2, "{reasons:?}");
