@@ -335,6 +335,9 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::SelectStmt(_) => {
             b.out.kind = "select".into();
             b.apply("select", None, &[]);
+            // What it reads is locked ACCESS SHARE and, in a migration, read in full (measured:
+            // the differential harness saw `SELECT count(*) FROM t` scan t).
+            lock_read_relations(&mut b, stmt, "");
         }
         N::TransactionStmt(t) => {
             use protobuf::TransactionStmtKind as K;

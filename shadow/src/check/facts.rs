@@ -195,7 +195,7 @@ pub const FACTS: &[Fact] = &[
     f("create_table.like", None, Some(AccessShare), false, false, Expand, "CREATE TABLE … (LIKE other) takes ACCESS SHARE on the table it copies the definition of"),
     f("dml.insert", Some(RowExclusive), None, false, false, Data, "INSERT takes ROW EXCLUSIVE"),
     f("dml.update", Some(RowExclusive), None, false, true, Data, "UPDATE/DELETE take ROW EXCLUSIVE and row locks on every row they change"),
-    f("select", Some(AccessShare), None, false, false, Neutral, "SELECT takes ACCESS SHARE"),
+    f("select", Some(AccessShare), None, false, false, Neutral, "SELECT takes ACCESS SHARE on what it reads (and reads it: counted as a scan)"),
     f("vacuum", SUE, None, false, false, Neutral, "VACUUM/ANALYZE take SHARE UPDATE EXCLUSIVE (they read pages, but no row scan shows in the statistics; measured)"),
     evidence(f("alter_constraint", AEL, None, false, false, Neutral, "ALTER CONSTRAINT changes deferrability (ACCESS EXCLUSIVE assumed)"), "assumed"),
     evidence(f("alter_table.other", AEL, None, false, false, Neutral, "other ALTER TABLE forms are assumed to take ACCESS EXCLUSIVE"), "assumed"),
