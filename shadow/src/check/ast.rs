@@ -315,3 +315,29 @@ pub fn tablespace(name: &str) -> Option<String> {
     let name = name.to_ascii_lowercase();
     (!name.is_empty() && name != "pg_default").then_some(name)
 }
+
+/// Every relation a statement or query names (`FROM`, joins, subqueries), once each, in order;
+/// names of CTEs are not relations.
+pub fn read_relations(stmt: &N) -> Vec<String> {
+    let nodes = stmt.nodes();
+    let ctes: Vec<&str> = nodes
+        .iter()
+        .filter_map(|(n, ..)| match n {
+            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for (n, ..) in &nodes {
+        if let pg_query::NodeRef::RangeVar(rv) = n {
+            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
+                continue;
+            }
+            let key = range_var_key(rv);
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out
+}

@@ -202,7 +202,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .query
                 .as_ref()
                 .and_then(|q| q.node.as_ref())
-                .map(read_relations)
+                .map(ast::read_relations)
                 .unwrap_or_default();
             let skip_data = c.into.as_ref().is_some_and(|i| i.skip_data);
             let scans_visible = reads.iter().any(|r| !b.fresh(r));
@@ -284,10 +284,22 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::RefreshMatViewStmt(r) => {
             b.out.kind = "refresh_materialized_view".into();
             let rel = ast::optional_range_var_key(r.relation.as_ref());
+            // Its query reads the base tables under ACCESS SHARE.
+            let reads =
+                b.cx.schema
+                    .table(&rel)
+                    .map(|t| t.reads.clone())
+                    .unwrap_or_default();
             if r.concurrent {
-                b.apply("refresh_materialized_view.concurrently", Some(&rel), &[]);
+                b.apply("refresh_materialized_view.concurrently", Some(&rel), &reads);
             } else {
-                b.apply("refresh_materialized_view", Some(&rel), &[]);
+                b.apply("refresh_materialized_view", Some(&rel), &reads);
+            }
+            for t in &reads {
+                b.out.touch(t);
+            }
+            if b.cx.schema.table(&rel).is_none() {
+                b.note("the materialized view is unknown: the tables its query reads are locked ACCESS SHARE too");
             }
         }
         N::ReindexStmt(r) => reindex(&mut b, r),
@@ -378,7 +390,7 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 .query
                 .as_ref()
                 .and_then(|q| q.node.as_ref())
-                .map(read_relations)
+                .map(ast::read_relations)
                 .unwrap_or_default();
             if v.replace {
                 let rel = ast::optional_range_var_key(v.view.as_ref());
@@ -984,7 +996,15 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
                 TypeChange::NoRewrite => "alter_column_type.no_rewrite",
                 TypeChange::Rewrite => "alter_column_type.rewrite",
             };
-            b.apply(id, Some(key), &indexes);
+            // Foreign keys on the column (either side) are dropped and re-created, which takes
+            // ACCESS EXCLUSIVE on the table at the other end, even when the type does not change
+            // (measured by the differential harness).
+            let mut others = indexes;
+            for other in fk_partners(b.cx.schema, key, &cmd.name) {
+                b.out.touch(&other);
+                others.push(other);
+            }
+            b.apply(id, Some(key), &others);
         }
         At::AtColumnDefault | At::AtCookedColumnDefault => {
             b.apply(
@@ -1121,8 +1141,16 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
             } else {
                 "detach_partition"
             };
-            b.apply(id, Some(key), &part);
-            for p in &part {
+            // With a DEFAULT partition, its implied constraint changes: ACCESS EXCLUSIVE on it
+            // too (CONCURRENTLY is refused then).
+            let mut others = part.clone();
+            if let Some(default) = table.as_ref().and_then(|t| t.default_partition.clone()) {
+                if !part.contains(&default) {
+                    others.push(default);
+                }
+            }
+            b.apply(id, Some(key), &others);
+            for p in &others {
                 b.out.touch(p);
             }
         }
@@ -1132,6 +1160,40 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         At::AtChangeOwner => b.apply("owner_to", Some(key), &[]),
         _ => b.apply("alter_table.other", Some(key), &[]),
     }
+}
+
+/// Tables at the other end of a foreign key that `column` of `key` takes part in: the tables it
+/// references, and — when it is part of a primary key or unique constraint or index, which is what
+/// foreign keys reference — every table referencing `key`.
+fn fk_partners(schema: &Schema, key: &str, column: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(table) = schema.table(key) else {
+        return out;
+    };
+    for c in &table.constraints {
+        if let ConstraintKind::ForeignKey { referenced } = &c.kind {
+            if c.columns.iter().any(|x| x == column) && referenced != key {
+                out.push(referenced.clone());
+            }
+        }
+    }
+    let keyed = table.constraints.iter().any(|c| {
+        matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique)
+            && c.columns.iter().any(|x| x == column)
+    }) || schema
+        .indexes_on_column(key, column)
+        .any(|i| schema.indexes.get(i).is_some_and(|i| i.unique));
+    if keyed {
+        for (other, t) in &schema.tables {
+            let references = t.constraints.iter().any(
+                |c| matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if referenced == key),
+            );
+            if other != key && references && !out.contains(other) {
+                out.push(other.clone());
+            }
+        }
+    }
+    out
 }
 
 /// ATTACH PARTITION on 12+: the partition is scanned unless its valid CHECK constraints (and NOT
@@ -1205,39 +1267,49 @@ fn dml(
     let rel = ast::optional_range_var_key(target);
     b.apply(rule, Some(&rel), &[]);
     lock_read_relations(b, stmt, &rel);
-}
-
-/// Every relation a statement or query names (`FROM`, joins, subqueries), once each, in order;
-/// names of CTEs are not relations.
-fn read_relations(stmt: &N) -> Vec<String> {
-    let nodes = stmt.nodes();
-    let ctes: Vec<&str> = nodes
-        .iter()
-        .filter_map(|(n, ..)| match n {
-            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut out: Vec<String> = Vec::new();
-    for (n, ..) in &nodes {
-        if let pg_query::NodeRef::RangeVar(rv) = n {
-            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
-                continue;
-            }
-            let key = ast::range_var_key(rv);
-            if !out.contains(&key) {
-                out.push(key);
-            }
+    // Foreign-key triggers: new keys are looked up in the referenced tables, and removed or
+    // changed keys in the referencing ones (changed there with ON DELETE/UPDATE actions).
+    let table = b.cx.schema.table(&rel).cloned();
+    if kind != "delete" {
+        let referenced: Vec<String> = table
+            .iter()
+            .flat_map(|t| &t.constraints)
+            .filter_map(|c| match &c.kind {
+                ConstraintKind::ForeignKey { referenced } if *referenced != rel => {
+                    Some(referenced.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if !referenced.is_empty() {
+            b.apply("dml.references", None, &referenced);
         }
     }
-    out
+    if kind != "insert" {
+        let referencing: Vec<String> = b
+            .cx
+            .schema
+            .tables
+            .iter()
+            .filter(|(k, t)| {
+                **k != rel
+                    && t.constraints.iter().any(|c| {
+                        matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if *referenced == rel)
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !referencing.is_empty() {
+            b.apply("dml.referenced_by", None, &referencing);
+        }
+    }
 }
 
 /// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
 /// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
 /// table keeps its stronger lock; names of CTEs are not relations.
 fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
-    for key in read_relations(stmt) {
+    for key in ast::read_relations(stmt) {
         if key == target {
             continue;
         }

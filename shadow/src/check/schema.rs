@@ -54,6 +54,9 @@ pub struct Table {
     pub tablespace: Option<String>,
     /// `UNLOGGED`.
     pub unlogged: bool,
+    /// For a materialized view (or a table made by CREATE TABLE AS): the relations its query
+    /// reads, locked and read again by `REFRESH`.
+    pub reads: Vec<String>,
 }
 
 /// Size of a live table.
@@ -423,6 +426,12 @@ impl Schema {
                         ast::range_var_key(rel),
                         Table {
                             created_in_tx: tx,
+                            reads: c
+                                .query
+                                .as_ref()
+                                .and_then(|q| q.node.as_ref())
+                                .map(ast::read_relations)
+                                .unwrap_or_default(),
                             ..Table::default()
                         },
                     );
