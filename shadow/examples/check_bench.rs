@@ -49,6 +49,7 @@ fn main() {
             files.push(SourceFile {
                 name: format!("{:06}_migration.sql", files.len() + 1),
                 text: std::mem::take(&mut text),
+                no_transaction: None,
             });
         }
     }

@@ -37,6 +37,7 @@ fn live_catalog_drives_verdicts() {
     let files = vec![SourceFile {
         name: "m.sql".into(),
         text: "ALTER TABLE t ALTER COLUMN email SET NOT NULL;\nALTER TABLE t ALTER COLUMN name TYPE varchar(40);\nALTER TABLE t ALTER COLUMN id TYPE int;".into(),
+        no_transaction: None,
     }];
     let report = check::check_files(&files, &config, schema).expect("check");
     assert!(

@@ -174,3 +174,28 @@ fn drop_default_is_named_as_such() {
     let s = last("CREATE TABLE d (n int);\nCOMMIT;\nALTER TABLE d ALTER COLUMN n SET DEFAULT 1;");
     assert_eq!(s.kind, "alter_table.set_default");
 }
+
+/// A multi-line `E'…'` string with a doubled quote whose next line starts with a backslash used
+/// to be blanked as a psql meta-command, so the string swallowed the next statement, which then
+/// got no verdict at all.
+#[test]
+fn backslash_line_inside_a_multi_line_string_does_not_merge_statements() {
+    let all = report(
+        "CREATE TABLE t (id bigint PRIMARY KEY, s text);\nCOMMIT;\n\
+         INSERT INTO t VALUES (1, E'first\n\\n'' second'\n);\n\
+         ALTER TABLE t ADD COLUMN z timestamptz DEFAULT clock_timestamp();\n\
+         UPDATE t SET s = 'x';\n",
+    );
+    let kinds: Vec<&str> = all.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "create_table",
+            "commit",
+            "insert",
+            "alter_table.add_column",
+            "update"
+        ]
+    );
+    assert!(all[3].rewrites_table, "{:#?}", all[3]);
+}

@@ -26,6 +26,7 @@ fn corpus_parses_completely() {
         .map(|(name, text)| check::SourceFile {
             name: name.clone(),
             text: text.clone(),
+            no_transaction: None,
         })
         .collect();
     let report = check::check_files(&sources, &CheckConfig::default(), Default::default())

@@ -39,8 +39,35 @@ fn set_not_null_uses_a_valid_check_from_12() {
 #[test]
 fn timestamptz_is_free_from_12_under_utc() {
     let sql = "CREATE TABLE t (at timestamp);\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;";
-    assert!(!last(sql, 12).rewrites_table);
-    assert!(last(sql, 11).rewrites_table);
+    let under = |major: u32, utc: bool| {
+        let config = CheckConfig {
+            engine_version: EngineVersion::major(major),
+            assume_in_transaction: false,
+            session_time_zone_utc: utc,
+            ..CheckConfig::default()
+        };
+        let report = check::check_sql("v.sql", sql, &config).expect("check runs");
+        report.statements.last().cloned().expect("a statement")
+    };
+    assert!(!under(12, true).rewrites_table);
+    assert!(under(11, true).rewrites_table);
+    // duet cannot see the runner's TimeZone: by default it assumes the rewrite, and says why.
+    let unknown = last(sql, 15);
+    assert!(unknown.rewrites_table);
+    assert!(
+        unknown.notes.iter().any(|n| n.contains("TimeZone")),
+        "{unknown:#?}"
+    );
+    // Under UTC an index on the column is still rebuilt: a scan, not a rewrite.
+    let indexed = "CREATE TABLE t (at timestamp);\nCREATE INDEX t_at_idx ON t (at);\nCOMMIT;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;";
+    let config = CheckConfig {
+        assume_in_transaction: false,
+        session_time_zone_utc: true,
+        ..CheckConfig::default()
+    };
+    let report = check::check_sql("v.sql", indexed, &config).expect("check runs");
+    let s = report.statements.last().expect("a statement");
+    assert!(!s.rewrites_table && s.scans_table, "{s:#?}");
 }
 
 #[test]

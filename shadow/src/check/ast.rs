@@ -296,3 +296,48 @@ pub fn index_columns(params: &[Node]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A column's collation from its `COLLATE` clause, lower-case; `None` for none or `"default"`
+/// (the type's default collation).
+pub fn collation(clause: Option<&protobuf::CollateClause>) -> Option<String> {
+    let name = strings(&clause?.collname).last()?.to_ascii_lowercase();
+    (name != "default").then_some(name)
+}
+
+/// A table access method as the model keeps it: `None` for the default (`heap`).
+pub fn access_method(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    (!name.is_empty() && name != "heap").then_some(name)
+}
+
+/// A tablespace as the model keeps it: `None` for the database's default.
+pub fn tablespace(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    (!name.is_empty() && name != "pg_default").then_some(name)
+}
+
+/// Every relation a statement or query names (`FROM`, joins, subqueries), once each, in order;
+/// names of CTEs are not relations.
+pub fn read_relations(stmt: &N) -> Vec<String> {
+    let nodes = stmt.nodes();
+    let ctes: Vec<&str> = nodes
+        .iter()
+        .filter_map(|(n, ..)| match n {
+            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for (n, ..) in &nodes {
+        if let pg_query::NodeRef::RangeVar(rv) = n {
+            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
+                continue;
+            }
+            let key = range_var_key(rv);
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out
+}

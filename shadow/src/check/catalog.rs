@@ -5,13 +5,16 @@ use super::ast::{self, ColumnType};
 use super::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table, TableStats};
 use super::CheckError;
 
-const TABLES: &str = "SELECT n.nspname, c.relname, c.relkind::text, greatest(c.reltuples, 0)::float8, pg_total_relation_size(c.oid)
+const TABLES: &str = "SELECT n.nspname, c.relname, c.relkind::text, greatest(c.reltuples, 0)::float8, pg_total_relation_size(c.oid),
+       coalesce(am.amname::text, ''), coalesce(ts.spcname::text, ''), c.relpersistence::text
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_tablespace ts ON ts.oid = c.reltablespace
  WHERE c.relkind IN ('r','p','m') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
 
-const COLUMNS: &str = "SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull, a.atthasdef, a.attndims > 0 OR t.typcategory = 'A'
+const COLUMNS: &str = "SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull, a.atthasdef, a.attndims > 0 OR t.typcategory = 'A',
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN coll.collname::text END
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_type t ON t.oid = a.atttypid
+  JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_collation coll ON coll.oid = a.attcollation
  WHERE c.relkind IN ('r','p','m') AND a.attnum > 0 AND NOT a.attisdropped
    AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'
  ORDER BY c.oid, a.attnum";
@@ -22,6 +25,10 @@ const CONSTRAINTS: &str = "SELECT n.nspname, c.relname, k.conname, k.contype::te
   FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class rc ON rc.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
  WHERE n.nspname NOT IN ('pg_catalog','information_schema')";
+
+/// Domains with constraints (adding a column of one rewrites the table).
+const CONSTRAINED_DOMAINS: &str = "SELECT t.typname::text FROM pg_type t
+ WHERE t.typtype = 'd' AND (t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid))";
 
 const INDEXES: &str = "SELECT n.nspname, ic.relname, tc.relname, i.indisunique,
        coalesce(array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) u JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u), '{}')
@@ -56,6 +63,9 @@ async fn read(url: &str) -> Result<Schema, CheckError> {
                     rows: row.get(3),
                     bytes: row.get(4),
                 }),
+                access_method: ast::access_method(row.get(5)),
+                tablespace: ast::tablespace(row.get(6)),
+                unlogged: row.get::<_, &str>(7) == "u",
                 ..Table::default()
             },
         );
@@ -74,6 +84,9 @@ async fn read(url: &str) -> Result<Schema, CheckError> {
                 ty: Some(ty),
                 not_null: row.get(5),
                 has_default: row.get(6),
+                collation: row
+                    .get::<_, Option<String>>(8)
+                    .map(|c| c.to_ascii_lowercase()),
             });
         }
     }
@@ -106,6 +119,11 @@ async fn read(url: &str) -> Result<Schema, CheckError> {
                 bounds: Vec::new(),
             });
         }
+    }
+    for row in client.query(CONSTRAINED_DOMAINS, &[]).await.map_err(err)? {
+        schema
+            .constrained_domains
+            .insert(row.get::<_, String>(0).to_ascii_lowercase());
     }
     for row in client.query(INDEXES, &[]).await.map_err(err)? {
         let schema_name: &str = row.get(0);

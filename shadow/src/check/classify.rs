@@ -198,6 +198,28 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
                 "create_table_as".into()
             };
             b.apply("create_table", None, &[]);
+            let reads = c
+                .query
+                .as_ref()
+                .and_then(|q| q.node.as_ref())
+                .map(ast::read_relations)
+                .unwrap_or_default();
+            let skip_data = c.into.as_ref().is_some_and(|i| i.skip_data);
+            let scans_visible = reads.iter().any(|r| !b.fresh(r));
+            if !reads.is_empty() {
+                b.apply(
+                    if skip_data || !scans_visible {
+                        "create_view.reads"
+                    } else {
+                        "create_table_as"
+                    },
+                    None,
+                    &reads,
+                );
+                for r in &reads {
+                    b.out.touch(r);
+                }
+            }
         }
         N::DropStmt(d) => drop(&mut b, d),
         N::RenameStmt(r) => rename(&mut b, r),
@@ -262,10 +284,22 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::RefreshMatViewStmt(r) => {
             b.out.kind = "refresh_materialized_view".into();
             let rel = ast::optional_range_var_key(r.relation.as_ref());
+            // Its query reads the base tables under ACCESS SHARE.
+            let reads =
+                b.cx.schema
+                    .table(&rel)
+                    .map(|t| t.reads.clone())
+                    .unwrap_or_default();
             if r.concurrent {
-                b.apply("refresh_materialized_view.concurrently", Some(&rel), &[]);
+                b.apply("refresh_materialized_view.concurrently", Some(&rel), &reads);
             } else {
-                b.apply("refresh_materialized_view", Some(&rel), &[]);
+                b.apply("refresh_materialized_view", Some(&rel), &reads);
+            }
+            for t in &reads {
+                b.out.touch(t);
+            }
+            if b.cx.schema.table(&rel).is_none() {
+                b.note("the materialized view is unknown: the tables its query reads are locked ACCESS SHARE too");
             }
         }
         N::ReindexStmt(r) => reindex(&mut b, r),
@@ -313,6 +347,9 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         N::SelectStmt(_) => {
             b.out.kind = "select".into();
             b.apply("select", None, &[]);
+            // What it reads is locked ACCESS SHARE and, in a migration, read in full (measured:
+            // the differential harness saw `SELECT count(*) FROM t` scan t).
+            lock_read_relations(&mut b, stmt, "");
         }
         N::TransactionStmt(t) => {
             use protobuf::TransactionStmtKind as K;
@@ -349,11 +386,23 @@ pub fn classify(stmt: &N, cx: ClassifyContext<'_>) -> Classification {
         }
         N::ViewStmt(v) => {
             b.out.kind = "create_view".into();
+            let reads = v
+                .query
+                .as_ref()
+                .and_then(|q| q.node.as_ref())
+                .map(ast::read_relations)
+                .unwrap_or_default();
             if v.replace {
                 let rel = ast::optional_range_var_key(v.view.as_ref());
-                b.apply("create_view", Some(&rel), &[]);
+                b.apply("create_view", Some(&rel), &reads);
             } else {
                 b.apply("create_table", None, &[]);
+                if !reads.is_empty() {
+                    b.apply("create_view.reads", None, &reads);
+                }
+            }
+            for r in &reads {
+                b.out.touch(r);
             }
         }
         other => {
@@ -481,6 +530,20 @@ fn create_table(b: &mut Builder<'_>, c: &protobuf::CreateStmt) {
         b.apply("create_table.references", None, &referenced);
         for r in &referenced {
             b.out.touch(r);
+        }
+    }
+    let like: Vec<String> = c
+        .table_elts
+        .iter()
+        .filter_map(|e| match e.node.as_ref() {
+            Some(N::TableLikeClause(l)) => l.relation.as_ref().map(ast::range_var_key),
+            _ => None,
+        })
+        .collect();
+    if !like.is_empty() {
+        b.apply("create_table.like", None, &like);
+        for l in &like {
+            b.out.touch(l);
         }
     }
     let parents = range_vars(&c.inh_relations);
@@ -899,8 +962,32 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
                 Some(using) if !is_plain_column_use(using, &cmd.name) => TypeChange::Rewrite,
                 _ => change,
             };
+            if change == TypeChange::Rewrite
+                && !b.cx.session_time_zone_utc
+                && v.at_least(12)
+                && matches!((&old, &new), (Some(o), Some(n)) if coercion::depends_on_time_zone(o, n))
+            {
+                b.note("duet cannot know the migration session's TimeZone: timestamp <-> timestamptz rewrites the table unless it is UTC, so a rewrite is assumed (set `session_time_zone = \"UTC\"` in [check] when the runner's session is UTC; indexes on the column are rebuilt even then)");
+            }
+            // The new collation is the COLLATE clause or the type's default: when it differs from
+            // the column's, its indexes are rebuilt in the new order (no table rewrite).
+            let old_collation = table
+                .as_ref()
+                .and_then(|t| t.column(&cmd.name))
+                .map(|c| c.collation.clone());
+            let new_collation = ast::collation(col.coll_clause.as_deref());
+            let change = match change {
+                TypeChange::NoOp | TypeChange::NoRewrite
+                    if !indexes.is_empty()
+                        && old_collation.as_ref().is_none_or(|o| *o != new_collation) =>
+                {
+                    TypeChange::RebuildsIndexes
+                }
+                other => other,
+            };
             let id = match change {
                 TypeChange::NoOp => "alter_column_type.noop",
+                TypeChange::RebuildsIndexes => "alter_column_type.rebuilds_indexes",
                 TypeChange::NoRewrite
                     if table.as_ref().is_some_and(|t| t.has_check_on(&cmd.name)) =>
                 {
@@ -909,7 +996,15 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
                 TypeChange::NoRewrite => "alter_column_type.no_rewrite",
                 TypeChange::Rewrite => "alter_column_type.rewrite",
             };
-            b.apply(id, Some(key), &indexes);
+            // Foreign keys on the column (either side) are dropped and re-created, which takes
+            // ACCESS EXCLUSIVE on the table at the other end, even when the type does not change
+            // (measured by the differential harness).
+            let mut others = indexes;
+            for other in fk_partners(b.cx.schema, key, &cmd.name) {
+                b.out.touch(&other);
+                others.push(other);
+            }
+            b.apply(id, Some(key), &others);
         }
         At::AtColumnDefault | At::AtCookedColumnDefault => {
             b.apply(
@@ -984,7 +1079,23 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         At::AtReplaceRelOptions => b.apply("alter_table.other", Some(key), &[]),
         At::AtSetStorage | At::AtSetCompression => b.apply("set_storage", Some(key), &[]),
         At::AtSetLogged | At::AtSetUnLogged | At::AtSetTableSpace | At::AtSetAccessMethod => {
-            b.apply("table_rewrite", Some(key), &[])
+            // Setting what the table already has is a no-op on the server; a table the model
+            // does not know is assumed to change (the safe side).
+            let unchanged = table.as_ref().is_some_and(|t| match cmd.subtype() {
+                At::AtSetLogged => !t.unlogged,
+                At::AtSetUnLogged => t.unlogged,
+                At::AtSetTableSpace => t.tablespace == ast::tablespace(&cmd.name),
+                _ => t.access_method == ast::access_method(&cmd.name),
+            });
+            b.apply(
+                if unchanged {
+                    "table_rewrite.noop"
+                } else {
+                    "table_rewrite"
+                },
+                Some(key),
+                &[],
+            )
         }
         At::AtEnableTrig
         | At::AtEnableAlwaysTrig
@@ -1030,8 +1141,16 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
             } else {
                 "detach_partition"
             };
-            b.apply(id, Some(key), &part);
-            for p in &part {
+            // With a DEFAULT partition, its implied constraint changes: ACCESS EXCLUSIVE on it
+            // too (CONCURRENTLY is refused then).
+            let mut others = part.clone();
+            if let Some(default) = table.as_ref().and_then(|t| t.default_partition.clone()) {
+                if !part.contains(&default) {
+                    others.push(default);
+                }
+            }
+            b.apply(id, Some(key), &others);
+            for p in &others {
                 b.out.touch(p);
             }
         }
@@ -1041,6 +1160,40 @@ fn alter_cmd(b: &mut Builder<'_>, key: &str, cmd: &protobuf::AlterTableCmd) {
         At::AtChangeOwner => b.apply("owner_to", Some(key), &[]),
         _ => b.apply("alter_table.other", Some(key), &[]),
     }
+}
+
+/// Tables at the other end of a foreign key that `column` of `key` takes part in: the tables it
+/// references, and — when it is part of a primary key or unique constraint or index, which is what
+/// foreign keys reference — every table referencing `key`.
+fn fk_partners(schema: &Schema, key: &str, column: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(table) = schema.table(key) else {
+        return out;
+    };
+    for c in &table.constraints {
+        if let ConstraintKind::ForeignKey { referenced } = &c.kind {
+            if c.columns.iter().any(|x| x == column) && referenced != key {
+                out.push(referenced.clone());
+            }
+        }
+    }
+    let keyed = table.constraints.iter().any(|c| {
+        matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique)
+            && c.columns.iter().any(|x| x == column)
+    }) || schema
+        .indexes_on_column(key, column)
+        .any(|i| schema.indexes.get(i).is_some_and(|i| i.unique));
+    if keyed {
+        for (other, t) in &schema.tables {
+            let references = t.constraints.iter().any(
+                |c| matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if referenced == key),
+            );
+            if other != key && references && !out.contains(other) {
+                out.push(other.clone());
+            }
+        }
+    }
+    out
 }
 
 /// ATTACH PARTITION on 12+: the partition is scanned unless its valid CHECK constraints (and NOT
@@ -1114,39 +1267,61 @@ fn dml(
     let rel = ast::optional_range_var_key(target);
     b.apply(rule, Some(&rel), &[]);
     lock_read_relations(b, stmt, &rel);
+    // Foreign-key triggers: new keys are looked up in the referenced tables, and removed or
+    // changed keys in the referencing ones (changed there with ON DELETE/UPDATE actions).
+    let table = b.cx.schema.table(&rel).cloned();
+    if kind != "delete" {
+        let referenced: Vec<String> = table
+            .iter()
+            .flat_map(|t| &t.constraints)
+            .filter_map(|c| match &c.kind {
+                ConstraintKind::ForeignKey { referenced } if *referenced != rel => {
+                    Some(referenced.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if !referenced.is_empty() {
+            b.apply("dml.references", None, &referenced);
+        }
+    }
+    if kind != "insert" {
+        let referencing: Vec<String> = b
+            .cx
+            .schema
+            .tables
+            .iter()
+            .filter(|(k, t)| {
+                **k != rel
+                    && t.constraints.iter().any(|c| {
+                        matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if *referenced == rel)
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !referencing.is_empty() {
+            b.apply("dml.referenced_by", None, &referencing);
+        }
+    }
 }
 
 /// ACCESS SHARE on every relation a DML statement reads (`INSERT … SELECT … FROM`, `UPDATE …
 /// FROM`, `DELETE … USING`, subqueries), which are read and so count as scanned. The written
 /// table keeps its stronger lock; names of CTEs are not relations.
 fn lock_read_relations(b: &mut Builder<'_>, stmt: &N, target: &str) {
-    let nodes = stmt.nodes();
-    let ctes: Vec<&str> = nodes
-        .iter()
-        .filter_map(|(n, ..)| match n {
-            pg_query::NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
-            _ => None,
-        })
-        .collect();
-    for (n, ..) in &nodes {
-        if let pg_query::NodeRef::RangeVar(rv) = n {
-            if rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str()) {
-                continue;
+    for key in ast::read_relations(stmt) {
+        if key == target {
+            continue;
+        }
+        b.out.lock(&key, LockMode::AccessShare);
+        if b.fresh(&key) {
+            if !b.out.fresh.contains(&key) {
+                b.out.fresh.push(key);
             }
-            let key = ast::range_var_key(rv);
-            if key == target {
-                continue;
-            }
-            b.out.lock(&key, LockMode::AccessShare);
-            if b.fresh(&key) {
-                if !b.out.fresh.contains(&key) {
-                    b.out.fresh.push(key);
-                }
-            } else {
-                // Reading a table others can see is a scan of it (INSERT … SELECT reads the
-                // source rows; proven in engine_facts).
-                b.out.scans_table = true;
-            }
+        } else {
+            // Reading a table others can see is a scan of it (INSERT … SELECT reads the
+            // source rows; proven in engine_facts).
+            b.out.scans_table = true;
         }
     }
 }
@@ -1170,6 +1345,7 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
     let mut not_null = col.is_not_null;
     let mut applied = false;
     let mut generates_values = ty.as_ref().is_some_and(|t| t.is_serial());
+    let mut referenced: Vec<String> = Vec::new();
     for con in ast::column_constraints(col) {
         match con.contype() {
             ConstrType::ConstrDefault => default = con.raw_expr.as_deref().map(ast::default_kind),
@@ -1189,16 +1365,7 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
             }
             ConstrType::ConstrForeign => {
                 applied = true;
-                let referenced: Vec<String> = con
-                    .pktable
-                    .as_ref()
-                    .map(ast::range_var_key)
-                    .into_iter()
-                    .collect();
-                b.apply("add_column.references", Some(key), &referenced);
-                for r in &referenced {
-                    b.out.touch(r);
-                }
+                referenced.extend(con.pktable.as_ref().map(ast::range_var_key));
             }
             ConstrType::ConstrPrimary | ConstrType::ConstrUnique => {
                 applied = true;
@@ -1211,6 +1378,32 @@ fn add_column(b: &mut Builder<'_>, key: &str, col: &protobuf::ColumnDef) {
     if generates_values {
         applied = true;
         b.apply("add_column.serial_or_identity", Some(key), &[]);
+    }
+    if !referenced.is_empty() {
+        // With any DEFAULT clause (even DEFAULT NULL) or generated values PostgreSQL validates
+        // the new foreign key by reading both tables; without one the column is all NULL and
+        // the check is skipped (measured in tests/engine_facts.rs).
+        let validated =
+            default.is_some() || generates_values || b.out.has_fact("add_column.generated_stored");
+        b.apply(
+            if validated {
+                "add_column.references_validated"
+            } else {
+                "add_column.references"
+            },
+            Some(key),
+            &referenced,
+        );
+        for r in &referenced {
+            b.out.touch(r);
+        }
+    }
+    if ty
+        .as_ref()
+        .is_some_and(|t| b.cx.schema.is_constrained_domain(t))
+    {
+        applied = true;
+        b.apply("add_column.constrained_domain", Some(key), &[]);
     }
     match default {
         Some(DefaultKind::Volatile) => {

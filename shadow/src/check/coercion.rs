@@ -13,6 +13,9 @@ pub enum TypeChange {
     NoOp,
     /// Binary-coercible: catalog-only (indexes kept).
     NoRewrite,
+    /// No table rewrite, but the column's indexes are rebuilt, which reads the whole table
+    /// (timestamp ↔ timestamptz under UTC on an indexed column: the operator class changes).
+    RebuildsIndexes,
     /// Every row is converted: table and indexes are rewritten.
     Rewrite,
 }
@@ -22,9 +25,11 @@ pub enum TypeChange {
 pub struct CoercionContext {
     /// The server version.
     pub version: EngineVersion,
-    /// Whether the migration session's `TimeZone` is UTC (timestamp ↔ timestamptz is then free, 12+).
+    /// Whether the migration session's `TimeZone` is known to be UTC (timestamp ↔ timestamptz is
+    /// then free of a table rewrite, 12+). Unknown counts as not UTC.
     pub session_time_zone_utc: bool,
-    /// Whether the column is indexed (citext ↔ text needs a rewrite of the index then).
+    /// Whether the column is indexed (citext ↔ text needs a rewrite of the index then, and
+    /// timestamp ↔ timestamptz rebuilds its indexes).
     pub column_indexed: bool,
 }
 
@@ -76,9 +81,13 @@ pub fn type_change(old: &ColumnType, new: &ColumnType, cx: CoercionContext) -> T
             (None, Some(_)) => false,
         },
         ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => {
-            cx.version.at_least(12)
+            let free = cx.version.at_least(12)
                 && cx.session_time_zone_utc
-                && precision_not_lower(first(old), first(new))
+                && precision_not_lower(first(old), first(new));
+            if free && cx.column_indexed {
+                return TypeChange::RebuildsIndexes;
+            }
+            free
         }
         ("text", "citext") | ("varchar", "citext") | ("citext", "text") => {
             !cx.column_indexed && new.mods.is_empty()
@@ -91,6 +100,16 @@ pub fn type_change(old: &ColumnType, new: &ColumnType, cx: CoercionContext) -> T
     } else {
         TypeChange::Rewrite
     }
+}
+
+/// Whether what `old` → `new` does depends on the session's `TimeZone` (timestamp ↔ timestamptz).
+pub fn depends_on_time_zone(old: &ColumnType, new: &ColumnType) -> bool {
+    !old.array
+        && !new.array
+        && matches!(
+            (old.name.as_str(), new.name.as_str()),
+            ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+        )
 }
 
 fn precision_not_lower(old: Option<i64>, new: Option<i64>) -> bool {
@@ -163,6 +182,18 @@ mod tests {
         assert_eq!(
             type_change(&t("int4", &[]), &t("int4", &[]), c),
             TypeChange::NoOp
+        );
+        let indexed = CoercionContext {
+            column_indexed: true,
+            ..c
+        };
+        assert_eq!(
+            type_change(&t("timestamp", &[]), &t("timestamptz", &[]), indexed),
+            TypeChange::RebuildsIndexes
+        );
+        assert_eq!(
+            type_change(&t("varchar", &[10]), &t("varchar", &[20]), indexed),
+            TypeChange::NoRewrite
         );
     }
 }

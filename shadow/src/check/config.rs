@@ -5,7 +5,8 @@
 //! engine_version = "15"          # 11..=18, optionally with a minor ("14.3")
 //! fail_on = "error"              # info | warning | error: exit 1 at or above this level
 //! assume_in_transaction = true   # the runner wraps each file in a transaction
-//! session_time_zone = "UTC"      # the migration session's TimeZone (timestamp → timestamptz)
+//! session_time_zone = "UTC"      # the migration session's TimeZone (timestamp → timestamptz);
+//!                                # unset: unknown, so that change is judged a rewrite
 //! runner_sets_lock_timeout = false  # true if the runner sets lock_timeout on its connection
 //! exclude_rules = ["prefer-robust-stmts"]
 //! exclude_paths = ["migrations/legacy/"]   # path prefixes not checked
@@ -43,7 +44,9 @@ pub struct CheckConfig {
     pub fail_on: Level,
     /// The runner wraps each file in a transaction unless a marker says otherwise.
     pub assume_in_transaction: bool,
-    /// The migration session's `TimeZone` is UTC.
+    /// The migration session's `TimeZone` is known to be UTC (`session_time_zone = "UTC"`).
+    /// duet cannot see the runner's session, so the default is `false`: timestamp ↔ timestamptz
+    /// is judged a rewrite, as it is under any other TimeZone.
     pub session_time_zone_utc: bool,
     /// The migration runner sets `lock_timeout` on its connection (e.g. strong_migrations), so
     /// every file starts with one.
@@ -60,7 +63,7 @@ impl Default for CheckConfig {
             engine_version: EngineVersion::DEFAULT,
             fail_on: Level::Error,
             assume_in_transaction: true,
-            session_time_zone_utc: true,
+            session_time_zone_utc: false,
             runner_sets_lock_timeout: false,
             rules: BTreeMap::new(),
             exclude_paths: Vec::new(),

@@ -23,6 +23,9 @@ pub struct SourceFile {
     pub name: String,
     /// Contents.
     pub text: String,
+    /// The runner runs this file outside a transaction for a reason outside its text (diesel's
+    /// `metadata.toml`, ory's `*.autocommit.up.sql`); says which (see [`super::walk`]).
+    pub no_transaction: Option<String>,
 }
 
 /// Splits a file and, when the whole file parses, returns each statement's parse tree too (one
@@ -92,7 +95,9 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
         let source = SourceText::new(&file.text);
         let directives = markers::read_directives(source.text());
         tx.start_file(
-            config.assume_in_transaction && directives.no_transaction_marker.is_none(),
+            config.assume_in_transaction
+                && directives.no_transaction_marker.is_none()
+                && file.no_transaction.is_none(),
             config.runner_sets_lock_timeout,
         );
         let file_start = report.statements.len();

@@ -8,10 +8,12 @@
 //! | dbmate | `-- migrate:up transaction:false` | from `-- migrate:up` to `-- migrate:down` |
 //! | goose | `-- +goose NO TRANSACTION` | from `-- +goose Up` to `-- +goose Down` |
 //! | sqlx | `-- no-transaction` (first line) | whole file |
+//! | postgres-migrations (node) | `-- postgres-migrations disable-transaction` | whole file |
 //! | generic / duet | `-- migrate:no-transaction`, `-- duet:no-transaction` | whole file |
 //!
-//! golang-migrate, Flyway, diesel and sqitch have no in-file marker: golang-migrate's down files
-//! and Flyway's undo files are skipped by name (see `walk`), and sqitch's `deploy/` scripts carry
+//! golang-migrate, Flyway, diesel, ory and sqitch have no in-file marker: golang-migrate's down
+//! files and Flyway's undo files are skipped by name, diesel's `metadata.toml` and ory's
+//! `*.autocommit.up.sql` names are read by `walk`, and sqitch's `deploy/` scripts carry
 //! their own `BEGIN`/`COMMIT`, which the transaction tracker sees. Files without a marker are assumed
 //! to run in one transaction (configurable with `assume_in_transaction`).
 
@@ -55,6 +57,7 @@ pub fn read_directives(text: &str) -> FileDirectives {
             || squashed == "+goose no transaction"
             || squashed == "migrate:no-transaction"
             || squashed == "duet:no-transaction"
+            || squashed == "postgres-migrations disable-transaction"
             || (squashed == "no-transaction" && first_code_line);
         if no_tx && out.no_transaction_marker.is_none() {
             out.no_transaction_marker = Some(trimmed.to_string());
@@ -103,5 +106,10 @@ mod tests {
             .no_transaction_marker
             .is_none());
         assert!(read_directives("SELECT 1;").no_transaction_marker.is_none());
+        assert!(read_directives(
+            "-- postgres-migrations disable-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);"
+        )
+        .no_transaction_marker
+        .is_some());
     }
 }

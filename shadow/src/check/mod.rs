@@ -85,6 +85,7 @@ pub fn read_sources(inputs: &[PathBuf]) -> Result<Vec<SourceFile>, CheckError> {
             Ok(SourceFile {
                 name: path.display().to_string(),
                 text: String::from_utf8_lossy(&bytes).into_owned(),
+                no_transaction: walk::runner_no_transaction(&path),
             })
         })
         .collect()
@@ -96,6 +97,7 @@ pub fn check_sql(name: &str, sql: &str, config: &CheckConfig) -> Result<Report, 
         &[SourceFile {
             name: name.to_string(),
             text: sql.to_string(),
+            no_transaction: None,
         }],
         config,
         schema::Schema::default(),

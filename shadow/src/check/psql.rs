@@ -13,23 +13,29 @@ pub fn blank_non_sql(text: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut in_copy_data = false;
     let mut changed = false;
+    let mut lexer = Lexer::default();
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
+        // A backslash starts a meta-command only where psql reads a new token: not inside a
+        // quoted string, identifier, dollar-quoted body or block comment that spans lines (a
+        // multi-line `E'…'` string may well have a line starting with `\n`).
         let blank = if in_copy_data {
             if body == "\\." {
                 in_copy_data = false;
             }
             true
         } else {
-            body.trim_start().starts_with('\\')
+            lexer.at_code() && body.trim_start().starts_with('\\')
         };
         if blank {
             changed = true;
             out.extend(body.bytes().map(|_| ' '));
             out.push_str(&line[body.len()..]);
         } else {
-            if is_copy_from_stdin(body) {
+            if lexer.at_code() && is_copy_from_stdin(body) {
                 in_copy_data = true;
+            } else {
+                lexer.feed(line);
             }
             out.push_str(line);
         }
@@ -39,6 +45,131 @@ pub fn blank_non_sql(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     }
+}
+
+/// Where the SQL lexer stands at the end of a line: in code, or inside something that continues on
+/// the next line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Lexer {
+    /// Between tokens.
+    #[default]
+    Code,
+    /// Inside `'…'`; `escapes` for `E'…'`, where a backslash escapes the next character.
+    Quoted {
+        /// Backslash escapes are on (`E'…'`).
+        escapes: bool,
+    },
+    /// Inside `"…"`.
+    Identifier,
+    /// Inside `$tag$…$tag$`; holds the whole delimiter.
+    Dollar(String),
+    /// Inside `/* … */`, nested this deep.
+    Comment(usize),
+}
+
+impl Lexer {
+    fn at_code(&self) -> bool {
+        *self == Lexer::Code
+    }
+
+    /// Advances over one line of text.
+    fn feed(&mut self, line: &str) {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match self {
+                Lexer::Code => match bytes[i] {
+                    b'-' if bytes.get(i + 1) == Some(&b'-') => return,
+                    b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                        *self = Lexer::Comment(1);
+                        i += 2;
+                    }
+                    b'\'' => {
+                        let escapes = i > 0
+                            && matches!(bytes[i - 1], b'e' | b'E')
+                            && (i < 2 || !is_ident_byte(bytes[i - 2]));
+                        *self = Lexer::Quoted { escapes };
+                        i += 1;
+                    }
+                    b'"' => {
+                        *self = Lexer::Identifier;
+                        i += 1;
+                    }
+                    b'$' if i == 0 || !is_ident_byte(bytes[i - 1]) => {
+                        let rest = &line[i + 1..];
+                        let tag_len = rest.bytes().take_while(|b| is_ident_byte(*b)).count();
+                        let opens = !rest.starts_with(|c: char| c.is_ascii_digit())
+                            && rest.as_bytes().get(tag_len) == Some(&b'$');
+                        if !opens {
+                            i += 1;
+                            continue;
+                        }
+                        let delimiter = &line[i..i + tag_len + 2];
+                        let body = i + delimiter.len();
+                        match line[body..].find(delimiter) {
+                            Some(p) => i = body + p + delimiter.len(),
+                            None => {
+                                *self = Lexer::Dollar(delimiter.to_string());
+                                return;
+                            }
+                        }
+                    }
+                    _ => i += 1,
+                },
+                Lexer::Quoted { escapes } => {
+                    if *escapes && bytes[i] == b'\\' {
+                        i += 2;
+                    } else if bytes[i] == b'\'' {
+                        if bytes.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                        } else {
+                            *self = Lexer::Code;
+                            i += 1;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                Lexer::Identifier => {
+                    if bytes[i] == b'"' {
+                        if bytes.get(i + 1) == Some(&b'"') {
+                            i += 2;
+                        } else {
+                            *self = Lexer::Code;
+                            i += 1;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                Lexer::Dollar(tag) => match line[i..].find(tag.as_str()) {
+                    Some(p) => {
+                        i += p + tag.len();
+                        *self = Lexer::Code;
+                    }
+                    None => return,
+                },
+                Lexer::Comment(depth) => {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        *depth += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        *depth -= 1;
+                        i += 2;
+                        if *depth == 0 {
+                            *self = Lexer::Code;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
 /// The statement with psql variable references (`:name`, `:'name'`, `:"name"`) read as the bare
@@ -155,6 +286,20 @@ mod tests {
         assert!(matches!(blank_non_sql("SELECT 1;"), Cow::Borrowed(_)));
         // A backslash inside SQL (not at a line start) is left alone.
         assert_eq!(blank_non_sql("SELECT E'\\n';"), "SELECT E'\\n';");
+    }
+
+    #[test]
+    fn backslash_lines_inside_multi_line_literals_are_sql() {
+        // A multi-line E'' string (with a doubled quote) whose second line starts with a
+        // backslash: psql reads it as string text, so the next statement must stay separate.
+        let sql =
+            "INSERT INTO t VALUES (E'first\n\\n'' second'\n);\nALTER TABLE t ADD COLUMN z int;\n";
+        assert_eq!(blank_non_sql(sql), sql);
+        let dollar = "DO $x$\n\\set not a meta-command\n$x$;\n\\connect db\nSELECT 1;\n";
+        let out = blank_non_sql(dollar);
+        assert!(out.contains("\\set not") && !out.contains("connect"));
+        let comment = "/* a\n\\b */ SELECT 'it''s';\n\\c db\n";
+        assert!(!blank_non_sql(comment).contains("\\c db"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Schema {
     /// The first schema of the last `SET search_path` when it is not `public`: unqualified names
     /// are created there and looked up there first (see [`Schema::resolve`]).
     pub search_schema: Option<String>,
+    /// Domains with a CHECK or NOT NULL constraint, by lower-case unqualified name: a new column
+    /// of such a type is checked row by row, so the table is rewritten.
+    pub constrained_domains: BTreeSet<String>,
 }
 
 /// One table.
@@ -45,6 +48,15 @@ pub struct Table {
     pub partition_key: Option<PartitionKey>,
     /// Model key of its DEFAULT partition, if it has one.
     pub default_partition: Option<String>,
+    /// Its table access method when not the default (`USING …`, `SET ACCESS METHOD`).
+    pub access_method: Option<String>,
+    /// Its tablespace when not the database's default.
+    pub tablespace: Option<String>,
+    /// `UNLOGGED`.
+    pub unlogged: bool,
+    /// For a materialized view (or a table made by CREATE TABLE AS): the relations its query
+    /// reads, locked and read again by `REFRESH`.
+    pub reads: Vec<String>,
 }
 
 /// Size of a live table.
@@ -67,6 +79,8 @@ pub struct Column {
     pub not_null: bool,
     /// Has a default.
     pub has_default: bool,
+    /// Its collation when not the type's default (`COLLATE "C"`), lower-case.
+    pub collation: Option<String>,
 }
 
 /// What a constraint is.
@@ -135,15 +149,32 @@ impl Table {
         })
     }
 
-    /// Whether some CHECK constraint mentions `col` (re-validated on a type change).
+    /// Whether some valid CHECK constraint mentions `col`: a type change re-adds it and so
+    /// re-validates it against every row (a NOT VALID one is re-added NOT VALID, with no scan;
+    /// proven in `tests/engine_facts.rs`).
     pub fn has_check_on(&self, col: &str) -> bool {
         self.constraints.iter().any(|c| {
-            matches!(c.kind, ConstraintKind::Check { .. }) && c.columns.iter().any(|x| x == col)
+            c.valid
+                && matches!(c.kind, ConstraintKind::Check { .. })
+                && c.columns.iter().any(|x| x == col)
         })
     }
 }
 
+/// The model name of a domain: its unqualified name, lower-case (as column types are read).
+fn domain_name(names: &[protobuf::Node]) -> String {
+    ast::strings(names)
+        .last()
+        .map(|n| n.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 impl Schema {
+    /// Whether a column type is a domain with constraints (adding such a column rewrites).
+    pub fn is_constrained_domain(&self, ty: &ColumnType) -> bool {
+        !ty.array && self.constrained_domains.contains(&ty.name)
+    }
+
     /// The column `column` of the table `key`, when both are known.
     fn table_column_mut(&mut self, key: &str, column: &str) -> Option<&mut Column> {
         self.tables.get_mut(key).and_then(|t| t.column_mut(column))
@@ -363,14 +394,44 @@ impl Schema {
                         _ => {}
                     }
                 }
+                if d.remove_type() == ObjectType::ObjectDomain {
+                    for obj in &d.objects {
+                        if let Some(N::TypeName(t)) = obj.node.as_ref() {
+                            self.constrained_domains.remove(&domain_name(&t.names));
+                        }
+                    }
+                }
             }
             N::RenameStmt(r) => self.apply_rename(r),
+            N::CreateDomainStmt(d) => {
+                let constrained = d.constraints.iter().any(|c| {
+                    matches!(c.node.as_ref(), Some(N::Constraint(con))
+                        if matches!(con.contype(), ConstrType::ConstrCheck | ConstrType::ConstrNotnull))
+                });
+                let name = domain_name(&d.domainname);
+                if constrained {
+                    self.constrained_domains.insert(name);
+                } else {
+                    self.constrained_domains.remove(&name);
+                }
+            }
+            // ADD CONSTRAINT (`C`) and SET NOT NULL (`O`); dropping one may leave others, so
+            // a domain stays constrained (the safe side).
+            N::AlterDomainStmt(d) if d.subtype == "C" || d.subtype == "O" => {
+                self.constrained_domains.insert(domain_name(&d.type_name));
+            }
             N::CreateTableAsStmt(c) => {
                 if let Some(rel) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
                     self.tables.insert(
                         ast::range_var_key(rel),
                         Table {
                             created_in_tx: tx,
+                            reads: c
+                                .query
+                                .as_ref()
+                                .and_then(|q| q.node.as_ref())
+                                .map(ast::read_relations)
+                                .unwrap_or_default(),
                             ..Table::default()
                         },
                     );
@@ -392,6 +453,9 @@ impl Schema {
             created_in_tx: tx,
             partitioned: c.partspec.is_some(),
             partition_key: c.partspec.as_ref().map(partition::partition_key),
+            access_method: ast::access_method(&c.access_method),
+            tablespace: ast::tablespace(&c.tablespacename),
+            unlogged: rv.relpersistence == "u",
             ..Table::default()
         };
         if c.partbound.as_ref().is_some_and(|b| b.is_default) {
@@ -415,6 +479,7 @@ impl Schema {
                         has_default: col.raw_default.is_some()
                             || ty.as_ref().is_some_and(|t| t.is_serial()),
                         ty,
+                        collation: ast::collation(col.coll_clause.as_deref()),
                     };
                     for con in ast::column_constraints(col) {
                         match con.contype() {
@@ -456,6 +521,7 @@ impl Schema {
                     has_default: col.raw_default.is_some()
                         || ty.as_ref().is_some_and(|t| t.is_serial()),
                     ty,
+                    collation: ast::collation(col.coll_clause.as_deref()),
                 };
                 let cons: Vec<_> = ast::column_constraints(col).cloned().collect();
                 for con in &cons {
@@ -492,6 +558,7 @@ impl Schema {
                 };
                 if let Some(c) = self.table_column_mut(key, &cmd.name) {
                     c.ty = col.type_name.as_ref().map(ColumnType::from_type_name);
+                    c.collation = ast::collation(col.coll_clause.as_deref());
                 }
             }
             AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition => {
@@ -508,6 +575,21 @@ impl Schema {
                     } else if pc.bound.as_ref().is_some_and(|b| b.is_default) {
                         t.default_partition = part;
                     }
+                }
+            }
+            AlterTableType::AtSetAccessMethod => {
+                if let Some(t) = self.tables.get_mut(key) {
+                    t.access_method = ast::access_method(&cmd.name);
+                }
+            }
+            AlterTableType::AtSetTableSpace => {
+                if let Some(t) = self.tables.get_mut(key) {
+                    t.tablespace = ast::tablespace(&cmd.name);
+                }
+            }
+            AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged => {
+                if let Some(t) = self.tables.get_mut(key) {
+                    t.unlogged = cmd.subtype() == AlterTableType::AtSetUnLogged;
                 }
             }
             AlterTableType::AtSetNotNull => {

@@ -87,6 +87,8 @@ fn decide(change: &str, class: Classification, version: EngineVersion) -> Verdic
             Vec::new(),
         )
     } else if has("alter_column_type.rewrite")
+        || has("alter_column_type.rebuilds_indexes")
+        || has("add_column.constrained_domain")
         || has("add_column.volatile_default")
         || has("add_column.serial_or_identity")
         || has("add_column.generated_stored")
@@ -119,6 +121,16 @@ fn decide(change: &str, class: Classification, version: EngineVersion) -> Verdic
                 Vec::new(),
             )
         }
+    } else if has("add_column.references_validated") {
+        (
+            Strategy::InPlaceGuarded,
+            "add the column without REFERENCES (the default is stored once), then the foreign key NOT VALID (brief lock) and VALIDATE it in its own transaction (no blocking)".into(),
+            vec![
+                format!("ALTER TABLE {table} ADD COLUMN <column> <type> DEFAULT <value>"),
+                format!("ALTER TABLE {table} ADD CONSTRAINT <name> FOREIGN KEY (<column>) REFERENCES <referenced> (<key>) NOT VALID"),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT <name>"),
+            ],
+        )
     } else if has("add_check") || has("add_foreign_key") {
         (
             Strategy::InPlaceGuarded,
@@ -204,8 +216,13 @@ mod tests {
             Ok(Strategy::InPlaceGuarded)
         );
         assert_eq!(
-            pick("ALTER TABLE t SET TABLESPACE pg_default"),
+            pick("ALTER TABLE t SET TABLESPACE fast_ssd"),
             Ok(Strategy::ShadowTable)
+        );
+        // The tablespace it already has: nothing moves.
+        assert_eq!(
+            pick("ALTER TABLE t SET TABLESPACE pg_default"),
+            Ok(Strategy::InPlaceGuarded)
         );
         assert_eq!(
             pick("ALTER TABLE t ALTER COLUMN email SET NOT NULL"),

@@ -12,7 +12,8 @@ use super::CheckError;
 
 /// Lists the migration files under `inputs`: files as given, directories walked for `*.sql` in
 /// migration-runner order. Down/undo migrations (`*.down.sql`, diesel's `down.sql`, Flyway's
-/// `U<version>__*.sql`) are skipped when found in a directory, since they never run forward.
+/// `U<version>__*.sql`, anything under a `down/` or `undo/` directory) are skipped when found in a
+/// directory, since they never run forward.
 pub fn migration_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CheckError> {
     let mut files = Vec::new();
     for input in inputs {
@@ -50,7 +51,9 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
     entries.sort_by(|a, b| runner_cmp(&a.0, &b.0));
     for (name, path, is_dir) in entries {
         if is_dir {
-            walk_dir(&path, out)?;
+            if !is_down_dir(&name) {
+                walk_dir(&path, out)?;
+            }
         } else if is_forward_migration(&name) {
             out.push(path);
         }
@@ -71,6 +74,34 @@ pub fn is_forward_migration(name: &str) -> bool {
             && lower[1..].starts_with(|c: char| c.is_ascii_digit())
             && lower.contains("__"));
     !is_down
+}
+
+/// Whether a directory found while walking holds rollback scripts (`down/`, `undo/`, `rollback/`,
+/// as in `migrations/{up,down}/` layouts), which never run forward.
+pub fn is_down_dir(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "down" | "downs" | "undo" | "rollback" | "rollbacks"
+    )
+}
+
+/// Why the runner applies this file outside a transaction when nothing in its text says so:
+///
+/// - ory (kratos, hydra, keto) names such migrations `*.autocommit.up.sql`;
+/// - diesel reads `run_in_transaction = false` from a `metadata.toml` next to `up.sql`.
+pub fn runner_no_transaction(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".autocommit.up.sql") || name.ends_with(".autocommit.sql") {
+        return Some("ory: *.autocommit.up.sql runs outside a transaction".to_string());
+    }
+    let metadata = path.parent()?.join("metadata.toml");
+    let text = std::fs::read_to_string(metadata).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    (value
+        .get("run_in_transaction")
+        .and_then(toml::Value::as_bool)
+        == Some(false))
+    .then(|| "diesel: metadata.toml sets run_in_transaction = false".to_string())
 }
 
 /// Orders migration names: Flyway-style `V<version>__<description>` names compare by version first
@@ -157,5 +188,38 @@ mod tests {
         assert!(!is_forward_migration("U3__undo.sql"));
         assert!(is_forward_migration("users.sql"));
         assert!(!is_forward_migration("README.md"));
+        assert!(is_down_dir("down") && is_down_dir("Undo") && !is_down_dir("up"));
+    }
+
+    #[test]
+    fn runner_conventions_outside_the_text() {
+        let dir = std::env::temp_dir().join(format!("duet-walk-{}", std::process::id()));
+        let diesel = dir.join("2024-01-01-000000_add_index");
+        let down = dir.join("down");
+        let made = std::fs::create_dir_all(&diesel).and_then(|_| std::fs::create_dir_all(&down));
+        assert!(made.is_ok(), "{made:?}");
+        let writes = [
+            (
+                diesel.join("up.sql"),
+                "CREATE INDEX CONCURRENTLY i ON t (a);",
+            ),
+            (diesel.join("down.sql"), "DROP INDEX i;"),
+            (diesel.join("metadata.toml"), "run_in_transaction = false\n"),
+            (dir.join("20240102_x.autocommit.up.sql"), "SELECT 1;"),
+            (dir.join("20240102_x.autocommit.down.sql"), "SELECT 1;"),
+            (down.join("1_init.sql"), "DROP TABLE t;"),
+        ];
+        for (path, text) in &writes {
+            assert!(std::fs::write(path, text).is_ok());
+        }
+        let files = migration_files(std::slice::from_ref(&dir)).unwrap_or_default();
+        let reasons: Vec<_> = files
+            .iter()
+            .filter_map(|f| runner_no_transaction(f))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(runner_no_transaction(Path::new("/nonexistent/up.sql")).is_none());
     }
 }

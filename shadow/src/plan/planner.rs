@@ -221,6 +221,7 @@ fn schema_of(info: &TableInfo) -> Schema {
                 ty: Some(ty),
                 not_null: c.not_null,
                 has_default: c.default.is_some(),
+                collation: None,
             }
         })
         .collect();

@@ -4,6 +4,8 @@
 //! every existing row while holding it: writes to both tables wait for the scan. Add the constraint
 //! NOT VALID (brief lock, checks only new writes), then VALIDATE CONSTRAINT in a separate
 //! transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue).
+//! ADD COLUMN … DEFAULT … REFERENCES is validated the same way, but under ACCESS EXCLUSIVE: add
+//! the column without REFERENCES, then the foreign key NOT VALID, then VALIDATE.
 
 #[allow(unused_imports)]
 use super::syntax;
@@ -36,7 +38,7 @@ pub const RULE: Rule = Rule {
     level: Level::Error,
     opt_in: false,
     summary: "a validated foreign key blocks writes on both tables while every row is checked",
-    docs: "ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE on the referencing and the referenced table and checks every existing row while holding it: writes to both tables wait for the scan. Add the constraint NOT VALID (brief lock, checks only new writes), then VALIDATE CONSTRAINT in a separate transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue).",
+    docs: "ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE on the referencing and the referenced table and checks every existing row while holding it: writes to both tables wait for the scan. Add the constraint NOT VALID (brief lock, checks only new writes), then VALIDATE CONSTRAINT in a separate transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue). ADD COLUMN … DEFAULT … REFERENCES is validated the same way, but under ACCESS EXCLUSIVE: add the column without REFERENCES, then the foreign key NOT VALID, then VALIDATE.",
     bad: "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);",
     good: "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;
 COMMIT;
@@ -46,7 +48,20 @@ ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;",
 };
 
 fn check(i: &RuleInput<'_>) -> Vec<Hit> {
-    if i.on_fresh_table() || !i.class.has_fact("add_foreign_key") {
+    if i.on_fresh_table() {
+        return Vec::new();
+    }
+    if i.class.has_fact("add_column.references_validated") {
+        let table = super::ident(i.table());
+        return vec![Hit::new(
+            format!("the new column has a DEFAULT, so its foreign key is checked against every row of {table} while ACCESS EXCLUSIVE blocks reads and writes"),
+            format!("ALTER TABLE {table} ADD COLUMN <column> <type> DEFAULT <value>;  -- without REFERENCES
+ALTER TABLE {table} ADD CONSTRAINT <name> FOREIGN KEY (<column>) REFERENCES <referenced> (<key>) NOT VALID;
+-- in a separate transaction (reads and writes continue):
+ALTER TABLE {table} VALIDATE CONSTRAINT <name>;"),
+        )];
+    }
+    if !i.class.has_fact("add_foreign_key") {
         return Vec::new();
     }
     let table = super::ident(i.table());

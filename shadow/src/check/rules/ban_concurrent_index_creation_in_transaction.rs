@@ -1,10 +1,11 @@
-//! Rule `ban-concurrent-index-creation-in-transaction`: CONCURRENTLY (and VACUUM) cannot run inside a transaction block
+//! Rule `ban-concurrent-index-creation-in-transaction`: CONCURRENTLY cannot run inside a transaction block
 //!
-//! CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY and VACUUM
+//! CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and DETACH PARTITION CONCURRENTLY
 //! fail with "cannot run inside a transaction block". Migration runners wrap each file in a
 //! transaction unless told otherwise: put the statement in its own migration file with the runner's
 //! no-transaction marker (e.g. `-- migrate:no-transaction`, dbmate `-- migrate:up
-//! transaction:false`, goose `-- +goose NO TRANSACTION`, sqlx `-- no-transaction`).
+//! transaction:false`, goose `-- +goose NO TRANSACTION`, sqlx `-- no-transaction`). VACUUM has its
+//! own rule, `ban-vacuum-in-transaction`.
 
 #[allow(unused_imports)]
 use super::syntax;
@@ -16,8 +17,8 @@ pub const RULE: Rule = Rule {
     id: "ban-concurrent-index-creation-in-transaction",
     level: Level::Error,
     opt_in: false,
-    summary: "CONCURRENTLY (and VACUUM) cannot run inside a transaction block",
-    docs: "CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY and VACUUM fail with \"cannot run inside a transaction block\". Migration runners wrap each file in a transaction unless told otherwise: put the statement in its own migration file with the runner's no-transaction marker (e.g. `-- migrate:no-transaction`, dbmate `-- migrate:up transaction:false`, goose `-- +goose NO TRANSACTION`, sqlx `-- no-transaction`).",
+    summary: "CONCURRENTLY cannot run inside a transaction block",
+    docs: "CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and DETACH PARTITION CONCURRENTLY fail with \"cannot run inside a transaction block\". Migration runners wrap each file in a transaction unless told otherwise: put the statement in its own migration file with the runner's no-transaction marker (e.g. `-- migrate:no-transaction`, dbmate `-- migrate:up transaction:false`, goose `-- +goose NO TRANSACTION`, sqlx `-- no-transaction`). VACUUM has its own rule, `ban-vacuum-in-transaction`.",
     bad: "BEGIN;
 CREATE INDEX CONCURRENTLY users_email_idx ON users (email);
 COMMIT;",
@@ -28,7 +29,10 @@ CREATE INDEX CONCURRENTLY users_email_idx ON users (email);",
 };
 
 fn check(i: &RuleInput<'_>) -> Vec<Hit> {
-    if !i.class.no_transaction_block || !i.tx.in_transaction {
+    if !i.class.no_transaction_block
+        || !i.tx.in_transaction
+        || super::ban_vacuum_in_transaction::is_vacuum(&i.class.kind)
+    {
         return Vec::new();
     }
     let how = if i.tx.file_wrapped && i.tx.open_begin.is_none() {

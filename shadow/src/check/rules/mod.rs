@@ -39,6 +39,7 @@ mod ban_exclusion_constraint;
 mod ban_set_schema;
 mod ban_truncate_cascade;
 mod ban_uncommitted_transaction;
+mod ban_vacuum_in_transaction;
 mod changing_column_type;
 mod combine_alter_table;
 mod concurrent_index_pg14_bug;
@@ -192,6 +193,7 @@ pub fn all() -> Vec<&'static Rule> {
         &ban_exclusion_constraint::RULE,
         &ban_set_schema::RULE,
         &ban_truncate_cascade::RULE,
+        &ban_vacuum_in_transaction::RULE,
         &ban_uncommitted_transaction::RULE,
         &changing_column_type::RULE,
         &combine_alter_table::RULE,

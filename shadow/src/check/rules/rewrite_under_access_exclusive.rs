@@ -4,6 +4,9 @@
 //! table and rebuild its indexes while holding ACCESS EXCLUSIVE: all reads and writes wait for the
 //! copy. Build a new table and switch (duet's shadow-table migration, or pg_repack; REPACK
 //! CONCURRENTLY on PostgreSQL 19+).
+//! ADD COLUMN of a domain type with CHECK or NOT NULL constraints rewrites the table the same
+//! way (every row is checked). Setting the access method, tablespace or persistence the table
+//! already has is a no-op.
 
 #[allow(unused_imports)]
 use super::syntax;
@@ -16,7 +19,7 @@ pub const RULE: Rule = Rule {
     level: Level::Error,
     opt_in: false,
     summary: "the table is rewritten under ACCESS EXCLUSIVE",
-    docs: "VACUUM FULL, CLUSTER, SET TABLESPACE, SET LOGGED/UNLOGGED and SET ACCESS METHOD copy the whole table and rebuild its indexes while holding ACCESS EXCLUSIVE: all reads and writes wait for the copy. Build a new table and switch (duet's shadow-table migration, or pg_repack; REPACK CONCURRENTLY on PostgreSQL 19+).",
+    docs: "VACUUM FULL, CLUSTER, SET TABLESPACE, SET LOGGED/UNLOGGED and SET ACCESS METHOD copy the whole table and rebuild its indexes while holding ACCESS EXCLUSIVE: all reads and writes wait for the copy. Build a new table and switch (duet's shadow-table migration, or pg_repack; REPACK CONCURRENTLY on PostgreSQL 19+). ADD COLUMN of a domain type with CHECK or NOT NULL constraints rewrites the table the same way (every row is checked). Setting the access method, tablespace or persistence the table already has is a no-op.",
     bad: "VACUUM FULL users;",
     good: "VACUUM users;",
     aliases: &["eugene:E10", "squawk:prefer-repack"],
@@ -24,7 +27,9 @@ pub const RULE: Rule = Rule {
 };
 
 fn check(i: &RuleInput<'_>) -> Vec<Hit> {
-    if i.on_fresh_table() || !(i.class.has_fact("table_rewrite")) {
+    if i.on_fresh_table()
+        || !(i.class.has_fact("table_rewrite") || i.class.has_fact("add_column.constrained_domain"))
+    {
         return Vec::new();
     }
     let t = super::ident(i.table());
