@@ -8,22 +8,41 @@ use shadow::migrate::guard::{
 use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::Step;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation as PgSslNegotiation};
+use tokio_postgres::{AsyncMessage, Client, Notification};
 
-use crate::backend_url::{BackendAddr, BackendUrl};
+use crate::backend_tls::MakeRustlsConnect;
+use crate::backend_url::{BackendAddr, BackendUrl, SslMode, SslNegotiation};
 use crate::context::ProxyContext;
 
 /// The tokio-postgres configuration of a control connection: the backend URL's address, user,
-/// password and database.
+/// password, database and TLS mode. Connect it with [`tls_connector`]'s hook: the mode says
+/// whether TLS is used, the hook how (roots, client certificate, negotiation).
+///
+/// tokio-postgres knows disable, prefer and require; verify-ca and verify-full are require here
+/// with the checks in the hook, and `allow` starts as disable (its TLS retry is in `open`). A
+/// unix-socket backend never uses TLS, as with libpq.
 pub fn control_config(url: &BackendUrl, connect_timeout: Duration) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
-    match &url.addr {
+    let unix = match &url.addr {
         BackendAddr::Tcp { host, port } => {
             config.host(host).port(*port);
+            false
         }
         BackendAddr::Unix { dir, port } => {
             config.host_path(dir).port(*port);
+            true
         }
+    };
+    let mode = match url.ssl.mode {
+        _ if unix => PgSslMode::Disable,
+        SslMode::Disable | SslMode::Allow => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    };
+    config.ssl_mode(mode);
+    if url.ssl.negotiation == SslNegotiation::Direct && !unix {
+        config.ssl_negotiation(PgSslNegotiation::Direct);
     }
     config
         .user(&url.user)
@@ -50,12 +69,55 @@ pub async fn connect_listening(
     open(ctx, Some(notifications)).await
 }
 
+/// The TLS hook for connections made with [`control_config`] (never connects when the backend
+/// has no TLS settings, which [`control_config`] then disables).
+pub fn tls_connector(ctx: &ProxyContext) -> MakeRustlsConnect {
+    ctx.backend
+        .tls
+        .as_ref()
+        .map_or_else(MakeRustlsConnect::none, |tls| tls.make_tls_connect())
+}
+
+/// Connects with libpq's second chances: `allow` tries TLS when the plain connection was refused,
+/// `prefer` tries plain when the TLS one failed.
+async fn connect_with_fallback(
+    ctx: &ProxyContext,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<
+            tokio_postgres::Socket,
+            crate::backend_tls::RustlsStream<tokio_postgres::Socket>,
+        >,
+    ),
+    tokio_postgres::Error,
+> {
+    let mut config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
+    let first = config.connect(tls_connector(ctx)).await;
+    let retry = match (&first, ctx.backend.tls.as_ref().map(|t| t.mode)) {
+        // A refusal from the server (not a network failure) is what libpq retries.
+        (Err(e), Some(SslMode::Allow)) if e.as_db_error().is_some() => PgSslMode::Require,
+        (Err(e), Some(SslMode::Prefer)) if e.as_db_error().is_some() || is_tls_error(e) => {
+            PgSslMode::Disable
+        }
+        _ => return first,
+    };
+    tracing::debug!(mode = ?retry, "control connection refused; retrying as the sslmode allows");
+    config.ssl_mode(retry);
+    config.connect(tls_connector(ctx)).await
+}
+
+/// Whether tokio-postgres failed in the TLS layer (its error kind is private; the source is ours).
+fn is_tls_error(err: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(err)
+        .is_some_and(|source| source.is::<crate::backend_tls::ControlTlsError>())
+}
+
 async fn open(
     ctx: &ProxyContext,
     notifications: Option<mpsc::UnboundedSender<Notification>>,
 ) -> Result<Client, String> {
-    let config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+    let (client, mut connection) = connect_with_fallback(ctx).await.map_err(|e| {
         format!(
             "cannot open a control connection to {} as {}: {}",
             ctx.backend_addr,
