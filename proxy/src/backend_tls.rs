@@ -361,7 +361,8 @@ impl HandshakeError {
                 presented: if presented.is_empty() {
                     String::new()
                 } else {
-                    format!(": it names {}", presented.join(", "))
+                    let names: Vec<String> = presented.iter().map(|n| plain_name(n)).collect();
+                    format!(": it names {}", names.join(", "))
                 },
             },
             rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
@@ -375,6 +376,24 @@ impl HandshakeError {
             other => HandshakeError::Tls(other.clone()),
         }
     }
+}
+
+/// webpki reports a certificate's names in Debug form (`DnsName("db")`, `IpAddress(10.0.0.1)`);
+/// an operator reads them as OpenSSL prints them (`DNS:db`, `IP Address:10.0.0.1`).
+fn plain_name(name: &str) -> String {
+    if let Some(dns) = name
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+    {
+        return format!("DNS:{dns}");
+    }
+    if let Some(ip) = name
+        .strip_prefix("IpAddress(")
+        .and_then(|n| n.strip_suffix(')'))
+    {
+        return format!("IP Address:{ip}");
+    }
+    name.to_owned()
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileProblem> {
@@ -666,5 +685,102 @@ impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Rustl
         // server so), which every server accepts. The certificate checks above are what tie the
         // connection to the server.
         tokio_postgres::tls::ChannelBinding::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend_url::BackendUrl;
+
+    #[test]
+    fn certificate_names_read_like_openssl_prints_them() {
+        assert_eq!(plain_name("DnsName(\"db.example\")"), "DNS:db.example");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "IP Address:10.0.0.1");
+        assert_eq!(plain_name("DirectoryName"), "DirectoryName");
+    }
+
+    #[test]
+    fn handshake_errors_name_the_reason() {
+        let name = ServerName::try_from("db.example").unwrap();
+        let root = RootCert::File(PathBuf::from("/etc/ca.pem"));
+        let wrap = |err: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, err);
+        let unknown = HandshakeError::from_io(
+            wrap(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+            &name,
+            Some(&root),
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "certificate verify failed: unknown issuer (the server's certificate is not signed \
+             by a CA in sslrootcert=/etc/ca.pem)"
+        );
+        let wrong_host = HandshakeError::from_io(
+            wrap(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext {
+                    expected: name.to_owned(),
+                    presented: vec!["DnsName(\"localhost\")".into()],
+                },
+            )),
+            &name,
+            Some(&root),
+        );
+        assert!(
+            wrong_host
+                .to_string()
+                .contains("not valid for host name \"db.example\": it names DNS:localhost"),
+            "{wrong_host}"
+        );
+        let alert = HandshakeError::from_io(
+            wrap(rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired,
+            )),
+            &name,
+            None,
+        );
+        assert!(
+            alert.to_string().contains("set sslcert and sslkey"),
+            "{alert}"
+        );
+        let eof = HandshakeError::from_io(io::ErrorKind::UnexpectedEof.into(), &name, None);
+        assert!(matches!(eof, HandshakeError::Io(_)));
+    }
+
+    #[test]
+    fn settings_load_or_say_which_file_is_wrong() {
+        let load = |url: &str| {
+            let url = BackendUrl::parse(url).unwrap();
+            BackendTls::load(&url.ssl, &url.addr)
+        };
+        assert!(load("postgres://u@h/d").unwrap().is_none());
+        assert!(load("postgres://u@h/d?sslmode=disable").unwrap().is_none());
+        let tls = load("postgres://u@[::1]/d?sslmode=require&sslnegotiation=direct")
+            .unwrap()
+            .expect("TLS settings");
+        assert_eq!(tls.verification, Verification::None);
+        assert!(tls.describe().contains("direct negotiation"));
+        let dir = std::env::temp_dir().join(format!("duet-backend-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = load(&format!(
+            "postgres://u@h/d?sslmode=verify-ca&sslrootcert={}",
+            empty.display()
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("holds no CERTIFICATE PEM block"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "postgres://u@h/d?sslmode=require&sslcert={}&sslkey={}",
+            empty.display(),
+            empty.display()
+        ))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("sslcert "), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
