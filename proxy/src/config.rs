@@ -36,7 +36,8 @@ pub fn default_workers() -> usize {
 pub struct Config {
     /// Client-facing listen address.
     pub listen: SocketAddr,
-    /// Where sessions are forwarded, plus duet's own control credentials.
+    /// Where sessions are forwarded, plus duet's own control credentials and the TLS parameters
+    /// (libpq's `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `sslnegotiation`, `sslsni`).
     pub backend: BackendUrl,
     /// TLS to the backend, its files loaded (`None`: plain, as `sslmode=disable` or a unix socket
     /// says). Loaded here rather than when the proxy binds so that a missing or broken file is
