@@ -616,6 +616,12 @@ async fn certificate_problems_are_named_and_every_sslmode_behaves_like_libpq() {
         let duet = DuetProcess::start(&server.url("127.0.0.1", params), &[]);
         let session = connect(&owner_through(&duet)).await;
         assert!(backend_ssl(&session).await, "{params}: not TLS");
+        // Refused on both attempts: the client reads the refusal that names the real problem
+        // (over TLS), not the server's "no encryption" rule for the plain one.
+        let mut elsewhere = owner_through(&duet);
+        elsewhere.dbname("no_such_db");
+        let (code, message) = login_error(&elsewhere, &format!("{params}, no such database")).await;
+        assert_eq!(code, "3D000", "{params}: {message}");
     }
 
     // disable: the server's own refusal reaches the client.

@@ -220,6 +220,9 @@ async fn open_backend(
     guard: &mut SessionGuard,
 ) -> Option<(BackendStream, BytesMut, BytesMut)> {
     let mut attempt = ctx.backend.first_attempt();
+    // When both of `prefer`'s attempts are refused, the refusal over TLS is the one that names the
+    // real problem (the plain one is the server's "no encryption" rule), as libpq reports both.
+    let mut tls_refusal: Option<BytesMut> = None;
     loop {
         let mut backend = match ctx.backend.open(attempt, ctx.config.connect_timeout).await {
             Ok(stream) => stream,
@@ -263,9 +266,15 @@ async fn open_backend(
                     tls = backend.is_tls(),
                     "the backend refused the session; retrying as the sslmode allows"
                 );
+                if backend.is_tls() {
+                    tls_refusal = Some(first);
+                }
                 let _ = backend.shutdown().await;
                 attempt = next;
                 continue;
+            }
+            if let (false, Some(refusal)) = (backend.is_tls(), tls_refusal) {
+                return Some((backend, backend_buf, refusal));
             }
         }
         return Some((backend, backend_buf, first));
