@@ -707,6 +707,44 @@ async fn certificate_problems_are_named_and_every_sslmode_behaves_like_libpq() {
     let (code, message) = login_error(&owner_through(&outer), "direct TLS to a plain server").await;
     assert_eq!(code, "08006");
     assert!(message.contains("TLS"), "{message}");
+
+    // `duet check --database` reads the live schema with the same TLS parameters.
+    let files = TempDir::new("backend-tls-check");
+    let migration = files.join("01_widen.sql");
+    std::fs::write(
+        &migration,
+        "ALTER TABLE tls.t ALTER COLUMN id TYPE bigint;\n",
+    )
+    .expect("writing the migration file");
+    let check = |params: &str| {
+        let mut duet_check = std::process::Command::new(crate::support::duet_process::DUET_BIN);
+        duet_check
+            .current_dir(files.path())
+            .args(["check", "--format", "json", "--database"])
+            .arg(server.url("localhost", params))
+            .arg(&migration);
+        run(duet_check, None, Duration::from_secs(60))
+    };
+    let verified = check(&server.verify_full());
+    assert!(
+        matches!(verified.code(), Some(0 | 1)),
+        "duet check over verified TLS failed:\n{}",
+        verified.stderr
+    );
+    assert!(
+        verified.stdout_text().contains("tls.t"),
+        "{}",
+        verified.stdout_text()
+    );
+    let refused = check(&format!("sslmode=verify-full&sslrootcert={wrong_ca}"));
+    assert_eq!(refused.code(), Some(2), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("certificate verify failed: unknown issuer"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation as PgSslNegotiation};
 use tokio_postgres::{AsyncMessage, Client, Notification};
 
-use crate::backend_tls::MakeRustlsConnect;
+use crate::backend_tls::{BackendTls, MakeRustlsConnect, RustlsStream};
 use crate::backend_url::{BackendAddr, BackendUrl, SslMode, SslNegotiation};
 use crate::context::ProxyContext;
 
@@ -69,32 +69,39 @@ pub async fn connect_listening(
     open(ctx, Some(notifications)).await
 }
 
-/// The TLS hook for connections made with [`control_config`] (never connects when the backend
-/// has no TLS settings, which [`control_config`] then disables).
+/// The TLS hook for connections made with [`control_config`] (for a backend without TLS settings
+/// it never connects, and [`control_config`] asks for no TLS then).
 pub fn tls_connector(ctx: &ProxyContext) -> MakeRustlsConnect {
     ctx.backend
         .tls
         .as_ref()
-        .map_or_else(MakeRustlsConnect::none, |tls| tls.make_tls_connect())
+        .map_or_else(MakeRustlsConnect::none, BackendTls::make_tls_connect)
 }
 
-/// Connects with libpq's second chances: `allow` tries TLS when the plain connection was refused,
-/// `prefer` tries plain when the TLS one failed.
-async fn connect_with_fallback(
-    ctx: &ProxyContext,
-) -> Result<
-    (
-        Client,
-        tokio_postgres::Connection<
-            tokio_postgres::Socket,
-            crate::backend_tls::RustlsStream<tokio_postgres::Socket>,
-        >,
-    ),
-    tokio_postgres::Error,
-> {
-    let mut config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
-    let first = config.connect(tls_connector(ctx)).await;
-    let retry = match (&first, ctx.backend.tls.as_ref().map(|t| t.mode)) {
+/// A control connection as tokio-postgres hands it over.
+pub type ControlConnection = (
+    Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>,
+);
+
+/// Connects to `url` (with its loaded `tls`, if any) with libpq's second chances: `allow` tries
+/// TLS when the plain connection was refused, `prefer` tries plain when the TLS one failed (and
+/// reports the TLS attempt's error when both fail: it names the real problem). The caller drives
+/// the connection. Used by the control connections and by `duet check --database`.
+pub async fn connect_url(
+    url: &BackendUrl,
+    tls: Option<&BackendTls>,
+    connect_timeout: Duration,
+) -> Result<ControlConnection, tokio_postgres::Error> {
+    let connector = || tls.map_or_else(MakeRustlsConnect::none, BackendTls::make_tls_connect);
+    let mut config = control_config(url, connect_timeout);
+    if tls.is_none() {
+        // No TLS settings (a unix socket): nothing to negotiate.
+        config.ssl_mode(PgSslMode::Disable);
+    }
+    let first = config.connect(connector()).await;
+    let mode = tls.map(|t| t.mode);
+    let retry = match (&first, mode) {
         // A refusal from the server (not a network failure) is what libpq retries.
         (Err(e), Some(SslMode::Allow)) if e.as_db_error().is_some() => PgSslMode::Require,
         (Err(e), Some(SslMode::Prefer)) if e.as_db_error().is_some() || is_tls_error(e) => {
@@ -102,9 +109,29 @@ async fn connect_with_fallback(
         }
         _ => return first,
     };
-    tracing::debug!(mode = ?retry, "control connection refused; retrying as the sslmode allows");
+    tracing::debug!(mode = ?retry, "connection refused; retrying as the sslmode allows");
     config.ssl_mode(retry);
-    config.connect(tls_connector(ctx)).await
+    match (config.connect(connector()).await, first) {
+        (Err(_), Err(tls_attempt)) if mode == Some(SslMode::Prefer) => Err(tls_attempt),
+        (second, _) => second,
+    }
+}
+
+/// A connection error in full: the server's message for a refusal, otherwise tokio-postgres's
+/// summary followed by its causes, which it does not print itself (`error performing TLS
+/// handshake` alone would hide `certificate verify failed: …`).
+pub fn connect_error_text(err: &tokio_postgres::Error) -> String {
+    if err.as_db_error().is_some() {
+        return DbErrorText(err).to_string();
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether tokio-postgres failed in the TLS layer (its error kind is private; the source is ours).
@@ -117,12 +144,18 @@ async fn open(
     ctx: &ProxyContext,
     notifications: Option<mpsc::UnboundedSender<Notification>>,
 ) -> Result<Client, String> {
-    let (client, mut connection) = connect_with_fallback(ctx).await.map_err(|e| {
+    let (client, mut connection) = connect_url(
+        &ctx.config.backend,
+        ctx.backend.tls.as_ref(),
+        ctx.config.connect_timeout,
+    )
+    .await
+    .map_err(|e| {
         format!(
             "cannot open a control connection to {} as {}: {}",
             ctx.backend_addr,
             ctx.config.backend.user,
-            DbErrorText(&e)
+            connect_error_text(&e)
         )
     })?;
     tokio::spawn(async move {
