@@ -342,6 +342,14 @@ async fn clients_reach_a_tls_only_backend_over_verified_tls() {
         log.contains("certificate and host name verified"),
         "the start-up check should say what is verified:\n{log}"
     );
+    let status = duet.status();
+    assert!(
+        status["backend_tls"].as_str().is_some_and(
+            |tls| tls.starts_with("sslmode=verify-full, certificate and host name verified")
+        ),
+        "status should say how the backend link is secured: {}",
+        status["backend_tls"]
+    );
 
     // tokio-postgres: SCRAM relayed over TLS, and the session is encrypted on the server's side.
     let session = connect(&owner_through(&duet)).await;

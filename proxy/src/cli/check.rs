@@ -35,7 +35,8 @@ pub struct Args {
     /// PostgreSQL version the migrations will run on (11–18, e.g. "15" or "14.3").
     #[arg(long)]
     pub engine_version: Option<EngineVersion>,
-    /// Read the current schema and table sizes from this database instead of starting empty.
+    /// Read the current schema and table sizes from this database instead of starting empty
+    /// (a postgres:// URL takes libpq's TLS parameters, as `duet proxy --backend` does).
     #[arg(long, env = "DUET_CHECK_DATABASE_URL")]
     pub database: Option<String>,
     /// Output format.
