@@ -201,6 +201,10 @@ async fn check_backend(ctx: Arc<ProxyContext>) {
                     "backend reachable over TLS ({version}; {})",
                     tls.describe()
                 ),
+                (Some(tls), None) if tls.mode == SslMode::Allow => tracing::info!(
+                    backend = %ctx.backend_addr,
+                    "backend reachable without TLS (sslmode=allow: TLS only when the server refuses a plain session)"
+                ),
                 (Some(tls), None) => tracing::warn!(
                     backend = %ctx.backend_addr,
                     "backend reachable, but without TLS: it does not offer TLS and sslmode={} allows that",
