@@ -150,12 +150,13 @@ pub(super) async fn establish(
                             .write_all(&error_response(
                                 Severity::Fatal,
                                 INVALID_AUTHORIZATION,
-                                "duet cannot relay SCRAM channel binding: the client's TLS session \
-                                 ends at duet and duet's TLS session with the backend is its own, \
-                                 so PostgreSQL refuses a client that supports channel binding",
+                                "duet cannot relay SCRAM channel binding (TLS on both sides of \
+                                 duet): connect to duet with channel_binding=disable",
                                 Some(
-                                    "connect to duet with channel_binding=disable, or without TLS \
-                                     to duet",
+                                    "the client's TLS session ends at duet and duet's TLS session \
+                                     with the backend is its own; PostgreSQL refuses a client that \
+                                     could bind to a channel it does not see. Clients without TLS \
+                                     to duet are not affected.",
                                 ),
                             ))
                             .await;
