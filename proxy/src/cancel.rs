@@ -3,7 +3,8 @@
 //! Clients get the backend's pid but a secret key duet generates; the real key never leaves duet.
 //! A CancelRequest arrives on a fresh connection: if (pid, key) is registered, duet opens its own
 //! connection to that session's backend and sends the real key; unknown keys are ignored silently,
-//! as PostgreSQL does.
+//! as PostgreSQL does. The cancel connection is opened like the session's (TLS when the backend URL
+//! asks for it, as libpq 17 does), so a backend that only accepts TLS still gets it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +13,13 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::io::AsyncWriteExt;
 
-use crate::backend;
-use crate::backend_url::BackendAddr;
+use crate::backend::Backend;
 use crate::wire::startup::encode_cancel;
 
 /// Where a cancel for a session must go.
 #[derive(Debug, Clone)]
 struct CancelTarget {
-    backend: Arc<BackendAddr>,
+    backend: Arc<Backend>,
     real_key: Bytes,
 }
 
@@ -37,7 +37,7 @@ impl CancelRegistry {
 
     /// Registers a session's backend pid and real key; returns the key to give the client (random,
     /// the same length as the real one so the client's protocol expectations hold).
-    pub fn register(&self, pid: i32, real_key: Bytes, backend: Arc<BackendAddr>) -> Bytes {
+    pub fn register(&self, pid: i32, real_key: Bytes, backend: Arc<Backend>) -> Bytes {
         loop {
             let mut key = vec![0u8; real_key.len().clamp(4, 256)];
             rand::fill(&mut key[..]);
@@ -75,12 +75,14 @@ impl CancelRegistry {
             return false;
         };
         let request = encode_cancel(pid, &target.real_key);
-        match backend::connect(&target.backend, connect_timeout).await {
+        let attempt = target.backend.first_attempt();
+        match target.backend.open(attempt, connect_timeout).await {
             Ok(mut stream) => {
                 if let Err(err) = stream.write_all(&request).await {
                     tracing::warn!(pid, %err, "could not send a cancel request to the backend");
                     return false;
                 }
+                // Shutdown flushes (and ends TLS with close_notify).
                 let _ = stream.shutdown().await;
                 tracing::debug!(pid, "cancel request forwarded");
                 true
@@ -100,9 +102,12 @@ mod tests {
     #[test]
     fn keys_are_replaced_and_forgotten() {
         let registry = CancelRegistry::new();
-        let backend = Arc::new(BackendAddr::Tcp {
-            host: "127.0.0.1".into(),
-            port: 5432,
+        let backend = Arc::new(Backend {
+            addr: crate::backend_url::BackendAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5432,
+            },
+            tls: None,
         });
         let real = Bytes::from_static(&[1, 2, 3, 4]);
         let given = registry.register(7, real.clone(), backend.clone());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backend_tls::BackendTls;
 use crate::backend_url::BackendUrl;
 use crate::duration::parse_duration;
 
@@ -35,8 +36,13 @@ pub fn default_workers() -> usize {
 pub struct Config {
     /// Client-facing listen address.
     pub listen: SocketAddr,
-    /// Where sessions are forwarded, plus duet's own control credentials.
+    /// Where sessions are forwarded, plus duet's own control credentials and the TLS parameters
+    /// (libpq's `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `sslnegotiation`, `sslsni`).
     pub backend: BackendUrl,
+    /// TLS to the backend, its files loaded (`None`: plain, as `sslmode=disable` or a unix socket
+    /// says). Loaded here rather than when the proxy binds so that a missing or broken file is
+    /// reported against the setting that named it.
+    pub backend_tls: Option<BackendTls>,
     /// Path of the admin socket.
     pub admin_socket: PathBuf,
     /// TLS certificate and key for client connections, if TLS is offered.
@@ -434,6 +440,8 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
     })?;
     let backend =
         BackendUrl::parse(&backend).map_err(|err| field_error(backend_field, err.to_string()))?;
+    let backend_tls = BackendTls::load(&backend.ssl, &backend.addr)
+        .map_err(|err| field_error(backend_field, err.to_string()))?;
 
     let connect_timeout = duration_setting(
         pick(
@@ -511,6 +519,7 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         migration,
         listen,
         backend,
+        backend_tls,
         admin_socket,
         tls,
         metrics_listen,
@@ -717,5 +726,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("--tls-key"), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_is_loaded_with_the_configuration() {
+        let backend = |url: &str| {
+            from_str(
+                &format!("[proxy]\nbackend = \"{url}\""),
+                Overrides::default(),
+            )
+        };
+        let plain = backend("postgres://u@h/d").unwrap();
+        assert!(plain.backend_tls.is_none());
+        let require = backend("postgres://u@h/d?sslmode=require").unwrap();
+        let tls = require
+            .backend_tls
+            .expect("TLS settings for sslmode=require");
+        assert_eq!(tls.mode, crate::backend_url::SslMode::Require);
+        assert!(
+            tls.describe().contains("not verified"),
+            "{}",
+            tls.describe()
+        );
+        // libpq never uses TLS over a unix socket.
+        let unix = backend("postgres://u@:5432/d?host=/run/pg&sslmode=require").unwrap();
+        assert!(unix.backend_tls.is_none());
+
+        let err = backend("postgres://u@h/d?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("[proxy] backend: sslrootcert /nonexistent/ca.pem: cannot be read"),
+            "{err}"
+        );
+        let overrides = Overrides {
+            backend: Some(
+                "postgres://u@h/d?sslmode=require&sslcert=/no/c.pem&sslkey=/no/k.pem".into(),
+            ),
+            ..Overrides::default()
+        };
+        let err = from_str("", overrides).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--backend: sslcert /no/c.pem"),
+            "{err}"
+        );
+        let err = backend("postgres://u@h/d?sslmode=verify-ca").unwrap_err();
+        assert!(err.to_string().contains("needs sslrootcert"), "{err}");
     }
 }

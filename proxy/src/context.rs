@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use crate::backend::Backend;
 use crate::backend_url::BackendAddr;
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
@@ -19,8 +20,11 @@ use crate::shutdown::Shutdown;
 pub struct ProxyContext {
     /// The validated settings.
     pub config: Config,
-    /// Where sessions are forwarded (shared with cancel targets).
+    /// Where sessions are forwarded.
     pub backend_addr: Arc<BackendAddr>,
+    /// How sessions, cancel requests and control connections reach the backend: its address and
+    /// TLS (shared with cancel targets).
+    pub backend: Arc<Backend>,
     /// TLS for clients, when a certificate is configured.
     pub tls: Option<TlsAcceptor>,
     /// Live sessions.
@@ -57,6 +61,10 @@ impl ProxyContext {
     pub fn new(config: Config, tls: Option<TlsAcceptor>) -> Self {
         ProxyContext {
             backend_addr: Arc::new(config.backend.addr.clone()),
+            backend: Arc::new(Backend {
+                addr: config.backend.addr.clone(),
+                tls: config.backend_tls.clone(),
+            }),
             config,
             tls,
             sessions: Arc::new(Sessions::new()),

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod backend_tls;
 pub mod backend_url;
 pub mod cancel;
 pub mod cli;

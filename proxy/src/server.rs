@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::server::{AdminServer, BindError};
+use crate::backend_url::{BackendAddr, SslMode};
 use crate::config::Config;
 use crate::context::ProxyContext;
 use crate::metrics_http;
@@ -91,6 +92,10 @@ impl Proxy {
         };
         let admin = AdminServer::bind(&config.admin_socket)?;
         let ctx = Arc::new(ProxyContext::new(config, tls));
+        // One look at the backend, so that a TLS setting that cannot work is reported now rather
+        // than at the first client's login. In the background: a backend that is down (or slow to
+        // answer) must not delay or prevent the start.
+        tokio::spawn(check_backend(ctx.clone()));
         // Before any client is accepted: a table under migration must have its routes.
         crate::migration::resume::restore(&ctx).await?;
         let count = ctx.config.workers;
@@ -174,6 +179,53 @@ impl Proxy {
         let _ = admin_task.await;
         drop(admin);
         tracing::info!("shut down");
+    }
+}
+
+/// Opens one connection to the backend the way sessions do (TCP, and TLS as the sslmode says),
+/// then closes it before any startup message, and logs what it found: how the link is secured,
+/// or what is wrong with it. Never retries, never stops the proxy.
+async fn check_backend(ctx: Arc<ProxyContext>) {
+    let backend = &ctx.backend;
+    let mode = ctx.config.backend.ssl.mode;
+    if matches!(backend.addr, BackendAddr::Unix { .. }) && mode != SslMode::Disable {
+        tracing::warn!(
+            backend = %ctx.backend_addr,
+            "sslmode={mode} has no effect over a unix socket: the link is not encrypted (as with libpq)"
+        );
+    }
+    let attempt = backend.first_attempt();
+    match backend.open(attempt, ctx.config.connect_timeout).await {
+        Ok(mut stream) => {
+            match (&backend.tls, stream.tls_version()) {
+                (Some(tls), Some(version)) => tracing::info!(
+                    backend = %ctx.backend_addr,
+                    "backend reachable over TLS ({version}; {})",
+                    tls.describe()
+                ),
+                (Some(tls), None) if tls.mode == SslMode::Allow => tracing::info!(
+                    backend = %ctx.backend_addr,
+                    "backend reachable without TLS (sslmode=allow: TLS only when the server refuses a plain session)"
+                ),
+                (Some(tls), None) => tracing::warn!(
+                    backend = %ctx.backend_addr,
+                    "backend reachable, but without TLS: it does not offer TLS and sslmode={} allows that",
+                    tls.mode
+                ),
+                (None, _) => {
+                    tracing::info!(backend = %ctx.backend_addr, "backend reachable (no TLS)")
+                }
+            }
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
+        Err(err) if err.is_tls() => tracing::error!(
+            backend = %ctx.backend_addr,
+            "the backend was reached but TLS fails: {err}. Client logins fail until this is fixed"
+        ),
+        Err(err) => tracing::warn!(
+            backend = %ctx.backend_addr,
+            "cannot reach the backend now ({err}); serving anyway, sessions connect when it answers"
+        ),
     }
 }
 

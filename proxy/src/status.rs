@@ -38,6 +38,8 @@ pub struct StatusReport {
     pub listen: String,
     /// Backend address (never credentials).
     pub backend: String,
+    /// How the link to the backend is secured: `off`, or the sslmode and what is verified.
+    pub backend_tls: String,
     /// Whether the pause gate is closed.
     pub paused: bool,
     /// Client sessions.
@@ -70,6 +72,11 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
         uptime_secs: ctx.metrics.uptime().as_secs_f64(),
         listen: ctx.config.listen.to_string(),
         backend: ctx.backend_addr.to_string(),
+        backend_tls: ctx
+            .backend
+            .tls
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |tls| tls.describe()),
         paused: ctx.gate.is_paused(),
         clients: Count {
             current: ctx.sessions.len() as u64,

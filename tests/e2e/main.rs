@@ -7,6 +7,7 @@ mod support;
 
 mod admin_socket;
 mod auth_and_tls;
+mod backend_tls;
 mod config_file;
 mod connection_end;
 mod demo;

@@ -332,6 +332,9 @@ fn status(r: &Value) -> String {
     let _ = writeln!(out, "uptime        {uptime:.1}s");
     let _ = writeln!(out, "listen        {}", num(r, &["listen"]));
     let _ = writeln!(out, "backend       {}", num(r, &["backend"]));
+    if let Some(tls) = r["backend_tls"].as_str() {
+        let _ = writeln!(out, "backend tls   {tls}");
+    }
     let _ = writeln!(
         out,
         "paused        {}",

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use shadow::check::{self, output, CheckConfig, EngineVersion, Level};
 
+use crate::backend_tls::BackendTls;
+use crate::backend_url::BackendUrl;
+use crate::migration::control::{connect_error_text, connect_url};
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -31,7 +35,8 @@ pub struct Args {
     /// PostgreSQL version the migrations will run on (11–18, e.g. "15" or "14.3").
     #[arg(long)]
     pub engine_version: Option<EngineVersion>,
-    /// Read the current schema and table sizes from this database instead of starting empty.
+    /// Read the current schema and table sizes from this database instead of starting empty
+    /// (a postgres:// URL takes libpq's TLS parameters, as `duet proxy --backend` does).
     #[arg(long, env = "DUET_CHECK_DATABASE_URL")]
     pub database: Option<String>,
     /// Output format.
@@ -47,6 +52,36 @@ pub struct Args {
     #[arg(long, short)]
     pub verbose: bool,
 }
+
+/// Reads the schema of `--database`. A URL duet's backend-URL parser accepts is connected the way
+/// the proxy connects, so libpq's TLS parameters (`sslmode=verify-full`, `sslrootcert`, …) work
+/// here too; any other connection string (key=value, parameters only tokio-postgres knows) goes
+/// to tokio-postgres unencrypted, as before.
+fn read_live_schema(url: &str) -> anyhow::Result<check::schema::Schema> {
+    let Ok(parsed) = BackendUrl::parse(url) else {
+        return Ok(check::catalog::read_live_schema(url)?);
+    };
+    let tls = BackendTls::load(&parsed.ssl, &parsed.addr).context("--database")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let (client, connection) = connect_url(&parsed, tls.as_ref(), CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("connecting to {}: {}", parsed.addr, connect_error_text(&e))
+            })?;
+        let driver = tokio::spawn(connection);
+        let schema = check::catalog::read_schema(&client).await;
+        drop(client);
+        let _ = driver.await;
+        Ok(schema?)
+    })
+}
+
+/// Time allowed to reach `--database`.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn parse_level(s: &str) -> Result<Level, String> {
     Level::parse(s).ok_or_else(|| format!("{s:?} is not one of info, warning, error"))
@@ -69,9 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.fail_on = l;
     }
     let schema = match &args.database {
-        Some(url) => {
-            check::catalog::read_live_schema(url).context("reading the live schema (--database)")?
-        }
+        Some(url) => read_live_schema(url).context("reading the live schema (--database)")?,
         None => check::schema::Schema::default(),
     };
     let sources = check::read_sources(&args.paths)?;

@@ -19,7 +19,8 @@ pub struct Args {
     /// Client-facing address [default: 127.0.0.1:6432].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB (HOST may be a unix-socket directory).
+    /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=…&sslrootcert=…] (libpq's TLS
+    /// parameters; HOST may be a unix-socket directory).
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
     /// Admin socket path [default: /tmp/duet-PORT.sock, PORT being the listen port].

@@ -8,22 +8,41 @@ use shadow::migrate::guard::{
 use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::Step;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation as PgSslNegotiation};
+use tokio_postgres::{AsyncMessage, Client, Notification};
 
-use crate::backend_url::{BackendAddr, BackendUrl};
+use crate::backend_tls::{BackendTls, MakeRustlsConnect, RustlsStream};
+use crate::backend_url::{BackendAddr, BackendUrl, SslMode, SslNegotiation};
 use crate::context::ProxyContext;
 
 /// The tokio-postgres configuration of a control connection: the backend URL's address, user,
-/// password and database.
+/// password, database and TLS mode. Connect it with [`tls_connector`]'s hook: the mode says
+/// whether TLS is used, the hook how (roots, client certificate, negotiation).
+///
+/// tokio-postgres knows disable, prefer and require; verify-ca and verify-full are require here
+/// with the checks in the hook, and `allow` starts as disable (its TLS retry is in `open`). A
+/// unix-socket backend never uses TLS, as with libpq.
 pub fn control_config(url: &BackendUrl, connect_timeout: Duration) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
-    match &url.addr {
+    let unix = match &url.addr {
         BackendAddr::Tcp { host, port } => {
             config.host(host).port(*port);
+            false
         }
         BackendAddr::Unix { dir, port } => {
             config.host_path(dir).port(*port);
+            true
         }
+    };
+    let mode = match url.ssl.mode {
+        _ if unix => PgSslMode::Disable,
+        SslMode::Disable | SslMode::Allow => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    };
+    config.ssl_mode(mode);
+    if url.ssl.negotiation == SslNegotiation::Direct && !unix {
+        config.ssl_negotiation(PgSslNegotiation::Direct);
     }
     config
         .user(&url.user)
@@ -50,17 +69,93 @@ pub async fn connect_listening(
     open(ctx, Some(notifications)).await
 }
 
+/// The TLS hook for connections made with [`control_config`] (for a backend without TLS settings
+/// it never connects, and [`control_config`] asks for no TLS then).
+pub fn tls_connector(ctx: &ProxyContext) -> MakeRustlsConnect {
+    ctx.backend
+        .tls
+        .as_ref()
+        .map_or_else(MakeRustlsConnect::none, BackendTls::make_tls_connect)
+}
+
+/// A control connection as tokio-postgres hands it over.
+pub type ControlConnection = (
+    Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>,
+);
+
+/// Connects to `url` (with its loaded `tls`, if any) with libpq's second chances: `allow` tries
+/// TLS when the plain connection was refused, `prefer` tries plain when the TLS one failed (and
+/// reports the TLS attempt's error when both fail: it names the real problem). The caller drives
+/// the connection. Used by the control connections and by `duet check --database`.
+pub async fn connect_url(
+    url: &BackendUrl,
+    tls: Option<&BackendTls>,
+    connect_timeout: Duration,
+) -> Result<ControlConnection, tokio_postgres::Error> {
+    let connector = || tls.map_or_else(MakeRustlsConnect::none, BackendTls::make_tls_connect);
+    let mut config = control_config(url, connect_timeout);
+    if tls.is_none() {
+        // No TLS settings (a unix socket): nothing to negotiate.
+        config.ssl_mode(PgSslMode::Disable);
+    }
+    let first = config.connect(connector()).await;
+    let mode = tls.map(|t| t.mode);
+    let retry = match (&first, mode) {
+        // A refusal from the server (not a network failure) is what libpq retries.
+        (Err(e), Some(SslMode::Allow)) if e.as_db_error().is_some() => PgSslMode::Require,
+        (Err(e), Some(SslMode::Prefer)) if e.as_db_error().is_some() || is_tls_error(e) => {
+            PgSslMode::Disable
+        }
+        _ => return first,
+    };
+    tracing::debug!(mode = ?retry, "connection refused; retrying as the sslmode allows");
+    config.ssl_mode(retry);
+    match (config.connect(connector()).await, first) {
+        (Err(_), Err(tls_attempt)) if mode == Some(SslMode::Prefer) => Err(tls_attempt),
+        (second, _) => second,
+    }
+}
+
+/// A connection error in full: the server's message for a refusal, otherwise tokio-postgres's
+/// summary followed by its causes, which it does not print itself (`error performing TLS
+/// handshake` alone would hide `certificate verify failed: …`).
+pub fn connect_error_text(err: &tokio_postgres::Error) -> String {
+    if err.as_db_error().is_some() {
+        return DbErrorText(err).to_string();
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether tokio-postgres failed in the TLS layer (its error kind is private; the source is ours).
+fn is_tls_error(err: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(err)
+        .is_some_and(|source| source.is::<crate::backend_tls::ControlTlsError>())
+}
+
 async fn open(
     ctx: &ProxyContext,
     notifications: Option<mpsc::UnboundedSender<Notification>>,
 ) -> Result<Client, String> {
-    let config = control_config(&ctx.config.backend, ctx.config.connect_timeout);
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+    let (client, mut connection) = connect_url(
+        &ctx.config.backend,
+        ctx.backend.tls.as_ref(),
+        ctx.config.connect_timeout,
+    )
+    .await
+    .map_err(|e| {
         format!(
             "cannot open a control connection to {} as {}: {}",
             ctx.backend_addr,
             ctx.config.backend.user,
-            DbErrorText(&e)
+            connect_error_text(&e)
         )
     })?;
     tokio::spawn(async move {

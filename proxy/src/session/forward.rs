@@ -506,6 +506,19 @@ where
             )
             .await
         }
+        BackendStream::Tls(tls) => {
+            let (read, write) = tokio::io::split(*tls);
+            pump(
+                shared,
+                client_read,
+                client_write,
+                read,
+                write,
+                client_buf,
+                backend_buf,
+            )
+            .await
+        }
     }
 }
 

@@ -6,18 +6,21 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::startup::{BackendKeyData, SecretKey};
 use pgwire::messages::Message;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::io::{read_message, read_startup_packet, ReadError};
 use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionGuard};
-use crate::backend;
+use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
 use crate::sessions::{Identity, SessionInfo, SessionState};
-use crate::wire::auth::{self, expects_client_response, request_code, strip_channel_binding};
+use crate::wire::auth::{
+    self, client_expects_channel_binding, expects_client_response, request_code,
+    strip_channel_binding,
+};
 use crate::wire::backend as tag;
-use crate::wire::error::{CONNECTION_FAILURE, INVALID_AUTHORIZATION};
+use crate::wire::error::{error_response, Severity, CONNECTION_FAILURE, INVALID_AUTHORIZATION};
 use crate::wire::frontend;
 use crate::wire::startup::{
     parse_packet, StartupError, StartupMessage, StartupPacket, GSSENC_REQUEST_CODE,
@@ -27,7 +30,7 @@ use crate::wire::startup::{
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// The ALPN protocol name PostgreSQL clients offer.
-pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+pub(crate) const ALPN_POSTGRESQL: &[u8] = crate::backend_tls::ALPN_POSTGRESQL;
 
 /// Largest authentication message accepted from a client (SASL and GSS tokens are far smaller).
 const MAX_CLIENT_AUTH_MESSAGE: usize = 64 * 1024;
@@ -64,34 +67,21 @@ pub(super) async fn establish(
         ),
     });
 
-    let mut backend = match backend::connect(&ctx.backend_addr, ctx.config.connect_timeout).await {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::warn!(session = info.id, backend = %ctx.backend_addr, %err, "backend unreachable");
-            let message = format!(
-                "duet could not reach the backend at {}: {err}",
-                ctx.backend_addr
-            );
-            close_with_fatal(&mut client, CONNECTION_FAILURE, &message).await;
-            return None;
-        }
-    };
-    ctx.metrics.backends_total.fetch_add(1, Ordering::Relaxed);
-    ctx.metrics.backends_current.fetch_add(1, Ordering::Relaxed);
-    guard.backend_open = true;
-
-    if backend.write_all(&startup.raw).await.is_err() {
-        lost_backend(&mut client).await;
-        return None;
-    }
+    let (mut backend, mut backend_buf, first) =
+        open_backend(ctx, info, &startup, &mut client, guard).await?;
 
     // Relay authentication and the backend's parameters. Messages for the client are collected
     // and written together whenever the client must answer or the backend is ready.
-    let mut backend_buf = BytesMut::with_capacity(4096);
     let mut to_client = BytesMut::with_capacity(1024);
+    let mut pending = Some(first);
+    // Whether the backend offered SCRAM-SHA-256-PLUS (which duet hides from the client).
+    let mut backend_offered_plus = false;
     loop {
-        let message =
-            match read_message(&mut backend, &mut backend_buf, MAX_BACKEND_STARTUP_MESSAGE).await {
+        let message = match pending.take() {
+            Some(message) => message,
+            None => match read_message(&mut backend, &mut backend_buf, MAX_BACKEND_STARTUP_MESSAGE)
+                .await
+            {
                 Ok(message) => message,
                 Err(err) => {
                     tracing::debug!(session = info.id, %err, "backend failed during startup");
@@ -99,13 +89,17 @@ pub(super) async fn establish(
                     lost_backend(&mut client).await;
                     return None;
                 }
-            };
+            },
+        };
         match message[0] {
             tag::AUTHENTICATION => {
                 let code = request_code(&message).unwrap_or(-1);
                 if code == auth::code::SASL {
                     match strip_channel_binding(&message) {
-                        Some(stripped) => to_client.extend_from_slice(&stripped),
+                        Some(stripped) => {
+                            backend_offered_plus = stripped.len() != message.len();
+                            to_client.extend_from_slice(&stripped);
+                        }
                         None => to_client.extend_from_slice(&message),
                     }
                 } else {
@@ -144,7 +138,32 @@ pub(super) async fn establish(
                         }
                         return None;
                     }
-                    if backend.write_all(&answer).await.is_err() {
+                    if backend_offered_plus && client_expects_channel_binding(&answer) {
+                        // The backend (over TLS) offered channel binding and the client (over
+                        // TLS to duet) could have used it: PostgreSQL refuses such a client as a
+                        // possible downgrade attack, and rightly so. Say why, and what works.
+                        tracing::info!(
+                            session = info.id,
+                            "SCRAM client that supports channel binding refused: TLS on both sides of duet"
+                        );
+                        let _ = client
+                            .write_all(&error_response(
+                                Severity::Fatal,
+                                INVALID_AUTHORIZATION,
+                                "duet cannot relay SCRAM channel binding (TLS on both sides of \
+                                 duet): connect to duet with channel_binding=disable",
+                                Some(
+                                    "the client's TLS session ends at duet and duet's TLS session \
+                                     with the backend is its own; PostgreSQL refuses a client that \
+                                     could bind to a channel it does not see. Clients without TLS \
+                                     to duet are not affected.",
+                                ),
+                            ))
+                            .await;
+                        let _ = client.shutdown().await;
+                        return None;
+                    }
+                    if write_flushed(&mut backend, &answer).await.is_err() {
                         lost_backend(&mut client).await;
                         return None;
                     }
@@ -188,6 +207,85 @@ pub(super) async fn establish(
             _ => to_client.extend_from_slice(&message),
         }
     }
+}
+
+/// Opens the session's backend connection as the sslmode says, sends the client's startup message
+/// and reads the backend's first answer. A refusal before any authentication exchange (say a
+/// pg_hba.conf line for the other kind of connection) is retried the way libpq's `allow` and
+/// `prefer` do; later ones cannot be, because the client's answers are bound to the connection.
+async fn open_backend(
+    ctx: &ProxyContext,
+    info: &SessionInfo,
+    startup: &StartupMessage,
+    client: &mut ClientStream,
+    guard: &mut SessionGuard,
+) -> Option<(BackendStream, BytesMut, BytesMut)> {
+    let mut attempt = ctx.backend.first_attempt();
+    // When both of `prefer`'s attempts are refused, the refusal over TLS is the one that names the
+    // real problem (the plain one is the server's "no encryption" rule), as libpq reports both.
+    let mut tls_refusal: Option<BytesMut> = None;
+    loop {
+        let mut backend = match ctx.backend.open(attempt, ctx.config.connect_timeout).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                if err.is_tls() {
+                    tracing::warn!(session = info.id, backend = %ctx.backend_addr, %err, "backend TLS failed");
+                } else {
+                    tracing::warn!(session = info.id, backend = %ctx.backend_addr, %err, "backend unreachable");
+                }
+                let message = format!(
+                    "duet could not reach the backend at {}: {err}",
+                    ctx.backend_addr
+                );
+                close_with_fatal(client, CONNECTION_FAILURE, &message).await;
+                return None;
+            }
+        };
+        ctx.metrics.backends_total.fetch_add(1, Ordering::Relaxed);
+        if !guard.backend_open {
+            ctx.metrics.backends_current.fetch_add(1, Ordering::Relaxed);
+            guard.backend_open = true;
+        }
+        if write_flushed(&mut backend, &startup.raw).await.is_err() {
+            lost_backend(client).await;
+            return None;
+        }
+        let mut backend_buf = BytesMut::with_capacity(4096);
+        let first =
+            match read_message(&mut backend, &mut backend_buf, MAX_BACKEND_STARTUP_MESSAGE).await {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::debug!(session = info.id, %err, "backend failed during startup");
+                    lost_backend(client).await;
+                    return None;
+                }
+            };
+        if first[0] == tag::ERROR_RESPONSE {
+            if let Some(next) = ctx.backend.retry_after_refusal(attempt, backend.is_tls()) {
+                tracing::debug!(
+                    session = info.id,
+                    tls = backend.is_tls(),
+                    "the backend refused the session; retrying as the sslmode allows"
+                );
+                if backend.is_tls() {
+                    tls_refusal = Some(first);
+                }
+                let _ = backend.shutdown().await;
+                attempt = next;
+                continue;
+            }
+            if let (false, Some(refusal)) = (backend.is_tls(), tls_refusal) {
+                return Some((backend, backend_buf, refusal));
+            }
+        }
+        return Some((backend, backend_buf, first));
+    }
+}
+
+/// Writes `bytes` and flushes: free on a plain socket, and it pushes a TLS record out.
+async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Answers SSLRequest/GSSENCRequest and handles CancelRequest until the StartupMessage arrives.
@@ -347,9 +445,7 @@ fn replace_key(ctx: &ProxyContext, message: &[u8]) -> Option<(i32, Bytes, BytesM
     }
     let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let real_key = Bytes::copy_from_slice(&body[4..]);
-    let duet_key = ctx
-        .cancels
-        .register(pid, real_key, ctx.backend_addr.clone());
+    let duet_key = ctx.cancels.register(pid, real_key, ctx.backend.clone());
     let rewritten = BackendKeyData::new(pid, SecretKey::Bytes(duet_key.clone()));
     let mut out = BytesMut::with_capacity(message.len());
     rewritten.encode(&mut out).ok()?;

@@ -2,6 +2,12 @@
 //!
 //! The only change duet makes is to AuthenticationSASL: it drops SCRAM-SHA-256-PLUS, because the
 //! client's TLS session is with duet, not with the backend, so channel binding could never match.
+//!
+//! When duet's link to the backend is TLS too, the backend offers PLUS, and a client that is on
+//! TLS with duet answers the stripped list with the GS2 flag `y` ("I support channel binding, you
+//! seem not to"). PostgreSQL refuses that as a possible downgrade, and no relay can fix it: the
+//! flag is covered by the client's proof. [`client_expects_channel_binding`] lets duet say so
+//! clearly instead.
 
 use bytes::BytesMut;
 use pgwire::messages::startup::Authentication;
@@ -55,6 +61,24 @@ pub fn strip_channel_binding(msg: &[u8]) -> Option<BytesMut> {
     Some(out)
 }
 
+/// Whether `msg` (a whole frontend message) is a SASLInitialResponse whose GS2 header says the
+/// client supports channel binding but thinks the server does not (`y,`).
+pub fn client_expects_channel_binding(msg: &[u8]) -> bool {
+    let Some(body) = msg.get(5..) else {
+        return false;
+    };
+    if msg[0] != b'p' {
+        return false;
+    }
+    // Mechanism name (C string), then the Int32 length of the client-first-message and the
+    // message itself.
+    let Some(end) = body.iter().position(|&b| b == 0) else {
+        return false;
+    };
+    body.get(end + 5..)
+        .is_some_and(|data| data.starts_with(b"y,"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +97,34 @@ mod tests {
         let stripped = strip_channel_binding(&offered).unwrap();
         assert_eq!(stripped, sasl(&["SCRAM-SHA-256"]));
         assert_eq!(request_code(&stripped), Some(code::SASL));
+    }
+
+    fn initial_response(data: &[u8]) -> Vec<u8> {
+        let mut body = b"SCRAM-SHA-256\0".to_vec();
+        body.extend_from_slice(&(data.len() as i32).to_be_bytes());
+        body.extend_from_slice(data);
+        let mut msg = vec![b'p'];
+        msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    #[test]
+    fn finds_clients_that_support_channel_binding() {
+        assert!(client_expects_channel_binding(&initial_response(
+            b"y,,n=,r=abc"
+        )));
+        assert!(!client_expects_channel_binding(&initial_response(
+            b"n,,n=,r=abc"
+        )));
+        assert!(!client_expects_channel_binding(&initial_response(
+            b"p=tls-server-end-point,,n=,r=abc"
+        )));
+        assert!(!client_expects_channel_binding(b"p\0\0\0\x04"));
+        assert!(!client_expects_channel_binding(b"p\0\0\0\x09abcd"));
+        assert!(!client_expects_channel_binding(b"x"));
+        // A password message (md5, cleartext) is not SASL.
+        assert!(!client_expects_channel_binding(b"p\0\0\0\x08y,\0\0"));
     }
 
     #[test]

@@ -46,11 +46,20 @@ pub fn read_live_schema(url: &str) -> Result<Schema, CheckError> {
 }
 
 async fn read(url: &str) -> Result<Schema, CheckError> {
-    let err = |e: tokio_postgres::Error| CheckError::Catalog(e.to_string());
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(err)?;
+        .map_err(|e| CheckError::Catalog(e.to_string()))?;
     let conn = tokio::spawn(connection);
+    let schema = read_schema(&client).await;
+    drop(client);
+    let _ = conn.await;
+    schema
+}
+
+/// Reads the live schema over a connection the caller opened (and drives), for callers that
+/// connect in their own way (duet's `check` uses the backend URL's TLS settings).
+pub async fn read_schema(client: &tokio_postgres::Client) -> Result<Schema, CheckError> {
+    let err = |e: tokio_postgres::Error| CheckError::Catalog(e.to_string());
     let mut schema = Schema::default();
     for row in client.query(TABLES, &[]).await.map_err(err)? {
         let key = ast::relation_key(row.get(0), row.get(1));
@@ -136,8 +145,6 @@ async fn read(url: &str) -> Result<Schema, CheckError> {
             },
         );
     }
-    drop(client);
-    let _ = conn.await;
     Ok(schema)
 }
 

@@ -29,6 +29,7 @@ pub struct DuetProcess {
     socket: PathBuf,
     stderr_path: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     starts: u32,
     dir: TempDir,
 }
@@ -60,6 +61,12 @@ impl DuetProcess {
     /// Starts `duet proxy --listen 127.0.0.1:<free> --backend <backend_url> --admin-socket
     /// <tmp>/duet.sock <extra…>` and waits until it accepts connections.
     pub fn start(backend_url: &str, extra: &[&str]) -> DuetProcess {
+        DuetProcess::start_with_env(backend_url, extra, &[])
+    }
+
+    /// [`DuetProcess::start`] with extra environment variables for duet (e.g. `SSL_CERT_FILE`,
+    /// where `sslrootcert=system` finds its roots).
+    pub fn start_with_env(backend_url: &str, extra: &[&str], env: &[(&str, &str)]) -> DuetProcess {
         let dir = TempDir::new("duet");
         let listen: SocketAddr = format!("127.0.0.1:{}", super::free_port())
             .parse()
@@ -75,7 +82,13 @@ impl DuetProcess {
             socket.display().to_string(),
         ];
         args.extend(extra.iter().map(|arg| arg.to_string()));
-        DuetProcess::start_in(dir, args, listen, socket)
+        let mut process = DuetProcess::new(dir, args, listen, socket);
+        process.env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        process.spawn();
+        process
     }
 
     /// Starts `duet <args…>` with `dir` as its working directory (where it looks for
@@ -87,17 +100,22 @@ impl DuetProcess {
         listen: SocketAddr,
         socket: PathBuf,
     ) -> DuetProcess {
-        let mut process = DuetProcess {
+        let mut process = DuetProcess::new(dir, args, listen, socket);
+        process.spawn();
+        process
+    }
+
+    fn new(dir: TempDir, args: Vec<String>, listen: SocketAddr, socket: PathBuf) -> DuetProcess {
+        DuetProcess {
             child: None,
             listen,
             socket,
             stderr_path: dir.join("duet.stderr"),
             args,
+            env: Vec::new(),
             starts: 0,
             dir,
-        };
-        process.spawn();
-        process
+        }
     }
 
     fn spawn(&mut self) {
@@ -120,6 +138,7 @@ impl DuetProcess {
             command.env("DUET_LOG", "info");
         }
         command.env("NO_COLOR", "1");
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("starting {DUET_BIN}: {err}"));
