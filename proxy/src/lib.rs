@@ -32,6 +32,7 @@ pub mod session;
 pub mod sessions;
 pub mod shutdown;
 pub mod status;
+pub mod status_page;
 pub mod tls;
 pub mod wire;
 pub mod workers;

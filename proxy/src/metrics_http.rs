@@ -1,6 +1,9 @@
-//! Prometheus text exposition on `GET /metrics`: a minimal HTTP/1.1 responder on tokio, one
-//! request per connection, no HTTP framework (the endpoint is read by a scraper, not a browser).
+//! The metrics listener: Prometheus text on `GET /metrics`, and the operators' status page on
+//! `GET /` (also `/status`) with the JSON it polls on `GET /status.json` ([`crate::status_page`]).
+//! A minimal HTTP/1.1 responder on tokio, one request per connection, no HTTP framework: the
+//! listener serves a scraper and the odd browser, never heavy traffic.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::context::ProxyContext;
 use crate::status;
+use crate::status_page;
 
 /// Largest request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Time a scraper gets to send its request.
+/// Time a client gets to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the endpoint until the task is dropped.
@@ -51,22 +55,101 @@ async fn handle(mut stream: TcpStream, ctx: Arc<ProxyContext>) {
     let request_line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let request_line = String::from_utf8_lossy(request_line);
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let body = render(&ctx);
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        let body = "not found: try GET /metrics\n";
-        format!(
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let _ = stream.write_all(response.as_bytes()).await;
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let response = route(&ctx, method, target);
+    let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// One answer: status line, content type, extra headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `200 OK`, `404 Not Found`, …
+    pub status: &'static str,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// More headers, each `(name, value)`.
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// The body.
+    pub body: Cow<'static, str>,
+}
+
+impl Response {
+    fn new(
+        status: &'static str,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The response on the wire (`Connection: close`: one request per connection).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(self.body.as_bytes());
+        bytes
+    }
+}
+
+/// The answer to `method target` (the request line's first two words, as sent). The query string
+/// is ignored, so a cache-busting `?t=…` or a scraper's parameters do not matter.
+pub fn route(ctx: &ProxyContext, method: &str, target: &str) -> Response {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    match (method, path) {
+        ("GET", "/metrics") => Response::new(
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(ctx),
+        ),
+        ("GET", "/" | "/status") => {
+            Response::new("200 OK", "text/html; charset=utf-8", status_page::PAGE)
+                .with("Cache-Control", "no-store")
+                .with(
+                    "Content-Security-Policy",
+                    status_page::CONTENT_SECURITY_POLICY,
+                )
+                .with("X-Content-Type-Options", "nosniff")
+        }
+        ("GET", "/status.json") => match status_page::status_json(ctx) {
+            Ok(json) => Response::new("200 OK", "application/json", json)
+                .with("Cache-Control", "no-store")
+                .with("X-Content-Type-Options", "nosniff"),
+            Err(err) => {
+                tracing::warn!(%err, "status.json could not be rendered");
+                Response::new(
+                    "500 Internal Server Error",
+                    "text/plain; charset=utf-8",
+                    format!("the status report could not be rendered: {err}\n"),
+                )
+                .with("Cache-Control", "no-store")
+            }
+        },
+        _ => Response::new(
+            "404 Not Found",
+            "text/plain",
+            "not found: try GET /metrics, / (status page) or /status.json\n",
+        ),
+    }
 }
 
 /// The metrics in Prometheus text format.
@@ -151,4 +234,104 @@ pub fn render(ctx: &ProxyContext) -> String {
     );
     let _ = writeln!(out, "duet_query_latency_microseconds_count {}", l.count);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Overrides};
+
+    fn context() -> ProxyContext {
+        let overrides = Overrides {
+            backend: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            ..Overrides::default()
+        };
+        ProxyContext::new(
+            config::from_str("", overrides).expect("a valid test configuration"),
+            None,
+        )
+    }
+
+    fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+        response
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn the_page_is_served_at_the_root_and_at_status() {
+        let ctx = context();
+        for target in ["/", "/status", "/?refresh=1"] {
+            let response = route(&ctx, "GET", target);
+            assert_eq!(response.status, "200 OK", "{target}");
+            assert_eq!(response.content_type, "text/html; charset=utf-8");
+            assert_eq!(response.body, status_page::PAGE);
+            assert_eq!(header(&response, "Cache-Control"), Some("no-store"));
+            assert!(header(&response, "Content-Security-Policy").is_some());
+        }
+    }
+
+    #[test]
+    fn status_json_is_the_status_report() {
+        let ctx = context();
+        let response = route(&ctx, "GET", "/status.json?t=1");
+        assert_eq!(response.status, "200 OK");
+        assert_eq!(response.content_type, "application/json");
+        assert_eq!(header(&response, "Cache-Control"), Some("no-store"));
+        let json: serde_json::Value =
+            serde_json::from_str(&response.body).expect("status.json is JSON");
+        let report = serde_json::to_value(status::report(&ctx, false)).expect("the report");
+        for field in [
+            "listen",
+            "backend",
+            "paused",
+            "statements",
+            "latency_us",
+            "migrations",
+        ] {
+            assert_eq!(json[field], report[field], "{field}");
+        }
+    }
+
+    #[test]
+    fn metrics_unchanged_and_everything_else_is_404() {
+        let ctx = context();
+        let metrics = route(&ctx, "GET", "/metrics");
+        assert_eq!(metrics.status, "200 OK");
+        assert!(metrics.body.contains("duet_statements_total"));
+        assert!(route(&ctx, "GET", "/metrics?name=x")
+            .status
+            .starts_with("200"));
+        for (method, target) in [
+            ("GET", "/nope"),
+            ("GET", "/status.json/x"),
+            ("POST", "/"),
+            ("DELETE", "/metrics"),
+            ("GET", ""),
+            ("", ""),
+            ("GET", "status.json"),
+        ] {
+            assert_eq!(
+                route(&ctx, method, target).status,
+                "404 Not Found",
+                "{method} {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_wire_form_has_a_correct_length_and_every_header() {
+        let response =
+            Response::new("200 OK", "text/plain", "héllo").with("Cache-Control", "no-store");
+        let bytes = response.to_bytes();
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Length: 6\r\n"), "{head}");
+        assert!(head.contains("\r\nCache-Control: no-store\r\n"), "{head}");
+        assert!(head.ends_with("Connection: close"), "{head}");
+        assert_eq!(body, "héllo");
+    }
 }

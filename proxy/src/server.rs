@@ -141,7 +141,7 @@ impl Proxy {
         });
         let metrics_task = metrics.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!("metrics at http://{addr}/metrics");
+                tracing::info!("metrics at http://{addr}/metrics, status page at http://{addr}/");
             }
             tokio::spawn(metrics_http::serve(listener, ctx.clone()))
         });

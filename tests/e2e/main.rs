@@ -22,5 +22,6 @@ mod psql_client;
 mod psycopg_client;
 mod robustness;
 mod safety_net;
+mod status_page;
 mod tokio_postgres_client;
 mod unix_socket_backend;

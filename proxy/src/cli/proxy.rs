@@ -32,7 +32,7 @@ pub struct Args {
     /// TLS private key (PEM).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDR/metrics.
+    /// Serve Prometheus metrics on http://ADDR/metrics and the status page on http://ADDR/.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
     /// Budget of a graceful shutdown on SIGTERM/SIGINT [default: 30s].

@@ -4,15 +4,18 @@
 //! of a real PostgreSQL: the server named by `DUET_TEST_DATABASE_URL` (each test in its own
 //! database, [`TestDatabase`]) or a throwaway cluster ([`throwaway_cluster`]). Clients are real
 //! ones: psql, pgbench, python/psycopg ([`tools`]) and tokio-postgres ([`pg_client`]); raw protocol
-//! bytes for the robustness tests come from [`wire`].
+//! bytes for the robustness tests come from [`wire`]; the metrics listener is read over raw HTTP
+//! ([`http`]) and in a headless chromium ([`browser`]).
 //!
 //! When no server is reachable the tests skip loudly, or fail when `DUET_REQUIRE_DATABASE=1`
 //! ([`environment`]).
 
+pub mod browser;
 pub mod cluster;
 pub mod database;
 pub mod duet_process;
 pub mod environment;
+pub mod http;
 pub mod load;
 pub mod migration;
 pub mod pg_client;
