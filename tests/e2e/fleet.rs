@@ -82,6 +82,21 @@ async fn cutover(duet: &DuetProcess, id: i64) -> Vec<String> {
     panic!("the cutover never succeeded: {refusals:?}");
 }
 
+/// Sends `request` through `duet` until it succeeds: a loaded fleet may refuse a command that
+/// holds every member (a missed budget, a member joining meanwhile); the operator runs it again.
+async fn until_ok(duet: &DuetProcess, request_body: serde_json::Value, what: &str) {
+    let mut refusals = Vec::new();
+    for _ in 0..10 {
+        let reply = request(duet, request_body.clone()).await;
+        if reply.ok {
+            return;
+        }
+        refusals.push(reply.error.clone());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("{what} never succeeded: {refusals:?}");
+}
+
 fn assert_no_failures(stats: &crate::support::load::LoadStats, what: &str) {
     assert!(
         stats.failures.is_empty(),
@@ -171,9 +186,12 @@ async fn three_members_migrate_a_key_under_load_as_one() {
     let flip = migration(&c, id).await["last_flip"].clone();
     assert_eq!(flip["outcome"], "flipped", "{flip}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    request(&s.duet, json!({"command": "complete", "id": id}))
-        .await
-        .expect_ok("complete from a member that neither started nor flipped it");
+    until_ok(
+        &s.duet,
+        json!({"command": "complete", "id": id}),
+        "complete from a member that neither started nor flipped it",
+    )
+    .await;
     for member in [&s.duet, &b, &c] {
         wait_phase(member, id, "completed").await;
     }
@@ -228,9 +246,7 @@ async fn a_killed_driver_is_taken_over_and_any_member_finishes() {
     }
     wait_phase(&b, id, "ready").await;
     cutover(&b, id).await;
-    request(&b, json!({"command": "revert", "id": id}))
-        .await
-        .expect_ok("revert");
+    until_ok(&b, json!({"command": "revert", "id": id}), "revert").await;
     wait_phase(&b, id, "reverted").await;
     assert_no_failures(&load_b.stop().await, "b");
     assert_eq!(column_type(s.direct(), "flkl", "t", "id").await, "integer");
@@ -318,9 +334,12 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
         .expect("a read through b after the flip")
         .get(0);
     assert!(max >= 2_000);
-    request(&b, json!({"command": "complete", "id": id, "force": true}))
-        .await
-        .expect_ok("complete");
+    until_ok(
+        &b,
+        json!({"command": "complete", "id": id, "force": true}),
+        "complete",
+    )
+    .await;
     wait_phase(&s.duet, id, "completed").await;
     assert_no_failures(&load_a.stop().await, "a");
     assert_no_failures(&load_b.stop().await, "b");
@@ -377,12 +396,12 @@ async fn a_rename_is_translated_by_every_member_and_complete_counts_the_fleet() 
     );
     assert_eq!(migration(&s.duet, id).await["phase"], "flipped");
     assert_no_failures(&load_b.stop().await, "b");
-    request(
+    until_ok(
         &s.duet,
         json!({"command": "complete", "id": id, "force": true}),
+        "complete --force",
     )
-    .await
-    .expect_ok("complete --force");
+    .await;
     for member in [&s.duet, &b, &c] {
         wait_phase(member, id, "completed").await;
     }
@@ -443,12 +462,12 @@ async fn a_member_killed_during_the_flip_leaves_the_fleet_consistent() {
     }
     wait_phase(&s.duet, id, "flipped").await;
     assert_eq!(column_type(s.direct(), "flfk", "t", "id").await, "bigint");
-    request(
+    until_ok(
         &s.duet,
         json!({"command": "complete", "id": id, "force": true}),
+        "complete",
     )
-    .await
-    .expect_ok("complete");
+    .await;
     assert_no_failures(&load_a.stop().await, "a");
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "flfk", id, "completed").await;
@@ -511,6 +530,8 @@ async fn a_member_cut_off_at_the_flip_is_fenced_by_the_database() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     killer.await.expect("the killer task");
+    // b rejoins (its retries back off: up to 10 s) and follows the flip.
+    wait_members(&s.duet, 2).await;
     wait_phase(&b, id, "flipped").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = load_b.stop().await;
@@ -523,9 +544,7 @@ async fn a_member_cut_off_at_the_flip_is_fenced_by_the_database() {
     assert!(stats.committed > 0);
     s.assert_same_rows().await;
     // Everything b committed is in the old shape too.
-    request(&s.duet, json!({"command": "revert", "id": id}))
-        .await
-        .expect_ok("revert");
+    until_ok(&s.duet, json!({"command": "revert", "id": id}), "revert").await;
     wait_phase(&b, id, "reverted").await;
     assert_eq!(column_type(s.direct(), "flfe", "t", "id").await, "integer");
     s.assert_same_rows().await;

@@ -16,6 +16,8 @@ use crate::context::ProxyContext;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long to wait before joining again after the connection was lost.
 const REJOIN_DELAY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to join.
+const MAX_REJOIN_DELAY: Duration = Duration::from_secs(10);
 
 /// Starts the member task and waits until the first join has succeeded or failed (a failure is
 /// logged; the task keeps trying). `report` says what this member publishes about itself.
@@ -27,11 +29,17 @@ pub async fn start(
     let ctx_task = ctx.clone();
     tokio::spawn(async move {
         let mut joined_tx = Some(joined_tx);
+        let mut delay = REJOIN_DELAY;
         while !ctx_task.fleet.has_left() {
             match run_once(&ctx_task, &report, &mut joined_tx).await {
                 Ok(()) if ctx_task.fleet.has_left() => {}
-                Ok(()) => tracing::warn!("fleet connection lost; joining again"),
-                Err(error) => tracing::warn!(%error, "cannot join the fleet; retrying"),
+                Ok(()) => {
+                    delay = REJOIN_DELAY;
+                    tracing::warn!("fleet connection lost; joining again");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_s = delay.as_secs(), "cannot join the fleet");
+                }
             }
             ctx_task.fleet.set_client(None);
             ctx_task.fleet.forget_driving();
@@ -41,9 +49,12 @@ pub async fn start(
                 let _ = tx.send(());
             }
             tokio::select! {
-                _ = tokio::time::sleep(REJOIN_DELAY) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = ctx_task.fleet.left() => {}
             }
+            // A member that keeps failing to join (the backend down, no privilege on schema
+            // `duet`) tries less often, up to every MAX_REJOIN_DELAY.
+            delay = (delay * 2).min(MAX_REJOIN_DELAY);
         }
     });
     let _ = tokio::time::timeout(ctx.config.connect_timeout * 2, joined_rx).await;

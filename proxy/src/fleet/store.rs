@@ -41,14 +41,18 @@ CREATE TABLE IF NOT EXISTS duet.members (
     ack text,
     counters jsonb NOT NULL DEFAULT '{}'
 );
-CREATE OR REPLACE FUNCTION duet.migrations_announce() RETURNS trigger LANGUAGE plpgsql AS $duet$
-BEGIN
-  PERFORM pg_catalog.pg_notify('duet_fleet', 'changed ' || NEW.id);
-  RETURN NULL;
-END
-$duet$;
 DO $duet$
 BEGIN
+  -- Created once, never replaced: a member whose control role is not the function's owner
+  -- could not replace it.
+  IF to_regprocedure('duet.migrations_announce()') IS NULL THEN
+    CREATE FUNCTION duet.migrations_announce() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN
+      PERFORM pg_catalog.pg_notify('duet_fleet', 'changed ' || NEW.id);
+      RETURN NULL;
+    END
+    $f$;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
                  WHERE tgrelid = 'duet.migrations'::regclass AND tgname = 'migrations_announce') THEN
     CREATE TRIGGER migrations_announce AFTER INSERT OR UPDATE ON duet.migrations

@@ -94,6 +94,10 @@ struct Held<'a> {
     resume: Resume<'a>,
     /// The fleet hold's token; `None` when this member is the fleet's only one.
     token: Option<String>,
+    /// Whether this member is in a fleet at all (its member connection is up): then the
+    /// change's transaction checks that no other member is serving unheld, even one that joined
+    /// after the hold began.
+    in_fleet: bool,
     ctx: &'a ProxyContext,
 }
 
@@ -103,11 +107,11 @@ impl Held<'_> {
         self.resume.started.elapsed()
     }
 
-    /// What the change's transaction checks and announces.
+    /// What the change's transaction checks (every other live member acknowledged this token;
+    /// with no token, that there is no other live member) and announces.
     fn fleet(&self) -> Option<(&str, &str)> {
-        self.token
-            .as_deref()
-            .map(|token| (self.ctx.fleet.id(), token))
+        self.in_fleet
+            .then(|| (self.ctx.fleet.id(), self.token.as_deref().unwrap_or("")))
     }
 }
 
@@ -130,22 +134,45 @@ impl Drop for Held<'_> {
 async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, Missed> {
     let started = Instant::now();
     let me = ctx.fleet.id().to_owned();
-    let fleet = match ctx.fleet.client() {
-        Some(client) => crate::fleet::store::live_members(client.as_ref(), &me)
-            .await
-            .ok()
-            .filter(|members| members.iter().any(|m| !m.is_self))
-            .map(|_| client),
-        None => None,
-    };
-    let Some(client) = fleet else {
+    let Some(client) = ctx.fleet.client() else {
+        // Without its member connection this member cannot hold the others: refuse while any
+        // is live (asked on a connection of its own), go on alone otherwise.
+        let others = match control::connect(ctx).await {
+            Ok(control) => crate::fleet::store::live_members(&control, &me)
+                .await
+                .map(|members| members.into_iter().filter(|m| !m.is_self).count())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if others > 0 {
+            return Err((
+                "error",
+                started.elapsed(),
+                Vec::new(),
+                format!("this member's fleet connection is down, so it cannot hold the {others} other live member(s); retry in a moment (it rejoins within seconds) or run the command on another member"),
+            ));
+        }
         let resume = pause(ctx, budget).await?;
         return Ok(Held {
             resume,
             token: None,
+            in_fleet: false,
             ctx,
         });
     };
+    let alone = crate::fleet::store::live_members(client.as_ref(), &me)
+        .await
+        .map(|members| members.iter().all(|m| m.is_self))
+        .unwrap_or(true);
+    if alone {
+        let resume = pause(ctx, budget).await?;
+        return Ok(Held {
+            resume,
+            token: None,
+            in_fleet: true,
+            ctx,
+        });
+    }
     let token = ctx.fleet.token("hold");
     let mut events = ctx.fleet.subscribe();
     let ask = crate::fleet::Message::Hold {
@@ -174,6 +201,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
     let mut held = Held {
         resume,
         token: Some(token.clone()),
+        in_fleet: true,
         ctx,
     };
     let deadline = tokio::time::Instant::now() + budget.saturating_sub(started.elapsed());
@@ -308,7 +336,7 @@ async fn one_transaction(
     state::transition(&tx, m.id, from, to, None, &json!({}))
         .await
         .map_err(|e| TxError::State(e.to_string()))?;
-    if let Some((_, token)) = fleet {
+    if let Some((_, token)) = fleet.filter(|(_, token)| !token.is_empty()) {
         // Delivered at commit: the members read the new phase as soon as it is there.
         let release = crate::fleet::Message::Release {
             token: token.to_owned(),
