@@ -228,6 +228,26 @@ async fn a_killed_driver_is_taken_over_and_any_member_finishes() {
         .await
         .expect_ok("pause_copy");
     wait_status(&b, id, "b follows the copy", |m| m["phase"] == "copying").await;
+    // A writer straight to PostgreSQL, sampled by the driver (a), shows in b's status too.
+    let bypass = crate::support::pg_client::connect(&s.db.direct_config()).await;
+    bypass
+        .client
+        .batch_execute("BEGIN; UPDATE flkl.t SET amount = amount + 1 WHERE id = 1; UPDATE flkl.t_control SET amount = amount + 1 WHERE id = 1")
+        .await
+        .expect("a direct write");
+    let pid: i32 = bypass
+        .client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    wait_status(&b, id, "the driver's bypass sample in b's status", |m| {
+        m["bypassing_writers"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|w| w["pid"] == pid))
+    })
+    .await;
+    bypass.client.batch_execute("COMMIT").await.expect("commit");
     s.duet.kill();
     wait_members(&b, 1).await;
     // b takes the driver's place; the copy is resumed through b.

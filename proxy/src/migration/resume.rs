@@ -75,7 +75,13 @@ pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
             dual_writes: c.dual_writes.load(Ordering::Relaxed),
             unrewritten_writes: c.unrewritten.load(Ordering::Relaxed),
         };
-        if let Ok(value) = serde_json::to_value(counts) {
+        if let Ok(mut value) = serde_json::to_value(counts) {
+            let sample = super::status::bypass_views(&m.live().bypass);
+            if let (Some(object), false) = (value.as_object_mut(), sample.is_empty()) {
+                if let Ok(list) = serde_json::to_value(sample) {
+                    object.insert(super::status::BYPASS_KEY.to_owned(), list);
+                }
+            }
             counters.insert(m.table_label(), value);
         }
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::{controller, FlipRecord, Migration, RunSettings};
 use crate::context::ProxyContext;
 
-/// A bypassing writer as shown by `status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A bypassing writer as shown by `status` (and as the driving member reports it to the fleet).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct BypassView {
     /// Backend pid.
     pub pid: i32,
@@ -60,7 +60,8 @@ pub struct MigrationStatus {
     pub old_shape_statements: u64,
     /// Seconds since the last old-shape statement (null: none).
     pub old_shape_last_seen_s_ago: Option<f64>,
-    /// Writers seen bypassing duet (an early warning: the safety net mirrors their writes).
+    /// Writers seen bypassing duet (an early warning: the safety net mirrors their writes), as
+    /// the member driving the migration samples them.
     pub bypassing_writers: Vec<BypassView>,
     /// How the last cutover attempt ended.
     pub last_flip: Option<FlipRecord>,
@@ -95,6 +96,48 @@ pub fn report(ctx: &ProxyContext) -> Vec<MigrationStatus> {
         .map(|m| one(m, &members))
         .collect()
 }
+
+/// This member's own sample of bypassing writers.
+pub(crate) fn bypass_views(
+    bypass: &std::collections::BTreeMap<i32, super::BypassWriter>,
+) -> Vec<BypassView> {
+    bypass
+        .values()
+        .map(|w| BypassView {
+            pid: w.pid,
+            user: w.user.clone(),
+            application_name: w.application_name.clone(),
+            client_addr: w.client_addr.clone(),
+            seen_s_ago: w.last_seen.elapsed().as_secs_f64(),
+        })
+        .collect()
+}
+
+/// The bypassing writers another member (the driver) reported for `m`'s table, aged by its
+/// heartbeat's age.
+fn sampled_elsewhere(m: &Migration, members: &[crate::fleet::MemberView]) -> Vec<BypassView> {
+    members
+        .iter()
+        .filter(|member| !member.is_self)
+        .flat_map(|member| {
+            let age = member.heartbeat_age_s;
+            member
+                .counters
+                .get(m.table_label())
+                .and_then(|c| c.get(BYPASS_KEY))
+                .and_then(|list| serde_json::from_value::<Vec<BypassView>>(list.clone()).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |mut w| {
+                    w.seen_s_ago += age;
+                    w
+                })
+        })
+        .collect()
+}
+
+/// Where a member's per-table heartbeat counters carry its bypass sample.
+pub(crate) const BYPASS_KEY: &str = "bypassing_writers";
 
 fn fleet_counts(m: &Migration, members: &[crate::fleet::MemberView], now_ms: u64) -> FleetCounts {
     let mut total = FleetCounts::default();
@@ -151,17 +194,12 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
         old_shape_statements: counters.old_shape_statements.load(Ordering::Relaxed),
         old_shape_last_seen_s_ago: (last_ms > 0)
             .then(|| now_ms.saturating_sub(last_ms) as f64 / 1000.0),
-        bypassing_writers: live
-            .bypass
-            .values()
-            .map(|w| BypassView {
-                pid: w.pid,
-                user: w.user.clone(),
-                application_name: w.application_name.clone(),
-                client_addr: w.client_addr.clone(),
-                seen_s_ago: w.last_seen.elapsed().as_secs_f64(),
-            })
-            .collect(),
+        bypassing_writers: if live.bypass.is_empty() {
+            // Sampled by the driving member: reported with its heartbeat.
+            sampled_elsewhere(m, members)
+        } else {
+            bypass_views(&live.bypass)
+        },
         last_flip: live.last_flip.clone(),
         settings: live.settings,
         fleet: fleet_counts(m, members, now_ms),
