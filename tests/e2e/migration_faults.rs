@@ -391,3 +391,67 @@ async fn migration_unrewritable_writes_pass_and_survive_flip_and_revert() {
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "mps", id, "reverted").await;
 }
+
+/// A view made straight on PostgreSQL during the migration is bound to the table itself: the
+/// swap would leave it reading the old table. The cutover refuses, naming it, changes nothing, and
+/// goes through once it is dropped; a view made on the new table after the flip blocks a revert
+/// the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_objects_made_outside_duet_on_the_table_block_the_swap() {
+    let Some(backend) = backend_or_skip("migration_objects_made_outside_duet") else {
+        return;
+    };
+    let s = Scenario::start(backend, "mig_dependents", "mdep", "int", "int", 500).await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE mdep.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    s.direct()
+        .batch_execute("CREATE VIEW mdep.v AS SELECT id, label FROM mdep.t")
+        .await
+        .expect("a view made straight on the server");
+    let refused = request(&s.duet, json!({"command": "cutover", "id": id})).await;
+    assert!(
+        !refused.ok,
+        "the cutover must refuse while mdep.v depends on the table"
+    );
+    assert!(
+        refused.error.contains("view mdep.v") && refused.error.contains("drop them"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(migration(&s.duet, id).await["phase"], "ready");
+    assert_eq!(column_type(s.direct(), "mdep", "t", "id").await, "integer");
+    s.direct()
+        .batch_execute("DROP VIEW mdep.v")
+        .await
+        .expect("drop the view");
+    request(&s.duet, json!({"command": "cutover", "id": id}))
+        .await
+        .expect_ok("cutover once the view is gone");
+    s.direct()
+        .batch_execute("CREATE VIEW mdep.w AS SELECT id FROM mdep.t")
+        .await
+        .expect("a view on the new table");
+    let refused = request(&s.duet, json!({"command": "revert", "id": id})).await;
+    assert!(
+        !refused.ok,
+        "the revert must refuse while mdep.w depends on the table"
+    );
+    assert!(refused.error.contains("view mdep.w"), "{}", refused.error);
+    assert_eq!(migration(&s.duet, id).await["phase"], "flipped");
+    // complete keeps the new table, which the view reads: allowed.
+    request(
+        &s.duet,
+        json!({"command": "complete", "id": id, "force": true}),
+    )
+    .await
+    .expect_ok("complete");
+    assert_eq!(column_type(s.direct(), "mdep", "t", "id").await, "bigint");
+    let rows: i64 = s
+        .direct()
+        .query_one("SELECT count(*) FROM mdep.w", &[])
+        .await
+        .expect("the view reads the migrated table")
+        .get(0);
+    assert_eq!(rows, 500);
+    s.assert_same_rows().await;
+}

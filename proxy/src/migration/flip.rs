@@ -293,6 +293,43 @@ impl std::fmt::Display for TxError {
     }
 }
 
+/// Whether `m`'s flip (and revert) swaps the table or a column by renames, so that objects
+/// bound to the table by identity would stay with the side that is renamed away.
+fn moves_dependents(m: &Migration) -> bool {
+    matches!(
+        m.plan.kind,
+        shadow::plan::PlanKind::ShadowTable | shadow::plan::PlanKind::ShadowColumn
+    )
+}
+
+/// Refuses the swap while objects made elsewhere depend on the table (a view, a rule, a foreign
+/// key of another table, a `BEGIN ATOMIC` function): created straight on PostgreSQL during the
+/// migration (duet refuses such DDL through it, and the planner refused the table if they
+/// existed before), they would stay bound to the old side and read or constrain it afterwards.
+async fn refuse_new_dependents(
+    tx: &tokio_postgres::Transaction<'_>,
+    m: &Migration,
+) -> Result<(), TxError> {
+    let found: Option<String> = tx
+        .query_one(
+            "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+             FROM pg_catalog.pg_depend d
+             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass
+               AND d.refobjid = $1::text::regclass AND d.deptype = 'n'",
+            &[&m.plan.table.sql()],
+        )
+        .await
+        .map_err(TxError::Db)?
+        .get(0);
+    match found {
+        None => Ok(()),
+        Some(objects) => Err(TxError::State(format!(
+            "objects made outside duet depend on {} ({objects}); they are bound to the table itself and would stay with the side the swap renames away: drop them and re-create them after `complete` (or `abort`/`revert` and re-create them then)",
+            m.table_label()
+        ))),
+    }
+}
+
 /// Runs `steps` and the phase change `from → to` in one transaction with `lock_timeout`; any
 /// failure rolls everything back (the transaction is dropped uncommitted).
 async fn one_transaction(
@@ -329,6 +366,9 @@ async fn one_transaction(
                 unheld.join(", ")
             )));
         }
+    }
+    if !steps.is_empty() && moves_dependents(m) {
+        refuse_new_dependents(&tx, m).await?;
     }
     for step in steps {
         tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;
