@@ -744,3 +744,64 @@ async fn migration_statements_prepared_before_the_flip_keep_their_result_types()
     reads().await;
     assert_clean(&s.duet, s.direct(), "mrt", id, "completed").await;
 }
+
+/// duet migrates a table of the database its backend URL names; a table of the same schema and
+/// name in another database on the same server is another table: its statements through duet
+/// are forwarded as written in every phase, never rewritten for the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_a_same_named_table_in_another_database_is_left_alone() {
+    let Some(backend) = backend_or_skip("migration_other_database") else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "mig_otherdb", "modb", "int", "int", 200).await;
+    let other = crate::support::TestDatabase::create(&backend, "mig_otherdb_b");
+    other.execute(
+        "CREATE SCHEMA modb;
+         CREATE TABLE modb.t (id int PRIMARY KEY, label text NOT NULL, amount int);
+         INSERT INTO modb.t SELECT g, 'b' || g, g FROM generate_series(1, 10) g;",
+    );
+    let id = migrate_sql(&s.duet, "ALTER TABLE modb.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    let through_other = connect(&s.duet.config_as(&backend, other.name())).await;
+    let write = |n: i32| {
+        format!(
+            "UPDATE modb.t SET amount = amount + 1 WHERE id = 1;
+             INSERT INTO modb.t VALUES ({n}, 'new', 0);
+             DELETE FROM modb.t WHERE id = 2 + {n} % 5"
+        )
+    };
+    through_other
+        .client
+        .batch_execute(&write(100))
+        .await
+        .expect("writes to the other database's table while the migration dual-writes");
+    request(&s.duet, json!({"command": "cutover", "id": id}))
+        .await
+        .expect_ok("cutover");
+    through_other
+        .client
+        .batch_execute(&write(101))
+        .await
+        .expect("writes to the other database's table after the flip");
+    request(
+        &s.duet,
+        json!({"command": "complete", "id": id, "force": true}),
+    )
+    .await
+    .expect_ok("complete");
+    let direct_other = connect(&other.direct_config()).await;
+    let rows = rows_as_text(
+        &direct_other.client,
+        "SELECT id, amount FROM modb.t ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    assert_eq!(rows[0], vec!["1".to_owned(), "3".to_owned()]);
+    assert_eq!(
+        column_type(&direct_other.client, "modb", "t", "id").await,
+        "integer",
+        "the other database's table keeps its type"
+    );
+    assert_eq!(column_type(s.direct(), "modb", "t", "id").await, "bigint");
+    s.assert_same_rows().await;
+}

@@ -90,6 +90,10 @@ pub(super) struct Shared<'a> {
     /// The backend sent a FATAL (or PANIC) ErrorResponse: whatever follows is its connection
     /// closing, which the client must see as the plain EOF PostgreSQL gives, not as a lost backend.
     pub(super) backend_said_fatal: AtomicBool,
+    /// The session is connected to the database duet migrates (the backend URL's): routes name
+    /// tables of that database only, so a same-named table in another database is never
+    /// rewritten.
+    pub(super) routed: bool,
 }
 
 impl<'a> Shared<'a> {
@@ -99,7 +103,11 @@ impl<'a> Shared<'a> {
             tracker.hook.names.search_path = identity.search_path.clone();
             tracker.hook.names.at_startup = identity.search_path.clone();
         }
+        let routed = info
+            .identity()
+            .is_some_and(|identity| identity.database == ctx.config.backend.dbname);
         Shared {
+            routed,
             ctx,
             info,
             tracker: Mutex::new(tracker),
@@ -139,7 +147,7 @@ impl Shared<'_> {
         let mut tracker = self.tracker();
         // One atomic load per chunk: with nothing routed, the loop below is exactly the plain
         // forwarding scan (the hook's branches are all behind `active` or a remembered statement).
-        let active = self.ctx.routes.is_active();
+        let active = self.routed && self.ctx.routes.is_active();
         let mut published: Option<Arc<Published>> = None;
         let mut pos = 0;
         if tracker.hook.discard > 0 && !self.discard(&mut tracker, chunk, &mut pos, edits) {
