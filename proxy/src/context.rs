@@ -12,6 +12,7 @@ use crate::fleet::Fleet;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::migration::Migrations;
+use crate::role_paths::RolePaths;
 use crate::routes::RouteTable;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
@@ -43,6 +44,8 @@ pub struct ProxyContext {
     pub migrations: Arc<Migrations>,
     /// This proxy's membership of the fleet in front of the same database.
     pub fleet: Fleet,
+    /// The `search_path` each role's sessions start with (read from the catalog).
+    pub role_paths: RolePaths,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -75,6 +78,7 @@ impl ProxyContext {
             routes: Arc::new(RouteTable::new()),
             migrations: Arc::new(Migrations::new()),
             fleet: Fleet::new(),
+            role_paths: RolePaths::new(),
         }
     }
 }

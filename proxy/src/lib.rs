@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod migration;
 pub mod rlimit;
+pub mod role_paths;
 pub mod routes;
 pub mod server;
 pub mod session;

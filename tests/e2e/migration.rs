@@ -805,3 +805,66 @@ async fn migration_a_same_named_table_in_another_database_is_left_alone() {
     assert_eq!(column_type(s.direct(), "modb", "t", "id").await, "bigint");
     s.assert_same_rows().await;
 }
+
+/// A role whose own `search_path` (`ALTER ROLE … SET`, which no startup packet carries) finds a
+/// same-named table of another shape first: its unqualified statements mean that table, as
+/// PostgreSQL resolves them, and run as written (before, duet took them for the migrating
+/// `public.t` and its rewrite failed with 42703); its qualified writes to the migrating table are
+/// dual-written as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_a_roles_own_search_path_is_followed() {
+    let Some(backend) = backend_or_skip("migration_role_search_path") else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "mig_rolepath", "public", "int", "int", 100).await;
+    let role = "duet_e2e_rolepath";
+    s.direct()
+        .batch_execute(&format!(
+            "CREATE SCHEMA other;
+             CREATE TABLE other.t (id int PRIMARY KEY, note text);
+             INSERT INTO other.t VALUES (1, 'a');
+             DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+             ALTER ROLE {role} SET search_path = other, public;
+             GRANT USAGE ON SCHEMA other, public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON other.t, public.t, public.t_control TO {role};"
+        ))
+        .await
+        .expect("a role with a search_path of its own");
+    let id = migrate_sql(&s.duet, "ALTER TABLE public.t ALTER COLUMN id TYPE bigint").await;
+    wait_phase(&s.duet, id, "ready").await;
+    // duet reads the roles' settings each second; a session takes the value when it starts.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut config = s.duet.config(role, s.db.name());
+    config.application_name("role-path");
+    let app = connect(&config).await;
+    for round in 0..2 {
+        app.client
+            .batch_execute(&format!(
+                "UPDATE t SET note = 'round {round}' WHERE id = 1;
+                 INSERT INTO public.t (id, label, amount) VALUES ({0}, 'role', 1);
+                 INSERT INTO public.t_control (id, label, amount) VALUES ({0}, 'role', 1);",
+                1000 + round
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("round {round} as {role}: {e:?}"));
+        if round == 0 {
+            request(&s.duet, json!({"command": "cutover", "id": id}))
+                .await
+                .expect_ok("cutover");
+        }
+    }
+    let note = rows_as_text(s.direct(), "SELECT note FROM other.t WHERE id = 1").await;
+    assert_eq!(note, vec![vec!["round 1".to_owned()]]);
+    request(
+        &s.duet,
+        json!({"command": "complete", "id": id, "force": true}),
+    )
+    .await
+    .expect_ok("complete");
+    s.assert_same_rows().await;
+    drop(app);
+    s.direct()
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .expect("dropping the role");
+}

@@ -91,6 +91,10 @@ pub async fn sync(ctx: &Arc<ProxyContext>) -> Result<(), FollowError> {
     let Some(client) = ctx.fleet.client() else {
         return Ok(());
     };
+    // Sessions starting from now take their role's current default path.
+    if let Err(err) = ctx.role_paths.refresh(client.as_ref()).await {
+        tracing::debug!(%err, "reading the roles' search_path settings");
+    }
     for stored in read(ctx, client.as_ref()).await? {
         match ctx.migrations.get(stored.id) {
             None if stored.phase.is_terminal() || ctx.migrations.is_starting() => {}

@@ -100,8 +100,16 @@ impl<'a> Shared<'a> {
     pub(super) fn new(ctx: &'a ProxyContext, info: &'a SessionInfo) -> Self {
         let mut tracker = Tracker::new();
         if let Some(identity) = info.identity() {
-            tracker.hook.names.search_path = identity.search_path.clone();
-            tracker.hook.names.at_startup = identity.search_path.clone();
+            // A path the startup packet did not set is the role's (or database's, or server's)
+            // default, as PostgreSQL gives it to this session.
+            let path = match &identity.search_path {
+                shadow::rewrite::search_path::SearchPath::Default => {
+                    ctx.role_paths.for_user(&identity.user)
+                }
+                set => set.clone(),
+            };
+            tracker.hook.names.search_path = path.clone();
+            tracker.hook.names.at_startup = path;
         }
         let routed = info
             .identity()
