@@ -35,6 +35,14 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                 // Nothing left in the background: another member may drive what comes next.
                 Ok(()) => super::follow::release(&ctx, &m).await,
                 Err(error) => {
+                    // A step that failed because the stored phase moved (another member drove it
+                    // on after this one lost its lock, or an operator aborted) is not this
+                    // migration's error: the follower takes the stored phase from here.
+                    if moved_elsewhere(&ctx, &m).await {
+                        tracing::info!(migration = m.id, %error, "moved on by another member; no longer driving");
+                        super::follow::release(&ctx, &m).await;
+                        return;
+                    }
                     tracing::warn!(migration = m.id, %error, "migration stopped");
                     m.set_error(Some(error.clone()));
                     control::store_error(&ctx, m.id, Some(&error)).await;
@@ -43,6 +51,17 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
         }
     });
     m.set_task(task);
+}
+
+/// Whether the stored phase differs from the one this member's task was in.
+async fn moved_elsewhere(ctx: &ProxyContext, m: &Migration) -> bool {
+    let Ok(client) = control::connect(ctx).await else {
+        return false;
+    };
+    match shadow::migrate::state::get_migration(&client, m.id).await {
+        Ok(stored) => stored.phase != m.phase(),
+        Err(_) => false,
+    }
 }
 
 async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), String> {

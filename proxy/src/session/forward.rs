@@ -111,9 +111,11 @@ impl<'a> Shared<'a> {
             tracker.hook.names.search_path = path.clone();
             tracker.hook.names.at_startup = path;
         }
+        // (A session always has its identity once started; without one — a unit test's bare
+        // session — there is no other database to tell apart.)
         let routed = info
             .identity()
-            .is_some_and(|identity| identity.database == ctx.config.backend.dbname);
+            .is_none_or(|identity| identity.database == ctx.config.backend.dbname);
         Shared {
             routed,
             ctx,
