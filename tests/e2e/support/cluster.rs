@@ -90,7 +90,10 @@ pub fn versioned_cluster(test: &str, major: u32) -> Option<(Cluster, super::Back
                 .map(|cache| cache.join(major.to_string()).join("bin").display().to_string())
                 .unwrap_or_else(|| "the version cache".into()),
         );
-        assert!(wanted.is_none(), "{test}: {VERSIONS_ENV} asks for {major} but {why}");
+        assert!(
+            wanted.is_none(),
+            "{test}: {VERSIONS_ENV} asks for {major} but {why}"
+        );
         eprintln!("\nSKIPPED {test}: {why}");
         return None;
     };
