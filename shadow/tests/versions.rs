@@ -207,3 +207,41 @@ fn runner_lock_timeout_setting_silences_the_lock_timeout_rule() {
     );
     assert!(parsed.is_ok_and(|c| c.runner_sets_lock_timeout));
 }
+
+/// `--engine-version` gates syntax: what only a newer server parses is an error for an older one.
+#[test]
+fn syntax_newer_than_the_engine_is_an_error() {
+    let gated = |sql: &str, major: u32| {
+        last(sql, major)
+            .findings
+            .iter()
+            .any(|f| f.rule == "syntax-newer-than-engine")
+    };
+    let cases: &[(&str, u32)] = &[
+        ("CREATE TABLE t (id int PRIMARY KEY, a int);\nMERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE;", 15),
+        ("CREATE TABLE t (id int PRIMARY KEY, a int);\nMERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE;", 17),
+        ("CREATE TABLE t (id int PRIMARY KEY, a int);\nMERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING t.id;", 17),
+        ("CREATE TABLE t (id int, a int);\nCREATE OR REPLACE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();", 14),
+        ("CREATE TABLE t (id int, a int);\nCREATE UNIQUE INDEX t_a ON t (a) NULLS NOT DISTINCT;", 15),
+        ("CREATE TABLE t (id int, a int);\nALTER TABLE t SET ACCESS METHOD heap;", 15),
+        ("CREATE TABLE t (id int, a int, g int GENERATED ALWAYS AS (a * 2) STORED);\nALTER TABLE t ALTER COLUMN g SET EXPRESSION AS (a * 3);", 17),
+        ("CREATE TABLE t (id int, a int);\nALTER TABLE t ADD COLUMN g int GENERATED ALWAYS AS (a * 2) VIRTUAL;", 18),
+        ("CREATE TABLE t (id int, a int);\nALTER TABLE t ADD CONSTRAINT t_a_nn NOT NULL a NOT VALID;", 18),
+        ("CREATE TABLE t (id int, a int);\nUPDATE t SET a = 1 RETURNING old.a, new.a;", 18),
+        ("CREATE TABLE t (id int, a int);\nDELETE FROM t RETURNING WITH (OLD AS o) o.a;", 18),
+        ("CREATE TABLE t (id int, a int);\nGRANT MAINTAIN ON t TO PUBLIC;", 17),
+    ];
+    for (sql, since) in cases {
+        assert!(
+            gated(sql, since - 1),
+            "{sql} must be an error on {}",
+            since - 1
+        );
+        assert!(!gated(sql, *since), "{sql} parses on {since}");
+    }
+    // `old` as the target's own alias is a plain column reference on every version.
+    let aliased = "CREATE TABLE t (id int, a int);\nUPDATE t AS old SET a = 1 RETURNING old.a;";
+    assert!(!gated(aliased, 14));
+    let plain = "CREATE TABLE t (id int, a int);\nCREATE INDEX t_a ON t (a);";
+    assert!(!gated(plain, 11));
+}

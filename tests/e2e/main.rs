@@ -25,3 +25,4 @@ mod safety_net;
 mod status_page;
 mod tokio_postgres_client;
 mod unix_socket_backend;
+mod versions;

@@ -115,6 +115,34 @@ fn not_null_check(table: &str, col: &str) -> (String, Step, Step) {
     (name, add, validate)
 }
 
+/// PostgreSQL 18 catalogs NOT NULL as constraints (`contype = 'n'`) named after the table they
+/// were made on: the shadow's key column carries `<shadow>_<column>_not_null` into the flipped
+/// table. This step gives each such constraint of `table` (SQL name) whose name holds `__duet` the
+/// name PostgreSQL would have given it there; before 18 there are none and it does nothing.
+fn rename_catalogued_not_nulls(table: &str) -> Step {
+    let literal = table.replace('\'', "''");
+    step(
+        format!(
+            "DO $duet$
+             DECLARE c record;
+             BEGIN
+               FOR c IN SELECT k.conname, r.relname, a.attname
+                          FROM pg_constraint k
+                          JOIN pg_class r ON r.oid = k.conrelid
+                          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+                         WHERE k.conrelid = '{literal}'::regclass AND k.contype = 'n'
+                           AND strpos(k.conname, '__duet') > 0
+               LOOP
+                 EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', '{literal}'::regclass,
+                                c.conname, left(c.relname || '_' || c.attname || '_not_null', 63));
+               END LOOP;
+             END $duet$"
+        ),
+        BRIEF,
+        "NOT NULL constraints (PostgreSQL 18+) made on the shadow take the table's names",
+    )
+}
+
 /// Everything of a shadow plan (table or column) besides how the rows are copied.
 pub struct ShadowSteps {
     /// expand
@@ -421,6 +449,7 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     ));
     flip.extend(flip_renames_new);
     flip.extend(flip_not_null);
+    flip.push(rename_catalogued_not_nulls(&t));
     flip.extend(flip_sequences);
 
     revert.extend(revert_park_new);

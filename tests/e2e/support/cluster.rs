@@ -1,6 +1,7 @@
 //! Throwaway PostgreSQL clusters (duet_bench::cluster) for the tests that need a server they fully
 //! control: their own pg_hba.conf (auth), max_connections (1000 clients), or a server they may stop
-//! and start again (backend death).
+//! and start again (backend death); and clusters of a given PostgreSQL major version for the
+//! version matrix ([`versioned_cluster`], binaries installed by `tests/versions/fetch`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,103 @@ pub fn throwaway_cluster(test: &str, options: ClusterOptions) -> Option<Cluster>
             super::skip_or_fail(test, &format!("cannot start a throwaway PostgreSQL: {err}"))
         }
     }
+}
+
+/// Environment variable listing the majors the matrix must run (space- or comma-separated, e.g.
+/// `14 16 17 18`): a listed major whose binaries are missing fails the test; an unlisted one is
+/// skipped. Unset, every major whose binaries are installed runs and the others are skipped.
+pub const VERSIONS_ENV: &str = "DUET_PG_VERSIONS";
+
+/// Environment variable naming the cache `tests/versions/fetch` installs into (`<cache>/<major>/bin`).
+pub const CACHE_ENV: &str = "DUET_PG_CACHE";
+
+/// The cache `tests/versions/fetch` installs into, by the same rule: [`CACHE_ENV`], else
+/// `/var/cache/duet-pg` for root (the clusters run as the `postgres` OS user, who cannot read
+/// `/root`), else `$XDG_CACHE_HOME/duet-pg` or `~/.cache/duet-pg`.
+pub fn version_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|dir| !dir.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(PathBuf::from("/var/cache/duet-pg"));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|dir| dir.join("duet-pg"))
+}
+
+/// The directory holding `initdb` and `postgres` of PostgreSQL `major`: the fetch script's cache,
+/// then Debian's `/usr/lib/postgresql/<major>/bin`.
+pub fn server_bin_dir(major: u32) -> Option<PathBuf> {
+    let cached = version_cache().map(|cache| cache.join(major.to_string()).join("bin"));
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    cached
+        .into_iter()
+        .chain([debian])
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+}
+
+/// The majors [`VERSIONS_ENV`] asks for, or `None` when it is unset (every installed one).
+pub fn wanted_majors() -> Option<Vec<u32>> {
+    let list = std::env::var(VERSIONS_ENV).ok()?;
+    let majors = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            word.parse::<u32>().unwrap_or_else(|err| {
+                panic!("{VERSIONS_ENV}={list:?}: {word:?} is not a major version ({err})")
+            })
+        })
+        .collect();
+    Some(majors)
+}
+
+/// A throwaway cluster of PostgreSQL `major` and the [`Backend`](super::Backend) for its
+/// superuser, or `None` after a loud skip when that major is neither asked for nor installed.
+/// Panics when [`VERSIONS_ENV`] asks for it and its binaries are missing (a CI whose fetch
+/// failed must not pass), or when the started server reports another major.
+pub fn versioned_cluster(test: &str, major: u32) -> Option<(Cluster, super::Backend)> {
+    let wanted = wanted_majors();
+    if wanted.as_ref().is_some_and(|list| !list.contains(&major)) {
+        eprintln!("SKIPPED {test}: PostgreSQL {major} is not in {VERSIONS_ENV}");
+        return None;
+    }
+    let Some(bin_dir) = server_bin_dir(major) else {
+        let why = format!(
+            "no PostgreSQL {major} server binaries (looked in {} and /usr/lib/postgresql/{major}/bin); \
+             install them with tests/versions/fetch {major}",
+            version_cache()
+                .map(|cache| cache.join(major.to_string()).join("bin").display().to_string())
+                .unwrap_or_else(|| "the version cache".into()),
+        );
+        assert!(
+            wanted.is_none(),
+            "{test}: {VERSIONS_ENV} asks for {major} but {why}"
+        );
+        eprintln!("\nSKIPPED {test}: {why}");
+        return None;
+    };
+    let options = ClusterOptions {
+        bin_dir: Some(bin_dir.clone()),
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(options).unwrap_or_else(|err| {
+        panic!(
+            "{test}: cannot start PostgreSQL {major} from {}: {err}",
+            bin_dir.display()
+        )
+    });
+    let backend = super::Backend {
+        host: cluster.host().to_string(),
+        port: cluster.port(),
+        user: duet_bench::cluster::SUPERUSER.to_string(),
+        password: None,
+        maintenance_db: "postgres".to_string(),
+    };
+    Some((cluster, backend))
 }
 
 /// A direct tokio-postgres configuration for the cluster's superuser.

@@ -73,6 +73,7 @@ mod require_table_schema;
 mod rewrite_under_access_exclusive;
 mod statements_after_access_exclusive;
 pub mod syntax;
+mod syntax_newer_than_engine;
 mod transaction_nesting;
 mod type_change_revalidates_checks;
 mod unparsed_statement;
@@ -227,6 +228,7 @@ pub fn all() -> Vec<&'static Rule> {
         &require_table_schema::RULE,
         &rewrite_under_access_exclusive::RULE,
         &statements_after_access_exclusive::RULE,
+        &syntax_newer_than_engine::RULE,
         &transaction_nesting::RULE,
         &type_change_revalidates_checks::RULE,
         &unparsed_statement::RULE,
