@@ -405,6 +405,11 @@ async fn shadow_column_flip_complete_and_revert() {
     .await
     .expect("plan");
     assert_eq!(p.kind, PlanKind::ShadowColumn, "{p:#?}");
+    assert!(
+        p.reason.contains("\"amount__duet_old\" after it"),
+        "{}",
+        p.reason
+    );
     match &p.dual_write_route.as_ref().expect("route").target {
         Target::ShadowColumn {
             column,

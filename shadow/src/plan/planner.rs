@@ -16,7 +16,7 @@ use crate::rewrite::{TableRoute, Target};
 use super::audit::audit;
 use super::catalog::{read_table, resolve_table, TableInfo};
 use super::input::{parse_sql, qualify, Change, Changes};
-use super::names::{with_suffix, NOT_NULL_SUFFIX, TEMP_SUFFIX};
+use super::names::{with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
 use super::steps::{concurrent, route_columns, shadow_column, shadow_table, step, TypeChange};
 use super::{pgroll, BackfillSpec, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
 
@@ -398,14 +398,19 @@ async fn type_plan(
     // reorder columns, and duet does not see every reader (direct connections, functions). So it
     // is used only when the operator asked for it; the shadow table keeps the column order.
     if single_plain && allow_shadow_column(input) {
-        let verdict_reason = rewrites
-            .iter()
-            .map(|(_, _, r)| r.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
         let x = &types[0];
         let (s, column) = shadow_column(info, &key.columns, x);
-        let mut plan = empty_plan(info, PlanKind::ShadowColumn, verdict_reason, input);
+        let reason = format!(
+            "changing the type of {0} rewrites every row of {1} under ACCESS EXCLUSIVE; a shadow \
+             column was asked for: only {0} is copied, but clients see {2} until the cutover and \
+             {3} after it, and {0} is the last column of {1} after complete, so SELECT * and \
+             positional INSERT and COPY change meaning",
+            quote_ident(&x.column),
+            info.name,
+            quote_ident(&column),
+            quote_ident(&with_suffix(&x.column, OLD_SUFFIX))
+        );
+        let mut plan = empty_plan(info, PlanKind::ShadowColumn, reason, input);
         plan.copy = Some(CopySpec::Column(BackfillSpec {
             table: info.name.clone(),
             key: key.columns.clone(),
