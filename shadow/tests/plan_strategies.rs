@@ -647,12 +647,14 @@ async fn refusals_say_what_to_do() {
              CREATE FUNCTION trig_f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
              CREATE TRIGGER trig_t BEFORE INSERT ON trig FOR EACH ROW EXECUTE FUNCTION trig_f();
              CREATE TABLE parent (id int PRIMARY KEY);
-             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));",
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+             CREATE TABLE rls (id int PRIMARY KEY, v int);
+             ALTER TABLE rls ENABLE ROW LEVEL SECURITY;",
         )
         .await
         .expect("setup");
     // (input, kind of refusal, what its message must say)
-    let refusals: [(&str, &str, &[&str]); 10] = [
+    let refusals: [(&str, &str, &[&str]); 11] = [
         (
             "ALTER TABLE acc ALTER COLUMN nope TYPE bigint",
             "unknown",
@@ -685,6 +687,14 @@ async fn refusals_say_what_to_do() {
             "unsupported",
             &["one table per migration"],
         ),
+        // A shadow table is refused where a shadow column would do: the refusal says the
+        // operator may ask for one, and what it costs (not for a key column, above: no shadow
+        // column is possible there).
+        (
+            "ALTER TABLE rls ALTER COLUMN v TYPE bigint",
+            "unsupported",
+            &["row-level security", "--shadow-column", "last column"],
+        ),
         ("DROP TABLE acc", "unsupported", &[]),
         ("ALTER TABLE gen ALTER COLUMN a TYPE bigint", "unsupported", &["generated"]),
     ];
@@ -695,7 +705,17 @@ async fn refusals_say_what_to_do() {
         for needle in needles {
             assert!(text.contains(needle), "{input}: {e} lacks {needle:?}");
         }
+        if input.starts_with("ALTER TABLE parent") {
+            assert!(!text.contains("--shadow-column"), "{input}: {e}");
+        }
     }
+    let p = plan(
+        &client,
+        &sql_shadow_column("ALTER TABLE rls ALTER COLUMN v TYPE bigint"),
+    )
+    .await
+    .expect("a shadow column, asked for, where a shadow table is refused");
+    assert_eq!(p.kind, PlanKind::ShadowColumn);
     state::ensure_schema(&mut client)
         .await
         .expect("schema duet");

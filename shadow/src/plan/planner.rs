@@ -55,16 +55,66 @@ pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, Pla
     } else {
         in_place_plan(&info, &changes.changes, input)?
     };
-    let changed: Vec<String> = changes
-        .changes
+    let changed = changed_columns(&changes.changes);
+    if let Err(refusal) = audit(&info, &mut plan, &changed) {
+        return Err(
+            suggest_shadow_column(client, &info, &changes.changes, input, &plan, refusal).await,
+        );
+    }
+    Ok(plan)
+}
+
+/// The columns whose type changes (what the audit judges a shadow column by).
+fn changed_columns(changes: &[Change]) -> Vec<String> {
+    changes
         .iter()
         .filter_map(|c| match c {
             Change::AlterType { column, .. } => Some(column.clone()),
             _ => None,
         })
-        .collect();
-    audit(&info, &mut plan, &changed)?;
-    Ok(plan)
+        .collect()
+}
+
+/// A shadow table refused by the audit for something a shadow column does not mind (foreign
+/// keys referencing the table, identity columns, row-level security, …): say that the operator
+/// can ask for one, and what it costs. Before shadow tables became the default for every type
+/// change, such tables silently got a shadow column; now the visible shape is the operator's call.
+async fn suggest_shadow_column(
+    client: &Client,
+    info: &TableInfo,
+    changes: &[Change],
+    input: &PlanInput,
+    plan: &Plan,
+    refusal: PlanError,
+) -> PlanError {
+    if plan.kind != PlanKind::ShadowTable || allow_shadow_column(input) {
+        return refusal;
+    }
+    let mut asked = input.clone();
+    match &mut asked {
+        PlanInput::Sql { shadow_column, .. } | PlanInput::Pgroll { shadow_column, .. } => {
+            *shadow_column = true
+        }
+    }
+    let Ok(mut alternative) = type_plan(client, info, changes, &asked).await else {
+        return refusal;
+    };
+    if alternative.kind != PlanKind::ShadowColumn
+        || audit(info, &mut alternative, &changed_columns(changes)).is_err()
+    {
+        return refusal;
+    }
+    let hint = " Or, if every client names the table's columns (no SELECT *, no positional \
+                INSERT or COPY), plan again with --shadow-column: only the column is copied, \
+                but clients see it as c__duet until the cutover and it becomes the table's last \
+                column";
+    match refusal {
+        PlanError::Audit(m) => PlanError::Audit(format!("{}.{hint}", m.trim_end_matches('.'))),
+        PlanError::Unsupported(m) => {
+            PlanError::Unsupported(format!("{}.{hint}", m.trim_end_matches('.')))
+        }
+        other => other,
+    }
 }
 
 fn empty_plan(info: &TableInfo, kind: PlanKind, reason: String, input: &PlanInput) -> Plan {
