@@ -207,9 +207,7 @@ fn rename_plan(schema: &str) -> Plan {
         table: table.clone(),
         kind: PlanKind::Rename,
         reason: "a rename is a metadata change; old names are translated".into(),
-        input: PlanInput::Sql {
-            sql: format!("ALTER TABLE {t} RENAME COLUMN a TO b"),
-        },
+        input: PlanInput::sql(format!("ALTER TABLE {t} RENAME COLUMN a TO b")),
         expand: vec![],
         dual_write_route: None,
         copy: None,
@@ -278,9 +276,7 @@ fn bigint_plan(schema: &str) -> Plan {
         table: table.clone(),
         kind: PlanKind::ShadowTable,
         reason: "the key's type changes: rows are copied into a shadow table".into(),
-        input: PlanInput::Sql {
-            sql: format!("ALTER TABLE {t} ALTER COLUMN id TYPE bigint"),
-        },
+        input: PlanInput::sql(format!("ALTER TABLE {t} ALTER COLUMN id TYPE bigint")),
         expand: vec![step(
             &format!(
                 "CREATE TABLE IF NOT EXISTS {shadow} (id bigint NOT NULL PRIMARY KEY, v text, \
@@ -952,9 +948,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
         table: table.clone(),
         kind: PlanKind::InPlace,
         reason: "an index built concurrently".into(),
-        input: PlanInput::Sql {
-            sql: "CREATE INDEX CONCURRENTLY t_v ON t (v)".into(),
-        },
+        input: PlanInput::sql("CREATE INDEX CONCURRENTLY t_v ON t (v)"),
         expand: vec![Step {
             sql: format!(
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON {} (v)",
@@ -1018,20 +1012,26 @@ async fn real_plans_run_through_the_admin_socket() {
     let proxy = Harness::start(&db, "a").await;
     let migrate = |sql: String, auto: bool| json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": auto});
 
-    // Dry run: the plan as JSON, nothing recorded.
+    // Dry run: the plan as JSON, nothing recorded. A plain column's type change gets a shadow
+    // table by default (it keeps the column order), a shadow column when the operator asks.
     let reply = proxy
         .admin(json!({"command": "plan", "input": {"kind": "sql",
             "sql": format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10")}}))
         .await;
     assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.result.unwrap()["kind"], "shadow_table");
+    let reply = proxy
+        .admin(json!({"command": "plan", "input": {"kind": "sql", "shadow_column": true,
+            "sql": format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10")}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
     assert_eq!(reply.result.unwrap()["kind"], "shadow_column");
 
-    // Shadow column: backfill, verify, flip, complete.
+    // Shadow column (asked for): backfill, verify, flip, complete.
     let reply = proxy
-        .admin(migrate(
-            format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10"),
-            false,
-        ))
+        .admin(json!({"command": "migrate", "input": {"kind": "sql", "shadow_column": true,
+            "sql": format!("ALTER TABLE {schema}.acc ALTER COLUMN amount TYPE bigint USING amount * 10")},
+            "auto_cutover": false}))
         .await;
     assert!(reply.ok, "{reply:?}");
     let started = reply.result.unwrap();

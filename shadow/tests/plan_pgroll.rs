@@ -11,6 +11,7 @@ fn pgroll(text: &str, file: &str) -> PlanInput {
     PlanInput::Pgroll {
         text: text.into(),
         file_name: file.into(),
+        shadow_column: false,
     }
 }
 
@@ -35,9 +36,37 @@ operations:
       up: amount * 100
       down: amount / 100
 "#;
+    // By default a shadow table (it keeps the column order) carrying `up` and `down`.
     let p = plan(&client, &pgroll(yaml, "02_amount_bigint.yaml"))
         .await
         .expect("alter_column plan");
+    assert_eq!(p.kind, PlanKind::ShadowTable, "{p:#?}");
+    match &p.copy {
+        Some(CopySpec::Table(target)) => {
+            let amount = target.mapping.iter().find(|m| m.target == "amount");
+            assert_eq!(
+                amount.map(|m| m.expr.as_str()),
+                Some("(amount * 100)::bigint")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &p.flipped_route.as_ref().expect("flipped").target {
+        Target::ShadowTable { mapping, .. } => {
+            let amount = mapping.iter().find(|m| m.target == "amount");
+            assert_eq!(
+                amount.map(|m| m.expr.as_str()),
+                Some("(amount / 100)::integer")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With the operator's consent, a shadow column.
+    let mut input = pgroll(yaml, "02_amount_bigint.yaml");
+    if let PlanInput::Pgroll { shadow_column, .. } = &mut input {
+        *shadow_column = true;
+    }
+    let p = plan(&client, &input).await.expect("alter_column plan");
     assert_eq!(p.kind, PlanKind::ShadowColumn, "{p:#?}");
     match &p.copy {
         Some(CopySpec::Column(spec)) => {

@@ -14,7 +14,15 @@ use shadow::rewrite::Target;
 use tokio_postgres::Client;
 
 fn sql(text: &str) -> PlanInput {
-    PlanInput::Sql { sql: text.into() }
+    PlanInput::sql(text)
+}
+
+/// SQL with the operator's consent to a visible shadow column (`--shadow-column`).
+fn sql_shadow_column(text: &str) -> PlanInput {
+    PlanInput::Sql {
+        sql: text.into(),
+        shadow_column: true,
+    }
 }
 
 /// Guarded steps one by one (each in its own transaction unless CONCURRENTLY).
@@ -372,13 +380,36 @@ async fn shadow_column_flip_complete_and_revert() {
     };
     let mut client = db.connect().await;
     client.batch_execute(ACC).await.expect("acc");
+    // By default a middle column's type change gets a shadow table: a shadow column would be
+    // visible and end up last. The reason says what that costs and why.
     let p = plan(
         &client,
         &sql("ALTER TABLE acc ALTER COLUMN amount TYPE bigint USING amount * 10"),
     )
     .await
     .expect("plan");
+    assert_eq!(p.kind, PlanKind::ShadowTable, "{p:#?}");
+    for needle in [
+        "keeps the column order",
+        "whole table is copied",
+        "\"amount__duet\"",
+        "positional INSERT",
+        "--shadow-column",
+    ] {
+        assert!(p.reason.contains(needle), "{needle:?} in {}", p.reason);
+    }
+    let p = plan(
+        &client,
+        &sql_shadow_column("ALTER TABLE acc ALTER COLUMN amount TYPE bigint USING amount * 10"),
+    )
+    .await
+    .expect("plan");
     assert_eq!(p.kind, PlanKind::ShadowColumn, "{p:#?}");
+    assert!(
+        p.reason.contains("\"amount__duet_old\" after it"),
+        "{}",
+        p.reason
+    );
     match &p.dual_write_route.as_ref().expect("route").target {
         Target::ShadowColumn {
             column,
@@ -442,10 +473,11 @@ async fn shadow_column_revert_and_abort_leave_nothing() {
         .expect("nullable");
     let p = plan(
         &client,
-        &sql("ALTER TABLE acc ALTER COLUMN amount TYPE bigint"),
+        &sql_shadow_column("ALTER TABLE acc ALTER COLUMN amount TYPE bigint"),
     )
     .await
     .expect("plan");
+    assert_eq!(p.kind, PlanKind::ShadowColumn, "{p:#?}");
     let id = migration_id(&mut client, &p).await;
     run_each(&client, &p.expand).await;
     copy(&db, &mut client, &p, id).await;
@@ -615,12 +647,14 @@ async fn refusals_say_what_to_do() {
              CREATE FUNCTION trig_f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
              CREATE TRIGGER trig_t BEFORE INSERT ON trig FOR EACH ROW EXECUTE FUNCTION trig_f();
              CREATE TABLE parent (id int PRIMARY KEY);
-             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));",
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+             CREATE TABLE rls (id int PRIMARY KEY, v int);
+             ALTER TABLE rls ENABLE ROW LEVEL SECURITY;",
         )
         .await
         .expect("setup");
     // (input, kind of refusal, what its message must say)
-    let refusals: [(&str, &str, &[&str]); 10] = [
+    let refusals: [(&str, &str, &[&str]); 11] = [
         (
             "ALTER TABLE acc ALTER COLUMN nope TYPE bigint",
             "unknown",
@@ -636,7 +670,11 @@ async fn refusals_say_what_to_do() {
         (
             "ALTER TABLE nokey ALTER COLUMN a TYPE bigint",
             "unsupported",
-            &["no primary key", "ADD PRIMARY KEY"],
+            &[
+                "no primary key",
+                "ADD PRIMARY KEY",
+                "unique index over NOT NULL columns",
+            ],
         ),
         ("ALTER TABLE trig ALTER COLUMN v TYPE bigint", "audit", &["trig_t"]),
         (
@@ -649,6 +687,14 @@ async fn refusals_say_what_to_do() {
             "unsupported",
             &["one table per migration"],
         ),
+        // A shadow table is refused where a shadow column would do: the refusal says the
+        // operator may ask for one, and what it costs (not for a key column, above: no shadow
+        // column is possible there).
+        (
+            "ALTER TABLE rls ALTER COLUMN v TYPE bigint",
+            "unsupported",
+            &["row-level security", "--shadow-column", "last column"],
+        ),
         ("DROP TABLE acc", "unsupported", &[]),
         ("ALTER TABLE gen ALTER COLUMN a TYPE bigint", "unsupported", &["generated"]),
     ];
@@ -659,7 +705,17 @@ async fn refusals_say_what_to_do() {
         for needle in needles {
             assert!(text.contains(needle), "{input}: {e} lacks {needle:?}");
         }
+        if input.starts_with("ALTER TABLE parent") {
+            assert!(!text.contains("--shadow-column"), "{input}: {e}");
+        }
     }
+    let p = plan(
+        &client,
+        &sql_shadow_column("ALTER TABLE rls ALTER COLUMN v TYPE bigint"),
+    )
+    .await
+    .expect("a shadow column, asked for, where a shadow table is refused");
+    assert_eq!(p.kind, PlanKind::ShadowColumn);
     state::ensure_schema(&mut client)
         .await
         .expect("schema duet");
@@ -721,11 +777,22 @@ async fn odd_identifiers_are_quoted_everywhere() {
         .expect("setup");
     let data = r#"SELECT string_agg("Id" || ':' || "Qty""x" || ':' || "select", ',' ORDER BY "Id") FROM "App Data"."Order Lines""#;
     let before = text(&client, data).await;
-    for change in [
-        r#"ALTER TABLE "App Data"."Order Lines" ALTER COLUMN "Qty""x" TYPE bigint"#,
-        r#"ALTER TABLE "App Data"."Order Lines" ALTER COLUMN "Id" TYPE bigint"#,
+    // Shadow tables (the default), then a shadow column (asked for), which moves the column last.
+    for (change, input) in [
+        (
+            r#"ALTER TABLE "App Data"."Order Lines" ALTER COLUMN "Qty""x" TYPE bigint"#,
+            sql as fn(&str) -> PlanInput,
+        ),
+        (
+            r#"ALTER TABLE "App Data"."Order Lines" ALTER COLUMN "Id" TYPE bigint"#,
+            sql,
+        ),
+        (
+            r#"ALTER TABLE "App Data"."Order Lines" ALTER COLUMN "Qty""x" TYPE numeric"#,
+            sql_shadow_column,
+        ),
     ] {
-        let p = plan(&client, &sql(change)).await.expect("plan");
+        let p = plan(&client, &input(change)).await.expect("plan");
         let id = migration_id(&mut client, &p).await;
         run_each(&client, &p.expand).await;
         copy_odd(&db, &mut client, &p, id).await;
@@ -740,7 +807,7 @@ async fn odd_identifiers_are_quoted_everywhere() {
     }
     assert_eq!(
         text(&client, r#"SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = '"App Data"."Order Lines"'::regclass AND attnum > 0 AND NOT attisdropped"#).await,
-        "bigint,text,bigint"
+        "bigint,text,numeric"
     );
     assert_eq!(
         text(&client, r#"SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = '"App Data"."Order Lines"'::regclass"#).await,

@@ -16,6 +16,7 @@ mod many_clients;
 mod migration;
 mod migration_faults;
 mod migration_load;
+mod migration_shape;
 mod pause_resume;
 mod pgbench_load;
 mod psql_client;

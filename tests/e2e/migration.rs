@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::support::backend_or_skip;
 use crate::support::migration::{
-    assert_clean, column_type, migrate_sql, request, rows_as_text, try_column_type, wait_phase,
+    assert_clean, column_type, migrate_sql, migrate_sql_shadow_column, request, rows_as_text,
+    try_column_type, wait_phase,
 };
 use crate::support::pg_client::connect;
 use crate::support::scenario::Scenario;
@@ -287,7 +288,10 @@ async fn migration_shadow_column_type_change_flips_then_reverts() {
     };
     let mut s = Scenario::start(backend, "mig_shadow_column", "msc", "int", "int", 5000).await;
     let old = hold_old_transaction(&s).await;
-    let id = migrate_sql(&s.duet, "ALTER TABLE msc.t ALTER COLUMN amount TYPE bigint").await;
+    // A shadow column only when the operator asks for it (the default is a shadow table).
+    let id =
+        migrate_sql_shadow_column(&s.duet, "ALTER TABLE msc.t ALTER COLUMN amount TYPE bigint")
+            .await;
     let m = wait_phase(&s.duet, id, "copying").await;
     assert_eq!(m["strategy"], "shadow_column", "{m}");
     s.round().await;
@@ -322,7 +326,7 @@ async fn migration_shadow_column_numeric_to_text_using_completes() {
         return;
     };
     let mut s = Scenario::start(backend, "mig_shadow_using", "msu", "int", "numeric", 3000).await;
-    let id = migrate_sql(
+    let id = migrate_sql_shadow_column(
         &s.duet,
         "ALTER TABLE msu.t ALTER COLUMN amount TYPE text USING amount::text",
     )
@@ -477,6 +481,19 @@ async fn migration_pgroll_files_alter_column_then_rename_column() {
         out.code,
         Some(0),
         "plan FILE: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    // A shadow table by default (it keeps the column order); a shadow column when asked for.
+    assert_eq!(out.json()["kind"], "shadow_table", "{}", out.stdout);
+    let out = s
+        .duet
+        .admin_async(&["plan", &alter_path, "--shadow-column", "--format", "json"])
+        .await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "plan FILE --shadow-column: {} {}",
         out.stdout,
         out.stderr
     );

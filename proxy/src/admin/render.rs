@@ -213,7 +213,7 @@ fn plan(p: &Value) -> String {
         Some("table") => {
             let _ = writeln!(
                 out,
-                "\n3. copy: keyset chunks in ({}) order into {}.{} (INSERT … ON CONFLICT DO NOTHING), then verify and repair",
+                "\n3. copy: the whole table (every column, same column order), keyset chunks in ({}) order into {}.{} (INSERT … ON CONFLICT DO NOTHING), then verify and repair",
                 join(&p["copy"]["key"]["columns"]),
                 num(p, &["copy", "shadow", "schema"]),
                 num(p, &["copy", "shadow", "name"])
@@ -222,7 +222,7 @@ fn plan(p: &Value) -> String {
         Some("column") => {
             let _ = writeln!(
                 out,
-                "\n3. backfill: keyset chunks in ({}) order, UPDATE … SET {} = {}, then verify and repair",
+                "\n3. backfill: one column only, keyset chunks in ({0}) order, UPDATE … SET {1} = {2}, then verify and repair; clients see {1} until the cutover and the column is the table's last after complete",
                 join(&p["copy"]["key"]),
                 num(p, &["copy", "column"]),
                 num(p, &["copy", "expr"])
@@ -480,6 +480,10 @@ mod tests {
         );
         assert!(
             text.contains("keyset chunks in (id) order into public.items__duet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3. copy: the whole table (every column, same column order)"),
             "{text}"
         );
         assert!(text.contains("(a → b) are translated"), "{text}");

@@ -139,18 +139,27 @@ struct MigrationSource {
     /// SQL statements (`ALTER TABLE …`) instead of a file.
     #[arg(long, value_name = "SQL")]
     sql: Option<String>,
+    /// Let a type change of one column without indexes or constraints use a shadow column
+    /// (copies one column, not the table) although clients then see `c__duet` while it runs and
+    /// the column ends up last, so positional INSERT and COPY change meaning.
+    #[arg(long)]
+    shadow_column: bool,
 }
 
 impl MigrationSource {
     fn plan_input(&self) -> anyhow::Result<shadow::plan::PlanInput> {
         match (&self.file, &self.sql) {
-            (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql { sql: sql.clone() }),
+            (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql {
+                sql: sql.clone(),
+                shadow_column: self.shadow_column,
+            }),
             (Some(path), None) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
                 Ok(shadow::plan::PlanInput::Pgroll {
                     text,
                     file_name: path.display().to_string(),
+                    shadow_column: self.shadow_column,
                 })
             }
             (None, None) => anyhow::bail!("give a migration FILE or --sql SQL"),

@@ -256,7 +256,7 @@ fn complete() -> Request {
 async fn admin(socket: &std::path::Path, request: Request) -> anyhow::Result<Value> {
     let shown = match &request {
         Request::Migrate {
-            input: PlanInput::Sql { sql },
+            input: PlanInput::Sql { sql, .. },
             ..
         } => format!("migrate --sql \"{sql}\""),
         other => other.name().replace('_', "-"),
@@ -275,7 +275,7 @@ async fn migrate_until_ready(socket: &std::path::Path, sql: &str) -> anyhow::Res
     let started = admin(
         socket,
         Request::Migrate {
-            input: PlanInput::Sql { sql: sql.into() },
+            input: PlanInput::sql(sql),
             auto_cutover: false,
         },
     )

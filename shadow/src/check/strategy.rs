@@ -86,9 +86,15 @@ fn decide(change: &str, class: Classification, version: EngineVersion) -> Verdic
             format!("{} rewrites or rebuilds all of {table} under ACCESS EXCLUSIVE; only a copied table avoids blocking", class.kind),
             Vec::new(),
         )
-    } else if has("alter_column_type.rewrite")
-        || has("alter_column_type.rebuilds_indexes")
-        || has("add_column.constrained_domain")
+    } else if has("alter_column_type.rewrite") || has("alter_column_type.rebuilds_indexes") {
+        // A shadow column would be visible to clients and end up as the table's last column,
+        // changing what `SELECT *` and positional INSERT/COPY mean; a shadow table keeps the order.
+        (
+            Strategy::ShadowTable,
+            format!("{} rewrites every row of one column of {table} under ACCESS EXCLUSIVE: a shadow table (same column order) with dual writes and a chunked copy avoids the rewrite lock without moving the column", class.kind),
+            Vec::new(),
+        )
+    } else if has("add_column.constrained_domain")
         || has("add_column.volatile_default")
         || has("add_column.serial_or_identity")
         || has("add_column.generated_stored")
@@ -209,7 +215,11 @@ mod tests {
         let pick = |sql: &str| strategy(sql, &schema, v).map(|v| v.strategy);
         assert_eq!(
             pick("ALTER TABLE t ALTER COLUMN id TYPE bigint"),
-            Ok(Strategy::ShadowColumn)
+            Ok(Strategy::ShadowTable)
+        );
+        assert_eq!(
+            pick("ALTER TABLE t ALTER COLUMN email TYPE int USING length(email)"),
+            Ok(Strategy::ShadowTable)
         );
         assert_eq!(
             pick("ALTER TABLE t ALTER COLUMN name TYPE varchar(20)"),

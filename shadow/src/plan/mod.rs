@@ -29,6 +29,9 @@ pub enum PlanInput {
     Sql {
         /// The statements as typed.
         sql: String,
+        /// As `shadow_column` of `PlanInput::Pgroll`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        shadow_column: bool,
     },
     /// A pgroll-format migration (YAML or JSON), all operations on one table.
     Pgroll {
@@ -37,7 +40,28 @@ pub enum PlanInput {
         /// The file name, for messages (may be empty).
         #[serde(default)]
         file_name: String,
+        /// The operator accepts a shadow column for a type change of one column without
+        /// indexes or constraints (`--shadow-column`): only that column is copied, but clients
+        /// see `c__duet` while it runs and the column ends up last, so positional `INSERT` and
+        /// `COPY` change meaning. Without it such a change gets a shadow table, which keeps the
+        /// column order.
+        #[serde(default, skip_serializing_if = "is_false")]
+        shadow_column: bool,
     },
+}
+
+impl PlanInput {
+    /// SQL statements, planned with the default strategies.
+    pub fn sql(sql: impl Into<String>) -> Self {
+        PlanInput::Sql {
+            sql: sql.into(),
+            shadow_column: false,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How the change is carried out.
@@ -47,8 +71,9 @@ pub enum PlanKind {
     /// Cheap or in its safe form (CONCURRENTLY, NOT VALID + VALIDATE): run the `expand` steps
     /// guarded (lock_timeout, bounded retries with jitter), then done. No flip.
     InPlace,
-    /// New column `c__duet` beside the old one, dual-written inline, backfilled in chunks, then
-    /// swapped by renames at the flip.
+    /// New column `c__duet` beside the old one, set by the safety net's trigger, backfilled in
+    /// chunks, then swapped by renames at the flip. Only when the operator asks for it
+    /// (`shadow_column` in [`PlanInput`]): it changes the table's visible shape.
     ShadowColumn,
     /// New table `t__duet`, dual-written by CTE + upsert, copied in chunks, swapped at the flip.
     ShadowTable,

@@ -16,7 +16,7 @@ use crate::rewrite::{TableRoute, Target};
 use super::audit::audit;
 use super::catalog::{read_table, resolve_table, TableInfo};
 use super::input::{parse_sql, qualify, Change, Changes};
-use super::names::{with_suffix, NOT_NULL_SUFFIX};
+use super::names::{with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
 use super::steps::{concurrent, route_columns, shadow_column, shadow_table, step, TypeChange};
 use super::{pgroll, BackfillSpec, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
 
@@ -24,12 +24,14 @@ const BRIEF: &str = "ACCESS EXCLUSIVE (brief, metadata only)";
 
 pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, PlanError> {
     let changes = match input {
-        PlanInput::Sql { sql } => {
+        PlanInput::Sql { sql, .. } => {
             let sql = sql.clone();
             run_on_parser_stack(move || parse_sql(&sql))
                 .map_err(|e| PlanError::Invalid(e.to_string()))??
         }
-        PlanInput::Pgroll { text, file_name } => {
+        PlanInput::Pgroll {
+            text, file_name, ..
+        } => {
             let (text, file_name) = (text.clone(), file_name.clone());
             run_on_parser_stack(move || pgroll::parse(&text, &file_name))
                 .map_err(|e| PlanError::Invalid(e.to_string()))??
@@ -53,16 +55,66 @@ pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, Pla
     } else {
         in_place_plan(&info, &changes.changes, input)?
     };
-    let changed: Vec<String> = changes
-        .changes
+    let changed = changed_columns(&changes.changes);
+    if let Err(refusal) = audit(&info, &mut plan, &changed) {
+        return Err(
+            suggest_shadow_column(client, &info, &changes.changes, input, &plan, refusal).await,
+        );
+    }
+    Ok(plan)
+}
+
+/// The columns whose type changes (what the audit judges a shadow column by).
+fn changed_columns(changes: &[Change]) -> Vec<String> {
+    changes
         .iter()
         .filter_map(|c| match c {
             Change::AlterType { column, .. } => Some(column.clone()),
             _ => None,
         })
-        .collect();
-    audit(&info, &mut plan, &changed)?;
-    Ok(plan)
+        .collect()
+}
+
+/// A shadow table refused by the audit for something a shadow column does not mind (foreign
+/// keys referencing the table, identity columns, row-level security, …): say that the operator
+/// can ask for one, and what it costs. Before shadow tables became the default for every type
+/// change, such tables silently got a shadow column; now the visible shape is the operator's call.
+async fn suggest_shadow_column(
+    client: &Client,
+    info: &TableInfo,
+    changes: &[Change],
+    input: &PlanInput,
+    plan: &Plan,
+    refusal: PlanError,
+) -> PlanError {
+    if plan.kind != PlanKind::ShadowTable || allow_shadow_column(input) {
+        return refusal;
+    }
+    let mut asked = input.clone();
+    match &mut asked {
+        PlanInput::Sql { shadow_column, .. } | PlanInput::Pgroll { shadow_column, .. } => {
+            *shadow_column = true
+        }
+    }
+    let Ok(mut alternative) = type_plan(client, info, changes, &asked).await else {
+        return refusal;
+    };
+    if alternative.kind != PlanKind::ShadowColumn
+        || audit(info, &mut alternative, &changed_columns(changes)).is_err()
+    {
+        return refusal;
+    }
+    let hint = " Or, if every client names the table's columns (no SELECT *, no positional \
+                INSERT or COPY), plan again with --shadow-column: only the column is copied, \
+                but clients see it as c__duet until the cutover and it becomes the table's last \
+                column";
+    match refusal {
+        PlanError::Audit(m) => PlanError::Audit(format!("{}.{hint}", m.trim_end_matches('.'))),
+        PlanError::Unsupported(m) => {
+            PlanError::Unsupported(format!("{}.{hint}", m.trim_end_matches('.')))
+        }
+        other => other,
+    }
 }
 
 fn empty_plan(info: &TableInfo, kind: PlanKind, reason: String, input: &PlanInput) -> Plan {
@@ -246,6 +298,15 @@ fn classify(info: &TableInfo, sql: &str) -> Result<(Strategy, String), PlanError
     Ok((verdict.strategy, verdict.reason))
 }
 
+/// Whether the operator accepted a visible shadow column for this migration (`--shadow-column`).
+fn allow_shadow_column(input: &PlanInput) -> bool {
+    match input {
+        PlanInput::Sql { shadow_column, .. } | PlanInput::Pgroll { shadow_column, .. } => {
+            *shadow_column
+        }
+    }
+}
+
 async fn type_plan(
     client: &Client,
     info: &TableInfo,
@@ -362,10 +423,13 @@ async fn type_plan(
             .collect();
         return Ok(plan);
     }
+    // Both copying strategies need the key (the copy's order, the dual-writes' arbiter); there
+    // is no keyless fallback, so this refusal comes before anything is created.
     let key = info.key.clone().map_err(|why| {
         PlanError::Unsupported(format!(
-            "{} cannot be migrated online: {why}. Add a primary key (CREATE UNIQUE INDEX \
-             CONCURRENTLY, then ADD PRIMARY KEY USING INDEX) and plan again",
+            "{} cannot be migrated online: {why}. Add a primary key or a unique index over NOT \
+             NULL columns (CREATE UNIQUE INDEX CONCURRENTLY, then ADD PRIMARY KEY USING INDEX) \
+             and plan again",
             info.name
         ))
     })?;
@@ -379,15 +443,24 @@ async fn type_plan(
         !info.indexes.iter().any(|i| i.columns.contains(c))
             && !info.constraints.iter().any(|k| k.columns.contains(c))
     };
-    if single_plain {
-        let verdict_reason = rewrites
-            .iter()
-            .map(|(_, _, r)| r.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
+    // A shadow column is visible to every client (`SELECT *`, `RETURNING *`, positional
+    // `INSERT`/`COPY`) and, after `complete`, leaves the column last for good: PostgreSQL cannot
+    // reorder columns, and duet does not see every reader (direct connections, functions). So it
+    // is used only when the operator asked for it; the shadow table keeps the column order.
+    if single_plain && allow_shadow_column(input) {
         let x = &types[0];
         let (s, column) = shadow_column(info, &key.columns, x);
-        let mut plan = empty_plan(info, PlanKind::ShadowColumn, verdict_reason, input);
+        let reason = format!(
+            "changing the type of {0} rewrites every row of {1} under ACCESS EXCLUSIVE; a shadow \
+             column was asked for: only {0} is copied, but clients see {2} until the cutover and \
+             {3} after it, and {0} is the last column of {1} after complete, so SELECT * and \
+             positional INSERT and COPY change meaning",
+            quote_ident(&x.column),
+            info.name,
+            quote_ident(&column),
+            quote_ident(&with_suffix(&x.column, OLD_SUFFIX))
+        );
+        let mut plan = empty_plan(info, PlanKind::ShadowColumn, reason, input);
         plan.copy = Some(CopySpec::Column(BackfillSpec {
             table: info.name.clone(),
             key: key.columns.clone(),
@@ -405,10 +478,20 @@ async fn type_plan(
         )
     } else if types.len() > 1 {
         "several columns change type: one shadow table carries them all".to_string()
-    } else {
+    } else if !single_plain {
         "the column has indexes or constraints that must be rebuilt for the new type: a shadow \
          table rebuilds them concurrently"
             .to_string()
+    } else {
+        format!(
+            "a shadow table keeps the column order: the whole table is copied rather than one \
+             column, because a shadow column would show {0} to SELECT *, RETURNING * and COPY \
+             while it runs and leave {1} as the last column after complete, so positional INSERT \
+             and COPY would store values in the wrong columns (`--shadow-column` accepts that to \
+             copy one column only)",
+            quote_ident(&with_suffix(&types[0].column, TEMP_SUFFIX)),
+            quote_ident(&types[0].column)
+        )
     };
     let mapping = info
         .columns

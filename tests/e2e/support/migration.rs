@@ -79,9 +79,20 @@ pub async fn request(duet: &DuetProcess, request: Value) -> Reply {
 
 /// `migrate` of SQL (no auto cutover); returns the migration's id after asserting it was accepted.
 pub async fn migrate_sql(duet: &DuetProcess, sql: &str) -> i64 {
+    migrate_sql_with(duet, sql, false).await
+}
+
+/// [`migrate_sql`] with the operator's consent to a visible shadow column (`--shadow-column`),
+/// for the tests of that strategy: without it a column's type change gets a shadow table.
+pub async fn migrate_sql_shadow_column(duet: &DuetProcess, sql: &str) -> i64 {
+    migrate_sql_with(duet, sql, true).await
+}
+
+async fn migrate_sql_with(duet: &DuetProcess, sql: &str, shadow_column: bool) -> i64 {
     let reply = request(
         duet,
-        json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": false}),
+        json!({"command": "migrate", "input": {"kind": "sql", "sql": sql, "shadow_column": shadow_column},
+               "auto_cutover": false}),
     )
     .await;
     let result = reply.expect_ok(&format!("migrate {sql:?}"));
