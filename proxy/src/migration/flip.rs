@@ -315,7 +315,11 @@ async fn refuse_new_dependents(
             "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
              FROM pg_catalog.pg_depend d
              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass
-               AND d.refobjid = $1::text::regclass AND d.deptype = 'n'",
+               AND d.refobjid = $1::text::regclass AND d.deptype = 'n'
+               -- The table's own constraints are the plan's business (it re-creates them).
+               AND NOT (d.classid = 'pg_catalog.pg_constraint'::regclass AND EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_constraint c
+                   WHERE c.oid = d.objid AND c.conrelid = d.refobjid))",
             &[&m.plan.table.sql()],
         )
         .await
