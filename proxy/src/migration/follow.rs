@@ -91,6 +91,7 @@ pub async fn sync(ctx: &Arc<ProxyContext>) -> Result<(), FollowError> {
     let Some(client) = ctx.fleet.client() else {
         return Ok(());
     };
+    let _one_at_a_time = ctx.migrations.following.lock().await;
     // Sessions starting from now take their role's current default path.
     if let Err(err) = ctx.role_paths.refresh(client.as_ref()).await {
         tracing::debug!(%err, "reading the roles' search_path settings");

@@ -52,6 +52,10 @@ pub struct Migrations {
     /// Migrations being started here: recorded in the database, not yet registered (the
     /// follower leaves new rows alone meanwhile, or it would adopt this member's own start).
     starting: AtomicU32,
+    /// One reading of the stored migrations at a time (startup's, the follower's, a hold's):
+    /// two at once would both adopt a new migration, and the second copy would replace the
+    /// first — the one driving it — in the registry.
+    pub(crate) following: tokio::sync::Mutex<()>,
 }
 
 impl Migrations {
