@@ -54,6 +54,9 @@ pub struct Fleet {
     /// The latest holds released (a hold handled late — this member was frozen or slow — may
     /// find its release already past).
     released: Mutex<std::collections::VecDeque<String>>,
+    /// One hold of this member's clients at a time: a second hold acknowledged while the gate
+    /// is still paused by the first would be left open when the first resumes it.
+    pub(crate) holding: tokio::sync::Mutex<()>,
 }
 
 /// How many released holds [`Fleet::is_released`] remembers.
@@ -78,6 +81,7 @@ impl Fleet {
             driving: Mutex::new(std::collections::HashSet::new()),
             left: tokio::sync::watch::Sender::new(false),
             released: Mutex::new(std::collections::VecDeque::new()),
+            holding: tokio::sync::Mutex::new(()),
         }
     }
 

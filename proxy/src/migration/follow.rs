@@ -478,6 +478,12 @@ async fn hold(ctx: Arc<ProxyContext>, token: String, from: String, budget: Durat
     if ctx.fleet.is_released(&token) {
         return;
     }
+    // After the previous hold has read the stored phase and released its clients: acknowledging
+    // while its pause still holds the gate would let its resume open the gate under this one.
+    let _one_hold_at_a_time = ctx.fleet.holding.lock().await;
+    if ctx.fleet.is_released(&token) {
+        return;
+    }
     let started = std::time::Instant::now();
     // Paused already (an operator's pause, another hold): the sessions are held; leave the
     // resume to whoever paused.
