@@ -117,6 +117,11 @@ pub async fn read_schema(client: &tokio_postgres::Client) -> Result<Schema, Chec
             "n" => ConstraintKind::NotNull,
             _ => continue,
         };
+        if let ConstraintKind::ForeignKey { referenced } = &kind {
+            if schema.tables.contains_key(&key) {
+                schema.note_foreign_key(&key, referenced);
+            }
+        }
         if let Some(t) = schema.tables.get_mut(&key) {
             t.constraints.push(Constraint {
                 name: row.get(2),

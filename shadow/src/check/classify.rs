@@ -1184,11 +1184,8 @@ fn fk_partners(schema: &Schema, key: &str, column: &str) -> Vec<String> {
         .indexes_on_column(key, column)
         .any(|i| schema.indexes.get(i).is_some_and(|i| i.unique));
     if keyed {
-        for (other, t) in &schema.tables {
-            let references = t.constraints.iter().any(
-                |c| matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if referenced == key),
-            );
-            if other != key && references && !out.contains(other) {
+        for other in schema.referencing_tables(key) {
+            if !out.contains(other) {
                 out.push(other.clone());
             }
         }
@@ -1286,19 +1283,7 @@ fn dml(
         }
     }
     if kind != "insert" {
-        let referencing: Vec<String> = b
-            .cx
-            .schema
-            .tables
-            .iter()
-            .filter(|(k, t)| {
-                **k != rel
-                    && t.constraints.iter().any(|c| {
-                        matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if *referenced == rel)
-                    })
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let referencing: Vec<String> = b.cx.schema.referencing_tables(&rel).cloned().collect();
         if !referencing.is_empty() {
             b.apply("dml.referenced_by", None, &referencing);
         }

@@ -60,6 +60,96 @@ fn split_and_parse(text: &str) -> (Vec<split::RawStatement>, Option<Vec<Option<R
     (split::split_statements(text), None)
 }
 
+/// A file made ready for classification (which needs the schema, so runs in file order): its
+/// SQL with psql lines blanked, split and, when it parses as a whole, parsed. This is most of the
+/// work and needs nothing from other files, so it runs on worker threads ahead of classification.
+struct Prepared<'a> {
+    sql_only: std::borrow::Cow<'a, str>,
+    raws: Vec<split::RawStatement>,
+    pre_parsed: Option<Vec<Option<RawStmt>>>,
+}
+
+fn prepare(file: &SourceFile) -> Prepared<'_> {
+    // The text [`SourceText`] keeps (without a byte-order mark), borrowed instead of copied.
+    let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
+    let sql_only = psql::blank_non_sql(text);
+    let (raws, pre_parsed) = split_and_parse(&sql_only);
+    Prepared {
+        sql_only,
+        raws,
+        pre_parsed,
+    }
+}
+
+/// Files prepared ahead of classification are at most this many.
+const PREPARED_AHEAD: usize = 64;
+
+/// Prepares `files` (skipping excluded ones, which get `None`) on up to
+/// `available_parallelism` worker threads with the parser's stack and hands them to `consume`
+/// in file order, so the output does not depend on the threads.
+fn prepare_in_order<'a, T>(
+    files: &'a [SourceFile],
+    config: &CheckConfig,
+    consume: impl FnOnce(&mut dyn FnMut(usize) -> Option<Prepared<'a>>) -> T,
+) -> T {
+    let wanted = |file: &SourceFile| !config.path_excluded(&file.name);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(files.len());
+    if workers <= 1 {
+        return consume(&mut |i| files.get(i).filter(|f| wanted(f)).map(prepare));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let next = &next;
+            let work = move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(file) = files.get(i) else {
+                    break;
+                };
+                let prepared = wanted(file).then(|| prepare(file));
+                if sender.send((i, prepared)).is_err() {
+                    break;
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name("duet-check-prepare".to_string())
+                .stack_size(parse::PARSER_STACK_BYTES)
+                .spawn_scoped(scope, work);
+            if spawned.is_err() {
+                // No thread: whatever is not taken by the others is prepared on this one.
+                break;
+            }
+        }
+        drop(sender);
+        let mut early: std::collections::BTreeMap<usize, Option<Prepared<'a>>> =
+            std::collections::BTreeMap::new();
+        let mut receiver = Some(receiver);
+        let result = consume(&mut |i| loop {
+            if let Some(p) = early.remove(&i) {
+                return p;
+            }
+            match receiver.as_ref().map(|r| r.recv()) {
+                Some(Ok((j, p))) if j == i => return p,
+                Some(Ok((j, p))) => {
+                    early.insert(j, p);
+                }
+                // Every worker is gone (none started, or one panicked): prepare it here.
+                _ => {
+                    receiver = None;
+                    return files.get(i).filter(|f| wanted(f)).map(prepare);
+                }
+            }
+        });
+        drop(receiver);
+        result
+    })
+}
+
 /// Checks files in order, starting from `schema` (empty, or read from a live database). Runs on a
 /// thread with a large stack (see [`parse::run_on_parser_stack`]).
 pub fn check_files(
@@ -71,7 +161,18 @@ pub fn check_files(
 }
 
 /// [`check_files`] on the calling thread (which must have a large stack for deep statements).
-pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: Schema) -> Report {
+pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, schema: Schema) -> Report {
+    prepare_in_order(files, config, |next| {
+        check_prepared(files, config, schema, next)
+    })
+}
+
+fn check_prepared<'a>(
+    files: &'a [SourceFile],
+    config: &CheckConfig,
+    mut schema: Schema,
+    next: &mut dyn FnMut(usize) -> Option<Prepared<'a>>,
+) -> Report {
     let rules = rules::all();
     let active: Vec<(&rules::Rule, Level)> = rules
         .iter()
@@ -88,10 +189,15 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
         statements: Vec::new(),
     };
     let mut tx = TxState::default();
-    for file in files {
-        if config.path_excluded(&file.name) {
+    for (i, file) in files.iter().enumerate() {
+        let Some(Prepared {
+            sql_only,
+            raws,
+            mut pre_parsed,
+        }) = next(i)
+        else {
             continue;
-        }
+        };
         let source = SourceText::new(&file.text);
         let directives = markers::read_directives(source.text());
         tx.start_file(
@@ -101,8 +207,6 @@ pub fn check_files_here(files: &[SourceFile], config: &CheckConfig, mut schema: 
             config.runner_sets_lock_timeout,
         );
         let file_start = report.statements.len();
-        let sql_only = psql::blank_non_sql(source.text());
-        let (raws, mut pre_parsed) = split_and_parse(&sql_only);
         for (n, raw) in raws.into_iter().enumerate() {
             if !directives.includes(raw.range.start) {
                 continue;

@@ -23,6 +23,10 @@ pub struct Schema {
     /// Index keys per table key (lookups by table are on every ALTER; a scan of all indexes made
     /// large migration sets quadratic).
     by_table: BTreeMap<String, BTreeSet<String>>,
+    /// Keys of tables that may hold a foreign key to a table key (a superset: answers are checked
+    /// against the tables, see [`Schema::referencing_tables`]). DML and key-column changes ask
+    /// who references a table; a scan of all tables made large migration sets quadratic.
+    fk_referrers: BTreeMap<String, BTreeSet<String>>,
     /// The first schema of the last `SET search_path` when it is not `public`: unqualified names
     /// are created there and looked up there first (see [`Schema::resolve`]).
     pub search_schema: Option<String>,
@@ -308,6 +312,32 @@ impl Schema {
                 }
             }
         }
+    }
+
+    /// Records that table `referrer` holds a foreign key to `referenced`. Every foreign key added
+    /// to a table must be recorded (the model's replay and the live-catalog reader do), or
+    /// [`Schema::referencing_tables`] misses it.
+    pub fn note_foreign_key(&mut self, referrer: &str, referenced: &str) {
+        self.fk_referrers
+            .entry(referenced.to_string())
+            .or_default()
+            .insert(referrer.to_string());
+    }
+
+    /// Tables other than `key` holding a foreign key to `key`, in key order.
+    pub fn referencing_tables<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.fk_referrers
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(move |other| {
+                other.as_str() != key
+                    && self.tables.get(other.as_str()).is_some_and(|t| {
+                        t.constraints.iter().any(|c| {
+                            matches!(&c.kind, ConstraintKind::ForeignKey { referenced } if referenced == key)
+                        })
+                    })
+            })
     }
 
     /// Finds the table holding constraint `name` on `table`.
@@ -703,6 +733,10 @@ impl Schema {
             kind,
             ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclusion
         );
+        let referenced = match &kind {
+            ConstraintKind::ForeignKey { referenced } => Some(referenced.clone()),
+            _ => None,
+        };
         table.constraints.push(Constraint {
             name: name.clone(),
             kind,
@@ -710,6 +744,9 @@ impl Schema {
             valid: !con.skip_validation,
             bounds,
         });
+        if let Some(referenced) = referenced {
+            self.note_foreign_key(key, &referenced);
+        }
         if builds_index {
             let index_name = if con.indexname.is_empty() {
                 name
@@ -737,6 +774,12 @@ impl Schema {
                 let old = ast::range_var_key(rv);
                 let new = ast::relation_key(&rv.schemaname, &r.newname);
                 if let Some(t) = self.tables.remove(&old) {
+                    for referenced in t.constraints.iter().filter_map(|c| match &c.kind {
+                        ConstraintKind::ForeignKey { referenced } => Some(referenced.clone()),
+                        _ => None,
+                    }) {
+                        self.note_foreign_key(&new, &referenced);
+                    }
                     self.tables.insert(new.clone(), t);
                     let keys: Vec<String> = self.indexes_of(&old).cloned().collect();
                     for k in keys {
