@@ -160,13 +160,12 @@ async fn three_members_migrate_a_key_under_load_as_one() {
     let ids = wait_members(&s.duet, 3).await;
     assert_eq!(wait_members(&c, 3).await.len(), 3, "{ids:?}");
 
-    wait_phase(&c, id, "ready").await;
-    for (name, member) in [("a", &s.duet), ("b", &b), ("c", &c)] {
-        let m = wait_status(member, id, "dual-writes counted", |m| {
+    for member in [&s.duet, &b, &c] {
+        wait_phase(member, id, "ready").await;
+        wait_status(member, id, "dual-writes counted", |m| {
             m["dual_writes"].as_u64().unwrap_or(0) > 0
         })
         .await;
-        assert_eq!(m["phase"], "ready", "member {name}: {m}");
     }
 
     // Every member's counts reach every member's status.
@@ -306,12 +305,25 @@ async fn a_frozen_member_makes_the_flip_refuse_then_succeed() {
     wait_phase(&s.duet, id, "ready").await;
 
     b.signal(libc::SIGSTOP);
+    // Every attempt refuses; under a loaded machine one may first miss on a's own busy sessions
+    // instead, so a few are allowed until the refusal is about the frozen member.
     let started = Instant::now();
-    let reply = request(
+    let mut reply = request(
         &s.duet,
-        json!({"command": "cutover", "id": id, "budget_ms": 1000}),
+        json!({"command": "cutover", "id": id, "budget_ms": 2000}),
     )
     .await;
+    for _ in 0..5 {
+        assert!(!reply.ok, "a flip with a frozen member must refuse");
+        if reply.error.contains(&frozen_id) {
+            break;
+        }
+        reply = request(
+            &s.duet,
+            json!({"command": "cutover", "id": id, "budget_ms": 2000}),
+        )
+        .await;
+    }
     let took = started.elapsed();
     assert!(!reply.ok, "a flip with a frozen member must refuse");
     assert!(
