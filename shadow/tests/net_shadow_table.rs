@@ -119,3 +119,71 @@ fn rewritten_rows_are_mirrored_once_and_everything_else_by_the_net() {
         1
     );
 }
+
+/// A write the rewrite did not see, whose row the application's own `AFTER` trigger changes
+/// again (or removes, or re-creates) in the same statement: that trigger fires before the net's
+/// (names sort before `~`), its nested write is mirrored first, and the net's mirror of the outer
+/// row must not put the older version back. The net mirrors what the table holds now.
+#[test]
+fn an_application_trigger_rewriting_the_same_row_is_not_undone_by_the_net() {
+    let Some(db) = TestDb::create("net_table_same_row") else {
+        return;
+    };
+    let mut c = db.connect();
+    reset_shadow_table(&mut c);
+    install_net(&mut c, &shadow_table_routes());
+    c.run(
+        "CREATE FUNCTION app.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.note = 'stamp me' THEN
+             UPDATE app.t SET note = 'stamped', amount = amount + 100 WHERE id = NEW.id;
+           ELSIF NEW.note = 'remove me' THEN
+             DELETE FROM app.t WHERE id = NEW.id;
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER stamp AFTER INSERT OR UPDATE ON app.t FOR EACH ROW EXECUTE FUNCTION app.stamp();
+         CREATE FUNCTION app.revive() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF OLD.note = 'revive me' THEN
+             INSERT INTO app.t (id, amount, note) VALUES (OLD.id, 7, 'revived');
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER revive AFTER DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.revive();",
+    );
+    // Plain (unrewritten) writes, each in its own transaction and several in one.
+    c.run("UPDATE app.t SET note = 'stamp me' WHERE id = 1");
+    c.run("INSERT INTO app.t (id, amount, note) VALUES (1001, 1, 'stamp me')");
+    c.run("UPDATE app.t SET note = 'remove me' WHERE id = 2");
+    c.run("UPDATE app.t SET note = 'revive me' WHERE id = 3; DELETE FROM app.t WHERE id = 3");
+    c.run(
+        "BEGIN; UPDATE app.t SET note = 'stamp me', id = id + 2000 WHERE id IN (4, 5);
+         UPDATE app.t SET note = 'remove me' WHERE id = 1001; COMMIT",
+    );
+    assert_eq!(
+        count(&mut c, IN_SYNC),
+        0,
+        "the shadow holds what the table holds"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM app.t__duet WHERE note = 'stamped' AND NOT __duet_deleted"
+        ),
+        3,
+        "each stamped row's newest version is mirrored"
+    );
+    for removed in [2, 1001, 4, 5] {
+        assert_eq!(
+            count(
+                &mut c,
+                &format!(
+                    "SELECT count(*) FROM app.t__duet WHERE id = {removed} AND __duet_deleted"
+                )
+            ),
+            1,
+            "row {removed} is gone from the table and tombstoned in the shadow"
+        );
+    }
+}

@@ -13,9 +13,12 @@
 //!   row being written, every time. It is cheaper than any test of whether the rewrite already did
 //!   (an assignment, no table access) and it sees the row after the application's own `BEFORE`
 //!   triggers (its name sorts after theirs).
-//! - **Shadow table**: an `AFTER` row trigger upserts the row into the shadow (a tombstone or plain
-//!   delete for a deleted row, and for the old key of a key-changing `UPDATE`); an `AFTER
-//!   TRUNCATE` statement trigger truncates the shadow. A statement duet rewrote has already written
+//! - **Shadow table**: an `AFTER` row trigger mirrors each key the write touched as the table holds
+//!   it when the trigger fires — the current row upserted, or a tombstone or plain delete for a key
+//!   with no row any more (a deleted row, the old key of a key-changing `UPDATE`); an `AFTER
+//!   TRUNCATE` statement trigger truncates the shadow. Reading the row back, not mirroring `NEW`,
+//!   keeps a write nested in the application's own `AFTER` trigger (which fires first and is
+//!   mirrored first) from being overwritten by the older version. A statement duet rewrote has already written
 //!   the shadow, so its rows are skipped: the rewritten statement sets the transaction-local
 //!   setting [`DUAL_WRITTEN_SETTING`] after its own write to the table is complete (and only when
 //!   rows of *this* table were written), the row triggers fired directly by that top-level statement
@@ -123,6 +126,8 @@ $duet_net$",
             // mapping's cast (and fail on the very value the predicate excludes) before any
             // WHERE filters it.
             let skip_when = side.skip_when;
+            // Rows read back from the table are not constants: the upsert's own filter is safe.
+            let with_skip = side;
             let side = Shadow {
                 skip_when: None,
                 ..side
@@ -135,14 +140,50 @@ $duet_net$",
                 ),
             }
             };
-            let delete = guarded(
-                "duet_old",
-                shadow_upsert(&shadow_sql, side, "SELECT duet_old.*", TagVerb::Delete).ok()?,
+            let table_sql = format!(
+                "{}.{}",
+                quote_ident(&route.schema),
+                quote_ident(&route.name)
             );
-            let upsert = guarded(
-                "duet_new",
-                shadow_upsert(&shadow_sql, side, "SELECT duet_new.*", TagVerb::Insert).ok()?,
-            );
+            // The row the table holds now under `row`'s key, which may be newer than `row`: a
+            // write nested in the application's own `AFTER` trigger (which fires before this one)
+            // may have changed or removed it since, and its mirror has already run.
+            let current = |row: &str| {
+                let matches = route
+                    .key
+                    .iter()
+                    .map(|k| {
+                        let k = quote_ident(k);
+                        format!("__duet_cur.{k} = {row}.{k}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!("FROM {table_sql} AS __duet_cur WHERE {matches}")
+            };
+            // Mirror the key of `row` as the table holds it now: its current row, or its removal.
+            let sync = |row: &str| -> Option<String> {
+                let upsert = shadow_upsert(
+                    &shadow_sql,
+                    with_skip,
+                    &format!("SELECT __duet_cur.* {}", current(row)),
+                    TagVerb::Insert,
+                )
+                .ok()?;
+                let delete = guarded(
+                    row,
+                    shadow_upsert(
+                        &shadow_sql,
+                        side,
+                        &format!("SELECT {row}.*"),
+                        TagVerb::Delete,
+                    )
+                    .ok()?,
+                );
+                Some(format!(
+                    "IF EXISTS (SELECT 1 {}) THEN\n      {upsert};\n    ELSE\n      {delete};\n    END IF",
+                    current(row)
+                ))
+            };
             let key_of = |row: &str| {
                 route
                     .key
@@ -151,6 +192,8 @@ $duet_net$",
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let sync_old = sync("duet_old")?;
+            let sync_new = sync("duet_new")?;
             let mirror = format!(
                 "CREATE OR REPLACE FUNCTION {mirror}(duet_op text, duet_old anyelement, duet_new anyelement)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $duet_net$
@@ -161,10 +204,10 @@ BEGIN
     RETURN;
   END IF;
   IF duet_op = 'DELETE' OR (duet_op = 'UPDATE' AND ROW({old_key}) IS DISTINCT FROM ROW({new_key})) THEN
-    {delete};
+    {sync_old};
   END IF;
   IF duet_op <> 'DELETE' THEN
-    {upsert};
+    {sync_new};
   END IF;
 END
 $duet_net$",
