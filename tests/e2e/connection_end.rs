@@ -158,6 +158,84 @@ async fn a_terminated_backend_gives_its_fatal_and_nothing_else() {
         .expect("a new session");
 }
 
+/// Logs in on `addr`, runs a named prepared statement (extended protocol: Parse, Bind, Execute,
+/// Flush, Sync) that sleeps, has the session terminated from `killer` while it runs, and returns what it
+/// got after its ParseComplete and BindComplete.
+async fn terminated_while_executing(
+    addr: SocketAddr,
+    backend: &Backend,
+    db: &str,
+    killer: &Client,
+) -> Vec<u8> {
+    let (mut stream, _) = wire::login(addr, &backend.user, db).await;
+    let pid = first_value(&query(&mut stream, "SELECT pg_backend_pid()").await);
+    let mut batch = wire::message(b'P', b"sleep query\0SELECT pg_sleep(30)\0\0\0");
+    batch.extend(wire::message(b'B', b"\0sleep query\0\0\0\0\0\0\0"));
+    // Flush: the server sends ParseComplete and BindComplete now, not at Sync.
+    batch.extend(wire::message(b'H', b""));
+    batch.extend(wire::message(b'E', b"\0\0\0\0\0"));
+    batch.extend(wire::message(b'S', b""));
+    stream.write_all(&batch).await.expect("sending the batch");
+    // ParseComplete ('1') and BindComplete ('2'), 5 bytes each, come before the statement runs.
+    let mut answered = [0u8; 10];
+    bounded(
+        "ParseComplete and BindComplete",
+        LIMIT,
+        stream.read_exact(&mut answered),
+    )
+    .await
+    .expect("ParseComplete and BindComplete");
+    assert_eq!((answered[0], answered[5]), (b'1', b'2'), "{answered:?}");
+    // Wait until the statement is running, then end it.
+    loop {
+        let rows = killer
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1::text::int AND state = 'active'",
+                &[&pid],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killer
+        .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .expect("pg_terminate_backend");
+    read_to_end(&mut stream).await
+}
+
+/// The same with a named prepared statement killed while it executes (node-postgres's
+/// "query killed during query execution of prepared statement"): the statement's name made duet's
+/// hook read the ErrorResponse, and the FATAL it forwarded was not counted, so a second FATAL
+/// (08006) followed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_terminated_while_executing_gives_one_fatal() {
+    let Some(backend) =
+        backend_or_skip("a_prepared_statement_terminated_while_executing_gives_one_fatal")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "end_terminate_prepared");
+    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    let killer = connect(&db.direct_config()).await;
+
+    let direct = terminated_while_executing(
+        direct_addr(&backend).await,
+        &backend,
+        db.name(),
+        &killer.client,
+    )
+    .await;
+    assert_one_fatal("direct", &direct, "57P01");
+    let through =
+        terminated_while_executing(duet.listen(), &backend, db.name(), &killer.client).await;
+    assert_one_fatal("through duet", &through, "57P01");
+    assert_eq!(through, direct, "the same bytes through duet as direct");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_timeout_gives_its_fatal_and_nothing_else() {
     let Some(backend) = backend_or_skip("an_idle_session_timeout_gives_its_fatal_and_nothing_else")

@@ -353,6 +353,14 @@ impl Shared<'_> {
                         BackendHook::Pass => {}
                         BackendHook::Incomplete => break Ok(frame.start),
                         BackendHook::Done => {
+                            // A FATAL the hook let through (as is or replaced, not removed)
+                            // reached the client all the same.
+                            let removed = edits.last().is_some_and(|e| {
+                                e.start == frame.start && e.end == frame.end() && e.bytes.is_empty()
+                            });
+                            if fatal && !removed {
+                                self.backend_said_fatal.store(true, Ordering::Relaxed);
+                            }
                             pos = frame.end();
                             continue;
                         }
