@@ -2,9 +2,12 @@
 //!
 //! A proxy's cost only means something next to the same workload run directly and through the
 //! incumbent (PgBouncer, session mode) against the same server in the same run. Each scenario runs
-//! its targets back to back, so drift on a shared machine hits all of them alike. Whatever is
-//! missing is started here (a throwaway cluster unless a URL is given, a duet proxy, a PgBouncer)
-//! and stopped at the end. A target that cannot start is reported as such; the others still run.
+//! its targets back to back, `repeat` times, rotating their order every round, so drift on a shared
+//! machine hits all of them alike; each cell reports the median run and the spread of its runs, and
+//! duet against PgBouncer is judged on the runs paired by round (adjacent in time): a difference
+//! counts only when every pair agrees on it. Whatever is missing is started here (a throwaway
+//! cluster unless a URL is given, a duet proxy, a PgBouncer) and stopped at the end. A target that
+//! cannot start is reported as such; the others still run.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -140,6 +143,8 @@ pub struct CompareOptions {
     pub scenarios: Vec<Scenario>,
     /// Columns of the comparison, in order; `Direct` is the baseline for ratios.
     pub targets: Vec<Target>,
+    /// Rounds per scenario (at least 1); every round runs every target once, in rotated order.
+    pub repeat: u32,
 }
 
 /// The outcome of one target in one scenario.
@@ -147,10 +152,14 @@ pub struct CompareOptions {
 pub struct CellResult {
     /// Where the clients connected.
     pub target: Target,
-    /// What was measured (absent when the run failed).
+    /// The median run by tps (absent when no run succeeded).
     pub report: Option<Report>,
-    /// Why there is no report.
+    /// Why there is no report (the first failed run's error).
     pub error: Option<String>,
+    /// tps of every run, by round (`None` for a round whose run failed).
+    pub tps_runs: Vec<Option<f64>>,
+    /// (max − min) / median of the successful runs' tps: the noise of this cell.
+    pub tps_spread: Option<f64>,
     /// tps / direct tps.
     pub tps_ratio_to_direct: Option<f64>,
     /// Mean transaction latency minus direct's, µs.
@@ -166,6 +175,90 @@ pub struct ScenarioResult {
     pub scenario: Scenario,
     /// One cell per target.
     pub cells: Vec<CellResult>,
+    /// duet against PgBouncer, when both ran.
+    pub duet_vs_pgbouncer: Option<Verdict>,
+}
+
+/// duet's throughput against PgBouncer's in one scenario, judged on runs paired by round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Median duet tps / median PgBouncer tps.
+    pub tps_ratio: f64,
+    /// The smallest and largest duet/PgBouncer tps ratio of one round.
+    pub paired_min: f64,
+    /// See `paired_min`.
+    pub paired_max: f64,
+    /// Rounds in which both ran.
+    pub pairs: usize,
+    /// "faster" (every pair above 1), "slower" (every pair below 1) or "within noise".
+    pub decision: &'static str,
+}
+
+impl Verdict {
+    /// Pairs the two cells' runs by round; `None` without a round in which both ran.
+    pub fn of(duet: &CellResult, bouncer: &CellResult) -> Option<Verdict> {
+        let ratios: Vec<f64> = duet
+            .tps_runs
+            .iter()
+            .zip(&bouncer.tps_runs)
+            .filter_map(|(d, b)| match (d, b) {
+                (Some(d), Some(b)) if *b > 0.0 => Some(d / b),
+                _ => None,
+            })
+            .collect();
+        let median_ratio = match (&duet.report, &bouncer.report) {
+            (Some(d), Some(b)) if b.tps > 0.0 => d.tps / b.tps,
+            _ => return None,
+        };
+        let paired_min = ratios.iter().copied().reduce(f64::min)?;
+        let paired_max = ratios.iter().copied().reduce(f64::max)?;
+        let decision = if ratios.len() < 2 {
+            "within noise"
+        } else if paired_min > 1.0 {
+            "faster"
+        } else if paired_max < 1.0 {
+            "slower"
+        } else {
+            "within noise"
+        };
+        Some(Verdict {
+            tps_ratio: median_ratio,
+            paired_min,
+            paired_max,
+            pairs: ratios.len(),
+            decision,
+        })
+    }
+}
+
+/// The cell of `target` from its runs (one per round): the median run's report, every run's tps,
+/// and the spread.
+pub fn cell_of(target: Target, runs: Vec<Result<Report, String>>) -> CellResult {
+    let tps_runs: Vec<Option<f64>> = runs
+        .iter()
+        .map(|r| r.as_ref().ok().map(|report| report.tps))
+        .collect();
+    let error = runs.iter().find_map(|r| r.as_ref().err().cloned());
+    let mut reports: Vec<Report> = runs.into_iter().filter_map(Result::ok).collect();
+    reports.sort_by(|a, b| a.tps.total_cmp(&b.tps));
+    let (spread, report) = match (reports.first(), reports.last()) {
+        (Some(low), Some(high)) => {
+            let median = reports[reports.len() / 2].clone();
+            let spread = (median.tps > 0.0).then(|| (high.tps - low.tps) / median.tps);
+            (spread, Some(median))
+        }
+        _ => (None, None),
+    };
+    CellResult {
+        target,
+        report,
+        error,
+        tps_runs,
+        tps_spread: spread,
+        tps_ratio_to_direct: None,
+        added_latency_us_mean: None,
+        added_latency_us_p50: None,
+    }
 }
 
 /// The whole comparison.
@@ -177,6 +270,8 @@ pub struct Comparison {
     pub duration_secs: f64,
     /// Warm-up per cell, seconds.
     pub warmup_secs: f64,
+    /// Rounds per scenario.
+    pub repeat: u32,
     /// CPUs visible to this process.
     pub cpus: usize,
     /// "throwaway cluster (PostgreSQL in a temp dir)" or the server's redacted URL.
@@ -251,56 +346,61 @@ pub fn run_compare(
         .map_err(|err| err.to_string())
     });
 
+    let rounds = opts.repeat.max(1) as usize;
     let mut scenarios = Vec::new();
     for scenario in &opts.scenarios {
-        let mut cells = Vec::new();
-        for &target in &opts.targets {
-            let url = match target {
-                Target::Direct => Ok(backend.url()),
-                Target::Duet => target_url(&duet, DuetProxy::url, "duet"),
-                Target::Pgbouncer => target_url(&bouncer, PgBouncer::url, "pgbouncer"),
-            };
-            let outcome = url.and_then(|url| {
-                progress(format!("{}: {} …", scenario.title(), target.name()));
-                let load = LoadOptions {
-                    url,
-                    clients: scenario.clients,
-                    duration: opts.duration,
-                    warmup: opts.warmup,
-                    workload: scenario.workload,
-                    protocol: scenario.protocol,
-                    scale: None,
+        let mut runs: Vec<Vec<Result<Report, String>>> = vec![Vec::new(); opts.targets.len()];
+        for round in 0..rounds {
+            // Rotate the order each round: no target always runs first, or right after another.
+            for k in 0..opts.targets.len() {
+                let index = (k + round) % opts.targets.len();
+                let target = opts.targets[index];
+                let url = match target {
+                    Target::Direct => Ok(backend.url()),
+                    Target::Duet => target_url(&duet, DuetProxy::url, "duet"),
+                    Target::Pgbouncer => target_url(&bouncer, PgBouncer::url, "pgbouncer"),
                 };
-                match opts.driver {
-                    Driver::Builtin => rt.block_on(run_load(&load)).map_err(|e| e.to_string()),
-                    Driver::Pgbench => {
-                        run_pgbench(&load, opts.pgbench_bin.as_deref()).map_err(|e| e.to_string())
+                let outcome = url.and_then(|url| {
+                    progress(format!(
+                        "{}: {} (round {}/{rounds}) …",
+                        scenario.title(),
+                        target.name(),
+                        round + 1
+                    ));
+                    let load = LoadOptions {
+                        url,
+                        clients: scenario.clients,
+                        duration: opts.duration,
+                        warmup: opts.warmup,
+                        workload: scenario.workload,
+                        protocol: scenario.protocol,
+                        scale: None,
+                    };
+                    match opts.driver {
+                        Driver::Builtin => rt.block_on(run_load(&load)).map_err(|e| e.to_string()),
+                        Driver::Pgbench => run_pgbench(&load, opts.pgbench_bin.as_deref())
+                            .map_err(|e| e.to_string()),
                     }
-                }
-            });
-            cells.push(match outcome {
-                Ok(report) => CellResult {
-                    target,
-                    report: Some(report),
-                    error: None,
-                    tps_ratio_to_direct: None,
-                    added_latency_us_mean: None,
-                    added_latency_us_p50: None,
-                },
-                Err(error) => CellResult {
-                    target,
-                    report: None,
-                    error: Some(error),
-                    tps_ratio_to_direct: None,
-                    added_latency_us_mean: None,
-                    added_latency_us_p50: None,
-                },
-            });
+                });
+                runs[index].push(outcome);
+            }
         }
+        let mut cells: Vec<CellResult> = opts
+            .targets
+            .iter()
+            .zip(runs)
+            .map(|(&target, runs)| cell_of(target, runs))
+            .collect();
         relate_to_direct(&mut cells);
+        let find = |t: Target| cells.iter().find(|c| c.target == t);
+        let duet_vs_pgbouncer = match (find(Target::Duet), find(Target::Pgbouncer)) {
+            (Some(d), Some(b)) => Verdict::of(d, b),
+            _ => None,
+        };
         scenarios.push(ScenarioResult {
             scenario: scenario.clone(),
             cells,
+            duet_vs_pgbouncer,
         });
     }
     if let Some(Ok(duet)) = duet {
@@ -311,6 +411,7 @@ pub fn run_compare(
         driver: opts.driver,
         duration_secs: opts.duration.as_secs_f64(),
         warmup_secs: opts.warmup.as_secs_f64(),
+        repeat: opts.repeat.max(1),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -359,22 +460,25 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "duet-bench compare — driver {}, {:.0}s per cell after {:.0}s warm-up, {}, {} CPU(s)",
+            "duet-bench compare — driver {}, {:.0}s per cell after {:.0}s warm-up, {} round{} (order rotated), {}, {} CPU(s)",
             match self.driver {
                 Driver::Builtin => "builtin",
                 Driver::Pgbench => "pgbench",
             },
             self.duration_secs,
             self.warmup_secs,
+            self.repeat,
+            if self.repeat == 1 { "" } else { "s" },
             self.server,
             self.cpus
         );
         let _ = writeln!(
             out,
-            "{:<36} {:<10} {:>10} {:>8} {:>8} {:>8} {:>10} {:>16}",
+            "{:<36} {:<10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>10} {:>16}",
             "scenario",
             "target",
             "tps",
+            "spread",
             "p50 µs",
             "p99 µs",
             "failed",
@@ -388,10 +492,13 @@ impl Comparison {
                     Some(r) => {
                         let _ = writeln!(
                             out,
-                            "{:<36} {:<10} {:>10.1} {:>8} {:>8} {:>8} {:>10} {:>16}",
+                            "{:<36} {:<10} {:>10.1} {:>7} {:>8} {:>8} {:>8} {:>10} {:>16}",
                             title,
                             cell.target.name(),
                             r.tps,
+                            cell.tps_spread
+                                .map(|x| format!("±{:.0}%", x * 50.0))
+                                .unwrap_or_else(|| "-".into()),
                             r.latency_us.p50,
                             r.latency_us.p99,
                             r.failures,
@@ -423,13 +530,20 @@ impl Comparison {
                 }
                 title.clear();
             }
+            if let Some(v) = &row.duet_vs_pgbouncer {
+                let _ = writeln!(
+                    out,
+                    "{:<36} duet / PgBouncer {:.2}× (rounds {:.2}–{:.2}×, {} paired): {}",
+                    "", v.tps_ratio, v.paired_min, v.paired_max, v.pairs, v.decision
+                );
+            }
             if let Some(reference) = &row.scenario.reference {
                 let _ = writeln!(out, "{:<36} (issue's reference: {reference})", "");
             }
         }
         let _ = writeln!(
             out,
-            "added µs = transaction latency minus direct's, median and mean (at 1 client: the proxy's cost per round trip)"
+            "tps = the median run's; spread = ±half of (max − min) / median over the rounds; added µs = transaction latency minus direct's, median and mean (at 1 client: the proxy's cost per round trip); duet / PgBouncer is decided only when every round agrees"
         );
         out
     }
@@ -463,16 +577,10 @@ mod tests {
     }
 
     fn cell(target: Target, report: Option<Report>) -> CellResult {
-        CellResult {
+        cell_of(
             target,
-            error: report
-                .is_none()
-                .then(|| "duet did not start: boom\nlog".to_string()),
-            report,
-            tps_ratio_to_direct: None,
-            added_latency_us_mean: None,
-            added_latency_us_p50: None,
-        }
+            vec![report.ok_or_else(|| "duet did not start: boom\nlog".to_string())],
+        )
     }
 
     fn comparison() -> Comparison {
@@ -486,13 +594,68 @@ mod tests {
             driver: Driver::Builtin,
             duration_secs: 15.0,
             warmup_secs: 2.0,
+            repeat: 1,
             cpus: 2,
             server: "throwaway cluster on port 1".into(),
             scenarios: vec![ScenarioResult {
                 scenario: reference_scenarios().remove(0),
                 cells,
+                duet_vs_pgbouncer: None,
             }],
         }
+    }
+
+    fn runs(tps: &[f64]) -> Vec<Result<Report, String>> {
+        tps.iter()
+            .map(|&t| {
+                if t > 0.0 {
+                    Ok(report(t, 100.0, 90))
+                } else {
+                    Err("round failed".to_string())
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cell_reports_its_median_run_and_spread() {
+        let c = cell_of(Target::Duet, runs(&[900.0, 1100.0, 1000.0]));
+        assert_eq!(c.report.as_ref().map(|r| r.tps), Some(1000.0));
+        assert_eq!(c.tps_runs, [Some(900.0), Some(1100.0), Some(1000.0)]);
+        assert!((c.tps_spread.expect("spread") - 0.2).abs() < 1e-9);
+        assert_eq!(c.error, None);
+        let failed = cell_of(Target::Duet, runs(&[0.0, 1000.0]));
+        assert_eq!(failed.report.as_ref().map(|r| r.tps), Some(1000.0));
+        assert_eq!(failed.error.as_deref(), Some("round failed"));
+        assert_eq!(failed.tps_runs, [None, Some(1000.0)]);
+    }
+
+    #[test]
+    fn duet_against_pgbouncer_is_decided_only_when_every_round_agrees() {
+        let bouncer = cell_of(Target::Pgbouncer, runs(&[1000.0, 1000.0, 1000.0]));
+        let faster = cell_of(Target::Duet, runs(&[1050.0, 1010.0, 1100.0]));
+        let v = Verdict::of(&faster, &bouncer).expect("verdict");
+        assert_eq!(v.decision, "faster");
+        assert_eq!((v.pairs, v.paired_min, v.paired_max), (3, 1.01, 1.1));
+        assert!((v.tps_ratio - 1.05).abs() < 1e-9);
+        let mixed = cell_of(Target::Duet, runs(&[1050.0, 990.0, 1100.0]));
+        assert_eq!(
+            Verdict::of(&mixed, &bouncer).expect("verdict").decision,
+            "within noise"
+        );
+        let slower = cell_of(Target::Duet, runs(&[900.0, 950.0, 990.0]));
+        assert_eq!(
+            Verdict::of(&slower, &bouncer).expect("verdict").decision,
+            "slower"
+        );
+        // One round proves nothing; a failed round is left out of the pairs.
+        let once = cell_of(Target::Duet, runs(&[1200.0]));
+        assert_eq!(
+            Verdict::of(&once, &bouncer).expect("verdict").decision,
+            "within noise"
+        );
+        let gap = cell_of(Target::Duet, runs(&[0.0, 1100.0, 1100.0]));
+        assert_eq!(Verdict::of(&gap, &bouncer).expect("verdict").pairs, 2);
     }
 
     #[test]

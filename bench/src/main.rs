@@ -105,6 +105,11 @@ struct CompareArgs {
     /// Targets to compare (comma-separated); direct is the baseline for ratios.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Direct, Target::Duet, Target::Pgbouncer])]
     targets: Vec<Target>,
+    /// Rounds per scenario: each runs every target once, the order rotated each round; cells
+    /// report the median run and the spread, and duet vs PgBouncer is decided only when every
+    /// round agrees.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -237,6 +242,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         warmup: args.warmup,
         scenarios: reference_scenarios(),
         targets: args.targets,
+        repeat: args.repeat,
     };
     let comparison = run_compare(&opts, &rt, &mut progress)?;
     match args.format {

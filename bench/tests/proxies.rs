@@ -158,6 +158,7 @@ fn compare_runs_every_cell_and_reports_a_missing_duet() {
             reference: None,
         }],
         targets: targets.clone(),
+        repeat: 2,
     };
     let mut lines = Vec::new();
     let comparison = run_compare(&opts, &rt, &mut |line| lines.push(line)).expect("compare");
@@ -172,11 +173,35 @@ fn compare_runs_every_cell_and_reports_a_missing_duet() {
             .is_some_and(|e| e.contains("/nonexistent/duet")),
         "{duet:?}"
     );
+    // Every round ran every target, and the order rotated: each target came first once.
+    assert_eq!(cells[0].tps_runs.len(), 2);
+    assert!(
+        cells[0].tps_runs.iter().all(Option::is_some),
+        "{:?}",
+        cells[0]
+    );
+    assert_eq!(duet.tps_runs, [None, None]);
+    let firsts: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("(round 1/2)") || l.contains("(round 2/2)"))
+        .collect();
+    assert!(
+        firsts[0].contains("direct") && firsts[0].contains("round 1/2"),
+        "{lines:?}"
+    );
+    let round_two_first = lines
+        .iter()
+        .find(|l| l.contains("(round 2/2)"))
+        .expect("a second round");
+    assert!(!round_two_first.contains(": direct"), "{lines:?}");
     if let Some(bouncer) = cells.get(2) {
         let report = bouncer.report.as_ref().expect("pgbouncer measured");
         assert_eq!(report.failures, 0);
         assert!(bouncer.tps_ratio_to_direct.is_some_and(|r| r > 0.0));
+        assert!(bouncer.tps_spread.is_some());
     }
+    // No duet run: nothing to judge against PgBouncer.
+    assert_eq!(comparison.scenarios[0].duet_vs_pgbouncer, None);
     assert!(lines.iter().any(|l| l.contains("throwaway")), "{lines:?}");
 }
 
