@@ -15,6 +15,21 @@ use shadow::plan::carried::{differences, uncarried_dependents};
 use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
 use tokio_postgres::Client;
 
+/// Drops `role` (the test's database is gone by then, and with it everything the role had).
+async fn drop_role(role: &str) {
+    let (admin, connection) = tokio_postgres::connect(
+        &format!("{} dbname=postgres", migrate_support::base_url()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to postgres");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
+        .expect("drop the test's role");
+}
+
 async fn run_each(client: &Client, steps: &[Step]) {
     for s in steps {
         client
@@ -284,6 +299,7 @@ async fn views_triggers_and_policies_follow_the_flip_then_complete() {
     );
     drop(client);
     db.drop_db().await;
+    drop_role(role).await;
 }
 
 #[tokio::test]
@@ -323,6 +339,7 @@ async fn views_triggers_and_policies_come_back_at_a_revert() {
     );
     drop(client);
     db.drop_db().await;
+    drop_role(role).await;
 }
 
 /// A shadow column's table keeps its triggers and policies, created again at the swap so they
@@ -377,6 +394,7 @@ async fn a_shadow_column_swap_rebinds_views_triggers_and_policies() {
     );
     drop(client);
     db.drop_db().await;
+    drop_role("carry_app_column").await;
 }
 
 /// A refusal's message.
@@ -424,6 +442,38 @@ async fn what_cannot_be_carried_is_refused_naming_it() {
             "{table}: {message}"
         );
     }
+    // duet's role must see every row: as the table's owner (not a superuser) it may migrate a
+    // table that enforces row-level security, but not one that forces it on its owner.
+    client
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE carry_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             CREATE TABLE e (id int PRIMARY KEY, v int);
+             ALTER TABLE e OWNER TO carry_owner;
+             ALTER TABLE e ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE e FORCE ROW LEVEL SECURITY;
+             CREATE POLICY e_none ON e USING (false);
+             SET ROLE carry_owner;",
+        )
+        .await
+        .expect("a table owned by a role that is no superuser");
+    let e = PlanInput::sql("ALTER TABLE e ALTER COLUMN id TYPE bigint");
+    let message = refusal(plan(&client, &e).await);
+    assert!(
+        message.contains("BYPASSRLS") && message.contains("FORCE"),
+        "{message}"
+    );
+    client
+        .batch_execute("ALTER TABLE e NO FORCE ROW LEVEL SECURITY")
+        .await
+        .expect("no force");
+    let p = plan(&client, &e)
+        .await
+        .expect("the owner bypasses the policies it does not force on itself");
+    assert!(p.writes_mirrored_by_net_only());
+    client
+        .batch_execute("RESET ROLE")
+        .await
+        .expect("reset role");
     // Made after planning: the cutover's check names it.
     let p = plan(
         &client,
@@ -451,4 +501,5 @@ async fn what_cannot_be_carried_is_refused_naming_it() {
     );
     drop(client);
     db.drop_db().await;
+    drop_role("carry_owner").await;
 }

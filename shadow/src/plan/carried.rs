@@ -549,7 +549,11 @@ async fn read_qualified<C: GenericClient>(
              )
              SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
                     c.relpersistence::text, pg_catalog.pg_has_role(c.relowner, 'USAGE'),
-                    pg_catalog.has_schema_privilege(c.relnamespace, 'CREATE'),
+                    -- CREATE on the schema for duet's role (to create it) and for the owner (to
+                    -- be given it), which a superuser needs neither of.
+                    (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+                    OR (pg_catalog.has_schema_privilege(c.relnamespace, 'CREATE')
+                        AND pg_catalog.has_schema_privilege(c.relowner, c.relnamespace, 'CREATE')),
                     c.reltuples, pg_catalog.pg_total_relation_size(c.oid)
                FROM over
                JOIN pg_catalog.pg_class c ON c.oid = over.oid
@@ -577,9 +581,9 @@ async fn read_qualified<C: GenericClient>(
         if !may_own || !may_create {
             out.blockers.push(format!(
                 "view {name} reads {t}, and duet's role cannot re-create it at the cutover \
-                 (it needs to be a member of the view's owner and to have CREATE on its \
-                 schema): grant that to duet's role, or drop the view for the migration and \
-                 re-create it after `complete`"
+                 (it needs to be a member of the view's owner, and both need CREATE on its \
+                 schema): grant that, or drop the view for the migration and re-create it \
+                 after `complete`"
             ));
             continue;
         }
