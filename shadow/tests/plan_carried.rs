@@ -201,7 +201,7 @@ async fn carried_plan(db: &TestDb, role: &str) -> (Client, Plan) {
     assert_eq!(
         carried,
         vec![
-            "materialized view \"public\".\"acc_totals\" (re-created and refreshed inside the cutover)".to_string(),
+            "materialized view \"public\".\"acc_totals\" (refreshed inside the cutover when it holds rows)".to_string(),
             "view \"public\".\"acc_v\"".into(),
             "view \"public\".\"acc_v2\"".into(),
             "trigger \"acc_audit\"".into(),
@@ -215,7 +215,7 @@ async fn carried_plan(db: &TestDb, role: &str) -> (Client, Plan) {
     assert!(
         p.warnings
             .iter()
-            .any(|w| w.contains("acc_totals") && w.contains("refreshed inside the cutover")),
+            .any(|w| w.contains("acc_totals") && w.contains("refreshed when it holds rows")),
         "{:?}",
         p.warnings
     );

@@ -129,9 +129,10 @@ pub(super) fn audit(
     if shadow {
         for (view, rows, bytes) in &info.refreshed_views {
             plan.warnings.push(format!(
-                "materialized view {view} (about {} rows, {} MB) is re-created and refreshed \
-                 inside the cutover: clients are held while its query runs. If that is too long, \
-                 drop it for the migration and re-create it after `complete`",
+                "materialized view {view} (about {} rows, {} MB) is re-created inside the \
+                 cutover and refreshed when it holds rows: clients are held while its query \
+                 runs. If that is too long, drop it for the migration and re-create it after \
+                 `complete`",
                 rows.max(0.0).round(),
                 bytes / (1024 * 1024)
             ));

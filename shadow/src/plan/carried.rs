@@ -87,7 +87,8 @@ pub struct CarriedView {
     /// materialized view's indexes, comments), in that order.
     #[serde(default)]
     pub attached: Vec<String>,
-    /// A materialized view holding rows (refreshed when re-created); `false` for a view.
+    /// A materialized view holding rows when planned; `false` for a view. Informational: the
+    /// cutover refreshes the new one when the dropped one holds rows then.
     #[serde(default)]
     pub populated: bool,
 }
@@ -224,8 +225,8 @@ impl Carried {
                 "{} {}{}",
                 v.kind().to_lowercase(),
                 v.name,
-                if v.materialized && v.populated {
-                    " (re-created and refreshed inside the cutover)"
+                if v.materialized {
+                    " (refreshed inside the cutover when it holds rows)"
                 } else {
                     ""
                 }
@@ -288,13 +289,27 @@ impl Carried {
             ));
         }
         if !self.views.is_empty() {
+            // Whether each materialized view holds rows right now decides whether the new one is
+            // refreshed (below): it may have been refreshed since planning, or emptied.
+            let populated = self
+                .views
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.materialized)
+                .map(|(i, v)| {
+                    format!(
+                        "SELECT pg_catalog.set_config('{}', c.relispopulated::text, true) FROM pg_catalog.pg_class c WHERE c.oid = {}::regclass",
+                        populated_setting(i),
+                        literal(&v.name.sql())
+                    )
+                });
+            let drops = self
+                .views
+                .iter()
+                .rev()
+                .map(|v| format!("DROP {} {}", v.kind(), v.name.sql()));
             steps.push(step(
-                self.views
-                    .iter()
-                    .rev()
-                    .map(|v| format!("DROP {} {}", v.kind(), v.name.sql()))
-                    .collect::<Vec<_>>()
-                    .join(";\n"),
+                populated.chain(drops).collect::<Vec<_>>().join(";\n"),
                 "ACCESS EXCLUSIVE on each view (brief)",
                 "views follow the table's OID and column numbers: dropped here, re-created below over the side that has the table's name",
             ));
@@ -306,7 +321,7 @@ impl Carried {
     /// again, reading whichever side has the table's name now.
     pub(super) fn create_view_steps(&self) -> Vec<Step> {
         let mut steps = Vec::new();
-        for v in &self.views {
+        for (i, v) in self.views.iter().enumerate() {
             let name = v.name.sql();
             let options = if v.options.is_empty() {
                 String::new()
@@ -325,13 +340,17 @@ impl Carried {
                 sql.push_str(";\n");
                 sql.push_str(extra);
             }
-            let (lock, why) = if v.materialized && v.populated {
-                // Refreshed as its owner, in a restricted security context, as PostgreSQL
-                // refreshes: its query never runs with duet's rights.
-                sql.push_str(&format!(";\nREFRESH MATERIALIZED VIEW {name}"));
+            let (lock, why) = if v.materialized {
+                // Refreshed when the dropped one held rows, as its owner, in a restricted
+                // security context, as PostgreSQL refreshes: its query never runs with duet's
+                // rights.
+                sql.push_str(&format!(
+                    ";\nDO $duet$ BEGIN IF pg_catalog.current_setting('{}', true) = 'true' THEN REFRESH MATERIALIZED VIEW {name}; END IF; END $duet$",
+                    populated_setting(i)
+                ));
                 (
                     "ACCESS EXCLUSIVE on the new materialized view; its query runs while clients are held",
-                    "the materialized view again, over the side that has the table's name, with its indexes, owner, privileges and comments, refreshed",
+                    "the materialized view again, over the side that has the table's name, with its indexes, owner, privileges and comments, refreshed when the dropped one held rows",
                 )
             } else {
                 (
@@ -471,6 +490,17 @@ impl Carried {
     }
 }
 
+/// The transaction-local setting that carries whether the `i`-th carried (materialized) view
+/// held rows from the step that drops it to the step that creates it again.
+fn populated_setting(i: usize) -> String {
+    format!("duet.populated_{i}")
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// What [`read`] found: what can be carried, and what cannot.
 #[derive(Debug, Clone, Default)]
 pub struct CarriedRead {
@@ -588,7 +618,7 @@ async fn read_qualified<C: GenericClient>(
             continue;
         }
         let view = read_view(client, oid, name.clone(), kind == "m").await?;
-        if view.materialized && view.populated {
+        if view.materialized {
             out.refreshed.push((name, row.get(7), row.get(8)));
         }
         view_oids.push(oid);
@@ -1012,6 +1042,10 @@ pub async fn differences<C: GenericClient>(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut now = read(client, table).await?.carried;
     let mut planned = planned.clone();
+    // A materialized view refreshed or emptied since planning is carried as it is then.
+    for v in now.views.iter_mut().chain(planned.views.iter_mut()) {
+        v.populated = false;
+    }
     if !definitions {
         now.forget_definitions();
         planned.forget_definitions();
@@ -1157,15 +1191,15 @@ mod tests {
         let drops = carried.drop_steps();
         assert_eq!(
             drops[0].sql,
-            "DROP MATERIALIZED VIEW \"public\".\"mv\";\nDROP VIEW \"public\".\"v\""
+            "SELECT pg_catalog.set_config('duet.populated_1', c.relispopulated::text, true) FROM pg_catalog.pg_class c WHERE c.oid = '\"public\".\"mv\"'::regclass;\nDROP MATERIALIZED VIEW \"public\".\"mv\";\nDROP VIEW \"public\".\"v\""
         );
         let creates = carried.create_view_steps();
         assert!(creates[0]
             .sql
             .starts_with("CREATE VIEW \"public\".\"v\" WITH (security_barrier=true) AS SELECT 1;"));
         assert!(creates[1].sql.contains("AS SELECT 1 WITH NO DATA;"));
-        assert!(creates[1]
-            .sql
-            .ends_with("REFRESH MATERIALIZED VIEW \"public\".\"mv\""));
+        assert!(creates[1].sql.ends_with(
+            "IF pg_catalog.current_setting('duet.populated_1', true) = 'true' THEN REFRESH MATERIALIZED VIEW \"public\".\"mv\"; END IF; END $duet$"
+        ));
     }
 }
