@@ -28,7 +28,8 @@ use crate::support::backend_or_skip;
 use crate::support::database::describe;
 use crate::support::duet_process::{through, DuetProcess};
 use crate::support::migration::{
-    assert_clean, column_type, migrate_sql, request, rows_as_text, wait_phase,
+    assert_clean, column_type, migrate_sql, migrate_sql_shadow_column, request, rows_as_text,
+    wait_phase,
 };
 use crate::support::pg_client::{connect, Session};
 use crate::support::{Backend, TestDatabase};
@@ -37,8 +38,13 @@ const ROWS: i64 = 2_000;
 const WRITERS: usize = 4;
 /// Each writer's keys start at `FIRST_KEY + writer * 1_000_000` (within int4).
 const FIRST_KEY: i64 = 100_000_000;
-/// The key beyond int4 written after the cutover.
+/// The key beyond int4 written after the cutover of the key's type (a shadow table).
 const BIG_KEY: i64 = 3_000_000_000;
+/// The key of the row with an amount beyond int4 written after the cutover of the amount's type
+/// (a shadow column).
+const BIG_AMOUNT_KEY: i64 = 2_000_000_000;
+/// The amount beyond int4.
+const BIG_AMOUNT: i64 = 5_000_000_000;
 
 /// The schema, the table with its views, trigger and (with `rls`) policies, and the role.
 fn setup_sql(schema: &str, role: &str, rls: bool) -> String {
@@ -223,12 +229,16 @@ struct Frame {
     role: String,
     rls: bool,
     writes: Vec<Writes>,
-    /// Writes the test made itself as the role (the key beyond int4): (inserts, updates, deletes).
+    /// Writes the test made itself as the role (the value beyond int4): (inserts, updates,
+    /// deletes).
     own: (u64, u64, u64),
+    /// The key of the row the test writes itself after the cutover (left out of the writers'
+    /// rows).
+    big_row: i64,
 }
 
 impl Frame {
-    async fn start(label: &str, schema: &str, rls: bool) -> Option<Frame> {
+    async fn start(label: &str, schema: &str, rls: bool, big_row: i64) -> Option<Frame> {
         let backend = backend_or_skip(label)?;
         let role = format!("{schema}_app");
         let db = TestDatabase::create(&backend, label);
@@ -256,6 +266,7 @@ impl Frame {
             rls,
             writes,
             own: (0, 0, 0),
+            big_row,
         })
     }
 
@@ -332,7 +343,8 @@ impl Frame {
             self.direct(),
             &format!(
                 "SELECT id::text, owner, amount::text FROM {schema}.t
-                  WHERE id >= {FIRST_KEY} AND id < {BIG_KEY} ORDER BY 1"
+                  WHERE id >= {FIRST_KEY} AND id <> {} ORDER BY 1",
+                self.big_row
             ),
         )
         .await;
@@ -422,15 +434,36 @@ async fn cutover(duet: &DuetProcess) {
     panic!("the cutover never succeeded under load: {refusals:?}");
 }
 
-async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, finish: &str) {
-    let Some(mut f) = Frame::start(label, schema, rls).await else {
+/// Which column changes type, and so which strategy carries the objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// The key, int → bigint: a shadow table.
+    Key,
+    /// `amount`, int → bigint, asked for as a shadow column.
+    Amount,
+}
+
+async fn carried_through_the_migration(
+    label: &str,
+    schema: &str,
+    rls: bool,
+    change: Change,
+    finish: &str,
+) {
+    let (column, big_row, shadow_column) = match change {
+        Change::Key => ("id", BIG_KEY, &[][..]),
+        Change::Amount => ("amount", BIG_AMOUNT_KEY, &["--shadow-column"][..]),
+    };
+    let Some(mut f) = Frame::start(label, schema, rls, big_row).await else {
         return;
     };
-    let alter = format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint");
+    let alter = format!("ALTER TABLE {schema}.t ALTER COLUMN {column} TYPE bigint");
     f.check("before the migration").await;
 
     // `plan` names what the cutover carries over.
-    let plan = f.duet.admin(&["plan", "--sql", &alter]);
+    let mut args = vec!["plan", "--sql", alter.as_str()];
+    args.extend(shadow_column);
+    let plan = f.duet.admin(&args);
     assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
     let mut expected = vec![
         format!("  - view \"{schema}\".\"v\"\n"),
@@ -462,8 +495,16 @@ async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, fin
         .batch_execute("BEGIN; SELECT txid_current()")
         .await
         .expect("an old transaction");
-    let id = migrate_sql(&f.duet, &alter).await;
-    wait_phase(&f.duet, id, "copying").await;
+    let id = match change {
+        Change::Key => migrate_sql(&f.duet, &alter).await,
+        Change::Amount => migrate_sql_shadow_column(&f.duet, &alter).await,
+    };
+    let m = wait_phase(&f.duet, id, "copying").await;
+    let strategy = match change {
+        Change::Key => "shadow_table",
+        Change::Amount => "shadow_column",
+    };
+    assert_eq!(m["strategy"], strategy, "{m}");
     let writers = f.writers();
     settle().await;
     f.stopped(writers).await;
@@ -501,64 +542,84 @@ async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, fin
     cutover(&f.duet).await;
     settle().await;
     f.stopped(writers).await;
-    assert_eq!(column_type(f.direct(), schema, "t", "id").await, "bigint");
+    assert_eq!(column_type(f.direct(), schema, "t", column).await, "bigint");
+    assert_eq!(
+        column_type(f.direct(), schema, "v", column).await,
+        "bigint",
+        "the view reads the new shape"
+    );
     assert_eq!(
         column_type(f.direct(), schema, "v2", "id").await,
-        "bigint",
-        "the view over the view reads the new table"
+        if change == Change::Key {
+            "bigint"
+        } else {
+            "integer"
+        },
     );
     f.check("flipped").await;
+    let t = format!("{schema}.t");
+    let trigger = |table: &str, name: &str, state: &str| {
+        vec![table.to_owned(), name.to_owned(), state.to_owned()]
+    };
+    let flipped_triggers = match change {
+        Change::Key => vec![
+            trigger(&t, "t_audit", "O"),
+            trigger(&t, "~duet_net", "A"),
+            trigger(&t, "~duet_net_statement", "A"),
+            trigger(&format!("{schema}.t__duet_old"), "t_audit", "D"),
+        ],
+        Change::Amount => vec![trigger(&t, "t_audit", "O"), trigger(&t, "~duet_net", "A")],
+    };
     assert_eq!(
         f.triggers().await,
-        vec![
-            vec![format!("{schema}.t"), "t_audit".into(), "O".into()],
-            vec![format!("{schema}.t"), "~duet_net".into(), "A".into()],
-            vec![
-                format!("{schema}.t"),
-                "~duet_net_statement".into(),
-                "A".into()
-            ],
-            vec![
-                format!("{schema}.t__duet_old"),
-                "t_audit".into(),
-                "D".into()
-            ],
-        ],
-        "the trigger fires on the new table only"
+        flipped_triggers,
+        "the trigger fires on the new shape only"
     );
-    // A key beyond int4, written by the role through duet, read through both views.
+    // A value beyond int4, written by the role through duet, read through both views.
     // (RETURNING: through the rewrite, an INSERT's tag counts the rows mirrored into the old
     // table, which leaves this one out.)
+    let (amount, find) = match change {
+        Change::Key => (1, format!("id = {BIG_KEY}")),
+        Change::Amount => (BIG_AMOUNT, format!("id = {BIG_AMOUNT_KEY}")),
+    };
     let app = &f.app.client;
     let inserted = app
         .query(
             &format!(
-                "INSERT INTO {schema}.t (id, owner, label, amount) VALUES ({BIG_KEY}, current_user, 'big', 1) RETURNING id"
+                "INSERT INTO {schema}.t (id, owner, label, amount) VALUES ({big_row}, current_user, 'big', {amount}) RETURNING id"
             ),
             &[],
         )
         .await
-        .unwrap_or_else(|e| panic!("a key beyond int4: {}", describe(&e)));
+        .unwrap_or_else(|e| panic!("a value beyond int4: {}", describe(&e)));
     assert_eq!(inserted.len(), 1);
     f.own.0 += 1;
     for view in ["v", "v2"] {
         let label: String = app
             .query_one(
-                &format!("SELECT label FROM {schema}.{view} WHERE id = {BIG_KEY}"),
+                &format!("SELECT label FROM {schema}.{view} WHERE {find}"),
                 &[],
             )
             .await
             .unwrap_or_else(|e| panic!("reading {view}: {}", describe(&e)))
             .get(0);
-        assert_eq!(label, "big", "{view} reads the new table");
+        assert_eq!(label, "big", "{view} reads the new shape");
     }
-    f.check("flipped, with a key beyond int4").await;
+    if change == Change::Amount {
+        let big: i64 = app
+            .query_one(&format!("SELECT amount FROM {schema}.v WHERE {find}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("reading v: {}", describe(&e)))
+            .get(0);
+        assert_eq!(big, BIG_AMOUNT, "the view reads the new column");
+    }
+    f.check("flipped, with a value beyond int4").await;
 
     if finish == "revert" {
-        // The old key type cannot hold it: the revert would refuse while it exists.
-        app.execute(&format!("DELETE FROM {schema}.t WHERE id = {BIG_KEY}"), &[])
+        // The old type cannot hold it: the revert would refuse while it exists.
+        app.execute(&format!("DELETE FROM {schema}.t WHERE {find}"), &[])
             .await
-            .unwrap_or_else(|e| panic!("deleting the big key: {}", describe(&e)));
+            .unwrap_or_else(|e| panic!("deleting the value beyond int4: {}", describe(&e)));
         f.own.2 += 1;
     }
     let writers = f.writers();
@@ -568,7 +629,7 @@ async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, fin
         .expect_ok(finish);
     settle().await;
     f.stopped(writers).await;
-    let (phase, id_type) = if finish == "revert" {
+    let (phase, new_type) = if finish == "revert" {
         ("reverted", "integer")
     } else {
         ("completed", "bigint")
@@ -578,12 +639,9 @@ async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, fin
     settle().await;
     f.stopped(writers).await;
     f.check(&format!("after {finish}")).await;
-    assert_eq!(column_type(f.direct(), schema, "t", "id").await, id_type);
-    assert_eq!(column_type(f.direct(), schema, "v2", "id").await, id_type);
-    assert_eq!(
-        f.triggers().await,
-        vec![vec![format!("{schema}.t"), "t_audit".into(), "O".into()]],
-    );
+    assert_eq!(column_type(f.direct(), schema, "t", column).await, new_type);
+    assert_eq!(column_type(f.direct(), schema, "v", column).await, new_type);
+    assert_eq!(f.triggers().await, vec![trigger(&t, "t_audit", "O")]);
     let comment = rows_as_text(
         f.direct(),
         &format!("SELECT obj_description('{schema}.v'::regclass, 'pg_class')"),
@@ -615,20 +673,65 @@ async fn carried_through_the_migration(label: &str, schema: &str, rls: bool, fin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carried_with_row_level_security_then_complete() {
-    carried_through_the_migration("carried_rls_complete", "carrc", true, "complete").await;
+    carried_through_the_migration(
+        "carried_rls_complete",
+        "carrc",
+        true,
+        Change::Key,
+        "complete",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carried_with_row_level_security_then_revert() {
-    carried_through_the_migration("carried_rls_revert", "carrr", true, "revert").await;
+    carried_through_the_migration("carried_rls_revert", "carrr", true, Change::Key, "revert").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carried_through_the_rewrite_then_complete() {
-    carried_through_the_migration("carried_rewrite_complete", "carwc", false, "complete").await;
+    carried_through_the_migration(
+        "carried_rewrite_complete",
+        "carwc",
+        false,
+        Change::Key,
+        "complete",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carried_through_the_rewrite_then_revert() {
-    carried_through_the_migration("carried_rewrite_revert", "carwr", false, "revert").await;
+    carried_through_the_migration(
+        "carried_rewrite_revert",
+        "carwr",
+        false,
+        Change::Key,
+        "revert",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_by_a_shadow_column_then_complete() {
+    carried_through_the_migration(
+        "carried_column_complete",
+        "carcc",
+        true,
+        Change::Amount,
+        "complete",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_by_a_shadow_column_then_revert() {
+    carried_through_the_migration(
+        "carried_column_revert",
+        "carcr",
+        true,
+        Change::Amount,
+        "revert",
+    )
+    .await;
 }
