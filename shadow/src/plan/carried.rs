@@ -14,9 +14,9 @@
 //!   `security_invoker`), owner, privileges (column privileges too), comments, column defaults,
 //!   `INSTEAD OF` triggers and rules, and a materialized view's indexes. `CREATE OR REPLACE VIEW`
 //!   could not do it: a view's column changes type with the table's (int → bigint). A
-//!   materialized view is created `WITH NO DATA` and then refreshed (as its owner, as PostgreSQL
-//!   refreshes), inside the flip: its query runs while clients are held, which `plan` warns about
-//!   with its size;
+//!   materialized view is created `WITH NO DATA` and, when the dropped one held rows, refreshed
+//!   (as its owner, as PostgreSQL refreshes) inside the flip: its query runs while clients are
+//!   held, which `plan` warns about with its size;
 //! - **the table's triggers** fire exactly once per application write in every phase: before the
 //!   flip only the table has them (the shadow, written by the dual-writes and the safety net, has
 //!   none); the flip creates them on the new table and disables them on the old one, which then
