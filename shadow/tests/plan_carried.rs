@@ -420,6 +420,7 @@ async fn what_cannot_be_carried_is_refused_naming_it() {
              CREATE FUNCTION b_label(b_v) RETURNS text LANGUAGE sql AS 'SELECT $1.id::text';
              CREATE TABLE c (id int PRIMARY KEY, v int);
              CREATE TABLE d (id int PRIMARY KEY);
+             CREATE TABLE acc_plain (id int PRIMARY KEY);
              ALTER TABLE d ENABLE ROW LEVEL SECURITY;
              CREATE POLICY d_reads_c ON d USING (EXISTS (SELECT 1 FROM c WHERE c.id = d.id));",
         )
@@ -474,6 +475,32 @@ async fn what_cannot_be_carried_is_refused_naming_it() {
         .batch_execute("RESET ROLE")
         .await
         .expect("reset role");
+    // Nothing carried and nothing bound: the check's one query says so; a trigger made after
+    // planning is named all the same.
+    let plain = plan(
+        &client,
+        &PlanInput::sql("ALTER TABLE acc_plain ALTER COLUMN id TYPE bigint"),
+    )
+    .await
+    .expect("a plain table is planned");
+    assert!(plain.carried.is_empty());
+    assert!(differences(&client, &plain.table, &plain.carried, true)
+        .await
+        .expect("differences")
+        .is_empty());
+    client
+        .batch_execute(
+            "CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+             CREATE TRIGGER plain_late AFTER INSERT ON acc_plain FOR EACH ROW EXECUTE FUNCTION nothing();",
+        )
+        .await
+        .expect("a trigger made after planning");
+    assert_eq!(
+        differences(&client, &plain.table, &plain.carried, true)
+            .await
+            .expect("differences"),
+        vec!["trigger \"plain_late\" on \"public\".\"acc_plain\" was made".to_string()]
+    );
     // Made after planning: the cutover's check names it.
     let p = plan(
         &client,
@@ -483,8 +510,7 @@ async fn what_cannot_be_carried_is_refused_naming_it() {
     .expect("d is planned");
     client
         .batch_execute(
-            "CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
-             CREATE TRIGGER d_late AFTER INSERT ON d FOR EACH ROW EXECUTE FUNCTION nothing();
+            "CREATE TRIGGER d_late AFTER INSERT ON d FOR EACH ROW EXECUTE FUNCTION nothing();
              CREATE POLICY d_late ON d USING (true);",
         )
         .await
