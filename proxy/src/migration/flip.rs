@@ -306,7 +306,8 @@ fn moves_dependents(m: &Migration) -> bool {
 /// objects made elsewhere that depend on the table (a view, a rule, a foreign key of another
 /// table, a policy of another table reading it, a `BEGIN ATOMIC` function) or on a view the plan
 /// carries, and — at the cutover — a carried view, trigger, policy or rule that was dropped,
-/// changed or made straight on PostgreSQL since planning (duet refuses such DDL through it).
+/// changed or made since planning (straight on PostgreSQL, or a GRANT or COMMENT on a carried
+/// view, which duet passes; other such DDL through duet is refused).
 /// Such an object would stay bound to the side the swap renames away, or be re-created as
 /// planned and the change lost.
 async fn refuse_new_dependents(

@@ -509,8 +509,8 @@ pub struct CarriedRead {
     /// Why a shadow migration of the table cannot carry everything bound to it (one sentence
     /// each, saying what to do); empty when it can.
     pub blockers: Vec<String>,
-    /// Populated materialized views and their size (estimated rows, bytes): refreshed inside the
-    /// flip, while clients are held.
+    /// Materialized views and their size (estimated rows, bytes): refreshed inside the flip when
+    /// they hold rows, while clients are held.
     pub refreshed: Vec<(QualifiedName, f32, i64)>,
 }
 

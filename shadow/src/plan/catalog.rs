@@ -111,8 +111,8 @@ pub struct TableInfo {
     /// view and are not carried (`pg_describe_object` names), row-level security duet's role is
     /// subject to.
     pub carry_blockers: Vec<String>,
-    /// Populated materialized views over the table and their size (estimated rows, bytes): a
-    /// shadow migration refreshes them inside the flip.
+    /// Materialized views over the table and their size (estimated rows, bytes): a shadow
+    /// migration refreshes them inside the flip when they hold rows.
     pub refreshed_views: Vec<(QualifiedName, f32, i64)>,
 }
 
