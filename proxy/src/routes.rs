@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use shadow::ident::QualifiedName;
 use shadow::rewrite::{Routes, TableRoute};
 
 pub use cache::{Cached, RewriteCache};
@@ -92,6 +93,20 @@ impl RouteTable {
         route: Option<TableRoute>,
         server_version_num: u32,
     ) -> u64 {
+        self.set_table_mirrored(schema, name, route, false, server_version_num)
+    }
+
+    /// [`RouteTable::set_table`], and whether the table's writes are left to the safety net
+    /// alone (`net_only`: forwarded as written, never rewritten; see
+    /// [`shadow::rewrite::Routes::net_only`]).
+    pub fn set_table_mirrored(
+        &self,
+        schema: &str,
+        name: &str,
+        route: Option<TableRoute>,
+        net_only: bool,
+        server_version_num: u32,
+    ) -> u64 {
         let _guard = self
             .publish_lock
             .lock()
@@ -104,6 +119,16 @@ impl RouteTable {
             .filter(|t| !(t.schema == schema && t.name == name))
             .cloned()
             .collect();
+        let mut mirrored: Vec<QualifiedName> = old
+            .routes
+            .net_only
+            .iter()
+            .filter(|t| !(t.schema == schema && t.name == name))
+            .cloned()
+            .collect();
+        if net_only && route.is_some() {
+            mirrored.push(QualifiedName::new(schema, name));
+        }
         tables.extend(route);
         let epoch = old.epoch + 1;
         let server_version_num = if server_version_num == 0 {
@@ -117,6 +142,7 @@ impl RouteTable {
             routes: Routes {
                 tables,
                 server_version_num,
+                net_only: mirrored,
             },
         }));
         // After the store: a session that sees the new epoch or flag loads the new routes.

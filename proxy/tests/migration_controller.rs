@@ -242,6 +242,7 @@ fn rename_plan(schema: &str) -> Plan {
         complete: vec![],
         abort: vec![],
         warnings: vec![],
+        carried: Default::default(),
     }
 }
 
@@ -385,6 +386,7 @@ fn bigint_plan(schema: &str) -> Plan {
             "drop the shadow",
         )],
         warnings: vec![],
+        carried: Default::default(),
     }
 }
 
@@ -968,6 +970,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
         complete: vec![],
         abort: vec![],
         warnings: vec![],
+        carried: Default::default(),
     };
     let m = duet::migration::start(&proxy.ctx, plan, false)
         .await

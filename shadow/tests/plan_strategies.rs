@@ -317,6 +317,7 @@ async fn widened_keys_beyond_the_old_type_skip_the_mirror_and_block_revert() {
     let routes = shadow::rewrite::Routes {
         tables: vec![route],
         server_version_num: 150000,
+        net_only: vec![],
     };
     let write =
         |sql: &str| match shadow::rewrite::rewrite(sql, &routes, shadow::rewrite::Protocol::Simple)
@@ -644,12 +645,10 @@ async fn refusals_say_what_to_do() {
              CREATE TABLE busy (id int PRIMARY KEY, a int);
              CREATE TABLE nokey (a int, b text);
              CREATE TABLE trig (id int PRIMARY KEY, v int);
-             CREATE FUNCTION trig_f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
-             CREATE TRIGGER trig_t BEFORE INSERT ON trig FOR EACH ROW EXECUTE FUNCTION trig_f();
+             CREATE RULE trig_r AS ON INSERT TO trig DO ALSO NOTIFY trig_inserted;
              CREATE TABLE parent (id int PRIMARY KEY);
              CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
-             CREATE TABLE rls (id int PRIMARY KEY, v int);
-             ALTER TABLE rls ENABLE ROW LEVEL SECURITY;",
+             CREATE TABLE ident (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int);",
         )
         .await
         .expect("setup");
@@ -676,7 +675,7 @@ async fn refusals_say_what_to_do() {
                 "unique index over NOT NULL columns",
             ],
         ),
-        ("ALTER TABLE trig ALTER COLUMN v TYPE bigint", "audit", &["trig_t"]),
+        ("ALTER TABLE trig ALTER COLUMN v TYPE bigint", "audit", &["trig_r", "rules"]),
         (
             "ALTER TABLE parent ALTER COLUMN id TYPE bigint",
             "audit",
@@ -691,9 +690,9 @@ async fn refusals_say_what_to_do() {
         // operator may ask for one, and what it costs (not for a key column, above: no shadow
         // column is possible there).
         (
-            "ALTER TABLE rls ALTER COLUMN v TYPE bigint",
+            "ALTER TABLE ident ALTER COLUMN v TYPE bigint",
             "unsupported",
-            &["row-level security", "--shadow-column", "last column"],
+            &["identity", "--shadow-column", "last column"],
         ),
         ("DROP TABLE acc", "unsupported", &[]),
         ("ALTER TABLE gen ALTER COLUMN a TYPE bigint", "unsupported", &["generated"]),
@@ -711,7 +710,7 @@ async fn refusals_say_what_to_do() {
     }
     let p = plan(
         &client,
-        &sql_shadow_column("ALTER TABLE rls ALTER COLUMN v TYPE bigint"),
+        &sql_shadow_column("ALTER TABLE ident ALTER COLUMN v TYPE bigint"),
     )
     .await
     .expect("a shadow column, asked for, where a shadow table is refused");

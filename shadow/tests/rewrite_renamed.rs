@@ -22,6 +22,7 @@ fn routes() -> Routes {
             },
         }],
         server_version_num: 150000,
+        net_only: vec![],
     }
 }
 

@@ -8,6 +8,7 @@ mod support;
 mod admin_socket;
 mod auth_and_tls;
 mod backend_tls;
+mod carried_objects;
 mod config_file;
 mod connection_end;
 mod demo;

@@ -175,6 +175,18 @@ fn plan(p: &Value) -> String {
     for warning in p["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", warning.as_str().unwrap_or_default());
     }
+    let carried = serde_json::from_value::<shadow::plan::Carried>(p["carried"].clone())
+        .map(|c| c.describe())
+        .unwrap_or_default();
+    if !carried.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ncarried over: re-created on the new shape at the cutover (and on the old one at a revert) as they are now; objects made or changed after planning make the cutover refuse"
+        );
+        for line in carried {
+            let _ = writeln!(out, "  - {line}");
+        }
+    }
     let steps = |out: &mut String, title: &str, key: &str| {
         let Some(list) = p[key].as_array().filter(|l| !l.is_empty()) else {
             return;
@@ -461,8 +473,22 @@ mod tests {
             "flipped_route": {"schema": "public", "name": "items", "columns": [], "key": ["id"],
                 "target": {"Renamed": {"columns": [["a", "b"]]}}},
             "revert": [], "after_revert": [], "complete": [step("DROP TABLE x", "contract")],
-            "abort": [], "warnings": ["a publication"]});
+            "abort": [], "warnings": ["a publication"],
+            "carried": {"views": [{"name": {"schema": "public", "name": "items_v"},
+                    "definition": "SELECT 1", "owner": "\"app\""}],
+                "triggers": [{"name": "audit", "definition": "CREATE TRIGGER audit …", "enabled": "O"}],
+                "row_security": {"enabled": true, "forced": false, "policies": [
+                    {"name": "mine", "summary": "permissive, FOR ALL, TO app", "statement": "CREATE POLICY …"}]}}});
         let text = human("plan", &plan);
+        for line in [
+            "\ncarried over: re-created on the new shape at the cutover",
+            "  - view \"public\".\"items_v\"\n",
+            "  - trigger \"audit\"\n",
+            "  - row-level security enabled\n",
+            "  - policy \"mine\" (permissive, FOR ALL, TO app)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing: {text}");
+        }
         assert!(
             text.starts_with(
                 "plan for public.items: shadow_table\nwhy: key column id changes type\n"

@@ -302,36 +302,49 @@ fn moves_dependents(m: &Migration) -> bool {
     )
 }
 
-/// Refuses the swap while objects made elsewhere depend on the table (a view, a rule, a foreign
-/// key of another table, a `BEGIN ATOMIC` function): created straight on PostgreSQL during the
-/// migration (duet refuses such DDL through it, and the planner refused the table if they
-/// existed before), they would stay bound to the old side and read or constrain it afterwards.
+/// Refuses the swap while what is bound to the table differs from what the plan carries over:
+/// objects made elsewhere that depend on the table (a view, a rule, a foreign key of another
+/// table, a policy of another table reading it, a `BEGIN ATOMIC` function) or on a view the plan
+/// carries, and — at the cutover — a carried view, trigger, policy or rule that was dropped,
+/// changed or made since planning (straight on PostgreSQL, or a GRANT or COMMENT on a carried
+/// view, which duet passes; other such DDL through duet is refused).
+/// Such an object would stay bound to the side the swap renames away, or be re-created as
+/// planned and the change lost.
 async fn refuse_new_dependents(
     tx: &tokio_postgres::Transaction<'_>,
     m: &Migration,
+    from: Phase,
 ) -> Result<(), TxError> {
-    let found: Option<String> = tx
-        .query_one(
-            "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
-             FROM pg_catalog.pg_depend d
-             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass
-               AND d.refobjid = $1::text::regclass AND d.deptype = 'n'
-               -- The table's own constraints are the plan's business (it re-creates them).
-               AND NOT (d.classid = 'pg_catalog.pg_constraint'::regclass AND EXISTS (
-                   SELECT 1 FROM pg_catalog.pg_constraint c
-                   WHERE c.oid = d.objid AND c.conrelid = d.refobjid))",
-            &[&m.plan.table.sql()],
-        )
+    let plan = &m.plan;
+    let cutover = from == Phase::Ready;
+    let mut found = shadow::plan::carried::differences(tx, &plan.table, &plan.carried, cutover)
         .await
-        .map_err(TxError::Db)?
-        .get(0);
-    match found {
-        None => Ok(()),
-        Some(objects) => Err(TxError::State(format!(
-            "objects made outside duet depend on {} ({objects}); they are bound to the table itself and would stay with the side the swap renames away: drop them and re-create them after `complete` (or `abort`/`revert` and re-create them then)",
-            m.table_label()
-        ))),
+        .map_err(TxError::Db)?;
+    let foreign_keys = plan.kind == shadow::plan::PlanKind::ShadowTable;
+    let dependents =
+        shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried, foreign_keys)
+            .await
+            .map_err(TxError::Db)?;
+    if !dependents.is_empty() {
+        found.push(format!(
+            "objects made outside duet depend on {} or a view over it ({})",
+            m.table_label(),
+            dependents.join(", ")
+        ));
     }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let (what, after) = if cutover {
+        ("the cutover", "`complete`")
+    } else {
+        ("the revert", "the revert")
+    };
+    Err(TxError::State(format!(
+        "{what} would leave behind or lose objects bound to {} that the migration did not plan for: {}. They are bound to the table itself and would stay with the side the swap renames away (or be re-created as planned): drop them (or undo the change) and re-create them after {after}, or abort the migration and plan it again",
+        m.table_label(),
+        found.join("; ")
+    )))
 }
 
 /// Runs `steps` and the phase change `from → to` in one transaction with `lock_timeout`; any
@@ -372,7 +385,7 @@ async fn one_transaction(
         }
     }
     if !steps.is_empty() && moves_dependents(m) {
-        refuse_new_dependents(&tx, m).await?;
+        refuse_new_dependents(&tx, m, from).await?;
     }
     for step in steps {
         tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;

@@ -495,10 +495,11 @@ impl Migration {
         route: Option<shadow::rewrite::TableRoute>,
     ) -> u64 {
         let published = route.is_some();
-        let epoch = ctx.routes.set_table(
+        let epoch = ctx.routes.set_table_mirrored(
             &self.plan.table.schema,
             &self.plan.table.name,
             route,
+            self.plan.writes_mirrored_by_net_only(),
             ctx.migrations.server_version_num(),
         );
         tracing::info!(

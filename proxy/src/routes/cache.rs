@@ -119,6 +119,7 @@ impl RewriteCache {
             let one = shadow::rewrite::Routes {
                 tables: vec![route.clone()],
                 server_version_num: published.routes.server_version_num,
+                net_only: published.routes.net_only.clone(),
             };
             if shadow::rewrite::touches(sql, &one) {
                 tables.push(table.counters(&route.schema, &route.name));

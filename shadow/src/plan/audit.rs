@@ -33,31 +33,14 @@ pub(super) fn audit(
     let t = &info.name;
     let shadow = matches!(plan.kind, PlanKind::ShadowTable | PlanKind::ShadowColumn);
     if shadow {
-        if !info.triggers.is_empty() {
-            return Err(PlanError::Audit(format!(
-                "{t} has triggers ({}): their writes and changes to NEW rows are not mirrored by \
-                 the proxy's dual-writes. Drop or disable them for the migration (and re-create \
-                 them after), or make the change in a maintenance window",
-                list(&info.triggers)
-            )));
-        }
+        // The table's own triggers, the views over it and its row-level security are carried
+        // over to the new shape (`super::carried`); rules on the table itself are not: they
+        // would rewrite the dual-write's own statements.
         if !info.rules.is_empty() {
             return Err(PlanError::Audit(format!(
                 "{t} has rules ({}): rewritten statements would bypass the dual-write. Drop \
                  the rules for the migration",
                 list(&info.rules)
-            )));
-        }
-        if !info.views.is_empty() {
-            return Err(PlanError::Audit(format!(
-                "views depend on {t} ({}): {}. Drop the views and re-create them after \
-                 `complete`",
-                list(&info.views),
-                if plan.kind == PlanKind::ShadowTable {
-                    "a view follows the table's OID, so after the flip it would keep reading the old table"
-                } else {
-                    "a view follows the column's number, so after the flip it would keep reading the old column"
-                }
             )));
         }
         if info.relkind == 'p' || !info.inheritance.is_empty() {
@@ -105,11 +88,11 @@ pub(super) fn audit(
                 special.join(", ")
             )));
         }
-        if info.row_security || info.column_privileges {
+        if info.column_privileges {
             return Err(PlanError::Unsupported(format!(
-                "{t} has row-level security policies or column privileges: the shadow table \
-                 would not carry them. Remove them for the migration and re-create them after \
-                 `complete`, or change the table in a maintenance window"
+                "{t} has column privileges: the shadow table would not carry them. Remove them \
+                 for the migration and re-create them after `complete`, or change the table in \
+                 a maintenance window"
             )));
         }
         if info.indexes.iter().any(|i| i.constraint == Some('x')) {
@@ -136,6 +119,31 @@ pub(super) fn audit(
                 }
             }
         }
+    }
+    if shadow && !info.carry_blockers.is_empty() {
+        return Err(PlanError::Audit(format!(
+            "{t} cannot be migrated with everything bound to it: {}",
+            info.carry_blockers.join("; ")
+        )));
+    }
+    if shadow {
+        for (view, rows, bytes) in &info.refreshed_views {
+            plan.warnings.push(format!(
+                "materialized view {view} (about {} rows, {} MB) is re-created inside the \
+                 cutover and refreshed when it holds rows: clients are held while its query \
+                 runs. If that is too long, drop it for the migration and re-create it after \
+                 `complete`",
+                rows.max(0.0).round(),
+                bytes / (1024 * 1024)
+            ));
+        }
+    }
+    if plan.kind == PlanKind::ShadowTable && info.carried.enforces_row_security() {
+        plan.warnings.push(format!(
+            "{t} enforces row-level security: its writes are not rewritten (a rewrite's RETURNING \
+             would be checked against the SELECT policies); the safety net mirrors every row \
+             as duet's role, which costs the writers a trigger call per row during the migration"
+        ));
     }
     if !info.publications.is_empty() {
         plan.warnings.push(format!(

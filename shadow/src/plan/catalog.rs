@@ -1,7 +1,8 @@
 //! What the planner reads about the one table under migration: columns (types, NOT NULL,
-//! defaults, identity, generated), the copy key, indexes, constraints, owned sequences, and the
-//! facts the audit judges (triggers, rules, views, referencing foreign keys, inheritance,
-//! publications).
+//! defaults, identity, generated), the copy key, indexes, constraints, owned sequences, the
+//! objects a shadow migration carries over ([`super::carried`]: views, triggers, row-level
+//! security), and the facts the audit judges (rules, referencing foreign keys, inheritance,
+//! publications, what could not be carried).
 
 use tokio_postgres::Client;
 
@@ -9,6 +10,7 @@ use crate::ident::QualifiedName;
 use crate::migrate::key::{discover_copy_key, CopyKey};
 use crate::migrate::MigrateError;
 
+use super::carried::{self, Carried};
 use super::PlanError;
 
 /// One column of the table.
@@ -101,6 +103,17 @@ pub struct TableInfo {
     pub row_security: bool,
     /// Column-level privileges present.
     pub column_privileges: bool,
+    /// What a shadow migration carries over to the new shape (views, triggers, row-level
+    /// security), as it is now.
+    pub carried: Carried,
+    /// Why a shadow migration could not carry everything bound to the table (each says what to
+    /// do): objects duet's role may not re-create, objects that depend on the table or a carried
+    /// view and are not carried (`pg_describe_object` names), row-level security duet's role is
+    /// subject to.
+    pub carry_blockers: Vec<String>,
+    /// Materialized views over the table and their size (estimated rows, bytes): a shadow
+    /// migration refreshes them inside the flip when they hold rows.
+    pub refreshed_views: Vec<(QualifiedName, f32, i64)>,
 }
 
 impl TableInfo {
@@ -356,7 +369,31 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
         )
         .await
         .map_err(db("reading the table's privileges"))?;
+    let mut read = carried::read(client, table).await.map_err(db(
+        "reading the views, triggers and policies bound to the table",
+    ))?;
+    let uncarried = carried::uncarried_dependents(client, table, &read.carried, false)
+        .await
+        .map_err(db("reading what depends on the table"))?;
+    if !uncarried.is_empty() {
+        read.blockers.push(format!(
+            "objects depend on {t} that duet does not carry over to the new shape ({}): they \
+             are bound to the table itself (or to a view over it) and would stay with the side \
+             the cutover renames away. Drop them for the migration and re-create them after \
+             `complete`",
+            uncarried.join(", ")
+        ));
+    }
+    if let Some(blocker) = carried::row_security_blocker(client, table)
+        .await
+        .map_err(db("reading the row-level security of the table"))?
+    {
+        read.blockers.push(blocker);
+    }
     Ok(TableInfo {
+        carried: read.carried,
+        carry_blockers: read.blockers,
+        refreshed_views: read.refreshed,
         owner: acl.get(0),
         grants: acl.get(1),
         row_security: acl.get(2),

@@ -8,6 +8,7 @@
 //! resumes from exactly the plan it started with.
 
 mod audit;
+pub mod carried;
 pub mod catalog;
 pub mod input;
 pub mod names;
@@ -19,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ident::QualifiedName;
 use crate::migrate::CopyTarget;
+
 use crate::rewrite::TableRoute;
+pub use carried::Carried;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +171,23 @@ pub struct Plan {
     pub abort: Vec<Step>,
     /// What the catalog audit found that the operator should know (not refusals).
     pub warnings: Vec<String>,
+    /// Views, triggers and row-level security bound to the table when the migration was
+    /// planned, which the flip re-creates on the new shape and a revert on the old one
+    /// ([`carried`]); objects made after planning make the flip refuse instead.
+    #[serde(default, skip_serializing_if = "Carried::is_empty")]
+    pub carried: Carried,
+}
+
+impl Plan {
+    /// Whether the table's writes are left to the safety net alone, not rewritten: a shadow
+    /// table of a table that enforces row-level security. A rewritten write asks for `RETURNING`
+    /// rows, which PostgreSQL checks against the SELECT policies too (so a write the policies
+    /// allow could fail, or skip rows), and it would write the shadow with the writer's rights;
+    /// the net mirrors every write as duet's own role instead, and the shadow (which enforces
+    /// row-level security with no policy until the flip) stays out of the application's reach.
+    pub fn writes_mirrored_by_net_only(&self) -> bool {
+        self.kind == PlanKind::ShadowTable && self.carried.enforces_row_security()
+    }
 }
 
 /// Why a migration cannot be planned. Every message says what to do instead; nothing was touched.

@@ -134,6 +134,7 @@ fn empty_plan(info: &TableInfo, kind: PlanKind, reason: String, input: &PlanInpu
         complete: Vec::new(),
         abort: Vec::new(),
         warnings: Vec::new(),
+        carried: Default::default(),
     }
 }
 
@@ -468,6 +469,7 @@ async fn type_plan(
             expr: x.up.clone(),
         }));
         s.fill(&mut plan);
+        plan.carried = info.carried.clone();
         return Ok(plan);
     }
     let why_table = if !key_changed.is_empty() {
@@ -537,6 +539,7 @@ async fn type_plan(
     );
     plan.copy = Some(CopySpec::Table(target));
     s.fill(&mut plan);
+    plan.carried = info.carried.clone();
     Ok(plan)
 }
 

@@ -208,6 +208,18 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
         ));
     }
 
+    if info.carried.enforces_row_security() {
+        // Before the first write reaches the shadow: with row-level security and no policy,
+        // no application role sees or writes a row of it (the table's writes are mirrored by
+        // the safety net, as duet's role, which owns the shadow); the flip gives it the
+        // table's policies.
+        expand.push(step(
+            format!("ALTER TABLE {sh} ENABLE ROW LEVEL SECURITY"),
+            BRIEF,
+            "the table enforces row-level security: until the flip gives the shadow its policies, no application role may read or write its rows",
+        ));
+    }
+
     let mut prepare = vec![step(
         format!("ALTER TABLE {sh} OWNER TO {}", info.owner),
         BRIEF,
@@ -451,6 +463,9 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     flip.extend(flip_not_null);
     flip.push(rename_catalogued_not_nulls(&t));
     flip.extend(flip_sequences);
+    // Views, triggers and policies move to the new table once it has the name (the tombstone
+    // purge above must not fire its triggers).
+    flip.extend(info.carried.shadow_table_flip(&t, &old.sql()));
 
     revert.extend(revert_park_new);
     revert.push(step(
@@ -477,6 +492,8 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
         BRIEF,
         "the old table no longer needs the tombstone column",
     ));
+    // After the housekeeping above, which must not fire the old table's triggers.
+    revert.extend(info.carried.shadow_table_revert(&t, &sh));
 
     // After a widening, the new shape may hold values the old one cannot (ids past 2^31): the
     // reverse dual-writes skip those rows instead of failing the application's write, and the
@@ -764,6 +781,10 @@ pub fn shadow_column(
             ));
         }
     }
+    // Views, triggers and policies name columns by number: created again once the swapped
+    // column has the name, so they read and test the column that has it.
+    flip.extend(info.carried.shadow_column_swap(&t));
+    revert.extend(info.carried.shadow_column_swap(&t));
     let before = route_columns(
         info.columns
             .iter()

@@ -39,6 +39,7 @@ mod tests {
                 target: Target::Renamed { columns: vec![] },
             }],
             server_version_num: 150000,
+            net_only: vec![],
         };
         assert!(touches("update ORDERS set a=1", &routes));
         assert!(touches("update \"public\".\"orders\" set a=1", &routes));

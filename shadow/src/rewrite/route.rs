@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ident::QualifiedName;
+
 /// Every table under migration plus the facts about the server that gate some rewrites.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Routes {
@@ -12,6 +14,14 @@ pub struct Routes {
     /// `server_version_num` as reported by the server (e.g. `150018`); gates `MERGE … RETURNING`
     /// (17) and `RETURNING OLD` (18).
     pub server_version_num: u32,
+    /// Tables among `tables` whose writes are not rewritten but forwarded as written, every row
+    /// mirrored by the safety net ([`super::net`]): tables that enforce row-level security. A
+    /// rewritten write asks for `RETURNING` rows, which PostgreSQL checks against the SELECT
+    /// policies as well (a write the policies allow could fail or skip rows), and writes the
+    /// shadow with the writer's rights; the net writes it as duet's role. DDL on them is still
+    /// refused and GRANTs still carried over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net_only: Vec<QualifiedName>,
 }
 
 /// One table under migration.
@@ -105,5 +115,12 @@ impl Routes {
     /// The route of the relation `(schema, name)` as written in a statement.
     pub fn find(&self, schema: &str, name: &str) -> Option<&TableRoute> {
         self.tables.iter().find(|r| r.is_named(schema, name))
+    }
+
+    /// Whether `route`'s writes are left to the safety net (see [`Routes::net_only`]).
+    pub fn mirrored_by_net_only(&self, route: &TableRoute) -> bool {
+        self.net_only
+            .iter()
+            .any(|t| t.schema == route.schema && t.name == route.name)
     }
 }

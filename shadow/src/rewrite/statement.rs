@@ -228,14 +228,15 @@ fn renamed_route<'a>(
 /// The route whose writes the rewriter handles. A shadow column's writes are not among them:
 /// the safety net's `BEFORE` trigger ([`super::net`]) sets the new column on every row written,
 /// whatever the statement's shape, so the statement is forwarded as written — which also keeps
-/// it free of any assumption about which table an unqualified name resolves to.
+/// it free of any assumption about which table an unqualified name resolves to. Nor are the
+/// writes of a table the safety net mirrors alone (row-level security, [`Routes::net_only`]).
 fn routed<'a>(
     relation: Option<&'a RangeVar>,
     routes: &'a Routes,
 ) -> Option<(&'a RangeVar, &'a TableRoute)> {
     let relation = relation?;
     let route = routes.find(&relation.schemaname, &relation.relname)?;
-    if matches!(route.target, Target::ShadowColumn { .. }) {
+    if matches!(route.target, Target::ShadowColumn { .. }) || routes.mirrored_by_net_only(route) {
         return None;
     }
     Some((relation, route))
@@ -310,4 +311,82 @@ fn refuse_key_change(targets: &[Node], route: &TableRoute, routes: &Routes) -> R
         ),
         "delete the row and insert it under its new key, or wait until the migration is complete",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{rewrite, Protocol, Rewrite};
+    use super::*;
+    use crate::ident::QualifiedName;
+    use crate::rewrite::route::{Column, ColumnMapping};
+
+    fn routes(net_only: bool) -> Routes {
+        let column = |name: &str| Column {
+            name: name.into(),
+            base_type: "int4".into(),
+        };
+        Routes {
+            tables: vec![TableRoute {
+                schema: "app".into(),
+                name: "t".into(),
+                columns: vec![column("id"), column("v")],
+                key: vec!["id".into()],
+                target: Target::ShadowTable {
+                    shadow: "t__duet".into(),
+                    mapping: vec![
+                        ColumnMapping::new("id", "\"id\"::bigint"),
+                        ColumnMapping::new("v", "\"v\""),
+                    ],
+                    shadow_key: vec!["id".into()],
+                    skip_when: None,
+                    plain_deletes: false,
+                },
+            }],
+            server_version_num: 150000,
+            net_only: if net_only {
+                vec![QualifiedName::new("app", "t")]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    #[test]
+    fn writes_of_a_net_only_table_pass_as_written_but_ddl_is_still_refused() {
+        for sql in [
+            "INSERT INTO app.t (id, v) VALUES (1, 2) RETURNING *",
+            "UPDATE app.t SET v = 3 WHERE id = 1",
+            "DELETE FROM app.t WHERE id = 1",
+            "WITH d AS (DELETE FROM app.t WHERE id = 2 RETURNING id) SELECT count(*) FROM d",
+        ] {
+            assert_eq!(
+                rewrite(sql, &routes(true), Protocol::Simple),
+                Ok(Rewrite::Unchanged),
+                "{sql}"
+            );
+        }
+        assert!(matches!(
+            rewrite(
+                "INSERT INTO app.t (id, v) VALUES (1, 2)",
+                &routes(false),
+                Protocol::Simple
+            ),
+            Ok(Rewrite::Changed { .. })
+        ));
+        let refused = rewrite(
+            "ALTER TABLE app.t ADD COLUMN w int",
+            &routes(true),
+            Protocol::Simple,
+        )
+        .expect_err("DDL on the table is refused");
+        assert!(!refused.is_write(), "{refused:?}");
+        assert!(matches!(
+            rewrite(
+                "GRANT SELECT ON app.t TO PUBLIC",
+                &routes(true),
+                Protocol::Simple
+            ),
+            Ok(Rewrite::Changed { .. })
+        ));
+    }
 }

@@ -238,6 +238,7 @@ pub fn shadow_column_routes() -> Routes {
             },
         }],
         server_version_num: 150000,
+        net_only: vec![],
     }
 }
 
@@ -280,6 +281,7 @@ pub fn shadow_table_routes() -> Routes {
             },
         }],
         server_version_num: 150000,
+        net_only: vec![],
     }
 }
 
