@@ -1225,3 +1225,51 @@ fn a_session_that_moves_its_search_path_is_not_rewritten_for_another_table() {
     );
     direct().ok(&format!("DROP SCHEMA {other} CASCADE"));
 }
+
+/// A session that moves its `search_path` away from its tables and back keeps every statement it
+/// prepared, as it does on PostgreSQL (which re-analyses them at their next use): duet decides
+/// them again only after the statement that moved the path, and only those naming a table under
+/// migration. Found by asyncpg's suite (`SET search_path=none`, then back, then a cached
+/// statement: "prepared statement … does not exist" through duet).
+#[test]
+fn prepared_statements_survive_a_search_path_moved_away_and_back() {
+    if !server_reachable() {
+        return;
+    }
+    let (proxy, schema) = items_under_migration("path_away");
+    direct().ok(&format!(
+        "CREATE TABLE {}.plain (id int PRIMARY KEY); INSERT INTO {}.plain VALUES (1)",
+        schema.name, schema.name
+    ));
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let client = connect_through(&proxy, &schema).await;
+        let plain = client
+            .prepare("SELECT id FROM plain")
+            .await
+            .expect("prepare, unrouted table");
+        let routed = client
+            .prepare("INSERT INTO items (id) VALUES ($1)")
+            .await
+            .expect("prepare, routed table");
+        client
+            .batch_execute("SET search_path = pg_catalog")
+            .await
+            .expect("path away");
+        client
+            .batch_execute(&format!("SET search_path = {}", schema.name))
+            .await
+            .expect("path back");
+        let rows = client.query(&plain, &[]).await.expect("unrouted statement");
+        assert_eq!(rows.len(), 1);
+        client
+            .execute(&routed, &[&70i32])
+            .await
+            .expect("routed statement, decided again under the path it runs under");
+    });
+    assert_eq!(
+        text(&schema.rows("SELECT id FROM items__duet WHERE id = 70")),
+        [["70"]],
+        "the routed statement was rewritten again after the path came back"
+    );
+}

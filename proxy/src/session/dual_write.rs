@@ -402,19 +402,21 @@ impl Shared<'_> {
         }
     }
 
-    /// At a transaction boundary after a route change (or a stale-plan error): prepares again
-    /// every remembered statement whose text mentions a table that is or was routed, ahead of the
+    /// At a transaction boundary after a route change or a move of the session's `search_path`
+    /// (or after a stale-plan error: every statement): prepares again every remembered statement
+    /// whose text mentions a table that is or was routed, ahead of the
     /// client's message at `at`, each in a request of its own (Close, Parse, Sync) whose answer
     /// the downstream loop drops.
     pub(super) fn reprepare(&self, tracker: &mut Tracker, at: usize, edits: &mut Vec<Edit>) {
         let current = self.ctx.routes.current();
         let hook = &mut tracker.hook;
         let stale = std::mem::take(&mut hook.stale);
+        let path_moved = std::mem::take(&mut hook.path_moved);
         let mut out = BytesMut::new();
         let mut count = 0usize;
         let mut dropped = Vec::new();
         for (name, prepared) in hook.prepared.iter_mut() {
-            if !stale && prepared.epoch == current.epoch {
+            if !stale && !path_moved && prepared.epoch == current.epoch {
                 continue;
             }
             let was = prepared

@@ -195,6 +195,7 @@ impl Shared<'_> {
                     }
                     // Followed with or without a migration: a session sets its search_path
                     // long before one starts.
+                    let mut path_moved = false;
                     if matches!(frame.tag, frontend::QUERY | frontend::PARSE) {
                         let text = frame.body(chunk).and_then(|body| {
                             if frame.tag == frontend::QUERY {
@@ -205,11 +206,10 @@ impl Shared<'_> {
                         });
                         if let Some(text) = text.and_then(|t| std::str::from_utf8(t).ok()) {
                             // The server analyses its prepared statements again under the new
-                            // path; duet decides them again too (at the next boundary).
-                            if tracker.hook.names.follow(text) && !tracker.hook.prepared.is_empty()
-                            {
-                                tracker.hook.stale = true;
-                            }
+                            // path; duet decides them again too, at the next boundary after this
+                            // statement (not ahead of it: the path has not moved yet there).
+                            path_moved = tracker.hook.names.follow(text)
+                                && !tracker.hook.prepared.is_empty();
                         }
                     }
                     if tracker.is_quiet() {
@@ -218,6 +218,7 @@ impl Shared<'_> {
                                 break ClientStep::Hold(frame.start);
                             }
                             if tracker.hook.stale
+                                || tracker.hook.path_moved
                                 || (!tracker.hook.prepared.is_empty()
                                     && tracker.hook.epoch != self.ctx.routes.epoch())
                             {
@@ -226,6 +227,9 @@ impl Shared<'_> {
                         }
                         let now = *read_at.get_or_insert_with(Instant::now);
                         self.info.set_state_at(SessionState::Active, now);
+                    }
+                    if path_moved {
+                        tracker.hook.path_moved = true;
                     }
                     if active {
                         if self.hook_client_frame(

@@ -130,6 +130,12 @@ pub(super) struct Hook {
     pub epoch: u64,
     /// A statement failed with "cached plan must not change result type": prepare all again.
     pub stale: bool,
+    /// The session's `search_path` moved (by a statement that has been sent): at the next
+    /// boundary after it, prepare again the remembered statements that name a table that is or
+    /// was routed — their decision depends on what the name resolves to. Others are left alone,
+    /// as PostgreSQL leaves them: a Parse under a path where their tables cannot be found would
+    /// fail and lose a statement the client still holds.
+    pub path_moved: bool,
     /// Refusal markers sent so far (makes each marker unique).
     pub markers: u64,
     /// Bytes of an oversized message still to drop.
