@@ -3,7 +3,11 @@
 //! Clients get the backend's pid but a secret key duet generates; the real key never leaves duet.
 //! A CancelRequest arrives on a fresh connection: if (pid, key) is registered, duet opens its own
 //! connection to that session's backend and sends the real key; unknown keys are ignored silently,
-//! as PostgreSQL does. The cancel connection is opened like the session's (TLS when the backend URL
+//! as PostgreSQL does. A cancel for a session that has nothing running (idle, or idle in a
+//! transaction) is not forwarded: PostgreSQL ignores a cancel that reaches a backend waiting for a
+//! command, and a cancel forwarded late — the extra hop and connection take time — would instead
+//! cancel whatever the client sent next (asyncpg's suite hit this under load). PgBouncer does the
+//! same. The cancel connection is opened like the session's (TLS when the backend URL
 //! asks for it, as libpq 17 does), so a backend that only accepts TLS still gets it.
 
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use dashmap::DashMap;
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::Backend;
+use crate::sessions::{SessionInfo, SessionState};
 use crate::wire::startup::encode_cancel;
 
 /// Where a cancel for a session must go.
@@ -21,6 +26,7 @@ use crate::wire::startup::encode_cancel;
 struct CancelTarget {
     backend: Arc<Backend>,
     real_key: Bytes,
+    session: Arc<SessionInfo>,
 }
 
 /// The registry of live sessions' cancel keys.
@@ -37,7 +43,13 @@ impl CancelRegistry {
 
     /// Registers a session's backend pid and real key; returns the key to give the client (random,
     /// the same length as the real one so the client's protocol expectations hold).
-    pub fn register(&self, pid: i32, real_key: Bytes, backend: Arc<Backend>) -> Bytes {
+    pub fn register(
+        &self,
+        pid: i32,
+        real_key: Bytes,
+        backend: Arc<Backend>,
+        session: Arc<SessionInfo>,
+    ) -> Bytes {
         loop {
             let mut key = vec![0u8; real_key.len().clamp(4, 256)];
             rand::fill(&mut key[..]);
@@ -47,6 +59,7 @@ impl CancelRegistry {
                 vacant.insert(CancelTarget {
                     backend: backend.clone(),
                     real_key: real_key.clone(),
+                    session: session.clone(),
                 });
                 return key;
             }
@@ -74,6 +87,18 @@ impl CancelRegistry {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return false;
         };
+        if matches!(
+            target.session.state(),
+            SessionState::Idle
+                | SessionState::IdleInTransaction
+                | SessionState::IdleInTransactionAborted
+        ) {
+            tracing::debug!(
+                pid,
+                "cancel request for a session with nothing running ignored"
+            );
+            return false;
+        }
         let request = encode_cancel(pid, &target.real_key);
         let attempt = target.backend.first_attempt();
         match target.backend.open(attempt, connect_timeout).await {
@@ -99,24 +124,82 @@ impl CancelRegistry {
 mod tests {
     use super::*;
 
+    fn backend_at(port: u16) -> Arc<Backend> {
+        Arc::new(Backend {
+            addr: crate::backend_url::BackendAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            tls: None,
+        })
+    }
+
+    fn session() -> Arc<SessionInfo> {
+        crate::sessions::Sessions::new().register("127.0.0.1:1".parse().expect("address"))
+    }
+
     #[test]
     fn keys_are_replaced_and_forgotten() {
         let registry = CancelRegistry::new();
-        let backend = Arc::new(Backend {
-            addr: crate::backend_url::BackendAddr::Tcp {
-                host: "127.0.0.1".into(),
-                port: 5432,
-            },
-            tls: None,
-        });
+        let backend = backend_at(5432);
         let real = Bytes::from_static(&[1, 2, 3, 4]);
-        let given = registry.register(7, real.clone(), backend.clone());
+        let given = registry.register(7, real.clone(), backend.clone(), session());
         assert_eq!(given.len(), 4);
-        let long = registry.register(8, Bytes::from(vec![5u8; 32]), backend);
+        let long = registry.register(8, Bytes::from(vec![5u8; 32]), backend, session());
         assert_eq!(long.len(), 32);
         assert_eq!(registry.len(), 2);
         registry.unregister(7, &given);
         registry.unregister(8, &long);
         assert!(registry.is_empty());
+    }
+
+    /// A cancel reaches the backend (a real socket standing in for it) only while the session
+    /// has something running; idle, it is dropped, as PostgreSQL drops it.
+    #[tokio::test]
+    async fn a_cancel_is_forwarded_only_while_something_runs() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let port = listener.local_addr().expect("address").port();
+        let registry = CancelRegistry::new();
+        let info = session();
+        let key = registry.register(
+            42,
+            Bytes::from_static(&[9, 9, 9, 9]),
+            backend_at(port),
+            info.clone(),
+        );
+        let now = std::time::Instant::now();
+        for idle in [
+            SessionState::Idle,
+            SessionState::IdleInTransaction,
+            SessionState::IdleInTransactionAborted,
+        ] {
+            info.set_state_at(idle, now);
+            assert!(
+                !registry
+                    .cancel(42, key.clone(), Duration::from_secs(5))
+                    .await,
+                "{idle:?}: not forwarded"
+            );
+        }
+        info.set_state_at(SessionState::Active, now);
+        let (forwarded, received) = tokio::join!(
+            registry.cancel(42, key.clone(), Duration::from_secs(5)),
+            async {
+                let (mut stream, _) = listener.accept().await.expect("the cancel's connection");
+                let mut packet = Vec::new();
+                stream.read_to_end(&mut packet).await.expect("the packet");
+                packet
+            }
+        );
+        assert!(forwarded);
+        assert_eq!(packet_key(&received), [9, 9, 9, 9], "the real key, once");
+    }
+
+    /// The secret key of a CancelRequest packet (length, code, pid, key).
+    fn packet_key(packet: &[u8]) -> &[u8] {
+        &packet[12..]
     }
 }

@@ -2,6 +2,7 @@
 //! authentication relay and the backend's parameters up to the first ReadyForQuery.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::startup::{BackendKeyData, SecretKey};
@@ -41,7 +42,7 @@ const MAX_BACKEND_STARTUP_MESSAGE: usize = 16 * 1024 * 1024;
 /// why when that is possible).
 pub(super) async fn establish(
     ctx: &ProxyContext,
-    info: &SessionInfo,
+    info: &Arc<SessionInfo>,
     tcp: TcpStream,
     guard: &mut SessionGuard,
 ) -> Option<Established> {
@@ -169,7 +170,7 @@ pub(super) async fn establish(
                     }
                 }
             }
-            tag::BACKEND_KEY_DATA => match replace_key(ctx, &message) {
+            tag::BACKEND_KEY_DATA => match replace_key(ctx, info, &message) {
                 Some((pid, duet_key, rewritten)) => {
                     info.set_backend_pid(pid);
                     guard.cancel_key = Some((pid, duet_key));
@@ -438,14 +439,20 @@ fn repeated_request(code: i32) -> StartupError {
 }
 
 /// Replaces the backend's secret key with one of duet's; returns (pid, duet key, new message).
-fn replace_key(ctx: &ProxyContext, message: &[u8]) -> Option<(i32, Bytes, BytesMut)> {
+fn replace_key(
+    ctx: &ProxyContext,
+    info: &Arc<SessionInfo>,
+    message: &[u8],
+) -> Option<(i32, Bytes, BytesMut)> {
     let body = message.get(5..)?;
     if !(8..=4 + 256).contains(&body.len()) {
         return None;
     }
     let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let real_key = Bytes::copy_from_slice(&body[4..]);
-    let duet_key = ctx.cancels.register(pid, real_key, ctx.backend.clone());
+    let duet_key = ctx
+        .cancels
+        .register(pid, real_key, ctx.backend.clone(), info.clone());
     let rewritten = BackendKeyData::new(pid, SecretKey::Bytes(duet_key.clone()));
     let mut out = BytesMut::with_capacity(message.len());
     rewritten.encode(&mut out).ok()?;
