@@ -101,6 +101,24 @@ pub(super) fn audit(
             )));
         }
     }
+    if plan.kind == PlanKind::ShadowColumn {
+        // The backfill fills the shadow column with an UPDATE of every row: such a trigger would
+        // fire once per row (and per chunk) besides the application's writes — an audit trigger
+        // would log the whole table. A shadow table never fires them for duet's own writes.
+        let fire: Vec<String> = info
+            .carried
+            .triggers
+            .iter()
+            .filter(|trigger| trigger.fires_on_any_update())
+            .map(|trigger| quote_ident(&trigger.name))
+            .collect();
+        if !fire.is_empty() {
+            return Err(PlanError::Unsupported(format!(
+                "{t} has triggers that fire on UPDATE ({}): a shadow column is filled by an                  UPDATE of every row, which would fire them for each row besides the                  application's own writes. Plan without --shadow-column (the shadow table                  carries the triggers and fires them once per application write), or restrict                  them to the columns they watch (UPDATE OF …) or disable them for the migration",
+                fire.join(", ")
+            )));
+        }
+    }
     if plan.kind == PlanKind::ShadowColumn && info.columns.iter().any(|c| !c.generated.is_empty()) {
         return Err(PlanError::Unsupported(format!(
             "{t} has generated columns: one computed from the changed column would keep reading \

@@ -133,6 +133,31 @@ pub struct CarriedTrigger {
 }
 
 impl CarriedTrigger {
+    /// Whether an `UPDATE` that sets none of the table's own columns fires it: it is enabled for
+    /// ordinary sessions and fires on `UPDATE` without an `OF column` list (a shadow column's
+    /// backfill sets only the shadow column, which no trigger can name).
+    pub fn fires_on_any_update(&self) -> bool {
+        if !matches!(self.enabled.as_str(), "O" | "A") {
+            return false;
+        }
+        // `CREATE [CONSTRAINT] TRIGGER <name> {BEFORE|AFTER|INSTEAD OF} <events> ON …`: the
+        // events are the words between the name and the first ` ON ` after it.
+        let rest = self
+            .definition
+            .strip_prefix("CREATE CONSTRAINT TRIGGER ")
+            .or_else(|| self.definition.strip_prefix("CREATE TRIGGER "))
+            .unwrap_or(&self.definition);
+        let after_name = rest
+            .get(crate::ident::quote_ident(&self.name).len()..)
+            .unwrap_or(rest);
+        let events = after_name.split(" ON ").next().unwrap_or(after_name);
+        let words: Vec<&str> = events.split_whitespace().collect();
+        words
+            .iter()
+            .enumerate()
+            .any(|(i, w)| *w == "UPDATE" && words.get(i + 1) != Some(&"OF"))
+    }
+
     /// The `ALTER TABLE … TRIGGER` that gives the trigger on `table` its original state, if it is
     /// not the state a new trigger has (`O`).
     fn original_state(&self, table: &str) -> Option<String> {
