@@ -10,7 +10,7 @@ use crate::migrate::error::MigrateError;
 use crate::migrate::guard::{GuardedConnection, PhaseStep};
 use crate::migrate::target::CopyTarget;
 
-/// A stored generated column of the shadow: not in the mapping (nothing writes it; the shadow
+/// A generated column of the shadow: not in the mapping (nothing writes it; the shadow
 /// computes it from the copied columns), but in the shadow's column order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedColumn {
@@ -22,6 +22,8 @@ pub struct GeneratedColumn {
     pub sql_type: String,
     /// The generation expression, as `pg_get_expr` prints it.
     pub expression: String,
+    /// `STORED`; otherwise `VIRTUAL` (PostgreSQL 18+).
+    pub stored: bool,
 }
 
 /// The DDL creating `target.shadow` (one transaction; only ACCESS SHARE on the source).
@@ -29,7 +31,7 @@ pub fn shadow_table_ddl(target: &CopyTarget) -> String {
     shadow_table_ddl_with_generated(target, &[])
 }
 
-/// [`shadow_table_ddl`] for a table with stored generated columns: the shadow computes them
+/// [`shadow_table_ddl`] for a table with generated columns: the shadow computes them
 /// itself, in their place among the mapped columns. `CREATE TABLE … AS` cannot declare a
 /// generated column and `ALTER TABLE … ADD COLUMN` would put it last (and could not add one that
 /// reads a later column), so the shape is made by `CREATE TABLE … AS` with a typed `NULL` in each
@@ -80,7 +82,7 @@ pub fn shadow_table_ddl_with_generated(
 }
 
 /// A `DO` block that re-creates the empty `shadow` (SQL name) from its own catalog shape, each
-/// of `generated` declared `GENERATED ALWAYS AS (…) STORED`.
+/// of `generated` declared `GENERATED ALWAYS AS (…) STORED` (or `VIRTUAL`).
 fn redeclare_with_generated(shadow: &str, generated: &[GeneratedColumn]) -> String {
     let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let cases = generated
@@ -89,7 +91,11 @@ fn redeclare_with_generated(shadow: &str, generated: &[GeneratedColumn]) -> Stri
             format!(
                 "WHEN {} THEN {}",
                 literal(&g.name),
-                literal(&format!(" GENERATED ALWAYS AS ({}) STORED", g.expression))
+                literal(&format!(
+                    " GENERATED ALWAYS AS ({}) {}",
+                    g.expression,
+                    if g.stored { "STORED" } else { "VIRTUAL" }
+                ))
             )
         })
         .collect::<Vec<_>>()

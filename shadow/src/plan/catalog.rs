@@ -28,7 +28,7 @@ pub struct ColumnInfo {
     pub default: Option<String>,
     /// `a` / `d` for identity columns, empty otherwise.
     pub identity: String,
-    /// `s` for stored generated columns, empty otherwise.
+    /// `s` for stored generated columns (`v` for virtual ones, PostgreSQL 18+), empty otherwise.
     pub generated: String,
     /// The sequence owned by this column (serial), qualified and quoted. Not an identity
     /// column's own sequence: that one is [`ColumnInfo::identity_sequence`].
@@ -46,8 +46,8 @@ impl ColumnInfo {
         !self.identity.is_empty()
     }
 
-    /// A stored generated column (`GENERATED ALWAYS AS (…) STORED`): its expression is
-    /// [`ColumnInfo::default`].
+    /// A generated column (`GENERATED ALWAYS AS (…) STORED`, or `VIRTUAL` on PostgreSQL 18+):
+    /// its expression is [`ColumnInfo::default`].
     pub fn is_generated(&self) -> bool {
         !self.generated.is_empty()
     }

@@ -207,6 +207,7 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
                 .map(|x| x.new_type.clone())
                 .unwrap_or_else(|| c.full_type.clone()),
             expression: c.default.clone().unwrap_or_default(),
+            stored: c.generated == "s",
         })
         .collect();
     let mut expand = vec![step(
