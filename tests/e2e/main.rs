@@ -13,6 +13,7 @@ mod config_file;
 mod connection_end;
 mod demo;
 mod fleet;
+mod identity_columns;
 mod many_clients;
 mod migration;
 mod migration_faults;

@@ -74,20 +74,7 @@ pub(super) fn audit(
                 list(&info.referencing_fks)
             )));
         }
-        let special: Vec<String> = info
-            .columns
-            .iter()
-            .filter(|c| !c.identity.is_empty() || !c.generated.is_empty())
-            .map(|c| quote_ident(&c.name))
-            .collect();
-        if !special.is_empty() {
-            return Err(PlanError::Unsupported(format!(
-                "{t} has identity or generated columns ({}): the shadow table cannot take over \
-                 their values. Convert an identity column to a sequence default \
-                 (ALTER COLUMN … DROP IDENTITY, then SET DEFAULT nextval(…)) first",
-                special.join(", ")
-            )));
-        }
+        identity_and_generated(info, &*plan, changed)?;
         if info.column_privileges {
             return Err(PlanError::Unsupported(format!(
                 "{t} has column privileges: the shadow table would not carry them. Remove them \
@@ -114,29 +101,17 @@ pub(super) fn audit(
             .collect();
         if !fire.is_empty() {
             return Err(PlanError::Unsupported(format!(
-                "{t} has triggers that fire on UPDATE ({}): a shadow column is filled by an                  UPDATE of every row, which would fire them for each row besides the                  application's own writes. Plan without --shadow-column (the shadow table                  carries the triggers and fires them once per application write), or restrict                  them to the columns they watch (UPDATE OF …) or disable them for the migration",
+                "{t} has triggers that fire on UPDATE ({}): a shadow column is filled by an \
+                 UPDATE of every row, which would fire them for each row besides the \
+                 application's own writes. Plan without --shadow-column (the shadow table \
+                 carries the triggers and fires them once per application write), or restrict \
+                 them to the columns they watch (UPDATE OF …) or disable them for the migration",
                 fire.join(", ")
             )));
         }
     }
-    if plan.kind == PlanKind::ShadowColumn && info.columns.iter().any(|c| !c.generated.is_empty()) {
-        return Err(PlanError::Unsupported(format!(
-            "{t} has generated columns: one computed from the changed column would keep reading \
-             the old column after the flip. Drop the generated columns for the migration"
-        )));
-    }
     if plan.kind == PlanKind::ShadowColumn {
-        for c in changed {
-            if let Some(col) = info.column(c) {
-                if !col.identity.is_empty() || !col.generated.is_empty() {
-                    return Err(PlanError::Unsupported(format!(
-                        "{} is an identity or generated column: drop the identity or the \
-                         expression first",
-                        quote_ident(c)
-                    )));
-                }
-            }
-        }
+        shadow_column_identity_and_generated(info, changed)?;
     }
     if shadow && !info.carry_blockers.is_empty() {
         return Err(PlanError::Audit(format!(
@@ -196,6 +171,111 @@ pub(super) fn audit(
                     quote_ident(&k.index_name)
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The integer types an identity column may have (PostgreSQL refuses any other).
+const IDENTITY_TYPES: [&str; 3] = ["int2", "int4", "int8"];
+
+/// A shadow table takes identity and generated columns over (see `super::steps::shadow_table`
+/// and shadow/docs/online-migrations.md): identity columns are plain columns on the shadow and
+/// get their identity, continuing the old sequence, in the flip; generated columns are computed
+/// by the shadow itself. What it cannot take over is refused here, before anything is created.
+fn identity_and_generated(
+    info: &TableInfo,
+    plan: &Plan,
+    changed: &[String],
+) -> Result<(), PlanError> {
+    let t = &info.name;
+    for col in &info.columns {
+        let q = quote_ident(&col.name);
+        if col.is_identity() {
+            if col.identity_sequence.is_none() {
+                return Err(PlanError::Unsupported(format!(
+                    "identity column {q} of {t} has no sequence duet can read: the new table \
+                     could not continue it. Check that duet's role may read the catalog, or \
+                     convert the column to a sequence default first (ALTER COLUMN {q} DROP \
+                     IDENTITY, then SET DEFAULT nextval(…))"
+                )));
+            }
+            let new_base = plan
+                .flipped_route
+                .as_ref()
+                .and_then(|r| r.column(&col.name))
+                .map(|c| c.base_type.as_str());
+            if let Some(base) = new_base.filter(|b| !IDENTITY_TYPES.contains(b)) {
+                return Err(PlanError::Unsupported(format!(
+                    "identity column {q} of {t} would become {base}: an identity column must be \
+                     smallint, integer or bigint. Drop the identity first (ALTER COLUMN {q} DROP \
+                     IDENTITY) if the column is to hold other values"
+                )));
+            }
+        }
+        if !col.is_generated() {
+            continue;
+        }
+        let reads_changed: Vec<String> = col
+            .generated_from
+            .iter()
+            .filter(|c| changed.contains(c))
+            .map(|c| quote_ident(c))
+            .collect();
+        if !reads_changed.is_empty() {
+            return Err(PlanError::Unsupported(format!(
+                "generated column {q} of {t} is computed from {}, whose type changes: its \
+                 expression might not compute the same values over the new type (PostgreSQL's \
+                 own ALTER refuses this too). Drop the generated column for the migration and \
+                 add it back after `complete`, or keep its values as a plain column \
+                 (ALTER COLUMN {q} DROP EXPRESSION)",
+                reads_changed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A shadow column leaves every other column alone: identity and generated columns are fine
+/// unless the changed column is one, or a generated column reads it (after the swap its
+/// expression would still read the parked old column: expressions name columns by number).
+fn shadow_column_identity_and_generated(
+    info: &TableInfo,
+    changed: &[String],
+) -> Result<(), PlanError> {
+    let t = &info.name;
+    for c in changed {
+        let Some(col) = info.column(c) else {
+            continue;
+        };
+        let q = quote_ident(c);
+        if col.is_identity() {
+            return Err(PlanError::Unsupported(format!(
+                "{q} is an identity column of {t}: a shadow column cannot take its identity \
+                 over. Plan without --shadow-column: a shadow table carries the identity and \
+                 its sequence through the flip"
+            )));
+        }
+        if col.is_generated() {
+            return Err(PlanError::Unsupported(format!(
+                "{q} is a generated column of {t}: a shadow column cannot be generated. Plan \
+                 without --shadow-column: a shadow table computes it in the new type"
+            )));
+        }
+        let readers: Vec<String> = info
+            .columns
+            .iter()
+            .filter(|g| g.is_generated() && g.generated_from.contains(c))
+            .map(|g| quote_ident(&g.name))
+            .collect();
+        if !readers.is_empty() {
+            return Err(PlanError::Unsupported(format!(
+                "generated column {} of {t} is computed from {q}: after the swap it would keep \
+                 reading the old column. Drop the generated column for the migration and add \
+                 it back after `complete`, or keep its values as a plain column (ALTER COLUMN \
+                 … DROP EXPRESSION)",
+                readers.join(", ")
+            )));
         }
     }
     Ok(())

@@ -1028,6 +1028,10 @@ pub async fn uncarried_dependents<C: GenericClient>(
                           WHERE k.oid = d.objid
                             AND (k.conrelid = $1::text::regclass
                                  OR (NOT $7 AND k.contype = 'f' AND k.confrelid = $1::text::regclass))))
+                -- So are its generated columns' expressions (the shadow declares them).
+                AND NOT (d.classid = 'pg_catalog.pg_attrdef'::regclass AND EXISTS (
+                         SELECT 1 FROM pg_catalog.pg_attrdef a
+                          WHERE a.oid = d.objid AND a.adrelid = $1::text::regclass))
                 AND NOT (d.classid = 'pg_catalog.pg_trigger'::regclass AND EXISTS (
                          SELECT 1 FROM pg_catalog.pg_trigger g
                           WHERE g.oid = d.objid

@@ -28,10 +28,54 @@ pub struct ColumnInfo {
     pub default: Option<String>,
     /// `a` / `d` for identity columns, empty otherwise.
     pub identity: String,
-    /// `s` for stored generated columns, empty otherwise.
+    /// `s` for stored generated columns (`v` for virtual ones, PostgreSQL 18+), empty otherwise.
     pub generated: String,
-    /// The sequence owned by this column (serial), qualified and quoted.
+    /// The sequence owned by this column (serial), qualified and quoted. Not an identity
+    /// column's own sequence: that one is [`ColumnInfo::identity_sequence`].
     pub owned_sequence: Option<String>,
+    /// An identity column's sequence and its options, as the flip re-creates them on the new
+    /// table.
+    pub identity_sequence: Option<IdentitySequence>,
+    /// The columns a generated column's expression reads (unquoted), in attribute order.
+    pub generated_from: Vec<String>,
+}
+
+impl ColumnInfo {
+    /// An identity column (`GENERATED ALWAYS` or `BY DEFAULT AS IDENTITY`).
+    pub fn is_identity(&self) -> bool {
+        !self.identity.is_empty()
+    }
+
+    /// A generated column (`GENERATED ALWAYS AS (…) STORED`, or `VIRTUAL` on PostgreSQL 18+):
+    /// its expression is [`ColumnInfo::default`].
+    pub fn is_generated(&self) -> bool {
+        !self.generated.is_empty()
+    }
+}
+
+/// The sequence behind an identity column, with every option `ADD GENERATED … AS IDENTITY (…)`
+/// takes, so the new table's identity generates exactly as the old one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentitySequence {
+    /// The sequence.
+    pub name: QualifiedName,
+    /// Its data type (`integer`, `bigint`, `smallint`), as `format_type` prints it.
+    pub data_type: String,
+    /// `START WITH`.
+    pub start: i64,
+    /// `INCREMENT BY`.
+    pub increment: i64,
+    /// `MINVALUE`.
+    pub min: i64,
+    /// `MAXVALUE`.
+    pub max: i64,
+    /// `CACHE`.
+    pub cache: i64,
+    /// `CYCLE`.
+    pub cycle: bool,
+    /// `GRANT` statements re-creating the sequence's privileges on another sequence; `{}`
+    /// stands for the sequence.
+    pub grants: Vec<String>,
 }
 
 /// An index of the table.
@@ -218,8 +262,13 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
                        FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
                        JOIN pg_namespace sn ON sn.oid = s.relnamespace
                       WHERE dep.classid = 'pg_class'::regclass AND dep.refobjid = a.attrelid
-                        AND dep.refobjsubid = a.attnum AND s.relkind = 'S' AND dep.deptype IN ('a', 'i')
-                      LIMIT 1)
+                        AND dep.refobjsubid = a.attnum AND s.relkind = 'S' AND dep.deptype = 'a'
+                      LIMIT 1),
+                    coalesce(array(SELECT r.attname::text FROM pg_depend dep
+                       JOIN pg_attribute r ON r.attrelid = dep.refobjid AND r.attnum = dep.refobjsubid
+                      WHERE a.attgenerated <> '' AND dep.classid = 'pg_attrdef'::regclass
+                        AND dep.objid = d.oid AND dep.refobjid = a.attrelid
+                        AND dep.refobjsubid <> a.attnum ORDER BY r.attnum), '{}')
              FROM pg_attribute a
              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -239,8 +288,47 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
             identity: r.get(5),
             generated: r.get(6),
             owned_sequence: r.get(7),
+            identity_sequence: None,
+            generated_from: r.get(8),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut columns = columns;
+    for r in client
+        .query(
+            "SELECT a.attname::text, sn.nspname::text, s.relname::text,
+                    format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax,
+                    q.seqcache, q.seqcycle,
+                    coalesce(array(SELECT 'GRANT ' || p.privilege_type || ' ON SEQUENCE {} TO '
+                        || CASE WHEN p.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(p.grantee)) END
+                        || CASE WHEN p.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END
+                      FROM aclexplode(s.relacl) p WHERE p.grantee <> s.relowner ORDER BY 1), '{}')
+               FROM pg_attribute a
+               JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.refobjid = a.attrelid
+                AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'
+               JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+               JOIN pg_namespace sn ON sn.oid = s.relnamespace
+               JOIN pg_sequence q ON q.seqrelid = s.oid
+              WHERE a.attrelid = $1::text::regclass AND a.attidentity <> '' AND NOT a.attisdropped",
+            &[&t],
+        )
+        .await
+        .map_err(db("reading the identity sequences"))?
+    {
+        let column: String = r.get(0);
+        if let Some(c) = columns.iter_mut().find(|c| c.name == column) {
+            c.identity_sequence = Some(IdentitySequence {
+                name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                data_type: r.get(3),
+                start: r.get(4),
+                increment: r.get(5),
+                min: r.get(6),
+                max: r.get(7),
+                cache: r.get(8),
+                cycle: r.get(9),
+                grants: r.get(10),
+            });
+        }
+    }
     let key = match discover_copy_key(client, table).await {
         Ok(k) => Ok(k),
         Err(MigrateError::NoUsableKey { reason, .. }) => Err(reason),

@@ -434,6 +434,20 @@ async fn type_plan(
             info.name
         ))
     })?;
+    // The shadow computes generated columns, so no dual-write could name a row by one.
+    if let Some(c) = key
+        .columns
+        .iter()
+        .find(|c| info.column(c).is_some_and(|c| c.is_generated()))
+    {
+        return Err(PlanError::Unsupported(format!(
+            "generated column {} of {} is part of the copy key: the shadow computes it, so no \
+             dual-write could name the row by it. Key the table on stored columns (a primary \
+             key or a unique index over NOT NULL columns that are not generated)",
+            quote_ident(c),
+            info.name
+        )));
+    }
     let key_changed: Vec<&str> = types
         .iter()
         .filter(|x| key.columns.contains(&x.column))
@@ -495,9 +509,11 @@ async fn type_plan(
             quote_ident(&types[0].column)
         )
     };
+    // Generated columns are not written: the shadow computes them (`shadow_table`).
     let mapping = info
         .columns
         .iter()
+        .filter(|c| !c.is_generated())
         .map(|c| {
             let expr = types
                 .iter()

@@ -2,12 +2,12 @@
 //! is quoted; every step says what it locks and why.
 
 use crate::ident::{quote_ident, DELETED_COLUMN};
-use crate::migrate::expand::shadow_table_ddl;
+use crate::migrate::expand::{shadow_table_ddl_with_generated, GeneratedColumn};
 use crate::migrate::ColumnMapping;
 use crate::migrate::CopyTarget;
 use crate::rewrite::{net, Column, TableRoute, Target};
 
-use super::catalog::TableInfo;
+use super::catalog::{ColumnInfo, IdentitySequence, TableInfo};
 use super::names::{old_table, pkey_name, with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
 use super::{Plan, PlanKind, Step};
 
@@ -193,8 +193,25 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
     let key_index = target.key.index_name.clone();
     let shadow_pkey = pkey_name(&shadow.name);
 
+    // Generated columns are computed by the shadow itself, in the new type when theirs changes
+    // (the audit refused those computed from a changed column).
+    let generated: Vec<GeneratedColumn> = info
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_generated())
+        .map(|(position, c)| GeneratedColumn {
+            position,
+            name: c.name.clone(),
+            sql_type: change_of(&c.name)
+                .map(|x| x.new_type.clone())
+                .unwrap_or_else(|| c.full_type.clone()),
+            expression: c.default.clone().unwrap_or_default(),
+            stored: c.generated == "s",
+        })
+        .collect();
     let mut expand = vec![step(
-        shadow_table_ddl(target),
+        shadow_table_ddl_with_generated(target, &generated),
         "ACCESS SHARE on the table (CREATE TABLE … AS … WITH NO DATA reads only its shape)",
         "create the shadow table in the new shape: same key, other columns nullable, plus the tombstone column (three statements, one transaction)",
     )];
@@ -409,7 +426,14 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
             prepare.extend(steps.prepare);
             flip_not_null.extend(steps.flip);
         }
-        if let Some(def) = &col.default {
+        if let Some(identity) = &col.identity_sequence {
+            let widened = change_of(&col.name).map(|x| x.new_base.as_str());
+            let steps = identity_steps(col, identity, widened, (&t, &old.sql()));
+            flip_sequences.extend(steps.flip);
+            revert_sequences.extend(steps.revert);
+        }
+        // A generated column's expression is in `default`; the shadow declares it already.
+        if let Some(def) = col.default.as_ref().filter(|_| !col.is_generated()) {
             prepare.push(step(
                 format!("ALTER TABLE {sh} ALTER COLUMN {q} SET DEFAULT {def}"),
                 BRIEF,
@@ -511,9 +535,11 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
             .map(|c| (c.name.clone(), c.base_type.clone())),
     );
     let forward: Vec<ColumnMapping> = target.mapping.clone();
+    // The old table computes its generated columns itself from the mirrored values.
     let reverse: Vec<ColumnMapping> = info
         .columns
         .iter()
+        .filter(|c| !c.is_generated())
         .map(|c| ColumnMapping {
             target: c.name.clone(),
             expr: change_of(&c.name)
@@ -585,6 +611,163 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
             .insert(0, refuse_revert_while(&t, predicate, &info.name.sql()));
     }
     steps
+}
+
+/// The flip's and the revert's steps for one identity column of a shadow-table plan.
+struct IdentitySteps {
+    flip: Vec<Step>,
+    revert: Vec<Step>,
+}
+
+/// The bounds of an identity sequence's data type (as `format_type` prints it).
+fn sequence_type_range(data_type: &str) -> Option<(i64, i64)> {
+    match data_type {
+        "smallint" => Some((i16::MIN.into(), i16::MAX.into())),
+        "integer" => Some((i32::MIN.into(), i32::MAX.into())),
+        "bigint" => Some((i64::MIN, i64::MAX)),
+        _ => None,
+    }
+}
+
+/// The sequence type of an identity column of base type `base` (`int4` → `integer`).
+fn sequence_type_of(base: &str) -> Option<&'static str> {
+    match base {
+        "int2" => Some("smallint"),
+        "int4" => Some("integer"),
+        "int8" => Some("bigint"),
+        _ => None,
+    }
+}
+
+/// `SELECT setval(target, …)` to the state of whichever of `sources` (sequences, SQL names) is
+/// furthest along in the direction of `increment`: the next value it would hand out is the
+/// furthest, and the target then hands out exactly what that one would have. A sequence's state
+/// is not transactional, so this runs in the flip's or revert's transaction, while clients are
+/// held, and reads the state of that moment.
+fn sync_sequence(target: &str, sources: &[&str], increment: i64) -> String {
+    let sign = if increment < 0 { -1 } else { 1 };
+    let states = sources
+        .iter()
+        .map(|s| {
+            format!(
+                "SELECT last_value, is_called, (CASE WHEN is_called THEN last_value::numeric +                  ({increment}) ELSE last_value::numeric END) * ({sign}) AS progress FROM {s}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "SELECT pg_catalog.setval('{}'::regclass, s.last_value, s.is_called) FROM ({states}) AS s \
+         ORDER BY s.progress DESC LIMIT 1",
+        target.replace('\'', "''")
+    )
+}
+
+/// An identity column through the flip and the revert (see shadow/docs/online-migrations.md,
+/// "Identity and generated columns"). The shadow holds the column as a plain one, so the
+/// dual-writes, the safety net and the copier write the values the old table generated. In the
+/// flip (`t` is the new table by then, `old` the parked old one): the old sequence is parked
+/// under `<name>__duet_old`, the new table's column gets its identity back — same kind, same
+/// options, the sequence under the old name — and the sequence is set to the old one's state of
+/// that moment; an `ALWAYS` identity on the old table becomes `BY DEFAULT`, so the reverse
+/// mirror's explicit values are taken. The revert (old table back as `t`, new one at the shadow
+/// name) sets the old sequence to whichever sequence is further along, swaps the names back and
+/// restores `ALWAYS`. `new_base` is the column's new base type when it changes.
+fn identity_steps(
+    col: &ColumnInfo,
+    seq: &IdentitySequence,
+    new_base: Option<&str>,
+    (t, old): (&str, &str),
+) -> IdentitySteps {
+    let q = quote_ident(&col.name);
+    let always = col.identity == "a";
+    let kind = if always { "ALWAYS" } else { "BY DEFAULT" };
+    let schema = quote_ident(&seq.name.schema);
+    let current = seq.name.sql();
+    let parked_name = with_suffix(&seq.name.name, OLD_SUFFIX);
+    let parked = format!("{schema}.{}", quote_ident(&parked_name));
+    let temp_name = with_suffix(&seq.name.name, TEMP_SUFFIX);
+    // A type change re-bases the bounds the way `ALTER SEQUENCE … AS` (and PostgreSQL's own
+    // ALTER COLUMN … TYPE of an identity column) does: a bound that was the old type's own
+    // becomes the new type's; an explicit one stays.
+    let new_type = new_base.and_then(sequence_type_of);
+    let retyped = new_type.is_some_and(|n| n != seq.data_type);
+    let old_range = sequence_type_range(&seq.data_type);
+    let bound = |value: i64, default_of: fn((i64, i64)) -> i64, word: &str| match old_range {
+        Some(range) if retyped && value == default_of(range) => format!("NO {word}"),
+        _ => format!("{word} {value}"),
+    };
+    let options = format!(
+        "SEQUENCE NAME {current} START WITH {} INCREMENT BY {} {} {} CACHE {} {}",
+        seq.start,
+        seq.increment,
+        bound(seq.min, |r| r.0, "MINVALUE"),
+        bound(seq.max, |r| r.1, "MAXVALUE"),
+        seq.cache,
+        if seq.cycle { "CYCLE" } else { "NO CYCLE" }
+    );
+    let mut flip = vec![
+        step(
+            format!(
+                "ALTER SEQUENCE {current} RENAME TO {}",
+                quote_ident(&parked_name)
+            ),
+            "ACCESS EXCLUSIVE on the sequence (brief)",
+            "free the identity sequence's name for the new table",
+        ),
+        step(
+            format!("ALTER TABLE {t} ALTER COLUMN {q} ADD GENERATED {kind} AS IDENTITY ({options})"),
+            BRIEF,
+            "the new table generates the column as the old one did: same kind, same sequence options, the sequence under the old name",
+        ),
+        step(
+            sync_sequence(&current, &[&parked], seq.increment),
+            "none (the sequence's state)",
+            "the new sequence continues after the last value the old one handed out (read now, while clients are held)",
+        ),
+    ];
+    flip.extend(seq.grants.iter().map(|g| {
+        step(
+            g.replace("{}", &current),
+            "none",
+            "the new sequence has the old one's privileges",
+        )
+    }));
+    let mut revert = vec![
+        step(
+            sync_sequence(&parked, &[&current, &parked], seq.increment),
+            "none (the sequence's state)",
+            "the old table continues after the highest value either table handed out (fails, refusing the revert, when that does not fit the old sequence's type)",
+        ),
+        step(
+            format!(
+                "ALTER SEQUENCE {current} RENAME TO {}",
+                quote_ident(&temp_name)
+            ),
+            "ACCESS EXCLUSIVE on the sequence (brief)",
+            "the new table's sequence leaves the name (it is dropped with the new table)",
+        ),
+        step(
+            format!(
+                "ALTER SEQUENCE {parked} RENAME TO {}",
+                quote_ident(&seq.name.name)
+            ),
+            "ACCESS EXCLUSIVE on the sequence (brief)",
+            "the old sequence takes its name back",
+        ),
+    ];
+    if always {
+        flip.push(step(
+            format!("ALTER TABLE {old} ALTER COLUMN {q} SET GENERATED BY DEFAULT"),
+            BRIEF,
+            "the reverse mirror writes the new table's values into the old one explicitly, which GENERATED ALWAYS would reject",
+        ));
+        revert.push(step(
+            format!("ALTER TABLE {t} ALTER COLUMN {q} SET GENERATED ALWAYS"),
+            BRIEF,
+            "the old table's identity is ALWAYS again",
+        ));
+    }
+    IdentitySteps { flip, revert }
 }
 
 /// Adds the safety net ([`crate::rewrite::net`]) to a shadow plan: installed at the end of
