@@ -29,3 +29,4 @@ mod status_page;
 mod tokio_postgres_client;
 mod unix_socket_backend;
 mod versions;
+mod write_sweep;

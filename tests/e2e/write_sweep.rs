@@ -1,0 +1,135 @@
+//! Write shapes nobody lists, through duet in every phase of an int → bigint key change (copy,
+//! ready, after the flip, after complete or revert), each run by psql through duet on the migrated
+//! table and straight to PostgreSQL on its unmigrated twin: psql must print exactly the same, and
+//! the two tables must hold the same rows after every phase.
+//!
+//! The shapes: writable CTEs under a SELECT, `WHERE CURRENT OF` a cursor, savepoints rolled back
+//! and released, a row-expression `SET (a, b) = (SELECT …)`, `UPDATE ONLY`, key shifts, upserts,
+//! a self-referencing `INSERT … SELECT`, `UPDATE … FROM` and `DELETE … USING`, a procedure that
+//! commits and rolls back inside (`CALL`), SERIALIZABLE and rolled-back transactions, several
+//! writes of one row in one query string, `MERGE` with its three actions, `DO`, SQL
+//! `PREPARE`/`EXECUTE`, `RETURNING *`, a bulk update and a CSV `COPY`.
+
+use serde_json::json;
+
+use crate::support::backend_or_skip;
+use crate::support::migration::{assert_clean, column_type, migrate_sql, request, wait_phase};
+use crate::support::pg_client::connect;
+use crate::support::scenario::Scenario;
+use crate::support::writes;
+
+/// One round of the shapes, rows `base + 1 ..= base + 300` touched (they exist: the table starts
+/// with ids 1..=3000), new rows at ids of their own per round. `{T}` is the table.
+fn shapes(schema: &str, base: i64) -> String {
+    let b = base;
+    format!(
+        "WITH x AS (UPDATE {{T}} SET label = label || 'cte' WHERE id = {b} + 1 RETURNING *) SELECT count(*) FROM x;
+WITH x AS (INSERT INTO {{T}} (id, label, amount) VALUES (5000000 + {b}, 'cteins', 1) RETURNING id) SELECT count(*) FROM x;
+BEGIN; DECLARE c CURSOR FOR SELECT * FROM {{T}} WHERE id BETWEEN {b} + 2 AND {b} + 4 ORDER BY id FOR UPDATE; FETCH 1 FROM c; UPDATE {{T}} SET label = 'cursor' WHERE CURRENT OF c; FETCH 1 FROM c; DELETE FROM {{T}} WHERE CURRENT OF c; CLOSE c; COMMIT;
+BEGIN; UPDATE {{T}} SET amount = amount + 1 WHERE id = {b} + 5; SAVEPOINT s1; UPDATE {{T}} SET amount = amount + 100 WHERE id = {b} + 5; DELETE FROM {{T}} WHERE id = {b} + 6; ROLLBACK TO SAVEPOINT s1; UPDATE {{T}} SET label = 'after savepoint' WHERE id = {b} + 6; RELEASE s1; COMMIT;
+UPDATE {{T}} SET (label, amount) = (SELECT o.label, o.id FROM {schema}.other o WHERE o.id = 7) WHERE id = {b} + 7;
+UPDATE ONLY {{T}} SET label = 'only' WHERE id = {b} + 8;
+UPDATE {{T}} SET id = id + 4000000 WHERE id IN ({b} + 9, {b} + 10);
+INSERT INTO {{T}} AS tgt (id, label) VALUES ({b} + 11, 'upsert') ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label || '!', amount = tgt.amount + 1;
+INSERT INTO {{T}} (id, label, amount) SELECT id + 6000000, label || 'self', amount FROM {{T}} WHERE id BETWEEN {b} + 12 AND {b} + 13;
+UPDATE {{T}} SET amount = amount + 1 FROM {schema}.other WHERE {{T}}.id = other.id + {b} AND other.id BETWEEN 14 AND 16;
+DELETE FROM {{T}} USING {schema}.other WHERE {{T}}.id = other.id + {b} AND other.id = 17;
+CALL {schema}.bump('{{T}}', {b} + 18);
+BEGIN ISOLATION LEVEL SERIALIZABLE; UPDATE {{T}} SET label = 'serializable' WHERE id = {b} + 21; COMMIT;
+BEGIN; UPDATE {{T}} SET label = 'rolled back' WHERE id = {b} + 22; ROLLBACK;
+UPDATE {{T}} SET label = 'a' WHERE id = {b} + 23; UPDATE {{T}} SET label = 'b' WHERE id = {b} + 23; DELETE FROM {{T}} WHERE id = {b} + 24; INSERT INTO {{T}} (id, label) VALUES ({b} + 24, 're-inserted');
+MERGE INTO {{T}} AS m USING (VALUES ({b} + 25, 'merged'), (7000000 + {b}, 'merge-inserted'), ({b} + 26, 'merge-deleted')) AS s(id, label) ON m.id = s.id WHEN MATCHED AND s.label = 'merge-deleted' THEN DELETE WHEN MATCHED THEN UPDATE SET label = s.label WHEN NOT MATCHED THEN INSERT (id, label) VALUES (s.id, s.label);
+DO $$ BEGIN UPDATE {{T}} SET amount = -1 WHERE id = {b} + 27; END $$;
+PREPARE p{b} AS UPDATE {{T}} SET label = 'prepared' WHERE id = $1; EXECUTE p{b}({b} + 28); DEALLOCATE p{b};
+DELETE FROM {{T}} WHERE id = {b} + 30 RETURNING *;
+INSERT INTO {{T}} (id, label) VALUES (8000000 + {b}, 'returning') RETURNING *;
+UPDATE {{T}} SET label = label || '+' WHERE id BETWEEN {b} + 31 AND {b} + 300;
+COPY {{T}} (id, label, amount) FROM STDIN WITH (FORMAT csv);
+{copy1},copied,1
+{copy2},\"copied, quoted\",
+\\.
+",
+        copy1 = 9_000_000 + b,
+        copy2 = 9_000_001 + b,
+    )
+}
+
+/// Runs one round through duet and on the twin, compares psql's output, then the tables.
+async fn round(s: &Scenario, schema: &str, base: i64, phase: &str) {
+    let (pair, through, direct) = (s.pair.clone(), s.psql_through(), s.psql_direct());
+    let script = shapes(schema, base);
+    tokio::task::spawn_blocking(move || writes::psql_both(&pair, &through, &direct, &script))
+        .await
+        .unwrap_or_else(|e| panic!("{phase}: the psql round failed: {e}"));
+    s.assert_same_rows().await;
+}
+
+async fn sweep(label: &str, schema: &str, finish: &str) {
+    let Some(backend) = backend_or_skip(label) else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), label, schema, "int", "int", 3000).await;
+    s.direct()
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.other (id int PRIMARY KEY, label text NOT NULL);
+             INSERT INTO {schema}.other SELECT g, 'o' || g FROM generate_series(1, 50) g;
+             CREATE PROCEDURE {schema}.bump(tbl regclass, k int) LANGUAGE plpgsql AS $p$
+             BEGIN
+               EXECUTE format('UPDATE %s SET amount = amount + 1000 WHERE id = $1', tbl) USING k;
+               COMMIT;
+               EXECUTE format('UPDATE %s SET amount = amount + 1 WHERE id = $1', tbl) USING k + 1;
+               ROLLBACK;
+               EXECUTE format('UPDATE %s SET label = label || ''p'' WHERE id = $1', tbl) USING k + 2;
+             END $p$;"
+        ))
+        .await
+        .expect("setup");
+    round(&s, schema, 0, "before the migration").await;
+
+    // The copy phase, held open by an older transaction.
+    let old = connect(&s.db.direct_config()).await;
+    old.client
+        .batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .expect("an old transaction");
+    let id = migrate_sql(
+        &s.duet,
+        &format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint"),
+    )
+    .await;
+    let m = wait_phase(&s.duet, id, "copying").await;
+    assert_eq!(m["strategy"], "shadow_table", "{m}");
+    round(&s, schema, 400, "copying").await;
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+
+    wait_phase(&s.duet, id, "ready").await;
+    round(&s, schema, 800, "ready").await;
+
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), schema, "t", "id").await, "bigint");
+    round(&s, schema, 1200, "after the flip").await;
+
+    request(&s.duet, json!({"command": finish}))
+        .await
+        .expect_ok(finish);
+    let (phase, id_type) = match finish {
+        "complete" => ("completed", "bigint"),
+        _ => ("reverted", "integer"),
+    };
+    wait_phase(&s.duet, id, phase).await;
+    assert_eq!(column_type(s.direct(), schema, "t", "id").await, id_type);
+    round(&s, schema, 1600, finish).await;
+    assert_clean(&s.duet, s.direct(), schema, id, phase).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_every_phase_then_complete() {
+    sweep("write_sweep_complete", "wsc", "complete").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_every_phase_then_revert() {
+    sweep("write_sweep_revert", "wsr", "revert").await;
+}
