@@ -97,3 +97,64 @@ fn old_shape_statements_are_translated() {
         );
     }
 }
+
+/// SQL-level `PREPARE … AS <statement>` is translated like the statement alone: its `EXECUTE`
+/// runs what the server prepared, which duet never sees again.
+#[test]
+fn a_sql_prepare_of_an_old_shape_statement_is_translated() {
+    let Some(db) = TestDb::create("renamed_prepare") else {
+        return;
+    };
+    let mut c = db.connect();
+    let routes = routes();
+    c.run(
+        "DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
+           CREATE SCHEMA ctl; CREATE SCHEMA app;
+           CREATE TABLE ctl.people (id int PRIMARY KEY, name text, age int);
+           CREATE TABLE app.people (id int PRIMARY KEY, full_name text, age int);
+           INSERT INTO ctl.people VALUES (1, 'a', 30), (2, 'b', 40);
+           INSERT INTO app.people VALUES (1, 'a', 30), (2, 'b', 40);",
+    );
+    let statements = [
+        (
+            "PREPARE upd (int, text) AS UPDATE people SET name = $2 WHERE id = $1 RETURNING name",
+            "EXECUTE upd(1, 'prepared')",
+        ),
+        (
+            "PREPARE sel AS SELECT * FROM people WHERE name <> 'zz' ORDER BY id",
+            "EXECUTE sel",
+        ),
+    ];
+    for (prepare, execute) in statements {
+        let Ok(Rewrite::Changed {
+            sql: translated, ..
+        }) = rewrite(prepare, &routes, Protocol::Simple)
+        else {
+            panic!(
+                "{prepare}: expected a translation, got {:?}",
+                rewrite(prepare, &routes, Protocol::Simple)
+            );
+        };
+        assert!(translated.starts_with("PREPARE "), "{translated}");
+        c.run("SET search_path = ctl");
+        c.run(prepare);
+        let original = c.run(execute);
+        c.run("DEALLOCATE ALL; SET search_path = app");
+        c.query(&translated)
+            .unwrap_or_else(|e| panic!("{e}\n{prepare}\n→ {translated}"));
+        let answer = c
+            .query(execute)
+            .unwrap_or_else(|e| panic!("{e}\n{execute}"));
+        assert_eq!(answer, original, "{prepare}\n→ {translated}");
+        c.run("DEALLOCATE ALL; RESET search_path");
+    }
+    assert_eq!(
+        c.rows("SELECT * FROM app.people ORDER BY id"),
+        c.rows("SELECT * FROM ctl.people ORDER BY id")
+    );
+    // A PREPARE of a statement on other tables is left alone.
+    assert_eq!(
+        rewrite("PREPARE o AS SELECT 1", &routes, Protocol::Simple),
+        Ok(Rewrite::Unchanged)
+    );
+}

@@ -44,6 +44,9 @@ pub fn decide(
     if let Some((route, renames)) = renamed_route(node, routes) {
         return renamed::translate(sql, tokens, span, node, route, renames);
     }
+    if let NodeEnum::PrepareStmt(prepare) = node {
+        return prepared_body(sql, tokens, span, prepare, routes);
+    }
     match node {
         NodeEnum::InsertStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
@@ -196,6 +199,49 @@ fn write_on(
         // Shadow columns are mirrored by the safety net (see `routed`); statements on renamed
         // tables are translated before dispatch (see `decide`).
         None => Ok(Decision::Pass),
+    }
+}
+
+/// SQL-level `PREPARE name [(types)] AS <statement>`: after the flip of a rename, the body is
+/// translated as the same statement sent on its own would be (an `EXECUTE` later runs what the
+/// server prepared, which duet never sees again). Other bodies pass: a shadow strategy's writes
+/// are mirrored by the safety net; a body that would make an object depend on a table is not a
+/// statement PREPARE accepts.
+fn prepared_body(
+    sql: &str,
+    tokens: &Tokens,
+    span: Span,
+    prepare: &pg_query::protobuf::PrepareStmt,
+    routes: &Routes,
+) -> Result<Decision, Refusal> {
+    let Some(body) = prepare.query.as_deref().and_then(|q| q.node.as_ref()) else {
+        return Ok(Decision::Pass);
+    };
+    let Some((route, renames)) = renamed_route(body, routes) else {
+        return Ok(Decision::Pass);
+    };
+    // The body starts at the first token after the top-level `AS`.
+    let body_start = tokens
+        .first_top_level(span.start, span.end, &[pg_query::protobuf::Token::As])
+        .and_then(|as_keyword| tokens.next_from(as_keyword.end))
+        .map(|t| t.start)
+        .filter(|&start| start < span.end);
+    let Some(start) = body_start else {
+        return Ok(Decision::Pass);
+    };
+    let body_span = Span {
+        start,
+        end: span.end,
+    };
+    match renamed::translate(sql, tokens, body_span, body, route, renames)? {
+        Decision::Replace { sql: text, .. } => {
+            let head = sql.get(span.start..start).unwrap_or_default();
+            Ok(Decision::Replace {
+                sql: format!("{head}{text}"),
+                verb: None,
+            })
+        }
+        other => Ok(other),
     }
 }
 
