@@ -13,6 +13,7 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel, Transaction};
 use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::key::KeyValue;
+use crate::migrate::latency::LatencyHandle;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 use crate::migrate::throttle::rest_after;
 
@@ -24,6 +25,9 @@ pub struct VerifyConfig {
     /// Rest after each range while the application is busy (see
     /// [`crate::migrate::throttle::ThrottleConfig::nice_ratio`]; default 0: never).
     pub nice_ratio: f64,
+    /// Before each range, wait while the clients' latency is above its limit (see
+    /// [`crate::migrate::latency`]; the snapshot stays open meanwhile); `None`: not watched.
+    pub latency: Option<LatencyHandle>,
 }
 
 impl VerifyConfig {
@@ -41,6 +45,7 @@ impl Default for VerifyConfig {
         VerifyConfig {
             chunk_rows: 10_000,
             nice_ratio: 0.0,
+            latency: None,
         }
     }
 }
@@ -194,6 +199,9 @@ impl<'a> RangeWalk<'a> {
             if !rest.is_zero() {
                 tokio::time::sleep(rest).await;
             }
+        }
+        if let (Some(LatencyHandle(latency)), Some(_)) = (&self.config.latency, &self.lower) {
+            latency.wait_for_go().await;
         }
         let Some(lower) = self.lower.take() else {
             return Ok(None);
