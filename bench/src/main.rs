@@ -61,6 +61,10 @@ struct MigrateArgs {
     /// duet's `[migration] nice_ratio`).
     #[arg(long)]
     nice_ratio: Option<f64>,
+    /// The measured migration's `max_latency_factor` (0: the copier and verifier do not watch
+    /// the clients' latency; default: duet's `[migration] max_latency_factor`).
+    #[arg(long)]
+    max_latency_factor: Option<f64>,
     /// The duet binary (default: next to duet-bench in the same target directory).
     #[arg(long)]
     duet_bin: Option<PathBuf>,
@@ -298,6 +302,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         duet_bin,
         ready_timeout: args.ready_timeout,
         nice_ratio: args.nice_ratio,
+        max_latency_factor: args.max_latency_factor,
         proxies: args.proxies,
     };
     let report = run_migrate(&opts, &rt, &mut progress)?;

@@ -47,6 +47,9 @@ pub struct MigrateOptions {
     pub ready_timeout: Duration,
     /// The measured migration's `nice_ratio` (`None`: duet's default), set right after it starts.
     pub nice_ratio: Option<f64>,
+    /// The measured migration's `max_latency_factor` (`None`: duet's default; 0: the clients'
+    /// latency not watched), set right after it starts.
+    pub max_latency_factor: Option<f64>,
     /// duet processes in front of the server, one fleet (clients spread over them round-robin;
     /// the migration is driven through the first).
     pub proxies: u32,
@@ -195,6 +198,9 @@ pub struct Driven {
     pub migration_error: Option<String>,
     /// The copier's rate with no client load (a first migration, aborted once ready).
     pub copier_alone_rows_per_s: Option<f64>,
+    /// The migration's latency throttle as status showed it last before ready (holds, time held,
+    /// pieces forced through, baseline).
+    pub latency_throttle: Option<Value>,
 }
 
 /// Waits until the first proxy lists `count` fleet members (each joins on start; the first may
@@ -284,13 +290,20 @@ fn drive(
     }
     let id = reply["result"]["id"].clone();
     progress(format!("migration {id} started: {}", reply["result"]));
+    let mut settings = serde_json::Map::new();
     if let Some(ratio) = opts.nice_ratio {
+        settings.insert("nice_ratio".into(), json!(ratio));
+    }
+    if let Some(factor) = opts.max_latency_factor {
+        settings.insert("max_latency_factor".into(), json!(factor));
+    }
+    if !settings.is_empty() {
         let set = admin_request(
             socket,
-            &json!({"command": "set", "id": id, "settings": {"nice_ratio": ratio}}),
+            &json!({"command": "set", "id": id, "settings": settings}),
         )?;
         if set["ok"] != true {
-            return Err(MigrateError(format!("setting nice-ratio {ratio}: {set}")));
+            return Err(MigrateError(format!("setting {settings:?}: {set}")));
         }
     }
     let deadline = Instant::now() + opts.ready_timeout;
@@ -318,6 +331,9 @@ fn drive(
         }
         if m["rate_rows_per_s"].as_f64().is_some_and(|r| r > 0.0) {
             driven.status_rate_rows_per_s = m["rate_rows_per_s"].as_f64();
+        }
+        if m["latency_throttle"].is_object() {
+            driven.latency_throttle = Some(m["latency_throttle"].clone());
         }
         if let Some(error) = m["error"].as_str().filter(|e| !e.is_empty()) {
             driven.migration_error = Some(format!("migration failed in {phase}: {error}"));

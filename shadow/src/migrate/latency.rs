@@ -527,7 +527,10 @@ mod tests {
         let view = gate.view_at(t0 + ms(900));
         assert_eq!(view.state, LatencyState::Clear);
         assert_eq!((view.holds, view.held, view.forced), (1, ms(700), 0));
-        assert!(view.reason().starts_with("client p99 2.5 ms <="), "{view:?}");
+        assert!(
+            view.reason().starts_with("client p99 2.5 ms <="),
+            "{view:?}"
+        );
     }
 
     #[test]
@@ -540,7 +543,9 @@ mod tests {
             panic!("1.5 ms is above the floor");
         };
         assert!(
-            reason.starts_with("client p99 1.5 ms > the floor 1.0 ms (1.5 × baseline 0.03 ms is lower)"),
+            reason.starts_with(
+                "client p99 1.5 ms > the floor 1.0 ms (1.5 × baseline 0.03 ms is lower)"
+            ),
             "{reason}"
         );
     }
@@ -590,13 +595,22 @@ mod tests {
         assert_eq!(gate.decide(t0, idle), LatencyVerdict::Go);
         assert_eq!(gate.baseline(), None);
         // Clients arrive: the work rests a whole window (1 s plus a recheck) first.
-        assert!(matches!(gate.decide(t0 + ms(100), busy(9.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0 + ms(100), busy(9.0)),
+            LatencyVerdict::Wait(_)
+        ));
         assert_eq!(gate.view_at(t0 + ms(100)).state, LatencyState::Measuring);
-        assert!(matches!(gate.decide(t0 + ms(1100), busy(3.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0 + ms(1100), busy(3.0)),
+            LatencyVerdict::Wait(_)
+        ));
         assert_eq!(gate.decide(t0 + ms(1200), busy(3.0)), LatencyVerdict::Go);
         assert_eq!(gate.baseline(), Some(ms(3)));
         // From now on it is judged against 1.5 × 3 ms, and measuring was no hold.
-        assert!(matches!(gate.decide(t0 + ms(1300), busy(4.6)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0 + ms(1300), busy(4.6)),
+            LatencyVerdict::Wait(_)
+        ));
         assert_eq!(gate.view_at(t0 + ms(1300)).holds, 1);
         assert_eq!(gate.view_at(t0 + ms(1300)).held, Duration::ZERO);
     }
@@ -605,7 +619,10 @@ mod tests {
     fn factor_zero_turns_the_signal_off_and_settings_apply_at_once() {
         let t0 = Instant::now();
         let mut gate = LatencyGate::new(limit(), Some(ms(2)));
-        assert!(matches!(gate.decide(t0, busy(10.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0, busy(10.0)),
+            LatencyVerdict::Wait(_)
+        ));
         gate.set_limit(LatencyLimit {
             max_factor: 0.0,
             ..limit()
@@ -618,17 +635,26 @@ mod tests {
         });
         assert_eq!(gate.decide(t0 + ms(200), busy(10.0)), LatencyVerdict::Go);
         gate.set_baseline(Some(ms(1)));
-        assert!(matches!(gate.decide(t0 + ms(300), busy(10.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0 + ms(300), busy(10.0)),
+            LatencyVerdict::Wait(_)
+        ));
     }
 
     #[test]
     fn a_long_gap_between_checks_starts_the_stretch_over() {
         let t0 = Instant::now();
         let mut gate = LatencyGate::new(limit(), Some(ms(2)));
-        assert!(matches!(gate.decide(t0, busy(10.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(t0, busy(10.0)),
+            LatencyVerdict::Wait(_)
+        ));
         // The operator paused the copy for a minute: no forced piece right after the resume.
         let back = t0 + Duration::from_secs(60);
-        assert!(matches!(gate.decide(back, busy(10.0)), LatencyVerdict::Wait(_)));
+        assert!(matches!(
+            gate.decide(back, busy(10.0)),
+            LatencyVerdict::Wait(_)
+        ));
         assert_eq!(gate.view_at(back).waiting_for, Duration::ZERO);
         assert_eq!(gate.view_at(back).forced, 0);
     }
