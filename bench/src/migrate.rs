@@ -201,6 +201,9 @@ pub struct Driven {
     /// The migration's latency throttle as status showed it last before ready (holds, time held,
     /// pieces forced through, baseline).
     pub latency_throttle: Option<Value>,
+    /// The throttle as each status poll saw it while copying and verifying: seconds since the
+    /// load started, state, pace, the clients' p99 (µs) it judged.
+    pub throttle_timeline: Vec<(f64, String, f64, u64)>,
 }
 
 /// Waits until the first proxy lists `count` fleet members (each joins on start; the first may
@@ -333,6 +336,13 @@ fn drive(
             driven.status_rate_rows_per_s = m["rate_rows_per_s"].as_f64();
         }
         if m["latency_throttle"].is_object() {
+            let t = &m["latency_throttle"];
+            driven.throttle_timeline.push((
+                epoch.elapsed().as_secs_f64(),
+                t["state"].as_str().unwrap_or("?").to_owned(),
+                t["pace"].as_f64().unwrap_or(0.0),
+                t["p99_us"].as_u64().unwrap_or(0),
+            ));
             driven.latency_throttle = Some(m["latency_throttle"].clone());
         }
         if let Some(error) = m["error"].as_str().filter(|e| !e.is_empty()) {

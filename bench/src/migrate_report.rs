@@ -170,6 +170,9 @@ pub struct MigrateReport {
     pub write_ratio: Ratio,
     /// The migration's latency throttle as duet's status showed it last before ready.
     pub latency_throttle: Option<serde_json::Value>,
+    /// The throttle at each status poll while copying and verifying: seconds since the load
+    /// started, state, pace, the clients' p99 in µs.
+    pub throttle_timeline: Vec<(f64, String, f64, u64)>,
     /// Why the migration did not finish (then the report is partial).
     pub migration_error: Option<String>,
     /// The end of duet's log when the migration failed.
@@ -343,6 +346,7 @@ impl MigrateReport {
                 GOAL_WRITE_RATIO,
             ),
             latency_throttle: driven.latency_throttle,
+            throttle_timeline: driven.throttle_timeline,
             migration_error: driven.migration_error,
             duet_log_tail: None,
         }
@@ -406,12 +410,13 @@ impl MigrateReport {
             };
             let _ = writeln!(
                 out,
-                "duet's latency throttle: baseline {}, limit {}, {} hold(s), {:.1} s held, {} piece(s) forced through; last: {}: {}",
+                "duet's latency throttle: baseline {}, limit {}, {} hold(s), {:.1} s held, {} piece(s) forced through, pace {:.1}; last: {}: {}",
                 ms("baseline_us"),
                 ms("limit_us"),
                 t["holds"].as_u64().unwrap_or(0),
                 t["held_s"].as_f64().unwrap_or(0.0),
                 t["forced"].as_u64().unwrap_or(0),
+                t["pace"].as_f64().unwrap_or(0.0),
                 t["state"].as_str().unwrap_or("?"),
                 t["reason"].as_str().unwrap_or("")
             );

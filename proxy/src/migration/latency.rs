@@ -144,6 +144,9 @@ pub struct ThrottleStatus {
     pub held_s: f64,
     /// Pieces of work let through by the progress guarantee.
     pub forced: u64,
+    /// After each piece the work rests this many times as long as it took, for the clients'
+    /// sake (0: none; the operator's nice ratio applies besides).
+    pub pace: f64,
 }
 
 impl ThrottleStatus {
@@ -161,6 +164,7 @@ impl ThrottleStatus {
             holds: view.holds,
             held_s: view.held.as_secs_f64(),
             forced: view.forced,
+            pace: view.pace,
         }
     }
 }

@@ -487,9 +487,14 @@ impl Copier {
                     );
                     self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
                     self.publish(|p| p.chunks += 1);
-                    // Give the application the machine back for a while when it is busy.
-                    let rest =
-                        rest_after(&self.client, settings.throttle.nice_ratio, t0.elapsed()).await;
+                    // Give the application the machine back for a while when it is busy: the
+                    // operator's nice ratio, or the clients' latency's pace if longer.
+                    let took = t0.elapsed();
+                    let mut rest =
+                        rest_after(&self.client, settings.throttle.nice_ratio, took).await;
+                    if let Some(LatencyHandle(latency)) = &self.config.latency {
+                        rest = rest.max(latency.rest_after(took));
+                    }
                     if !rest.is_zero() {
                         self.wait(rest).await;
                     }

@@ -20,7 +20,15 @@
 //!    [`LATENCY_RECHECK`];
 //! 6. progress is guaranteed: after waiting `max_pause` in one stretch, one piece of work (a copy
 //!    chunk, a verified range) runs anyway and the next stretch begins, so a migration whose
-//!    clients stay slow for reasons of their own still finishes, at one piece per `max_pause`.
+//!    clients stay slow for reasons of their own still finishes, at one piece per `max_pause`;
+//! 7. between holds the work keeps a *pace*: after each piece it rests that many times as long as
+//!    the piece took (the operator's `nice_ratio` rests still apply; the longer rest wins). A
+//!    breach of the limit raises the pace (to [`FIRST_PACE`], then doubling, up to
+//!    [`MAX_PACE`]) at most once per window; a whole window with the clients' p99 below
+//!    [`EASE_BELOW`] of the limit eases it (×[`EASE_FACTOR`], to none). Holding alone would
+//!    alternate between the work at full speed and no work, and the clients' p99 over a whole
+//!    copy would be that of the full-speed stretches; the pace finds the share of the machine
+//!    the work can have while the clients stay within the limit.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +39,17 @@ pub const MIN_STATEMENTS: u64 = 20;
 
 /// How often a held copier or verifier reads the window again.
 pub const LATENCY_RECHECK: Duration = Duration::from_millis(100);
+
+/// The pace the first breach of the limit sets.
+pub const FIRST_PACE: f64 = 2.0;
+/// The highest pace: the work still runs at least 1/(1 + MAX_PACE) of the time between holds.
+pub const MAX_PACE: f64 = 50.0;
+/// The pace eases while the clients' p99 is below this fraction of the limit.
+pub const EASE_BELOW: f64 = 0.75;
+/// How much it eases each window.
+pub const EASE_FACTOR: f64 = 0.7;
+/// A pace eased below this is none.
+const MIN_PACE: f64 = 0.25;
 
 /// A gap between two checks longer than this means the work was doing something else (paused
 /// by the operator, another throttle, between the copy and the verification): a stretch of
@@ -145,6 +164,9 @@ pub struct LatencyView {
     pub held: Duration,
     /// Pieces of work let through by the progress guarantee.
     pub forced: u64,
+    /// After each piece the work rests this many times as long as it took (0: no rest of the
+    /// signal's own).
+    pub pace: f64,
 }
 
 impl LatencyView {
@@ -188,6 +210,9 @@ impl LatencyView {
                         Millis(self.limit.max_pause)
                     )),
                     _ => {}
+                }
+                if self.pace > 0.0 {
+                    text.push_str(&format!("; resting {:.1} × each piece's time", self.pace));
                 }
                 text
             }
@@ -251,6 +276,9 @@ pub struct LatencyGate {
     holds: u64,
     held_before: Duration,
     forced: u64,
+    pace: f64,
+    last_raise: Option<Instant>,
+    last_ease: Option<Instant>,
 }
 
 impl LatencyGate {
@@ -267,7 +295,56 @@ impl LatencyGate {
             holds: 0,
             held_before: Duration::ZERO,
             forced: 0,
+            pace: 0.0,
+            last_raise: None,
+            last_ease: None,
         }
+    }
+
+    /// How long to rest after a piece of work that took `took` (rule 7).
+    pub fn rest_after(&self, took: Duration) -> Duration {
+        if self.pace > 0.0 {
+            took.mul_f64(self.pace)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn drop_pace(&mut self) {
+        self.pace = 0.0;
+        self.last_raise = None;
+        self.last_ease = None;
+    }
+
+    /// A breach: raise the pace, at most once per window (the window still holds the breach
+    /// for up to its length after the work stopped).
+    fn raise_pace(&mut self, now: Instant, window: Duration) {
+        if self
+            .last_raise
+            .is_some_and(|at| now.saturating_duration_since(at) < window)
+        {
+            return;
+        }
+        self.pace = if self.pace < FIRST_PACE {
+            FIRST_PACE
+        } else {
+            (self.pace * 2.0).min(MAX_PACE)
+        };
+        self.last_raise = Some(now);
+    }
+
+    /// Room to spare: ease the pace once per window, and not within a window of a raise.
+    fn ease_pace(&mut self, now: Instant, window: Duration) {
+        let recent =
+            |at: Option<Instant>| at.is_some_and(|at| now.saturating_duration_since(at) < window);
+        if self.pace == 0.0 || recent(self.last_raise) || recent(self.last_ease) {
+            return;
+        }
+        self.pace *= EASE_FACTOR;
+        if self.pace < MIN_PACE {
+            self.pace = 0.0;
+        }
+        self.last_ease = Some(now);
     }
 
     /// New limit settings (from the next decision on).
@@ -301,11 +378,13 @@ impl LatencyGate {
         self.sample = sample;
         if !self.limit.is_on() {
             self.end_wait(Some(now));
+            self.drop_pace();
             self.state = LatencyState::Off;
             return LatencyVerdict::Go;
         }
         if sample.statements < MIN_STATEMENTS {
             self.end_wait(Some(now));
+            self.drop_pace();
             self.state = LatencyState::Idle;
             return LatencyVerdict::Go;
         }
@@ -314,10 +393,14 @@ impl LatencyGate {
         };
         let limit = self.limit.limit_for(baseline);
         if sample.p99 <= limit {
+            if sample.p99 <= limit.mul_f64(EASE_BELOW) {
+                self.ease_pace(now, sample.window);
+            }
             self.end_wait(Some(now));
             self.state = LatencyState::Clear;
             return LatencyVerdict::Go;
         }
+        self.raise_pace(now, sample.window);
         match self.waiting_since {
             Some(since) if self.state == LatencyState::Holding => {
                 if now.saturating_duration_since(since) >= self.limit.max_pause {
@@ -389,6 +472,7 @@ impl LatencyGate {
             holds: self.holds,
             held: self.held_before + current_hold,
             forced: self.forced,
+            pace: self.pace,
         }
     }
 }
@@ -430,6 +514,11 @@ impl LatencyThrottle {
     pub fn check(&self) -> LatencyVerdict {
         let sample = self.source.recent();
         self.gate().decide(Instant::now(), sample)
+    }
+
+    /// How long to rest after a piece of work that took `took` (see [`LatencyGate::rest_after`]).
+    pub fn rest_after(&self, took: Duration) -> Duration {
+        self.gate().rest_after(took)
     }
 
     /// Waits until the signal lets the next piece of work run (the verifier's form of
@@ -567,6 +656,66 @@ mod tests {
         assert_eq!(view.forced, 3);
         assert_eq!(view.state, LatencyState::Holding);
         assert_eq!(view.holds, 4);
+    }
+
+    #[test]
+    fn breaches_raise_the_pace_once_per_window_and_room_eases_it() {
+        let t0 = Instant::now();
+        let mut gate = LatencyGate::new(limit(), Some(ms(2)));
+        let at = |n: u64| t0 + ms(n);
+        assert_eq!(gate.decide(at(0), busy(2.0)), LatencyVerdict::Go);
+        assert_eq!(gate.rest_after(ms(100)), Duration::ZERO, "no pace yet");
+        // A breach: the pace jumps to the first step; the breach stays in the window for a
+        // while, which raises nothing more.
+        assert!(matches!(
+            gate.decide(at(100), busy(5.0)),
+            LatencyVerdict::Wait(_)
+        ));
+        assert_eq!(gate.view_at(at(100)).pace, FIRST_PACE);
+        assert!(matches!(
+            gate.decide(at(900), busy(5.0)),
+            LatencyVerdict::Wait(_)
+        ));
+        assert_eq!(gate.view_at(at(900)).pace, FIRST_PACE);
+        // Still breaching a window later: doubled.
+        assert!(matches!(
+            gate.decide(at(1100), busy(5.0)),
+            LatencyVerdict::Wait(_)
+        ));
+        assert_eq!(gate.view_at(at(1100)).pace, 2.0 * FIRST_PACE);
+        assert_eq!(gate.rest_after(ms(100)), ms(400));
+        // Within the limit but not well below it: the pace stays.
+        assert_eq!(gate.decide(at(2200), busy(2.9)), LatencyVerdict::Go);
+        assert_eq!(gate.view_at(at(2200)).pace, 2.0 * FIRST_PACE);
+        // Well below: eased once per window.
+        assert_eq!(gate.decide(at(2300), busy(2.0)), LatencyVerdict::Go);
+        assert_eq!(gate.view_at(at(2300)).pace, 2.0 * FIRST_PACE * EASE_FACTOR);
+        assert_eq!(gate.decide(at(2400), busy(2.0)), LatencyVerdict::Go);
+        assert_eq!(gate.view_at(at(2400)).pace, 2.0 * FIRST_PACE * EASE_FACTOR);
+        let mut t = 2400;
+        while gate.view_at(at(t)).pace > 0.0 {
+            t += 1000;
+            assert_eq!(gate.decide(at(t), busy(2.0)), LatencyVerdict::Go);
+        }
+        assert!(
+            t <= 2400 + 8 * 1000,
+            "eases to nothing within a few windows"
+        );
+        assert!(gate
+            .view_at(at(t))
+            .reason()
+            .starts_with("client p99 2.0 ms <= "));
+        // The pace never passes its cap, and an idle window drops it.
+        for step in 0..20u64 {
+            let _ = gate.decide(at(t + 1000 * (step + 1)), busy(50.0));
+        }
+        assert_eq!(gate.view_at(at(t + 20_000)).pace, MAX_PACE);
+        let idle = LatencySample {
+            statements: 0,
+            ..busy(0.0)
+        };
+        assert_eq!(gate.decide(at(t + 20_100), idle), LatencyVerdict::Go);
+        assert_eq!(gate.view_at(at(t + 20_100)).pace, 0.0);
     }
 
     #[test]

@@ -195,7 +195,11 @@ impl<'a> RangeWalk<'a> {
     pub(crate) async fn next(&mut self) -> Result<Option<KeyRange>, MigrateError> {
         if let Some(started) = self.started {
             // The snapshot stays open while resting.
-            let rest = rest_after(&self.tx, self.config.nice_ratio, started.elapsed()).await;
+            let took = started.elapsed();
+            let mut rest = rest_after(&self.tx, self.config.nice_ratio, took).await;
+            if let Some(LatencyHandle(latency)) = &self.config.latency {
+                rest = rest.max(latency.rest_after(took));
+            }
             if !rest.is_zero() {
                 tokio::time::sleep(rest).await;
             }
