@@ -121,8 +121,9 @@ pub struct Throttles {
     /// ...but never for a p99 at or below this (default 2 ms), so that a baseline of a few
     /// microseconds does not hold the work at every chunk.
     pub latency_floor: Duration,
-    /// Longest stretch the copier or verifier waits on the clients' latency: then one piece of
-    /// work runs anyway, so the migration finishes (default 2 s).
+    /// Longest the clients' latency keeps the copier or verifier from its next piece of work
+    /// after the last one (its rests included): then one runs anyway, so the migration finishes
+    /// (default 2 s).
     pub latency_max_pause: Duration,
 }
 

@@ -52,7 +52,7 @@ pub struct CopySettings {
     /// ...but never for a p99 at or below this many microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_floor_us: Option<u64>,
-    /// Longest wait on the clients' latency before one piece of work runs anyway, in
+    /// Longest the clients' latency keeps the work from its next piece (rests included), in
     /// milliseconds (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_max_pause_ms: Option<u64>,

@@ -36,7 +36,7 @@ pub struct RunSettings {
     pub max_latency_factor: f64,
     /// ...but never for a p99 at or below this many microseconds.
     pub latency_floor_us: u64,
-    /// Longest wait on the clients' latency before one piece of work runs anyway, in
+    /// Longest the clients' latency keeps the work from its next piece (rests included), in
     /// milliseconds.
     pub latency_max_pause_ms: u64,
     /// The clients' p99 before the migration, in microseconds: measured over the seconds before

@@ -18,11 +18,13 @@
 //!    microseconds (an idle proxy, trivial queries) from holding the work back at every chunk;
 //! 5. the work waits while the window's p99 is above the limit, re-reading it every
 //!    [`LATENCY_RECHECK`];
-//! 6. progress is guaranteed: after waiting `max_pause` in one stretch, one piece of work (a copy
-//!    chunk, a verified range) runs anyway and the next stretch begins, so a migration whose
-//!    clients stay slow for reasons of their own still finishes, at one piece per `max_pause`;
+//! 6. progress is guaranteed: the signal never keeps the work from its next piece (a copy
+//!    chunk, a verified range) for longer than `max_pause` after the last one ended, its own
+//!    rests included; then one piece runs anyway. A migration whose clients stay slow for reasons
+//!    of their own still finishes, at one piece per `max_pause`;
 //! 7. between holds the work keeps a *pace*: after each piece it rests that many times as long as
-//!    the piece took (the operator's `nice_ratio` rests still apply; the longer rest wins). A
+//!    the piece took, at most `max_pause` (the operator's `nice_ratio` rests still apply; the
+//!    longer rest wins). A
 //!    breach of the limit raises the pace (to [`FIRST_PACE`], then doubling, up to
 //!    [`MAX_PACE`]) at most once per window; a whole window with the clients' p99 below
 //!    [`EASE_BELOW`] of the limit eases it (×[`EASE_FACTOR`], to none). Holding alone would
@@ -82,7 +84,8 @@ pub struct LatencyLimit {
     pub max_factor: f64,
     /// The limit is never below this.
     pub floor: Duration,
-    /// Longest stretch of waiting: after it, one piece of work runs anyway.
+    /// Longest wait the signal imposes between two pieces of work (its holds and its rests
+    /// together): then one piece runs anyway.
     pub max_pause: Duration,
 }
 
@@ -200,13 +203,13 @@ impl LatencyView {
                 match self.state {
                     LatencyState::Holding => {
                         text.push_str(&format!(
-                            ", waiting {} (at most {} before one piece of work runs anyway)",
+                            ", waiting {} (one piece of work runs anyway {} after the last)",
                             Millis(self.waiting_for),
                             Millis(self.limit.max_pause)
                         ));
                     }
                     LatencyState::Forced => text.push_str(&format!(
-                        ": waited {}, one piece of work runs anyway",
+                        ": no piece of work for {}, one runs anyway",
                         Millis(self.limit.max_pause)
                     )),
                     _ => {}
@@ -273,6 +276,11 @@ pub struct LatencyGate {
     /// When the current stretch of waiting (holding or measuring) began.
     waiting_since: Option<Instant>,
     last_check: Option<Instant>,
+    /// Since when the work has been kept from a piece: the end of the last one, or when it
+    /// came back from elsewhere (what the progress guarantee counts from).
+    idle_since: Option<Instant>,
+    /// When the rest prescribed after the last piece ends.
+    rest_until: Option<Instant>,
     holds: u64,
     held_before: Duration,
     forced: u64,
@@ -292,6 +300,8 @@ impl LatencyGate {
             sample: LatencySample::default(),
             waiting_since: None,
             last_check: None,
+            idle_since: None,
+            rest_until: None,
             holds: 0,
             held_before: Duration::ZERO,
             forced: 0,
@@ -301,13 +311,17 @@ impl LatencyGate {
         }
     }
 
-    /// How long to rest after a piece of work that took `took` (rule 7).
-    pub fn rest_after(&self, took: Duration) -> Duration {
-        if self.pace > 0.0 {
-            took.mul_f64(self.pace)
+    /// A piece of work that took `took` ended at `now`: how long to rest before the next one
+    /// (rule 7; at most `max_pause`, so the rest never breaks the progress guarantee).
+    pub fn rest_after(&mut self, now: Instant, took: Duration) -> Duration {
+        let rest = if self.pace > 0.0 {
+            took.mul_f64(self.pace).min(self.limit.max_pause)
         } else {
             Duration::ZERO
-        }
+        };
+        self.idle_since = Some(now);
+        self.rest_until = Some(now + rest);
+        rest
     }
 
     fn drop_pace(&mut self) {
@@ -367,14 +381,15 @@ impl LatencyGate {
 
     /// Decides at `now` on the window `sample`.
     pub fn decide(&mut self, now: Instant, sample: LatencySample) -> LatencyVerdict {
-        if self
-            .last_check
-            .is_some_and(|last| now.saturating_duration_since(last) > STALE_CHECK)
-        {
-            // The work was elsewhere meanwhile: that time was no wait on the clients.
+        let due_back = self.last_check.max(self.rest_until);
+        if due_back.is_some_and(|due| now.saturating_duration_since(due) > STALE_CHECK) {
+            // The work was elsewhere meanwhile (paused, held by another throttle, between the
+            // copy and the verification): that time was no wait on the clients.
             self.end_wait(self.last_check);
+            self.idle_since = None;
         }
         self.last_check = Some(now);
+        let idle_since = *self.idle_since.get_or_insert(now);
         self.sample = sample;
         if !self.limit.is_on() {
             self.end_wait(Some(now));
@@ -401,22 +416,19 @@ impl LatencyGate {
             return LatencyVerdict::Go;
         }
         self.raise_pace(now, sample.window);
-        match self.waiting_since {
-            Some(since) if self.state == LatencyState::Holding => {
-                if now.saturating_duration_since(since) >= self.limit.max_pause {
-                    // The progress guarantee: one piece now, then a new stretch.
-                    self.end_wait(Some(now));
-                    self.forced += 1;
-                    self.state = LatencyState::Forced;
-                    return LatencyVerdict::Go;
-                }
-            }
-            _ => {
-                self.end_wait(Some(now));
-                self.waiting_since = Some(now);
-                self.holds += 1;
-                self.state = LatencyState::Holding;
-            }
+        if now.saturating_duration_since(idle_since) >= self.limit.max_pause {
+            // The progress guarantee: one piece now; a new stretch after it.
+            self.end_wait(Some(now));
+            self.idle_since = Some(now);
+            self.forced += 1;
+            self.state = LatencyState::Forced;
+            return LatencyVerdict::Go;
+        }
+        if self.state != LatencyState::Holding || self.waiting_since.is_none() {
+            self.end_wait(Some(now));
+            self.waiting_since = Some(now);
+            self.holds += 1;
+            self.state = LatencyState::Holding;
         }
         LatencyVerdict::Wait(self.view_at(now).reason())
     }
@@ -516,9 +528,10 @@ impl LatencyThrottle {
         self.gate().decide(Instant::now(), sample)
     }
 
-    /// How long to rest after a piece of work that took `took` (see [`LatencyGate::rest_after`]).
+    /// A piece of work that took `took` just ended: how long to rest (see
+    /// [`LatencyGate::rest_after`]).
     pub fn rest_after(&self, took: Duration) -> Duration {
-        self.gate().rest_after(took)
+        self.gate().rest_after(Instant::now(), took)
     }
 
     /// Waits until the signal lets the next piece of work run (the verifier's form of
@@ -643,19 +656,32 @@ mod tests {
     fn the_progress_guarantee_lets_one_piece_through_per_max_pause() {
         let t0 = Instant::now();
         let mut gate = LatencyGate::new(limit(), Some(ms(2)));
-        let mut through = Vec::new();
-        // The clients stay at 10 ms for 7 s; the work asks every 100 ms.
-        for step in 0..=70u64 {
-            let now = t0 + ms(step * 100);
-            if gate.decide(now, busy(10.0)) == LatencyVerdict::Go {
-                through.push(step * 100);
+        // The clients stay at 10 ms for 30 s. The work asks every 100 ms while held; a piece
+        // takes 100 ms and is followed by the rest the gate prescribes.
+        let (mut t, mut starts, mut ends) = (0u64, Vec::new(), Vec::new());
+        while t < 30_000 {
+            if gate.decide(t0 + ms(t), busy(10.0)) == LatencyVerdict::Go {
+                starts.push(t);
+                t += 100;
+                ends.push(t);
+                t += gate.rest_after(t0 + ms(t), ms(100)).as_millis() as u64;
+            } else {
+                t += 100;
             }
         }
-        assert_eq!(through, [2000, 4100, 6200], "one piece per 2 s stretch");
-        let view = gate.view_at(t0 + ms(7000));
-        assert_eq!(view.forced, 3);
-        assert_eq!(view.state, LatencyState::Holding);
-        assert_eq!(view.holds, 4);
+        assert_eq!(starts[0], 2000, "the first piece after max_pause");
+        // Every later piece starts exactly max_pause after the previous one ended, however
+        // high the pace (its rest is capped by max_pause too).
+        let gaps: Vec<u64> = starts[1..]
+            .iter()
+            .zip(&ends)
+            .map(|(start, end)| start - end)
+            .collect();
+        assert!(gaps.iter().all(|&g| g == 2000), "{gaps:?}");
+        let view = gate.view_at(t0 + ms(t));
+        assert_eq!(view.forced as usize, starts.len());
+        assert_eq!(view.pace, MAX_PACE);
+        assert!(view.holds >= 1);
     }
 
     #[test]
@@ -664,7 +690,11 @@ mod tests {
         let mut gate = LatencyGate::new(limit(), Some(ms(2)));
         let at = |n: u64| t0 + ms(n);
         assert_eq!(gate.decide(at(0), busy(2.0)), LatencyVerdict::Go);
-        assert_eq!(gate.rest_after(ms(100)), Duration::ZERO, "no pace yet");
+        assert_eq!(
+            gate.rest_after(at(0), ms(100)),
+            Duration::ZERO,
+            "no pace yet"
+        );
         // A breach: the pace jumps to the first step; the breach stays in the window for a
         // while, which raises nothing more.
         assert!(matches!(
@@ -683,7 +713,7 @@ mod tests {
             LatencyVerdict::Wait(_)
         ));
         assert_eq!(gate.view_at(at(1100)).pace, 2.0 * FIRST_PACE);
-        assert_eq!(gate.rest_after(ms(100)), ms(400));
+        assert_eq!(gate.rest_after(at(1100), ms(100)), ms(400));
         // Within the limit but not well below it: the pace stays.
         assert_eq!(gate.decide(at(2200), busy(2.9)), LatencyVerdict::Go);
         assert_eq!(gate.view_at(at(2200)).pace, 2.0 * FIRST_PACE);
