@@ -122,7 +122,7 @@ fn settings_line(settings: &Value) -> String {
     };
     let latency = match settings["max_latency_factor"].as_f64() {
         None => String::new(),
-        Some(f) if f == 0.0 => ", client latency not watched".to_owned(),
+        Some(0.0) => ", client latency not watched".to_owned(),
         Some(f) => format!(
             ", max latency factor {f} (floor {}, max pause {} ms, baseline {})",
             ms("latency_floor_us"),
