@@ -172,6 +172,7 @@ impl ThrottleStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::MemberView;
 
     fn window(count: u64, p99: u64) -> RecentLatency {
         RecentLatency {
@@ -181,6 +182,62 @@ mod tests {
             p99,
             max: p99 * 2,
         }
+    }
+
+    fn member(id: &str, is_self: bool, age_s: f64, report: Option<MemberLatency>) -> MemberView {
+        let mut counters = serde_json::json!({"public.t": {"dual_writes": 1}});
+        if let Some(report) = report {
+            counters[MEMBER_KEY] = serde_json::to_value(report).unwrap_or_default();
+        }
+        MemberView {
+            id: id.to_owned(),
+            is_self,
+            listen: String::new(),
+            admin_socket: String::new(),
+            version: String::new(),
+            pid: 0,
+            started_at: String::new(),
+            heartbeat_age_s: age_s,
+            route_epoch: 0,
+            sessions: 0,
+            counters,
+        }
+    }
+
+    #[test]
+    fn the_driver_reads_every_fresh_members_heartbeat_and_its_own_window() {
+        use std::time::Instant;
+        let overrides = crate::config::Overrides {
+            backend: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            ..Default::default()
+        };
+        let config = crate::config::from_str("", overrides).expect("config");
+        let ctx = Arc::new(ProxyContext::new(config, None));
+        // This member: 300 statements of about 1 ms in the last second.
+        for i in 0..300u64 {
+            ctx.metrics
+                .record_latency(i as usize, Duration::from_micros(1000 + i));
+        }
+        ctx.metrics.tick_recent_at(Instant::now());
+        let report = |count, p99| MemberLatency {
+            recent: window(count, p99),
+            long: window(count * 10, p99 / 2),
+        };
+        ctx.fleet.set_members(vec![
+            member("me", true, 0.0, Some(report(999, 99_000))),
+            member("busy", false, 0.5, Some(report(400, 4_000))),
+            member("stale", false, 30.0, Some(report(400, 90_000))),
+            member("old-version", false, 0.5, None),
+        ]);
+        let sample = FleetLatency::new(&ctx).recent();
+        // Its own window, not its own (stale) heartbeat; the fresh member; not the stale one.
+        assert_eq!(sample.statements, 300 + 400);
+        assert_eq!(sample.p99, Duration::from_micros(4_000));
+        assert_eq!(sample.window, THROTTLE_WINDOW);
+        assert_eq!(baseline_now(&ctx), Some(Duration::from_micros(2_000)));
+        let own = member_report(&ctx);
+        assert_eq!(own.recent.count, 300);
+        assert!((1290..=1310).contains(&own.recent.p99), "{own:?}");
     }
 
     #[test]
