@@ -50,6 +50,9 @@ pub struct MigrateOptions {
     /// The measured migration's `max_latency_factor` (`None`: duet's default; 0: the clients'
     /// latency not watched), set right after it starts.
     pub max_latency_factor: Option<f64>,
+    /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
+    /// copier), to measure what the dual-writes alone cost the clients.
+    pub copy_held_for: Option<Duration>,
     /// duet processes in front of the server, one fleet (clients spread over them round-robin;
     /// the migration is driven through the first).
     pub proxies: u32,
@@ -308,6 +311,22 @@ fn drive(
         if set["ok"] != true {
             return Err(MigrateError(format!("setting {settings:?}: {set}")));
         }
+    }
+    if let Some(held) = opts.copy_held_for {
+        let reply = admin_request(socket, &json!({"command": "pause_copy", "id": id}))?;
+        if reply["ok"] != true {
+            return Err(MigrateError(format!("pausing the copy: {reply}")));
+        }
+        marks.push(PhaseMark::at(epoch, "copy held"));
+        progress(format!(
+            "copy paused for {held:?}: dual-writes without the copier"
+        ));
+        std::thread::sleep(held);
+        let reply = admin_request(socket, &json!({"command": "resume_copy", "id": id}))?;
+        if reply["ok"] != true {
+            return Err(MigrateError(format!("resuming the copy: {reply}")));
+        }
+        marks.push(PhaseMark::at(epoch, "copy resumed"));
     }
     let deadline = Instant::now() + opts.ready_timeout;
     let mut last_phase = String::new();

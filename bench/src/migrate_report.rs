@@ -137,7 +137,10 @@ pub struct MigrateReport {
     pub timeline: Vec<Second>,
     /// Statement latency before the migration.
     pub latency_before_us: LatencySummary,
-    /// Statement latency while copying.
+    /// Statement latency while the copy was held (`--copy-held-for`: dual-writes without the
+    /// copier; from a second after the hold began, so the expand's own moment is left out).
+    pub latency_copy_held_us: LatencySummary,
+    /// Statement latency while copying (after the hold, if any).
     pub latency_during_copy_us: LatencySummary,
     /// Statement latency while verifying (dual-writing, the verifier running).
     pub latency_during_verify_us: LatencySummary,
@@ -250,12 +253,20 @@ impl MigrateReport {
             }
         }
         let migrate_at = mark(marks, "migrate").unwrap_or(end);
+        // With a hold, the phases are polled only after it: "copying" is marked after the
+        // copy resumed.
         let copy_from = mark(marks, "copying");
         let copy_to = copy_from.and_then(|t| next_after(marks, t));
         let completed = mark(marks, "completed");
         let in_range =
             |from: u64, to: u64| move |s: &&Sample| s.start_us >= from && s.start_us < to;
         let latency_before_us = summary(samples.iter().filter(in_range(0, migrate_at)));
+        let latency_copy_held_us = match (mark(marks, "copy held"), mark(marks, "copy resumed")) {
+            (Some(from), Some(to)) if to > from + 1_000_000 => {
+                summary(samples.iter().filter(in_range(from + 1_000_000, to)))
+            }
+            _ => LatencySummary::default(),
+        };
         let latency_during_copy_us = match (copy_from, copy_to) {
             (Some(from), Some(to)) => summary(samples.iter().filter(in_range(from, to))),
             _ => LatencySummary::default(),
@@ -310,6 +321,7 @@ impl MigrateReport {
             phases: marks.to_vec(),
             timeline,
             latency_before_us,
+            latency_copy_held_us,
             latency_during_copy_us,
             latency_during_verify_us,
             copy_p99_ratio,
@@ -381,6 +393,7 @@ impl MigrateReport {
         let _ = writeln!(out, "\nlatency (ms)        p50      p99      max    count");
         for (name, l) in [
             ("before", &self.latency_before_us),
+            ("copy held", &self.latency_copy_held_us),
             ("during copy", &self.latency_during_copy_us),
             ("during verify", &self.latency_during_verify_us),
             ("after", &self.latency_after_us),

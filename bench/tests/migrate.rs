@@ -28,6 +28,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
         max_latency_factor: None,
+        copy_held_for: None,
         proxies: 1,
     };
     let report =
@@ -118,6 +119,7 @@ fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
         max_latency_factor: Some(0.0),
+        copy_held_for: None,
         proxies: 3,
     };
     let report =

@@ -336,6 +336,7 @@ async fn the_copier_and_the_verifier_wait_while_the_clients_are_slow() {
         ..VerifyConfig::with_chunk_rows(1_000)
     };
     let mut verifier = db.connect().await;
+    let target_for_budget = target.clone();
     let verifying = tokio::spawn(async move {
         verify(&mut verifier, &target, &verify_config)
             .await
@@ -353,6 +354,27 @@ async fn the_copier_and_the_verifier_wait_while_the_clients_are_slow() {
     let report = verifying.await.expect("join");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.source_rows, 3_000);
+
+    // The verification's waits are bounded (its snapshot is open meanwhile): with the clients
+    // slow throughout and a short maximum pause, it still finishes.
+    source.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    throttle.set_limit(LatencyLimit {
+        max_pause: Duration::from_millis(50),
+        ..limit
+    });
+    let forced_before = throttle.view().forced;
+    let report = verify(
+        &mut c,
+        &target_for_budget,
+        &VerifyConfig {
+            latency: Some(LatencyHandle(throttle.clone())),
+            ..VerifyConfig::with_chunk_rows(500)
+        },
+    )
+    .await
+    .expect("verify while the clients stay slow");
+    assert!(report.is_clean(), "{report:?}");
+    assert!(throttle.view().forced > forced_before, "{:?}", throttle.view());
     drop(c);
     db.drop_db().await;
 }

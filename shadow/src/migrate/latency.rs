@@ -170,6 +170,8 @@ pub struct LatencyView {
     /// After each piece the work rests this many times as long as it took (0: no rest of the
     /// signal's own).
     pub pace: f64,
+    /// Why the last forced piece ran, when not the progress guarantee's `max_pause`.
+    pub forced_why: Option<&'static str>,
 }
 
 impl LatencyView {
@@ -208,10 +210,13 @@ impl LatencyView {
                             Millis(self.limit.max_pause)
                         ));
                     }
-                    LatencyState::Forced => text.push_str(&format!(
-                        ": no piece of work for {}, one runs anyway",
-                        Millis(self.limit.max_pause)
-                    )),
+                    LatencyState::Forced => match self.forced_why {
+                        Some(why) => text.push_str(&format!(": {why}")),
+                        None => text.push_str(&format!(
+                            ": no piece of work for {}, one runs anyway",
+                            Millis(self.limit.max_pause)
+                        )),
+                    },
                     _ => {}
                 }
                 if self.pace > 0.0 {
@@ -284,6 +289,7 @@ pub struct LatencyGate {
     holds: u64,
     held_before: Duration,
     forced: u64,
+    forced_why: Option<&'static str>,
     pace: f64,
     last_raise: Option<Instant>,
     last_ease: Option<Instant>,
@@ -305,6 +311,7 @@ impl LatencyGate {
             holds: 0,
             held_before: Duration::ZERO,
             forced: 0,
+            forced_why: None,
             pace: 0.0,
             last_raise: None,
             last_ease: None,
@@ -418,10 +425,7 @@ impl LatencyGate {
         self.raise_pace(now, sample.window);
         if now.saturating_duration_since(idle_since) >= self.limit.max_pause {
             // The progress guarantee: one piece now; a new stretch after it.
-            self.end_wait(Some(now));
-            self.idle_since = Some(now);
-            self.forced += 1;
-            self.state = LatencyState::Forced;
+            self.let_through(now, None);
             return LatencyVerdict::Go;
         }
         if self.state != LatencyState::Holding || self.waiting_since.is_none() {
@@ -431,6 +435,16 @@ impl LatencyGate {
             self.state = LatencyState::Holding;
         }
         LatencyVerdict::Wait(self.view_at(now).reason())
+    }
+
+    /// Lets one piece run although the clients are above the limit (counted as forced): the
+    /// progress guarantee (`why` None), or a caller that must not wait longer (`why` says so).
+    pub fn let_through(&mut self, now: Instant, why: Option<&'static str>) {
+        self.end_wait(Some(now));
+        self.idle_since = Some(now);
+        self.forced += 1;
+        self.forced_why = why;
+        self.state = LatencyState::Forced;
     }
 
     /// Rule 3: rest one whole window, then take its p99 as the baseline.
@@ -485,6 +499,7 @@ impl LatencyGate {
             held: self.held_before + current_hold,
             forced: self.forced,
             pace: self.pace,
+            forced_why: self.forced_why,
         }
     }
 }
@@ -534,12 +549,27 @@ impl LatencyThrottle {
         self.gate().rest_after(Instant::now(), took)
     }
 
-    /// Waits until the signal lets the next piece of work run (the verifier's form of
-    /// [`LatencyThrottle::check`]).
-    pub async fn wait_for_go(&self) {
-        while let LatencyVerdict::Wait(_) = self.check() {
-            tokio::time::sleep(LATENCY_RECHECK).await;
+    /// Waits until the signal lets the next piece of work run, but at most `budget`: then the
+    /// piece runs anyway, counted as forced with `why` as the reason (the verifier's form of
+    /// [`LatencyThrottle::check`]). Returns how long it waited.
+    pub async fn wait_for_go_within(&self, budget: Duration, why: &'static str) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.check() == LatencyVerdict::Go {
+                return started.elapsed();
+            }
+            let waited = started.elapsed();
+            if waited >= budget {
+                self.gate().let_through(Instant::now(), Some(why));
+                return waited;
+            }
+            tokio::time::sleep(LATENCY_RECHECK.min(budget - waited)).await;
         }
+    }
+
+    /// The longest wait the signal imposes between two pieces (its `max_pause`).
+    pub fn max_pause(&self) -> Duration {
+        self.gate().limit.max_pause
     }
 
     /// New limit settings.
