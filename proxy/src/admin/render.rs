@@ -130,7 +130,7 @@ fn settings_line(settings: &Value) -> String {
             if settings["latency_baseline_us"].is_number() {
                 ms("latency_baseline_us")
             } else {
-                "not measured yet".to_owned()
+                "none stored: measured by the copier once clients are busy".to_owned()
             }
         ),
     };
