@@ -374,7 +374,11 @@ async fn the_copier_and_the_verifier_wait_while_the_clients_are_slow() {
     .await
     .expect("verify while the clients stay slow");
     assert!(report.is_clean(), "{report:?}");
-    assert!(throttle.view().forced > forced_before, "{:?}", throttle.view());
+    assert!(
+        throttle.view().forced > forced_before,
+        "{:?}",
+        throttle.view()
+    );
     drop(c);
     db.drop_db().await;
 }
