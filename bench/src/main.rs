@@ -61,6 +61,14 @@ struct MigrateArgs {
     /// duet's `[migration] nice_ratio`).
     #[arg(long)]
     nice_ratio: Option<f64>,
+    /// The measured migration's `max_latency_factor` (0: the copier and verifier do not watch
+    /// the clients' latency; default: duet's `[migration] max_latency_factor`).
+    #[arg(long)]
+    max_latency_factor: Option<f64>,
+    /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
+    /// copier): the report's `latency_copy_held_us` is what the dual-writes alone cost.
+    #[arg(long, value_parser = parse_duration)]
+    copy_held_for: Option<Duration>,
     /// The duet binary (default: next to duet-bench in the same target directory).
     #[arg(long)]
     duet_bin: Option<PathBuf>,
@@ -304,6 +312,8 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         duet_bin,
         ready_timeout: args.ready_timeout,
         nice_ratio: args.nice_ratio,
+        max_latency_factor: args.max_latency_factor,
+        copy_held_for: args.copy_held_for,
         proxies: args.proxies,
     };
     let report = run_migrate(&opts, &rt, &mut progress)?;

@@ -47,6 +47,12 @@ pub struct MigrateOptions {
     pub ready_timeout: Duration,
     /// The measured migration's `nice_ratio` (`None`: duet's default), set right after it starts.
     pub nice_ratio: Option<f64>,
+    /// The measured migration's `max_latency_factor` (`None`: duet's default; 0: the clients'
+    /// latency not watched), set right after it starts.
+    pub max_latency_factor: Option<f64>,
+    /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
+    /// copier), to measure what the dual-writes alone cost the clients.
+    pub copy_held_for: Option<Duration>,
     /// duet processes in front of the server, one fleet (clients spread over them round-robin;
     /// the migration is driven through the first).
     pub proxies: u32,
@@ -195,6 +201,12 @@ pub struct Driven {
     pub migration_error: Option<String>,
     /// The copier's rate with no client load (a first migration, aborted once ready).
     pub copier_alone_rows_per_s: Option<f64>,
+    /// The migration's latency throttle as status showed it last before ready (holds, time held,
+    /// pieces forced through, baseline).
+    pub latency_throttle: Option<Value>,
+    /// The throttle as each status poll saw it while copying and verifying: seconds since the
+    /// load started, state, pace, the clients' p99 (µs) it judged.
+    pub throttle_timeline: Vec<(f64, String, f64, u64)>,
 }
 
 /// Waits until the first proxy lists `count` fleet members (each joins on start; the first may
@@ -284,14 +296,37 @@ fn drive(
     }
     let id = reply["result"]["id"].clone();
     progress(format!("migration {id} started: {}", reply["result"]));
+    let mut settings = serde_json::Map::new();
     if let Some(ratio) = opts.nice_ratio {
+        settings.insert("nice_ratio".into(), json!(ratio));
+    }
+    if let Some(factor) = opts.max_latency_factor {
+        settings.insert("max_latency_factor".into(), json!(factor));
+    }
+    if !settings.is_empty() {
         let set = admin_request(
             socket,
-            &json!({"command": "set", "id": id, "settings": {"nice_ratio": ratio}}),
+            &json!({"command": "set", "id": id, "settings": settings}),
         )?;
         if set["ok"] != true {
-            return Err(MigrateError(format!("setting nice-ratio {ratio}: {set}")));
+            return Err(MigrateError(format!("setting {settings:?}: {set}")));
         }
+    }
+    if let Some(held) = opts.copy_held_for {
+        let reply = admin_request(socket, &json!({"command": "pause_copy", "id": id}))?;
+        if reply["ok"] != true {
+            return Err(MigrateError(format!("pausing the copy: {reply}")));
+        }
+        marks.push(PhaseMark::at(epoch, "copy held"));
+        progress(format!(
+            "copy paused for {held:?}: dual-writes without the copier"
+        ));
+        std::thread::sleep(held);
+        let reply = admin_request(socket, &json!({"command": "resume_copy", "id": id}))?;
+        if reply["ok"] != true {
+            return Err(MigrateError(format!("resuming the copy: {reply}")));
+        }
+        marks.push(PhaseMark::at(epoch, "copy resumed"));
     }
     let deadline = Instant::now() + opts.ready_timeout;
     let mut last_phase = String::new();
@@ -318,6 +353,16 @@ fn drive(
         }
         if m["rate_rows_per_s"].as_f64().is_some_and(|r| r > 0.0) {
             driven.status_rate_rows_per_s = m["rate_rows_per_s"].as_f64();
+        }
+        if m["latency_throttle"].is_object() {
+            let t = &m["latency_throttle"];
+            driven.throttle_timeline.push((
+                epoch.elapsed().as_secs_f64(),
+                t["state"].as_str().unwrap_or("?").to_owned(),
+                t["pace"].as_f64().unwrap_or(0.0),
+                t["p99_us"].as_u64().unwrap_or(0),
+            ));
+            driven.latency_throttle = Some(m["latency_throttle"].clone());
         }
         if let Some(error) = m["error"].as_str().filter(|e| !e.is_empty()) {
             driven.migration_error = Some(format!("migration failed in {phase}: {error}"));

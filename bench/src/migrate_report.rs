@@ -17,6 +17,8 @@ pub const GOAL_FLIP_MAX_MS: f64 = 500.0;
 pub const GOAL_COPY_RATIO: f64 = 0.8;
 /// Goal: write throughput while dual-writing relative to before the migration.
 pub const GOAL_WRITE_RATIO: f64 = 0.6;
+/// Goal (issue 15): client p99 while copying at most this many times the p99 before.
+pub const GOAL_COPY_P99_RATIO: f64 = 1.5;
 
 /// One successful client statement.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +84,27 @@ impl Ratio {
     }
 }
 
+/// A latency ratio against a ceiling.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyRatio {
+    /// Measured.
+    pub value: Option<f64>,
+    /// Wanted at most.
+    pub goal: f64,
+    /// value ≤ goal.
+    pub met: bool,
+}
+
+impl LatencyRatio {
+    fn new(value: Option<f64>, goal: f64) -> LatencyRatio {
+        LatencyRatio {
+            value,
+            goal,
+            met: value.is_some_and(|v| v <= goal),
+        }
+    }
+}
+
 /// The flip as clients saw it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlipStall {
@@ -114,8 +137,15 @@ pub struct MigrateReport {
     pub timeline: Vec<Second>,
     /// Statement latency before the migration.
     pub latency_before_us: LatencySummary,
-    /// Statement latency while copying.
+    /// Statement latency while the copy was held (`--copy-held-for`: dual-writes without the
+    /// copier; from a second after the hold began, so the expand's own moment is left out).
+    pub latency_copy_held_us: LatencySummary,
+    /// Statement latency while copying (after the hold, if any).
     pub latency_during_copy_us: LatencySummary,
+    /// Statement latency while verifying (dual-writing, the verifier running).
+    pub latency_during_verify_us: LatencySummary,
+    /// p99 while copying / p99 before the migration.
+    pub copy_p99_ratio: LatencyRatio,
     /// Statement latency after complete.
     pub latency_after_us: LatencySummary,
     /// The flip's client-observed stall.
@@ -141,6 +171,11 @@ pub struct MigrateReport {
     pub writes_per_s_dual_writing: Option<f64>,
     /// dual-writing / before.
     pub write_ratio: Ratio,
+    /// The migration's latency throttle as duet's status showed it last before ready.
+    pub latency_throttle: Option<serde_json::Value>,
+    /// The throttle at each status poll while copying and verifying: seconds since the load
+    /// started, state, pace, the clients' p99 in µs.
+    pub throttle_timeline: Vec<(f64, String, f64, u64)>,
     /// Why the migration did not finish (then the report is partial).
     pub migration_error: Option<String>,
     /// The end of duet's log when the migration failed.
@@ -218,16 +253,35 @@ impl MigrateReport {
             }
         }
         let migrate_at = mark(marks, "migrate").unwrap_or(end);
+        // With a hold, the phases are polled only after it: "copying" is marked after the
+        // copy resumed.
         let copy_from = mark(marks, "copying");
         let copy_to = copy_from.and_then(|t| next_after(marks, t));
         let completed = mark(marks, "completed");
         let in_range =
             |from: u64, to: u64| move |s: &&Sample| s.start_us >= from && s.start_us < to;
         let latency_before_us = summary(samples.iter().filter(in_range(0, migrate_at)));
+        let latency_copy_held_us = match (mark(marks, "copy held"), mark(marks, "copy resumed")) {
+            (Some(from), Some(to)) if to > from + 1_000_000 => {
+                summary(samples.iter().filter(in_range(from + 1_000_000, to)))
+            }
+            _ => LatencySummary::default(),
+        };
         let latency_during_copy_us = match (copy_from, copy_to) {
             (Some(from), Some(to)) => summary(samples.iter().filter(in_range(from, to))),
             _ => LatencySummary::default(),
         };
+        let verify_from = mark(marks, "verifying");
+        let latency_during_verify_us =
+            match (verify_from, verify_from.and_then(|t| next_after(marks, t))) {
+                (Some(from), Some(to)) => summary(samples.iter().filter(in_range(from, to))),
+                _ => LatencySummary::default(),
+            };
+        let copy_p99_ratio = LatencyRatio::new(
+            (latency_during_copy_us.count > 0 && latency_before_us.p99 > 0)
+                .then(|| latency_during_copy_us.p99 as f64 / latency_before_us.p99 as f64),
+            GOAL_COPY_P99_RATIO,
+        );
         let latency_after_us = match completed {
             Some(from) => summary(samples.iter().filter(in_range(from, end))),
             None => LatencySummary::default(),
@@ -267,7 +321,10 @@ impl MigrateReport {
             phases: marks.to_vec(),
             timeline,
             latency_before_us,
+            latency_copy_held_us,
             latency_during_copy_us,
+            latency_during_verify_us,
+            copy_p99_ratio,
             latency_after_us,
             flip,
             client_errors,
@@ -300,6 +357,8 @@ impl MigrateReport {
                 writes_per_s_dual_writing.map(|w| w / writes_per_s_before.max(1e-9)),
                 GOAL_WRITE_RATIO,
             ),
+            latency_throttle: driven.latency_throttle,
+            throttle_timeline: driven.throttle_timeline,
             migration_error: driven.migration_error,
             duet_log_tail: None,
         }
@@ -334,7 +393,9 @@ impl MigrateReport {
         let _ = writeln!(out, "\nlatency (ms)        p50      p99      max    count");
         for (name, l) in [
             ("before", &self.latency_before_us),
+            ("copy held", &self.latency_copy_held_us),
             ("during copy", &self.latency_during_copy_us),
+            ("during verify", &self.latency_during_verify_us),
             ("after", &self.latency_after_us),
         ] {
             let _ = writeln!(
@@ -344,6 +405,33 @@ impl MigrateReport {
                 l.p99 as f64 / 1e3,
                 l.max as f64 / 1e3,
                 l.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "p99 during the copy / before: {} (goal ≤ {GOAL_COPY_P99_RATIO}): {}",
+            self.copy_p99_ratio
+                .value
+                .map_or("-".to_string(), |v| format!("{v:.2}")),
+            ok(self.copy_p99_ratio.met)
+        );
+        if let Some(t) = &self.latency_throttle {
+            let ms = |field: &str| {
+                t[field]
+                    .as_f64()
+                    .map_or("-".to_string(), |us| format!("{:.2} ms", us / 1e3))
+            };
+            let _ = writeln!(
+                out,
+                "duet's latency throttle: baseline {}, limit {}, {} hold(s), {:.1} s held, {} piece(s) forced through, pace {:.1}; last: {}: {}",
+                ms("baseline_us"),
+                ms("limit_us"),
+                t["holds"].as_u64().unwrap_or(0),
+                t["held_s"].as_f64().unwrap_or(0.0),
+                t["forced"].as_u64().unwrap_or(0),
+                t["pace"].as_f64().unwrap_or(0.0),
+                t["state"].as_str().unwrap_or("?"),
+                t["reason"].as_str().unwrap_or("")
             );
         }
         let _ = writeln!(

@@ -27,6 +27,8 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         duet_bin,
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
+        max_latency_factor: None,
+        copy_held_for: None,
         proxies: 1,
     };
     let report =
@@ -42,6 +44,8 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         "timeline",
         "latency_before_us",
         "latency_during_copy_us",
+        "latency_during_verify_us",
+        "copy_p99_ratio",
         "latency_after_us",
         "flip",
         "client_errors",
@@ -114,6 +118,8 @@ fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
         duet_bin,
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
+        max_latency_factor: Some(0.0),
+        copy_held_for: None,
         proxies: 3,
     };
     let report =

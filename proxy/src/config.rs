@@ -115,14 +115,28 @@ pub struct Throttles {
     /// While client backends are running statements, rest this many times as long as each copy
     /// chunk or verified range took before the next one (default 1; 0: never rest).
     pub nice_ratio: f64,
+    /// Hold the copier and the verifier while the clients' p99 over the last second is above
+    /// this many times their p99 before the migration (default 1.5; 0: not watched).
+    pub max_latency_factor: f64,
+    /// ...but never for a p99 at or below this (default 2 ms), so that a baseline of a few
+    /// microseconds does not hold the work at every chunk.
+    pub latency_floor: Duration,
+    /// Longest the clients' latency keeps the copier or verifier from its next piece of work
+    /// after the last one (its rests included): then one runs anyway, so the migration finishes
+    /// (default 2 s).
+    pub latency_max_pause: Duration,
 }
 
 impl Default for Throttles {
     fn default() -> Self {
+        let latency = shadow::migrate::latency::LatencyLimit::default();
         Throttles {
             max_replication_lag: Duration::from_secs(10),
             max_active_backends: None,
             nice_ratio: 1.0,
+            max_latency_factor: latency.max_factor,
+            latency_floor: latency.floor,
+            latency_max_pause: latency.max_pause,
         }
     }
 }
@@ -147,6 +161,20 @@ impl Throttles {
             ..ThrottleConfig::default()
         }
     }
+
+    /// The client-latency signal's limit.
+    pub fn latency_limit(&self) -> shadow::migrate::latency::LatencyLimit {
+        shadow::migrate::latency::LatencyLimit {
+            max_factor: self.max_latency_factor,
+            floor: self.latency_floor,
+            max_pause: self.latency_max_pause,
+        }
+    }
+}
+
+/// Whether `factor` is a valid `max_latency_factor`: 0 (not watched) or from 1 to 1000.
+pub fn valid_latency_factor(factor: f64) -> bool {
+    factor == 0.0 || (factor.is_finite() && (1.0..=1000.0).contains(&factor))
 }
 
 impl Default for MigrationConfig {
@@ -267,6 +295,9 @@ struct MigrationTable {
     max_replication_lag: Option<String>,
     max_active_backends: Option<u32>,
     nice_ratio: Option<f64>,
+    max_latency_factor: Option<f64>,
+    latency_floor: Option<String>,
+    latency_max_pause: Option<String>,
     unrewritable_writes: Option<String>,
 }
 
@@ -333,6 +364,32 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
                         "must be a number from 0 (never rest) to 100",
                     ))
                 }
+            },
+            max_latency_factor: match table.max_latency_factor {
+                None => d.throttles.max_latency_factor,
+                Some(f) if valid_latency_factor(f) => f,
+                Some(_) => {
+                    return Err(field_error(
+                        "[migration] max_latency_factor",
+                        "must be 0 (client latency not watched) or a number from 1 to 1000",
+                    ))
+                }
+            },
+            latency_floor: duration_setting(
+                ("[migration] latency_floor", table.latency_floor),
+                d.throttles.latency_floor,
+            )?,
+            latency_max_pause: match duration_setting(
+                ("[migration] latency_max_pause", table.latency_max_pause),
+                d.throttles.latency_max_pause,
+            )? {
+                pause if pause.is_zero() => {
+                    return Err(field_error(
+                        "[migration] latency_max_pause",
+                        "must be longer than 0 (use max_latency_factor = 0 to stop watching the clients' latency)",
+                    ))
+                }
+                pause => pause,
             },
         },
         unrewritable_writes: match table.unrewritable_writes.as_deref() {
@@ -615,6 +672,9 @@ mod tests {
             "max_replication_lag",
             "max_active_backends",
             "nice_ratio",
+            "max_latency_factor",
+            "latency_floor",
+            "latency_max_pause",
             "unrewritable_writes",
         ] {
             assert!(example.contains(field), "{field} is not documented");
@@ -658,6 +718,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("\"refuse\" or \"pass\""), "{err}");
+        for bad in [
+            "max_latency_factor = 0.5",
+            "max_latency_factor = -1",
+            "latency_max_pause = \"0s\"",
+        ] {
+            let err = from_str(&format!("{base}{bad}"), Overrides::default()).unwrap_err();
+            let field = bad.split(' ').next().unwrap_or_default();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
+        let latency = from_str(
+            &format!("{base}max_latency_factor = 0\nlatency_floor = \"500us\"\nlatency_max_pause = \"10s\""),
+            Overrides::default(),
+        )
+        .expect("latency settings")
+        .migration
+        .throttles
+        .latency_limit();
+        assert!(!latency.is_on());
+        assert_eq!(latency.floor, Duration::from_micros(500));
+        assert_eq!(latency.max_pause, Duration::from_secs(10));
         let refusing = from_str(
             &format!("{base}unrewritable_writes = \"refuse\""),
             Overrides::default(),

@@ -45,6 +45,11 @@ pub fn whole_millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Whole microseconds of `duration`, saturating (for JSON fields in µs).
+pub fn whole_micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Renders a duration the way [`parse_duration`] reads it (used in messages and docs).
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();

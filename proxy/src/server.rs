@@ -65,6 +65,8 @@ pub struct Proxy {
     admin: AdminServer,
     metrics: Option<TcpListener>,
     workers: SessionWorkers,
+    /// Moves the recent-latency window on (see [`crate::metrics::RECENT_SLOT`]).
+    latency_ticker: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
@@ -101,12 +103,15 @@ impl Proxy {
         let count = ctx.config.workers;
         let workers = SessionWorkers::start(count, &ctx)
             .map_err(|cause| StartError::Workers { count, cause })?;
+        // Before any client is accepted, so the window sees every statement.
+        let latency_ticker = tokio::spawn(tick_recent_latency(ctx.clone()));
         Ok(Proxy {
             ctx,
             listener,
             admin,
             metrics,
             workers,
+            latency_ticker,
         })
     }
 
@@ -128,6 +133,7 @@ impl Proxy {
             admin,
             metrics,
             mut workers,
+            latency_ticker,
         } = self;
         tracing::info!("listening on {}", ctx.config.listen);
         tracing::debug!(workers = workers.len(), "session worker threads started");
@@ -172,6 +178,7 @@ impl Proxy {
         ctx.fleet.leave();
         workers.stop().await;
         signal_task.abort();
+        latency_ticker.abort();
         admin_task.abort();
         if let Some(task) = metrics_task {
             task.abort();
@@ -179,6 +186,18 @@ impl Proxy {
         let _ = admin_task.await;
         drop(admin);
         tracing::info!("shut down");
+    }
+}
+
+/// Closes a slot of the recent-latency window every [`crate::metrics::RECENT_SLOT`], for the
+/// proxy's lifetime.
+async fn tick_recent_latency(ctx: Arc<ProxyContext>) {
+    let mut tick = tokio::time::interval(crate::metrics::RECENT_SLOT);
+    // A late tick closes a longer slot; the slots carry their own times.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        ctx.metrics.tick_recent();
     }
 }
 

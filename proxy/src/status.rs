@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use crate::context::ProxyContext;
-use crate::metrics::LatencySummary;
+use crate::metrics::{LatencySummary, RecentLatency};
 use crate::migration::status::MigrationStatus;
 use crate::sessions::SessionView;
 
@@ -52,6 +52,9 @@ pub struct StatusReport {
     pub statements: u64,
     /// Request → ReadyForQuery latency.
     pub latency_us: LatencySummary,
+    /// The same over the last second (what the migration throttle watches), as of the last
+    /// tick of its window.
+    pub latency_recent_us: RecentLatency,
     /// Live sessions, by id.
     pub sessions: Vec<SessionView>,
     /// Active and recently finished migrations, by id.
@@ -92,6 +95,9 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
         },
         statements: closed.statements + live.statements,
         latency_us: ctx.metrics.latency_summary(),
+        latency_recent_us: ctx
+            .metrics
+            .recent_latency(crate::migration::latency::THROTTLE_WINDOW),
         sessions: if with_sessions {
             ctx.sessions.views()
         } else {

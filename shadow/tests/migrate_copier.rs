@@ -1,13 +1,18 @@
-//! The copier against the real PostgreSQL: exact copy, resume, pause, key refusal, throttling,
-//! waiting for old transactions, tombstone sweep.
+//! The copier against the real PostgreSQL: exact copy, resume, pause, key refusal, throttling
+//! (database signals and the clients' latency, the verifier's too), waiting for old
+//! transactions, tombstone sweep.
 
 mod migrate_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use migrate_support::{difference_count, populate, shadow_migration, shadow_migration_of, TestDb};
 use shadow::ident::QualifiedName;
 use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
+use shadow::migrate::latency::{
+    ClientLatency, LatencyHandle, LatencyLimit, LatencySample, LatencyState, LatencyThrottle,
+};
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
 use shadow::migrate::progress::load_checkpoint;
 use shadow::migrate::sweep::sweep_tombstones;
@@ -268,6 +273,112 @@ async fn throttle_fails_closed_when_a_signal_cannot_be_read() {
         .expect("calm");
     assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
     assert_eq!(difference_count(&c).await, 0);
+    drop(c);
+    db.drop_db().await;
+}
+
+/// A client-latency source the test switches between slow and fast.
+struct SwitchedLatency(std::sync::atomic::AtomicBool);
+
+impl ClientLatency for SwitchedLatency {
+    fn recent(&self) -> LatencySample {
+        let slow = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        LatencySample {
+            p99: Duration::from_millis(if slow { 50 } else { 2 }),
+            statements: 500,
+            window: Duration::from_secs(1),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copier_and_the_verifier_wait_while_the_clients_are_slow() {
+    let Some(db) = TestDb::create("latency").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    populate(&c, 3_000).await;
+    let (id, target) = shadow_migration(&mut c).await;
+    let source = Arc::new(SwitchedLatency(std::sync::atomic::AtomicBool::new(true)));
+    // Baseline 2 ms, limit 3 ms; no forced pieces within the test.
+    let limit = LatencyLimit {
+        max_factor: 1.5,
+        floor: Duration::from_millis(1),
+        max_pause: Duration::from_secs(3600),
+    };
+    let throttle = LatencyThrottle::new(source.clone(), limit, Some(Duration::from_millis(2)));
+    let config = CopierConfig {
+        latency: Some(LatencyHandle(throttle.clone())),
+        ..fixed_chunks(500)
+    };
+    let (copier, control) = Copier::new(db.connect().await, target.clone(), id, config);
+    let mut rx = control.subscribe();
+    let task = tokio::spawn(copier.run());
+    let p = rx
+        .wait_for(|p| {
+            matches!(&p.state, CopierState::Throttled(r)
+                if r.starts_with("client p99 50.0 ms > 1.5 × baseline 2.0 ms"))
+        })
+        .await
+        .expect("throttled")
+        .clone();
+    assert_eq!(p.rows_done, 0, "nothing copied while the clients are slow");
+    assert_eq!(throttle.view().state, LatencyState::Holding);
+    source.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(task.await.expect("join").expect("copy"), CopyOutcome::Done);
+    assert_eq!(throttle.view().holds, 1);
+    assert_eq!(difference_count(&c).await, 0);
+
+    // The verifier waits before each range the same way (its snapshot stays open meanwhile).
+    source.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let verify_config = VerifyConfig {
+        latency: Some(LatencyHandle(throttle.clone())),
+        ..VerifyConfig::with_chunk_rows(1_000)
+    };
+    let mut verifier = db.connect().await;
+    let target_for_budget = target.clone();
+    let verifying = tokio::spawn(async move {
+        verify(&mut verifier, &target, &verify_config)
+            .await
+            .expect("verify")
+    });
+    while throttle.view().holds < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(throttle.view().state, LatencyState::Holding);
+    assert!(
+        !verifying.is_finished(),
+        "the verification waits while the clients are slow"
+    );
+    source.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = verifying.await.expect("join");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.source_rows, 3_000);
+
+    // The verification's waits are bounded (its snapshot is open meanwhile): with the clients
+    // slow throughout and a short maximum pause, it still finishes.
+    source.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    throttle.set_limit(LatencyLimit {
+        max_pause: Duration::from_millis(50),
+        ..limit
+    });
+    let forced_before = throttle.view().forced;
+    let report = verify(
+        &mut c,
+        &target_for_budget,
+        &VerifyConfig {
+            latency: Some(LatencyHandle(throttle.clone())),
+            ..VerifyConfig::with_chunk_rows(500)
+        },
+    )
+    .await
+    .expect("verify while the clients stay slow");
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        throttle.view().forced > forced_before,
+        "{:?}",
+        throttle.view()
+    );
     drop(c);
     db.drop_db().await;
 }

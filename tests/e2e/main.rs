@@ -19,6 +19,7 @@ mod migration;
 mod migration_faults;
 mod migration_load;
 mod migration_shape;
+mod migration_throttle;
 mod pause_resume;
 mod pgbench_load;
 mod psql_client;

@@ -45,6 +45,20 @@ pub struct CopySettings {
     /// verified range took (0: never rest; at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nice_ratio: Option<f64>,
+    /// Hold the copy and the verification while the clients' p99 is above this many times the
+    /// baseline (0: not watched; else 1 to 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_factor: Option<f64>,
+    /// ...but never for a p99 at or below this many microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_floor_us: Option<u64>,
+    /// Longest the clients' latency keeps the work from its next piece (rests included), in
+    /// milliseconds (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_max_pause_ms: Option<u64>,
+    /// The clients' p99 before the migration, in microseconds (0: measure it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_baseline_us: Option<u64>,
 }
 
 /// One request. `command` is the variant in snake_case.

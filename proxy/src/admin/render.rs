@@ -83,6 +83,29 @@ pub fn migration_progress(m: &Value) -> String {
     line
 }
 
+/// The latency throttle's state and reason on one line, with its counts so far:
+/// `holding: client p99 4.1 ms > 1.5 × baseline 2.5 ms, waiting 0.8 s …; 3 holds, 2.1 s held`.
+fn latency_throttle_line(throttle: &Value) -> Option<String> {
+    let state = throttle["state"].as_str()?;
+    let mut line = format!("{state}: {}", throttle["reason"].as_str().unwrap_or(""));
+    let holds = throttle["holds"].as_u64().unwrap_or(0);
+    if holds > 0 {
+        let _ = write!(
+            line,
+            "; {holds} hold(s), {:.1} s held",
+            throttle["held_s"].as_f64().unwrap_or(0.0)
+        );
+        let forced = throttle["forced"].as_u64().unwrap_or(0);
+        if forced > 0 {
+            let _ = write!(
+                line,
+                ", {forced} piece(s) let through by the progress guarantee"
+            );
+        }
+    }
+    Some(line)
+}
+
 /// A migration's run settings (`set`'s reply, status's `settings`) on one line.
 fn settings_line(settings: &Value) -> String {
     let on_off = |field: &str| {
@@ -92,8 +115,27 @@ fn settings_line(settings: &Value) -> String {
             "off"
         }
     };
+    let ms = |field: &str| {
+        settings[field]
+            .as_f64()
+            .map_or_else(|| "?".to_owned(), |us| format!("{} ms", us / 1000.0))
+    };
+    let latency = match settings["max_latency_factor"].as_f64() {
+        None => String::new(),
+        Some(0.0) => ", client latency not watched".to_owned(),
+        Some(f) => format!(
+            ", max latency factor {f} (floor {}, max pause {} ms, baseline {})",
+            ms("latency_floor_us"),
+            num(settings, &["latency_max_pause_ms"]),
+            if settings["latency_baseline_us"].is_number() {
+                ms("latency_baseline_us")
+            } else {
+                "none stored: measured by the copier once clients are busy".to_owned()
+            }
+        ),
+    };
     format!(
-        "auto-cutover {}, chunk time {} ms, nice ratio {}, max replication lag {} ms, max active backends {}{}",
+        "auto-cutover {}, chunk time {} ms, nice ratio {}, max replication lag {} ms, max active backends {}{latency}{}",
         on_off("auto_cutover"),
         num(settings, &["chunk_time_ms"]),
         num(settings, &["nice_ratio"]),
@@ -128,6 +170,9 @@ fn migrations(list: &[Value]) -> String {
         );
         if m["settings"].is_object() {
             let _ = writeln!(out, "      settings: {}", settings_line(&m["settings"]));
+        }
+        if let Some(line) = latency_throttle_line(&m["latency_throttle"]) {
+            let _ = writeln!(out, "      client latency: {line}");
         }
         if let Some(writers) = m["bypassing_writers"].as_array().filter(|w| !w.is_empty()) {
             let _ = writeln!(
@@ -384,6 +429,16 @@ fn status(r: &Value) -> String {
         num(r, &["latency_us", "max"]),
         num(r, &["latency_us", "count"])
     );
+    if r["latency_recent_us"].is_object() {
+        let _ = writeln!(
+            out,
+            "last second   p50 {}  p99 {}  max {}  ({} requests)",
+            num(r, &["latency_recent_us", "p50"]),
+            num(r, &["latency_recent_us", "p99"]),
+            num(r, &["latency_recent_us", "max"]),
+            num(r, &["latency_recent_us", "count"])
+        );
+    }
     if let Some(sessions) = r["sessions"].as_array() {
         let _ = writeln!(out, "sessions      {}", sessions.len());
         if !sessions.is_empty() {
@@ -557,6 +612,28 @@ mod tests {
         assert!(text.contains("budget_missed"), "{text}");
         assert!(text.contains("pid 9"), "{text}");
         assert!(text.contains("p99 200"));
+        with_migration["latency_recent_us"] =
+            json!({"window_ms": 1000, "count": 700, "p50": 900, "p99": 4100, "max": 9000});
+        with_migration["migrations"][0]["latency_throttle"] = json!({"state": "holding",
+            "reason": "client p99 4.1 ms > 1.5 × baseline 2.5 ms", "p99_us": 4100,
+            "statements": 700, "window_ms": 1000, "baseline_us": 2500, "limit_us": 3750,
+            "holds": 3, "held_s": 2.25, "forced": 1});
+        with_migration["migrations"][0]["settings"] = json!({"auto_cutover": false,
+            "chunk_time_ms": 100, "max_replication_lag_ms": 10000, "max_active_backends": null,
+            "nice_ratio": 1.0, "max_latency_factor": 1.5, "latency_floor_us": 2000,
+            "latency_max_pause_ms": 2000, "latency_baseline_us": 2500, "copy_paused": false});
+        let text = human("status", &with_migration);
+        assert!(
+            text.contains("client latency: holding: client p99 4.1 ms > 1.5 × baseline 2.5 ms; 3 hold(s), 2.2 s held, 1 piece(s) let through"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "max latency factor 1.5 (floor 2 ms, max pause 2000 ms, baseline 2.5 ms)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("last second   p50 900  p99 4100"), "{text}");
         let pause = json!({"paused": false, "reason": "timeout", "waited_ms": 50, "blocking_sessions": [session]});
         let text = human("pause", &pause);
         assert!(text.contains("timeout"));

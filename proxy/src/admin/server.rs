@@ -216,6 +216,10 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
                     max_replication_lag_ms: settings.max_replication_lag_ms,
                     max_active_backends: settings.max_active_backends,
                     nice_ratio: settings.nice_ratio,
+                    max_latency_factor: settings.max_latency_factor,
+                    latency_floor_us: settings.latency_floor_us,
+                    latency_max_pause_ms: settings.latency_max_pause_ms,
+                    latency_baseline_us: settings.latency_baseline_us,
                     copy_paused: None,
                 };
                 change_settings(ctx, &m, change).await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::admin::client;
 use crate::admin::protocol::{CopySettings, Request, Selector, DEFAULT_PAUSE_TIMEOUT};
 use crate::admin::render;
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, whole_micros, whole_millis};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,8 +81,11 @@ enum AdminCommand {
     },
     /// Change a migration's run settings: `chunk-time=50ms`, `max-replication-lag=5s`,
     /// `max-active-backends=40` (0: no limit), `nice-ratio=1` (while the application is busy, rest
-    /// that many times each chunk's time; 0: never), `auto-cutover=on|off`. They are stored with the
-    /// migration and survive a restart of duet.
+    /// that many times each chunk's time; 0: never), `max-latency-factor=1.5` (hold the copy while
+    /// the clients' p99 is above that many times the baseline; 0: not watched),
+    /// `latency-floor=2ms`, `latency-max-pause=2s`, `latency-baseline=3ms` (or `auto`: measure it
+    /// again), `auto-cutover=on|off`. They are stored with the migration and survive a restart of
+    /// duet.
     Set {
         /// SETTING=VALUE pairs.
         #[arg(value_name = "SETTING=VALUE", required = true)]
@@ -228,6 +231,51 @@ fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
                     })?;
                 settings.nice_ratio = Some(ratio);
             }
+            "max-latency-factor" | "max_latency_factor" => {
+                let factor = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| crate::config::valid_latency_factor(*f))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "max-latency-factor: expected 0 (client latency not watched) or a number from 1 to 1000, got {value:?}"
+                        )
+                    })?;
+                settings.max_latency_factor = Some(factor);
+            }
+            "latency-floor" | "latency_floor" => {
+                let d = parse_duration(value.trim())
+                    .map_err(|err| anyhow::anyhow!("latency-floor: {err}"))?;
+                settings.latency_floor_us = Some(whole_micros(d));
+            }
+            "latency-max-pause" | "latency_max_pause" => {
+                let d = parse_duration(value.trim())
+                    .ok()
+                    .filter(|d| d.as_millis() > 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "latency-max-pause: expected a duration of at least 1ms, e.g. 2s, got {value:?}"
+                        )
+                    })?;
+                settings.latency_max_pause_ms = Some(whole_millis(d));
+            }
+            "latency-baseline" | "latency_baseline" => {
+                settings.latency_baseline_us = Some(match value.trim() {
+                    "auto" => 0,
+                    text => {
+                        let d = parse_duration(text)
+                            .ok()
+                            .filter(|d| d.as_micros() > 0)
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "latency-baseline: expected a duration such as 3ms, or auto to measure it again, got {value:?}"
+                                )
+                            })?;
+                        whole_micros(d)
+                    }
+                });
+            }
             "auto-cutover" | "auto_cutover" => {
                 settings.auto_cutover = Some(match value.trim() {
                     "on" | "true" | "yes" | "1" => true,
@@ -236,7 +284,7 @@ fn copy_settings(pairs: &[String]) -> anyhow::Result<CopySettings> {
                 });
             }
             other => anyhow::bail!(
-                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends, nice-ratio, auto-cutover"
+                "unknown setting {other:?}; known: chunk-time, max-replication-lag, max-active-backends, nice-ratio, max-latency-factor, latency-floor, latency-max-pause, latency-baseline, auto-cutover"
             ),
         }
     }
@@ -529,5 +577,28 @@ mod tests {
         assert_eq!(throttles.max_replication_lag_ms, Some(5000));
         assert_eq!(throttles.max_active_backends, Some(0));
         assert!(copy_settings(&["max-active-backends=many".to_owned()]).is_err());
+        let latency = copy_settings(&[
+            "max-latency-factor=2".to_owned(),
+            "latency-floor=500us".to_owned(),
+            "latency-max-pause=5s".to_owned(),
+            "latency-baseline=3ms".to_owned(),
+        ])
+        .expect("latency settings");
+        assert_eq!(latency.max_latency_factor, Some(2.0));
+        assert_eq!(latency.latency_floor_us, Some(500));
+        assert_eq!(latency.latency_max_pause_ms, Some(5000));
+        assert_eq!(latency.latency_baseline_us, Some(3000));
+        let again = copy_settings(&["latency-baseline=auto".to_owned()]).expect("auto");
+        assert_eq!(again.latency_baseline_us, Some(0));
+        for bad in [
+            "max-latency-factor=0.5",
+            "max-latency-factor=fast",
+            "latency-max-pause=0s",
+            "latency-baseline=0ms",
+            "latency-floor=2",
+        ] {
+            assert!(copy_settings(&[bad.to_owned()]).is_err(), "{bad}");
+        }
+        assert!(copy_settings(&["max-latency-factor=0".to_owned()]).is_ok());
     }
 }

@@ -74,7 +74,9 @@ pub struct SelfReport {
     pub route_epoch: i64,
     /// Its client sessions.
     pub sessions: i32,
-    /// Per table (`schema.name`): what its sessions counted (see [`TableCounts`]).
+    /// Per table (`schema.name`): what its sessions counted (see [`TableCounts`]); and under
+    /// `client_latency` (no dot: never a table) its clients' recent latency
+    /// (`crate::migration::latency::MemberLatency`).
     pub counters: serde_json::Value,
 }
 

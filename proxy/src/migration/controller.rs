@@ -13,6 +13,7 @@ use std::time::Duration;
 use shadow::migrate::backfill::{backfill, repair_column, verify_column};
 use shadow::migrate::copier::{CopierConfig, CopierState, CopyOutcome};
 use shadow::migrate::guard::GuardedConnection;
+use shadow::migrate::latency::LatencyHandle;
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, old_transactions};
 use shadow::migrate::repair::{repair, RepairConfig};
 use shadow::migrate::sweep::sweep_tombstones;
@@ -165,6 +166,7 @@ async fn copy(
     let config = CopierConfig {
         target_chunk_time: settings.chunk_time(),
         throttle: settings.throttles().copier_config(),
+        latency: Some(LatencyHandle(m.latency_throttle(ctx))),
         ..CopierConfig::default()
     };
     let (copier, handle, sweep) = match &m.plan.copy {
@@ -279,7 +281,7 @@ async fn wait_for_older_transactions(
 
 /// Verifies and repairs until the shadow equals the converted source (bounded rounds).
 async fn verify_until_clean(
-    ctx: &ProxyContext,
+    ctx: &Arc<ProxyContext>,
     m: &Migration,
     guard: &mut GuardedConnection,
 ) -> Result<(), String> {
@@ -287,12 +289,12 @@ async fn verify_until_clean(
     let target = match &m.plan.copy {
         Some(CopySpec::Table(target)) => copy_target(guard, target).await?,
         Some(CopySpec::Column(spec)) => {
-            return verify_column_until_clean(m, guard, spec, rounds).await
+            return verify_column_until_clean(ctx, m, guard, spec, rounds).await
         }
         None => return Ok(()),
     };
     for round in 1..=rounds {
-        let report = verify(guard.client_mut(), &target, &verify_config(m))
+        let report = verify(guard.client_mut(), &target, &verify_config(ctx, m))
             .await
             .map_err(|e| e.to_string())?;
         if report.is_clean() {
@@ -326,23 +328,26 @@ async fn verify_until_clean(
     ))
 }
 
-/// Verification settings: the operator's nice ratio applies to the checksums as to the copy.
-fn verify_config(m: &Migration) -> VerifyConfig {
+/// Verification settings: the operator's nice ratio and the clients' latency apply to the
+/// checksums as to the copy.
+fn verify_config(ctx: &Arc<ProxyContext>, m: &Migration) -> VerifyConfig {
     VerifyConfig {
         nice_ratio: m.run_settings().nice_ratio,
+        latency: Some(LatencyHandle(m.latency_throttle(ctx))),
         ..VerifyConfig::default()
     }
 }
 
 /// [`verify_until_clean`] for a shadow column: `c__duet = expr` on every row, repaired by range.
 async fn verify_column_until_clean(
+    ctx: &Arc<ProxyContext>,
     m: &Migration,
     guard: &mut GuardedConnection,
     spec: &shadow::plan::BackfillSpec,
     rounds: u32,
 ) -> Result<(), String> {
     for round in 1..=rounds {
-        let report = verify_column(guard.client_mut(), spec, &verify_config(m))
+        let report = verify_column(guard.client_mut(), spec, &verify_config(ctx, m))
             .await
             .map_err(|e| e.to_string())?;
         if report.is_clean() {

@@ -19,6 +19,7 @@ pub mod control;
 pub mod controller;
 pub mod flip;
 pub mod follow;
+pub mod latency;
 pub mod resume;
 pub mod settings;
 pub mod status;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use shadow::migrate::copier::CopierControl;
+use shadow::migrate::latency::LatencyThrottle;
 use shadow::migrate::Phase;
 use shadow::plan::Plan;
 use tokio::task::JoinHandle;
@@ -247,6 +249,9 @@ pub(crate) struct Live {
     /// The operator's settings in force (chunk time, throttles, a paused copy — applied to the
     /// copier when it starts, too — and automatic cutover).
     pub settings: RunSettings,
+    /// The clients'-latency throttle of the copy and the verification, once either started here
+    /// (it keeps its baseline and its counts from the copy to the verification).
+    pub latency: Option<Arc<LatencyThrottle>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -303,6 +308,7 @@ impl Migration {
                 last_flip: None,
                 bypass: BTreeMap::new(),
                 settings,
+                latency: None,
             }),
             op: tokio::sync::Mutex::new(()),
             settings_lock: tokio::sync::Mutex::new(()),
@@ -373,7 +379,14 @@ impl Migration {
     /// [`settings::change`]'s part).
     pub(crate) fn apply_settings(&self, settings: RunSettings) {
         let mut live = self.live();
-        live.settings = settings;
+        let before = std::mem::replace(&mut live.settings, settings);
+        if let Some(latency) = &live.latency {
+            latency.set_limit(settings.throttles().latency_limit());
+            // Only a changed baseline replaces one the throttle measured itself.
+            if settings.latency_baseline_us != before.latency_baseline_us {
+                latency.set_baseline(settings.latency_baseline());
+            }
+        }
         if let Some(copy) = &live.copy {
             copy.set_chunk_time(settings.chunk_time());
             copy.set_throttle(settings.throttles().copier_config());
@@ -383,6 +396,21 @@ impl Migration {
                 copy.resume();
             }
         }
+    }
+
+    /// The clients'-latency throttle of the copy and the verification (made on first use).
+    pub(crate) fn latency_throttle(&self, ctx: &Arc<ProxyContext>) -> Arc<LatencyThrottle> {
+        let mut live = self.live();
+        if let Some(throttle) = &live.latency {
+            return throttle.clone();
+        }
+        let throttle = LatencyThrottle::new(
+            Arc::new(latency::FleetLatency::new(ctx)),
+            live.settings.throttles().latency_limit(),
+            live.settings.latency_baseline(),
+        );
+        live.latency = Some(throttle.clone());
+        throttle
     }
 
     pub(crate) fn set_task(&self, task: JoinHandle<()>) {
@@ -539,7 +567,13 @@ pub async fn start(
     let plan_json =
         serde_json::to_value(&plan).map_err(|e| format!("internal error storing the plan: {e}"))?;
     let table = plan.table.sql();
-    let settings = RunSettings::initial(&ctx.config.migration, auto_cutover);
+    let settings = RunSettings {
+        // The clients' latency before anything of the migration runs: what the copier's and
+        // the verifier's latency throttle keeps them near.
+        latency_baseline_us: latency::baseline_now(ctx)
+            .map(|p99| u64::try_from(p99.as_micros()).unwrap_or(u64::MAX)),
+        ..RunSettings::initial(&ctx.config.migration, auto_cutover)
+    };
     ctx.migrations.starting.fetch_add(1, Ordering::SeqCst);
     let _started = Starting(&ctx.migrations);
     let settings_json = serde_json::to_value(settings)

@@ -85,6 +85,9 @@ pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
             counters.insert(m.table_label(), value);
         }
     }
+    if let Ok(latency) = serde_json::to_value(super::latency::member_report(ctx)) {
+        counters.insert(super::latency::MEMBER_KEY.to_owned(), latency);
+    }
     SelfReport {
         listen: ctx.config.listen.to_string(),
         admin_socket: ctx.config.admin_socket.display().to_string(),

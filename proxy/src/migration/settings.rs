@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{control, controller, Migration, Phase};
 use crate::config::{MigrationConfig, Throttles};
 use crate::context::ProxyContext;
-use crate::duration::whole_millis;
+use crate::duration::{whole_micros, whole_millis};
 
 /// What the operator chose for one migration (as stored and as shown by `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,18 @@ pub struct RunSettings {
     /// While the application is busy, rest this many times as long as each copy chunk or
     /// verified range took.
     pub nice_ratio: f64,
+    /// Hold the copy and the verification while the clients' p99 over the last second is above
+    /// this many times the baseline (0: the clients' latency is not watched).
+    pub max_latency_factor: f64,
+    /// ...but never for a p99 at or below this many microseconds.
+    pub latency_floor_us: u64,
+    /// Longest the clients' latency keeps the work from its next piece (rests included), in
+    /// milliseconds.
+    pub latency_max_pause_ms: u64,
+    /// The clients' p99 before the migration, in microseconds: measured over the seconds before
+    /// `migrate`, or set by the operator (null: too little traffic then; the copier measures it
+    /// once clients are busy, resting for a second).
+    pub latency_baseline_us: Option<u64>,
     /// The operator paused the copy.
     pub copy_paused: bool,
 }
@@ -48,6 +60,14 @@ pub struct SettingsChange {
     pub max_active_backends: Option<u32>,
     /// See [`RunSettings::nice_ratio`].
     pub nice_ratio: Option<f64>,
+    /// See [`RunSettings::max_latency_factor`].
+    pub max_latency_factor: Option<f64>,
+    /// See [`RunSettings::latency_floor_us`].
+    pub latency_floor_us: Option<u64>,
+    /// See [`RunSettings::latency_max_pause_ms`].
+    pub latency_max_pause_ms: Option<u64>,
+    /// See [`RunSettings::latency_baseline_us`]; `Some(0)` forgets it (measured again).
+    pub latency_baseline_us: Option<u64>,
     /// See [`RunSettings::copy_paused`].
     pub copy_paused: Option<bool>,
 }
@@ -61,6 +81,10 @@ impl RunSettings {
             max_replication_lag_ms: whole_millis(config.throttles.max_replication_lag),
             max_active_backends: config.throttles.max_active_backends,
             nice_ratio: config.throttles.nice_ratio,
+            max_latency_factor: config.throttles.max_latency_factor,
+            latency_floor_us: whole_micros(config.throttles.latency_floor),
+            latency_max_pause_ms: whole_millis(config.throttles.latency_max_pause),
+            latency_baseline_us: None,
             copy_paused: false,
         }
     }
@@ -92,7 +116,15 @@ impl RunSettings {
             max_replication_lag: Duration::from_millis(self.max_replication_lag_ms),
             max_active_backends: self.max_active_backends,
             nice_ratio: self.nice_ratio,
+            max_latency_factor: self.max_latency_factor,
+            latency_floor: Duration::from_micros(self.latency_floor_us),
+            latency_max_pause: Duration::from_millis(self.latency_max_pause_ms.max(1)),
         }
+    }
+
+    /// The clients' p99 before the migration, when known.
+    pub fn latency_baseline(&self) -> Option<Duration> {
+        self.latency_baseline_us.map(Duration::from_micros)
     }
 
     fn with(mut self, change: &SettingsChange) -> Self {
@@ -111,6 +143,18 @@ impl RunSettings {
         if let Some(ratio) = change.nice_ratio {
             self.nice_ratio = ratio;
         }
+        if let Some(factor) = change.max_latency_factor {
+            self.max_latency_factor = factor;
+        }
+        if let Some(us) = change.latency_floor_us {
+            self.latency_floor_us = us;
+        }
+        if let Some(ms) = change.latency_max_pause_ms {
+            self.latency_max_pause_ms = ms.max(1);
+        }
+        if let Some(us) = change.latency_baseline_us {
+            self.latency_baseline_us = (us > 0).then_some(us);
+        }
         if let Some(paused) = change.copy_paused {
             self.copy_paused = paused;
         }
@@ -126,6 +170,16 @@ pub async fn change(
     m: &Arc<Migration>,
     change: SettingsChange,
 ) -> Result<RunSettings, String> {
+    if let Some(factor) = change.max_latency_factor {
+        if !crate::config::valid_latency_factor(factor) {
+            return Err(format!(
+                "max-latency-factor {factor}: must be 0 (client latency not watched) or a number from 1 to 1000"
+            ));
+        }
+    }
+    if change.latency_max_pause_ms == Some(0) {
+        return Err("latency-max-pause must be longer than 0 (max-latency-factor=0 stops watching the clients' latency)".to_owned());
+    }
     // One change at a time, so two concurrent `set`s cannot store one and apply the other.
     let _one = m.settings_lock.lock().await;
     if let Some(paused) = change.copy_paused {
@@ -175,6 +229,11 @@ mod tests {
             RunSettings::stored(&config, "{}").expect("readable"),
             RunSettings::initial(&config, false)
         );
+        assert_eq!(
+            stored.max_latency_factor, 1.5,
+            "recorded before the latency signal"
+        );
+        assert_eq!(stored.latency_baseline_us, None);
         assert!(RunSettings::stored(&config, "[1]").is_err());
         assert!(RunSettings::stored(&config, r#"{"chunk_time_ms": "fast"}"#).is_err());
     }
@@ -197,5 +256,35 @@ mod tests {
         });
         assert_eq!(unlimited.max_active_backends, None);
         assert_eq!(unlimited.chunk_time_ms, 1);
+    }
+
+    #[test]
+    fn latency_settings_change_and_a_zero_baseline_is_measured_again() {
+        let start = RunSettings {
+            latency_baseline_us: Some(2500),
+            ..RunSettings::initial(&MigrationConfig::default(), false)
+        };
+        assert_eq!(start.latency_baseline(), Some(Duration::from_micros(2500)));
+        let changed = start.with(&SettingsChange {
+            max_latency_factor: Some(2.0),
+            latency_floor_us: Some(500),
+            latency_max_pause_ms: Some(0),
+            ..Default::default()
+        });
+        let limit = changed.throttles().latency_limit();
+        assert_eq!(limit.max_factor, 2.0);
+        assert_eq!(limit.floor, Duration::from_micros(500));
+        assert_eq!(limit.max_pause, Duration::from_millis(1), "never 0");
+        assert_eq!(changed.latency_baseline_us, Some(2500), "untouched");
+        let forgotten = changed.with(&SettingsChange {
+            latency_baseline_us: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(forgotten.latency_baseline(), None);
+        let set = forgotten.with(&SettingsChange {
+            latency_baseline_us: Some(4000),
+            ..Default::default()
+        });
+        assert_eq!(set.latency_baseline_us, Some(4000));
     }
 }

@@ -65,6 +65,9 @@ pub struct MigrationStatus {
     pub bypassing_writers: Vec<BypassView>,
     /// How the last cutover attempt ended.
     pub last_flip: Option<FlipRecord>,
+    /// The clients'-latency throttle of the copy and the verification (on the member driving
+    /// them, once either started): its state, why, and the figures it decided on.
+    pub latency_throttle: Option<super::latency::ThrottleStatus>,
     /// The operator's run settings (automatic cutover, copier throttles, paused copy).
     pub settings: RunSettings,
     /// What every live member of the fleet counted for this table (this one included), as of
@@ -201,6 +204,11 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
             bypass_views(&live.bypass)
         },
         last_flip: live.last_flip.clone(),
+        latency_throttle: live
+            .latency
+            .as_ref()
+            .filter(|_| !live.phase.is_terminal())
+            .map(|t| super::latency::ThrottleStatus::of(&t.view())),
         settings: live.settings,
         fleet: fleet_counts(m, members, now_ms),
     }

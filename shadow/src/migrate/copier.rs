@@ -56,7 +56,8 @@
 //! # Pacing
 //!
 //! The chunk size adapts towards a target chunk time. Before each chunk the throttle signals are
-//! read (an unreadable signal throttles: fail closed); a control handle pauses, resumes, stops and
+//! read (an unreadable signal throttles: fail closed), then the clients' latency
+//! ([`crate::migrate::latency`]) when the proxy supplies it; a control handle pauses, resumes, stops and
 //! changes settings while it runs, and progress is published on a watch channel.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,6 +70,7 @@ use tokio_postgres::Client;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{backoff_with_jitter, in_short_transaction, is_retryable};
 use crate::migrate::key::KeyValue;
+use crate::migrate::latency::{LatencyHandle, LatencyVerdict, LATENCY_RECHECK};
 use crate::migrate::progress::{self, CopyCheckpoint};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 use crate::migrate::throttle::{rest_after, throttle_reason, ThrottleConfig};
@@ -90,6 +92,9 @@ pub struct CopierConfig {
     pub max_consecutive_retries: u32,
     /// Throttle signals and thresholds.
     pub throttle: ThrottleConfig,
+    /// The clients' latency as a throttle signal (see [`crate::migrate::latency`]), shared with
+    /// the migration's verifier; `None`: not watched.
+    pub latency: Option<LatencyHandle>,
 }
 
 impl Default for CopierConfig {
@@ -102,6 +107,7 @@ impl Default for CopierConfig {
             lock_timeout: Duration::from_millis(100),
             max_consecutive_retries: 100,
             throttle: ThrottleConfig::default(),
+            latency: None,
         }
     }
 }
@@ -447,6 +453,13 @@ impl Copier {
                 self.wait(settings.throttle.recheck_interval).await;
                 continue;
             }
+            if let Some(LatencyHandle(latency)) = &self.config.latency {
+                if let LatencyVerdict::Wait(reason) = latency.check() {
+                    self.publish(|p| p.state = CopierState::Throttled(reason));
+                    self.wait(LATENCY_RECHECK).await;
+                    continue;
+                }
+            }
             chunk_rows = chunk_rows.clamp(settings.min_chunk_rows, settings.max_chunk_rows);
             self.publish(|p| {
                 p.state = CopierState::Running;
@@ -474,9 +487,14 @@ impl Copier {
                     );
                     self.publish_checkpoint(&cp, cp.rows_done - base_rows, started);
                     self.publish(|p| p.chunks += 1);
-                    // Give the application the machine back for a while when it is busy.
-                    let rest =
-                        rest_after(&self.client, settings.throttle.nice_ratio, t0.elapsed()).await;
+                    // Give the application the machine back for a while when it is busy: the
+                    // operator's nice ratio, or the clients' latency's pace if longer.
+                    let took = t0.elapsed();
+                    let mut rest =
+                        rest_after(&self.client, settings.throttle.nice_ratio, took).await;
+                    if let Some(LatencyHandle(latency)) = &self.config.latency {
+                        rest = rest.max(latency.rest_after(took));
+                    }
                     if !rest.is_zero() {
                         self.wait(rest).await;
                     }
