@@ -26,6 +26,18 @@ fn routes() -> Routes {
     }
 }
 
+/// `ctl.people` in the old shape and `app.people` renamed, with the same two rows.
+fn reset_people(c: &mut RawClient) {
+    c.run(
+        "DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
+           CREATE SCHEMA ctl; CREATE SCHEMA app;
+           CREATE TABLE ctl.people (id int PRIMARY KEY, name text, age int);
+           CREATE TABLE app.people (id int PRIMARY KEY, full_name text, age int);
+           INSERT INTO ctl.people VALUES (1, 'a', 30), (2, 'b', 40);
+           INSERT INTO app.people VALUES (1, 'a', 30), (2, 'b', 40);",
+    );
+}
+
 #[test]
 fn old_shape_statements_are_translated() {
     let Some(db) = TestDb::create("renamed") else {
@@ -47,14 +59,7 @@ fn old_shape_statements_are_translated() {
         "INSERT INTO people (id, name, age) SELECT g, 'v' || g, 50 FROM generate_series(1, 3) g ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name || people.name",
     ];
     for sql in cases {
-        c.run(
-            "DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
-               CREATE SCHEMA ctl; CREATE SCHEMA app;
-               CREATE TABLE ctl.people (id int PRIMARY KEY, name text, age int);
-               CREATE TABLE app.people (id int PRIMARY KEY, full_name text, age int);
-               INSERT INTO ctl.people VALUES (1, 'a', 30), (2, 'b', 40);
-               INSERT INTO app.people VALUES (1, 'a', 30), (2, 'b', 40);",
-        );
+        reset_people(&mut c);
         let Ok(Rewrite::Changed {
             sql: translated,
             statements,
@@ -107,14 +112,7 @@ fn a_sql_prepare_of_an_old_shape_statement_is_translated() {
     };
     let mut c = db.connect();
     let routes = routes();
-    c.run(
-        "DROP SCHEMA IF EXISTS ctl CASCADE; DROP SCHEMA IF EXISTS app CASCADE;
-           CREATE SCHEMA ctl; CREATE SCHEMA app;
-           CREATE TABLE ctl.people (id int PRIMARY KEY, name text, age int);
-           CREATE TABLE app.people (id int PRIMARY KEY, full_name text, age int);
-           INSERT INTO ctl.people VALUES (1, 'a', 30), (2, 'b', 40);
-           INSERT INTO app.people VALUES (1, 'a', 30), (2, 'b', 40);",
-    );
+    reset_people(&mut c);
     let statements = [
         (
             "PREPARE upd (int, text) AS UPDATE people SET name = $2 WHERE id = $1 RETURNING name",

@@ -98,10 +98,16 @@ fn assert_one_fatal(who: &str, received: &[u8], code: &str) {
     );
 }
 
-/// Logs in on `addr`, has the session terminated from `killer`, and returns what it got after.
-async fn terminated(addr: SocketAddr, backend: &Backend, db: &str, killer: &Client) -> Vec<u8> {
+/// A raw session logged in on `addr`, and its backend's pid.
+async fn logged_in(addr: SocketAddr, backend: &Backend, db: &str) -> (TcpStream, String) {
     let (mut stream, _) = wire::login(addr, &backend.user, db).await;
     let pid = first_value(&query(&mut stream, "SELECT pg_backend_pid()").await);
+    (stream, pid)
+}
+
+/// Logs in on `addr`, has the session terminated from `killer`, and returns what it got after.
+async fn terminated(addr: SocketAddr, backend: &Backend, db: &str, killer: &Client) -> Vec<u8> {
+    let (mut stream, pid) = logged_in(addr, backend, db).await;
     killer
         .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
         .await
@@ -167,8 +173,7 @@ async fn terminated_while_executing(
     db: &str,
     killer: &Client,
 ) -> Vec<u8> {
-    let (mut stream, _) = wire::login(addr, &backend.user, db).await;
-    let pid = first_value(&query(&mut stream, "SELECT pg_backend_pid()").await);
+    let (mut stream, pid) = logged_in(addr, backend, db).await;
     let mut batch = wire::message(b'P', b"sleep query\0SELECT pg_sleep(30)\0\0\0");
     batch.extend(wire::message(b'B', b"\0sleep query\0\0\0\0\0\0\0"));
     // Flush: the server sends ParseComplete and BindComplete now, not at Sync.
