@@ -202,3 +202,43 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
     drop((c, app, guard));
     db.drop_db().await;
 }
+
+/// A guarded connection never waits for a lock as long as the server's `deadlock_timeout`: a
+/// writer in a lock cycle with duet's DDL would otherwise run the deadlock check first and be the
+/// one aborted.
+#[tokio::test]
+async fn guarded_lock_timeout_stays_under_half_the_deadlock_timeout() {
+    let Some(db) = TestDb::create("guard_deadlock").await else {
+        return;
+    };
+    let deadlock: String = db
+        .connect()
+        .await
+        .query_one("SHOW deadlock_timeout", &[])
+        .await
+        .expect("deadlock_timeout")
+        .get(0);
+    assert_eq!(
+        deadlock, "1s",
+        "the server's default, which this test assumes"
+    );
+    for (configured, effective) in [(5_000, "500ms"), (1_000, "500ms"), (200, "200ms")] {
+        let guard = GuardedConnection::connect(
+            &db.url(),
+            GuardConfig {
+                lock_timeout: Duration::from_millis(configured),
+                ..GuardConfig::default()
+            },
+        )
+        .await
+        .expect("guard");
+        let shown: String = guard
+            .client()
+            .query_one("SHOW lock_timeout", &[])
+            .await
+            .expect("lock_timeout")
+            .get(0);
+        assert_eq!(shown, effective, "configured {configured} ms");
+    }
+    db.drop_db().await;
+}

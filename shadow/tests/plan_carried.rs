@@ -6,13 +6,10 @@
 
 mod migrate_support;
 
+use migrate_support::steps::{run_each, run_in_tx, text, up_to_ready};
 use migrate_support::TestDb;
-use shadow::migrate::backfill::{backfill, verify_column};
-use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
-use shadow::migrate::state;
-use shadow::migrate::verify::{verify, VerifyConfig};
 use shadow::plan::carried::{differences, uncarried_dependents};
-use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
+use shadow::plan::{plan, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 /// Drops `role` (the test's database is gone by then, and with it everything the role had).
@@ -30,86 +27,12 @@ async fn drop_role(role: &str) {
         .expect("drop the test's role");
 }
 
-async fn run_each(client: &Client, steps: &[Step]) {
-    for s in steps {
-        client
-            .batch_execute(&s.sql)
-            .await
-            .unwrap_or_else(|e| panic!("step {} failed: {e:?}", s.sql));
-    }
-}
-
-async fn run_in_tx(client: &Client, steps: &[Step]) {
-    client.batch_execute("BEGIN").await.expect("begin");
-    for s in steps {
-        if let Err(e) = client.batch_execute(&s.sql).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            panic!("step {} failed: {e:?}", s.sql);
-        }
-    }
-    client.batch_execute("COMMIT").await.expect("commit");
-}
-
-async fn text(client: &Client, q: &str) -> String {
-    client
-        .query_one(q, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e:?}"))
-        .get(0)
-}
-
 async fn count(client: &Client, q: &str) -> i64 {
     client
         .query_one(q, &[])
         .await
         .unwrap_or_else(|e| panic!("{q}: {e:?}"))
         .get(0)
-}
-
-/// Expand, copy (and verify), prepare: the plan up to `ready`.
-async fn up_to_ready(db: &TestDb, client: &mut Client, p: &Plan) {
-    state::ensure_schema(client).await.expect("schema duet");
-    let id = state::create_migration(
-        client,
-        &p.table.sql(),
-        p.kind.as_str(),
-        &serde_json::to_value(p).expect("plan json"),
-    )
-    .await
-    .expect("create migration");
-    run_each(client, &p.expand).await;
-    match p.copy.as_ref().expect("copy spec") {
-        CopySpec::Table(target) => {
-            let mut target = target.clone();
-            target
-                .refresh_shadow_types(&*client)
-                .await
-                .expect("shadow types");
-            let (copier, _control) = Copier::new(
-                db.connect().await,
-                target.clone(),
-                id,
-                CopierConfig::default(),
-            );
-            assert_eq!(copier.run().await.expect("copy"), CopyOutcome::Done);
-            let report = verify(client, &target, &VerifyConfig::default())
-                .await
-                .expect("verify");
-            assert!(report.is_clean(), "{report:?}");
-        }
-        CopySpec::Column(spec) => {
-            let (runner, _control) =
-                backfill(db.connect().await, spec, id, CopierConfig::default())
-                    .await
-                    .expect("backfill");
-            assert_eq!(runner.run().await.expect("backfill run"), CopyOutcome::Done);
-            let report = verify_column(client, spec, &VerifyConfig::with_chunk_rows(50))
-                .await
-                .expect("verify column");
-            assert!(report.is_clean(), "{report:?}");
-        }
-    }
-    run_each(client, &p.prepare_flip).await;
 }
 
 /// `acc` with a view and a view over it (options, grants, comments), a materialized view with an
@@ -286,7 +209,7 @@ async fn views_triggers_and_policies_follow_the_flip_then_complete() {
         .await
         .expect("differences")
         .is_empty());
-    assert!(uncarried_dependents(&client, &acc, &p.carried, true)
+    assert!(uncarried_dependents(&client, &acc, &p.carried)
         .await
         .expect("dependents")
         .is_empty());

@@ -8,70 +8,14 @@
 
 mod migrate_support;
 
+use migrate_support::steps::{duet_leftovers, number, run_each, run_in_tx, text};
 use migrate_support::TestDb;
 use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
 use shadow::migrate::state;
 use shadow::migrate::sweep::sweep_tombstones;
 use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
+use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
-
-async fn run_each(client: &Client, steps: &[Step]) {
-    for s in steps {
-        client
-            .batch_execute(&s.sql)
-            .await
-            .unwrap_or_else(|e| panic!("step {} failed: {e:?}", s.sql));
-    }
-}
-
-async fn run_in_tx(client: &Client, steps: &[Step]) {
-    client.batch_execute("BEGIN").await.expect("begin");
-    for s in steps {
-        if let Err(e) = client.batch_execute(&s.sql).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            panic!("step {} failed: {e:?}", s.sql);
-        }
-    }
-    client.batch_execute("COMMIT").await.expect("commit");
-}
-
-async fn text(client: &Client, q: &str) -> String {
-    client
-        .query_one(q, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e:?}"))
-        .get(0)
-}
-
-async fn number(client: &Client, q: &str) -> i64 {
-    client
-        .query_one(q, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e:?}"))
-        .get(0)
-}
-
-/// Names of duet's objects left in the database (relations, live columns, constraints).
-async fn duet_leftovers(client: &Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE relname LIKE '%\\_\\_duet%' AND nspname NOT IN ('duet', 'pg_catalog')
-             UNION ALL
-             SELECT attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE attname LIKE '%\\_\\_duet%' AND NOT attisdropped AND nspname NOT IN ('duet', 'pg_catalog')
-             UNION ALL
-             SELECT conname::text FROM pg_constraint WHERE conname LIKE '%\\_\\_duet%'",
-            &[],
-        )
-        .await
-        .expect("leftovers")
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect()
-}
 
 /// `items`: an ALWAYS identity key (own options, a grant on its sequence), a BY DEFAULT identity
 /// that is not the key, and a generated column placed before a column it reads. `twin` is the

@@ -28,8 +28,8 @@ use crate::support::backend_or_skip;
 use crate::support::database::describe;
 use crate::support::duet_process::{through, DuetProcess};
 use crate::support::migration::{
-    assert_clean, column_type, migrate_sql, migrate_sql_shadow_column, request, rows_as_text,
-    wait_phase,
+    assert_clean, column_type, cutover_retried, migrate_sql, migrate_sql_shadow_column, request,
+    rows_as_text, settle, wait_phase,
 };
 use crate::support::pg_client::{connect, Session};
 use crate::support::{Backend, TestDatabase};
@@ -429,25 +429,6 @@ impl Frame {
     }
 }
 
-/// A moment of the writers' traffic.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
-/// `cutover` under load: the flip drains in-flight transactions, and a missed budget or lock is
-/// reported and retried, as an operator would.
-async fn cutover(duet: &DuetProcess) {
-    let mut refusals = Vec::new();
-    for _ in 0..10 {
-        let reply = request(duet, json!({"command": "cutover", "budget_ms": 5000})).await;
-        if reply.ok {
-            return;
-        }
-        refusals.push(reply.error);
-    }
-    panic!("the cutover never succeeded under load: {refusals:?}");
-}
-
 /// Which column changes type, and so which strategy carries the objects.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -554,7 +535,7 @@ async fn carried_through_the_migration(
 
     let writers = f.writers();
     settle().await;
-    cutover(&f.duet).await;
+    cutover_retried(&f.duet).await;
     settle().await;
     f.stopped(writers).await;
     assert_eq!(column_type(f.direct(), schema, "t", column).await, "bigint");

@@ -20,7 +20,8 @@ use crate::support::backend_or_skip;
 use crate::support::database::describe;
 use crate::support::duet_process::{through, DuetProcess};
 use crate::support::migration::{
-    assert_clean, column_type, migrate_sql, request, rows_as_text, wait_phase,
+    assert_clean, column_type, cutover_retried, migrate_sql, request, rows_as_text, settle,
+    wait_phase,
 };
 use crate::support::pg_client::connect;
 
@@ -256,24 +257,6 @@ async fn key_identity(direct: &Client, schema: &str) -> Vec<String> {
     .remove(0)
 }
 
-/// `cutover` under load, retried as an operator would when its budget is missed.
-async fn cutover(duet: &DuetProcess) {
-    let mut refusals = Vec::new();
-    for _ in 0..10 {
-        let reply = request(duet, json!({"command": "cutover", "budget_ms": 5000})).await;
-        if reply.ok {
-            return;
-        }
-        refusals.push(reply.error);
-    }
-    panic!("the cutover never succeeded under load: {refusals:?}");
-}
-
-/// A moment of the writers' traffic.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
 async fn identity_key_widened(label: &str, schema: &str, finish: &str) {
     let Some(backend) = backend_or_skip(label) else {
         return;
@@ -317,7 +300,7 @@ async fn identity_key_widened(label: &str, schema: &str, finish: &str) {
 
     let writers = Writers::start(schema, &through_config, &direct_config, "cutover");
     settle().await;
-    cutover(&duet).await;
+    cutover_retried(&duet).await;
     settle().await;
     writers.stop(&duet).await;
     assert_eq!(column_type(direct, schema, "t", "id").await, "bigint");

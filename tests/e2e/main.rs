@@ -24,6 +24,7 @@ mod pause_resume;
 mod pgbench_load;
 mod psql_client;
 mod psycopg_client;
+mod referenced_keys;
 mod robustness;
 mod safety_net;
 mod status_page;

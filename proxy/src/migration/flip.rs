@@ -320,11 +320,9 @@ async fn refuse_new_dependents(
     let mut found = shadow::plan::carried::differences(tx, &plan.table, &plan.carried, cutover)
         .await
         .map_err(TxError::Db)?;
-    let foreign_keys = plan.kind == shadow::plan::PlanKind::ShadowTable;
-    let dependents =
-        shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried, foreign_keys)
-            .await
-            .map_err(TxError::Db)?;
+    let dependents = shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried)
+        .await
+        .map_err(TxError::Db)?;
     if !dependents.is_empty() {
         found.push(format!(
             "objects made outside duet depend on {} or a view over it ({})",
@@ -359,9 +357,12 @@ async fn one_transaction(
     fleet: Option<(&str, &str)>,
 ) -> Result<(), TxError> {
     let tx = client.transaction().await.map_err(TxError::Db)?;
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '{}ms'",
-        lock_timeout.as_millis().max(1)
+    // Never longer than half the server's `deadlock_timeout`, so that a writer straight on
+    // PostgreSQL in a lock cycle with the change is never the one aborted (the change gives up
+    // first and is retried).
+    tx.batch_execute(&shadow::migrate::guard::capped_lock_timeout_sql(
+        lock_timeout,
+        true,
     ))
     .await
     .map_err(TxError::Db)?;

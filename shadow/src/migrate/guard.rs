@@ -1,7 +1,8 @@
 //! Guarded control connections: DDL that can never queue behind a long transaction and stall
 //! the application (which would queue behind the DDL's lock request).
 //!
-//! `lock_timeout` and `statement_timeout` are set when the connection is made; a step that loses
+//! `lock_timeout` (at most half the server's `deadlock_timeout`: [`capped_lock_timeout_sql`]) and
+//! `statement_timeout` are set when the connection is made; a step that loses
 //! the lock race (55P03), a serialization failure (40001) or a deadlock (40P01) is retried a
 //! bounded number of times with exponential backoff and jitter. Anything else fails at once.
 
@@ -18,7 +19,8 @@ use crate::migrate::state;
 /// Timeouts and retry policy of a control connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardConfig {
-    /// `lock_timeout` of every statement (default 1 s).
+    /// `lock_timeout` of every statement (default 1 s; at most half the server's
+    /// `deadlock_timeout`).
     pub lock_timeout: Duration,
     /// `statement_timeout` (default 60 s).
     pub statement_timeout: Duration,
@@ -149,6 +151,23 @@ fn millis(d: Duration) -> u128 {
     d.as_millis().max(1)
 }
 
+/// The statement that sets `lock_timeout` to `lock_timeout`, but never to more than half the
+/// server's `deadlock_timeout` (`local`: for the current transaction only).
+///
+/// DDL that locks two tables (a foreign key's, a swap's) can form a cycle with a writer that
+/// straight on PostgreSQL holds a lock of one table and waits for the other, which duet holds.
+/// The server aborts whichever of the two runs its deadlock check first, `deadlock_timeout` after
+/// it began to wait — the writer, which began first, unless duet's own wait gives up sooner. With
+/// this cap it does: duet's step fails with 55P03 and is retried, and the writer goes on.
+pub fn capped_lock_timeout_sql(lock_timeout: Duration, local: bool) -> String {
+    format!(
+        "SELECT pg_catalog.set_config('lock_timeout', greatest(1, least({}::bigint,
+           (SELECT s.setting::bigint / 2 FROM pg_catalog.pg_settings s
+             WHERE s.name = 'deadlock_timeout')))::text || 'ms', {local})",
+        millis(lock_timeout)
+    )
+}
+
 impl GuardedConnection {
     /// Connect (libpq-style connection string) and set the timeouts.
     pub async fn connect(conn: &str, config: GuardConfig) -> Result<Self, MigrateError> {
@@ -163,9 +182,8 @@ impl GuardedConnection {
     pub async fn from_client(client: Client, config: GuardConfig) -> Result<Self, MigrateError> {
         client
             .batch_execute(&format!(
-                "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; \
-                 SET application_name = 'duet-control'",
-                millis(config.lock_timeout),
+                "{}; SET statement_timeout = '{}ms'; SET application_name = 'duet-control'",
+                capped_lock_timeout_sql(config.lock_timeout, false),
                 millis(config.statement_timeout)
             ))
             .await

@@ -10,19 +10,6 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
-/// Whether a foreign key definition makes the server write this table by itself (cascades),
-/// which no proxy sees.
-fn cascades(def: &str) -> bool {
-    [
-        "ON DELETE CASCADE",
-        "ON DELETE SET",
-        "ON UPDATE CASCADE",
-        "ON UPDATE SET",
-    ]
-    .iter()
-    .any(|a| def.contains(a))
-}
-
 /// Audit `info` for `plan`; `changed` are the columns whose type changes. Pushes warnings onto
 /// the plan, or refuses.
 pub(super) fn audit(
@@ -50,30 +37,16 @@ pub(super) fn audit(
                 list(&info.inheritance)
             )));
         }
-        for c in &info.constraints {
-            let touches =
-                plan.kind == PlanKind::ShadowTable || c.columns.iter().any(|x| changed.contains(x));
-            if c.kind == 'f' && cascades(&c.def) && touches {
-                return Err(PlanError::Audit(format!(
-                    "foreign key {} of {t} ({}) makes the server change {t} by itself when the \
-                     referenced row changes; those writes bypass the proxy. Recreate it without \
-                     the cascading action (NOT VALID + VALIDATE) for the migration",
-                    quote_ident(&c.name),
-                    c.def
-                )));
-            }
-        }
+        // Foreign keys with cascading actions need nothing: the server's own writes to the
+        // table (a cascade, `SET NULL`) fire the safety net's trigger like any other write.
     }
     if plan.kind == PlanKind::ShadowTable {
-        if !info.referencing_fks.is_empty() {
-            return Err(PlanError::Audit(format!(
-                "foreign keys of other tables reference {t} ({}): they follow the table's OID, \
-                 so after the flip they would still point at the old table, and their cascades \
-                 bypass the proxy. Drop them for the migration and re-add them NOT VALID + \
-                 VALIDATE after `complete`",
-                list(&info.referencing_fks)
-            )));
+        // Foreign keys of other tables are re-pointed at the new table by the flip
+        // (`super::referencing`); those it could not re-create are refused here.
+        if !info.foreign_key_blockers.is_empty() {
+            return Err(PlanError::Audit(info.foreign_key_blockers.join("; ")));
         }
+        narrower_referencing_columns(info, plan);
         identity_and_generated(info, &*plan, changed)?;
         if info.column_privileges {
             return Err(PlanError::Unsupported(format!(
@@ -174,6 +147,64 @@ pub(super) fn audit(
         }
     }
     Ok(())
+}
+
+/// Warns, for each column of another table whose foreign key references a changed column of the
+/// table, when it keeps a type that cannot hold every value of the new one (an `integer`
+/// referencing a key widened to `bigint`): its own migration is next, and the plan says how.
+fn narrower_referencing_columns(info: &TableInfo, plan: &mut Plan) {
+    let Some(flipped) = plan.flipped_route.as_ref() else {
+        return;
+    };
+    let mut warnings = Vec::new();
+    for key in &info.carried.foreign_keys {
+        for column in &key.columns {
+            let old = info
+                .column(&column.references)
+                .map(|c| c.base_type.as_str());
+            let new = flipped
+                .column(&column.references)
+                .map(|c| c.base_type.as_str());
+            let (Some(old), Some(new)) = (old, new) else {
+                continue;
+            };
+            if old == new || column.base_type == new {
+                continue;
+            }
+            let new = readable_type(new);
+            warnings.push(format!(
+                "{}.{} ({}) references {}.{} through {}, and {}.{} becomes {new}: the key is \
+                 re-pointed at the new table and stays enforced, but {} cannot hold every new \
+                 value. Migrate it next: duet admin migrate --sql 'ALTER TABLE {} ALTER COLUMN {} \
+                 TYPE {new}'",
+                key.table,
+                quote_ident(&column.column),
+                column.sql_type,
+                info.name,
+                quote_ident(&column.references),
+                key.label(),
+                info.name,
+                quote_ident(&column.references),
+                quote_ident(&column.column),
+                key.table,
+                quote_ident(&column.column),
+            ));
+        }
+    }
+    plan.warnings.extend(warnings);
+}
+
+/// The name `format_type` gives a base type (`int8` → `bigint`), for messages and statements.
+fn readable_type(base: &str) -> &str {
+    match base {
+        "int8" => "bigint",
+        "int4" => "integer",
+        "int2" => "smallint",
+        "float8" => "double precision",
+        "float4" => "real",
+        "bool" => "boolean",
+        other => other,
+    }
 }
 
 /// The integer types an identity column may have (PostgreSQL refuses any other).

@@ -38,6 +38,7 @@ use tokio_postgres::GenericClient;
 
 use crate::ident::{quote_ident, QualifiedName};
 
+use super::referencing::{self, ReferencingKey};
 use super::steps::step;
 use super::Step;
 
@@ -61,6 +62,10 @@ pub struct Carried {
     /// The table's row-level security, when it is enabled or has policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_security: Option<RowSecurity>,
+    /// Foreign keys of other tables referencing the table (a shadow table re-points them at the
+    /// flip: [`super::referencing`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ReferencingKey>,
 }
 
 /// A view or materialized view, re-created under its name.
@@ -234,6 +239,7 @@ impl Carried {
             && self.rules.is_empty()
             && self.triggers.is_empty()
             && self.row_security.is_none()
+            && self.foreign_keys.is_empty()
     }
 
     /// Whether the table enforces row-level security (its writes are then mirrored by the safety
@@ -283,6 +289,14 @@ impl Carried {
             for p in &rls.policies {
                 out.push(format!("policy {} ({})", quote_ident(&p.name), p.summary));
             }
+        }
+        for k in &self.foreign_keys {
+            out.push(format!(
+                "{} ({}){}",
+                k.label(),
+                k.definition,
+                if k.valid { "" } else { " NOT VALID" }
+            ));
         }
         out
     }
@@ -430,7 +444,14 @@ impl Carried {
         }
         steps.extend(self.row_security_steps(table, false));
         steps.extend(self.create_view_steps());
+        steps.extend(referencing::repoint_steps(&self.foreign_keys));
         steps
+    }
+
+    /// The steps that validate again, after a shadow table's flip or revert, the referencing
+    /// foreign keys it re-created `NOT VALID` (those valid when planned).
+    pub(super) fn validate_foreign_keys(&self) -> Vec<Step> {
+        referencing::validate_steps(&self.foreign_keys)
     }
 
     /// The revert of a shadow table: the new table (parked as `parked`) stops firing its
@@ -458,6 +479,7 @@ impl Carried {
             ));
         }
         steps.extend(self.create_view_steps());
+        steps.extend(referencing::repoint_steps(&self.foreign_keys));
         steps
     }
 
@@ -534,6 +556,9 @@ pub struct CarriedRead {
     /// Why a shadow migration of the table cannot carry everything bound to it (one sentence
     /// each, saying what to do); empty when it can.
     pub blockers: Vec<String>,
+    /// Why a shadow table could not re-point a foreign key of another table referencing the
+    /// table (a shadow column leaves such keys alone), in the same form.
+    pub foreign_key_blockers: Vec<String>,
     /// Materialized views and their size (estimated rows, bytes): refreshed inside the flip when
     /// they hold rows, while clients are held.
     pub refreshed: Vec<(QualifiedName, f32, i64)>,
@@ -542,7 +567,10 @@ pub struct CarriedRead {
 /// Runs `read` with an empty `search_path`, so every name `pg_get_*def` prints is
 /// schema-qualified (the definitions then mean the same on any connection), and puts the
 /// session's path back afterwards, also on error.
-async fn with_qualified_names<C, T, F>(client: &C, read: F) -> Result<T, tokio_postgres::Error>
+pub(super) async fn with_qualified_names<C, T, F>(
+    client: &C,
+    read: F,
+) -> Result<T, tokio_postgres::Error>
 where
     C: GenericClient,
     F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
@@ -730,6 +758,9 @@ async fn read_qualified<C: GenericClient>(
         });
     }
     out.carried.row_security = read_row_security(client, &t).await?;
+    let (foreign_keys, blockers) = referencing::read(client, &t).await?;
+    out.carried.foreign_keys = foreign_keys;
+    out.foreign_key_blockers = blockers;
     Ok(out)
 }
 
@@ -976,18 +1007,16 @@ pub async fn row_security_blocker<C: GenericClient>(
 }
 
 /// What depends on `table` or on a carried view and is not carried: objects bound to the table
-/// by identity that the swap would leave on the side renamed away (a foreign key of another
-/// table, a rule, a policy of another table reading it, a `BEGIN ATOMIC` function), or that would
-/// keep a carried view from being dropped (a function or column of its row type, a view over it
-/// made after planning). Each as `pg_describe_object` names it. Foreign keys of other tables
-/// referencing the table are left out unless `foreign_keys` (a shadow column's table stays
-/// itself, and the keys they reference never change; for a shadow table the planner refuses
-/// them on its own).
+/// by identity that the swap would leave on the side renamed away (a rule, a policy of another
+/// table reading it, a `BEGIN ATOMIC` function), or that would keep a carried view from being
+/// dropped (a function or column of its row type, a view over it made after planning). Each as
+/// `pg_describe_object` names it. Foreign keys of other tables referencing the table are
+/// [`differences`]' business (a shadow table carries them; one made after planning is named
+/// there).
 pub async fn uncarried_dependents<C: GenericClient>(
     client: &C,
     table: &QualifiedName,
     carried: &Carried,
-    foreign_keys: bool,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let views = carried.view_names();
     let rule_relations: Vec<String> = carried.rules.iter().map(|r| r.relation.sql()).collect();
@@ -1027,7 +1056,7 @@ pub async fn uncarried_dependents<C: GenericClient>(
                          SELECT 1 FROM pg_catalog.pg_constraint k
                           WHERE k.oid = d.objid
                             AND (k.conrelid = $1::text::regclass
-                                 OR (NOT $7 AND k.contype = 'f' AND k.confrelid = $1::text::regclass))))
+                                 OR (k.contype = 'f' AND k.confrelid = $1::text::regclass))))
                 -- So are its generated columns' expressions (the shadow declares them).
                 AND NOT (d.classid = 'pg_catalog.pg_attrdef'::regclass AND EXISTS (
                          SELECT 1 FROM pg_catalog.pg_attrdef a
@@ -1049,7 +1078,6 @@ pub async fn uncarried_dependents<C: GenericClient>(
                 &rule_names,
                 &triggers,
                 &policies,
-                &foreign_keys,
             ],
         )
         .await?;
@@ -1109,6 +1137,13 @@ pub async fn differences<C: GenericClient>(
         &policies(&now),
         |p| format!("{} on {t}", quote_ident(&p.name)),
     );
+    compare(
+        &mut out,
+        "foreign key",
+        &planned.foreign_keys,
+        &now.foreign_keys,
+        |k| format!("{} on {}", quote_ident(&k.name), k.table),
+    );
     let flags = |c: &Carried| {
         c.row_security
             .as_ref()
@@ -1124,7 +1159,8 @@ pub async fn differences<C: GenericClient>(
 }
 
 /// Whether anything [`read`] would carry is bound to `table`: a trigger (not duet's), a policy,
-/// row-level security switched on, or a rule (a view's included) reading it.
+/// row-level security switched on, a foreign key of another table, or a rule (a view's
+/// included) reading it.
 async fn anything_bound<C: GenericClient>(
     client: &C,
     table: &QualifiedName,
@@ -1137,6 +1173,9 @@ async fn anything_bound<C: GenericClient>(
                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = $1::text::regclass)
                  OR (SELECT c.relrowsecurity OR c.relforcerowsecurity FROM pg_catalog.pg_class c
                       WHERE c.oid = $1::text::regclass)
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                             WHERE k.confrelid = $1::text::regclass AND k.contype = 'f'
+                               AND k.conrelid <> k.confrelid)
                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
                              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
@@ -1179,6 +1218,9 @@ impl Carried {
                 p.statement.clear();
                 p.comment = None;
             }
+        }
+        for k in &mut self.foreign_keys {
+            k.forget_definition();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the planner reads about the one table under migration: columns (types, NOT NULL,
 //! defaults, identity, generated), the copy key, indexes, constraints, owned sequences, the
 //! objects a shadow migration carries over ([`super::carried`]: views, triggers, row-level
-//! security), and the facts the audit judges (rules, referencing foreign keys, inheritance,
+//! security, foreign keys of other tables), and the facts the audit judges (rules, inheritance,
 //! publications, what could not be carried).
 
 use tokio_postgres::Client;
@@ -100,12 +100,15 @@ pub struct ConstraintInfo {
     pub name: String,
     /// `c` or `f`.
     pub kind: char,
-    /// `pg_get_constraintdef` (may end in `NOT VALID`).
+    /// `pg_get_constraintdef` with every name schema-qualified (may end in `NOT VALID`).
     pub def: String,
     /// Validated.
     pub valid: bool,
     /// Columns it covers.
     pub columns: Vec<String>,
+    /// A foreign key referencing the table itself: the table's name as `def` prints it (the
+    /// shadow's copy of the key references the shadow, which becomes the table).
+    pub self_reference: Option<String>,
 }
 
 /// Everything the planner needs about the table.
@@ -130,8 +133,9 @@ pub struct TableInfo {
     pub rules: Vec<String>,
     /// Views (and materialized views) depending on the table.
     pub views: Vec<String>,
-    /// Foreign keys of other tables referencing this one (`table.constraint`).
-    pub referencing_fks: Vec<String>,
+    /// Why a shadow table could not re-point a foreign key of another table referencing this
+    /// one ([`super::referencing`]); the keys it can are in `carried`.
+    pub foreign_key_blockers: Vec<String>,
     /// Parent or child tables (inheritance or partitions).
     pub inheritance: Vec<String>,
     /// Publications containing the table.
@@ -371,26 +375,37 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
             }
         })
         .collect();
-    let constraints = client
-        .query(
-            "SELECT k.conname::text, k.contype::text, pg_get_constraintdef(k.oid), k.convalidated,
+    // Definitions with every name schema-qualified: the shadow's constraints are created on the
+    // control connection, whose search_path may differ from this one.
+    let constraints = carried::with_qualified_names(
+        client,
+        client.query(
+            "SELECT k.conname::text, k.contype::text, pg_catalog.pg_get_constraintdef(k.oid),
+                    k.convalidated,
                     coalesce(array(SELECT a.attname::text FROM unnest(k.conkey) u
-                      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u), '{}')
-             FROM pg_constraint k WHERE k.conrelid = $1::text::regclass AND k.contype IN ('c', 'f')
-             ORDER BY k.conname",
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u), '{}'),
+                    CASE WHEN k.contype = 'f' AND k.confrelid = k.conrelid
+                         THEN pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) END
+             FROM pg_catalog.pg_constraint k
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.conrelid = $1::text::regclass AND k.contype IN ('c', 'f')
+            ORDER BY k.conname",
             &[&t],
-        )
-        .await
-        .map_err(db("reading the constraints"))?
-        .into_iter()
-        .map(|r| ConstraintInfo {
-            name: r.get(0),
-            kind: r.get::<_, String>(1).chars().next().unwrap_or('c'),
-            def: r.get(2),
-            valid: r.get(3),
-            columns: r.get(4),
-        })
-        .collect();
+        ),
+    )
+    .await
+    .map_err(db("reading the constraints"))?
+    .into_iter()
+    .map(|r| ConstraintInfo {
+        name: r.get(0),
+        kind: r.get::<_, String>(1).chars().next().unwrap_or('c'),
+        def: r.get(2),
+        valid: r.get(3),
+        columns: r.get(4),
+        self_reference: r.get(5),
+    })
+    .collect();
     let names = |sql: &'static str, what: &'static str| {
         let t = t.clone();
         async move {
@@ -421,12 +436,6 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
           WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
             AND d.refobjid = $1::text::regclass AND v.oid <> d.refobjid ORDER BY 1",
         "reading the views",
-    )
-    .await?;
-    let referencing_fks = names(
-        "SELECT k.conrelid::regclass::text || '.' || quote_ident(k.conname) FROM pg_constraint k
-          WHERE k.confrelid = $1::text::regclass AND k.contype = 'f' AND k.conrelid <> k.confrelid ORDER BY 1",
-        "reading the foreign keys referencing the table",
     )
     .await?;
     let inheritance = names(
@@ -460,7 +469,7 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
     let mut read = carried::read(client, table).await.map_err(db(
         "reading the views, triggers and policies bound to the table",
     ))?;
-    let uncarried = carried::uncarried_dependents(client, table, &read.carried, false)
+    let uncarried = carried::uncarried_dependents(client, table, &read.carried)
         .await
         .map_err(db("reading what depends on the table"))?;
     if !uncarried.is_empty() {
@@ -481,6 +490,7 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
     Ok(TableInfo {
         carried: read.carried,
         carry_blockers: read.blockers,
+        foreign_key_blockers: read.foreign_key_blockers,
         refreshed_views: read.refreshed,
         owner: acl.get(0),
         grants: acl.get(1),
@@ -495,7 +505,6 @@ pub async fn read_table(client: &Client, table: &QualifiedName) -> Result<TableI
         triggers,
         rules,
         views,
-        referencing_fks,
         inheritance,
         publications,
         server_version_num: u32::try_from(server_version_num).unwrap_or(0),

@@ -14,6 +14,7 @@ pub mod input;
 pub mod names;
 pub mod pgroll;
 mod planner;
+pub mod referencing;
 pub mod steps;
 
 use serde::{Deserialize, Serialize};

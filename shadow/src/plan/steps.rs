@@ -354,6 +354,16 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
         let temp = with_suffix(&con.name, TEMP_SUFFIX);
         let parked = with_suffix(&con.name, OLD_SUFFIX);
         let def = con.def.trim_end_matches(" NOT VALID");
+        // A key referencing the table itself references the shadow, which takes the table's
+        // place at the flip (the old table is dropped by `complete`).
+        let def = match &con.self_reference {
+            Some(table) => def.replacen(
+                &format!("REFERENCES {table}("),
+                &format!("REFERENCES {sh}("),
+                1,
+            ),
+            None => def.to_owned(),
+        };
         let lock = if con.kind == 'f' {
             "SHARE ROW EXCLUSIVE on the shadow and the referenced table (brief)"
         } else {
@@ -555,21 +565,28 @@ pub fn shadow_table(info: &TableInfo, target: &CopyTarget, changes: &[TypeChange
         "SHARE UPDATE EXCLUSIVE on the shadow (does not block reads or writes)",
         "statistics for the new table, and an index plan for the flip's tombstone purge",
     ));
+    // Foreign keys of other tables, re-created NOT VALID by the flip or the revert, are validated
+    // again before the side they no longer reference is dropped.
+    let validate_keys = info.carried.validate_foreign_keys();
+    let mut after_revert = validate_keys.clone();
+    after_revert.push(step(
+        format!("DROP TABLE IF EXISTS {sh}"),
+        "ACCESS EXCLUSIVE on the new table only (no longer used)",
+        "drop the new shape after a revert",
+    ));
+    let mut complete = validate_keys;
+    complete.push(step(
+        format!("DROP TABLE IF EXISTS {}", old.sql()),
+        "ACCESS EXCLUSIVE on the old table only (no longer used)",
+        "contract: drop the old shape",
+    ));
     let steps = ShadowSteps {
         expand,
         prepare_flip: prepare,
         flip,
         revert,
-        after_revert: vec![step(
-            format!("DROP TABLE IF EXISTS {sh}"),
-            "ACCESS EXCLUSIVE on the new table only (no longer used)",
-            "drop the new shape after a revert",
-        )],
-        complete: vec![step(
-            format!("DROP TABLE IF EXISTS {}", old.sql()),
-            "ACCESS EXCLUSIVE on the old table only (no longer used)",
-            "contract: drop the old shape",
-        )],
+        after_revert,
+        complete,
         abort: vec![step(
             format!("DROP TABLE IF EXISTS {sh}"),
             "ACCESS EXCLUSIVE on the shadow only",

@@ -2,6 +2,8 @@
 //! per test on the real PostgreSQL.
 #![allow(dead_code)]
 
+pub mod steps;
+
 use tokio_postgres::{Client, NoTls};
 
 use shadow::ident::QualifiedName;

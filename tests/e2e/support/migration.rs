@@ -77,6 +77,31 @@ pub async fn request(duet: &DuetProcess, request: Value) -> Reply {
     request_at(duet.socket(), &request).await
 }
 
+/// `cutover` under load: the flip drains in-flight transactions, and a missed budget or lock is
+/// reported and retried, as an operator would (up to 10 times).
+pub async fn cutover_retried(duet: &DuetProcess) {
+    retried(duet, json!({"command": "cutover", "budget_ms": 5000})).await;
+}
+
+/// `request` until it is carried out, as an operator would retry a cutover or a revert that
+/// missed its budget or lock under load (up to 10 times); returns the result.
+pub async fn retried(duet: &DuetProcess, request_json: Value) -> Value {
+    let mut refusals = Vec::new();
+    for _ in 0..10 {
+        let reply = request(duet, request_json.clone()).await;
+        if reply.ok {
+            return reply.result;
+        }
+        refusals.push(reply.error);
+    }
+    panic!("{request_json} never succeeded under load: {refusals:?}");
+}
+
+/// A moment of the writers' traffic in a phase.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// `migrate` of SQL (no auto cutover); returns the migration's id after asserting it was accepted.
 pub async fn migrate_sql(duet: &DuetProcess, sql: &str) -> i64 {
     migrate_sql_with(duet, sql, false).await
