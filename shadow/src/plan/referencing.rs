@@ -259,8 +259,8 @@ mod tests {
         assert_eq!(steps.len(), 1);
         assert_eq!(
             steps[0].sql,
-            "ALTER TABLE app.\"Order Lines\" DROP CONSTRAINT lines_order_fkey;\n\
-             ALTER TABLE app.\"Order Lines\" ADD CONSTRAINT lines_order_fkey FOREIGN KEY (order_id) REFERENCES app.orders(id) ON DELETE CASCADE NOT VALID;\n\
+            "ALTER TABLE \"app\".\"Order Lines\" DROP CONSTRAINT \"lines_order_fkey\";\n\
+             ALTER TABLE \"app\".\"Order Lines\" ADD CONSTRAINT \"lines_order_fkey\" FOREIGN KEY (order_id) REFERENCES app.orders(id) ON DELETE CASCADE NOT VALID;\n\
              COMMENT ON CONSTRAINT lines_order_fkey ON app.\"Order Lines\" IS 'x'"
         );
         assert!(repoint_steps(&[]).is_empty());
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(steps.len(), 1);
         assert_eq!(
             steps[0].sql,
-            "ALTER TABLE app.\"Order Lines\" VALIDATE CONSTRAINT lines_order_fkey"
+            "ALTER TABLE \"app\".\"Order Lines\" VALIDATE CONSTRAINT \"lines_order_fkey\""
         );
     }
 }
