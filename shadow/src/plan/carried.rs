@@ -39,10 +39,8 @@ use tokio_postgres::GenericClient;
 use crate::ident::{quote_ident, QualifiedName};
 
 use super::referencing::{self, ReferencingKey};
-use super::steps::step;
+use super::steps::{step, BRIEF};
 use super::Step;
-
-const BRIEF: &str = "ACCESS EXCLUSIVE (brief, metadata only)";
 
 /// What a shadow migration carries over from the old shape to the new one (and back at a revert),
 /// as it was when the migration was planned.

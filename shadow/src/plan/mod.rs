@@ -16,6 +16,7 @@ pub mod pgroll;
 mod planner;
 pub mod referencing;
 pub mod steps;
+mod strategies;
 
 use serde::{Deserialize, Serialize};
 

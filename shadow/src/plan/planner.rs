@@ -4,23 +4,17 @@
 
 use tokio_postgres::Client;
 
-use crate::check::ast::{self, ColumnType};
 use crate::check::parse::run_on_parser_stack;
-use crate::check::schema::{Column as SchemaColumn, Schema, Table};
-use crate::check::strategy::{strategy, Strategy};
-use crate::check::version::EngineVersion;
+use crate::check::strategy::Strategy;
 use crate::ident::{quote_ident, QualifiedName};
-use crate::migrate::{ColumnMapping, CopyTarget};
-use crate::rewrite::{TableRoute, Target};
 
 use super::audit::audit;
 use super::catalog::{read_table, resolve_table, TableInfo};
-use super::input::{parse_sql, qualify, Change, Changes};
-use super::names::{with_suffix, NOT_NULL_SUFFIX, OLD_SUFFIX, TEMP_SUFFIX};
-use super::steps::{concurrent, route_columns, shadow_column, shadow_table, step, TypeChange};
-use super::{pgroll, BackfillSpec, CopySpec, Plan, PlanError, PlanInput, PlanKind, Step};
-
-const BRIEF: &str = "ACCESS EXCLUSIVE (brief, metadata only)";
+use super::input::{parse_sql, Change, Changes};
+use super::names::{with_suffix, TEMP_SUFFIX};
+use super::steps::TypeChange;
+use super::strategies::{classify, in_place, rename, shadow_column, shadow_table};
+use super::{pgroll, Plan, PlanError, PlanInput, PlanKind};
 
 pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, PlanError> {
     let changes = match input {
@@ -51,9 +45,9 @@ pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, Pla
         .iter()
         .any(|c| matches!(c, Change::Rename { .. }))
     {
-        rename_plan(&info, &changes.changes, input)?
+        rename::plan(&info, &changes.changes, input)?
     } else {
-        in_place_plan(&info, &changes.changes, input)?
+        in_place::plan(&info, &changes.changes, input)?
     };
     let changed = changed_columns(&changes.changes);
     if let Err(refusal) = audit(&info, &mut plan, &changed) {
@@ -114,27 +108,6 @@ async fn suggest_shadow_column(
             PlanError::Unsupported(format!("{}.{hint}", m.trim_end_matches('.')))
         }
         other => other,
-    }
-}
-
-fn empty_plan(info: &TableInfo, kind: PlanKind, reason: String, input: &PlanInput) -> Plan {
-    Plan {
-        table: info.name.clone(),
-        kind,
-        reason,
-        input: input.clone(),
-        expand: Vec::new(),
-        dual_write_route: None,
-        copy: None,
-        prepare_flip: Vec::new(),
-        flip: Vec::new(),
-        flipped_route: None,
-        revert: Vec::new(),
-        after_revert: Vec::new(),
-        complete: Vec::new(),
-        abort: Vec::new(),
-        warnings: Vec::new(),
-        carried: Default::default(),
     }
 }
 
@@ -246,59 +219,6 @@ async fn server_accepts(client: &Client, select: &str, what: &str) -> Result<(),
     }
 }
 
-/// The classifier's model of the one table.
-fn schema_of(info: &TableInfo) -> Schema {
-    let mut schema = Schema::default();
-    let columns = info
-        .columns
-        .iter()
-        .map(|c| {
-            let base = c.base_type.rsplit('.').next().unwrap_or(&c.base_type);
-            let base = base.trim_matches('"');
-            let array = base.starts_with('_');
-            let mut ty = ColumnType::named(base.trim_start_matches('_'));
-            ty.array = array;
-            ty.mods = c
-                .full_type
-                .split_once('(')
-                .and_then(|(_, rest)| rest.split_once(')'))
-                .map(|(inner, _)| {
-                    inner
-                        .split(',')
-                        .filter_map(|m| m.trim().parse::<i64>().ok())
-                        .collect()
-                })
-                .unwrap_or_default();
-            SchemaColumn {
-                name: c.name.clone(),
-                ty: Some(ty),
-                not_null: c.not_null,
-                has_default: c.default.is_some(),
-                collation: None,
-            }
-        })
-        .collect();
-    schema.tables.insert(
-        ast::relation_key(&info.name.schema, &info.name.name),
-        Table {
-            columns,
-            partitioned: info.relkind == 'p',
-            ..Table::default()
-        },
-    );
-    schema
-}
-
-fn classify(info: &TableInfo, sql: &str) -> Result<(Strategy, String), PlanError> {
-    let schema = schema_of(info);
-    let version = EngineVersion::major(info.server_version_num / 10_000);
-    let sql = sql.to_string();
-    let verdict = run_on_parser_stack(move || strategy(&sql, &schema, version))
-        .map_err(|e| PlanError::Invalid(e.to_string()))?
-        .map_err(|e| PlanError::Invalid(e.to_string()))?;
-    Ok((verdict.strategy, verdict.reason))
-}
-
 /// Whether the operator accepted a visible shadow column for this migration (`--shadow-column`).
 fn allow_shadow_column(input: &PlanInput) -> bool {
     match input {
@@ -406,23 +326,10 @@ async fn type_plan(
         .iter()
         .all(|(c, s, _)| *s == Strategy::InPlaceGuarded && !info.is_key_column(c));
     if all_in_place {
-        let reason = rewrites
-            .iter()
-            .map(|(_, _, r)| r.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut plan = empty_plan(info, PlanKind::InPlace, reason, input);
-        plan.expand = statements
-            .into_iter()
-            .map(|s| {
-                step(
-                    s,
-                    BRIEF,
-                    "the type change is binary-compatible: only the catalog changes",
-                )
-            })
-            .collect();
-        return Ok(plan);
+        let reasons: Vec<&str> = rewrites.iter().map(|(_, _, r)| r.as_str()).collect();
+        return Ok(in_place::binary_compatible(
+            info, statements, &reasons, input,
+        ));
     }
     // Both copying strategies need the key (the copy's order, the dual-writes' arbiter); there
     // is no keyless fallback, so this refusal comes before anything is created.
@@ -463,28 +370,7 @@ async fn type_plan(
     // reorder columns, and duet does not see every reader (direct connections, functions). So it
     // is used only when the operator asked for it; the shadow table keeps the column order.
     if single_plain && allow_shadow_column(input) {
-        let x = &types[0];
-        let (s, column) = shadow_column(info, &key.columns, x);
-        let reason = format!(
-            "changing the type of {0} rewrites every row of {1} under ACCESS EXCLUSIVE; a shadow \
-             column was asked for: only {0} is copied, but clients see {2} until the cutover and \
-             {3} after it, and {0} is the last column of {1} after complete, so SELECT * and \
-             positional INSERT and COPY change meaning",
-            quote_ident(&x.column),
-            info.name,
-            quote_ident(&column),
-            quote_ident(&with_suffix(&x.column, OLD_SUFFIX))
-        );
-        let mut plan = empty_plan(info, PlanKind::ShadowColumn, reason, input);
-        plan.copy = Some(CopySpec::Column(BackfillSpec {
-            table: info.name.clone(),
-            key: key.columns.clone(),
-            column,
-            expr: x.up.clone(),
-        }));
-        s.fill(&mut plan);
-        plan.carried = info.carried.clone();
-        return Ok(plan);
+        return Ok(shadow_column::plan(info, &key.columns, &types[0], input));
     }
     let why_table = if !key_changed.is_empty() {
         format!(
@@ -509,291 +395,5 @@ async fn type_plan(
             quote_ident(&types[0].column)
         )
     };
-    // Generated columns are not written: the shadow computes them (`shadow_table`).
-    let mapping = info
-        .columns
-        .iter()
-        .filter(|c| !c.is_generated())
-        .map(|c| {
-            let expr = types
-                .iter()
-                .find(|x| x.column == c.name)
-                .map(|x| x.up.clone())
-                .unwrap_or_else(|| quote_ident(&c.name));
-            ColumnMapping::new(c.name.clone(), expr)
-        })
-        .collect();
-    let mut target = CopyTarget::plan(client, info.name.clone(), mapping)
-        .await
-        .map_err(|e| PlanError::Unsupported(e.to_string()))?;
-    target.shadow_key_types = key
-        .columns
-        .iter()
-        .zip(&key.source_types)
-        .map(|(c, old)| {
-            types
-                .iter()
-                .find(|x| &x.column == c)
-                .map(|x| x.new_base.clone())
-                .unwrap_or_else(|| old.clone())
-        })
-        .collect();
-    let s = shadow_table(info, &target, &types);
-    let mut plan = empty_plan(
-        info,
-        PlanKind::ShadowTable,
-        format!(
-            "changing the type of {} rewrites every row of {} under ACCESS EXCLUSIVE; {why_table}",
-            types
-                .iter()
-                .map(|x| quote_ident(&x.column))
-                .collect::<Vec<_>>()
-                .join(", "),
-            info.name
-        ),
-        input,
-    );
-    plan.copy = Some(CopySpec::Table(target));
-    s.fill(&mut plan);
-    plan.carried = info.carried.clone();
-    Ok(plan)
-}
-
-fn rename_plan(info: &TableInfo, changes: &[Change], input: &PlanInput) -> Result<Plan, PlanError> {
-    let t = info.name.sql();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for c in changes {
-        let Change::Rename { from, to } = c else {
-            return Err(PlanError::Unsupported(
-                "a rename is planned on its own: split the other changes into a separate \
-                 migration"
-                    .into(),
-            ));
-        };
-        info.require_column(from)?;
-        if info.column(to).is_some() || pairs.iter().any(|(_, b)| b == to) {
-            return Err(PlanError::Invalid(format!(
-                "{} already has a column {}",
-                info.name,
-                quote_ident(to)
-            )));
-        }
-        pairs.push((from.clone(), to.clone()));
-    }
-    let mut plan = empty_plan(
-        info,
-        PlanKind::Rename,
-        "renaming a column breaks every client still using the old name: the flip renames it \
-         and the proxy translates statements written for the old name until complete"
-            .into(),
-        input,
-    );
-    let renamed = |name: &str| {
-        pairs
-            .iter()
-            .find(|(a, _)| a == name)
-            .map(|(_, b)| b.clone())
-            .unwrap_or_else(|| name.to_string())
-    };
-    plan.flip = pairs
-        .iter()
-        .map(|(a, b)| {
-            step(
-                format!(
-                    "ALTER TABLE {t} RENAME COLUMN {} TO {}",
-                    quote_ident(a),
-                    quote_ident(b)
-                ),
-                BRIEF,
-                "the rename itself",
-            )
-        })
-        .collect();
-    plan.revert = pairs
-        .iter()
-        .rev()
-        .map(|(a, b)| {
-            step(
-                format!(
-                    "ALTER TABLE {t} RENAME COLUMN {} TO {}",
-                    quote_ident(b),
-                    quote_ident(a)
-                ),
-                BRIEF,
-                "back to the old name",
-            )
-        })
-        .collect();
-    plan.flipped_route = Some(TableRoute {
-        schema: info.name.schema.clone(),
-        name: info.name.name.clone(),
-        columns: route_columns(
-            info.columns
-                .iter()
-                .map(|c| (renamed(&c.name), c.base_type.clone())),
-        ),
-        key: info
-            .key
-            .as_ref()
-            .map(|k| k.columns.iter().map(|c| renamed(c)).collect())
-            .unwrap_or_default(),
-        target: Target::Renamed { columns: pairs },
-    });
-    Ok(plan)
-}
-
-fn in_place_plan(
-    info: &TableInfo,
-    changes: &[Change],
-    input: &PlanInput,
-) -> Result<Plan, PlanError> {
-    let t = info.name.sql();
-    let mut steps: Vec<Step> = Vec::new();
-    let mut reasons = Vec::new();
-    for c in changes {
-        match c {
-            Change::AddColumn { column, sql } => {
-                if info.column(column).is_some() {
-                    return Err(PlanError::Invalid(format!(
-                        "{} already has a column {}",
-                        info.name,
-                        quote_ident(column)
-                    )));
-                }
-                let sql = qualify(sql, &t);
-                let (verdict, reason) = classify(info, &sql)?;
-                if verdict != Strategy::InPlaceGuarded {
-                    return Err(PlanError::Unsupported(format!(
-                        "{reason}. Add the column without the default (or with a constant \
-                         one), then SET DEFAULT, then fill existing rows in batches and SET NOT \
-                         NULL via a validated CHECK"
-                    )));
-                }
-                reasons.push(reason);
-                steps.push(step(sql, BRIEF, "add the column (no rewrite)"));
-            }
-            Change::SetNotNull { column } => {
-                info.require_column(column)?;
-                let q = quote_ident(column);
-                let name = quote_ident(&with_suffix(column, NOT_NULL_SUFFIX));
-                reasons.push(format!(
-                    "SET NOT NULL on {q}: a validated CHECK lets it skip the scan under ACCESS EXCLUSIVE"
-                ));
-                steps.push(step(
-                    format!(
-                        "ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({q} IS NOT NULL) NOT VALID"
-                    ),
-                    BRIEF,
-                    "prove the column non-null without a blocking scan",
-                ));
-                steps.push(step(
-                    format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
-                    "scan the existing rows without blocking",
-                ));
-                steps.push(step(
-                    format!("ALTER TABLE {t} ALTER COLUMN {q} SET NOT NULL"),
-                    BRIEF,
-                    "the validated CHECK makes this instant",
-                ));
-                steps.push(step(
-                    format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {name}"),
-                    BRIEF,
-                    "the CHECK only existed to make SET NOT NULL instant",
-                ));
-            }
-            Change::AddConstraint { name, sql } => {
-                reasons.push(format!(
-                    "constraint {}: added NOT VALID (brief lock), validated without blocking",
-                    quote_ident(name)
-                ));
-                steps.push(step(
-                    qualify(sql, &t),
-                    "ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE (brief, no scan)",
-                    "enforce the constraint for new writes at once",
-                ));
-                steps.push(step(
-                    format!("ALTER TABLE {t} VALIDATE CONSTRAINT {}", quote_ident(name)),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
-                    "check the existing rows without blocking",
-                ));
-            }
-            Change::AddUnique { name, columns } => {
-                for col in columns {
-                    info.require_column(col)?;
-                }
-                let cols = columns
-                    .iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                reasons.push(format!(
-                    "unique constraint {}: its index is built CONCURRENTLY first",
-                    quote_ident(name)
-                ));
-                steps.push(concurrent(
-                    format!(
-                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {t} ({cols})",
-                        quote_ident(name)
-                    ),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
-                    "build the unique index without blocking writes",
-                ));
-                steps.push(step(
-                    format!(
-                        "ALTER TABLE {t} ADD CONSTRAINT {0} UNIQUE USING INDEX {0}",
-                        quote_ident(name)
-                    ),
-                    BRIEF,
-                    "attach the prebuilt index as the constraint",
-                ));
-            }
-            Change::CreateIndex { sql } => {
-                reasons.push("CREATE INDEX CONCURRENTLY does not block writes".into());
-                steps.push(concurrent(
-                    qualify(sql, &t),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
-                    "build the index without blocking writes",
-                ));
-            }
-            Change::DropColumn { column } => {
-                info.require_column(column)?;
-                if info.is_key_column(column) {
-                    return Err(PlanError::Unsupported(format!(
-                        "{} is a key column of {}: drop the key first",
-                        quote_ident(column),
-                        info.name
-                    )));
-                }
-                reasons.push(format!(
-                    "DROP COLUMN {} is a contract step: run it only once no client reads or \
-                     writes the column",
-                    quote_ident(column)
-                ));
-                steps.push(step(
-                    format!("ALTER TABLE {t} DROP COLUMN {}", quote_ident(column)),
-                    BRIEF,
-                    "contract: the column is marked dropped, no rewrite",
-                ));
-            }
-            Change::DropIndex { name } => {
-                reasons.push(format!(
-                    "DROP INDEX {name} is a contract step, run CONCURRENTLY"
-                ));
-                steps.push(concurrent(
-                    format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
-                    "contract: drop the index without blocking writes",
-                ));
-            }
-            Change::AlterType { .. } | Change::Rename { .. } => {
-                return Err(PlanError::Unsupported(
-                    "type changes and renames are planned on their own: split the input".into(),
-                ))
-            }
-        }
-    }
-    let mut plan = empty_plan(info, PlanKind::InPlace, reasons.join("; "), input);
-    plan.expand = steps;
-    Ok(plan)
+    shadow_table::plan(client, info, &key, &types, &why_table, input).await
 }
