@@ -427,6 +427,116 @@ async fn waits_for_transactions_older_than_dual_writes_and_names_them() {
     db.drop_db().await;
 }
 
+/// As the tables' owner without superuser or `pg_read_all_stats` (a managed server), duet's role
+/// sees another role's session without its transaction start: the wait still finds a read-only
+/// snapshot that role opened before the mark (through its virtual transaction id), and only that
+/// transaction — not the next one the same session starts.
+#[tokio::test]
+async fn a_role_without_stats_privileges_still_waits_for_other_roles_old_transactions() {
+    let Some(db) = TestDb::create("oldtx_roles").await else {
+        return;
+    };
+    let (owner, app) = ("oldtx_owner", "oldtx_app");
+    let admin = db.connect().await;
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {owner}; DROP ROLE IF EXISTS {app};
+             CREATE ROLE {owner} LOGIN; CREATE ROLE {app} LOGIN;
+             GRANT CONNECT ON DATABASE {} TO {owner}, {app};",
+            db.name
+        ))
+        .await
+        .expect("roles");
+    let as_role = |role: &str| {
+        let url = format!("{} user={role}", db.url());
+        async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect as a role");
+            tokio::spawn(conn);
+            c
+        }
+    };
+    let duet = as_role(owner).await;
+    let mut other = as_role(app).await;
+    let other_pid: i32 = other
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let hidden: Option<String> = duet
+        .query_one(
+            "SELECT xact_start::text FROM pg_stat_activity WHERE pid = $1",
+            &[&other_pid],
+        )
+        .await
+        .expect("activity")
+        .get(0);
+    assert_eq!(
+        hidden, None,
+        "the premise: another role's details are hidden"
+    );
+    let tx = other
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .expect("tx");
+    tx.batch_execute("SELECT 1")
+        .await
+        .expect("a snapshot, no xid");
+    let mark = mark_dual_writes_enabled(&duet).await.expect("mark");
+    let err = wait_for_old_transactions(
+        &duet,
+        &mark,
+        Duration::from_millis(200),
+        Duration::from_millis(20),
+    )
+    .await
+    .expect_err("the other role's old snapshot is still open");
+    match &err {
+        MigrateError::OldTransactions { blockers, .. } => {
+            let pids: Vec<Option<i32>> = blockers.iter().map(|b| b.pid).collect();
+            assert_eq!(pids, [Some(other_pid)]);
+            assert!(
+                err.to_string().contains("pg_read_all_stats"),
+                "says how to see more: {err}"
+            );
+        }
+        other => panic!("expected OldTransactions, got {other}"),
+    }
+    tx.commit().await.expect("end the old transaction");
+    // A new transaction of the same session began after the mark: it does not count.
+    other
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("a younger transaction");
+    wait_for_old_transactions(
+        &duet,
+        &mark,
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+    )
+    .await
+    .expect("no old transaction left");
+    drop((duet, other));
+    db.drop_db().await;
+    let (cluster, conn) = tokio_postgres::connect(
+        &format!("{} dbname=postgres", migrate_support::base_url()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(conn);
+    drop(admin);
+    cluster
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {owner}; DROP ROLE IF EXISTS {app}"
+        ))
+        .await
+        .expect("drop the roles");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_removes_tombstones_only_below_the_committed_watermark() {
     let Some(db) = TestDb::create("sweep").await else {

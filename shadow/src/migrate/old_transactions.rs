@@ -7,6 +7,13 @@
 //! "older" when it started before the mark's time, or holds an xid below the mark's snapshot xmax.
 //! Only transactions of the table's own database count: no other database can write it, and a
 //! long transaction elsewhere on the server must not hold the copy back.
+//!
+//! A role that is neither a superuser nor a member of `pg_read_all_stats` (duet's role on a managed
+//! server, as the tables' owner) sees other roles' sessions in `pg_stat_activity` without their
+//! transaction start. Such a session in a transaction still holds its virtual transaction id in
+//! `pg_locks`, which every role sees: the mark records those ids, and a session counts as older
+//! while it still runs the transaction it was in at the mark (as `CREATE INDEX CONCURRENTLY`
+//! waits for virtual transaction ids).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +28,9 @@ pub struct DualWriteMark {
     pub at: String,
     /// `pg_snapshot_xmax(pg_current_snapshot())` then: every xid below it had started.
     pub xmax: i64,
+    /// The virtual transaction ids then of the database's client sessions in a transaction whose
+    /// start duet's role may not see (other roles' sessions, without `pg_read_all_stats`).
+    pub hidden: Vec<String>,
 }
 
 /// A transaction that holds the copier back.
@@ -69,7 +79,16 @@ pub async fn mark_dual_writes_enabled(
 ) -> Result<DualWriteMark, MigrateError> {
     let row = client
         .query_one(
-            "SELECT clock_timestamp()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            "SELECT clock_timestamp()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+                    array(SELECT l.virtualxid
+                            FROM pg_catalog.pg_locks l
+                            JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                           WHERE l.locktype = 'virtualxid' AND l.granted
+                             AND l.virtualxid IS NOT NULL
+                             AND a.pid <> pg_catalog.pg_backend_pid()
+                             AND a.datname = pg_catalog.current_database()
+                             -- a client session (autovacuum has no role) whose start is hidden
+                             AND a.usesysid IS NOT NULL AND a.xact_start IS NULL)",
             &[],
         )
         .await
@@ -77,6 +96,7 @@ pub async fn mark_dual_writes_enabled(
     Ok(DualWriteMark {
         at: row.get(0),
         xmax: row.get(1),
+        hidden: row.get(2),
     })
 }
 
@@ -99,13 +119,19 @@ pub async fn old_transactions(
                AND (a.xact_start < $1::text::timestamptz
                     OR a.backend_xid::text::bigint IN (SELECT xid32 FROM old_xids))
              UNION ALL
+             SELECT a.pid, NULL, NULL,
+                    'in a transaction since before dual-writes; its details are hidden from duet''s role (grant it pg_read_all_stats to see them)',
+                    a.application_name, NULL
+             FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'virtualxid' AND l.granted AND l.virtualxid = ANY($3::text[])
+             UNION ALL
              SELECT NULL, p.gid, p.prepared::text, 'prepared', NULL, NULL
              FROM pg_prepared_xacts p
              WHERE p.database = current_database()
                AND (p.prepared < $1::text::timestamptz
                 OR p.transaction::text::bigint IN (SELECT xid32 FROM old_xids))
              ORDER BY 3",
-            &[&mark.at, &mark.xmax],
+            &[&mark.at, &mark.xmax, &mark.hidden],
         )
         .await
         .ctx("listing transactions older than dual-writes")?;
