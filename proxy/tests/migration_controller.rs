@@ -243,6 +243,7 @@ fn rename_plan(schema: &str) -> Plan {
         abort: vec![],
         warnings: vec![],
         carried: Default::default(),
+        group: Vec::new(),
     }
 }
 
@@ -387,6 +388,7 @@ fn bigint_plan(schema: &str) -> Plan {
         )],
         warnings: vec![],
         carried: Default::default(),
+        group: Vec::new(),
     }
 }
 
@@ -971,6 +973,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
         abort: vec![],
         warnings: vec![],
         carried: Default::default(),
+        group: Vec::new(),
     };
     let m = duet::migration::start(&proxy.ctx, plan, false)
         .await

@@ -436,7 +436,10 @@ async fn a_role_without_stats_privileges_still_waits_for_other_roles_old_transac
     let Some(db) = TestDb::create("oldtx_roles").await else {
         return;
     };
-    let (owner, app) = ("oldtx_owner", "oldtx_app");
+    // Roles belong to the cluster: names of this run's own.
+    let owner = format!("oldtx_owner_{}", std::process::id());
+    let app = format!("oldtx_app_{}", std::process::id());
+    let (owner, app) = (owner.as_str(), app.as_str());
     let admin = db.connect().await;
     admin
         .batch_execute(&format!(

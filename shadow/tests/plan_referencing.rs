@@ -9,7 +9,7 @@ mod migrate_support;
 
 use migrate_support::steps::{duet_leftovers, run_each, run_in_tx, text, up_to_ready};
 use migrate_support::TestDb;
-use shadow::plan::{plan, Plan, PlanError, PlanInput, PlanKind};
+use shadow::plan::{plan, plan_group, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 const SETUP: &str = "
@@ -290,6 +290,154 @@ async fn a_self_referencing_key_references_the_new_table() {
     run_each(&client, &p.complete).await;
     assert_eq!(keys(&client).await, "tree_parent_fkey:tree:true");
     assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
+    drop(client);
+    db.drop_db().await;
+}
+
+/// Both tables' steps in one transaction, in the given order (a migration of several tables).
+async fn run_together(client: &Client, steps: &[&[shadow::plan::Step]]) {
+    let all: Vec<shadow::plan::Step> = steps.iter().flat_map(|s| s.iter().cloned()).collect();
+    run_in_tx(client, &all).await;
+}
+
+/// The key and the column referencing it, planned as one migration of two tables: the
+/// referencing table flips first, and the key's flip re-points the key on the new referencing
+/// table; `complete` goes in the same order, a revert in the reverse one.
+async fn key_and_referencing_column_together(db: &TestDb, client: &mut Client) -> Vec<Plan> {
+    client.batch_execute(SETUP).await.expect("setup");
+    let plans = plan_group(
+        client,
+        &PlanInput::sql(
+            "ALTER TABLE orders ALTER COLUMN id TYPE bigint;
+             ALTER TABLE lines ALTER COLUMN order_id TYPE bigint",
+        ),
+    )
+    .await
+    .expect("one migration of two tables");
+    let tables: Vec<String> = plans.iter().map(|p| p.table.to_string()).collect();
+    assert_eq!(
+        tables,
+        [r#""public"."lines""#, r#""public"."orders""#],
+        "the referencing table flips first"
+    );
+    for p in &plans {
+        assert_eq!(p.kind, PlanKind::ShadowTable, "{p:#?}");
+        assert_eq!(
+            p.group.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            tables
+        );
+    }
+    assert!(
+        !plans[1].warnings.iter().any(|w| w.contains("lines")),
+        "no advice to migrate a column the migration changes: {:?}",
+        plans[1].warnings
+    );
+    for p in &plans {
+        up_to_ready(db, client, p).await;
+    }
+    run_together(client, &[&plans[0].flip, &plans[1].flip]).await;
+    plans
+}
+
+#[tokio::test]
+async fn a_key_and_its_referencing_column_flip_together_then_complete() {
+    let Some(db) = TestDb::create("plan_referencing_group_complete").await else {
+        return;
+    };
+    let mut client = db.connect().await;
+    let plans = key_and_referencing_column_together(&db, &mut client).await;
+    assert_eq!(
+        text(
+            &client,
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text)
+               FROM pg_attribute
+              WHERE (attrelid, attname) IN (('orders'::regclass, 'id'), ('lines'::regclass, 'order_id'))"
+        )
+        .await,
+        "bigint,bigint"
+    );
+    assert_eq!(
+        keys(&client).await,
+        "invoices_order:orders:false,lines_order_id_fkey:orders:false,lines_order_id_fkey__duet_old:orders__duet_old:true",
+        "the new tables' keys reference the new table; the old lines' parked key the old orders"
+    );
+    enforced(&client, "flipped").await;
+    client
+        .batch_execute(
+            "INSERT INTO orders VALUES (3000000000, 'big');
+             INSERT INTO lines VALUES (300000, 3000000000);",
+        )
+        .await
+        .expect("a line of an order past int4");
+    run_each(&client, &plans[0].complete).await;
+    run_each(&client, &plans[1].complete).await;
+    assert_eq!(
+        keys(&client).await,
+        "invoices_order:orders:false,lines_order_id_fkey:orders:true"
+    );
+    enforced(&client, "completed").await;
+    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
+    drop(client);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_key_and_its_referencing_column_revert_together() {
+    let Some(db) = TestDb::create("plan_referencing_group_revert").await else {
+        return;
+    };
+    let mut client = db.connect().await;
+    let plans = key_and_referencing_column_together(&db, &mut client).await;
+    enforced(&client, "flipped").await;
+    run_together(&client, &[&plans[1].revert, &plans[0].revert]).await;
+    run_each(&client, &plans[1].after_revert).await;
+    run_each(&client, &plans[0].after_revert).await;
+    assert_eq!(
+        text(
+            &client,
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text)
+               FROM pg_attribute
+              WHERE (attrelid, attname) IN (('orders'::regclass, 'id'), ('lines'::regclass, 'order_id'))"
+        )
+        .await,
+        "integer,integer"
+    );
+    assert_eq!(
+        keys(&client).await,
+        "invoices_order:orders:false,lines_order_id_fkey:orders:true"
+    );
+    enforced(&client, "reverted").await;
+    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
+    drop(client);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn tables_that_reference_each_other_are_refused_together() {
+    let Some(db) = TestDb::create("plan_referencing_cycle").await else {
+        return;
+    };
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, b_id int);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));
+             ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id);",
+        )
+        .await
+        .expect("setup");
+    let e = plan_group(
+        &client,
+        &PlanInput::sql(
+            "ALTER TABLE a ALTER COLUMN id TYPE bigint; ALTER TABLE b ALTER COLUMN id TYPE bigint",
+        ),
+    )
+    .await
+    .expect_err("a cycle");
+    assert!(
+        e.to_string().contains("reference each other") && e.to_string().contains("one at a time"),
+        "{e}"
+    );
     drop(client);
     db.drop_db().await;
 }

@@ -22,14 +22,17 @@ use tokio_postgres::{Client, Config};
 use crate::support::backend_or_skip;
 use crate::support::duet_process::{through, DuetProcess};
 use crate::support::migration::{
-    assert_clean, column_type, cutover_retried, migrate_sql, retried, rows_as_text, settle,
-    wait_phase,
+    assert_clean, column_type, cutover_retried, migrate_sql, request, retried, rows_as_text,
+    settle, wait_phase,
 };
 use crate::support::pg_client::connect;
 
 const ORDERS: i64 = 2_000;
 /// Each writer's keys start at `FIRST_KEY + writer * 1_000_000` (within int4).
 const FIRST_KEY: i64 = 100_000_000;
+/// Orders from here on are never written (below the writers' keys, above the first rows): a line
+/// of one is refused by the key on both sides, whatever the other writers do meanwhile.
+const MISSING_ORDER: i64 = 50_000_000;
 /// The order past int4 written after the cutover.
 const BIG_KEY: i64 = 3_000_000_000;
 
@@ -228,7 +231,7 @@ impl Writer {
             self.write(
                 "a line of a missing order",
                 &format!("INSERT INTO {schema}.lines{{s}} (id, order_id, qty) VALUES ($1::bigint, $2::bigint, 1)"),
-                &[1_900_000_000 + k - FIRST_KEY, k + 999_999],
+                &[1_900_000_000 + k - FIRST_KEY, MISSING_ORDER + k],
                 table,
                 twin,
             )
@@ -341,6 +344,39 @@ async fn assert_same_as_twins(direct: &Client, schema: &str, phase: &str) {
     eprintln!("{phase}: the tables equal their twins");
 }
 
+/// The twin's `lines.order_id` widened offline, as the migration widens the table's: PostgreSQL's
+/// own ALTER refuses a column a view reads (duet carries the view over), so the twin's view is
+/// dropped and made again around it.
+async fn widen_twin_lines(direct: &Client, schema: &str, role: &str) {
+    direct
+        .batch_execute(&format!(
+            "DROP VIEW {schema}.order_sizes_twin;
+             ALTER TABLE {schema}.lines_twin ALTER COLUMN order_id TYPE bigint;
+             {}",
+            view_sql(schema, "_twin", role)
+        ))
+        .await
+        .expect("the twin's column, offline");
+}
+
+/// Migrates `sql` (one table or several) and returns the id of each table's migration, in
+/// flip order.
+async fn migrate_all(duet: &DuetProcess, sql: &str) -> Vec<i64> {
+    let reply = request(
+        duet,
+        json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": false}),
+    )
+    .await
+    .expect_ok(&format!("migrate {sql:?}"));
+    match reply["migrations"].as_array() {
+        Some(members) => members
+            .iter()
+            .map(|m| m["id"].as_i64().expect("an id per table"))
+            .collect(),
+        None => vec![reply["id"].as_i64().expect("an id")],
+    }
+}
+
 /// Each foreign key of the lines and invoices tables: `table:constraint:referenced:validated`.
 async fn keys(direct: &Client, schema: &str) -> Vec<Vec<String>> {
     rows_as_text(
@@ -386,7 +422,9 @@ async fn column_order(direct: &Client, schema: &str) -> String {
     .remove(0)
 }
 
-async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
+/// With `together`, the referencing column `lines.order_id` is widened in the same migration
+/// (one migration of two tables, flipped in one transaction); without, after it.
+async fn referenced_key_widened(label: &str, schema: &str, finish: &str, together: bool) {
     let Some(backend) = backend_or_skip(label) else {
         return;
     };
@@ -401,24 +439,68 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
     app_config.user(&role);
     let mut app_direct = direct_config.clone();
     app_direct.user(&role);
-    let alter = format!("ALTER TABLE {schema}.orders ALTER COLUMN id TYPE bigint");
+    let mut alter = format!("ALTER TABLE {schema}.orders ALTER COLUMN id TYPE bigint");
+    let widen_lines = format!("ALTER TABLE {schema}.lines ALTER COLUMN order_id TYPE bigint");
+    if together {
+        alter = format!("{alter}; {widen_lines}");
+    }
 
-    // `plan` names the keys it re-points and the integer column that references the key.
+    // `plan` names the keys it re-points and the integer column that references the key — or,
+    // for both in one migration, the two tables in the order they flip.
     let plan = duet.admin(&["plan", "--sql", alter.as_str()]);
     assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
-    for needle in [
+    let mut needles = vec![
         format!("foreign key \"invoices_order_id_fkey\" of \"{schema}\".\"invoices\""),
         format!("foreign key \"lines_order_id_fkey\" of \"{schema}\".\"lines\""),
-        format!("\"{schema}\".\"lines\".\"order_id\" (integer)"),
-        format!("ALTER TABLE \"{schema}\".\"lines\" ALTER COLUMN \"order_id\" TYPE bigint"),
-    ] {
+    ];
+    if together {
+        needles.push("2 tables, planned together".to_owned());
+    } else {
+        needles.push(format!("\"{schema}\".\"lines\".\"order_id\" (integer)"));
+        needles.push(format!(
+            "ALTER TABLE \"{schema}\".\"lines\" ALTER COLUMN \"order_id\" TYPE bigint"
+        ));
+    }
+    for needle in needles {
         assert!(
             plan.stdout.contains(&needle),
             "plan lacks {needle:?}:\n{}",
             plan.stdout
         );
     }
+    if together {
+        let lines_at = plan.stdout.find(&format!("plan for {schema}.lines"));
+        let orders_at = plan.stdout.find(&format!("plan for {schema}.orders"));
+        assert!(
+            lines_at.is_some() && lines_at < orders_at,
+            "the referencing table flips first:\n{}",
+            plan.stdout
+        );
+        assert!(
+            !plan.stdout.contains("Migrate it next"),
+            "no advice to migrate what the migration migrates:\n{}",
+            plan.stdout
+        );
+    }
     assert_eq!(keys(direct, schema).await, expected_keys(schema, true));
+    if together {
+        // The tables flip together, when the operator says so: no auto-cutover, nothing started.
+        let refused = request(
+            &duet,
+            json!({"command": "migrate", "input": {"kind": "sql", "sql": alter}, "auto_cutover": true}),
+        )
+        .await;
+        assert!(
+            !refused.ok && refused.error.contains("--auto-cutover is not available"),
+            "{:?}",
+            refused.raw
+        );
+        assert_eq!(
+            crate::support::migration::migrations(&duet).await.len(),
+            0,
+            "nothing was started"
+        );
+    }
 
     let mut writers: Vec<Writer> = [Via::Simple, Via::Extended, Via::Direct]
         .into_iter()
@@ -439,17 +521,31 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
         .batch_execute("BEGIN; SELECT txid_current()")
         .await
         .expect("an old transaction");
-    let id = migrate_sql(&duet, &alter).await;
-    let m = wait_phase(&duet, id, "copying").await;
-    assert_eq!(m["strategy"], "shadow_table", "{m}");
+    let ids = migrate_all(&duet, &alter).await;
+    assert_eq!(ids.len(), if together { 2 } else { 1 });
+
+    for id in &ids {
+        let m = wait_phase(&duet, *id, "copying").await;
+        assert_eq!(m["strategy"], "shadow_table", "{m}");
+    }
     let running = start(writers);
     settle().await;
     writers = running.stop(&duet).await;
     assert_same_as_twins(direct, schema, "copying").await;
+    if together {
+        let early = request(&duet, json!({"command": "cutover"})).await;
+        assert!(
+            !early.ok && early.error.contains("not ready"),
+            "a cutover waits for every table: {:?}",
+            early.raw
+        );
+    }
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
 
     let running = start(writers);
-    wait_phase(&duet, id, "ready").await;
+    for id in &ids {
+        wait_phase(&duet, *id, "ready").await;
+    }
     settle().await;
     writers = running.stop(&duet).await;
     assert_same_as_twins(direct, schema, "ready").await;
@@ -467,6 +563,14 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
         "the keys reference the new table, NOT VALID until complete"
     );
     assert_same_as_twins(direct, schema, "flipped").await;
+    if together {
+        assert_eq!(
+            column_type(direct, schema, "lines", "order_id").await,
+            "bigint",
+            "both tables flipped in one transaction"
+        );
+        widen_twin_lines(direct, schema, &role).await;
+    }
 
     // Only the new table can hold this order; the bigint column references it.
     let app = connect(&app_config).await;
@@ -479,10 +583,16 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
         client
             .batch_execute(&format!(
                 "INSERT INTO {schema}.orders{suffix} VALUES ({BIG_KEY}, 'big', 1);
-                 INSERT INTO {schema}.invoices{suffix} VALUES ({BIG_KEY}, {BIG_KEY});"
+                 INSERT INTO {schema}.invoices{suffix} VALUES ({BIG_KEY}, {BIG_KEY});
+                 {}",
+                if together {
+                    format!("INSERT INTO {schema}.lines{suffix} VALUES (2000000000, {BIG_KEY}, 1)")
+                } else {
+                    String::new()
+                }
             ))
             .await
-            .expect("an invoice of an order past int4");
+            .expect("an invoice (and a line) of an order past int4");
     }
     assert_same_as_twins(direct, schema, "past int4").await;
     if finish == "revert" {
@@ -498,6 +608,7 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
                     "DELETE FROM {schema}.invoices{suffix} WHERE id = {BIG_KEY};
                      DELETE FROM {schema}.orders{suffix} WHERE id = {BIG_KEY};"
                 ))
+                // (its line goes with it: ON DELETE CASCADE)
                 .await
                 .expect("remove the order past int4");
         }
@@ -533,28 +644,28 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
             "bigint"
         }
     );
-    assert_clean(&duet, direct, schema, id, done).await;
-    if finish == "complete" {
+    assert_eq!(
+        column_type(direct, schema, "lines", "order_id").await,
+        if together && finish == "complete" {
+            "bigint"
+        } else {
+            "integer"
+        }
+    );
+    for id in &ids {
+        assert_clean(&duet, direct, schema, *id, done).await;
+    }
+    if finish == "complete" && !together {
         // The migration `plan` named next: the referencing column, online too, its key carried
         // to the widened table by the shadow.
-        let alter = format!("ALTER TABLE {schema}.lines ALTER COLUMN order_id TYPE bigint");
         let running = start(writers);
-        let lines = migrate_sql(&duet, &alter).await;
+        let lines = migrate_sql(&duet, &widen_lines).await;
         wait_phase(&duet, lines, "ready").await;
         cutover_retried(&duet).await;
         settle().await;
         retried(&duet, json!({"command": "complete"})).await;
         writers = running.stop(&duet).await;
-        // PostgreSQL's own ALTER refuses a column a view reads; duet carried the view over.
-        direct
-            .batch_execute(&format!(
-                "DROP VIEW {schema}.order_sizes_twin;
-                 ALTER TABLE {schema}.lines_twin ALTER COLUMN order_id TYPE bigint;
-                 {}",
-                view_sql(schema, "_twin", &role)
-            ))
-            .await
-            .expect("the twin's column, offline");
+        widen_twin_lines(direct, schema, &role).await;
         assert_eq!(
             column_type(direct, schema, "lines", "order_id").await,
             "bigint"
@@ -586,10 +697,20 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_key_widened_then_complete() {
-    referenced_key_widened("referenced_complete", "refc", "complete").await;
+    referenced_key_widened("referenced_complete", "refc", "complete", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_key_widened_then_revert() {
-    referenced_key_widened("referenced_revert", "refr", "revert").await;
+    referenced_key_widened("referenced_revert", "refr", "revert", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_referencing_column_in_one_migration_then_complete() {
+    referenced_key_widened("referenced_group_complete", "refgc", "complete", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_referencing_column_in_one_migration_then_revert() {
+    referenced_key_widened("referenced_group_revert", "refgr", "revert", true).await;
 }

@@ -14,29 +14,30 @@ pub fn human(command: &str, result: &Value) -> String {
             "shutting down: no longer accepting clients; {} session(s) still open\n",
             num(result, &["sessions"])
         ),
-        "migrate" => format!(
-            "migration {} of {} started: {} ({})\n{}",
-            num(result, &["id"]),
-            num(result, &["table"]),
-            num(result, &["strategy"]),
-            num(result, &["reason"]),
-            result["warnings"]
-                .as_array()
-                .map(|w| w
-                    .iter()
-                    .map(|w| format!("warning: {}\n", w.as_str().unwrap_or_default()))
-                    .collect::<String>())
-                .unwrap_or_default()
-        ),
+        "migrate" => match result["migrations"].as_array() {
+            Some(members) => {
+                let mut out = format!(
+                    "migration of {} tables started; they flip together (`cutover` once every one is ready):\n",
+                    members.len()
+                );
+                for m in members {
+                    out.push_str(&started(m));
+                }
+                out
+            }
+            None => started(result),
+        },
         "cutover" => format!(
-            "migration {} flipped; clients were held {} ms\n",
+            "migration {} flipped; clients were held {} ms\n{}",
             num(result, &["id"]),
-            num(result, &["stall_ms"])
+            num(result, &["stall_ms"]),
+            members(result)
         ),
         "abort" | "revert" | "complete" => format!(
-            "migration {}: {}\n",
+            "migration {}: {}\n{}",
             num(result, &["id"]),
-            num(result, &["phase"])
+            num(result, &["phase"]),
+            members(result)
         ),
         "pause_copy" | "resume_copy" => format!(
             "migration {}: copy {}\n",
@@ -48,9 +49,60 @@ pub fn human(command: &str, result: &Value) -> String {
             num(result, &["id"]),
             settings_line(result)
         ),
-        "plan" => plan(result),
+        "plan" => match result["plans"].as_array() {
+            Some(plans) => {
+                let mut out = format!(
+                    "{} tables, planned together: each is copied on its own and all flip in one transaction, in this order\n",
+                    plans.len()
+                );
+                for p in plans {
+                    out.push('\n');
+                    out.push_str(&plan(p));
+                }
+                out
+            }
+            None => plan(result),
+        },
         _ => format!("{result}\n"),
     }
+}
+
+/// What `migrate` says about one started migration: id, table, strategy, reason, warnings.
+fn started(m: &Value) -> String {
+    format!(
+        "migration {} of {} started: {} ({})\n{}",
+        num(m, &["id"]),
+        num(m, &["table"]),
+        num(m, &["strategy"]),
+        num(m, &["reason"]),
+        m["warnings"]
+            .as_array()
+            .map(|w| w
+                .iter()
+                .map(|w| format!("warning: {}\n", w.as_str().unwrap_or_default()))
+                .collect::<String>())
+            .unwrap_or_default()
+    )
+}
+
+/// The tables a command on a migration of several acted on (one line each), or nothing.
+fn members(result: &Value) -> String {
+    result["migrations"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "  migration {} of {}: {}\n",
+                        num(m, &["id"]),
+                        num(m, &["table"]),
+                        num(m, &["phase"])
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One line of a migration's progress (`migrate --wait` and the status section).

@@ -177,23 +177,14 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
     let selected = |target: &super::protocol::Selector| ctx.migrations.select(target);
     let outcome: Result<serde_json::Value, String> = match request {
         Request::Plan { input } => match plan(ctx, &input).await {
-            Ok(plan) => serde_json::to_value(&plan).map_err(|e| e.to_string()),
+            Ok(plans) => plans_reply(&plans),
             Err(e) => Err(e),
         },
         Request::Migrate {
             input,
             auto_cutover,
         } => match plan(ctx, &input).await {
-            Ok(plan) => migration::start(ctx, plan, auto_cutover).await.map(|m| {
-                json!({
-                    "id": m.id,
-                    "table": m.table_label(),
-                    "strategy": m.plan.kind.as_str(),
-                    "phase": m.phase().as_str(),
-                    "reason": m.plan.reason,
-                    "warnings": m.plan.warnings,
-                })
-            }),
+            Ok(plans) => start_all(ctx, plans, auto_cutover).await,
             Err(e) => Err(e),
         },
         Request::PauseCopy { target } => match selected(&target) {
@@ -284,11 +275,88 @@ fn copy_paused(paused: bool) -> crate::migration::settings::SettingsChange {
 async fn plan(
     ctx: &ProxyContext,
     input: &shadow::plan::PlanInput,
-) -> Result<shadow::plan::Plan, String> {
+) -> Result<Vec<shadow::plan::Plan>, String> {
     let client = crate::migration::control::connect(ctx).await?;
-    shadow::plan::plan(&client, input)
+    shadow::plan::plan_group(&client, input)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The reply to `plan`: the plan of a migration of one table, or `{"group": tables, "plans":
+/// [plan, …]}` in flip order for a migration of several.
+fn plans_reply(plans: &[shadow::plan::Plan]) -> Result<serde_json::Value, String> {
+    match plans {
+        [one] => serde_json::to_value(one).map_err(|e| e.to_string()),
+        several => Ok(json!({
+            "group": several.iter().map(|p| p.table.to_string()).collect::<Vec<_>>(),
+            "plans": serde_json::to_value(several).map_err(|e| e.to_string())?,
+        })),
+    }
+}
+
+/// Starts the migration of every planned table (in flip order). A migration of several tables
+/// is cut over as one (`cutover` once every table is ready), so `auto_cutover` is refused for
+/// it; when one cannot be started, those started before it are aborted.
+async fn start_all(
+    ctx: &Arc<ProxyContext>,
+    plans: Vec<shadow::plan::Plan>,
+    auto_cutover: bool,
+) -> Result<serde_json::Value, String> {
+    use crate::migration;
+    if plans.len() > 1 && auto_cutover {
+        return Err(format!(
+            "--auto-cutover is not available for a migration of several tables ({}): start it without, and run `duet admin cutover` once `status` shows every table ready — the tables flip together",
+            plans
+                .iter()
+                .map(|p| p.table.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut started: Vec<Arc<migration::Migration>> = Vec::new();
+    for plan in plans {
+        match migration::start(ctx, plan, auto_cutover).await {
+            Ok(m) => started.push(m),
+            Err(e) => {
+                for m in &started {
+                    if let Err(undo) = migration::flip::abort(ctx, m).await {
+                        tracing::warn!(migration = m.id, %undo, "cannot abort a migration started with one that failed to start");
+                    }
+                }
+                return Err(format!(
+                    "{e}{}",
+                    if started.is_empty() {
+                        String::new()
+                    } else {
+                        " (the tables started before it were aborted)".to_owned()
+                    }
+                ));
+            }
+        }
+    }
+    let describe = |m: &migration::Migration| {
+        json!({
+            "id": m.id,
+            "table": m.table_label(),
+            "strategy": m.plan.kind.as_str(),
+            "phase": m.phase().as_str(),
+            "reason": m.plan.reason,
+            "warnings": m.plan.warnings,
+        })
+    };
+    let Some(first) = started.first() else {
+        return Err("nothing to migrate: the input plans no table".to_owned());
+    };
+    let mut reply = describe(first);
+    if started.len() > 1 {
+        if let Some(fields) = reply.as_object_mut() {
+            fields.insert(
+                "migrations".to_owned(),
+                started.iter().map(|m| describe(m)).collect(),
+            );
+        }
+    }
+    Ok(reply)
 }
 
 fn pause_reply(outcome: PauseOutcome) -> Reply {

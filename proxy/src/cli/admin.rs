@@ -415,10 +415,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Human => print!("{}", render::human(name, &result)),
     }
     if let AdminCommand::Migrate { wait: true, .. } = &args.command {
-        let id = result["id"]
-            .as_i64()
-            .ok_or_else(|| anyhow::anyhow!("migrate: the reply names no migration id"))?;
-        return wait_for_migration(&args.socket, id, args.format);
+        // A migration of several tables: each table's, one after the other (they copy at once).
+        let ids: Vec<i64> = match result["migrations"].as_array() {
+            Some(members) => members.iter().filter_map(|m| m["id"].as_i64()).collect(),
+            None => result["id"].as_i64().into_iter().collect(),
+        };
+        if ids.is_empty() {
+            anyhow::bail!("migrate: the reply names no migration id");
+        }
+        for id in ids {
+            wait_for_migration(&args.socket, id, args.format)?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let pause_failed = name == "pause" && result["paused"].as_bool() != Some(true);
     Ok(if pause_failed {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use shadow::ident::QualifiedName;
 use shadow::migrate::state;
 use shadow::migrate::{DbErrorText, Phase};
-use shadow::plan::Step;
+use shadow::plan::{CopySpec, Step};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -314,12 +315,19 @@ async fn refuse_new_dependents(
     tx: &tokio_postgres::Transaction<'_>,
     m: &Migration,
     from: Phase,
+    own_shadows: &[QualifiedName],
 ) -> Result<(), TxError> {
     let plan = &m.plan;
     let cutover = from == Phase::Ready;
-    let mut found = shadow::plan::carried::differences(tx, &plan.table, &plan.carried, cutover)
-        .await
-        .map_err(TxError::Db)?;
+    let mut found = shadow::plan::carried::differences_ignoring(
+        tx,
+        &plan.table,
+        &plan.carried,
+        cutover,
+        own_shadows,
+    )
+    .await
+    .map_err(TxError::Db)?;
     let dependents = shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried)
         .await
         .map_err(TxError::Db)?;
@@ -345,12 +353,14 @@ async fn refuse_new_dependents(
     )))
 }
 
-/// Runs `steps` and the phase change `from → to` in one transaction with `lock_timeout`; any
-/// failure rolls everything back (the transaction is dropped uncommitted).
+/// Runs each migration's steps and its phase change `from → to`, in the order given, in one
+/// transaction with `lock_timeout`; any failure rolls everything back (the transaction is dropped
+/// uncommitted). What is bound to each table is checked against its plan before any step runs
+/// (a step of one table may change what another's check would read: a referencing table's
+/// swap).
 async fn one_transaction(
     client: &mut Client,
-    m: &Migration,
-    steps: &[Step],
+    work: &[(&Migration, &[Step])],
     lock_timeout: Duration,
     from: Phase,
     to: Phase,
@@ -385,15 +395,28 @@ async fn one_transaction(
             )));
         }
     }
-    if !steps.is_empty() && moves_dependents(m) {
-        refuse_new_dependents(&tx, m, from).await?;
+    // The shadow tables of the migration's own tables: their foreign keys to another of its
+    // tables were made by the migration.
+    let own_shadows: Vec<QualifiedName> = work
+        .iter()
+        .filter_map(|(m, _)| match &m.plan.copy {
+            Some(CopySpec::Table(target)) => Some(target.shadow.clone()),
+            _ => None,
+        })
+        .collect();
+    for (m, steps) in work {
+        if !steps.is_empty() && moves_dependents(m) {
+            refuse_new_dependents(&tx, m, from, &own_shadows).await?;
+        }
     }
-    for step in steps {
-        tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;
+    for (m, steps) in work {
+        for step in *steps {
+            tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;
+        }
+        state::transition(&tx, m.id, from, to, None, &json!({}))
+            .await
+            .map_err(|e| TxError::State(e.to_string()))?;
     }
-    state::transition(&tx, m.id, from, to, None, &json!({}))
-        .await
-        .map_err(|e| TxError::State(e.to_string()))?;
     if let Some((_, token)) = fleet.filter(|(_, token)| !token.is_empty()) {
         // Delivered at commit: the members read the new phase as soon as it is there.
         let release = crate::fleet::Message::Release {
@@ -406,21 +429,30 @@ async fn one_transaction(
     tx.commit().await.map_err(TxError::Db)
 }
 
-/// Flips a `ready` migration: hold the fleet (within `budget`), one transaction with the flip
-/// steps and the phase change to `flipped`, publish the flipped route, release.
+/// Flips a `ready` migration — every table of a migration of several, in one transaction: hold
+/// the fleet (within `budget`), one transaction with each table's flip steps and its phase change
+/// to `flipped`, publish the flipped routes, release.
 pub async fn cutover(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     budget: Duration,
 ) -> Result<Value, String> {
-    let _op = m.op.lock().await;
-    let phase = m.phase();
-    if phase != Phase::Ready {
-        return Err(format!(
-            "migration {} of {} is {phase}, not ready: a cutover is possible once `status` shows ready",
-            m.id,
-            m.table_label()
-        ));
+    let members = ctx.migrations.group(m)?;
+    let mut ops = Vec::new();
+    for member in &members {
+        ops.push(member.op.lock().await);
+    }
+    let label = tables_label(&members);
+    for member in &members {
+        let phase = member.phase();
+        if phase != Phase::Ready {
+            return Err(format!(
+                "migration {} of {} is {phase}, not ready: a cutover is possible once `status` shows {} ready",
+                member.id,
+                member.table_label(),
+                if members.len() > 1 { "every table of the migration" } else { "it" }
+            ));
+        }
     }
     // Writers that bypass duet, and writes duet forwarded unchanged, were mirrored by the safety
     // net in their own transactions: nothing to reconcile, whoever wrote. A writer still inside
@@ -430,14 +462,25 @@ pub async fn cutover(
     let held = match hold(ctx, budget).await {
         Ok(held) => held,
         Err((outcome, waited, blocked_by, message)) => {
-            record_flip(m, outcome, waited, blocked_by, Some(message.clone()));
+            for member in &members {
+                record_flip(
+                    member,
+                    outcome,
+                    waited,
+                    blocked_by.clone(),
+                    Some(message.clone()),
+                );
+            }
             return Err(format!("cutover not done (phase stays ready): {message}"));
         }
     };
+    let work: Vec<(&Migration, &[Step])> = members
+        .iter()
+        .map(|member| (member.as_ref(), member.plan.flip.as_slice()))
+        .collect();
     let flipped = one_transaction(
         &mut client,
-        m,
-        &m.plan.flip,
+        &work,
         ctx.config.migration.flip_lock_timeout,
         Phase::Ready,
         Phase::Flipped,
@@ -445,7 +488,8 @@ pub async fn cutover(
     )
     .await;
     // A connection lost around COMMIT leaves the outcome unknown: the stored phase decides
-    // (still under the hold, so the route follows the database either way).
+    // (still under the hold, so the routes follow the database either way; the phases of a
+    // migration of several tables changed in one transaction).
     let flipped = match flipped {
         Err(TxError::Db(err)) if err.as_db_error().is_none() => {
             match stored_phase(ctx, m.id).await {
@@ -457,37 +501,75 @@ pub async fn cutover(
     };
     match flipped {
         Ok(()) => {
-            m.publish(ctx, m.plan.flipped_route.clone());
-            m.set_phase(Phase::Flipped);
+            for member in &members {
+                member.publish(ctx, member.plan.flipped_route.clone());
+                member.set_phase(Phase::Flipped);
+            }
             let stall = held.now();
-            m.set_error(None);
-            record_flip(m, "flipped", stall, Vec::new(), None);
+            for member in &members {
+                member.set_error(None);
+                record_flip(member, "flipped", stall, Vec::new(), None);
+            }
             let stall_ms = crate::duration::whole_millis(stall);
-            tracing::info!(migration = m.id, stall_ms, "flipped");
-            Ok(json!({"id": m.id, "phase": "flipped", "stall_ms": stall_ms}))
+            tracing::info!(migration = m.id, tables = %label, stall_ms, "flipped");
+            let mut reply = json!({"id": m.id, "phase": "flipped", "stall_ms": stall_ms});
+            with_members(&mut reply, &members);
+            Ok(reply)
         }
         Err(err) => {
             let stall = held.now();
             let lock = err.is_lock_timeout();
             let message = err.to_string();
             let outcome = if lock { "lock_timeout" } else { "error" };
-            record_flip(m, outcome, stall, Vec::new(), Some(message.clone()));
+            for member in &members {
+                record_flip(member, outcome, stall, Vec::new(), Some(message.clone()));
+            }
             Err(if lock {
-                let writers = bypass::active_writers(m);
+                let writers: Vec<String> = members
+                    .iter()
+                    .flat_map(|member| bypass::active_writers(member))
+                    .collect();
                 let around = if writers.is_empty() {
                     String::new()
                 } else {
                     format!("; writing it around duet: {}", writers.join("; "))
                 };
                 format!(
-                    "cutover not done (phase stays ready): the flip could not lock {} within {} ms ({message}); another connection holds a lock on it — retry when it is gone{around}",
-                    m.table_label(),
+                    "cutover not done (phase stays ready): the flip could not lock {label} within {} ms ({message}); another connection holds a lock on it — retry when it is gone{around}",
                     ctx.config.migration.flip_lock_timeout.as_millis()
                 )
             } else {
                 format!("cutover not done (phase stays ready): the flip failed: {message}")
             })
         }
+    }
+}
+
+/// The tables of `members`, for messages (`public.lines, public.orders`).
+fn tables_label(members: &[Arc<Migration>]) -> String {
+    members
+        .iter()
+        .map(|member| member.table_label())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds the id and table of every member to the reply of a command on a migration of several
+/// tables (`migrations`); nothing for a migration of one.
+fn with_members(reply: &mut Value, members: &[Arc<Migration>]) {
+    if members.len() < 2 {
+        return;
+    }
+    if let Some(fields) = reply.as_object_mut() {
+        fields.insert(
+            "migrations".to_owned(),
+            members
+                .iter()
+                .map(|member| {
+                    json!({"id": member.id, "table": member.table_label(), "phase": member.phase().as_str()})
+                })
+                .collect(),
+        );
     }
 }
 
@@ -530,26 +612,58 @@ async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<Take
     }
 }
 
-/// Goes back to the old shape after a flip: one transaction with the revert steps (phase →
-/// reverting) under the fleet's hold, routes cleared, release; then the after-revert clean-up
-/// (→ reverted).
+/// Goes back to the old shape after a flip — every table of a migration of several, in one
+/// transaction, in the reverse of the flip's order: one transaction with the revert steps (phase
+/// → reverting) under the fleet's hold, routes cleared, release; then each table's after-revert
+/// clean-up (→ reverted).
 pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
-    let _op = m.op.lock().await;
-    let phase = m.phase();
+    let mut members = ctx.migrations.group(m)?;
+    members.reverse();
+    let mut ops = Vec::new();
+    for member in &members {
+        ops.push(member.op.lock().await);
+    }
+    // A member already reverted is skipped (the command is run again after one stopped half-way),
+    // but a revert of nothing is refused.
+    let all_reverted = members
+        .iter()
+        .all(|member| member.phase() == Phase::Reverted);
+    for member in &members {
+        let phase = member.phase();
+        if all_reverted
+            || (phase != Phase::Flipped && phase != Phase::Reverting && phase != Phase::Reverted)
+        {
+            return Err(format!(
+                "migration {} of {} is {phase}: revert is possible only after a cutover (use abort before it)",
+                member.id,
+                member.table_label()
+            ));
+        }
+    }
     // Every write since the flip, through duet or not, was mirrored into the old shape by the
     // rewrite or the safety net; rows the old types cannot hold make the revert step refuse.
-    if phase == Phase::Flipped {
-        // Driver lock first: no other member may start the clean-up this change leads to.
-        super::follow::acquire(ctx, m, Duration::ZERO).await;
+    let flipped: Vec<Arc<Migration>> = members
+        .iter()
+        .filter(|member| member.phase() == Phase::Flipped)
+        .cloned()
+        .collect();
+    if !flipped.is_empty() {
+        // Driver locks first: no other member may start the clean-up this change leads to.
+        for member in &flipped {
+            super::follow::acquire(ctx, member, Duration::ZERO).await;
+        }
         let flipped_back = async {
             let mut client = control::connect(ctx).await?;
             let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
                 |(_, _, _, message)| format!("revert not done (still flipped): {message}"),
             )?;
+            let work: Vec<(&Migration, &[Step])> = flipped
+                .iter()
+                .map(|member| (member.as_ref(), member.plan.revert.as_slice()))
+                .collect();
             one_transaction(
                 &mut client,
-                m,
-                &m.plan.revert,
+                &work,
                 ctx.config.migration.flip_lock_timeout,
                 Phase::Flipped,
                 Phase::Reverting,
@@ -557,25 +671,38 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
             )
             .await
             .map_err(|e| format!("revert not done (still flipped): {e}"))?;
-            m.publish(ctx, None);
-            m.set_phase(Phase::Reverting);
+            for member in &flipped {
+                member.publish(ctx, None);
+                member.set_phase(Phase::Reverting);
+            }
             drop(held);
             Ok::<(), String>(())
         }
         .await;
         if flipped_back.is_err() {
-            super::follow::release_if_idle(ctx, m).await;
+            for member in &flipped {
+                super::follow::release_if_idle(ctx, member).await;
+            }
         }
         flipped_back?;
-    } else if phase != Phase::Reverting {
-        return Err(format!(
-            "migration {} is {phase}: revert is possible only after a cutover (use abort before it)",
-            m.id
-        ));
     }
+    let mut phase = Phase::Reverted;
+    for member in &members {
+        if member.phase() == Phase::Reverted {
+            continue;
+        }
+        phase = after_revert(ctx, member).await?;
+    }
+    let mut reply = json!({"id": m.id, "phase": phase.as_str()});
+    with_members(&mut reply, &members);
+    Ok(reply)
+}
+
+/// The after-revert clean-up of one table (→ reverted), here or by the member that drives it.
+async fn after_revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase, String> {
     if let TakeOver::Done(phase) = take_over(ctx, m, "the revert").await? {
         finish(ctx, m, phase).await;
-        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+        return Ok(phase);
     }
     let mut guard = control::guarded(ctx).await?;
     control::run_steps(
@@ -588,7 +715,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
     )
     .await?;
     finish(ctx, m, Phase::Reverted).await;
-    Ok(json!({"id": m.id, "phase": "reverted"}))
+    Ok(Phase::Reverted)
 }
 
 /// The latest old-shape statement for `m`'s table that any live member of the fleet saw (ms
@@ -621,10 +748,38 @@ async fn old_shape_across_fleet(ctx: &ProxyContext, m: &Migration) -> (u64, u64)
     (last, count)
 }
 
-/// Finishes a flipped migration: refused while old-shape statements arrived within the window
-/// at any member of the fleet (unless `force`); then routes cleared under the fleet's hold with
-/// the phase change to completing, and the complete steps (→ completed).
+/// Finishes a flipped migration — each table of a migration of several in flip order, so a
+/// referencing table's old table goes before the old table its key references; a table already
+/// completed is skipped (the command is run again after one stopped half-way).
 pub async fn complete(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+    force: bool,
+) -> Result<Value, String> {
+    let members = ctx.migrations.group(m)?;
+    if members.len() == 1 {
+        return complete_one(ctx, m, force).await;
+    }
+    for member in &members {
+        if member.phase() != Phase::Completed {
+            complete_one(ctx, member, force).await.map_err(|e| {
+                format!(
+                    "{e} (migration {} of {}; run complete again for the rest)",
+                    member.id,
+                    member.table_label()
+                )
+            })?;
+        }
+    }
+    let mut reply = json!({"id": m.id, "phase": Phase::Completed.as_str()});
+    with_members(&mut reply, &members);
+    Ok(reply)
+}
+
+/// Finishes one flipped table: refused while old-shape statements arrived within the window at
+/// any member of the fleet (unless `force`); then routes cleared under the fleet's hold with the
+/// phase change to completing, and the complete steps (→ completed).
+async fn complete_one(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     force: bool,
@@ -704,8 +859,7 @@ async fn change_under_hold_once(
         .map_err(|(_, _, _, message)| format!("{name} not done (phase stays {from}): {message}"))?;
     one_transaction(
         &mut client,
-        m,
-        &[],
+        &[(m.as_ref(), &[])],
         ctx.config.migration.flip_lock_timeout,
         from,
         to,
@@ -745,10 +899,27 @@ async fn finish_steps(
     Ok(json!({"id": m.id, "phase": to.as_str()}))
 }
 
-/// Abandons a migration before its flip: stops the copy and the background task (here, or — by
-/// recording `aborting` — on the member that drives it), clears the route on every member under
-/// the fleet's hold, then runs the abort steps (→ aborted).
+/// Abandons a migration before its flip — every table of a migration of several (a table
+/// already aborted is skipped).
 pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
+    let members = ctx.migrations.group(m)?;
+    if members.len() == 1 {
+        return abort_one(ctx, m).await;
+    }
+    for member in &members {
+        if member.phase() != Phase::Aborted {
+            abort_one(ctx, member).await?;
+        }
+    }
+    let mut reply = json!({"id": m.id, "phase": Phase::Aborted.as_str()});
+    with_members(&mut reply, &members);
+    Ok(reply)
+}
+
+/// Abandons one table's migration before its flip: stops the copy and the background task
+/// (here, or — by recording `aborting` — on the member that drives it), clears the route on every
+/// member under the fleet's hold, then runs the abort steps (→ aborted).
+async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
     let phase = m.phase();
     if !phase.can_transition_to(Phase::Aborting) && phase != Phase::Aborting {
         return Err(format!(

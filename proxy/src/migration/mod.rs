@@ -143,12 +143,46 @@ impl Migrations {
         }
         match active.as_slice() {
             [one] => Ok((*one).clone()),
+            // The tables of one migration of several: the command acts on all of them.
+            [first, rest @ ..]
+                if !first.plan.group.is_empty()
+                    && rest.iter().all(|m| m.plan.group == first.plan.group) =>
+            {
+                Ok((*first).clone())
+            }
             [] => Err("no active migration; start one with `duet admin migrate`".to_owned()),
             several => Err(format!(
                 "several migrations are active: {}; pass --table or --id",
                 describe(several)
             )),
         }
+    }
+
+    /// The migrations a command on `m` acts on: `m` alone, or — for a migration of several
+    /// tables — the migration of each of its tables, in flip order (finished ones included, so
+    /// a command that stopped half-way can be run again for the rest).
+    pub fn group(&self, m: &Arc<Migration>) -> Result<Vec<Arc<Migration>>, String> {
+        if m.plan.group.is_empty() {
+            return Ok(vec![m.clone()]);
+        }
+        let entries = self.lock();
+        m.plan
+            .group
+            .iter()
+            .map(|table| {
+                entries
+                    .iter()
+                    .filter(|o| o.plan.table == *table && o.plan.group == m.plan.group)
+                    .max_by_key(|o| o.id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "migration {} is planned together with {table}, whose migration this proxy does not know (yet): retry in a moment, or run the command on the member that started it",
+                            m.id
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Remembers a control connection's backend pid.

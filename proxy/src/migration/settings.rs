@@ -177,6 +177,12 @@ pub async fn change(
             ));
         }
     }
+    if change.auto_cutover == Some(true) && !m.plan.group.is_empty() {
+        return Err(format!(
+            "migration {} is one table of a migration of several, which flip together: run `duet admin cutover` once `status` shows every table ready (auto-cutover is not available for it)",
+            m.id
+        ));
+    }
     if change.latency_max_pause_ms == Some(0) {
         return Err("latency-max-pause must be longer than 0 (max-latency-factor=0 stops watching the clients' latency)".to_owned());
     }

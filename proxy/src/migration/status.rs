@@ -32,6 +32,10 @@ pub struct MigrationStatus {
     pub table: String,
     /// `in_place`, `shadow_column`, `shadow_table` or `rename`.
     pub strategy: &'static str,
+    /// The tables of a migration of several that flip together, in flip order (this one's
+    /// included); absent for a migration of one table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<String>,
     /// The phase.
     pub phase: &'static str,
     /// Why the migration stopped, if it did.
@@ -180,6 +184,7 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
         id: m.id,
         table: m.table_label(),
         strategy: m.plan.kind.as_str(),
+        group: m.plan.group.iter().map(|t| t.to_string()).collect(),
         phase: live.phase.as_str(),
         error: live.error.clone(),
         rows_done: progress.as_ref().map(|p| p.rows_done),

@@ -1095,6 +1095,19 @@ pub async fn differences<C: GenericClient>(
     planned: &Carried,
     definitions: bool,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
+    differences_ignoring(client, table, planned, definitions, &[]).await
+}
+
+/// [`differences`], leaving out foreign keys of the tables in `ignored`: the shadow tables of the
+/// other tables of the same migration, whose keys to `table` the migration made itself (and
+/// re-points at the flip).
+pub async fn differences_ignoring<C: GenericClient>(
+    client: &C,
+    table: &QualifiedName,
+    planned: &Carried,
+    definitions: bool,
+    ignored: &[QualifiedName],
+) -> Result<Vec<String>, tokio_postgres::Error> {
     // The common case in one round trip (the flip's transaction runs while clients are held):
     // nothing planned, nothing bound now.
     if planned.is_empty() && !anything_bound(client, table).await? {
@@ -1135,13 +1148,22 @@ pub async fn differences<C: GenericClient>(
         &policies(&now),
         |p| format!("{} on {t}", quote_ident(&p.name)),
     );
-    compare(
-        &mut out,
-        "foreign key",
-        &planned.foreign_keys,
-        &now.foreign_keys,
-        |k| format!("{} on {}", quote_ident(&k.name), k.table),
-    );
+    // A referencing column may change type in the same migration (a group): compared by name,
+    // definition and validity only.
+    let keys = |c: &Carried| -> Vec<ReferencingKey> {
+        c.foreign_keys
+            .iter()
+            .filter(|k| !ignored.contains(&k.table))
+            .cloned()
+            .map(|mut k| {
+                k.columns.clear();
+                k
+            })
+            .collect()
+    };
+    compare(&mut out, "foreign key", &keys(planned), &keys(&now), |k| {
+        format!("{} on {}", quote_ident(&k.name), k.table)
+    });
     let flags = |c: &Carried| {
         c.row_security
             .as_ref()

@@ -10,6 +10,7 @@
 mod audit;
 pub mod carried;
 pub mod catalog;
+pub mod group;
 pub mod input;
 pub mod names;
 pub mod pgroll;
@@ -25,6 +26,7 @@ use crate::migrate::CopyTarget;
 
 use crate::rewrite::TableRoute;
 pub use carried::Carried;
+pub use group::plan_group;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +180,10 @@ pub struct Plan {
     /// ([`carried`]); objects made after planning make the flip refuse instead.
     #[serde(default, skip_serializing_if = "Carried::is_empty")]
     pub carried: Carried,
+    /// The tables of a migration of several ([`group`]), this one's included, in the order their
+    /// flips run in the one transaction; empty for a migration of one table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<QualifiedName>,
 }
 
 impl Plan {

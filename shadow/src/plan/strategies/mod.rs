@@ -51,6 +51,7 @@ pub(super) fn empty_plan(
         abort: Vec::new(),
         warnings: Vec::new(),
         carried: Default::default(),
+        group: Vec::new(),
     }
 }
 

@@ -1,0 +1,180 @@
+//! Several tables in one migration: SQL statements on more than one table are planned table by
+//! table (each a [`Plan`] of its own, with its own copy), and run together — the flip of every
+//! table in one transaction, a revert of all of them in one transaction, `complete` and `abort`
+//! of all of them — so the application never sees one table's new shape beside another's old
+//! one. The typical case: a key widened together with the columns of other tables that
+//! reference it.
+//!
+//! The order matters where the tables reference each other. A table whose foreign key references
+//! another of the migration flips first: its new table takes its name with the key re-created on
+//! it, and the referenced table's flip, later in the same transaction, re-points that key (by
+//! name, on the table that has the name: the new one) at its own new table
+//! ([`super::referencing`]). `complete` then drops the referencing table's old table before the
+//! referenced one's (whose old key the former references), and a revert runs in the reverse order.
+
+use tokio_postgres::Client;
+
+use crate::ident::{quote_ident, QualifiedName};
+
+use super::input::parse_sql;
+use super::{plan, Plan, PlanError, PlanInput};
+
+/// Plans `input`: one plan for input on one table, one per table (in flip order, each knowing
+/// the group) for SQL statements on several. Reads only; any refusal refuses all of it.
+pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>, PlanError> {
+    let parts = match input {
+        PlanInput::Sql { sql, shadow_column } => split_by_table(sql)?
+            .into_iter()
+            .map(|sql| PlanInput::Sql {
+                sql,
+                shadow_column: *shadow_column,
+            })
+            .collect(),
+        PlanInput::Pgroll { .. } => vec![input.clone()],
+    };
+    if parts.len() < 2 {
+        return Ok(vec![plan(client, input).await?]);
+    }
+    let mut plans = Vec::new();
+    for part in &parts {
+        let p = plan(client, part).await?;
+        if let Some(other) = plans.iter().find(|o: &&Plan| o.table == p.table) {
+            return Err(PlanError::Invalid(format!(
+                "{} is named twice ({} and {}): write all its changes in one place",
+                p.table,
+                statement_of(other),
+                statement_of(&p)
+            )));
+        }
+        plans.push(p);
+    }
+    let mut plans = flip_order(plans)?;
+    forget_warnings_about_members(&mut plans);
+    let group: Vec<QualifiedName> = plans.iter().map(|p| p.table.clone()).collect();
+    for p in &mut plans {
+        p.group = group.clone();
+    }
+    Ok(plans)
+}
+
+/// The input's SQL for one member, for messages.
+fn statement_of(p: &Plan) -> String {
+    match &p.input {
+        PlanInput::Sql { sql, .. } => format!("{:?}", sql.trim()),
+        PlanInput::Pgroll { file_name, .. } => file_name.clone(),
+    }
+}
+
+/// The statements of `sql` grouped by the table each changes, in the order the tables first
+/// appear; a single group (the whole text) when all change one table or a statement names none
+/// by itself (`DROP INDEX`: the planner resolves it).
+fn split_by_table(sql: &str) -> Result<Vec<String>, PlanError> {
+    let statements = pg_query::split_with_parser(sql)
+        .map_err(|e| PlanError::Invalid(format!("the SQL does not parse: {e}")))?;
+    let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
+    for statement in statements {
+        let changes = parse_sql(statement)?;
+        if changes.table.name.is_empty() {
+            return Ok(vec![sql.to_owned()]);
+        }
+        let (schema, name) = (changes.table.schema, changes.table.name);
+        match groups
+            .iter_mut()
+            .find(|(s, n, _)| *n == name && (s.is_empty() || schema.is_empty() || *s == schema))
+        {
+            Some((_, _, texts)) => texts.push(statement.trim().to_owned()),
+            None => groups.push((schema, name, vec![statement.trim().to_owned()])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(_, _, texts)| texts.join(";\n"))
+        .collect())
+}
+
+/// `plans` ordered so that a table comes before every member whose key it references (see the
+/// module's docs); refused when members reference each other in a cycle.
+fn flip_order(mut plans: Vec<Plan>) -> Result<Vec<Plan>, PlanError> {
+    // `referencing(p)`: the members with a foreign key to `p`'s table.
+    let referencing = |p: &Plan, all: &[Plan]| -> Vec<QualifiedName> {
+        p.carried
+            .foreign_keys
+            .iter()
+            .map(|k| k.table.clone())
+            .filter(|t| all.iter().any(|o| &o.table == t))
+            .collect()
+    };
+    let mut ordered: Vec<Plan> = Vec::new();
+    while !plans.is_empty() {
+        let ready = plans.iter().position(|p| {
+            referencing(p, &plans)
+                .iter()
+                .all(|t| ordered.iter().any(|o| &o.table == t) || *t == p.table)
+        });
+        match ready {
+            Some(i) => ordered.push(plans.remove(i)),
+            None => {
+                return Err(PlanError::Unsupported(format!(
+                    "{} reference each other through foreign keys: duet cannot flip them in an \
+                     order that keeps every key on a table of the same shape. Migrate them one \
+                     at a time",
+                    plans
+                        .iter()
+                        .map(|p| p.table.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+/// Drops each member's warning that a referencing column keeps the old type when that column's
+/// own change is in the migration too.
+fn forget_warnings_about_members(plans: &mut [Plan]) {
+    let changed: Vec<(QualifiedName, Vec<String>)> = plans
+        .iter()
+        .map(|p| {
+            let columns = p
+                .flipped_route
+                .as_ref()
+                .zip(p.dual_write_route.as_ref())
+                .map(|(after, before)| {
+                    after
+                        .columns
+                        .iter()
+                        .filter(|c| {
+                            before
+                                .column(&c.name)
+                                .is_some_and(|b| b.base_type != c.base_type)
+                        })
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p.table.clone(), columns)
+        })
+        .collect();
+    for p in plans.iter_mut() {
+        let covered: Vec<String> = p
+            .carried
+            .foreign_keys
+            .iter()
+            .flat_map(|k| {
+                let columns = changed
+                    .iter()
+                    .find(|(t, _)| *t == k.table)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default();
+                k.columns
+                    .iter()
+                    .filter(move |c| columns.contains(&c.column))
+                    .map(move |c| format!("{}.{} (", k.table, quote_ident(&c.column)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        p.warnings
+            .retain(|w| !covered.iter().any(|prefix| w.starts_with(prefix)));
+    }
+}
