@@ -7,7 +7,9 @@
 //! phase. After every phase the tables equal their twins, the audit trigger wrote one row per
 //! write, the view reads the table; after the cutover the keys reference the new table (an
 //! invoice of an order past 2^31 is accepted), after `complete` they are validated again and the
-//! column order is unchanged; after `revert` the keys reference the old table again. After
+//! column order is unchanged; after `revert` the keys reference the old table again. duet runs as
+//! the tables' owner, not a superuser, and the orders table enforces row-level security for the
+//! application's role. After
 //! `complete`, the migration `plan` names next — the referencing `integer` column widened, online
 //! too — takes a line of the order past 2^31.
 
@@ -37,10 +39,17 @@ const MISSING_ORDER: i64 = 50_000_000;
 const BIG_KEY: i64 = 3_000_000_000;
 
 /// The three tables and their twins (the twins' orders key is bigint from the start, so the row
-/// past int4 fits there too), the audit trigger on both orders tables, the view, and the role.
-fn setup_sql(schema: &str, role: &str) -> String {
+/// past int4 fits there too), the audit trigger and a row-level security policy on both orders
+/// tables, the view, the application's role `role`, and duet's role `owner` — not a superuser,
+/// the owner of the schema and everything in it, with CREATE on the database (for its own
+/// schema `duet`), as on a managed server.
+fn setup_sql(schema: &str, role: &str, owner: &str) -> String {
     let mut sql = format!(
         "DO $r$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $r$;
+         DO $r$ BEGIN CREATE ROLE {owner} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $r$;
+         DO $r$ BEGIN
+           EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO {owner}', current_database());
+         END $r$;
          CREATE SCHEMA {schema};
          CREATE TABLE {schema}.audit (seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, id bigint NOT NULL);
          CREATE FUNCTION {schema}.audit_row() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -67,11 +76,24 @@ fn setup_sql(schema: &str, role: &str) -> String {
              INSERT INTO {schema}.invoices{suffix} SELECT g / 10, g FROM generate_series(10, {ORDERS}, 10) g;
              GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.orders{suffix}, {schema}.lines{suffix},
                {schema}.invoices{suffix} TO {role};
+             ALTER TABLE {schema}.orders{suffix} ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY not_hidden ON {schema}.orders{suffix} FOR ALL TO {role}
+               USING (customer <> 'hidden') WITH CHECK (customer <> 'hidden');
              ANALYZE {schema}.orders{suffix};",
             lines = ORDERS * 2
         ));
         sql.push_str(&view_sql(schema, suffix, role));
     }
+    sql.push_str(&format!(
+        "ALTER SCHEMA {schema} OWNER TO {owner};
+         DO $r$ DECLARE r record; BEGIN
+           FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c
+                     WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('r', 'v')
+           LOOP
+             EXECUTE format('ALTER TABLE %s OWNER TO {owner}', r.rel);
+           END LOOP;
+         END $r$;"
+    ));
     sql
 }
 
@@ -429,9 +451,16 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
         return;
     };
     let role = format!("{schema}_app");
+    let owner = format!("{schema}_owner");
     let db = crate::support::TestDatabase::create(&backend, label);
-    db.execute(&setup_sql(schema, &role));
-    let duet = DuetProcess::start(&backend.url(db.name()), &[]);
+    db.execute(&setup_sql(schema, &role, &owner));
+    // duet runs as the tables' owner, not as a superuser.
+    let as_owner = crate::support::Backend {
+        user: owner.clone(),
+        password: None,
+        ..backend.clone()
+    };
+    let duet = DuetProcess::start(&as_owner.url(db.name()), &[]);
     let direct_config = db.direct_config();
     let direct = connect(&direct_config).await;
     let direct = &direct.client;
@@ -450,6 +479,9 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
     let plan = duet.admin(&["plan", "--sql", alter.as_str()]);
     assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
     let mut needles = vec![
+        "policy \"not_hidden\"".to_owned(),
+        "trigger \"orders_audit\"".to_owned(),
+        format!("view \"{schema}\".\"order_sizes\""),
         format!("foreign key \"invoices_order_id_fkey\" of \"{schema}\".\"invoices\""),
         format!("foreign key \"lines_order_id_fkey\" of \"{schema}\".\"lines\""),
     ];
