@@ -29,18 +29,6 @@ use crate::migrate::target::{as_params, ColumnMapping, CopyTarget, KeyRange, Sid
 use crate::migrate::verify::{RangeWalk, VerifyConfig};
 use crate::plan::BackfillSpec;
 
-/// The chunk statement: set the shadow column of the rows in the chunk where it differs.
-pub(crate) fn chunk_update(t: &CopyTarget, pred: &str) -> String {
-    let (column, expr) = match t.mapping.first() {
-        Some(m) => (quote_ident(&m.target), m.expr.as_str()),
-        None => (String::new(), ""),
-    };
-    format!(
-        "UPDATE {table} SET {column} = {expr} WHERE {pred} AND {column} IS DISTINCT FROM {expr}",
-        table = t.source.sql(),
-    )
-}
-
 /// The copy target describing a backfill (source and "shadow" are the table; the mapping is the
 /// one shadow column), with the key's types read from the catalog.
 pub async fn backfill_target(
@@ -172,7 +160,7 @@ pub async fn repair_column(
     let mut retried = 0;
     for (range, _) in mismatches {
         let (pred, _) = t.range_predicate(Side::Source, None, range, 1);
-        let sql = chunk_update(&t, &pred);
+        let sql = t.column_update(&pred);
         let params = CopyTarget::range_params(range);
         fixed += retry_retryable(max_attempts, &mut retried, || {
             in_short_transaction(client, lock_timeout, "a column repair", async {

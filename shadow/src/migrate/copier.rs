@@ -610,7 +610,7 @@ impl Copier {
         let (copied, path) = match self.write {
             ChunkWrite::Insert => self.insert_chunk(client, t, &chunk, allow_plain).await?,
             ChunkWrite::UpdateColumn => {
-                let update = crate::migrate::backfill::chunk_update(t, &pred);
+                let update = t.column_update(&pred);
                 let n = client
                     .execute(&update, &as_params(&CopyTarget::range_params(&chunk)))
                     .await

@@ -76,6 +76,20 @@ impl std::fmt::Display for KeyRange {
 }
 
 impl CopyTarget {
+    /// A shadow column's chunk statement (the backfill's, see `super::backfill`: source and
+    /// shadow are the table, the mapping is the one column): set the column of the rows `pred`
+    /// selects where it differs from the mapping's expression.
+    pub(crate) fn column_update(&self, pred: &str) -> String {
+        let (column, expr) = match self.mapping.first() {
+            Some(m) => (quote_ident(&m.target), m.expr.as_str()),
+            None => (String::new(), ""),
+        };
+        format!(
+            "UPDATE {table} SET {column} = {expr} WHERE {pred} AND {column} IS DISTINCT FROM {expr}",
+            table = self.source.sql(),
+        )
+    }
+
     /// Plan the shadow-table copy of `source` (before the shadow exists): discovers the key and
     /// checks that the mapping produces every key column under its own name.
     pub async fn plan(
