@@ -1,4 +1,5 @@
-//! SQL identifiers: quoting and the shadow-table naming convention.
+//! SQL identifiers: quoting, and the naming of the objects duet creates (a suffix within 63
+//! bytes, the shadow table's name).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,7 +8,7 @@ pub const SHADOW_SUFFIX: &str = "__duet";
 /// The tombstone column of a shadow table.
 pub const DELETED_COLUMN: &str = "__duet_deleted";
 /// PostgreSQL's identifier length limit in bytes (NAMEDATALEN - 1).
-const MAX_IDENT_BYTES: usize = 63;
+pub const MAX_IDENT_BYTES: usize = 63;
 
 /// Quote an identifier for SQL (`a"b` → `"a""b"`). Identifiers are always quoted.
 pub fn quote_ident(name: &str) -> String {
@@ -49,20 +50,25 @@ impl std::fmt::Display for QualifiedName {
     }
 }
 
-/// The shadow table's name for table `t`: `t__duet`; when that exceeds 63 bytes, `t` is
-/// truncated and a short stable hash of the full name is put before the suffix.
+/// The shadow table's name for table `t`: `t__duet` ([`with_suffix`]).
 pub fn shadow_table_name(table: &str) -> String {
-    let plain = format!("{table}{SHADOW_SUFFIX}");
+    with_suffix(table, SHADOW_SUFFIX)
+}
+
+/// `name` + `suffix`; when that exceeds 63 bytes, `name` is truncated and a short stable hash of
+/// the full name is put before the suffix, so distinct long names stay distinct.
+pub fn with_suffix(name: &str, suffix: &str) -> String {
+    let plain = format!("{name}{suffix}");
     if plain.len() <= MAX_IDENT_BYTES {
         return plain;
     }
-    let hash = format!("_{:08x}", fnv1a32(table.as_bytes()));
-    let room = MAX_IDENT_BYTES - SHADOW_SUFFIX.len() - hash.len();
-    let mut cut = room.min(table.len());
-    while !table.is_char_boundary(cut) {
+    let hash = format!("_{:08x}", fnv1a32(name.as_bytes()));
+    let room = MAX_IDENT_BYTES - suffix.len() - hash.len();
+    let mut cut = room.min(name.len());
+    while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{hash}{SHADOW_SUFFIX}", &table[..cut])
+    format!("{}{hash}{suffix}", &name[..cut])
 }
 
 /// FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`), good enough for names.

@@ -5,7 +5,9 @@
 //!   verdict the migration planner asks for.
 //! - [`rewrite`]: dual-write statement rewriting — pure functions from an application's statement
 //!   and the published routes to the statement that also writes the shadow (or a refusal).
-//! - [`ident`]: identifier quoting and the shadow naming convention shared by all parts.
+//! - [`ident`]: identifier quoting and the shadow naming convention shared by all parts, and
+//!   [`parse`]: PostgreSQL's own grammar (pg_query) run safely — the bottom layer every other
+//!   part builds on.
 //! - [`migrate`]: the migration's own work over tokio-postgres: the state store (schema `duet`),
 //!   guarded DDL, the chunked copier, verification, repair and the tombstone sweep.
 //!
@@ -16,5 +18,6 @@
 pub mod check;
 pub mod ident;
 pub mod migrate;
+pub mod parse;
 pub mod plan;
 pub mod rewrite;

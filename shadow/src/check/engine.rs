@@ -6,7 +6,6 @@ use pg_query::protobuf::RawStmt;
 use super::classify::{self, Classification, ClassifyContext};
 use super::config::{CheckConfig, RuleSetting};
 use super::markers;
-use super::parse::{self, Parsed};
 use super::psql;
 use super::report::{Finding, Level, Report, Risk, StatementReport};
 use super::risk;
@@ -15,6 +14,7 @@ use super::schema::Schema;
 use super::split::{self, SourceText};
 use super::transaction::TxState;
 use super::CheckError;
+use crate::parse::{self, Parsed};
 
 /// One migration file's name and contents.
 #[derive(Debug, Clone)]
@@ -157,7 +157,9 @@ pub fn check_files(
     config: &CheckConfig,
     schema: Schema,
 ) -> Result<Report, CheckError> {
-    parse::run_on_parser_stack(|| check_files_here(files, config, schema))
+    Ok(parse::run_on_parser_stack(|| {
+        check_files_here(files, config, schema)
+    })?)
 }
 
 /// [`check_files`] on the calling thread (which must have a large stack for deep statements).

@@ -9,7 +9,7 @@
 //! The pipeline, one module per concept:
 //! [`walk`] (files in migration-runner order) → [`markers`] (no-transaction markers, down
 //! sections) → [`psql`] (meta-commands and COPY data blanked) → [`split`] (statements,
-//! positions, `-- duet:ignore`) → [`parse`] (pg_query on a big stack) → [`classify`] (which
+//! positions, `-- duet:ignore`) → [`crate::parse`] (pg_query on a big stack) → [`classify`] (which
 //! [`facts`] apply, given the [`schema`] model and [`transaction`] context) → [`rules`] →
 //! [`risk`] → [`report`] → [`output`] (human, JSON, GitHub, SARIF). [`strategy`] answers the
 //! planner; [`coercion`] decides which type changes rewrite; [`partition`] whether ATTACH PARTITION scans; [`ast`] reads parse trees.
@@ -25,7 +25,6 @@ pub mod facts;
 pub mod lock;
 pub mod markers;
 pub mod output;
-pub mod parse;
 pub mod partition;
 pub mod psql;
 pub mod report;
@@ -68,9 +67,9 @@ pub enum CheckError {
     /// The live catalog could not be read.
     #[error("cannot read the database catalog: {0}")]
     Catalog(String),
-    /// A bug in duet (a panic caught on the parser thread).
+    /// The parser's thread could not run or panicked (a bug in duet).
     #[error("internal error: {0}")]
-    Internal(String),
+    Parser(#[from] crate::parse::ParserThreadError),
 }
 
 /// Reads migration files from disk in runner order (see [`walk`]).

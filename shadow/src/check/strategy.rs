@@ -5,9 +5,9 @@
 use serde::Serialize;
 
 use super::classify::{classify, Classification, ClassifyContext};
-use super::parse::{parse_statement, statement_node, Parsed};
 use super::schema::Schema;
 use super::version::EngineVersion;
+use crate::parse::{parse_statement, statement_node, Parsed};
 
 /// How a change should be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -20,14 +20,28 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient};
 
-use crate::ident::quote_ident;
+use serde::{Deserialize, Serialize};
+
+use crate::ident::{quote_ident, QualifiedName};
 use crate::migrate::copier::{ChunkWrite, Copier, CopierConfig, CopierControl};
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{in_short_transaction, retry_retryable};
 use crate::migrate::key::CopyKey;
 use crate::migrate::target::{as_params, ColumnMapping, CopyTarget, KeyRange, Side};
 use crate::migrate::verify::{RangeWalk, VerifyConfig};
-use crate::plan::BackfillSpec;
+
+/// Backfill of a shadow column: `UPDATE t SET "c__duet" = expr` in keyset chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillSpec {
+    /// The table.
+    pub table: QualifiedName,
+    /// Key columns (primary key or unique NOT NULL key), unquoted, in key order.
+    pub key: Vec<String>,
+    /// The shadow column, unquoted.
+    pub column: String,
+    /// SQL expression over the row's (quoted) columns that computes it.
+    pub expr: String,
+}
 
 /// The copy target describing a backfill (source and "shadow" are the table; the mapping is the
 /// one shadow column), with the key's types read from the catalog.

@@ -12,11 +12,7 @@ use tokio_postgres::GenericClient;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::phase::Phase;
 
-/// A view in schema `duet` that counts the rows inserted into it and keeps none (an INSTEAD OF
-/// trigger returns each row without storing it). A rewritten DELETE without RETURNING ends with
-/// `INSERT INTO duet.row_sink SELECT … FROM` the deleted rows, so its command tag carries exactly
-/// the number of rows the application's DELETE removed, whatever the shadow side did.
-pub const ROW_SINK: &str = "row_sink";
+pub use crate::rewrite::shadow_table::ROW_SINK;
 
 /// Name of the partial unique index enforcing one active migration per table.
 pub const ONE_ACTIVE_INDEX: &str = "migrations_one_active_per_table";

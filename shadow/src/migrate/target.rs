@@ -8,25 +8,7 @@ use crate::ident::{quote_ident, QualifiedName, DELETED_COLUMN};
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::key::{discover_copy_key, CopyKey, KeyValue};
 
-/// One shadow column: its name and the SQL expression over the *old* row that produces it
-/// (e.g. `"id"::bigint`). Listed in shadow column order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ColumnMapping {
-    /// Shadow column name (unquoted).
-    pub target: String,
-    /// SQL expression over the source row's (quoted) columns.
-    pub expr: String,
-}
-
-impl ColumnMapping {
-    /// A mapping entry.
-    pub fn new(target: impl Into<String>, expr: impl Into<String>) -> Self {
-        ColumnMapping {
-            target: target.into(),
-            expr: expr.into(),
-        }
-    }
-}
+pub use crate::rewrite::ColumnMapping;
 
 /// Source, shadow, key and mapping of a shadow-table migration.
 ///

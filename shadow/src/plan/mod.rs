@@ -115,18 +115,7 @@ pub struct Step {
     pub outside_transaction: bool,
 }
 
-/// Backfill of a shadow column: `UPDATE t SET "c__duet" = expr` in keyset chunks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackfillSpec {
-    /// The table.
-    pub table: QualifiedName,
-    /// Key columns (primary key or unique NOT NULL key), unquoted, in key order.
-    pub key: Vec<String>,
-    /// The shadow column, unquoted.
-    pub column: String,
-    /// SQL expression over the row's (quoted) columns that computes it.
-    pub expr: String,
-}
+pub use crate::migrate::backfill::BackfillSpec;
 
 /// How the existing rows reach the new shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

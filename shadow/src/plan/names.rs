@@ -4,28 +4,7 @@
 
 use crate::ident::QualifiedName;
 
-/// PostgreSQL's identifier length limit in bytes (NAMEDATALEN - 1).
-const MAX_IDENT_BYTES: usize = 63;
-
-/// `name` + `suffix`, truncated (with a stable hash of the full name) to fit 63 bytes.
-pub fn with_suffix(name: &str, suffix: &str) -> String {
-    let plain = format!("{name}{suffix}");
-    if plain.len() <= MAX_IDENT_BYTES {
-        return plain;
-    }
-    let hash = format!(
-        "_{:08x}",
-        name.bytes().fold(0x811c_9dc5u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        })
-    );
-    let room = MAX_IDENT_BYTES - suffix.len() - hash.len();
-    let mut cut = room.min(name.len());
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{hash}{suffix}", &name[..cut])
-}
+pub use crate::ident::{with_suffix, MAX_IDENT_BYTES};
 
 /// Suffix of the shadow's indexes and constraints until the flip.
 pub const TEMP_SUFFIX: &str = "__duet";

@@ -4,9 +4,9 @@
 
 use tokio_postgres::Client;
 
-use crate::check::parse::run_on_parser_stack;
 use crate::check::strategy::Strategy;
 use crate::ident::{quote_ident, QualifiedName};
+use crate::parse::run_on_parser_stack;
 
 use super::audit::audit;
 use super::catalog::{read_table, resolve_table, TableInfo};

@@ -38,7 +38,7 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, CopyStmt, RangeVar, Token};
 
-use crate::check::parse::{parse_statement, statement_node, Parsed};
+use crate::parse::{parse_statement, statement_node, Parsed};
 
 use super::names::{quote_ident, string_value};
 use super::outcome::{Answer, Protocol, Refusal, StatementPatch};

@@ -43,7 +43,7 @@ pub use outcome::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 pub use prefilter::touches;
 pub use route::{Column, ColumnMapping, Routes, TableRoute, Target};
 
-use crate::check::parse::{parse_statement, run_on_parser_stack, statement_node, Parsed};
+use crate::parse::{parse_statement, run_on_parser_stack, statement_node, Parsed};
 use shadow_table::Span;
 use statement::Decision;
 use tokens::Tokens;

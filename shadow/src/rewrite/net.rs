@@ -43,8 +43,8 @@
 //! the shadow (`expand`), moved to the new table in the flip's transaction, and dropped by
 //! `complete`, `abort` and `revert`.
 
+use crate::ident::with_suffix;
 use crate::ident::{quote_ident, QualifiedName};
-use crate::plan::names::with_suffix;
 
 use super::outcome::TagVerb;
 use super::route::{TableRoute, Target};

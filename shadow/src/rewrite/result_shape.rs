@@ -16,7 +16,7 @@ use pg_query::protobuf::node::Node as NodeEnum;
 
 use super::names::quote_ident;
 use super::tokens::Tokens;
-use crate::check::parse::{parse_statement, run_on_parser_stack, statement_node, Parsed};
+use crate::parse::{parse_statement, run_on_parser_stack, statement_node, Parsed};
 
 /// One result column as the server first described it (RowDescription).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,9 +49,26 @@ pub struct Column {
     pub base_type: String,
 }
 
-/// One column of a shadow table and how it is computed from the old row: the same mapping the
-/// copier uses, so a plan hands one list to both.
-pub use crate::migrate::target::ColumnMapping;
+/// One shadow column: its name and the SQL expression over the *old* row that produces it
+/// (e.g. `"id"::bigint`). Listed in shadow column order. The rewrite, the safety net and the
+/// copier all compute the shadow from the same list, so a plan hands one list to all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnMapping {
+    /// Shadow column name (unquoted).
+    pub target: String,
+    /// SQL expression over the source row's (quoted) columns.
+    pub expr: String,
+}
+
+impl ColumnMapping {
+    /// A mapping entry.
+    pub fn new(target: impl Into<String>, expr: impl Into<String>) -> Self {
+        ColumnMapping {
+            target: target.into(),
+            expr: expr.into(),
+        }
+    }
+}
 
 /// How writes to a table under migration are mirrored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, VariableSetKind};
 
-use crate::check::parse::{parse_statement, Parsed};
+use crate::parse::{parse_statement, Parsed};
 
 /// What a session's statements told about its `search_path`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

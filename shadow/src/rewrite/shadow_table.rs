@@ -14,6 +14,13 @@ use super::outcome::{Refusal, TagVerb};
 use super::route::{ColumnMapping, TableRoute, Target};
 use super::tokens::Tokens;
 
+/// A view in schema `duet` (created with duet's state, `crate::migrate::state`) that counts the
+/// rows inserted into it and keeps none (an INSTEAD OF trigger returns each row without storing
+/// it). A rewritten DELETE without RETURNING ends with `INSERT INTO duet.row_sink SELECT … FROM`
+/// the deleted rows, so its command tag carries exactly the number of rows the application's
+/// DELETE removed, whatever the shadow side did.
+pub const ROW_SINK: &str = "row_sink";
+
 /// The CTE holding the original statement's `RETURNING` rows.
 const ROWS_CTE: &str = "__duet_m";
 /// The CTE (with an original `RETURNING`) holding the shadow upsert.
@@ -249,7 +256,7 @@ pub fn rewrite_write(
         out.push_str(" AS (");
         out.push_str(&upsert);
         out.push_str(")\nINSERT INTO \"duet\".");
-        out.push_str(&quote_ident(crate::migrate::state::ROW_SINK));
+        out.push_str(&quote_ident(ROW_SINK));
         out.push_str(" SELECT NULL FROM ");
         out.push_str(ROWS_CTE);
     } else if projection.is_empty() {

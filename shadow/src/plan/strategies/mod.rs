@@ -19,10 +19,10 @@ pub(super) mod shadow_column;
 pub(super) mod shadow_table;
 
 use crate::check::ast::{self, ColumnType};
-use crate::check::parse::run_on_parser_stack;
 use crate::check::schema::{Column as SchemaColumn, Schema, Table};
 use crate::check::strategy::{strategy, Strategy};
 use crate::check::version::EngineVersion;
+use crate::parse::run_on_parser_stack;
 
 use super::catalog::TableInfo;
 use super::{Plan, PlanError, PlanInput, PlanKind};

@@ -10,7 +10,16 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, RawStmt};
 
-use super::CheckError;
+/// Why [`run_on_parser_stack`] could not give its work's result.
+#[derive(Debug, thiserror::Error)]
+pub enum ParserThreadError {
+    /// The thread could not be started.
+    #[error("cannot start the parser thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The work panicked (a bug): the panic's message.
+    #[error("the parser thread panicked: {0}")]
+    Panicked(String),
+}
 
 /// Stack size of the thread that parses and walks statements. Only touched pages are committed,
 /// so the reservation costs address space, not memory.
@@ -54,7 +63,7 @@ pub fn statement_node(raw: &RawStmt) -> Option<&NodeEnum> {
 
 /// Runs `work` on a thread with a [`PARSER_STACK_BYTES`] stack and returns its result. A panic in
 /// `work` (a bug) becomes an error instead of taking the caller down.
-pub fn run_on_parser_stack<T, F>(work: F) -> Result<T, CheckError>
+pub fn run_on_parser_stack<T, F>(work: F) -> Result<T, ParserThreadError>
 where
     F: FnOnce() -> T + Send,
     T: Send,
@@ -64,14 +73,14 @@ where
             .name("duet-check-parser".to_string())
             .stack_size(PARSER_STACK_BYTES)
             .spawn_scoped(scope, work)
-            .map_err(|e| CheckError::Internal(format!("cannot start the parser thread: {e}")))?;
+            .map_err(ParserThreadError::Spawn)?;
         handle.join().map_err(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            CheckError::Internal(format!("the classifier panicked: {what}"))
+            ParserThreadError::Panicked(what)
         })
     })
 }
