@@ -287,6 +287,19 @@ async fn migration_lock_held_at_the_flip_refuses_cutover_without_failing_clients
         "the flip cannot take its lock: {}",
         refused.raw
     );
+    assert_eq!(
+        refused.raw["retryable"], true,
+        "a lock someone holds: the same command may pass later: {}",
+        refused.raw
+    );
+    // `duet admin` says so with its exit code (75, EX_TEMPFAIL), so a script can retry.
+    let cli = s.duet.admin(&["cutover", "--budget", "2s"]);
+    assert_eq!(cli.code, Some(75), "{}\n{}", cli.stdout, cli.stderr);
+    assert!(
+        cli.stderr.contains("run the command again"),
+        "{}",
+        cli.stderr
+    );
     let m = migration(&s.duet, id).await;
     assert_eq!(m["phase"], "ready", "{m}");
     assert_eq!(column_type(s.direct(), "mlk", "t", "id").await, "integer");
@@ -409,6 +422,11 @@ async fn migration_objects_made_outside_duet_on_the_table_block_the_swap() {
         .await
         .expect("a view made straight on the server");
     let refused = request(&s.duet, json!({"command": "cutover", "id": id})).await;
+    assert!(
+        refused.raw.get("retryable").is_none(),
+        "objects made outside duet: running it again changes nothing until they are dropped: {}",
+        refused.raw
+    );
     assert!(
         !refused.ok,
         "the cutover must refuse while mdep.v depends on the table"

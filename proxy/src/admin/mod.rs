@@ -3,7 +3,9 @@
 //! Requests are `{"command": "status" | "pause" | "resume" | "shutdown", "timeout_ms": n}` and the
 //! migration commands (`migrate`, `plan`, `pause_copy`, `resume_copy`, `set`, `cutover`, `abort`,
 //! `revert`, `complete`; see [`protocol::Request`] and [`crate::migration`]); each gets one reply
-//! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`.
+//! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "...", "retryable": true?}`
+//! (`retryable` when running the same command again may succeed:
+//! [`crate::migration::error::CommandError`]).
 //! [`server`] is the proxy's side, [`client`] is what `duet admin` uses, [`render`] turns replies
 //! into text for humans.
 

@@ -185,6 +185,11 @@ pub struct Reply {
     /// What went wrong and what to do (when not `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When not `ok`: nothing was changed and the same command may succeed when simply run again
+    /// (a lock another connection held, a missed budget, a fleet member that did not answer).
+    /// Absent (false) when something must change first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
 }
 
 impl Reply {
@@ -194,6 +199,7 @@ impl Reply {
             ok: true,
             result: Some(result),
             error: None,
+            retryable: false,
         }
     }
 
@@ -203,7 +209,13 @@ impl Reply {
             ok: false,
             result: None,
             error: Some(message.into()),
+            retryable: false,
         }
+    }
+
+    /// This refusal, marked as one that may pass when the command is simply run again.
+    pub fn retryable(self, retryable: bool) -> Self {
+        Reply { retryable, ..self }
     }
 }
 

@@ -173,30 +173,39 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
 
 /// The migration commands (see [`crate::migration`]).
 async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
+    use crate::migration::error::CommandError;
     use crate::migration::{self, flip};
-    let selected = |target: &super::protocol::Selector| ctx.migrations.select(target);
-    let outcome: Result<serde_json::Value, String> = match request {
+    // What the operator asked for does not apply as it stands (an unknown migration, a plan the
+    // catalog refuses, a setting out of range): a refusal.
+    let selected = |target: &super::protocol::Selector| {
+        ctx.migrations.select(target).map_err(CommandError::Refused)
+    };
+    let outcome: Result<serde_json::Value, CommandError> = match request {
         Request::Plan { input } => match plan(ctx, &input).await {
-            Ok(plans) => plans_reply(&plans),
-            Err(e) => Err(e),
+            Ok(plans) => plans_reply(&plans).map_err(CommandError::Failed),
+            Err(e) => Err(CommandError::Refused(e)),
         },
         Request::Migrate {
             input,
             auto_cutover,
         } => match plan(ctx, &input).await {
-            Ok(plans) => start_all(ctx, plans, auto_cutover).await,
-            Err(e) => Err(e),
+            Ok(plans) => start_all(ctx, plans, auto_cutover)
+                .await
+                .map_err(CommandError::Refused),
+            Err(e) => Err(CommandError::Refused(e)),
         },
         Request::PauseCopy { target } => match selected(&target) {
             Ok(m) => change_settings(ctx, &m, copy_paused(true))
                 .await
-                .map(|_| json!({"id": m.id, "copy_state": "paused"})),
+                .map(|_| json!({"id": m.id, "copy_state": "paused"}))
+                .map_err(CommandError::Refused),
             Err(e) => Err(e),
         },
         Request::ResumeCopy { target } => match selected(&target) {
             Ok(m) => change_settings(ctx, &m, copy_paused(false))
                 .await
-                .map(|_| json!({"id": m.id, "copy_state": "running"})),
+                .map(|_| json!({"id": m.id, "copy_state": "running"}))
+                .map_err(CommandError::Refused),
             Err(e) => Err(e),
         },
         Request::Set { settings, target } => match selected(&target) {
@@ -213,7 +222,9 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
                     latency_baseline_us: settings.latency_baseline_us,
                     copy_paused: None,
                 };
-                change_settings(ctx, &m, change).await
+                change_settings(ctx, &m, change)
+                    .await
+                    .map_err(CommandError::Refused)
             }
             Err(e) => Err(e),
         },
@@ -241,16 +252,17 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
             Err(e) => Err(e),
         },
         Request::Status | Request::Pause { .. } | Request::Resume | Request::Shutdown { .. } => {
-            Err("internal error: not a migration command".to_owned())
+            Err(CommandError::Failed(
+                "internal error: not a migration command".to_owned(),
+            ))
         }
     };
     match outcome {
         Ok(value) => Reply::ok(value),
-        Err(message) => Reply::error(message),
+        Err(e) => Reply::error(e.to_string()).retryable(e.is_retryable()),
     }
 }
 
-/// Plans `input` against the backend's catalog (nothing recorded).
 /// Stores and applies a settings change; the reply is the migration's settings now in force.
 async fn change_settings(
     ctx: &Arc<ProxyContext>,
@@ -272,6 +284,7 @@ fn copy_paused(paused: bool) -> crate::migration::settings::SettingsChange {
     }
 }
 
+/// Plans `input` against the backend's catalog (nothing recorded).
 async fn plan(
     ctx: &ProxyContext,
     input: &shadow::plan::PlanInput,

@@ -436,6 +436,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A command the proxy did not carry out, that changed nothing and may succeed when simply run
+/// again (a lock, a missed budget): `duet admin` exits with [`RUN_AGAIN_EXIT_CODE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (nothing changed: run the command again)")]
+pub struct RunAgain(String);
+
+/// The exit code of a command that may succeed when run again (EX_TEMPFAIL of sysexits.h).
+pub const RUN_AGAIN_EXIT_CODE: u8 = 75;
+
 /// Sends one request and returns its result; a refusal becomes an error naming the command and
 /// carrying the proxy's message.
 pub(crate) fn send(
@@ -448,6 +457,9 @@ pub(crate) fn send(
         let message = reply
             .error
             .unwrap_or_else(|| "the proxy refused the command".to_owned());
+        if reply.retryable {
+            return Err(RunAgain(format!("{}: {message}", request.name())).into());
+        }
         anyhow::bail!("{}: {message}", request.name());
     }
     Ok(reply.result.unwrap_or(serde_json::Value::Null))

@@ -45,7 +45,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("duet: error: {err:#}");
-            ExitCode::from(2)
+            if err.downcast_ref::<admin::RunAgain>().is_some() {
+                ExitCode::from(admin::RUN_AGAIN_EXIT_CODE)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ use shadow::migrate::verify::{verify, VerifyConfig};
 use shadow::migrate::{CopyTarget, Phase};
 use shadow::plan::{CopySpec, PlanKind};
 
+use super::error::CommandError;
 use super::{control, flip, Migration};
 use crate::context::ProxyContext;
 
@@ -385,6 +386,11 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
             Err(error) => {
                 tracing::warn!(migration = m.id, attempt, %error, "automatic cutover missed");
                 if m.phase() != Phase::Ready {
+                    return;
+                }
+                if let CommandError::Refused(why) = &error {
+                    // Running it again changes nothing until the operator acts.
+                    m.set_error(Some(format!("automatic cutover refused: {why}")));
                     return;
                 }
                 tokio::time::sleep(shadow::migrate::guard::backoff_with_jitter(

@@ -14,6 +14,7 @@ use shadow::plan::{CopySpec, Step};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use super::error::CommandError;
 use super::{bypass, control, BlockingSession, FlipRecord, Migration};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
@@ -275,13 +276,41 @@ fn record_flip(
 enum TxError {
     /// A statement failed (lock timeout, …).
     Db(tokio_postgres::Error),
-    /// The phase change was refused (someone else moved the migration).
+    /// The phase change was refused (someone else moved the migration, a fleet member joined):
+    /// nothing changed, run the command again.
     State(String),
+    /// Objects bound to the table differ from the plan: nothing changed, and nothing will until
+    /// the operator undoes the change.
+    Refused(String),
 }
 
 impl TxError {
     fn is_lock_timeout(&self) -> bool {
         matches!(self, TxError::Db(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
+    }
+
+    /// The command's error, `message` being what the operator reads: a lock, a deadlock, a lost
+    /// connection or a moved phase may pass when the command is run again; a refusal of the
+    /// server's (55000, the revert's check) or of the plan's check needs the operator first.
+    fn into_command_error(self, message: String) -> CommandError {
+        match &self {
+            TxError::Refused(_) => CommandError::Refused(message),
+            TxError::State(_) => CommandError::Retryable(message),
+            TxError::Db(e) => match e.code() {
+                Some(c)
+                    if *c == SqlState::LOCK_NOT_AVAILABLE
+                        || *c == SqlState::T_R_DEADLOCK_DETECTED
+                        || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+                {
+                    CommandError::Retryable(message)
+                }
+                Some(c) if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
+                    CommandError::Refused(message)
+                }
+                Some(_) => CommandError::Failed(message),
+                None => CommandError::Retryable(message),
+            },
+        }
     }
 }
 
@@ -289,7 +318,7 @@ impl std::fmt::Display for TxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TxError::Db(err) => write!(f, "{}", DbErrorText(err)),
-            TxError::State(message) => f.write_str(message),
+            TxError::State(message) | TxError::Refused(message) => f.write_str(message),
         }
     }
 }
@@ -346,7 +375,7 @@ async fn refuse_new_dependents(
     } else {
         ("the revert", "the revert")
     };
-    Err(TxError::State(format!(
+    Err(TxError::Refused(format!(
         "{what} would leave behind or lose objects bound to {} that the migration did not plan for: {}. They are bound to the table itself and would stay with the side the swap renames away (or be re-created as planned): drop them (or undo the change) and re-create them after {after}, or abort the migration and plan it again",
         m.table_label(),
         found.join("; ")
@@ -436,8 +465,8 @@ pub async fn cutover(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     budget: Duration,
-) -> Result<Value, String> {
-    let members = ctx.migrations.group(m)?;
+) -> Result<Value, CommandError> {
+    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
     let mut ops = Vec::new();
     for member in &members {
         ops.push(member.op.lock().await);
@@ -446,19 +475,27 @@ pub async fn cutover(
     for member in &members {
         let phase = member.phase();
         if phase != Phase::Ready {
-            return Err(format!(
+            return Err(CommandError::Refused(format!(
                 "migration {} of {} is {phase}, not ready: a cutover is possible once `status` shows {} ready",
                 member.id,
                 member.table_label(),
                 if members.len() > 1 { "every table of the migration" } else { "it" }
-            ));
+            )));
         }
+    }
+    if ctx.gate.is_paused() {
+        return Err(CommandError::Refused(
+            "the proxy is paused by an operator (duet admin pause): run `duet admin resume` first"
+                .to_owned(),
+        ));
     }
     // Writers that bypass duet, and writes duet forwarded unchanged, were mirrored by the safety
     // net in their own transactions: nothing to reconcile, whoever wrote. A writer still inside
     // a transaction on the table only delays the flip's lock (`flip_lock_timeout`).
     // Connect before holding: clients are held only for the flip itself.
-    let mut client = control::connect(ctx).await?;
+    let mut client = control::connect(ctx)
+        .await
+        .map_err(CommandError::Retryable)?;
     let held = match hold(ctx, budget).await {
         Ok(held) => held,
         Err((outcome, waited, blocked_by, message)) => {
@@ -471,7 +508,9 @@ pub async fn cutover(
                     Some(message.clone()),
                 );
             }
-            return Err(format!("cutover not done (phase stays ready): {message}"));
+            return Err(CommandError::Retryable(format!(
+                "cutover not done (phase stays ready): {message}"
+            )));
         }
     };
     let work: Vec<(&Migration, &[Step])> = members
@@ -524,7 +563,7 @@ pub async fn cutover(
             for member in &members {
                 record_flip(member, outcome, stall, Vec::new(), Some(message.clone()));
             }
-            Err(if lock {
+            Err(err.into_command_error(if lock {
                 let writers: Vec<String> = members
                     .iter()
                     .flat_map(|member| bypass::active_writers(member))
@@ -540,7 +579,7 @@ pub async fn cutover(
                 )
             } else {
                 format!("cutover not done (phase stays ready): the flip failed: {message}")
-            })
+            }))
         }
     }
 }
@@ -616,8 +655,8 @@ async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<Take
 /// transaction, in the reverse of the flip's order: one transaction with the revert steps (phase
 /// → reverting) under the fleet's hold, routes cleared, release; then each table's after-revert
 /// clean-up (→ reverted).
-pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
-    let mut members = ctx.migrations.group(m)?;
+pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
+    let mut members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
     members.reverse();
     let mut ops = Vec::new();
     for member in &members {
@@ -633,11 +672,11 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
         if all_reverted
             || (phase != Phase::Flipped && phase != Phase::Reverting && phase != Phase::Reverted)
         {
-            return Err(format!(
+            return Err(CommandError::Refused(format!(
                 "migration {} of {} is {phase}: revert is possible only after a cutover (use abort before it)",
                 member.id,
                 member.table_label()
-            ));
+            )));
         }
     }
     // Every write since the flip, through duet or not, was mirrored into the old shape by the
@@ -653,9 +692,13 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
             super::follow::acquire(ctx, member, Duration::ZERO).await;
         }
         let flipped_back = async {
-            let mut client = control::connect(ctx).await?;
+            let mut client = control::connect(ctx)
+                .await
+                .map_err(CommandError::Retryable)?;
             let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
-                |(_, _, _, message)| format!("revert not done (still flipped): {message}"),
+                |(_, _, _, message)| {
+                    CommandError::Retryable(format!("revert not done (still flipped): {message}"))
+                },
             )?;
             let work: Vec<(&Migration, &[Step])> = flipped
                 .iter()
@@ -670,13 +713,16 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
                 held.fleet(),
             )
             .await
-            .map_err(|e| format!("revert not done (still flipped): {e}"))?;
+            .map_err(|e| {
+                let message = format!("revert not done (still flipped): {e}");
+                e.into_command_error(message)
+            })?;
             for member in &flipped {
                 member.publish(ctx, None);
                 member.set_phase(Phase::Reverting);
             }
             drop(held);
-            Ok::<(), String>(())
+            Ok::<(), CommandError>(())
         }
         .await;
         if flipped_back.is_err() {
@@ -699,7 +745,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
 }
 
 /// The after-revert clean-up of one table (→ reverted), here or by the member that drives it.
-async fn after_revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase, String> {
+async fn after_revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase, CommandError> {
     if let TakeOver::Done(phase) = take_over(ctx, m, "the revert").await? {
         finish(ctx, m, phase).await;
         return Ok(phase);
@@ -755,19 +801,24 @@ pub async fn complete(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     force: bool,
-) -> Result<Value, String> {
-    let members = ctx.migrations.group(m)?;
+) -> Result<Value, CommandError> {
+    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
     if members.len() == 1 {
         return complete_one(ctx, m, force).await;
     }
     for member in &members {
         if member.phase() != Phase::Completed {
             complete_one(ctx, member, force).await.map_err(|e| {
-                format!(
+                let message = format!(
                     "{e} (migration {} of {}; run complete again for the rest)",
                     member.id,
                     member.table_label()
-                )
+                );
+                match e {
+                    CommandError::Refused(_) => CommandError::Refused(message),
+                    CommandError::Retryable(_) => CommandError::Retryable(message),
+                    CommandError::Failed(_) => CommandError::Failed(message),
+                }
             })?;
         }
     }
@@ -783,21 +834,21 @@ async fn complete_one(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     force: bool,
-) -> Result<Value, String> {
+) -> Result<Value, CommandError> {
     let _op = m.op.lock().await;
     let phase = m.phase();
     if phase != Phase::Flipped && phase != Phase::Completing {
-        return Err(format!(
+        return Err(CommandError::Refused(format!(
             "migration {} is {phase}: complete is possible only after a cutover",
             m.id
-        ));
+        )));
     }
     if !force && phase == Phase::Flipped {
         // Every member writes its counts now: a heartbeat's may be a second old.
         super::follow::barrier(ctx, m, Some(ctx.config.migration.flip_budget))
             .await
             .map_err(|e| {
-                format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`")
+                CommandError::Retryable(format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`"))
             })?;
         let (last, count) = old_shape_across_fleet(ctx, m).await;
         let now_ms = SystemTime::now()
@@ -806,16 +857,18 @@ async fn complete_one(
             .unwrap_or(0);
         let window = ctx.config.migration.old_shape_window;
         if last > 0 && now_ms.saturating_sub(last) < crate::duration::whole_millis(window) {
-            return Err(format!(
+            return Err(CommandError::Refused(format!(
                 "statements written for the old shape of {} still arrive ({count} so far across the fleet, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
                 m.table_label(),
                 now_ms.saturating_sub(last) as f64 / 1000.0,
                 window.as_secs()
-            ));
+            )));
         }
     }
     if phase == Phase::Flipped {
-        change_under_hold(ctx, m, Phase::Flipped, Phase::Completing, "complete").await?;
+        change_under_hold(ctx, m, Phase::Flipped, Phase::Completing, "complete")
+            .await
+            .map_err(CommandError::Retryable)?;
     } else if m.has_route(ctx) {
         m.publish(ctx, None);
     }
@@ -824,7 +877,7 @@ async fn complete_one(
         return Ok(json!({"id": m.id, "phase": phase.as_str()}));
     }
     let mut guard = control::guarded(ctx).await?;
-    finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await
+    Ok(finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await?)
 }
 
 /// Records `from → to` in one transaction under the fleet's hold and clears the table's route
@@ -901,8 +954,8 @@ async fn finish_steps(
 
 /// Abandons a migration before its flip — every table of a migration of several (a table
 /// already aborted is skipped).
-pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
-    let members = ctx.migrations.group(m)?;
+pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
+    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
     if members.len() == 1 {
         return abort_one(ctx, m).await;
     }
@@ -919,13 +972,13 @@ pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
 /// Abandons one table's migration before its flip: stops the copy and the background task
 /// (here, or — by recording `aborting` — on the member that drives it), clears the route on every
 /// member under the fleet's hold, then runs the abort steps (→ aborted).
-async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, String> {
+async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
     let phase = m.phase();
     if !phase.can_transition_to(Phase::Aborting) && phase != Phase::Aborting {
-        return Err(format!(
+        return Err(CommandError::Refused(format!(
             "migration {} is {phase}: abort is possible only before the cutover (use revert after it)",
             m.id
-        ));
+        )));
     }
     // The background task is stopped first (it may be waiting or copying, not holding `op`);
     // everything it did is committed or rolled back with its connection.
@@ -945,10 +998,10 @@ async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
     m.set_phase(stored);
     if stored != Phase::Aborting {
         if !stored.can_transition_to(Phase::Aborting) {
-            return Err(format!(
+            return Err(CommandError::Refused(format!(
                 "migration {} is {stored}: abort is possible only before the cutover",
                 m.id
-            ));
+            )));
         }
         change_under_hold(ctx, m, stored, Phase::Aborting, "abort").await?;
     } else if m.has_route(ctx) {
@@ -960,7 +1013,7 @@ async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
         return Ok(json!({"id": m.id, "phase": phase.as_str()}));
     }
     let mut guard = control::guarded(ctx).await?;
-    finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await
+    Ok(finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await?)
 }
 
 /// The phase stored for migration `id`, if it can be read.

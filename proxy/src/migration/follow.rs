@@ -301,7 +301,7 @@ async fn drive_if_needed(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                     _ => flip::revert(&ctx, &m).await,
                 };
                 if let Err(error) = done {
-                    m.set_error(Some(error));
+                    m.set_error(Some(error.to_string()));
                 }
                 release(&ctx, &m).await;
             });

@@ -17,6 +17,7 @@
 pub mod bypass;
 pub mod control;
 pub mod controller;
+pub mod error;
 pub mod flip;
 pub mod follow;
 pub mod latency;
