@@ -441,3 +441,49 @@ async fn tables_that_reference_each_other_are_refused_together() {
     drop(client);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_pgroll_file_with_operations_on_two_tables_is_one_migration() {
+    let Some(db) = TestDb::create("plan_referencing_pgroll").await else {
+        return;
+    };
+    let client = db.connect().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let yaml = r#"
+name: 07_order_ids_bigint
+operations:
+  - alter_column:
+      table: orders
+      column: id
+      type: bigint
+  - alter_column:
+      table: lines
+      column: order_id
+      type: bigint
+"#;
+    let plans = plan_group(
+        &client,
+        &PlanInput::Pgroll {
+            text: yaml.into(),
+            file_name: "07_order_ids_bigint.yaml".into(),
+            shadow_column: false,
+        },
+    )
+    .await
+    .expect("one migration of two tables");
+    let tables: Vec<String> = plans.iter().map(|p| p.table.to_string()).collect();
+    assert_eq!(tables, [r#""public"."lines""#, r#""public"."orders""#]);
+    for p in &plans {
+        assert_eq!(p.kind, PlanKind::ShadowTable, "{p:#?}");
+        assert_eq!(p.group.len(), 2);
+        match &p.input {
+            PlanInput::Pgroll { file_name, .. } => assert!(
+                file_name.starts_with("07_order_ids_bigint.yaml (operations on "),
+                "{file_name}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(client);
+    db.drop_db().await;
+}

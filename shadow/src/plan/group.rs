@@ -1,9 +1,9 @@
-//! Several tables in one migration: SQL statements on more than one table are planned table by
-//! table (each a [`Plan`] of its own, with its own copy), and run together — the flip of every
-//! table in one transaction, a revert of all of them in one transaction, `complete` and `abort`
-//! of all of them — so the application never sees one table's new shape beside another's old
-//! one. The typical case: a key widened together with the columns of other tables that
-//! reference it.
+//! Several tables in one migration: SQL statements (or a pgroll file's operations) on more than
+//! one table are planned table by table (each a [`Plan`] of its own, with its own copy), and run
+//! together — the flip of every table in one transaction, a revert of all of them in one
+//! transaction, `complete` and `abort` of all of them — so the application never sees one table's
+//! new shape beside another's old one. The typical case: a key widened together with the columns
+//! of other tables that reference it.
 //!
 //! The order matters where the tables reference each other. A table whose foreign key references
 //! another of the migration flips first: its new table takes its name with the key re-created on
@@ -22,7 +22,7 @@ use super::{plan, Plan, PlanError, PlanInput};
 /// Plans `input`: one plan for input on one table, one per table (in flip order, each knowing
 /// the group) for SQL statements on several. Reads only; any refusal refuses all of it.
 pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>, PlanError> {
-    let parts = match input {
+    let parts: Vec<PlanInput> = match input {
         PlanInput::Sql { sql, shadow_column } => split_by_table(sql)?
             .into_iter()
             .map(|sql| PlanInput::Sql {
@@ -30,7 +30,22 @@ pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>,
                 shadow_column: *shadow_column,
             })
             .collect(),
-        PlanInput::Pgroll { .. } => vec![input.clone()],
+        PlanInput::Pgroll {
+            text,
+            file_name,
+            shadow_column,
+        } => split_pgroll(text)
+            .into_iter()
+            .map(|(table, text)| PlanInput::Pgroll {
+                text,
+                file_name: if file_name.is_empty() {
+                    format!("operations on {table}")
+                } else {
+                    format!("{file_name} (operations on {table})")
+                },
+                shadow_column: *shadow_column,
+            })
+            .collect(),
     };
     if parts.len() < 2 {
         return Ok(vec![plan(client, input).await?]);
@@ -90,6 +105,54 @@ fn split_by_table(sql: &str) -> Result<Vec<String>, PlanError> {
         .into_iter()
         .map(|(_, _, texts)| texts.join(";\n"))
         .collect())
+}
+
+/// The operations of a pgroll migration grouped by the table each names (`"table"`), each group
+/// as a migration of its own (JSON) with the table's name; the whole text as one group when the
+/// operations name one table, or an operation names none (`drop_index`) or the text does not
+/// read (the pgroll planner then says why).
+fn split_pgroll(text: &str) -> Vec<(String, String)> {
+    let whole = || vec![(String::new(), text.to_owned())];
+    let doc: serde_json::Value = if text.trim_start().starts_with('{') {
+        match serde_json::from_str(text) {
+            Ok(doc) => doc,
+            Err(_) => return whole(),
+        }
+    } else {
+        match serde_norway::from_str(text) {
+            Ok(doc) => doc,
+            Err(_) => return whole(),
+        }
+    };
+    let Some(operations) = doc.get("operations").and_then(|o| o.as_array()) else {
+        return whole();
+    };
+    let mut groups: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for operation in operations {
+        let table = operation
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|body| body.get("table"))
+            .and_then(|t| t.as_str());
+        let Some(table) = table else {
+            return whole();
+        };
+        match groups.iter_mut().find(|(t, _)| t == table) {
+            Some((_, ops)) => ops.push(operation.clone()),
+            None => groups.push((table.to_owned(), vec![operation.clone()])),
+        }
+    }
+    if groups.len() < 2 {
+        return whole();
+    }
+    let name = doc.get("name").cloned().unwrap_or(serde_json::Value::Null);
+    groups
+        .into_iter()
+        .map(|(table, operations)| {
+            let part = serde_json::json!({"name": name, "operations": operations});
+            (table, part.to_string())
+        })
+        .collect()
 }
 
 /// `plans` ordered so that a table comes before every member whose key it references (see the

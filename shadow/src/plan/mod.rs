@@ -32,7 +32,8 @@ pub use group::plan_group;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanInput {
-    /// One or more SQL statements (`ALTER TABLE …`, `CREATE INDEX …`), all on one table.
+    /// One or more SQL statements (`ALTER TABLE …`, `CREATE INDEX …`): on one table for [`plan`],
+    /// on one or several for [`plan_group`].
     Sql {
         /// The statements as typed.
         sql: String,
@@ -40,7 +41,8 @@ pub enum PlanInput {
         #[serde(default, skip_serializing_if = "is_false")]
         shadow_column: bool,
     },
-    /// A pgroll-format migration (YAML or JSON), all operations on one table.
+    /// A pgroll-format migration (YAML or JSON): operations on one table for [`plan`], on one or
+    /// several for [`plan_group`].
     Pgroll {
         /// The file's contents.
         text: String,
