@@ -402,9 +402,9 @@ impl Shared<'_> {
         }
     }
 
-    /// At a transaction boundary after a route change or a move of the session's `search_path`
-    /// (or after a stale-plan error: every statement): prepares again every remembered statement
-    /// whose text mentions a table that is or was routed, ahead of the
+    /// At a transaction boundary after a route change, a move of the session's `search_path` or
+    /// a stale-plan error: prepares again every remembered statement whose text mentions a table
+    /// that is or was routed, ahead of the
     /// client's message at `at`, each in a request of its own (Close, Parse, Sync) whose answer
     /// the downstream loop drops.
     pub(super) fn reprepare(&self, tracker: &mut Tracker, at: usize, edits: &mut Vec<Edit>) {
@@ -426,7 +426,11 @@ impl Shared<'_> {
             let is = touches(&prepared.sql, &current.routes);
             prepared.epoch = current.epoch;
             prepared.published = (!current.is_empty()).then(|| current.clone());
-            if !stale && !was && !is {
+            // A statement on tables no migration touches is the client's business, as with
+            // PostgreSQL alone: after a stale-plan error its client prepares it again itself (with
+            // the result shape it now has), and duet must neither keep the shape it was first
+            // described with nor drop it on a failed Parse.
+            if !was && !is {
                 continue;
             }
             let (text, patch) = if is {

@@ -271,7 +271,7 @@ impl Shared<'_> {
                     }
                 }
                 frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
-                    tracker.copy_message();
+                    tracker.copy_message(frame.tag);
                 }
                 frontend::TERMINATE => {
                     scanner.pass(&frame, chunk.len(), &mut pos);
@@ -341,6 +341,11 @@ impl Shared<'_> {
             } else {
                 false
             };
+            if frame.tag == backend::COPY_IN_RESPONSE {
+                tracker
+                    .get_or_insert_with(|| self.tracker())
+                    .copy_in_started();
+            }
             if frame.tag != backend::READY_FOR_QUERY {
                 let looked_at = hooked
                     || (remembers
@@ -1275,16 +1280,28 @@ mod tests {
         assert!(shared.tracker().in_batch);
     }
 
-    #[test]
-    fn a_stale_plan_error_makes_the_next_transaction_prepare_again() {
-        let ctx = context();
-        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
-        let shared = Shared::new(&ctx, &info);
-        // Prepared while nothing is routed: remembered all the same.
-        let parse = [msg(b'P', b"sel\0select * from items\0\0\0"), msg(b'S', b"")].concat();
-        assert_eq!(up(&shared, &mut FrameScanner::new(), &parse).1, parse);
+    /// A cached-plan error of the stale-plan kind (0A000), as PostgreSQL words it.
+    fn stale_plan_error() -> Vec<u8> {
+        crate::wire::error::error_response(
+            crate::wire::error::Severity::Error,
+            "0A000",
+            "cached plan must not change result type",
+            None,
+        )
+        .to_vec()
+    }
+
+    /// Prepares `sql` as `sel`, executes it, and answers the execution with a stale-plan error;
+    /// returns the bytes the next execution of `sel` sends to the server.
+    fn next_execution_after_a_stale_plan(shared: &Shared<'_>, sql: &[u8]) -> Vec<u8> {
+        let parse = [
+            msg(b'P', &[&b"sel\0"[..], sql, &b"\0\0\0"[..]].concat()),
+            msg(b'S', b""),
+        ]
+        .concat();
+        assert_eq!(up(shared, &mut FrameScanner::new(), &parse).1, parse);
         down(
-            &shared,
+            shared,
             &mut FrameScanner::new(),
             &[msg(b'1', b""), ready(b'I')].concat(),
         );
@@ -1294,20 +1311,117 @@ mod tests {
             msg(b'S', b""),
         ]
         .concat();
-        assert_eq!(up(&shared, &mut FrameScanner::new(), &execute).1, execute);
-        let stale = crate::wire::error::error_response(
-            crate::wire::error::Severity::Error,
-            "0A000",
-            "cached plan must not change result type",
-            None,
-        )
-        .to_vec();
-        let answer = [stale, ready(b'I')].concat();
-        assert_eq!(down(&shared, &mut FrameScanner::new(), &answer).0, answer);
-        // The next transaction starts with a re-prepare of `sel`.
-        let (_, out) = up(&shared, &mut FrameScanner::new(), &execute);
+        assert_eq!(up(shared, &mut FrameScanner::new(), &execute).1, execute);
+        let answer = [stale_plan_error(), ready(b'I')].concat();
+        assert_eq!(down(shared, &mut FrameScanner::new(), &answer).0, answer);
+        up(shared, &mut FrameScanner::new(), &execute).1
+    }
+
+    #[test]
+    fn a_stale_plan_error_prepares_again_the_statements_on_routed_tables() {
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let out = next_execution_after_a_stale_plan(&shared, b"select * from items");
         let tags: Vec<u8> = messages(&out).iter().map(|(t, _)| *t).collect();
         assert_eq!(tags, b"CPSBES");
+    }
+
+    #[test]
+    fn a_stale_plan_error_on_other_tables_is_left_to_the_client() {
+        // As with PostgreSQL alone: the client prepares the statement again itself, with the
+        // result shape it has now (duet keeping the first shape would return stale columns).
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let out = next_execution_after_a_stale_plan(&shared, b"select * from other_table");
+        let tags: Vec<u8> = messages(&out).iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"BES");
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:2".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let out = next_execution_after_a_stale_plan(&shared, b"select * from items");
+        let tags: Vec<u8> = messages(&out).iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"BES", "nothing routed: nothing prepared again");
+    }
+
+    /// The tracker's count of requests and answers agree, and nothing is in flight.
+    fn assert_in_step(shared: &Shared<'_>, when: &str) {
+        let tracker = shared.tracker();
+        assert_eq!(tracker.requests, tracker.answered, "{when}");
+        assert!(tracker.pending.is_empty(), "{when}");
+        assert!(tracker.is_quiet(), "{when}");
+    }
+
+    #[test]
+    fn an_extended_copy_in_forgets_the_syncs_the_server_ignores() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let start = [
+            msg(b'P', b"\0copy t from stdin\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &start);
+        // In copy-in mode the server ignores that Sync: it answers with CopyInResponse only.
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[msg(b'1', b""), msg(b'2', b""), msg(b'G', b"\0\0\0")].concat(),
+        );
+        let data = [msg(b'd', b"1\n"), msg(b'c', b""), msg(b'S', b"")].concat();
+        up(&shared, &mut FrameScanner::new(), &data);
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[msg(b'C', b"COPY 1\0"), ready(b'I')].concat(),
+        );
+        assert_in_step(&shared, "after the COPY's own ReadyForQuery");
+    }
+
+    #[test]
+    fn copy_messages_outside_copy_in_mode_are_ignored_as_the_server_ignores_them() {
+        // A simple-protocol COPY, an extended query pipelined right after its CopyDone, then a
+        // stray CopyFail (postgres.js sends one when its stream ends): the server answers both
+        // requests and ignores the CopyFail; counting it would put the session one request
+        // behind for good, and duet's own injected answers would reach the client.
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        up(
+            &shared,
+            &mut FrameScanner::new(),
+            &msg(b'Q', b"copy t from stdin\0"),
+        );
+        down(&shared, &mut FrameScanner::new(), &msg(b'G', b"\0\0\0"));
+        let pipelined = [
+            msg(b'd', b"1\n"),
+            msg(b'c', b""),
+            msg(b'P', b"\0select 2\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+            msg(b'f', b"null\0"),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &pipelined);
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[
+                msg(b'C', b"COPY 1\0"),
+                ready(b'I'),
+                msg(b'1', b""),
+                msg(b'2', b""),
+                msg(b'C', b"SELECT 1\0"),
+                ready(b'I'),
+            ]
+            .concat(),
+        );
+        assert_in_step(&shared, "after both answers and the stray CopyFail");
     }
 
     #[test]

@@ -18,11 +18,15 @@ pub(super) struct Tracker {
     pub(super) in_batch: bool,
     /// The transaction status of the last ReadyForQuery: `I`, `T` or `E`.
     pub(super) status: u8,
-    /// After an Execute: how many Syncs the client has sent since. If COPY data follows, the
-    /// Execute was a `COPY … FROM STDIN` and the server ignored those Syncs (it ignores Sync and
-    /// Flush in copy-in mode), so they will get no ReadyForQuery. `None` after a Query or once the
-    /// copy's first message settled the count.
+    /// After an Execute: how many Syncs the client has sent since. If the server answers that
+    /// Execute with CopyInResponse, it was a `COPY … FROM STDIN` and the server ignores those Syncs
+    /// (it ignores Sync and Flush in copy-in mode), so they will get no ReadyForQuery. `None` after
+    /// a Query or once the copy's first message settled the count.
     syncs_after_execute: Option<usize>,
+    /// The server is in copy-in mode (it sent CopyInResponse and the client has not yet sent
+    /// CopyDone or CopyFail). Outside it, the server ignores CopyData, CopyDone and CopyFail (a
+    /// client may send a stray CopyFail), and so does the tracker.
+    copy_in: bool,
     /// Requests sent that expect a ReadyForQuery, duet's injected ones included: the sequence
     /// number the next one gets (the hook's expectations name their request by it).
     pub(super) requests: u64,
@@ -44,6 +48,7 @@ impl Tracker {
             in_batch: false,
             status: b'I',
             syncs_after_execute: None,
+            copy_in: false,
             requests: 0,
             answered: 0,
             batch_executes: 0,
@@ -77,16 +82,30 @@ impl Tracker {
         }
     }
 
-    /// CopyData, CopyDone or CopyFail was read. When it follows an Execute, the Syncs sent since
-    /// were ignored by the server: forget them, and keep the batch open until the Sync the client
-    /// sends after CopyDone/CopyFail (the COPY's ReadyForQuery answers that one). Until then the
-    /// session has work in flight, so the pause gate neither counts it idle nor holds that Sync.
-    pub(super) fn copy_message(&mut self) {
+    /// The server sent CopyInResponse: it is in copy-in mode until the client's CopyDone or
+    /// CopyFail.
+    pub(super) fn copy_in_started(&mut self) {
+        self.copy_in = true;
+    }
+
+    /// CopyData, CopyDone or CopyFail (`tag`) was read. Outside copy-in mode the server ignores
+    /// it, and so does this. In copy-in mode, when the COPY was started by an Execute, the Syncs
+    /// sent after that Execute were ignored by the server: forget them, and keep the batch open
+    /// until the Sync the client sends after CopyDone/CopyFail (the COPY's ReadyForQuery answers
+    /// that one). Until then the session has work in flight, so the pause gate neither counts it
+    /// idle nor holds that Sync.
+    pub(super) fn copy_message(&mut self, tag: u8) {
+        if !self.copy_in {
+            return;
+        }
         if let Some(ignored) = self.syncs_after_execute.take() {
             let keep = self.pending.len().saturating_sub(ignored);
             self.pending.truncate(keep);
             self.requests = self.requests.saturating_sub(ignored as u64);
             self.in_batch = true;
+        }
+        if tag != frontend::COPY_DATA {
+            self.copy_in = false;
         }
     }
 

@@ -75,6 +75,8 @@ pub mod backend {
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
     /// ReadyForQuery.
     pub const READY_FOR_QUERY: u8 = b'Z';
+    /// CopyInResponse: the server is in copy-in mode (`COPY … FROM STDIN`).
+    pub const COPY_IN_RESPONSE: u8 = b'G';
     /// ParameterDescription: the parameter types of a described statement.
     pub const PARAMETER_DESCRIPTION: u8 = b't';
     /// RowDescription: the result columns of a described statement or portal, or of a query.
