@@ -12,9 +12,9 @@ use shadow::rewrite::{touches, Protocol};
 use super::forward::Shared;
 use super::hook::{
     close_statement_message, command_complete, copy_error_renamed, cstr, deallocation, decide,
-    encoding_refusal, is_cached_plan_error, oversized_refusal, parse_body, parse_message,
-    patched_command_complete, protocol_of, query_body, query_message, refusal_error, refusal_of,
-    sync_message, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
+    encoding_refusal, is_cached_plan_error, is_duplicate_statement_error, oversized_refusal,
+    parse_body, parse_message, patched_command_complete, protocol_of, query_body, query_message,
+    refusal_error, refusal_of, sync_message, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
 };
 use super::track::Tracker;
 use crate::routes::{Cached, Published};
@@ -472,15 +472,27 @@ impl Shared<'_> {
             };
             // A query keeps the result columns the client was first told about: a binary-format
             // client decodes by them (int4 stays int4 after the column became int8).
-            let text = match prepared.results.as_deref() {
-                Some(columns) => keep_result_shape(&text, columns).unwrap_or(text),
-                None => text,
-            };
+            let shaped = prepared
+                .results
+                .as_deref()
+                .and_then(|columns| keep_result_shape(&text, columns));
             // One Sync per statement: a failed Parse makes the server skip to the next Sync, and
             // must not keep the statements after it from being prepared again.
             out.extend_from_slice(&close_statement_message(name));
-            out.extend_from_slice(&parse_message(name, &text, &prepared.params));
+            out.extend_from_slice(&parse_message(
+                name,
+                shaped.as_deref().unwrap_or(&text),
+                &prepared.params,
+            ));
             out.extend_from_slice(&sync_message());
+            if shaped.is_some() && patch.is_none() {
+                // Should the shape no longer fit (the table gained a column), the statement is
+                // prepared as the client wrote it instead of being lost: this second Parse fails
+                // harmlessly (42P05) when the first one succeeded.
+                out.extend_from_slice(&parse_message(name, &text, &prepared.params));
+                out.extend_from_slice(&sync_message());
+                count += 1;
+            }
             match patch {
                 Some(patch) => {
                     hook.statement_patches.insert(name.clone(), patch);
@@ -572,7 +584,8 @@ impl Shared<'_> {
             return BackendHook::Incomplete;
         };
         if swallow {
-            if frame.tag == backend::ERROR_RESPONSE {
+            // 42P05: the fallback Parse of a statement whose first re-prepare succeeded.
+            if frame.tag == backend::ERROR_RESPONSE && !is_duplicate_statement_error(body) {
                 tracing::warn!(
                     session = self.info.id,
                     error = %String::from_utf8_lossy(body).replace('\0', " "),

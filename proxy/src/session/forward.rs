@@ -1345,6 +1345,91 @@ mod tests {
         assert_eq!(tags, b"BES", "nothing routed: nothing prepared again");
     }
 
+    #[test]
+    fn a_statement_prepared_again_in_its_first_shape_falls_back_to_its_own_text() {
+        // Should the first shape no longer fit (the table gained a column), the client's own
+        // text is prepared instead of the statement being lost; when the shaped one succeeded,
+        // the fallback's 42P05 is dropped with the other injected answers.
+        let ctx = routed_context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+        let shared = Shared::new(&ctx, &info);
+        let prepare = [
+            msg(b'P', b"sel\0select id from items\0\0\0"),
+            msg(b'D', b"Ssel\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &prepare);
+        let mut columns = 1u16.to_be_bytes().to_vec();
+        columns.extend_from_slice(b"id\0");
+        columns.extend_from_slice(&16384u32.to_be_bytes());
+        columns.extend_from_slice(&1i16.to_be_bytes());
+        columns.extend_from_slice(&23u32.to_be_bytes());
+        columns.extend_from_slice(&4i16.to_be_bytes());
+        columns.extend_from_slice(&(-1i32).to_be_bytes());
+        columns.extend_from_slice(&0i16.to_be_bytes());
+        down(
+            &shared,
+            &mut FrameScanner::new(),
+            &[
+                msg(b'1', b""),
+                msg(b't', b"\0\0"),
+                msg(b'T', &columns),
+                ready(b'I'),
+            ]
+            .concat(),
+        );
+        let execute = [
+            msg(b'B', b"\0sel\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        up(&shared, &mut FrameScanner::new(), &execute);
+        let answer = [stale_plan_error(), ready(b'I')].concat();
+        down(&shared, &mut FrameScanner::new(), &answer);
+        let (_, out) = up(&shared, &mut FrameScanner::new(), &execute);
+        let sent = messages(&out);
+        let tags: Vec<u8> = sent.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"CPSPSBES");
+        let texts: Vec<String> = sent
+            .iter()
+            .filter(|(t, _)| *t == b'P')
+            .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+            .collect();
+        assert!(texts[0].contains("__duet_r"), "{texts:?}");
+        assert!(texts[1].contains("\0select id from items\0"), "{texts:?}");
+        // The shaped Parse succeeded; the fallback's duplicate error is not the client's.
+        let duplicate = crate::wire::error::error_response(
+            crate::wire::error::Severity::Error,
+            "42P05",
+            "prepared statement \"sel\" already exists",
+            None,
+        )
+        .to_vec();
+        let injected = [
+            msg(b'3', b""),
+            msg(b'1', b""),
+            ready(b'I'),
+            duplicate,
+            ready(b'I'),
+        ]
+        .concat();
+        let answers = [
+            injected,
+            msg(b'2', b""),
+            msg(b'C', b"SELECT 0\0"),
+            ready(b'I'),
+        ]
+        .concat();
+        let (to_client, _) = down(&shared, &mut FrameScanner::new(), &answers);
+        assert_eq!(
+            to_client,
+            [msg(b'2', b""), msg(b'C', b"SELECT 0\0"), ready(b'I')].concat()
+        );
+        assert_in_step(&shared, "after the injected answers");
+    }
+
     /// The tracker's count of requests and answers agree, and nothing is in flight.
     fn assert_in_step(shared: &Shared<'_>, when: &str) {
         let tracker = shared.tracker();

@@ -427,6 +427,27 @@ pub(super) fn is_cached_plan_error(body: &[u8]) -> bool {
     code && msg
 }
 
+/// The SQLSTATE field of an ErrorResponse body, if it has one.
+fn sqlstate(body: &[u8]) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&field, after)) = rest.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let (value, next) = cstr(after)?;
+        if field == b'C' {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
+}
+
+/// Whether an ErrorResponse body is "prepared statement … already exists" (42P05).
+pub(super) fn is_duplicate_statement_error(body: &[u8]) -> bool {
+    sqlstate(body) == Some(b"42P05")
+}
+
 /// The refusal for a message too large to check.
 pub(super) fn oversized_refusal() -> Refusal {
     Refusal::unsupported(
