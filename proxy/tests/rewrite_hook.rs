@@ -823,7 +823,7 @@ fn old_shape_statements_are_translated_and_counted_after_a_rename() {
 }
 
 #[test]
-fn a_stale_plan_is_prepared_again_for_the_next_transaction() {
+fn a_stale_plan_outside_any_migration_behaves_as_on_postgresql() {
     if !server_reachable() {
         return;
     }
@@ -835,24 +835,35 @@ fn a_stale_plan_is_prepared_again_for_the_next_transaction() {
          INSERT INTO plain VALUES (1, 'a');",
         schema.name
     ));
-    // Nothing routed: the statement is remembered all the same.
-    let mut raw = Raw::connect(proxy.port);
-    raw.ok(&format!("SET search_path TO {}", schema.name));
-    assert!(raw.prepare("sel", "SELECT * FROM plain").error.is_none());
-    assert_eq!(raw.execute("sel", &[]).rows.len(), 1);
-    // A schema change outside duet's routes changes the statement's result type.
+    // The same statement prepared through duet and straight on PostgreSQL.
+    let mut sessions = [Raw::connect(proxy.port), direct()];
+    for raw in &mut sessions {
+        raw.ok(&format!("SET search_path TO {}", schema.name));
+        assert!(raw.prepare("sel", "SELECT * FROM plain").error.is_none());
+        assert_eq!(raw.execute("sel", &[]).rows.len(), 1);
+    }
+    // A schema change outside duet's routes changes the statement's result type: both are
+    // refused the stale plan, and go on being refused (duet neither prepares it again in its
+    // first shape nor drops it) until the client prepares it again itself.
     direct().ok(&format!(
         "ALTER TABLE {}.plain ALTER COLUMN id TYPE bigint",
         schema.name
     ));
-    let failed = raw.execute("sel", &[]);
-    let (code, message, _) = failed.error.expect("the server refuses the stale plan");
-    assert_eq!(code, "0A000");
-    assert_eq!(message, "cached plan must not change result type");
-    // The next transaction prepares it again first: it works.
-    let again = raw.execute("sel", &[]);
-    assert!(again.error.is_none(), "{again:?}");
-    assert_eq!(again.rows, [[Some("1".into()), Some("a".into())]]);
+    for (raw, via) in sessions.iter_mut().zip(["duet", "direct"]) {
+        for attempt in ["first", "next"] {
+            let failed = raw.execute("sel", &[]);
+            let (code, message, _) = failed
+                .error
+                .unwrap_or_else(|| panic!("{via}, {attempt} execution: the stale plan is refused"));
+            assert_eq!(code, "0A000", "{via}");
+            assert_eq!(message, "cached plan must not change result type", "{via}");
+        }
+        raw.ok("DEALLOCATE sel");
+        assert!(raw.prepare("sel", "SELECT * FROM plain").error.is_none());
+        let again = raw.execute("sel", &[]);
+        assert!(again.error.is_none(), "{via}: {again:?}");
+        assert_eq!(again.rows, [[Some("1".into()), Some("a".into())]], "{via}");
+    }
 }
 
 /// `serials (id serial PRIMARY KEY, n int NOT NULL CHECK (n > 0), note text DEFAULT 'd')`
