@@ -9,7 +9,7 @@ mod migrate_support;
 
 use migrate_support::steps::{duet_leftovers, run_each, run_in_tx, text, up_to_ready};
 use migrate_support::TestDb;
-use shadow::plan::{plan, plan_group, Plan, PlanError, PlanInput, PlanKind};
+use shadow::plan::{plan, plan_group, GroupOptions, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 const SETUP: &str = "
@@ -311,6 +311,7 @@ async fn key_and_referencing_column_together(db: &TestDb, client: &mut Client) -
             "ALTER TABLE orders ALTER COLUMN id TYPE bigint;
              ALTER TABLE lines ALTER COLUMN order_id TYPE bigint",
         ),
+        GroupOptions::default(),
     )
     .await
     .expect("one migration of two tables");
@@ -431,6 +432,7 @@ async fn tables_that_reference_each_other_are_refused_together() {
         &PlanInput::sql(
             "ALTER TABLE a ALTER COLUMN id TYPE bigint; ALTER TABLE b ALTER COLUMN id TYPE bigint",
         ),
+        GroupOptions::default(),
     )
     .await
     .expect_err("a cycle");
@@ -468,6 +470,7 @@ operations:
             file_name: "07_order_ids_bigint.yaml".into(),
             shadow_column: false,
         },
+        GroupOptions::default(),
     )
     .await
     .expect("one migration of two tables");
@@ -484,6 +487,58 @@ operations:
             other => panic!("{other:?}"),
         }
     }
+    drop(client);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_widened_key_takes_its_narrower_referencing_columns_along_unless_told_not_to() {
+    let Some(db) = TestDb::create("plan_referencing_auto").await else {
+        return;
+    };
+    let client = db.connect().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let key = PlanInput::sql("ALTER TABLE orders ALTER COLUMN id TYPE bigint");
+    // By default: lines.order_id (integer) is widened in the same migration; invoices.order_id
+    // is bigint already.
+    let plans = plan_group(&client, &key, GroupOptions::default())
+        .await
+        .expect("planned");
+    let tables: Vec<String> = plans.iter().map(|p| p.table.to_string()).collect();
+    assert_eq!(tables, [r#""public"."lines""#, r#""public"."orders""#]);
+    assert!(
+        plans[0].warnings.iter().any(|w| w
+            .contains(r#""public"."lines"."order_id" (integer) references "public"."orders"."id", which becomes bigint: widened to bigint in the same migration"#)),
+        "{:?}",
+        plans[0].warnings
+    );
+    assert!(
+        !plans[1]
+            .warnings
+            .iter()
+            .any(|w| w.contains("Migrate it next")),
+        "{:?}",
+        plans[1].warnings
+    );
+    // Told to leave them: the key alone, and the plan names the column to migrate later.
+    let alone = plan_group(
+        &client,
+        &key,
+        GroupOptions {
+            keep_referencing_types: true,
+        },
+    )
+    .await
+    .expect("planned");
+    assert_eq!(alone.len(), 1);
+    assert!(
+        alone[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("Migrate it next")),
+        "{:?}",
+        alone[0].warnings
+    );
     drop(client);
     db.drop_db().await;
 }

@@ -24,8 +24,7 @@ use tokio_postgres::{Client, Config};
 use crate::support::backend_or_skip;
 use crate::support::duet_process::{through, DuetProcess};
 use crate::support::migration::{
-    assert_clean, column_type, cutover_retried, migrate_sql, request, retried, rows_as_text,
-    settle, wait_phase,
+    assert_clean, column_type, cutover_retried, request, retried, rows_as_text, settle, wait_phase,
 };
 use crate::support::pg_client::connect;
 
@@ -381,12 +380,13 @@ async fn widen_twin_lines(direct: &Client, schema: &str, role: &str) {
         .expect("the twin's column, offline");
 }
 
-/// Migrates `sql` (one table or several) and returns the id of each table's migration, in
-/// flip order.
-async fn migrate_all(duet: &DuetProcess, sql: &str) -> Vec<i64> {
+/// Migrates `sql` (one table or several; with `keep`, leaving referencing columns as they are)
+/// and returns the id of each table's migration, in flip order.
+async fn migrate_all(duet: &DuetProcess, sql: &str, keep: bool) -> Vec<i64> {
     let reply = request(
         duet,
-        json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": false}),
+        json!({"command": "migrate", "input": {"kind": "sql", "sql": sql}, "auto_cutover": false,
+               "keep_referencing_types": keep}),
     )
     .await
     .expect_ok(&format!("migrate {sql:?}"));
@@ -444,9 +444,19 @@ async fn column_order(direct: &Client, schema: &str) -> String {
     .remove(0)
 }
 
-/// With `together`, the referencing column `lines.order_id` is widened in the same migration
-/// (one migration of two tables, flipped in one transaction); without, after it.
-async fn referenced_key_widened(label: &str, schema: &str, finish: &str, together: bool) {
+/// How the referencing column `lines.order_id` is widened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// Named in the same migration (one migration of two tables, flipped in one transaction).
+    Named,
+    /// Not named: the migration of the key takes it along by itself.
+    Implied,
+    /// Left (`--keep-referencing-types`), and migrated after the key's migration completes.
+    Later,
+}
+
+async fn referenced_key_widened(label: &str, schema: &str, finish: &str, lines_mode: Lines) {
+    let together = lines_mode != Lines::Later;
     let Some(backend) = backend_or_skip(label) else {
         return;
     };
@@ -470,13 +480,20 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
     app_direct.user(&role);
     let mut alter = format!("ALTER TABLE {schema}.orders ALTER COLUMN id TYPE bigint");
     let widen_lines = format!("ALTER TABLE {schema}.lines ALTER COLUMN order_id TYPE bigint");
-    if together {
+    if lines_mode == Lines::Named {
         alter = format!("{alter}; {widen_lines}");
     }
+    let keep: &[&str] = if lines_mode == Lines::Later {
+        &["--keep-referencing-types"]
+    } else {
+        &[]
+    };
 
     // `plan` names the keys it re-points and the integer column that references the key — or,
     // for both in one migration, the two tables in the order they flip.
-    let plan = duet.admin(&["plan", "--sql", alter.as_str()]);
+    let mut plan_args = vec!["plan", "--sql", alter.as_str()];
+    plan_args.extend(keep);
+    let plan = duet.admin(&plan_args);
     assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
     let mut needles = vec![
         "policy \"not_hidden\"".to_owned(),
@@ -487,6 +504,9 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
     ];
     if together {
         needles.push("2 tables, planned together".to_owned());
+        if lines_mode == Lines::Implied {
+            needles.push("widened to bigint in the same migration".to_owned());
+        }
     } else {
         needles.push(format!("\"{schema}\".\"lines\".\"order_id\" (integer)"));
         needles.push(format!(
@@ -522,6 +542,7 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
             json!({"command": "migrate", "input": {"kind": "sql", "sql": alter}, "auto_cutover": true}),
         )
         .await;
+        // (the same for the key alone, which takes the referencing column along)
         assert!(
             !refused.ok && refused.error.contains("--auto-cutover is not available"),
             "{:?}",
@@ -553,7 +574,7 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
         .batch_execute("BEGIN; SELECT txid_current()")
         .await
         .expect("an old transaction");
-    let ids = migrate_all(&duet, &alter).await;
+    let ids = migrate_all(&duet, &alter, lines_mode == Lines::Later).await;
     assert_eq!(ids.len(), if together { 2 } else { 1 });
 
     for id in &ids {
@@ -691,7 +712,7 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
         // The migration `plan` named next: the referencing column, online too, its key carried
         // to the widened table by the shadow.
         let running = start(writers);
-        let lines = migrate_sql(&duet, &widen_lines).await;
+        let lines = migrate_all(&duet, &widen_lines, false).await[0];
         wait_phase(&duet, lines, "ready").await;
         cutover_retried(&duet).await;
         settle().await;
@@ -729,20 +750,26 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, togethe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_key_widened_then_complete() {
-    referenced_key_widened("referenced_complete", "refc", "complete", false).await;
+    referenced_key_widened("referenced_complete", "refc", "complete", Lines::Later).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_key_widened_then_revert() {
-    referenced_key_widened("referenced_revert", "refr", "revert", false).await;
+    referenced_key_widened("referenced_revert", "refr", "revert", Lines::Later).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_and_referencing_column_in_one_migration_then_complete() {
-    referenced_key_widened("referenced_group_complete", "refgc", "complete", true).await;
+    referenced_key_widened(
+        "referenced_group_complete",
+        "refgc",
+        "complete",
+        Lines::Named,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_and_referencing_column_in_one_migration_then_revert() {
-    referenced_key_widened("referenced_group_revert", "refgr", "revert", true).await;
+async fn the_key_alone_takes_its_referencing_column_along_then_revert() {
+    referenced_key_widened("referenced_group_revert", "refgr", "revert", Lines::Implied).await;
 }

@@ -88,11 +88,18 @@ pub enum Request {
         /// Flip as soon as the migration is ready.
         #[serde(default)]
         auto_cutover: bool,
+        /// Leave the integer columns of other tables that reference a widened key as they are
+        /// (by default they are widened in the same migration).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_referencing_types: bool,
     },
     /// Plan only (dry run): the plan as JSON, nothing recorded or touched.
     Plan {
         /// What to change.
         input: PlanInput,
+        /// As for `migrate`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_referencing_types: bool,
     },
     /// Pause the copy after its current chunk.
     PauseCopy {

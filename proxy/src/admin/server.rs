@@ -181,14 +181,18 @@ async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
         ctx.migrations.select(target).map_err(CommandError::Refused)
     };
     let outcome: Result<serde_json::Value, CommandError> = match request {
-        Request::Plan { input } => match plan(ctx, &input).await {
+        Request::Plan {
+            input,
+            keep_referencing_types,
+        } => match plan(ctx, &input, keep_referencing_types).await {
             Ok(plans) => plans_reply(&plans).map_err(CommandError::Failed),
             Err(e) => Err(CommandError::Refused(e)),
         },
         Request::Migrate {
             input,
             auto_cutover,
-        } => match plan(ctx, &input).await {
+            keep_referencing_types,
+        } => match plan(ctx, &input, keep_referencing_types).await {
             Ok(plans) => start_all(ctx, plans, auto_cutover)
                 .await
                 .map_err(CommandError::Refused),
@@ -288,9 +292,13 @@ fn copy_paused(paused: bool) -> crate::migration::settings::SettingsChange {
 async fn plan(
     ctx: &ProxyContext,
     input: &shadow::plan::PlanInput,
+    keep_referencing_types: bool,
 ) -> Result<Vec<shadow::plan::Plan>, String> {
     let client = crate::migration::control::connect(ctx).await?;
-    shadow::plan::plan_group(&client, input)
+    let options = shadow::plan::GroupOptions {
+        keep_referencing_types,
+    };
+    shadow::plan::plan_group(&client, input, options)
         .await
         .map_err(|e| e.to_string())
 }

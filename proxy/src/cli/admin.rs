@@ -147,6 +147,12 @@ struct MigrationSource {
     /// the column ends up last, so positional INSERT and COPY change meaning.
     #[arg(long)]
     shadow_column: bool,
+    /// Leave the integer columns of other tables that reference a widened key as they are (by
+    /// default they are widened with it, in the same migration: a referencing column narrower
+    /// than the key overflows when the key does). Leaving them copies fewer tables now; `plan`
+    /// names each with the migration to run later.
+    #[arg(long)]
+    keep_referencing_types: bool,
 }
 
 impl MigrationSource {
@@ -328,6 +334,7 @@ fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
             Request::Migrate {
                 input: source.plan_input()?,
                 auto_cutover: *auto_cutover,
+                keep_referencing_types: source.keep_referencing_types,
             },
             MIGRATION_WAIT,
         ),
@@ -335,6 +342,7 @@ fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
             "plan",
             Request::Plan {
                 input: source.plan_input()?,
+                keep_referencing_types: source.keep_referencing_types,
             },
             MIGRATION_WAIT,
         ),
@@ -585,6 +593,7 @@ mod tests {
             Request::Migrate {
                 input: shadow::plan::PlanInput::Pgroll { text, .. },
                 auto_cutover: true,
+                keep_referencing_types: false,
             } => assert_eq!(text, "operations: []\n"),
             other => panic!("unexpected {other:?}"),
         }

@@ -298,6 +298,7 @@ async fn migrate_until_ready(socket: &std::path::Path, sql: &str) -> anyhow::Res
         Request::Migrate {
             input: PlanInput::sql(sql),
             auto_cutover: false,
+            keep_referencing_types: false,
         },
     )
     .await?;

@@ -19,9 +19,26 @@ use crate::ident::{quote_ident, QualifiedName};
 use super::input::parse_sql;
 use super::{plan, Plan, PlanError, PlanInput};
 
+/// How [`plan_group`] treats columns of other tables that reference a changed key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// Leave them as they are. By default an integer column of another table whose foreign key
+    /// references an integer key that is widened (`integer` → `bigint`) is widened with it, in the
+    /// same migration: a referencing column narrower than the key overflows as soon as the key
+    /// does, which is what the widening is for. Leaving them costs no copy of those tables now;
+    /// `plan` then names each with the migration to run later.
+    pub keep_referencing_types: bool,
+}
+
 /// Plans `input`: one plan for input on one table, one per table (in flip order, each knowing
-/// the group) for SQL statements on several. Reads only; any refusal refuses all of it.
-pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>, PlanError> {
+/// the group) for input on several — including, unless `options` say otherwise, the integer
+/// columns of other tables that reference a key it widens. Reads only; any refusal refuses all
+/// of it.
+pub async fn plan_group(
+    client: &Client,
+    input: &PlanInput,
+    options: GroupOptions,
+) -> Result<Vec<Plan>, PlanError> {
     let parts: Vec<PlanInput> = match input {
         PlanInput::Sql { sql, shadow_column } => split_by_table(sql)?
             .into_iter()
@@ -47,21 +64,68 @@ pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>,
             })
             .collect(),
     };
+    let mut plans: Vec<Plan> = Vec::new();
     if parts.len() < 2 {
-        return Ok(vec![plan(client, input).await?]);
-    }
-    let mut plans = Vec::new();
-    for part in &parts {
-        let p = plan(client, part).await?;
-        if let Some(other) = plans.iter().find(|o: &&Plan| o.table == p.table) {
-            return Err(PlanError::Invalid(format!(
-                "{} is named twice ({} and {}): write all its changes in one place",
-                p.table,
-                statement_of(other),
-                statement_of(&p)
-            )));
+        plans.push(plan(client, input).await?);
+    } else {
+        for part in &parts {
+            let p = plan(client, part).await?;
+            if let Some(other) = plans.iter().find(|o| o.table == p.table) {
+                return Err(PlanError::Invalid(format!(
+                    "{} is named twice ({} and {}): write all its changes in one place",
+                    p.table,
+                    statement_of(other),
+                    statement_of(&p)
+                )));
+            }
+            plans.push(p);
         }
-        plans.push(p);
+    }
+    if !options.keep_referencing_types {
+        // Each widening may widen a key that is referenced in turn: until nothing is added (a
+        // bound, should a plan not widen what it was asked to).
+        for _ in 0..64 {
+            let Some((table, column, new_type, because)) = narrower_referencing(&plans) else {
+                break;
+            };
+            let statement = format!(
+                "ALTER TABLE {} ALTER COLUMN {} TYPE {new_type}",
+                table,
+                quote_ident(&column)
+            );
+            let shadow_column = match input {
+                PlanInput::Sql { shadow_column, .. } | PlanInput::Pgroll { shadow_column, .. } => {
+                    *shadow_column
+                }
+            };
+            let part = match plans.iter().position(|p| p.table == table) {
+                Some(i) => match &plans[i].input {
+                    PlanInput::Sql { sql, .. } => {
+                        let input = PlanInput::Sql {
+                            sql: format!("{sql};\n{statement}"),
+                            shadow_column,
+                        };
+                        plans.remove(i);
+                        input
+                    }
+                    // A pgroll file's own operations on that table: left as written.
+                    PlanInput::Pgroll { .. } => break,
+                },
+                None => PlanInput::Sql {
+                    sql: statement.clone(),
+                    shadow_column,
+                },
+            };
+            let mut p = plan(client, &part).await?;
+            p.warnings.push(format!(
+                "{because}: widened to {new_type} in the same migration (plan with \
+                 --keep-referencing-types to leave it)"
+            ));
+            plans.push(p);
+        }
+    }
+    if plans.len() < 2 {
+        return Ok(plans);
     }
     let mut plans = flip_order(plans)?;
     forget_warnings_about_members(&mut plans);
@@ -70,6 +134,77 @@ pub async fn plan_group(client: &Client, input: &PlanInput) -> Result<Vec<Plan>,
         p.group = group.clone();
     }
     Ok(plans)
+}
+
+/// The first integer column of another table whose foreign key references an integer key column
+/// of a plan that widens it, and is not widened as far already (by the input, or a plan of it):
+/// the table, the column, the key's new type, and why (for the plan's warning).
+fn narrower_referencing(plans: &[Plan]) -> Option<(QualifiedName, String, &'static str, String)> {
+    for p in plans {
+        let (Some(before), Some(after)) = (p.dual_write_route.as_ref(), p.flipped_route.as_ref())
+        else {
+            continue;
+        };
+        for key in &p.carried.foreign_keys {
+            for column in &key.columns {
+                let old = before
+                    .column(&column.references)
+                    .map(|c| c.base_type.as_str());
+                let new = after
+                    .column(&column.references)
+                    .map(|c| c.base_type.as_str());
+                let (Some(old), Some(new)) = (old, new) else {
+                    continue;
+                };
+                let (Some(old_width), Some(new_width), Some(width)) = (
+                    integer_width(old),
+                    integer_width(new),
+                    integer_width(&column.base_type),
+                ) else {
+                    continue;
+                };
+                if new_width <= old_width || width >= new_width {
+                    continue;
+                }
+                // Already widened by a plan of the group?
+                let widened = plans.iter().any(|o| {
+                    o.table == key.table
+                        && o.flipped_route
+                            .as_ref()
+                            .and_then(|r| r.column(&column.column))
+                            .and_then(|c| integer_width(&c.base_type))
+                            .is_some_and(|w| w >= new_width)
+                });
+                if widened {
+                    continue;
+                }
+                let new_type = match new_width {
+                    8 => "bigint",
+                    _ => "integer",
+                };
+                let because = format!(
+                    "{}.{} ({}) references {}.{}, which becomes {new_type}",
+                    key.table,
+                    quote_ident(&column.column),
+                    column.sql_type,
+                    p.table,
+                    quote_ident(&column.references)
+                );
+                return Some((key.table.clone(), column.column.clone(), new_type, because));
+            }
+        }
+    }
+    None
+}
+
+/// The width in bytes of an integer base type.
+fn integer_width(base: &str) -> Option<u8> {
+    match base {
+        "int2" => Some(2),
+        "int4" => Some(4),
+        "int8" => Some(8),
+        _ => None,
+    }
 }
 
 /// The input's SQL for one member, for messages.

@@ -26,7 +26,7 @@ use crate::migrate::CopyTarget;
 
 use crate::rewrite::TableRoute;
 pub use carried::Carried;
-pub use group::plan_group;
+pub use group::{plan_group, GroupOptions};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
