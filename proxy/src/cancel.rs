@@ -6,8 +6,10 @@
 //! as PostgreSQL does. A cancel for a session that has nothing running (idle, or idle in a
 //! transaction) is not forwarded: PostgreSQL ignores a cancel that reaches a backend waiting for a
 //! command, and a cancel forwarded late — the extra hop and connection take time — would instead
-//! cancel whatever the client sent next (asyncpg's suite hit this under load). PgBouncer does the
-//! same. The cancel connection is opened like the session's (TLS when the backend URL
+//! cancel whatever the client sent next (asyncpg's suite hit this under load). The session is
+//! looked at again once the connection to the backend is made, just before the request is sent:
+//! the statement may have ended meanwhile (postgres.js's suite hit this once in five runs).
+//! PgBouncer does the same. The cancel connection is opened like the session's (TLS when the backend URL
 //! asks for it, as libpq 17 does), so a backend that only accepts TLS still gets it.
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::Backend;
 use crate::sessions::{SessionInfo, SessionState};
@@ -87,12 +89,7 @@ impl CancelRegistry {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return false;
         };
-        if matches!(
-            target.session.state(),
-            SessionState::Idle
-                | SessionState::IdleInTransaction
-                | SessionState::IdleInTransactionAborted
-        ) {
+        if nothing_running(&target.session) {
             tracing::debug!(
                 pid,
                 "cancel request for a session with nothing running ignored"
@@ -102,22 +99,50 @@ impl CancelRegistry {
         let request = encode_cancel(pid, &target.real_key);
         let attempt = target.backend.first_attempt();
         match target.backend.open(attempt, connect_timeout).await {
-            Ok(mut stream) => {
-                if let Err(err) = stream.write_all(&request).await {
-                    tracing::warn!(pid, %err, "could not send a cancel request to the backend");
-                    return false;
-                }
-                // Shutdown flushes (and ends TLS with close_notify).
-                let _ = stream.shutdown().await;
-                tracing::debug!(pid, "cancel request forwarded");
-                true
-            }
+            Ok(stream) => send_unless_ended(&target.session, pid, stream, &request).await,
             Err(err) => {
                 tracing::warn!(pid, %err, "could not reach the backend to cancel a query");
                 false
             }
         }
     }
+}
+
+/// Whether the session has nothing running (idle, or idle in a transaction).
+fn nothing_running(session: &SessionInfo) -> bool {
+    matches!(
+        session.state(),
+        SessionState::Idle
+            | SessionState::IdleInTransaction
+            | SessionState::IdleInTransactionAborted
+    )
+}
+
+/// Sends `request` on `stream` (a connection to the session's backend) unless the session's
+/// statement ended while the connection was made: the server cancels whatever runs when the
+/// request arrives — the client's next statement included — where without the extra hop the
+/// request would have found nothing running and been ignored. Returns whether it was sent.
+async fn send_unless_ended<S: AsyncWrite + Unpin>(
+    session: &SessionInfo,
+    pid: i32,
+    mut stream: S,
+    request: &[u8],
+) -> bool {
+    if nothing_running(session) {
+        tracing::debug!(
+            pid,
+            "cancel request dropped: the session's statement ended while it was forwarded"
+        );
+        return false;
+    }
+    if let Err(err) = stream.write_all(request).await {
+        tracing::warn!(pid, %err, "could not send a cancel request to the backend");
+        return false;
+    }
+    // Shutdown flushes (and ends TLS with close_notify).
+    let _ = stream.shutdown().await;
+    tracing::debug!(pid, "cancel request forwarded");
+    true
 }
 
 #[cfg(test)]
@@ -196,6 +221,37 @@ mod tests {
         );
         assert!(forwarded);
         assert_eq!(packet_key(&received), [9, 9, 9, 9], "the real key, once");
+    }
+
+    /// A statement that ends while the cancel's connection is being made is not cancelled: the
+    /// request would hit whatever the client sends next.
+    #[tokio::test]
+    async fn a_cancel_whose_statement_ended_meanwhile_is_not_sent() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let port = listener.local_addr().expect("address").port();
+        let info = session();
+        let now = std::time::Instant::now();
+        for (state, sent) in [(SessionState::Active, true), (SessionState::Idle, false)] {
+            info.set_state_at(state, now);
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let (mut accepted, _) = listener.accept().await.expect("accept");
+            assert_eq!(
+                send_unless_ended(&info, 42, stream, b"cancel!").await,
+                sent,
+                "{state:?}"
+            );
+            let mut received = Vec::new();
+            accepted
+                .read_to_end(&mut received)
+                .await
+                .expect("read to the end");
+            assert_eq!(received.is_empty(), !sent, "{state:?}: {received:?}");
+        }
     }
 
     /// The secret key of a CancelRequest packet (length, code, pid, key).
