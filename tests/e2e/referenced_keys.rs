@@ -1,17 +1,16 @@
-//! The migration people need most: an `int` primary key referenced by two other tables (one key
-//! `ON DELETE CASCADE`), with a view over it and an audit trigger, widened to bigint online while
-//! a non-owner application role writes all three tables through duet (both protocols) and straight
-//! on PostgreSQL. Every write is made on an unmigrated twin of the three tables as well, and its
-//! outcome compared: the same success, or the same SQLSTATE — the writers also try writes the
-//! foreign keys must refuse (a line of a missing order, deleting an invoiced order), in every
-//! phase. After every phase the tables equal their twins, the audit trigger wrote one row per
-//! write, the view reads the table; after the cutover the keys reference the new table (an
-//! invoice of an order past 2^31 is accepted), after `complete` they are validated again and the
-//! column order is unchanged; after `revert` the keys reference the old table again. duet runs as
-//! the tables' owner, not a superuser, and the orders table enforces row-level security for the
-//! application's role. After
-//! `complete`, the migration `plan` names next — the referencing `integer` column widened, online
-//! too — takes a line of the order past 2^31.
+//! The migration people need most: an `int` primary key referenced by two other tables (one key `ON
+//! DELETE CASCADE`), with a view over it and an audit trigger, widened to bigint online while a
+//! non-owner application role writes all three tables through duet (both protocols, and inside `DO`
+//! blocks duet cannot see into) and straight on PostgreSQL. Every write is made on an unmigrated
+//! twin of the three tables as well, and its outcome compared: the same success, or the same
+//! SQLSTATE — the writers also try writes the foreign keys must refuse (a line of a missing order,
+//! deleting an invoiced order), in every phase. After every phase the tables equal their twins, the
+//! audit trigger wrote one row per write, the view reads the table; after the cutover the keys
+//! reference the new table (an invoice of an order past 2^31 is accepted), after `complete` they
+//! are validated again and the column order is unchanged; after `revert` the keys reference the old
+//! table again. duet runs as the tables' owner, not a superuser, and the orders table enforces row-
+//! level security for the application's role. After `complete`, the migration `plan` names next —
+//! the referencing `integer` column widened, online too — takes a line of the order past 2^31.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,6 +115,9 @@ enum Via {
     Extended,
     /// Straight on PostgreSQL (the safety net mirrors it).
     Direct,
+    /// Through duet, each write inside a `DO` block: duet cannot see the write (the safety net
+    /// mirrors it), and the foreign keys check it like any other.
+    DoBlock,
 }
 
 /// A write's outcome, as compared between a table and its twin: the rows it changed, or the
@@ -142,6 +144,15 @@ struct Writer {
 }
 
 impl Writer {
+    /// `sql` as this writer sends it (inside a `DO` block for [`Via::DoBlock`]; the twin gets
+    /// the same, so both report no row count).
+    fn shaped(&self, sql: &str) -> String {
+        match self.via {
+            Via::DoBlock => format!("DO $w$ BEGIN {sql}; END $w$"),
+            _ => sql.to_owned(),
+        }
+    }
+
     /// Runs `sql` with `params` on the tables (`{s}` the tables' suffix) and on the twins, and
     /// compares the outcomes.
     async fn write(
@@ -171,15 +182,15 @@ impl Writer {
                     .collect();
                 outcome(table.execute(&on_table, &params).await)
             }
-            Via::Simple | Via::Direct => outcome(
+            Via::Simple | Via::Direct | Via::DoBlock => outcome(
                 table
-                    .simple_query(&literal(&on_table))
+                    .simple_query(&self.shaped(&literal(&on_table)))
                     .await
                     .map(|m| rows_changed(&m)),
             ),
         };
         let expected = outcome(
-            twin.simple_query(&literal(&on_twin))
+            twin.simple_query(&self.shaped(&literal(&on_twin)))
                 .await
                 .map(|m| rows_changed(&m)),
         );
@@ -331,6 +342,17 @@ impl Writers {
             duet.log()
         );
         writers
+    }
+}
+
+/// Runs `sql(suffix)` on the tables through duet as the application (`""`) and on their twins
+/// straight on PostgreSQL (`"_twin"`): the same change on both sides, outside the writers.
+async fn on_both(app: &Client, direct: &Client, what: &str, sql: impl Fn(&str) -> String) {
+    for (client, suffix) in [(app, ""), (direct, "_twin")] {
+        client
+            .batch_execute(&sql(suffix))
+            .await
+            .unwrap_or_else(|e| panic!("{what} ({suffix:?}): {e:?}"));
     }
 }
 
@@ -555,7 +577,7 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, lines_m
         );
     }
 
-    let mut writers: Vec<Writer> = [Via::Simple, Via::Extended, Via::Direct]
+    let mut writers: Vec<Writer> = [Via::Simple, Via::Extended, Via::Direct, Via::DoBlock]
         .into_iter()
         .enumerate()
         .map(|(i, via)| Writer {
@@ -580,6 +602,19 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, lines_m
     for id in &ids {
         let m = wait_phase(&duet, *id, "copying").await;
         assert_eq!(m["strategy"], "shadow_table", "{m}");
+        let group: Vec<String> = if together {
+            vec![
+                format!("\"{schema}\".\"lines\""),
+                format!("\"{schema}\".\"orders\""),
+            ]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            m.get("group").cloned().unwrap_or(json!([])),
+            json!(group),
+            "status names the tables that flip together, in flip order: {m}"
+        );
     }
     let running = start(writers);
     settle().await;
@@ -627,44 +662,40 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, lines_m
 
     // Only the new table can hold this order; the bigint column references it.
     let app = connect(&app_config).await;
-    for suffix in ["", "_twin"] {
-        let client = if suffix.is_empty() {
-            &app.client
-        } else {
-            direct
-        };
-        client
-            .batch_execute(&format!(
+    on_both(
+        &app.client,
+        direct,
+        "an invoice (and a line) of an order past int4",
+        |suffix| {
+            format!(
                 "INSERT INTO {schema}.orders{suffix} VALUES ({BIG_KEY}, 'big', 1);
-                 INSERT INTO {schema}.invoices{suffix} VALUES ({BIG_KEY}, {BIG_KEY});
-                 {}",
+             INSERT INTO {schema}.invoices{suffix} VALUES ({BIG_KEY}, {BIG_KEY});
+             {}",
                 if together {
                     format!("INSERT INTO {schema}.lines{suffix} VALUES (2000000000, {BIG_KEY}, 1)")
                 } else {
                     String::new()
                 }
-            ))
-            .await
-            .expect("an invoice (and a line) of an order past int4");
-    }
+            )
+        },
+    )
+    .await;
     assert_same_as_twins(direct, schema, "past int4").await;
     if finish == "revert" {
         // The revert refuses while the new table holds a key the old one cannot.
-        for suffix in ["", "_twin"] {
-            let client = if suffix.is_empty() {
-                &app.client
-            } else {
-                direct
-            };
-            client
-                .batch_execute(&format!(
+        // (its line goes with it: ON DELETE CASCADE)
+        on_both(
+            &app.client,
+            direct,
+            "remove the order past int4",
+            |suffix| {
+                format!(
                     "DELETE FROM {schema}.invoices{suffix} WHERE id = {BIG_KEY};
-                     DELETE FROM {schema}.orders{suffix} WHERE id = {BIG_KEY};"
-                ))
-                // (its line goes with it: ON DELETE CASCADE)
-                .await
-                .expect("remove the order past int4");
-        }
+                 DELETE FROM {schema}.orders{suffix} WHERE id = {BIG_KEY};"
+                )
+            },
+        )
+        .await;
     }
 
     let running = start(writers);
@@ -724,19 +755,15 @@ async fn referenced_key_widened(label: &str, schema: &str, finish: &str, lines_m
             "bigint"
         );
         assert_eq!(keys(direct, schema).await, expected_keys(schema, true));
-        for suffix in ["", "_twin"] {
-            let client = if suffix.is_empty() {
-                &app.client
-            } else {
-                direct
-            };
-            client
-                .batch_execute(&format!(
-                    "INSERT INTO {schema}.lines{suffix} VALUES (2000000000, {BIG_KEY}, 1)"
-                ))
-                .await
-                .expect("a line of the order past int4");
-        }
+        on_both(
+            &app.client,
+            direct,
+            "a line of the order past int4",
+            |suffix| {
+                format!("INSERT INTO {schema}.lines{suffix} VALUES (2000000000, {BIG_KEY}, 1)")
+            },
+        )
+        .await;
         assert_same_as_twins(direct, schema, "lines widened").await;
         assert_clean(&duet, direct, schema, lines, "completed").await;
     }
