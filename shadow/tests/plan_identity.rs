@@ -8,7 +8,7 @@
 
 mod migrate_support;
 
-use migrate_support::steps::{duet_leftovers, number, run_each, run_in_tx, text};
+use migrate_support::steps::{duet_leftovers, migration_id, number, run_each, run_in_tx, text};
 use migrate_support::TestDb;
 use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
 use shadow::migrate::state;
@@ -94,15 +94,7 @@ async fn up_to_ready(db: &TestDb, client: &mut Client) -> Plan {
         "the generated column is computed by the shadow, never written: {:?}",
         target.mapping
     );
-    state::ensure_schema(client).await.expect("schema duet");
-    let id = state::create_migration(
-        client,
-        &p.table.sql(),
-        p.kind.as_str(),
-        &serde_json::to_value(&p).expect("plan json"),
-    )
-    .await
-    .expect("create migration");
+    let id = migration_id(client, &p).await;
     run_each(client, &p.expand).await;
     assert_eq!(
         text(client, "SELECT string_agg(attname || ':' || attgenerated::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'items__duet'::regclass AND attnum > 0 AND NOT attisdropped").await,

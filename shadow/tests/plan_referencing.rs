@@ -35,6 +35,24 @@ async fn keys(client: &Client) -> String {
     .await
 }
 
+/// The types of the key and of the column referencing it: `lines.order_id,orders.id`.
+async fn key_types(client: &Client) -> String {
+    text(
+        client,
+        "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text)
+           FROM pg_attribute
+          WHERE (attrelid, attname) IN (('orders'::regclass, 'id'), ('lines'::regclass, 'order_id'))",
+    )
+    .await
+}
+
+/// Nothing of duet's is left; the test's database goes.
+async fn finished(client: Client, db: TestDb) {
+    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
+    drop(client);
+    db.drop_db().await;
+}
+
 /// The SQLSTATE of `sql`'s failure.
 async fn refused(client: &Client, sql: &str) -> String {
     let err = client
@@ -123,13 +141,9 @@ async fn referencing_keys_follow_the_flip_then_complete() {
     let mut client = db.connect().await;
     let p = flipped(&db, &mut client).await;
     assert_eq!(
-        text(
-            &client,
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-              WHERE attrelid = 'orders'::regclass AND attname = 'id'"
-        )
-        .await,
-        "bigint"
+        key_types(&client).await,
+        "integer,bigint",
+        "the key widened, the column referencing it left (planned on its own)"
     );
     assert_eq!(
         keys(&client).await,
@@ -162,9 +176,7 @@ async fn referencing_keys_follow_the_flip_then_complete() {
         "validated again as planned, the NOT VALID one left so"
     );
     enforced(&client, "completed").await;
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 #[tokio::test]
@@ -178,13 +190,8 @@ async fn referencing_keys_go_back_with_a_revert() {
     run_in_tx(&client, &p.revert).await;
     run_each(&client, &p.after_revert).await;
     assert_eq!(
-        text(
-            &client,
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-              WHERE attrelid = 'orders'::regclass AND attname = 'id'"
-        )
-        .await,
-        "integer",
+        key_types(&client).await,
+        "integer,integer",
         "the old table has the name again"
     );
     assert_eq!(
@@ -200,9 +207,7 @@ async fn referencing_keys_go_back_with_a_revert() {
         refused(&client, "INSERT INTO lines VALUES (100001, 99999)").await,
         "23503"
     );
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 fn message(r: Result<Plan, PlanError>) -> String {
@@ -241,9 +246,7 @@ async fn keys_that_cannot_be_re_pointed_are_refused_before_anything_exists() {
     ] {
         assert!(e.contains(needle), "{e} lacks {needle:?}");
     }
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 #[tokio::test]
@@ -289,9 +292,7 @@ async fn a_self_referencing_key_references_the_new_table() {
     );
     run_each(&client, &p.complete).await;
     assert_eq!(keys(&client).await, "tree_parent_fkey:tree:true");
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 /// Both tables' steps in one transaction, in the given order (a migration of several tables).
@@ -347,16 +348,7 @@ async fn a_key_and_its_referencing_column_flip_together_then_complete() {
     };
     let mut client = db.connect().await;
     let plans = key_and_referencing_column_together(&db, &mut client).await;
-    assert_eq!(
-        text(
-            &client,
-            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text)
-               FROM pg_attribute
-              WHERE (attrelid, attname) IN (('orders'::regclass, 'id'), ('lines'::regclass, 'order_id'))"
-        )
-        .await,
-        "bigint,bigint"
-    );
+    assert_eq!(key_types(&client).await, "bigint,bigint");
     assert_eq!(
         keys(&client).await,
         "invoices_order:orders:false,lines_order_id_fkey:orders:false,lines_order_id_fkey__duet_old:orders__duet_old:true",
@@ -377,9 +369,7 @@ async fn a_key_and_its_referencing_column_flip_together_then_complete() {
         "invoices_order:orders:false,lines_order_id_fkey:orders:true"
     );
     enforced(&client, "completed").await;
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 #[tokio::test]
@@ -393,24 +383,13 @@ async fn a_key_and_its_referencing_column_revert_together() {
     run_together(&client, &[&plans[1].revert, &plans[0].revert]).await;
     run_each(&client, &plans[1].after_revert).await;
     run_each(&client, &plans[0].after_revert).await;
-    assert_eq!(
-        text(
-            &client,
-            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text)
-               FROM pg_attribute
-              WHERE (attrelid, attname) IN (('orders'::regclass, 'id'), ('lines'::regclass, 'order_id'))"
-        )
-        .await,
-        "integer,integer"
-    );
+    assert_eq!(key_types(&client).await, "integer,integer");
     assert_eq!(
         keys(&client).await,
         "invoices_order:orders:false,lines_order_id_fkey:orders:true"
     );
     enforced(&client, "reverted").await;
-    assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
-    drop(client);
-    db.drop_db().await;
+    finished(client, db).await;
 }
 
 #[tokio::test]

@@ -212,29 +212,21 @@ pub(in crate::plan) fn steps(
             BRIEF,
             "free the index name for the old table",
         ));
-        if ix.name == key_index {
-            flip_renames_new.push(step(
+        // The key index exists on the shadow from its creation; the others are built beside it.
+        let is_key = ix.name == key_index;
+        if !is_key {
+            let unique = if ix.unique { "UNIQUE " } else { "" };
+            prepare.push(concurrent(
                 format!(
-                    "ALTER INDEX {} RENAME TO {}",
-                    idx(&temp),
-                    quote_ident(&ix.name)
+                    "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {sh} {}",
+                    quote_ident(&temp),
+                    ix.tail
                 ),
-                BRIEF,
-                "the new table's key index takes the old name",
+                "SHARE UPDATE EXCLUSIVE on the shadow only",
+                "build the secondary index on the shadow without blocking dual-writes",
             ));
-            continue;
         }
-        let unique = if ix.unique { "UNIQUE " } else { "" };
-        prepare.push(concurrent(
-            format!(
-                "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {sh} {}",
-                quote_ident(&temp),
-                ix.tail
-            ),
-            "SHARE UPDATE EXCLUSIVE on the shadow only",
-            "build the secondary index on the shadow without blocking dual-writes",
-        ));
-        if ix.constraint == Some('u') {
+        if !is_key && ix.constraint == Some('u') {
             flip_renames_new.push(step(
                 format!(
                     "ALTER TABLE {t} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
@@ -252,7 +244,11 @@ pub(in crate::plan) fn steps(
                     quote_ident(&ix.name)
                 ),
                 BRIEF,
-                "the new table's index takes the old name",
+                if is_key {
+                    "the new table's key index takes the old name"
+                } else {
+                    "the new table's index takes the old name"
+                },
             ));
         }
     }
