@@ -2,6 +2,7 @@
 //! in keyset chunks in key order: `UPDATE t SET "c__duet" = <expr> WHERE key in (lower, upper]`.
 //!
 //! It is the copier ([`crate::migrate::copier`]) with a different chunk statement: the same
+//! keyset walk ([`crate::migrate::keyset`]), the same
 //! checkpoint in `duet.copy_progress` committed in the chunk's transaction (a restarted backfill
 //! resumes after the last committed chunk), the same adaptive chunk size, throttles, pause /
 //! resume / settings through [`CopierControl`], the same short `lock_timeout` so the backfill

@@ -70,6 +70,7 @@ use tokio_postgres::Client;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{backoff_with_jitter, in_short_transaction, is_retryable};
 use crate::migrate::key::KeyValue;
+use crate::migrate::keyset;
 use crate::migrate::latency::{LatencyHandle, LatencyVerdict, LATENCY_RECHECK};
 use crate::migrate::progress::{self, CopyCheckpoint};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
@@ -531,20 +532,7 @@ impl Copier {
             return Ok(cp);
         }
         let t = &self.target;
-        let upper = self
-            .client
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {} ORDER BY {} LIMIT 1",
-                    t.key_text_list(None),
-                    t.source.sql(),
-                    t.key_order(true)
-                ),
-                &[],
-            )
-            .await
-            .ctx(format!("reading the largest key of {}", t.source))?
-            .map(|row| key_from_row(&row, 0, t.key.columns.len()));
+        let upper = keyset::largest_key(&self.client, t).await?;
         let total: Option<i64> = self
             .client
             .query_one(
@@ -670,58 +658,19 @@ impl Copier {
         window: &KeyRange,
         chunk_rows: u32,
     ) -> Result<Option<(Option<i64>, KeyValue)>, MigrateError> {
-        let (pred, n) = t.range_predicate(Side::Source, None, window, 1);
-        let mut params = CopyTarget::range_params(window);
-        let ctx = || format!("finding the next chunk of {}", t.source);
-        if let (ChunkWrite::Insert, Some(key), Some(upper)) =
+        if let (ChunkWrite::Insert, Some(key), Some(_)) =
             (&self.write, t.single_integer_key(), &window.upper)
         {
-            params.push(chunk_rows.max(1).to_string());
-            params.extend(upper.0.iter().cloned());
-            let sql = format!(
-                "SELECT least({key}::numeric + ${w}::text::numeric - 1, ${u}::text::numeric)::text
-                 FROM {src} WHERE {pred} ORDER BY {key} LIMIT 1",
-                src = t.source.sql(),
-                w = n + 1,
-                u = n + 2,
-            );
-            let row = client
-                .query_opt(&sql, &as_params(&params))
-                .await
-                .ctx(ctx())?;
-            return Ok(row.map(|row| (None, key_from_row(&row, 0, 1))));
+            let end = keyset::integer_interval_end(client, t, &key, window, chunk_rows).await?;
+            return Ok(end.map(|end| (None, end)));
         }
-        params.push(chunk_rows.saturating_sub(1).to_string());
-        let full_sql = format!(
-            "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${off}::text::bigint LIMIT 1",
-            text = t.key_text_list(None),
-            src = t.source.sql(),
-            asc = t.key_order(false),
-            off = n + 1,
-        );
-        if let Some(row) = client
-            .query_opt(&full_sql, &as_params(&params))
-            .await
-            .ctx(ctx())?
+        if let Some(key) =
+            keyset::key_after(client, t, window, chunk_rows.saturating_sub(1)).await?
         {
-            let key = key_from_row(&row, 0, t.key.columns.len());
             return Ok(Some((Some(i64::from(chunk_rows)), key)));
         }
-        let tail_sql = format!(
-            "SELECT count(*) OVER (), {text} FROM {src} WHERE {pred} ORDER BY {desc} LIMIT 1",
-            text = t.key_text_list(None),
-            src = t.source.sql(),
-            desc = t.key_order(true),
-        );
-        params.pop();
-        let row = client
-            .query_opt(&tail_sql, &as_params(&params))
-            .await
-            .ctx(ctx())?;
-        Ok(row.map(|row| {
-            let scanned: i64 = row.get(0);
-            (Some(scanned), key_from_row(&row, 1, t.key.columns.len()))
-        }))
+        let tail = keyset::last_key_and_count(client, t, window).await?;
+        Ok(tail.map(|(scanned, key)| (Some(scanned), key)))
     }
 
     /// Insert the chunk's rows into the shadow; returns the rows inserted and how.
@@ -810,14 +759,6 @@ pub fn adapt_chunk_rows(current: u32, took: Duration, target: Duration, min: u32
         current
     };
     next.clamp(min.max(1), max.max(min.max(1)))
-}
-
-pub(crate) fn key_from_row(row: &tokio_postgres::Row, first: usize, n: usize) -> KeyValue {
-    KeyValue(
-        (first..first + n)
-            .map(|i| row.get::<_, String>(i))
-            .collect(),
-    )
 }
 
 fn is_retryable_migrate(e: &MigrateError) -> bool {

@@ -21,6 +21,7 @@ pub mod error;
 pub mod expand;
 pub mod guard;
 pub mod key;
+pub mod keyset;
 pub mod latency;
 pub mod old_transactions;
 pub mod phase;

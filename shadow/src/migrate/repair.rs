@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::guard::{in_short_transaction, retry_retryable};
+use crate::migrate::keyset::key_from_row;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 use crate::migrate::verify::RangeMismatch;
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
-use crate::migrate::copier::key_from_row;
 use crate::migrate::error::{DbContext, MigrateError};
 use crate::migrate::key::KeyValue;
+use crate::migrate::keyset;
 use crate::migrate::latency::LatencyHandle;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
 use crate::migrate::throttle::rest_after;
@@ -276,23 +276,7 @@ async fn next_range_bound(
         lower: lower.clone(),
         upper: None,
     };
-    let (pred, n) = t.range_predicate(Side::Source, None, &open, 1);
-    let mut params = CopyTarget::range_params(&open);
-    params.push((chunk_rows.max(1) - 1).to_string());
-    Ok(client
-        .query_opt(
-            &format!(
-                "SELECT {text} FROM {src} WHERE {pred} ORDER BY {asc} OFFSET ${o}::text::bigint LIMIT 1",
-                text = t.key_text_list(None),
-                src = t.source.sql(),
-                asc = t.key_order(false),
-                o = n + 1
-            ),
-            &as_params(&params),
-        )
-        .await
-        .ctx(format!("cutting verification ranges of {}", t.source))?
-        .map(|r| key_from_row(&r, 0, t.key.columns.len())))
+    keyset::key_after(client, t, &open, chunk_rows.max(1) - 1).await
 }
 
 async fn checksum(
