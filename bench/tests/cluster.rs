@@ -3,7 +3,7 @@
 
 mod support;
 
-use duet_bench::cluster::{Cluster, ClusterOptions};
+use duet_harness::cluster::{Cluster, ClusterOptions};
 use support::binaries_available;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -106,7 +106,7 @@ fn two_clusters_run_side_by_side() {
 
 #[test]
 fn missing_binaries_are_reported_with_the_paths_tried_and_the_fix() {
-    let empty = duet_bench::scratch::ScratchDir::create("no-binaries").expect("scratch dir");
+    let empty = duet_harness::scratch::ScratchDir::create("no-binaries").expect("scratch dir");
     let err = Cluster::start(ClusterOptions {
         bin_dir: Some(empty.path().to_path_buf()),
         ..ClusterOptions::default()

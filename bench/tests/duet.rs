@@ -10,11 +10,11 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use duet_bench::cluster::{Cluster, ClusterOptions};
 use duet_bench::connections::{run_connections, ConnectionsOptions};
-use duet_bench::duet_proxy::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
-use duet_bench::load::{init_tables, run_load, LoadOptions};
-use duet_bench::workload::{Protocol, Workload};
+use duet_harness::cluster::{Cluster, ClusterOptions};
+use duet_harness::duet_proxy::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
+use duet_harness::load::{init_tables, run_load, LoadOptions};
+use duet_harness::workload::{Protocol, Workload};
 
 fn duet_or_skip() -> Option<PathBuf> {
     if !support::binaries_available() {

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use duet_bench::load::{connect, init_tables, run_load, LoadOptions};
-use duet_bench::workload::{Protocol, Workload};
+use duet_harness::load::{connect, init_tables, run_load, LoadOptions};
+use duet_harness::workload::{Protocol, Workload};
 use support::cluster_or_skip;
 
 fn options(url: &str, workload: Workload, protocol: Protocol) -> LoadOptions {
@@ -135,7 +135,7 @@ fn missing_tables_and_unreachable_servers_are_errors() {
             .await
             .expect_err("no tables yet");
         assert!(err.to_string().contains("--init"), "{err}");
-        let port = duet_bench::net::free_port().expect("port");
+        let port = duet_harness::net::free_port().expect("port");
         let nowhere = format!("postgres://postgres:secret@127.0.0.1:{port}/postgres");
         let err = run_load(&options(&nowhere, Workload::SelectOnly, Protocol::Prepared))
             .await

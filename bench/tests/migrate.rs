@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use duet_bench::duet_proxy::duet_next_to_current_exe;
 use duet_bench::migrate::{run_migrate, MigrateOptions};
+use duet_harness::duet_proxy::duet_next_to_current_exe;
 
 #[test]
 fn migrate_scenario_with_tiny_sizes_reports_every_field() {

@@ -7,15 +7,15 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use duet_bench::backend::Backend;
-use duet_bench::cluster::Cluster;
 use duet_bench::compare::{run_compare, CompareOptions, Driver, Scenario, Target};
-use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
-use duet_bench::launch::LaunchError;
-use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
 use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
-use duet_bench::workload::{Protocol, Workload};
+use duet_harness::backend::Backend;
+use duet_harness::cluster::Cluster;
+use duet_harness::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_harness::launch::LaunchError;
+use duet_harness::load::{init_tables, run_load, LoadOptions};
+use duet_harness::workload::{Protocol, Workload};
 use support::{binaries_available, cluster_or_skip, skip};
 
 /// A throwaway cluster and the pgbench binary, or None (after [`skip`]) when either is missing.
@@ -110,7 +110,7 @@ fn pgbench_driver_counts_aborted_clients_as_failures() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         init_tables(&url, 1).await.expect("init");
-        let client = duet_bench::load::connect(&url).await.expect("connect");
+        let client = duet_harness::load::connect(&url).await.expect("connect");
         client
             .batch_execute("ALTER TABLE pgbench_history ADD CHECK (delta > -2500)")
             .await

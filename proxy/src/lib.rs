@@ -2,7 +2,7 @@
 //!
 //! This crate is the proxy and the `duet` binary's commands. The migration engine itself (parsing,
 //! classification, planning, rewriting, copying) lives in the `duet-shadow` crate; the load
-//! generator in `duet-bench`.
+//! generator in `duet-harness`.
 //!
 //! The proxy, from the outside in: [`server`] binds the sockets and accepts clients, handing each to
 //! one of the [`workers`] threads; each client is a [`session`] (startup and authentication relay,

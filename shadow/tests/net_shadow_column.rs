@@ -79,12 +79,9 @@ fn shadow_column_writes_pass_and_the_net_keeps_the_column_in_sync() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(
-            &format!("host={} port=5432 user=postgres dbname={}", host(), db.name),
-            NoTls,
-        )
-        .await
-        .expect("connect");
+        let (client, conn) = tokio_postgres::connect(&db.url(), NoTls)
+            .await
+            .expect("connect");
         tokio::spawn(conn);
         for (sql, id, amount) in [
             (

@@ -35,12 +35,9 @@ fn cases() -> Vec<(&'static str, Params)> {
     ]
 }
 
-async fn client(db: &str, schema: &str) -> tokio_postgres::Client {
+async fn client(db: &TestDb, schema: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(
-        &format!(
-            "host={} port=5432 user=postgres dbname={db} options=--search_path={schema}",
-            host()
-        ),
+        &format!("{} options=--search_path={schema}", db.url()),
         NoTls,
     )
     .await
@@ -61,8 +58,8 @@ fn prepared_rewrites_keep_parameters_and_result_shape() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let ctl = client(&db.name, "ctl").await;
-        let app = client(&db.name, "app").await;
+        let ctl = client(&db, "ctl").await;
+        let app = client(&db, "app").await;
         for (sql, params) in cases() {
             reset_shadow_table(&mut raw);
             let Ok(Rewrite::Changed { sql: rewritten, .. }) =

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use duet_bench::cluster::ClusterOptions;
+use duet_harness::cluster::ClusterOptions;
 
 use crate::support::cluster::superuser_config;
 use crate::support::database::run_sql;

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use duet_bench::cluster::{Cluster, ClusterOptions};
+use duet_harness::cluster::{Cluster, ClusterOptions};
 use serde_json::json;
 use tokio_postgres::Config;
 
@@ -157,7 +157,7 @@ impl TlsServer {
     async fn start(test: &str) -> Option<TlsServer> {
         let pki = make_pki();
         // PostgreSQL refuses a key file others can read, and reads it as the server user.
-        let server_user = duet_bench::cluster::server_user().unwrap_or(None);
+        let server_user = duet_harness::cluster::server_user().unwrap_or(None);
         for file in [&pki.server_key, &pki.server_cert, &pki.ca] {
             if let Some(user) = server_user {
                 std::os::unix::fs::chown(file, Some(user.uid), Some(user.gid))

@@ -13,7 +13,7 @@ use crate::support::{skip_or_fail, TempDir};
 #[test]
 fn the_quick_start_runs_and_leaves_nothing_behind() {
     const TEST: &str = "demo::the_quick_start_runs_and_leaves_nothing_behind";
-    if duet_bench::cluster::find_server_binaries().is_none() {
+    if duet_harness::cluster::find_server_binaries().is_none() {
         let _: Option<()> = skip_or_fail(TEST, "no PostgreSQL server binaries (initdb, postgres)");
         return;
     }

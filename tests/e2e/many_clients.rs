@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_bench::cluster::ClusterOptions;
+use duet_harness::cluster::ClusterOptions;
 use serde_json::Value;
 
 use crate::support::pg_client::{backend_pid, connect, Session};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_bench::cluster::ClusterOptions;
+use duet_harness::cluster::ClusterOptions;
 use serde_json::Value;
 
 use crate::support::cluster::{stop_postmaster, superuser_config, RestartedServer};

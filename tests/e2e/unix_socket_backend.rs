@@ -2,7 +2,7 @@
 //! percent-encoded in the host part or as `?host=/path`. Client sessions then reach PostgreSQL
 //! over the socket (`inet_server_addr()` is NULL there).
 
-use duet_bench::cluster::ClusterOptions;
+use duet_harness::cluster::ClusterOptions;
 
 use crate::support::pg_client::connect;
 use crate::support::{throwaway_cluster, DuetProcess};

@@ -1,18 +1,26 @@
-//! What every bench test against real processes needs before it starts: whether a missing
-//! prerequisite is a failure (`DUET_REQUIRE_DATABASE=1`) or a loud skip, and a throwaway cluster.
+//! What every bench test against real processes needs before it starts: the skip-or-fail policy
+//! (the shared test kit's: a loud skip, or a failure with `DUET_REQUIRE_DATABASE=1`) and a
+//! throwaway cluster.
 #![allow(dead_code)]
 
-use duet_bench::cluster::{find_server_binaries, Cluster, ClusterOptions};
+use duet_harness::cluster::{find_server_binaries, Cluster, ClusterOptions};
 
 /// Whether a missing database prerequisite fails the test instead of skipping it.
 pub fn required() -> bool {
-    std::env::var("DUET_REQUIRE_DATABASE").as_deref() == Ok("1")
+    duet_testkit::database_required()
 }
 
 /// Says loudly that a test skips because of `why`; fails instead when [`required`].
 pub fn skip(why: &str) {
-    assert!(!required(), "DUET_REQUIRE_DATABASE=1 but {why}");
-    eprintln!("SKIPPED: {why}");
+    let _: Option<()> = duet_testkit::skip_or_fail(test_name().as_str(), why);
+}
+
+/// The running test's name, as the harness names its thread.
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a bench test")
+        .to_string()
 }
 
 /// Whether the PostgreSQL server binaries are installed; false (after [`skip`]) when they are not.

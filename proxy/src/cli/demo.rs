@@ -3,7 +3,7 @@
 //! It starts a throwaway PostgreSQL from the installed server binaries, puts this very `duet`
 //! binary in front of it (`duet proxy` on a free loopback port, private admin socket), creates
 //! pgbench's tables *through duet*, runs pgbench's read-write and select-only workloads through it
-//! with duet-bench's driver, then does duet's main job while the read-write load keeps running:
+//! with the harness's load generator (`duet_harness`), then does duet's main job while the read-write load keeps running:
 //! an online change of `pgbench_accounts`' primary key from int to bigint (migrate, cutover,
 //! complete) and a column rename that the load's old-name statements survive (migrate, cutover,
 //! a refused complete, revert). It prints what the clients measured next to what duet itself
@@ -17,12 +17,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use duet_bench::cluster::{Cluster, ClusterOptions};
-use duet_bench::duet_proxy::{DuetProxy, DuetProxyOptions};
-use duet_bench::duration_arg::parse_duration;
-use duet_bench::load::{init_tables, run_load, LoadOptions};
-use duet_bench::report::Report;
-use duet_bench::workload::{Protocol, Workload};
+use duet_harness::cluster::{Cluster, ClusterOptions};
+use duet_harness::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_harness::duration_arg::parse_duration;
+use duet_harness::load::{init_tables, run_load, LoadOptions};
+use duet_harness::report::Report;
+use duet_harness::workload::{Protocol, Workload};
 use serde_json::Value;
 use shadow::plan::PlanInput;
 use tokio::sync::watch;

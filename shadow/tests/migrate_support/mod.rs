@@ -6,58 +6,59 @@ pub mod steps;
 
 use tokio_postgres::{Client, NoTls};
 
+use duet_testkit::{backend_or_skip, Backend, TestDatabase};
 use shadow::ident::QualifiedName;
 use shadow::migrate::state;
 use shadow::migrate::{ColumnMapping, CopyTarget};
 
+/// The test server as a libpq key=value string without a database (append ` dbname=…`).
 pub fn base_url() -> String {
-    std::env::var("DUET_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
+    let backend = duet_testkit::backend()
+        .unwrap_or_else(|why| panic!("base_url() before a test database exists: {why}"));
+    key_value(&backend)
 }
 
-/// A database created for one test, dropped by [`TestDb::drop_db`].
+fn key_value(backend: &Backend) -> String {
+    let mut url = format!(
+        "host={} port={} user={}",
+        backend.host, backend.port, backend.user
+    );
+    if let Some(password) = &backend.password {
+        url.push_str(&format!(" password={password}"));
+    }
+    url
+}
+
+/// A database created for one test, dropped when the test ends ([`TestDb::drop_db`] or a panic).
 pub struct TestDb {
     pub name: String,
-    admin: Client,
+    backend: Backend,
+    database: TestDatabase,
 }
 
 impl TestDb {
     /// Create the database, or return None (after saying so loudly) when PostgreSQL is unreachable
     /// and `DUET_REQUIRE_DATABASE` is not 1.
     pub async fn create(test: &str) -> Option<TestDb> {
-        let admin = match tokio_postgres::connect(&format!("{} dbname=postgres", base_url()), NoTls)
-            .await
-        {
-            Ok((c, conn)) => {
-                tokio::spawn(conn);
-                c
-            }
-            Err(err) => {
-                if std::env::var("DUET_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
-                    panic!("DUET_REQUIRE_DATABASE=1 but PostgreSQL is unreachable: {err}");
-                }
-                eprintln!(
-                    "SKIPPED {test}: no PostgreSQL at {} ({err}); set DUET_TEST_DATABASE_URL, \
-                     DUET_REQUIRE_DATABASE=1 makes this a failure",
-                    base_url()
-                );
-                return None;
-            }
-        };
-        let name = format!("duet_shadow_{test}_{}", std::process::id());
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop stale test database");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        Some(TestDb { name, admin })
+        let backend = backend_or_skip(test)?;
+        // The kit's database calls are blocking (usable from `Drop`): keep them off the runtime.
+        let database = tokio::task::spawn_blocking({
+            let backend = backend.clone();
+            let label = format!("shadow_{test}");
+            move || TestDatabase::create(&backend, &label)
+        })
+        .await
+        .expect("creating the test database");
+        Some(TestDb {
+            name: database.name().to_string(),
+            backend,
+            database,
+        })
     }
 
+    /// A libpq key=value connection string for the database.
     pub fn url(&self) -> String {
-        format!("{} dbname={}", base_url(), self.name)
+        format!("{} dbname={}", key_value(&self.backend), self.name)
     }
 
     pub async fn connect(&self) -> Client {
@@ -68,14 +69,12 @@ impl TestDb {
         c
     }
 
+    /// Drops the database (the kit's drop runs blocking: off the runtime).
     pub async fn drop_db(self) {
-        self.admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
+        let TestDb { database, .. } = self;
+        tokio::task::spawn_blocking(move || drop(database))
             .await
-            .expect("drop test database");
+            .expect("dropping the test database");
     }
 }
 

@@ -3,206 +3,56 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
+use duet_testkit::{backend_or_skip, Backend, TestDatabase};
 use shadow::rewrite::{Column, ColumnMapping, Routes, TableRoute, Target};
 
-pub fn host() -> String {
-    std::env::var("DUET_TEST_PGHOST").unwrap_or_else(|_| "127.0.0.1".to_string())
-}
+#[allow(unused_imports)]
+pub use duet_testkit::{Answer, RawClient};
 
-/// Connects to the `postgres` database, or reports the skip (fails under DUET_REQUIRE_DATABASE=1).
+/// Connects to the maintenance database, or reports the skip (fails under
+/// DUET_REQUIRE_DATABASE=1).
 pub fn admin(test: &str) -> Option<RawClient> {
-    match RawClient::connect("postgres") {
-        Ok(c) => Some(c),
-        Err(err) => {
-            if std::env::var("DUET_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
-                panic!("DUET_REQUIRE_DATABASE=1 but PostgreSQL is unreachable: {err}");
-            }
-            eprintln!("SKIPPED {test}: no PostgreSQL at {}:5432 ({err})", host());
-            None
-        }
-    }
+    let backend = backend_or_skip(test)?;
+    Some(
+        RawClient::connect(&backend, &backend.maintenance_db)
+            .unwrap_or_else(|err| panic!("{test}: connecting to the maintenance database: {err}")),
+    )
 }
 
 /// A database created for one test and dropped at the end.
 pub struct TestDb {
     pub name: String,
-    admin: RawClient,
+    backend: Backend,
+    _database: TestDatabase,
 }
 
 impl TestDb {
     pub fn create(test: &str) -> Option<TestDb> {
-        let mut admin = admin(test)?;
-        let name = format!("duet_rw_{}_{}", test, std::process::id());
-        admin
-            .query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .expect("drop old db");
-        admin
-            .query(&format!("CREATE DATABASE {name}"))
-            .expect("create db");
-        Some(TestDb { name, admin })
+        let backend = backend_or_skip(test)?;
+        let database = TestDatabase::create(&backend, &format!("rw_{test}"));
+        Some(TestDb {
+            name: database.name().to_string(),
+            backend,
+            _database: database,
+        })
     }
 
     pub fn connect(&self) -> RawClient {
-        RawClient::connect(&self.name).expect("connect to test db")
+        RawClient::connect(&self.backend, &self.name).expect("connect to test db")
     }
-}
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = self.admin.query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
-/// One statement's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Answer {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
-    pub tag: String,
-}
-
-/// A minimal PostgreSQL simple-query client over the wire protocol (trust auth).
-pub struct RawClient {
-    stream: TcpStream,
-}
-
-impl RawClient {
-    pub fn connect(db: &str) -> Result<RawClient, String> {
-        let mut stream =
-            TcpStream::connect(format!("{}:5432", host())).map_err(|e| e.to_string())?;
-        let mut body = Vec::new();
-        body.extend_from_slice(&196608u32.to_be_bytes());
-        for (k, v) in [("user", "postgres"), ("database", db)] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
+    /// A libpq key=value connection string for the database (for tokio-postgres).
+    pub fn url(&self) -> String {
+        let b = &self.backend;
+        let mut url = format!(
+            "host={} port={} user={} dbname={}",
+            b.host, b.port, b.user, self.name
+        );
+        if let Some(password) = &b.password {
+            url.push_str(&format!(" password={password}"));
         }
-        body.push(0);
-        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        msg.extend_from_slice(&body);
-        stream.write_all(&msg).map_err(|e| e.to_string())?;
-        let mut client = RawClient { stream };
-        loop {
-            let (kind, payload) = client.read_message()?;
-            match kind {
-                b'R' if payload[..4] != [0, 0, 0, 0] => return Err("auth required".into()),
-                b'E' => return Err(error_text(&payload)),
-                b'Z' => return Ok(client),
-                _ => {}
-            }
-        }
+        url
     }
-
-    fn read_message(&mut self) -> Result<(u8, Vec<u8>), String> {
-        let mut head = [0u8; 5];
-        self.stream
-            .read_exact(&mut head)
-            .map_err(|e| e.to_string())?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut payload = vec![0u8; len - 4];
-        self.stream
-            .read_exact(&mut payload)
-            .map_err(|e| e.to_string())?;
-        Ok((head[0], payload))
-    }
-
-    /// Runs a simple query; one [`Answer`] per statement, or the first error's message.
-    pub fn query(&mut self, sql: &str) -> Result<Vec<Answer>, String> {
-        let mut msg = vec![b'Q'];
-        msg.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
-        msg.extend_from_slice(sql.as_bytes());
-        msg.push(0);
-        self.stream.write_all(&msg).map_err(|e| e.to_string())?;
-        let mut answers = Vec::new();
-        let mut current = Answer::default();
-        let mut error = None;
-        loop {
-            let (kind, p) = self.read_message()?;
-            match kind {
-                b'T' => {
-                    let n = u16::from_be_bytes([p[0], p[1]]) as usize;
-                    let mut at = 2;
-                    for _ in 0..n {
-                        let end = at + p[at..].iter().position(|&b| b == 0).unwrap_or(0);
-                        current
-                            .columns
-                            .push(String::from_utf8_lossy(&p[at..end]).into_owned());
-                        at = end + 1 + 18;
-                    }
-                }
-                b'D' => {
-                    let n = u16::from_be_bytes([p[0], p[1]]) as usize;
-                    let mut at = 2;
-                    let mut row = Vec::new();
-                    for _ in 0..n {
-                        let len = i32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
-                        at += 4;
-                        if len < 0 {
-                            row.push(None);
-                        } else {
-                            let len = len as usize;
-                            row.push(Some(String::from_utf8_lossy(&p[at..at + len]).into_owned()));
-                            at += len;
-                        }
-                    }
-                    current.rows.push(row);
-                }
-                b'C' => {
-                    current.tag = String::from_utf8_lossy(&p[..p.len() - 1]).into_owned();
-                    answers.push(std::mem::take(&mut current));
-                }
-                b'I' => answers.push(std::mem::take(&mut current)),
-                b'E' => error = Some(error_text(&p)),
-                b'G' => {
-                    // CopyIn: abort it.
-                    let fail = b"no copy\0";
-                    let mut m = vec![b'f'];
-                    m.extend_from_slice(&((fail.len() + 4) as u32).to_be_bytes());
-                    m.extend_from_slice(fail);
-                    self.stream.write_all(&m).map_err(|e| e.to_string())?;
-                }
-                b'Z' => break,
-                _ => {}
-            }
-        }
-        match error {
-            Some(e) => Err(e),
-            None => Ok(answers),
-        }
-    }
-
-    /// Runs `sql`, panicking with the statement on error.
-    pub fn run(&mut self, sql: &str) -> Vec<Answer> {
-        self.query(sql)
-            .unwrap_or_else(|e| panic!("{e}\nwhile running: {sql}"))
-    }
-
-    /// The rows of one query as text.
-    pub fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
-        self.run(sql).pop().map(|a| a.rows).unwrap_or_default()
-    }
-}
-
-fn error_text(p: &[u8]) -> String {
-    let mut out = String::new();
-    let mut at = 0;
-    while at < p.len() && p[at] != 0 {
-        let code = p[at] as char;
-        let end = at + 1 + p[at + 1..].iter().position(|&b| b == 0).unwrap_or(0);
-        if code == 'C' || code == 'M' {
-            out.push_str(&String::from_utf8_lossy(&p[at + 1..end]));
-            out.push(' ');
-        }
-        at = end + 1;
-    }
-    out
 }
 
 /// The columns of the test table `t` in both schemas.

@@ -1,4 +1,4 @@
-//! Throwaway PostgreSQL clusters (duet_bench::cluster) for the tests that need a server they fully
+//! Throwaway PostgreSQL clusters (duet_harness::cluster) for the tests that need a server they fully
 //! control: their own pg_hba.conf (auth), max_connections (1000 clients), or a server they may stop
 //! and start again (backend death); and clusters of a given PostgreSQL major version for the
 //! version matrix ([`versioned_cluster`], binaries installed by `tests/versions/fetch`).
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duet_bench::cluster::{Cluster, ClusterOptions};
+use duet_harness::cluster::{Cluster, ClusterOptions};
 
 /// Starts a cluster, or skips (`None`, loudly) / fails when the database is required and no
 /// cluster can be started on this machine.
@@ -110,7 +110,7 @@ pub fn versioned_cluster(test: &str, major: u32) -> Option<(Cluster, super::Back
     let backend = super::Backend {
         host: cluster.host().to_string(),
         port: cluster.port(),
-        user: duet_bench::cluster::SUPERUSER.to_string(),
+        user: duet_harness::cluster::SUPERUSER.to_string(),
         password: None,
         maintenance_db: "postgres".to_string(),
     };
@@ -123,14 +123,14 @@ pub fn superuser_config(cluster: &Cluster, db: &str) -> tokio_postgres::Config {
     config
         .host(cluster.host())
         .port(cluster.port())
-        .user(duet_bench::cluster::SUPERUSER)
+        .user(duet_harness::cluster::SUPERUSER)
         .dbname(db)
         .connect_timeout(Duration::from_secs(10));
     config
 }
 
 /// A postmaster the test started itself on a stopped cluster's data directory (same port, same
-/// data), because duet_bench::cluster cannot pick a port: used to bring a backend back after its
+/// data), because duet_harness::cluster cannot pick a port: used to bring a backend back after its
 /// death. Drop stops it (fast shutdown, then SIGKILL).
 #[derive(Debug)]
 pub struct RestartedServer {
@@ -140,9 +140,9 @@ pub struct RestartedServer {
 impl RestartedServer {
     /// Starts `postgres -D <data_dir>` as the server user, logging to `log`.
     pub fn start(data_dir: PathBuf, log: PathBuf) -> RestartedServer {
-        let bin_dir = duet_bench::cluster::find_server_binaries()
+        let bin_dir = duet_harness::cluster::find_server_binaries()
             .expect("server binaries (a cluster was started with them before)");
-        let run_as = duet_bench::cluster::server_user().expect("the server user (used before)");
+        let run_as = duet_harness::cluster::server_user().expect("the server user (used before)");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

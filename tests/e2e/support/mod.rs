@@ -8,22 +8,21 @@
 //! ([`http`]) and in a headless chromium ([`browser`]).
 //!
 //! When no server is reachable the tests skip loudly, or fail when `DUET_REQUIRE_DATABASE=1`
-//! ([`environment`]).
+//! ([`environment`]). The policy, the databases, the temporary directories and the raw protocol
+//! bytes come from the shared test kit (`tests/kit`, crate `duet_testkit`), as for every suite.
 
 pub mod browser;
 pub mod cluster;
-pub mod database;
 pub mod duet_process;
-pub mod environment;
 pub mod http;
 pub mod load;
 pub mod migration;
 pub mod pg_client;
 pub mod scenario;
-pub mod temp_dir;
 pub mod tools;
-pub mod wire;
 pub mod writes;
+
+pub use duet_testkit::{database, environment, temp_dir, wire};
 
 pub use cluster::throwaway_cluster;
 pub use database::TestDatabase;

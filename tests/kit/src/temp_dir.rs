@@ -11,11 +11,11 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates `<tmp>/duet-e2e-<label>-<pid>-<n>`.
+    /// Creates `<tmp>/duet-test-<label>-<pid>-<n>`.
     pub fn new(label: &str) -> TempDir {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
-            "duet-e2e-{label}-{}-{}",
+            "duet-test-{label}-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));

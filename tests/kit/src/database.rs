@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::environment::Backend;
+use crate::environment::Backend;
 
 /// A database created for one test; `Drop` drops it (`WITH (FORCE)`: sessions left over by a
 /// failed test must not keep it alive).
@@ -32,7 +32,7 @@ impl TestDatabase {
             .take(30)
             .collect();
         let name = format!(
-            "duet_e2e_{label}_{}_{}",
+            "duet_test_{label}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );

@@ -123,7 +123,7 @@ fn probe_backend() -> Result<Backend, String> {
             .map(|password| String::from_utf8_lossy(password).into_owned()),
         maintenance_db: config.get_dbname().unwrap_or("postgres").to_string(),
     };
-    crate::support::database::run_sql(&backend.direct_config(&backend.maintenance_db), "SELECT 1")
+    crate::database::run_sql(&backend.direct_config(&backend.maintenance_db), "SELECT 1")
         .map_err(|err| format!("cannot reach PostgreSQL at {url}: {err}"))?;
     Ok(backend)
 }
