@@ -59,7 +59,7 @@ pub struct Args {
 /// to tokio-postgres unencrypted, as before.
 fn read_live_schema(url: &str) -> anyhow::Result<check::schema::Schema> {
     let Ok(parsed) = BackendUrl::parse(url) else {
-        return Ok(check::catalog::read_live_schema(url)?);
+        return Ok(check::live_schema::read_live_schema(url)?);
     };
     let tls = BackendTls::load(&parsed.ssl, &parsed.addr).context("--database")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,7 +73,7 @@ fn read_live_schema(url: &str) -> anyhow::Result<check::schema::Schema> {
                 anyhow::anyhow!("connecting to {}: {}", parsed.addr, connect_error_text(&e))
             })?;
         let driver = tokio::spawn(connection);
-        let schema = check::catalog::read_schema(&client).await;
+        let schema = check::live_schema::read_schema(&client).await;
         drop(client);
         let _ = driver.await;
         Ok(schema?)

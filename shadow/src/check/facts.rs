@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use super::lock::LockMode;
 
-/// Where a change sits in an expand/contract migration.
+/// Where a change sits in an expand/contract migration (not a running migration's
+/// phase, `migrate::Phase`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub enum ChangePhase {
     /// Changes nothing clients can observe (`SET`, `COMMENT`, `ANALYZE`, …).
     Neutral,
     /// Adds something old clients keep working with (new nullable column, new index, new table).
@@ -26,15 +27,15 @@ pub enum Phase {
     Breaking,
 }
 
-impl Phase {
+impl ChangePhase {
     /// Lower-case name, as in the JSON output.
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Neutral => "neutral",
-            Phase::Expand => "expand",
-            Phase::Data => "data",
-            Phase::Contract => "contract",
-            Phase::Breaking => "breaking",
+            ChangePhase::Neutral => "neutral",
+            ChangePhase::Expand => "expand",
+            ChangePhase::Data => "data",
+            ChangePhase::Contract => "contract",
+            ChangePhase::Breaking => "breaking",
         }
     }
 }
@@ -53,7 +54,7 @@ pub struct Fact {
     /// Whether every row is read.
     pub scan: bool,
     /// Expand/contract phase.
-    pub phase: Phase,
+    pub phase: ChangePhase,
     /// First major version this fact describes (None: all modelled).
     pub since: Option<u32>,
     /// Cannot run inside a transaction block.
@@ -64,8 +65,8 @@ pub struct Fact {
     pub evidence: &'static str,
 }
 
+use ChangePhase::*;
 use LockMode::*;
-use Phase::*;
 
 const fn f(
     id: &'static str,
@@ -73,7 +74,7 @@ const fn f(
     other_lock: Option<LockMode>,
     rewrite: bool,
     scan: bool,
-    phase: Phase,
+    phase: ChangePhase,
     summary: &'static str,
 ) -> Fact {
     Fact {

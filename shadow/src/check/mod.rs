@@ -16,12 +16,12 @@
 //! [`catalog`] reads the live schema and table sizes with `--database`.
 
 pub mod ast;
-pub mod catalog;
 pub mod classify;
 pub mod coercion;
 pub mod config;
 pub mod engine;
 pub mod facts;
+pub mod live_schema;
 pub mod lock;
 pub mod markers;
 pub mod output;

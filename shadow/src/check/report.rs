@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::facts::Phase;
+use super::facts::ChangePhase;
 use super::lock::LockMode;
 
 /// How serious a finding is.
@@ -108,7 +108,7 @@ pub struct StatementReport {
     /// Reads every row of a table.
     pub scans_table: bool,
     /// Expand/contract phase.
-    pub phase: Phase,
+    pub phase: ChangePhase,
     /// Risk.
     pub risk: Risk,
     /// Rule findings.

@@ -2,7 +2,7 @@
 //! rewrites, the transaction context and (with `--database`) the real size of the table.
 
 use super::classify::Classification;
-use super::facts::Phase;
+use super::facts::ChangePhase;
 use super::report::Risk;
 use super::schema::Schema;
 
@@ -29,7 +29,7 @@ pub fn assess(class: &Classification, schema: &Schema, lock_timeout_set: bool) -
         (false, false, true) => Risk::Low,
         (false, false, false) => Risk::None,
     };
-    if class.phase == Phase::Breaking {
+    if class.phase == ChangePhase::Breaking {
         risk = risk.max(Risk::Medium);
     }
     let sizes: Vec<_> = class

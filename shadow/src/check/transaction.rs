@@ -129,7 +129,7 @@ impl TxState {
                     if !visible.is_empty()
                         && !matches!(
                             class.phase,
-                            super::facts::Phase::Data | super::facts::Phase::Neutral
+                            super::facts::ChangePhase::Data | super::facts::ChangePhase::Neutral
                         )
                     {
                         self.ddl_in_transaction = true;

@@ -9,7 +9,7 @@
 //!
 //! When no server is reachable the tests skip loudly, or fail when `DUET_REQUIRE_DATABASE=1`
 //! ([`environment`]). The policy, the databases, the temporary directories and the raw protocol
-//! bytes come from the shared test kit (`tests/kit`, crate `duet_testkit`), as for every suite.
+//! bytes come from the shared test kit (`tests/testkit`, crate `duet_testkit`), as for every suite.
 
 pub mod browser;
 pub mod cluster;

@@ -3,7 +3,7 @@
 use pg_query::protobuf::{self, node::Node as N, ObjectType};
 
 use crate::check::ast::{self};
-use crate::check::facts::Phase;
+use crate::check::facts::ChangePhase;
 use crate::check::schema::ConstraintKind;
 
 use super::{object_type_name, Builder};
@@ -77,12 +77,12 @@ pub(super) fn drop(b: &mut Builder<'_>, d: &protobuf::DropStmt) {
             for n in &names {
                 let table = ast::qualified_key(&n[..n.len().saturating_sub(1)]);
                 b.apply("access_exclusive_catalog", Some(&table), &[]);
-                b.out.phase = b.out.phase.max(Phase::Contract);
+                b.out.phase = b.out.phase.max(ChangePhase::Contract);
             }
         }
         _ => {
             b.apply("no_table_lock", None, &[]);
-            b.out.phase = Phase::Contract;
+            b.out.phase = ChangePhase::Contract;
         }
     }
 }

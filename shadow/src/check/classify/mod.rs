@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use pg_query::protobuf::{self, node::Node as N, ObjectType};
 
 use super::ast::{self};
-use super::facts::{self, Phase};
+use super::facts::{self, ChangePhase};
 use super::lock::LockMode;
 use super::schema::Schema;
 use super::version::EngineVersion;
@@ -61,7 +61,7 @@ pub struct Classification {
     /// Reads every row of a pre-existing table.
     pub scans_table: bool,
     /// Expand/contract phase.
-    pub phase: Phase,
+    pub phase: ChangePhase,
     /// Ids of the facts applied (see [`facts::FACTS`]).
     pub facts: Vec<&'static str>,
     /// Cannot run inside a transaction block.
@@ -79,7 +79,7 @@ impl Classification {
             fresh: Vec::new(),
             rewrites_table: false,
             scans_table: false,
-            phase: Phase::Neutral,
+            phase: ChangePhase::Neutral,
             facts: Vec::new(),
             no_transaction_block: false,
             notes: Vec::new(),

@@ -3,7 +3,7 @@
 mod migrate_support;
 
 use migrate_support::TestDb;
-use shadow::check::{self, catalog, CheckConfig, SourceFile};
+use shadow::check::{self, live_schema, CheckConfig, SourceFile};
 
 #[test]
 fn live_catalog_drives_verdicts() {
@@ -26,7 +26,7 @@ fn live_catalog_drives_verdicts() {
         .await
         .expect("fixture");
     });
-    let schema = catalog::read_live_schema(&db.url()).expect("read catalog");
+    let schema = live_schema::read_live_schema(&db.url()).expect("read catalog");
     let table = schema.table("t").expect("t is known");
     assert!(table.stats.is_some_and(|s| s.rows >= 4000.0 && s.bytes > 0));
     assert!(table.has_valid_not_null_check("email"));

@@ -1,5 +1,9 @@
 //! Reading the schema model from a live database (`duet check --database URL`): tables, columns,
 //! constraints (with validity), indexes, and real sizes (row estimate, bytes) to scale risk.
+//!
+//! Not to be confused with the planner's catalog reader (`plan::catalog`): this one reads
+//! a summary of every table for the linter's verdicts; the planner's reads everything about the
+//! one table under migration (defaults, identity, views, triggers, policies, foreign keys).
 
 use super::ast::{self, ColumnType};
 use super::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table, TableStats};
