@@ -12,4 +12,5 @@
 pub mod client;
 pub mod protocol;
 pub mod render;
+pub mod reply;
 pub mod server;

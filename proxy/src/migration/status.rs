@@ -5,8 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{controller, FlipRecord, Migration, RunSettings};
+use shadow::migrate::copier::CopierState;
+
+use super::{FlipRecord, Migration, RunSettings};
 use crate::context::ProxyContext;
+use crate::fleet::store::{SelfReport, TableCounts};
 
 /// A bypassing writer as shown by `status` (and as the driving member reports it to the fleet).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -177,7 +180,7 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
     let progress = live.copy.as_ref().map(|c| c.progress());
     let copy_state = match (&live.note, &progress) {
         (Some(note), _) => Some(note.clone()),
-        (None, Some(p)) => Some(controller::copy_state_name(&p.state)),
+        (None, Some(p)) => Some(copy_state_name(&p.state)),
         (None, None) => None,
     };
     MigrationStatus {
@@ -216,5 +219,56 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
             .map(|t| super::latency::ThrottleStatus::of(&t.view())),
         settings: live.settings,
         fleet: fleet_counts(m, members, now_ms),
+    }
+}
+
+/// The copier's state as shown in `status`.
+pub(crate) fn copy_state_name(state: &CopierState) -> String {
+    match state {
+        CopierState::Starting => "starting".to_owned(),
+        CopierState::Running => "running".to_owned(),
+        CopierState::Paused => "paused".to_owned(),
+        CopierState::Throttled(reason) => format!("throttled: {reason}"),
+        CopierState::Stopped => "stopped".to_owned(),
+        CopierState::Done => "done".to_owned(),
+        CopierState::Failed(error) => format!("failed: {error}"),
+    }
+}
+
+/// What this member publishes about itself with every heartbeat (and before it answers a
+/// barrier, so the asker reads counts as of now).
+pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
+    let mut counters = serde_json::Map::new();
+    for m in ctx.migrations.all() {
+        if m.phase().is_terminal() {
+            continue;
+        }
+        let c = &m.counters;
+        let counts = TableCounts {
+            old_shape_statements: c.old_shape_statements.load(Ordering::Relaxed),
+            old_shape_last_seen_ms: c.old_shape_last_seen_ms.load(Ordering::Relaxed),
+            dual_writes: c.dual_writes.load(Ordering::Relaxed),
+            unrewritten_writes: c.unrewritten.load(Ordering::Relaxed),
+        };
+        if let Ok(mut value) = serde_json::to_value(counts) {
+            let sample = bypass_views(&m.live().bypass);
+            if let (Some(object), false) = (value.as_object_mut(), sample.is_empty()) {
+                if let Ok(list) = serde_json::to_value(sample) {
+                    object.insert(BYPASS_KEY.to_owned(), list);
+                }
+            }
+            counters.insert(m.table_label(), value);
+        }
+    }
+    if let Ok(latency) = serde_json::to_value(super::latency::member_report(ctx)) {
+        counters.insert(super::latency::MEMBER_KEY.to_owned(), latency);
+    }
+    SelfReport {
+        listen: ctx.config.listen.to_string(),
+        admin_socket: ctx.config.admin_socket.display().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        route_epoch: i64::try_from(ctx.routes.epoch()).unwrap_or(i64::MAX),
+        sessions: i32::try_from(ctx.sessions.len()).unwrap_or(i32::MAX),
+        counters: serde_json::Value::Object(counters),
     }
 }
