@@ -7,6 +7,8 @@ use shadow::migrate::Phase;
 use shadow::plan::{Plan, PlanKind};
 
 use super::protocol::Reply;
+use crate::metrics::RecentLatency;
+use crate::migration::status::{phase_name, MigrationStatus};
 use crate::migration::RunSettings;
 use crate::sessions::SessionView;
 
@@ -118,7 +120,7 @@ pub struct StartedMigration {
     /// The strategy the planner chose.
     pub strategy: PlanKind,
     /// Its phase when the reply was written.
-    #[serde(with = "phase_text")]
+    #[serde(with = "phase_name")]
     pub phase: Phase,
     /// Why the planner chose the strategy.
     pub reason: String,
@@ -146,7 +148,7 @@ pub struct MemberPhase {
     /// The table, `schema.name`.
     pub table: String,
     /// Its phase after the command.
-    #[serde(with = "phase_text")]
+    #[serde(with = "phase_name")]
     pub phase: Phase,
 }
 
@@ -156,7 +158,7 @@ pub struct PhaseReply {
     /// The migration the command named.
     pub id: i64,
     /// Its phase now.
-    #[serde(with = "phase_text")]
+    #[serde(with = "phase_name")]
     pub phase: Phase,
     /// How long the cutover held the clients, in milliseconds (`cutover` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +189,107 @@ pub struct CopyStateReply {
     pub copy_state: String,
 }
 
+/// `status`: one snapshot of the proxy, as `duet admin` reads it (the server writes
+/// [`crate::status::StatusReport`], whose JSON this is; parts a proxy may leave out read as
+/// empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// Client-facing address.
+    pub listen: String,
+    /// Backend address.
+    pub backend: String,
+    /// How the link to the backend is secured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<String>,
+    /// Whether the pause gate is closed.
+    pub paused: bool,
+    /// Client sessions.
+    pub clients: CountReply,
+    /// Backend connections.
+    pub backend_connections: CountReply,
+    /// Bytes forwarded.
+    pub bytes: BytesReply,
+    /// Query and Execute messages forwarded.
+    pub statements: u64,
+    /// Request → ReadyForQuery latency since start, in microseconds.
+    pub latency_us: LatencyReply,
+    /// The same over the last second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_recent_us: Option<RecentLatency>,
+    /// Live sessions (absent or empty from the metrics endpoint).
+    #[serde(default)]
+    pub sessions: Vec<SessionRow>,
+    /// Active and recently finished migrations.
+    #[serde(default)]
+    pub migrations: Vec<MigrationStatus>,
+    /// This proxy's id in the fleet.
+    #[serde(default)]
+    pub member_id: String,
+    /// Every live duet in front of the same database.
+    #[serde(default)]
+    pub members: Vec<MemberRow>,
+}
+
+/// A current/total pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountReply {
+    /// Open now.
+    pub current: u64,
+    /// Opened since start.
+    pub total: u64,
+}
+
+/// Bytes forwarded each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BytesReply {
+    /// From clients to the backend.
+    pub client_to_server: u64,
+    /// From the backend to clients.
+    pub server_to_client: u64,
+}
+
+/// Latency percentiles since start, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyReply {
+    /// Requests measured.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Slowest.
+    pub max: u64,
+}
+
+/// A live member of the fleet, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Its fleet id.
+    pub id: String,
+    /// Whether it is the proxy that answered.
+    pub is_self: bool,
+    /// Its client-facing address.
+    pub listen: String,
+    /// Its admin socket.
+    pub admin_socket: String,
+    /// Its duet version.
+    pub version: String,
+    /// Its process id.
+    pub pid: i32,
+    /// When it started.
+    pub started_at: String,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_s: f64,
+    /// Its route epoch.
+    pub route_epoch: i64,
+    /// Its client sessions.
+    pub sessions: i32,
+}
+
 /// `plan`: the plan of a migration of one table, or every table's in flip order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -210,21 +313,6 @@ pub struct SettingsReply {
     /// Its settings.
     #[serde(flatten)]
     pub settings: RunSettings,
-}
-
-/// A migration phase as its stored name (`ready`, `flipped`, …).
-mod phase_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use shadow::migrate::Phase;
-
-    pub fn serialize<S: Serializer>(phase: &Phase, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(phase.as_str())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
@@ -260,5 +348,18 @@ mod tests {
         let read: PauseReply = result_of("pause", &pause).expect("reads");
         assert_eq!(serde_json::to_value(&read).expect("json"), pause);
         assert!(result_of::<PhaseReply>("cutover", &json!({"id": 1})).is_err());
+    }
+
+    #[test]
+    fn the_status_the_server_writes_reads_back_whole() {
+        let overrides = crate::config::Overrides {
+            backend: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            ..Default::default()
+        };
+        let config = crate::config::from_str("", overrides).expect("config");
+        let ctx = crate::context::ProxyContext::new(config, None);
+        let written = serde_json::to_value(crate::status::report(&ctx, true)).expect("json");
+        let read: StatusReply = result_of("status", &written).expect("the server's shape");
+        assert_eq!(serde_json::to_value(&read).expect("json"), written);
     }
 }

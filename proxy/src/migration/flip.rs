@@ -14,7 +14,7 @@ use shadow::plan::{CopySpec, Step};
 use tokio_postgres::Client;
 
 use super::error::{ChangeError, CommandError, MigrationError};
-use super::{bypass, control, driver, BlockingSession, FlipRecord, Migration};
+use super::{bypass, control, driver, BlockingSession, FlipOutcome, FlipRecord, Migration};
 use crate::admin::reply::{MemberPhase, PhaseReply};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
@@ -33,14 +33,14 @@ impl Drop for Resume<'_> {
 
 /// Why a pause did not hold the gate: the flip outcome to record, how long it waited, who
 /// blocked it, and the message.
-type Missed = (&'static str, Duration, Vec<BlockingSession>, String);
+type Missed = (FlipOutcome, Duration, Vec<BlockingSession>, String);
 
 /// Pauses the gate within `budget`; a missed budget names the sessions that held it.
 async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>, Missed> {
     if ctx.gate.is_paused() {
         // Our resume would release the operator's pause: leave that decision to them.
         return Err((
-            "error",
+            FlipOutcome::Error,
             Duration::ZERO,
             Vec::new(),
             "the proxy is paused by an operator (duet admin pause): run `duet admin resume` first"
@@ -59,7 +59,7 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
                 .map(|s| BlockingSession {
                     id: s.id,
                     user: s.user.clone(),
-                    state: s.state,
+                    state: s.state.to_owned(),
                     age_s: s.state_secs,
                     backend_pid: s.backend_pid,
                 })
@@ -78,10 +78,10 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
                 "sessions did not reach a transaction boundary within {} ms: {names}; the held clients were released",
                 budget.as_millis()
             );
-            Err(("budget_missed", waited, sessions, message))
+            Err((FlipOutcome::BudgetMissed, waited, sessions, message))
         }
         PauseOutcome::Resumed { waited } => Err((
-            "error",
+            FlipOutcome::Error,
             waited,
             Vec::new(),
             "an operator resumed the gate before every session was idle".to_owned(),
@@ -148,7 +148,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
         };
         if others > 0 {
             return Err((
-                "error",
+                FlipOutcome::Error,
                 started.elapsed(),
                 Vec::new(),
                 format!("this member's fleet connection is down, so it cannot hold the {others} other live member(s); retry in a moment (it rejoins within seconds) or run the command on another member"),
@@ -184,7 +184,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
     };
     if let Err(err) = crate::fleet::store::notify(client.as_ref(), &ask).await {
         return Err((
-            "error",
+            FlipOutcome::Error,
             started.elapsed(),
             Vec::new(),
             format!("cannot ask the fleet to hold: {}", DbErrorText(&err)),
@@ -213,7 +213,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
             .await
             .map_err(|e| {
                 (
-                    "error",
+                    FlipOutcome::Error,
                     started.elapsed(),
                     Vec::new(),
                     format!("reading the fleet's answers: {}", DbErrorText(&e)),
@@ -233,7 +233,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
             // Dropping `held` releases everyone.
             held.token = Some(token);
             return Err((
-                "members_missed",
+                FlipOutcome::MembersMissed,
                 started.elapsed(),
                 Vec::new(),
                 format!(
@@ -259,7 +259,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
 
 fn record_flip(
     m: &Migration,
-    outcome: &'static str,
+    outcome: FlipOutcome,
     stall: Duration,
     blocked_by: Vec<BlockingSession>,
     message: Option<String>,
@@ -499,7 +499,7 @@ pub async fn cutover(
             let stall = held.now();
             for member in &members {
                 member.set_error(None);
-                record_flip(member, "flipped", stall, Vec::new(), None);
+                record_flip(member, FlipOutcome::Flipped, stall, Vec::new(), None);
             }
             let stall_ms = crate::duration::whole_millis(stall);
             tracing::info!(migration = m.id, tables = %label, stall_ms, "flipped");
@@ -514,7 +514,11 @@ pub async fn cutover(
             let stall = held.now();
             let lock = err.is_lock_timeout();
             let message = err.to_string();
-            let outcome = if lock { "lock_timeout" } else { "error" };
+            let outcome = if lock {
+                FlipOutcome::LockTimeout
+            } else {
+                FlipOutcome::Error
+            };
             for member in &members {
                 record_flip(member, outcome, stall, Vec::new(), Some(message.clone()));
             }

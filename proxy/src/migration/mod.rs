@@ -293,29 +293,58 @@ impl Migrations {
     }
 }
 
+/// How a cutover attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipOutcome {
+    /// The tables flipped.
+    Flipped,
+    /// Sessions did not reach a transaction boundary within the budget.
+    BudgetMissed,
+    /// Other fleet members could not hold their clients in time.
+    MembersMissed,
+    /// The flip's transaction could not take its lock in time.
+    LockTimeout,
+    /// Anything else (the message says what).
+    Error,
+}
+
+impl FlipOutcome {
+    /// The outcome's name, as `status` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlipOutcome::Flipped => "flipped",
+            FlipOutcome::BudgetMissed => "budget_missed",
+            FlipOutcome::MembersMissed => "members_missed",
+            FlipOutcome::LockTimeout => "lock_timeout",
+            FlipOutcome::Error => "error",
+        }
+    }
+}
+
 /// How the last cutover attempt ended.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlipRecord {
-    /// `flipped`, `budget_missed`, `lock_timeout` or `error`.
-    pub outcome: &'static str,
+    /// `flipped`, `budget_missed`, `members_missed`, `lock_timeout` or `error`.
+    pub outcome: FlipOutcome,
     /// How long clients were held (gate pause start to resume), in milliseconds.
     pub stall_ms: u64,
     /// The sessions that kept the proxy from being quiet (budget missed).
     pub blocked_by: Vec<BlockingSession>,
     /// What went wrong, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// A session named in a missed flip budget.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockingSession {
     /// duet's session id.
     pub id: u64,
     /// The user.
     pub user: String,
     /// What it was doing (`idle in transaction`, …).
-    pub state: &'static str,
+    pub state: String,
     /// Seconds in that state.
     pub age_s: f64,
     /// Its backend pid.

@@ -3,13 +3,30 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
+use serde::{Deserialize, Serialize};
 use shadow::migrate::copier::CopierState;
+use shadow::plan::PlanKind;
 
-use super::{FlipRecord, Migration, RunSettings};
+use super::{FlipRecord, Migration, Phase, RunSettings};
 use crate::context::ProxyContext;
 use crate::fleet::store::{SelfReport, TableCounts};
+
+/// A migration phase written as its stored name (`ready`, `flipped`, …), for `#[serde(with)]`.
+pub mod phase_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use shadow::migrate::Phase;
+
+    /// Writes `phase` as its name.
+    pub fn serialize<S: Serializer>(phase: &Phase, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(phase.as_str())
+    }
+
+    /// Reads a phase from its name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// A bypassing writer as shown by `status` (and as the driving member reports it to the fleet).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -26,21 +43,22 @@ pub struct BypassView {
     pub seen_s_ago: f64,
 }
 
-/// One migration as shown by `status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One migration as shown by `status` (and read back by `duet admin`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MigrationStatus {
     /// Id.
     pub id: i64,
     /// `schema.name`.
     pub table: String,
     /// `in_place`, `shadow_column`, `shadow_table` or `rename`.
-    pub strategy: &'static str,
+    pub strategy: PlanKind,
     /// The tables of a migration of several that flip together, in flip order (this one's
     /// included); absent for a migration of one table.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<String>,
     /// The phase.
-    pub phase: &'static str,
+    #[serde(with = "phase_name")]
+    pub phase: Phase,
     /// Why the migration stopped, if it did.
     pub error: Option<String>,
     /// Source rows covered by the copy.
@@ -83,7 +101,7 @@ pub struct MigrationStatus {
 }
 
 /// A migration's counters summed over the fleet's members.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FleetCounts {
     /// Members that reported counts for the table.
     pub members: u32,
@@ -186,9 +204,9 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
     MigrationStatus {
         id: m.id,
         table: m.table_label(),
-        strategy: m.plan.kind.as_str(),
+        strategy: m.plan.kind,
         group: m.plan.group.iter().map(|t| t.to_string()).collect(),
-        phase: live.phase.as_str(),
+        phase: live.phase,
         error: live.error.clone(),
         rows_done: progress.as_ref().map(|p| p.rows_done),
         rows_total: progress.as_ref().and_then(|p| p.rows_total),
