@@ -199,9 +199,8 @@ async fn run_migration_command(
     let selected = |target: &Selector| {
         ctx.migrations
             .select(target)
-            .map_err(|e| CommandError::Refused(e.to_string()))
+            .map_err(CommandError::refused_because)
     };
-    let refused = |e: &dyn std::error::Error| CommandError::Refused(e.to_string());
     Ok(match request {
         Request::Plan {
             input,
@@ -209,7 +208,7 @@ async fn run_migration_command(
         } => {
             let plans = plan(ctx, &input, keep_referencing_types)
                 .await
-                .map_err(|e| refused(&e))?;
+                .map_err(CommandError::refused_because)?;
             plans_reply(plans)
         }
         Request::Migrate {
@@ -219,17 +218,17 @@ async fn run_migration_command(
         } => {
             let plans = plan(ctx, &input, keep_referencing_types)
                 .await
-                .map_err(|e| refused(&e))?;
+                .map_err(CommandError::refused_because)?;
             let started = start_all(ctx, plans, auto_cutover)
                 .await
-                .map_err(|e| refused(&e))?;
+                .map_err(CommandError::refused_because)?;
             Reply::with(&started)
         }
         Request::PauseCopy { target } => {
             let m = selected(&target)?;
             change_settings(ctx, &m, copy_paused(true))
                 .await
-                .map_err(|e| refused(&e))?;
+                .map_err(CommandError::refused_because)?;
             Reply::with(&CopyStateReply {
                 id: m.id,
                 copy_state: "paused".to_owned(),
@@ -239,7 +238,7 @@ async fn run_migration_command(
             let m = selected(&target)?;
             change_settings(ctx, &m, copy_paused(false))
                 .await
-                .map_err(|e| refused(&e))?;
+                .map_err(CommandError::refused_because)?;
             Reply::with(&CopyStateReply {
                 id: m.id,
                 copy_state: "running".to_owned(),
@@ -262,7 +261,7 @@ async fn run_migration_command(
             Reply::with(
                 &change_settings(ctx, &m, change)
                     .await
-                    .map_err(|e| refused(&e))?,
+                    .map_err(CommandError::refused_because)?,
             )
         }
         Request::Cutover {

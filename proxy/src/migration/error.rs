@@ -13,6 +13,53 @@ use tokio_postgres::error::SqlState;
 use super::control::ControlError;
 use super::driver::BarrierError;
 
+/// What the operator reads about a command that was not carried out, and the typed error behind
+/// it when there is one (kept as the source: a refused plan's `PlanError`, a lost connection's
+/// `ControlError`).
+#[derive(Debug)]
+pub struct Reason {
+    message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Reason {
+    /// `cause`'s own message, with `cause` kept as the source.
+    pub fn because(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Reason {
+            message: cause.to_string(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
+    /// The typed error behind the message, if any (for a caller that acts on what it was).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+}
+
+impl From<String> for Reason {
+    fn from(message: String) -> Self {
+        Reason {
+            message,
+            cause: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Reason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .and_then(|cause| std::error::Error::source(cause))
+    }
+}
+
 /// The outcome of a migration command that was not carried out. Every message says what happened
 /// and what to do; the kind says whether the same command may succeed when simply run again.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +67,13 @@ pub enum CommandError {
     /// Not possible in the migration's present state (its phase, its settings, old-shape
     /// statements still arriving, an object made outside duet): running it again changes nothing
     /// until that state changes.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(Reason),
     /// Nothing was changed, and the same command may succeed when run again: a lock another
     /// connection held, sessions that did not reach a transaction boundary within the budget, a
     /// fleet member that did not answer, a connection that dropped.
-    #[error("{0}")]
-    Retryable(String),
+    #[error(transparent)]
+    Retryable(Reason),
     /// It failed in a way the error describes (a step's error from the database, an internal
     /// error); the migration's state is as `status` shows.
     #[error(transparent)]
@@ -34,6 +81,26 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// A refusal saying `message`.
+    pub fn refused(message: impl Into<String>) -> Self {
+        CommandError::Refused(Reason::from(message.into()))
+    }
+
+    /// A refusal because of `cause` (its message is the operator's).
+    pub fn refused_because(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CommandError::Refused(Reason::because(cause))
+    }
+
+    /// A retryable failure saying `message`.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        CommandError::Retryable(Reason::from(message.into()))
+    }
+
+    /// A retryable failure because of `cause` (its message is the operator's).
+    pub fn retryable_because(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CommandError::Retryable(Reason::because(cause))
+    }
+
     /// Whether running the same command again may succeed without changing anything first.
     pub fn is_retryable(&self) -> bool {
         matches!(self, CommandError::Retryable(_))
@@ -157,10 +224,14 @@ pub enum ChangeError {
     /// A statement of the change's transaction failed (lock timeout, …).
     #[error("{}", DbErrorText(.0))]
     Db(#[source] tokio_postgres::Error),
-    /// The phase change was refused (someone else moved the migration, a fleet member joined):
-    /// nothing changed, run the command again.
+    /// A fleet member joined or stopped holding during the change: nothing changed, run the
+    /// command again.
     #[error("{0}")]
     State(String),
+    /// The phase change was refused (someone else moved the migration): nothing changed, run
+    /// the command again.
+    #[error(transparent)]
+    Transition(MigrateError),
     /// Objects bound to the table differ from the plan: nothing changed, and nothing will until
     /// the operator undoes the change.
     #[error("{0}")]
@@ -179,27 +250,65 @@ impl ChangeError {
     /// operator first.
     pub fn into_command_error(self, message: String) -> CommandError {
         match &self {
-            ChangeError::Refused(_) => CommandError::Refused(message),
-            ChangeError::State(_) | ChangeError::Hold(_) | ChangeError::Connect(_) => {
-                CommandError::Retryable(message)
-            }
+            ChangeError::Refused(_) => CommandError::refused(message),
+            ChangeError::State(_)
+            | ChangeError::Transition(_)
+            | ChangeError::Hold(_)
+            | ChangeError::Connect(_) => CommandError::retryable(message),
             ChangeError::Db(e) => match e.code() {
                 Some(c)
                     if *c == SqlState::LOCK_NOT_AVAILABLE
                         || *c == SqlState::T_R_DEADLOCK_DETECTED
                         || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
                 {
-                    CommandError::Retryable(message)
+                    CommandError::retryable(message)
                 }
                 Some(c) if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
-                    CommandError::Refused(message)
+                    CommandError::refused(message)
                 }
                 Some(_) => CommandError::Failed(MigrationError::Change {
                     message,
                     source: self,
                 }),
-                None => CommandError::Retryable(message),
+                None => CommandError::retryable(message),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_command_error_says_what_its_cause_says_and_keeps_it() {
+        let refused = CommandError::refused_because(crate::migration::SelectError::NoneActive);
+        assert_eq!(
+            refused.to_string(),
+            "no active migration; start one with `duet admin migrate`"
+        );
+        let CommandError::Refused(reason) = &refused else {
+            panic!("a refusal: {refused:?}");
+        };
+        assert!(reason
+            .cause()
+            .is_some_and(|cause| cause.is::<crate::migration::SelectError>()));
+        assert!(!refused.is_retryable());
+        assert!(CommandError::retryable("a lock").is_retryable());
+
+        let decode = serde_json::from_str::<u8>("x").expect_err("not a number");
+        let failed = CommandError::from(MigrationError::Encode {
+            what: "plan",
+            source: decode,
+        });
+        assert!(failed
+            .to_string()
+            .starts_with("internal error storing the plan: "));
+        assert!(
+            failed.source().is_some_and(|s| s.is::<serde_json::Error>()),
+            "the failure's source is the encoder's error: {failed:?}"
+        );
     }
 }

@@ -393,7 +393,7 @@ async fn one_transaction(
         }
         state::transition(&tx, m.id, from, to, None, &json!({}))
             .await
-            .map_err(|e| ChangeError::State(e.to_string()))?;
+            .map_err(ChangeError::Transition)?;
     }
     if let Some((_, token)) = fleet.filter(|(_, token)| !token.is_empty()) {
         // Delivered at commit: the members read the new phase as soon as it is there.
@@ -418,7 +418,7 @@ pub async fn cutover(
     let members = ctx
         .migrations
         .group(m)
-        .map_err(|e| CommandError::Retryable(e.to_string()))?;
+        .map_err(CommandError::retryable_because)?;
     let mut ops = Vec::new();
     for member in &members {
         ops.push(member.op.lock().await);
@@ -427,7 +427,7 @@ pub async fn cutover(
     for member in &members {
         let phase = member.phase();
         if phase != Phase::Ready {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} of {} is {phase}, not ready: a cutover is possible once `status` shows {} ready",
                 member.id,
                 member.table_label(),
@@ -436,7 +436,7 @@ pub async fn cutover(
         }
     }
     if ctx.gate.is_paused() {
-        return Err(CommandError::Refused(
+        return Err(CommandError::refused(
             "the proxy is paused by an operator (duet admin pause): run `duet admin resume` first"
                 .to_owned(),
         ));
@@ -447,7 +447,7 @@ pub async fn cutover(
     // Connect before holding: clients are held only for the flip itself.
     let mut client = control::connect(ctx)
         .await
-        .map_err(|e| CommandError::Retryable(e.to_string()))?;
+        .map_err(CommandError::retryable_because)?;
     let held = match hold(ctx, budget).await {
         Ok(held) => held,
         Err((outcome, waited, blocked_by, message)) => {
@@ -460,7 +460,7 @@ pub async fn cutover(
                     Some(message.clone()),
                 );
             }
-            return Err(CommandError::Retryable(format!(
+            return Err(CommandError::retryable(format!(
                 "cutover not done (phase stays ready): {message}"
             )));
         }
@@ -619,7 +619,7 @@ pub async fn revert(
     let mut members = ctx
         .migrations
         .group(m)
-        .map_err(|e| CommandError::Retryable(e.to_string()))?;
+        .map_err(CommandError::retryable_because)?;
     members.reverse();
     let mut ops = Vec::new();
     for member in &members {
@@ -635,7 +635,7 @@ pub async fn revert(
         if all_reverted
             || (phase != Phase::Flipped && phase != Phase::Reverting && phase != Phase::Reverted)
         {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} of {} is {phase}: revert is possible only after a cutover (use abort before it)",
                 member.id,
                 member.table_label()
@@ -657,10 +657,10 @@ pub async fn revert(
         let flipped_back = async {
             let mut client = control::connect(ctx)
                 .await
-                .map_err(|e| CommandError::Retryable(e.to_string()))?;
+                .map_err(CommandError::retryable_because)?;
             let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
                 |(_, _, _, message)| {
-                    CommandError::Retryable(format!("revert not done (still flipped): {message}"))
+                    CommandError::retryable(format!("revert not done (still flipped): {message}"))
                 },
             )?;
             let work: Vec<(&Migration, &[Step])> = flipped
@@ -774,7 +774,7 @@ pub async fn complete(
     let members = ctx
         .migrations
         .group(m)
-        .map_err(|e| CommandError::Retryable(e.to_string()))?;
+        .map_err(CommandError::retryable_because)?;
     if members.len() == 1 {
         return complete_one(ctx, m, force).await;
     }
@@ -787,8 +787,8 @@ pub async fn complete(
                     member.table_label()
                 );
                 match e {
-                    CommandError::Refused(_) => CommandError::Refused(message),
-                    CommandError::Retryable(_) => CommandError::Retryable(message),
+                    CommandError::Refused(_) => CommandError::refused(message),
+                    CommandError::Retryable(_) => CommandError::retryable(message),
                     CommandError::Failed(source) => {
                         CommandError::Failed(MigrationError::OfMember {
                             id: member.id,
@@ -819,7 +819,7 @@ async fn complete_one(
     let _op = m.op.lock().await;
     let phase = m.phase();
     if phase != Phase::Flipped && phase != Phase::Completing {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::refused(format!(
             "migration {} is {phase}: complete is possible only after a cutover",
             m.id
         )));
@@ -829,7 +829,7 @@ async fn complete_one(
         driver::barrier(ctx, m, Some(ctx.config.migration.flip_budget))
             .await
             .map_err(|e| {
-                CommandError::Retryable(format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`"))
+                CommandError::retryable(format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`"))
             })?;
         let (last, count) = old_shape_across_fleet(ctx, m).await;
         let now_ms = SystemTime::now()
@@ -838,7 +838,7 @@ async fn complete_one(
             .unwrap_or(0);
         let window = ctx.config.migration.old_shape_window;
         if last > 0 && now_ms.saturating_sub(last) < crate::duration::whole_millis(window) {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "statements written for the old shape of {} still arrive ({count} so far across the fleet, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
                 m.table_label(),
                 now_ms.saturating_sub(last) as f64 / 1000.0,
@@ -849,7 +849,7 @@ async fn complete_one(
     if phase == Phase::Flipped {
         change_under_hold(ctx, m, Phase::Flipped, Phase::Completing, "complete")
             .await
-            .map_err(|e| CommandError::Retryable(e.to_string()))?;
+            .map_err(CommandError::retryable_because)?;
     } else if m.has_route(ctx) {
         m.publish(ctx, None);
     }
@@ -946,7 +946,7 @@ pub async fn abort(
     let members = ctx
         .migrations
         .group(m)
-        .map_err(|e| CommandError::Retryable(e.to_string()))?;
+        .map_err(CommandError::retryable_because)?;
     if members.len() == 1 {
         return abort_one(ctx, m).await;
     }
@@ -972,7 +972,7 @@ async fn abort_one(
 ) -> Result<PhaseReply, CommandError> {
     let phase = m.phase();
     if !phase.can_transition_to(Phase::Aborting) && phase != Phase::Aborting {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::refused(format!(
             "migration {} is {phase}: abort is possible only before the cutover (use revert after it)",
             m.id
         )));
@@ -995,7 +995,7 @@ async fn abort_one(
     m.set_phase(stored);
     if stored != Phase::Aborting {
         if !stored.can_transition_to(Phase::Aborting) {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} is {stored}: abort is possible only before the cutover",
                 m.id
             )));
