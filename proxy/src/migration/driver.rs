@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use shadow::migrate::{DbErrorText, Phase};
+
 use super::{Migration, RunSettings};
 use crate::context::ProxyContext;
 use crate::fleet::{store, Message};
-use shadow::migrate::{DbErrorText, Phase};
 
 /// Why the fleet's barrier failed: the message could not be sent or the answers read, or
 /// members did not answer in time.
