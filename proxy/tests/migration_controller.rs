@@ -20,10 +20,11 @@ use duet::config::{self, Overrides};
 use duet::context::ProxyContext;
 use duet::server::Proxy;
 use serde_json::{json, Value};
+use shadow::check::LockMode;
 use shadow::ident::QualifiedName;
 use shadow::migrate::key::CopyKey;
 use shadow::migrate::{ColumnMapping, CopyTarget};
-use shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step};
+use shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step, StepLock};
 use shadow::rewrite::{Column, TableRoute, Target};
 use support::server_reachable;
 use tokio_postgres::{Client, NoTls};
@@ -193,7 +194,7 @@ impl Harness {
 fn step(sql: &str, why: &str) -> Step {
     Step {
         sql: sql.to_owned(),
-        lock: "ACCESS EXCLUSIVE (brief, metadata only)".to_owned(),
+        lock: StepLock::new(LockMode::AccessExclusive, "(brief, metadata only)"),
         why: why.to_owned(),
         outside_transaction: false,
     }
@@ -471,7 +472,7 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     setup_table(&direct, schema, "a", 10).await;
     let proxy = Harness::start(&db, "a").await;
 
-    let m = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_phase(m.id, "ready").await;
@@ -485,11 +486,20 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     assert_eq!(status["table"], format!("{schema}.t"));
 
     // A second migration of the same table is refused by the database, with a clear message.
-    let second = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+    let second = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect_err("one active migration per table");
     assert!(
-        second.contains("already has an active migration"),
+        matches!(
+            second,
+            duet::migration::error::MigrationError::AlreadyActive { .. }
+        ),
+        "{second:?}"
+    );
+    assert!(
+        second
+            .to_string()
+            .contains("already has an active migration"),
         "{second}"
     );
 
@@ -569,7 +579,7 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     assert_eq!(stored_phase(&direct, m.id).await, "reverted");
 
     // Again, to completion.
-    let m2 = duet::migration::start(&proxy.ctx, rename_plan(schema), false)
+    let m2 = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect("a new migration after the revert");
     proxy.wait_phase(m2.id, "ready").await;
@@ -603,7 +613,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     let proxy = Harness::start(&db, "a").await;
 
     // First round: flip, then revert.
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_phase(m.id, "ready").await;
@@ -677,7 +687,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     assert_eq!(stored_phase(&direct, m.id).await, "reverted");
 
     // Second round: flip, then complete.
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts again");
     proxy.wait_phase(m.id, "ready").await;
@@ -713,7 +723,7 @@ async fn a_failed_complete_step_reports_the_server_error_and_is_retried() {
     let schema = "mc_complete_retry";
     setup_table(&direct, schema, "v", 50).await;
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_phase(m.id, "ready").await;
@@ -772,7 +782,7 @@ async fn abort_during_copy_leaves_nothing() {
     old.batch_execute("BEGIN; SELECT txid_current()")
         .await
         .unwrap();
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_copy_state(m.id, "older than dual-writes").await;
@@ -848,7 +858,7 @@ async fn a_restarted_proxy_resumes_a_copy_to_ready() {
         .await
         .unwrap();
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_copy_state(m.id, "older than dual-writes").await;
@@ -958,7 +968,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON {} (v)",
                 table.sql()
             ),
-            lock: "SHARE UPDATE EXCLUSIVE".into(),
+            lock: StepLock::new(LockMode::ShareUpdateExclusive, ""),
             why: "the index".into(),
             outside_transaction: true,
         }],
@@ -975,7 +985,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
         carried: Default::default(),
         group: Vec::new(),
     };
-    let m = duet::migration::start(&proxy.ctx, plan, false)
+    let m = duet::migration::commands::start(&proxy.ctx, plan, false)
         .await
         .expect("migration starts");
     proxy.wait_phase(m.id, "completed").await;
@@ -1121,7 +1131,7 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
 
     // Switched on while ready: the flip happens without a `cutover`.
     let proxy = Harness::start(&db, "a").await;
-    let first = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let first = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_phase(first.id, "ready").await;
@@ -1135,7 +1145,7 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
 
     // Stored while ready and duet stops before flipping (as when `set` is stored and duet dies):
     // the restarted duet flips it on its own.
-    let second = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let second = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("second migration starts");
     proxy.wait_phase(second.id, "ready").await;
@@ -1166,7 +1176,7 @@ async fn a_restart_restores_ready_and_flipped_routes() {
     setup_table(&direct, "mc_flipped", "a", 10).await;
     setup_table(&direct, "mc_ready", "v", 10).await;
     let proxy = Harness::start(&db, "a").await;
-    let renamed = duet::migration::start(&proxy.ctx, rename_plan("mc_flipped"), false)
+    let renamed = duet::migration::commands::start(&proxy.ctx, rename_plan("mc_flipped"), false)
         .await
         .expect("rename starts");
     proxy.wait_phase(renamed.id, "ready").await;
@@ -1176,7 +1186,7 @@ async fn a_restart_restores_ready_and_flipped_routes() {
             .await
             .ok
     );
-    let copied = duet::migration::start(&proxy.ctx, bigint_plan("mc_ready"), false)
+    let copied = duet::migration::commands::start(&proxy.ctx, bigint_plan("mc_ready"), false)
         .await
         .expect("copy starts");
     proxy.wait_phase(copied.id, "ready").await;
@@ -1236,7 +1246,7 @@ async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
         .await
         .unwrap();
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_copy_state(m.id, "older than dual-writes").await;

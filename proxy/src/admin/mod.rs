@@ -6,10 +6,12 @@
 //! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "...", "retryable": true?}`
 //! (`retryable` when running the same command again may succeed:
 //! [`crate::migration::error::CommandError`]).
-//! [`server`] is the proxy's side, [`client`] is what `duet admin` uses, [`render`] turns replies
-//! into text for humans.
+//! [`server`] is the proxy's side, [`client`] is what `duet admin` uses, [`reply`] holds each
+//! command's result as a typed value (the server writes them, everyone else reads them back),
+//! [`render`] turns them into text for humans.
 
 pub mod client;
 pub mod protocol;
 pub mod render;
+pub mod reply;
 pub mod server;

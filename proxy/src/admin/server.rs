@@ -6,15 +6,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::protocol::{
-    Reply, Request, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
+    Reply, Request, Selector, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
+};
+use super::reply::{
+    CopyStateReply, PauseReply, PlanReply, ResumeReply, SessionRow, SettingsReply, ShutdownReply,
+    StartedMigration, StartedReply,
 };
 use crate::context::ProxyContext;
 use crate::gate::PauseOutcome;
+use crate::migration::commands::{self, SettingsError};
+use crate::migration::control::{self, ControlError};
+use crate::migration::error::{CommandError, MigrationError};
+use crate::migration::settings::SettingsChange;
+use crate::migration::{flip, Migration};
 use crate::status;
 
 /// Why the admin socket could not be opened.
@@ -137,7 +145,7 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
         };
         tracing::debug!(?request, "admin request");
         let reply = match request {
-            Request::Status => to_reply(&status::report(&ctx, true)),
+            Request::Status => Reply::with(&status::report(&ctx, true)),
             Request::Pause { timeout_ms } => {
                 let timeout = timeout_ms
                     .map(Duration::from_millis)
@@ -147,14 +155,16 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
             Request::Resume => {
                 ctx.gate.resume();
                 tracing::info!("resumed");
-                Reply::ok(json!({"paused": false}))
+                Reply::with(&ResumeReply { paused: false })
             }
             Request::Shutdown { timeout_ms } => {
                 let budget = timeout_ms
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-                let reply =
-                    Reply::ok(json!({"shutting_down": true, "sessions": ctx.sessions.len()}));
+                let reply = Reply::with(&ShutdownReply {
+                    shutting_down: true,
+                    sessions: ctx.sessions.len(),
+                });
                 // The reply goes out before the shutdown starts, so the caller always gets it.
                 let sent = send(&mut write, &reply).await;
                 ctx.shutdown.begin(ctx.sessions.clone(), budget);
@@ -173,119 +183,135 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
 
 /// The migration commands (see [`crate::migration`]).
 async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
-    use crate::migration::error::CommandError;
-    use crate::migration::{self, flip};
+    match run_migration_command(ctx, request).await {
+        Ok(reply) => reply,
+        Err(e) => Reply::error(e.to_string()).retryable(e.is_retryable()),
+    }
+}
+
+/// Carries out one migration command; its reply, or why it was not carried out.
+async fn run_migration_command(
+    ctx: &Arc<ProxyContext>,
+    request: Request,
+) -> Result<Reply, CommandError> {
     // What the operator asked for does not apply as it stands (an unknown migration, a plan the
     // catalog refuses, a setting out of range): a refusal.
-    let selected = |target: &super::protocol::Selector| {
-        ctx.migrations.select(target).map_err(CommandError::Refused)
+    let selected = |target: &Selector| {
+        ctx.migrations
+            .select(target)
+            .map_err(CommandError::refused_because)
     };
-    let outcome: Result<serde_json::Value, CommandError> = match request {
+    Ok(match request {
         Request::Plan {
             input,
             keep_referencing_types,
-        } => match plan(ctx, &input, keep_referencing_types).await {
-            Ok(plans) => plans_reply(&plans).map_err(CommandError::Failed),
-            Err(e) => Err(CommandError::Refused(e)),
-        },
+        } => {
+            let plans = plan(ctx, &input, keep_referencing_types)
+                .await
+                .map_err(CommandError::refused_because)?;
+            plans_reply(plans)
+        }
         Request::Migrate {
             input,
             auto_cutover,
             keep_referencing_types,
-        } => match plan(ctx, &input, keep_referencing_types).await {
-            Ok(plans) => start_all(ctx, plans, auto_cutover)
+        } => {
+            let plans = plan(ctx, &input, keep_referencing_types)
                 .await
-                .map_err(CommandError::Refused),
-            Err(e) => Err(CommandError::Refused(e)),
-        },
-        Request::PauseCopy { target } => match selected(&target) {
-            Ok(m) => change_settings(ctx, &m, copy_paused(true))
+                .map_err(CommandError::refused_because)?;
+            let started = start_all(ctx, plans, auto_cutover)
                 .await
-                .map(|_| json!({"id": m.id, "copy_state": "paused"}))
-                .map_err(CommandError::Refused),
-            Err(e) => Err(e),
-        },
-        Request::ResumeCopy { target } => match selected(&target) {
-            Ok(m) => change_settings(ctx, &m, copy_paused(false))
+                .map_err(CommandError::refused_because)?;
+            Reply::with(&started)
+        }
+        Request::PauseCopy { target } => {
+            let m = selected(&target)?;
+            change_settings(ctx, &m, copy_paused(true))
                 .await
-                .map(|_| json!({"id": m.id, "copy_state": "running"}))
-                .map_err(CommandError::Refused),
-            Err(e) => Err(e),
-        },
-        Request::Set { settings, target } => match selected(&target) {
-            Ok(m) => {
-                let change = migration::settings::SettingsChange {
-                    auto_cutover: settings.auto_cutover,
-                    chunk_time_ms: settings.chunk_time_ms,
-                    max_replication_lag_ms: settings.max_replication_lag_ms,
-                    max_active_backends: settings.max_active_backends,
-                    nice_ratio: settings.nice_ratio,
-                    max_latency_factor: settings.max_latency_factor,
-                    latency_floor_us: settings.latency_floor_us,
-                    latency_max_pause_ms: settings.latency_max_pause_ms,
-                    latency_baseline_us: settings.latency_baseline_us,
-                    copy_paused: None,
-                };
-                change_settings(ctx, &m, change)
+                .map_err(CommandError::refused_because)?;
+            Reply::with(&CopyStateReply {
+                id: m.id,
+                copy_state: "paused".to_owned(),
+            })
+        }
+        Request::ResumeCopy { target } => {
+            let m = selected(&target)?;
+            change_settings(ctx, &m, copy_paused(false))
+                .await
+                .map_err(CommandError::refused_because)?;
+            Reply::with(&CopyStateReply {
+                id: m.id,
+                copy_state: "running".to_owned(),
+            })
+        }
+        Request::Set { settings, target } => {
+            let m = selected(&target)?;
+            let change = SettingsChange {
+                auto_cutover: settings.auto_cutover,
+                chunk_time_ms: settings.chunk_time_ms,
+                max_replication_lag_ms: settings.max_replication_lag_ms,
+                max_active_backends: settings.max_active_backends,
+                nice_ratio: settings.nice_ratio,
+                max_latency_factor: settings.max_latency_factor,
+                latency_floor_us: settings.latency_floor_us,
+                latency_max_pause_ms: settings.latency_max_pause_ms,
+                latency_baseline_us: settings.latency_baseline_us,
+                copy_paused: None,
+            };
+            Reply::with(
+                &change_settings(ctx, &m, change)
                     .await
-                    .map_err(CommandError::Refused)
-            }
-            Err(e) => Err(e),
-        },
+                    .map_err(CommandError::refused_because)?,
+            )
+        }
         Request::Cutover {
             budget_ms, target, ..
-        } => match selected(&target) {
-            Ok(m) => {
-                let budget = budget_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(ctx.config.migration.flip_budget);
-                flip::cutover(ctx, &m, budget).await
-            }
-            Err(e) => Err(e),
-        },
-        Request::Abort { target } => match selected(&target) {
-            Ok(m) => flip::abort(ctx, &m).await,
-            Err(e) => Err(e),
-        },
-        Request::Revert { target, .. } => match selected(&target) {
-            Ok(m) => flip::revert(ctx, &m).await,
-            Err(e) => Err(e),
-        },
-        Request::Complete { force, target } => match selected(&target) {
-            Ok(m) => flip::complete(ctx, &m, force).await,
-            Err(e) => Err(e),
-        },
-        Request::Status | Request::Pause { .. } | Request::Resume | Request::Shutdown { .. } => {
-            Err(CommandError::Failed(
-                "internal error: not a migration command".to_owned(),
-            ))
+        } => {
+            let m = selected(&target)?;
+            let budget = budget_ms
+                .map(Duration::from_millis)
+                .unwrap_or(ctx.config.migration.flip_budget);
+            Reply::with(&flip::cutover(ctx, &m, budget).await?)
         }
-    };
-    match outcome {
-        Ok(value) => Reply::ok(value),
-        Err(e) => Reply::error(e.to_string()).retryable(e.is_retryable()),
-    }
+        Request::Abort { target } => Reply::with(&flip::abort(ctx, &selected(&target)?).await?),
+        Request::Revert { target, .. } => {
+            Reply::with(&flip::revert(ctx, &selected(&target)?).await?)
+        }
+        Request::Complete { force, target } => {
+            Reply::with(&flip::complete(ctx, &selected(&target)?, force).await?)
+        }
+        Request::Status | Request::Pause { .. } | Request::Resume | Request::Shutdown { .. } => {
+            Reply::error("internal error: not a migration command")
+        }
+    })
 }
 
 /// Stores and applies a settings change; the reply is the migration's settings now in force.
 async fn change_settings(
     ctx: &Arc<ProxyContext>,
-    m: &Arc<crate::migration::Migration>,
-    change: crate::migration::settings::SettingsChange,
-) -> Result<serde_json::Value, String> {
-    let settings = crate::migration::settings::change(ctx, m, change).await?;
-    let mut reply = serde_json::to_value(settings).map_err(|e| e.to_string())?;
-    if let Some(fields) = reply.as_object_mut() {
-        fields.insert("id".to_owned(), json!(m.id));
-    }
-    Ok(reply)
+    m: &Arc<Migration>,
+    change: SettingsChange,
+) -> Result<SettingsReply, SettingsError> {
+    let settings = commands::change_settings(ctx, m, change).await?;
+    Ok(SettingsReply { id: m.id, settings })
 }
 
-fn copy_paused(paused: bool) -> crate::migration::settings::SettingsChange {
-    crate::migration::settings::SettingsChange {
+fn copy_paused(paused: bool) -> SettingsChange {
+    SettingsChange {
         copy_paused: Some(paused),
         ..Default::default()
     }
+}
+
+/// Why `plan` or `migrate` could not plan its input.
+#[derive(Debug, thiserror::Error)]
+enum PlanCommandError {
+    /// No control connection to read the catalog with.
+    #[error(transparent)]
+    Connect(#[from] ControlError),
+    /// The planner refused the input.
+    #[error(transparent)]
+    Plan(#[from] shadow::plan::PlanError),
 }
 
 /// Plans `input` against the backend's catalog (nothing recorded).
@@ -293,26 +319,47 @@ async fn plan(
     ctx: &ProxyContext,
     input: &shadow::plan::PlanInput,
     keep_referencing_types: bool,
-) -> Result<Vec<shadow::plan::Plan>, String> {
-    let client = crate::migration::control::connect(ctx).await?;
+) -> Result<Vec<shadow::plan::Plan>, PlanCommandError> {
+    let client = control::connect(ctx).await?;
     let options = shadow::plan::GroupOptions {
         keep_referencing_types,
     };
-    shadow::plan::plan_group(&client, input, options)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(shadow::plan::plan_group(&client, input, options).await?)
 }
 
 /// The reply to `plan`: the plan of a migration of one table, or `{"group": tables, "plans":
 /// [plan, …]}` in flip order for a migration of several.
-fn plans_reply(plans: &[shadow::plan::Plan]) -> Result<serde_json::Value, String> {
-    match plans {
-        [one] => serde_json::to_value(one).map_err(|e| e.to_string()),
-        several => Ok(json!({
-            "group": several.iter().map(|p| p.table.to_string()).collect::<Vec<_>>(),
-            "plans": serde_json::to_value(several).map_err(|e| e.to_string())?,
-        })),
+fn plans_reply(plans: Vec<shadow::plan::Plan>) -> Reply {
+    match <[_; 1]>::try_from(plans) {
+        Ok([one]) => Reply::with(&PlanReply::One(Box::new(one))),
+        Err(several) => Reply::with(&PlanReply::Group {
+            group: several.iter().map(|p| p.table.to_string()).collect(),
+            plans: several,
+        }),
     }
+}
+
+/// Why `migrate` started nothing (the tables started before the failing one are aborted).
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// `--auto-cutover` for a migration of several tables.
+    #[error("--auto-cutover is not available for a migration of several tables ({tables}): start it without, and run `duet admin cutover` once `status` shows every table ready — the tables flip together")]
+    AutoCutoverOfGroup {
+        /// The tables, comma-separated.
+        tables: String,
+    },
+    /// A table's migration could not be started.
+    #[error("{source}{}", if *.aborted_earlier { " (the tables started before it were aborted)" } else { "" })]
+    Start {
+        /// Why.
+        #[source]
+        source: MigrationError,
+        /// Whether tables started before it were aborted.
+        aborted_earlier: bool,
+    },
+    /// The input planned no table.
+    #[error("nothing to migrate: the input plans no table")]
+    Nothing,
 }
 
 /// Starts the migration of every planned table (in flip order). A migration of several tables
@@ -322,94 +369,84 @@ async fn start_all(
     ctx: &Arc<ProxyContext>,
     plans: Vec<shadow::plan::Plan>,
     auto_cutover: bool,
-) -> Result<serde_json::Value, String> {
-    use crate::migration;
+) -> Result<StartedReply, StartError> {
     if plans.len() > 1 && auto_cutover {
-        return Err(format!(
-            "--auto-cutover is not available for a migration of several tables ({}): start it without, and run `duet admin cutover` once `status` shows every table ready — the tables flip together",
-            plans
+        return Err(StartError::AutoCutoverOfGroup {
+            tables: plans
                 .iter()
                 .map(|p| p.table.to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
-        ));
+                .join(", "),
+        });
     }
-    let mut started: Vec<Arc<migration::Migration>> = Vec::new();
+    let mut started: Vec<Arc<Migration>> = Vec::new();
     for plan in plans {
-        match migration::start(ctx, plan, auto_cutover).await {
+        match commands::start(ctx, plan, auto_cutover).await {
             Ok(m) => started.push(m),
-            Err(e) => {
+            Err(source) => {
                 for m in &started {
-                    if let Err(undo) = migration::flip::abort(ctx, m).await {
+                    if let Err(undo) = flip::abort(ctx, m).await {
                         tracing::warn!(migration = m.id, %undo, "cannot abort a migration started with one that failed to start");
                     }
                 }
-                return Err(format!(
-                    "{e}{}",
-                    if started.is_empty() {
-                        String::new()
-                    } else {
-                        " (the tables started before it were aborted)".to_owned()
-                    }
-                ));
+                return Err(StartError::Start {
+                    source,
+                    aborted_earlier: !started.is_empty(),
+                });
             }
         }
     }
-    let describe = |m: &migration::Migration| {
-        json!({
-            "id": m.id,
-            "table": m.table_label(),
-            "strategy": m.plan.kind.as_str(),
-            "phase": m.phase().as_str(),
-            "reason": m.plan.reason,
-            "warnings": m.plan.warnings,
-        })
+    let describe = |m: &Migration| StartedMigration {
+        id: m.id,
+        table: m.table_label(),
+        strategy: m.plan.kind,
+        phase: m.phase(),
+        reason: m.plan.reason.clone(),
+        warnings: m.plan.warnings.clone(),
     };
     let Some(first) = started.first() else {
-        return Err("nothing to migrate: the input plans no table".to_owned());
+        return Err(StartError::Nothing);
     };
-    let mut reply = describe(first);
-    if started.len() > 1 {
-        if let Some(fields) = reply.as_object_mut() {
-            fields.insert(
-                "migrations".to_owned(),
-                started.iter().map(|m| describe(m)).collect(),
-            );
-        }
-    }
-    Ok(reply)
+    Ok(StartedReply {
+        first: describe(first),
+        migrations: if started.len() > 1 {
+            started.iter().map(|m| describe(m)).collect()
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 fn pause_reply(outcome: PauseOutcome) -> Reply {
+    let waited_ms = |waited: Duration| u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
     match outcome {
         PauseOutcome::Paused { waited } => {
-            tracing::info!(waited_ms = waited.as_millis() as u64, "paused");
-            Reply::ok(json!({"paused": true, "waited_ms": waited.as_millis() as u64}))
+            tracing::info!(waited_ms = waited_ms(waited), "paused");
+            Reply::with(&PauseReply {
+                paused: true,
+                reason: None,
+                waited_ms: waited_ms(waited),
+                blocking_sessions: None,
+            })
         }
         PauseOutcome::TimedOut { waited, blocking } => {
             tracing::warn!(
                 blocking = blocking.len(),
                 "pause timed out and was released"
             );
-            Reply::ok(json!({
-                "paused": false,
-                "reason": "timeout",
-                "waited_ms": waited.as_millis() as u64,
-                "blocking_sessions": blocking,
-            }))
+            Reply::with(&PauseReply {
+                paused: false,
+                reason: Some("timeout".to_owned()),
+                waited_ms: waited_ms(waited),
+                blocking_sessions: Some(blocking.into_iter().map(SessionRow::from).collect()),
+            })
         }
-        PauseOutcome::Resumed { waited } => Reply::ok(json!({
-            "paused": false,
-            "reason": "resumed",
-            "waited_ms": waited.as_millis() as u64,
-        })),
-    }
-}
-
-fn to_reply<T: serde::Serialize>(value: &T) -> Reply {
-    match serde_json::to_value(value) {
-        Ok(value) => Reply::ok(value),
-        Err(err) => Reply::error(format!("internal error rendering the reply: {err}")),
+        PauseOutcome::Resumed { waited } => Reply::with(&PauseReply {
+            paused: false,
+            reason: Some("resumed".to_owned()),
+            waited_ms: waited_ms(waited),
+            blocking_sessions: None,
+        }),
     }
 }
 

@@ -8,9 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use shadow::migrate::Phase;
+
 use crate::admin::client;
 use crate::admin::protocol::{CopySettings, Request, Selector, DEFAULT_PAUSE_TIMEOUT};
 use crate::admin::render;
+use crate::admin::reply::{self, PauseReply, StartedReply, StatusReply};
 use crate::duration::{parse_duration, whole_micros, whole_millis};
 
 /// Output format.
@@ -420,23 +423,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = send(&args.socket, &request, wait)?;
     match args.format {
         Format::Json => println!("{result}"),
-        Format::Human => print!("{}", render::human(name, &result)),
+        Format::Human => print!("{}", render::human(name, &result)?),
     }
     if let AdminCommand::Migrate { wait: true, .. } = &args.command {
         // A migration of several tables: each table's, one after the other (they copy at once).
-        let ids: Vec<i64> = match result["migrations"].as_array() {
-            Some(members) => members.iter().filter_map(|m| m["id"].as_i64()).collect(),
-            None => result["id"].as_i64().into_iter().collect(),
+        let started: StartedReply = reply::result_of(name, &result)?;
+        let ids: Vec<i64> = if started.migrations.is_empty() {
+            vec![started.first.id]
+        } else {
+            started.migrations.iter().map(|m| m.id).collect()
         };
-        if ids.is_empty() {
-            anyhow::bail!("migrate: the reply names no migration id");
-        }
         for id in ids {
             wait_for_migration(&args.socket, id, args.format)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let pause_failed = name == "pause" && result["paused"].as_bool() != Some(true);
+    let pause_failed = name == "pause" && !reply::result_of::<PauseReply>(name, &result)?.paused;
     Ok(if pause_failed {
         ExitCode::from(1)
     } else {
@@ -483,26 +485,28 @@ pub(crate) fn wait_for_migration(
 ) -> anyhow::Result<ExitCode> {
     let mut last = String::new();
     loop {
-        let reply = client::request(socket, &Request::Status, Duration::from_secs(10))?;
-        let status = reply.result.unwrap_or(serde_json::Value::Null);
-        let migration = status["migrations"]
-            .as_array()
-            .and_then(|list| list.iter().find(|m| m["id"].as_i64() == Some(id)))
-            .cloned()
+        let status: StatusReply = reply::result_of(
+            "status",
+            &send(socket, &Request::Status, Duration::from_secs(10))?,
+        )?;
+        let migration = status
+            .migrations
+            .into_iter()
+            .find(|m| m.id == id)
             .ok_or_else(|| anyhow::anyhow!("migration {id} is no longer shown by status"))?;
         let line = render::migration_progress(&migration);
         if line != last {
             match format {
-                Format::Json => println!("{migration}"),
+                Format::Json => println!("{}", serde_json::to_value(&migration)?),
                 Format::Human => println!("{line}"),
             }
             last = line;
         }
-        if let Some(error) = migration["error"].as_str() {
+        if let Some(error) = &migration.error {
             anyhow::bail!("migration {id} failed: {error}");
         }
-        match migration["phase"].as_str() {
-            Some("ready" | "completed" | "aborted" | "reverted" | "flipped") => {
+        match migration.phase {
+            Phase::Ready | Phase::Completed | Phase::Aborted | Phase::Reverted | Phase::Flipped => {
                 return Ok(ExitCode::SUCCESS)
             }
             _ => std::thread::sleep(Duration::from_millis(500)),

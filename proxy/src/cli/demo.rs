@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::admin::protocol::{Request, Selector};
 use crate::admin::render;
+use crate::admin::reply::{self, StartedReply};
 use crate::cli::admin::{self as admin_cli, Format};
 
 /// Options of `duet demo`.
@@ -286,7 +287,7 @@ async fn admin(socket: &std::path::Path, request: Request) -> anyhow::Result<Val
     let result = tokio::task::block_in_place(|| {
         admin_cli::send(socket, &request, Duration::from_secs(120))
     })?;
-    print!("{}", render::human(request.name(), &result));
+    print!("{}", render::human(request.name(), &result)?);
     Ok(result)
 }
 
@@ -302,9 +303,9 @@ async fn migrate_until_ready(socket: &std::path::Path, sql: &str) -> anyhow::Res
         },
     )
     .await?;
-    let id = started["id"]
-        .as_i64()
-        .context("the migrate reply names no migration id")?;
+    let id = reply::result_of::<StartedReply>("migrate", &started)?
+        .first
+        .id;
     tokio::task::block_in_place(|| admin_cli::wait_for_migration(socket, id, Format::Human))?;
     Ok(())
 }

@@ -9,8 +9,8 @@ pub enum FleetError {
     #[error("duet's fleet connection to the database is down")]
     Disconnected,
     /// The member connection could not be opened.
-    #[error("{0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(#[from] crate::migration::control::ControlError),
     /// Migration ids are advisory-lock keys, which are 32-bit.
     #[error("migration id {0} is beyond the driver lock's range")]
     IdRange(i64),

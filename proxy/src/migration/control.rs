@@ -5,7 +5,7 @@ use std::time::Duration;
 use shadow::migrate::guard::{
     backoff_with_jitter, is_retryable, GuardConfig, GuardedConnection, PhaseStep,
 };
-use shadow::migrate::{DbErrorText, Phase};
+use shadow::migrate::{DbErrorText, MigrateError, Phase};
 use shadow::plan::Step;
 use tokio::sync::mpsc;
 use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation as PgSslNegotiation};
@@ -14,6 +14,53 @@ use tokio_postgres::{AsyncMessage, Client, Notification};
 use crate::backend_tls::{BackendTls, MakeRustlsConnect, RustlsStream};
 use crate::backend_url::{BackendAddr, BackendUrl, SslMode, SslNegotiation};
 use crate::context::ProxyContext;
+
+/// Why a control connection, or a guarded step run on one, failed. The text is what the operator
+/// reads (the server's own message included); the typed cause stays reachable as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The backend could not be reached, or refused the connection.
+    #[error("cannot open a control connection to {addr} as {user}: {}", connect_error_text(.source))]
+    Connect {
+        /// The backend's address.
+        addr: String,
+        /// The user duet connects as.
+        user: String,
+        /// What tokio-postgres reported.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The connection was made, but its first query (its pid, the server's version) failed.
+    #[error("control connection: {}", DbErrorText(.source))]
+    Setup {
+        /// The failed query's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Setting up the guard, or a guarded step, failed (the step's label is in the message).
+    #[error(transparent)]
+    Step(#[from] MigrateError),
+    /// Dropping the invalid index a failed concurrent build left behind failed.
+    #[error("{step}: dropping an invalid index left by an earlier attempt: {}", DbErrorText(.source))]
+    InvalidLeftover {
+        /// The step, as labelled in messages.
+        step: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A step that runs outside a transaction block failed, after its retries.
+    #[error("{step}: {} (after {attempts} attempt(s))", DbErrorText(.source))]
+    OutsideTransaction {
+        /// The step, as labelled in messages.
+        step: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
 
 /// The tokio-postgres configuration of a control connection: the backend URL's address, user,
 /// password, database and TLS mode. Connect it with [`tls_connector`]'s hook: the mode says
@@ -56,7 +103,7 @@ pub fn control_config(url: &BackendUrl, connect_timeout: Duration) -> tokio_post
 }
 
 /// Opens a control connection and registers its backend pid as duet's own.
-pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
+pub async fn connect(ctx: &ProxyContext) -> Result<Client, ControlError> {
     open(ctx, None).await
 }
 
@@ -65,7 +112,7 @@ pub async fn connect(ctx: &ProxyContext) -> Result<Client, String> {
 pub async fn connect_listening(
     ctx: &ProxyContext,
     notifications: mpsc::UnboundedSender<Notification>,
-) -> Result<Client, String> {
+) -> Result<Client, ControlError> {
     open(ctx, Some(notifications)).await
 }
 
@@ -143,20 +190,17 @@ fn is_tls_error(err: &tokio_postgres::Error) -> bool {
 async fn open(
     ctx: &ProxyContext,
     notifications: Option<mpsc::UnboundedSender<Notification>>,
-) -> Result<Client, String> {
+) -> Result<Client, ControlError> {
     let (client, mut connection) = connect_url(
         &ctx.config.backend,
         ctx.backend.tls.as_ref(),
         ctx.config.connect_timeout,
     )
     .await
-    .map_err(|e| {
-        format!(
-            "cannot open a control connection to {} as {}: {}",
-            ctx.backend_addr,
-            ctx.config.backend.user,
-            connect_error_text(&e)
-        )
+    .map_err(|source| ControlError::Connect {
+        addr: ctx.backend_addr.to_string(),
+        user: ctx.config.backend.user.clone(),
+        source,
     })?;
     tokio::spawn(async move {
         loop {
@@ -181,7 +225,7 @@ async fn open(
             &[],
         )
         .await
-        .map_err(|e| format!("control connection: {}", DbErrorText(&e)))?;
+        .map_err(|source| ControlError::Setup { source })?;
     ctx.migrations.add_control_pid(row.get(0));
     let version: i32 = row.get(1);
     ctx.migrations
@@ -190,16 +234,14 @@ async fn open(
 }
 
 /// A guarded control connection with the `[migration]` DDL timeouts.
-pub async fn guarded(ctx: &ProxyContext) -> Result<GuardedConnection, String> {
+pub async fn guarded(ctx: &ProxyContext) -> Result<GuardedConnection, ControlError> {
     let client = connect(ctx).await?;
     let config = GuardConfig {
         lock_timeout: ctx.config.migration.ddl_lock_timeout,
         max_attempts: ctx.config.migration.ddl_attempts,
         ..GuardConfig::default()
     };
-    GuardedConnection::from_client(client, config)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(GuardedConnection::from_client(client, config).await?)
 }
 
 /// Runs `steps` guarded, in order, and records `id: from → to` with the last transactional step
@@ -215,7 +257,7 @@ pub async fn run_steps(
     what: &str,
     steps: &[Step],
     phase: Option<(i64, Phase, Phase)>,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let phase_step = phase.map(|(migration_id, from, to)| PhaseStep {
         migration_id,
         from,
@@ -229,10 +271,7 @@ pub async fn run_steps(
         } else {
             let last = i + 1 == steps.len();
             let record = if last { phase_step.as_ref() } else { None };
-            guard
-                .run_step(&label, &step.sql, record)
-                .await
-                .map_err(|e| e.to_string())?;
+            guard.run_step(&label, &step.sql, record).await?;
             recorded |= record.is_some();
         }
     }
@@ -243,8 +282,7 @@ pub async fn run_steps(
                 "SELECT 1",
                 Some(step),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(())
 }
@@ -255,7 +293,7 @@ pub async fn record(
     id: i64,
     from: Phase,
     to: Phase,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let step = PhaseStep {
         migration_id: id,
         from,
@@ -263,9 +301,8 @@ pub async fn record(
     };
     guard
         .run_step(&format!("recording phase {to}"), "SELECT 1", Some(&step))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }
 
 /// The index name of a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON …` step, as
@@ -358,17 +395,17 @@ async fn run_outside_transaction(
     schema: &str,
     what: &str,
     sql: &str,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let attempts = ctx.config.migration.ddl_attempts.max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
         if let Err(e) = drop_invalid_leftover(guard, schema, sql).await {
             if !(is_retryable(&e) && attempt < attempts) {
-                return Err(format!(
-                    "{what}: dropping an invalid index left by an earlier attempt: {}",
-                    DbErrorText(&e)
-                ));
+                return Err(ControlError::InvalidLeftover {
+                    step: what.to_owned(),
+                    source: e,
+                });
             }
             continue;
         }
@@ -383,10 +420,11 @@ async fn run_outside_transaction(
                 .await;
             }
             Err(e) => {
-                return Err(format!(
-                    "{what}: {} (after {attempt} attempt(s))",
-                    DbErrorText(&e)
-                ))
+                return Err(ControlError::OutsideTransaction {
+                    step: what.to_owned(),
+                    attempts: attempt,
+                    source: e,
+                })
             }
         }
     }

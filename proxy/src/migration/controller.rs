@@ -10,19 +10,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shadow::migrate::backfill::{backfill, repair_column, verify_column};
-use shadow::migrate::copier::{CopierConfig, CopierState, CopyOutcome};
+use shadow::migrate::backfill::backfill;
+use shadow::migrate::copier::{CopierConfig, CopyOutcome};
 use shadow::migrate::guard::GuardedConnection;
 use shadow::migrate::latency::LatencyHandle;
 use shadow::migrate::old_transactions::{mark_dual_writes_enabled, old_transactions};
-use shadow::migrate::repair::{repair, RepairConfig};
 use shadow::migrate::sweep::sweep_tombstones;
-use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::migrate::{CopyTarget, Phase};
+use shadow::migrate::Phase;
 use shadow::plan::{CopySpec, PlanKind};
 
-use super::error::CommandError;
-use super::{control, flip, Migration};
+use super::error::{CommandError, MigrationError};
+use super::verify::{copy_target, verify_until_clean};
+use super::{control, driver, flip, Migration};
 use crate::context::ProxyContext;
 
 /// How often the wait for older transactions looks again.
@@ -35,17 +34,18 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
         async move {
             match drive(&ctx, &m).await {
                 // Nothing left in the background: another member may drive what comes next.
-                Ok(()) => super::follow::release(&ctx, &m).await,
+                Ok(()) => driver::release(&ctx, &m).await,
                 Err(error) => {
                     // A step that failed because the stored phase moved (another member drove it
                     // on after this one lost its lock, or an operator aborted) is not this
                     // migration's error: the follower takes the stored phase from here.
                     if moved_elsewhere(&ctx, &m).await {
                         tracing::info!(migration = m.id, %error, "moved on by another member; no longer driving");
-                        super::follow::release(&ctx, &m).await;
+                        driver::release(&ctx, &m).await;
                         return;
                     }
                     tracing::warn!(migration = m.id, %error, "migration stopped");
+                    let error = error.to_string();
                     m.set_error(Some(error.clone()));
                     control::store_error(&ctx, m.id, Some(&error)).await;
                 }
@@ -66,7 +66,7 @@ async fn moved_elsewhere(ctx: &ProxyContext, m: &Migration) -> bool {
     }
 }
 
-async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), String> {
+async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), MigrationError> {
     let mut guard = control::guarded(ctx).await?;
     loop {
         let phase = m.phase();
@@ -112,7 +112,7 @@ async fn expand(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     guard: &mut GuardedConnection,
-) -> Result<(), String> {
+) -> Result<(), MigrationError> {
     if m.plan.kind == PlanKind::InPlace {
         control::run_steps(
             ctx,
@@ -144,21 +144,11 @@ async fn expand(
     Ok(())
 }
 
-/// The copy target with the shadow's key types read back from the catalog.
-async fn copy_target(guard: &GuardedConnection, target: &CopyTarget) -> Result<CopyTarget, String> {
-    let mut target = target.clone();
-    target
-        .refresh_shadow_types(guard.client())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(target)
-}
-
 async fn copy(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     guard: &mut GuardedConnection,
-) -> Result<(), String> {
+) -> Result<(), MigrationError> {
     if !m.has_route(ctx) {
         m.publish(ctx, m.plan.dual_write_route.clone());
     }
@@ -180,9 +170,7 @@ async fn copy(
         }
         Some(CopySpec::Column(spec)) => {
             let client = control::connect(ctx).await?;
-            let (copier, handle) = backfill(client, spec, m.id, config)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (copier, handle) = backfill(client, spec, m.id, config).await?;
             (copier, handle, None)
         }
         None => {
@@ -198,14 +186,12 @@ async fn copy(
         }
         live.copy = Some(handle);
     }
-    let outcome = copier.run().await.map_err(|e| e.to_string())?;
+    let outcome = copier.run().await?;
     if outcome == CopyOutcome::Stopped {
-        return Err("the copy was stopped".to_owned());
+        return Err(MigrationError::CopyStopped);
     }
     if let Some(target) = sweep {
-        sweep_tombstones(guard.client(), &target, m.id, 10_000)
-            .await
-            .map_err(|e| e.to_string())?;
+        sweep_tombstones(guard.client(), &target, m.id, 10_000).await?;
     }
     control::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
     m.set_phase(Phase::Verifying);
@@ -221,7 +207,7 @@ async fn end_tombstones(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     guard: &mut GuardedConnection,
-) -> Result<(), String> {
+) -> Result<(), MigrationError> {
     let Some(CopySpec::Table(target)) = &m.plan.copy else {
         return Ok(());
     };
@@ -232,21 +218,18 @@ async fn end_tombstones(
         .as_ref()
         .and_then(|r| shadow::rewrite::net::function_sql(&m.plan.table, r))
     {
-        guard.client().batch_execute(&sql).await.map_err(|e| {
-            format!(
-                "turning the safety net to plain deletes: {}",
-                shadow::migrate::DbErrorText(&e)
-            )
-        })?;
+        guard
+            .client()
+            .batch_execute(&sql)
+            .await
+            .map_err(MigrationError::SafetyNet)?;
     }
     m.publish(ctx, route);
     // Every member must use plain deletes before the wait below marks where old writes end.
-    super::follow::barrier(ctx, m, None).await?;
+    driver::barrier(ctx, m, None).await?;
     wait_for_older_transactions(m, guard).await?;
     let target = copy_target(guard, target).await?;
-    sweep_tombstones(guard.client(), &target, m.id, 10_000)
-        .await
-        .map_err(|e| e.to_string())?;
+    sweep_tombstones(guard.client(), &target, m.id, 10_000).await?;
     Ok(())
 }
 
@@ -255,14 +238,10 @@ async fn end_tombstones(
 async fn wait_for_older_transactions(
     m: &Arc<Migration>,
     guard: &GuardedConnection,
-) -> Result<(), String> {
-    let mark = mark_dual_writes_enabled(guard.client())
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), MigrationError> {
+    let mark = mark_dual_writes_enabled(guard.client()).await?;
     loop {
-        let blockers = old_transactions(guard.client(), &mark)
-            .await
-            .map_err(|e| e.to_string())?;
+        let blockers = old_transactions(guard.client(), &mark).await?;
         if blockers.is_empty() {
             m.live().note = None;
             return Ok(());
@@ -278,104 +257,6 @@ async fn wait_for_older_transactions(
         ));
         tokio::time::sleep(OLD_TRANSACTION_POLL).await;
     }
-}
-
-/// Verifies and repairs until the shadow equals the converted source (bounded rounds).
-async fn verify_until_clean(
-    ctx: &Arc<ProxyContext>,
-    m: &Migration,
-    guard: &mut GuardedConnection,
-) -> Result<(), String> {
-    let rounds = ctx.config.migration.verify_rounds.max(1);
-    let target = match &m.plan.copy {
-        Some(CopySpec::Table(target)) => copy_target(guard, target).await?,
-        Some(CopySpec::Column(spec)) => {
-            return verify_column_until_clean(ctx, m, guard, spec, rounds).await
-        }
-        None => return Ok(()),
-    };
-    for round in 1..=rounds {
-        let report = verify(guard.client_mut(), &target, &verify_config(ctx, m))
-            .await
-            .map_err(|e| e.to_string())?;
-        if report.is_clean() {
-            tracing::info!(
-                migration = m.id,
-                rows = report.source_rows,
-                round,
-                "verified"
-            );
-            return Ok(());
-        }
-        let repaired = repair(
-            guard.client(),
-            &target,
-            &report.mismatches,
-            &RepairConfig::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tracing::info!(
-            migration = m.id,
-            ranges = report.mismatches.len(),
-            upserted = repaired.upserted,
-            tombstoned = repaired.tombstoned,
-            "repaired"
-        );
-    }
-    Err(format!(
-        "the shadow of {} still differs after {rounds} verify/repair rounds",
-        m.table_label()
-    ))
-}
-
-/// Verification settings: the operator's nice ratio and the clients' latency apply to the
-/// checksums as to the copy.
-fn verify_config(ctx: &Arc<ProxyContext>, m: &Migration) -> VerifyConfig {
-    VerifyConfig {
-        nice_ratio: m.run_settings().nice_ratio,
-        latency: Some(LatencyHandle(m.latency_throttle(ctx))),
-        ..VerifyConfig::default()
-    }
-}
-
-/// [`verify_until_clean`] for a shadow column: `c__duet = expr` on every row, repaired by range.
-async fn verify_column_until_clean(
-    ctx: &Arc<ProxyContext>,
-    m: &Migration,
-    guard: &mut GuardedConnection,
-    spec: &shadow::plan::BackfillSpec,
-    rounds: u32,
-) -> Result<(), String> {
-    for round in 1..=rounds {
-        let report = verify_column(guard.client_mut(), spec, &verify_config(ctx, m))
-            .await
-            .map_err(|e| e.to_string())?;
-        if report.is_clean() {
-            tracing::info!(migration = m.id, rows = report.rows, round, "verified");
-            return Ok(());
-        }
-        let config = RepairConfig::default();
-        let fixed = repair_column(
-            guard.client(),
-            spec,
-            &report.mismatches,
-            config.lock_timeout,
-            config.max_attempts,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tracing::info!(
-            migration = m.id,
-            ranges = report.mismatches.len(),
-            fixed,
-            "repaired"
-        );
-    }
-    Err(format!(
-        "the shadow column of {} still differs after {rounds} verify/repair rounds",
-        m.table_label()
-    ))
 }
 
 async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
@@ -405,17 +286,4 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
     m.set_error(Some(format!(
         "automatic cutover gave up after {attempts} attempts; run `duet admin cutover`"
     )));
-}
-
-/// The copier's state as shown in `status`.
-pub(crate) fn copy_state_name(state: &CopierState) -> String {
-    match state {
-        CopierState::Starting => "starting".to_owned(),
-        CopierState::Running => "running".to_owned(),
-        CopierState::Paused => "paused".to_owned(),
-        CopierState::Throttled(reason) => format!("throttled: {reason}"),
-        CopierState::Stopped => "stopped".to_owned(),
-        CopierState::Done => "done".to_owned(),
-        CopierState::Failed(error) => format!("failed: {error}"),
-    }
 }

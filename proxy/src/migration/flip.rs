@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use shadow::ident::QualifiedName;
 use shadow::migrate::state;
 use shadow::migrate::{DbErrorText, Phase};
 use shadow::plan::{CopySpec, Step};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::error::CommandError;
-use super::{bypass, control, BlockingSession, FlipRecord, Migration};
+use super::error::{ChangeError, CommandError, MigrationError};
+use super::{bypass, control, driver, BlockingSession, FlipOutcome, FlipRecord, Migration};
+use crate::admin::reply::{MemberPhase, PhaseReply};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
 
@@ -33,14 +33,14 @@ impl Drop for Resume<'_> {
 
 /// Why a pause did not hold the gate: the flip outcome to record, how long it waited, who
 /// blocked it, and the message.
-type Missed = (&'static str, Duration, Vec<BlockingSession>, String);
+type Missed = (FlipOutcome, Duration, Vec<BlockingSession>, String);
 
 /// Pauses the gate within `budget`; a missed budget names the sessions that held it.
 async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>, Missed> {
     if ctx.gate.is_paused() {
         // Our resume would release the operator's pause: leave that decision to them.
         return Err((
-            "error",
+            FlipOutcome::Error,
             Duration::ZERO,
             Vec::new(),
             "the proxy is paused by an operator (duet admin pause): run `duet admin resume` first"
@@ -59,7 +59,7 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
                 .map(|s| BlockingSession {
                     id: s.id,
                     user: s.user.clone(),
-                    state: s.state,
+                    state: s.state.to_owned(),
                     age_s: s.state_secs,
                     backend_pid: s.backend_pid,
                 })
@@ -78,10 +78,10 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
                 "sessions did not reach a transaction boundary within {} ms: {names}; the held clients were released",
                 budget.as_millis()
             );
-            Err(("budget_missed", waited, sessions, message))
+            Err((FlipOutcome::BudgetMissed, waited, sessions, message))
         }
         PauseOutcome::Resumed { waited } => Err((
-            "error",
+            FlipOutcome::Error,
             waited,
             Vec::new(),
             "an operator resumed the gate before every session was idle".to_owned(),
@@ -148,7 +148,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
         };
         if others > 0 {
             return Err((
-                "error",
+                FlipOutcome::Error,
                 started.elapsed(),
                 Vec::new(),
                 format!("this member's fleet connection is down, so it cannot hold the {others} other live member(s); retry in a moment (it rejoins within seconds) or run the command on another member"),
@@ -184,7 +184,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
     };
     if let Err(err) = crate::fleet::store::notify(client.as_ref(), &ask).await {
         return Err((
-            "error",
+            FlipOutcome::Error,
             started.elapsed(),
             Vec::new(),
             format!("cannot ask the fleet to hold: {}", DbErrorText(&err)),
@@ -213,7 +213,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
             .await
             .map_err(|e| {
                 (
-                    "error",
+                    FlipOutcome::Error,
                     started.elapsed(),
                     Vec::new(),
                     format!("reading the fleet's answers: {}", DbErrorText(&e)),
@@ -233,7 +233,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
             // Dropping `held` releases everyone.
             held.token = Some(token);
             return Err((
-                "members_missed",
+                FlipOutcome::MembersMissed,
                 started.elapsed(),
                 Vec::new(),
                 format!(
@@ -259,7 +259,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
 
 fn record_flip(
     m: &Migration,
-    outcome: &'static str,
+    outcome: FlipOutcome,
     stall: Duration,
     blocked_by: Vec<BlockingSession>,
     message: Option<String>,
@@ -270,57 +270,6 @@ fn record_flip(
         blocked_by,
         message,
     });
-}
-
-/// Why a one-transaction step (flip, revert) was rolled back.
-enum TxError {
-    /// A statement failed (lock timeout, …).
-    Db(tokio_postgres::Error),
-    /// The phase change was refused (someone else moved the migration, a fleet member joined):
-    /// nothing changed, run the command again.
-    State(String),
-    /// Objects bound to the table differ from the plan: nothing changed, and nothing will until
-    /// the operator undoes the change.
-    Refused(String),
-}
-
-impl TxError {
-    fn is_lock_timeout(&self) -> bool {
-        matches!(self, TxError::Db(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
-    }
-
-    /// The command's error, `message` being what the operator reads: a lock, a deadlock, a lost
-    /// connection or a moved phase may pass when the command is run again; a refusal of the
-    /// server's (55000, the revert's check) or of the plan's check needs the operator first.
-    fn into_command_error(self, message: String) -> CommandError {
-        match &self {
-            TxError::Refused(_) => CommandError::Refused(message),
-            TxError::State(_) => CommandError::Retryable(message),
-            TxError::Db(e) => match e.code() {
-                Some(c)
-                    if *c == SqlState::LOCK_NOT_AVAILABLE
-                        || *c == SqlState::T_R_DEADLOCK_DETECTED
-                        || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
-                {
-                    CommandError::Retryable(message)
-                }
-                Some(c) if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
-                    CommandError::Refused(message)
-                }
-                Some(_) => CommandError::Failed(message),
-                None => CommandError::Retryable(message),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for TxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TxError::Db(err) => write!(f, "{}", DbErrorText(err)),
-            TxError::State(message) | TxError::Refused(message) => f.write_str(message),
-        }
-    }
 }
 
 /// Whether `m`'s flip (and revert) swaps the table or a column by renames, so that objects
@@ -345,7 +294,7 @@ async fn refuse_new_dependents(
     m: &Migration,
     from: Phase,
     own_shadows: &[QualifiedName],
-) -> Result<(), TxError> {
+) -> Result<(), ChangeError> {
     let plan = &m.plan;
     let cutover = from == Phase::Ready;
     let mut found = shadow::plan::carried::differences_ignoring(
@@ -356,10 +305,10 @@ async fn refuse_new_dependents(
         own_shadows,
     )
     .await
-    .map_err(TxError::Db)?;
+    .map_err(ChangeError::Db)?;
     let dependents = shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried)
         .await
-        .map_err(TxError::Db)?;
+        .map_err(ChangeError::Db)?;
     if !dependents.is_empty() {
         found.push(format!(
             "objects made outside duet depend on {} or a view over it ({})",
@@ -375,7 +324,7 @@ async fn refuse_new_dependents(
     } else {
         ("the revert", "the revert")
     };
-    Err(TxError::Refused(format!(
+    Err(ChangeError::Refused(format!(
         "{what} would leave behind or lose objects bound to {} that the migration did not plan for: {}. They are bound to the table itself and would stay with the side the swap renames away (or be re-created as planned): drop them (or undo the change) and re-create them after {after}, or abort the migration and plan it again",
         m.table_label(),
         found.join("; ")
@@ -394,8 +343,8 @@ async fn one_transaction(
     from: Phase,
     to: Phase,
     fleet: Option<(&str, &str)>,
-) -> Result<(), TxError> {
-    let tx = client.transaction().await.map_err(TxError::Db)?;
+) -> Result<(), ChangeError> {
+    let tx = client.transaction().await.map_err(ChangeError::Db)?;
     // Never longer than half the server's `deadlock_timeout`, so that a writer straight on
     // PostgreSQL in a lock cycle with the change is never the one aborted (the change gives up
     // first and is retried).
@@ -404,7 +353,7 @@ async fn one_transaction(
         true,
     ))
     .await
-    .map_err(TxError::Db)?;
+    .map_err(ChangeError::Db)?;
     if let Some((me, token)) = fleet {
         // Exclusive against registrations: a member joining now waits for this transaction and
         // then reads its result; every member registered before must be holding.
@@ -413,12 +362,12 @@ async fn one_transaction(
             &[&crate::fleet::store::FLEET_LOCK_CLASS],
         )
         .await
-        .map_err(TxError::Db)?;
+        .map_err(ChangeError::Db)?;
         let unheld = crate::fleet::store::not_acknowledged(&tx, me, token)
             .await
-            .map_err(TxError::Db)?;
+            .map_err(ChangeError::Db)?;
         if !unheld.is_empty() {
-            return Err(TxError::State(format!(
+            return Err(ChangeError::State(format!(
                 "fleet member(s) {} joined or stopped holding during the change; nothing changed — run the command again",
                 unheld.join(", ")
             )));
@@ -440,11 +389,11 @@ async fn one_transaction(
     }
     for (m, steps) in work {
         for step in *steps {
-            tx.batch_execute(&step.sql).await.map_err(TxError::Db)?;
+            tx.batch_execute(&step.sql).await.map_err(ChangeError::Db)?;
         }
         state::transition(&tx, m.id, from, to, None, &json!({}))
             .await
-            .map_err(|e| TxError::State(e.to_string()))?;
+            .map_err(ChangeError::Transition)?;
     }
     if let Some((_, token)) = fleet.filter(|(_, token)| !token.is_empty()) {
         // Delivered at commit: the members read the new phase as soon as it is there.
@@ -453,9 +402,9 @@ async fn one_transaction(
         };
         crate::fleet::store::notify(&tx, &release)
             .await
-            .map_err(TxError::Db)?;
+            .map_err(ChangeError::Db)?;
     }
-    tx.commit().await.map_err(TxError::Db)
+    tx.commit().await.map_err(ChangeError::Db)
 }
 
 /// Flips a `ready` migration — every table of a migration of several, in one transaction: hold
@@ -465,8 +414,11 @@ pub async fn cutover(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     budget: Duration,
-) -> Result<Value, CommandError> {
-    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
+) -> Result<PhaseReply, CommandError> {
+    let members = ctx
+        .migrations
+        .group(m)
+        .map_err(CommandError::retryable_because)?;
     let mut ops = Vec::new();
     for member in &members {
         ops.push(member.op.lock().await);
@@ -475,7 +427,7 @@ pub async fn cutover(
     for member in &members {
         let phase = member.phase();
         if phase != Phase::Ready {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} of {} is {phase}, not ready: a cutover is possible once `status` shows {} ready",
                 member.id,
                 member.table_label(),
@@ -484,7 +436,7 @@ pub async fn cutover(
         }
     }
     if ctx.gate.is_paused() {
-        return Err(CommandError::Refused(
+        return Err(CommandError::refused(
             "the proxy is paused by an operator (duet admin pause): run `duet admin resume` first"
                 .to_owned(),
         ));
@@ -495,7 +447,7 @@ pub async fn cutover(
     // Connect before holding: clients are held only for the flip itself.
     let mut client = control::connect(ctx)
         .await
-        .map_err(CommandError::Retryable)?;
+        .map_err(CommandError::retryable_because)?;
     let held = match hold(ctx, budget).await {
         Ok(held) => held,
         Err((outcome, waited, blocked_by, message)) => {
@@ -508,7 +460,7 @@ pub async fn cutover(
                     Some(message.clone()),
                 );
             }
-            return Err(CommandError::Retryable(format!(
+            return Err(CommandError::retryable(format!(
                 "cutover not done (phase stays ready): {message}"
             )));
         }
@@ -530,10 +482,10 @@ pub async fn cutover(
     // (still under the hold, so the routes follow the database either way; the phases of a
     // migration of several tables changed in one transaction).
     let flipped = match flipped {
-        Err(TxError::Db(err)) if err.as_db_error().is_none() => {
+        Err(ChangeError::Db(err)) if err.as_db_error().is_none() => {
             match stored_phase(ctx, m.id).await {
                 Some(Phase::Flipped) => Ok(()),
-                _ => Err(TxError::Db(err)),
+                _ => Err(ChangeError::Db(err)),
             }
         }
         other => other,
@@ -547,19 +499,26 @@ pub async fn cutover(
             let stall = held.now();
             for member in &members {
                 member.set_error(None);
-                record_flip(member, "flipped", stall, Vec::new(), None);
+                record_flip(member, FlipOutcome::Flipped, stall, Vec::new(), None);
             }
             let stall_ms = crate::duration::whole_millis(stall);
             tracing::info!(migration = m.id, tables = %label, stall_ms, "flipped");
-            let mut reply = json!({"id": m.id, "phase": "flipped", "stall_ms": stall_ms});
-            with_members(&mut reply, &members);
-            Ok(reply)
+            Ok(PhaseReply {
+                id: m.id,
+                phase: Phase::Flipped,
+                stall_ms: Some(stall_ms),
+                migrations: member_phases(&members),
+            })
         }
         Err(err) => {
             let stall = held.now();
             let lock = err.is_lock_timeout();
             let message = err.to_string();
-            let outcome = if lock { "lock_timeout" } else { "error" };
+            let outcome = if lock {
+                FlipOutcome::LockTimeout
+            } else {
+                FlipOutcome::Error
+            };
             for member in &members {
                 record_flip(member, outcome, stall, Vec::new(), Some(message.clone()));
             }
@@ -593,23 +552,20 @@ fn tables_label(members: &[Arc<Migration>]) -> String {
         .join(", ")
 }
 
-/// Adds the id and table of every member to the reply of a command on a migration of several
-/// tables (`migrations`); nothing for a migration of one.
-fn with_members(reply: &mut Value, members: &[Arc<Migration>]) {
+/// The id, table and phase of every table of a migration of several, for a command's reply;
+/// nothing for a migration of one.
+fn member_phases(members: &[Arc<Migration>]) -> Vec<MemberPhase> {
     if members.len() < 2 {
-        return;
+        return Vec::new();
     }
-    if let Some(fields) = reply.as_object_mut() {
-        fields.insert(
-            "migrations".to_owned(),
-            members
-                .iter()
-                .map(|member| {
-                    json!({"id": member.id, "table": member.table_label(), "phase": member.phase().as_str()})
-                })
-                .collect(),
-        );
-    }
+    members
+        .iter()
+        .map(|member| MemberPhase {
+            id: member.id,
+            table: member.table_label(),
+            phase: member.phase(),
+        })
+        .collect()
 }
 
 /// How long an operator command waits for the member that drove a migration to stop, before it
@@ -628,10 +584,14 @@ enum TakeOver {
 /// Takes over the rest of `what` (its clean-up steps) from whichever member drives `m`: the
 /// driver lock, once that member has stopped (it stops when it sees the new phase), or the news
 /// that another member already finished.
-async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<TakeOver, String> {
+async fn take_over(
+    ctx: &ProxyContext,
+    m: &Migration,
+    command: &'static str,
+) -> Result<TakeOver, MigrationError> {
     let deadline = Instant::now() + DRIVER_HANDOVER;
     loop {
-        if super::follow::acquire(ctx, m, Duration::ZERO).await {
+        if driver::acquire(ctx, m, Duration::ZERO).await {
             // Taken after another member may have finished: the stored phase decides.
             return Ok(match stored_phase(ctx, m.id).await {
                 Some(phase) if phase.is_terminal() => TakeOver::Done(phase),
@@ -642,10 +602,7 @@ async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<Take
             return Ok(TakeOver::Done(phase));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{what} of migration {} is recorded; another member of the fleet is finishing it — `duet admin status` shows when it is done",
-                m.id
-            ));
+            return Err(MigrationError::FinishingElsewhere { command, id: m.id });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -655,8 +612,14 @@ async fn take_over(ctx: &ProxyContext, m: &Migration, what: &str) -> Result<Take
 /// transaction, in the reverse of the flip's order: one transaction with the revert steps (phase
 /// → reverting) under the fleet's hold, routes cleared, release; then each table's after-revert
 /// clean-up (→ reverted).
-pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
-    let mut members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
+pub async fn revert(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+) -> Result<PhaseReply, CommandError> {
+    let mut members = ctx
+        .migrations
+        .group(m)
+        .map_err(CommandError::retryable_because)?;
     members.reverse();
     let mut ops = Vec::new();
     for member in &members {
@@ -672,7 +635,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
         if all_reverted
             || (phase != Phase::Flipped && phase != Phase::Reverting && phase != Phase::Reverted)
         {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} of {} is {phase}: revert is possible only after a cutover (use abort before it)",
                 member.id,
                 member.table_label()
@@ -689,15 +652,15 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
     if !flipped.is_empty() {
         // Driver locks first: no other member may start the clean-up this change leads to.
         for member in &flipped {
-            super::follow::acquire(ctx, member, Duration::ZERO).await;
+            driver::acquire(ctx, member, Duration::ZERO).await;
         }
         let flipped_back = async {
             let mut client = control::connect(ctx)
                 .await
-                .map_err(CommandError::Retryable)?;
+                .map_err(CommandError::retryable_because)?;
             let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
                 |(_, _, _, message)| {
-                    CommandError::Retryable(format!("revert not done (still flipped): {message}"))
+                    CommandError::retryable(format!("revert not done (still flipped): {message}"))
                 },
             )?;
             let work: Vec<(&Migration, &[Step])> = flipped
@@ -727,7 +690,7 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
         .await;
         if flipped_back.is_err() {
             for member in &flipped {
-                super::follow::release_if_idle(ctx, member).await;
+                driver::release_if_idle(ctx, member).await;
             }
         }
         flipped_back?;
@@ -739,13 +702,19 @@ pub async fn revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value
         }
         phase = after_revert(ctx, member).await?;
     }
-    let mut reply = json!({"id": m.id, "phase": phase.as_str()});
-    with_members(&mut reply, &members);
-    Ok(reply)
+    Ok(PhaseReply {
+        id: m.id,
+        phase,
+        stall_ms: None,
+        migrations: member_phases(&members),
+    })
 }
 
 /// The after-revert clean-up of one table (→ reverted), here or by the member that drives it.
-async fn after_revert(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase, CommandError> {
+async fn after_revert(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+) -> Result<Phase, MigrationError> {
     if let TakeOver::Done(phase) = take_over(ctx, m, "the revert").await? {
         finish(ctx, m, phase).await;
         return Ok(phase);
@@ -801,8 +770,11 @@ pub async fn complete(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     force: bool,
-) -> Result<Value, CommandError> {
-    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
+) -> Result<PhaseReply, CommandError> {
+    let members = ctx
+        .migrations
+        .group(m)
+        .map_err(CommandError::retryable_because)?;
     if members.len() == 1 {
         return complete_one(ctx, m, force).await;
     }
@@ -815,16 +787,25 @@ pub async fn complete(
                     member.table_label()
                 );
                 match e {
-                    CommandError::Refused(_) => CommandError::Refused(message),
-                    CommandError::Retryable(_) => CommandError::Retryable(message),
-                    CommandError::Failed(_) => CommandError::Failed(message),
+                    CommandError::Refused(_) => CommandError::refused(message),
+                    CommandError::Retryable(_) => CommandError::retryable(message),
+                    CommandError::Failed(source) => {
+                        CommandError::Failed(MigrationError::OfMember {
+                            id: member.id,
+                            table: member.table_label(),
+                            source: Box::new(source),
+                        })
+                    }
                 }
             })?;
         }
     }
-    let mut reply = json!({"id": m.id, "phase": Phase::Completed.as_str()});
-    with_members(&mut reply, &members);
-    Ok(reply)
+    Ok(PhaseReply {
+        id: m.id,
+        phase: Phase::Completed,
+        stall_ms: None,
+        migrations: member_phases(&members),
+    })
 }
 
 /// Finishes one flipped table: refused while old-shape statements arrived within the window at
@@ -834,21 +815,21 @@ async fn complete_one(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
     force: bool,
-) -> Result<Value, CommandError> {
+) -> Result<PhaseReply, CommandError> {
     let _op = m.op.lock().await;
     let phase = m.phase();
     if phase != Phase::Flipped && phase != Phase::Completing {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::refused(format!(
             "migration {} is {phase}: complete is possible only after a cutover",
             m.id
         )));
     }
     if !force && phase == Phase::Flipped {
         // Every member writes its counts now: a heartbeat's may be a second old.
-        super::follow::barrier(ctx, m, Some(ctx.config.migration.flip_budget))
+        driver::barrier(ctx, m, Some(ctx.config.migration.flip_budget))
             .await
             .map_err(|e| {
-                CommandError::Retryable(format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`"))
+                CommandError::retryable(format!("complete not done (still flipped): cannot count old-shape statements across the fleet: {e}; retry, or `complete --force`"))
             })?;
         let (last, count) = old_shape_across_fleet(ctx, m).await;
         let now_ms = SystemTime::now()
@@ -857,7 +838,7 @@ async fn complete_one(
             .unwrap_or(0);
         let window = ctx.config.migration.old_shape_window;
         if last > 0 && now_ms.saturating_sub(last) < crate::duration::whole_millis(window) {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "statements written for the old shape of {} still arrive ({count} so far across the fleet, the last {:.1}s ago, window {}s): update those clients first, or `complete --force`",
                 m.table_label(),
                 now_ms.saturating_sub(last) as f64 / 1000.0,
@@ -868,15 +849,15 @@ async fn complete_one(
     if phase == Phase::Flipped {
         change_under_hold(ctx, m, Phase::Flipped, Phase::Completing, "complete")
             .await
-            .map_err(CommandError::Retryable)?;
+            .map_err(CommandError::retryable_because)?;
     } else if m.has_route(ctx) {
         m.publish(ctx, None);
     }
     if let TakeOver::Done(phase) = take_over(ctx, m, "complete").await? {
         finish(ctx, m, phase).await;
-        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+        return Ok(PhaseReply::of(m.id, phase));
     }
-    let mut guard = control::guarded(ctx).await?;
+    let mut guard = control::guarded(ctx).await.map_err(MigrationError::from)?;
     Ok(finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await?)
 }
 
@@ -887,11 +868,17 @@ async fn change_under_hold(
     m: &Arc<Migration>,
     from: Phase,
     to: Phase,
-    name: &str,
-) -> Result<(), String> {
-    let changed = change_under_hold_once(ctx, m, from, to, name).await;
+    command: &'static str,
+) -> Result<(), MigrationError> {
+    let changed = change_under_hold_once(ctx, m, from, to)
+        .await
+        .map_err(|source| MigrationError::NotDone {
+            command,
+            from,
+            source,
+        });
     if changed.is_err() {
-        super::follow::release_if_idle(ctx, m).await;
+        driver::release_if_idle(ctx, m).await;
     }
     changed
 }
@@ -901,15 +888,14 @@ async fn change_under_hold_once(
     m: &Arc<Migration>,
     from: Phase,
     to: Phase,
-    name: &str,
-) -> Result<(), String> {
+) -> Result<(), ChangeError> {
     // Driver lock first when free: no other member may start the clean-up this change leads to
     // (when another member drives — a copy — it stops on seeing the change and `take_over` waits).
-    super::follow::acquire(ctx, m, Duration::ZERO).await;
+    driver::acquire(ctx, m, Duration::ZERO).await;
     let mut client = control::connect(ctx).await?;
     let held = hold(ctx, ctx.config.migration.flip_budget)
         .await
-        .map_err(|(_, _, _, message)| format!("{name} not done (phase stays {from}): {message}"))?;
+        .map_err(|(_, _, _, message)| ChangeError::Hold(message))?;
     one_transaction(
         &mut client,
         &[(m.as_ref(), &[])],
@@ -918,8 +904,7 @@ async fn change_under_hold_once(
         to,
         held.fleet(),
     )
-    .await
-    .map_err(|e| format!("{name} not done (phase stays {from}): {e}"))?;
+    .await?;
     m.publish(ctx, None);
     m.set_phase(to);
     drop(held);
@@ -934,7 +919,7 @@ async fn finish_steps(
     guard: &mut shadow::migrate::guard::GuardedConnection,
     from: Phase,
     to: Phase,
-) -> Result<Value, String> {
+) -> Result<PhaseReply, MigrationError> {
     let (name, steps) = match to {
         Phase::Aborted => ("abort", &m.plan.abort),
         _ => ("complete", &m.plan.complete),
@@ -949,13 +934,19 @@ async fn finish_steps(
     )
     .await?;
     finish(ctx, m, to).await;
-    Ok(json!({"id": m.id, "phase": to.as_str()}))
+    Ok(PhaseReply::of(m.id, to))
 }
 
 /// Abandons a migration before its flip — every table of a migration of several (a table
 /// already aborted is skipped).
-pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
-    let members = ctx.migrations.group(m).map_err(CommandError::Retryable)?;
+pub async fn abort(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+) -> Result<PhaseReply, CommandError> {
+    let members = ctx
+        .migrations
+        .group(m)
+        .map_err(CommandError::retryable_because)?;
     if members.len() == 1 {
         return abort_one(ctx, m).await;
     }
@@ -964,18 +955,24 @@ pub async fn abort(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
             abort_one(ctx, member).await?;
         }
     }
-    let mut reply = json!({"id": m.id, "phase": Phase::Aborted.as_str()});
-    with_members(&mut reply, &members);
-    Ok(reply)
+    Ok(PhaseReply {
+        id: m.id,
+        phase: Phase::Aborted,
+        stall_ms: None,
+        migrations: member_phases(&members),
+    })
 }
 
 /// Abandons one table's migration before its flip: stops the copy and the background task
 /// (here, or — by recording `aborting` — on the member that drives it), clears the route on every
 /// member under the fleet's hold, then runs the abort steps (→ aborted).
-async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value, CommandError> {
+async fn abort_one(
+    ctx: &Arc<ProxyContext>,
+    m: &Arc<Migration>,
+) -> Result<PhaseReply, CommandError> {
     let phase = m.phase();
     if !phase.can_transition_to(Phase::Aborting) && phase != Phase::Aborting {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::refused(format!(
             "migration {} is {phase}: abort is possible only before the cutover (use revert after it)",
             m.id
         )));
@@ -994,11 +991,11 @@ async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
     let _op = m.op.lock().await;
     let stored = stored_phase(ctx, m.id)
         .await
-        .ok_or_else(|| format!("cannot read the stored phase of migration {}", m.id))?;
+        .ok_or(MigrationError::StoredPhaseUnreadable { id: m.id })?;
     m.set_phase(stored);
     if stored != Phase::Aborting {
         if !stored.can_transition_to(Phase::Aborting) {
-            return Err(CommandError::Refused(format!(
+            return Err(CommandError::refused(format!(
                 "migration {} is {stored}: abort is possible only before the cutover",
                 m.id
             )));
@@ -1010,9 +1007,9 @@ async fn abort_one(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Value,
     m.live().copy = None;
     if let TakeOver::Done(phase) = take_over(ctx, m, "the abort").await? {
         finish(ctx, m, phase).await;
-        return Ok(json!({"id": m.id, "phase": phase.as_str()}));
+        return Ok(PhaseReply::of(m.id, phase));
     }
-    let mut guard = control::guarded(ctx).await?;
+    let mut guard = control::guarded(ctx).await.map_err(MigrationError::from)?;
     Ok(finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await?)
 }
 
@@ -1030,6 +1027,6 @@ async fn finish(ctx: &ProxyContext, m: &Migration, phase: Phase) {
     m.set_error(None);
     m.live().copy = None;
     m.stop_tasks();
-    super::follow::release(ctx, m).await;
+    driver::release(ctx, m).await;
     tracing::info!(migration = m.id, %phase, "migration finished");
 }

@@ -20,7 +20,9 @@ use shadow::migrate::Phase;
 use shadow::plan::Plan;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{bypass, controller, flip, Migration, RunSettings};
+use super::driver::{needs_driver, release};
+use super::settings::StoredSettingsError;
+use super::{bypass, controller, flip, status, Migration, RunSettings};
 use crate::context::ProxyContext;
 use crate::fleet::{store, Event, Message};
 use crate::gate::PauseOutcome;
@@ -40,10 +42,34 @@ struct Stored {
 /// lock right after recording it) before another member takes it over.
 const PLANNED_GRACE_S: f64 = 5.0;
 
-/// Why following failed in a way the caller must hear about.
+/// Why the stored migrations could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct FollowError(pub String);
+pub enum FollowError {
+    /// Reading `duet.migrations` failed.
+    #[error("reading duet.migrations: {}", shadow::migrate::DbErrorText(.0))]
+    Read(#[source] tokio_postgres::Error),
+    /// A stored phase is not one duet knows.
+    #[error(transparent)]
+    Phase(#[from] shadow::migrate::MigrateError),
+    /// A stored plan cannot be read.
+    #[error("migration {id}: unreadable plan: {source}")]
+    Plan {
+        /// The migration.
+        id: i64,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Stored settings cannot be read.
+    #[error("migration {id}: {source}")]
+    Settings {
+        /// The migration.
+        id: i64,
+        /// Why.
+        #[source]
+        source: StoredSettingsError,
+    },
+}
 
 /// Starts the member's follower: reacts to the fleet's events until the proxy stops.
 pub fn spawn(ctx: &Arc<ProxyContext>) {
@@ -132,23 +158,15 @@ async fn read(
             &[&terminal, &known],
         )
         .await
-        .map_err(|e| {
-            FollowError(format!(
-                "reading duet.migrations: {}",
-                shadow::migrate::DbErrorText(&e)
-            ))
-        })?;
+        .map_err(FollowError::Read)?;
     let mut stored = Vec::with_capacity(rows.len());
     for row in rows {
         let id: i64 = row.get(0);
-        let phase: Phase = row
-            .get::<_, String>(1)
-            .parse()
-            .map_err(|e: shadow::migrate::MigrateError| FollowError(e.to_string()))?;
+        let phase: Phase = row.get::<_, String>(1).parse::<Phase>()?;
         let plan: Plan = serde_json::from_str(&row.get::<_, String>(2))
-            .map_err(|e| FollowError(format!("migration {id}: unreadable plan: {e}")))?;
+            .map_err(|source| FollowError::Plan { id, source })?;
         let settings = RunSettings::stored(&ctx.config.migration, &row.get::<_, String>(4))
-            .map_err(|e| FollowError(format!("migration {id}: {e}")))?;
+            .map_err(|source| FollowError::Settings { id, source })?;
         stored.push(Stored {
             id,
             phase,
@@ -258,21 +276,6 @@ fn drivers_own(local: Phase, stored: Phase) -> bool {
         )
 }
 
-/// Whether a migration in `phase` has background work that some member must run.
-fn needs_driver(phase: Phase, settings: &RunSettings) -> bool {
-    match phase {
-        Phase::Planned
-        | Phase::Expanding
-        | Phase::Copying
-        | Phase::Verifying
-        | Phase::Completing
-        | Phase::Aborting
-        | Phase::Reverting => true,
-        Phase::Ready => settings.auto_cutover,
-        _ => false,
-    }
-}
-
 /// Takes the driver lock of `m` when its phase needs a driver and no live member holds it, and
 /// starts the work of its phase.
 async fn drive_if_needed(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
@@ -316,110 +319,6 @@ async fn drive_if_needed(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
     }
 }
 
-/// Gives up driving `m` (its work is done or moved elsewhere).
-pub(crate) async fn release(ctx: &ProxyContext, m: &Migration) {
-    if m.driven_here() {
-        m.set_driven(false);
-        ctx.fleet.stop_driving(m.id).await;
-    }
-}
-
-/// Gives up driving `m` unless its phase has work for a driver (an operator command that took
-/// the lock and then changed nothing).
-pub(crate) async fn release_if_idle(ctx: &ProxyContext, m: &Migration) {
-    if !needs_driver(m.phase(), &m.run_settings()) {
-        release(ctx, m).await;
-    }
-}
-
-/// Takes the driver lock of `m` for an operator command running on this member, waiting up to
-/// `wait` for a driver that is stopping; `false` when another member still drives it.
-pub(crate) async fn acquire(ctx: &ProxyContext, m: &Migration, wait: Duration) -> bool {
-    if m.driven_here() {
-        return true;
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match ctx.fleet.try_drive(m.id).await {
-            Ok(true) => {
-                m.set_driven(true);
-                return true;
-            }
-            // No fleet connection: nothing to coordinate with (a proxy alone, or a database
-            // that cannot hold duet's tables; the stored phase still serialises commands).
-            Err(_) if ctx.fleet.client().is_none() => return true,
-            _ => {}
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until every other live member has read the stored phase of `m`, published its route
-/// and written its counters (after a route change that must not overlap the old one, such as
-/// the end of tombstones; before `complete` counts old-shape statements); `status` shows who is
-/// waited for. Members that die drop out of the wait; with a `limit`, members that do not
-/// answer within it fail the barrier (named).
-pub(crate) async fn barrier(
-    ctx: &ProxyContext,
-    m: &Migration,
-    limit: Option<Duration>,
-) -> Result<(), String> {
-    let Some(client) = ctx.fleet.client() else {
-        return Ok(());
-    };
-    let me = ctx.fleet.id();
-    let token = ctx.fleet.token("sync");
-    let mut events = ctx.fleet.subscribe();
-    store::notify(
-        client.as_ref(),
-        &Message::Sync {
-            token: token.clone(),
-        },
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "asking the fleet to follow: {}",
-            shadow::migrate::DbErrorText(&e)
-        )
-    })?;
-    let started = std::time::Instant::now();
-    loop {
-        let waiting = store::not_acknowledged(client.as_ref(), me, &token)
-            .await
-            .map_err(|e| {
-                format!(
-                    "reading the fleet's answers: {}",
-                    shadow::migrate::DbErrorText(&e)
-                )
-            })?;
-        if waiting.is_empty() {
-            m.live().note = None;
-            return Ok(());
-        }
-        if limit.is_some_and(|limit| started.elapsed() >= limit) {
-            return Err(format!(
-                "fleet member(s) {} did not answer within {} ms (stopped or cut off?)",
-                waiting.join(", "),
-                limit.map_or(0, |l| l.as_millis())
-            ));
-        }
-        if limit.is_none() && started.elapsed() > Duration::from_secs(2) {
-            m.live().note = Some(format!(
-                "waiting for fleet member(s) {} to take the new routes",
-                waiting.join(", ")
-            ));
-        }
-        tokio::select! {
-            _ = events.recv() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
-}
-
 /// The member connection was lost, and with it every driver lock: stop driving.
 fn demote_all(ctx: &Arc<ProxyContext>) {
     for m in ctx.migrations.all() {
@@ -436,13 +335,7 @@ async fn report_now(ctx: &ProxyContext) {
     let Some(client) = ctx.fleet.client() else {
         return;
     };
-    match store::heartbeat(
-        client.as_ref(),
-        ctx.fleet.id(),
-        &super::resume::self_report(ctx),
-    )
-    .await
-    {
+    match store::heartbeat(client.as_ref(), ctx.fleet.id(), &status::self_report(ctx)).await {
         Ok(members) => ctx.fleet.set_members(members),
         Err(err) => tracing::warn!(%err, "fleet heartbeat failed"),
     }

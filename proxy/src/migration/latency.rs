@@ -120,12 +120,12 @@ impl ClientLatency for FleetLatency {
 }
 
 /// The latency throttle as `status` shows it (the member driving the migration).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThrottleStatus {
     /// `off`, `idle` (too few client statements to judge), `measuring` (resting to take the
     /// baseline), `clear`, `holding` (the copy or verification waits) or `forced` (the progress
     /// guarantee let one piece through).
-    pub state: &'static str,
+    pub state: String,
     /// Why, for people: `client p99 4.1 ms > 1.5 × baseline 2.5 ms, waiting 0.8 s …`.
     pub reason: String,
     /// The clients' p99 in the window last read, in microseconds.
@@ -154,7 +154,7 @@ impl ThrottleStatus {
     pub fn of(view: &LatencyView) -> Self {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         ThrottleStatus {
-            state: view.state.as_str(),
+            state: view.state.as_str().to_owned(),
             reason: view.reason(),
             p99_us: micros(view.sample.p99),
             statements: view.sample.statements,

@@ -13,10 +13,36 @@
 //! Every phase change is recorded in `duet.migrations` (through
 //! [`shadow::migrate::state::transition`]) in the same transaction as the step it records where
 //! that step is transactional; the in-memory phase follows the stored one.
+//!
+//! # The order of the files
+//!
+//! Data flows one way — admin request → [`commands`] (start, settings) → the plan's steps in
+//! [`controller`] (expand, copy, [`verify`]) → [`flip`] (cutover, revert, complete, abort) — and
+//! each file refers only to files below it in this list (a test in this module fails on a cycle):
+//!
+//! 1. [`follow`], [`resume`] — the fleet's follower and startup: adopt stored migrations and
+//!    drive them (they start the controller and finish commands);
+//! 2. [`commands`] — `migrate` (record, register, start) and `set`;
+//! 3. [`controller`] — the background task that runs a migration's steps up to `ready` (and
+//!    its automatic cutover);
+//! 4. [`flip`] — the operator's route-changing commands, under the fleet's hold;
+//! 5. [`verify`] — verification and repair until clean;
+//! 6. [`status`], [`bypass`] — what `status` shows and the heartbeat reports; writers around duet;
+//! 7. [`error`] — [`error::MigrationError`] and [`error::CommandError`];
+//! 8. [`driver`] — the driver lock and the fleet's barrier;
+//! 9. this module — the registry and what every file shares ([`Migration`], [`FlipRecord`]);
+//! 10. [`control`], [`settings`], [`latency`] — control connections and guarded steps; run
+//!     settings; the clients' latency.
+//!
+//! Errors are typed all the way down: a failed step keeps its [`shadow::migrate::MigrateError`]
+//! or `tokio_postgres::Error` as the source, and its message already carries what the operator
+//! reads in `status` and in the admin reply.
 
 pub mod bypass;
+pub mod commands;
 pub mod control;
 pub mod controller;
+pub mod driver;
 pub mod error;
 pub mod flip;
 pub mod follow;
@@ -24,6 +50,7 @@ pub mod latency;
 pub mod resume;
 pub mod settings;
 pub mod status;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -44,6 +71,49 @@ pub use settings::RunSettings;
 /// How many finished migrations `status` keeps showing.
 const RECENT_FINISHED: usize = 10;
 
+/// Why no migration, or more than one, matches what a command names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// No migration has this id here.
+    #[error("no migration {0} is known to this proxy")]
+    UnknownId(i64),
+    /// No active migration of the named table (`active` lists the others, if any).
+    #[error("no active migration of table {table}{active}")]
+    NoneOfTable {
+        /// The table as named.
+        table: String,
+        /// `; active: …` naming the active migrations, or empty.
+        active: String,
+    },
+    /// Several active migrations match the named table.
+    #[error("several active migrations match {table}: {matching}; pass --id")]
+    SeveralOfTable {
+        /// The table as named.
+        table: String,
+        /// The matching migrations, described.
+        matching: String,
+    },
+    /// Nothing named, and no migration is active.
+    #[error("no active migration; start one with `duet admin migrate`")]
+    NoneActive,
+    /// Nothing named, and several unrelated migrations are active.
+    #[error("several migrations are active: {active}; pass --table or --id")]
+    Several {
+        /// The active migrations, described.
+        active: String,
+    },
+}
+
+/// A table of a migration of several whose migration this member does not know (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("migration {id} is planned together with {table}, whose migration this proxy does not know (yet): retry in a moment, or run the command on the member that started it")]
+pub struct GroupError {
+    /// The migration the command named.
+    pub id: i64,
+    /// The table planned with it.
+    pub table: String,
+}
+
 /// Every migration this proxy drives or recently finished.
 #[derive(Debug, Default)]
 pub struct Migrations {
@@ -54,7 +124,7 @@ pub struct Migrations {
     server_version_num: AtomicU32,
     /// Migrations being started here: recorded in the database, not yet registered (the
     /// follower leaves new rows alone meanwhile, or it would adopt this member's own start).
-    starting: AtomicU32,
+    pub(crate) starting: AtomicU32,
     /// One reading of the stored migrations at a time (startup's, the follower's, a hold's):
     /// two at once would both adopt a new migration, and the second copy would replace the
     /// first — the one driving it — in the registry.
@@ -101,14 +171,14 @@ impl Migrations {
 
     /// The migration a command is about: by id, by table (`schema.name` or unqualified), or the
     /// only active one.
-    pub fn select(&self, selector: &Selector) -> Result<Arc<Migration>, String> {
+    pub fn select(&self, selector: &Selector) -> Result<Arc<Migration>, SelectError> {
         let entries = self.lock();
         if let Some(id) = selector.id {
             return entries
                 .iter()
                 .find(|m| m.id == id)
                 .cloned()
-                .ok_or_else(|| format!("no migration {id} is known to this proxy"));
+                .ok_or(SelectError::UnknownId(id));
         }
         let active: Vec<&Arc<Migration>> = entries
             .iter()
@@ -128,18 +198,18 @@ impl Migrations {
                 .collect();
             return match found.as_slice() {
                 [one] => Ok((*one).clone()),
-                [] => Err(format!(
-                    "no active migration of table {table}{}",
-                    if active.is_empty() {
+                [] => Err(SelectError::NoneOfTable {
+                    table: table.clone(),
+                    active: if active.is_empty() {
                         String::new()
                     } else {
                         format!("; active: {}", describe(&active))
-                    }
-                )),
-                several => Err(format!(
-                    "several active migrations match {table}: {}; pass --id",
-                    describe(several)
-                )),
+                    },
+                }),
+                several => Err(SelectError::SeveralOfTable {
+                    table: table.clone(),
+                    matching: describe(several),
+                }),
             };
         }
         match active.as_slice() {
@@ -151,18 +221,17 @@ impl Migrations {
             {
                 Ok((*first).clone())
             }
-            [] => Err("no active migration; start one with `duet admin migrate`".to_owned()),
-            several => Err(format!(
-                "several migrations are active: {}; pass --table or --id",
-                describe(several)
-            )),
+            [] => Err(SelectError::NoneActive),
+            several => Err(SelectError::Several {
+                active: describe(several),
+            }),
         }
     }
 
     /// The migrations a command on `m` acts on: `m` alone, or — for a migration of several
     /// tables — the migration of each of its tables, in flip order (finished ones included, so
     /// a command that stopped half-way can be run again for the rest).
-    pub fn group(&self, m: &Arc<Migration>) -> Result<Vec<Arc<Migration>>, String> {
+    pub fn group(&self, m: &Arc<Migration>) -> Result<Vec<Arc<Migration>>, GroupError> {
         if m.plan.group.is_empty() {
             return Ok(vec![m.clone()]);
         }
@@ -176,11 +245,9 @@ impl Migrations {
                     .filter(|o| o.plan.table == *table && o.plan.group == m.plan.group)
                     .max_by_key(|o| o.id)
                     .cloned()
-                    .ok_or_else(|| {
-                        format!(
-                            "migration {} is planned together with {table}, whose migration this proxy does not know (yet): retry in a moment, or run the command on the member that started it",
-                            m.id
-                        )
+                    .ok_or_else(|| GroupError {
+                        id: m.id,
+                        table: table.to_string(),
                     })
             })
             .collect()
@@ -226,29 +293,58 @@ impl Migrations {
     }
 }
 
+/// How a cutover attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipOutcome {
+    /// The tables flipped.
+    Flipped,
+    /// Sessions did not reach a transaction boundary within the budget.
+    BudgetMissed,
+    /// Other fleet members could not hold their clients in time.
+    MembersMissed,
+    /// The flip's transaction could not take its lock in time.
+    LockTimeout,
+    /// Anything else (the message says what).
+    Error,
+}
+
+impl FlipOutcome {
+    /// The outcome's name, as `status` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlipOutcome::Flipped => "flipped",
+            FlipOutcome::BudgetMissed => "budget_missed",
+            FlipOutcome::MembersMissed => "members_missed",
+            FlipOutcome::LockTimeout => "lock_timeout",
+            FlipOutcome::Error => "error",
+        }
+    }
+}
+
 /// How the last cutover attempt ended.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlipRecord {
-    /// `flipped`, `budget_missed`, `lock_timeout` or `error`.
-    pub outcome: &'static str,
+    /// `flipped`, `budget_missed`, `members_missed`, `lock_timeout` or `error`.
+    pub outcome: FlipOutcome,
     /// How long clients were held (gate pause start to resume), in milliseconds.
     pub stall_ms: u64,
     /// The sessions that kept the proxy from being quiet (budget missed).
     pub blocked_by: Vec<BlockingSession>,
     /// What went wrong, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// A session named in a missed flip budget.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockingSession {
     /// duet's session id.
     pub id: u64,
     /// The user.
     pub user: String,
     /// What it was doing (`idle in transaction`, …).
-    pub state: &'static str,
+    pub state: String,
     /// Seconds in that state.
     pub age_s: f64,
     /// Its backend pid.
@@ -315,7 +411,7 @@ pub struct Migration {
     live: Mutex<Live>,
     /// One operator command at a time per migration.
     pub(crate) op: tokio::sync::Mutex<()>,
-    /// One run-settings change at a time (see [`settings::change`]).
+    /// One run-settings change at a time (see [`commands::change_settings`]).
     pub(crate) settings_lock: tokio::sync::Mutex<()>,
     task: Mutex<Option<JoinHandle<()>>>,
     sampler: Mutex<Option<JoinHandle<()>>>,
@@ -411,7 +507,7 @@ impl Migration {
     }
 
     /// Puts `settings` in force, in the running copier too (storing them is
-    /// [`settings::change`]'s part).
+    /// [`commands::change_settings`]'s part).
     pub(crate) fn apply_settings(&self, settings: RunSettings) {
         let mut live = self.live();
         let before = std::mem::replace(&mut live.settings, settings);
@@ -576,71 +672,198 @@ impl Migration {
     }
 }
 
-/// Marks a start in progress until dropped.
-struct Starting<'a>(&'a Migrations);
+#[cfg(test)]
+mod layers {
+    //! The files of `migration/` point one way (see the module docs): this reads their sources
+    //! and fails when their references to each other form a cycle, naming it.
 
-impl Drop for Starting<'_> {
-    fn drop(&mut self) {
-        self.0.starting.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
 
-/// Records, registers and starts a planned migration; returns it once recorded (the work goes on
-/// in the background). Used by the `migrate` admin command after planning, and by embedders and
-/// tests that build a [`Plan`] themselves.
-pub async fn start(
-    ctx: &Arc<ProxyContext>,
-    mut plan: Plan,
-    auto_cutover: bool,
-) -> Result<Arc<Migration>, String> {
-    // Whoever built the plan, no write may bypass its shadow (a no-op when it has the net).
-    shadow::plan::steps::add_safety_net(&mut plan);
-    let mut client = control::connect(ctx).await?;
-    shadow::migrate::state::ensure_schema(&mut client)
-        .await
-        .map_err(|e| format!("cannot create duet's state schema: {e}"))?;
-    let plan_json =
-        serde_json::to_value(&plan).map_err(|e| format!("internal error storing the plan: {e}"))?;
-    let table = plan.table.sql();
-    let settings = RunSettings {
-        // The clients' latency before anything of the migration runs: what the copier's and
-        // the verifier's latency throttle keeps them near.
-        latency_baseline_us: latency::baseline_now(ctx)
-            .map(|p99| u64::try_from(p99.as_micros()).unwrap_or(u64::MAX)),
-        ..RunSettings::initial(&ctx.config.migration, auto_cutover)
-    };
-    ctx.migrations.starting.fetch_add(1, Ordering::SeqCst);
-    let _started = Starting(&ctx.migrations);
-    let settings_json = serde_json::to_value(settings)
-        .map_err(|e| format!("internal error storing the settings: {e}"))?;
-    let id = shadow::migrate::state::create_migration_with_settings(
-        &client,
-        &table,
-        plan.kind.as_str(),
-        &plan_json,
-        &settings_json,
-    )
-    .await
-        .map_err(|e| match e {
-            shadow::migrate::MigrateError::AlreadyActive { .. } => format!(
-                "table {}.{} already has an active migration: finish it first (`duet admin status` shows it; `duet admin abort --table {}.{}` or `complete`)",
-                plan.table.schema, plan.table.name, plan.table.schema, plan.table.name
-            ),
-            other => other.to_string(),
-        })?;
-    ctx.routes
-        .reset_counters(&plan.table.schema, &plan.table.name);
-    let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
-    let migration = Arc::new(Migration::new(id, plan, Phase::Planned, settings, counters));
-    // The member that starts a migration drives it (a new id: no one else holds its lock).
-    if !follow::acquire(ctx, &migration, std::time::Duration::ZERO).await {
-        return Err(format!(
-            "migration {id} is recorded but another member of the fleet took it over first; `duet admin status` shows it"
-        ));
+    /// A file's code, without its tests (where `super` is the file itself) and comments.
+    fn code(source: &str) -> String {
+        let without_tests = source.split("#[cfg(test)]").next().unwrap_or_default();
+        without_tests
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
-    ctx.migrations.insert(migration.clone());
-    tracing::info!(migration = id, table = %migration.table_label(), strategy = migration.plan.kind.as_str(), "migration recorded");
-    controller::spawn(ctx, &migration);
-    bypass::spawn_sampler(ctx, &migration);
-    Ok(migration)
+
+    /// The first path segment of each item a `use` group (`{a, b::c, d}`) names.
+    fn group_heads(group: &str) -> Vec<String> {
+        let mut heads = Vec::new();
+        let mut depth = 0;
+        let mut item = String::new();
+        for c in group.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => heads.push(std::mem::take(&mut item)),
+                _ if depth == 0 => item.push(c),
+                _ => {}
+            }
+        }
+        heads.push(item);
+        heads
+            .iter()
+            .filter_map(|item| {
+                let head = item.trim().split("::").next()?.trim().to_owned();
+                (!head.is_empty()).then_some(head)
+            })
+            .collect()
+    }
+
+    /// The names `code` reaches after `prefix` (`super::`, `crate::migration::`).
+    fn names_after(code: &str, prefix: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (at, _) in code.match_indices(prefix) {
+            let rest = &code[at + prefix.len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = matching_brace(group);
+                names.extend(group_heads(&group[..end]));
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn matching_brace(group: &str) -> usize {
+        let mut depth = 1;
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i;
+                    }
+                }
+                _ => {}
+            }
+        }
+        group.len()
+    }
+
+    /// Which files each file of `migration/` refers to (`mod` is `mod.rs`: the registry and
+    /// the types every file shares).
+    fn references(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+        let mut sources = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).expect("migration/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("a file name")
+                    .to_owned();
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                sources.insert(name, code(&text));
+            }
+        }
+        let modules: BTreeSet<String> = sources.keys().filter(|n| *n != "mod").cloned().collect();
+        let mut edges = BTreeMap::new();
+        for (name, code) in &sources {
+            let mut to = BTreeSet::new();
+            let mut reached = names_after(code, "crate::migration::");
+            if name == "mod" {
+                // mod.rs reaches its children by their bare names.
+                for module in &modules {
+                    if code.contains(&format!("{module}::"))
+                        && code.match_indices(&format!("{module}::")).any(|(at, _)| {
+                            !code[..at]
+                                .ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                        })
+                    {
+                        reached.push(module.clone());
+                    }
+                }
+            } else {
+                reached.extend(names_after(code, "super::"));
+            }
+            for target in reached {
+                let target = if modules.contains(&target) {
+                    target
+                } else {
+                    "mod".to_owned()
+                };
+                if &target != name {
+                    to.insert(target);
+                }
+            }
+            edges.insert(name.clone(), to);
+        }
+        edges
+    }
+
+    /// A cycle among `edges`, as the files around it, if there is one.
+    fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        fn visit(
+            node: &str,
+            edges: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(start) = path.iter().position(|n| n == node) {
+                let mut cycle = path[start..].to_vec();
+                cycle.push(node.to_owned());
+                return Some(cycle);
+            }
+            if done.contains(node) {
+                return None;
+            }
+            path.push(node.to_owned());
+            for next in edges.get(node).into_iter().flatten() {
+                if let Some(cycle) = visit(next, edges, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(node.to_owned());
+            None
+        }
+        let mut done = BTreeSet::new();
+        edges
+            .keys()
+            .find_map(|node| visit(node, edges, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn the_files_of_migration_refer_to_each_other_without_a_cycle() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/migration");
+        let edges = references(&dir);
+        assert!(
+            edges["controller"].contains("verify") && edges["flip"].contains("driver"),
+            "the reader must see the references it checks: {edges:?}"
+        );
+        if let Some(cycle) = find_cycle(&edges) {
+            panic!(
+                "migration/ files refer to each other in a cycle: {} — move what both need into a \
+                 lower module (see the order in migration/mod.rs)",
+                cycle.join(" → ")
+            );
+        }
+    }
+
+    #[test]
+    fn the_reader_finds_a_cycle_when_there_is_one() {
+        let mut edges = BTreeMap::new();
+        edges.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));
+        edges.insert("b".to_owned(), BTreeSet::from(["mod".to_owned()]));
+        edges.insert("mod".to_owned(), BTreeSet::from(["a".to_owned()]));
+        assert!(find_cycle(&edges).is_some());
+        assert_eq!(
+            group_heads("control::{self, ControlError}, driver, Migration"),
+            ["control", "driver", "Migration"]
+        );
+        assert_eq!(
+            names_after("use super::{a, b::c};\nsuper::d::e();", "super::"),
+            ["a", "b", "d"]
+        );
+    }
 }

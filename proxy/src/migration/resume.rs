@@ -18,26 +18,32 @@
 //! schema exists but cannot be read, startup fails: serving without knowing which tables are
 //! under migration could route writes wrongly.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::follow;
+use super::follow::{self, FollowError};
+use super::status::self_report;
 use crate::context::ProxyContext;
-use crate::fleet::store::{SelfReport, TableCounts};
 
 /// Why restoring failed in a way that must stop startup.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot restore duet's migrations from the backend: {0}")]
-pub struct RestoreError(pub String);
+pub enum RestoreError {
+    /// The stored migrations could not be followed.
+    #[error("cannot restore duet's migrations from the backend: {0}")]
+    Follow(#[source] FollowError),
+    /// Whether duet's schema exists could not be asked.
+    #[error("cannot restore duet's migrations from the backend: {0}")]
+    Query(#[source] tokio_postgres::Error),
+    /// duet's schema exists, but this proxy could not join the fleet.
+    #[error("cannot restore duet's migrations from the backend: duet's schema exists but this proxy could not join the fleet in front of the database (the log says why): it cannot know which tables are under migration")]
+    NotJoined,
+}
 
 /// Joins the fleet, starts following it, and restores the stored migrations.
 pub async fn restore(ctx: &Arc<ProxyContext>) -> Result<(), RestoreError> {
     crate::fleet::member::start(ctx, self_report).await;
     follow::spawn(ctx);
     if ctx.fleet.client().is_some() {
-        return follow::sync(ctx)
-            .await
-            .map_err(|e| RestoreError(e.to_string()));
+        return follow::sync(ctx).await.map_err(RestoreError::Follow);
     }
     // Not joined: fine while the backend is down (the follower restores once it joins), not when
     // the backend answers and holds migrations this proxy cannot follow.
@@ -50,50 +56,10 @@ pub async fn restore(ctx: &Arc<ProxyContext>) -> Result<(), RestoreError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('duet.migrations') IS NOT NULL", &[])
         .await
-        .map_err(|e| RestoreError(e.to_string()))?
+        .map_err(RestoreError::Query)?
         .get(0);
     if exists {
-        return Err(RestoreError(
-            "duet's schema exists but this proxy could not join the fleet in front of the database (the log says why): it cannot know which tables are under migration".to_owned(),
-        ));
+        return Err(RestoreError::NotJoined);
     }
     Ok(())
-}
-
-/// What this member publishes about itself with every heartbeat (and before it answers a
-/// barrier, so the asker reads counts as of now).
-pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
-    let mut counters = serde_json::Map::new();
-    for m in ctx.migrations.all() {
-        if m.phase().is_terminal() {
-            continue;
-        }
-        let c = &m.counters;
-        let counts = TableCounts {
-            old_shape_statements: c.old_shape_statements.load(Ordering::Relaxed),
-            old_shape_last_seen_ms: c.old_shape_last_seen_ms.load(Ordering::Relaxed),
-            dual_writes: c.dual_writes.load(Ordering::Relaxed),
-            unrewritten_writes: c.unrewritten.load(Ordering::Relaxed),
-        };
-        if let Ok(mut value) = serde_json::to_value(counts) {
-            let sample = super::status::bypass_views(&m.live().bypass);
-            if let (Some(object), false) = (value.as_object_mut(), sample.is_empty()) {
-                if let Ok(list) = serde_json::to_value(sample) {
-                    object.insert(super::status::BYPASS_KEY.to_owned(), list);
-                }
-            }
-            counters.insert(m.table_label(), value);
-        }
-    }
-    if let Ok(latency) = serde_json::to_value(super::latency::member_report(ctx)) {
-        counters.insert(super::latency::MEMBER_KEY.to_owned(), latency);
-    }
-    SelfReport {
-        listen: ctx.config.listen.to_string(),
-        admin_socket: ctx.config.admin_socket.display().to_string(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        route_epoch: i64::try_from(ctx.routes.epoch()).unwrap_or(i64::MAX),
-        sessions: i32::try_from(ctx.sessions.len()).unwrap_or(i32::MAX),
-        counters: serde_json::Value::Object(counters),
-    }
 }

@@ -7,15 +7,26 @@
 //! paused because the primary was struggling stays paused, and a migration started with
 //! `--auto-cutover` still flips on its own once ready.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{control, controller, Migration, Phase};
 use crate::config::{MigrationConfig, Throttles};
-use crate::context::ProxyContext;
 use crate::duration::{whole_micros, whole_millis};
+
+/// Why a migration's stored settings cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredSettingsError {
+    /// The defaults could not be written as JSON (never expected: plain numbers).
+    #[error("internal error: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The stored text is not JSON, or a field has the wrong type.
+    #[error("unreadable settings: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    /// The stored JSON is not an object.
+    #[error("settings must be a JSON object, got {0}")]
+    NotAnObject(String),
+}
 
 /// What the operator chose for one migration (as stored and as shown by `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -91,18 +102,18 @@ impl RunSettings {
 
     /// The settings stored with a migration. Fields missing from the stored object (a migration
     /// recorded before they existed) keep the `[migration]` defaults.
-    pub fn stored(config: &MigrationConfig, stored: &str) -> Result<Self, String> {
+    pub fn stored(config: &MigrationConfig, stored: &str) -> Result<Self, StoredSettingsError> {
         let mut value = serde_json::to_value(Self::initial(config, false))
-            .map_err(|e| format!("internal error: {e}"))?;
+            .map_err(StoredSettingsError::Encode)?;
         let stored: serde_json::Value =
-            serde_json::from_str(stored).map_err(|e| format!("unreadable settings: {e}"))?;
+            serde_json::from_str(stored).map_err(StoredSettingsError::Unreadable)?;
         let (Some(merged), Some(stored)) = (value.as_object_mut(), stored.as_object()) else {
-            return Err(format!("settings must be a JSON object, got {stored}"));
+            return Err(StoredSettingsError::NotAnObject(stored.to_string()));
         };
         for (key, field) in stored {
             merged.insert(key.clone(), field.clone());
         }
-        serde_json::from_value(value).map_err(|e| format!("unreadable settings: {e}"))
+        serde_json::from_value(value).map_err(StoredSettingsError::Unreadable)
     }
 
     /// The target chunk time.
@@ -127,7 +138,7 @@ impl RunSettings {
         self.latency_baseline_us.map(Duration::from_micros)
     }
 
-    fn with(mut self, change: &SettingsChange) -> Self {
+    pub(crate) fn with(mut self, change: &SettingsChange) -> Self {
         if let Some(on) = change.auto_cutover {
             self.auto_cutover = on;
         }
@@ -160,59 +171,6 @@ impl RunSettings {
         }
         self
     }
-}
-
-/// Applies `change` to migration `m`: stores the new settings first, then hands them to the
-/// running copier, so a change the operator was told about survives a restart and a change that
-/// could not be stored never takes effect. Returns the settings now in force.
-pub async fn change(
-    ctx: &Arc<ProxyContext>,
-    m: &Arc<Migration>,
-    change: SettingsChange,
-) -> Result<RunSettings, String> {
-    if let Some(factor) = change.max_latency_factor {
-        if !crate::config::valid_latency_factor(factor) {
-            return Err(format!(
-                "max-latency-factor {factor}: must be 0 (client latency not watched) or a number from 1 to 1000"
-            ));
-        }
-    }
-    if change.auto_cutover == Some(true) && !m.plan.group.is_empty() {
-        return Err(format!(
-            "migration {} is one table of a migration of several, which flip together: run `duet admin cutover` once `status` shows every table ready (auto-cutover is not available for it)",
-            m.id
-        ));
-    }
-    if change.latency_max_pause_ms == Some(0) {
-        return Err("latency-max-pause must be longer than 0 (max-latency-factor=0 stops watching the clients' latency)".to_owned());
-    }
-    // One change at a time, so two concurrent `set`s cannot store one and apply the other.
-    let _one = m.settings_lock.lock().await;
-    if let Some(paused) = change.copy_paused {
-        let phase = m.phase();
-        if !matches!(phase, Phase::Planned | Phase::Expanding | Phase::Copying) {
-            return Err(format!(
-                "migration {} is {phase}: there is no copy to {}",
-                m.id,
-                if paused { "pause" } else { "resume" }
-            ));
-        }
-    }
-    let before = m.run_settings();
-    let next = before.with(&change);
-    let stored = serde_json::to_value(next).map_err(|e| format!("internal error: {e}"))?;
-    let client = control::connect(ctx).await?;
-    shadow::migrate::state::store_settings(&client, m.id, &stored)
-        .await
-        .map_err(|e| format!("the settings were not changed: {e}"))?;
-    m.apply_settings(next);
-    tracing::info!(migration = m.id, settings = %stored, "settings changed");
-    if next.auto_cutover && !before.auto_cutover && m.phase() == Phase::Ready {
-        // Ready means the controller has finished its work; its ready step is the automatic
-        // cutover, so run it now rather than waiting for the operator's `cutover`.
-        controller::spawn(ctx, m);
-    }
-    Ok(next)
 }
 
 #[cfg(test)]

@@ -3,10 +3,30 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use shadow::migrate::copier::CopierState;
+use shadow::plan::PlanKind;
 
-use super::{controller, FlipRecord, Migration, RunSettings};
+use super::{FlipRecord, Migration, Phase, RunSettings};
 use crate::context::ProxyContext;
+use crate::fleet::store::{SelfReport, TableCounts};
+
+/// A migration phase written as its stored name (`ready`, `flipped`, …), for `#[serde(with)]`.
+pub mod phase_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use shadow::migrate::Phase;
+
+    /// Writes `phase` as its name.
+    pub fn serialize<S: Serializer>(phase: &Phase, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(phase.as_str())
+    }
+
+    /// Reads a phase from its name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// A bypassing writer as shown by `status` (and as the driving member reports it to the fleet).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -23,21 +43,22 @@ pub struct BypassView {
     pub seen_s_ago: f64,
 }
 
-/// One migration as shown by `status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One migration as shown by `status` (and read back by `duet admin`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MigrationStatus {
     /// Id.
     pub id: i64,
     /// `schema.name`.
     pub table: String,
     /// `in_place`, `shadow_column`, `shadow_table` or `rename`.
-    pub strategy: &'static str,
+    pub strategy: PlanKind,
     /// The tables of a migration of several that flip together, in flip order (this one's
     /// included); absent for a migration of one table.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<String>,
     /// The phase.
-    pub phase: &'static str,
+    #[serde(with = "phase_name")]
+    pub phase: Phase,
     /// Why the migration stopped, if it did.
     pub error: Option<String>,
     /// Source rows covered by the copy.
@@ -80,7 +101,7 @@ pub struct MigrationStatus {
 }
 
 /// A migration's counters summed over the fleet's members.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FleetCounts {
     /// Members that reported counts for the table.
     pub members: u32,
@@ -177,15 +198,15 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
     let progress = live.copy.as_ref().map(|c| c.progress());
     let copy_state = match (&live.note, &progress) {
         (Some(note), _) => Some(note.clone()),
-        (None, Some(p)) => Some(controller::copy_state_name(&p.state)),
+        (None, Some(p)) => Some(copy_state_name(&p.state)),
         (None, None) => None,
     };
     MigrationStatus {
         id: m.id,
         table: m.table_label(),
-        strategy: m.plan.kind.as_str(),
+        strategy: m.plan.kind,
         group: m.plan.group.iter().map(|t| t.to_string()).collect(),
-        phase: live.phase.as_str(),
+        phase: live.phase,
         error: live.error.clone(),
         rows_done: progress.as_ref().map(|p| p.rows_done),
         rows_total: progress.as_ref().and_then(|p| p.rows_total),
@@ -216,5 +237,56 @@ fn one(m: &Migration, members: &[crate::fleet::MemberView]) -> MigrationStatus {
             .map(|t| super::latency::ThrottleStatus::of(&t.view())),
         settings: live.settings,
         fleet: fleet_counts(m, members, now_ms),
+    }
+}
+
+/// The copier's state as shown in `status`.
+pub(crate) fn copy_state_name(state: &CopierState) -> String {
+    match state {
+        CopierState::Starting => "starting".to_owned(),
+        CopierState::Running => "running".to_owned(),
+        CopierState::Paused => "paused".to_owned(),
+        CopierState::Throttled(reason) => format!("throttled: {reason}"),
+        CopierState::Stopped => "stopped".to_owned(),
+        CopierState::Done => "done".to_owned(),
+        CopierState::Failed(error) => format!("failed: {error}"),
+    }
+}
+
+/// What this member publishes about itself with every heartbeat (and before it answers a
+/// barrier, so the asker reads counts as of now).
+pub(crate) fn self_report(ctx: &ProxyContext) -> SelfReport {
+    let mut counters = serde_json::Map::new();
+    for m in ctx.migrations.all() {
+        if m.phase().is_terminal() {
+            continue;
+        }
+        let c = &m.counters;
+        let counts = TableCounts {
+            old_shape_statements: c.old_shape_statements.load(Ordering::Relaxed),
+            old_shape_last_seen_ms: c.old_shape_last_seen_ms.load(Ordering::Relaxed),
+            dual_writes: c.dual_writes.load(Ordering::Relaxed),
+            unrewritten_writes: c.unrewritten.load(Ordering::Relaxed),
+        };
+        if let Ok(mut value) = serde_json::to_value(counts) {
+            let sample = bypass_views(&m.live().bypass);
+            if let (Some(object), false) = (value.as_object_mut(), sample.is_empty()) {
+                if let Ok(list) = serde_json::to_value(sample) {
+                    object.insert(BYPASS_KEY.to_owned(), list);
+                }
+            }
+            counters.insert(m.table_label(), value);
+        }
+    }
+    if let Ok(latency) = serde_json::to_value(super::latency::member_report(ctx)) {
+        counters.insert(super::latency::MEMBER_KEY.to_owned(), latency);
+    }
+    SelfReport {
+        listen: ctx.config.listen.to_string(),
+        admin_socket: ctx.config.admin_socket.display().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        route_epoch: i64::try_from(ctx.routes.epoch()).unwrap_or(i64::MAX),
+        sessions: i32::try_from(ctx.sessions.len()).unwrap_or(i32::MAX),
+        counters: serde_json::Value::Object(counters),
     }
 }

@@ -40,7 +40,8 @@ use crate::ident::{quote_ident, QualifiedName};
 
 use super::referencing::{self, ReferencingKey};
 use super::steps::{step, BRIEF};
-use super::Step;
+use super::{Step, StepLock};
+use crate::check::LockMode;
 
 /// What a shadow migration carries over from the old shape to the new one (and back at a revert),
 /// as it was when the migration was planned.
@@ -321,7 +322,7 @@ impl Carried {
                     })
                     .collect::<Vec<_>>()
                     .join(";\n"),
-                "ACCESS EXCLUSIVE on each rule's relation (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on each rule's relation (brief)"),
                 "rules reading the table or its views are bound to the side being renamed away; re-created below",
             ));
         }
@@ -347,7 +348,7 @@ impl Carried {
                 .map(|v| format!("DROP {} {}", v.kind(), v.name.sql()));
             steps.push(step(
                 populated.chain(drops).collect::<Vec<_>>().join(";\n"),
-                "ACCESS EXCLUSIVE on each view (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on each view (brief)"),
                 "views follow the table's OID and column numbers: dropped here, re-created below over the side that has the table's name",
             ));
         }
@@ -386,12 +387,12 @@ impl Carried {
                     populated_setting(i)
                 ));
                 (
-                    "ACCESS EXCLUSIVE on the new materialized view; its query runs while clients are held",
+                    StepLock::new(LockMode::AccessExclusive, "on the new materialized view; its query runs while clients are held"),
                     "the materialized view again, over the side that has the table's name, with its indexes, owner, privileges and comments, refreshed when the dropped one held rows",
                 )
             } else {
                 (
-                    "ACCESS EXCLUSIVE on the new view (brief)",
+                    StepLock::new(LockMode::AccessExclusive, "on the new view (brief)"),
                     "the view again, over the side that has the table's name (its columns take the new types), with its options, owner, privileges, comments and triggers",
                 )
             };
@@ -405,7 +406,7 @@ impl Carried {
             }
             steps.push(step(
                 sql.join(";\n"),
-                "ACCESS EXCLUSIVE on each rule's relation (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on each rule's relation (brief)"),
                 "the rules again, reading or writing the side that has the table's name",
             ));
         }
@@ -429,13 +430,13 @@ impl Carried {
                     })
                     .collect::<Vec<_>>()
                     .join(";\n"),
-                "SHARE ROW EXCLUSIVE on the old table (held already)",
+                StepLock::new(LockMode::ShareRowExclusive, "on the old table (held already)"),
                 "the old table's triggers stop firing: from now on it receives only duet's mirror of writes the new table's triggers already saw",
             ));
             for t in &self.triggers {
                 steps.push(step(
                     t.create(table),
-                    "SHARE ROW EXCLUSIVE on the new table (held already)",
+                    StepLock::new(LockMode::ShareRowExclusive, "on the new table (held already)"),
                     "the trigger on the new table: it fires once for every application write from now on",
                 ));
             }
@@ -472,7 +473,7 @@ impl Carried {
             sql.extend(self.triggers.iter().filter_map(|t| t.restore(table)));
             steps.push(step(
                 sql.join(";\n"),
-                "SHARE ROW EXCLUSIVE on both tables (held already)",
+                StepLock::new(LockMode::ShareRowExclusive, "on both tables (held already)"),
                 "the old table's triggers fire again, as they did before the cutover; the new table's no longer",
             ));
         }
@@ -493,7 +494,7 @@ impl Carried {
                     quote_ident(&t.name),
                     t.create(table)
                 ),
-                "SHARE ROW EXCLUSIVE (held already)",
+                StepLock::new(LockMode::ShareRowExclusive, "(held already)"),
                 "the trigger again, so its column list and WHEN clause name the columns that have those names now",
             ));
         }

@@ -12,6 +12,7 @@ pub mod carried;
 pub mod catalog;
 pub mod group;
 pub mod input;
+pub mod lock;
 pub mod names;
 pub mod pgroll;
 mod planner;
@@ -27,6 +28,7 @@ use crate::migrate::CopyTarget;
 use crate::rewrite::TableRoute;
 pub use carried::Carried;
 pub use group::{plan_group, GroupOptions};
+pub use lock::StepLock;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,9 +109,9 @@ impl PlanKind {
 pub struct Step {
     /// The statement (one statement, identifiers quoted).
     pub sql: String,
-    /// The strongest lock it takes on the table, e.g. `ACCESS EXCLUSIVE (brief, metadata only)`,
-    /// `SHARE UPDATE EXCLUSIVE`, `none`.
-    pub lock: String,
+    /// The strongest lock it takes on the table and what qualifies it; written as one string,
+    /// e.g. `ACCESS EXCLUSIVE (brief, metadata only)`, `SHARE UPDATE EXCLUSIVE`, `none`.
+    pub lock: StepLock,
     /// Why this step exists, in a few words.
     pub why: String,
     /// Must run outside a transaction block (`CREATE INDEX CONCURRENTLY`, `VALIDATE` is fine in one).

@@ -35,7 +35,8 @@ use tokio_postgres::GenericClient;
 use crate::ident::{quote_ident, QualifiedName};
 
 use super::steps::step;
-use super::Step;
+use super::{Step, StepLock};
+use crate::check::LockMode;
 
 /// A foreign key of another table referencing the migrated table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +113,7 @@ pub(super) fn repoint_steps(keys: &[ReferencingKey]) -> Vec<Step> {
             .map(ReferencingKey::repoint)
             .collect::<Vec<_>>()
             .join(";\n"),
-        "ACCESS EXCLUSIVE on each referencing table (brief: NOT VALID, no scan)",
+        StepLock::new(LockMode::AccessExclusive, "on each referencing table (brief: NOT VALID, no scan)"),
         "foreign keys of other tables follow the table's OID: each is re-created under its name, referencing the side that has the table's name, enforced for every write from this commit on",
     )]
 }
@@ -129,7 +130,10 @@ pub(super) fn validate_steps(keys: &[ReferencingKey]) -> Vec<Step> {
                     k.table.sql(),
                     quote_ident(&k.name)
                 ),
-                "SHARE UPDATE EXCLUSIVE on the referencing table (reads and writes go on)",
+                StepLock::new(
+                    LockMode::ShareUpdateExclusive,
+                    "on the referencing table (reads and writes go on)",
+                ),
                 "the re-created foreign key is validated again, as it was before the migration",
             )
         })

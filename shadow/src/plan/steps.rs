@@ -8,20 +8,21 @@ use crate::rewrite::{net, Column, TableRoute};
 
 use super::catalog::TableInfo;
 use super::names::{with_suffix, NOT_NULL_SUFFIX};
-use super::{Plan, PlanKind, Step};
+use super::{Plan, PlanKind, Step, StepLock};
+use crate::check::LockMode;
 
 /// A step inside a transaction.
-pub fn step(sql: impl Into<String>, lock: &str, why: &str) -> Step {
+pub fn step(sql: impl Into<String>, lock: StepLock, why: &str) -> Step {
     Step {
         sql: sql.into(),
-        lock: lock.to_string(),
+        lock,
         why: why.to_string(),
         outside_transaction: false,
     }
 }
 
 /// A step that must run outside a transaction block (CONCURRENTLY).
-pub fn concurrent(sql: impl Into<String>, lock: &str, why: &str) -> Step {
+pub fn concurrent(sql: impl Into<String>, lock: StepLock, why: &str) -> Step {
     Step {
         outside_transaction: true,
         ..step(sql, lock, why)
@@ -29,7 +30,8 @@ pub fn concurrent(sql: impl Into<String>, lock: &str, why: &str) -> Step {
 }
 
 /// The lock of a catalog-only change: ACCESS EXCLUSIVE, held for a moment.
-pub(super) const BRIEF: &str = "ACCESS EXCLUSIVE (brief, metadata only)";
+pub(super) const BRIEF: StepLock =
+    StepLock::new(LockMode::AccessExclusive, "(brief, metadata only)");
 
 /// One column's change of type in a shadow plan.
 #[derive(Debug, Clone)]
@@ -109,7 +111,10 @@ fn not_null_check(table: &str, col: &str) -> (String, Step, Step) {
             "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
             quote_ident(&name)
         ),
-        "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+        StepLock::new(
+            LockMode::ShareUpdateExclusive,
+            "(does not block reads or writes)",
+        ),
         "check the existing rows; SET NOT NULL can then skip its scan",
     );
     (name, add, validate)
@@ -204,7 +209,7 @@ pub fn add_safety_net(plan: &mut Plan) {
     }
     plan.expand.push(step(
         install,
-        "SHARE ROW EXCLUSIVE (CREATE TRIGGER: brief, waits for running writes)",
+        StepLock::new(LockMode::ShareRowExclusive, "(CREATE TRIGGER: brief, waits for running writes)"),
         "the safety net: every write to the table that duet does not dual-write itself (other connections, functions, PREPARE, …) is mirrored by PostgreSQL in the writer's transaction",
     ));
     let uninstall = || {
@@ -217,7 +222,7 @@ pub fn add_safety_net(plan: &mut Plan) {
     let drop_function = || {
         step(
             net::drop_function_sql(&table),
-            "none",
+            StepLock::none(""),
             "the safety net's function is no longer used",
         )
     };
@@ -235,7 +240,7 @@ pub fn add_safety_net(plan: &mut Plan) {
     } else if let Some(sql) = net::function_sql(&table, flipped) {
         plan.flip.push(step(
             sql,
-            "none",
+            StepLock::none(""),
             "the safety net now mirrors every write back into the old column, so a revert loses nothing",
         ));
     }
@@ -261,7 +266,7 @@ pub(super) fn refuse_revert_while(table: &str, predicate: &str, label: &str) -> 
             "DO $duet$ BEGIN IF EXISTS (SELECT 1 FROM {table} WHERE {predicate}) THEN RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'revert refused: {} holds values the old column types cannot hold (written after the cutover); complete the migration instead, or remove those rows first'; END IF; END $duet$",
             label.replace('\'', "''")
         ),
-        "ACCESS SHARE (reads the rows beyond the old types' range)",
+        StepLock::new(LockMode::AccessShare, "(reads the rows beyond the old types' range)"),
         "a revert must not silently drop rows the old shape cannot hold",
     )
 }

@@ -7,7 +7,8 @@ use crate::ident::quote_ident;
 use super::super::catalog::{ColumnInfo, IdentitySequence};
 use super::super::names::{with_suffix, OLD_SUFFIX, TEMP_SUFFIX};
 use super::super::steps::{step, BRIEF};
-use super::super::Step;
+use super::super::{Step, StepLock};
+use crate::check::LockMode;
 
 /// The flip's and the revert's steps for one identity column of a shadow-table plan.
 pub(super) struct IdentitySteps {
@@ -107,7 +108,7 @@ pub(super) fn identity_steps(
                 "ALTER SEQUENCE {current} RENAME TO {}",
                 quote_ident(&parked_name)
             ),
-            "ACCESS EXCLUSIVE on the sequence (brief)",
+            StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
             "free the identity sequence's name for the new table",
         ),
         step(
@@ -117,21 +118,21 @@ pub(super) fn identity_steps(
         ),
         step(
             sync_sequence(&current, &[&parked], seq.increment),
-            "none (the sequence's state)",
+            StepLock::none("(the sequence's state)"),
             "the new sequence continues after the last value the old one handed out (read now, while clients are held)",
         ),
     ];
     flip.extend(seq.grants.iter().map(|g| {
         step(
             g.replace("{}", &current),
-            "none",
+            StepLock::none(""),
             "the new sequence has the old one's privileges",
         )
     }));
     let mut revert = vec![
         step(
             sync_sequence(&parked, &[&current, &parked], seq.increment),
-            "none (the sequence's state)",
+            StepLock::none("(the sequence's state)"),
             "the old table continues after the highest value either table handed out (fails, refusing the revert, when that does not fit the old sequence's type)",
         ),
         step(
@@ -139,7 +140,7 @@ pub(super) fn identity_steps(
                 "ALTER SEQUENCE {current} RENAME TO {}",
                 quote_ident(&temp_name)
             ),
-            "ACCESS EXCLUSIVE on the sequence (brief)",
+            StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
             "the new table's sequence leaves the name (it is dropped with the new table)",
         ),
         step(
@@ -147,7 +148,7 @@ pub(super) fn identity_steps(
                 "ALTER SEQUENCE {parked} RENAME TO {}",
                 quote_ident(&seq.name.name)
             ),
-            "ACCESS EXCLUSIVE on the sequence (brief)",
+            StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
             "the old sequence takes its name back",
         ),
     ];

@@ -9,9 +9,10 @@ use super::super::catalog::TableInfo;
 use super::super::input::{qualify, Change};
 use super::super::names::{with_suffix, NOT_NULL_SUFFIX};
 use super::super::steps::{concurrent, step, BRIEF};
-use super::super::{Plan, PlanError, PlanInput, PlanKind, Step};
+use super::super::{Plan, PlanError, PlanInput, PlanKind, Step, StepLock};
 use super::{classify, empty_plan};
 use crate::check::strategy::Strategy;
+use crate::check::LockMode;
 
 /// The plan of added columns, indexes, constraints and `NOT NULL` (no type change, no rename).
 pub(in crate::plan) fn plan(
@@ -60,7 +61,10 @@ pub(in crate::plan) fn plan(
                 ));
                 steps.push(step(
                     format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+                    StepLock::new(
+                        LockMode::ShareUpdateExclusive,
+                        "(does not block reads or writes)",
+                    ),
                     "scan the existing rows without blocking",
                 ));
                 steps.push(step(
@@ -81,12 +85,18 @@ pub(in crate::plan) fn plan(
                 ));
                 steps.push(step(
                     qualify(sql, &t),
-                    "ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE (brief, no scan)",
+                    StepLock::new(
+                        LockMode::AccessExclusive,
+                        "or SHARE ROW EXCLUSIVE (brief, no scan)",
+                    ),
                     "enforce the constraint for new writes at once",
                 ));
                 steps.push(step(
                     format!("ALTER TABLE {t} VALIDATE CONSTRAINT {}", quote_ident(name)),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+                    StepLock::new(
+                        LockMode::ShareUpdateExclusive,
+                        "(does not block reads or writes)",
+                    ),
                     "check the existing rows without blocking",
                 ));
             }
@@ -108,7 +118,10 @@ pub(in crate::plan) fn plan(
                         "CREATE UNIQUE INDEX CONCURRENTLY {} ON {t} ({cols})",
                         quote_ident(name)
                     ),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+                    StepLock::new(
+                        LockMode::ShareUpdateExclusive,
+                        "(does not block reads or writes)",
+                    ),
                     "build the unique index without blocking writes",
                 ));
                 steps.push(step(
@@ -124,7 +137,10 @@ pub(in crate::plan) fn plan(
                 reasons.push("CREATE INDEX CONCURRENTLY does not block writes".into());
                 steps.push(concurrent(
                     qualify(sql, &t),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+                    StepLock::new(
+                        LockMode::ShareUpdateExclusive,
+                        "(does not block reads or writes)",
+                    ),
                     "build the index without blocking writes",
                 ));
             }
@@ -154,7 +170,10 @@ pub(in crate::plan) fn plan(
                 ));
                 steps.push(concurrent(
                     format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"),
-                    "SHARE UPDATE EXCLUSIVE (does not block reads or writes)",
+                    StepLock::new(
+                        LockMode::ShareUpdateExclusive,
+                        "(does not block reads or writes)",
+                    ),
                     "contract: drop the index without blocking writes",
                 ));
             }

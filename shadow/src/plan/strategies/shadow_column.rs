@@ -12,8 +12,9 @@ use super::super::steps::{
     narrowing_predicate, not_null_steps, refuse_revert_while, route_columns, step, ShadowSteps,
     TypeChange, BRIEF,
 };
-use super::super::{BackfillSpec, CopySpec, Plan, PlanInput, PlanKind};
+use super::super::{BackfillSpec, CopySpec, Plan, PlanInput, PlanKind, StepLock};
 use super::empty_plan;
+use crate::check::LockMode;
 
 /// The plan of a type change of `change.column` through a shadow column (the operator asked for
 /// one, and the column has no index or constraint): only the column is copied.
@@ -102,18 +103,18 @@ pub(in crate::plan) fn steps(
             if change.widens_to_bigint {
                 flip.push(step(
                     format!("ALTER SEQUENCE {seq} AS bigint"),
-                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                     "the sequence must be able to pass the old type's maximum",
                 ));
             }
             flip.push(step(
                 format!("ALTER SEQUENCE {seq} OWNED BY {t}.{qc}"),
-                "ACCESS EXCLUSIVE on the sequence (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                 "dropping the old column must not drop the sequence",
             ));
             revert.push(step(
                 format!("ALTER SEQUENCE {seq} OWNED BY {t}.{qc}"),
-                "ACCESS EXCLUSIVE on the sequence (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                 "dropping the new column must not drop the sequence",
             ));
         }

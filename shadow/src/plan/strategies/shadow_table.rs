@@ -19,9 +19,10 @@ use super::super::steps::{
     concurrent, narrowing_predicate, not_null_steps, refuse_revert_while,
     rename_catalogued_not_nulls, route_columns, step, ShadowSteps, TypeChange, BRIEF,
 };
-use super::super::{CopySpec, Plan, PlanError, PlanInput, PlanKind};
+use super::super::{CopySpec, Plan, PlanError, PlanInput, PlanKind, StepLock};
 use super::empty_plan;
 use super::identity::identity_steps;
+use crate::check::LockMode;
 
 /// The plan of type changes `types` through a shadow table keyed on `key`; `why` says why a
 /// shadow table (for the plan's reason).
@@ -118,7 +119,7 @@ pub(in crate::plan) fn steps(
         .collect();
     let mut expand = vec![step(
         shadow_table_ddl_with_generated(target, &generated),
-        "ACCESS SHARE on the table (CREATE TABLE … AS … WITH NO DATA reads only its shape)",
+        StepLock::new(LockMode::AccessShare, "on the table (CREATE TABLE … AS … WITH NO DATA reads only its shape)"),
         "create the shadow table in the new shape: same key, other columns nullable, plus the tombstone column (three statements, one transaction)",
     )];
     // Before the first dual-write: a rewritten statement writes the shadow with the
@@ -126,7 +127,7 @@ pub(in crate::plan) fn steps(
     for grant in &info.grants {
         expand.push(step(
             grant.replace("{}", &sh),
-            "none on the table (the shadow only)",
+            StepLock::none("on the table (the shadow only)"),
             "the shadow has the table's privileges before any dual-write reaches it",
         ));
     }
@@ -151,7 +152,7 @@ pub(in crate::plan) fn steps(
     let mut flip = vec![
         step(
             format!("DELETE FROM {sh} WHERE {}", quote_ident(DELETED_COLUMN)),
-            "ROW EXCLUSIVE on the shadow",
+            StepLock::new(LockMode::RowExclusive, "on the shadow"),
             "tombstones have served their purpose once dual-writes stop at the flip",
         ),
         step(
@@ -222,7 +223,7 @@ pub(in crate::plan) fn steps(
                     quote_ident(&temp),
                     ix.tail
                 ),
-                "SHARE UPDATE EXCLUSIVE on the shadow only",
+                StepLock::new(LockMode::ShareUpdateExclusive, "on the shadow only"),
                 "build the secondary index on the shadow without blocking dual-writes",
             ));
         }
@@ -267,7 +268,10 @@ pub(in crate::plan) fn steps(
             None => def.to_owned(),
         };
         let lock = if con.kind == 'f' {
-            "SHARE ROW EXCLUSIVE on the shadow and the referenced table (brief)"
+            StepLock::new(
+                LockMode::ShareRowExclusive,
+                "on the shadow and the referenced table (brief)",
+            )
         } else {
             BRIEF
         };
@@ -286,7 +290,7 @@ pub(in crate::plan) fn steps(
                     "ALTER TABLE {sh} VALIDATE CONSTRAINT {}",
                     quote_ident(&temp)
                 ),
-                "SHARE UPDATE EXCLUSIVE on the shadow",
+                StepLock::new(LockMode::ShareUpdateExclusive, "on the shadow"),
                 "check the copied rows without blocking",
             ));
         }
@@ -356,13 +360,13 @@ pub(in crate::plan) fn steps(
             if change_of(&col.name).is_some_and(|c| c.widens_to_bigint) {
                 flip_sequences.push(step(
                     format!("ALTER SEQUENCE {seq} AS bigint"),
-                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                     "the sequence must be able to pass the old type's maximum",
                 ));
             }
             flip_sequences.push(step(
                 format!("ALTER SEQUENCE {seq} OWNED BY {t}.{q}"),
-                "ACCESS EXCLUSIVE on the sequence (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                 "the sequence belongs to the new table, so dropping the old one keeps it",
             ));
             if change_of(&col.name).is_some_and(|c| c.widens_to_bigint) {
@@ -370,13 +374,13 @@ pub(in crate::plan) fn steps(
                 // maximum: the old column could not take its next value.
                 revert_sequences.push(step(
                     format!("ALTER SEQUENCE {seq} AS {}", col.full_type),
-                    "ACCESS EXCLUSIVE on the sequence (brief)",
+                    StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                     "the sequence goes back to the old column's type",
                 ));
             }
             revert_sequences.push(step(
                 format!("ALTER SEQUENCE {seq} OWNED BY {t}.{q}"),
-                "ACCESS EXCLUSIVE on the sequence (brief)",
+                StepLock::new(LockMode::AccessExclusive, "on the sequence (brief)"),
                 "the sequence belongs to the old table again, so dropping the new one keeps it",
             ));
         }
@@ -417,7 +421,7 @@ pub(in crate::plan) fn steps(
     revert.extend(revert_sequences);
     revert.push(step(
         format!("DELETE FROM {t} WHERE {}", quote_ident(DELETED_COLUMN)),
-        "ROW EXCLUSIVE",
+        StepLock::new(LockMode::RowExclusive, ""),
         "rows deleted after the flip were kept as tombstones by the reverse dual-writes",
     ));
     revert.push(step(
@@ -464,7 +468,10 @@ pub(in crate::plan) fn steps(
     // the flip's tombstone DELETE to take the partial tombstone index instead of a full scan.
     prepare.push(step(
         format!("ANALYZE {sh}"),
-        "SHARE UPDATE EXCLUSIVE on the shadow (does not block reads or writes)",
+        StepLock::new(
+            LockMode::ShareUpdateExclusive,
+            "on the shadow (does not block reads or writes)",
+        ),
         "statistics for the new table, and an index plan for the flip's tombstone purge",
     ));
     // Foreign keys of other tables, re-created NOT VALID by the flip or the revert, are validated
@@ -473,13 +480,19 @@ pub(in crate::plan) fn steps(
     let mut after_revert = validate_keys.clone();
     after_revert.push(step(
         format!("DROP TABLE IF EXISTS {sh}"),
-        "ACCESS EXCLUSIVE on the new table only (no longer used)",
+        StepLock::new(
+            LockMode::AccessExclusive,
+            "on the new table only (no longer used)",
+        ),
         "drop the new shape after a revert",
     ));
     let mut complete = validate_keys;
     complete.push(step(
         format!("DROP TABLE IF EXISTS {}", old.sql()),
-        "ACCESS EXCLUSIVE on the old table only (no longer used)",
+        StepLock::new(
+            LockMode::AccessExclusive,
+            "on the old table only (no longer used)",
+        ),
         "contract: drop the old shape",
     ));
     let steps = ShadowSteps {
@@ -491,7 +504,7 @@ pub(in crate::plan) fn steps(
         complete,
         abort: vec![step(
             format!("DROP TABLE IF EXISTS {sh}"),
-            "ACCESS EXCLUSIVE on the shadow only",
+            StepLock::new(LockMode::AccessExclusive, "on the shadow only"),
             "drop the shadow; the table was never changed",
         )],
         dual_write_route: TableRoute {
