@@ -11,14 +11,17 @@ use shadow::rewrite::{touches, Protocol};
 
 use super::forward::Shared;
 use super::hook::{
-    close_statement_message, command_complete, copy_error_renamed, cstr, deallocation, decide,
-    encoding_refusal, is_cached_plan_error, is_duplicate_statement_error, oversized_refusal,
-    parse_body, parse_message, patched_command_complete, protocol_of, query_body, query_message,
-    refusal_error, refusal_of, sync_message, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
+    copy_error_renamed, deallocation, decide, encoding_refusal, is_cached_plan_error,
+    is_duplicate_statement_error, oversized_refusal, patched_command_complete, protocol_of,
+    refusal_error, refusal_of, Decision, Edit, Expect, Patch, Prepared, MAX_HELD,
 };
 use super::track::Tracker;
 use crate::routes::{Cached, Published};
 use crate::wire::frame::{Frame, HEADER_LEN};
+use crate::wire::messages::{
+    Bind, Close, CommandComplete, ErrorResponse, Execute, Message, ParameterDescription, Parse,
+    Query, RowDescription, Sync, Target,
+};
 use crate::wire::{backend, frontend};
 
 /// What the downstream scan does with one backend message.
@@ -134,11 +137,13 @@ impl Shared<'_> {
             frontend::BIND => {
                 // Only the names at its start matter: a Bind too large to hold (huge parameters)
                 // is read from what has arrived.
-                let names = body
+                let bind = body
                     .or_else(|| chunk.get(frame.start + HEADER_LEN..))
-                    .and_then(cstr)
-                    .and_then(|(portal, rest)| Some((portal, cstr(rest)?.0)));
-                let Some((portal, statement)) = names else {
+                    .and_then(|bytes| Bind::decode(bytes).ok());
+                let Some(Bind {
+                    portal, statement, ..
+                }) = bind
+                else {
                     // Names not seen: forget every portal's patch rather than misapply one.
                     tracker.hook.portal_patches.clear();
                     return false;
@@ -154,8 +159,8 @@ impl Shared<'_> {
             }
             frontend::EXECUTE => {
                 let patch = body
-                    .and_then(cstr)
-                    .and_then(|(portal, _)| tracker.hook.portal_patches.get(portal));
+                    .and_then(|body| Execute::decode(body).ok())
+                    .and_then(|execute| tracker.hook.portal_patches.get(execute.portal));
                 let (verb, unrewritten) = match patch {
                     // A refused text forwarded unchanged (`unrewritable_writes = "pass"`).
                     Some(p) if p.cached.result.is_err() => (p.verb, Some(p.cached.clone())),
@@ -172,24 +177,23 @@ impl Shared<'_> {
                 tracker.hook.push(seq, executes, Expect::Complete(verb));
                 tracker.hook.batch_entries += 1;
             }
-            frontend::CLOSE => self.closed(tracker, body),
+            frontend::CLOSE => {
+                if let Some(close) = body.and_then(|body| Close::decode(body).ok()) {
+                    self.closed(tracker, &close);
+                }
+            }
             _ => {}
         }
         false
     }
 
     /// A Close read whole: forget the statement or portal.
-    fn closed(&self, tracker: &mut Tracker, body: Option<&[u8]>) {
-        let Some((&kind, rest)) = body.and_then(|b| b.split_first()) else {
-            return;
-        };
-        let Some((name, _)) = cstr(rest) else { return };
-        match kind {
-            b'S' => tracker.hook.close_statement(name),
-            b'P' => {
-                tracker.hook.portal_patches.remove(name);
+    fn closed(&self, tracker: &mut Tracker, close: &Close<'_>) {
+        match close.target {
+            Target::Statement => tracker.hook.close_statement(close.name),
+            Target::Portal => {
+                tracker.hook.portal_patches.remove(close.name);
             }
-            _ => {}
         }
     }
 
@@ -205,14 +209,14 @@ impl Shared<'_> {
     ) {
         let protocol = protocol_of(frame.tag);
         let (name, sql, params) = if protocol == Protocol::Simple {
-            match query_body(body) {
-                Some(sql) => (&b""[..], sql, &b""[..]),
-                None => return,
+            match Query::decode(body) {
+                Ok(query) => (&b""[..], query.text, &b""[..]),
+                Err(_) => return,
             }
         } else {
-            match parse_body(body) {
-                Some(parts) => parts,
-                None => return,
+            match Parse::decode(body) {
+                Ok(parse) => (parse.name, parse.text, parse.parameters),
+                Err(_) => return,
             }
         };
         if protocol == Protocol::Simple && !tracker.hook.prepared.is_empty() {
@@ -272,14 +276,19 @@ impl Shared<'_> {
                             .hook
                             .push(seq, executes, Expect::for_statement(patch));
                     }
-                    edits.push(replace(frame, frame.end(), query_message(rewritten)));
-                } else {
-                    let verb = patches.first().and_then(|p| p.command_tag);
                     edits.push(replace(
                         frame,
                         frame.end(),
-                        parse_message(name, rewritten, params),
+                        Query::new(rewritten).to_bytes(),
                     ));
+                } else {
+                    let verb = patches.first().and_then(|p| p.command_tag);
+                    let parse = Parse {
+                        name,
+                        text: rewritten.as_bytes(),
+                        parameters: params,
+                    };
+                    edits.push(replace(frame, frame.end(), parse.to_bytes()));
                     let cached = cached.clone();
                     tracker
                         .hook
@@ -337,10 +346,15 @@ impl Shared<'_> {
     ) {
         let marker = tracker.hook.marker();
         let bytes = if frame.tag == frontend::QUERY {
-            query_message(&marker)
+            Query::new(&marker).to_bytes()
         } else {
             tracker.hook.statement_patches.remove(name);
-            parse_message(name, &marker, params)
+            Parse {
+                name,
+                text: marker.as_bytes(),
+                parameters: params,
+            }
+            .to_bytes()
         };
         cached.count_refusal();
         if let Some(refusal) = refusal_of(&cached) {
@@ -368,19 +382,24 @@ impl Shared<'_> {
         };
         match frame.tag {
             frontend::PARSE => {
-                let Some((name, sql, params)) = parse_body(body) else {
+                let Ok(Parse {
+                    name,
+                    text,
+                    parameters,
+                }) = Parse::decode(body)
+                else {
                     return;
                 };
                 if name.is_empty() {
                     return;
                 }
-                match std::str::from_utf8(sql) {
+                match std::str::from_utf8(text) {
                     Ok(sql) => {
                         tracker.hook.prepared.insert(
                             name.to_vec(),
                             Prepared {
                                 sql: sql.to_owned(),
-                                params: Bytes::copy_from_slice(params),
+                                params: Bytes::copy_from_slice(parameters),
                                 epoch: self.ctx.routes.epoch(),
                                 published: None,
                                 results: None,
@@ -392,10 +411,14 @@ impl Shared<'_> {
                     }
                 }
             }
-            frontend::CLOSE => self.closed(tracker, Some(body)),
+            frontend::CLOSE => {
+                if let Ok(close) = Close::decode(body) {
+                    self.closed(tracker, &close);
+                }
+            }
             frontend::QUERY => {
-                if let Some(sql) = query_body(body) {
-                    self.deallocated(tracker, sql);
+                if let Ok(query) = Query::decode(body) {
+                    self.deallocated(tracker, query.text);
                 }
             }
             _ => {}
@@ -459,8 +482,8 @@ impl Shared<'_> {
                                 "a prepared statement is refused under the new routes"
                             );
                         }
-                        out.extend_from_slice(&close_statement_message(name));
-                        out.extend_from_slice(&sync_message());
+                        Close::statement(name).encode(&mut out);
+                        Sync.encode(&mut out);
                         hook.statement_patches.remove(name);
                         dropped.push(name.clone());
                         count += 1;
@@ -478,19 +501,25 @@ impl Shared<'_> {
                 .and_then(|columns| keep_result_shape(&text, columns));
             // One Sync per statement: a failed Parse makes the server skip to the next Sync, and
             // must not keep the statements after it from being prepared again.
-            out.extend_from_slice(&close_statement_message(name));
-            out.extend_from_slice(&parse_message(
+            Close::statement(name).encode(&mut out);
+            Parse {
                 name,
-                shaped.as_deref().unwrap_or(&text),
-                &prepared.params,
-            ));
-            out.extend_from_slice(&sync_message());
+                text: shaped.as_deref().unwrap_or(&text).as_bytes(),
+                parameters: &prepared.params,
+            }
+            .encode(&mut out);
+            Sync.encode(&mut out);
             if shaped.is_some() && patch.is_none() {
                 // Should the shape no longer fit (the table gained a column), the statement is
                 // prepared as the client wrote it instead of being lost: this second Parse fails
                 // harmlessly (42P05) when the first one succeeded.
-                out.extend_from_slice(&parse_message(name, &text, &prepared.params));
-                out.extend_from_slice(&sync_message());
+                Parse {
+                    name,
+                    text: text.as_bytes(),
+                    parameters: &prepared.params,
+                }
+                .encode(&mut out);
+                Sync.encode(&mut out);
                 count += 1;
             }
             match patch {
@@ -547,7 +576,9 @@ impl Shared<'_> {
             let Some(body) = frame.body(chunk) else {
                 return BackendHook::Incomplete;
             };
-            tracker.hook.parameters_described(body);
+            tracker
+                .hook
+                .parameters_described(ParameterDescription::decode(body).ok().as_ref());
             // Injected requests never describe: this answer is the client's, forwarded as is.
             return BackendHook::Pass;
         }
@@ -560,7 +591,9 @@ impl Shared<'_> {
                 let Some(body) = frame.body(chunk) else {
                     return BackendHook::Incomplete;
                 };
-                tracker.hook.rows_described(Some(body));
+                tracker
+                    .hook
+                    .rows_described(RowDescription::decode(body).ok().as_ref());
             }
             return BackendHook::Pass;
         }
@@ -575,7 +608,13 @@ impl Shared<'_> {
         let swallow = matches!(front, Some(Expect::Swallow));
         let interesting = swallow
             || (front.is_some()
-                && matches!(frame.tag, b'C' | b'I' | b's' | backend::ERROR_RESPONSE))
+                && matches!(
+                    frame.tag,
+                    backend::COMMAND_COMPLETE
+                        | backend::EMPTY_QUERY_RESPONSE
+                        | backend::PORTAL_SUSPENDED
+                        | backend::ERROR_RESPONSE
+                ))
             || (frame.tag == backend::ERROR_RESPONSE && !tracker.hook.prepared.is_empty());
         if !interesting {
             return BackendHook::Pass;
@@ -583,9 +622,14 @@ impl Shared<'_> {
         let Some(body) = frame.body(chunk) else {
             return BackendHook::Incomplete;
         };
+        let error = (frame.tag == backend::ERROR_RESPONSE)
+            .then(|| ErrorResponse::decode(body).ok())
+            .flatten();
         if swallow {
             // 42P05: the fallback Parse of a statement whose first re-prepare succeeded.
-            if frame.tag == backend::ERROR_RESPONSE && !is_duplicate_statement_error(body) {
+            if frame.tag == backend::ERROR_RESPONSE
+                && !error.as_ref().is_some_and(is_duplicate_statement_error)
+            {
                 tracing::warn!(
                     session = self.info.id,
                     error = %String::from_utf8_lossy(body).replace('\0', " "),
@@ -596,7 +640,8 @@ impl Shared<'_> {
             return BackendHook::Done;
         }
         if frame.tag == backend::ERROR_RESPONSE {
-            if !tracker.hook.prepared.is_empty() && is_cached_plan_error(body) {
+            if !tracker.hook.prepared.is_empty() && error.as_ref().is_some_and(is_cached_plan_error)
+            {
                 // The next transaction prepares every remembered statement again.
                 tracker.hook.stale = true;
             }
@@ -610,7 +655,10 @@ impl Shared<'_> {
                     tracker.hook.finish(seq);
                 }
                 Some(Expect::HoldCopy { staging, table }) => {
-                    if let Some(renamed) = copy_error_renamed(body, staging, table) {
+                    let renamed = error
+                        .as_ref()
+                        .and_then(|error| copy_error_renamed(error, staging, table));
+                    if let Some(renamed) = renamed {
                         edits.push(replace(frame, frame.end(), renamed));
                     }
                     tracker.hook.finish(seq);
@@ -629,23 +677,28 @@ impl Shared<'_> {
         let Some((_, expect)) = tracker.hook.expect.pop_front() else {
             return BackendHook::Done;
         };
-        if frame.tag != b'C' {
+        if frame.tag != backend::COMMAND_COMPLETE {
             return BackendHook::Done;
         }
+        let complete = CommandComplete::decode(body).ok();
         match expect {
             Expect::Complete(verb) => {
-                if let Some(patched) = patched_command_complete(body, verb) {
+                let patched = complete
+                    .as_ref()
+                    .and_then(|complete| patched_command_complete(complete, verb));
+                if let Some(patched) = patched {
                     edits.push(replace(frame, frame.end(), patched));
                 }
             }
             Expect::Drop => edits.push(remove(frame)),
             Expect::HoldCopy { .. } => {
-                tracker.hook.held_copy = Some(Bytes::copy_from_slice(body));
+                tracker.hook.held_copy = complete.map(|held| Bytes::copy_from_slice(held.tag));
                 edits.push(remove(frame));
             }
             Expect::CopyTag => {
                 if let Some(held) = tracker.hook.held_copy.take() {
-                    edits.push(replace(frame, frame.end(), command_complete(&held)));
+                    let tag = CommandComplete { tag: &held }.to_bytes();
+                    edits.push(replace(frame, frame.end(), tag));
                 }
             }
             Expect::Refused(_) | Expect::Swallow => {}

@@ -25,6 +25,7 @@ use crate::sessions::{SessionInfo, SessionState};
 use crate::shutdown::Phase;
 use crate::wire::error::{self, ADMIN_SHUTDOWN};
 use crate::wire::frame::FrameScanner;
+use crate::wire::messages::{Describe, Message, Parse, Query, ReadyForQuery, TransactionStatus};
 use crate::wire::{backend, frontend};
 
 /// Read size per direction: large enough for big result sets, small enough for 1000 sessions.
@@ -189,8 +190,8 @@ impl Shared<'_> {
                         break ClientStep::Wait(frame.start, frame.wire_len);
                     }
                     if frame.tag == frontend::DESCRIBE {
-                        if let Some(body) = frame.body(chunk) {
-                            tracker.hook.described(body);
+                        if let Some(Ok(describe)) = frame.body(chunk).map(Describe::decode) {
+                            tracker.hook.described(&describe);
                         }
                     }
                     // Followed with or without a migration: a session sets its search_path
@@ -199,9 +200,9 @@ impl Shared<'_> {
                     if matches!(frame.tag, frontend::QUERY | frontend::PARSE) {
                         let text = frame.body(chunk).and_then(|body| {
                             if frame.tag == frontend::QUERY {
-                                super::hook::query_body(body)
+                                Query::decode(body).ok().map(|query| query.text)
                             } else {
-                                super::hook::parse_body(body).map(|(_, sql, _)| sql)
+                                Parse::decode(body).ok().map(|parse| parse.text)
                             }
                         });
                         if let Some(text) = text.and_then(|t| std::str::from_utf8(t).ok()) {
@@ -388,11 +389,12 @@ impl Shared<'_> {
             let Some(body) = frame.body(chunk) else {
                 break Ok(frame.start);
             };
+            let ready = match ReadyForQuery::decode(body) {
+                Ok(ready) => ready,
+                Err(err) => break Err(format!("backend sent {err}")),
+            };
             let tracker = tracker.get_or_insert_with(|| self.tracker());
             if hooked && self.swallowing(tracker) {
-                if !matches!(body[0], b'I' | b'T' | b'E') {
-                    break Err("backend sent an unknown transaction status".to_owned());
-                }
                 edits.push(Edit {
                     start: frame.start,
                     end: frame.end(),
@@ -405,9 +407,7 @@ impl Shared<'_> {
                 continue;
             }
             let now = *now.get_or_insert_with(Instant::now);
-            if let Err(err) = self.ready_for_query(tracker, body[0], now) {
-                break Err(err);
-            }
+            self.ready_for_query(tracker, ready.status, now);
             pos = frame.end();
         };
         if hooked {
@@ -419,18 +419,7 @@ impl Shared<'_> {
         result
     }
 
-    fn ready_for_query(
-        &self,
-        tracker: &mut Tracker,
-        status: u8,
-        now: Instant,
-    ) -> Result<(), String> {
-        if !matches!(status, b'I' | b'T' | b'E') {
-            return Err(format!(
-                "backend sent an unknown transaction status {}",
-                printable(status)
-            ));
-        }
+    fn ready_for_query(&self, tracker: &mut Tracker, status: TransactionStatus, now: Instant) {
         let seq = tracker.answered;
         tracker.hook.finish(seq);
         tracker.answered += 1;
@@ -443,22 +432,23 @@ impl Shared<'_> {
                 .record_latency(shard, now.saturating_duration_since(started));
         }
         tracker.status = status;
-        if status == b'I' {
+        if status == TransactionStatus::Idle {
             tracker.hook.end_transaction();
         }
         if tracker.is_quiet() {
             match status {
-                b'I' => {
+                TransactionStatus::Idle => {
                     self.info.set_state_at(SessionState::Idle, now);
                     self.ctx.gate.end(self.info);
                 }
-                b'T' => self.info.set_state_at(SessionState::IdleInTransaction, now),
-                _ => self
+                TransactionStatus::InTransaction => {
+                    self.info.set_state_at(SessionState::IdleInTransaction, now)
+                }
+                TransactionStatus::Failed => self
                     .info
                     .set_state_at(SessionState::IdleInTransactionAborted, now),
             }
         }
-        Ok(())
     }
 }
 

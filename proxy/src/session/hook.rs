@@ -24,16 +24,21 @@
 //! every Execute queues an expectation (most with nothing to change), so the completions of one
 //! request line up with them.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use shadow::rewrite::result_shape::DescribedColumn;
 use shadow::rewrite::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 
 use crate::config::UnrewritableWrites;
 use crate::routes::{Cached, Published};
 use crate::wire::error::{error_response, Severity};
+use crate::wire::messages::{
+    CommandComplete, Describe, ErrorField, ErrorResponse, Message, ParameterDescription,
+    RowDescription, Target,
+};
 use shadow::rewrite::search_path::{name_change, NameChange, SearchPath};
 
 /// The largest Query or Parse the hook holds in memory to check it while routes are active. A
@@ -220,40 +225,39 @@ impl Hook {
     }
 
     /// Records a Describe message read whole (only statement describes get a ParameterDescription).
-    pub fn described(&mut self, body: &[u8]) {
-        if let Some((&b'S', rest)) = body.split_first() {
-            let name = cstr(rest)
-                .map(|(name, _)| name.to_vec())
-                .unwrap_or_default();
-            self.describes.push_back(name);
+    pub fn described(&mut self, describe: &Describe<'_>) {
+        if describe.target == Target::Statement {
+            self.describes.push_back(describe.name.to_vec());
         }
     }
 
     /// A ParameterDescription answered the oldest Describe('S'): keep the server's parameter types
     /// (same layout as a Parse's parameter section: count, then one OID each) for re-preparing.
-    pub fn parameters_described(&mut self, body: &[u8]) {
+    /// (`None`: a ParameterDescription that does not decode answered it; nothing is kept.)
+    pub fn parameters_described(&mut self, described: Option<&ParameterDescription<'_>>) {
         let Some(name) = self.describes.pop_front() else {
             return;
         };
-        if name.is_empty() {
+        let Some(described) = described.filter(|_| !name.is_empty()) else {
             return;
-        }
+        };
         if let Some(prepared) = self.prepared.get_mut(&name) {
-            prepared.params = Bytes::copy_from_slice(body);
+            prepared.params = Bytes::copy_from_slice(described.types);
             self.rows_of = Some(name);
         }
     }
 
-    /// The RowDescription (`Some`) or NoData (`None`) after a statement's ParameterDescription:
+    /// The RowDescription (`Some`) or NoData (`None`; also a RowDescription that does not decode)
+    /// after a statement's ParameterDescription:
     /// the result shape the client now expects from it. Only the first description counts: a
     /// statement prepared again by duet is not described to the client again.
-    pub fn rows_described(&mut self, body: Option<&[u8]>) {
+    pub fn rows_described(&mut self, rows: Option<&RowDescription<'_>>) {
         let Some(name) = self.rows_of.take() else {
             return;
         };
         if let Some(prepared) = self.prepared.get_mut(&name) {
             if prepared.results.is_none() {
-                prepared.results = body.and_then(row_description).map(Arc::from);
+                prepared.results = rows.map(described_columns).map(Arc::from);
             }
         }
     }
@@ -272,123 +276,56 @@ impl Hook {
     }
 }
 
-/// The columns of a RowDescription body (`None` when malformed).
-fn row_description(body: &[u8]) -> Option<Vec<DescribedColumn>> {
-    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
-    let mut rest = body.get(2..)?;
-    let mut columns = Vec::with_capacity(usize::from(count));
-    for _ in 0..count {
-        let (name, after) = cstr(rest)?;
-        // table OID (4), attnum (2), type OID (4), type length (2), typmod (4), format (2)
-        let fixed = after.get(..18)?;
-        columns.push(DescribedColumn {
-            name: String::from_utf8_lossy(name).into_owned(),
-            type_oid: u32::from_be_bytes(fixed.get(6..10)?.try_into().ok()?),
-            typmod: i32::from_be_bytes(fixed.get(12..16)?.try_into().ok()?),
-        });
-        rest = after.get(18..)?;
-    }
-    Some(columns)
-}
-
-/// Reads a C string at the start of `bytes`: the string and the rest after its NUL.
-pub(super) fn cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = bytes.iter().position(|&b| b == 0)?;
-    Some((&bytes[..nul], &bytes[nul + 1..]))
-}
-
-/// The parts of a Parse body: statement name, query text, and the parameter section.
-pub(super) fn parse_body(body: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let (name, rest) = cstr(body)?;
-    let (sql, params) = cstr(rest)?;
-    Some((name, sql, params))
-}
-
-/// The text of a Query body.
-pub(super) fn query_body(body: &[u8]) -> Option<&[u8]> {
-    cstr(body).map(|(sql, _)| sql)
-}
-
-fn message(tag: u8, parts: &[&[u8]]) -> BytesMut {
-    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
-    let mut out = BytesMut::with_capacity(len + 1);
-    out.put_u8(tag);
-    out.put_i32(len as i32);
-    for part in parts {
-        out.put_slice(part);
-    }
-    out
-}
-
-/// A Query message.
-pub(super) fn query_message(sql: &str) -> BytesMut {
-    message(b'Q', &[sql.as_bytes(), b"\0"])
-}
-
-/// A Parse message (`params`: the parameter section as the client sent it).
-pub(super) fn parse_message(name: &[u8], sql: &str, params: &[u8]) -> BytesMut {
-    message(b'P', &[name, b"\0", sql.as_bytes(), b"\0", params])
-}
-
-/// A Close of a prepared statement.
-pub(super) fn close_statement_message(name: &[u8]) -> BytesMut {
-    message(b'C', &[b"S", name, b"\0"])
-}
-
-/// A Sync.
-pub(super) fn sync_message() -> BytesMut {
-    message(b'S', &[])
+/// The result columns a RowDescription tells the client about.
+fn described_columns(rows: &RowDescription<'_>) -> Vec<DescribedColumn> {
+    rows.fields()
+        .map(|field| DescribedColumn {
+            name: String::from_utf8_lossy(field.name).into_owned(),
+            type_oid: field.type_oid,
+            typmod: field.typmod,
+        })
+        .collect()
 }
 
 /// The CommandComplete the client expects for a rewritten statement, or `None` to keep the
 /// server's (no verb to restore, or a tag without a count).
-pub(super) fn patched_command_complete(body: &[u8], verb: Option<TagVerb>) -> Option<BytesMut> {
-    let verb = verb?;
-    let (tag, _) = cstr(body)?;
-    let tag = std::str::from_utf8(tag).ok()?;
-    let restored = verb.restore(tag)?;
-    Some(message(b'C', &[restored.as_bytes(), b"\0"]))
+pub(super) fn patched_command_complete(
+    complete: &CommandComplete<'_>,
+    verb: Option<TagVerb>,
+) -> Option<BytesMut> {
+    let restored = verb?.restore(complete.tag_str()?)?;
+    Some(CommandComplete::new(&restored).to_bytes())
 }
 
-/// A CommandComplete with this body (tag and its NUL).
-pub(super) fn command_complete(body: &[u8]) -> BytesMut {
-    message(b'C', &[body])
-}
-
-/// The ErrorResponse `body` with its context line `COPY <staging>, …` naming `table` instead, or
+/// The ErrorResponse `error` with its context line `COPY <staging>, …` naming `table` instead, or
 /// `None` when it has no such line.
-pub(super) fn copy_error_renamed(body: &[u8], staging: &str, table: &str) -> Option<BytesMut> {
+pub(super) fn copy_error_renamed(
+    error: &ErrorResponse<'_>,
+    staging: &str,
+    table: &str,
+) -> Option<BytesMut> {
     let from = format!("COPY {staging},");
     let to = format!("COPY {table},");
-    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
-    let mut renamed = false;
-    let mut rest = body;
-    while let Some((&field, after)) = rest.split_first() {
-        if field == 0 {
-            break;
-        }
-        let (value, next) = cstr(after)?;
-        let value = match value.strip_prefix(from.as_bytes()) {
-            Some(tail) if field == b'W' => {
-                renamed = true;
-                [to.as_bytes(), tail].concat()
-            }
-            _ => value.to_vec(),
-        };
-        fields.push((field, value));
-        rest = next;
-    }
-    if !renamed {
+    let values: Vec<Cow<'_, [u8]>> = error
+        .fields()
+        .map(|field| match field.value.strip_prefix(from.as_bytes()) {
+            Some(tail) if field.kind == b'W' => Cow::Owned([to.as_bytes(), tail].concat()),
+            _ => Cow::Borrowed(field.value),
+        })
+        .collect();
+    if !values.iter().any(|value| matches!(value, Cow::Owned(_))) {
         return None;
     }
-    let mut out = Vec::with_capacity(body.len() + table.len());
-    for (field, value) in fields {
-        out.push(field);
-        out.extend_from_slice(&value);
-        out.push(0);
-    }
-    out.push(0);
-    Some(message(b'E', &[&out]))
+    let fields: Vec<ErrorField<'_>> = error
+        .fields()
+        .zip(&values)
+        .map(|(field, value)| ErrorField {
+            kind: field.kind,
+            value,
+        })
+        .collect();
+    let mut body = Vec::with_capacity(error.body_len() + table.len());
+    Some(ErrorResponse::encode_fields(&fields, &mut body).to_bytes())
 }
 
 /// The ErrorResponse a refusal gives the client.
@@ -406,46 +343,14 @@ pub(super) fn refusal_of(cached: &Cached) -> Option<&Refusal> {
     cached.result.as_ref().err()
 }
 
-/// Whether an ErrorResponse body is "cached plan must not change result type".
-pub(super) fn is_cached_plan_error(body: &[u8]) -> bool {
-    let mut rest = body;
-    let (mut code, mut msg) = (false, false);
-    while let Some((&field, after)) = rest.split_first() {
-        if field == 0 {
-            break;
-        }
-        let Some((value, next)) = cstr(after) else {
-            break;
-        };
-        match field {
-            b'C' => code = value == CACHED_PLAN_CODE,
-            b'M' => msg = value == CACHED_PLAN_MESSAGE,
-            _ => {}
-        }
-        rest = next;
-    }
-    code && msg
+/// Whether an ErrorResponse is "cached plan must not change result type".
+pub(super) fn is_cached_plan_error(error: &ErrorResponse<'_>) -> bool {
+    error.sqlstate() == Some(CACHED_PLAN_CODE) && error.message() == Some(CACHED_PLAN_MESSAGE)
 }
 
-/// The SQLSTATE field of an ErrorResponse body, if it has one.
-fn sqlstate(body: &[u8]) -> Option<&[u8]> {
-    let mut rest = body;
-    while let Some((&field, after)) = rest.split_first() {
-        if field == 0 {
-            return None;
-        }
-        let (value, next) = cstr(after)?;
-        if field == b'C' {
-            return Some(value);
-        }
-        rest = next;
-    }
-    None
-}
-
-/// Whether an ErrorResponse body is "prepared statement … already exists" (42P05).
-pub(super) fn is_duplicate_statement_error(body: &[u8]) -> bool {
-    sqlstate(body) == Some(b"42P05")
+/// Whether an ErrorResponse is "prepared statement … already exists" (42P05).
+pub(super) fn is_duplicate_statement_error(error: &ErrorResponse<'_>) -> bool {
+    error.sqlstate() == Some(b"42P05")
 }
 
 /// The refusal for a message too large to check.
@@ -596,18 +501,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_bodies_split_and_rebuild() {
-        let body = b"s1\0insert into t values ($1)\0\0\x01\0\0\0\x17";
-        let (name, sql, params) = parse_body(body).unwrap();
-        assert_eq!(name, b"s1");
-        assert_eq!(sql, b"insert into t values ($1)");
-        assert_eq!(params, b"\0\x01\0\0\0\x17");
-        let rebuilt = parse_message(name, "select 1", params);
-        assert_eq!(&rebuilt[..], b"P\0\0\0\x16s1\0select 1\0\0\x01\0\0\0\x17");
-        assert!(parse_body(b"no nul").is_none());
-    }
-
-    #[test]
     fn a_statement_keeps_its_first_row_description() {
         let mut hook = Hook::default();
         hook.prepared.insert(
@@ -620,8 +513,10 @@ mod tests {
                 results: None,
             },
         );
-        hook.described(b"Ss1\0");
-        hook.parameters_described(b"\0\0");
+        let describe = Describe::decode(b"Ss1\0").unwrap();
+        let no_parameters = ParameterDescription::decode(b"\0\0").unwrap();
+        hook.described(&describe);
+        hook.parameters_described(Some(&no_parameters));
         let mut body = 2u16.to_be_bytes().to_vec();
         for (name, oid, typmod) in [("id", 23u32, -1i32), ("note", 1043, 24)] {
             body.extend_from_slice(name.as_bytes());
@@ -633,7 +528,7 @@ mod tests {
             body.extend_from_slice(&typmod.to_be_bytes());
             body.extend_from_slice(&1i16.to_be_bytes()); // binary
         }
-        hook.rows_described(Some(&body));
+        hook.rows_described(Some(&RowDescription::decode(&body).unwrap()));
         let results = hook.prepared[&b"s1".to_vec()]
             .results
             .clone()
@@ -643,25 +538,30 @@ mod tests {
         assert_eq!((results[1].type_oid, results[1].typmod), (1043, 24));
         // A second description (duet's own re-prepare is never described) changes nothing, and a
         // truncated body is ignored.
-        hook.described(b"Ss1\0");
-        hook.parameters_described(b"\0\0");
-        hook.rows_described(Some(&body[..body.len() - 3]));
+        hook.described(&describe);
+        hook.parameters_described(Some(&no_parameters));
+        let truncated = RowDescription::decode(&body[..body.len() - 3]);
+        assert!(truncated.is_err());
+        hook.rows_described(truncated.ok().as_ref());
         assert_eq!(hook.prepared[&b"s1".to_vec()].results, Some(results));
-        assert!(row_description(&body[..body.len() - 3]).is_none());
     }
 
     #[test]
     fn command_complete_gets_its_verb_back() {
-        let patched = patched_command_complete(b"INSERT 0 3\0", Some(TagVerb::Update)).unwrap();
+        let insert = CommandComplete::decode(b"INSERT 0 3\0").unwrap();
+        let patched = patched_command_complete(&insert, Some(TagVerb::Update)).unwrap();
         assert_eq!(&patched[..], b"C\0\0\0\x0dUPDATE 3\0");
-        assert!(patched_command_complete(b"INSERT 0 3\0", None).is_none());
-        assert!(patched_command_complete(b"garbage", Some(TagVerb::Delete)).is_none());
+        assert!(patched_command_complete(&insert, None).is_none());
+        let select = CommandComplete::decode(b"SELECT\0").unwrap();
+        assert!(patched_command_complete(&select, Some(TagVerb::Delete)).is_none());
+        assert!(CommandComplete::decode(b"garbage").is_err());
     }
 
     #[test]
     fn a_staged_copy_error_names_the_table() {
         let body = b"SERROR\0C22P02\0Minvalid input syntax for type integer: \"x\"\0WCOPY __duet_copy, line 1, column n: \"x\"\0\0";
-        let renamed = copy_error_renamed(body, "__duet_copy", "items").unwrap();
+        let error = ErrorResponse::decode(body).unwrap();
+        let renamed = copy_error_renamed(&error, "__duet_copy", "items").unwrap();
         assert_eq!(
             &renamed[5..],
             &b"SERROR\0C22P02\0Minvalid input syntax for type integer: \"x\"\0WCOPY items, line 1, column n: \"x\"\0\0"[..]
@@ -670,15 +570,17 @@ mod tests {
             renamed.len(),
             body.len() + 5 - "__duet_copy".len() + "items".len()
         );
-        assert!(copy_error_renamed(b"SERROR\0Mno context\0\0", "__duet_copy", "t").is_none());
-        assert!(copy_error_renamed(b"SERROR\0Mtruncated", "__duet_copy", "t").is_none());
+        let no_context = ErrorResponse::decode(b"SERROR\0Mno context\0\0").unwrap();
+        assert!(copy_error_renamed(&no_context, "__duet_copy", "t").is_none());
+        assert!(ErrorResponse::decode(b"SERROR\0Mtruncated").is_err());
     }
 
     #[test]
     fn recognises_the_cached_plan_error_and_deallocations() {
         let body = b"SERROR\0C0A000\0Mcached plan must not change result type\0\0";
-        assert!(is_cached_plan_error(body));
-        assert!(!is_cached_plan_error(b"SERROR\0C0A000\0Mother\0\0"));
+        assert!(is_cached_plan_error(&ErrorResponse::decode(body).unwrap()));
+        let other = ErrorResponse::decode(b"SERROR\0C0A000\0Mother\0\0").unwrap();
+        assert!(!is_cached_plan_error(&other));
         assert_eq!(deallocation(b"  DISCARD ALL;"), Some(None));
         assert_eq!(deallocation(b"deallocate prepare all"), Some(None));
         assert_eq!(deallocation(b"DEALLOCATE S_1"), Some(Some(b"s_1".to_vec())));

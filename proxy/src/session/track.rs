@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::hook::Hook;
 use crate::wire::frontend;
+use crate::wire::messages::TransactionStatus;
 
 /// Protocol position of one session. Updated by both forwarding directions (which run in the same
 /// task, so the lock around it is never contended).
@@ -16,8 +17,8 @@ pub(super) struct Tracker {
     pub(super) pending: VecDeque<Instant>,
     /// Extended-protocol messages were sent since the last Sync.
     pub(super) in_batch: bool,
-    /// The transaction status of the last ReadyForQuery: `I`, `T` or `E`.
-    pub(super) status: u8,
+    /// The transaction status of the last ReadyForQuery.
+    pub(super) status: TransactionStatus,
     /// After an Execute: how many Syncs the client has sent since. If the server answers that
     /// Execute with CopyInResponse, it was a `COPY … FROM STDIN` and the server ignores those Syncs
     /// (it ignores Sync and Flush in copy-in mode), so they will get no ReadyForQuery. `None` after
@@ -46,7 +47,7 @@ impl Tracker {
         Tracker {
             pending: VecDeque::with_capacity(4),
             in_batch: false,
-            status: b'I',
+            status: TransactionStatus::Idle,
             syncs_after_execute: None,
             copy_in: false,
             requests: 0,
@@ -116,6 +117,6 @@ impl Tracker {
 
     /// Quiet and outside a transaction block: a transaction boundary.
     pub(super) fn at_boundary(&self) -> bool {
-        self.is_quiet() && self.status == b'I'
+        self.is_quiet() && self.status == TransactionStatus::Idle
     }
 }
