@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::hook::Hook;
+use super::dual_write::DualWrite;
 use crate::wire::frontend;
 use crate::wire::messages::TransactionStatus;
 
@@ -38,7 +38,7 @@ pub(super) struct Tracker {
     /// ones, so that their completions line up).
     pub(super) batch_executes: u64,
     /// The dual-write hook's state.
-    pub(super) hook: Hook,
+    pub(super) hook: DualWrite,
 }
 
 impl Tracker {
@@ -53,7 +53,7 @@ impl Tracker {
             requests: 0,
             answered: 0,
             batch_executes: 0,
-            hook: Hook::default(),
+            hook: DualWrite::default(),
         }
     }
 
