@@ -47,6 +47,11 @@ impl<'s, 'a> Downstream<'s, 'a> {
         Downstream { shared }
     }
 
+    /// The session this direction belongs to.
+    pub(super) fn shared(&self) -> &'s Shared<'a> {
+        self.shared
+    }
+
     /// Walks a chunk from the backend: ReadyForQuery closes requests and moves the session's
     /// state; while the hook expects something, completions and errors are patched (`edits`).
     /// Returns how many bytes may be forwarded (a message that must be read whole and is split

@@ -5,16 +5,23 @@
 //! The directions never wait for each other: a client pipelining a large COPY while the backend
 //! streams results back cannot deadlock the proxy. Only a held transaction start (the pause gate)
 //! stops the client→backend loop, and only that loop.
+//!
+//! The loop is written once ([`forward`]); what differs between the directions — the scan
+//! ([`super::upstream`], [`super::downstream`]) and which side's failure ends the session how —
+//! is a [`Direction`].
 
+use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::downstream::Downstream;
+use super::downstream::{BackendViolation, Downstream};
+use super::duplex::Duplex;
 use super::edit::{apply_edits, Edit};
 use super::shared::{add_own, Shared};
-use super::upstream::{ClientStep, Upstream};
+use super::upstream::{ClientStep, ClientViolation, Upstream};
 use super::{close_with_fatal, lost_backend, protocol_violation, Established};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
@@ -27,8 +34,8 @@ use crate::wire::frontend;
 
 /// Read size per direction: large enough for big result sets, small enough for 1000 sessions.
 const READ_SIZE: usize = 16 * 1024;
-/// Buffer capacity kept by an idle client→backend loop (more was only needed to hold a large
-/// statement whole for the dual-write hook).
+/// Buffer capacity kept by an idle loop (more was only needed to hold a large message whole for
+/// the dual-write hook).
 const MAX_IDLE_BUFFER: usize = 1 << 20;
 /// How long a backend that refused a write gets to deliver a FATAL it sent before going.
 const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -41,17 +48,126 @@ pub enum SessionEnd {
     /// The client closed its connection.
     ClientClosed,
     /// The client's connection failed.
-    ClientError(String),
+    ClientError(io::Error),
     /// The client sent a malformed message (it got FATAL 08P01).
-    ClientMalformed(String),
+    ClientMalformed(ClientViolation),
     /// The backend closed or failed without a word (the client got FATAL 08006).
-    BackendLost(String),
+    BackendLost(BackendLoss),
     /// The backend ended the session with its own FATAL ErrorResponse (administrator command,
     /// idle timeout, …), which the client got as its last message, and then closed: the client
     /// gets nothing more, exactly as direct.
-    BackendEnded(String),
+    BackendEnded(BackendLoss),
     /// The proxy shut down (the client got FATAL 57P01).
     Shutdown,
+}
+
+/// How the connection to the backend was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendLoss {
+    /// The backend closed it.
+    #[error("the backend closed the connection")]
+    Closed,
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The backend broke the protocol.
+    #[error(transparent)]
+    Violation(#[from] BackendViolation),
+}
+
+/// What a forwarding loop does with a chunk it has scanned.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Forward the first `.0` bytes (with the scan's edits), then go on as `.1` says.
+    Forward(usize, Then),
+    /// End now, forwarding nothing more.
+    End(SessionEnd),
+}
+
+/// What a forwarding loop does once a chunk is forwarded.
+#[derive(Debug)]
+pub(super) enum Then {
+    /// Read more.
+    Read,
+    /// Wait for the pause gate to open, then scan the rest again.
+    Hold,
+    /// Read until the message at the start of the buffer, this many bytes long, is whole (the
+    /// dual-write hook checks some messages whole).
+    ReadWhole(usize),
+    /// End the session so.
+    End(SessionEnd),
+}
+
+/// One direction of the forwarding phase: how its chunks are scanned, and how a failure on
+/// either of its sides ends the session.
+pub(super) trait Direction {
+    /// Scans a chunk that has arrived; `edits` get the hook's changes to it.
+    fn scan(&self, scanner: &mut FrameScanner, chunk: &[u8], edits: &mut Vec<Edit>) -> Step;
+    /// The session's count of the bytes forwarded this way.
+    fn forwarded(&self) -> &AtomicU64;
+    /// How the session ends when the side this direction reads from closes (`None`) or fails.
+    fn read_ended(&self, error: Option<io::Error>) -> SessionEnd;
+    /// How the session ends when writing to the other side fails.
+    fn write_failed(&self, error: io::Error) -> SessionEnd;
+    /// Resolves once held messages may go on.
+    fn resumed(&self) -> impl Future<Output = ()>;
+}
+
+impl Direction for Upstream<'_, '_> {
+    fn scan(&self, scanner: &mut FrameScanner, chunk: &[u8], edits: &mut Vec<Edit>) -> Step {
+        match Upstream::scan(self, scanner, chunk, edits) {
+            ClientStep::Forward(n) => Step::Forward(n, Then::Read),
+            ClientStep::Hold(n) => Step::Forward(n, Then::Hold),
+            ClientStep::Wait(n, whole) => Step::Forward(n, Then::ReadWhole(whole)),
+            ClientStep::Terminate(n) => Step::Forward(n, Then::End(SessionEnd::ClientTerminated)),
+            ClientStep::Malformed(why) => Step::End(SessionEnd::ClientMalformed(why)),
+        }
+    }
+
+    fn forwarded(&self) -> &AtomicU64 {
+        &self.shared().info.bytes_client_to_server
+    }
+
+    fn read_ended(&self, error: Option<io::Error>) -> SessionEnd {
+        match error {
+            None => SessionEnd::ClientClosed,
+            Some(error) => SessionEnd::ClientError(error),
+        }
+    }
+
+    fn write_failed(&self, error: io::Error) -> SessionEnd {
+        SessionEnd::BackendLost(error.into())
+    }
+
+    fn resumed(&self) -> impl Future<Output = ()> {
+        self.shared().ctx.gate.wait_resumed()
+    }
+}
+
+impl Direction for Downstream<'_, '_> {
+    fn scan(&self, scanner: &mut FrameScanner, chunk: &[u8], edits: &mut Vec<Edit>) -> Step {
+        match Downstream::scan(self, scanner, chunk, edits) {
+            Ok(n) => Step::Forward(n, Then::Read),
+            Err(violation) => Step::End(SessionEnd::BackendLost(violation.into())),
+        }
+    }
+
+    fn forwarded(&self) -> &AtomicU64 {
+        &self.shared().info.bytes_server_to_client
+    }
+
+    fn read_ended(&self, error: Option<io::Error>) -> SessionEnd {
+        SessionEnd::BackendLost(error.map_or(BackendLoss::Closed, BackendLoss::Io))
+    }
+
+    fn write_failed(&self, error: io::Error) -> SessionEnd {
+        SessionEnd::ClientError(error)
+    }
+
+    fn resumed(&self) -> impl Future<Output = ()> {
+        // The backend's answers are never held.
+        std::future::ready(())
+    }
 }
 
 /// Runs the forwarding phase to its end and tells the client why it ended, when it should know.
@@ -67,93 +183,65 @@ pub(super) async fn run(
         backend_buf,
     } = established;
     let shared = Shared::new(ctx, info);
+    let buffers = Buffers {
+        client: client_buf,
+        backend: backend_buf,
+    };
+    // The pair of stream types is picked here, once per session: everything below is compiled
+    // for each pair, with no dispatch per read or write.
     match client {
-        ClientStream::Plain(mut tcp) => {
-            let (read, write) = tcp.split();
-            with_backend(&shared, read, write, backend, client_buf, backend_buf).await
-        }
-        ClientStream::Tls(tls) => {
-            let (read, write) = tokio::io::split(*tls);
-            with_backend(&shared, read, write, backend, client_buf, backend_buf).await
-        }
+        ClientStream::Plain(mut tcp) => with_backend(&shared, &mut tcp, backend, buffers).await,
+        ClientStream::Tls(mut tls) => with_backend(&shared, &mut *tls, backend, buffers).await,
     }
 }
 
-async fn with_backend<CR, CW>(
+/// What startup read of each side and the forwarding phase must handle first.
+struct Buffers {
+    client: BytesMut,
+    backend: BytesMut,
+}
+
+async fn with_backend<C: Duplex>(
     shared: &Shared<'_>,
-    client_read: CR,
-    client_write: CW,
+    client: &mut C,
     backend: BackendStream,
-    client_buf: BytesMut,
-    backend_buf: BytesMut,
-) -> SessionEnd
-where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-{
+    buffers: Buffers,
+) -> SessionEnd {
     match backend {
-        BackendStream::Tcp(mut tcp) => {
-            let (read, write) = tcp.split();
-            pump(
-                shared,
-                client_read,
-                client_write,
-                read,
-                write,
-                client_buf,
-                backend_buf,
-            )
-            .await
-        }
-        BackendStream::Unix(mut unix) => {
-            let (read, write) = unix.split();
-            pump(
-                shared,
-                client_read,
-                client_write,
-                read,
-                write,
-                client_buf,
-                backend_buf,
-            )
-            .await
-        }
-        BackendStream::Tls(tls) => {
-            let (read, write) = tokio::io::split(*tls);
-            pump(
-                shared,
-                client_read,
-                client_write,
-                read,
-                write,
-                client_buf,
-                backend_buf,
-            )
-            .await
-        }
+        BackendStream::Tcp(mut tcp) => pump(shared, client, &mut tcp, buffers).await,
+        BackendStream::Unix(mut unix) => pump(shared, client, &mut unix, buffers).await,
+        BackendStream::Tls(mut tls) => pump(shared, client, &mut *tls, buffers).await,
     }
 }
 
-async fn pump<CR, CW, BR, BW>(
+/// Runs both directions until one ends, lets the other finish what it must, and tells the client
+/// why the session ended.
+async fn pump<C: Duplex, B: Duplex>(
     shared: &Shared<'_>,
-    mut client_read: CR,
-    mut client_write: CW,
-    mut backend_read: BR,
-    mut backend_write: BW,
-    client_buf: BytesMut,
-    backend_buf: BytesMut,
-) -> SessionEnd
-where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
-    BW: AsyncWrite + Unpin,
-{
+    client: &mut C,
+    backend: &mut B,
+    buffers: Buffers,
+) -> SessionEnd {
+    let (mut client_read, mut client_write) = client.halves();
+    let (mut backend_read, mut backend_write) = backend.halves();
+    let Buffers {
+        client: client_buf,
+        backend: backend_buf,
+    } = buffers;
     let mut shutdown = shared.ctx.shutdown.subscribe();
     let end = {
-        let upstream = client_to_backend(shared, &mut client_read, &mut backend_write, client_buf);
-        let downstream =
-            backend_to_client(shared, &mut backend_read, &mut client_write, backend_buf);
+        let upstream = forward(
+            Upstream::new(shared),
+            &mut client_read,
+            &mut backend_write,
+            client_buf,
+        );
+        let downstream = forward(
+            Downstream::new(shared),
+            &mut backend_read,
+            &mut client_write,
+            backend_buf,
+        );
         tokio::pin!(upstream, downstream);
         let (first, upstream_ended) = tokio::select! {
             end = &mut upstream => (end, true),
@@ -187,10 +275,10 @@ where
     };
     match &end {
         SessionEnd::ClientMalformed(why) => {
-            protocol_violation(&mut client_write, why).await;
+            protocol_violation(&mut client_write, &why.to_string()).await;
         }
         SessionEnd::BackendLost(why) => {
-            tracing::debug!(session = shared.info.id, why, "backend lost");
+            tracing::debug!(session = shared.info.id, %why, "backend lost");
             lost_backend(&mut client_write).await;
         }
         SessionEnd::Shutdown => {
@@ -201,7 +289,7 @@ where
         }
         SessionEnd::BackendEnded(why) => {
             // The client already has the backend's FATAL; PostgreSQL just closes after it.
-            tracing::debug!(session = shared.info.id, why, "backend ended the session");
+            tracing::debug!(session = shared.info.id, %why, "backend ended the session");
             let _ = client_write.shutdown().await;
         }
         SessionEnd::ClientTerminated | SessionEnd::ClientClosed | SessionEnd::ClientError(_) => {}
@@ -218,13 +306,15 @@ async fn fill<R: AsyncRead + Unpin>(read: &mut R, buf: &mut BytesMut) -> std::io
     read.read_buf(buf).await
 }
 
-async fn client_to_backend<R, W>(
-    shared: &Shared<'_>,
+/// One direction's loop: read, scan, forward, until the session ends this way.
+async fn forward<D, R, W>(
+    direction: D,
     read: &mut R,
     write: &mut W,
     mut buf: BytesMut,
 ) -> SessionEnd
 where
+    D: Direction,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -234,91 +324,38 @@ where
     loop {
         if need_read {
             match fill(read, &mut buf).await {
-                Ok(0) => return SessionEnd::ClientClosed,
+                Ok(0) => return direction.read_ended(None),
                 Ok(_) => {}
-                Err(err) => return SessionEnd::ClientError(err.to_string()),
+                Err(err) => return direction.read_ended(Some(err)),
             }
         }
-        let step = Upstream::new(shared).scan(&mut scanner, &buf, &mut edits);
-        let forward = match step {
-            ClientStep::Forward(n)
-            | ClientStep::Hold(n)
-            | ClientStep::Terminate(n)
-            | ClientStep::Wait(n, _) => n,
-            ClientStep::Malformed(why) => return SessionEnd::ClientMalformed(why.to_string()),
+        let (n, then) = match direction.scan(&mut scanner, &buf, &mut edits) {
+            Step::Forward(n, then) => (n, then),
+            Step::End(end) => return end,
         };
-        if let Err(err) = forward_edited(
-            write,
-            &mut buf,
-            forward,
-            &mut edits,
-            &shared.info.bytes_client_to_server,
-        )
-        .await
+        if let Err(err) =
+            forward_edited(write, &mut buf, n, &mut edits, direction.forwarded()).await
         {
-            return SessionEnd::BackendLost(err.to_string());
+            return direction.write_failed(err);
         }
-        match step {
-            ClientStep::Hold(_) => {
-                shared.ctx.gate.wait_resumed().await;
-                need_read = false;
-            }
-            ClientStep::Terminate(_) => return SessionEnd::ClientTerminated,
-            ClientStep::Wait(_, whole) => {
-                // The hook reads this message whole: make room for it at once.
-                buf.reserve(whole.saturating_sub(buf.len()));
-                need_read = true;
-            }
-            _ => {
+        need_read = true;
+        match then {
+            Then::Read => {
                 if buf.is_empty() && buf.capacity() > MAX_IDLE_BUFFER {
-                    // A large statement held whole is gone: do not keep its room for the
+                    // A large message held whole is gone: do not keep its room for the
                     // session's lifetime.
                     buf = BytesMut::with_capacity(READ_SIZE);
                 }
-                need_read = true;
             }
-        }
-    }
-}
-
-async fn backend_to_client<R, W>(
-    shared: &Shared<'_>,
-    read: &mut R,
-    write: &mut W,
-    mut buf: BytesMut,
-) -> SessionEnd
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut scanner = FrameScanner::new();
-    let mut edits: Vec<Edit> = Vec::new();
-    let mut need_read = buf.is_empty();
-    loop {
-        if need_read {
-            match fill(read, &mut buf).await {
-                Ok(0) => {
-                    return SessionEnd::BackendLost("the backend closed the connection".to_owned())
-                }
-                Ok(_) => {}
-                Err(err) => return SessionEnd::BackendLost(err.to_string()),
+            Then::Hold => {
+                direction.resumed().await;
+                need_read = false;
             }
-        }
-        need_read = true;
-        let forward = match Downstream::new(shared).scan(&mut scanner, &buf, &mut edits) {
-            Ok(n) => n,
-            Err(why) => return SessionEnd::BackendLost(why.to_string()),
-        };
-        if let Err(err) = forward_edited(
-            write,
-            &mut buf,
-            forward,
-            &mut edits,
-            &shared.info.bytes_server_to_client,
-        )
-        .await
-        {
-            return SessionEnd::ClientError(err.to_string());
+            Then::ReadWhole(whole) => {
+                // The hook reads this message whole: make room for it at once.
+                buf.reserve(whole.saturating_sub(buf.len()));
+            }
+            Then::End(end) => return end,
         }
     }
 }
@@ -367,11 +404,14 @@ async fn forward_chunk<W: AsyncWrite + Unpin>(
 mod tests {
     use std::sync::atomic::Ordering;
 
+    use bytes::BytesMut;
+
     use super::super::downstream::Downstream;
     use super::super::edit::apply_edits;
     use super::super::shared::Shared;
     use super::super::testing::*;
-    use super::super::upstream::{ClientStep, Upstream};
+    use super::super::upstream::{ClientStep, ClientViolation, Upstream};
+    use super::{forward, BackendLoss, SessionEnd};
     use crate::sessions::SessionState;
     use crate::wire::frame::FrameScanner;
 
@@ -672,6 +712,74 @@ mod tests {
                 ctx.routes
                     .set_table("public", "items", Some(items_route()), 150000);
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_direction_forwards_its_bytes_as_they_are_and_ends_as_its_side_does() {
+        let ctx = context();
+        let info = ctx.sessions.register("127.0.0.1:1".parse().unwrap());
+
+        let answers = [msg(b'C', b"SELECT 1\0"), ready(b'I')].concat();
+        let mut to_client = Vec::new();
+        let shared = Shared::new(&ctx, &info);
+        let downstream = Downstream::new(&shared);
+        let end = forward(
+            downstream,
+            &mut &answers[..],
+            &mut to_client,
+            BytesMut::new(),
+        )
+        .await;
+        assert!(
+            matches!(end, SessionEnd::BackendLost(BackendLoss::Closed)),
+            "{end:?}"
+        );
+        assert_eq!(to_client, answers);
+        assert_eq!(
+            info.bytes_server_to_client.load(Ordering::Relaxed),
+            answers.len() as u64
+        );
+
+        // What the client sends after Terminate is not forwarded.
+        let after = msg(b'Q', b"never\0");
+        let requests = [msg(b'Q', b"select 1\0"), msg(b'X', b""), after.clone()].concat();
+        let mut to_backend = Vec::new();
+        let shared = Shared::new(&ctx, &info);
+        let upstream = Upstream::new(&shared);
+        let end = forward(
+            upstream,
+            &mut &requests[..],
+            &mut to_backend,
+            BytesMut::new(),
+        )
+        .await;
+        assert!(matches!(end, SessionEnd::ClientTerminated), "{end:?}");
+        assert_eq!(to_backend, requests[..requests.len() - after.len()]);
+
+        // A chunk with a malformed message is not forwarded at all.
+        let malformed = [msg(b'Q', b"select 1\0"), msg(b'?', b"")].concat();
+        let mut to_backend = Vec::new();
+        let shared = Shared::new(&ctx, &info);
+        let upstream = Upstream::new(&shared);
+        let end = forward(
+            upstream,
+            &mut &malformed[..],
+            &mut to_backend,
+            BytesMut::new(),
+        )
+        .await;
+        assert!(
+            matches!(
+                &end,
+                SessionEnd::ClientMalformed(ClientViolation::UnknownType(b'?'))
+            ),
+            "{end:?}"
+        );
+        assert!(to_backend.is_empty());
+        // The client is told in the same words as before the error was typed.
+        if let SessionEnd::ClientMalformed(why) = end {
+            assert_eq!(why.to_string(), "invalid frontend message type '?'");
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod downstream;
 mod dual_write;
+mod duplex;
 mod edit;
 mod forward;
 mod io;
@@ -39,7 +40,7 @@ use crate::shutdown::Phase;
 use crate::wire::error::{fatal, CONNECTION_FAILURE, PROTOCOL_VIOLATION};
 
 pub use downstream::BackendViolation;
-pub use forward::SessionEnd;
+pub use forward::{BackendLoss, SessionEnd};
 pub use upstream::ClientViolation;
 
 /// Time a client gets to complete TLS, startup and authentication (PostgreSQL's default

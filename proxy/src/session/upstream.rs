@@ -55,6 +55,11 @@ impl<'s, 'a> Upstream<'s, 'a> {
         Upstream { shared }
     }
 
+    /// The session this direction belongs to.
+    pub(super) fn shared(&self) -> &'s Shared<'a> {
+        self.shared
+    }
+
     /// Walks a chunk from the client: counts statements, opens requests, applies the gate at
     /// transaction boundaries, and — while tables are under migration — lets the dual-write hook
     /// replace messages (`edits`, in chunk order, all before the returned forward count).
