@@ -12,7 +12,9 @@ use crate::sessions::SessionInfo;
 /// dual-write hook (one lock, taken once per chunk), and the flags that let the downstream scan
 /// skip that lock while nothing concerns it.
 pub(super) struct Shared<'a> {
+    /// The proxy: configuration, routes, gate, metrics.
     pub(super) ctx: &'a ProxyContext,
+    /// The session as `status` and the metrics see it.
     pub(super) info: &'a SessionInfo,
     /// What the hook consults of the proxy and the session.
     pub(super) hook_context: HookContext<'a>,

@@ -178,7 +178,7 @@ impl DualWrite {
 
 /// The CommandComplete the client expects for a rewritten statement, or `None` to keep the
 /// server's (no verb to restore, or a tag without a count).
-pub(crate) fn patched_command_complete(
+pub(super) fn patched_command_complete(
     complete: &CommandComplete<'_>,
     verb: Option<TagVerb>,
 ) -> Option<BytesMut> {
@@ -188,7 +188,7 @@ pub(crate) fn patched_command_complete(
 
 /// The ErrorResponse `error` with its context line `COPY <staging>, …` naming `table` instead, or
 /// `None` when it has no such line.
-pub(crate) fn copy_error_renamed(
+pub(super) fn copy_error_renamed(
     error: &ErrorResponse<'_>,
     staging: &str,
     table: &str,
@@ -218,11 +218,11 @@ pub(crate) fn copy_error_renamed(
 }
 
 /// Whether an ErrorResponse is "cached plan must not change result type".
-pub(crate) fn is_cached_plan_error(error: &ErrorResponse<'_>) -> bool {
+pub(super) fn is_cached_plan_error(error: &ErrorResponse<'_>) -> bool {
     error.sqlstate() == Some(CACHED_PLAN_CODE) && error.message() == Some(CACHED_PLAN_MESSAGE)
 }
 
 /// Whether an ErrorResponse is "prepared statement … already exists" (42P05).
-pub(crate) fn is_duplicate_statement_error(error: &ErrorResponse<'_>) -> bool {
+pub(super) fn is_duplicate_statement_error(error: &ErrorResponse<'_>) -> bool {
     error.sqlstate() == Some(b"42P05")
 }

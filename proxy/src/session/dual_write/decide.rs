@@ -12,7 +12,7 @@ use crate::wire::error::{error_response, Severity};
 use crate::wire::frontend;
 
 /// The ErrorResponse a refusal gives the client.
-pub(crate) fn refusal_error(refusal: &Refusal) -> BytesMut {
+pub(super) fn refusal_error(refusal: &Refusal) -> BytesMut {
     error_response(
         Severity::Error,
         refusal.sqlstate,
@@ -22,12 +22,12 @@ pub(crate) fn refusal_error(refusal: &Refusal) -> BytesMut {
 }
 
 /// The refusal of a cached entry, if it is one.
-pub(crate) fn refusal_of(cached: &Cached) -> Option<&Refusal> {
+pub(super) fn refusal_of(cached: &Cached) -> Option<&Refusal> {
     cached.result.as_ref().err()
 }
 
 /// The refusal for a message too large to check.
-pub(crate) fn oversized_refusal() -> Refusal {
+pub(super) fn oversized_refusal() -> Refusal {
     Refusal::unsupported(
         format!(
             "duet refuses statements larger than {} MiB while a table is under migration",
@@ -38,7 +38,7 @@ pub(crate) fn oversized_refusal() -> Refusal {
 }
 
 /// The refusal for a text that is not UTF-8 (duet rewrites UTF-8 only).
-pub(crate) fn encoding_refusal() -> Refusal {
+pub(super) fn encoding_refusal() -> Refusal {
     Refusal::unsupported(
         "duet cannot check a statement that is not valid UTF-8 while a table is under migration",
         "use client_encoding UTF8 for statements on tables under migration",
@@ -48,7 +48,7 @@ pub(crate) fn encoding_refusal() -> Refusal {
 /// What the upstream loop forwards for one Query or Parse text under active routes (borrowed
 /// from the cache entry: a cache hit copies the rewritten text once, into the message).
 #[derive(Debug)]
-pub(crate) enum Decision<'a> {
+pub(super) enum Decision<'a> {
     /// Forward the client's bytes.
     Unchanged,
     /// Forward this text; one patch per statement.
@@ -64,7 +64,7 @@ pub(crate) enum Decision<'a> {
 /// used only when the session's names surely mean that table; otherwise the text is forwarded as
 /// written and the safety net mirrors what it writes. A rename's translation always applies (the
 /// old names must keep working).
-pub(crate) fn decide<'a>(
+pub(super) fn decide<'a>(
     cached: &'a Cached,
     policy: UnrewritableWrites,
     names: &Names,
@@ -85,7 +85,7 @@ pub(crate) fn decide<'a>(
 }
 
 /// The protocol a message tag carries.
-pub(crate) fn protocol_of(tag: u8) -> Protocol {
+pub(super) fn protocol_of(tag: u8) -> Protocol {
     if tag == frontend::QUERY {
         Protocol::Simple
     } else {
@@ -94,7 +94,7 @@ pub(crate) fn protocol_of(tag: u8) -> Protocol {
 }
 
 /// A cache-less refusal (oversized or undecodable text): counted nowhere, sent like any other.
-pub(crate) fn bare_refusal(epoch: u64, refusal: shadow::rewrite::Refusal) -> Arc<Cached> {
+pub(super) fn bare_refusal(epoch: u64, refusal: shadow::rewrite::Refusal) -> Arc<Cached> {
     Arc::new(Cached {
         epoch,
         result: Err(refusal),

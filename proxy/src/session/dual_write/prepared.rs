@@ -93,7 +93,7 @@ fn described_columns(rows: &RowDescription<'_>) -> Vec<DescribedColumn> {
 
 /// Whether a Query text is `DISCARD ALL` or `DEALLOCATE [PREPARE] ALL` (which drop every prepared
 /// statement), or `DEALLOCATE [PREPARE] name` (returns the name). Cheap: looks at the first words.
-pub(crate) fn deallocation(sql: &[u8]) -> Option<Option<Vec<u8>>> {
+pub(super) fn deallocation(sql: &[u8]) -> Option<Option<Vec<u8>>> {
     // Most queries are rejected on their first letter, without allocating.
     let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
     if !matches!(sql[start], b'd' | b'D') {

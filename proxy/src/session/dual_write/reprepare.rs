@@ -13,9 +13,9 @@ use crate::wire::messages::{Close, Message, Parse, Sync};
 impl DualWrite {
     /// At a transaction boundary after a route change, a move of the session's `search_path` or
     /// a stale-plan error: prepares again every remembered statement whose text mentions a table
-    /// that is or was routed, ahead of the
-    /// client's message at `at`, each in a request of its own (Close, Parse, Sync) whose answer
-    /// the downstream loop drops.
+    /// that is or was routed, ahead of the client's message at `at`, each in a request of its own
+    /// (Close, Parse, Sync) whose answer the downstream scan drops. The injected requests are
+    /// numbered from `next_request`; returns how many there are, for the caller to count as sent.
     pub(crate) fn reprepare(
         &mut self,
         cx: &HookContext<'_>,
