@@ -89,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn splits_a_body_into_name_text_and_parameters() {
+    fn parse_bodies_split_and_rebuild() {
         let body = b"s1\0insert into t values ($1)\0\0\x01\0\0\0\x17";
         let parse = Parse::decode(body).unwrap();
         assert_eq!(parse.name, b"s1");
