@@ -3,13 +3,26 @@
 //!
 //! Session mode: each client gets its own backend connection, opened when its startup message
 //! arrives, closed when it leaves.
+//!
+//! The parts: `startup` (TLS, authentication relay, up to the first ReadyForQuery), then
+//! `forward` (the pumping: one loop per direction, in one task), whose scans are `upstream`
+//! (client→backend: requests, the pause gate) and `downstream` (backend→client: ReadyForQuery,
+//! the session's state), over the state in `shared` (the protocol position in `track`, the flags).
+//! While tables are under migration both scans hand messages to `dual_write`, the hook, which
+//! answers with `edit`s to the chunk being forwarded.
 
+mod downstream;
 mod dual_write;
+mod duplex;
+mod edit;
 mod forward;
-mod hook;
 mod io;
+mod shared;
 mod startup;
+#[cfg(test)]
+mod testing;
 mod track;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -26,7 +39,9 @@ use crate::sessions::SessionInfo;
 use crate::shutdown::Phase;
 use crate::wire::error::{fatal, CONNECTION_FAILURE, PROTOCOL_VIOLATION};
 
-pub use forward::SessionEnd;
+pub use downstream::BackendViolation;
+pub use forward::{BackendLoss, SessionEnd};
+pub use upstream::ClientViolation;
 
 /// Time a client gets to complete TLS, startup and authentication (PostgreSQL's default
 /// authentication_timeout).

@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::hook::Hook;
+use super::dual_write::DualWrite;
 use crate::wire::frontend;
+use crate::wire::messages::TransactionStatus;
 
 /// Protocol position of one session. Updated by both forwarding directions (which run in the same
 /// task, so the lock around it is never contended).
@@ -16,8 +17,8 @@ pub(super) struct Tracker {
     pub(super) pending: VecDeque<Instant>,
     /// Extended-protocol messages were sent since the last Sync.
     pub(super) in_batch: bool,
-    /// The transaction status of the last ReadyForQuery: `I`, `T` or `E`.
-    pub(super) status: u8,
+    /// The transaction status of the last ReadyForQuery.
+    pub(super) status: TransactionStatus,
     /// After an Execute: how many Syncs the client has sent since. If the server answers that
     /// Execute with CopyInResponse, it was a `COPY … FROM STDIN` and the server ignores those Syncs
     /// (it ignores Sync and Flush in copy-in mode), so they will get no ReadyForQuery. `None` after
@@ -37,7 +38,7 @@ pub(super) struct Tracker {
     /// ones, so that their completions line up).
     pub(super) batch_executes: u64,
     /// The dual-write hook's state.
-    pub(super) hook: Hook,
+    pub(super) hook: DualWrite,
 }
 
 impl Tracker {
@@ -46,13 +47,13 @@ impl Tracker {
         Tracker {
             pending: VecDeque::with_capacity(4),
             in_batch: false,
-            status: b'I',
+            status: TransactionStatus::Idle,
             syncs_after_execute: None,
             copy_in: false,
             requests: 0,
             answered: 0,
             batch_executes: 0,
-            hook: Hook::default(),
+            hook: DualWrite::default(),
         }
     }
 
@@ -116,6 +117,6 @@ impl Tracker {
 
     /// Quiet and outside a transaction block: a transaction boundary.
     pub(super) fn at_boundary(&self) -> bool {
-        self.is_quiet() && self.status == b'I'
+        self.is_quiet() && self.status == TransactionStatus::Idle
     }
 }

@@ -1,14 +1,16 @@
 //! The PostgreSQL wire protocol, as much of it as a forwarding proxy needs.
 //!
 //! duet forwards bytes; it decodes only message headers (to know boundaries, type bytes and
-//! transaction state) and the bodies of the few messages it acts on. Whole-message decoding and
-//! encoding use pgwire's codecs where they fit; header scanning is our own because pgwire's codecs
+//! transaction state) and the bodies of the few messages it acts on, each a type of its own in
+//! [`messages`]. Startup and authentication messages use pgwire's codecs where they fit; header
+//! scanning is our own because pgwire's codecs
 //! need a complete message in the buffer, while duet streams rows and COPY data larger than any
 //! buffer straight through.
 
 pub mod auth;
 pub mod error;
 pub mod frame;
+pub mod messages;
 pub mod startup;
 
 /// Frontend (client → server) message types the protocol defines after startup.
@@ -69,6 +71,12 @@ pub mod backend {
     pub const AUTHENTICATION: u8 = b'R';
     /// BackendKeyData.
     pub const BACKEND_KEY_DATA: u8 = b'K';
+    /// CommandComplete: a statement finished.
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    /// EmptyQueryResponse: the answer to an empty query string.
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+    /// PortalSuspended: an Execute reached its row limit.
+    pub const PORTAL_SUSPENDED: u8 = b's';
     /// ErrorResponse.
     pub const ERROR_RESPONSE: u8 = b'E';
     /// NegotiateProtocolVersion.
