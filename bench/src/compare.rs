@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
-use crate::duet_proxy::{DuetProxy, DuetProxyOptions};
+use crate::duet_process::{DuetProxy, DuetProxyOptions};
 use crate::load::{init_tables, run_load, LoadError, LoadOptions};
 use crate::pgbench_driver::run_pgbench;
 use crate::pgbouncer::{PgBouncer, PgBouncerOptions};
@@ -336,7 +336,7 @@ pub fn run_compare(
         let duet_bin = opts
             .duet_bin
             .clone()
-            .or_else(crate::duet_proxy::duet_next_to_current_exe)
+            .or_else(crate::duet_process::duet_next_to_current_exe)
             .unwrap_or_else(|| PathBuf::from("duet"));
         DuetProxy::start(&DuetProxyOptions {
             duet_bin,

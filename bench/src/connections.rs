@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
-use crate::duet_proxy::{DuetProxy, DuetProxyOptions};
+use crate::duet_process::{DuetProxy, DuetProxyOptions};
 use crate::launch::LaunchError;
 use crate::load::{connect, describe};
 use crate::report::{top_errors, ErrorCount};

@@ -18,6 +18,6 @@ pub mod pgbouncer;
 // The harness's modules under their old paths: the comparisons are built on them, and
 // `duet_bench::cluster` etc. keep naming the same things.
 pub use duet_harness::{
-    backend, cluster, duet_proxy, duration_arg, launch, load, net, probe, process, report, schema,
-    scratch, workload,
+    backend, cluster, duet_process, duration_arg, launch, load, net, probe, process, report,
+    schema, scratch, workload,
 };

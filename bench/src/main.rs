@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use duet_bench::compare::{reference_scenarios, run_compare, CompareOptions, Driver, Target};
 use duet_bench::connections::{run_connections, ConnectionsOptions};
-use duet_bench::duet_proxy::duet_next_to_current_exe;
+use duet_bench::duet_process::duet_next_to_current_exe;
 use duet_bench::duration_arg::parse_duration;
 use duet_bench::load::{init_tables, run_load, LoadOptions};
 use duet_bench::migrate::{run_migrate, MigrateOptions};
@@ -274,7 +274,7 @@ fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
     let duet_bin = args
         .duet_bin
         .or_else(duet_next_to_current_exe)
-        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet`) or pass --duet-bin"))?;
+        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet-proxy`) or pass --duet-bin"))?;
     let report = run_connections(
         &ConnectionsOptions {
             count: args.count,
@@ -299,7 +299,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let duet_bin = args
         .duet_bin
         .or_else(duet_next_to_current_exe)
-        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet`) or pass --duet-bin"))?;
+        .ok_or_else(|| anyhow::anyhow!("no duet binary next to duet-bench: build it (`cargo build -p duet-proxy`) or pass --duet-bin"))?;
     let opts = MigrateOptions {
         url: args.url,
         rows: args

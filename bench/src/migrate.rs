@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, ClusterOptions};
-use crate::duet_proxy::{DuetProxy, DuetProxyOptions};
+use crate::duet_process::{DuetProxy, DuetProxyOptions};
 use crate::load::{connect, describe};
 use crate::migrate_report::{MigrateReport, PhaseMark, Sample};
 use crate::workload::SplitMix64;

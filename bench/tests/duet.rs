@@ -2,7 +2,7 @@
 //! built next to this test), driven only through the public contract.
 //!
 //! `cargo test -p duet-bench` alone does not build the `duet` binary; then these tests say so and
-//! skip — or fail under `DUET_REQUIRE_DATABASE=1` (run `cargo build -p duet` first, or the whole
+//! skip — or fail under `DUET_REQUIRE_DATABASE=1` (run `cargo build -p duet-proxy` first, or the whole
 //! workspace's tests, as CI does).
 
 mod support;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use duet_bench::connections::{run_connections, ConnectionsOptions};
 use duet_harness::cluster::{Cluster, ClusterOptions};
-use duet_harness::duet_proxy::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
+use duet_harness::duet_process::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
 use duet_harness::load::{init_tables, run_load, LoadOptions};
 use duet_harness::workload::{Protocol, Workload};
 
@@ -22,7 +22,7 @@ fn duet_or_skip() -> Option<PathBuf> {
     }
     let Some(duet) = duet_next_to_current_exe() else {
         support::skip(
-            "no duet binary next to this test; run `cargo build -p duet` first \
+            "no duet binary next to this test; run `cargo build -p duet-proxy` first \
              (`cargo test --workspace` builds it)",
         );
         return None;

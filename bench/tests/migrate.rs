@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use duet_bench::migrate::{run_migrate, MigrateOptions};
-use duet_harness::duet_proxy::duet_next_to_current_exe;
+use duet_harness::duet_process::duet_next_to_current_exe;
 
 #[test]
 fn migrate_scenario_with_tiny_sizes_reports_every_field() {
@@ -15,7 +15,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         return;
     }
     let Some(duet_bin) = duet_next_to_current_exe() else {
-        support::skip("no duet binary next to this test; run `cargo build -p duet` first");
+        support::skip("no duet binary next to this test; run `cargo build -p duet-proxy` first");
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -106,7 +106,7 @@ fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
         return;
     }
     let Some(duet_bin) = duet_next_to_current_exe() else {
-        support::skip("no duet binary next to this test; run `cargo build -p duet` first");
+        support::skip("no duet binary next to this test; run `cargo build -p duet-proxy` first");
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -12,7 +12,7 @@ use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
 use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
 use duet_harness::backend::Backend;
 use duet_harness::cluster::Cluster;
-use duet_harness::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_harness::duet_process::{DuetProxy, DuetProxyOptions};
 use duet_harness::launch::LaunchError;
 use duet_harness::load::{init_tables, run_load, LoadOptions};
 use duet_harness::workload::{Protocol, Workload};

@@ -553,7 +553,7 @@ impl ServerCertVerifier for ChainOnly {
 /// tokio-postgres's TLS hook over the backend's rustls configuration: the connection string's
 /// `sslmode` (set on the `tokio_postgres::Config`) decides whether it is used, this decides how.
 /// Without a configuration (a plain backend) the connection string must say `sslmode=disable`
-/// ([`crate::migration::control::control_config`] does): a handshake would fail.
+/// ([`crate::control::connection::control_config`] does): a handshake would fail.
 #[derive(Clone, Debug)]
 pub struct MakeRustlsConnect {
     config: Option<Arc<ClientConfig>>,

@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::Backend;
-use crate::sessions::{SessionInfo, SessionState};
+use crate::session_registry::{SessionInfo, SessionState};
 use crate::wire::startup::encode_cancel;
 
 /// Where a cancel for a session must go.
@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn session() -> Arc<SessionInfo> {
-        crate::sessions::Sessions::new().register("127.0.0.1:1".parse().expect("address"))
+        crate::session_registry::Sessions::new().register("127.0.0.1:1".parse().expect("address"))
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub enum UnrewritableWrites {
     /// on the fast path.
     Refuse,
     /// Forward it unchanged and count it: PostgreSQL's safety net (a trigger duet installs on
-    /// the table for the migration, `shadow::rewrite::net`) mirrors it in the writer's own
+    /// the table for the migration, `duet_shadow::rewrite::net`) mirrors it in the writer's own
     /// transaction, as it does for writers that do not go through duet.
     #[default]
     Pass,
@@ -129,7 +129,7 @@ pub struct Throttles {
 
 impl Default for Throttles {
     fn default() -> Self {
-        let latency = shadow::migrate::latency::LatencyLimit::default();
+        let latency = duet_shadow::migrate::latency::LatencyLimit::default();
         Throttles {
             max_replication_lag: Duration::from_secs(10),
             max_active_backends: None,
@@ -143,8 +143,8 @@ impl Default for Throttles {
 
 impl Throttles {
     /// The copier's form of these thresholds.
-    pub fn copier_config(&self) -> shadow::migrate::throttle::ThrottleConfig {
-        use shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
+    pub fn copier_config(&self) -> duet_shadow::migrate::throttle::ThrottleConfig {
+        use duet_shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
         let mut thresholds = vec![Threshold {
             signal: Signal::ReplicationReplayLagSeconds,
             max: self.max_replication_lag.as_secs_f64(),
@@ -163,8 +163,8 @@ impl Throttles {
     }
 
     /// The client-latency signal's limit.
-    pub fn latency_limit(&self) -> shadow::migrate::latency::LatencyLimit {
-        shadow::migrate::latency::LatencyLimit {
+    pub fn latency_limit(&self) -> duet_shadow::migrate::latency::LatencyLimit {
+        duet_shadow::migrate::latency::LatencyLimit {
             max_factor: self.max_latency_factor,
             floor: self.latency_floor,
             max_pause: self.latency_max_pause,

@@ -8,13 +8,13 @@ use crate::backend::Backend;
 use crate::backend_url::BackendAddr;
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
+use crate::control::Migrations;
 use crate::fleet::Fleet;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
-use crate::migration::Migrations;
 use crate::role_paths::RolePaths;
 use crate::routes::RouteTable;
-use crate::sessions::Sessions;
+use crate::session_registry::Sessions;
 use crate::shutdown::Shutdown;
 
 /// The shared state of one running proxy.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::sessions::{SessionInfo, SessionView, Sessions};
+use crate::session_registry::{SessionInfo, SessionView, Sessions};
 
 /// How a pause ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,9 +6,9 @@
 //!
 //! The proxy, from the outside in: [`server`] binds the sockets and accepts clients, handing each to
 //! one of the [`workers`] threads; each client is a [`session`] (startup and authentication relay,
-//! then forwarding in both directions over the [`wire`] framing); sessions publish their state in [`sessions`], pass the pause [`gate`] at
+//! then forwarding in both directions over the [`wire`] framing); sessions publish their state in [`session_registry`], pass the pause [`gate`] at
 //! transaction boundaries, register their [`cancel`] keys and count into [`metrics`]; operators
-//! drive it over the [`admin`] socket, including the online [`migration`]s it runs, which every duet in front of the database follows as one [`fleet`]; [`shutdown`] ends it gracefully.
+//! drive it over the [`admin`] socket, including the online migrations it runs ([`control`]), which every duet in front of the database follows as one [`fleet`]; [`shutdown`] ends it gracefully.
 
 pub mod admin;
 pub mod backend;
@@ -19,18 +19,18 @@ pub mod cli;
 pub mod client_stream;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod duration;
 pub mod fleet;
 pub mod gate;
 pub mod metrics;
 pub mod metrics_http;
-pub mod migration;
 pub mod rlimit;
 pub mod role_paths;
 pub mod routes;
 pub mod server;
 pub mod session;
-pub mod sessions;
+pub mod session_registry;
 pub mod shutdown;
 pub mod status;
 pub mod status_page;

@@ -1,5 +1,5 @@
-//! The `duet` binary: a thin shell over [`duet::cli`].
+//! The `duet` binary: a thin shell over [`duet_proxy::cli`].
 
 fn main() -> std::process::ExitCode {
-    duet::cli::main()
+    duet_proxy::cli::main()
 }

@@ -1,7 +1,7 @@
 //! Proxy-wide counters and the query-latency histogram.
 //!
 //! The hot path never touches a shared cache line per chunk: byte and statement counters live in
-//! each session ([`crate::sessions::SessionInfo`]) and are summed on demand; the totals of closed
+//! each session ([`crate::session_registry::SessionInfo`]) and are summed on demand; the totals of closed
 //! sessions are folded in here when they end. Latencies go into a few sharded histograms (each session
 //! worker thread records into its own shard, so no lock or cache line is shared between threads on
 //! the hot path), merged when a snapshot is taken — one histogram per session would

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use shadow::rewrite::search_path::{from_startup, SearchPath};
+use duet_shadow::rewrite::search_path::{from_startup, SearchPath};
 
 /// What the catalog says, as last read.
 #[derive(Debug, Default)]

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use shadow::ident::QualifiedName;
-use shadow::rewrite::{Routes, TableRoute};
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::rewrite::{Routes, TableRoute};
 
 pub use cache::{Cached, RewriteCache};
 
@@ -78,7 +78,7 @@ impl RouteTable {
         &self,
         published: &Published,
         sql: &str,
-        protocol: shadow::rewrite::Protocol,
+        protocol: duet_shadow::rewrite::Protocol,
     ) -> Arc<Cached> {
         self.cache.get(self, published, sql, protocol)
     }
@@ -98,7 +98,7 @@ impl RouteTable {
 
     /// [`RouteTable::set_table`], and whether the table's writes are left to the safety net
     /// alone (`net_only`: forwarded as written, never rewritten; see
-    /// [`shadow::rewrite::Routes::net_only`]).
+    /// [`duet_shadow::rewrite::Routes::net_only`]).
     pub fn set_table_mirrored(
         &self,
         schema: &str,

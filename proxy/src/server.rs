@@ -15,7 +15,7 @@ use crate::backend_url::{BackendAddr, SslMode};
 use crate::config::Config;
 use crate::context::ProxyContext;
 use crate::metrics_http;
-use crate::shutdown::Phase;
+use crate::shutdown::ShutdownPhase;
 use crate::tls::{self, TlsError};
 use crate::workers::SessionWorkers;
 
@@ -46,7 +46,7 @@ pub enum StartError {
     Tls(#[from] TlsError),
     /// Unfinished migrations could not be restored.
     #[error(transparent)]
-    Restore(#[from] crate::migration::resume::RestoreError),
+    Restore(#[from] crate::control::resume::RestoreError),
     /// The session worker threads could not be started.
     #[error("cannot start {count} session worker threads (--workers): {cause}")]
     Workers {
@@ -99,7 +99,7 @@ impl Proxy {
         // answer) must not delay or prevent the start.
         tokio::spawn(check_backend(ctx.clone()));
         // Before any client is accepted: a table under migration must have its routes.
-        crate::migration::resume::restore(&ctx).await?;
+        crate::control::resume::restore(&ctx).await?;
         let count = ctx.config.workers;
         let workers = SessionWorkers::start(count, &ctx)
             .map_err(|cause| StartError::Workers { count, cause })?;
@@ -153,7 +153,7 @@ impl Proxy {
         });
         let signal_task = tokio::spawn(watch_signals(ctx.clone()));
 
-        let draining = ctx.shutdown.reached(Phase::Draining);
+        let draining = ctx.shutdown.reached(ShutdownPhase::Draining);
         tokio::pin!(draining);
         loop {
             tokio::select! {
@@ -171,7 +171,7 @@ impl Proxy {
             }
         }
         drop(listener);
-        ctx.shutdown.reached(Phase::Done).await;
+        ctx.shutdown.reached(ShutdownPhase::Done).await;
         // Migrations stop where they are; their stored state lets the next start resume them.
         ctx.migrations.stop_all();
         // Leaving closes the member connection: its driver locks go to the next member at once.

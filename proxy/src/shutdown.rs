@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::sessions::Sessions;
+use crate::session_registry::Sessions;
 
 /// How long sessions get to deliver their FATAL and close once terminating.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the shutdown is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub enum ShutdownPhase {
     /// Serving.
     Running,
     /// Not accepting; waiting for sessions to end.
@@ -31,7 +31,7 @@ pub enum Phase {
 /// The shutdown switch.
 #[derive(Debug)]
 pub struct Shutdown {
-    phase: watch::Sender<Phase>,
+    phase: watch::Sender<ShutdownPhase>,
     started: AtomicBool,
 }
 
@@ -42,28 +42,28 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
-    /// A switch in phase [`Phase::Running`].
+    /// A switch in phase [`ShutdownPhase::Running`].
     pub fn new() -> Self {
         Shutdown {
-            phase: watch::Sender::new(Phase::Running),
+            phase: watch::Sender::new(ShutdownPhase::Running),
             started: AtomicBool::new(false),
         }
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub fn phase(&self) -> ShutdownPhase {
         *self.phase.borrow()
     }
 
     /// Waits until the shutdown has reached `phase`.
-    pub async fn reached(&self, phase: Phase) {
+    pub async fn reached(&self, phase: ShutdownPhase) {
         let mut rx = self.phase.subscribe();
         // The sender lives as long as `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|p| *p >= phase).await;
     }
 
-    /// A receiver for sessions, which watch for [`Phase::Terminating`].
-    pub fn subscribe(&self) -> watch::Receiver<Phase> {
+    /// A receiver for sessions, which watch for [`ShutdownPhase::Terminating`].
+    pub fn subscribe(&self) -> watch::Receiver<ShutdownPhase> {
         self.phase.subscribe()
     }
 
@@ -72,8 +72,8 @@ impl Shutdown {
     pub fn hurry(&self) {
         if self.started.load(Ordering::SeqCst) {
             self.phase.send_if_modified(|phase| {
-                if *phase < Phase::Terminating {
-                    *phase = Phase::Terminating;
+                if *phase < ShutdownPhase::Terminating {
+                    *phase = ShutdownPhase::Terminating;
                     true
                 } else {
                     false
@@ -87,12 +87,12 @@ impl Shutdown {
         if self.started.swap(true, Ordering::SeqCst) {
             return false;
         }
-        self.phase.send_replace(Phase::Draining);
+        self.phase.send_replace(ShutdownPhase::Draining);
         let this = self.clone();
         tokio::spawn(async move {
             tracing::info!(sessions = sessions.len(), budget = ?budget, "shutting down: no longer accepting clients");
             let drained = tokio::time::timeout(budget, sessions.wait_empty());
-            let hurried = this.reached(Phase::Terminating);
+            let hurried = this.reached(ShutdownPhase::Terminating);
             let spent = tokio::select! {
                 outcome = drained => outcome.is_err(),
                 _ = hurried => true,
@@ -102,7 +102,7 @@ impl Shutdown {
             }
             this.hurry();
             let _ = tokio::time::timeout(TERMINATE_GRACE, sessions.wait_empty()).await;
-            this.phase.send_replace(Phase::Done);
+            this.phase.send_replace(ShutdownPhase::Done);
         });
         true
     }

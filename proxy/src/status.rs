@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use crate::context::ProxyContext;
+use crate::control::status::MigrationStatus;
 use crate::metrics::{LatencySummary, RecentLatency};
-use crate::migration::status::MigrationStatus;
-use crate::sessions::SessionView;
+use crate::session_registry::SessionView;
 
 /// A current/total pair.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -97,13 +97,13 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
         latency_us: ctx.metrics.latency_summary(),
         latency_recent_us: ctx
             .metrics
-            .recent_latency(crate::migration::latency::THROTTLE_WINDOW),
+            .recent_latency(crate::control::latency::THROTTLE_WINDOW),
         sessions: if with_sessions {
             ctx.sessions.views()
         } else {
             Vec::new()
         },
-        migrations: crate::migration::status::report(ctx),
+        migrations: crate::control::status::report(ctx),
         member_id: ctx.fleet.id().to_owned(),
         members: ctx.fleet.members(),
     }

@@ -15,17 +15,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet::admin::protocol::{Reply, Request};
-use duet::config::{self, Overrides};
-use duet::context::ProxyContext;
-use duet::server::Proxy;
+use duet_proxy::admin::protocol::{Reply, Request};
+use duet_proxy::config::{self, Overrides};
+use duet_proxy::context::ProxyContext;
+use duet_proxy::server::Proxy;
+use duet_shadow::check::LockMode;
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::migrate::key::CopyKey;
+use duet_shadow::migrate::{ColumnMapping, CopyTarget};
+use duet_shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step, StepLock};
+use duet_shadow::rewrite::{Column, TableRoute, Target};
 use serde_json::{json, Value};
-use shadow::check::LockMode;
-use shadow::ident::QualifiedName;
-use shadow::migrate::key::CopyKey;
-use shadow::migrate::{ColumnMapping, CopyTarget};
-use shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step, StepLock};
-use shadow::rewrite::{Column, TableRoute, Target};
 use support::server_reachable;
 use tokio_postgres::{Client, NoTls};
 
@@ -137,7 +137,7 @@ impl Harness {
         let request: Request = serde_json::from_value(request).expect("a valid request");
         let socket = self.socket.clone();
         tokio::task::spawn_blocking(move || {
-            duet::admin::client::request(&socket, &request, Duration::from_secs(120))
+            duet_proxy::admin::client::request(&socket, &request, Duration::from_secs(120))
         })
         .await
         .unwrap()
@@ -248,10 +248,10 @@ fn rename_plan(schema: &str) -> Plan {
     }
 }
 
-fn route_mapping(pairs: &[(&str, &str)]) -> Vec<shadow::rewrite::ColumnMapping> {
+fn route_mapping(pairs: &[(&str, &str)]) -> Vec<duet_shadow::rewrite::ColumnMapping> {
     pairs
         .iter()
-        .map(|(target, expr)| shadow::rewrite::ColumnMapping {
+        .map(|(target, expr)| duet_shadow::rewrite::ColumnMapping {
             target: (*target).into(),
             expr: (*expr).into(),
         })
@@ -472,7 +472,7 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     setup_table(&direct, schema, "a", 10).await;
     let proxy = Harness::start(&db, "a").await;
 
-    let m = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_phase(m.id, "ready").await;
@@ -486,13 +486,13 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     assert_eq!(status["table"], format!("{schema}.t"));
 
     // A second migration of the same table is refused by the database, with a clear message.
-    let second = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
+    let second = duet_proxy::control::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect_err("one active migration per table");
     assert!(
         matches!(
             second,
-            duet::migration::error::MigrationError::AlreadyActive { .. }
+            duet_proxy::control::error::MigrationError::AlreadyActive { .. }
         ),
         "{second:?}"
     );
@@ -579,7 +579,7 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     assert_eq!(stored_phase(&direct, m.id).await, "reverted");
 
     // Again, to completion.
-    let m2 = duet::migration::commands::start(&proxy.ctx, rename_plan(schema), false)
+    let m2 = duet_proxy::control::commands::start(&proxy.ctx, rename_plan(schema), false)
         .await
         .expect("a new migration after the revert");
     proxy.wait_phase(m2.id, "ready").await;
@@ -613,7 +613,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     let proxy = Harness::start(&db, "a").await;
 
     // First round: flip, then revert.
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_phase(m.id, "ready").await;
@@ -687,7 +687,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     assert_eq!(stored_phase(&direct, m.id).await, "reverted");
 
     // Second round: flip, then complete.
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts again");
     proxy.wait_phase(m.id, "ready").await;
@@ -723,7 +723,7 @@ async fn a_failed_complete_step_reports_the_server_error_and_is_retried() {
     let schema = "mc_complete_retry";
     setup_table(&direct, schema, "v", 50).await;
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_phase(m.id, "ready").await;
@@ -782,7 +782,7 @@ async fn abort_during_copy_leaves_nothing() {
     old.batch_execute("BEGIN; SELECT txid_current()")
         .await
         .unwrap();
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     let status = proxy.wait_copy_state(m.id, "older than dual-writes").await;
@@ -858,7 +858,7 @@ async fn a_restarted_proxy_resumes_a_copy_to_ready() {
         .await
         .unwrap();
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_copy_state(m.id, "older than dual-writes").await;
@@ -985,7 +985,7 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
         carried: Default::default(),
         group: Vec::new(),
     };
-    let m = duet::migration::commands::start(&proxy.ctx, plan, false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, plan, false)
         .await
         .expect("migration starts");
     proxy.wait_phase(m.id, "completed").await;
@@ -1131,7 +1131,7 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
 
     // Switched on while ready: the flip happens without a `cutover`.
     let proxy = Harness::start(&db, "a").await;
-    let first = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let first = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_phase(first.id, "ready").await;
@@ -1145,7 +1145,7 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
 
     // Stored while ready and duet stops before flipping (as when `set` is stored and duet dies):
     // the restarted duet flips it on its own.
-    let second = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let second = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("second migration starts");
     proxy.wait_phase(second.id, "ready").await;
@@ -1176,9 +1176,10 @@ async fn a_restart_restores_ready_and_flipped_routes() {
     setup_table(&direct, "mc_flipped", "a", 10).await;
     setup_table(&direct, "mc_ready", "v", 10).await;
     let proxy = Harness::start(&db, "a").await;
-    let renamed = duet::migration::commands::start(&proxy.ctx, rename_plan("mc_flipped"), false)
-        .await
-        .expect("rename starts");
+    let renamed =
+        duet_proxy::control::commands::start(&proxy.ctx, rename_plan("mc_flipped"), false)
+            .await
+            .expect("rename starts");
     proxy.wait_phase(renamed.id, "ready").await;
     assert!(
         proxy
@@ -1186,7 +1187,7 @@ async fn a_restart_restores_ready_and_flipped_routes() {
             .await
             .ok
     );
-    let copied = duet::migration::commands::start(&proxy.ctx, bigint_plan("mc_ready"), false)
+    let copied = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan("mc_ready"), false)
         .await
         .expect("copy starts");
     proxy.wait_phase(copied.id, "ready").await;
@@ -1246,7 +1247,7 @@ async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
         .await
         .unwrap();
     let proxy = Harness::start(&db, "a").await;
-    let m = duet::migration::commands::start(&proxy.ctx, bigint_plan(schema), false)
+    let m = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
         .await
         .expect("migration starts");
     proxy.wait_copy_state(m.id, "older than dual-writes").await;

@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use duet::context::ProxyContext;
-use shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
+use duet_proxy::context::ProxyContext;
+use duet_shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
 use support::{database_required, server_reachable};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -49,7 +49,7 @@ impl InProcess {
     fn start(test: &str) -> InProcess {
         let socket =
             std::env::temp_dir().join(format!("duet-hook-{test}-{}.sock", std::process::id()));
-        let overrides = duet::config::Overrides {
+        let overrides = duet_proxy::config::Overrides {
             listen: Some("127.0.0.1:0".into()),
             backend: Some(URL.into()),
             admin_socket: Some(socket),
@@ -58,14 +58,16 @@ impl InProcess {
         };
         // This suite proves the rewrite hook itself, refusals included; by default duet forwards
         // what it cannot rewrite for the safety net to mirror (tests/e2e/safety_net.rs).
-        let config =
-            duet::config::from_str("[migration]\nunrewritable_writes = \"refuse\"\n", overrides)
-                .expect("config");
+        let config = duet_proxy::config::from_str(
+            "[migration]\nunrewritable_writes = \"refuse\"\n",
+            overrides,
+        )
+        .expect("config");
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let runtime = current_thread_runtime();
             runtime.block_on(async move {
-                let proxy = duet::server::Proxy::bind(config).await.expect("bind");
+                let proxy = duet_proxy::server::Proxy::bind(config).await.expect("bind");
                 let _ = tx.send((
                     proxy.context().clone(),
                     proxy.listen_addr().port(),
@@ -92,7 +94,7 @@ impl InProcess {
                 .pause(&self.ctx.sessions, Duration::from_secs(30)),
         );
         assert!(
-            matches!(outcome, duet::gate::PauseOutcome::Paused { .. }),
+            matches!(outcome, duet_proxy::gate::PauseOutcome::Paused { .. }),
             "{outcome:?}"
         );
         publish(&self.ctx);
@@ -322,12 +324,13 @@ impl Schema {
     /// Installs the safety net of `route` on its table, as a migration's expand step does: a
     /// shadow column is set by it alone (its writes pass duet unchanged).
     fn net(&self, route: &TableRoute) {
-        let table = shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
-        let install = shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
+        let table =
+            duet_shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
+        let install = duet_shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
         direct().ok(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
         self.nets
             .borrow_mut()
-            .push(shadow::rewrite::net::drop_function_sql(&table));
+            .push(duet_shadow::rewrite::net::drop_function_sql(&table));
     }
 
     fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {

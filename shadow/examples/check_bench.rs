@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use shadow::check::{self, CheckConfig, SourceFile};
+use duet_shadow::check::{self, CheckConfig, SourceFile};
 
 const TEMPLATES: &[&str] = &[
     "CREATE TABLE t{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL, name varchar(100), created_at timestamptz NOT NULL DEFAULT now());",

@@ -13,7 +13,7 @@
 //!
 //! - [`plan`]: the migration planner — from SQL or a pgroll file plus the live catalog to a
 //!   [`plan::Plan`] (strategy, every step's SQL and lock). The controller that runs it lives in the
-//!   proxy (`duet::migration`).
+//!   proxy (`duet_proxy::migration`).
 
 pub mod check;
 pub mod ident;

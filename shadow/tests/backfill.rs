@@ -4,13 +4,13 @@
 
 mod migrate_support;
 
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::migrate::backfill::{backfill, repair_column, verify_column};
+use duet_shadow::migrate::copier::{CopierConfig, CopyOutcome};
+use duet_shadow::migrate::state;
+use duet_shadow::migrate::verify::VerifyConfig;
+use duet_shadow::plan::BackfillSpec;
 use migrate_support::TestDb;
-use shadow::ident::QualifiedName;
-use shadow::migrate::backfill::{backfill, repair_column, verify_column};
-use shadow::migrate::copier::{CopierConfig, CopyOutcome};
-use shadow::migrate::state;
-use shadow::migrate::verify::VerifyConfig;
-use shadow::plan::BackfillSpec;
 use std::time::Duration;
 
 fn spec() -> BackfillSpec {

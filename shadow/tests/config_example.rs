@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use shadow::check::CheckConfig;
+use duet_shadow::check::CheckConfig;
 
 #[test]
 fn commented_check_example_in_duet_toml_parses() {

@@ -28,8 +28,8 @@ mod migrate_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use duet_shadow::check::{self, CheckConfig, LockMode, SourceFile, StatementReport};
 use migrate_support::TestDb;
-use shadow::check::{self, CheckConfig, LockMode, SourceFile, StatementReport};
 use tokio_postgres::{Client, NoTls};
 
 /// One migration file of a history.

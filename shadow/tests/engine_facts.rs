@@ -17,9 +17,9 @@ mod migrate_support;
 
 use std::collections::BTreeMap;
 
+use duet_shadow::check::{self, CheckConfig, LockMode, SourceFile};
 use fact_cases::{CASES, FIXTURE, TIME_ZONE_CASES, VERSIONED_CASES};
 use migrate_support::TestDb;
-use shadow::check::{self, CheckConfig, LockMode, SourceFile};
 use tokio_postgres::{Client, NoTls};
 
 async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {

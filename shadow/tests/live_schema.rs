@@ -2,8 +2,8 @@
 
 mod migrate_support;
 
+use duet_shadow::check::{self, live_schema, CheckConfig, SourceFile};
 use migrate_support::TestDb;
-use shadow::check::{self, live_schema, CheckConfig, SourceFile};
 
 #[test]
 fn live_catalog_drives_verdicts() {

@@ -7,18 +7,18 @@ mod migrate_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use migrate_support::{difference_count, populate, shadow_migration, shadow_migration_of, TestDb};
-use shadow::ident::QualifiedName;
-use shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
-use shadow::migrate::latency::{
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
+use duet_shadow::migrate::latency::{
     ClientLatency, LatencyHandle, LatencyLimit, LatencySample, LatencyState, LatencyThrottle,
 };
-use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
-use shadow::migrate::progress::load_checkpoint;
-use shadow::migrate::sweep::sweep_tombstones;
-use shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
-use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::migrate::{ColumnMapping, CopyTarget, MigrateError};
+use duet_shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
+use duet_shadow::migrate::progress::load_checkpoint;
+use duet_shadow::migrate::sweep::sweep_tombstones;
+use duet_shadow::migrate::throttle::{Signal, Threshold, ThrottleConfig};
+use duet_shadow::migrate::verify::{verify, VerifyConfig};
+use duet_shadow::migrate::{ColumnMapping, CopyTarget, MigrateError};
+use migrate_support::{difference_count, populate, shadow_migration, shadow_migration_of, TestDb};
 
 fn fixed_chunks(rows: u32) -> CopierConfig {
     CopierConfig {
@@ -833,7 +833,7 @@ async fn composite_keys_are_chunked_by_count_and_keep_dual_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_follows_the_nice_ratio_while_a_statement_runs_even_inside_a_snapshot() {
-    use shadow::migrate::throttle::rest_after;
+    use duet_shadow::migrate::throttle::rest_after;
     let Some(db) = TestDb::create("nice").await else {
         return;
     };

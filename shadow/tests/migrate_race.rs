@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use duet_shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
+use duet_shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
+use duet_shadow::migrate::repair::{repair, RepairConfig};
+use duet_shadow::migrate::sweep::sweep_tombstones;
+use duet_shadow::migrate::throttle::ThrottleConfig;
+use duet_shadow::migrate::verify::{verify, VerifyConfig};
 use migrate_support::{difference_count, populate, shadow_migration, TestDb};
-use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
-use shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
-use shadow::migrate::repair::{repair, RepairConfig};
-use shadow::migrate::sweep::sweep_tombstones;
-use shadow::migrate::throttle::ThrottleConfig;
-use shadow::migrate::verify::{verify, VerifyConfig};
 
 const WRITERS: i64 = 8;
 const INITIAL_ROWS: i64 = 20_000;

@@ -4,9 +4,9 @@ mod migrate_support;
 
 use std::time::Duration;
 
+use duet_shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
+use duet_shadow::migrate::{state, MigrateError, Phase};
 use migrate_support::TestDb;
-use shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
-use shadow::migrate::{state, MigrateError, Phase};
 
 #[tokio::test]
 async fn phase_transitions_are_validated_and_one_migration_per_table() {

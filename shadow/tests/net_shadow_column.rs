@@ -6,8 +6,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
 use tokio_postgres::NoTls;
 
 const SETUP: &str = "DROP TABLE IF EXISTS acc; CREATE TABLE acc (id int PRIMARY KEY, amount int DEFAULT 3, note text, amount__duet bigint);

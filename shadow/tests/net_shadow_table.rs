@@ -6,8 +6,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
 
 /// How many rows of the shadow were inserted and updated (on PostgreSQL 15+ this includes counts
 /// of earlier transactions not yet flushed: compare differences).

@@ -6,10 +6,10 @@
 
 mod migrate_support;
 
+use duet_shadow::plan::carried::{differences, uncarried_dependents};
+use duet_shadow::plan::{plan, Plan, PlanError, PlanInput, PlanKind};
 use migrate_support::steps::{run_each, run_in_tx, text, up_to_ready};
 use migrate_support::TestDb;
-use shadow::plan::carried::{differences, uncarried_dependents};
-use shadow::plan::{plan, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 /// Drops `role` (the test's database is gone by then, and with it everything the role had).

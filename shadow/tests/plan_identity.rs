@@ -8,13 +8,13 @@
 
 mod migrate_support;
 
+use duet_shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
+use duet_shadow::migrate::state;
+use duet_shadow::migrate::sweep::sweep_tombstones;
+use duet_shadow::migrate::verify::{verify, VerifyConfig};
+use duet_shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind};
 use migrate_support::steps::{duet_leftovers, migration_id, number, run_each, run_in_tx, text};
 use migrate_support::TestDb;
-use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
-use shadow::migrate::state;
-use shadow::migrate::sweep::sweep_tombstones;
-use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 /// `items`: an ALWAYS identity key (own options, a grant on its sequence), a BY DEFAULT identity

@@ -3,9 +3,9 @@
 
 mod migrate_support;
 
+use duet_shadow::plan::{plan, CopySpec, PlanError, PlanInput, PlanKind};
+use duet_shadow::rewrite::Target;
 use migrate_support::TestDb;
-use shadow::plan::{plan, CopySpec, PlanError, PlanInput, PlanKind};
-use shadow::rewrite::Target;
 
 fn pgroll(text: &str, file: &str) -> PlanInput {
     PlanInput::Pgroll {

@@ -7,9 +7,9 @@
 
 mod migrate_support;
 
+use duet_shadow::plan::{plan, plan_group, GroupOptions, Plan, PlanError, PlanInput, PlanKind};
 use migrate_support::steps::{duet_leftovers, run_each, run_in_tx, text, up_to_ready};
 use migrate_support::TestDb;
-use shadow::plan::{plan, plan_group, GroupOptions, Plan, PlanError, PlanInput, PlanKind};
 use tokio_postgres::Client;
 
 const SETUP: &str = "
@@ -296,8 +296,8 @@ async fn a_self_referencing_key_references_the_new_table() {
 }
 
 /// Both tables' steps in one transaction, in the given order (a migration of several tables).
-async fn run_together(client: &Client, steps: &[&[shadow::plan::Step]]) {
-    let all: Vec<shadow::plan::Step> = steps.iter().flat_map(|s| s.iter().cloned()).collect();
+async fn run_together(client: &Client, steps: &[&[duet_shadow::plan::Step]]) {
+    let all: Vec<duet_shadow::plan::Step> = steps.iter().flat_map(|s| s.iter().cloned()).collect();
     run_in_tx(client, &all).await;
 }
 

@@ -6,8 +6,8 @@
 
 mod migrate_support;
 
+use duet_shadow::plan::{plan, PlanError, PlanInput, PlanKind};
 use migrate_support::TestDb;
-use shadow::plan::{plan, PlanError, PlanInput, PlanKind};
 
 fn shadow_column(sql: &str) -> PlanInput {
     PlanInput::Sql {

@@ -4,13 +4,13 @@
 
 mod migrate_support;
 
+use duet_shadow::migrate::backfill::{backfill, verify_column};
+use duet_shadow::migrate::copier::{CopierConfig, CopyOutcome};
+use duet_shadow::migrate::state;
+use duet_shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind};
+use duet_shadow::rewrite::Target;
 use migrate_support::steps::{copy, duet_leftovers, migration_id, run_each, run_in_tx, text};
 use migrate_support::TestDb;
-use shadow::migrate::backfill::{backfill, verify_column};
-use shadow::migrate::copier::{CopierConfig, CopyOutcome};
-use shadow::migrate::state;
-use shadow::plan::{plan, CopySpec, Plan, PlanError, PlanInput, PlanKind};
-use shadow::rewrite::Target;
 use tokio_postgres::Client;
 
 fn sql(text: &str) -> PlanInput {
@@ -207,17 +207,19 @@ async fn widened_keys_beyond_the_old_type_skip_the_mirror_and_block_revert() {
     let (p, _) = planned_orders(&db, &mut client).await;
     run_in_tx(&client, &p.flip).await;
     let route = p.flipped_route.clone().expect("flipped route");
-    let routes = shadow::rewrite::Routes {
+    let routes = duet_shadow::rewrite::Routes {
         tables: vec![route],
         server_version_num: 150000,
         net_only: vec![],
     };
-    let write =
-        |sql: &str| match shadow::rewrite::rewrite(sql, &routes, shadow::rewrite::Protocol::Simple)
-        {
-            Ok(shadow::rewrite::Rewrite::Changed { sql, .. }) => sql,
-            other => panic!("{sql} was not rewritten: {other:?}"),
-        };
+    let write = |sql: &str| match duet_shadow::rewrite::rewrite(
+        sql,
+        &routes,
+        duet_shadow::rewrite::Protocol::Simple,
+    ) {
+        Ok(duet_shadow::rewrite::Rewrite::Changed { sql, .. }) => sql,
+        other => panic!("{sql} was not rewritten: {other:?}"),
+    };
     client
         .batch_execute(&write(
             "INSERT INTO orders (id, name) VALUES (3000000000, 'big'), (400, 'small')",
@@ -716,7 +718,7 @@ async fn copy_odd(db: &TestDb, client: &mut Client, p: &Plan, id: i64) {
             let report = verify_column(
                 client,
                 spec,
-                &shadow::migrate::verify::VerifyConfig::with_chunk_rows(50),
+                &duet_shadow::migrate::verify::VerifyConfig::with_chunk_rows(50),
             )
             .await
             .expect("verify column");

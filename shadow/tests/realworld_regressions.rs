@@ -2,7 +2,7 @@
 //! docs/check.md, "Validated on real-world histories"). Every case is our own SQL reproducing the
 //! shape that was judged wrong.
 
-use shadow::check::{self, CheckConfig, EngineVersion, StatementReport};
+use duet_shadow::check::{self, CheckConfig, EngineVersion, StatementReport};
 
 fn report(sql: &str) -> Vec<StatementReport> {
     let config = CheckConfig {

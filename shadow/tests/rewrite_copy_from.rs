@@ -6,9 +6,9 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::copy_from::STAGING_TABLE;
+use duet_shadow::rewrite::{rewrite, Answer, Protocol, Rewrite, Routes, StatementPatch, Target};
 use rewrite_support::*;
-use shadow::rewrite::copy_from::STAGING_TABLE;
-use shadow::rewrite::{rewrite, Answer, Protocol, Rewrite, Routes, StatementPatch, Target};
 
 fn staged(sql: &str, routes: &Routes) -> (String, Vec<StatementPatch>) {
     match rewrite(sql, routes, Protocol::Simple) {

@@ -5,8 +5,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
 
 /// Every one names `app.t` (routed, shadow table `app.t__duet`) somewhere: quoted, qualified,
 /// unqualified, as the target, in a join, a subquery, a WHERE subquery, a foreign key, a type.

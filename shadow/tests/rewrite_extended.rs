@@ -3,8 +3,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite, Routes};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite, Routes};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 

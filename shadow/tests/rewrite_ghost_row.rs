@@ -4,8 +4,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
 
 const COPY_ROW_3: &str = "INSERT INTO app.t__duet (id, amount, note, created, r, u)
     SELECT id::bigint, amount::numeric, note, created, r, u FROM app.t WHERE id = 3

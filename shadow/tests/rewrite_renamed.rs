@@ -3,8 +3,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Column, Protocol, Rewrite, Routes, TableRoute, Target};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Column, Protocol, Rewrite, Routes, TableRoute, Target};
 
 fn routes() -> Routes {
     let col = |name: &str| Column {

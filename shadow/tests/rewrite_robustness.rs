@@ -3,7 +3,7 @@
 
 mod rewrite_support;
 
-use shadow::rewrite::{rewrite, Protocol, Rewrite, Target};
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite, Target};
 
 const FRAGMENTS: &[&str] = &[
     "INSERT INTO t ",

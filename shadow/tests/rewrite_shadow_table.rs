@@ -5,8 +5,8 @@
 
 mod rewrite_support;
 
+use duet_shadow::rewrite::{rewrite, Protocol, Rewrite};
 use rewrite_support::*;
-use shadow::rewrite::{rewrite, Protocol, Rewrite};
 
 /// Columns whose values are volatile across the control and the migrated table.
 const VOLATILE: [&str; 3] = ["created", "r", "u"];

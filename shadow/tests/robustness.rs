@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use shadow::check::{self, CheckConfig};
+use duet_shadow::check::{self, CheckConfig};
 
 fn corpus() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use shadow::check::{self, output, CheckConfig};
+use duet_shadow::check::{self, output, CheckConfig};
 
 fn config_for(example: &str, rule: &check::rules::Rule) -> CheckConfig {
     let mut config = CheckConfig::default();

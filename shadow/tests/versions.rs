@@ -1,7 +1,7 @@
 //! Version-dependent verdicts (ENGINE-FACTS.md "Version deltas"), and schema-dependent ones that
 //! the replayed model must get right.
 
-use shadow::check::{self, CheckConfig, EngineVersion};
+use duet_shadow::check::{self, CheckConfig, EngineVersion};
 
 fn last(sql: &str, major: u32) -> check::StatementReport {
     let config = CheckConfig {

@@ -3,7 +3,7 @@
 //!
 //! - [`cluster`]: a throwaway PostgreSQL from the installed server binaries (temporary data
 //!   directory, free port, a non-root OS user when run as root), removed on drop;
-//! - [`duet_proxy`]: the `duet` binary started as a process in front of a server, with its admin
+//! - [`duet_process`]: the `duet` binary started as a process in front of a server, with its admin
 //!   socket; [`launch`], [`process`], [`probe`], [`net`], [`scratch`] are the plumbing both use;
 //! - [`load`]: pgbench's workloads ([`workload`]: select-only, TPC-B-like) over tokio-postgres in
 //!   the simple or extended protocol, with latency in hdrhistograms ([`report`]) on the tables
@@ -16,7 +16,7 @@
 
 pub mod backend;
 pub mod cluster;
-pub mod duet_proxy;
+pub mod duet_process;
 pub mod duration_arg;
 pub mod launch;
 pub mod load;

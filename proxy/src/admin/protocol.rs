@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use duet_shadow::plan::PlanInput;
 use serde::{Deserialize, Serialize};
-use shadow::plan::PlanInput;
 
 /// Default `pause` timeout.
 pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,17 +3,17 @@
 
 use std::fmt::Write;
 
+use duet_shadow::plan::{CopySpec, Plan, PlanKind, Step};
+use duet_shadow::rewrite::Target;
 use serde_json::Value;
-use shadow::plan::{CopySpec, Plan, PlanKind, Step};
-use shadow::rewrite::Target;
 
 use super::reply::{
     result_of, CopyStateReply, MemberPhase, PauseReply, PhaseReply, PlanReply, SessionRow,
     SettingsReply, ShutdownReply, StartedMigration, StartedReply, StatusReply, UnexpectedReply,
 };
-use crate::migration::latency::ThrottleStatus;
-use crate::migration::status::MigrationStatus;
-use crate::migration::RunSettings;
+use crate::control::latency::ThrottleStatus;
+use crate::control::status::MigrationStatus;
+use crate::control::RunSettings;
 
 /// Renders the result of `command` as readable text; a result that is not the command's
 /// documented shape is an error (an unknown command's result is shown as JSON).

@@ -2,15 +2,15 @@
 //! demo` and [`super::render`] read them back from the reply's `result`. Their JSON is the admin
 //! socket's documented format (field names and shapes are what scripts read).
 
+use duet_shadow::migrate::Phase;
+use duet_shadow::plan::{Plan, PlanKind};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use shadow::migrate::Phase;
-use shadow::plan::{Plan, PlanKind};
 
 use super::protocol::Reply;
+use crate::control::status::{phase_name, MigrationStatus};
+use crate::control::RunSettings;
 use crate::metrics::RecentLatency;
-use crate::migration::status::{phase_name, MigrationStatus};
-use crate::migration::RunSettings;
-use crate::sessions::SessionView;
+use crate::session_registry::SessionView;
 
 /// A reply's result that is not the shape the command answers with.
 #[derive(Debug, thiserror::Error)]

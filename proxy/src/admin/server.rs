@@ -17,12 +17,12 @@ use super::reply::{
     StartedMigration, StartedReply,
 };
 use crate::context::ProxyContext;
+use crate::control::commands::{self, SettingsError};
+use crate::control::connection::{self, ControlError};
+use crate::control::error::{CommandError, MigrationError};
+use crate::control::settings::SettingsChange;
+use crate::control::{flip, Migration};
 use crate::gate::PauseOutcome;
-use crate::migration::commands::{self, SettingsError};
-use crate::migration::control::{self, ControlError};
-use crate::migration::error::{CommandError, MigrationError};
-use crate::migration::settings::SettingsChange;
-use crate::migration::{flip, Migration};
 use crate::status;
 
 /// Why the admin socket could not be opened.
@@ -181,7 +181,7 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
     }
 }
 
-/// The migration commands (see [`crate::migration`]).
+/// The migration commands (see [`crate::control`]).
 async fn migration_command(ctx: &Arc<ProxyContext>, request: Request) -> Reply {
     match run_migration_command(ctx, request).await {
         Ok(reply) => reply,
@@ -311,25 +311,25 @@ enum PlanCommandError {
     Connect(#[from] ControlError),
     /// The planner refused the input.
     #[error(transparent)]
-    Plan(#[from] shadow::plan::PlanError),
+    Plan(#[from] duet_shadow::plan::PlanError),
 }
 
 /// Plans `input` against the backend's catalog (nothing recorded).
 async fn plan(
     ctx: &ProxyContext,
-    input: &shadow::plan::PlanInput,
+    input: &duet_shadow::plan::PlanInput,
     keep_referencing_types: bool,
-) -> Result<Vec<shadow::plan::Plan>, PlanCommandError> {
-    let client = control::connect(ctx).await?;
-    let options = shadow::plan::GroupOptions {
+) -> Result<Vec<duet_shadow::plan::Plan>, PlanCommandError> {
+    let client = connection::connect(ctx).await?;
+    let options = duet_shadow::plan::GroupOptions {
         keep_referencing_types,
     };
-    Ok(shadow::plan::plan_group(&client, input, options).await?)
+    Ok(duet_shadow::plan::plan_group(&client, input, options).await?)
 }
 
 /// The reply to `plan`: the plan of a migration of one table, or `{"group": tables, "plans":
 /// [plan, …]}` in flip order for a migration of several.
-fn plans_reply(plans: Vec<shadow::plan::Plan>) -> Reply {
+fn plans_reply(plans: Vec<duet_shadow::plan::Plan>) -> Reply {
     match <[_; 1]>::try_from(plans) {
         Ok([one]) => Reply::with(&PlanReply::One(Box::new(one))),
         Err(several) => Reply::with(&PlanReply::Group {
@@ -367,7 +367,7 @@ enum StartError {
 /// it; when one cannot be started, those started before it are aborted.
 async fn start_all(
     ctx: &Arc<ProxyContext>,
-    plans: Vec<shadow::plan::Plan>,
+    plans: Vec<duet_shadow::plan::Plan>,
     auto_cutover: bool,
 ) -> Result<StartedReply, StartError> {
     if plans.len() > 1 && auto_cutover {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use shadow::migrate::Phase;
+use duet_shadow::migrate::Phase;
 
 use crate::admin::client;
 use crate::admin::protocol::{CopySettings, Request, Selector, DEFAULT_PAUSE_TIMEOUT};
@@ -159,16 +159,16 @@ struct MigrationSource {
 }
 
 impl MigrationSource {
-    fn plan_input(&self) -> anyhow::Result<shadow::plan::PlanInput> {
+    fn plan_input(&self) -> anyhow::Result<duet_shadow::plan::PlanInput> {
         match (&self.file, &self.sql) {
-            (_, Some(sql)) => Ok(shadow::plan::PlanInput::Sql {
+            (_, Some(sql)) => Ok(duet_shadow::plan::PlanInput::Sql {
                 sql: sql.clone(),
                 shadow_column: self.shadow_column,
             }),
             (Some(path), None) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
-                Ok(shadow::plan::PlanInput::Pgroll {
+                Ok(duet_shadow::plan::PlanInput::Pgroll {
                     text,
                     file_name: path.display().to_string(),
                     shadow_column: self.shadow_column,
@@ -595,7 +595,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         match built {
             Request::Migrate {
-                input: shadow::plan::PlanInput::Pgroll { text, .. },
+                input: duet_shadow::plan::PlanInput::Pgroll { text, .. },
                 auto_cutover: true,
                 keep_referencing_types: false,
             } => assert_eq!(text, "operations: []\n"),

@@ -1,5 +1,5 @@
 //! `duet check`: classify the schema changes in migration files. The library
-//! (`shadow::check`) returns the report as data; this file picks the inputs, renders the chosen
+//! (`duet_shadow::check`) returns the report as data; this file picks the inputs, renders the chosen
 //! format and maps findings to the exit code.
 
 use std::io::IsTerminal;
@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use shadow::check::{self, output, CheckConfig, EngineVersion, Level};
+use duet_shadow::check::{self, output, CheckConfig, EngineVersion, Level};
 
 use crate::backend_tls::BackendTls;
 use crate::backend_url::BackendUrl;
-use crate::migration::control::{connect_error_text, connect_url};
+use crate::control::connection::{connect_error_text, connect_url};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

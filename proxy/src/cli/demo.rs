@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use duet_harness::cluster::{Cluster, ClusterOptions};
-use duet_harness::duet_proxy::{DuetProxy, DuetProxyOptions};
+use duet_harness::duet_process::{DuetProxy, DuetProxyOptions};
 use duet_harness::duration_arg::parse_duration;
 use duet_harness::load::{init_tables, run_load, LoadOptions};
 use duet_harness::report::Report;
 use duet_harness::workload::{Protocol, Workload};
+use duet_shadow::plan::PlanInput;
 use serde_json::Value;
-use shadow::plan::PlanInput;
 use tokio::sync::watch;
 
 use crate::admin::protocol::{Request, Selector};

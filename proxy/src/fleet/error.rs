@@ -1,6 +1,6 @@
 //! What can go wrong between a member and the fleet.
 
-use shadow::migrate::DbErrorText;
+use duet_shadow::migrate::DbErrorText;
 
 /// A fleet operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -10,13 +10,13 @@ pub enum FleetError {
     Disconnected,
     /// The member connection could not be opened.
     #[error(transparent)]
-    Connect(#[from] crate::migration::control::ControlError),
+    Connect(#[from] crate::control::connection::ControlError),
     /// Migration ids are advisory-lock keys, which are 32-bit.
     #[error("migration id {0} is beyond the driver lock's range")]
     IdRange(i64),
     /// duet's schema could not be created or read.
     #[error("creating duet's schema: {0}")]
-    Schema(#[from] shadow::migrate::MigrateError),
+    Schema(#[from] duet_shadow::migrate::MigrateError),
     /// A statement on the member connection failed.
     #[error("{what}: {}", DbErrorText(.source))]
     Db {

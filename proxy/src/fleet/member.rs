@@ -67,11 +67,11 @@ async fn run_once(
     joined: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), FleetError> {
     let (tx, mut notifications) = mpsc::unbounded_channel();
-    let mut client = crate::migration::control::connect_listening(ctx, tx)
+    let mut client = crate::control::connection::connect_listening(ctx, tx)
         .await
         .map_err(FleetError::Connect)?;
     let db = FleetError::db;
-    shadow::migrate::state::ensure_schema(&mut client).await?;
+    duet_shadow::migrate::state::ensure_schema(&mut client).await?;
     client
         .batch_execute(store::ENSURE_SQL)
         .await

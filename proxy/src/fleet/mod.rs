@@ -6,8 +6,8 @@
 //! migrations it drives, and listens for the fleet's [`Message`]s. Members learn of migrations
 //! from a trigger on `duet.migrations` that announces every committed change, with a poll as the
 //! fallback; a flip holds every member's clients through a hold → acknowledge → release exchange
-//! that the flip's own transaction checks (see `crate::migration::follow` and
-//! `crate::migration::flip`).
+//! that the flip's own transaction checks (see `crate::control::follow` and
+//! `crate::control::flip`).
 //!
 //! This module only carries messages and membership; what a member does about a migration lives
 //! in `crate::migration`.

@@ -76,7 +76,7 @@ pub struct SelfReport {
     pub sessions: i32,
     /// Per table (`schema.name`): what its sessions counted (see [`TableCounts`]); and under
     /// `client_latency` (no dot: never a table) its clients' recent latency
-    /// (`crate::migration::latency::MemberLatency`).
+    /// (`crate::control::latency::MemberLatency`).
     pub counters: serde_json::Value,
 }
 

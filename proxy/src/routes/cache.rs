@@ -1,4 +1,4 @@
-//! The rewrite cache: `shadow::rewrite::rewrite` parses on a fresh big-stack thread per call, far
+//! The rewrite cache: `duet_shadow::rewrite::rewrite` parses on a fresh big-stack thread per call, far
 //! too slow to run per message, so every session shares one cache keyed by (epoch, protocol, SQL
 //! text). An application sends the same few statement texts over and over, so the cache is small;
 //! it is bounded anyway (cleared when it grows past [`MAX_ENTRIES`]) and cleared when the epoch
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use shadow::rewrite::{Protocol, Refusal, Rewrite, Target};
+use duet_shadow::rewrite::{Protocol, Refusal, Rewrite, Target};
 
 use super::{Published, RouteTable, TableCounters};
 
@@ -112,23 +112,23 @@ impl RewriteCache {
                 return hit.clone();
             }
         }
-        let result = shadow::rewrite::rewrite(sql, &published.routes, protocol);
+        let result = duet_shadow::rewrite::rewrite(sql, &published.routes, protocol);
         let mut tables = Vec::new();
         let mut renamed = false;
         for route in &published.routes.tables {
-            let one = shadow::rewrite::Routes {
+            let one = duet_shadow::rewrite::Routes {
                 tables: vec![route.clone()],
                 server_version_num: published.routes.server_version_num,
                 net_only: published.routes.net_only.clone(),
             };
-            if shadow::rewrite::touches(sql, &one) {
+            if duet_shadow::rewrite::touches(sql, &one) {
                 tables.push(table.counters(&route.schema, &route.name));
                 renamed |= matches!(route.target, Target::Renamed { .. });
             }
         }
         let unqualified = match &result {
-            Ok(shadow::rewrite::Rewrite::Changed { .. }) => {
-                shadow::rewrite::search_path::unqualified_schemas(sql, &published.routes)
+            Ok(duet_shadow::rewrite::Rewrite::Changed { .. }) => {
+                duet_shadow::rewrite::search_path::unqualified_schemas(sql, &published.routes)
             }
             _ => Vec::new(),
         };
@@ -154,7 +154,7 @@ impl RewriteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadow::rewrite::{Column, ColumnMapping, TableRoute};
+    use duet_shadow::rewrite::{Column, ColumnMapping, TableRoute};
 
     fn route() -> TableRoute {
         TableRoute {

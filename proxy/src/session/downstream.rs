@@ -10,7 +10,7 @@ use super::dual_write::BackendHook;
 use super::edit::Edit;
 use super::shared::Shared;
 use super::track::Tracker;
-use crate::sessions::SessionState;
+use crate::session_registry::SessionState;
 use crate::wire::backend;
 use crate::wire::error;
 use crate::wire::frame::{FrameError, FrameScanner};

@@ -26,8 +26,8 @@ use super::{close_with_fatal, lost_backend, protocol_violation, Established};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
-use crate::sessions::SessionInfo;
-use crate::shutdown::Phase;
+use crate::session_registry::SessionInfo;
+use crate::shutdown::ShutdownPhase;
 use crate::wire::error::ADMIN_SHUTDOWN;
 use crate::wire::frame::FrameScanner;
 use crate::wire::frontend;
@@ -246,7 +246,7 @@ async fn pump<C: Duplex, B: Duplex>(
         let (first, upstream_ended) = tokio::select! {
             end = &mut upstream => (end, true),
             end = &mut downstream => (end, false),
-            _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => (SessionEnd::Shutdown, false),
+            _ = shutdown.wait_for(|phase| *phase >= ShutdownPhase::Terminating) => (SessionEnd::Shutdown, false),
         };
         if upstream_ended
             && matches!(first, SessionEnd::BackendLost(_))
@@ -263,7 +263,7 @@ async fn pump<C: Duplex, B: Duplex>(
             // then closes. Deliver the answers until it does.
             tokio::select! {
                 _ = &mut downstream => {}
-                _ = shutdown.wait_for(|phase| *phase >= Phase::Terminating) => {}
+                _ = shutdown.wait_for(|phase| *phase >= ShutdownPhase::Terminating) => {}
             }
         }
         match first {
@@ -412,7 +412,7 @@ mod tests {
     use super::super::testing::*;
     use super::super::upstream::{ClientStep, ClientViolation, Upstream};
     use super::{forward, BackendLoss, SessionEnd};
-    use crate::sessions::SessionState;
+    use crate::session_registry::SessionState;
     use crate::wire::frame::FrameScanner;
 
     #[test]

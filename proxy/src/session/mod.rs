@@ -35,8 +35,8 @@ use tokio::net::TcpStream;
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
-use crate::sessions::SessionInfo;
-use crate::shutdown::Phase;
+use crate::session_registry::SessionInfo;
+use crate::shutdown::ShutdownPhase;
 use crate::wire::error::{fatal, CONNECTION_FAILURE, PROTOCOL_VIOLATION};
 
 pub use downstream::BackendViolation;
@@ -101,7 +101,7 @@ pub async fn run(ctx: Arc<ProxyContext>, tcp: TcpStream, client_addr: SocketAddr
                 return;
             }
         },
-        _ = ctx.shutdown.reached(Phase::Terminating) => return,
+        _ = ctx.shutdown.reached(ShutdownPhase::Terminating) => return,
     };
     let end = forward::run(&ctx, &info, established).await;
     tracing::debug!(session = info.id, ?end, "session ended");

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::dual_write::HookContext;
 use super::track::Tracker;
 use crate::context::ProxyContext;
-use crate::sessions::SessionInfo;
+use crate::session_registry::SessionInfo;
 
 /// The session's state both forwarding directions share: its protocol position and the
 /// dual-write hook (one lock, taken once per chunk), and the flags that let the downstream scan
@@ -43,7 +43,7 @@ impl<'a> Shared<'a> {
             // A path the startup packet did not set is the role's (or database's, or server's)
             // default, as PostgreSQL gives it to this session.
             let path = match &identity.search_path {
-                shadow::rewrite::search_path::SearchPath::Default => {
+                duet_shadow::rewrite::search_path::SearchPath::Default => {
                     ctx.role_paths.for_user(&identity.user)
                 }
                 set => set.clone(),

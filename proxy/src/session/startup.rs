@@ -15,7 +15,7 @@ use super::{close_with_fatal, lost_backend, protocol_violation, Established, Ses
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
-use crate::sessions::{Identity, SessionInfo, SessionState};
+use crate::session_registry::{Identity, SessionInfo, SessionState};
 use crate::wire::auth::{
     self, client_expects_channel_binding, expects_client_response, request_code,
     strip_channel_binding,
@@ -62,7 +62,7 @@ pub(super) async fn establish(
         user: user.to_owned(),
         database: startup.database().to_owned(),
         application_name: startup.application_name().to_owned(),
-        search_path: shadow::rewrite::search_path::from_startup(
+        search_path: duet_shadow::rewrite::search_path::from_startup(
             startup.parameter("search_path"),
             startup.parameter("options"),
         ),

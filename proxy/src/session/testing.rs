@@ -32,8 +32,8 @@ pub(super) fn ready(status: u8) -> Vec<u8> {
 }
 
 /// The route of `public.items` into its shadow `items__duet` (id int4 → bigint).
-pub(super) fn items_route() -> shadow::rewrite::TableRoute {
-    use shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
+pub(super) fn items_route() -> duet_shadow::rewrite::TableRoute {
+    use duet_shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
     let column = |name: &str, base_type: &str| Column {
         name: name.into(),
         base_type: base_type.into(),

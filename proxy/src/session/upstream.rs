@@ -9,7 +9,7 @@ use super::dual_write::{Position, MAX_HELD};
 use super::edit::Edit;
 use super::shared::{add_own, Shared};
 use crate::routes::Published;
-use crate::sessions::SessionState;
+use crate::session_registry::SessionState;
 use crate::wire::frame::{FrameError, FrameScanner};
 use crate::wire::frontend;
 use crate::wire::messages::{Describe, Message, Parse, Query};

@@ -13,7 +13,7 @@
 //! [`facts`] apply, given the [`schema`] model and [`transaction`] context) → [`rules`] →
 //! [`risk`] → [`report`] → [`output`] (human, JSON, GitHub, SARIF). [`strategy`] answers the
 //! planner; [`coercion`] decides which type changes rewrite; [`partition`] whether ATTACH PARTITION scans; [`ast`] reads parse trees.
-//! [`catalog`] reads the live schema and table sizes with `--database`.
+//! [`live_schema`] reads the live schema and table sizes with `--database`.
 
 pub mod ast;
 pub mod classify;

@@ -125,9 +125,9 @@ pub use crate::migrate::backfill::BackfillSpec;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CopySpec {
-    /// Shadow table: `shadow::migrate::copier` + `verify` + `repair` + `sweep`.
+    /// Shadow table: `duet_shadow::migrate::copier` + `verify` + `repair` + `sweep`.
     Table(CopyTarget),
-    /// Shadow column: `shadow::migrate::backfill`.
+    /// Shadow column: `duet_shadow::migrate::backfill`.
     Column(BackfillSpec),
 }
 

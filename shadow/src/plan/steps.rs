@@ -190,7 +190,7 @@ impl ShadowSteps {
 /// `expand` (before dual-writes start), turned around in the flip's transaction, removed first
 /// thing by `revert` (after its refusal checks), `complete` and `abort`, its function last, once
 /// nothing uses it. Idempotent, and a no-op for plans that mirror nothing (in place, rename):
-/// `duet::migration::start` applies it to every plan, so a plan built by hand is netted too.
+/// `duet_proxy::control::start` applies it to every plan, so a plan built by hand is netted too.
 pub fn add_safety_net(plan: &mut Plan) {
     let moves_to_new_table = match plan.kind {
         PlanKind::ShadowTable => true,

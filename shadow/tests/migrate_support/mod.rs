@@ -6,10 +6,10 @@ pub mod steps;
 
 use tokio_postgres::{Client, NoTls};
 
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::migrate::state;
+use duet_shadow::migrate::{ColumnMapping, CopyTarget};
 use duet_testkit::{backend_or_skip, Backend, TestDatabase};
-use shadow::ident::QualifiedName;
-use shadow::migrate::state;
-use shadow::migrate::{ColumnMapping, CopyTarget};
 
 /// The test server as a libpq key=value string without a database (append ` dbname=…`).
 pub fn base_url() -> String {
@@ -110,9 +110,9 @@ pub async fn shadow_migration_of(
     table: &str,
     mapping: Vec<ColumnMapping>,
 ) -> (i64, CopyTarget) {
-    use shadow::migrate::expand::create_shadow_table;
-    use shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
-    use shadow::migrate::Phase;
+    use duet_shadow::migrate::expand::create_shadow_table;
+    use duet_shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
+    use duet_shadow::migrate::Phase;
 
     state::ensure_schema(client).await.expect("schema duet");
     let mut target = CopyTarget::plan(client, QualifiedName::new("public", table), mapping)

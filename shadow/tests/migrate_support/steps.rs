@@ -2,11 +2,11 @@
 //! by one or in one transaction, the copy (or backfill) to the end with its verification, and the
 //! queries the tests read results with.
 
-use shadow::migrate::backfill::{backfill, verify_column};
-use shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
-use shadow::migrate::state;
-use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::plan::{CopySpec, Plan, Step};
+use duet_shadow::migrate::backfill::{backfill, verify_column};
+use duet_shadow::migrate::copier::{Copier, CopierConfig, CopyOutcome};
+use duet_shadow::migrate::state;
+use duet_shadow::migrate::verify::{verify, VerifyConfig};
+use duet_shadow::plan::{CopySpec, Plan, Step};
 use tokio_postgres::Client;
 
 use super::TestDb;

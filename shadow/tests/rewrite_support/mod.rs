@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
+use duet_shadow::rewrite::{Column, ColumnMapping, Routes, TableRoute, Target};
 use duet_testkit::{backend_or_skip, Backend, TestDatabase};
-use shadow::rewrite::{Column, ColumnMapping, Routes, TableRoute, Target};
 
 #[allow(unused_imports)]
 pub use duet_testkit::{Answer, RawClient};
@@ -153,7 +153,7 @@ pub fn reset_shadow_table(c: &mut RawClient) {
 /// Installs the safety net of the first route's table, as a migration's expand step does.
 pub fn install_net(c: &mut RawClient, routes: &Routes) {
     let route = &routes.tables[0];
-    let table = shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
-    let install = shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
+    let table = duet_shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
+    let install = duet_shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
     c.run(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use shadow::rewrite::TagVerb;
+use duet_shadow::rewrite::TagVerb;
 
 use super::decide::{refusal_error, refusal_of};
 use super::{DualWrite, Expect, HookContext};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shadow::rewrite::{touches, Protocol};
+use duet_shadow::rewrite::{touches, Protocol};
 
 use super::decide::{
     bare_refusal, decide, encoding_refusal, oversized_refusal, protocol_of, refusal_of, Decision,

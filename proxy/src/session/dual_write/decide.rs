@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use shadow::rewrite::{Protocol, Refusal, Rewrite, StatementPatch};
+use duet_shadow::rewrite::{Protocol, Refusal, Rewrite, StatementPatch};
 
 use super::{Names, MAX_HELD};
 use crate::config::UnrewritableWrites;
@@ -94,7 +94,7 @@ pub(super) fn protocol_of(tag: u8) -> Protocol {
 }
 
 /// A cache-less refusal (oversized or undecodable text): counted nowhere, sent like any other.
-pub(super) fn bare_refusal(epoch: u64, refusal: shadow::rewrite::Refusal) -> Arc<Cached> {
+pub(super) fn bare_refusal(epoch: u64, refusal: duet_shadow::rewrite::Refusal) -> Arc<Cached> {
     Arc::new(Cached {
         epoch,
         result: Err(refusal),

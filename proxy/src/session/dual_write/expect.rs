@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use shadow::rewrite::{Answer, StatementPatch, TagVerb};
+use duet_shadow::rewrite::{Answer, StatementPatch, TagVerb};
 
 use crate::routes::Cached;
 

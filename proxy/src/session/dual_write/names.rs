@@ -1,8 +1,8 @@
 //! How a session's unqualified table names resolve, as its own statements showed.
 
-use shadow::rewrite::search_path::{name_change, NameChange, SearchPath};
+use duet_shadow::rewrite::search_path::{name_change, NameChange, SearchPath};
 
-/// How a session's unqualified table names resolve (`shadow::rewrite::search_path`).
+/// How a session's unqualified table names resolve (`duet_shadow::rewrite::search_path`).
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     /// Its `search_path`, as its statements set it.

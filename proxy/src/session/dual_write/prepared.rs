@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shadow::rewrite::result_shape::DescribedColumn;
+use duet_shadow::rewrite::result_shape::DescribedColumn;
 
 use super::DualWrite;
 use crate::routes::Published;
@@ -23,7 +23,7 @@ pub(crate) struct Prepared {
     pub(crate) published: Option<Arc<Published>>,
     /// Its result columns as the server first described them to the client (`None`: not
     /// described, or no rows): preparing it again keeps them (see
-    /// [`shadow::rewrite::result_shape`]).
+    /// [`duet_shadow::rewrite::result_shape`]).
     pub(crate) results: Option<Arc<[DescribedColumn]>>,
 }
 

@@ -2,8 +2,8 @@
 //! move of the session's `search_path` or a stale-plan error.
 
 use bytes::BytesMut;
-use shadow::rewrite::result_shape::keep_result_shape;
-use shadow::rewrite::{touches, Protocol};
+use duet_shadow::rewrite::result_shape::keep_result_shape;
+use duet_shadow::rewrite::{touches, Protocol};
 
 use super::decide::{decide, refusal_of, Decision};
 use super::{DualWrite, Expect, HookContext, Patch};

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use shadow::rewrite::TagVerb;
+use duet_shadow::rewrite::TagVerb;
 
 use super::answers::{copy_error_renamed, is_cached_plan_error, patched_command_complete};
 use super::prepared::deallocation;
@@ -12,7 +12,7 @@ use super::MAX_HELD;
 use crate::session::shared::Shared;
 use crate::session::testing::*;
 use crate::session::upstream::ClientStep;
-use crate::sessions::SessionState;
+use crate::session_registry::SessionState;
 use crate::wire::frame::FrameScanner;
 use crate::wire::messages::{CommandComplete, ErrorResponse, Message};
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shadow::migrate::{DbErrorText, Phase};
+use duet_shadow::migrate::{DbErrorText, Phase};
 
 use super::{Migration, RunSettings};
 use crate::context::ProxyContext;

@@ -7,10 +7,10 @@
 //! [`CommandError`] is what an operator's command answers: refused, retryable or failed — the
 //! difference an operator (or a script driving duet) acts on: retry now, or fix something first.
 
-use shadow::migrate::{DbErrorText, MigrateError, Phase};
+use duet_shadow::migrate::{DbErrorText, MigrateError, Phase};
 use tokio_postgres::error::SqlState;
 
-use super::control::ControlError;
+use super::connection::ControlError;
 use super::driver::BarrierError;
 
 /// What the operator reads about a command that was not carried out, and the typed error behind
@@ -113,7 +113,7 @@ pub enum MigrationError {
     /// A control connection could not be opened, or a guarded step on one failed.
     #[error(transparent)]
     Control(#[from] ControlError),
-    /// A step of `shadow::migrate` (copy, verification, repair, sweep, a recorded phase) failed;
+    /// A step of `duet_shadow::migrate` (copy, verification, repair, sweep, a recorded phase) failed;
     /// its message names the step.
     #[error(transparent)]
     Step(#[from] MigrateError),
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_command_error_says_what_its_cause_says_and_keeps_it() {
-        let refused = CommandError::refused_because(crate::migration::SelectError::NoneActive);
+        let refused = CommandError::refused_because(crate::control::SelectError::NoneActive);
         assert_eq!(
             refused.to_string(),
             "no active migration; start one with `duet admin migrate`"
@@ -294,7 +294,7 @@ mod tests {
         };
         assert!(reason
             .cause()
-            .is_some_and(|cause| cause.is::<crate::migration::SelectError>()));
+            .is_some_and(|cause| cause.is::<crate::control::SelectError>()));
         assert!(!refused.is_retryable());
         assert!(CommandError::retryable("a lock").is_retryable());
 

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use shadow::migrate::guard::{
+use duet_shadow::migrate::guard::{
     backoff_with_jitter, is_retryable, GuardConfig, GuardedConnection, PhaseStep,
 };
-use shadow::migrate::{DbErrorText, MigrateError, Phase};
-use shadow::plan::Step;
+use duet_shadow::migrate::{DbErrorText, MigrateError, Phase};
+use duet_shadow::plan::Step;
 use tokio::sync::mpsc;
 use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation as PgSslNegotiation};
 use tokio_postgres::{AsyncMessage, Client, Notification};
@@ -369,7 +369,7 @@ async fn drop_invalid_leftover(
     let Some(name) = concurrent_index_name(sql) else {
         return Ok(());
     };
-    let qualified = format!("{}.{name}", shadow::ident::quote_ident(schema));
+    let qualified = format!("{}.{name}", duet_shadow::ident::quote_ident(schema));
     let invalid: bool = guard
         .client()
         .query_one(

@@ -19,9 +19,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shadow::ident::shadow_table_name;
+use duet_shadow::ident::shadow_table_name;
 
-use super::{control, BypassWriter, Migration};
+use super::{connection, BypassWriter, Migration};
 use crate::context::ProxyContext;
 
 /// How often the locks are sampled.
@@ -36,7 +36,7 @@ pub fn spawn_sampler(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
             while !m.phase().is_terminal() {
                 tokio::time::sleep(SAMPLE_INTERVAL).await;
                 if client.is_none() {
-                    client = control::connect(&ctx).await.ok();
+                    client = connection::connect(&ctx).await.ok();
                 }
                 let Some(c) = &client else { continue };
                 if let Err(err) = sample(&ctx, &m, c).await {
@@ -61,7 +61,9 @@ async fn sample(
         format!("{}__duet_old", table.name),
     ]
     .iter()
-    .map(|n| shadow::ident::quote_ident(&table.schema) + "." + &shadow::ident::quote_ident(n))
+    .map(|n| {
+        duet_shadow::ident::quote_ident(&table.schema) + "." + &duet_shadow::ident::quote_ident(n)
+    })
     .collect();
     let rows = client
         .query(

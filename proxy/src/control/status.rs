@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use duet_shadow::migrate::copier::CopierState;
+use duet_shadow::plan::PlanKind;
 use serde::{Deserialize, Serialize};
-use shadow::migrate::copier::CopierState;
-use shadow::plan::PlanKind;
 
 use super::{FlipRecord, Migration, Phase, RunSettings};
 use crate::context::ProxyContext;
@@ -13,8 +13,8 @@ use crate::fleet::store::{SelfReport, TableCounts};
 
 /// A migration phase written as its stored name (`ready`, `flipped`, …), for `#[serde(with)]`.
 pub mod phase_name {
+    use duet_shadow::migrate::Phase;
     use serde::{Deserialize, Deserializer, Serializer};
-    use shadow::migrate::Phase;
 
     /// Writes `phase` as its name.
     pub fn serialize<S: Serializer>(phase: &Phase, serializer: S) -> Result<S::Ok, S::Error> {

@@ -1,4 +1,4 @@
-//! The migration controller: drives online schema changes planned by [`shadow::plan`] through
+//! The migration control plane: drives online schema changes planned by [`duet_shadow::plan`] through
 //! their phases, publishes the proxy's routes, and answers the migration admin commands.
 //!
 //! One [`Migration`] per recorded migration lives in the [`Migrations`] registry (held by the
@@ -11,7 +11,7 @@
 //! when the proxy starts.
 //!
 //! Every phase change is recorded in `duet.migrations` (through
-//! [`shadow::migrate::state::transition`]) in the same transaction as the step it records where
+//! [`duet_shadow::migrate::state::transition`]) in the same transaction as the step it records where
 //! that step is transactional; the in-memory phase follows the stored one.
 //!
 //! # The order of the files
@@ -31,16 +31,16 @@
 //! 7. [`error`] — [`error::MigrationError`] and [`error::CommandError`];
 //! 8. [`driver`] — the driver lock and the fleet's barrier;
 //! 9. this module — the registry and what every file shares ([`Migration`], [`FlipRecord`]);
-//! 10. [`control`], [`settings`], [`latency`] — control connections and guarded steps; run
+//! 10. [`connection`], [`settings`], [`latency`] — control connections and guarded steps; run
 //!     settings; the clients' latency.
 //!
-//! Errors are typed all the way down: a failed step keeps its [`shadow::migrate::MigrateError`]
+//! Errors are typed all the way down: a failed step keeps its [`duet_shadow::migrate::MigrateError`]
 //! or `tokio_postgres::Error` as the source, and its message already carries what the operator
 //! reads in `status` and in the admin reply.
 
 pub mod bypass;
 pub mod commands;
-pub mod control;
+pub mod connection;
 pub mod controller;
 pub mod driver;
 pub mod error;
@@ -58,10 +58,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use shadow::migrate::copier::CopierControl;
-use shadow::migrate::latency::LatencyThrottle;
-use shadow::migrate::Phase;
-use shadow::plan::Plan;
+use duet_shadow::migrate::copier::CopierControl;
+use duet_shadow::migrate::latency::LatencyThrottle;
+use duet_shadow::migrate::Phase;
+use duet_shadow::plan::Plan;
 use tokio::task::JoinHandle;
 
 use crate::admin::protocol::Selector;
@@ -598,7 +598,7 @@ impl Migration {
     /// dual-writes from the copy to the flip, the flipped route after it, none otherwise (the
     /// driver publishes dual-writes at the end of `expanding`, before it records `copying`; a
     /// member that learns of it later is covered by the safety net meanwhile).
-    pub(crate) fn route_for(&self, phase: Phase) -> Option<shadow::rewrite::TableRoute> {
+    pub(crate) fn route_for(&self, phase: Phase) -> Option<duet_shadow::rewrite::TableRoute> {
         match phase {
             Phase::Copying | Phase::Verifying | Phase::Ready | Phase::Flipping => {
                 self.dual_write_route_in(phase)
@@ -613,7 +613,7 @@ impl Migration {
     pub(crate) fn publish_if_changed(
         &self,
         ctx: &ProxyContext,
-        route: Option<shadow::rewrite::TableRoute>,
+        route: Option<duet_shadow::rewrite::TableRoute>,
     ) {
         let current = ctx.routes.current();
         let published = current
@@ -627,10 +627,15 @@ impl Migration {
     /// The dual-write route for `phase`: tombstones for deletes while a copier may run, plain
     /// deletes once the copy is done (a tombstone would then only break the constraints the
     /// shadow gains before the flip).
-    pub(crate) fn dual_write_route_in(&self, phase: Phase) -> Option<shadow::rewrite::TableRoute> {
+    pub(crate) fn dual_write_route_in(
+        &self,
+        phase: Phase,
+    ) -> Option<duet_shadow::rewrite::TableRoute> {
         let mut route = self.plan.dual_write_route.clone()?;
         if matches!(phase, Phase::Verifying | Phase::Ready | Phase::Flipping) {
-            if let shadow::rewrite::Target::ShadowTable { plain_deletes, .. } = &mut route.target {
+            if let duet_shadow::rewrite::Target::ShadowTable { plain_deletes, .. } =
+                &mut route.target
+            {
                 *plain_deletes = true;
             }
         }
@@ -651,7 +656,7 @@ impl Migration {
     pub(crate) fn publish(
         &self,
         ctx: &ProxyContext,
-        route: Option<shadow::rewrite::TableRoute>,
+        route: Option<duet_shadow::rewrite::TableRoute>,
     ) -> u64 {
         let published = route.is_some();
         let epoch = ctx.routes.set_table_mirrored(
@@ -674,7 +679,7 @@ impl Migration {
 
 #[cfg(test)]
 mod layers {
-    //! The files of `migration/` point one way (see the module docs): this reads their sources
+    //! The files of `control/` point one way (see the module docs): this reads their sources
     //! and fails when their references to each other form a cycle, naming it.
 
     use std::collections::{BTreeMap, BTreeSet};
@@ -714,7 +719,7 @@ mod layers {
             .collect()
     }
 
-    /// The names `code` reaches after `prefix` (`super::`, `crate::migration::`).
+    /// The names `code` reaches after `prefix` (`super::`, `crate::control::`).
     fn names_after(code: &str, prefix: &str) -> Vec<String> {
         let mut names = Vec::new();
         for (at, _) in code.match_indices(prefix) {
@@ -750,7 +755,7 @@ mod layers {
         group.len()
     }
 
-    /// Which files each file of `migration/` refers to (`mod` is `mod.rs`: the registry and
+    /// Which files each file of `control/` refers to (`mod` is `mod.rs`: the registry and
     /// the types every file shares).
     fn references(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let mut sources = BTreeMap::new();
@@ -770,7 +775,7 @@ mod layers {
         let mut edges = BTreeMap::new();
         for (name, code) in &sources {
             let mut to = BTreeSet::new();
-            let mut reached = names_after(code, "crate::migration::");
+            let mut reached = names_after(code, "crate::control::");
             if name == "mod" {
                 // mod.rs reaches its children by their bare names.
                 for module in &modules {
@@ -834,8 +839,8 @@ mod layers {
     }
 
     #[test]
-    fn the_files_of_migration_refer_to_each_other_without_a_cycle() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/migration");
+    fn the_files_of_control_refer_to_each_other_without_a_cycle() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/control");
         let edges = references(&dir);
         assert!(
             edges["controller"].contains("verify") && edges["flip"].contains("driver"),
@@ -843,8 +848,8 @@ mod layers {
         );
         if let Some(cycle) = find_cycle(&edges) {
             panic!(
-                "migration/ files refer to each other in a cycle: {} — move what both need into a \
-                 lower module (see the order in migration/mod.rs)",
+                "control/ files refer to each other in a cycle: {} — move what both need into a \
+                 lower module (see the order in control/mod.rs)",
                 cycle.join(" → ")
             );
         }
@@ -858,8 +863,8 @@ mod layers {
         edges.insert("mod".to_owned(), BTreeSet::from(["a".to_owned()]));
         assert!(find_cycle(&edges).is_some());
         assert_eq!(
-            group_heads("control::{self, ControlError}, driver, Migration"),
-            ["control", "driver", "Migration"]
+            group_heads("connection::{self, ControlError}, driver, Migration"),
+            ["connection", "driver", "Migration"]
         );
         assert_eq!(
             names_after("use super::{a, b::c};\nsuper::d::e();", "super::"),

@@ -67,7 +67,7 @@ impl DuetProxy {
             return Err(LaunchError::NotFound {
                 program: "duet",
                 path: opts.duet_bin.clone(),
-                hint: "build it (`cargo build -p duet`) or pass --duet-bin".into(),
+                hint: "build it (`cargo build -p duet-proxy`) or pass --duet-bin".into(),
             });
         }
         let backend =

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shadow::migrate::Phase;
-use shadow::plan::Plan;
+use duet_shadow::migrate::Phase;
+use duet_shadow::plan::Plan;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::driver::{needs_driver, release};
@@ -46,11 +46,11 @@ const PLANNED_GRACE_S: f64 = 5.0;
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
     /// Reading `duet.migrations` failed.
-    #[error("reading duet.migrations: {}", shadow::migrate::DbErrorText(.0))]
+    #[error("reading duet.migrations: {}", duet_shadow::migrate::DbErrorText(.0))]
     Read(#[source] tokio_postgres::Error),
     /// A stored phase is not one duet knows.
     #[error(transparent)]
-    Phase(#[from] shadow::migrate::MigrateError),
+    Phase(#[from] duet_shadow::migrate::MigrateError),
     /// A stored plan cannot be read.
     #[error("migration {id}: unreadable plan: {source}")]
     Plan {
@@ -194,7 +194,7 @@ async fn adopt(ctx: &Arc<ProxyContext>, stored: Stored) {
     // simply added (the expand steps run again, idempotently); later, writes that bypassed the
     // rewrite since have no mirror, which the operator must hear about.
     let mut netted = plan.clone();
-    shadow::plan::steps::add_safety_net(&mut netted);
+    duet_shadow::plan::steps::add_safety_net(&mut netted);
     let unnetted = netted != plan;
     let early = matches!(phase, Phase::Planned | Phase::Expanding);
     let plan = if early { netted } else { plan };

@@ -10,18 +10,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shadow::migrate::backfill::backfill;
-use shadow::migrate::copier::{CopierConfig, CopyOutcome};
-use shadow::migrate::guard::GuardedConnection;
-use shadow::migrate::latency::LatencyHandle;
-use shadow::migrate::old_transactions::{mark_dual_writes_enabled, old_transactions};
-use shadow::migrate::sweep::sweep_tombstones;
-use shadow::migrate::Phase;
-use shadow::plan::{CopySpec, PlanKind};
+use duet_shadow::migrate::backfill::backfill;
+use duet_shadow::migrate::copier::{CopierConfig, CopyOutcome};
+use duet_shadow::migrate::guard::GuardedConnection;
+use duet_shadow::migrate::latency::LatencyHandle;
+use duet_shadow::migrate::old_transactions::{mark_dual_writes_enabled, old_transactions};
+use duet_shadow::migrate::sweep::sweep_tombstones;
+use duet_shadow::migrate::Phase;
+use duet_shadow::plan::{CopySpec, PlanKind};
 
 use super::error::{CommandError, MigrationError};
 use super::verify::{copy_target, verify_until_clean};
-use super::{control, driver, flip, Migration};
+use super::{connection, driver, flip, Migration};
 use crate::context::ProxyContext;
 
 /// How often the wait for older transactions looks again.
@@ -47,7 +47,7 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                     tracing::warn!(migration = m.id, %error, "migration stopped");
                     let error = error.to_string();
                     m.set_error(Some(error.clone()));
-                    control::store_error(&ctx, m.id, Some(&error)).await;
+                    connection::store_error(&ctx, m.id, Some(&error)).await;
                 }
             }
         }
@@ -57,17 +57,17 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
 
 /// Whether the stored phase differs from the one this member's task was in.
 async fn moved_elsewhere(ctx: &ProxyContext, m: &Migration) -> bool {
-    let Ok(client) = control::connect(ctx).await else {
+    let Ok(client) = connection::connect(ctx).await else {
         return false;
     };
-    match shadow::migrate::state::get_migration(&client, m.id).await {
+    match duet_shadow::migrate::state::get_migration(&client, m.id).await {
         Ok(stored) => stored.phase != m.phase(),
         Err(_) => false,
     }
 }
 
 async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), MigrationError> {
-    let mut guard = control::guarded(ctx).await?;
+    let mut guard = connection::guarded(ctx).await?;
     loop {
         let phase = m.phase();
         match phase {
@@ -77,7 +77,7 @@ async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), Migrat
                 } else {
                     Phase::Expanding
                 };
-                control::record(&mut guard, m.id, phase, to).await?;
+                connection::record(&mut guard, m.id, phase, to).await?;
                 m.set_phase(to);
             }
             Phase::Expanding => expand(ctx, m, &mut guard).await?,
@@ -85,7 +85,7 @@ async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), Migrat
             Phase::Verifying => {
                 end_tombstones(ctx, m, &mut guard).await?;
                 verify_until_clean(ctx, m, &mut guard).await?;
-                control::run_steps(
+                connection::run_steps(
                     ctx,
                     &mut guard,
                     &m.plan.table.schema,
@@ -114,7 +114,7 @@ async fn expand(
     guard: &mut GuardedConnection,
 ) -> Result<(), MigrationError> {
     if m.plan.kind == PlanKind::InPlace {
-        control::run_steps(
+        connection::run_steps(
             ctx,
             guard,
             &m.plan.table.schema,
@@ -128,7 +128,7 @@ async fn expand(
         tracing::info!(migration = m.id, "in-place migration completed");
         return Ok(());
     }
-    control::run_steps(
+    connection::run_steps(
         ctx,
         guard,
         &m.plan.table.schema,
@@ -139,7 +139,7 @@ async fn expand(
     .await?;
     // Dual-writes on: published without the gate (the copier covers older transactions).
     m.publish(ctx, m.plan.dual_write_route.clone());
-    control::record(guard, m.id, Phase::Expanding, Phase::Copying).await?;
+    connection::record(guard, m.id, Phase::Expanding, Phase::Copying).await?;
     m.set_phase(Phase::Copying);
     Ok(())
 }
@@ -163,18 +163,18 @@ async fn copy(
     let (copier, handle, sweep) = match &m.plan.copy {
         Some(CopySpec::Table(target)) => {
             let target = copy_target(guard, target).await?;
-            let client = control::connect(ctx).await?;
+            let client = connection::connect(ctx).await?;
             let (copier, handle) =
-                shadow::migrate::copier::Copier::new(client, target.clone(), m.id, config);
+                duet_shadow::migrate::copier::Copier::new(client, target.clone(), m.id, config);
             (copier, handle, Some(target))
         }
         Some(CopySpec::Column(spec)) => {
-            let client = control::connect(ctx).await?;
+            let client = connection::connect(ctx).await?;
             let (copier, handle) = backfill(client, spec, m.id, config).await?;
             (copier, handle, None)
         }
         None => {
-            control::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
+            connection::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
             m.set_phase(Phase::Verifying);
             return Ok(());
         }
@@ -193,7 +193,7 @@ async fn copy(
     if let Some(target) = sweep {
         sweep_tombstones(guard.client(), &target, m.id, 10_000).await?;
     }
-    control::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
+    connection::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
     m.set_phase(Phase::Verifying);
     Ok(())
 }
@@ -216,7 +216,7 @@ async fn end_tombstones(
     // function: no lock on the table); the wait below covers writes still using either.
     if let Some(sql) = route
         .as_ref()
-        .and_then(|r| shadow::rewrite::net::function_sql(&m.plan.table, r))
+        .and_then(|r| duet_shadow::rewrite::net::function_sql(&m.plan.table, r))
     {
         guard
             .client()
@@ -274,7 +274,7 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                     m.set_error(Some(format!("automatic cutover refused: {why}")));
                     return;
                 }
-                tokio::time::sleep(shadow::migrate::guard::backoff_with_jitter(
+                tokio::time::sleep(duet_shadow::migrate::guard::backoff_with_jitter(
                     attempt,
                     Duration::from_millis(500),
                     Duration::from_secs(10),

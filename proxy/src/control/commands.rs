@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use shadow::migrate::{MigrateError, Phase};
-use shadow::plan::Plan;
+use duet_shadow::migrate::{MigrateError, Phase};
+use duet_shadow::plan::Plan;
 
-use super::control::{self, ControlError};
+use super::connection::{self, ControlError};
 use super::error::MigrationError;
 use super::settings::SettingsChange;
 use super::{bypass, controller, driver, latency, Migration, Migrations, RunSettings};
@@ -70,9 +70,9 @@ pub async fn start(
     auto_cutover: bool,
 ) -> Result<Arc<Migration>, MigrationError> {
     // Whoever built the plan, no write may bypass its shadow (a no-op when it has the net).
-    shadow::plan::steps::add_safety_net(&mut plan);
-    let mut client = control::connect(ctx).await?;
-    shadow::migrate::state::ensure_schema(&mut client)
+    duet_shadow::plan::steps::add_safety_net(&mut plan);
+    let mut client = connection::connect(ctx).await?;
+    duet_shadow::migrate::state::ensure_schema(&mut client)
         .await
         .map_err(MigrationError::StateSchema)?;
     let plan_json = serde_json::to_value(&plan).map_err(|source| MigrationError::Encode {
@@ -94,7 +94,7 @@ pub async fn start(
             what: "settings",
             source,
         })?;
-    let id = shadow::migrate::state::create_migration_with_settings(
+    let id = duet_shadow::migrate::state::create_migration_with_settings(
         &client,
         &table,
         plan.kind.as_str(),
@@ -158,8 +158,8 @@ pub async fn change_settings(
     let before = m.run_settings();
     let next = before.with(&change);
     let stored = serde_json::to_value(next).map_err(SettingsError::Encode)?;
-    let client = control::connect(ctx).await?;
-    shadow::migrate::state::store_settings(&client, m.id, &stored)
+    let client = connection::connect(ctx).await?;
+    duet_shadow::migrate::state::store_settings(&client, m.id, &stored)
         .await
         .map_err(SettingsError::Store)?;
     m.apply_settings(next);

@@ -65,7 +65,7 @@ pub struct Identity {
     pub application_name: String,
     /// Its `search_path` as its startup packet set it (a `search_path` parameter, or `-c
     /// search_path=…` in `options`), else the server's default.
-    pub search_path: shadow::rewrite::search_path::SearchPath,
+    pub search_path: duet_shadow::rewrite::search_path::SearchPath,
 }
 
 /// One session's published state. Aligned to its own cache lines: sessions on different worker

@@ -6,15 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use duet_shadow::ident::QualifiedName;
+use duet_shadow::migrate::state;
+use duet_shadow::migrate::{DbErrorText, Phase};
+use duet_shadow::plan::{CopySpec, Step};
 use serde_json::json;
-use shadow::ident::QualifiedName;
-use shadow::migrate::state;
-use shadow::migrate::{DbErrorText, Phase};
-use shadow::plan::{CopySpec, Step};
 use tokio_postgres::Client;
 
 use super::error::{ChangeError, CommandError, MigrationError};
-use super::{bypass, control, driver, BlockingSession, FlipOutcome, FlipRecord, Migration};
+use super::{bypass, connection, driver, BlockingSession, FlipOutcome, FlipRecord, Migration};
 use crate::admin::reply::{MemberPhase, PhaseReply};
 use crate::context::ProxyContext;
 use crate::gate::{Gate, PauseOutcome};
@@ -139,7 +139,7 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
     let Some(client) = ctx.fleet.client() else {
         // Without its member connection this member cannot hold the others: refuse while any
         // is live (asked on a connection of its own), go on alone otherwise.
-        let others = match control::connect(ctx).await {
+        let others = match connection::connect(ctx).await {
             Ok(control) => crate::fleet::store::live_members(&control, &me)
                 .await
                 .map(|members| members.into_iter().filter(|m| !m.is_self).count())
@@ -277,7 +277,7 @@ fn record_flip(
 fn moves_dependents(m: &Migration) -> bool {
     matches!(
         m.plan.kind,
-        shadow::plan::PlanKind::ShadowTable | shadow::plan::PlanKind::ShadowColumn
+        duet_shadow::plan::PlanKind::ShadowTable | duet_shadow::plan::PlanKind::ShadowColumn
     )
 }
 
@@ -297,7 +297,7 @@ async fn refuse_new_dependents(
 ) -> Result<(), ChangeError> {
     let plan = &m.plan;
     let cutover = from == Phase::Ready;
-    let mut found = shadow::plan::carried::differences_ignoring(
+    let mut found = duet_shadow::plan::carried::differences_ignoring(
         tx,
         &plan.table,
         &plan.carried,
@@ -306,9 +306,10 @@ async fn refuse_new_dependents(
     )
     .await
     .map_err(ChangeError::Db)?;
-    let dependents = shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried)
-        .await
-        .map_err(ChangeError::Db)?;
+    let dependents =
+        duet_shadow::plan::carried::uncarried_dependents(tx, &plan.table, &plan.carried)
+            .await
+            .map_err(ChangeError::Db)?;
     if !dependents.is_empty() {
         found.push(format!(
             "objects made outside duet depend on {} or a view over it ({})",
@@ -348,7 +349,7 @@ async fn one_transaction(
     // Never longer than half the server's `deadlock_timeout`, so that a writer straight on
     // PostgreSQL in a lock cycle with the change is never the one aborted (the change gives up
     // first and is retried).
-    tx.batch_execute(&shadow::migrate::guard::capped_lock_timeout_sql(
+    tx.batch_execute(&duet_shadow::migrate::guard::capped_lock_timeout_sql(
         lock_timeout,
         true,
     ))
@@ -445,7 +446,7 @@ pub async fn cutover(
     // net in their own transactions: nothing to reconcile, whoever wrote. A writer still inside
     // a transaction on the table only delays the flip's lock (`flip_lock_timeout`).
     // Connect before holding: clients are held only for the flip itself.
-    let mut client = control::connect(ctx)
+    let mut client = connection::connect(ctx)
         .await
         .map_err(CommandError::retryable_because)?;
     let held = match hold(ctx, budget).await {
@@ -655,7 +656,7 @@ pub async fn revert(
             driver::acquire(ctx, member, Duration::ZERO).await;
         }
         let flipped_back = async {
-            let mut client = control::connect(ctx)
+            let mut client = connection::connect(ctx)
                 .await
                 .map_err(CommandError::retryable_because)?;
             let held = hold(ctx, ctx.config.migration.flip_budget).await.map_err(
@@ -719,8 +720,8 @@ async fn after_revert(
         finish(ctx, m, phase).await;
         return Ok(phase);
     }
-    let mut guard = control::guarded(ctx).await?;
-    control::run_steps(
+    let mut guard = connection::guarded(ctx).await?;
+    connection::run_steps(
         ctx,
         &mut guard,
         &m.plan.table.schema,
@@ -857,7 +858,9 @@ async fn complete_one(
         finish(ctx, m, phase).await;
         return Ok(PhaseReply::of(m.id, phase));
     }
-    let mut guard = control::guarded(ctx).await.map_err(MigrationError::from)?;
+    let mut guard = connection::guarded(ctx)
+        .await
+        .map_err(MigrationError::from)?;
     Ok(finish_steps(ctx, m, &mut guard, Phase::Completing, Phase::Completed).await?)
 }
 
@@ -892,7 +895,7 @@ async fn change_under_hold_once(
     // Driver lock first when free: no other member may start the clean-up this change leads to
     // (when another member drives — a copy — it stops on seeing the change and `take_over` waits).
     driver::acquire(ctx, m, Duration::ZERO).await;
-    let mut client = control::connect(ctx).await?;
+    let mut client = connection::connect(ctx).await?;
     let held = hold(ctx, ctx.config.migration.flip_budget)
         .await
         .map_err(|(_, _, _, message)| ChangeError::Hold(message))?;
@@ -916,7 +919,7 @@ async fn change_under_hold_once(
 async fn finish_steps(
     ctx: &Arc<ProxyContext>,
     m: &Arc<Migration>,
-    guard: &mut shadow::migrate::guard::GuardedConnection,
+    guard: &mut duet_shadow::migrate::guard::GuardedConnection,
     from: Phase,
     to: Phase,
 ) -> Result<PhaseReply, MigrationError> {
@@ -924,7 +927,7 @@ async fn finish_steps(
         Phase::Aborted => ("abort", &m.plan.abort),
         _ => ("complete", &m.plan.complete),
     };
-    control::run_steps(
+    connection::run_steps(
         ctx,
         guard,
         &m.plan.table.schema,
@@ -1009,13 +1012,15 @@ async fn abort_one(
         finish(ctx, m, phase).await;
         return Ok(PhaseReply::of(m.id, phase));
     }
-    let mut guard = control::guarded(ctx).await.map_err(MigrationError::from)?;
+    let mut guard = connection::guarded(ctx)
+        .await
+        .map_err(MigrationError::from)?;
     Ok(finish_steps(ctx, m, &mut guard, Phase::Aborting, Phase::Aborted).await?)
 }
 
 /// The phase stored for migration `id`, if it can be read.
 async fn stored_phase(ctx: &ProxyContext, id: i64) -> Option<Phase> {
-    let client = control::connect(ctx).await.ok()?;
+    let client = connection::connect(ctx).await.ok()?;
     state::get_migration(&client, id)
         .await
         .ok()

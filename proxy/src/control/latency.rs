@@ -1,5 +1,5 @@
 //! The clients' latency as the copier's and the verifier's throttle signal: what this proxy (and
-//! in a fleet, every member) measured, handed to [`shadow::migrate::latency`] through its
+//! in a fleet, every member) measured, handed to [`duet_shadow::migrate::latency`] through its
 //! [`ClientLatency`] trait, and the baseline taken when a migration starts.
 //!
 //! Each member measures its own client sessions (request → ReadyForQuery, the `status` latency;
@@ -12,8 +12,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use duet_shadow::migrate::latency::{ClientLatency, LatencySample, LatencyView, MIN_STATEMENTS};
 use serde::{Deserialize, Serialize};
-use shadow::migrate::latency::{ClientLatency, LatencySample, LatencyView, MIN_STATEMENTS};
 
 use crate::context::ProxyContext;
 use crate::metrics::RecentLatency;

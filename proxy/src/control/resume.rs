@@ -47,7 +47,7 @@ pub async fn restore(ctx: &Arc<ProxyContext>) -> Result<(), RestoreError> {
     }
     // Not joined: fine while the backend is down (the follower restores once it joins), not when
     // the backend answers and holds migrations this proxy cannot follow.
-    let Ok(client) = super::control::connect(ctx).await else {
+    let Ok(client) = super::connection::connect(ctx).await else {
         tracing::warn!(
             "cannot reach the backend to restore migrations; retrying in the background"
         );

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use shadow::migrate::backfill::{repair_column, verify_column};
-use shadow::migrate::guard::GuardedConnection;
-use shadow::migrate::latency::LatencyHandle;
-use shadow::migrate::repair::{repair, RepairConfig};
-use shadow::migrate::verify::{verify, VerifyConfig};
-use shadow::migrate::{CopyTarget, MigrateError};
-use shadow::plan::CopySpec;
+use duet_shadow::migrate::backfill::{repair_column, verify_column};
+use duet_shadow::migrate::guard::GuardedConnection;
+use duet_shadow::migrate::latency::LatencyHandle;
+use duet_shadow::migrate::repair::{repair, RepairConfig};
+use duet_shadow::migrate::verify::{verify, VerifyConfig};
+use duet_shadow::migrate::{CopyTarget, MigrateError};
+use duet_shadow::plan::CopySpec;
 
 use super::error::MigrationError;
 use super::Migration;
@@ -88,7 +88,7 @@ async fn verify_column_until_clean(
     ctx: &Arc<ProxyContext>,
     m: &Migration,
     guard: &mut GuardedConnection,
-    spec: &shadow::plan::BackfillSpec,
+    spec: &duet_shadow::plan::BackfillSpec,
     rounds: u32,
 ) -> Result<(), MigrationError> {
     for round in 1..=rounds {
