@@ -51,19 +51,20 @@ pub enum NameChange {
 }
 
 /// Reads a text for changes to name resolution. Cheap for the common case: texts that mention
-/// neither `search_path` nor a temporary table are not parsed.
+/// neither `search_path` nor a temporary table are not parsed, and finding that out is one pass
+/// over the text (every client statement goes through here, migration or not).
 pub fn name_change(text: &str) -> NameChange {
-    let mentions = |needle: &str, whole_word: bool| contains_ignore_case(text, needle, whole_word);
-    if mentions("temp", true) || mentions("temporary", true) || mentions("pg_temp", true) {
+    let mentions = Mentions::of(text);
+    if mentions.temporary {
         return NameChange::Temporary;
     }
-    if !mentions("search_path", false) && !mentions("discard", true) && !mentions("reset", true) {
+    if !mentions.search_path && !mentions.discard && !mentions.reset {
         return NameChange::None;
     }
     let Parsed::Statements(stmts) = parse_statement(text) else {
         return NameChange::SearchPath(SearchPath::Unknown);
     };
-    let mut change = if mentions("search_path", false) {
+    let mut change = if mentions.search_path {
         NameChange::SearchPath(SearchPath::Unknown)
     } else {
         NameChange::None
@@ -168,15 +169,47 @@ pub fn unqualified_schemas(sql: &str, routes: &super::Routes) -> Vec<String> {
 }
 
 /// Whether `text` contains `needle` (ASCII, any case), as a whole word if asked.
-fn contains_ignore_case(text: &str, needle: &str, whole_word: bool) -> bool {
-    let (hay, needle) = (text.as_bytes(), needle.as_bytes());
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
-    hay.windows(needle.len()).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(needle)
-            && (!whole_word
-                || ((i == 0 || !word(hay[i - 1]))
-                    && hay.get(i + needle.len()).is_none_or(|&b| !word(b))))
-    })
+/// The words [`name_change`] looks for before it parses, found in one pass over the text.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Mentions {
+    /// `temp`, `temporary` or `pg_temp` as a whole word.
+    temporary: bool,
+    /// `search_path` anywhere (also inside `set_config('search_path', …)`).
+    search_path: bool,
+    /// `discard` as a whole word.
+    discard: bool,
+    /// `reset` as a whole word.
+    reset: bool,
+}
+
+impl Mentions {
+    fn of(text: &str) -> Mentions {
+        let hay = text.as_bytes();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+        // `needle` (lower case) at `at`, ignoring case, and a whole word there when asked.
+        let at = |at: usize, needle: &[u8], whole_word: bool| {
+            hay.get(at..at + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+                && (!whole_word
+                    || ((at == 0 || !word(hay[at - 1]))
+                        && hay.get(at + needle.len()).is_none_or(|&b| !word(b))))
+        };
+        let mut found = Mentions::default();
+        for (i, &b) in hay.iter().enumerate() {
+            // Only the first letters of the words can start a match: one compare per byte.
+            match b | 0x20 {
+                b't' => {
+                    found.temporary |= at(i, b"temp", true) || at(i, b"temporary", true);
+                }
+                b'p' => found.temporary |= at(i, b"pg_temp", true),
+                b's' => found.search_path |= at(i, b"search_path", false),
+                b'd' => found.discard |= at(i, b"discard", true),
+                b'r' => found.reset |= at(i, b"reset", true),
+                _ => {}
+            }
+        }
+        found
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +221,26 @@ mod tests {
             NameChange::SearchPath(p) => p,
             other => panic!("{text}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_one_pass_scan_finds_the_words_as_the_parser_would_need_them() {
+        let m = Mentions::of;
+        assert_eq!(m("SELECT * FROM t WHERE id = $1"), Mentions::default());
+        assert!(m("CREATE TEMP TABLE x (a int)").temporary);
+        assert!(m("create temporary table x (a int)").temporary);
+        assert!(m("SELECT * FROM pg_temp.t").temporary);
+        assert!(m("SELECT 1;temp").temporary);
+        // Inside a longer word it is not the keyword.
+        assert!(!m("SELECT attempt, temperature, my_temp FROM t").temporary);
+        assert!(m("SET SEARCH_PATH = app").search_path);
+        assert!(m("SELECT set_config('search_path', 'a', false)").search_path);
+        assert!(m("DISCARD ALL").discard && !m("discarded").discard);
+        assert!(m("RESET ALL").reset && m("reset search_path").reset && !m("resets").reset);
+        // Words at the very end, and texts shorter than any word.
+        assert!(m("x reset").reset);
+        assert_eq!(m(""), Mentions::default());
+        assert_eq!(m("te"), Mentions::default());
     }
 
     #[test]
