@@ -8,14 +8,20 @@
 //! against a plain `INSERT … SELECT` of the same rows, and the write rate while dual-writing
 //! against the same load before the migration. See bench/README.md.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use duet_proxy::admin::client;
+use duet_proxy::admin::protocol::{CopySettings, PlanInput, Reply, Request, Selector};
+use duet_proxy::admin::reply::{
+    result_of, CopyStateReply, Phase, PhaseReply, SettingsReply, StartedReply, StatusReply,
+};
+use duet_proxy::control::latency::ThrottleStatus;
+use duet_proxy::control::status::MigrationStatus;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::duet_process::{DuetProxy, DuetProxyOptions};
@@ -67,21 +73,83 @@ fn err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> MigrateError + '_ {
     move |e| MigrateError(format!("{what}: {}", describe(&e)))
 }
 
-/// Sends one JSON request line to duet's admin socket and returns the reply object.
-pub fn admin_request(socket: &Path, request: &Value) -> Result<Value, MigrateError> {
-    let fail = |e: std::io::Error| MigrateError(format!("admin socket {}: {e}", socket.display()));
-    let stream = UnixStream::connect(socket).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .map_err(fail)?;
-    let mut writer = stream.try_clone().map_err(fail)?;
-    writer
-        .write_all(format!("{request}\n").as_bytes())
-        .map_err(fail)?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(fail)?;
-    serde_json::from_str(&line)
-        .map_err(|e| MigrateError(format!("admin reply {line:?} to {request}: {e}")))
+/// The longest wait for one admin reply: a cutover under load, or a `set` queued behind a copy
+/// chunk, may take a while.
+const ADMIN_REPLY_WAIT: Duration = Duration::from_secs(300);
+
+/// A command duet did not carry out: the scenario records it rather than failing outright.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The command's name (`migrate`, `cutover`, …).
+    pub command: &'static str,
+    /// duet's reply, `ok: false`.
+    pub reply: Reply,
+}
+
+impl Refused {
+    /// Why duet refused (empty when its reply said nothing).
+    pub fn error(&self) -> &str {
+        self.reply.error.as_deref().unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The whole reply, as the socket sent it: `retryable` matters when reading a report.
+        match serde_json::to_string(&self.reply) {
+            Ok(reply) => write!(f, "{} refused: {reply}", self.command),
+            Err(_) => write!(f, "{} refused: {:?}", self.command, self.reply),
+        }
+    }
+}
+
+/// Sends `request` to duet's admin socket and reads its result as `T`: the outer error is a
+/// socket that failed or a reply of the wrong shape (the scenario cannot go on), the inner one a
+/// command duet refused (part of what the scenario measures).
+pub fn admin_command<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+) -> Result<Result<T, Refused>, MigrateError> {
+    let command = request.name();
+    let reply = client::request(socket, request, ADMIN_REPLY_WAIT)
+        .map_err(|e| MigrateError(e.to_string()))?;
+    if !reply.ok {
+        return Ok(Err(Refused { command, reply }));
+    }
+    let result = reply.result.unwrap_or(serde_json::Value::Null);
+    let typed = result_of(command, &result).map_err(|e| MigrateError(e.to_string()))?;
+    Ok(Ok(typed))
+}
+
+/// [`admin_command`] for a command whose refusal the scenario cannot go on after.
+fn admin_command_or_fail<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+    doing: &str,
+) -> Result<T, MigrateError> {
+    admin_command(socket, request)?.map_err(|refused| MigrateError(format!("{doing}: {refused}")))
+}
+
+/// `value` as the admin socket wrote it, for progress lines and error messages.
+fn json<T: Serialize + std::fmt::Debug>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+}
+
+/// The selector of migration `id`.
+fn migration(id: i64) -> Selector {
+    Selector {
+        table: None,
+        id: Some(id),
+    }
+}
+
+/// The migration the scenario measures: the table's int primary key becomes bigint.
+fn widen_key() -> Request {
+    Request::Migrate {
+        input: PlanInput::sql(format!("ALTER TABLE {TABLE} ALTER COLUMN id TYPE bigint")),
+        auto_cutover: false,
+        keep_referencing_types: false,
+    }
 }
 
 /// Runs the scenario; `progress` receives one line per step.
@@ -203,7 +271,7 @@ pub struct Driven {
     pub copier_alone_rows_per_s: Option<f64>,
     /// The migration's latency throttle as status showed it last before ready (holds, time held,
     /// pieces forced through, baseline).
-    pub latency_throttle: Option<Value>,
+    pub latency_throttle: Option<ThrottleStatus>,
     /// The throttle as each status poll saw it while copying and verifying: seconds since the
     /// load started, state, pace, the clients' p99 (µs) it judged.
     pub throttle_timeline: Vec<(f64, String, f64, u64)>,
@@ -217,60 +285,68 @@ fn wait_for_members(socket: &Path, count: usize) -> Result<(), MigrateError> {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = admin_request(socket, &json!({"command": "status"}))?;
-        let members = status["result"]["members"].as_array().map_or(0, Vec::len);
+        let status: StatusReply =
+            admin_command_or_fail(socket, &Request::Status, "reading duet's status")?;
+        let members = status.members.len();
         if members >= count {
             return Ok(());
         }
         if Instant::now() >= deadline {
+            let listed: Vec<&str> = status.members.iter().map(|m| m.id.as_str()).collect();
             return Err(MigrateError(format!(
-                "the fleet has {members} member(s), expected {count}: {status}"
+                "the fleet has {members} member(s), expected {count}: {listed:?}"
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// Migration `id` as `status` shows it (`null` when it is not listed).
-fn migration_status(socket: &Path, id: &Value) -> Result<Value, MigrateError> {
-    let status = admin_request(socket, &json!({"command": "status"}))?;
-    Ok(status["result"]["migrations"]
-        .as_array()
-        .and_then(|l| l.iter().find(|m| m["id"] == *id).cloned())
-        .unwrap_or(Value::Null))
+/// Migration `id` as `status` shows it (`None` when it is not listed).
+fn migration_status(socket: &Path, id: i64) -> Result<Option<MigrationStatus>, MigrateError> {
+    let status: StatusReply =
+        admin_command_or_fail(socket, &Request::Status, "reading duet's status")?;
+    Ok(status.migrations.into_iter().find(|m| m.id == id))
+}
+
+/// The copier's own rate in `m`, when it has measured one.
+fn copier_rate(m: &MigrationStatus) -> Option<f64> {
+    m.rate_rows_per_s.filter(|rate| *rate > 0.0)
+}
+
+/// Why `m` stopped, when it did.
+fn migration_failure(m: &MigrationStatus) -> Option<&str> {
+    m.error.as_deref().filter(|e| !e.is_empty())
 }
 
 /// The copier on its own, comparable with the `INSERT … SELECT` reference (also run without
 /// load): starts the migration, waits for ready, takes the copier's own rate from status, and
 /// aborts (nothing is left). `None` when the migration does not get there.
 fn copier_alone(socket: &Path, timeout: Duration) -> Result<Option<f64>, MigrateError> {
-    let reply = admin_request(
-        socket,
-        &json!({"command": "migrate", "input": {"kind": "sql",
-            "sql": format!("ALTER TABLE {TABLE} ALTER COLUMN id TYPE bigint")}}),
-    )?;
-    if reply["ok"] != true {
-        return Err(MigrateError(format!("migrate refused: {reply}")));
-    }
-    let id = reply["result"]["id"].clone();
+    let started: StartedReply =
+        admin_command_or_fail(socket, &widen_key(), "the copier-alone run")?;
+    let id = started.first.id;
     let deadline = Instant::now() + timeout;
     let mut rate = None;
     loop {
-        let m = migration_status(socket, &id)?;
-        if let Some(r) = m["rate_rows_per_s"].as_f64().filter(|r| *r > 0.0) {
+        let m = migration_status(socket, id)?;
+        if let Some(r) = m.as_ref().and_then(copier_rate) {
             rate = Some(r);
         }
-        if m["phase"] == "ready" || m["error"].is_string() || Instant::now() >= deadline {
+        // A stopped migration shows its error (an empty one included) as a string.
+        let stopped = m.as_ref().is_some_and(|m| m.error.is_some());
+        let ready = m.as_ref().is_some_and(|m| m.phase == Phase::Ready);
+        if ready || stopped || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let aborted = admin_request(socket, &json!({"command": "abort", "id": id}))?;
-    if aborted["ok"] != true {
-        return Err(MigrateError(format!(
-            "aborting the copier-alone run failed: {aborted}"
-        )));
-    }
+    let _: PhaseReply = admin_command_or_fail(
+        socket,
+        &Request::Abort {
+            target: migration(id),
+        },
+        "aborting the copier-alone run failed",
+    )?;
     Ok(rate)
 }
 
@@ -285,47 +361,42 @@ fn drive(
     progress(format!("load without a migration for {:?}", opts.window));
     std::thread::sleep(opts.window);
     marks.push(PhaseMark::at(epoch, "migrate"));
-    let reply = admin_request(
-        socket,
-        &json!({"command": "migrate", "input": {"kind": "sql",
-            "sql": format!("ALTER TABLE {TABLE} ALTER COLUMN id TYPE bigint")}}),
-    )?;
-    if reply["ok"] != true {
-        driven.migration_error = Some(format!("migrate refused: {reply}"));
-        return Ok(driven);
-    }
-    let id = reply["result"]["id"].clone();
-    progress(format!("migration {id} started: {}", reply["result"]));
-    let mut settings = serde_json::Map::new();
-    if let Some(ratio) = opts.nice_ratio {
-        settings.insert("nice_ratio".into(), json!(ratio));
-    }
-    if let Some(factor) = opts.max_latency_factor {
-        settings.insert("max_latency_factor".into(), json!(factor));
-    }
-    if !settings.is_empty() {
-        let set = admin_request(
-            socket,
-            &json!({"command": "set", "id": id, "settings": settings}),
-        )?;
-        if set["ok"] != true {
-            return Err(MigrateError(format!("setting {settings:?}: {set}")));
+    let started: StartedReply = match admin_command(socket, &widen_key())? {
+        Ok(started) => started,
+        Err(refused) => {
+            driven.migration_error = Some(refused.to_string());
+            return Ok(driven);
         }
+    };
+    let id = started.first.id;
+    progress(format!("migration {id} started: {}", json(&started)));
+    let settings = CopySettings {
+        nice_ratio: opts.nice_ratio,
+        max_latency_factor: opts.max_latency_factor,
+        ..CopySettings::default()
+    };
+    if settings != CopySettings::default() {
+        let set = Request::Set {
+            settings: settings.clone(),
+            target: migration(id),
+        };
+        let _: SettingsReply =
+            admin_command_or_fail(socket, &set, &format!("setting {settings:?}"))?;
     }
     if let Some(held) = opts.copy_held_for {
-        let reply = admin_request(socket, &json!({"command": "pause_copy", "id": id}))?;
-        if reply["ok"] != true {
-            return Err(MigrateError(format!("pausing the copy: {reply}")));
-        }
+        let pause = Request::PauseCopy {
+            target: migration(id),
+        };
+        let _: CopyStateReply = admin_command_or_fail(socket, &pause, "pausing the copy")?;
         marks.push(PhaseMark::at(epoch, "copy held"));
         progress(format!(
             "copy paused for {held:?}: dual-writes without the copier"
         ));
         std::thread::sleep(held);
-        let reply = admin_request(socket, &json!({"command": "resume_copy", "id": id}))?;
-        if reply["ok"] != true {
-            return Err(MigrateError(format!("resuming the copy: {reply}")));
-        }
+        let resume = Request::ResumeCopy {
+            target: migration(id),
+        };
+        let _: CopyStateReply = admin_command_or_fail(socket, &resume, "resuming the copy")?;
         marks.push(PhaseMark::at(epoch, "copy resumed"));
     }
     let deadline = Instant::now() + opts.ready_timeout;
@@ -334,15 +405,19 @@ fn drive(
     let mut copy_first: Option<Instant> = None;
     let mut copy_done = 0;
     loop {
-        let m = migration_status(socket, &id)?;
-        let phase = m["phase"].as_str().unwrap_or("?").to_string();
+        let m = migration_status(socket, id)?;
+        let phase = m.as_ref().map_or("?", |m| m.phase.as_str()).to_string();
         if phase != last_phase {
             marks.push(PhaseMark::at(epoch, &phase));
             progress(format!("phase {phase}"));
             last_phase = phase.clone();
         }
-        let done = m["rows_done"].as_u64().unwrap_or(0);
-        if phase == "copying" {
+        let done = m
+            .as_ref()
+            .and_then(|m| m.rows_done)
+            .and_then(|rows| u64::try_from(rows).ok())
+            .unwrap_or(0);
+        if m.as_ref().is_some_and(|m| m.phase == Phase::Copying) {
             copy_first.get_or_insert_with(Instant::now);
             copy_done = done;
         } else if let Some(start) = copy_first {
@@ -351,30 +426,30 @@ fn drive(
                 driven.copied_rows = Some(done.max(copy_done));
             }
         }
-        if m["rate_rows_per_s"].as_f64().is_some_and(|r| r > 0.0) {
-            driven.status_rate_rows_per_s = m["rate_rows_per_s"].as_f64();
+        if let Some(rate) = m.as_ref().and_then(copier_rate) {
+            driven.status_rate_rows_per_s = Some(rate);
         }
-        if m["latency_throttle"].is_object() {
-            let t = &m["latency_throttle"];
+        if let Some(throttle) = m.as_ref().and_then(|m| m.latency_throttle.as_ref()) {
             driven.throttle_timeline.push((
                 epoch.elapsed().as_secs_f64(),
-                t["state"].as_str().unwrap_or("?").to_owned(),
-                t["pace"].as_f64().unwrap_or(0.0),
-                t["p99_us"].as_u64().unwrap_or(0),
+                throttle.state.clone(),
+                throttle.pace,
+                throttle.p99_us,
             ));
-            driven.latency_throttle = Some(m["latency_throttle"].clone());
+            driven.latency_throttle = Some(throttle.clone());
         }
-        if let Some(error) = m["error"].as_str().filter(|e| !e.is_empty()) {
+        if let Some(error) = m.as_ref().and_then(migration_failure) {
             driven.migration_error = Some(format!("migration failed in {phase}: {error}"));
             return Ok(driven);
         }
-        if phase == "ready" {
+        if m.as_ref().is_some_and(|m| m.phase == Phase::Ready) {
             break;
         }
         if Instant::now() >= deadline {
             driven.migration_error = Some(format!(
-                "not ready after {:?} (phase {phase}): {m}",
-                opts.ready_timeout
+                "not ready after {:?} (phase {phase}): {}",
+                opts.ready_timeout,
+                json(&m)
             ));
             return Ok(driven);
         }
@@ -382,29 +457,37 @@ fn drive(
     }
     for _ in 0..10 {
         marks.push(PhaseMark::at(epoch, "cutover"));
-        let reply = admin_request(socket, &json!({"command": "cutover", "id": id}))?;
-        if reply["ok"] == true {
-            driven.stall_ms = reply["result"]["stall_ms"].as_u64();
-            marks.push(PhaseMark::at(epoch, "flipped"));
-            progress(format!("flipped: {}", reply["result"]));
-            break;
+        let cutover = Request::Cutover {
+            budget_ms: None,
+            force: false,
+            target: migration(id),
+        };
+        match admin_command::<PhaseReply>(socket, &cutover)? {
+            Ok(flipped) => {
+                driven.stall_ms = flipped.stall_ms;
+                marks.push(PhaseMark::at(epoch, "flipped"));
+                progress(format!("flipped: {}", json(&flipped)));
+                break;
+            }
+            Err(refused) => {
+                let why = refused.error().to_string();
+                progress(format!("cutover refused: {why}"));
+                driven.cutover_refusals.push(why);
+                marks.push(PhaseMark::at(epoch, "ready"));
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
-        let why = reply["error"].as_str().unwrap_or("").to_string();
-        progress(format!("cutover refused: {why}"));
-        driven.cutover_refusals.push(why);
-        marks.push(PhaseMark::at(epoch, "ready"));
-        std::thread::sleep(Duration::from_millis(500));
     }
     if driven.stall_ms.is_none() {
         driven.migration_error = Some("the cutover never succeeded".into());
         return Ok(driven);
     }
-    let reply = admin_request(
-        socket,
-        &json!({"command": "complete", "id": id, "force": true}),
-    )?;
-    if reply["ok"] != true {
-        driven.migration_error = Some(format!("complete refused: {reply}"));
+    let complete = Request::Complete {
+        force: true,
+        target: migration(id),
+    };
+    if let Err(refused) = admin_command::<PhaseReply>(socket, &complete)? {
+        driven.migration_error = Some(refused.to_string());
         return Ok(driven);
     }
     marks.push(PhaseMark::at(epoch, "completed"));

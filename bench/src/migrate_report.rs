@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use duet_proxy::control::latency::ThrottleStatus;
 use serde::Serialize;
 
 use crate::migrate::Driven;
@@ -172,7 +173,7 @@ pub struct MigrateReport {
     /// dual-writing / before.
     pub write_ratio: Ratio,
     /// The migration's latency throttle as duet's status showed it last before ready.
-    pub latency_throttle: Option<serde_json::Value>,
+    pub latency_throttle: Option<ThrottleStatus>,
     /// The throttle at each status poll while copying and verifying: seconds since the load
     /// started, state, pace, the clients' p99 in µs.
     pub throttle_timeline: Vec<(f64, String, f64, u64)>,
@@ -416,22 +417,20 @@ impl MigrateReport {
             ok(self.copy_p99_ratio.met)
         );
         if let Some(t) = &self.latency_throttle {
-            let ms = |field: &str| {
-                t[field]
-                    .as_f64()
-                    .map_or("-".to_string(), |us| format!("{:.2} ms", us / 1e3))
+            let ms = |us: Option<u64>| {
+                us.map_or("-".to_string(), |us| format!("{:.2} ms", us as f64 / 1e3))
             };
             let _ = writeln!(
                 out,
                 "duet's latency throttle: baseline {}, limit {}, {} hold(s), {:.1} s held, {} piece(s) forced through, pace {:.1}; last: {}: {}",
-                ms("baseline_us"),
-                ms("limit_us"),
-                t["holds"].as_u64().unwrap_or(0),
-                t["held_s"].as_f64().unwrap_or(0.0),
-                t["forced"].as_u64().unwrap_or(0),
-                t["pace"].as_f64().unwrap_or(0.0),
-                t["state"].as_str().unwrap_or("?"),
-                t["reason"].as_str().unwrap_or("")
+                ms(t.baseline_us),
+                ms(t.limit_us),
+                t.holds,
+                t.held_s,
+                t.forced,
+                t.pace,
+                t.state,
+                t.reason
             );
         }
         let _ = writeln!(

@@ -6,8 +6,9 @@
 //! key through a shadow table) so the controller's own paths are tested independently of the
 //! planner; one test runs the planner's plans end to end, and the `duet admin` binary.
 //!
-//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432);
-//! without one the tests say so and pass, unless `DUET_REQUIRE_DATABASE=1`.
+//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432,
+//! through `duet_testkit`); without one the tests say so and pass, unless
+//! `DUET_REQUIRE_DATABASE=1`.
 
 mod support;
 
@@ -25,67 +26,29 @@ use duet_shadow::migrate::key::CopyKey;
 use duet_shadow::migrate::{ColumnMapping, CopyTarget};
 use duet_shadow::plan::{CopySpec, Plan, PlanInput, PlanKind, Step, StepLock};
 use duet_shadow::rewrite::{Column, TableRoute, Target};
+use duet_testkit::TestDatabase;
 use serde_json::{json, Value};
-use support::server_reachable;
 use tokio_postgres::{Client, NoTls};
 
-const DEFAULT_HOST: &str = "127.0.0.1";
-
-async fn connect(conninfo: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+async fn connect(config: &tokio_postgres::Config) -> Client {
+    let (client, connection) = config
+        .connect(NoTls)
         .await
-        .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
+        .unwrap_or_else(|e| panic!("connect {config:?}: {e}"));
     tokio::spawn(connection);
     client
 }
 
-/// A database of its own for one test.
-struct TestDb {
-    name: String,
+/// This test's own database on the test server (so a restarted proxy restores only this test's
+/// migrations), or `None` after the kit's loud skip.
+fn test_database(label: &str) -> Option<TestDatabase> {
+    let backend = support::backend_or_skip()?;
+    Some(TestDatabase::create(&backend, &format!("mc_{label}")))
 }
 
-impl TestDb {
-    async fn create(test: &str) -> TestDb {
-        let name = format!("duet_mc_{test}_{}", std::process::id());
-        let admin = connect(&format!(
-            "host={DEFAULT_HOST} user=postgres dbname=postgres"
-        ))
-        .await;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop a stale test database");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the test database");
-        TestDb { name }
-    }
-
-    fn backend_url(&self) -> String {
-        format!("postgres://postgres@{DEFAULT_HOST}:5432/{}", self.name)
-    }
-
-    async fn direct(&self) -> Client {
-        connect(&format!(
-            "host={DEFAULT_HOST} user=postgres dbname={}",
-            self.name
-        ))
-        .await
-    }
-
-    async fn drop_db(self) {
-        let admin = connect(&format!(
-            "host={DEFAULT_HOST} user=postgres dbname=postgres"
-        ))
-        .await;
-        let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
+/// A session straight on `db` (not through the proxy).
+async fn connect_direct(db: &TestDatabase) -> Client {
+    connect(&db.direct_config()).await
 }
 
 /// A proxy running in this process.
@@ -93,20 +56,20 @@ struct Harness {
     ctx: Arc<ProxyContext>,
     run: tokio::task::JoinHandle<()>,
     socket: PathBuf,
-    port: u16,
-    db: String,
+    /// How a client reaches the test's database through this proxy.
+    through: tokio_postgres::Config,
 }
 
 impl Harness {
-    async fn start(db: &TestDb, tag: &str) -> Harness {
+    async fn start(db: &TestDatabase, tag: &str) -> Harness {
         let socket = std::env::temp_dir().join(format!(
             "duet-mc-{}-{}-{tag}.sock",
             std::process::id(),
-            db.name
+            db.name()
         ));
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
-            backend: Some(db.backend_url()),
+            backend: Some(db.url()),
             admin_socket: Some(socket.clone()),
             workers: Some(1),
             ..Overrides::default()
@@ -120,17 +83,12 @@ impl Harness {
             ctx,
             run,
             socket,
-            port,
-            db: db.name.clone(),
+            through: db.config_at("127.0.0.1", port),
         }
     }
 
     async fn client(&self) -> Client {
-        connect(&format!(
-            "host=127.0.0.1 port={} user=postgres dbname={}",
-            self.port, self.db
-        ))
-        .await
+        connect(&self.through).await
     }
 
     async fn admin(&self, request: Value) -> Reply {
@@ -463,11 +421,10 @@ const STATUS_FIELDS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_and_completes() {
-    if !server_reachable() {
+    let Some(db) = test_database("rename") else {
         return;
-    }
-    let db = TestDb::create("rename").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_rename";
     setup_table(&direct, schema, "a", 10).await;
     let proxy = Harness::start(&db, "a").await;
@@ -522,7 +479,7 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
     proxy.admin(json!({"command": "resume"})).await;
 
     // A direct connection holding a lock: the flip's lock times out, nothing changes.
-    let blocker = db.direct().await;
+    let blocker = connect_direct(&db).await;
     blocker
         .batch_execute(&format!("BEGIN; SELECT count(*) FROM {schema}.t"))
         .await
@@ -598,16 +555,15 @@ async fn rename_cutover_is_refused_on_locks_and_open_transactions_then_reverts_a
 
     drop(client);
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
-    if !server_reachable() {
+    let Some(db) = test_database("bigint") else {
         return;
-    }
-    let db = TestDb::create("bigint").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_bigint";
     setup_table(&direct, schema, "v", 2500).await;
     let proxy = Harness::start(&db, "a").await;
@@ -623,7 +579,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
 
     // A writer that bypasses duet: named in status; while its transaction holds the table the
     // flip cannot take its lock, and the refusal names it.
-    let bypasser = db.direct().await;
+    let bypasser = connect_direct(&db).await;
     bypasser
         .batch_execute(&format!(
             "SET application_name = 'bypass-job'; BEGIN; INSERT INTO {schema}.t VALUES (100001, 'direct')"
@@ -707,7 +663,7 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
     assert_eq!(stored_phase(&direct, m.id).await, "completed");
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 /// A complete step the server refuses reports the server's own SQLSTATE, message, detail and
@@ -715,11 +671,10 @@ async fn shadow_table_copy_flips_and_completes_or_reverts_leaving_nothing() {
 /// complete again once the cause is gone finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_complete_step_reports_the_server_error_and_is_retried() {
-    if !server_reachable() {
+    let Some(db) = test_database("complete_retry") else {
         return;
-    }
-    let db = TestDb::create("complete_retry").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_complete_retry";
     setup_table(&direct, schema, "v", 50).await;
     let proxy = Harness::start(&db, "a").await;
@@ -763,22 +718,21 @@ async fn a_failed_complete_step_reports_the_server_error_and_is_retried() {
     assert!(duet_leftovers(&direct, schema).await.is_empty());
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_during_copy_leaves_nothing() {
-    if !server_reachable() {
+    let Some(db) = test_database("abort") else {
         return;
-    }
-    let db = TestDb::create("abort").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_abort";
     setup_table(&direct, schema, "v", 100).await;
     let proxy = Harness::start(&db, "a").await;
 
     // A transaction older than dual-writes keeps the copy waiting (status names it).
-    let old = db.direct().await;
+    let old = connect_direct(&db).await;
     old.batch_execute("BEGIN; SELECT txid_current()")
         .await
         .unwrap();
@@ -814,7 +768,7 @@ async fn abort_during_copy_leaves_nothing() {
     assert_eq!(settings["max_replication_lag_ms"], 5000);
     let mut sleepers = Vec::new();
     for _ in 0..2 {
-        let busy = db.direct().await;
+        let busy = connect_direct(&db).await;
         sleepers.push(tokio::spawn(async move {
             let _ = busy.batch_execute("SELECT pg_sleep(3)").await;
         }));
@@ -840,20 +794,19 @@ async fn abort_during_copy_leaves_nothing() {
     }
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_proxy_resumes_a_copy_to_ready() {
-    if !server_reachable() {
+    let Some(db) = test_database("restart") else {
         return;
-    }
-    let db = TestDb::create("restart").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_restart";
     setup_table(&direct, schema, "v", 300).await;
 
-    let old = db.direct().await;
+    let old = connect_direct(&db).await;
     old.batch_execute("BEGIN; SELECT txid_current()")
         .await
         .unwrap();
@@ -903,16 +856,15 @@ async fn a_restarted_proxy_resumes_a_copy_to_ready() {
     assert!(duet_leftovers(&direct, schema).await.is_empty());
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
-    if !server_reachable() {
+    let Some(db) = test_database("inplace") else {
         return;
-    }
-    let db = TestDb::create("inplace").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_inplace";
     setup_table(&direct, schema, "v", 50).await;
     let proxy = Harness::start(&db, "a").await;
@@ -1002,17 +954,16 @@ async fn refused_plans_touch_nothing_and_in_place_changes_complete() {
     assert!(proxy.ctx.routes.current().is_empty());
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 /// The planner's own plans (SQL in, through `migrate`), for each strategy with a flip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plans_run_through_the_admin_socket() {
-    if !server_reachable() {
+    let Some(db) = test_database("real") else {
         return;
-    }
-    let db = TestDb::create("real").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_real";
     direct
         .batch_execute(&format!(
@@ -1115,17 +1066,16 @@ async fn real_plans_run_through_the_admin_socket() {
     );
     assert!(proxy.ctx.routes.current().is_empty());
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 /// A restart restores `ready` (dual-writes) and `flipped` (the flipped route) before serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() {
-    if !server_reachable() {
+    let Some(db) = test_database("auto") else {
         return;
-    }
-    let db = TestDb::create("auto").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_auto";
     setup_table(&direct, schema, "v", 10).await;
 
@@ -1163,16 +1113,15 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
     assert!(duet_leftovers(&direct, schema).await.is_empty());
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_ready_and_flipped_routes() {
-    if !server_reachable() {
+    let Some(db) = test_database("restore") else {
         return;
-    }
-    let db = TestDb::create("restore").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     setup_table(&direct, "mc_flipped", "a", 10).await;
     setup_table(&direct, "mc_ready", "v", 10).await;
     let proxy = Harness::start(&db, "a").await;
@@ -1230,19 +1179,18 @@ async fn a_restart_restores_ready_and_flipped_routes() {
     assert!(duet_leftovers(&direct, "mc_flipped").await.is_empty());
 
     proxy.stop().await;
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
-    if !server_reachable() {
+    let Some(db) = test_database("unnetted") else {
         return;
-    }
-    let db = TestDb::create("unnetted").await;
-    let direct = db.direct().await;
+    };
+    let direct = connect_direct(&db).await;
     let schema = "mc_unnetted";
     setup_table(&direct, schema, "v", 100).await;
-    let old = db.direct().await;
+    let old = connect_direct(&db).await;
     old.batch_execute("BEGIN; SELECT txid_current()")
         .await
         .unwrap();

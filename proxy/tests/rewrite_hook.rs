@@ -4,8 +4,9 @@
 //! writes must land in both shapes with the answers they expect; refused statements must look like
 //! server errors; named prepared statements must survive a flip.
 //!
-//! The server comes from 127.0.0.1:5432 (user postgres, trust). Without one the tests say so and
-//! pass, unless `DUET_REQUIRE_DATABASE=1`.
+//! The server comes from `DUET_TEST_DATABASE_URL` (through `duet_testkit`; its user must be
+//! trusted: the raw clients send no password). Without one the tests say so and pass, unless
+//! `DUET_REQUIRE_DATABASE=1`.
 
 mod support;
 
@@ -17,21 +18,26 @@ use std::time::Duration;
 
 use duet_proxy::context::ProxyContext;
 use duet_shadow::rewrite::{Column, ColumnMapping, TableRoute, Target};
+use duet_testkit::wire::{self, message, BackendMessage};
+use duet_testkit::{Backend, RawClient};
 use support::{database_required, server_reachable};
 
-const URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The test server. Every test checks `server_reachable()` (the kit's skip-or-fail policy)
+/// first, so here it is known to answer; the tests work in its maintenance database, each in a
+/// schema of its own.
+fn server() -> Backend {
+    duet_testkit::backend().expect("the test checked server_reachable() first")
+}
 
 /// tokio-postgres through `proxy` (extended protocol), with `schema` first on the search path.
 async fn connect_through(proxy: &InProcess, schema: &Schema) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres options=--search_path={}",
-            proxy.port, schema.name
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect through duet");
+    let server = server();
+    let (client, connection) = server
+        .config_at("127.0.0.1", proxy.port, &server.maintenance_db)
+        .options(format!("--search_path={}", schema.name))
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through duet");
     tokio::spawn(connection);
     client
 }
@@ -51,7 +57,7 @@ impl InProcess {
             std::env::temp_dir().join(format!("duet-hook-{test}-{}.sock", std::process::id()));
         let overrides = duet_proxy::config::Overrides {
             listen: Some("127.0.0.1:0".into()),
-            backend: Some(URL.into()),
+            backend: Some(server().url(&server().maintenance_db)),
             admin_socket: Some(socket),
             workers: Some(1),
             ..Default::default()
@@ -130,18 +136,13 @@ struct Answer {
 }
 
 /// A minimal wire-protocol client: simple queries and text-format prepared statements, with the
-/// exact CommandComplete tags (drivers hide the verb the hook restores).
+/// exact CommandComplete tags (drivers hide the verb the hook restores), every error field, the
+/// transaction status and COPY FROM STDIN — more of each answer than the kit's [`RawClient`]
+/// (which sets up and checks the tables here) keeps; its bytes come from the kit's [`wire`].
 struct Raw {
     stream: TcpStream,
     /// What to send after a CopyInResponse: this data and CopyDone, or (`None`) a CopyFail.
     copy_data: Option<Vec<u8>>,
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
 }
 
 fn cstring(out: &mut Vec<u8>, text: &str) {
@@ -150,18 +151,22 @@ fn cstring(out: &mut Vec<u8>, text: &str) {
 }
 
 impl Raw {
-    fn connect(port: u16) -> Raw {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    /// Logs in to the test server's maintenance database as its user, through `proxy`.
+    fn through(proxy: &InProcess) -> Raw {
+        Raw::connect("127.0.0.1", proxy.port)
+    }
+
+    /// Logs in at `host:port` (the test server or a proxy in front of it) as the test server's
+    /// user, to its maintenance database.
+    fn connect(host: &str, port: u16) -> Raw {
+        let server = server();
+        let mut stream = TcpStream::connect((host, port)).expect("connect");
         // A guard against hanging forever on a lost answer (fails the test; not a timing check).
         stream
             .set_read_timeout(Some(Duration::from_secs(120)))
             .expect("read timeout");
-        let mut body = 196608u32.to_be_bytes().to_vec();
-        for part in ["user", "postgres", "database", "postgres", ""] {
-            cstring(&mut body, part);
-        }
-        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        startup.extend_from_slice(&body);
+        let startup =
+            wire::startup_message(&[("user", &server.user), ("database", &server.maintenance_db)]);
         stream.write_all(&startup).expect("startup");
         let mut raw = Raw {
             stream,
@@ -212,18 +217,14 @@ impl Raw {
                     .tags
                     .push(String::from_utf8_lossy(&body[..body.len() - 1]).into_owned()),
                 b'E' => {
-                    let mut fields = (String::new(), String::new(), String::new());
-                    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-                        let value = String::from_utf8_lossy(&field[1..]).into_owned();
-                        match field[0] {
-                            b'C' => fields.0 = value,
-                            b'M' => fields.1 = value,
-                            b'H' => fields.2 = value,
-                            b'W' => answer.context = Some(value),
-                            _ => {}
-                        }
-                    }
-                    answer.error = Some(fields);
+                    let mut fields = BackendMessage { tag, body }.fields();
+                    let mut field = |code: u8| fields.remove(&code);
+                    answer.context = field(b'W').or(answer.context.take());
+                    answer.error = Some((
+                        field(b'C').unwrap_or_default(),
+                        field(b'M').unwrap_or_default(),
+                        field(b'H').unwrap_or_default(),
+                    ));
                 }
                 b'G' => {
                     answer.copy_in.push(body);
@@ -296,11 +297,19 @@ impl Raw {
     }
 }
 
-/// A direct connection (no proxy) for setup and checks.
+/// A raw session straight on the test server (no proxy), to compare with one through duet.
 fn direct() -> Raw {
-    let mut raw = Raw::connect(5432);
+    let server = server();
+    let mut raw = Raw::connect(&server.host, server.port);
     raw.ok("SET client_min_messages = warning");
     raw
+}
+
+/// A session straight on the test server for setting up and checking tables.
+fn setup() -> RawClient {
+    let server = server();
+    RawClient::connect(&server, &server.maintenance_db)
+        .unwrap_or_else(|err| panic!("connecting to the test server: {err}"))
 }
 
 /// A schema of its own for one test, dropped at the end (with the safety nets installed in it).
@@ -312,7 +321,7 @@ struct Schema {
 impl Schema {
     fn create(test: &str) -> Schema {
         let name = format!("duet_hook_{test}_{}", std::process::id());
-        direct().ok(&format!(
+        setup().run(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
         ));
         Schema {
@@ -327,24 +336,26 @@ impl Schema {
         let table =
             duet_shadow::ident::QualifiedName::new(route.schema.clone(), route.name.clone());
         let install = duet_shadow::rewrite::net::install_sql(&table, &table, route).expect("a net");
-        direct().ok(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
+        setup().run(&format!("CREATE SCHEMA IF NOT EXISTS duet; {install}"));
         self.nets
             .borrow_mut()
             .push(duet_shadow::rewrite::net::drop_function_sql(&table));
     }
 
     fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        direct()
-            .ok(&format!("SET search_path TO {}; {sql}", self.name))
-            .rows
+        setup().rows(&format!("SET search_path TO {}; {sql}", self.name))
     }
 }
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        let _ = direct().simple(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        // Best effort: a drop guard must not panic (the test may be failing already).
+        let Ok(mut client) = RawClient::connect(&server(), &server().maintenance_db) else {
+            return;
+        };
+        let _ = client.query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
         for drop_function in self.nets.borrow().iter() {
-            let _ = direct().simple(drop_function);
+            let _ = client.query(drop_function);
         }
     }
 }
@@ -403,7 +414,7 @@ fn items_route(schema: &str) -> TableRoute {
 }
 
 fn create_items(schema: &Schema) {
-    direct().ok(&format!(
+    setup().run(&format!(
         "SET search_path TO {};
          CREATE TABLE items (id int4 PRIMARY KEY, note text);
          CREATE TABLE items__duet (id bigint PRIMARY KEY, note text,
@@ -516,7 +527,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
     let proxy = InProcess::start("simple");
     let schema = Schema::create("simple");
     create_items(&schema);
-    direct().ok(&format!(
+    setup().run(&format!(
         "SET search_path TO {};
          CREATE TABLE amounts (id int PRIMARY KEY, amount int, amount__duet bigint);
          INSERT INTO amounts VALUES (1, 5, 5);",
@@ -549,7 +560,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
         .routes
         .set_table(&schema.name, "amounts", Some(amounts), 0);
 
-    let mut raw = Raw::connect(proxy.port);
+    let mut raw = Raw::through(&proxy);
     raw.ok(&format!("SET search_path TO {}", schema.name));
     let answer = raw.ok(
         "INSERT INTO items VALUES (3, 'three'); UPDATE items SET note = 'x' WHERE id <= 2; \
@@ -592,6 +603,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
     );
 
     // psql, one multi-statement query string: each statement's tag as the server would print it.
+    let server = server();
     let psql = std::process::Command::new("psql")
         .args([
             "-X",
@@ -600,9 +612,9 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
             "-p",
             &proxy.port.to_string(),
             "-U",
-            "postgres",
+            &server.user,
             "-d",
-            "postgres",
+            &server.maintenance_db,
             "-c",
         ])
         .arg(format!(
@@ -624,7 +636,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
             }
             let refused = std::process::Command::new("psql")
                 .args(["-X", "-h", "127.0.0.1", "-p", &proxy.port.to_string()])
-                .args(["-U", "postgres", "-d", "postgres", "-c"])
+                .args(["-U", &server.user, "-d", &server.maintenance_db, "-c"])
                 .arg(format!(
                     "MERGE INTO {}.items USING (SELECT 1 AS id) s ON false \
                      WHEN NOT MATCHED THEN DO NOTHING",
@@ -668,7 +680,7 @@ fn named_statements_keep_working_across_a_flip() {
         return;
     }
     let (proxy, schema) = items_under_migration("flip");
-    let mut raw = Raw::connect(proxy.port);
+    let mut raw = Raw::through(&proxy);
     raw.ok(&format!("SET search_path TO {}", schema.name));
     assert!(raw
         .prepare("ins", "INSERT INTO items (id, note) VALUES ($1, $2)")
@@ -707,7 +719,7 @@ fn named_statements_keep_working_across_a_flip() {
 
     // The flip, by hand: the shadow becomes the table, the old table its reverse mirror.
     proxy.flip(|ctx| {
-        direct().ok(&format!(
+        setup().run(&format!(
             "SET search_path TO {};
              BEGIN;
              DELETE FROM items__duet WHERE \"__duet_deleted\";
@@ -791,7 +803,7 @@ fn old_shape_statements_are_translated_and_counted_after_a_rename() {
     }
     let proxy = InProcess::start("renamed");
     let schema = Schema::create("renamed");
-    direct().ok(&format!(
+    setup().run(&format!(
         "SET search_path TO {};
          CREATE TABLE people (id int PRIMARY KEY, full_name text);
          INSERT INTO people VALUES (1, 'a');",
@@ -810,7 +822,7 @@ fn old_shape_statements_are_translated_and_counted_after_a_rename() {
         .ctx
         .routes
         .set_table(&schema.name, "people", Some(route), 150000);
-    let mut raw = Raw::connect(proxy.port);
+    let mut raw = Raw::through(&proxy);
     raw.ok(&format!("SET search_path TO {}", schema.name));
     let answer = raw.ok("UPDATE people SET name = 'b' WHERE id = 1 RETURNING name");
     assert_eq!(answer.tags, ["UPDATE 1"]);
@@ -832,14 +844,14 @@ fn a_stale_plan_outside_any_migration_behaves_as_on_postgresql() {
     }
     let proxy = InProcess::start("stale");
     let schema = Schema::create("stale");
-    direct().ok(&format!(
+    setup().run(&format!(
         "SET search_path TO {};
          CREATE TABLE plain (id int4 PRIMARY KEY, note text);
          INSERT INTO plain VALUES (1, 'a');",
         schema.name
     ));
     // The same statement prepared through duet and straight on PostgreSQL.
-    let mut sessions = [Raw::connect(proxy.port), direct()];
+    let mut sessions = [Raw::through(&proxy), direct()];
     for raw in &mut sessions {
         raw.ok(&format!("SET search_path TO {}", schema.name));
         assert!(raw.prepare("sel", "SELECT * FROM plain").error.is_none());
@@ -848,7 +860,7 @@ fn a_stale_plan_outside_any_migration_behaves_as_on_postgresql() {
     // A schema change outside duet's routes changes the statement's result type: both are
     // refused the stale plan, and go on being refused (duet neither prepares it again in its
     // first shape nor drops it) until the client prepares it again itself.
-    direct().ok(&format!(
+    setup().run(&format!(
         "ALTER TABLE {}.plain ALTER COLUMN id TYPE bigint",
         schema.name
     ));
@@ -873,7 +885,7 @@ fn a_stale_plan_outside_any_migration_behaves_as_on_postgresql() {
 /// migrating to `serials__duet` with a bigint key; `gauges (id, amount int, amount__duet bigint)`
 /// with a shadow column `amount * 10`.
 fn create_copy_tables(proxy: &InProcess, schema: &Schema) {
-    direct().ok(&format!(
+    setup().run(&format!(
         "SET search_path TO {};
          CREATE TABLE serials (id serial PRIMARY KEY, n int NOT NULL CHECK (n > 0),
              note text DEFAULT 'd');
@@ -958,7 +970,7 @@ fn copy_from_is_dual_written_in_the_simple_protocol() {
     let schema = Schema::create("copy_simple");
     create_copy_tables(&proxy, &schema);
     let path = format!("SET search_path TO {}", schema.name);
-    let mut raw = Raw::connect(proxy.port);
+    let mut raw = Raw::through(&proxy);
     raw.ok(&path);
     let mut plain = direct();
     plain.ok(&path);
@@ -1113,15 +1125,16 @@ fn copy_from_is_dual_written_in_the_simple_protocol() {
     );
 
     // psql's \copy (a simple-protocol COPY FROM STDIN fed from psql's stdin).
+    let server = server();
     let psql = std::process::Command::new("psql")
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
         .args([
             "-p",
             &proxy.port.to_string(),
             "-U",
-            "postgres",
+            &server.user,
             "-d",
-            "postgres",
+            &server.maintenance_db,
         ])
         .arg("-c")
         .arg(&path)
@@ -1191,7 +1204,7 @@ fn a_session_that_moves_its_search_path_is_not_rewritten_for_another_table() {
     }
     let (proxy, schema) = items_under_migration("search_path");
     let other = format!("{}_other", schema.name);
-    direct().ok(&format!(
+    setup().run(&format!(
         "DROP SCHEMA IF EXISTS {other} CASCADE; CREATE SCHEMA {other};
          CREATE TABLE {other}.items (id int PRIMARY KEY, label text)"
     ));
@@ -1230,14 +1243,10 @@ fn a_session_that_moves_its_search_path_is_not_rewritten_for_another_table() {
         "only the migrating table's row reached its shadow"
     );
     assert_eq!(
-        text(
-            &direct()
-                .ok(&format!("SELECT id FROM {other}.items ORDER BY id"))
-                .rows
-        ),
+        text(&setup().rows(&format!("SELECT id FROM {other}.items ORDER BY id"))),
         [["60"], ["61"], ["62"]]
     );
-    direct().ok(&format!("DROP SCHEMA {other} CASCADE"));
+    setup().run(&format!("DROP SCHEMA {other} CASCADE"));
 }
 
 /// A session that moves its `search_path` away from its tables and back keeps every statement it
@@ -1251,7 +1260,7 @@ fn prepared_statements_survive_a_search_path_moved_away_and_back() {
         return;
     }
     let (proxy, schema) = items_under_migration("path_away");
-    direct().ok(&format!(
+    setup().run(&format!(
         "CREATE TABLE {}.plain (id int PRIMARY KEY); INSERT INTO {}.plain VALUES (1)",
         schema.name, schema.name
     ));

@@ -1,8 +1,9 @@
 //! Quick smoke tests of the `duet` binary against the real PostgreSQL (the broad end-to-end suite
 //! lives in the top-level tests/ folder). Each test starts its own proxy on a free port.
 //!
-//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
-//! Without a reachable server the tests say so and pass, unless `DUET_REQUIRE_DATABASE=1`.
+//! The server comes from `DUET_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres,
+//! through `duet_testkit`). Without a reachable server the tests say so and pass, unless
+//! `DUET_REQUIRE_DATABASE=1`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -13,31 +14,32 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::server_reachable;
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn database_url() -> Option<String> {
-    let url = std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    if std::env::var("DUET_TEST_DATABASE_URL").is_ok() || server_reachable() {
-        return Some(url);
-    }
-    None
-}
+use duet_testkit::{wire, Backend};
+use support::backend_or_skip;
 
 /// A running `duet proxy` on a free port, killed when dropped.
 struct Proxy {
     child: Child,
     port: u16,
     socket: PathBuf,
+    /// The test server, whose user and maintenance database clients log in to through duet.
+    backend: Backend,
 }
 
 impl Proxy {
-    fn start(backend: &str) -> Proxy {
+    /// duet in front of the test server's maintenance database.
+    fn start(backend: &Backend) -> Proxy {
         Self::start_with(backend, &[])
     }
 
-    fn start_with(backend: &str, extra: &[&str]) -> Proxy {
+    /// [`Proxy::start`] with `extra` arguments.
+    fn start_with(backend: &Backend, extra: &[&str]) -> Proxy {
+        Self::start_in_front_of(backend, &backend.url(&backend.maintenance_db), extra)
+    }
+
+    /// duet with `backend_url` as its backend (perhaps not the test server at all); clients
+    /// still log in as the test server's user.
+    fn start_in_front_of(backend: &Backend, backend_url: &str, extra: &[&str]) -> Proxy {
         let socket = std::env::temp_dir().join(format!(
             "duet-smoke-{}-{}.sock",
             std::process::id(),
@@ -49,7 +51,7 @@ impl Proxy {
                 "--listen",
                 "127.0.0.1:0",
                 "--backend",
-                backend,
+                backend_url,
                 "--admin-socket",
             ])
             .arg(&socket)
@@ -77,6 +79,7 @@ impl Proxy {
             child,
             port,
             socket,
+            backend: backend.clone(),
         }
     }
 
@@ -89,16 +92,18 @@ impl Proxy {
         serde_json::from_str(&line).expect("a JSON reply")
     }
 
+    /// How a client reaches the maintenance database through this duet.
+    fn config(&self) -> tokio_postgres::Config {
+        self.backend
+            .config_at("127.0.0.1", self.port, &self.backend.maintenance_db)
+    }
+
     async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(
-            &format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres",
-                self.port
-            ),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("connect through duet");
+        let (client, connection) = self
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect through duet");
         tokio::spawn(connection);
         client
     }
@@ -121,8 +126,10 @@ fn rand_suffix() -> u64 {
 
 #[tokio::test]
 async fn simple_and_extended_queries_pass_through() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let client = proxy.connect().await;
     let messages = client.simple_query("select 1; select 2").await.unwrap();
     let rows = messages
@@ -157,8 +164,10 @@ async fn simple_and_extended_queries_pass_through() {
 
 #[tokio::test]
 async fn pause_holds_new_transactions_until_resume() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let client = proxy.connect().await;
     client.simple_query("select 1").await.unwrap();
 
@@ -180,8 +189,10 @@ async fn pause_holds_new_transactions_until_resume() {
 
 #[tokio::test]
 async fn pause_times_out_on_an_open_transaction_and_names_it() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let client = proxy.connect().await;
     client.simple_query("begin; select 1").await.unwrap();
 
@@ -200,8 +211,10 @@ async fn pause_times_out_on_an_open_transaction_and_names_it() {
 
 #[tokio::test]
 async fn malformed_admin_input_gets_an_error_reply() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let reply = proxy.admin("this is not json");
     assert_eq!(reply["ok"], false);
     assert!(reply["error"].as_str().unwrap().contains("status"));
@@ -211,8 +224,10 @@ async fn malformed_admin_input_gets_an_error_reply() {
 
 #[tokio::test]
 async fn shutdown_closes_sessions_with_57p01_and_exits_zero() {
-    let Some(url) = database_url() else { return };
-    let mut proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let mut proxy = Proxy::start(&backend);
     let client = proxy.connect().await;
     client.simple_query("select 1").await.unwrap();
     let reply = proxy.admin(r#"{"command":"shutdown","timeout_ms":100}"#);
@@ -230,21 +245,17 @@ async fn shutdown_closes_sessions_with_57p01_and_exits_zero() {
 
 #[tokio::test]
 async fn unreachable_backend_is_reported_as_08006() {
-    if database_url().is_none() {
+    let Some(backend) = backend_or_skip() else {
         return;
-    }
+    };
     // Port 1 on loopback: nothing listens there.
-    let proxy = Proxy::start("postgres://postgres@127.0.0.1:1/postgres");
-    let err = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            proxy.port
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .err()
-    .expect("the connection must fail");
+    let proxy = Proxy::start_in_front_of(&backend, "postgres://postgres@127.0.0.1:1/postgres", &[]);
+    let err = proxy
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("the connection must fail");
     assert_eq!(
         err.code(),
         Some(&tokio_postgres::error::SqlState::CONNECTION_FAILURE),
@@ -256,8 +267,10 @@ async fn unreachable_backend_is_reported_as_08006() {
 
 #[tokio::test]
 async fn cancel_requests_reach_the_backend_with_its_real_key() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let client = proxy.connect().await;
     let token = client.cancel_token();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -291,8 +304,10 @@ async fn cancel_requests_reach_the_backend_with_its_real_key() {
 
 #[tokio::test]
 async fn a_lost_backend_is_reported_and_others_keep_working() {
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let victim = proxy.connect().await;
     let pid: i32 = victim
         .query_one("select pg_backend_pid()", &[])
@@ -320,15 +335,17 @@ async fn a_lost_backend_is_reported_and_others_keep_working() {
 #[tokio::test]
 async fn a_malformed_message_gets_fatal_08p01_and_only_that_client_is_closed() {
     use std::io::Read;
-    let Some(url) = database_url() else { return };
-    let proxy = Proxy::start(&url);
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(&backend);
     let bystander = proxy.connect().await;
 
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    let params = b"user\0postgres\0database\0postgres\0\0";
-    let mut startup = ((8 + params.len()) as i32).to_be_bytes().to_vec();
-    startup.extend_from_slice(&196_608i32.to_be_bytes());
-    startup.extend_from_slice(params);
+    let startup = wire::startup_message(&[
+        ("user", &backend.user),
+        ("database", &backend.maintenance_db),
+    ]);
     raw.write_all(&startup).unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -353,19 +370,24 @@ async fn a_malformed_message_gets_fatal_08p01_and_only_that_client_is_closed() {
 
 #[tokio::test]
 async fn tls_is_offered_when_a_certificate_is_configured() {
-    let Some(url) = database_url() else { return };
+    let Some(backend) = backend_or_skip() else {
+        return;
+    };
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let cert = format!("{fixtures}/test-cert.pem");
     let key = format!("{fixtures}/test-key.pem");
-    let proxy = Proxy::start_with(&url, &["--tls-cert", &cert, "--tls-key", &key]);
+    let proxy = Proxy::start_with(&backend, &["--tls-cert", &cert, "--tls-key", &key]);
     let conninfo = |sslmode: &str| {
-        Command::new("psql")
-            .arg(format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode={sslmode}",
-                proxy.port
-            ))
-            .args(["-X", "-c", "\\conninfo"])
-            .output()
+        let mut psql = Command::new("psql");
+        if let Some(password) = &backend.password {
+            psql.env("PGPASSWORD", password);
+        }
+        psql.arg(format!(
+            "host=127.0.0.1 port={} user={} dbname={} sslmode={sslmode}",
+            proxy.port, backend.user, backend.maintenance_db
+        ))
+        .args(["-X", "-c", "\\conninfo"])
+        .output()
     };
     let output = match conninfo("require") {
         Ok(output) => output,

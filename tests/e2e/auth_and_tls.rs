@@ -15,7 +15,7 @@ use crate::support::database::run_sql;
 use crate::support::pg_client::{connect, try_connect};
 use crate::support::tools::{command, psql, python, run, Target};
 use crate::support::{
-    backend_or_skip, skip_or_fail, tests_path, throwaway_cluster, DuetProcess, TempDir,
+    backend_or_skip, skip_or_fail, tests_path, throwaway_cluster_or_skip, DuetProcess, TempDir,
     TestDatabase,
 };
 
@@ -68,7 +68,7 @@ async fn md5_scram_and_cleartext_passwords_are_relayed() {
             .collect(),
         ..ClusterOptions::default()
     };
-    let Some(cluster) = throwaway_cluster(test, options) else {
+    let Some(cluster) = throwaway_cluster_or_skip(test, options) else {
         return;
     };
     let setup = ROLES

@@ -22,7 +22,7 @@ use tokio_postgres::Config;
 use crate::support::migration::{column_type, migrate_sql, request, wait_phase};
 use crate::support::pg_client::{connect, try_connect, Session};
 use crate::support::tools::{command, psql, run};
-use crate::support::{throwaway_cluster, wait_for, wait_for_async, DuetProcess, TempDir};
+use crate::support::{throwaway_cluster_or_skip, wait_for, wait_for_async, DuetProcess, TempDir};
 
 /// The table owner duet's URL names (no superuser), and its password (SCRAM).
 const OWNER: &str = "app_owner";
@@ -181,7 +181,7 @@ impl TlsServer {
             ],
             ..ClusterOptions::default()
         };
-        let cluster = throwaway_cluster(test, options)?;
+        let cluster = throwaway_cluster_or_skip(test, options)?;
         let server = TlsServer { cluster, pki };
 
         let admin = connect(&server.local_config("postgres", "postgres")).await;
@@ -758,7 +758,7 @@ async fn certificate_problems_are_named_and_every_sslmode_behaves_like_libpq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_tls_and_a_backend_that_is_down() {
     let test = "a_server_without_tls_and_a_backend_that_is_down";
-    let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else {
+    let Some(cluster) = throwaway_cluster_or_skip(test, ClusterOptions::default()) else {
         return;
     };
     let url = |params: &str| {

@@ -9,7 +9,7 @@ use duet_harness::cluster::ClusterOptions;
 use serde_json::Value;
 
 use crate::support::pg_client::{backend_pid, connect, Session};
-use crate::support::{throwaway_cluster, wait_for_async, DuetProcess};
+use crate::support::{throwaway_cluster_or_skip, wait_for_async, DuetProcess};
 
 const CLIENTS: usize = 1000;
 
@@ -49,7 +49,7 @@ async fn a_thousand_concurrent_clients() {
         settings: vec![("shared_buffers".into(), "32MB".into())],
         ..ClusterOptions::default()
     };
-    let Some(cluster) = throwaway_cluster(test, options) else {
+    let Some(cluster) = throwaway_cluster_or_skip(test, options) else {
         return;
     };
     let duet = DuetProcess::start(&cluster.url("postgres", None, "postgres"), &[]);

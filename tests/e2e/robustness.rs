@@ -17,7 +17,7 @@ use crate::support::cluster::{stop_postmaster, superuser_config, RestartedServer
 use crate::support::pg_client::{backend_pid, bounded, connect, try_connect};
 use crate::support::wire::{self, Exchange, SeededRng};
 use crate::support::{
-    backend_or_skip, throwaway_cluster, wait_for, wait_for_async, DuetProcess, TestDatabase,
+    backend_or_skip, throwaway_cluster_or_skip, wait_for, wait_for_async, DuetProcess, TestDatabase,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -378,7 +378,7 @@ async fn ssl_and_gssenc_requests_are_declined_without_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_death_is_survived_and_recovered_from() {
     let test = "backend_death_is_survived_and_recovered_from";
-    let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else {
+    let Some(cluster) = throwaway_cluster_or_skip(test, ClusterOptions::default()) else {
         return;
     };
     let logs = crate::support::TempDir::new("restarted-pg");

@@ -5,7 +5,7 @@
 use duet_harness::cluster::ClusterOptions;
 
 use crate::support::pg_client::connect;
-use crate::support::{throwaway_cluster, DuetProcess};
+use crate::support::{throwaway_cluster_or_skip, DuetProcess};
 
 fn percent_encode_path(path: &str) -> String {
     path.bytes()
@@ -21,7 +21,7 @@ fn percent_encode_path(path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_over_a_unix_socket() {
     let test = "backend_over_a_unix_socket";
-    let Some(cluster) = throwaway_cluster(test, ClusterOptions::default()) else {
+    let Some(cluster) = throwaway_cluster_or_skip(test, ClusterOptions::default()) else {
         return;
     };
     let socket_dir = cluster

@@ -1,9 +1,9 @@
-//! What every bench test against real processes needs before it starts: the skip-or-fail policy
-//! (the shared test kit's: a loud skip, or a failure with `DUET_REQUIRE_DATABASE=1`) and a
-//! throwaway cluster.
+//! What every bench test against real processes needs before it starts: the shared test kit's
+//! skip-or-fail policy (a loud skip, or a failure with `DUET_REQUIRE_DATABASE=1`) and its
+//! throwaway clusters, in the name of the running test.
 #![allow(dead_code)]
 
-use duet_harness::cluster::{find_server_binaries, Cluster, ClusterOptions};
+use duet_harness::cluster::{Cluster, ClusterOptions};
 
 /// Whether a missing database prerequisite fails the test instead of skipping it.
 pub fn required() -> bool {
@@ -23,22 +23,13 @@ fn test_name() -> String {
         .to_string()
 }
 
-/// Whether the PostgreSQL server binaries are installed; false (after [`skip`]) when they are not.
+/// Whether the PostgreSQL server binaries are installed; false (after the kit's skip) when they
+/// are not.
 pub fn binaries_available() -> bool {
-    if find_server_binaries().is_some() {
-        return true;
-    }
-    skip(
-        "no PostgreSQL server binaries (initdb, postgres) found; \
-         install them (apt-get install postgresql) or set DUET_PG_BIN_DIR to run this test",
-    );
-    false
+    duet_testkit::server_binaries_or_skip(&test_name())
 }
 
-/// A started throwaway cluster, or None (after [`skip`]) when the server binaries are missing.
+/// A started throwaway cluster, or None after the kit's skip when this machine cannot run one.
 pub fn cluster_or_skip() -> Option<Cluster> {
-    if !binaries_available() {
-        return None;
-    }
-    Some(Cluster::start(ClusterOptions::default()).expect("cluster starts"))
+    duet_testkit::throwaway_cluster_or_skip(&test_name(), ClusterOptions::default())
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use duet_shadow::plan::PlanInput;
+/// What `migrate` and `plan` change (re-exported: a client of the admin socket builds requests
+/// with this crate alone).
+pub use duet_shadow::plan::PlanInput;
 use serde::{Deserialize, Serialize};
 
 /// Default `pause` timeout.

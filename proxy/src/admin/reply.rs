@@ -2,7 +2,9 @@
 //! demo` and [`super::render`] read them back from the reply's `result`. Their JSON is the admin
 //! socket's documented format (field names and shapes are what scripts read).
 
-use duet_shadow::migrate::Phase;
+/// A migration's phase, as replies carry it (re-exported: a client of the admin socket reads
+/// replies with this crate alone).
+pub use duet_shadow::migrate::Phase;
 use duet_shadow::plan::{Plan, PlanKind};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::admin::protocol::{Request, Selector};
 use crate::admin::render;
-use crate::admin::reply::{self, StartedReply};
+use crate::admin::reply::{self, StartedReply, StatusReply};
 use crate::cli::admin::{self as admin_cli, Format};
 
 /// Options of `duet demo`.
@@ -332,54 +332,58 @@ fn render_report(report: &Report) -> String {
         .collect::<String>()
 }
 
-/// Summarises `duet admin status --format json` (fields per the admin contract); fields that are
-/// missing show as `?`, and the raw reply is printed when it is not an object at all.
+/// Summarises `duet admin status --format json` read as the typed [`StatusReply`]; the raw reply
+/// is printed when it is not an object at all.
+///
+/// A reply that does not read as a `StatusReply` (a `duet` of another version, fields missing)
+/// still gets the summary, with every figure shown as `?`: the demo's job is to finish and stop
+/// what it started, not to fail on its last printout, and guessing field by field from untyped
+/// JSON is what the typed reply replaced. (Defaults on `StatusReply` itself were the other way;
+/// they would let `duet admin` read a broken status as zeros.)
 fn render_status(status: &Value) -> String {
     if !status.is_object() {
         return format!("duet status: {status}");
     }
-    let num = |pointer: &str| {
-        status
-            .pointer(pointer)
-            .map(|v| match v.as_f64() {
-                Some(f) if v.is_f64() => format!("{f:.1}"),
-                _ => v.to_string(),
-            })
-            .unwrap_or_else(|| "?".into())
+    let typed = reply::result_of::<StatusReply>("status", status);
+    let shown = |figure: &dyn Fn(&StatusReply) -> String| {
+        typed.as_ref().map_or_else(|_| "?".to_owned(), figure)
     };
     let mut out = String::from("duet's own view (duet admin status):\n");
     let _ = writeln!(
         out,
         "  up {}s, listening on {}, backend {}, paused: {}",
-        num("/uptime_secs"),
-        status["listen"].as_str().unwrap_or("?"),
-        status["backend"].as_str().unwrap_or("?"),
-        num("/paused")
+        shown(&|s| format!("{:.1}", s.uptime_secs)),
+        shown(&|s| s.listen.clone()),
+        shown(&|s| s.backend.clone()),
+        shown(&|s| s.paused.to_string())
     );
     let _ = writeln!(
         out,
         "  clients: {} now, {} total; backend connections: {} now, {} total",
-        num("/clients/current"),
-        num("/clients/total"),
-        num("/backend_connections/current"),
-        num("/backend_connections/total")
+        shown(&|s| s.clients.current.to_string()),
+        shown(&|s| s.clients.total.to_string()),
+        shown(&|s| s.backend_connections.current.to_string()),
+        shown(&|s| s.backend_connections.total.to_string())
     );
     let _ = writeln!(
         out,
         "  statements forwarded: {}; bytes client→server {}, server→client {}",
-        num("/statements"),
-        num("/bytes/client_to_server"),
-        num("/bytes/server_to_client")
+        shown(&|s| s.statements.to_string()),
+        shown(&|s| s.bytes.client_to_server.to_string()),
+        shown(&|s| s.bytes.server_to_client.to_string())
     );
     let _ = write!(
         out,
         "  request latency inside duet (µs, {} samples): p50 {} p99 {} p999 {} max {}",
-        num("/latency_us/count"),
-        num("/latency_us/p50"),
-        num("/latency_us/p99"),
-        num("/latency_us/p999"),
-        num("/latency_us/max")
+        shown(&|s| s.latency_us.count.to_string()),
+        shown(&|s| s.latency_us.p50.to_string()),
+        shown(&|s| s.latency_us.p99.to_string()),
+        shown(&|s| s.latency_us.p999.to_string()),
+        shown(&|s| s.latency_us.max.to_string())
     );
+    if let Err(unexpected) = &typed {
+        let _ = write!(out, "\n  ({unexpected})");
+    }
     out
 }
 

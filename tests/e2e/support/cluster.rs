@@ -1,24 +1,14 @@
-//! Throwaway PostgreSQL clusters (duet_harness::cluster) for the tests that need a server they fully
-//! control: their own pg_hba.conf (auth), max_connections (1000 clients), or a server they may stop
-//! and start again (backend death); and clusters of a given PostgreSQL major version for the
-//! version matrix ([`versioned_cluster`], binaries installed by `tests/versions/fetch`).
+//! Throwaway PostgreSQL clusters of a given major version for the version matrix
+//! ([`versioned_cluster`], binaries installed by `tests/versions/fetch`), and a superuser's
+//! configuration for any cluster. The tests that need a server they fully control — their own
+//! pg_hba.conf (auth), max_connections (1000 clients), or a server they may stop and start again
+//! (backend death) — start one with the kit's `duet_testkit::throwaway_cluster_or_skip`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use duet_harness::cluster::{Cluster, ClusterOptions};
-
-/// Starts a cluster, or skips (`None`, loudly) / fails when the database is required and no
-/// cluster can be started on this machine.
-pub fn throwaway_cluster(test: &str, options: ClusterOptions) -> Option<Cluster> {
-    match Cluster::start(options) {
-        Ok(cluster) => Some(cluster),
-        Err(err) => {
-            super::skip_or_fail(test, &format!("cannot start a throwaway PostgreSQL: {err}"))
-        }
-    }
-}
 
 /// Environment variable listing the majors the matrix must run (space- or comma-separated, e.g.
 /// `14 16 17 18`): a listed major whose binaries are missing fails the test; an unlisted one is
@@ -98,15 +88,13 @@ pub fn versioned_cluster(test: &str, major: u32) -> Option<(Cluster, super::Back
         return None;
     };
     let options = ClusterOptions {
-        bin_dir: Some(bin_dir.clone()),
+        bin_dir: Some(bin_dir),
         ..ClusterOptions::default()
     };
-    let cluster = Cluster::start(options).unwrap_or_else(|err| {
-        panic!(
-            "{test}: cannot start PostgreSQL {major} from {}: {err}",
-            bin_dir.display()
-        )
-    });
+    // The binaries are there, so the kit fails the test when the server does not start (it
+    // skips only for what the machine lacks: an account to run the server as, under root).
+    let cluster =
+        duet_testkit::throwaway_cluster_or_skip(&format!("{test} (PostgreSQL {major})"), options)?;
     let backend = super::Backend {
         host: cluster.host().to_string(),
         port: cluster.port(),

@@ -2,7 +2,7 @@
 //!
 //! Every test drives the real `duet` binary (spawned as a child process, [`DuetProcess`]) in front
 //! of a real PostgreSQL: the server named by `DUET_TEST_DATABASE_URL` (each test in its own
-//! database, [`TestDatabase`]) or a throwaway cluster ([`throwaway_cluster`]). Clients are real
+//! database, [`TestDatabase`]) or a throwaway cluster ([`throwaway_cluster_or_skip`]). Clients are real
 //! ones: psql, pgbench, python/psycopg ([`tools`]) and tokio-postgres ([`pg_client`]); raw protocol
 //! bytes for the robustness tests come from [`wire`]; the metrics listener is read over raw HTTP
 //! ([`http`]) and in a headless chromium ([`browser`]).
@@ -24,9 +24,9 @@ pub mod writes;
 
 pub use duet_testkit::{database, environment, temp_dir, wire};
 
-pub use cluster::throwaway_cluster;
 pub use database::TestDatabase;
 pub use duet_process::DuetProcess;
+pub use duet_testkit::cluster::throwaway_cluster_or_skip;
 pub use environment::{backend_or_skip, skip_or_fail, Backend};
 pub use temp_dir::TempDir;
 

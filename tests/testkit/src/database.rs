@@ -69,6 +69,17 @@ impl TestDatabase {
         &self.name
     }
 
+    /// A libpq URL for this database on the server (what duet gets as `--backend`).
+    pub fn url(&self) -> String {
+        self.backend.url(&self.name)
+    }
+
+    /// A configuration for this database as the server's user at `host:port`: through a proxy
+    /// in front of the server.
+    pub fn config_at(&self, host: &str, port: u16) -> tokio_postgres::Config {
+        self.backend.config_at(host, port, &self.name)
+    }
+
     /// A direct (not through duet) configuration for this database.
     pub fn direct_config(&self) -> tokio_postgres::Config {
         self.backend.direct_config(&self.name)

@@ -44,10 +44,16 @@ impl Backend {
 
     /// A tokio-postgres configuration connecting straight to the server (bypassing duet).
     pub fn direct_config(&self, db: &str) -> tokio_postgres::Config {
+        self.config_at(&self.host, self.port, db)
+    }
+
+    /// A tokio-postgres configuration that logs in to `db` as this server's user (with its
+    /// password) at `host:port` rather than at the server: through a proxy in front of it.
+    pub fn config_at(&self, host: &str, port: u16, db: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
-            .host(&self.host)
-            .port(self.port)
+            .host(host)
+            .port(port)
             .user(&self.user)
             .dbname(db)
             .connect_timeout(Duration::from_secs(10));
