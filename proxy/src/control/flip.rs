@@ -504,12 +504,7 @@ pub async fn cutover(
             }
             let stall_ms = crate::duration::whole_millis(stall);
             tracing::info!(migration = m.id, tables = %label, stall_ms, "flipped");
-            Ok(PhaseReply {
-                id: m.id,
-                phase: Phase::Flipped,
-                stall_ms: Some(stall_ms),
-                migrations: member_phases(&members),
-            })
+            Ok(phase_reply(m, Phase::Flipped, Some(stall_ms), &members))
         }
         Err(err) => {
             let stall = held.now();
@@ -551,6 +546,22 @@ fn tables_label(members: &[Arc<Migration>]) -> String {
         .map(|member| member.table_label())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The reply of a command on the migration `m` (with `members`, all its tables) that left it in
+/// `phase`.
+fn phase_reply(
+    m: &Migration,
+    phase: Phase,
+    stall_ms: Option<u64>,
+    members: &[Arc<Migration>],
+) -> PhaseReply {
+    PhaseReply {
+        id: m.id,
+        phase,
+        stall_ms,
+        migrations: member_phases(members),
+    }
 }
 
 /// The id, table and phase of every table of a migration of several, for a command's reply;
@@ -703,12 +714,7 @@ pub async fn revert(
         }
         phase = after_revert(ctx, member).await?;
     }
-    Ok(PhaseReply {
-        id: m.id,
-        phase,
-        stall_ms: None,
-        migrations: member_phases(&members),
-    })
+    Ok(phase_reply(m, phase, None, &members))
 }
 
 /// The after-revert clean-up of one table (→ reverted), here or by the member that drives it.
@@ -801,12 +807,7 @@ pub async fn complete(
             })?;
         }
     }
-    Ok(PhaseReply {
-        id: m.id,
-        phase: Phase::Completed,
-        stall_ms: None,
-        migrations: member_phases(&members),
-    })
+    Ok(phase_reply(m, Phase::Completed, None, &members))
 }
 
 /// Finishes one flipped table: refused while old-shape statements arrived within the window at
@@ -958,12 +959,7 @@ pub async fn abort(
             abort_one(ctx, member).await?;
         }
     }
-    Ok(PhaseReply {
-        id: m.id,
-        phase: Phase::Aborted,
-        stall_ms: None,
-        migrations: member_phases(&members),
-    })
+    Ok(phase_reply(m, Phase::Aborted, None, &members))
 }
 
 /// Abandons one table's migration before its flip: stops the copy and the background task

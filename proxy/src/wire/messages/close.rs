@@ -1,9 +1,8 @@
 //! Close: forget a prepared statement or a portal.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
-use super::body::BodyReader;
-use super::{DecodeError, Message, Target};
+use super::{target, DecodeError, Message, Target};
 use crate::wire::frontend;
 
 /// A Close (`C`) of a prepared statement or a portal.
@@ -30,21 +29,16 @@ impl<'a> Message<'a> for Close<'a> {
     const NAME: &'static str = "Close";
 
     fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut reader = BodyReader::new(body, Self::NAME);
-        let target = Target::decode(reader.u8()?, Self::NAME)?;
-        let name = reader.cstr()?;
-        reader.finish()?;
+        let (target, name) = target::decode_named(body, Self::NAME)?;
         Ok(Close { target, name })
     }
 
     fn body_len(&self) -> usize {
-        1 + self.name.len() + 1
+        target::named_len(self.name)
     }
 
     fn encode_body(&self, out: &mut BytesMut) {
-        out.put_u8(self.target.byte());
-        out.put_slice(self.name);
-        out.put_u8(0);
+        target::encode_named(self.target, self.name, out);
     }
 }
 

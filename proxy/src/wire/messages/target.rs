@@ -1,5 +1,9 @@
-//! What a Describe or a Close names: a prepared statement or a portal.
+//! What a Describe or a Close names: a prepared statement or a portal. Both messages have the
+//! same body — the kind byte and the name — read and written here once.
 
+use bytes::{BufMut, BytesMut};
+
+use super::body::BodyReader;
 use super::DecodeError;
 
 /// The kind of object a Describe or Close names.
@@ -32,4 +36,29 @@ impl Target {
             Target::Portal => b'P',
         }
     }
+}
+
+/// The body a Describe and a Close share: the kind of object and its name (`message` names the
+/// message in errors).
+pub(super) fn decode_named<'a>(
+    body: &'a [u8],
+    message: &'static str,
+) -> Result<(Target, &'a [u8]), DecodeError> {
+    let mut reader = BodyReader::new(body, message);
+    let target = Target::decode(reader.u8()?, message)?;
+    let name = reader.cstr()?;
+    reader.finish()?;
+    Ok((target, name))
+}
+
+/// The length of that body.
+pub(super) fn named_len(name: &[u8]) -> usize {
+    1 + name.len() + 1
+}
+
+/// Writes that body.
+pub(super) fn encode_named(target: Target, name: &[u8], out: &mut BytesMut) {
+    out.put_u8(target.byte());
+    out.put_slice(name);
+    out.put_u8(0);
 }
