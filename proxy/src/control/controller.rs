@@ -77,8 +77,7 @@ async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), Migrat
                 } else {
                     Phase::Expanding
                 };
-                connection::record(&mut guard, m.id, phase, to).await?;
-                m.set_phase(to);
+                advance(&mut guard, m, phase, to).await?;
             }
             Phase::Expanding => expand(ctx, m, &mut guard).await?,
             Phase::Copying => copy(ctx, m, &mut guard).await?,
@@ -139,8 +138,7 @@ async fn expand(
     .await?;
     // Dual-writes on: published without the gate (the copier covers older transactions).
     m.publish(ctx, m.plan.dual_write_route.clone());
-    connection::record(guard, m.id, Phase::Expanding, Phase::Copying).await?;
-    m.set_phase(Phase::Copying);
+    advance(guard, m, Phase::Expanding, Phase::Copying).await?;
     Ok(())
 }
 
@@ -174,8 +172,7 @@ async fn copy(
             (copier, handle, None)
         }
         None => {
-            connection::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
-            m.set_phase(Phase::Verifying);
+            advance(guard, m, Phase::Copying, Phase::Verifying).await?;
             return Ok(());
         }
     };
@@ -193,8 +190,7 @@ async fn copy(
     if let Some(target) = sweep {
         sweep_tombstones(guard.client(), &target, m.id, 10_000).await?;
     }
-    connection::record(guard, m.id, Phase::Copying, Phase::Verifying).await?;
-    m.set_phase(Phase::Verifying);
+    advance(guard, m, Phase::Copying, Phase::Verifying).await?;
     Ok(())
 }
 
@@ -286,4 +282,17 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
     m.set_error(Some(format!(
         "automatic cutover gave up after {attempts} attempts; run `duet admin cutover`"
     )));
+}
+
+/// Records the step from phase `from` to `to` in the database, then takes it in memory: a
+/// restarted controller resumes from what was recorded, never from a phase only memory had.
+async fn advance(
+    guard: &mut GuardedConnection,
+    m: &Migration,
+    from: Phase,
+    to: Phase,
+) -> Result<(), MigrationError> {
+    connection::record(guard, m.id, from, to).await?;
+    m.set_phase(to);
+    Ok(())
 }

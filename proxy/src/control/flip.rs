@@ -192,7 +192,22 @@ async fn hold<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Held<'a>, M
     }
     let resume = match pause(ctx, budget).await {
         Ok(resume) => resume,
-        Err(missed) => {
+        Err(mut missed) => {
+            // This member's own sessions missed the boundary; they may be waiting for rows that
+            // a stopped member's open transactions hold. Name the members that did not answer
+            // too, so the operator sees the cause and not only its victims.
+            if let Ok(silent) =
+                crate::fleet::store::not_acknowledged(client.as_ref(), &me, &token).await
+            {
+                if !silent.is_empty() {
+                    missed.3.push_str(&format!(
+                        "; fleet member(s) {} had not acknowledged the hold either (stopped, cut off or \
+                         busy too; a stopped member's open transactions may be what these \
+                         sessions wait for)",
+                        silent.join(", ")
+                    ));
+                }
+            }
             let release = crate::fleet::Message::Release { token };
             if let Err(err) = crate::fleet::store::notify(client.as_ref(), &release).await {
                 tracing::warn!(%err, "cannot release the fleet's hold");
