@@ -1093,6 +1093,32 @@ async fn auto_cutover_switched_on_when_ready_or_stored_before_a_restart_flips() 
     proxy.wait_phase(first.id, "flipped").await;
     assert!(proxy.admin(json!({"command": "revert"})).await.ok);
 
+    // An operator's pause holds the automatic cutover instead of ending it: switched on while
+    // paused, the migration stays ready with no error, and flips once the operator resumes.
+    let paused = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)
+        .await
+        .expect("migration starts");
+    proxy.wait_phase(paused.id, "ready").await;
+    let reply = proxy
+        .admin(json!({"command": "pause", "timeout_ms": 5000}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = proxy
+        .admin(json!({"command": "set", "id": paused.id, "settings": {"auto_cutover": true}}))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = proxy.status_of(paused.id).await;
+    assert_eq!(status["phase"], "ready", "held by the pause: {status}");
+    assert!(
+        status["error"].is_null() || status["error"] == "",
+        "a pause is not a refusal: {status}"
+    );
+    assert!(proxy.ctx.gate.is_paused(), "the operator's pause stays");
+    assert!(proxy.admin(json!({"command": "resume"})).await.ok);
+    proxy.wait_phase(paused.id, "flipped").await;
+    assert!(proxy.admin(json!({"command": "revert"})).await.ok);
+
     // Stored while ready and duet stops before flipping (as when `set` is stored and duet dies):
     // the restarted duet flips it on its own.
     let second = duet_proxy::control::commands::start(&proxy.ctx, bigint_plan(schema), false)

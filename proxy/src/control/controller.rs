@@ -255,9 +255,25 @@ async fn wait_for_older_transactions(
     }
 }
 
+/// The automatic cutover of a `ready` migration: a few attempts with back-off for what may pass
+/// when tried again (a held lock, a missed budget); a refusal ends it with the reason in
+/// `status`. An operator's pause (`duet admin pause`) holds it rather than ending it: it waits for
+/// the resume, without using up an attempt, and flips then if automatic cutover is still on.
 async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
     let attempts = ctx.config.migration.auto_cutover_attempts.max(1);
-    for attempt in 1..=attempts {
+    let mut attempt = 0;
+    while attempt < attempts {
+        if ctx.gate.is_paused() {
+            tracing::info!(
+                migration = m.id,
+                "automatic cutover waits for the operator's resume"
+            );
+            ctx.gate.wait_resumed().await;
+            if !m.run_settings().auto_cutover || m.phase() != Phase::Ready {
+                return;
+            }
+        }
+        attempt += 1;
         match flip::cutover(ctx, m, ctx.config.migration.flip_budget).await {
             Ok(_) => return,
             Err(error) => {
@@ -266,6 +282,11 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                     return;
                 }
                 if let CommandError::Refused(why) = &error {
+                    if ctx.gate.is_paused() {
+                        // Paused by an operator since the check above: wait for the resume.
+                        attempt -= 1;
+                        continue;
+                    }
                     // Running it again changes nothing until the operator acts.
                     m.set_error(Some(format!("automatic cutover refused: {why}")));
                     return;
