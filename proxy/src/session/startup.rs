@@ -5,8 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use pgwire::messages::startup::{BackendKeyData, SecretKey};
-use pgwire::messages::Message;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -16,13 +14,11 @@ use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
 use crate::session_registry::{Identity, SessionInfo, SessionState};
-use crate::wire::auth::{
-    self, client_expects_channel_binding, expects_client_response, request_code,
-    strip_channel_binding,
-};
+use crate::wire::auth::{client_expects_channel_binding, strip_channel_binding};
 use crate::wire::backend as tag;
 use crate::wire::error::{error_response, Severity, CONNECTION_FAILURE, INVALID_AUTHORIZATION};
 use crate::wire::frontend;
+use crate::wire::messages::{Authentication, BackendKeyData, Message, SaslInitialResponse};
 use crate::wire::startup::{
     parse_packet, StartupError, StartupMessage, StartupPacket, GSSENC_REQUEST_CODE,
     SSL_REQUEST_CODE,
@@ -94,19 +90,28 @@ pub(super) async fn establish(
         };
         match message[0] {
             tag::AUTHENTICATION => {
-                let code = request_code(&message).unwrap_or(-1);
-                if code == auth::code::SASL {
-                    match strip_channel_binding(&message) {
-                        Some(stripped) => {
-                            backend_offered_plus = stripped.len() != message.len();
-                            to_client.extend_from_slice(&stripped);
-                        }
-                        None => to_client.extend_from_slice(&message),
+                let request = match Authentication::decode_message(&message) {
+                    Ok(request) => request,
+                    Err(err) => {
+                        tracing::warn!(session = info.id, %err, "malformed authentication request from the backend");
+                        lost_backend(&mut client).await;
+                        return None;
                     }
-                } else {
-                    to_client.extend_from_slice(&message);
+                };
+                let mut stripped = Vec::new();
+                match &request {
+                    Authentication::Sasl(offered) => {
+                        match strip_channel_binding(offered, &mut stripped) {
+                            Some(kept) => {
+                                backend_offered_plus = true;
+                                Authentication::Sasl(kept).encode(&mut to_client);
+                            }
+                            None => to_client.extend_from_slice(&message),
+                        }
+                    }
+                    _ => to_client.extend_from_slice(&message),
                 }
-                if expects_client_response(code) {
+                if request.expects_response() {
                     if client.write_all(&to_client).await.is_err() {
                         return None;
                     }
@@ -139,7 +144,13 @@ pub(super) async fn establish(
                         }
                         return None;
                     }
-                    if backend_offered_plus && client_expects_channel_binding(&answer) {
+                    // The answer to the mechanism list is a SASLInitialResponse; one that does
+                    // not decode is the backend's to refuse.
+                    let refuses_stripped_list = backend_offered_plus
+                        && matches!(request, Authentication::Sasl(_))
+                        && SaslInitialResponse::decode_message(&answer)
+                            .is_ok_and(|response| client_expects_channel_binding(&response));
+                    if refuses_stripped_list {
                         // The backend (over TLS) offered channel binding and the client (over
                         // TLS to duet) could have used it: PostgreSQL refuses such a client as a
                         // possible downgrade attack, and rightly so. Say why, and what works.
@@ -170,17 +181,14 @@ pub(super) async fn establish(
                     }
                 }
             }
-            tag::BACKEND_KEY_DATA => match replace_key(ctx, info, &message) {
-                Some((pid, duet_key, rewritten)) => {
-                    info.set_backend_pid(pid);
-                    guard.cancel_key = Some((pid, duet_key));
-                    to_client.extend_from_slice(&rewritten);
+            tag::BACKEND_KEY_DATA => match BackendKeyData::decode_message(&message) {
+                Ok(data) => {
+                    let duet_key = replace_key(ctx, info, &data, &mut to_client);
+                    info.set_backend_pid(data.pid);
+                    guard.cancel_key = Some((data.pid, duet_key));
                 }
-                None => {
-                    tracing::warn!(
-                        session = info.id,
-                        "malformed BackendKeyData from the backend"
-                    );
+                Err(err) => {
+                    tracing::warn!(session = info.id, %err, "malformed BackendKeyData from the backend");
                     lost_backend(&mut client).await;
                     return None;
                 }
@@ -438,23 +446,23 @@ fn repeated_request(code: i32) -> StartupError {
     }
 }
 
-/// Replaces the backend's secret key with one of duet's; returns (pid, duet key, new message).
+/// Registers the backend's process id and secret key with the cancel registry and writes the
+/// client's BackendKeyData, with a key of duet's in place of the backend's, to `out`. Returns
+/// duet's key.
 fn replace_key(
     ctx: &ProxyContext,
     info: &Arc<SessionInfo>,
-    message: &[u8],
-) -> Option<(i32, Bytes, BytesMut)> {
-    let body = message.get(5..)?;
-    if !(8..=4 + 256).contains(&body.len()) {
-        return None;
-    }
-    let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-    let real_key = Bytes::copy_from_slice(&body[4..]);
+    backend: &BackendKeyData<'_>,
+    out: &mut BytesMut,
+) -> Bytes {
+    let real_key = Bytes::copy_from_slice(backend.key);
     let duet_key = ctx
         .cancels
-        .register(pid, real_key, ctx.backend.clone(), info.clone());
-    let rewritten = BackendKeyData::new(pid, SecretKey::Bytes(duet_key.clone()));
-    let mut out = BytesMut::with_capacity(message.len());
-    rewritten.encode(&mut out).ok()?;
-    Some((pid, duet_key, out))
+        .register(backend.pid, real_key, ctx.backend.clone(), info.clone());
+    BackendKeyData {
+        pid: backend.pid,
+        key: &duet_key,
+    }
+    .encode(out);
+    duet_key
 }

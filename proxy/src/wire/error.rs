@@ -1,8 +1,11 @@
-//! ErrorResponse messages duet sends on its own behalf (pgwire's codec does the encoding).
+//! ErrorResponse messages duet sends on its own behalf, and the one thing duet reads in the
+//! backend's: whether it ends the session.
+
+use std::borrow::Cow;
 
 use bytes::BytesMut;
-use pgwire::messages::response::ErrorResponse;
-use pgwire::messages::Message;
+
+use super::messages::{ErrorField, ErrorResponse, Message};
 
 /// SQLSTATE 08P01 protocol_violation.
 pub const PROTOCOL_VIOLATION: &str = "08P01";
@@ -40,23 +43,35 @@ pub fn error_response(
     message: &str,
     hint: Option<&str>,
 ) -> BytesMut {
+    let severity = severity.as_str().as_bytes();
+    let message = sanitize(message);
+    let hint = hint.map(sanitize);
     let mut fields = vec![
-        (b'S', severity.as_str().to_owned()),
-        (b'V', severity.as_str().to_owned()),
-        (b'C', code.to_owned()),
-        (b'M', sanitize(message)),
+        ErrorField {
+            kind: b'S',
+            value: severity,
+        },
+        ErrorField {
+            kind: b'V',
+            value: severity,
+        },
+        ErrorField {
+            kind: b'C',
+            value: code.as_bytes(),
+        },
+        ErrorField {
+            kind: b'M',
+            value: message.as_bytes(),
+        },
     ];
-    if let Some(hint) = hint {
-        fields.push((b'H', sanitize(hint)));
+    if let Some(hint) = &hint {
+        fields.push(ErrorField {
+            kind: b'H',
+            value: hint.as_bytes(),
+        });
     }
-    let response = ErrorResponse::new(fields);
-    let mut buf = BytesMut::with_capacity(response.message_length() + 1);
-    // ErrorResponse allows messages up to i32::MAX bytes, so encoding cannot fail for ours; an empty
-    // buffer (nothing sent) would be the harmless fallback.
-    if response.encode(&mut buf).is_err() {
-        buf.clear();
-    }
-    buf
+    let mut body = Vec::new();
+    ErrorResponse::encode_fields(&fields, &mut body).to_bytes()
 }
 
 /// A FATAL ErrorResponse.
@@ -67,30 +82,28 @@ pub fn fatal(code: &str, message: &str) -> BytesMut {
 /// Whether an ErrorResponse body (the fields, without type and length) ends the session: severity
 /// FATAL or PANIC. The non-localized severity (`V`, PostgreSQL 9.6+) is preferred, since `S` is
 /// translated under a non-English `lc_messages`; `S` is the fallback for servers without `V`.
+///
+/// The body is read leniently ([`ErrorResponse::lenient_fields`]): the fields before a cut still
+/// count, as they always have, where [`ErrorResponse`]'s decoder would refuse the whole body.
 pub fn ends_session(body: &[u8]) -> bool {
     let mut localized = None;
-    let mut rest = body;
-    while let Some((&kind, tail)) = rest.split_first() {
-        if kind == 0 {
-            break;
-        }
-        let Some(end) = tail.iter().position(|&b| b == 0) else {
-            break;
-        };
-        let value = &tail[..end];
-        match kind {
-            b'V' => return matches!(value, b"FATAL" | b"PANIC"),
-            b'S' => localized = Some(value),
+    for field in ErrorResponse::lenient_fields(body) {
+        match field.kind {
+            b'V' => return matches!(field.value, b"FATAL" | b"PANIC"),
+            b'S' => localized = Some(field.value),
             _ => {}
         }
-        rest = &tail[end + 1..];
     }
     matches!(localized, Some(b"FATAL" | b"PANIC"))
 }
 
 /// Field values are C strings: a NUL inside would cut the message, so drop any.
-fn sanitize(text: &str) -> String {
-    text.replace('\0', "")
+fn sanitize(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]

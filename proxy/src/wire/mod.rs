@@ -2,10 +2,10 @@
 //!
 //! duet forwards bytes; it decodes only message headers (to know boundaries, type bytes and
 //! transaction state) and the bodies of the few messages it acts on, each a type of its own in
-//! [`messages`]. Startup and authentication messages use pgwire's codecs where they fit; header
-//! scanning is our own because pgwire's codecs
-//! need a complete message in the buffer, while duet streams rows and COPY data larger than any
-//! buffer straight through.
+//! [`messages`], authentication and BackendKeyData included. Only the untyped startup packets
+//! ([`startup`]: StartupMessage, CancelRequest) use pgwire's codecs. Header scanning is our own
+//! because pgwire's codecs need a complete message in the buffer, while duet streams rows and COPY
+//! data larger than any buffer straight through.
 
 pub mod auth;
 pub mod error;

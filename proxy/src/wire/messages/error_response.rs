@@ -28,8 +28,18 @@ pub struct ErrorField<'a> {
 impl<'a> ErrorResponse<'a> {
     /// The fields, in order.
     pub fn fields(&self) -> impl Iterator<Item = ErrorField<'a>> + 'a {
-        let mut reader = BodyReader::new(self.body, <Self as Message>::NAME);
         // Validated by `decode`: every field reads, up to the terminating zero.
+        Self::lenient_fields(self.body)
+    }
+
+    /// The fields of a body that has not been validated, in order, up to the terminating zero or
+    /// the first field that is cut short, whichever comes first; whatever follows is ignored.
+    ///
+    /// For reading what a body that [`Message::decode`] refuses still says (a truncated one, or
+    /// one without its terminator): [`crate::wire::error::ends_session`] reads a severity this
+    /// way, so that a malformed goodbye is still a goodbye when its severity arrived whole.
+    pub fn lenient_fields(body: &'a [u8]) -> impl Iterator<Item = ErrorField<'a>> + 'a {
+        let mut reader = BodyReader::new(body, <Self as Message>::NAME);
         std::iter::from_fn(move || match reader.u8() {
             Ok(0) | Err(_) => None,
             Ok(kind) => reader.cstr().ok().map(|value| ErrorField { kind, value }),
@@ -131,5 +141,19 @@ mod tests {
         assert!(ErrorResponse::decode(b"SERROR\0\0x").is_err());
         assert!(ErrorResponse::decode(b"").is_err());
         assert!(ErrorResponse::decode(b"\0").is_ok());
+    }
+
+    #[test]
+    fn lenient_fields_stop_at_the_first_cut() {
+        let kinds = |body: &'static [u8]| ErrorResponse::lenient_fields(body).collect::<Vec<_>>();
+        let severity = ErrorField {
+            kind: b'S',
+            value: b"FATAL",
+        };
+        assert_eq!(kinds(b"SFATAL\0Mtrunc"), [severity]);
+        assert_eq!(kinds(b"SFATAL\0"), [severity]);
+        assert_eq!(kinds(b"SFATAL\0\0Mafter the end\0"), [severity]);
+        assert_eq!(kinds(b"SFAT"), []);
+        assert_eq!(kinds(b""), []);
     }
 }

@@ -7,9 +7,13 @@
 //! reports malformed input as a [`DecodeError`]; encoding writes exactly the bytes PostgreSQL
 //! would.
 //!
-//! Only the messages duet acts on are here; everything else is forwarded by its header alone
-//! ([`super::frame`]).
+//! Only the messages duet acts on are here (in the startup phase: the authentication requests,
+//! the client's answers to them and BackendKeyData; the StartupMessage and the other untyped
+//! startup packets are read in [`super::startup`]); everything else is forwarded by its header
+//! alone ([`super::frame`]).
 
+mod authentication;
+mod backend_key_data;
 mod bind;
 mod body;
 mod close;
@@ -19,6 +23,7 @@ mod error_response;
 mod execute;
 mod parameter_description;
 mod parse;
+mod password;
 mod query;
 mod ready_for_query;
 mod row_description;
@@ -27,6 +32,8 @@ mod target;
 
 use bytes::{BufMut, BytesMut};
 
+pub use authentication::{code as auth_code, Authentication, SaslMechanisms};
+pub use backend_key_data::{BackendKeyData, MAX_SECRET_KEY_LEN, MIN_SECRET_KEY_LEN};
 pub use bind::Bind;
 pub use close::Close;
 pub use command_complete::CommandComplete;
@@ -35,6 +42,7 @@ pub use error_response::{ErrorField, ErrorResponse};
 pub use execute::Execute;
 pub use parameter_description::ParameterDescription;
 pub use parse::Parse;
+pub use password::{PasswordMessage, SaslInitialResponse, SaslResponse};
 pub use query::Query;
 pub use ready_for_query::{ReadyForQuery, TransactionStatus};
 pub use row_description::{RowDescription, RowField};
