@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use duet_proxy::admin::client;
 use duet_proxy::admin::protocol::{CopySettings, PlanInput, Reply, Request, Selector};
 use duet_proxy::admin::reply::{
-    result_of, CopyStateReply, Phase, PhaseReply, SettingsReply, StartedReply, StatusReply,
+    result_of, CopyStateReply, Phase, PhaseReply, SettingsReply, StartedReply, StatusReport,
 };
 use duet_proxy::control::latency::ThrottleStatus;
 use duet_proxy::control::status::MigrationStatus;
@@ -285,7 +285,7 @@ fn wait_for_members(socket: &Path, count: usize) -> Result<(), MigrateError> {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status: StatusReply =
+        let status: StatusReport =
             admin_command_or_fail(socket, &Request::Status, "reading duet's status")?;
         let members = status.members.len();
         if members >= count {
@@ -303,7 +303,7 @@ fn wait_for_members(socket: &Path, count: usize) -> Result<(), MigrateError> {
 
 /// Migration `id` as `status` shows it (`None` when it is not listed).
 fn migration_status(socket: &Path, id: i64) -> Result<Option<MigrationStatus>, MigrateError> {
-    let status: StatusReply =
+    let status: StatusReport =
         admin_command_or_fail(socket, &Request::Status, "reading duet's status")?;
     Ok(status.migrations.into_iter().find(|m| m.id == id))
 }

@@ -100,7 +100,7 @@ pub struct Traffic {
 }
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LatencySummary {
     /// Number of requests measured.
     pub count: u64,

@@ -169,14 +169,14 @@ impl SessionInfo {
             database: identity.database,
             application_name: identity.application_name,
             backend_pid: self.backend_pid(),
-            state: self.state().as_str(),
+            state: self.state().as_str().into(),
             state_secs: self.state_age().as_secs_f64(),
         }
     }
 }
 
 /// A session as shown by `status` and in pause reports.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SessionView {
     /// Session id.
     pub id: u64,
@@ -190,8 +190,8 @@ pub struct SessionView {
     pub application_name: String,
     /// Backend process id (0 if not connected yet).
     pub backend_pid: i32,
-    /// State name.
-    pub state: &'static str,
+    /// State name (a static name when written; owned when read back from a reply).
+    pub state: std::borrow::Cow<'static, str>,
     /// Seconds in the current state.
     pub state_secs: f64,
 }

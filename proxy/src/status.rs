@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::context::ProxyContext;
 use crate::control::status::MigrationStatus;
@@ -12,7 +12,7 @@ use crate::metrics::{LatencySummary, RecentLatency};
 use crate::session_registry::SessionView;
 
 /// A current/total pair.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Count {
     /// Open now.
     pub current: u64,
@@ -21,7 +21,7 @@ pub struct Count {
 }
 
 /// Bytes forwarded each way.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ByteCounts {
     /// From clients to the backend.
     pub client_to_server: u64,
@@ -29,8 +29,10 @@ pub struct ByteCounts {
     pub server_to_client: u64,
 }
 
-/// The status report.
-#[derive(Debug, Clone, Serialize)]
+/// The status report. The server writes it; `duet admin`, `duet demo` and the benchmark read it
+/// back ([`crate::admin::reply`]), where the parts a proxy may leave out (the metrics endpoint
+/// leaves out the sessions; a proxy without a fleet connection, the members) read as empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// Seconds since start.
     pub uptime_secs: f64,
@@ -39,6 +41,7 @@ pub struct StatusReport {
     /// Backend address (never credentials).
     pub backend: String,
     /// How the link to the backend is secured: `off`, or the sslmode and what is verified.
+    #[serde(default)]
     pub backend_tls: String,
     /// Whether the pause gate is closed.
     pub paused: bool,
@@ -54,15 +57,20 @@ pub struct StatusReport {
     pub latency_us: LatencySummary,
     /// The same over the last second (what the migration throttle watches), as of the last
     /// tick of its window.
+    #[serde(default)]
     pub latency_recent_us: RecentLatency,
     /// Live sessions, by id.
+    #[serde(default)]
     pub sessions: Vec<SessionView>,
     /// Active and recently finished migrations, by id.
+    #[serde(default)]
     pub migrations: Vec<MigrationStatus>,
     /// This proxy's id in the fleet.
+    #[serde(default)]
     pub member_id: String,
     /// Every live duet in front of the same database (this one included), as of the last
     /// heartbeat; empty while this proxy has no fleet connection.
+    #[serde(default)]
     pub members: Vec<crate::fleet::MemberView>,
 }
 

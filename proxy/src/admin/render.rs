@@ -8,8 +8,8 @@ use duet_shadow::rewrite::Target;
 use serde_json::Value;
 
 use super::reply::{
-    result_of, CopyStateReply, MemberPhase, PauseReply, PhaseReply, PlanReply, SessionRow,
-    SettingsReply, ShutdownReply, StartedMigration, StartedReply, StatusReply, UnexpectedReply,
+    result_of, CopyStateReply, MemberPhase, PauseReply, PhaseReply, PlanReply, SessionView,
+    SettingsReply, ShutdownReply, StartedMigration, StartedReply, StatusReport, UnexpectedReply,
 };
 use crate::control::latency::ThrottleStatus;
 use crate::control::status::MigrationStatus;
@@ -19,7 +19,7 @@ use crate::control::RunSettings;
 /// documented shape is an error (an unknown command's result is shown as JSON).
 pub fn human(command: &'static str, result: &Value) -> Result<String, UnexpectedReply> {
     Ok(match command {
-        "status" => status(&result_of::<StatusReply>(command, result)?),
+        "status" => status(&result_of::<StatusReport>(command, result)?),
         "pause" => pause(&result_of::<PauseReply>(command, result)?),
         "resume" => "resumed: new transactions proceed\n".to_owned(),
         "shutdown" => format!(
@@ -399,13 +399,13 @@ fn describe_target(target: &Target) -> String {
     }
 }
 
-fn status(r: &StatusReply) -> String {
+fn status(r: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "uptime        {:.1}s", r.uptime_secs);
     let _ = writeln!(out, "listen        {}", r.listen);
     let _ = writeln!(out, "backend       {}", r.backend);
-    if let Some(tls) = &r.backend_tls {
-        let _ = writeln!(out, "backend tls   {tls}");
+    if !r.backend_tls.is_empty() {
+        let _ = writeln!(out, "backend tls   {}", r.backend_tls);
     }
     let _ = writeln!(out, "paused        {}", if r.paused { "yes" } else { "no" });
     let _ = writeln!(
@@ -430,7 +430,9 @@ fn status(r: &StatusReply) -> String {
         "latency (µs)  p50 {}  p99 {}  p999 {}  max {}  ({} requests)",
         latency.p50, latency.p99, latency.p999, latency.max, latency.count
     );
-    if let Some(recent) = &r.latency_recent_us {
+    // A proxy that did not report it reads as the empty window.
+    let recent = &r.latency_recent_us;
+    if recent.window_ms > 0 {
         let _ = writeln!(
             out,
             "last second   p50 {}  p99 {}  max {}  ({} requests)",
@@ -478,7 +480,7 @@ fn pause(r: &PauseReply) -> String {
     out
 }
 
-fn session_table(sessions: &[SessionRow]) -> String {
+fn session_table(sessions: &[SessionView]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -9,10 +9,13 @@ use duet_shadow::plan::{Plan, PlanKind};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::protocol::Reply;
-use crate::control::status::{phase_name, MigrationStatus};
+use crate::control::status::phase_name;
 use crate::control::RunSettings;
-use crate::metrics::RecentLatency;
-use crate::session_registry::SessionView;
+pub use crate::session_registry::SessionView;
+
+/// `status`: one snapshot of the proxy. The server writes it and every reader reads it back as
+/// the same type (no copy of its shape to keep in step).
+pub use crate::status::StatusReport;
 
 /// A reply's result that is not the shape the command answers with.
 #[derive(Debug, thiserror::Error)]
@@ -57,43 +60,7 @@ pub struct PauseReply {
     /// The sessions that kept the proxy from being quiet (after a timeout), as `status` shows
     /// sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocking_sessions: Option<Vec<SessionRow>>,
-}
-
-/// A session as `status` and a timed-out `pause` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionRow {
-    /// duet's session id.
-    pub id: u64,
-    /// The client's address.
-    pub client_addr: String,
-    /// The user.
-    pub user: String,
-    /// The database.
-    pub database: String,
-    /// Its application_name.
-    pub application_name: String,
-    /// Its backend's pid (0 while not connected).
-    pub backend_pid: i32,
-    /// What it is doing (`idle in transaction`, …).
-    pub state: String,
-    /// Seconds in that state.
-    pub state_secs: f64,
-}
-
-impl From<SessionView> for SessionRow {
-    fn from(view: SessionView) -> Self {
-        SessionRow {
-            id: view.id,
-            client_addr: view.client_addr,
-            user: view.user,
-            database: view.database,
-            application_name: view.application_name,
-            backend_pid: view.backend_pid,
-            state: view.state.to_owned(),
-            state_secs: view.state_secs,
-        }
-    }
+    pub blocking_sessions: Option<Vec<SessionView>>,
 }
 
 /// `resume`: the proxy is no longer paused.
@@ -191,107 +158,6 @@ pub struct CopyStateReply {
     pub copy_state: String,
 }
 
-/// `status`: one snapshot of the proxy, as `duet admin` reads it (the server writes
-/// [`crate::status::StatusReport`], whose JSON this is; parts a proxy may leave out read as
-/// empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReply {
-    /// Seconds since start.
-    pub uptime_secs: f64,
-    /// Client-facing address.
-    pub listen: String,
-    /// Backend address.
-    pub backend: String,
-    /// How the link to the backend is secured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend_tls: Option<String>,
-    /// Whether the pause gate is closed.
-    pub paused: bool,
-    /// Client sessions.
-    pub clients: CountReply,
-    /// Backend connections.
-    pub backend_connections: CountReply,
-    /// Bytes forwarded.
-    pub bytes: BytesReply,
-    /// Query and Execute messages forwarded.
-    pub statements: u64,
-    /// Request → ReadyForQuery latency since start, in microseconds.
-    pub latency_us: LatencyReply,
-    /// The same over the last second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_recent_us: Option<RecentLatency>,
-    /// Live sessions (absent or empty from the metrics endpoint).
-    #[serde(default)]
-    pub sessions: Vec<SessionRow>,
-    /// Active and recently finished migrations.
-    #[serde(default)]
-    pub migrations: Vec<MigrationStatus>,
-    /// This proxy's id in the fleet.
-    #[serde(default)]
-    pub member_id: String,
-    /// Every live duet in front of the same database.
-    #[serde(default)]
-    pub members: Vec<MemberRow>,
-}
-
-/// A current/total pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CountReply {
-    /// Open now.
-    pub current: u64,
-    /// Opened since start.
-    pub total: u64,
-}
-
-/// Bytes forwarded each way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BytesReply {
-    /// From clients to the backend.
-    pub client_to_server: u64,
-    /// From the backend to clients.
-    pub server_to_client: u64,
-}
-
-/// Latency percentiles since start, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencyReply {
-    /// Requests measured.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Slowest.
-    pub max: u64,
-}
-
-/// A live member of the fleet, as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberRow {
-    /// Its fleet id.
-    pub id: String,
-    /// Whether it is the proxy that answered.
-    pub is_self: bool,
-    /// Its client-facing address.
-    pub listen: String,
-    /// Its admin socket.
-    pub admin_socket: String,
-    /// Its duet version.
-    pub version: String,
-    /// Its process id.
-    pub pid: i32,
-    /// When it started.
-    pub started_at: String,
-    /// Seconds since its last heartbeat.
-    pub heartbeat_age_s: f64,
-    /// Its route epoch.
-    pub route_epoch: i64,
-    /// Its client sessions.
-    pub sessions: i32,
-}
-
 /// `plan`: the plan of a migration of one table, or every table's in flip order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -361,7 +227,7 @@ mod tests {
         let config = crate::config::from_str("", overrides).expect("config");
         let ctx = crate::context::ProxyContext::new(config, None);
         let written = serde_json::to_value(crate::status::report(&ctx, true)).expect("json");
-        let read: StatusReply = result_of("status", &written).expect("the server's shape");
+        let read: StatusReport = result_of("status", &written).expect("the server's shape");
         assert_eq!(serde_json::to_value(&read).expect("json"), written);
     }
 }

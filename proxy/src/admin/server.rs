@@ -13,7 +13,7 @@ use super::protocol::{
     Reply, Request, Selector, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
 };
 use super::reply::{
-    CopyStateReply, PauseReply, PlanReply, ResumeReply, SessionRow, SettingsReply, ShutdownReply,
+    CopyStateReply, PauseReply, PlanReply, ResumeReply, SettingsReply, ShutdownReply,
     StartedMigration, StartedReply,
 };
 use crate::context::ProxyContext;
@@ -438,7 +438,7 @@ fn pause_reply(outcome: PauseOutcome) -> Reply {
                 paused: false,
                 reason: Some("timeout".to_owned()),
                 waited_ms: waited_ms(waited),
-                blocking_sessions: Some(blocking.into_iter().map(SessionRow::from).collect()),
+                blocking_sessions: Some(blocking),
             })
         }
         PauseOutcome::Resumed { waited } => Reply::with(&PauseReply {

@@ -13,7 +13,7 @@ use duet_shadow::migrate::Phase;
 use crate::admin::client;
 use crate::admin::protocol::{CopySettings, Request, Selector, DEFAULT_PAUSE_TIMEOUT};
 use crate::admin::render;
-use crate::admin::reply::{self, PauseReply, StartedReply, StatusReply};
+use crate::admin::reply::{self, PauseReply, StartedReply, StatusReport};
 use crate::duration::{parse_duration, whole_micros, whole_millis};
 
 /// Output format.
@@ -485,7 +485,7 @@ pub(crate) fn wait_for_migration(
 ) -> anyhow::Result<ExitCode> {
     let mut last = String::new();
     loop {
-        let status: StatusReply = reply::result_of(
+        let status: StatusReport = reply::result_of(
             "status",
             &send(socket, &Request::Status, Duration::from_secs(10))?,
         )?;

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::admin::protocol::{Request, Selector};
 use crate::admin::render;
-use crate::admin::reply::{self, StartedReply, StatusReply};
+use crate::admin::reply::{self, StartedReply, StatusReport};
 use crate::cli::admin::{self as admin_cli, Format};
 
 /// Options of `duet demo`.
@@ -332,20 +332,22 @@ fn render_report(report: &Report) -> String {
         .collect::<String>()
 }
 
-/// Summarises `duet admin status --format json` read as the typed [`StatusReply`]; the raw reply
+/// Summarises `duet admin status --format json` read as the typed [`StatusReport`]; the raw reply
 /// is printed when it is not an object at all.
 ///
-/// A reply that does not read as a `StatusReply` (a `duet` of another version, fields missing)
+/// A reply that does not read as a `StatusReport` (a `duet` of another version, fields missing)
 /// still gets the summary, with every figure shown as `?`: the demo's job is to finish and stop
 /// what it started, not to fail on its last printout, and guessing field by field from untyped
-/// JSON is what the typed reply replaced. (Defaults on `StatusReply` itself were the other way;
-/// they would let `duet admin` read a broken status as zeros.)
+/// JSON is what the typed reply replaced. (`StatusReport` defaults only the parts a proxy may
+/// leave out or an older one did not send — sessions, members, the backend TLS line, the last
+/// second —; a missing figure fails the read, so neither
+/// `duet admin` nor this summary shows a broken status as zeros.)
 fn render_status(status: &Value) -> String {
     if !status.is_object() {
         return format!("duet status: {status}");
     }
-    let typed = reply::result_of::<StatusReply>("status", status);
-    let shown = |figure: &dyn Fn(&StatusReply) -> String| {
+    let typed = reply::result_of::<StatusReport>("status", status);
+    let shown = |figure: &dyn Fn(&StatusReport) -> String| {
         typed.as_ref().map_or_else(|_| "?".to_owned(), figure)
     };
     let mut out = String::from("duet's own view (duet admin status):\n");

@@ -59,7 +59,7 @@ async fn pause<'a>(ctx: &'a ProxyContext, budget: Duration) -> Result<Resume<'a>
                 .map(|s| BlockingSession {
                     id: s.id,
                     user: s.user.clone(),
-                    state: s.state.to_owned(),
+                    state: s.state.clone().into_owned(),
                     age_s: s.state_secs,
                     backend_pid: s.backend_pid,
                 })

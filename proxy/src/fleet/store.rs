@@ -81,7 +81,7 @@ pub struct SelfReport {
 }
 
 /// One live member, as `status` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct MemberView {
     /// The member's id.
     pub id: String,
