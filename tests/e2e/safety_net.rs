@@ -161,6 +161,51 @@ async fn shadowing_names(s: &Scenario, k: i64) {
         ))
         .await
         .unwrap_or_else(|e| panic!("writes to same-named tables (round {k}): {e:?}"));
+    // The same in the extended protocol, with the path changed by a function call rather than
+    // `SET` (what an ORM's connection hook does): `set_config('search_path', …, false)` is
+    // noticed too, and the parameterized writes reach the table PostgreSQL resolves.
+    let id = 3_500_000 + k;
+    let path = format!("{other}, {schema}");
+    session
+        .client
+        .query_one(
+            "SELECT pg_catalog.set_config('Search_Path', $1, false)",
+            &[&path],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("set_config of the search_path (round {k}): {e:?}"));
+    let inserted = session
+        .client
+        .execute(
+            "INSERT INTO t (id, label) VALUES ($1::int, 'other schema, extended')",
+            &[&(id as i32)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("an extended-protocol write after set_config: {e:?}"));
+    assert_eq!(inserted, 1);
+    session
+        .client
+        .execute(
+            "UPDATE t SET label = label || '+' WHERE id = $1::int",
+            &[&(id as i32)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("an extended-protocol update after set_config: {e:?}"));
+    session
+        .client
+        .batch_execute("RESET search_path")
+        .await
+        .expect("RESET search_path");
+    let extended_rows = rows_as_text(
+        s.direct(),
+        &format!("SELECT label FROM {other}.t WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(
+        extended_rows,
+        vec![vec!["other schema, extended+".to_owned()]],
+        "the extended-protocol write went to the table PostgreSQL resolved"
+    );
     // The same session's writes to the migrating table itself still land in both shapes.
     for (client, table) in [(&session.client, "t"), (s.direct(), "t_control")] {
         client
