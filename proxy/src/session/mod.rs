@@ -16,7 +16,7 @@ mod dual_write;
 mod duplex;
 mod edit;
 mod forward;
-mod io;
+pub(crate) mod io;
 mod shared;
 mod startup;
 #[cfg(test)]
