@@ -20,6 +20,7 @@ use dashmap::DashMap;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::Backend;
+use crate::pool::Attachment;
 use crate::session_registry::{SessionInfo, SessionState};
 use crate::wire::startup::encode_cancel;
 
@@ -27,8 +28,17 @@ use crate::wire::startup::encode_cancel;
 #[derive(Debug, Clone)]
 struct CancelTarget {
     backend: Arc<Backend>,
-    real_key: Bytes,
+    real: RealKey,
     session: Arc<SessionInfo>,
+}
+
+/// The backend process a cancel is for.
+#[derive(Debug, Clone)]
+enum RealKey {
+    /// The session's own backend (session mode): the pid the client has, and this key.
+    Own(Bytes),
+    /// Whichever pooled connection serves the session when the cancel arrives (transaction mode).
+    Pooled(Arc<Attachment>),
 }
 
 /// The registry of live sessions' cancel keys.
@@ -60,10 +70,37 @@ impl CancelRegistry {
             if let dashmap::Entry::Vacant(vacant) = entry {
                 vacant.insert(CancelTarget {
                     backend: backend.clone(),
-                    real_key: real_key.clone(),
+                    real: RealKey::Own(real_key.clone()),
                     session: session.clone(),
                 });
                 return key;
+            }
+        }
+    }
+
+    /// Registers a pooled session (transaction mode): returns the process id and key to give
+    /// the client (duet's own: the backend process changes from one transaction to the next).
+    /// A cancel goes to the connection attached when it arrives.
+    pub fn register_pooled(
+        &self,
+        attachment: Arc<Attachment>,
+        backend: Arc<Backend>,
+        session: Arc<SessionInfo>,
+    ) -> (i32, Bytes) {
+        loop {
+            // A 4-byte key: the only length protocol 3.0 allows, and a pooled session speaks 3.0.
+            let mut bytes = [0u8; 8];
+            rand::fill(&mut bytes[..]);
+            // A positive pid, as PostgreSQL's are.
+            let pid = i32::from_be_bytes([bytes[0] & 0x7f, bytes[1], bytes[2], bytes[3]]).max(1);
+            let key = Bytes::copy_from_slice(&bytes[4..]);
+            if let dashmap::Entry::Vacant(vacant) = self.targets.entry((pid, key.clone())) {
+                vacant.insert(CancelTarget {
+                    backend: backend.clone(),
+                    real: RealKey::Pooled(attachment.clone()),
+                    session: session.clone(),
+                });
+                return (pid, key);
             }
         }
     }
@@ -96,7 +133,20 @@ impl CancelRegistry {
             );
             return false;
         }
-        let request = encode_cancel(pid, &target.real_key);
+        let (backend_pid, real_key) = match &target.real {
+            RealKey::Own(key) => (pid, key.clone()),
+            RealKey::Pooled(attachment) => match attachment.current() {
+                Some(attached) => attached,
+                None => {
+                    tracing::debug!(
+                        pid,
+                        "cancel request for a pooled session between transactions ignored"
+                    );
+                    return false;
+                }
+            },
+        };
+        let request = encode_cancel(backend_pid, &real_key);
         let attempt = target.backend.first_attempt();
         match target.backend.open(attempt, connect_timeout).await {
             Ok(stream) => send_unless_ended(&target.session, pid, stream, &request).await,

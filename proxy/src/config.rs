@@ -13,6 +13,10 @@ use crate::backend_tls::BackendTls;
 use crate::backend_url::BackendUrl;
 use crate::duration::parse_duration;
 
+mod pool;
+
+pub use pool::{PoolConfig, PoolMode, PoolUser};
+
 /// Default client-facing listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
 /// Default time allowed for opening a backend connection.
@@ -57,6 +61,8 @@ pub struct Config {
     pub workers: usize,
     /// How online migrations are driven (`[migration]`).
     pub migration: MigrationConfig,
+    /// `[pool]`: session or transaction pooling.
+    pub pool: PoolConfig,
 }
 
 /// Settings of the migration controller (`[migration]` in the config file; no flags).
@@ -279,6 +285,8 @@ struct FileConfig {
     check: Option<toml::Value>,
     #[serde(default)]
     migration: MigrationTable,
+    #[serde(default)]
+    pool: pool::PoolTable,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -571,9 +579,11 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         .transpose()?;
 
     let migration = migration_settings(file.migration)?;
+    let pool = pool::pool_settings(file.pool)?;
 
     Ok(Config {
         migration,
+        pool,
         listen,
         backend,
         backend_tls,

@@ -12,6 +12,7 @@ use crate::control::Migrations;
 use crate::fleet::Fleet;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
+use crate::pool::Pools;
 use crate::role_paths::RolePaths;
 use crate::routes::RouteTable;
 use crate::session_registry::Sessions;
@@ -46,6 +47,8 @@ pub struct ProxyContext {
     pub fleet: Fleet,
     /// The `search_path` each role's sessions start with (read from the catalog).
     pub role_paths: RolePaths,
+    /// Transaction mode's backend pools and the users duet authenticates.
+    pub pools: Pools,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -68,6 +71,7 @@ impl ProxyContext {
                 addr: config.backend.addr.clone(),
                 tls: config.backend_tls.clone(),
             }),
+            pools: Pools::new(&config),
             config,
             tls,
             sessions: Arc::new(Sessions::new()),

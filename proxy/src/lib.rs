@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod gate;
 pub mod metrics;
 pub mod metrics_http;
+pub mod pool;
 pub mod rlimit;
 pub mod role_paths;
 pub mod routes;

@@ -29,6 +29,7 @@ mod robustness;
 mod safety_net;
 mod status_page;
 mod tokio_postgres_client;
+mod transaction_pooling;
 mod unix_socket_backend;
 mod versions;
 mod write_sweep;

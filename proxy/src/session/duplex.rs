@@ -56,3 +56,5 @@ macro_rules! tls_duplex {
 
 tls_duplex!(tokio_rustls::server::TlsStream<TcpStream>);
 tls_duplex!(tokio_rustls::client::TlsStream<TcpStream>);
+// A pooled session's link (transaction mode) is an in-process pipe.
+tls_duplex!(tokio::io::DuplexStream);

@@ -22,7 +22,7 @@ use super::duplex::Duplex;
 use super::edit::{apply_edits, Edit};
 use super::shared::{add_own, Shared};
 use super::upstream::{ClientStep, ClientViolation, Upstream};
-use super::{close_with_fatal, lost_backend, protocol_violation, Established};
+use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionBackend};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
@@ -195,13 +195,25 @@ pub(super) async fn run(
     }
 }
 
+async fn with_backend<C: Duplex>(
+    shared: &Shared<'_>,
+    client: &mut C,
+    backend: SessionBackend,
+    buffers: Buffers,
+) -> SessionEnd {
+    match backend {
+        SessionBackend::Own(backend) => with_own_backend(shared, client, backend, buffers).await,
+        SessionBackend::Pooled(mut link) => pump(shared, client, &mut link, buffers).await,
+    }
+}
+
 /// What startup read of each side and the forwarding phase must handle first.
 struct Buffers {
     client: BytesMut,
     backend: BytesMut,
 }
 
-async fn with_backend<C: Duplex>(
+async fn with_own_backend<C: Duplex>(
     shared: &Shared<'_>,
     client: &mut C,
     backend: BackendStream,

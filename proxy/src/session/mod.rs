@@ -17,6 +17,7 @@ mod duplex;
 mod edit;
 mod forward;
 pub(crate) mod io;
+mod pooled_startup;
 mod shared;
 mod startup;
 #[cfg(test)]
@@ -110,11 +111,19 @@ pub async fn run(ctx: Arc<ProxyContext>, tcp: TcpStream, client_addr: SocketAddr
 /// Everything the forwarding phase needs once startup is done.
 pub(crate) struct Established {
     client: ClientStream,
-    backend: BackendStream,
+    backend: SessionBackend,
     /// Bytes the client sent that were read during startup but belong to the forwarding phase.
     client_buf: bytes::BytesMut,
     /// Likewise for the backend.
     backend_buf: bytes::BytesMut,
+}
+
+/// What a session forwards to.
+pub(crate) enum SessionBackend {
+    /// Its own backend connection (session mode).
+    Own(BackendStream),
+    /// The link to its (user, database)'s pool (transaction mode).
+    Pooled(tokio::io::DuplexStream),
 }
 
 /// Sends a FATAL error to the client and closes its connection (best effort).

@@ -64,6 +64,10 @@ pub(super) async fn establish(
         ),
     });
 
+    if crate::pool::is_transaction_mode(&ctx.config, user, startup.database()) {
+        return super::pooled_startup::establish(ctx, info, client, client_buf, &startup, guard)
+            .await;
+    }
     let (mut backend, mut backend_buf, first) =
         open_backend(ctx, info, &startup, &mut client, guard).await?;
 
@@ -201,7 +205,7 @@ pub(super) async fn establish(
                 info.set_state(SessionState::Idle);
                 return Some(Established {
                     client,
-                    backend,
+                    backend: super::SessionBackend::Own(backend),
                     client_buf,
                     backend_buf,
                 });

@@ -15,6 +15,9 @@ pub const CONNECTION_FAILURE: &str = "08006";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 /// SQLSTATE 28000 invalid_authorization_specification.
 pub const INVALID_AUTHORIZATION: &str = "28000";
+/// SQLSTATE 28P01 invalid_password: a wrong password, or a user that does not exist (PostgreSQL
+/// does not tell the two apart).
+pub const INVALID_PASSWORD: &str = "28P01";
 /// SQLSTATE 0A000 feature_not_supported.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 

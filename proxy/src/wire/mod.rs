@@ -91,4 +91,18 @@ pub mod backend {
     pub const ROW_DESCRIPTION: u8 = b'T';
     /// NoData: a described statement returns no rows.
     pub const NO_DATA: u8 = b'n';
+    /// ParseComplete.
+    pub const PARSE_COMPLETE: u8 = b'1';
+    /// BindComplete.
+    pub const BIND_COMPLETE: u8 = b'2';
+    /// CloseComplete.
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    /// DataRow.
+    pub const DATA_ROW: u8 = b'D';
+    /// NoticeResponse (asynchronous: answers no request).
+    pub const NOTICE_RESPONSE: u8 = b'N';
+    /// ParameterStatus (asynchronous).
+    pub const PARAMETER_STATUS: u8 = b'S';
+    /// NotificationResponse (asynchronous).
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
 }

@@ -23,6 +23,8 @@ pub const SSL_REQUEST_CODE: i32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
 /// Request code of CancelRequest.
 pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+/// Protocol version 3.0 as a StartupMessage's code (major 3 in the high 16 bits, minor 0).
+pub const PROTOCOL_3_0_CODE: i32 = 3 << 16;
 
 /// A decoded first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +218,35 @@ fn parse_startup(packet: &[u8]) -> Result<StartupPacket, StartupError> {
     }))
 }
 
+/// Encodes a StartupMessage for protocol 3.0 with `params` in the order given (`user` is the one
+/// PostgreSQL requires; `database`, `application_name`, `options`, … are optional).
+///
+/// Names and values are written as C strings: one with a NUL inside ends there, and the server
+/// then refuses the packet as malformed. duet builds these from its configuration, not from what
+/// a client sent. A packet over 10000 bytes is refused by the server too.
+pub fn encode_startup(params: &[(&str, &str)]) -> BytesMut {
+    use bytes::BufMut;
+    let len = 4
+        + 4
+        + params
+            .iter()
+            .map(|(name, value)| name.len() + 1 + value.len() + 1)
+            .sum::<usize>()
+        + 1;
+    let mut out = BytesMut::with_capacity(len);
+    // Saturates instead of wrapping for absurd sizes, which the server refuses either way.
+    out.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
+    out.put_i32(PROTOCOL_3_0_CODE);
+    for (name, value) in params {
+        out.put_slice(name.as_bytes());
+        out.put_u8(0);
+        out.put_slice(value.as_bytes());
+        out.put_u8(0);
+    }
+    out.put_u8(0);
+    out
+}
+
 /// Encodes a CancelRequest for `pid` with `key` (pgwire's codec).
 pub fn encode_cancel(pid: i32, key: &Bytes) -> BytesMut {
     let mut buf = BytesMut::with_capacity(12 + key.len());
@@ -250,6 +281,25 @@ mod tests {
         let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
         out.extend(body);
         out
+    }
+
+    #[test]
+    fn encoded_startup_parses_back() {
+        let packet = encode_startup(&[("user", "app"), ("database", "db"), ("options", "")]);
+        assert_eq!(
+            packet,
+            startup(
+                PROTOCOL_3_0_CODE,
+                &[("user", "app"), ("database", "db"), ("options", "")]
+            )
+        );
+        let StartupPacket::Startup(message) = parse_packet(&packet).unwrap() else {
+            panic!("not a StartupMessage");
+        };
+        assert_eq!((message.major, message.minor), (3, 0));
+        assert_eq!(message.user(), Some("app"));
+        assert_eq!(message.database(), "db");
+        assert_eq!(message.parameter("options"), Some(""));
     }
 
     #[test]

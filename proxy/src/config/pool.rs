@@ -1,0 +1,240 @@
+//! The `[pool]` settings: session or transaction pooling, per database and per user, and the
+//! users duet authenticates itself in transaction mode.
+//!
+//! ```toml
+//! [pool]
+//! mode = "session"          # the default for every database and user ("transaction" pools)
+//! size = 20                 # backend connections per (user, database) in transaction mode
+//! wait_timeout = "30s"      # how long a transaction waits for a free backend connection
+//!
+//! [[pool.databases]]        # a database's own mode (a user's own mode wins over it)
+//! name = "shop"
+//! mode = "transaction"
+//!
+//! [[pool.users]]            # who may connect in transaction mode, and with what secret
+//! name = "app"
+//! password = "…"            # or scram_verifier = "SCRAM-SHA-256$4096:…" (from pg_authid)
+//! mode = "transaction"      # optional: this user's own mode
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{duration_setting, field_error, ConfigError};
+
+/// How a client's session uses backend connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolMode {
+    /// One backend connection per client, for the client's whole session (PostgreSQL's own
+    /// model; authentication is relayed to the backend).
+    #[default]
+    Session,
+    /// A backend connection per transaction, from a pool per (user, database); duet
+    /// authenticates clients itself.
+    Transaction,
+}
+
+impl PoolMode {
+    fn parse(field: &'static str, text: &str) -> Result<PoolMode, ConfigError> {
+        match text {
+            "session" => Ok(PoolMode::Session),
+            "transaction" => Ok(PoolMode::Transaction),
+            other => Err(field_error(
+                field,
+                format!("expected \"session\" or \"transaction\", got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A user duet authenticates itself (transaction mode).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PoolUser {
+    /// The role name clients log in as.
+    pub name: String,
+    /// The password: duet checks clients against it and logs its backend connections in with it.
+    pub password: Option<String>,
+    /// A SCRAM verifier as PostgreSQL stores it: clients are checked against it, and the backend
+    /// connections log in with the key the first client's proof reveals (as PgBouncer does).
+    pub scram_verifier: Option<String>,
+    /// This user's own mode, if set.
+    pub mode: Option<PoolMode>,
+}
+
+impl std::fmt::Debug for PoolUser {
+    // Secrets are never printed, not even in a debug dump of the settings.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolUser")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field(
+                "scram_verifier",
+                &self.scram_verifier.as_ref().map(|_| "<hidden>"),
+            )
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// The validated `[pool]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// The mode of databases and users that set none.
+    pub mode: PoolMode,
+    /// Backend connections per (user, database) in transaction mode.
+    pub size: usize,
+    /// How long a transaction waits for a free backend connection before its client is told.
+    pub wait_timeout: Duration,
+    /// Databases with their own mode.
+    pub databases: Vec<(String, PoolMode)>,
+    /// The users duet authenticates in transaction mode.
+    pub users: Vec<PoolUser>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: PoolMode::Session,
+            size: 20,
+            wait_timeout: Duration::from_secs(30),
+            databases: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The mode of a session of `user` on `database`: the user's own, else the database's, else
+    /// the default.
+    pub fn mode_for(&self, user: &str, database: &str) -> PoolMode {
+        if let Some(mode) = self.user(user).and_then(|u| u.mode) {
+            return mode;
+        }
+        self.databases
+            .iter()
+            .find(|(name, _)| name == database)
+            .map_or(self.mode, |(_, mode)| *mode)
+    }
+
+    /// The user list's entry for `name`.
+    pub fn user(&self, name: &str) -> Option<&PoolUser> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// `[pool]` as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PoolTable {
+    mode: Option<String>,
+    size: Option<usize>,
+    wait_timeout: Option<String>,
+    #[serde(default)]
+    databases: Vec<DatabaseTable>,
+    #[serde(default)]
+    users: Vec<UserTable>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseTable {
+    name: String,
+    mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserTable {
+    name: String,
+    password: Option<String>,
+    scram_verifier: Option<String>,
+    mode: Option<String>,
+}
+
+impl std::fmt::Debug for UserTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTable")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validates `[pool]`.
+pub(super) fn pool_settings(table: PoolTable) -> Result<PoolConfig, ConfigError> {
+    let d = PoolConfig::default();
+    let mode = match table.mode.as_deref() {
+        None => d.mode,
+        Some(text) => PoolMode::parse("[pool] mode", text)?,
+    };
+    let size = match table.size {
+        None => d.size,
+        Some(n) if (1..=10_000).contains(&n) => n,
+        Some(n) => {
+            return Err(field_error(
+                "[pool] size",
+                format!(
+                    "{n} is out of range: use 1 to 10000 backend connections per user and database"
+                ),
+            ))
+        }
+    };
+    let wait_timeout =
+        duration_setting(("[pool] wait_timeout", table.wait_timeout), d.wait_timeout)?;
+    let databases = table
+        .databases
+        .into_iter()
+        .map(|db| {
+            Ok((
+                db.name,
+                PoolMode::parse("[[pool.databases]] mode", &db.mode)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let mut users: Vec<PoolUser> = Vec::with_capacity(table.users.len());
+    for user in table.users {
+        if users.iter().any(|u| u.name == user.name) {
+            return Err(field_error(
+                "[[pool.users]] name",
+                format!("user {:?} is listed twice: keep one entry", user.name),
+            ));
+        }
+        if user.password.is_none() && user.scram_verifier.is_none() {
+            return Err(field_error(
+                "[[pool.users]] password",
+                format!(
+                    "user {:?} has neither a password nor a scram_verifier: set one (the verifier is pg_authid.rolpassword)",
+                    user.name
+                ),
+            ));
+        }
+        if let Some(verifier) = &user.scram_verifier {
+            if !verifier.starts_with("SCRAM-SHA-256$") {
+                return Err(field_error(
+                    "[[pool.users]] scram_verifier",
+                    format!(
+                        "user {:?}: a verifier reads SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, as in pg_authid.rolpassword",
+                        user.name
+                    ),
+                ));
+            }
+        }
+        let mode = match user.mode.as_deref() {
+            None => None,
+            Some(text) => Some(PoolMode::parse("[[pool.users]] mode", text)?),
+        };
+        users.push(PoolUser {
+            name: user.name,
+            password: user.password,
+            scram_verifier: user.scram_verifier,
+            mode,
+        });
+    }
+    Ok(PoolConfig {
+        mode,
+        size,
+        wait_timeout,
+        databases,
+        users,
+    })
+}

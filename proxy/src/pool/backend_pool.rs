@@ -1,0 +1,252 @@
+//! The backend connections of one (user, database) in transaction mode.
+//!
+//! At most `size` connections exist; a transaction takes an idle one (or opens one while fewer
+//! than `size` exist) and waits up to `wait_timeout` when all are busy. Connections are logged in
+//! by duet itself ([`super::auth::backend_login`]) with the user's password, or with the SCRAM
+//! key the first client's proof revealed.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::auth::backend_login::{log_in, BackendLoginError};
+use super::auth::scram::ScramSecret;
+use super::settings::Settings;
+use super::statements::BackendStatements;
+use crate::backend::{Backend, BackendStream, ConnectError};
+
+/// One pooled backend connection and what duet knows of its session.
+#[derive(Debug)]
+pub struct PooledConn {
+    /// The connection.
+    pub stream: BackendStream,
+    /// Bytes read from it that no one has handled yet.
+    pub buf: BytesMut,
+    /// The backend's process id.
+    pub pid: i32,
+    /// Its cancel key.
+    pub key: Bytes,
+    /// The server's parameters as last reported (ParameterStatus).
+    pub parameters: Vec<(String, String)>,
+    /// The settings duet gave it.
+    pub settings: Settings,
+    /// The statements prepared on it.
+    pub statements: BackendStatements,
+}
+
+impl PooledConn {
+    /// Notes a ParameterStatus body (`name\0value\0`).
+    pub fn note_parameter(&mut self, body: &[u8]) {
+        let mut parts = body.split(|&b| b == 0);
+        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let value = String::from_utf8_lossy(value).into_owned();
+        match self.parameters.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.parameters.push((name, value)),
+        }
+    }
+}
+
+/// A connection taken from the pool, with its place in it.
+#[derive(Debug)]
+pub struct Checkout {
+    /// The connection.
+    pub conn: PooledConn,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// All connections stayed busy.
+    #[error("no backend connection of user {user:?} on database {database:?} became free within {waited:?} (all {size} in use): raise [pool] size or wait_timeout, or lower the load")]
+    Timeout {
+        /// The pool's user.
+        user: String,
+        /// The pool's database.
+        database: String,
+        /// How long the transaction waited.
+        waited: Duration,
+        /// The pool's size.
+        size: usize,
+    },
+    /// The backend could not be reached.
+    #[error("could not reach the backend: {0}")]
+    Connect(#[from] ConnectError),
+    /// The backend refused the login.
+    #[error(transparent)]
+    Login(#[from] BackendLoginError),
+}
+
+/// The pool of one (user, database).
+#[derive(Debug)]
+pub struct BackendPool {
+    user: String,
+    database: String,
+    backend: Arc<Backend>,
+    connect_timeout: Duration,
+    wait_timeout: Duration,
+    size: usize,
+    secret: Mutex<Option<ScramSecret>>,
+    idle: Mutex<Vec<PooledConn>>,
+    slots: Arc<Semaphore>,
+    open: AtomicUsize,
+    /// Statements (by backend name) a connection of this pool has prepared without error.
+    known: Mutex<HashSet<Bytes>>,
+}
+
+impl BackendPool {
+    /// An empty pool.
+    pub fn new(
+        user: &str,
+        database: &str,
+        backend: Arc<Backend>,
+        connect_timeout: Duration,
+        wait_timeout: Duration,
+        size: usize,
+        secret: Option<ScramSecret>,
+    ) -> BackendPool {
+        BackendPool {
+            user: user.to_owned(),
+            database: database.to_owned(),
+            backend,
+            connect_timeout,
+            wait_timeout,
+            size,
+            secret: Mutex::new(secret),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(size)),
+            open: AtomicUsize::new(0),
+            known: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Remembers how to log in when the pool had no secret yet (the first client's SCRAM key).
+    pub fn learn_secret(&self, secret: ScramSecret) {
+        let mut slot = self.secret.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(secret);
+        }
+    }
+
+    /// A connection prepared `backend_name` without error.
+    pub fn note_prepared(&self, backend_name: Bytes) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(backend_name);
+    }
+
+    /// Whether a connection of this pool has prepared `backend_name` without error.
+    pub fn is_known(&self, backend_name: &[u8]) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(backend_name)
+    }
+
+    /// Connections open now (idle and busy).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections idle now.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Takes a connection for one transaction, waiting up to the pool's `wait_timeout` for one
+    /// to be free.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
+        let slot = match tokio::time::timeout(self.wait_timeout, self.slots.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(PoolError::Timeout {
+                    user: self.user.clone(),
+                    database: self.database.clone(),
+                    waited: self.wait_timeout,
+                    size: self.size,
+                })
+            }
+        };
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(mut conn) = idle else { break };
+            if still_open(&mut conn).await {
+                return Ok(Checkout { conn, _slot: slot });
+            }
+            // The server closed it while idle (restart, idle timeout, terminated): open another.
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        let conn = self.open_one().await?;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Checkout { conn, _slot: slot })
+    }
+
+    /// Gives a connection back after a transaction.
+    pub fn checkin(&self, checkout: Checkout) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(checkout.conn);
+    }
+
+    /// Closes a connection that must not serve anyone again.
+    pub fn discard(&self, checkout: Checkout) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        drop(checkout);
+    }
+
+    /// Opens and logs in one connection.
+    async fn open_one(&self) -> Result<PooledConn, PoolError> {
+        let mut stream = self
+            .backend
+            .open(self.backend.first_attempt(), self.connect_timeout)
+            .await?;
+        let startup = crate::wire::startup::encode_startup(&[
+            ("user", &self.user),
+            ("database", &self.database),
+        ]);
+        let secret = self
+            .secret
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut buf = BytesMut::with_capacity(4096);
+        let logged_in = tokio::time::timeout(
+            self.connect_timeout,
+            log_in(&mut stream, &mut buf, &startup, secret.as_ref()),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout(self.connect_timeout))??;
+        Ok(PooledConn {
+            stream,
+            buf,
+            pid: logged_in.pid,
+            key: logged_in.key,
+            parameters: logged_in.parameters,
+            settings: Settings::default(),
+            statements: BackendStatements::default(),
+        })
+    }
+}
+
+/// Whether an idle connection is still open: the server sends nothing to an idle session unless
+/// it is ending it (a FATAL, then EOF).
+async fn still_open(conn: &mut PooledConn) -> bool {
+    let mut probe = [0u8; 1];
+    // Polled once: pending means nothing arrived, which is what an open idle connection shows.
+    tokio::time::timeout(Duration::ZERO, conn.stream.read(&mut probe))
+        .await
+        .is_err()
+}

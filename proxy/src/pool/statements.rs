@@ -1,0 +1,183 @@
+//! Named prepared statements across backend connections.
+//!
+//! A client names its statements (`Parse` with a name) once per session, but in transaction mode
+//! its transactions run on whichever backend connection is free. So duet names each statement on
+//! the backends after its content — `duet_` and a 128-bit hash of the text and parameter types —
+//! and remembers, per client, which content each of its names stands for, and per backend
+//! connection, which contents it has prepared. A Bind or Describe of a statement the attached
+//! connection lacks gets the Parse sent first (its answer kept from the client); a Parse of a
+//! statement the connection has is answered by duet. Clients sharing a statement share it on the
+//! server, as with PgBouncer 1.21+ and PgDog.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::messages::{Message, Parse};
+
+/// A client's prepared statement, as the backends know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Its name on the backends.
+    pub backend_name: Bytes,
+    /// The Parse message that prepares it on a backend under that name.
+    pub parse: Bytes,
+}
+
+impl Prepared {
+    /// The statement a client's Parse defines.
+    pub fn of(parse: &Parse<'_>) -> Prepared {
+        let backend_name = backend_name(parse.text, parse.parameters);
+        let message = Parse {
+            name: &backend_name,
+            text: parse.text,
+            parameters: parse.parameters,
+        }
+        .to_bytes()
+        .freeze();
+        Prepared {
+            backend_name,
+            parse: message,
+        }
+    }
+}
+
+/// The name a statement has on the backends: the same text and parameter types always get the
+/// same name, different ones different names (a 128-bit hash; 37 bytes, within NAMEDATALEN).
+pub fn backend_name(text: &[u8], parameters: &[u8]) -> Bytes {
+    let half = |seed: u64| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut hasher);
+        text.hash(&mut hasher);
+        parameters.hash(&mut hasher);
+        hasher.finish()
+    };
+    let mut name = BytesMut::with_capacity(37);
+    name.extend_from_slice(format!("duet_{:016x}{:016x}", half(1), half(2)).as_bytes());
+    name.freeze()
+}
+
+/// One client's named statements.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    by_name: HashMap<Bytes, Prepared>,
+}
+
+impl ClientStatements {
+    /// Defines (or redefines) `name`.
+    pub fn define(&mut self, name: &[u8], prepared: Prepared) {
+        self.by_name.insert(Bytes::copy_from_slice(name), prepared);
+    }
+
+    /// What `name` stands for.
+    pub fn get(&self, name: &[u8]) -> Option<&Prepared> {
+        self.by_name.get(name)
+    }
+
+    /// Forgets `name` (a Close, a DEALLOCATE, or its Parse failed). Returns what it stood for.
+    pub fn forget(&mut self, name: &[u8]) -> Option<Prepared> {
+        self.by_name.remove(name)
+    }
+
+    /// Forgets `name` only if it still stands for `backend_name` (a failed Parse must not undo a
+    /// later definition).
+    pub fn forget_if(&mut self, name: &[u8], backend_name: &[u8]) {
+        if self
+            .by_name
+            .get(name)
+            .is_some_and(|p| p.backend_name == backend_name)
+        {
+            self.by_name.remove(name);
+        }
+    }
+
+    /// Forgets every name (`DEALLOCATE ALL`, `DISCARD ALL`).
+    pub fn clear(&mut self) {
+        self.by_name.clear();
+    }
+
+    /// How many names the client has.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether the client has none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// The statements one backend connection has prepared (by backend name).
+#[derive(Debug, Default)]
+pub struct BackendStatements {
+    names: HashSet<Bytes>,
+}
+
+impl BackendStatements {
+    /// Whether the connection has `backend_name`.
+    pub fn has(&self, backend_name: &[u8]) -> bool {
+        self.names.contains(backend_name)
+    }
+
+    /// The connection is preparing `backend_name`.
+    pub fn add(&mut self, backend_name: Bytes) {
+        self.names.insert(backend_name);
+    }
+
+    /// The connection does not have `backend_name` (its Parse failed, or it was closed).
+    pub fn remove(&mut self, backend_name: &[u8]) {
+        self.names.remove(backend_name);
+    }
+
+    /// The connection has none (`DISCARD ALL`, `DEALLOCATE ALL`).
+    pub fn clear(&mut self) {
+        self.names.clear();
+    }
+
+    /// How many it has.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_content() {
+        let a = backend_name(b"select $1", b"\0\x01\0\0\0\x17");
+        assert_eq!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x17"));
+        assert_ne!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x14"));
+        assert_ne!(a, backend_name(b"select $2", b"\0\x01\0\0\0\x17"));
+        assert_eq!(a.len(), 37);
+        assert!(a.starts_with(b"duet_"));
+    }
+
+    #[test]
+    fn a_failed_parse_forgets_only_its_own_definition() {
+        let parse = |text: &'static [u8]| Parse {
+            name: b"s1",
+            text,
+            parameters: b"\0\0",
+        };
+        let mut client = ClientStatements::default();
+        let first = Prepared::of(&parse(b"select 1"));
+        let second = Prepared::of(&parse(b"select 2"));
+        client.define(b"s1", first.clone());
+        client.define(b"s1", second.clone());
+        client.forget_if(b"s1", &first.backend_name);
+        assert_eq!(client.get(b"s1"), Some(&second));
+        client.forget_if(b"s1", &second.backend_name);
+        assert!(client.is_empty());
+        let decoded = Parse::decode_message(&second.parse).expect("a Parse");
+        assert_eq!(decoded.name, &second.backend_name[..]);
+        assert_eq!(decoded.text, b"select 2");
+    }
+}

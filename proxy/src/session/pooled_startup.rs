@@ -1,0 +1,143 @@
+//! The startup of a session pooled per transaction: duet authenticates the client itself, gives
+//! it the server's parameters from a pooled connection that has just taken the client's
+//! settings, and links the session to the pool.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::{close_with_fatal, Established, SessionBackend, SessionGuard};
+use crate::client_stream::ClientStream;
+use crate::context::ProxyContext;
+use crate::pool::auth::client_login::authenticate_client;
+use crate::pool::auth::scram::ScramSecret;
+use crate::pool::link::{self, ClientState};
+use crate::pool::settings::Settings;
+use crate::pool::Attachment;
+use crate::session_registry::{SessionInfo, SessionState};
+use crate::wire::error::CONNECTION_FAILURE;
+use crate::wire::messages::{BackendKeyData, Message};
+use crate::wire::startup::StartupMessage;
+
+/// Size of the in-process pipe between the session and its link, each way.
+const LINK_BUFFER: usize = 64 * 1024;
+
+/// Runs the pooled startup. `None` when the session ended during it (the client was told why).
+pub(super) async fn establish(
+    ctx: &ProxyContext,
+    info: &Arc<SessionInfo>,
+    mut client: ClientStream,
+    mut client_buf: BytesMut,
+    startup: &StartupMessage,
+    guard: &mut SessionGuard,
+) -> Option<Established> {
+    let user = startup.user().unwrap_or_default();
+    let database = startup.database();
+    let verifier = ctx.pools.verifier(user);
+    let client_key =
+        match authenticate_client(&mut client, &mut client_buf, user, verifier.as_deref()).await {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::info!(session = info.id, user, %err, "client authentication failed");
+                return None;
+            }
+        };
+    let pool = ctx.pools.pool(&ctx.config, &ctx.backend, user, database);
+    if let Some(verifier) = verifier {
+        pool.learn_secret(ScramSecret::ClientKey {
+            key: client_key,
+            verifier: Some((*verifier).clone()),
+        });
+    }
+    let settings = Settings::from_startup(&startup.parameters);
+    let mut checkout = match pool.checkout().await {
+        Ok(checkout) => checkout,
+        Err(err) => {
+            tracing::warn!(session = info.id, %err, "no pooled connection for a new session");
+            close_with_fatal(&mut client, CONNECTION_FAILURE, &format!("duet: {err}")).await;
+            return None;
+        }
+    };
+    if let Err(err) = link::apply_settings(&mut checkout.conn, &settings).await {
+        // A startup parameter the server refuses (an unknown setting, a bad value): its words.
+        tracing::info!(session = info.id, %err, "the server refused the client's startup settings");
+        pool.discard(checkout);
+        let code = match &err {
+            link::LinkError::Refused { code, .. } if !code.is_empty() => code.as_str(),
+            _ => CONNECTION_FAILURE,
+        };
+        close_with_fatal(&mut client, code, &err.to_string()).await;
+        return None;
+    }
+    let attachment = Arc::new(Attachment::default());
+    let (pid, key) =
+        ctx.cancels
+            .register_pooled(attachment.clone(), ctx.backend.clone(), info.clone());
+    guard.cancel_key = Some((pid, key.clone()));
+
+    let mut hello = BytesMut::with_capacity(512);
+    negotiate_protocol(startup, &mut hello);
+    // AuthenticationOk.
+    hello.put_u8(b'R');
+    hello.put_i32(8);
+    hello.put_i32(0);
+    for (name, value) in &checkout.conn.parameters {
+        hello.put_u8(b'S');
+        hello.put_i32((4 + name.len() + 1 + value.len() + 1) as i32);
+        hello.put_slice(name.as_bytes());
+        hello.put_u8(0);
+        hello.put_slice(value.as_bytes());
+        hello.put_u8(0);
+    }
+    BackendKeyData { pid, key: &key }.encode(&mut hello);
+    hello.put_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+    // The connection now has this client's settings: the likeliest one for its first transaction.
+    pool.checkin(checkout);
+    if client.write_all(&hello).await.is_err() {
+        return None;
+    }
+    let (session_end, link_end) = tokio::io::duplex(LINK_BUFFER);
+    tokio::spawn(link::run(
+        pool,
+        ClientState {
+            settings,
+            statements: Default::default(),
+        },
+        link_end,
+        info.clone(),
+        attachment,
+        None,
+    ));
+    info.set_state(SessionState::Idle);
+    Some(Established {
+        client,
+        backend: SessionBackend::Pooled(session_end),
+        client_buf,
+        backend_buf: BytesMut::new(),
+    })
+}
+
+/// A pooled session speaks protocol 3.0 (its backend connections are shared, and were opened
+/// with 3.0): a client asking for a later minor version, or for protocol options (`_pq_.*`), is
+/// told so with NegotiateProtocolVersion, as PostgreSQL tells it what it does not support.
+fn negotiate_protocol(startup: &StartupMessage, out: &mut BytesMut) {
+    let options: Vec<&str> = startup
+        .parameters
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("_pq_."))
+        .collect();
+    if startup.minor == 0 && options.is_empty() {
+        return;
+    }
+    let len = 4 + 4 + 4 + options.iter().map(|o| o.len() + 1).sum::<usize>();
+    out.put_u8(crate::wire::backend::NEGOTIATE_PROTOCOL_VERSION);
+    out.put_i32(len as i32);
+    out.put_i32(0);
+    out.put_i32(options.len() as i32);
+    for option in options {
+        out.put_slice(option.as_bytes());
+        out.put_u8(0);
+    }
+}

@@ -1,0 +1,407 @@
+//! Transaction pooling (`[pool] mode = "transaction"`): duet authenticates clients itself and
+//! shares a few backend connections among many clients, one transaction at a time.
+//!
+//! Each test runs its own server (a throwaway cluster) so that `max_connections` is small and
+//! the number of server connections can be counted exactly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_harness::cluster::{Cluster, ClusterOptions};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Config, NoTls};
+
+use crate::support::pg_client::{connect, try_connect};
+use crate::support::tools::{parse_pgbench, pgbench, Target};
+use crate::support::{throwaway_cluster_or_skip, DuetProcess, TempDir};
+
+const PASSWORD: &str = "pool-secret";
+
+/// A cluster allowing `max_connections`, with role `app` (password [`PASSWORD`], SCRAM required
+/// on TCP) owning database `app`, and a duet in transaction mode with `size` connections per
+/// pool in front of it. `user_entry` is the `[[pool.users]]` table for `app`.
+fn pooled(
+    test: &str,
+    max_connections: u32,
+    size: usize,
+    user_entry: &str,
+) -> Option<(Cluster, DuetProcess, TempDir)> {
+    let options = ClusterOptions {
+        max_connections,
+        hba: vec!["host all app 127.0.0.1/32 scram-sha-256".into()],
+        ..ClusterOptions::default()
+    };
+    let cluster = throwaway_cluster_or_skip(test, options)?;
+    create_app_role(&cluster);
+    let dir = TempDir::new("pool-config");
+    let path = dir.join("duet.toml");
+    std::fs::write(
+        &path,
+        format!("[pool]\nmode = \"transaction\"\nsize = {size}\nwait_timeout = \"20s\"\n\n{user_entry}\n"),
+    )
+    .expect("writing the config file");
+    let duet = DuetProcess::start(
+        &cluster.url("postgres", None, "postgres"),
+        &["--config", &path.display().to_string()],
+    );
+    Some((cluster, duet, dir))
+}
+
+/// Role `app` (password [`PASSWORD`], stored as a SCRAM verifier) and its database `app`.
+fn create_app_role(cluster: &Cluster) {
+    let role = format!(
+        "SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'"
+    );
+    // CREATE DATABASE cannot run in a multi-statement string: one -c each.
+    let status = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.host()])
+        .args([
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", &role, "-c", "CREATE DATABASE app OWNER app"])
+        .status()
+        .expect("running psql");
+    assert!(
+        status.success(),
+        "psql could not create role and database app"
+    );
+}
+
+fn app_config(duet: &DuetProcess, password: &str) -> Config {
+    let mut config = duet.config("app", "app");
+    config.password(password);
+    config
+}
+
+async fn server_connections(cluster: &Cluster, db: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=postgres",
+            cluster.host(),
+            cluster.port()
+        ),
+        NoTls,
+    )
+    .await
+    .expect("direct connection");
+    tokio::spawn(connection);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+            &[&db],
+        )
+        .await
+        .expect("counting connections")
+        .get(0)
+}
+
+fn password_entry() -> String {
+    format!("[[pool.users]]\nname = \"app\"\npassword = \"{PASSWORD}\"\n")
+}
+
+/// 500 clients, each with its own prepared statements and settings, run transactions through 10
+/// backend connections of a server that accepts 50: none fails, each sees its own statements and
+/// settings, and the server never sees more than the pool's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_clients_share_ten_connections() {
+    let test = "five_hundred_clients_share_ten_connections";
+    let Some((cluster, duet, _dir)) = pooled(test, 50, 10, &password_entry()) else {
+        return;
+    };
+    let setup = connect(&app_config(&duet, PASSWORD)).await;
+    setup
+        .client
+        .batch_execute(
+            "CREATE TABLE ledger (client int, n int, note text, PRIMARY KEY (client, n))",
+        )
+        .await
+        .expect("creating the table");
+
+    const CLIENTS: i32 = 500;
+    const ROUNDS: i32 = 5;
+    let gate = Arc::new(tokio::sync::Semaphore::new(100));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client_no| {
+            let mut config = app_config(&duet, PASSWORD);
+            config.application_name(format!("client-{client_no}"));
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let session = {
+                    let _permit = gate.acquire().await.expect("gate");
+                    connect(&config).await
+                };
+                let client = &session.client;
+                client
+                    .batch_execute(&format!("SET statement_timeout = '{}ms'", 100_001 + 2 * client_no))
+                    .await
+                    .expect("SET");
+                let insert = client
+                    .prepare("INSERT INTO ledger VALUES ($1, $2, $3) RETURNING n")
+                    .await
+                    .expect("prepare");
+                let mine = client
+                    .prepare(&format!("SELECT count(*) + {client_no} FROM ledger WHERE client = $1"))
+                    .await
+                    .expect("prepare");
+                for n in 0..ROUNDS {
+                    let tx = async {
+                        client.batch_execute("BEGIN").await?;
+                        let row = client.query_one(&insert, &[&client_no, &n, &"x"]).await?;
+                        assert_eq!(row.get::<_, i32>(0), n);
+                        let settings = client
+                            .query_one(
+                                "SELECT current_setting('statement_timeout'), current_setting('application_name')",
+                                &[],
+                            )
+                            .await?;
+                        assert_eq!(settings.get::<_, String>(0), format!("{}ms", 100_001 + 2 * client_no));
+                        assert_eq!(settings.get::<_, String>(1), format!("client-{client_no}"));
+                        client.batch_execute("COMMIT").await?;
+                        let count = client.query_one(&mine, &[&client_no]).await?;
+                        assert_eq!(count.get::<_, i64>(0), i64::from(n + 1 + client_no));
+                        Ok::<_, tokio_postgres::Error>(())
+                    };
+                    tx.await.unwrap_or_else(|err| panic!("client {client_no} round {n}: {err}"));
+                }
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    for task in tasks {
+        task.await.expect("client task");
+        peak = peak.max(server_connections(&cluster, "app").await);
+    }
+    let total: i64 = setup
+        .client
+        .query_one("SELECT count(*) FROM ledger", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(total, i64::from(CLIENTS * ROUNDS));
+    assert!(
+        peak <= 10,
+        "the server saw {peak} connections of a pool of 10"
+    );
+}
+
+/// pgbench in all three protocols in transaction mode: no failed transaction, and the server
+/// sees no more connections than the pool has while 40 clients run.
+#[test]
+fn pgbench_every_protocol_through_a_transaction_pool() {
+    let test = "pgbench_every_protocol_through_a_transaction_pool";
+    let Some((cluster, duet, _dir)) = pooled(test, 50, 8, &password_entry()) else {
+        return;
+    };
+    let target = Target::tcp("127.0.0.1", duet.port(), "app", "app").with_password(PASSWORD);
+    pgbench(&target, &["-i", "-s", "1", "-q"]).assert_success();
+    for mode in ["prepared", "extended", "simple"] {
+        let run = pgbench(
+            &target,
+            &["-M", mode, "-c", "40", "-j", "2", "-T", "3", "-n"],
+        );
+        run.assert_success();
+        let summary = parse_pgbench(&run);
+        assert!(
+            summary.processed > 0,
+            "pgbench -M {mode}:\n{}",
+            run.stdout_text()
+        );
+        assert_eq!(
+            summary.failed,
+            0,
+            "pgbench -M {mode}:\n{}\n{}",
+            run.stdout_text(),
+            run.stderr
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let connections = runtime.block_on(server_connections(&cluster, "app"));
+    assert!(
+        connections <= 8,
+        "{connections} server connections for a pool of 8"
+    );
+}
+
+/// What cannot follow a client from one connection to the next is refused with SQLSTATE 0A000
+/// and a hint, before the server runs it; what can (settings, protocol-level prepared
+/// statements) follows it; passwords are checked by duet; a cancel reaches the running query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_follows_the_client_or_is_refused() {
+    let test = "session_state_follows_the_client_or_is_refused";
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, &password_entry()) else {
+        return;
+    };
+    // A wrong password and an unknown user get PostgreSQL's own answer.
+    for (user, password) in [("app", "wrong"), ("nobody", PASSWORD)] {
+        let mut config = duet.config(user, "app");
+        config.password(password);
+        let err = try_connect(&config).await.err().expect("refused");
+        assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+        let message = err.as_db_error().map(|db| db.message().to_owned());
+        assert_eq!(
+            message,
+            Some(format!(
+                "password authentication failed for user \"{user}\""
+            )),
+            "{err}"
+        );
+    }
+
+    let a = connect(&app_config(&duet, PASSWORD)).await;
+    let b = connect(&app_config(&duet, PASSWORD)).await;
+    for (sql, what) in [
+        ("LISTEN jobs", "LISTEN"),
+        ("SELECT pg_advisory_lock(42)", "advisory"),
+        ("CREATE TEMP TABLE scratch (a int)", "temporary"),
+        ("PREPARE q AS SELECT 1", "PREPARE"),
+        (
+            "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+            "WITH HOLD",
+        ),
+    ] {
+        let err = a.client.batch_execute(sql).await.expect_err(sql);
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+        assert_eq!(db.code(), &SqlState::FEATURE_NOT_SUPPORTED, "{sql}");
+        assert!(db.message().contains(what), "{sql}: {}", db.message());
+        assert!(
+            db.hint().is_some_and(|h| h.contains("session")),
+            "{sql}: {:?}",
+            db.hint()
+        );
+    }
+    // Nothing of them ran: the transaction-scoped forms work.
+    a.client
+        .batch_execute("BEGIN; CREATE TEMP TABLE scratch (a int) ON COMMIT DROP; SELECT pg_advisory_xact_lock(42); COMMIT")
+        .await
+        .expect("transaction-scoped forms");
+
+    // Settings follow their client over the one shared connection.
+    a.client
+        .batch_execute("SET work_mem = '7MB'")
+        .await
+        .expect("SET");
+    b.client
+        .batch_execute("SET work_mem = '9MB'")
+        .await
+        .expect("SET");
+    for _ in 0..3 {
+        let wa: String = a
+            .client
+            .query_one("SHOW work_mem", &[])
+            .await
+            .expect("show")
+            .get(0);
+        let wb: String = b
+            .client
+            .query_one("SHOW work_mem", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!((wa.as_str(), wb.as_str()), ("7MB", "9MB"));
+    }
+    // A SET rolled back with its transaction is not carried.
+    a.client
+        .batch_execute("BEGIN; SET work_mem = '1MB'; ROLLBACK")
+        .await
+        .expect("rolled back SET");
+    let wa: String = a
+        .client
+        .query_one("SHOW work_mem", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(wa, "7MB");
+
+    // Both clients prepare the same name for different statements; both stay theirs.
+    let sa = a
+        .client
+        .prepare("SELECT 'a'::text")
+        .await
+        .expect("prepare a");
+    let sb = b
+        .client
+        .prepare("SELECT 'b'::text")
+        .await
+        .expect("prepare b");
+    for _ in 0..3 {
+        let ra: String = a.client.query_one(&sa, &[]).await.expect("a").get(0);
+        let rb: String = b.client.query_one(&sb, &[]).await.expect("b").get(0);
+        assert_eq!((ra.as_str(), rb.as_str()), ("a", "b"));
+    }
+
+    // A cancel reaches the statement running on the connection the client has now.
+    let token = a.client.cancel_token();
+    let sleeper = tokio::spawn(async move { a.client.batch_execute("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.expect("cancel request");
+    let err = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the sleep ends after the cancel")
+        .expect("task")
+        .expect_err("canceled");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+}
+
+/// A user given by its SCRAM verifier only (as pg_authid stores it): duet checks clients
+/// against it and logs its pooled connections in to a server that demands SCRAM with the key
+/// the client's proof revealed — duet never knows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_alone_logs_clients_and_connections_in() {
+    let test = "a_verifier_alone_logs_clients_and_connections_in";
+    let options = ClusterOptions {
+        max_connections: 20,
+        hba: vec!["host all app 127.0.0.1/32 scram-sha-256".into()],
+        ..ClusterOptions::default()
+    };
+    let Some(cluster) = throwaway_cluster_or_skip(test, options) else {
+        return;
+    };
+    create_app_role(&cluster);
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=postgres",
+            cluster.host(),
+            cluster.port()
+        ),
+        NoTls,
+    )
+    .await
+    .expect("direct");
+    tokio::spawn(connection);
+    let verifier: String = client
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'",
+            &[],
+        )
+        .await
+        .expect("verifier")
+        .get(0);
+    let dir = TempDir::new("pool-verifier");
+    let path = dir.join("duet.toml");
+    std::fs::write(
+        &path,
+        format!("[pool]\nmode = \"transaction\"\nsize = 2\n\n[[pool.users]]\nname = \"app\"\nscram_verifier = \"{verifier}\"\n"),
+    )
+    .expect("config");
+    let duet = DuetProcess::start(
+        &cluster.url("postgres", None, "postgres"),
+        &["--config", &path.display().to_string()],
+    );
+    let session = connect(&app_config(&duet, PASSWORD)).await;
+    let user: String = session
+        .client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(user, "app");
+    assert!(
+        !duet.log().contains(PASSWORD),
+        "the password is never logged"
+    );
+}
