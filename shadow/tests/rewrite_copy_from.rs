@@ -38,7 +38,7 @@ fn copy_from_becomes_four_statements_with_their_answers() {
         "{sql}"
     );
     assert_eq!(patches.iter().filter(|p| p.rewritten).count(), 1);
-    assert!(sql.starts_with("SELECT 1; CREATE TEMP TABLE pg_temp.\"__duet_copy\" AS SELECT \"note\" FROM \"t\" WITH NO DATA; COPY pg_temp.\"__duet_copy\" (\"note\") FROM STDIN; WITH "), "{sql}");
+    assert!(sql.starts_with("SELECT 1; CREATE TEMP TABLE pg_temp.\"__duet_copy\" ON COMMIT DROP AS SELECT \"note\" FROM \"t\" WITH NO DATA; COPY pg_temp.\"__duet_copy\" (\"note\") FROM STDIN; WITH "), "{sql}");
     assert!(
         sql.ends_with("; DROP TABLE pg_temp.\"__duet_copy\"; SELECT 2"),
         "{sql}"

@@ -11,9 +11,15 @@ use duet_harness::cluster::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, NoTls};
 
+use serde_json::json;
+
+use crate::support::migration::{column_type, migrate_sql, request, wait_phase};
 use crate::support::pg_client::{connect, try_connect};
-use crate::support::tools::{parse_pgbench, pgbench, Target};
-use crate::support::{throwaway_cluster_or_skip, DuetProcess, TempDir};
+use crate::support::scenario::Scenario;
+use crate::support::tools::{parse_pgbench, pgbench, python, Target};
+use crate::support::{
+    backend_or_skip, skip_or_fail, tests_path, throwaway_cluster_or_skip, DuetProcess, TempDir,
+};
 
 const PASSWORD: &str = "pool-secret";
 
@@ -404,4 +410,115 @@ async fn a_verifier_alone_logs_clients_and_connections_in() {
         !duet.log().contains(PASSWORD),
         "the password is never logged"
     );
+}
+
+/// A psycopg 3 application (tests/python/psycopg_pooled.py): eight threads on two pooled
+/// connections, with psycopg's own prepared statements (prepared and deallocated as it goes),
+/// pipelined executemany, server-side cursors, COPY and rollbacks.
+#[test]
+fn psycopg_through_a_transaction_pool() {
+    let test = "psycopg_through_a_transaction_pool";
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 2, &password_entry()) else {
+        return;
+    };
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=app connect_timeout=10",
+        duet.port()
+    );
+    let output = python(
+        &tests_path("python/psycopg_pooled.py"),
+        &[],
+        &[("DUET_DSN", dsn.as_str())],
+    );
+    if output.code() == Some(77) {
+        let why = format!(
+            "python3 cannot import psycopg ({}); install it with: pip install 'psycopg[binary]'",
+            output.stderr.trim()
+        );
+        let _: Option<()> = skip_or_fail(test, &why);
+        return;
+    }
+    assert!(
+        output.stdout_text().contains("ALL OK"),
+        "the psycopg script failed:\n{}\n{}\nduet:\n{}",
+        output.stdout_text(),
+        output.stderr,
+        duet.log()
+    );
+}
+
+/// An online migration with every client pooled per transaction: the shadow table is copied
+/// while every write class (both protocols, psql, psycopg, a statement prepared before the flip)
+/// goes through two pooled connections, the flip holds new transactions at the proxy, and at the
+/// end the migrated table equals its unmigrated twin row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_through_a_transaction_pool_loses_nothing() {
+    let test = "a_migration_through_a_transaction_pool_loses_nothing";
+    let Some(mut backend) = backend_or_skip(test) else {
+        return;
+    };
+    // Clients authenticate to duet; duet logs in to the server with the same password (a
+    // trust-auth test server never asks for it).
+    let password = backend
+        .password
+        .clone()
+        .unwrap_or_else(|| PASSWORD.to_owned());
+    backend.password = Some(password.clone());
+    let dir = TempDir::new("pool-migration");
+    let path = dir.join("duet.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[pool]\nmode = \"transaction\"\nsize = 2\n\n[[pool.users]]\nname = \"{}\"\npassword = \"{password}\"\n",
+            backend.user
+        ),
+    )
+    .expect("config");
+    let config = path.display().to_string();
+    let mut s = Scenario::start_with(
+        backend,
+        "pool_migration",
+        "pmg",
+        "int",
+        "int",
+        3000,
+        &["--config", &config],
+    )
+    .await;
+    s.round().await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE pmg.t ALTER COLUMN id TYPE bigint").await;
+    let m = wait_phase(&s.duet, id, "ready").await;
+    assert_eq!(m["strategy"], "shadow_table", "{m}");
+    s.round().await;
+    let prepared = s
+        .through()
+        .prepare("INSERT INTO pmg.t (id, label, amount) VALUES ($1, $2, $3) RETURNING id::text")
+        .await
+        .expect("prepare before the flip");
+    s.through()
+        .query_one(&prepared, &[&900_001_i32, &"prep", &1_i32])
+        .await
+        .expect("prepared insert before the flip");
+    let out = s
+        .duet
+        .admin_async(&[
+            "cutover", "--table", "pmg.t", "--budget", "5s", "--format", "json",
+        ])
+        .await;
+    assert_eq!(out.code, Some(0), "cutover: {} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["phase"], "flipped", "{}", out.stdout);
+    s.through()
+        .query_one(&prepared, &[&900_002_i32, &"prep", &2_i32])
+        .await
+        .expect("a statement prepared before the flip works after it");
+    s.direct()
+        .batch_execute("INSERT INTO pmg.t_control VALUES (900001, 'prep', 1), (900002, 'prep', 2)")
+        .await
+        .expect("control");
+    s.round().await;
+    let done = request(&s.duet, json!({"command": "complete", "table": "pmg.t"})).await;
+    assert!(done.ok, "complete: {}", done.raw);
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_eq!(column_type(s.direct(), "pmg", "t", "id").await, "bigint");
 }

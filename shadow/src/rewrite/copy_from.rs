@@ -5,7 +5,7 @@
 //! open one, or the implicit one of the Query, which PostgreSQL continues after a COPY):
 //!
 //! ```sql
-//! CREATE TEMP TABLE pg_temp."__duet_copy" AS SELECT <cols> FROM t WITH NO DATA;
+//! CREATE TEMP TABLE pg_temp."__duet_copy" ON COMMIT DROP AS SELECT <cols> FROM t WITH NO DATA;
 //! COPY pg_temp."__duet_copy" (<cols>) FROM <the client's source, options and WHERE>;
 //! <the dual-write rewrite of INSERT INTO t (<cols>) OVERRIDING SYSTEM VALUE
 //!     SELECT <cols> FROM pg_temp."__duet_copy">;
@@ -17,7 +17,9 @@
 //! errors, defaults of the omitted columns (evaluated once, by the INSERT, and mirrored from its
 //! `RETURNING`) and triggers come from the real table. `OVERRIDING SYSTEM VALUE` keeps COPY's
 //! rule that listed identity columns take the given values. A failure anywhere rolls the whole
-//! string back, staging table included.
+//! string back, staging table included. `ON COMMIT DROP` says in the statement itself that the
+//! table ends with the transaction, so a session pooled per transaction (which refuses temporary
+//! objects that outlive one) runs the rewrite too.
 //!
 //! The proxy hides the added statements' answers ([`Answer`]): the client sees the staging COPY's
 //! CopyInResponse (same column count and formats as its own COPY would get), its `COPY n` in place
@@ -103,7 +105,7 @@ pub fn stage(
     let insert = dual_write_insert(&insert, routes, route)?;
 
     let text = format!(
-        "CREATE TEMP TABLE {staging} AS SELECT {list} FROM {table} WITH NO DATA; \
+        "CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {list} FROM {table} WITH NO DATA; \
          {head}{staging} ({list}) {tail}; {insert}; DROP TABLE {staging}"
     );
     let added = StatementPatch {
