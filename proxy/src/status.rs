@@ -72,12 +72,19 @@ pub struct StatusReport {
     /// heartbeat; empty while this proxy has no fleet connection.
     #[serde(default)]
     pub members: Vec<crate::fleet::MemberView>,
+    /// Transaction mode's pools, one per (user, database) that has had a client.
+    #[serde(default)]
+    pub pools: Vec<crate::pool::backend_pool::PoolView>,
 }
 
 /// Takes a snapshot. With `with_sessions = false` the session list is left empty (cheaper, for the
 /// metrics endpoint).
 pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
     let closed = ctx.metrics.closed_traffic();
+    // Pooled connections are the pools' (sessions in transaction mode own none).
+    let pools = ctx.pools.views();
+    let pooled_open: usize = pools.iter().map(|p| p.open).sum();
+    let pooled_total: usize = pools.iter().map(|p| p.opened_total).sum();
     let live = ctx.sessions.live_traffic();
     StatusReport {
         uptime_secs: ctx.metrics.uptime().as_secs_f64(),
@@ -94,8 +101,8 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
             total: ctx.metrics.clients_total.load(Ordering::Relaxed),
         },
         backend_connections: Count {
-            current: ctx.metrics.backends_current.load(Ordering::Relaxed),
-            total: ctx.metrics.backends_total.load(Ordering::Relaxed),
+            current: ctx.metrics.backends_current.load(Ordering::Relaxed) + pooled_open as u64,
+            total: ctx.metrics.backends_total.load(Ordering::Relaxed) + pooled_total as u64,
         },
         bytes: ByteCounts {
             client_to_server: closed.client_to_server + live.client_to_server,
@@ -114,5 +121,6 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
         migrations: crate::control::status::report(ctx),
         member_id: ctx.fleet.id().to_owned(),
         members: ctx.fleet.members(),
+        pools,
     }
 }

@@ -259,7 +259,9 @@ async fn session_state_follows_the_client_or_is_refused() {
     }
 
     let a = connect(&app_config(&duet, PASSWORD)).await;
-    let b = connect(&app_config(&duet, PASSWORD)).await;
+    let mut b_config = app_config(&duet, PASSWORD);
+    b_config.application_name("pooled-b");
+    let b = connect(&b_config).await;
     for (sql, what) in [
         ("LISTEN jobs", "LISTEN"),
         ("SELECT pg_advisory_lock(42)", "advisory"),
@@ -322,6 +324,21 @@ async fn session_state_follows_the_client_or_is_refused() {
         .expect("show")
         .get(0);
     assert_eq!(wa, "7MB");
+    // RESET ALL returns to the startup packet's values, as on a server of its own.
+    b.client
+        .batch_execute("RESET ALL")
+        .await
+        .expect("RESET ALL");
+    let row = b
+        .client
+        .query_one(
+            "SELECT current_setting('work_mem'), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .expect("after RESET ALL");
+    assert_eq!(row.get::<_, String>(0), "4MB");
+    assert_eq!(row.get::<_, String>(1), "pooled-b");
 
     // Both clients prepare the same name for different statements; both stay theirs.
     let sa = a

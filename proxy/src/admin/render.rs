@@ -418,6 +418,19 @@ fn status(r: &StatusReport) -> String {
         "backends      {} current, {} total",
         r.backend_connections.current, r.backend_connections.total
     );
+    for pool in &r.pools {
+        let _ = writeln!(
+            out,
+            "pool          {}@{}: {} of {} open, {} in use, {} waiting, {} statements",
+            pool.user,
+            pool.database,
+            pool.open,
+            pool.size,
+            pool.in_use,
+            pool.waiting,
+            pool.statements
+        );
+    }
     let _ = writeln!(
         out,
         "bytes         {} client→server, {} server→client",

@@ -101,6 +101,31 @@ pub struct BackendPool {
     open: AtomicUsize,
     /// Statements (by backend name) a connection of this pool has prepared without error.
     known: Mutex<HashSet<Bytes>>,
+    /// Connections opened since start.
+    opened: AtomicUsize,
+    /// Transactions (and new sessions) waiting for a connection now.
+    waiting: AtomicUsize,
+}
+
+/// One pool as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolView {
+    /// The pool's user.
+    pub user: String,
+    /// The pool's database.
+    pub database: String,
+    /// Its largest number of connections.
+    pub size: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// Of those, attached to a client's transaction now.
+    pub in_use: usize,
+    /// Transactions waiting for a connection now.
+    pub waiting: usize,
+    /// Connections opened since start.
+    pub opened_total: usize,
+    /// Distinct statements prepared on its connections.
+    pub statements: usize,
 }
 
 impl BackendPool {
@@ -126,6 +151,8 @@ impl BackendPool {
             slots: Arc::new(Semaphore::new(size)),
             open: AtomicUsize::new(0),
             known: Mutex::new(HashSet::new()),
+            opened: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -158,17 +185,28 @@ impl BackendPool {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Connections idle now.
-    pub fn idle_connections(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    /// What `status` shows of this pool.
+    pub fn view(&self) -> PoolView {
+        PoolView {
+            user: self.user.clone(),
+            database: self.database.clone(),
+            size: self.size,
+            open: self.open.load(Ordering::Relaxed),
+            in_use: self.size - self.slots.available_permits(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            opened_total: self.opened.load(Ordering::Relaxed),
+            statements: self.known.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        }
     }
 
     /// Takes a connection for one transaction, waiting up to the pool's `wait_timeout` for one
     /// to be free.
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
-        let slot = match tokio::time::timeout(self.wait_timeout, self.slots.clone().acquire_owned())
-            .await
-        {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let acquired =
+            tokio::time::timeout(self.wait_timeout, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let slot = match acquired {
             Ok(Ok(slot)) => slot,
             _ => {
                 return Err(PoolError::Timeout {
@@ -190,6 +228,7 @@ impl BackendPool {
         }
         let conn = self.open_one().await?;
         self.open.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Checkout { conn, _slot: slot })
     }
 

@@ -35,6 +35,8 @@ const READ_SIZE: usize = 16 * 1024;
 /// What a client session keeps between its transactions.
 #[derive(Debug, Default)]
 pub struct ClientState {
+    /// What its startup packet asked for: what `RESET` returns to, as on a server of its own.
+    pub startup: Settings,
     /// Its settings.
     pub settings: Settings,
     /// Its named prepared statements.
@@ -390,8 +392,15 @@ where
                     let mut row = row.into_iter();
                     Some((row.next()??, row.next()??))
                 }));
-                conn.settings = settings.clone();
-                client.settings = settings;
+                // A server of its own would reset to the startup packet's values (they are the
+                // session's defaults there); here they were set for the session, so a RESET
+                // dropped them: the client keeps them under what it set since.
+                let mut wanted = client.startup.clone();
+                for (name, value) in settings.pairs() {
+                    wanted.set(name.clone(), value.clone());
+                }
+                conn.settings = settings;
+                client.settings = wanted;
             }
             return Ok(Served::Released);
         }

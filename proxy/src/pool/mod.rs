@@ -116,12 +116,15 @@ impl Pools {
             .clone()
     }
 
-    /// Every pool, for `status`.
-    pub fn all(&self) -> Vec<((String, String), Arc<BackendPool>)> {
-        self.pools
+    /// Every pool as `status` shows it, by user and database.
+    pub fn views(&self) -> Vec<backend_pool::PoolView> {
+        let mut views: Vec<_> = self
+            .pools
             .iter()
-            .map(|entry| (entry.key().clone(), entry.value().clone()))
-            .collect()
+            .map(|entry| entry.value().view())
+            .collect();
+        views.sort_by(|a, b| (&a.user, &a.database).cmp(&(&b.user, &b.database)));
+        views
     }
 }
 

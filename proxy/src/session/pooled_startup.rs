@@ -101,6 +101,7 @@ pub(super) async fn establish(
     tokio::spawn(link::run(
         pool,
         ClientState {
+            startup: settings.clone(),
             settings,
             statements: Default::default(),
         },
