@@ -193,6 +193,25 @@ async fn five_hundred_clients_share_ten_connections() {
         peak <= 10,
         "the server saw {peak} connections of a pool of 10"
     );
+    // `status` shows the pool: its size, what is open, and the statements shared on it.
+    let status = duet.status();
+    let pool = &status["pools"][0];
+    assert_eq!(
+        (pool["user"].as_str(), pool["database"].as_str()),
+        (Some("app"), Some("app")),
+        "{status}"
+    );
+    assert_eq!(pool["size"], 10, "{status}");
+    assert!(
+        pool["open"]
+            .as_u64()
+            .is_some_and(|open| (1..=10).contains(&open)),
+        "{status}"
+    );
+    assert!(
+        pool["statements"].as_u64().is_some_and(|n| n >= 2),
+        "{status}"
+    );
 }
 
 /// pgbench in all three protocols in transaction mode: no failed transaction, and the server
