@@ -22,6 +22,7 @@ use crate::load::{init_tables, run_load, LoadError, LoadOptions};
 use crate::pgbench_driver::run_pgbench;
 use crate::pgbouncer::{PgBouncer, PgBouncerOptions};
 use crate::report::Report;
+use crate::scratch::ScratchDir;
 use crate::workload::{Protocol, Workload};
 
 /// Which client runs the workload.
@@ -145,7 +146,27 @@ pub struct CompareOptions {
     pub targets: Vec<Target>,
     /// Rounds per scenario (at least 1); every round runs every target once, in rotated order.
     pub repeat: u32,
+    /// How duet and PgBouncer pool: `Session` (a server connection per client) or
+    /// `Transaction { size }` (this many server connections shared by all clients).
+    pub pooling: Pooling,
 }
+
+/// How the proxies under comparison pool server connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Pooling {
+    /// One server connection per client.
+    Session,
+    /// `size` server connections shared by all clients, one transaction at a time (duet's
+    /// `[pool] mode = "transaction"`, PgBouncer's `pool_mode = transaction`).
+    Transaction {
+        /// Server connections per (user, database).
+        size: u32,
+    },
+}
+
+/// The password duet's clients log in with in transaction mode (duet authenticates them itself;
+/// the server's own password, if any, is used instead).
+const POOLED_PASSWORD: &str = "duet-bench";
 
 /// The outcome of one target in one scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -323,14 +344,24 @@ pub fn run_compare(
 
     let bouncer: Option<Result<PgBouncer, String>> =
         opts.targets.contains(&Target::Pgbouncer).then(|| {
-            progress("starting PgBouncer (session mode)".into());
+            let (pool_mode, pool_size) = match opts.pooling {
+                Pooling::Session => ("session", max_clients),
+                Pooling::Transaction { size } => ("transaction", size),
+            };
+            progress(format!("starting PgBouncer ({pool_mode} mode)"));
             PgBouncer::start(&PgBouncerOptions {
                 backend: backend.clone(),
-                pool_size: max_clients,
+                pool_size,
                 bin: opts.pgbouncer_bin.clone(),
+                pool_mode,
             })
             .map_err(|err| err.to_string())
         });
+    // Transaction mode: a config file with the pool and the one user clients log in as.
+    let pool_config: Option<Result<(ScratchDir, PathBuf), String>> = match opts.pooling {
+        Pooling::Session => None,
+        Pooling::Transaction { size } => Some(pool_config_file(&backend, size)),
+    };
     let duet: Option<Result<DuetProxy, String>> = opts.targets.contains(&Target::Duet).then(|| {
         progress("starting duet".into());
         let duet_bin = opts
@@ -338,13 +369,30 @@ pub fn run_compare(
             .clone()
             .or_else(crate::duet_process::duet_next_to_current_exe)
             .unwrap_or_else(|| PathBuf::from("duet"));
+        let extra_args = match (opts.pooling, &pool_config) {
+            (Pooling::Transaction { .. }, Some(Ok((_, path)))) => {
+                vec!["--config".to_owned(), path.display().to_string()]
+            }
+            (Pooling::Transaction { .. }, Some(Err(err))) => return Err(err.clone()),
+            _ => Vec::new(),
+        };
         DuetProxy::start(&DuetProxyOptions {
             duet_bin,
             backend_url: backend_url.clone(),
-            extra_args: Vec::new(),
+            extra_args,
         })
         .map_err(|err| err.to_string())
     });
+    // In transaction mode duet's clients log in to duet (with the server's password if it has
+    // one): the URL carries it.
+    let duet_url = |duet: &DuetProxy| match opts.pooling {
+        Pooling::Session => duet.url(),
+        Pooling::Transaction { .. } => duet.url_for(
+            &backend.user,
+            Some(backend.password.as_deref().unwrap_or(POOLED_PASSWORD)),
+            &backend.dbname,
+        ),
+    };
 
     let rounds = opts.repeat.max(1) as usize;
     let mut scenarios = Vec::new();
@@ -357,7 +405,7 @@ pub fn run_compare(
                 let target = opts.targets[index];
                 let url = match target {
                     Target::Direct => Ok(backend.url()),
-                    Target::Duet => target_url(&duet, DuetProxy::url, "duet"),
+                    Target::Duet => target_url(&duet, duet_url, "duet"),
                     Target::Pgbouncer => target_url(&bouncer, PgBouncer::url, "pgbouncer"),
                 };
                 let outcome = url.and_then(|url| {
@@ -422,7 +470,7 @@ pub fn run_compare(
 
 fn target_url<T>(
     launched: &Option<Result<T, String>>,
-    url: fn(&T) -> String,
+    url: impl Fn(&T) -> String,
     name: &str,
 ) -> Result<String, String> {
     match launched {
@@ -547,6 +595,22 @@ impl Comparison {
         );
         out
     }
+}
+
+/// Writes duet's config for transaction mode: `size` connections, the backend's user with its
+/// password (or [`POOLED_PASSWORD`] on a trust-auth server).
+fn pool_config_file(backend: &Backend, size: u32) -> Result<(ScratchDir, PathBuf), String> {
+    let dir =
+        ScratchDir::create("duet-pool").map_err(|err| format!("creating a temp dir: {err}"))?;
+    let path = dir.path().join("duet.toml");
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!(
+        "[pool]\nmode = \"transaction\"\nsize = {size}\n\n[[pool.users]]\nname = \"{}\"\npassword = \"{}\"\n",
+        quote(&backend.user),
+        quote(backend.password.as_deref().unwrap_or(POOLED_PASSWORD))
+    );
+    std::fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))?;
+    Ok((dir, path))
 }
 
 #[cfg(test)]

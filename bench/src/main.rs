@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use duet_bench::compare::{reference_scenarios, run_compare, CompareOptions, Driver, Target};
+use duet_bench::compare::{
+    reference_scenarios, run_compare, CompareOptions, Driver, Pooling, Target,
+};
 use duet_bench::connections::{run_connections, ConnectionsOptions};
 use duet_bench::duet_process::duet_next_to_current_exe;
 use duet_bench::duration_arg::parse_duration;
@@ -118,9 +120,25 @@ struct CompareArgs {
     /// round agrees.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// How duet and PgBouncer pool server connections: `session` (one per client) or
+    /// `transaction` (--pool-size connections shared by all clients, one transaction at a time).
+    #[arg(long, value_enum, default_value_t = PoolModeArg::Session)]
+    pool_mode: PoolModeArg,
+    /// Server connections per pool in transaction mode.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pool_size: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+}
+
+/// `--pool-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PoolModeArg {
+    /// One server connection per client.
+    Session,
+    /// Server connections shared per transaction.
+    Transaction,
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +269,12 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         scenarios: reference_scenarios(),
         targets: args.targets,
         repeat: args.repeat,
+        pooling: match args.pool_mode {
+            PoolModeArg::Session => Pooling::Session,
+            PoolModeArg::Transaction => Pooling::Transaction {
+                size: args.pool_size,
+            },
+        },
     };
     let comparison = run_compare(&opts, &rt, &mut progress)?;
     match args.format {

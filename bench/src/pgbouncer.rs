@@ -33,6 +33,8 @@ pub struct PgBouncerOptions {
     pub pool_size: u32,
     /// The binary; `None` = `pgbouncer` on PATH, else [`DEFAULT_PGBOUNCER`].
     pub bin: Option<PathBuf>,
+    /// `pool_mode`: `session` or `transaction`.
+    pub pool_mode: &'static str,
 }
 
 /// A running PgBouncer; dropping it stops it and removes its files.
@@ -69,7 +71,13 @@ impl PgBouncer {
             .map_err(io_error("writing the PgBouncer auth file"))?;
         std::fs::write(
             &ini_path,
-            ini(&opts.backend, port, opts.pool_size, &auth_path),
+            ini(
+                &opts.backend,
+                port,
+                opts.pool_size,
+                opts.pool_mode,
+                &auth_path,
+            ),
         )
         .map_err(io_error("writing pgbouncer.ini"))?;
         for path in [&ini_path, &auth_path] {
@@ -159,8 +167,10 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// pgbouncer.ini: session mode, every database forwarded to the backend, loopback only.
-fn ini(backend: &Backend, port: u16, pool_size: u32, auth_file: &Path) -> String {
+/// pgbouncer.ini: every database forwarded to the backend, loopback only. (Debian 12's PgBouncer
+/// is 1.18, which has no `max_prepared_statements`: in transaction mode its clients cannot use
+/// named prepared statements, so only the simple and extended protocols compare there.)
+fn ini(backend: &Backend, port: u16, pool_size: u32, pool_mode: &str, auth_file: &Path) -> String {
     let mut ini = String::new();
     let _ = writeln!(ini, "[databases]");
     let _ = writeln!(ini, "* = host={} port={}", backend.host, backend.port);
@@ -170,7 +180,7 @@ fn ini(backend: &Backend, port: u16, pool_size: u32, auth_file: &Path) -> String
     let _ = writeln!(ini, "unix_socket_dir =");
     let _ = writeln!(ini, "auth_type = trust");
     let _ = writeln!(ini, "auth_file = {}", auth_file.display());
-    let _ = writeln!(ini, "pool_mode = session");
+    let _ = writeln!(ini, "pool_mode = {pool_mode}");
     let _ = writeln!(ini, "default_pool_size = {}", pool_size.max(1));
     let _ = writeln!(ini, "max_client_conn = {}", pool_size.max(1) + 100);
     let _ = writeln!(ini, "ignore_startup_parameters = extra_float_digits");
@@ -200,7 +210,13 @@ mod tests {
 
     #[test]
     fn ini_is_session_mode_on_loopback_in_front_of_the_backend() {
-        let text = ini(&backend(), 7001, 16, Path::new("/tmp/x/userlist.txt"));
+        let text = ini(
+            &backend(),
+            7001,
+            16,
+            "session",
+            Path::new("/tmp/x/userlist.txt"),
+        );
         assert!(text.contains("* = host=127.0.0.1 port=5999"));
         assert!(text.contains("listen_port = 7001"));
         assert!(text.contains("pool_mode = session"));

@@ -10,6 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use duet_bench::compare::{run_compare, CompareOptions, Driver, Pooling, Scenario, Target};
 use duet_bench::connections::{run_connections, ConnectionsOptions};
 use duet_harness::cluster::{Cluster, ClusterOptions};
 use duet_harness::duet_process::{duet_next_to_current_exe, DuetProxy, DuetProxyOptions};
@@ -104,4 +105,51 @@ fn connections_check_holds_every_session() {
     assert_eq!(report.duet_clients_current, Some(60), "{report:?}");
     assert_eq!(report.duet_clients_after, Some(0), "{report:?}");
     assert!(report.rss_kib_with_clients.is_some());
+}
+
+/// `duet-bench compare --pool-mode transaction`: duet and PgBouncer each share two server
+/// connections among four clients; every cell runs without a failed transaction. (The simple
+/// protocol: Debian's PgBouncer 1.18 has no named prepared statements in transaction mode.)
+#[test]
+fn compare_in_transaction_mode_pools_both_proxies() {
+    let Some(duet_bin) = duet_or_skip() else {
+        return;
+    };
+    let mut targets = vec![Target::Direct, Target::Duet];
+    if duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
+        || std::path::Path::new(duet_bench::pgbouncer::DEFAULT_PGBOUNCER).is_file()
+    {
+        targets.push(Target::Pgbouncer);
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opts = CompareOptions {
+        url: None,
+        init: false,
+        scale: 1,
+        duet_bin: Some(duet_bin),
+        pgbouncer_bin: None,
+        pgbench_bin: None,
+        driver: Driver::Builtin,
+        duration: Duration::from_millis(700),
+        warmup: Duration::ZERO,
+        scenarios: vec![Scenario {
+            workload: Workload::ReadWrite,
+            protocol: Protocol::Simple,
+            clients: 4,
+            reference: None,
+        }],
+        targets: targets.clone(),
+        repeat: 1,
+        pooling: Pooling::Transaction { size: 2 },
+    };
+    let comparison = run_compare(&opts, &rt, &mut |_| {}).expect("compare");
+    for cell in &comparison.scenarios[0].cells {
+        let report = cell
+            .report
+            .as_ref()
+            .unwrap_or_else(|| panic!("{:?}: {:?}", cell.target, cell.error));
+        assert!(report.transactions > 0, "{:?}: {report:?}", cell.target);
+        assert_eq!(report.failures, 0, "{:?}: {report:?}", cell.target);
+    }
+    assert_eq!(comparison.scenarios[0].cells.len(), targets.len());
 }

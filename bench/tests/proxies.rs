@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use duet_bench::compare::{run_compare, CompareOptions, Driver, Scenario, Target};
+use duet_bench::compare::{run_compare, CompareOptions, Driver, Pooling, Scenario, Target};
 use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
 use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
 use duet_harness::backend::Backend;
@@ -51,7 +51,7 @@ fn load(url: String, workload: Workload, protocol: Protocol) -> LoadOptions {
 }
 
 #[test]
-fn pgbouncer_forwards_both_protocols_in_session_mode() {
+fn pgbouncer_forwards_both_protocols_in_both_pool_modes() {
     let Some(cluster) = cluster_or_skip() else {
         return;
     };
@@ -61,14 +61,27 @@ fn pgbouncer_forwards_both_protocols_in_session_mode() {
     let direct = cluster.url("postgres", None, "postgres");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(init_tables(&direct, 1)).expect("init");
-    let bouncer = PgBouncer::start(&PgBouncerOptions {
-        backend: Backend::parse(&direct).expect("url"),
-        pool_size: 4,
-        bin: None,
-    })
-    .expect("pgbouncer starts");
-    assert_ne!(bouncer.port(), cluster.port());
-    for protocol in [Protocol::Simple, Protocol::Prepared] {
+    for pool_mode in ["session", "transaction"] {
+        let bouncer = PgBouncer::start(&PgBouncerOptions {
+            backend: Backend::parse(&direct).expect("url"),
+            pool_size: 4,
+            bin: None,
+            pool_mode,
+        })
+        .expect("pgbouncer starts");
+        assert_ne!(bouncer.port(), cluster.port());
+        // PgBouncer 1.18 (Debian 12) cannot carry named prepared statements across server
+        // connections: in transaction mode only the simple protocol.
+        let protocols: &[Protocol] = match pool_mode {
+            "session" => &[Protocol::Simple, Protocol::Prepared],
+            _ => &[Protocol::Simple],
+        };
+        forward(&rt, &bouncer, protocols);
+    }
+}
+
+fn forward(rt: &tokio::runtime::Runtime, bouncer: &PgBouncer, protocols: &[Protocol]) {
+    for &protocol in protocols {
         let report = rt
             .block_on(run_load(&load(
                 bouncer.url(),
@@ -159,6 +172,7 @@ fn compare_runs_every_cell_and_reports_a_missing_duet() {
         }],
         targets: targets.clone(),
         repeat: 2,
+        pooling: Pooling::Session,
     };
     let mut lines = Vec::new();
     let comparison = run_compare(&opts, &rt, &mut |line| lines.push(line)).expect("compare");
