@@ -393,8 +393,8 @@ async fn session_state_follows_the_client_or_is_refused() {
 /// against it and logs its pooled connections in to a server that demands SCRAM with the key
 /// the client's proof revealed — duet never knows the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verifier_alone_logs_clients_and_connections_in() {
-    let test = "a_verifier_alone_logs_clients_and_connections_in";
+async fn a_verifier_alone_or_auth_query_logs_clients_in() {
+    let test = "a_verifier_alone_or_auth_query_logs_clients_in";
     let options = ClusterOptions {
         max_connections: 20,
         hba: vec!["host all app 127.0.0.1/32 scram-sha-256".into()],
@@ -446,6 +446,32 @@ async fn a_verifier_alone_logs_clients_and_connections_in() {
         !duet.log().contains(PASSWORD),
         "the password is never logged"
     );
+
+    // With no user list, `auth_query` finds the verifier on the server (duet's control login
+    // runs it), per login.
+    let path = dir.join("auth_query.toml");
+    std::fs::write(
+        &path,
+        "[pool]\nmode = \"transaction\"\nsize = 2\nauth_query = \"SELECT usename, passwd FROM pg_shadow WHERE usename = $1\"\n",
+    )
+    .expect("config");
+    let looked_up = DuetProcess::start(
+        &cluster.url("postgres", None, "postgres"),
+        &["--config", &path.display().to_string()],
+    );
+    let session = connect(&app_config(&looked_up, PASSWORD)).await;
+    let user: String = session
+        .client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(user, "app");
+    let err = try_connect(&app_config(&looked_up, "wrong"))
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
 
 /// A psycopg 3 application (tests/python/psycopg_pooled.py): eight threads on two pooled

@@ -16,6 +16,10 @@
 //! password = "…"            # or scram_verifier = "SCRAM-SHA-256$4096:…" (from pg_authid)
 //! mode = "transaction"      # optional: this user's own mode
 //! ```
+//!
+//! With `auth_query` set, a user who is not in the list is looked up on the server (duet's
+//! control login runs the query with the user's name as `$1`; the second column is the SCRAM
+//! verifier), as PgBouncer's `auth_query` does.
 
 use std::time::Duration;
 
@@ -90,6 +94,9 @@ pub struct PoolConfig {
     pub databases: Vec<(String, PoolMode)>,
     /// The users duet authenticates in transaction mode.
     pub users: Vec<PoolUser>,
+    /// The query that looks up a user not in `users` (`$1` = the user's name; the second column
+    /// of its row is the SCRAM verifier), run with duet's control login.
+    pub auth_query: Option<String>,
 }
 
 impl Default for PoolConfig {
@@ -100,6 +107,7 @@ impl Default for PoolConfig {
             wait_timeout: Duration::from_secs(30),
             databases: Vec::new(),
             users: Vec::new(),
+            auth_query: None,
         }
     }
 }
@@ -134,6 +142,7 @@ pub(super) struct PoolTable {
     databases: Vec<DatabaseTable>,
     #[serde(default)]
     users: Vec<UserTable>,
+    auth_query: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,11 +239,20 @@ pub(super) fn pool_settings(table: PoolTable) -> Result<PoolConfig, ConfigError>
             mode,
         });
     }
+    if let Some(query) = &table.auth_query {
+        if !query.contains("$1") {
+            return Err(field_error(
+                "[pool] auth_query",
+                "the query must take the user's name as $1, e.g. SELECT usename, passwd FROM pg_shadow WHERE usename = $1",
+            ));
+        }
+    }
     Ok(PoolConfig {
         mode,
         size,
         wait_timeout,
         databases,
         users,
+        auth_query: table.auth_query,
     })
 }

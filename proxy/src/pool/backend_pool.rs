@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::backend_login::{log_in, BackendLoginError};
@@ -281,11 +281,19 @@ impl BackendPool {
 }
 
 /// Whether an idle connection is still open: the server sends nothing to an idle session unless
-/// it is ending it (a FATAL, then EOF).
+/// it is ending it (a FATAL, then EOF). The read is polled once, right now: a timer (even of zero)
+/// would wait for the next tick of tokio's millisecond wheel on every checkout.
 async fn still_open(conn: &mut PooledConn) -> bool {
+    use std::pin::Pin;
+    use std::task::Poll;
     let mut probe = [0u8; 1];
-    // Polled once: pending means nothing arrived, which is what an open idle connection shows.
-    tokio::time::timeout(Duration::ZERO, conn.stream.read(&mut probe))
-        .await
-        .is_err()
+    std::future::poll_fn(|cx| {
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        match Pin::new(&mut conn.stream).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Ready(true),
+            // Bytes from an idle session are its end (a FATAL); no bytes are EOF.
+            Poll::Ready(_) => Poll::Ready(false),
+        }
+    })
+    .await
 }

@@ -431,18 +431,51 @@ async fn write_while_reading(
     bytes: &[u8],
     down: &mut BytesMut,
 ) -> Result<(), LinkError> {
-    let (mut read, mut write) = tokio::io::split(stream);
-    let writing = async {
-        write.write_all(bytes).await?;
-        write.flush().await
-    };
-    tokio::pin!(writing);
-    loop {
-        tokio::select! {
-            written = &mut writing => return written.map_err(LinkError::Backend),
-            read = read_more(&mut read, down) => read?,
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut written = 0;
+    let mut flushed = false;
+    // One task owns the stream, so it can poll both directions itself: no split (and no lock)
+    // per write. A read is polled only while the write waits.
+    std::future::poll_fn(|cx| loop {
+        if written < bytes.len() {
+            match Pin::new(&mut *stream).poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(LinkError::Backend(std::io::ErrorKind::WriteZero.into())))
+                }
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    continue;
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
+                Poll::Pending => {}
+            }
+        } else if !flushed {
+            match Pin::new(&mut *stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => flushed = true,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
+                Poll::Pending => {}
+            }
         }
-    }
+        if flushed {
+            return Poll::Ready(Ok(()));
+        }
+        // The write waits: read what the backend sends meanwhile, so it never waits for us (a
+        // rare path: a copy through a stack buffer is fine).
+        let mut chunk = [0u8; 8192];
+        let mut read_buf = tokio::io::ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *stream).poll_read(cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => {
+                if read_buf.filled().is_empty() {
+                    return Poll::Ready(Err(LinkError::BackendClosed));
+                }
+                down.extend_from_slice(read_buf.filled());
+            }
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Translates the whole messages at the start of `up` into `out` for `conn`. Returns whether

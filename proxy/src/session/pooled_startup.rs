@@ -34,7 +34,10 @@ pub(super) async fn establish(
 ) -> Option<Established> {
     let user = startup.user().unwrap_or_default();
     let database = startup.database();
-    let verifier = ctx.pools.verifier(user);
+    let verifier = match ctx.pools.verifier(user) {
+        Some(verifier) => Some(verifier),
+        None => look_up(ctx, info, user).await,
+    };
     let client_key =
         match authenticate_client(&mut client, &mut client_buf, user, verifier.as_deref()).await {
             Ok(key) => key,
@@ -140,5 +143,51 @@ fn negotiate_protocol(startup: &StartupMessage, out: &mut BytesMut) {
     for option in options {
         out.put_slice(option.as_bytes());
         out.put_u8(0);
+    }
+}
+
+/// The verifier of a user who is not in `[[pool.users]]`, from the server by `[pool]
+/// auth_query` (one control connection per login) (none configured, no such row, or a secret that is not a SCRAM verifier: `None`,
+/// and the client gets PostgreSQL's "password authentication failed" after a mock exchange).
+async fn look_up(
+    ctx: &ProxyContext,
+    info: &SessionInfo,
+    user: &str,
+) -> Option<Arc<crate::pool::auth::scram::ScramVerifier>> {
+    let query = ctx.config.pool.auth_query.as_deref()?;
+    let client = match crate::control::connection::connect(ctx).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(session = info.id, %err, "auth_query: no control connection");
+            return None;
+        }
+    };
+    let row = match client.query_opt(query, &[&user]).await {
+        Ok(row) => row?,
+        Err(err) => {
+            tracing::warn!(
+                session = info.id,
+                error = %crate::control::connection::connect_error_text(&err),
+                "auth_query failed"
+            );
+            return None;
+        }
+    };
+    let secret: Option<String> = row.try_get(1).ok().flatten();
+    match secret
+        .as_deref()
+        .map(crate::pool::auth::scram::ScramVerifier::parse)
+    {
+        // Not kept: the next login asks again, so a password changed on the server counts at
+        // once (as PgBouncer's auth_query).
+        Some(Ok(verifier)) => Some(Arc::new(verifier)),
+        _ => {
+            tracing::info!(
+                session = info.id,
+                user,
+                "auth_query found no SCRAM verifier for the user"
+            );
+            None
+        }
     }
 }
