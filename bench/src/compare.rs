@@ -21,6 +21,8 @@ use crate::duet_process::{DuetProxy, DuetProxyOptions};
 use crate::load::{init_tables, run_load, LoadError, LoadOptions};
 use crate::pgbench_driver::run_pgbench;
 use crate::pgbouncer::{PgBouncer, PgBouncerOptions};
+pub use crate::pooling::Pooling;
+use crate::pooling::{pool_config_file, POOLED_PASSWORD};
 use crate::report::Report;
 use crate::scratch::ScratchDir;
 use crate::workload::{Protocol, Workload};
@@ -150,23 +152,6 @@ pub struct CompareOptions {
     /// `Transaction { size }` (this many server connections shared by all clients).
     pub pooling: Pooling,
 }
-
-/// How the proxies under comparison pool server connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Pooling {
-    /// One server connection per client.
-    Session,
-    /// `size` server connections shared by all clients, one transaction at a time (duet's
-    /// `[pool] mode = "transaction"`, PgBouncer's `pool_mode = transaction`).
-    Transaction {
-        /// Server connections per (user, database).
-        size: u32,
-    },
-}
-
-/// The password duet's clients log in with in transaction mode (duet authenticates them itself;
-/// the server's own password, if any, is used instead).
-const POOLED_PASSWORD: &str = "duet-bench";
 
 /// The outcome of one target in one scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -595,22 +580,6 @@ impl Comparison {
         );
         out
     }
-}
-
-/// Writes duet's config for transaction mode: `size` connections, the backend's user with its
-/// password (or [`POOLED_PASSWORD`] on a trust-auth server).
-fn pool_config_file(backend: &Backend, size: u32) -> Result<(ScratchDir, PathBuf), String> {
-    let dir =
-        ScratchDir::create("duet-pool").map_err(|err| format!("creating a temp dir: {err}"))?;
-    let path = dir.path().join("duet.toml");
-    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let text = format!(
-        "[pool]\nmode = \"transaction\"\nsize = {size}\n\n[[pool.users]]\nname = \"{}\"\npassword = \"{}\"\n",
-        quote(&backend.user),
-        quote(backend.password.as_deref().unwrap_or(POOLED_PASSWORD))
-    );
-    std::fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))?;
-    Ok((dir, path))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Many idle clients through one duet: does every session work, and what does it cost in memory?
 //!
 //! Session mode means one backend connection per client, so the server is a throwaway cluster with
-//! room for all of them. duet's resident memory (VmRSS) is read before the clients connect, while
+//! room for all of them; in transaction mode (`pool_size`) the clients share that many. duet's resident memory (VmRSS) is read before the clients connect, while
 //! N of them sit idle after one query each, and after they have all left (to see it come back).
 
 use std::fmt::Write as _;
@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::backend::Backend;
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::duet_process::{DuetProxy, DuetProxyOptions};
 use crate::launch::LaunchError;
 use crate::load::{connect, describe};
+use crate::pooling::{pool_config_file, POOLED_PASSWORD};
 use crate::report::{top_errors, ErrorCount};
 
 /// Connection attempts in flight at once (the server forks a backend per connection).
@@ -28,6 +30,8 @@ pub struct ConnectionsOptions {
     pub count: u32,
     /// The `duet` executable.
     pub duet_bin: PathBuf,
+    /// Transaction mode with this many pooled server connections (`None`: session mode).
+    pub pool_size: Option<u32>,
 }
 
 /// What was seen.
@@ -108,6 +112,9 @@ pub enum ConnectionsError {
     /// duet did not start.
     #[error(transparent)]
     Duet(#[from] LaunchError),
+    /// The transaction-mode config could not be written.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Runs the connections check. `progress` receives one line per step.
@@ -116,23 +123,37 @@ pub fn run_connections(
     rt: &tokio::runtime::Runtime,
     progress: &mut dyn FnMut(String),
 ) -> Result<ConnectionsReport, ConnectionsError> {
+    let max_connections = opts.pool_size.unwrap_or(opts.count) + 50;
     progress(format!(
-        "starting a throwaway cluster with max_connections = {}",
-        opts.count + 50
+        "starting a throwaway cluster with max_connections = {max_connections}"
     ));
     let cluster = Cluster::start(ClusterOptions {
-        max_connections: opts.count + 50,
+        max_connections,
         ..ClusterOptions::default()
     })?;
+    let backend_url = cluster.url("postgres", None, "postgres");
+    let pool_config = match opts.pool_size {
+        Some(size) => {
+            let backend = Backend::parse(&backend_url).map_err(ConnectionsError::Setup)?;
+            Some(pool_config_file(&backend, size).map_err(ConnectionsError::Setup)?)
+        }
+        None => None,
+    };
     progress("starting duet".into());
     let duet = DuetProxy::start(&DuetProxyOptions {
         duet_bin: opts.duet_bin.clone(),
-        backend_url: cluster.url("postgres", None, "postgres"),
-        extra_args: Vec::new(),
+        backend_url,
+        extra_args: pool_config
+            .as_ref()
+            .map(|(_, path)| vec!["--config".to_owned(), path.display().to_string()])
+            .unwrap_or_default(),
     })?;
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = duet.resident_kib();
-    let url = duet.url();
+    let url = match opts.pool_size {
+        Some(_) => duet.url_for("postgres", Some(POOLED_PASSWORD), "postgres"),
+        None => duet.url(),
+    };
 
     progress(format!("opening {} connections through duet", opts.count));
     let started = Instant::now();

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod migrate_report;
 pub mod pgbench_driver;
 pub mod pgbouncer;
+pub mod pooling;
 
 // The harness's modules under their old paths: the comparisons are built on them, and
 // `duet_bench::cluster` etc. keep naming the same things.

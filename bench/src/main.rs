@@ -146,6 +146,10 @@ struct ConnectionsArgs {
     /// Client connections to hold open at once.
     #[arg(long, default_value_t = 1000)]
     count: u32,
+    /// Transaction mode with this many pooled server connections (default: session mode, one
+    /// server connection per client).
+    #[arg(long)]
+    pool_size: Option<u32>,
     /// The duet binary (default: next to duet-bench in the same target directory).
     #[arg(long)]
     duet_bin: Option<PathBuf>,
@@ -303,6 +307,7 @@ fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
         &ConnectionsOptions {
             count: args.count,
             duet_bin,
+            pool_size: args.pool_size,
         },
         &rt,
         &mut progress,

@@ -91,20 +91,24 @@ fn connections_check_holds_every_session() {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let report = run_connections(
-        &ConnectionsOptions {
-            count: 60,
-            duet_bin,
-        },
-        &rt,
-        &mut |_| {},
-    )
-    .expect("connections run");
-    assert_eq!(report.succeeded, 60, "{report:?}");
-    assert_eq!(report.failed, 0, "{report:?}");
-    assert_eq!(report.duet_clients_current, Some(60), "{report:?}");
-    assert_eq!(report.duet_clients_after, Some(0), "{report:?}");
-    assert!(report.rss_kib_with_clients.is_some());
+    // Session mode, then transaction mode with 4 server connections for the 60 clients.
+    for pool_size in [None, Some(4)] {
+        let report = run_connections(
+            &ConnectionsOptions {
+                count: 60,
+                duet_bin: duet_bin.clone(),
+                pool_size,
+            },
+            &rt,
+            &mut |_| {},
+        )
+        .expect("connections run");
+        assert_eq!(report.succeeded, 60, "{pool_size:?}: {report:?}");
+        assert_eq!(report.failed, 0, "{pool_size:?}: {report:?}");
+        assert_eq!(report.duet_clients_current, Some(60), "{report:?}");
+        assert_eq!(report.duet_clients_after, Some(0), "{report:?}");
+        assert!(report.rss_kib_with_clients.is_some());
+    }
 }
 
 /// `duet-bench compare --pool-mode transaction`: duet and PgBouncer each share two server

@@ -376,6 +376,37 @@ async fn session_state_follows_the_client_or_is_refused() {
         assert_eq!((ra.as_str(), rb.as_str()), ("a", "b"));
     }
 
+    // 600 distinct statements on the one connection: past its limit duet closes the oldest on
+    // the server, and a client's statement that went is prepared again when next used.
+    let mut statements = Vec::new();
+    for n in 0..600 {
+        statements.push(
+            b.client
+                .prepare(&format!("SELECT {n}::int"))
+                .await
+                .expect("prepare"),
+        );
+    }
+    let on_server: i64 = b
+        .client
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        on_server <= 500,
+        "{on_server} statements kept on the connection"
+    );
+    for n in [0, 1, 599] {
+        let value: i32 = b
+            .client
+            .query_one(&statements[n], &[])
+            .await
+            .expect("an evicted statement prepared again")
+            .get(0);
+        assert_eq!(value, n as i32);
+    }
+
     // A cancel reaches the statement running on the connection the client has now.
     let token = a.client.cancel_token();
     let sleeper = tokio::spawn(async move { a.client.batch_execute("SELECT pg_sleep(30)").await });

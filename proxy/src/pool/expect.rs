@@ -29,6 +29,9 @@ pub enum Owed {
     },
     /// duet answers with this message itself (ParseComplete or CloseComplete) when its turn comes.
     Synthetic(u8),
+    /// duet's own message (a Close of a statement it evicts, its Sync): the whole answer is
+    /// duet's.
+    Own(Kind),
 }
 
 /// What kind of message the backend answers, by how its answer ends.
@@ -129,6 +132,10 @@ impl Owing {
         };
         let kind = match &front {
             Owed::Answer(kind) => *kind,
+            Owed::Own(kind) => {
+                verdict.forward = false;
+                *kind
+            }
             Owed::Parse { .. } => Kind::Parse,
             // take_synthetic runs before every answer, so a synthetic is never at the front here.
             Owed::Synthetic(_) => return verdict,
@@ -227,6 +234,19 @@ mod tests {
         let mut out = Vec::new();
         owing.take_synthetic(&mut out);
         assert!(out.is_empty(), "a skipped Close is not answered");
+        assert!(owing.answer(tag::READY_FOR_QUERY).forward);
+        assert!(owing.is_empty());
+    }
+
+    #[test]
+    fn duets_own_batch_is_answered_to_duet_only() {
+        let mut owing = Owing::default();
+        owing.push(Owed::Own(Kind::Close));
+        owing.push(Owed::Own(Kind::UntilReady));
+        owing.push(Owed::Answer(Kind::UntilReady));
+        assert!(!owing.answer(tag::CLOSE_COMPLETE).forward);
+        assert!(!owing.answer(tag::READY_FOR_QUERY).forward);
+        assert!(owing.answer(tag::ROW_DESCRIPTION).forward);
         assert!(owing.answer(tag::READY_FOR_QUERY).forward);
         assert!(owing.is_empty());
     }

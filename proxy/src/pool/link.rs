@@ -324,6 +324,17 @@ where
     let mut to_backend = BytesMut::new();
     let mut to_client: Vec<u8> = Vec::new();
     let mut down = std::mem::take(&mut conn.buf);
+    // A connection past its statement limit closes its oldest first, in a batch of duet's own
+    // ahead of the client's (nothing of it reaches the client).
+    let evicted = conn.statements.evict();
+    if !evicted.is_empty() {
+        for name in &evicted {
+            Close::statement(name).encode(&mut to_backend);
+            at.owing.push(Owed::Own(Kind::Close));
+        }
+        crate::wire::messages::Sync.encode(&mut to_backend);
+        at.owing.push(Owed::Own(Kind::UntilReady));
+    }
     loop {
         // The session's complete messages, translated for this connection.
         let terminated = translate(up, &mut to_backend, conn, client, &mut at)?;
@@ -441,7 +452,9 @@ async fn write_while_reading(
         if written < bytes.len() {
             match Pin::new(&mut *stream).poll_write(cx, &bytes[written..]) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(LinkError::Backend(std::io::ErrorKind::WriteZero.into())))
+                    return Poll::Ready(Err(LinkError::Backend(
+                        std::io::ErrorKind::WriteZero.into(),
+                    )))
                 }
                 Poll::Ready(Ok(n)) => {
                     written += n;

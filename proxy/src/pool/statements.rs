@@ -9,7 +9,7 @@
 //! statement the connection has is answered by duet. Clients sharing a statement share it on the
 //! server, as with PgBouncer 1.21+ and PgDog.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use bytes::{Bytes, BytesMut};
@@ -108,10 +108,16 @@ impl ClientStatements {
     }
 }
 
-/// The statements one backend connection has prepared (by backend name).
+/// Statements a backend connection keeps before duet closes the oldest (as PgBouncer's
+/// `max_prepared_statements`): clients that close theirs or prepare ever new texts must not grow
+/// the server's memory without end.
+pub const MAX_STATEMENTS_PER_CONNECTION: usize = 500;
+
+/// The statements one backend connection has prepared (by backend name), oldest first.
 #[derive(Debug, Default)]
 pub struct BackendStatements {
     names: HashSet<Bytes>,
+    order: VecDeque<Bytes>,
 }
 
 impl BackendStatements {
@@ -122,17 +128,40 @@ impl BackendStatements {
 
     /// The connection is preparing `backend_name`.
     pub fn add(&mut self, backend_name: Bytes) {
-        self.names.insert(backend_name);
+        if self.names.insert(backend_name.clone()) {
+            self.order.push_back(backend_name);
+        }
     }
 
     /// The connection does not have `backend_name` (its Parse failed, or it was closed).
     pub fn remove(&mut self, backend_name: &[u8]) {
-        self.names.remove(backend_name);
+        if self.names.remove(backend_name) {
+            self.order.retain(|name| name != backend_name);
+        }
     }
 
     /// The connection has none (`DISCARD ALL`, `DEALLOCATE ALL`).
     pub fn clear(&mut self) {
         self.names.clear();
+        self.order.clear();
+    }
+
+    /// When the connection holds more than [`MAX_STATEMENTS_PER_CONNECTION`], forgets the oldest
+    /// down to three quarters of it and returns their names (for duet to close on the server).
+    pub fn evict(&mut self) -> Vec<Bytes> {
+        if self.names.len() <= MAX_STATEMENTS_PER_CONNECTION {
+            return Vec::new();
+        }
+        let keep = MAX_STATEMENTS_PER_CONNECTION * 3 / 4;
+        let mut evicted = Vec::with_capacity(self.names.len() - keep);
+        while self.names.len() > keep {
+            let Some(name) = self.order.pop_front() else {
+                break;
+            };
+            self.names.remove(&name);
+            evicted.push(name);
+        }
+        evicted
     }
 
     /// How many it has.
@@ -158,6 +187,21 @@ mod tests {
         assert_ne!(a, backend_name(b"select $2", b"\0\x01\0\0\0\x17"));
         assert_eq!(a.len(), 37);
         assert!(a.starts_with(b"duet_"));
+    }
+
+    #[test]
+    fn the_oldest_statements_are_evicted_past_the_limit() {
+        let mut conn = BackendStatements::default();
+        for n in 0..MAX_STATEMENTS_PER_CONNECTION {
+            conn.add(Bytes::from(format!("s{n}")));
+        }
+        assert!(conn.evict().is_empty(), "at the limit nothing goes");
+        conn.add(Bytes::from_static(b"newest"));
+        let evicted = conn.evict();
+        assert_eq!(evicted.first().map(|b| &b[..]), Some(&b"s0"[..]));
+        assert_eq!(conn.len(), MAX_STATEMENTS_PER_CONNECTION * 3 / 4);
+        assert!(conn.has(b"newest"));
+        assert!(!conn.has(b"s0"));
     }
 
     #[test]
