@@ -233,6 +233,56 @@ pub fn render(ctx: &ProxyContext) -> String {
         ],
     );
     let _ = writeln!(out, "duet_query_latency_microseconds_count {}", l.count);
+    if !r.pools.is_empty() {
+        let label = |value: &str| {
+            value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let pools: Vec<(String, &crate::pool::backend_pool::PoolView)> = r
+            .pools
+            .iter()
+            .map(|pool| {
+                (
+                    format!(
+                        "user=\"{}\",database=\"{}\"",
+                        label(&pool.user),
+                        label(&pool.database)
+                    ),
+                    pool,
+                )
+            })
+            .collect();
+        let mut gauge =
+            |name: &str, help: &str, value: fn(&crate::pool::backend_pool::PoolView) -> usize| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} gauge");
+                for (labels, pool) in &pools {
+                    let _ = writeln!(out, "{name}{{{labels}}} {}", value(pool));
+                }
+            };
+        gauge(
+            "duet_pool_connections",
+            "Server connections a transaction-mode pool has open.",
+            |p| p.open,
+        );
+        gauge(
+            "duet_pool_connections_in_use",
+            "Of those, attached to a client's transaction.",
+            |p| p.in_use,
+        );
+        gauge(
+            "duet_pool_waiting",
+            "Transactions waiting for a pooled connection.",
+            |p| p.waiting,
+        );
+        gauge(
+            "duet_pool_size",
+            "The pool's largest number of connections.",
+            |p| p.size,
+        );
+    }
     out
 }
 

@@ -258,7 +258,11 @@ fn pgbench_every_protocol_through_a_transaction_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_follows_the_client_or_is_refused() {
     let test = "session_state_follows_the_client_or_is_refused";
-    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, &password_entry()) else {
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .expect("address");
+    let entries = format!("{}\n[metrics]\nlisten = \"{metrics}\"\n", password_entry());
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, &entries) else {
         return;
     };
     // A wrong password and an unknown user get PostgreSQL's own answer.
@@ -418,6 +422,17 @@ async fn session_state_follows_the_client_or_is_refused() {
         .expect("task")
         .expect_err("canceled");
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+
+    // The metrics endpoint shows the pool too.
+    let text = crate::support::http::get(metrics, "/metrics").text();
+    assert!(
+        text.contains("duet_pool_connections{user=\"app\",database=\"app\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("duet_pool_size{user=\"app\",database=\"app\"} 1"),
+        "{text}"
+    );
 }
 
 /// A user given by its SCRAM verifier only (as pg_authid stores it): duet checks clients

@@ -89,11 +89,13 @@ pub async fn run(
     mut first: Option<Checkout>,
 ) {
     let (mut pipe_r, mut pipe_w) = tokio::io::split(pipe);
-    let mut up = BytesMut::with_capacity(READ_SIZE);
+    // Grown on demand: an idle client (most of 10 000) holds no read buffer of its own here.
+    let mut up = BytesMut::new();
     loop {
         if first.is_none() {
             // Detached: wait for the session's next request, whole.
             while !has_whole_message(&up) {
+                make_room(&mut up);
                 match pipe_r.read_buf(&mut up).await {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
@@ -417,6 +419,7 @@ where
         }
         tracing::trace!(pid = conn.pid, owing = ?at.owing, in_batch = at.in_batch, status = at.status, up = up.len(), "pooled connection waits");
         // Wait for either side.
+        make_room(up);
         tokio::select! {
             read = pipe_r.read_buf(up) => match read {
                 Ok(0) | Err(_) => {
@@ -427,6 +430,13 @@ where
             },
             read = read_more(&mut conn.stream, &mut down) => read?,
         }
+    }
+}
+
+/// Room for the next read from the session: a few KiB (messages larger than that grow it).
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
     }
 }
 
