@@ -25,11 +25,13 @@ const PASSWORD: &str = "pool-secret";
 
 /// A cluster allowing `max_connections`, with role `app` (password [`PASSWORD`], SCRAM required
 /// on TCP) owning database `app`, and a duet in transaction mode with `size` connections per
-/// pool in front of it. `user_entry` is the `[[pool.users]]` table for `app`.
+/// pool (a transaction waits at most `wait_timeout` for one) in front of it. `user_entry` is the
+/// rest of the config: the `[[pool.users]]` table for `app`, and whatever follows it.
 fn pooled(
     test: &str,
     max_connections: u32,
     size: usize,
+    wait_timeout: &str,
     user_entry: &str,
 ) -> Option<(Cluster, DuetProcess, TempDir)> {
     let options = ClusterOptions {
@@ -43,7 +45,9 @@ fn pooled(
     let path = dir.join("duet.toml");
     std::fs::write(
         &path,
-        format!("[pool]\nmode = \"transaction\"\nsize = {size}\nwait_timeout = \"20s\"\n\n{user_entry}\n"),
+        format!(
+            "[pool]\nmode = \"transaction\"\nsize = {size}\nwait_timeout = \"{wait_timeout}\"\n\n{user_entry}\n"
+        ),
     )
     .expect("writing the config file");
     let duet = DuetProcess::start(
@@ -116,7 +120,7 @@ fn password_entry() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_clients_share_ten_connections() {
     let test = "five_hundred_clients_share_ten_connections";
-    let Some((cluster, duet, _dir)) = pooled(test, 50, 10, &password_entry()) else {
+    let Some((cluster, duet, _dir)) = pooled(test, 50, 10, "20s", &password_entry()) else {
         return;
     };
     let setup = connect(&app_config(&duet, PASSWORD)).await;
@@ -219,7 +223,7 @@ async fn five_hundred_clients_share_ten_connections() {
 #[test]
 fn pgbench_every_protocol_through_a_transaction_pool() {
     let test = "pgbench_every_protocol_through_a_transaction_pool";
-    let Some((cluster, duet, _dir)) = pooled(test, 50, 8, &password_entry()) else {
+    let Some((cluster, duet, _dir)) = pooled(test, 50, 8, "20s", &password_entry()) else {
         return;
     };
     let target = Target::tcp("127.0.0.1", duet.port(), "app", "app").with_password(PASSWORD);
@@ -262,7 +266,7 @@ async fn session_state_follows_the_client_or_is_refused() {
         .parse()
         .expect("address");
     let entries = format!("{}\n[metrics]\nlisten = \"{metrics}\"\n", password_entry());
-    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, &entries) else {
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, "20s", &entries) else {
         return;
     };
     // A wrong password and an unknown user get PostgreSQL's own answer.
@@ -526,7 +530,7 @@ async fn a_verifier_alone_or_auth_query_logs_clients_in() {
 #[test]
 fn psycopg_through_a_transaction_pool() {
     let test = "psycopg_through_a_transaction_pool";
-    let Some((_cluster, duet, _dir)) = pooled(test, 20, 2, &password_entry()) else {
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 2, "20s", &password_entry()) else {
         return;
     };
     let dsn = format!(
@@ -629,4 +633,129 @@ async fn a_migration_through_a_transaction_pool_loses_nothing() {
     s.round().await;
     s.assert_same_rows().await;
     assert_eq!(column_type(s.direct(), "pmg", "t", "id").await, "bigint");
+}
+
+/// What a pool meets in production: a server that ends an idle pooled connection, a client that
+/// leaves in the middle of a transaction, a server that ends an attached one, and a pool that
+/// stays busy longer than a transaction may wait. Nothing half-done reaches the next client, and
+/// the pool recovers each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_recovers_from_ended_connections_and_never_hands_on_a_transaction() {
+    let test = "the_pool_recovers_from_ended_connections_and_never_hands_on_a_transaction";
+    let entries = format!("{}\n", password_entry());
+    let Some((cluster, duet, _dir)) = pooled(test, 20, 1, "2s", &entries) else {
+        return;
+    };
+    let (admin, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=app",
+            cluster.host(),
+            cluster.port()
+        ),
+        NoTls,
+    )
+    .await
+    .expect("direct");
+    tokio::spawn(connection);
+    admin
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO app")
+        .await
+        .expect("table");
+    let pooled_pids = || async {
+        admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .expect("pids")
+            .iter()
+            .map(|row| row.get::<_, i32>(0))
+            .collect::<Vec<i32>>()
+    };
+
+    // 1. The server ends the idle pooled connection: the next transaction gets a new one.
+    let a = connect(&app_config(&duet, PASSWORD)).await;
+    a.client.batch_execute("SELECT 1").await.expect("first");
+    for pid in pooled_pids().await {
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .expect("terminate");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .expect("a transaction after the idle connection ended");
+
+    // 2. A client leaves inside a transaction: its write is rolled back, and the next client
+    //    does not find itself inside that transaction.
+    let leaver = connect(&app_config(&duet, PASSWORD)).await;
+    leaver
+        .client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2)")
+        .await
+        .expect("open transaction");
+    drop(leaver);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status: String = a
+        .client
+        .query_one(
+            "SELECT count(*)::text || ':' || (pg_current_xact_id_if_assigned() IS NULL)::text FROM t",
+            &[],
+        )
+        .await
+        .expect("the next client runs on a clean connection")
+        .get(0);
+    assert_eq!(
+        status, "1:true",
+        "only row 1, and no transaction (with its write) carried over"
+    );
+
+    // 3. The server ends the connection while it is attached: the client gets the server's
+    //    FATAL, and the pool serves the next client.
+    let victim = connect(&app_config(&duet, PASSWORD)).await;
+    victim
+        .client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (3)")
+        .await
+        .expect("open transaction");
+    for pid in pooled_pids().await {
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .expect("terminate");
+    }
+    let err = victim
+        .client
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("the connection was terminated");
+    assert!(err.is_closed() || err.code().is_some(), "{err}");
+    let count: i64 = a
+        .client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("the pool serves the next client")
+        .get(0);
+    assert_eq!(count, 1, "the terminated transaction left nothing");
+
+    // 4. A transaction that waits longer than wait_timeout for the one connection is told so.
+    let holder = connect(&app_config(&duet, PASSWORD)).await;
+    holder
+        .client
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("holds the connection");
+    let waited = tokio::time::timeout(Duration::from_secs(15), a.client.batch_execute("SELECT 1"))
+        .await
+        .expect("wait_timeout ends the wait");
+    let err = waited.expect_err("no connection became free");
+    let text = err
+        .as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_else(|| err.to_string());
+    assert!(text.contains("became free within"), "{text}");
+    holder.client.batch_execute("COMMIT").await.expect("commit");
 }

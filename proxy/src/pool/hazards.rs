@@ -110,8 +110,18 @@ pub fn scan(sql: &[u8]) -> Scan {
                 if words.is_empty() {
                     statements += 1;
                 }
-                let lower = word.to_ascii_lowercase();
-                match lower.as_str() {
+                // Lower-cased on the stack: the words that matter are short, and most words of
+                // most statements are looked at only here (no allocation per word).
+                let mut buf = [0u8; 32];
+                let lower = match buf.get_mut(..word.len()) {
+                    Some(slot) => {
+                        slot.copy_from_slice(word.as_bytes());
+                        slot.make_ascii_lowercase();
+                        std::str::from_utf8(slot).unwrap_or("")
+                    }
+                    None => "",
+                };
+                match lower {
                     "pg_advisory_lock"
                     | "pg_advisory_lock_shared"
                     | "pg_try_advisory_lock"
@@ -129,7 +139,7 @@ pub fn scan(sql: &[u8]) -> Scan {
                     _ => {}
                 }
                 if words.len() < 4 || lower == "with" {
-                    words.push(lower);
+                    words.push(word.to_ascii_lowercase());
                 }
             }
             Token::Quoted(ident) => {
