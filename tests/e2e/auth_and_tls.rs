@@ -27,12 +27,13 @@ const ROLES: &[(&str, &str, &str)] = &[
 ];
 
 /// A self-signed certificate for 127.0.0.1/localhost, made by the openssl CLI.
-struct Certificate {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
+pub(crate) struct Certificate {
+    pub(crate) cert: std::path::PathBuf,
+    pub(crate) key: std::path::PathBuf,
 }
 
-fn self_signed_certificate(dir: &TempDir) -> Certificate {
+/// Makes the certificate and its key in `dir`.
+pub(crate) fn self_signed_certificate(dir: &TempDir) -> Certificate {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let mut openssl = command("openssl");

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::support::migration::{column_type, migrate_sql, request, wait_phase};
 use crate::support::pg_client::{connect, try_connect};
 use crate::support::scenario::Scenario;
-use crate::support::tools::{parse_pgbench, pgbench, python, Target};
+use crate::support::tools::{parse_pgbench, pgbench, psql, python, Target};
 use crate::support::{
     backend_or_skip, skip_or_fail, tests_path, throwaway_cluster_or_skip, DuetProcess, TempDir,
 };
@@ -758,4 +758,66 @@ async fn the_pool_recovers_from_ended_connections_and_never_hands_on_a_transacti
         .unwrap_or_else(|| err.to_string());
     assert!(text.contains("became free within"), "{text}");
     holder.client.batch_execute("COMMIT").await.expect("commit");
+}
+
+/// Transaction mode over TLS: psql logs in with SCRAM over duet's certificate (libpq's default
+/// channel_binding=prefer, which duet does not offer), and megabytes go both ways through the
+/// pool — a large result read, a large COPY written — equal to the same done directly.
+#[test]
+fn tls_clients_and_large_data_through_a_transaction_pool() {
+    let test = "tls_clients_and_large_data_through_a_transaction_pool";
+    let certs = TempDir::new("pool-tls");
+    let certificate = crate::auth_and_tls::self_signed_certificate(&certs);
+    let entries = format!(
+        "{}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        password_entry(),
+        certificate.cert.display(),
+        certificate.key.display()
+    );
+    let Some((cluster, duet, _dir)) = pooled(test, 20, 2, "20s", &entries) else {
+        return;
+    };
+    let target = Target::tcp("127.0.0.1", duet.port(), "app", "app").with_password(PASSWORD);
+    let tls = target.with("sslmode=require");
+    let conninfo = psql(&tls, &["-c", "\\conninfo"], None);
+    conninfo.assert_success();
+    assert!(
+        conninfo
+            .stdout_text()
+            .contains("SSL connection (protocol: TLSv1."),
+        "{}",
+        conninfo.stdout_text()
+    );
+    let query = "SELECT i, repeat(md5(i::text), 10) FROM generate_series(1, 20000) i";
+    let pooled = psql(&tls, &["-At", "-c", query], None);
+    pooled.assert_success();
+    let direct_target = Target::tcp(cluster.host(), cluster.port(), "postgres", "app");
+    let direct = psql(&direct_target, &["-At", "-c", query], None);
+    direct.assert_success();
+    assert!(pooled.stdout.len() > 6_000_000, "{}", pooled.stdout.len());
+    assert!(
+        pooled.stdout == direct.stdout,
+        "a large result through the pool differs"
+    );
+
+    let create = psql(&tls, &["-c", "CREATE TABLE big (id int, line text)"], None);
+    create.assert_success();
+    let mut data = String::new();
+    for i in 1..=40_000u32 {
+        data.push_str(&format!("{i}\t{}{i}\n", "z".repeat(120)));
+    }
+    let copied = psql(
+        &tls,
+        &["-c", "\\copy big FROM STDIN"],
+        Some(data.as_bytes()),
+    );
+    copied.assert_success();
+    let summary = psql(
+        &direct_target,
+        &["-At", "-c", "SELECT count(*), sum(length(line)) FROM big"],
+        None,
+    );
+    summary.assert_success();
+    let expected: usize = (1..=40_000u32).map(|i| 120 + i.to_string().len()).sum();
+    assert_eq!(summary.stdout_text().trim(), format!("40000|{expected}"));
 }
