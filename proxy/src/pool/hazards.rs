@@ -80,6 +80,9 @@ pub struct Scan {
 
 /// Scans a statement text (one or several statements).
 pub fn scan(sql: &[u8]) -> Scan {
+    if is_plainly_harmless(sql) {
+        return Scan::default();
+    }
     let mut out = Scan::default();
     let mut statements = 0usize;
     // Words of the current statement that matter: the first few.
@@ -168,6 +171,70 @@ pub fn scan(sql: &[u8]) -> Scan {
         out.deallocate = None;
     }
     out
+}
+
+/// First words of statements that leave no session state by themselves (what they call is
+/// still looked at: the session advisory locks and `set_config`).
+const PLAIN_FIRST_WORDS: &[&str] = &[
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "with",
+    "values",
+    "table",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "copy",
+    "explain",
+    "call",
+];
+
+/// The fast path for what most queries are: one statement (no `;` but a trailing one) that starts
+/// with a [`PLAIN_FIRST_WORDS`] word and names neither a session advisory lock nor `set_config`.
+/// Anything else (a comment or a string before the first word, a second statement) takes the
+/// full scan.
+fn is_plainly_harmless(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let rest = &sql[start..];
+    let word_len = rest
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    let first = &rest[..word_len];
+    if !PLAIN_FIRST_WORDS
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(first))
+    {
+        return false;
+    }
+    if let Some(at) = memchr::memchr(b';', sql) {
+        if !sql[at + 1..]
+            .iter()
+            .all(|b| b.is_ascii_whitespace() || *b == b';')
+        {
+            return false;
+        }
+    }
+    // Both names the full scan looks for anywhere have an underscore: look around each one.
+    let around = |at: usize, before: usize, needle: &[u8]| {
+        at >= before
+            && sql
+                .get(at - before..at - before + needle.len())
+                .is_some_and(|window| window.eq_ignore_ascii_case(needle))
+    };
+    !memchr::memchr_iter(b'_', sql)
+        .any(|at| around(at, 8, b"advisory_lock") || around(at, 3, b"set_config"))
 }
 
 /// Classifies one statement by its first words.
@@ -409,6 +476,28 @@ mod tests {
         assert_eq!(refusal("select E'it\\'s; listen x'"), None);
         assert_eq!(refusal("select $1::text"), None);
         assert_eq!(refusal("update t set note = 'listen'"), None);
+    }
+
+    #[test]
+    fn the_fast_path_leaves_nothing_the_full_scan_would_find() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+            "update t set a = 1;",
+            "  WITH x AS (SELECT 1) SELECT * FROM x",
+        ] {
+            assert!(is_plainly_harmless(sql.as_bytes()), "{sql}");
+            assert_eq!(scan(sql.as_bytes()), Scan::default());
+        }
+        for sql in [
+            "select pg_advisory_lock(1)",
+            "SELECT PG_TRY_ADVISORY_LOCK(1)",
+            "select set_config('a.b', 'c', false)",
+            "select 1; listen x",
+            "/* c */ select 1",
+            "listen x",
+        ] {
+            assert!(!is_plainly_harmless(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]
