@@ -256,3 +256,80 @@ pub(super) fn pool_settings(table: PoolTable) -> Result<PoolConfig, ConfigError>
         auth_query: table.auth_query,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{from_str, ConfigError, Overrides};
+    use super::*;
+
+    fn load(text: &str) -> Result<PoolConfig, ConfigError> {
+        let overrides = Overrides {
+            backend: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            ..Overrides::default()
+        };
+        from_str(text, overrides).map(|config| config.pool)
+    }
+
+    fn refused(text: &str) -> String {
+        load(text).expect_err(text).to_string()
+    }
+
+    #[test]
+    fn session_mode_is_the_default_and_modes_resolve_user_then_database() {
+        let pool = load("").expect("empty");
+        assert_eq!(pool, PoolConfig::default());
+        assert_eq!(pool.mode_for("app", "shop"), PoolMode::Session);
+        let pool = load(
+            "[pool]\nmode = \"session\"\nsize = 7\nwait_timeout = \"2s\"\n\
+             [[pool.databases]]\nname = \"shop\"\nmode = \"transaction\"\n\
+             [[pool.users]]\nname = \"cron\"\npassword = \"x\"\nmode = \"session\"\n\
+             [[pool.users]]\nname = \"app\"\nscram_verifier = \"SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5\"\n",
+        )
+        .expect("valid");
+        assert_eq!(pool.size, 7);
+        assert_eq!(pool.wait_timeout, Duration::from_secs(2));
+        assert_eq!(pool.mode_for("app", "shop"), PoolMode::Transaction);
+        assert_eq!(
+            pool.mode_for("cron", "shop"),
+            PoolMode::Session,
+            "the user's own mode wins"
+        );
+        assert_eq!(pool.mode_for("app", "other"), PoolMode::Session);
+        assert!(pool.user("app").is_some_and(|u| u.password.is_none()));
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_field() {
+        for (text, field) in [
+            ("[pool]\nmode = \"statement\"\n", "[pool] mode"),
+            ("[pool]\nsize = 0\n", "[pool] size"),
+            ("[pool]\nwait_timeout = \"soon\"\n", "[pool] wait_timeout"),
+            ("[[pool.users]]\nname = \"app\"\n", "[[pool.users]] password"),
+            (
+                "[[pool.users]]\nname = \"app\"\nscram_verifier = \"md5abc\"\n",
+                "[[pool.users]] scram_verifier",
+            ),
+            (
+                "[[pool.users]]\nname = \"a\"\npassword = \"x\"\n[[pool.users]]\nname = \"a\"\npassword = \"y\"\n",
+                "[[pool.users]] name",
+            ),
+            ("[pool]\nauth_query = \"SELECT 1\"\n", "[pool] auth_query"),
+            (
+                "[[pool.databases]]\nname = \"shop\"\nmode = \"x\"\n",
+                "[[pool.databases]] mode",
+            ),
+        ] {
+            let message = refused(text);
+            assert!(message.starts_with(field), "{text}: {message}");
+        }
+        assert!(refused("[pool]\nmodes = \"x\"\n").contains("modes"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let pool = load("[[pool.users]]\nname = \"app\"\npassword = \"hunter2\"\n").expect("valid");
+        let shown = format!("{pool:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app"));
+    }
+}
