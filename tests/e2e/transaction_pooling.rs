@@ -821,3 +821,115 @@ fn tls_clients_and_large_data_through_a_transaction_pool() {
     let expected: usize = (1..=40_000u32).map(|i| 120 + i.to_string().len()).sum();
     assert_eq!(summary.stdout_text().trim(), format!("40000|{expected}"));
 }
+
+/// A client asking for protocol 3.2 and a protocol option, on the wire: duet answers as
+/// PostgreSQL does — NegotiateProtocolVersion first (3.0, the option named), then the SCRAM
+/// exchange — and the session gives a 4-byte cancel key, as protocol 3.0 requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_protocol_is_negotiated_down_before_the_login() {
+    use duet_proxy::pool::auth::scram::{ScramClient, ScramSecret};
+    use duet_testkit::wire;
+    use tokio::io::AsyncWriteExt;
+
+    let test = "a_newer_protocol_is_negotiated_down_before_the_login";
+    let Some((_cluster, duet, _dir)) = pooled(test, 20, 1, "20s", &password_entry()) else {
+        return;
+    };
+    let startup = wire::startup_message_version(
+        0x0003_0002,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("_pq_.duet_e2e", "on"),
+        ],
+    );
+    let mut stream = tokio::net::TcpStream::connect(duet.listen())
+        .await
+        .expect("connect");
+    stream.write_all(&startup).await.expect("startup");
+    let mut buffer = Vec::new();
+    let negotiate = read_one(&mut stream, &mut buffer).await;
+    assert_eq!(
+        negotiate.tag, b'v',
+        "NegotiateProtocolVersion first: {negotiate:?}"
+    );
+    assert_eq!(
+        &negotiate.body[..8],
+        &[0, 0, 0, 0, 0, 0, 0, 1],
+        "minor 0, one option"
+    );
+    assert_eq!(&negotiate.body[8..], b"_pq_.duet_e2e\0");
+    let sasl = read_one(&mut stream, &mut buffer).await;
+    assert_eq!(
+        (sasl.tag, &sasl.body[..4]),
+        (b'R', &[0, 0, 0, 10][..]),
+        "AuthenticationSASL"
+    );
+
+    let mut scram = ScramClient::new(ScramSecret::Password(PASSWORD.to_owned()));
+    let first = scram.client_first();
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    body.extend_from_slice(&first);
+    stream
+        .write_all(&wire::message(b'p', &body))
+        .await
+        .expect("SASLInitialResponse");
+    let server_first = read_one(&mut stream, &mut buffer).await;
+    assert_eq!(
+        &server_first.body[..4],
+        &[0, 0, 0, 11],
+        "AuthenticationSASLContinue"
+    );
+    let last = scram
+        .server_first(&server_first.body[4..])
+        .expect("server-first");
+    stream
+        .write_all(&wire::message(b'p', &last))
+        .await
+        .expect("SASLResponse");
+    let server_final = read_one(&mut stream, &mut buffer).await;
+    assert_eq!(
+        &server_final.body[..4],
+        &[0, 0, 0, 12],
+        "AuthenticationSASLFinal"
+    );
+    scram
+        .server_final(&server_final.body[4..])
+        .expect("duet proves it knows the verifier");
+    let mut key_len = None;
+    loop {
+        let message = read_one(&mut stream, &mut buffer).await;
+        match message.tag {
+            b'K' => key_len = Some(message.body.len() - 4),
+            b'Z' => break,
+            b'R' => assert_eq!(message.body, [0, 0, 0, 0], "AuthenticationOk"),
+            b'S' => {}
+            other => panic!("unexpected message {:?}: {message:?}", other as char),
+        }
+    }
+    assert_eq!(key_len, Some(4), "a protocol 3.0 cancel key");
+    let _ = stream.write_all(&wire::message(b'X', &[])).await;
+}
+
+/// The next whole message from the server (waiting up to 10 s for it).
+async fn read_one(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> duet_testkit::wire::BackendMessage {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let (messages, _) = duet_testkit::wire::parse_messages(buffer);
+        if let Some(first) = messages.into_iter().next() {
+            buffer.drain(..5 + first.body.len());
+            return first;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "duet closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}

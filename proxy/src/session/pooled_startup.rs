@@ -34,6 +34,13 @@ pub(super) async fn establish(
 ) -> Option<Established> {
     let user = startup.user().unwrap_or_default();
     let database = startup.database();
+    // As PostgreSQL: NegotiateProtocolVersion comes first, before the authentication exchange
+    // (libpq reads it only while it waits for the server's first answer).
+    let mut negotiation = BytesMut::new();
+    negotiate_protocol(startup, &mut negotiation);
+    if !negotiation.is_empty() && client.write_all(&negotiation).await.is_err() {
+        return None;
+    }
     let verifier = match ctx.pools.verifier(user) {
         Some(verifier) => Some(verifier),
         None => look_up(ctx, info, user).await,
@@ -80,7 +87,6 @@ pub(super) async fn establish(
     guard.cancel_key = Some((pid, key.clone()));
 
     let mut hello = BytesMut::with_capacity(512);
-    negotiate_protocol(startup, &mut hello);
     // AuthenticationOk.
     hello.put_u8(b'R');
     hello.put_i32(8);
