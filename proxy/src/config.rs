@@ -15,7 +15,7 @@ use crate::duration::parse_duration;
 
 mod pool;
 
-pub use pool::{PoolConfig, PoolMode, PoolUser};
+pub use pool::{PoolConfig, PoolDatabase, PoolMode, PoolUser};
 
 /// Default client-facing listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";

@@ -223,7 +223,12 @@ async fn five_hundred_clients_share_ten_connections() {
 #[test]
 fn pgbench_every_protocol_through_a_transaction_pool() {
     let test = "pgbench_every_protocol_through_a_transaction_pool";
-    let Some((cluster, duet, _dir)) = pooled(test, 50, 8, "20s", &password_entry()) else {
+    // The database's own size (8) wins over [pool] size (30).
+    let entries = format!(
+        "{}\n[[pool.databases]]\nname = \"app\"\nsize = 8\n",
+        password_entry()
+    );
+    let Some((cluster, duet, _dir)) = pooled(test, 50, 30, "20s", &entries) else {
         return;
     };
     let target = Target::tcp("127.0.0.1", duet.port(), "app", "app").with_password(PASSWORD);

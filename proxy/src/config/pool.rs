@@ -7,7 +7,7 @@
 //! size = 20                 # backend connections per (user, database) in transaction mode
 //! wait_timeout = "30s"      # how long a transaction waits for a free backend connection
 //!
-//! [[pool.databases]]        # a database's own mode (a user's own mode wins over it)
+//! [[pool.databases]]        # a database's own mode (a user's own mode wins over it) and size
 //! name = "shop"
 //! mode = "transaction"
 //!
@@ -81,6 +81,17 @@ impl std::fmt::Debug for PoolUser {
     }
 }
 
+/// A database's own pool settings (`[[pool.databases]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDatabase {
+    /// The database's name.
+    pub name: String,
+    /// Its own mode (a user's own mode still wins).
+    pub mode: Option<PoolMode>,
+    /// Its own pool size (per user) in transaction mode.
+    pub size: Option<usize>,
+}
+
 /// The validated `[pool]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -90,8 +101,8 @@ pub struct PoolConfig {
     pub size: usize,
     /// How long a transaction waits for a free backend connection before its client is told.
     pub wait_timeout: Duration,
-    /// Databases with their own mode.
-    pub databases: Vec<(String, PoolMode)>,
+    /// Databases with their own mode or pool size.
+    pub databases: Vec<PoolDatabase>,
     /// The users duet authenticates in transaction mode.
     pub users: Vec<PoolUser>,
     /// The query that looks up a user not in `users` (`$1` = the user's name; the second column
@@ -119,10 +130,20 @@ impl PoolConfig {
         if let Some(mode) = self.user(user).and_then(|u| u.mode) {
             return mode;
         }
-        self.databases
-            .iter()
-            .find(|(name, _)| name == database)
-            .map_or(self.mode, |(_, mode)| *mode)
+        self.database(database)
+            .and_then(|db| db.mode)
+            .unwrap_or(self.mode)
+    }
+
+    /// The pool size of (any user on) `database`: its own, else the default.
+    pub fn size_for(&self, database: &str) -> usize {
+        self.database(database)
+            .and_then(|db| db.size)
+            .unwrap_or(self.size)
+    }
+
+    fn database(&self, name: &str) -> Option<&PoolDatabase> {
+        self.databases.iter().find(|db| db.name == name)
     }
 
     /// The user list's entry for `name`.
@@ -149,7 +170,8 @@ pub(super) struct PoolTable {
 #[serde(deny_unknown_fields)]
 struct DatabaseTable {
     name: String,
-    mode: String,
+    mode: Option<String>,
+    size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +191,19 @@ impl std::fmt::Debug for UserTable {
     }
 }
 
+/// A pool size, if given: 1 to 10000.
+fn pool_size(field: &'static str, size: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match size {
+        Some(n) if !(1..=10_000).contains(&n) => Err(field_error(
+            field,
+            format!(
+                "{n} is out of range: use 1 to 10000 backend connections per user and database"
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// Validates `[pool]`.
 pub(super) fn pool_settings(table: PoolTable) -> Result<PoolConfig, ConfigError> {
     let d = PoolConfig::default();
@@ -176,28 +211,22 @@ pub(super) fn pool_settings(table: PoolTable) -> Result<PoolConfig, ConfigError>
         None => d.mode,
         Some(text) => PoolMode::parse("[pool] mode", text)?,
     };
-    let size = match table.size {
-        None => d.size,
-        Some(n) if (1..=10_000).contains(&n) => n,
-        Some(n) => {
-            return Err(field_error(
-                "[pool] size",
-                format!(
-                    "{n} is out of range: use 1 to 10000 backend connections per user and database"
-                ),
-            ))
-        }
-    };
+    let size = pool_size("[pool] size", table.size)?.unwrap_or(d.size);
     let wait_timeout =
         duration_setting(("[pool] wait_timeout", table.wait_timeout), d.wait_timeout)?;
     let databases = table
         .databases
         .into_iter()
         .map(|db| {
-            Ok((
-                db.name,
-                PoolMode::parse("[[pool.databases]] mode", &db.mode)?,
-            ))
+            Ok(PoolDatabase {
+                mode: db
+                    .mode
+                    .as_deref()
+                    .map(|text| PoolMode::parse("[[pool.databases]] mode", text))
+                    .transpose()?,
+                size: pool_size("[[pool.databases]] size", db.size)?,
+                name: db.name,
+            })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let mut users: Vec<PoolUser> = Vec::with_capacity(table.users.len());
@@ -281,7 +310,7 @@ mod tests {
         assert_eq!(pool.mode_for("app", "shop"), PoolMode::Session);
         let pool = load(
             "[pool]\nmode = \"session\"\nsize = 7\nwait_timeout = \"2s\"\n\
-             [[pool.databases]]\nname = \"shop\"\nmode = \"transaction\"\n\
+             [[pool.databases]]\nname = \"shop\"\nmode = \"transaction\"\nsize = 3\n\
              [[pool.users]]\nname = \"cron\"\npassword = \"x\"\nmode = \"session\"\n\
              [[pool.users]]\nname = \"app\"\nscram_verifier = \"SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5\"\n",
         )
@@ -296,6 +325,7 @@ mod tests {
         );
         assert_eq!(pool.mode_for("app", "other"), PoolMode::Session);
         assert!(pool.user("app").is_some_and(|u| u.password.is_none()));
+        assert_eq!((pool.size_for("shop"), pool.size_for("other")), (3, 7));
     }
 
     #[test]
@@ -317,6 +347,10 @@ mod tests {
             (
                 "[[pool.databases]]\nname = \"shop\"\nmode = \"x\"\n",
                 "[[pool.databases]] mode",
+            ),
+            (
+                "[[pool.databases]]\nname = \"shop\"\nsize = 0\n",
+                "[[pool.databases]] size",
             ),
         ] {
             let message = refused(text);

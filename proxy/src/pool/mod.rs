@@ -109,7 +109,7 @@ impl Pools {
                     backend.clone(),
                     config.connect_timeout,
                     config.pool.wait_timeout,
-                    config.pool.size,
+                    config.pool.size_for(database),
                     secret,
                 ))
             })
