@@ -243,7 +243,19 @@ impl BackendPool {
     /// Closes a connection that must not serve anyone again.
     pub fn discard(&self, checkout: Checkout) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        drop(checkout);
+        let Checkout { conn, _slot: slot } = checkout;
+        // Say goodbye as a client does (the server rolls an open transaction back and ends the
+        // session without logging an unexpected EOF); a connection already broken just closes.
+        // The slot is given back once it is closed, so the pool never exceeds its size.
+        let mut stream = conn.stream;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream
+                .write_all(&[crate::wire::frontend::TERMINATE, 0, 0, 0, 4])
+                .await;
+            let _ = stream.shutdown().await;
+            drop(slot);
+        });
     }
 
     /// Opens and logs in one connection.
