@@ -214,14 +214,8 @@ pub async fn run_own_query(
             tag::DATA_ROW => rows.push(data_row(body)?),
             tag::PARAMETER_STATUS => conn.note_parameter(body),
             tag::ERROR_RESPONSE => {
-                let (mut code, mut text) = (String::new(), String::new());
-                for field in crate::wire::messages::ErrorResponse::lenient_fields(body) {
-                    match field.kind {
-                        b'C' => code = String::from_utf8_lossy(field.value).into_owned(),
-                        b'M' => text = String::from_utf8_lossy(field.value).into_owned(),
-                        _ => {}
-                    }
-                }
+                let (code, text) =
+                    crate::wire::messages::ErrorResponse::lenient_code_and_message(body);
                 error = Some(LinkError::Refused {
                     code,
                     message: text,

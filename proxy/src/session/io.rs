@@ -1,7 +1,7 @@
 //! Reading whole packets during startup, where messages are small and handled one at a time.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::wire::frame::{FrameScanner, HEADER_LEN};
 use crate::wire::startup::{packet_len, StartupError};
@@ -36,6 +36,15 @@ async fn fill<S: AsyncRead + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` and flushes: free on a plain socket, and it pushes a TLS record out.
+pub(crate) async fn write_flushed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Reads one untyped startup-phase packet (length-prefixed, 8..=10000 bytes).

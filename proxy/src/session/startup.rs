@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::io::{read_message, read_startup_packet, ReadError};
+use super::io::{read_message, read_startup_packet, write_flushed, ReadError};
 use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionGuard};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
@@ -293,12 +293,6 @@ async fn open_backend(
         }
         return Some((backend, backend_buf, first));
     }
-}
-
-/// Writes `bytes` and flushes: free on a plain socket, and it pushes a TLS record out.
-async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
 }
 
 /// Answers SSLRequest/GSSENCRequest and handles CancelRequest until the StartupMessage arrives.

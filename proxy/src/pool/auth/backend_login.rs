@@ -7,10 +7,10 @@
 //! (its parameters, the cancel key) is collected for the pool.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::scram::{ScramClient, ScramError, ScramSecret, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
-use crate::session::io::{read_message, ReadError};
+use crate::session::io::{read_message, write_flushed, ReadError};
 use crate::wire::backend as tag;
 use crate::wire::messages::{
     Authentication, BackendKeyData, DecodeError, ErrorResponse, Message, ParameterStatus,
@@ -280,32 +280,18 @@ fn out_of_exchange() -> BackendLoginError {
 /// refusal is reported as one even when its body is cut short.
 fn refused(message: &[u8]) -> BackendLoginError {
     let body = message.get(5..).unwrap_or_default();
-    let mut code = String::new();
-    let mut text = String::new();
-    for field in ErrorResponse::lenient_fields(body) {
-        match field.kind {
-            b'C' => code = String::from_utf8_lossy(field.value).into_owned(),
-            b'M' => text = String::from_utf8_lossy(field.value).into_owned(),
-            _ => {}
-        }
-    }
+    let (code, text) = ErrorResponse::lenient_code_and_message(body);
     BackendLoginError::Refused {
         code,
         message: text,
     }
 }
 
-/// Writes `bytes` and flushes, which pushes a TLS record out.
-async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::Future;
 
-    use tokio::io::DuplexStream;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
     use tokio::net::TcpStream;
 
     use super::*;

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::scram::{ClientKey, ScramError, ScramServer, ScramVerifier, SCRAM_SHA_256};
-use crate::session::io::{read_message, ReadError};
+use crate::session::io::{read_message, write_flushed, ReadError};
 use crate::wire::error::{fatal, FEATURE_NOT_SUPPORTED, INVALID_PASSWORD, PROTOCOL_VIOLATION};
 use crate::wire::frontend;
 use crate::wire::messages::{
@@ -218,12 +218,6 @@ async fn scram_failed<S: AsyncWrite + Unpin>(
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: &str, message: &str) {
     let _ = write_flushed(stream, &fatal(code, message)).await;
     let _ = stream.shutdown().await;
-}
-
-/// Writes `bytes` and flushes, which pushes a TLS record out.
-async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
 }
 
 #[cfg(test)]

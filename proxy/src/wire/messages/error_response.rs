@@ -46,6 +46,20 @@ impl<'a> ErrorResponse<'a> {
         })
     }
 
+    /// The SQLSTATE and message of an ErrorResponse body, read leniently (a body cut short still
+    /// gives what it has; a field it lacks is empty).
+    pub fn lenient_code_and_message(body: &'a [u8]) -> (String, String) {
+        let (mut code, mut message) = (String::new(), String::new());
+        for field in Self::lenient_fields(body) {
+            match field.kind {
+                b'C' => code = String::from_utf8_lossy(field.value).into_owned(),
+                b'M' => message = String::from_utf8_lossy(field.value).into_owned(),
+                _ => {}
+            }
+        }
+        (code, message)
+    }
+
     /// The value of the first field of type `kind`.
     pub fn field(&self, kind: u8) -> Option<&'a [u8]> {
         self.fields()
