@@ -19,6 +19,7 @@ use super::auth::scram::ScramSecret;
 use super::settings::Settings;
 use super::statements::BackendStatements;
 use crate::backend::{Backend, BackendStream, ConnectError};
+use crate::wire::messages::{Message, ParameterStatus};
 
 /// One pooled backend connection and what duet knows of its session.
 #[derive(Debug)]
@@ -40,14 +41,14 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    /// Notes a ParameterStatus body (`name\0value\0`).
+    /// Notes a ParameterStatus body (one that does not decode is ignored: the connection's
+    /// parameters are what duet tells its clients at startup, never what it acts on).
     pub fn note_parameter(&mut self, body: &[u8]) {
-        let mut parts = body.split(|&b| b == 0);
-        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        let Ok(status) = ParameterStatus::decode(body) else {
             return;
         };
-        let name = String::from_utf8_lossy(name).into_owned();
-        let value = String::from_utf8_lossy(value).into_owned();
+        let name = String::from_utf8_lossy(status.name).into_owned();
+        let value = String::from_utf8_lossy(status.value).into_owned();
         match self.parameters.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.parameters.push((name, value)),

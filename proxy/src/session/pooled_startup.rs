@@ -17,7 +17,9 @@ use crate::pool::settings::Settings;
 use crate::pool::Attachment;
 use crate::session_registry::{SessionInfo, SessionState};
 use crate::wire::error::CONNECTION_FAILURE;
-use crate::wire::messages::{BackendKeyData, Message};
+use crate::wire::messages::{
+    Authentication, BackendKeyData, Message, ParameterStatus, ReadyForQuery, TransactionStatus,
+};
 use crate::wire::startup::StartupMessage;
 
 /// Size of the in-process pipe between the session and its link, each way.
@@ -87,20 +89,19 @@ pub(super) async fn establish(
     guard.cancel_key = Some((pid, key.clone()));
 
     let mut hello = BytesMut::with_capacity(512);
-    // AuthenticationOk.
-    hello.put_u8(b'R');
-    hello.put_i32(8);
-    hello.put_i32(0);
+    Authentication::Ok.encode(&mut hello);
     for (name, value) in &checkout.conn.parameters {
-        hello.put_u8(b'S');
-        hello.put_i32((4 + name.len() + 1 + value.len() + 1) as i32);
-        hello.put_slice(name.as_bytes());
-        hello.put_u8(0);
-        hello.put_slice(value.as_bytes());
-        hello.put_u8(0);
+        ParameterStatus {
+            name: name.as_bytes(),
+            value: value.as_bytes(),
+        }
+        .encode(&mut hello);
     }
     BackendKeyData { pid, key: &key }.encode(&mut hello);
-    hello.put_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+    ReadyForQuery {
+        status: TransactionStatus::Idle,
+    }
+    .encode(&mut hello);
     // The connection now has this client's settings: the likeliest one for its first transaction.
     pool.checkin(checkout);
     if client.write_all(&hello).await.is_err() {
