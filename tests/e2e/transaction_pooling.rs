@@ -34,6 +34,21 @@ fn pooled(
     wait_timeout: &str,
     user_entry: &str,
 ) -> Option<(Cluster, DuetProcess, TempDir)> {
+    let cluster = app_cluster(test, max_connections)?;
+    let dir = TempDir::new("pool-config");
+    let duet = duet_with_config(
+        &cluster,
+        &dir,
+        &format!(
+            "[pool]\nmode = \"transaction\"\nsize = {size}\nwait_timeout = \"{wait_timeout}\"\n\n{user_entry}\n"
+        ),
+    );
+    Some((cluster, duet, dir))
+}
+
+/// A throwaway cluster allowing `max_connections`, with role `app` (SCRAM required on TCP) and
+/// its database.
+fn app_cluster(test: &str, max_connections: u32) -> Option<Cluster> {
     let options = ClusterOptions {
         max_connections,
         hba: vec!["host all app 127.0.0.1/32 scram-sha-256".into()],
@@ -41,20 +56,45 @@ fn pooled(
     };
     let cluster = throwaway_cluster_or_skip(test, options)?;
     create_app_role(&cluster);
-    let dir = TempDir::new("pool-config");
-    let path = dir.join("duet.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[pool]\nmode = \"transaction\"\nsize = {size}\nwait_timeout = \"{wait_timeout}\"\n\n{user_entry}\n"
-        ),
-    )
-    .expect("writing the config file");
-    let duet = DuetProcess::start(
+    Some(cluster)
+}
+
+/// duet in front of `cluster` with `config` as its config file (written into `dir`, which the
+/// caller keeps).
+fn duet_with_config(cluster: &Cluster, dir: &TempDir, config: &str) -> DuetProcess {
+    let path = dir.join(&format!("duet-{}.toml", crate::support::free_port()));
+    std::fs::write(&path, config).expect("writing the config file");
+    DuetProcess::start(
         &cluster.url("postgres", None, "postgres"),
         &["--config", &path.display().to_string()],
-    );
-    Some((cluster, duet, dir))
+    )
+}
+
+/// A superuser session on `cluster`'s database `db`, directly.
+async fn superuser(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname={db}",
+            cluster.host(),
+            cluster.port()
+        ),
+        NoTls,
+    )
+    .await
+    .expect("a direct superuser connection");
+    tokio::spawn(connection);
+    client
+}
+
+/// Who the server says `app` is, through `duet`.
+async fn current_user_through(duet: &DuetProcess) -> String {
+    let session = connect(&app_config(duet, PASSWORD)).await;
+    session
+        .client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("query through the pool")
+        .get(0)
 }
 
 /// Role `app` (password [`PASSWORD`], stored as a SCRAM verifier) and its database `app`.
@@ -89,18 +129,8 @@ fn app_config(duet: &DuetProcess, password: &str) -> Config {
 }
 
 async fn server_connections(cluster: &Cluster, db: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user=postgres dbname=postgres",
-            cluster.host(),
-            cluster.port()
-        ),
-        NoTls,
-    )
-    .await
-    .expect("direct connection");
-    tokio::spawn(connection);
-    client
+    superuser(cluster, "postgres")
+        .await
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
             &[&db],
@@ -442,6 +472,13 @@ async fn session_state_follows_the_client_or_is_refused() {
         text.contains("duet_pool_size{user=\"app\",database=\"app\"} 1"),
         "{text}"
     );
+    // duet knows this user's password (it logs its connections in with it): it shows it nowhere.
+    assert!(!duet.log().contains(PASSWORD), "the password is in the log");
+    assert!(!text.contains(PASSWORD), "the password is in the metrics");
+    assert!(
+        !duet.status().to_string().contains(PASSWORD),
+        "the password is in status"
+    );
 }
 
 /// A user given by its SCRAM verifier only (as pg_authid stores it): duet checks clients
@@ -450,27 +487,11 @@ async fn session_state_follows_the_client_or_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_alone_or_auth_query_logs_clients_in() {
     let test = "a_verifier_alone_or_auth_query_logs_clients_in";
-    let options = ClusterOptions {
-        max_connections: 20,
-        hba: vec!["host all app 127.0.0.1/32 scram-sha-256".into()],
-        ..ClusterOptions::default()
-    };
-    let Some(cluster) = throwaway_cluster_or_skip(test, options) else {
+    let Some(cluster) = app_cluster(test, 20) else {
         return;
     };
-    create_app_role(&cluster);
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user=postgres dbname=postgres",
-            cluster.host(),
-            cluster.port()
-        ),
-        NoTls,
-    )
-    .await
-    .expect("direct");
-    tokio::spawn(connection);
-    let verifier: String = client
+    let verifier: String = superuser(&cluster, "postgres")
+        .await
         .query_one(
             "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'",
             &[],
@@ -479,49 +500,21 @@ async fn a_verifier_alone_or_auth_query_logs_clients_in() {
         .expect("verifier")
         .get(0);
     let dir = TempDir::new("pool-verifier");
-    let path = dir.join("duet.toml");
-    std::fs::write(
-        &path,
-        format!("[pool]\nmode = \"transaction\"\nsize = 2\n\n[[pool.users]]\nname = \"app\"\nscram_verifier = \"{verifier}\"\n"),
-    )
-    .expect("config");
-    let duet = DuetProcess::start(
-        &cluster.url("postgres", None, "postgres"),
-        &["--config", &path.display().to_string()],
+    let duet = duet_with_config(
+        &cluster,
+        &dir,
+        &format!("[pool]\nmode = \"transaction\"\nsize = 2\n\n[[pool.users]]\nname = \"app\"\nscram_verifier = \"{verifier}\"\n"),
     );
-    let session = connect(&app_config(&duet, PASSWORD)).await;
-    let user: String = session
-        .client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .expect("query")
-        .get(0);
-    assert_eq!(user, "app");
-    assert!(
-        !duet.log().contains(PASSWORD),
-        "the password is never logged"
-    );
+    assert_eq!(current_user_through(&duet).await, "app");
 
     // With no user list, `auth_query` finds the verifier on the server (duet's control login
     // runs it), per login.
-    let path = dir.join("auth_query.toml");
-    std::fs::write(
-        &path,
+    let looked_up = duet_with_config(
+        &cluster,
+        &dir,
         "[pool]\nmode = \"transaction\"\nsize = 2\nauth_query = \"SELECT usename, passwd FROM pg_shadow WHERE usename = $1\"\n",
-    )
-    .expect("config");
-    let looked_up = DuetProcess::start(
-        &cluster.url("postgres", None, "postgres"),
-        &["--config", &path.display().to_string()],
     );
-    let session = connect(&app_config(&looked_up, PASSWORD)).await;
-    let user: String = session
-        .client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .expect("query")
-        .get(0);
-    assert_eq!(user, "app");
+    assert_eq!(current_user_through(&looked_up).await, "app");
     let err = try_connect(&app_config(&looked_up, "wrong"))
         .await
         .err()
@@ -651,17 +644,7 @@ async fn the_pool_recovers_from_ended_connections_and_never_hands_on_a_transacti
     let Some((cluster, duet, _dir)) = pooled(test, 20, 1, "2s", &entries) else {
         return;
     };
-    let (admin, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user=postgres dbname=app",
-            cluster.host(),
-            cluster.port()
-        ),
-        NoTls,
-    )
-    .await
-    .expect("direct");
-    tokio::spawn(connection);
+    let admin = superuser(&cluster, "app").await;
     admin
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO app")
         .await
