@@ -302,7 +302,7 @@ mod tests {
     use crate::wire::startup::encode_startup;
 
     /// Made by PostgreSQL 15 for the password `sekr3t`.
-    const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:6/jo/Bz3TOOtRZpNLMfXSQ==$lLYuNyPaZLENIzTUWZgTGP9AKcWA4SBf3r7eVrY8+3c=:cYWKb34i6MyEGLAIRr43gJw3zQcG7P0fnikhvBJnCwA=";
+    use crate::pool::auth::scram::tests::PG_VERIFIER;
 
     fn app_startup() -> BytesMut {
         encode_startup(&[("user", "app"), ("database", "db")])

@@ -229,7 +229,7 @@ mod tests {
     use tokio_postgres::NoTls;
 
     /// Made by PostgreSQL 15 for the password `sekr3t`.
-    const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:6/jo/Bz3TOOtRZpNLMfXSQ==$lLYuNyPaZLENIzTUWZgTGP9AKcWA4SBf3r7eVrY8+3c=:cYWKb34i6MyEGLAIRr43gJw3zQcG7P0fnikhvBJnCwA=";
+    use crate::pool::auth::scram::tests::PG_VERIFIER;
 
     /// Runs one login of a real client (tokio-postgres) against duet's side, with `verifier` for
     /// user `app`: what the client saw, and what `authenticate_client` returned.

@@ -826,11 +826,11 @@ fn constant_time_eq(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Made by PostgreSQL 15 (`password_encryption = 'scram-sha-256'`) for the password `sekr3t`.
-    const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:6/jo/Bz3TOOtRZpNLMfXSQ==$lLYuNyPaZLENIzTUWZgTGP9AKcWA4SBf3r7eVrY8+3c=:cYWKb34i6MyEGLAIRr43gJw3zQcG7P0fnikhvBJnCwA=";
+    pub(crate) const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:6/jo/Bz3TOOtRZpNLMfXSQ==$lLYuNyPaZLENIzTUWZgTGP9AKcWA4SBf3r7eVrY8+3c=:cYWKb34i6MyEGLAIRr43gJw3zQcG7P0fnikhvBJnCwA=";
     const PG_PASSWORD: &str = "sekr3t";
 
     /// Runs a whole exchange: the client's error or the ClientKey the server recovered.
