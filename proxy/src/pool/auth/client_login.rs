@@ -96,18 +96,7 @@ pub async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
     write_flushed(stream, &Authentication::Sasl(mechanisms).to_bytes()).await?;
 
     let message = read_response(stream, buf).await?;
-    let initial = match SaslInitialResponse::decode_message(&message) {
-        Ok(initial) => initial,
-        Err(err) => {
-            refuse(
-                stream,
-                PROTOCOL_VIOLATION,
-                &format!("malformed SASL message: {err}"),
-            )
-            .await;
-            return Err(err.into());
-        }
-    };
+    let initial: SaslInitialResponse = decode_or_refuse(stream, &message).await?;
     if initial.mechanism != SCRAM_SHA_256.as_bytes() {
         refuse(
             stream,
@@ -131,18 +120,7 @@ pub async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
     write_flushed(stream, &continue_.to_bytes()).await?;
 
     let message = read_response(stream, buf).await?;
-    let response = match SaslResponse::decode_message(&message) {
-        Ok(response) => response,
-        Err(err) => {
-            refuse(
-                stream,
-                PROTOCOL_VIOLATION,
-                &format!("malformed SASL message: {err}"),
-            )
-            .await;
-            return Err(err.into());
-        }
-    };
+    let response: SaslResponse = decode_or_refuse(stream, &message).await?;
     let (server_final, key) = match server.client_final(response.data) {
         Ok(done) => done,
         Err(err) => return Err(scram_failed(stream, user, err).await),
@@ -210,6 +188,25 @@ async fn scram_failed<S: AsyncWrite + Unpin>(
             };
             refuse(stream, code, &source.to_string()).await;
             ClientLoginError::Scram { user, source }
+        }
+    }
+}
+
+/// Decodes the client's SASL message, or refuses it as PostgreSQL does (08P01).
+async fn decode_or_refuse<'m, M: Message<'m>, S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    message: &'m [u8],
+) -> Result<M, ClientLoginError> {
+    match M::decode_message(message) {
+        Ok(decoded) => Ok(decoded),
+        Err(err) => {
+            refuse(
+                stream,
+                PROTOCOL_VIOLATION,
+                &format!("malformed SASL message: {err}"),
+            )
+            .await;
+            Err(err.into())
         }
     }
 }
