@@ -374,6 +374,37 @@ async fn session_state_follows_the_client_or_is_refused() {
             .get(0);
         assert_eq!((wa.as_str(), wb.as_str()), ("7MB", "9MB"));
     }
+    // A setting changed inside a function (the statement's text shows no sign of it) stays the
+    // client's: on a server of its own the other client would never see it.
+    a.client
+        .batch_execute(
+            "CREATE FUNCTION set_tokyo() RETURNS void LANGUAGE plpgsql AS \
+             $$BEGIN PERFORM pg_catalog.set_config('TimeZone', 'Asia/Tokyo', false); END$$",
+        )
+        .await
+        .expect("function");
+    a.client
+        .batch_execute("SELECT set_tokyo()")
+        .await
+        .expect("call");
+    let zone_b: String = b
+        .client
+        .query_one("SHOW TimeZone", &[])
+        .await
+        .expect("show")
+        .get(0);
+    let zone_a: String = a
+        .client
+        .query_one("SHOW TimeZone", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(zone_a, "Asia/Tokyo");
+    assert_ne!(
+        zone_b, "Asia/Tokyo",
+        "another client's function setting leaked"
+    );
+
     // A SET rolled back with its transaction is not carried.
     a.client
         .batch_execute("BEGIN; SET work_mem = '1MB'; ROLLBACK")

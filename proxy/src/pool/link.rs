@@ -369,7 +369,13 @@ where
                     at.status = frame.get(5).copied().unwrap_or(b'I');
                     ready = true;
                 }
-                tag::PARAMETER_STATUS => conn.note_parameter(&frame[5..]),
+                tag::PARAMETER_STATUS => {
+                    conn.note_parameter(&frame[5..]);
+                    // A reported setting changed where the text showed no sign of it (a function
+                    // that calls set_config, a SECURITY DEFINER … SET): read the settings back
+                    // before the connection serves anyone else.
+                    at.settings_dirty = true;
+                }
                 _ => {}
             }
             if verdict.forward {
