@@ -952,3 +952,74 @@ async fn read_one(
         buffer.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// duet logs its pooled connections in with whatever the server asks for: md5 and cleartext
+/// passwords too (the clients still log in to duet with SCRAM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_log_in_with_md5_and_cleartext() {
+    let test = "pooled_connections_log_in_with_md5_and_cleartext";
+    let options = ClusterOptions {
+        max_connections: 20,
+        hba: vec![
+            "host all md5_app 127.0.0.1/32 md5".into(),
+            "host all plain_app 127.0.0.1/32 password".into(),
+        ],
+        ..ClusterOptions::default()
+    };
+    let Some(cluster) = throwaway_cluster_or_skip(test, options) else {
+        return;
+    };
+    superuser(&cluster, "postgres")
+        .await
+        .batch_execute(&format!(
+            "SET password_encryption = 'md5';
+             CREATE ROLE md5_app LOGIN PASSWORD '{PASSWORD}';
+             SET password_encryption = 'scram-sha-256';
+             CREATE ROLE plain_app LOGIN PASSWORD '{PASSWORD}';"
+        ))
+        .await
+        .expect("roles");
+    let dir = TempDir::new("pool-md5");
+    let duet = duet_with_config(
+        &cluster,
+        &dir,
+        &format!(
+            "[pool]\nmode = \"transaction\"\nsize = 1\n\n\
+             [[pool.users]]\nname = \"md5_app\"\npassword = \"{PASSWORD}\"\n\n\
+             [[pool.users]]\nname = \"plain_app\"\npassword = \"{PASSWORD}\"\n"
+        ),
+    );
+    // The server really asks: the same duet with a wrong password for the server is refused by it.
+    let wrong = duet_with_config(
+        &cluster,
+        &dir,
+        "[pool]\nmode = \"transaction\"\nsize = 1\n\n\
+         [[pool.users]]\nname = \"md5_app\"\npassword = \"nope\"\n\n\
+         [[pool.users]]\nname = \"plain_app\"\npassword = \"nope\"\n",
+    );
+    for user in ["md5_app", "plain_app"] {
+        let mut config = duet.config(user, "postgres");
+        config.password(PASSWORD);
+        let session = connect(&config).await;
+        let who: String = session
+            .client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .expect("query through the pool")
+            .get(0);
+        assert_eq!(who, user);
+        let mut config = wrong.config(user, "postgres");
+        config.password("nope");
+        let err = try_connect(&config)
+            .await
+            .err()
+            .expect("the server refuses");
+        let message = err.as_db_error().map(|db| db.message().to_owned());
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(&format!(
+                "password authentication failed for user \"{user}\""
+            ))),
+            "{err}"
+        );
+    }
+}
