@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use super::backend_pool::{BackendPool, Checkout, PooledConn};
@@ -58,6 +58,13 @@ pub enum LinkError {
     /// The backend sent what is not a protocol message.
     #[error("the backend broke the protocol: {0}")]
     BackendProtocol(&'static str),
+    /// The backend sent a message duet reads that does not decode.
+    #[error("the backend broke the protocol: {0}")]
+    BackendMessage(#[from] crate::wire::messages::DecodeError),
+    /// The session forwarded a message with an impossible length (its scan refuses those
+    /// first, so this is a bug in duet, reported rather than forwarded).
+    #[error("the session forwarded an invalid message length")]
+    SessionMessage,
     /// The server refused duet's own statement (replaying the client's settings, reading
     /// them back): its own SQLSTATE and text.
     #[error("{message}")]
@@ -233,30 +240,11 @@ pub async fn run_own_query(
 
 /// The text columns of a DataRow.
 fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, LinkError> {
-    let bad = LinkError::BackendProtocol("malformed DataRow");
-    let mut reader = body;
-    if reader.len() < 2 {
-        return Err(bad);
-    }
-    let count = reader.get_i16();
-    let mut row = Vec::with_capacity(count.max(0) as usize);
-    for _ in 0..count {
-        if reader.len() < 4 {
-            return Err(LinkError::BackendProtocol("malformed DataRow"));
-        }
-        let len = reader.get_i32();
-        if len < 0 {
-            row.push(None);
-            continue;
-        }
-        let len = len as usize;
-        if reader.len() < len {
-            return Err(LinkError::BackendProtocol("malformed DataRow"));
-        }
-        row.push(Some(String::from_utf8_lossy(&reader[..len]).into_owned()));
-        reader.advance(len);
-    }
-    Ok(row)
+    Ok(crate::wire::messages::DataRow::decode(body)?
+        .columns
+        .into_iter()
+        .map(|column| column.map(|value| String::from_utf8_lossy(value).into_owned()))
+        .collect())
 }
 
 /// The type and length of the whole message at the start of `buf`, if it is all there.
@@ -510,9 +498,7 @@ fn translate(
     client: &mut ClientState,
     at: &mut Position,
 ) -> Result<bool, LinkError> {
-    while let Some((message, len)) = next_message(up)
-        .map_err(|_| LinkError::BackendProtocol("the session sent an invalid message length"))?
-    {
+    while let Some((message, len)) = next_message(up).map_err(|_| LinkError::SessionMessage)? {
         let frame = up.split_to(len).freeze();
         let body = &frame[5..];
         match message {

@@ -18,6 +18,7 @@ mod bind;
 mod body;
 mod close;
 mod command_complete;
+mod data_row;
 mod describe;
 mod error_response;
 mod execute;
@@ -38,6 +39,7 @@ pub use backend_key_data::{BackendKeyData, MAX_SECRET_KEY_LEN, MIN_SECRET_KEY_LE
 pub use bind::Bind;
 pub use close::Close;
 pub use command_complete::CommandComplete;
+pub use data_row::DataRow;
 pub use describe::Describe;
 pub use error_response::{ErrorField, ErrorResponse};
 pub use execute::Execute;
