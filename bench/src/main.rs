@@ -67,6 +67,9 @@ struct MigrateArgs {
     /// the clients' latency; default: duet's `[migration] max_latency_factor`).
     #[arg(long)]
     max_latency_factor: Option<f64>,
+    /// The measured migration's target chunk time (default: duet's `[migration] chunk_time`).
+    #[arg(long, value_parser = parse_duration)]
+    chunk_time: Option<Duration>,
     /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
     /// copier): the report's `latency_copy_held_us` is what the dual-writes alone cost.
     #[arg(long, value_parser = parse_duration)]
@@ -342,6 +345,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         nice_ratio: args.nice_ratio,
         max_latency_factor: args.max_latency_factor,
+        chunk_time: args.chunk_time,
         copy_held_for: args.copy_held_for,
         proxies: args.proxies,
     };

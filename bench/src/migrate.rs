@@ -56,6 +56,9 @@ pub struct MigrateOptions {
     /// The measured migration's `max_latency_factor` (`None`: duet's default; 0: the clients'
     /// latency not watched), set right after it starts.
     pub max_latency_factor: Option<f64>,
+    /// The measured migration's target chunk time (`None`: duet's default), set right after it
+    /// starts.
+    pub chunk_time: Option<Duration>,
     /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
     /// copier), to measure what the dual-writes alone cost the clients.
     pub copy_held_for: Option<Duration>,
@@ -373,6 +376,9 @@ fn drive(
     let settings = CopySettings {
         nice_ratio: opts.nice_ratio,
         max_latency_factor: opts.max_latency_factor,
+        chunk_time_ms: opts
+            .chunk_time
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         ..CopySettings::default()
     };
     if settings != CopySettings::default() {

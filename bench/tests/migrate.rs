@@ -28,6 +28,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
         max_latency_factor: None,
+        chunk_time: None,
         copy_held_for: None,
         proxies: 1,
     };
@@ -119,6 +120,7 @@ fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
         ready_timeout: Duration::from_secs(120),
         nice_ratio: Some(0.5),
         max_latency_factor: Some(0.0),
+        chunk_time: None,
         copy_held_for: None,
         proxies: 3,
     };

@@ -871,3 +871,60 @@ async fn rest_follows_the_nice_ratio_while_a_statement_runs_even_inside_a_snapsh
     drop(c);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_readings_stand_for_a_while_unless_they_throttle_or_the_settings_change() {
+    use duet_shadow::migrate::throttle::{SignalReadings, SIGNAL_MAX_AGE};
+    let Some(db) = TestDb::create("readings").await else {
+        return;
+    };
+    let c = db.connect().await;
+    // Every reading of the probe advances the sequence: its value counts the readings.
+    c.batch_execute("CREATE SEQUENCE probe_reads")
+        .await
+        .expect("sequence");
+    let probe = |max: f64| ThrottleConfig {
+        thresholds: vec![Threshold {
+            signal: Signal::Sql {
+                name: "probe".into(),
+                sql: "SELECT nextval('probe_reads')::float8".into(),
+            },
+            max,
+        }],
+        ..ThrottleConfig::default()
+    };
+    let reads = || async {
+        c.query_one("SELECT last_value FROM probe_reads", &[])
+            .await
+            .expect("reads")
+            .get::<_, i64>(0)
+    };
+    let mut readings = SignalReadings::default();
+    let lenient = probe(1e9);
+    assert_eq!(readings.reason(&c, &lenient).await, None);
+    assert_eq!(readings.reason(&c, &lenient).await, None);
+    assert_eq!(
+        reads().await,
+        1,
+        "a clear reading stands for SIGNAL_MAX_AGE"
+    );
+
+    let other = probe(1e8);
+    assert_eq!(readings.reason(&c, &other).await, None);
+    assert_eq!(reads().await, 2, "new settings are read at once");
+
+    tokio::time::sleep(SIGNAL_MAX_AGE + Duration::from_millis(50)).await;
+    assert_eq!(readings.reason(&c, &other).await, None);
+    assert_eq!(reads().await, 3, "an old reading is read again");
+
+    let strict = probe(0.0);
+    let reason = readings.reason(&c, &strict).await.expect("throttles");
+    assert!(reason.contains("probe is 4"), "{reason}");
+    let reason = readings.reason(&c, &strict).await.expect("still throttles");
+    assert!(
+        reason.contains("probe is 5"),
+        "a throttling reading is always read again: {reason}"
+    );
+    drop(c);
+    db.drop_db().await;
+}

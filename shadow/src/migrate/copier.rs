@@ -74,7 +74,7 @@ use crate::migrate::keyset;
 use crate::migrate::latency::{LatencyHandle, LatencyVerdict, LATENCY_RECHECK};
 use crate::migrate::progress::{self, CopyCheckpoint};
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
-use crate::migrate::throttle::{rest_after, throttle_reason, ThrottleConfig};
+use crate::migrate::throttle::{SignalReadings, ThrottleConfig};
 
 /// Copier settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -438,6 +438,7 @@ impl Copier {
         let mut chunk_rows = self.config.initial_chunk_rows.max(1);
         let mut consecutive_failures = 0u32;
         let mut plain = PlainBackoff::default();
+        let mut signals = SignalReadings::default();
         loop {
             let settings = self.shared.settings().clone();
             if settings.stop {
@@ -449,7 +450,7 @@ impl Copier {
                 self.wait(Duration::from_secs(1)).await;
                 continue;
             }
-            if let Some(reason) = throttle_reason(&self.client, &settings.throttle).await {
+            if let Some(reason) = signals.reason(&self.client, &settings.throttle).await {
                 self.publish(|p| p.state = CopierState::Throttled(reason));
                 self.wait(settings.throttle.recheck_interval).await;
                 continue;
@@ -491,8 +492,9 @@ impl Copier {
                     // Give the application the machine back for a while when it is busy: the
                     // operator's nice ratio, or the clients' latency's pace if longer.
                     let took = t0.elapsed();
-                    let mut rest =
-                        rest_after(&self.client, settings.throttle.nice_ratio, took).await;
+                    let mut rest = signals
+                        .rest_after(&self.client, settings.throttle.nice_ratio, took)
+                        .await;
                     if let Some(LatencyHandle(latency)) = &self.config.latency {
                         rest = rest.max(latency.rest_after(took));
                     }

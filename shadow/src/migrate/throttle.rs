@@ -1,9 +1,26 @@
 //! Throttle signals for the copier: replication lag and load, each with a threshold. A signal
 //! that cannot be read counts as exceeded (fail closed): the copier pauses and says why.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::GenericClient;
+
+/// How long a reading of the signals stands before the copier or the verifier reads them again.
+/// Each reading is a few queries (a catalog scan of `pg_stat_activity` among them) that cost
+/// milliseconds on a busy server: read before every chunk, they were half the work of a 10 ms
+/// chunk. Replication lag and the number of busy backends do not change meaningfully faster.
+pub const SIGNAL_MAX_AGE: Duration = Duration::from_millis(250);
+
+/// Why a signal could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// The query failed.
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+    /// The query returned NULL.
+    #[error("the signal query returned NULL")]
+    Null,
+}
 
 /// Something the copier watches before each chunk.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,14 +63,9 @@ impl Signal {
     }
 
     /// Read the current value.
-    pub async fn read(&self, client: &impl GenericClient) -> Result<f64, String> {
-        let row = client
-            .query_one(self.sql(), &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        row.try_get::<_, Option<f64>>(0)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "the signal query returned NULL".to_string())
+    pub async fn read(&self, client: &impl GenericClient) -> Result<f64, SignalError> {
+        let row = client.query_one(self.sql(), &[]).await?;
+        row.try_get::<_, Option<f64>>(0)?.ok_or(SignalError::Null)
     }
 }
 
@@ -101,7 +113,22 @@ pub async fn rest_after(client: &impl GenericClient, nice_ratio: f64, took: Dura
     if nice_ratio <= 0.0 || !nice_ratio.is_finite() {
         return Duration::ZERO;
     }
-    let busy = match client
+    nice_rest(application_busy(client).await, nice_ratio, took)
+}
+
+/// The rest for a piece that took `took`: `nice_ratio × took` while the application is busy.
+fn nice_rest(busy: bool, nice_ratio: f64, took: Duration) -> Duration {
+    if busy {
+        took.mul_f64(nice_ratio.min(100.0))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Whether other client backends are running statements (an unreadable answer is yes: fail
+/// closed). Works inside a transaction too (see [`rest_after`]).
+async fn application_busy(client: &impl GenericClient) -> bool {
+    match client
         .batch_execute("SELECT pg_stat_clear_snapshot()")
         .await
     {
@@ -110,11 +137,6 @@ pub async fn rest_after(client: &impl GenericClient, nice_ratio: f64, took: Dura
             .await
             .map_or(true, |active| active > 0.0),
         Err(_) => true,
-    };
-    if busy {
-        took.mul_f64(nice_ratio.min(100.0))
-    } else {
-        Duration::ZERO
     }
 }
 
@@ -138,4 +160,56 @@ pub async fn throttle_reason(
         }
     }
     None
+}
+
+/// The signals as last read, so that pieces of work shorter than [`SIGNAL_MAX_AGE`] do not pay a
+/// reading each (see there). A change of the settings reads again at once.
+#[derive(Debug, Default)]
+pub struct SignalReadings {
+    /// The thresholds' verdict, for these settings, read at that time.
+    reason: Option<(Instant, ThrottleConfig, Option<String>)>,
+    /// Whether other client backends were busy, read at that time.
+    busy: Option<(Instant, bool)>,
+}
+
+impl SignalReadings {
+    /// [`throttle_reason`], read again when the last reading is older than [`SIGNAL_MAX_AGE`]
+    /// or was for other settings. A reading that throttles is always read again: the caller
+    /// rechecks only after its own wait.
+    pub async fn reason(
+        &mut self,
+        client: &impl GenericClient,
+        config: &ThrottleConfig,
+    ) -> Option<String> {
+        if let Some((at, for_config, None)) = &self.reason {
+            if at.elapsed() < SIGNAL_MAX_AGE && for_config == config {
+                return None;
+            }
+        }
+        let reason = throttle_reason(client, config).await;
+        self.reason = Some((Instant::now(), config.clone(), reason.clone()));
+        reason
+    }
+
+    /// [`rest_after`], with whether the application is busy read again only when the last
+    /// reading is older than [`SIGNAL_MAX_AGE`].
+    pub async fn rest_after(
+        &mut self,
+        client: &impl GenericClient,
+        nice_ratio: f64,
+        took: Duration,
+    ) -> Duration {
+        if nice_ratio <= 0.0 || !nice_ratio.is_finite() {
+            return Duration::ZERO;
+        }
+        let busy = match self.busy {
+            Some((at, busy)) if at.elapsed() < SIGNAL_MAX_AGE => busy,
+            _ => {
+                let busy = application_busy(client).await;
+                self.busy = Some((Instant::now(), busy));
+                busy
+            }
+        };
+        nice_rest(busy, nice_ratio, took)
+    }
 }

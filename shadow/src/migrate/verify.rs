@@ -15,7 +15,7 @@ use crate::migrate::key::KeyValue;
 use crate::migrate::keyset;
 use crate::migrate::latency::LatencyHandle;
 use crate::migrate::target::{as_params, CopyTarget, KeyRange, Side};
-use crate::migrate::throttle::rest_after;
+use crate::migrate::throttle::SignalReadings;
 
 /// How long the clients' latency may keep a verification waiting, as a multiple of the time it
 /// has worked so far (plus one `max_pause` for the start): its snapshot stays open while it
@@ -177,6 +177,8 @@ pub(crate) struct RangeWalk<'a> {
     worked: Duration,
     /// Time the clients' latency kept it waiting so far (beyond the nice-ratio rests).
     latency_waited: Duration,
+    /// Whether the application is busy, as last read.
+    signals: SignalReadings,
 }
 
 impl<'a> RangeWalk<'a> {
@@ -203,6 +205,7 @@ impl<'a> RangeWalk<'a> {
             started: None,
             worked: Duration::ZERO,
             latency_waited: Duration::ZERO,
+            signals: SignalReadings::default(),
         })
     }
 
@@ -217,7 +220,10 @@ impl<'a> RangeWalk<'a> {
             // The snapshot stays open while resting.
             let took = started.elapsed();
             self.worked += took;
-            let mut rest = rest_after(&self.tx, self.config.nice_ratio, took).await;
+            let mut rest = self
+                .signals
+                .rest_after(&self.tx, self.config.nice_ratio, took)
+                .await;
             if let Some(LatencyHandle(latency)) = &self.config.latency {
                 let budget = self.latency_budget(latency);
                 let extra = latency.rest_after(took).saturating_sub(rest).min(budget);
