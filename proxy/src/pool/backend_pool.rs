@@ -203,20 +203,11 @@ impl BackendPool {
     /// Takes a connection for one transaction, waiting up to the pool's `wait_timeout` for one
     /// to be free.
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let acquired =
-            tokio::time::timeout(self.wait_timeout, self.slots.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let slot = match acquired {
-            Ok(Ok(slot)) => slot,
-            _ => {
-                return Err(PoolError::Timeout {
-                    user: self.user.clone(),
-                    database: self.database.clone(),
-                    waited: self.wait_timeout,
-                    size: self.size,
-                })
-            }
+        // A free slot is taken at once; only a wait arms a timer (one per transaction was a
+        // timer-wheel entry made and cleared each time, for nothing).
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => self.wait_for_slot().await?,
         };
         loop {
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -231,6 +222,23 @@ impl BackendPool {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Checkout { conn, _slot: slot })
+    }
+
+    /// Waits up to `wait_timeout` for a slot.
+    async fn wait_for_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PoolError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let acquired =
+            tokio::time::timeout(self.wait_timeout, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match acquired {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(PoolError::Timeout {
+                user: self.user.clone(),
+                database: self.database.clone(),
+                waited: self.wait_timeout,
+                size: self.size,
+            }),
+        }
     }
 
     /// Gives a connection back after a transaction.
