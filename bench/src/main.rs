@@ -70,6 +70,10 @@ struct MigrateArgs {
     /// The measured migration's target chunk time (default: duet's `[migration] chunk_time`).
     #[arg(long, value_parser = parse_duration)]
     chunk_time: Option<Duration>,
+    /// The measured migration's `latency_max_pause`: the longest the clients' latency keeps the
+    /// copier from its next chunk (default: duet's `[migration] latency_max_pause`).
+    #[arg(long, value_parser = parse_duration)]
+    latency_max_pause: Option<Duration>,
     /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
     /// copier): the report's `latency_copy_held_us` is what the dual-writes alone cost.
     #[arg(long, value_parser = parse_duration)]
@@ -346,6 +350,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         nice_ratio: args.nice_ratio,
         max_latency_factor: args.max_latency_factor,
         chunk_time: args.chunk_time,
+        latency_max_pause: args.latency_max_pause,
         copy_held_for: args.copy_held_for,
         proxies: args.proxies,
     };

@@ -59,6 +59,9 @@ pub struct MigrateOptions {
     /// The measured migration's target chunk time (`None`: duet's default), set right after it
     /// starts.
     pub chunk_time: Option<Duration>,
+    /// The measured migration's `latency_max_pause` (`None`: duet's default), set right after it
+    /// starts.
+    pub latency_max_pause: Option<Duration>,
     /// Keep the measured migration's copy paused this long after it starts (dual-writes on, no
     /// copier), to measure what the dual-writes alone cost the clients.
     pub copy_held_for: Option<Duration>,
@@ -376,9 +379,10 @@ fn drive(
     let settings = CopySettings {
         nice_ratio: opts.nice_ratio,
         max_latency_factor: opts.max_latency_factor,
-        chunk_time_ms: opts
-            .chunk_time
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        chunk_time_ms: opts.chunk_time.map(duet_proxy::duration::whole_millis),
+        latency_max_pause_ms: opts
+            .latency_max_pause
+            .map(duet_proxy::duration::whole_millis),
         ..CopySettings::default()
     };
     if settings != CopySettings::default() {

@@ -29,6 +29,7 @@ fn migrate_scenario_with_tiny_sizes_reports_every_field() {
         nice_ratio: Some(0.5),
         max_latency_factor: None,
         chunk_time: None,
+        latency_max_pause: None,
         copy_held_for: None,
         proxies: 1,
     };
@@ -121,6 +122,7 @@ fn migrate_scenario_through_a_fleet_of_three_loses_no_client_statement() {
         nice_ratio: Some(0.5),
         max_latency_factor: Some(0.0),
         chunk_time: None,
+        latency_max_pause: None,
         copy_held_for: None,
         proxies: 3,
     };

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use super::backend_pool::{BackendPool, Checkout, PooledConn};
@@ -341,7 +341,9 @@ where
         // The backend's complete messages, matched against what is owed.
         let mut ready = false;
         while let Some((message, len)) = next_message(&down)? {
-            let frame = down.split_to(len);
+            // Read in place and skipped: splitting each message off would make the buffer a
+            // shared one (an allocation) and take a reference count per message.
+            let frame = &down[..len];
             let verdict = at.owing.answer(message);
             if let Some(prepared) = verdict.prepared {
                 pool.note_prepared(prepared);
@@ -367,8 +369,9 @@ where
                 _ => {}
             }
             if verdict.forward {
-                to_client.extend_from_slice(&frame);
+                to_client.extend_from_slice(frame);
             }
+            down.advance(len);
             at.owing.take_synthetic(&mut to_client);
         }
         if !to_client.is_empty() {
