@@ -422,9 +422,10 @@ impl MigrateReport {
             };
             let _ = writeln!(
                 out,
-                "duet's latency throttle: baseline {}, limit {}, {} hold(s), {:.1} s held, {} piece(s) forced through, pace {:.1}; last: {}: {}",
+                "duet's latency throttle: baseline {}, limit {}, dual-writes alone {}, {} hold(s), {:.1} s held, {} piece(s) forced through, pace {:.1}; last: {}: {}",
                 ms(t.baseline_us),
                 ms(t.limit_us),
+                ms(t.dual_writes_us),
                 t.holds,
                 t.held_s,
                 t.forced,

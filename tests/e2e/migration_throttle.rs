@@ -164,6 +164,19 @@ async fn the_copy_waits_while_clients_are_slow_and_goes_on_when_they_recover() {
         reason.starts_with("client p99 ") && reason.contains(" > "),
         "{held}"
     );
+    // Before its first chunk the copier rested one window to measure the clients with the
+    // dual-writes on and nothing copied: here the slow statements, far above the limit.
+    assert!(
+        held["latency_throttle"]["dual_writes_us"]
+            .as_u64()
+            .is_some_and(|us| us >= slow_us / 2),
+        "the clients' p99 before any copying: {held}"
+    );
+    assert!(
+        reason.contains("before any copying, with the dual-writes on: p99 ")
+            && reason.contains("a max latency factor above"),
+        "{held}"
+    );
     assert!(
         held["copy_state"]
             .as_str()

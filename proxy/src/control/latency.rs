@@ -138,6 +138,11 @@ pub struct ThrottleStatus {
     pub baseline_us: Option<u64>,
     /// The p99 above which the work waits, in microseconds (null: no baseline yet).
     pub limit_us: Option<u64>,
+    /// The clients' p99 with the migration's dual-writes on and the copier resting, in
+    /// microseconds: what the dual-writes alone cost them (null: not measured yet). Above
+    /// `limit_us`, the copier can only go at the progress guarantee.
+    #[serde(default)]
+    pub dual_writes_us: Option<u64>,
     /// Stretches of waiting on the clients' latency so far.
     pub holds: u64,
     /// Seconds spent waiting on it so far.
@@ -161,6 +166,7 @@ impl ThrottleStatus {
             window_ms: u64::try_from(view.sample.window.as_millis()).unwrap_or(u64::MAX),
             baseline_us: view.baseline.map(micros),
             limit_us: view.current_limit().map(micros),
+            dual_writes_us: view.dual_writes.map(micros),
             holds: view.holds,
             held_s: view.held.as_secs_f64(),
             forced: view.forced,

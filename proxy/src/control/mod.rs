@@ -535,7 +535,10 @@ impl Migration {
         if let Some(throttle) = &live.latency {
             return throttle.clone();
         }
-        let throttle = LatencyThrottle::new(
+        // The copy and the verification run while the migration dual-writes: the throttle
+        // measures what those alone cost the clients, so `status` can say when they leave the
+        // copier no room under the limit.
+        let throttle = LatencyThrottle::with_dual_writes(
             Arc::new(latency::FleetLatency::new(ctx)),
             live.settings.throttles().latency_limit(),
             live.settings.latency_baseline(),

@@ -14,6 +14,12 @@
 //! 3. without a baseline (none was measured when the migration started, e.g. the proxy was idle
 //!    then), the work rests for one whole window and takes the clients' p99 in it as the
 //!    baseline: a window without the work's load;
+//!    when the gate is told the work's migration dual-writes ([`LatencyGate::measuring_dual_writes`]),
+//!    it also rests one whole window before the first piece with a baseline known and keeps the
+//!    clients' p99 in it as what the dual-writes alone cost them (a baseline measured by rule 3
+//!    is that window already): `status` shows it, and says when it leaves the work no room
+//!    under the limit (the work then goes at the progress guarantee, and only a higher factor
+//!    gives it more);
 //! 4. the limit is `max(factor × baseline, floor)`: the floor keeps a baseline of a few
 //!    microseconds (an idle proxy, trivial queries) from holding the work back at every chunk;
 //! 5. the work waits while the window's p99 is above the limit, re-reading it every
@@ -172,6 +178,11 @@ pub struct LatencyView {
     pub pace: f64,
     /// Why the last forced piece ran, when not the progress guarantee's `max_pause`.
     pub forced_why: Option<&'static str>,
+    /// The clients' p99 with the migration's dual-writes on and the work resting (rule 3), once
+    /// measured.
+    pub dual_writes: Option<Duration>,
+    /// The current measuring window is the one of `dual_writes`, not of the baseline.
+    pub measuring_dual_writes: bool,
 }
 
 impl LatencyView {
@@ -189,6 +200,11 @@ impl LatencyView {
             LatencyState::Idle => format!(
                 "{n} client statement(s) in the last {}: too few to judge",
                 Millis(self.sample.window)
+            ),
+            LatencyState::Measuring if self.measuring_dual_writes => format!(
+                "measuring what the dual-writes alone cost the clients (their p99 while the work \
+                 rests, {} so far)",
+                Millis(self.waiting_for)
             ),
             LatencyState::Measuring => format!(
                 "measuring the clients' baseline p99 without the migration's load ({} so far)",
@@ -222,9 +238,34 @@ impl LatencyView {
                 if self.pace > 0.0 {
                     text.push_str(&format!("; resting {:.1} × each piece's time", self.pace));
                 }
+                text.push_str(&self.dual_writes_text());
                 text
             }
         }
+    }
+
+    /// What the dual-writes alone cost, when measured: `; before any copying, with the
+    /// dual-writes on: p99 3.8 ms (1.52 × baseline)`, and what to do when that leaves the work
+    /// no room under the limit.
+    fn dual_writes_text(&self) -> String {
+        let (Some(alone), Some(limit)) = (self.dual_writes, self.current_limit()) else {
+            return String::new();
+        };
+        let mut text = format!(
+            "; before any copying, with the dual-writes on: p99 {}",
+            Millis(alone)
+        );
+        if let Some(baseline) = self.baseline.filter(|b| !b.is_zero()) {
+            let factor = alone.as_secs_f64() / baseline.as_secs_f64();
+            text.push_str(&format!(" ({factor:.2} × baseline)"));
+            if alone > limit {
+                text.push_str(&format!(
+                    ", above the limit: the work goes at the progress guarantee; a max latency \
+                     factor above {factor:.2} gives it room"
+                ));
+            }
+        }
+        text
     }
 
     /// `1.5 × baseline 2.5 ms`, or `the floor 2.0 ms` when the floor is the higher bound.
@@ -293,6 +334,29 @@ pub struct LatencyGate {
     pace: f64,
     last_raise: Option<Instant>,
     last_ease: Option<Instant>,
+    dual_writes: DualWriteCost,
+}
+
+/// Rule 3's second measurement: what the migration's dual-writes alone cost the clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DualWriteCost {
+    /// Not measured (the gated work adds no dual-writes, or nobody asked).
+    NotWanted,
+    /// To be measured before the first piece.
+    Wanted,
+    /// The current measuring window is this one.
+    Measuring,
+    /// The clients' p99 in that window.
+    Measured(Duration),
+}
+
+impl DualWriteCost {
+    fn measured(self) -> Option<Duration> {
+        match self {
+            DualWriteCost::Measured(p99) => Some(p99),
+            _ => None,
+        }
+    }
 }
 
 impl LatencyGate {
@@ -315,7 +379,15 @@ impl LatencyGate {
             pace: 0.0,
             last_raise: None,
             last_ease: None,
+            dual_writes: DualWriteCost::NotWanted,
         }
+    }
+
+    /// The gated work belongs to a migration whose dual-writes are on: measure what they alone
+    /// cost the clients before its first piece (rule 3).
+    pub fn measuring_dual_writes(mut self) -> Self {
+        self.dual_writes = DualWriteCost::Wanted;
+        self
     }
 
     /// A piece of work that took `took` ended at `now`: how long to rest before the next one
@@ -413,6 +485,12 @@ impl LatencyGate {
         let Some(baseline) = self.baseline else {
             return self.measure(now, sample);
         };
+        if matches!(
+            self.dual_writes,
+            DualWriteCost::Wanted | DualWriteCost::Measuring
+        ) {
+            return self.measure(now, sample);
+        }
         let limit = self.limit.limit_for(baseline);
         if sample.p99 <= limit {
             if sample.p99 <= limit.mul_f64(EASE_BELOW) {
@@ -455,7 +533,14 @@ impl LatencyGate {
                 // window's own granularity).
                 if now.saturating_duration_since(since) >= sample.window + LATENCY_RECHECK {
                     self.end_wait(Some(now));
-                    self.baseline = Some(sample.p99);
+                    if self.baseline.is_none() {
+                        // The migration's dual-writes are on already: the window of the
+                        // baseline is also the one of their cost.
+                        self.baseline = Some(sample.p99);
+                    }
+                    if self.dual_writes != DualWriteCost::NotWanted {
+                        self.dual_writes = DualWriteCost::Measured(sample.p99);
+                    }
                     return self.decide(now, sample);
                 }
             }
@@ -463,6 +548,9 @@ impl LatencyGate {
                 self.end_wait(Some(now));
                 self.waiting_since = Some(now);
                 self.state = LatencyState::Measuring;
+                if self.baseline.is_some() && self.dual_writes == DualWriteCost::Wanted {
+                    self.dual_writes = DualWriteCost::Measuring;
+                }
             }
         }
         LatencyVerdict::Wait(self.view_at(now).reason())
@@ -500,6 +588,9 @@ impl LatencyGate {
             forced: self.forced,
             pace: self.pace,
             forced_why: self.forced_why,
+            dual_writes: self.dual_writes.measured(),
+            measuring_dual_writes: self.state == LatencyState::Measuring
+                && self.dual_writes == DualWriteCost::Measuring,
         }
     }
 }
@@ -529,6 +620,19 @@ impl LatencyThrottle {
         Arc::new(LatencyThrottle {
             source,
             gate: Mutex::new(LatencyGate::new(limit, baseline)),
+        })
+    }
+
+    /// As [`LatencyThrottle::new`], for the work of a migration whose dual-writes are on: what
+    /// they alone cost the clients is measured before the first piece (rule 3).
+    pub fn with_dual_writes(
+        source: Arc<dyn ClientLatency>,
+        limit: LatencyLimit,
+        baseline: Option<Duration>,
+    ) -> Arc<Self> {
+        Arc::new(LatencyThrottle {
+            source,
+            gate: Mutex::new(LatencyGate::new(limit, baseline).measuring_dual_writes()),
         })
     }
 
@@ -822,6 +926,88 @@ mod tests {
         ));
         assert_eq!(gate.view_at(t0 + ms(1300)).holds, 1);
         assert_eq!(gate.view_at(t0 + ms(1300)).held, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_migration_s_gate_measures_what_the_dual_writes_alone_cost_before_the_first_piece() {
+        let t0 = Instant::now();
+        let mut gate = LatencyGate::new(limit(), Some(ms(2))).measuring_dual_writes();
+        // The baseline is known; the work still rests one window first.
+        let first = gate.decide(t0, busy(3.5));
+        let LatencyVerdict::Wait(reason) = first else {
+            panic!("the first piece waits for the measurement: {first:?}");
+        };
+        assert!(
+            reason.contains("what the dual-writes alone cost"),
+            "{reason}"
+        );
+        assert_eq!(gate.view_at(t0).state, LatencyState::Measuring);
+        assert!(matches!(
+            gate.decide(t0 + ms(1000), busy(3.5)),
+            LatencyVerdict::Wait(_)
+        ));
+        // The window is over: 3.5 ms is what the dual-writes cost, above the limit of 3 ms.
+        let verdict = gate.decide(t0 + ms(1200), busy(3.5));
+        let LatencyVerdict::Wait(reason) = verdict else {
+            panic!("above the limit: {verdict:?}");
+        };
+        let view = gate.view_at(t0 + ms(1200));
+        assert_eq!(view.dual_writes, Some(ms(3) + Duration::from_micros(500)));
+        assert_eq!(view.held, Duration::ZERO, "measuring is no hold");
+        assert!(
+            reason.contains(
+                "before any copying, with the dual-writes on: p99 3.5 ms (1.75 × baseline), above \
+                 the limit"
+            ) && reason.contains("a max latency factor above 1.75"),
+            "{reason}"
+        );
+        // Within the limit the reason still says what they cost, without advice.
+        assert_eq!(gate.decide(t0 + ms(1300), busy(2.5)), LatencyVerdict::Go);
+        let reason = gate.view_at(t0 + ms(1300)).reason();
+        assert!(
+            reason.ends_with(
+                "; before any copying, with the dual-writes on: p99 3.5 ms (1.75 × baseline), \
+                 above the limit: the work goes at the progress guarantee; a max latency factor \
+                 above 1.75 gives it room"
+            ),
+            "{reason}"
+        );
+        // Measured once: no more measuring windows.
+        assert_eq!(gate.decide(t0 + ms(5000), busy(2.5)), LatencyVerdict::Go);
+    }
+
+    #[test]
+    fn a_measured_baseline_is_also_what_the_dual_writes_cost() {
+        let t0 = Instant::now();
+        let mut gate = LatencyGate::new(limit(), None).measuring_dual_writes();
+        assert!(matches!(
+            gate.decide(t0, busy(3.0)),
+            LatencyVerdict::Wait(_)
+        ));
+        assert!(
+            !gate.view_at(t0).measuring_dual_writes,
+            "the baseline's window"
+        );
+        assert_eq!(gate.decide(t0 + ms(1200), busy(3.0)), LatencyVerdict::Go);
+        let view = gate.view_at(t0 + ms(1200));
+        assert_eq!(view.baseline, Some(ms(3)));
+        assert_eq!(view.dual_writes, Some(ms(3)), "one window, not two");
+        assert!(
+            view.reason().ends_with(
+                "; before any copying, with the dual-writes on: p99 3.0 ms (1.00 × baseline)"
+            ),
+            "{}",
+            view.reason()
+        );
+    }
+
+    #[test]
+    fn a_gate_without_dual_writes_measures_nothing_more() {
+        let t0 = Instant::now();
+        let mut gate = LatencyGate::new(limit(), Some(ms(2)));
+        assert_eq!(gate.decide(t0, busy(2.5)), LatencyVerdict::Go);
+        assert_eq!(gate.view_at(t0).dual_writes, None);
+        assert!(!gate.view_at(t0).reason().contains("dual-writes"));
     }
 
     #[test]
