@@ -16,7 +16,6 @@ mod dual_write;
 mod duplex;
 mod edit;
 mod forward;
-pub(crate) mod io;
 mod pooled_startup;
 mod shared;
 mod startup;

@@ -8,7 +8,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::io::{read_message, read_startup_packet, write_flushed, ReadError};
 use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionGuard};
 use crate::backend::BackendStream;
 use crate::client_stream::ClientStream;
@@ -19,6 +18,7 @@ use crate::wire::backend as tag;
 use crate::wire::error::{error_response, Severity, CONNECTION_FAILURE, INVALID_AUTHORIZATION};
 use crate::wire::frontend;
 use crate::wire::messages::{Authentication, BackendKeyData, Message, SaslInitialResponse};
+use crate::wire::read::{read_message, read_startup_packet, write_flushed, ReadError};
 use crate::wire::startup::{
     parse_packet, StartupError, StartupMessage, StartupPacket, GSSENC_REQUEST_CODE,
     SSL_REQUEST_CODE,

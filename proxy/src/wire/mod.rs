@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod frame;
 pub mod messages;
+pub(crate) mod read;
 pub mod startup;
 
 /// Frontend (client → server) message types the protocol defines after startup.

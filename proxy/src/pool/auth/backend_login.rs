@@ -10,12 +10,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::scram::{ScramClient, ScramError, ScramSecret, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
-use crate::session::io::{read_message, write_flushed, ReadError};
 use crate::wire::backend as tag;
 use crate::wire::messages::{
     Authentication, BackendKeyData, DecodeError, ErrorResponse, Message, ParameterStatus,
     PasswordMessage, SaslInitialResponse, SaslResponse,
 };
+use crate::wire::read::{read_message, write_flushed, ReadError};
 use crate::wire::startup::{parse_packet, StartupError, StartupPacket};
 
 /// Largest message accepted from the backend during login (the session-mode relay's limit).
@@ -296,9 +296,9 @@ mod tests {
 
     use super::*;
     use crate::pool::auth::scram::{ScramServer, ScramVerifier};
-    use crate::session::io::read_startup_packet;
     use crate::wire::error::{fatal, INVALID_PASSWORD};
     use crate::wire::messages::SaslMechanisms;
+    use crate::wire::read::read_startup_packet;
     use crate::wire::startup::encode_startup;
 
     /// Made by PostgreSQL 15 for the password `sekr3t`.

@@ -10,12 +10,12 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::scram::{ClientKey, ScramError, ScramServer, ScramVerifier, SCRAM_SHA_256};
-use crate::session::io::{read_message, write_flushed, ReadError};
 use crate::wire::error::{fatal, FEATURE_NOT_SUPPORTED, INVALID_PASSWORD, PROTOCOL_VIOLATION};
 use crate::wire::frontend;
 use crate::wire::messages::{
     Authentication, DecodeError, Message, SaslInitialResponse, SaslMechanisms, SaslResponse,
 };
+use crate::wire::read::{read_message, write_flushed, ReadError};
 
 /// Largest authentication message accepted from a client (SCRAM messages are about 100 bytes;
 /// the same limit as the session-mode relay).
@@ -220,8 +220,8 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: &str, message: &str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::io::read_startup_packet;
     use crate::wire::messages::ErrorResponse;
+    use crate::wire::read::read_startup_packet;
     use tokio::net::TcpListener;
     use tokio_postgres::NoTls;
 

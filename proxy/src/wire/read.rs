@@ -1,10 +1,12 @@
-//! Reading whole packets during startup, where messages are small and handled one at a time.
+//! Reading whole packets one at a time: the startup phase of a session, and duet's own logins
+//! (the pool's clients and its backend connections), where messages are small and each is
+//! handled before the next is read. The forwarding phase streams instead ([`super::frame`]).
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::wire::frame::{FrameScanner, HEADER_LEN};
-use crate::wire::startup::{packet_len, StartupError};
+use super::frame::{FrameError, FrameScanner, HEADER_LEN};
+use super::startup::{packet_len, StartupError};
 
 /// Why reading a packet failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +18,8 @@ pub(crate) enum ReadError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The bytes do not form a valid packet.
-    #[error("{0}")]
-    Malformed(String),
+    #[error(transparent)]
+    Malformed(#[from] FrameError),
     /// The bytes do not form a startup packet (kept typed: whether the client is told depends on
     /// the kind, see [`StartupError::reply`]).
     #[error("{0}")]
@@ -68,8 +70,9 @@ pub(crate) async fn read_message<S: AsyncRead + Unpin>(
     let mut pos = 0;
     let frame = FrameScanner::new()
         .next_frame(buf, &mut pos, max_len)
-        .map_err(|err| ReadError::Malformed(err.to_string()))?
-        .ok_or_else(|| ReadError::Malformed("incomplete header".to_owned()))?;
+        .map_err(ReadError::Malformed)?
+        // The whole header is in the buffer, so the scanner always finds the frame.
+        .ok_or(ReadError::Closed)?;
     fill(stream, buf, frame.wire_len).await?;
     Ok(buf.split_to(frame.wire_len))
 }
