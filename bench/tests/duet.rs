@@ -120,9 +120,7 @@ fn compare_in_transaction_mode_pools_both_proxies() {
         return;
     };
     let mut targets = vec![Target::Direct, Target::Duet];
-    if duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
-        || std::path::Path::new(duet_bench::pgbouncer::DEFAULT_PGBOUNCER).is_file()
-    {
+    if support::pgbouncer_installed() {
         targets.push(Target::Pgbouncer);
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use duet_bench::compare::{run_compare, CompareOptions, Driver, Pooling, Scenario, Target};
 use duet_bench::pgbench_driver::{find_pgbench, run_pgbench};
-use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions, DEFAULT_PGBOUNCER};
+use duet_bench::pgbouncer::{PgBouncer, PgBouncerOptions};
 use duet_harness::backend::Backend;
 use duet_harness::cluster::Cluster;
 use duet_harness::duet_process::{DuetProxy, DuetProxyOptions};
 use duet_harness::launch::LaunchError;
 use duet_harness::load::{init_tables, run_load, LoadOptions};
 use duet_harness::workload::{Protocol, Workload};
-use support::{binaries_available, cluster_or_skip, skip};
+use support::{binaries_available, cluster_or_skip, pgbouncer_installed, skip};
 
 /// A throwaway cluster and the pgbench binary, or None (after [`skip`]) when either is missing.
 fn cluster_and_pgbench() -> Option<(Cluster, PathBuf)> {
@@ -26,16 +26,6 @@ fn cluster_and_pgbench() -> Option<(Cluster, PathBuf)> {
         return None;
     };
     Some((cluster, pgbench))
-}
-
-fn pgbouncer_installed() -> bool {
-    let found = duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
-        || std::path::Path::new(DEFAULT_PGBOUNCER).is_file();
-    if !found {
-        // CI installs it (.ci/run): the comparison the README reports must be exercised there.
-        skip("pgbouncer is not installed (apt-get install pgbouncer)");
-    }
-    found
 }
 
 fn load(url: String, workload: Workload, protocol: Protocol) -> LoadOptions {

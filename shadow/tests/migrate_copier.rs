@@ -10,7 +10,8 @@ use std::time::Duration;
 use duet_shadow::ident::QualifiedName;
 use duet_shadow::migrate::copier::{Copier, CopierConfig, CopierState, CopyOutcome};
 use duet_shadow::migrate::latency::{
-    ClientLatency, LatencyHandle, LatencyLimit, LatencySample, LatencyState, LatencyThrottle,
+    ClientLatency, LatencyGate, LatencyHandle, LatencyLimit, LatencySample, LatencyState,
+    LatencyThrottle,
 };
 use duet_shadow::migrate::old_transactions::{mark_dual_writes_enabled, wait_for_old_transactions};
 use duet_shadow::migrate::progress::load_checkpoint;
@@ -306,7 +307,10 @@ async fn the_copier_and_the_verifier_wait_while_the_clients_are_slow() {
         floor: Duration::from_millis(1),
         max_pause: Duration::from_secs(3600),
     };
-    let throttle = LatencyThrottle::new(source.clone(), limit, Some(Duration::from_millis(2)));
+    let throttle = LatencyThrottle::new(
+        source.clone(),
+        LatencyGate::new(limit, Some(Duration::from_millis(2))),
+    );
     let config = CopierConfig {
         latency: Some(LatencyHandle(throttle.clone())),
         ..fixed_chunks(500)
@@ -833,14 +837,20 @@ async fn composite_keys_are_chunked_by_count_and_keep_dual_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_follows_the_nice_ratio_while_a_statement_runs_even_inside_a_snapshot() {
-    use duet_shadow::migrate::throttle::rest_after;
+    use duet_shadow::migrate::throttle::SignalReadings;
     let Some(db) = TestDb::create("nice").await else {
         return;
     };
     let mut c = db.connect().await;
     let took = Duration::from_millis(40);
-    assert_eq!(rest_after(&c, 0.0, took).await, Duration::ZERO, "0: never");
-    assert_eq!(rest_after(&c, f64::NAN, took).await, Duration::ZERO);
+    // A fresh reading each time: the rest must follow the server, not a reading kept.
+    let rest_after = |client, ratio| async move {
+        SignalReadings::default()
+            .rest_after(client, ratio, took)
+            .await
+    };
+    assert_eq!(rest_after(&c, 0.0).await, Duration::ZERO, "0: never");
+    assert_eq!(rest_after(&c, f64::NAN).await, Duration::ZERO);
 
     // Inside a REPEATABLE READ transaction (as the verifier reads) that saw the server before
     // the statement started: the rest must still notice it.
@@ -859,7 +869,7 @@ async fn rest_follows_the_nice_ratio_while_a_statement_runs_even_inside_a_snapsh
     });
     let mut rested = Duration::ZERO;
     for _ in 0..50 {
-        rested = rest_after(&tx, 2.5, took).await;
+        rested = SignalReadings::default().rest_after(&tx, 2.5, took).await;
         if !rested.is_zero() {
             break;
         }

@@ -360,18 +360,8 @@ async fn session_state_follows_the_client_or_is_refused() {
         .await
         .expect("SET");
     for _ in 0..3 {
-        let wa: String = a
-            .client
-            .query_one("SHOW work_mem", &[])
-            .await
-            .expect("show")
-            .get(0);
-        let wb: String = b
-            .client
-            .query_one("SHOW work_mem", &[])
-            .await
-            .expect("show")
-            .get(0);
+        let wa = show(&a.client, "work_mem").await;
+        let wb = show(&b.client, "work_mem").await;
         assert_eq!((wa.as_str(), wb.as_str()), ("7MB", "9MB"));
     }
     // A setting changed inside a function (the statement's text shows no sign of it) stays the
@@ -387,18 +377,8 @@ async fn session_state_follows_the_client_or_is_refused() {
         .batch_execute("SELECT set_tokyo()")
         .await
         .expect("call");
-    let zone_b: String = b
-        .client
-        .query_one("SHOW TimeZone", &[])
-        .await
-        .expect("show")
-        .get(0);
-    let zone_a: String = a
-        .client
-        .query_one("SHOW TimeZone", &[])
-        .await
-        .expect("show")
-        .get(0);
+    let zone_b = show(&b.client, "TimeZone").await;
+    let zone_a = show(&a.client, "TimeZone").await;
     assert_eq!(zone_a, "Asia/Tokyo");
     assert_ne!(
         zone_b, "Asia/Tokyo",
@@ -410,12 +390,7 @@ async fn session_state_follows_the_client_or_is_refused() {
         .batch_execute("BEGIN; SET work_mem = '1MB'; ROLLBACK")
         .await
         .expect("rolled back SET");
-    let wa: String = a
-        .client
-        .query_one("SHOW work_mem", &[])
-        .await
-        .expect("show")
-        .get(0);
+    let wa = show(&a.client, "work_mem").await;
     assert_eq!(wa, "7MB");
     // RESET ALL returns to the startup packet's values, as on a server of its own.
     b.client
@@ -1022,4 +997,13 @@ async fn pooled_connections_log_in_with_md5_and_cleartext() {
             "{err}"
         );
     }
+}
+
+/// What `SHOW name` says on `client`'s session.
+async fn show(client: &tokio_postgres::Client, name: &str) -> String {
+    client
+        .query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
+        .get(0)
 }

@@ -33,3 +33,14 @@ pub fn binaries_available() -> bool {
 pub fn cluster_or_skip() -> Option<Cluster> {
     duet_testkit::throwaway_cluster_or_skip(&test_name(), ClusterOptions::default())
 }
+
+/// Whether PgBouncer is installed (on PATH or Debian's path); false after the kit's skip when it
+/// is not. CI installs it (`.ci/run`): the comparisons the README reports must run there.
+pub fn pgbouncer_installed() -> bool {
+    let found = duet_bench::pgbouncer::find_on_path("pgbouncer").is_some()
+        || std::path::Path::new(duet_bench::pgbouncer::DEFAULT_PGBOUNCER).is_file();
+    if !found {
+        skip("pgbouncer is not installed (apt-get install pgbouncer)");
+    }
+    found
+}

@@ -430,6 +430,16 @@ async fn run_outside_transaction(
     }
 }
 
+/// The phase stored for migration `id` now, read on a connection of its own (`None` when it
+/// cannot be read).
+pub async fn stored_phase(ctx: &ProxyContext, id: i64) -> Option<duet_shadow::migrate::Phase> {
+    let client = connect(ctx).await.ok()?;
+    duet_shadow::migrate::state::get_migration(&client, id)
+        .await
+        .ok()
+        .map(|stored| stored.phase)
+}
+
 /// Stores `error` on the migration row without changing its phase (status after a restart).
 pub async fn store_error(ctx: &ProxyContext, id: i64, error: Option<&str>) {
     let Ok(client) = connect(ctx).await else {

@@ -57,13 +57,9 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
 
 /// Whether the stored phase differs from the one this member's task was in.
 async fn moved_elsewhere(ctx: &ProxyContext, m: &Migration) -> bool {
-    let Ok(client) = connection::connect(ctx).await else {
-        return false;
-    };
-    match duet_shadow::migrate::state::get_migration(&client, m.id).await {
-        Ok(stored) => stored.phase != m.phase(),
-        Err(_) => false,
-    }
+    connection::stored_phase(ctx, m.id)
+        .await
+        .is_some_and(|stored| stored != m.phase())
 }
 
 async fn drive(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<(), MigrationError> {

@@ -237,7 +237,7 @@ async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
         // migration to a member that repeats the step (found by the safety-net suite: a second
         // expand failing on the shadow column the first had added). Read the row again; if it
         // moved since the snapshot, the next round sees it as it is.
-        if stored_phase_now(ctx, m.id).await != Some(stored.phase) {
+        if super::connection::stored_phase(ctx, m.id).await != Some(stored.phase) {
             return;
         }
         // Another member moved it (an abort, a cutover): stop what this one was doing.
@@ -262,15 +262,6 @@ async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
     if stored.phase != Phase::Planned || stored.idle_s > PLANNED_GRACE_S {
         drive_if_needed(ctx, m).await;
     }
-}
-
-/// The phase stored for migration `id` now (`None` when it cannot be read).
-async fn stored_phase_now(ctx: &ProxyContext, id: i64) -> Option<Phase> {
-    let client = super::connection::connect(ctx).await.ok()?;
-    duet_shadow::migrate::state::get_migration(&client, id)
-        .await
-        .ok()
-        .map(|stored| stored.phase)
 }
 
 /// Whether `stored` is a phase the driver's own task moves `local` to (it records first, then

@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use duet_shadow::migrate::copier::CopierControl;
-use duet_shadow::migrate::latency::LatencyThrottle;
+use duet_shadow::migrate::latency::{LatencyGate, LatencyThrottle};
 use duet_shadow::migrate::Phase;
 use duet_shadow::plan::Plan;
 use tokio::task::JoinHandle;
@@ -538,11 +538,12 @@ impl Migration {
         // The copy and the verification run while the migration dual-writes: the throttle
         // measures what those alone cost the clients, so `status` can say when they leave the
         // copier no room under the limit.
-        let throttle = LatencyThrottle::with_dual_writes(
-            Arc::new(latency::FleetLatency::new(ctx)),
+        let gate = LatencyGate::new(
             live.settings.throttles().latency_limit(),
             live.settings.latency_baseline(),
-        );
+        )
+        .measuring_dual_writes();
+        let throttle = LatencyThrottle::new(Arc::new(latency::FleetLatency::new(ctx)), gate);
         live.latency = Some(throttle.clone());
         throttle
     }

@@ -611,28 +611,12 @@ impl fmt::Debug for LatencyThrottle {
 }
 
 impl LatencyThrottle {
-    /// A signal reading `source`, with `limit` and the baseline measured before the migration.
-    pub fn new(
-        source: Arc<dyn ClientLatency>,
-        limit: LatencyLimit,
-        baseline: Option<Duration>,
-    ) -> Arc<Self> {
+    /// A signal reading `source`, decided by `gate` (its limit, its baseline, and whether it
+    /// measures what a migration's dual-writes cost: [`LatencyGate::measuring_dual_writes`]).
+    pub fn new(source: Arc<dyn ClientLatency>, gate: LatencyGate) -> Arc<Self> {
         Arc::new(LatencyThrottle {
             source,
-            gate: Mutex::new(LatencyGate::new(limit, baseline)),
-        })
-    }
-
-    /// As [`LatencyThrottle::new`], for the work of a migration whose dual-writes are on: what
-    /// they alone cost the clients is measured before the first piece (rule 3).
-    pub fn with_dual_writes(
-        source: Arc<dyn ClientLatency>,
-        limit: LatencyLimit,
-        baseline: Option<Duration>,
-    ) -> Arc<Self> {
-        Arc::new(LatencyThrottle {
-            source,
-            gate: Mutex::new(LatencyGate::new(limit, baseline).measuring_dual_writes()),
+            gate: Mutex::new(gate),
         })
     }
 
@@ -1064,7 +1048,10 @@ mod tests {
 
     #[test]
     fn the_shared_throttle_reads_its_source() {
-        let throttle = LatencyThrottle::new(Arc::new(Fixed(busy(10.0))), limit(), Some(ms(2)));
+        let throttle = LatencyThrottle::new(
+            Arc::new(Fixed(busy(10.0))),
+            LatencyGate::new(limit(), Some(ms(2))),
+        );
         assert!(matches!(throttle.check(), LatencyVerdict::Wait(_)));
         assert_eq!(throttle.view().state, LatencyState::Holding);
         throttle.set_baseline(Some(ms(20)));

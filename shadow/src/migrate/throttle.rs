@@ -104,18 +104,6 @@ impl Default for ThrottleConfig {
     }
 }
 
-/// How long to rest after a piece of work (a copy chunk, a verified range) that took `took`:
-/// `nice_ratio × took` (see [`ThrottleConfig::nice_ratio`]) while other client backends are running statements, nothing while none
-/// are. Works inside a transaction too (the statistics snapshot is cleared first, since
-/// `pg_stat_activity` would otherwise stay as the transaction first saw it). A signal that cannot
-/// be read rests (fail closed).
-pub async fn rest_after(client: &impl GenericClient, nice_ratio: f64, took: Duration) -> Duration {
-    if nice_ratio <= 0.0 || !nice_ratio.is_finite() {
-        return Duration::ZERO;
-    }
-    nice_rest(application_busy(client).await, nice_ratio, took)
-}
-
 /// The rest for a piece that took `took`: `nice_ratio × took` while the application is busy.
 fn nice_rest(busy: bool, nice_ratio: f64, took: Duration) -> Duration {
     if busy {
@@ -126,7 +114,7 @@ fn nice_rest(busy: bool, nice_ratio: f64, took: Duration) -> Duration {
 }
 
 /// Whether other client backends are running statements (an unreadable answer is yes: fail
-/// closed). Works inside a transaction too (see [`rest_after`]).
+/// closed). Works inside a transaction too (see [`SignalReadings::rest_after`]).
 async fn application_busy(client: &impl GenericClient) -> bool {
     match client
         .batch_execute("SELECT pg_stat_clear_snapshot()")
@@ -191,8 +179,12 @@ impl SignalReadings {
         reason
     }
 
-    /// [`rest_after`], with whether the application is busy read again only when the last
-    /// reading is older than [`SIGNAL_MAX_AGE`].
+    /// How long to rest after a piece of work (a copy chunk, a verified range) that took
+    /// `took`: `nice_ratio × took` (see [`ThrottleConfig::nice_ratio`]) while other client
+    /// backends are running statements, nothing while none are. Whether they are is read again
+    /// only when the last reading is older than [`SIGNAL_MAX_AGE`]. Works inside a transaction
+    /// too (the statistics snapshot is cleared first, since `pg_stat_activity` would otherwise
+    /// stay as the transaction first saw it). A signal that cannot be read rests (fail closed).
     pub async fn rest_after(
         &mut self,
         client: &impl GenericClient,
