@@ -606,6 +606,57 @@ async fn a_migration_through_a_transaction_pool_loses_nothing() {
     let m = wait_phase(&s.duet, id, "ready").await;
     assert_eq!(m["strategy"], "shadow_table", "{m}");
     s.round().await;
+    // Writes the rewrite never sees, sent by pooled clients: inside a function, a DO block, and
+    // an unqualified name that the client's own search_path resolves to another schema's `t`
+    // (which must stay out of pmg.t's shadow). The same writes go straight to the control
+    // table, except the other schema's, which the control must not see either.
+    s.direct()
+        .batch_execute(
+            "CREATE FUNCTION pmg.bump(tbl regclass, k int) RETURNS void LANGUAGE plpgsql AS $f$
+             BEGIN
+               EXECUTE format('UPDATE %s SET amount = amount + 1000 WHERE id = $1', tbl) USING k;
+               EXECUTE format('INSERT INTO %s (id, label, amount) VALUES ($1, ''fn'', 7)', tbl)
+                 USING k + 910000;
+             END $f$;
+             CREATE SCHEMA pmg_other;
+             CREATE TABLE pmg_other.t (id int PRIMARY KEY, label text NOT NULL, amount int);
+             INSERT INTO pmg_other.t SELECT g, 'other', 0 FROM generate_series(1, 20) g;",
+        )
+        .await
+        .expect("function and the other schema");
+    s.through()
+        .batch_execute(
+            "SELECT pmg.bump('pmg.t', 11);
+             DO $$ BEGIN UPDATE pmg.t SET label = 'do' WHERE id = 12; DELETE FROM pmg.t WHERE id = 13; END $$;
+             SET search_path = pmg_other, pmg;",
+        )
+        .await
+        .expect("function, DO and search_path through the pool");
+    // A later transaction of the same client, maybe on another pooled connection: its
+    // search_path follows it, so `t` is still pmg_other.t.
+    s.through()
+        .batch_execute("UPDATE t SET amount = -5 WHERE id = 14; RESET search_path")
+        .await
+        .expect("the other schema's t through the pool");
+    s.direct()
+        .batch_execute(
+            "SELECT pmg.bump('pmg.t_control', 11);
+             UPDATE pmg.t_control SET label = 'do' WHERE id = 12;
+             DELETE FROM pmg.t_control WHERE id = 13;",
+        )
+        .await
+        .expect("the same writes on the control table");
+    let other: i32 = s
+        .direct()
+        .query_one("SELECT amount FROM pmg_other.t WHERE id = 14", &[])
+        .await
+        .expect("other schema")
+        .get(0);
+    assert_eq!(
+        other, -5,
+        "the write went to the table its search_path names"
+    );
+    s.assert_same_rows().await;
     let prepared = s
         .through()
         .prepare("INSERT INTO pmg.t (id, label, amount) VALUES ($1, $2, $3) RETURNING id::text")
