@@ -69,6 +69,9 @@ async fn planned_orders(db: &TestDb, client: &mut Client) -> (Plan, i64) {
     assert_eq!(p.kind, PlanKind::ShadowTable, "{p:#?}");
     let id = migration_id(client, &p).await;
     run_each(client, &p.expand).await;
+    // An expand cut short (a later step failed, duet restarted) runs again from its first step:
+    // the shadow it made is kept, not made twice.
+    run_each(client, &p.expand).await;
     copy(db, client, &p, id).await;
     run_each(client, &p.prepare_flip).await;
     // A controller killed midway re-runs the whole list: every step is safe to repeat.
@@ -319,6 +322,8 @@ async fn shadow_column_flip_complete_and_revert() {
         other => panic!("{other:?}"),
     }
     let id = migration_id(&mut client, &p).await;
+    run_each(&client, &p.expand).await;
+    // Run again after an interruption: the shadow column it added is kept.
     run_each(&client, &p.expand).await;
     assert_eq!(copy(&db, &mut client, &p, id).await, Some(300));
     run_each(&client, &p.prepare_flip).await;
@@ -620,6 +625,91 @@ async fn refusals_say_what_to_do() {
     assert!(kind_of(&e).1.contains("already has migration"), "{e}");
     // Nothing was created by planning.
     assert_eq!(duet_leftovers(&client).await, Vec::<String>::new());
+    drop(client);
+    db.drop_db().await;
+}
+
+/// A name the migration would create that something already has is refused at plan time,
+/// naming it, before anything is touched: the shadow table, its key index, the parked old
+/// table, a secondary index's temporary and parked names, the shadow column and the parked old
+/// column. Once the name is free again the same change plans.
+#[tokio::test]
+async fn names_already_taken_are_refused_naming_them() {
+    let Some(db) = TestDb::create("plan_taken_names").await else {
+        return;
+    };
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE acc (id int PRIMARY KEY, amount int, note text);
+             CREATE INDEX acc_note ON acc (note);",
+        )
+        .await
+        .expect("setup");
+    let shadow_table = "ALTER TABLE acc ALTER COLUMN id TYPE bigint";
+    let takers: [(&str, &str, &str); 5] = [
+        (
+            "CREATE TABLE acc__duet (x int)",
+            "DROP TABLE acc__duet",
+            "\"acc__duet\"",
+        ),
+        (
+            "CREATE SEQUENCE acc__duet_pkey",
+            "DROP SEQUENCE acc__duet_pkey",
+            "\"acc__duet_pkey\"",
+        ),
+        (
+            "CREATE VIEW acc__duet_old AS SELECT 1 AS one",
+            "DROP VIEW acc__duet_old",
+            "\"acc__duet_old\"",
+        ),
+        (
+            "CREATE TABLE acc_note__duet (x int)",
+            "DROP TABLE acc_note__duet",
+            "\"acc_note__duet\"",
+        ),
+        (
+            "CREATE INDEX acc_note__duet_old ON acc (amount)",
+            "DROP INDEX acc_note__duet_old",
+            "\"acc_note__duet_old\"",
+        ),
+    ];
+    for (take, free, named) in takers {
+        client.batch_execute(take).await.expect(take);
+        let e = message(plan(&client, &sql(shadow_table)).await);
+        let (kind, text) = kind_of(&e);
+        assert_eq!(kind, "unsupported", "{take}: {e}");
+        for needle in [named, "already exists", "drop it", "rename it"] {
+            assert!(text.contains(needle), "{take}: {e} lacks {needle:?}");
+        }
+        client.batch_execute(free).await.expect(free);
+    }
+    plan(&client, &sql(shadow_table))
+        .await
+        .expect("plans once the names are free");
+
+    let shadow_column = "ALTER TABLE acc ALTER COLUMN amount TYPE bigint";
+    for column in ["amount__duet", "amount__duet_old"] {
+        client
+            .batch_execute(&format!("ALTER TABLE acc ADD COLUMN {column} int"))
+            .await
+            .expect("a column taking the name");
+        let e = message(plan(&client, &sql_shadow_column(shadow_column)).await);
+        let (kind, text) = kind_of(&e);
+        assert_eq!(kind, "unsupported", "{column}: {e}");
+        assert!(
+            text.contains(&format!("already has a column \"{column}\"")),
+            "{column}: {e}"
+        );
+        client
+            .batch_execute(&format!("ALTER TABLE acc DROP COLUMN {column}"))
+            .await
+            .expect("drop the column");
+    }
+    let p = plan(&client, &sql_shadow_column(shadow_column))
+        .await
+        .expect("plans once the names are free");
+    assert_eq!(p.kind, PlanKind::ShadowColumn);
     drop(client);
     db.drop_db().await;
 }

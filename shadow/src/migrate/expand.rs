@@ -70,7 +70,7 @@ pub fn shadow_table_ddl_with_generated(
         .map(|c| format!("ALTER COLUMN {} SET NOT NULL", quote_ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
+    let create = format!(
         "CREATE TABLE {shadow} AS SELECT {select} FROM {source} WITH NO DATA;{redeclare}
          ALTER TABLE {shadow} ADD COLUMN {deleted} boolean NOT NULL DEFAULT false, {not_null};
          ALTER TABLE {shadow} ADD PRIMARY KEY ({key});
@@ -78,6 +78,30 @@ pub fn shadow_table_ddl_with_generated(
         shadow = target.shadow.sql(),
         source = target.source.sql(),
         deleted = quote_ident(DELETED_COLUMN),
+    );
+    unless_made_already(&target.shadow.sql(), &create)
+}
+
+/// `create` (the shadow's whole DDL, one transaction) unless `shadow` (SQL name) exists already
+/// with duet's tombstone column: then an earlier run of the same step committed it whole, and
+/// `expand` runs again after an interruption (a failed later step, a restart) without failing on
+/// its own table. The plan refused names already taken (`crate::plan`), so a table found here is
+/// duet's; one without the tombstone column is not, and `create` fails on it ("already exists").
+/// Keeping the table, rather than making it again, can never throw away rows mirrored into it.
+fn unless_made_already(shadow: &str, create: &str) -> String {
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!(
+        "DO $duet_expand$
+         BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                           WHERE attrelid = pg_catalog.to_regclass({shadow})
+                             AND attname = {deleted} AND NOT attisdropped) THEN
+             EXECUTE {create};
+           END IF;
+         END $duet_expand$",
+        shadow = literal(shadow),
+        deleted = literal(DELETED_COLUMN),
+        create = literal(create),
     )
 }
 

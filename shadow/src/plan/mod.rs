@@ -19,6 +19,7 @@ mod planner;
 pub mod referencing;
 pub mod steps;
 mod strategies;
+mod taken_names;
 
 use serde::{Deserialize, Serialize};
 

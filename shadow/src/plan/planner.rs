@@ -55,6 +55,7 @@ pub(super) async fn plan(client: &Client, input: &PlanInput) -> Result<Plan, Pla
             suggest_shadow_column(client, &info, &changes.changes, input, &plan, refusal).await,
         );
     }
+    super::taken_names::refuse_taken_names(client, &info, &plan).await?;
     Ok(plan)
 }
 

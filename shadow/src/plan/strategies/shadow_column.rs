@@ -150,9 +150,9 @@ pub(in crate::plan) fn steps(
     }
     let steps = ShadowSteps {
         expand: vec![step(
-            format!("ALTER TABLE {t} ADD COLUMN {qs} {}", change.new_type),
+            format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {qs} {}", change.new_type),
             BRIEF,
-            "the shadow column in the new type, nullable and without default (no rewrite)",
+            "the shadow column in the new type, nullable and without default (no rewrite); a run again after an interruption keeps the one it added (the plan refused a name already taken)",
         )],
         prepare_flip: prepare,
         flip,
