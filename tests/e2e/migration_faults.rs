@@ -1,7 +1,8 @@
-//! Migrations under faults: duet killed with SIGKILL during the copy and right after a cutover was
-//! requested, backend connections terminated under it, writers bypassing duet (mirrored by the
-//! safety net), a long transaction holding the table's lock at the flip, and writes duet cannot
-//! dual-write forwarded unchanged (mirrored by the safety net).
+//! Migrations under faults: an expand cut short and run again after a restart, duet killed with
+//! SIGKILL during the copy and right after a cutover was requested, backend connections
+//! terminated under it, writers bypassing duet (mirrored by the safety net), a long transaction
+//! holding the table's lock at the flip, and writes duet cannot dual-write forwarded unchanged
+//! (mirrored by the safety net).
 
 use std::time::Duration;
 
@@ -58,6 +59,63 @@ async fn migration_survives_kill_9_during_copy() {
         .expect_ok("complete");
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "mkc", id, "completed").await;
+}
+
+/// An expand cut short part-way: a writer's open transaction holds the table, so the safety
+/// net's `CREATE TRIGGER` gives up after its retries — after the shadow table was made. The
+/// migration stops in `expanding` with the error in status; once the writer is gone, a restarted
+/// duet runs the expand again from its first step, keeps the shadow it made, and the migration
+/// goes on to the cutover and completes with every write in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_expand_cut_short_runs_again_after_restart() {
+    let Some(backend) = backend_or_skip("migration_expand_cut_short_runs_again_after_restart")
+    else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_expand_again", "mea", "int", "int", 2000).await;
+    let writer = connect(&s.db.direct_config()).await;
+    writer
+        .client
+        .batch_execute("BEGIN; UPDATE mea.t SET amount = amount WHERE id = 1")
+        .await
+        .expect("a writer holding the table");
+    let id = migrate_sql(&s.duet, "ALTER TABLE mea.t ALTER COLUMN id TYPE bigint").await;
+    let failed = wait_status(&s.duet, id, "the expand to give up on the lock", |m| {
+        m["error"].as_str().is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(failed["phase"], "expanding", "{failed}");
+    let shadow_made: bool = s
+        .direct()
+        .query_one("SELECT to_regclass('mea.t__duet') IS NOT NULL", &[])
+        .await
+        .expect("shadow lookup")
+        .get(0);
+    assert!(
+        shadow_made,
+        "the expand stopped after making the shadow table: {failed}"
+    );
+    writer
+        .client
+        .batch_execute("ROLLBACK")
+        .await
+        .expect("ROLLBACK");
+    s.duet.restart();
+    reconnect(&mut s).await;
+    // The error stays in status while the step is tried again, and goes once it has been done.
+    let ready = wait_status(&s.duet, id, "ready", |m| m["phase"] == "ready").await;
+    assert!(ready["error"].is_null(), "the old error is gone: {ready}");
+    s.round().await;
+    request(&s.duet, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    assert_eq!(column_type(s.direct(), "mea", "t", "id").await, "bigint");
+    s.round().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mea", id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,5 +311,8 @@ async fn advance(
 ) -> Result<(), MigrationError> {
     connection::record(guard, m.id, from, to).await?;
     m.set_phase(to);
+    // The step that failed before (shown since, and kept on the row until now) has been done:
+    // the recorded transition cleared the stored error, and status must not show it any more.
+    m.set_error(None);
     Ok(())
 }
