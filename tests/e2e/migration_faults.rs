@@ -1,14 +1,13 @@
-//! Migrations under faults: an expand cut short and run again after a restart, duet killed with
-//! SIGKILL during the copy and right after a cutover was requested, backend connections
-//! terminated under it, writers bypassing duet (mirrored by the safety net), a long transaction
-//! holding the table's lock at the flip, and writes duet cannot dual-write forwarded unchanged
-//! (mirrored by the safety net).
+//! Migrations under faults: an expand cut short and run again after a restart or on `retry`, duet
+//! killed with SIGKILL during the copy and right after a cutover was requested, backend
+//! connections terminated under it, writers bypassing duet (mirrored by the safety net), a long
+//! transaction holding the table's lock at the flip, and writes duet cannot dual-write forwarded
+//! unchanged (mirrored by the safety net).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::backend_or_skip;
 use crate::support::duet_process::through;
 use crate::support::load::Load;
 use crate::support::migration::{
@@ -16,6 +15,7 @@ use crate::support::migration::{
 };
 use crate::support::pg_client::connect;
 use crate::support::scenario::Scenario;
+use crate::support::{backend_or_skip, Backend};
 
 async fn hold_old_transaction(s: &Scenario) -> crate::support::pg_client::Session {
     let old = connect(&s.db.direct_config()).await;
@@ -61,25 +61,25 @@ async fn migration_survives_kill_9_during_copy() {
     assert_clean(&s.duet, s.direct(), "mkc", id, "completed").await;
 }
 
-/// An expand cut short part-way: a writer's open transaction holds the table, so the safety
-/// net's `CREATE TRIGGER` gives up after its retries — after the shadow table was made. The
-/// migration stops in `expanding` with the error in status; once the writer is gone, a restarted
-/// duet runs the expand again from its first step, keeps the shadow it made, and the migration
-/// goes on to the cutover and completes with every write in place.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migration_expand_cut_short_runs_again_after_restart() {
-    let Some(backend) = backend_or_skip("migration_expand_cut_short_runs_again_after_restart")
-    else {
-        return;
-    };
-    let mut s = Scenario::start(backend, "mig_expand_again", "mea", "int", "int", 2000).await;
+/// A migration whose expand was cut short part-way: a writer's open transaction holds the
+/// table, so the safety net's `CREATE TRIGGER` gives up after its retries — after the shadow
+/// table was made. The migration stops in `expanding` with the error in status; the writer is
+/// gone when this returns.
+async fn expand_cut_short(backend: Backend, label: &str, schema: &str) -> (Scenario, i64) {
+    let s = Scenario::start(backend, label, schema, "int", "int", 2000).await;
     let writer = connect(&s.db.direct_config()).await;
     writer
         .client
-        .batch_execute("BEGIN; UPDATE mea.t SET amount = amount WHERE id = 1")
+        .batch_execute(&format!(
+            "BEGIN; UPDATE {schema}.t SET amount = amount WHERE id = 1"
+        ))
         .await
         .expect("a writer holding the table");
-    let id = migrate_sql(&s.duet, "ALTER TABLE mea.t ALTER COLUMN id TYPE bigint").await;
+    let id = migrate_sql(
+        &s.duet,
+        &format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint"),
+    )
+    .await;
     let failed = wait_status(&s.duet, id, "the expand to give up on the lock", |m| {
         m["error"].as_str().is_some_and(|e| !e.is_empty())
     })
@@ -87,7 +87,10 @@ async fn migration_expand_cut_short_runs_again_after_restart() {
     assert_eq!(failed["phase"], "expanding", "{failed}");
     let shadow_made: bool = s
         .direct()
-        .query_one("SELECT to_regclass('mea.t__duet') IS NOT NULL", &[])
+        .query_one(
+            &format!("SELECT to_regclass('{schema}.t__duet') IS NOT NULL"),
+            &[],
+        )
         .await
         .expect("shadow lookup")
         .get(0);
@@ -100,22 +103,64 @@ async fn migration_expand_cut_short_runs_again_after_restart() {
         .batch_execute("ROLLBACK")
         .await
         .expect("ROLLBACK");
-    s.duet.restart();
-    reconnect(&mut s).await;
-    // The error stays in status while the step is tried again, and goes once it has been done.
-    let ready = wait_status(&s.duet, id, "ready", |m| m["phase"] == "ready").await;
-    assert!(ready["error"].is_null(), "the old error is gone: {ready}");
+    (s, id)
+}
+
+/// The rest of a migration that went on from `ready`: writes, cutover, complete, compared with
+/// the control table, nothing of duet's left.
+async fn cut_over_and_complete(s: &mut Scenario, id: i64, schema: &str) {
     s.round().await;
     request(&s.duet, json!({"command": "cutover"}))
         .await
         .expect_ok("cutover");
-    assert_eq!(column_type(s.direct(), "mea", "t", "id").await, "bigint");
+    assert_eq!(column_type(s.direct(), schema, "t", "id").await, "bigint");
     s.round().await;
     request(&s.duet, json!({"command": "complete"}))
         .await
         .expect_ok("complete");
     s.assert_same_rows().await;
-    assert_clean(&s.duet, s.direct(), "mea", id, "completed").await;
+    assert_clean(&s.duet, s.direct(), schema, id, "completed").await;
+}
+
+/// An expand cut short runs again when duet restarts: it keeps the shadow it made, and the
+/// migration goes on to the cutover and completes with every write in place. The error stays
+/// in status while the step is tried again, and goes once it has been done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_expand_cut_short_runs_again_after_restart() {
+    let Some(backend) = backend_or_skip("migration_expand_cut_short_runs_again_after_restart")
+    else {
+        return;
+    };
+    let (mut s, id) = expand_cut_short(backend, "mig_expand_again", "mea").await;
+    s.duet.restart();
+    reconnect(&mut s).await;
+    let ready = wait_status(&s.duet, id, "ready", |m| m["phase"] == "ready").await;
+    assert!(ready["error"].is_null(), "the old error is gone: {ready}");
+    cut_over_and_complete(&mut s, id, "mea").await;
+}
+
+/// `duet admin retry` runs the stopped expand again without a restart (no client dropped): the
+/// error is cleared at once and the migration goes on. A retry with nothing failed, or while
+/// the migration is past its background work, is refused saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_expand_cut_short_runs_again_on_retry() {
+    let Some(backend) = backend_or_skip("migration_expand_cut_short_runs_again_on_retry") else {
+        return;
+    };
+    let (mut s, id) = expand_cut_short(backend, "mig_expand_retry", "mer").await;
+    s.round().await; // the clients' session through duet was never dropped
+    let retried = request(&s.duet, json!({"command": "retry"}))
+        .await
+        .expect_ok("retry");
+    assert_eq!(retried["phase"], "expanding", "{retried}");
+    wait_phase(&s.duet, id, "ready").await;
+    let again = request(&s.duet, json!({"command": "retry"})).await;
+    assert!(
+        !again.ok && again.error.contains("no failed step to run again"),
+        "a retry with nothing failed is refused: {}",
+        again.raw
+    );
+    cut_over_and_complete(&mut s, id, "mer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

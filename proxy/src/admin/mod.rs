@@ -1,8 +1,8 @@
 //! The admin socket: a unix stream socket (mode 0600) speaking line-delimited JSON.
 //!
 //! Requests are `{"command": "status" | "pause" | "resume" | "shutdown", "timeout_ms": n}` and the
-//! migration commands (`migrate`, `plan`, `pause_copy`, `resume_copy`, `set`, `cutover`, `abort`,
-//! `revert`, `complete`; see [`protocol::Request`] and [`crate::control`]); each gets one reply
+//! migration commands (`migrate`, `plan`, `pause_copy`, `resume_copy`, `retry`, `set`, `cutover`,
+//! `abort`, `revert`, `complete`; see [`protocol::Request`] and [`crate::control`]); each gets one reply
 //! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "...", "retryable": true?}`
 //! (`retryable` when running the same command again may succeed:
 //! [`crate::control::error::CommandError`]).

@@ -115,6 +115,12 @@ pub enum Request {
         #[serde(flatten)]
         target: Selector,
     },
+    /// Run the step that stopped a migration (expand, copy, verification) again.
+    Retry {
+        /// Which migration.
+        #[serde(flatten)]
+        target: Selector,
+    },
     /// Change copier settings while it runs.
     Set {
         /// The settings to change.
@@ -174,6 +180,7 @@ impl Request {
             Request::Plan { .. } => "plan",
             Request::PauseCopy { .. } => "pause_copy",
             Request::ResumeCopy { .. } => "resume_copy",
+            Request::Retry { .. } => "retry",
             Request::Set { .. } => "set",
             Request::Cutover { .. } => "cutover",
             Request::Abort { .. } => "abort",

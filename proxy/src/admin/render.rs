@@ -52,7 +52,7 @@ pub fn human(command: &'static str, result: &Value) -> Result<String, Unexpected
                 members(&reply.migrations)
             )
         }
-        "abort" | "revert" | "complete" => {
+        "abort" | "revert" | "complete" | "retry" => {
             let reply: PhaseReply = result_of(command, result)?;
             format!(
                 "migration {}: {}\n{}",

@@ -13,7 +13,7 @@ use super::protocol::{
     Reply, Request, Selector, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
 };
 use super::reply::{
-    CopyStateReply, PauseReply, PlanReply, ResumeReply, SettingsReply, ShutdownReply,
+    CopyStateReply, PauseReply, PhaseReply, PlanReply, ResumeReply, SettingsReply, ShutdownReply,
     StartedMigration, StartedReply,
 };
 use crate::context::ProxyContext;
@@ -135,7 +135,7 @@ async fn handle_connection(ctx: Arc<ProxyContext>, stream: UnixStream) {
             Ok(request) => request,
             Err(err) => {
                 let reply = Reply::error(format!(
-                    "malformed request ({err}): send one JSON object per line, e.g. {{\"command\": \"status\"}}; commands: status, pause, resume, shutdown, migrate, plan, pause_copy, resume_copy, set, cutover, abort, revert, complete"
+                    "malformed request ({err}): send one JSON object per line, e.g. {{\"command\": \"status\"}}; commands: status, pause, resume, shutdown, migrate, plan, pause_copy, resume_copy, retry, set, cutover, abort, revert, complete"
                 ));
                 if send(&mut write, &reply).await.is_err() {
                     return;
@@ -243,6 +243,13 @@ async fn run_migration_command(
                 id: m.id,
                 copy_state: "running".to_owned(),
             })
+        }
+        Request::Retry { target } => {
+            let m = selected(&target)?;
+            let phase = commands::retry(ctx, &m)
+                .await
+                .map_err(CommandError::refused_because)?;
+            Reply::with(&PhaseReply::of(m.id, phase))
         }
         Request::Set { settings, target } => {
             let m = selected(&target)?;

@@ -82,6 +82,13 @@ enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Run the step that stopped a migration (its expand, copy or verification) again, as a
+    /// restart of duet would, without dropping a client. `status` shows the work going on, or
+    /// the new error if it stops again.
+    Retry {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Change a migration's run settings: `chunk-time=50ms`, `max-replication-lag=5s`,
     /// `max-active-backends=40` (0: no limit), `nice-ratio=1` (while the application is busy, rest
     /// that many times each chunk's time; 0: never), `max-latency-factor=1.5` (hold the copy while
@@ -359,6 +366,13 @@ fn build(args: &Args) -> anyhow::Result<(&'static str, Request, Duration)> {
         AdminCommand::ResumeCopy { target } => (
             "resume_copy",
             Request::ResumeCopy {
+                target: target.selector(),
+            },
+            Duration::from_secs(10),
+        ),
+        AdminCommand::Retry { target } => (
+            "retry",
+            Request::Retry {
                 target: target.selector(),
             },
             Duration::from_secs(10),

@@ -52,6 +52,84 @@ pub enum SettingsError {
     Store(#[source] MigrateError),
 }
 
+/// Why `retry` did nothing (nothing was changed).
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// No error stopped it.
+    #[error(
+        "migration {id} has no failed step to run again: `duet admin status` shows how it is going"
+    )]
+    NothingFailed {
+        /// The migration.
+        id: i64,
+    },
+    /// Its step is still being tried.
+    #[error("migration {id} is still at its step (the error shown is the last attempt's): wait, `duet admin status` shows when it stops")]
+    Running {
+        /// The migration.
+        id: i64,
+    },
+    /// A phase whose work is an operator's command, run again by itself.
+    #[error("migration {id} is {phase}: retry runs a stopped expand, copy or verification again; in this phase run the command that failed again (cutover, complete, revert or abort)")]
+    NotBackgroundWork {
+        /// The migration.
+        id: i64,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// Started by a duet without the safety net, past its expand: running it again would not
+    /// mirror the writes that bypassed the rewrite meanwhile.
+    #[error("migration {id} was started by a duet without the safety net: abort it (or revert it after the cutover) and start it again")]
+    WithoutNet {
+        /// The migration.
+        id: i64,
+    },
+    /// Another member of the fleet drives it.
+    #[error("migration {id} is driven by another duet in front of this database: run retry through that one (`duet admin status` there shows the error), or restart it")]
+    DrivenElsewhere {
+        /// The migration.
+        id: i64,
+    },
+}
+
+/// Runs the step that stopped migration `m` again (`duet admin retry`): the expand, the copy or
+/// the verification, from where the stored state says — the same as a restart of duet would,
+/// without dropping a client. The error is cleared (in memory and on the row), so `status` shows
+/// the work going on, or the new error if it stops again. Returns the phase it goes on from.
+pub async fn retry(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase, RetryError> {
+    let id = m.id;
+    if m.error().is_none() {
+        return Err(RetryError::NothingFailed { id });
+    }
+    let phase = m.phase();
+    if !matches!(
+        phase,
+        Phase::Planned | Phase::Expanding | Phase::Copying | Phase::Verifying
+    ) {
+        return Err(RetryError::NotBackgroundWork { id, phase });
+    }
+    let mut netted = m.plan.clone();
+    duet_shadow::plan::steps::add_safety_net(&mut netted);
+    if netted != m.plan {
+        return Err(RetryError::WithoutNet { id });
+    }
+    if m.driven_here() {
+        if m.task_running() {
+            return Err(RetryError::Running { id });
+        }
+    } else {
+        match ctx.fleet.try_drive(id).await {
+            Ok(true) => m.set_driven(true),
+            Ok(false) | Err(_) => return Err(RetryError::DrivenElsewhere { id }),
+        }
+    }
+    tracing::info!(migration = id, %phase, "retry: running the stopped step again");
+    m.set_error(None);
+    connection::store_error(ctx, id, None).await;
+    controller::spawn(ctx, m);
+    Ok(phase)
+}
+
 /// Marks a start in progress until dropped.
 struct Starting<'a>(&'a Migrations);
 

@@ -470,6 +470,11 @@ impl Migration {
         self.live().error = error;
     }
 
+    /// The error that stopped the migration's work, if one did.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.live().error.clone()
+    }
+
     /// The table as `schema.name`, for messages.
     pub fn table_label(&self) -> String {
         format!("{}.{}", self.plan.table.schema, self.plan.table.name)
@@ -553,6 +558,15 @@ impl Migration {
         if let Some(old) = slot.replace(task) {
             old.abort();
         }
+    }
+
+    /// Whether the background task is still at work (not ended, with or without an error).
+    pub(crate) fn task_running(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
     }
 
     pub(crate) fn take_task(&self) -> Option<JoinHandle<()>> {
