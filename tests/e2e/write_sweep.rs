@@ -8,7 +8,10 @@
 //! a self-referencing `INSERT … SELECT`, `UPDATE … FROM` and `DELETE … USING`, a procedure that
 //! commits and rolls back inside (`CALL`), SERIALIZABLE and rolled-back transactions, several
 //! writes of one row in one query string, `MERGE` with its three actions, `DO`, SQL
-//! `PREPARE`/`EXECUTE`, `RETURNING *`, a bulk update and a CSV `COPY`.
+//! `PREPARE`/`EXECUTE`, `RETURNING *`, a multi-row insert with `ON CONFLICT DO NOTHING`, an
+//! `IN (SELECT …)` filter, a positional insert with `DEFAULT`, writes through an auto-updatable
+//! view, `= ANY(ARRAY[…])`, a delete and an insert of the table in one statement, a bulk update
+//! and a CSV `COPY`.
 
 use serde_json::json;
 
@@ -43,6 +46,14 @@ DO $$ BEGIN UPDATE {{T}} SET amount = -1 WHERE id = {b} + 27; END $$;
 PREPARE p{b} AS UPDATE {{T}} SET label = 'prepared' WHERE id = $1; EXECUTE p{b}({b} + 28); DEALLOCATE p{b};
 DELETE FROM {{T}} WHERE id = {b} + 30 RETURNING *;
 INSERT INTO {{T}} (id, label) VALUES (8000000 + {b}, 'returning') RETURNING *;
+INSERT INTO {{T}} (id, label) VALUES (9600000 + {b}, 'multi1'), (9600001 + {b}, 'multi2'), ({b} + 29, 'dup') ON CONFLICT DO NOTHING;
+UPDATE {{T}} SET label = 'sub' WHERE id IN (SELECT id + {b} FROM {schema}.other WHERE id BETWEEN 40 AND 41);
+INSERT INTO {{T}} VALUES (9700000 + {b}, 'positional', DEFAULT);
+UPDATE {{T}}_v SET label = 'via view' WHERE id = {b} + 32;
+INSERT INTO {{T}}_v (id, label) VALUES (9800000 + {b}, 'view insert');
+DELETE FROM {{T}}_v WHERE id = {b} + 33;
+UPDATE {{T}} SET amount = amount * 2 WHERE id = ANY(ARRAY[{b} + 34, {b} + 35]);
+WITH d AS (DELETE FROM {{T}} WHERE id = {b} + 36 RETURNING id, label) INSERT INTO {{T}} (id, label) SELECT id + 9900000, label || 'moved' FROM d;
 UPDATE {{T}} SET label = label || '+' WHERE id BETWEEN {b} + 31 AND {b} + 300;
 COPY {{T}} (id, label, amount) FROM STDIN WITH (FORMAT csv);
 {copy1},copied,1
@@ -73,6 +84,8 @@ async fn sweep(label: &str, schema: &str, finish: &str) {
         .batch_execute(&format!(
             "CREATE TABLE {schema}.other (id int PRIMARY KEY, label text NOT NULL);
              INSERT INTO {schema}.other SELECT g, 'o' || g FROM generate_series(1, 50) g;
+             CREATE VIEW {schema}.t_v AS SELECT * FROM {schema}.t;
+             CREATE VIEW {schema}.t_control_v AS SELECT * FROM {schema}.t_control;
              CREATE PROCEDURE {schema}.bump(tbl regclass, k int) LANGUAGE plpgsql AS $p$
              BEGIN
                EXECUTE format('UPDATE %s SET amount = amount + 1000 WHERE id = $1', tbl) USING k;
