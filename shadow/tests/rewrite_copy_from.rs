@@ -206,32 +206,3 @@ fn staged_copy_matches_the_control_table_and_fills_the_shadow() {
         [[Some("0".into())]]
     );
 }
-
-#[test]
-fn copy_into_a_shadow_column_table_is_forwarded_for_the_net() {
-    // The safety net's BEFORE trigger sets the shadow column of every copied row
-    // (shadow/tests/net_shadow_column.rs): nothing to stage.
-    let routes = shadow_column_routes();
-    // Without a column list the client's rows hold the columns it sees: they are listed.
-    let Ok(Rewrite::Changed { sql, .. }) = rewrite(
-        "COPY acc FROM STDIN (FORMAT csv)",
-        &routes,
-        Protocol::Simple,
-    ) else {
-        panic!("COPY without a column list gets one");
-    };
-    assert_eq!(
-        sql,
-        "COPY acc (\"id\", \"amount\", \"note\") FROM STDIN (FORMAT csv)"
-    );
-    for sql in [
-        "COPY acc (id, note) FROM STDIN (FORMAT csv)",
-        "COPY acc (amount, id) FROM STDIN WHERE id > 1",
-    ] {
-        assert_eq!(
-            rewrite(sql, &routes, Protocol::Simple),
-            Ok(Rewrite::Unchanged),
-            "{sql}"
-        );
-    }
-}

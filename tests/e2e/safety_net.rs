@@ -431,3 +431,95 @@ async fn net_shadow_column_every_path_every_phase_then_revert() {
 async fn net_shadow_column_every_path_every_phase_then_complete() {
     every_path_every_phase("net_column_complete", "netcc", "amount", "complete").await;
 }
+
+/// `TRUNCATE` of the table, through duet and straight to PostgreSQL, the table filled again by
+/// the clients afterwards: during the copy, once ready, after the flip and after the finish; the
+/// control table is truncated and filled the same way, and the two are compared row for row.
+async fn truncate_every_phase(label: &str, schema: &str, column: bool, finish: &str) {
+    let Some(backend) = backend_or_skip(label) else {
+        return;
+    };
+    let mut s = Scenario::start(backend, label, schema, "int", "int", 3000).await;
+    // Both tables truncated (`via` for the migrated one: duet or straight), then filled again
+    // with ids 1..=3000 through duet (and straight on the control), then a round of writes.
+    async fn truncate_and_refill(s: &mut Scenario, schema: &str, through_duet: bool) {
+        let truncate = format!("TRUNCATE {schema}.t");
+        if through_duet {
+            s.through()
+                .batch_execute(&truncate)
+                .await
+                .expect("TRUNCATE through duet");
+        } else {
+            s.direct()
+                .batch_execute(&truncate)
+                .await
+                .expect("TRUNCATE straight");
+        }
+        s.direct()
+            .batch_execute(&format!("TRUNCATE {schema}.t_control"))
+            .await
+            .expect("TRUNCATE control");
+        s.assert_same_rows().await;
+        let fill = |table: &str| {
+            format!(
+                "INSERT INTO {schema}.{table} SELECT g, 'r' || g, g FROM generate_series(1, 3000) g"
+            )
+        };
+        s.through()
+            .batch_execute(&fill("t"))
+            .await
+            .expect("refill through duet");
+        s.direct()
+            .batch_execute(&fill("t_control"))
+            .await
+            .expect("refill control");
+        s.round().await;
+        s.assert_same_rows().await;
+    }
+    let old = connect(&s.db.direct_config()).await;
+    old.client
+        .batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .expect("an old transaction holding the copy phase open");
+    let change = if column {
+        format!("ALTER TABLE {schema}.t ALTER COLUMN amount TYPE bigint")
+    } else {
+        format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint")
+    };
+    let id = if column {
+        migrate_sql_shadow_column(&s.duet, &change).await
+    } else {
+        migrate_sql(&s.duet, &change).await
+    };
+    wait_phase(&s.duet, id, "copying").await;
+    truncate_and_refill(&mut s, schema, true).await;
+    old.client.batch_execute("COMMIT").await.expect("COMMIT");
+    wait_phase(&s.duet, id, "ready").await;
+    truncate_and_refill(&mut s, schema, false).await;
+    request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
+        .await
+        .expect_ok("cutover");
+    truncate_and_refill(&mut s, schema, true).await;
+    request(&s.duet, json!({"command": finish}))
+        .await
+        .expect_ok(finish);
+    let phase = if finish == "complete" {
+        "completed"
+    } else {
+        "reverted"
+    };
+    wait_phase(&s.duet, id, phase).await;
+    s.assert_same_rows().await;
+    truncate_and_refill(&mut s, schema, true).await;
+    assert_clean(&s.duet, s.direct(), schema, id, phase).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_truncate_every_phase_shadow_table_then_revert() {
+    truncate_every_phase("net_truncate_table_revert", "ntr", false, "revert").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_truncate_every_phase_shadow_column_then_complete() {
+    truncate_every_phase("net_truncate_column_complete", "ntc", true, "complete").await;
+}

@@ -201,32 +201,6 @@ pub fn rename_columns(
     })
 }
 
-/// `COPY t FROM …` without a column list on a table with a shadow column: the client's rows hold
-/// the columns it sees, not the shadow column, so the list of those is written out (the safety
-/// net sets the shadow column of every row).
-pub fn list_visible_columns(
-    sql: &str,
-    tokens: &Tokens,
-    span: Span,
-    route: &TableRoute,
-) -> Result<Decision, Refusal> {
-    let from = tokens
-        .first_top_level(span.start, span.end, &[Token::From])
-        .ok_or_else(|| internal("cannot find FROM in the COPY"))?;
-    let head = sql
-        .get(span.start..from.start)
-        .ok_or_else(|| internal("statement offsets outside the query"))?
-        .trim_end();
-    let tail = sql
-        .get(from.start..span.end)
-        .ok_or_else(|| internal("statement offsets outside the query"))?;
-    let columns: Vec<String> = route.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    Ok(Decision::Replace {
-        sql: format!("{head} ({}) {tail}", columns.join(", ")),
-        verb: None,
-    })
-}
-
 /// The columns the COPY reads, in its order: its column list, or every column of the table (as
 /// the application sees it: a shadow column is not one of them). Unknown or repeated names get
 /// the server's own error (nothing is executed).

@@ -38,6 +38,7 @@ pub mod search_path;
 pub mod shadow_table;
 pub mod statement;
 pub mod tokens;
+pub mod visible_columns;
 
 pub use outcome::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 pub use prefilter::touches;

@@ -10,6 +10,7 @@ use super::renamed;
 use super::route::{Routes, TableRoute, Target};
 use super::shadow_table::{self, Shadow, Span, WriteStatement};
 use super::tokens::Tokens;
+use super::visible_columns;
 
 /// What to do with one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub fn decide(
     match node {
         NodeEnum::InsertStmt(s) => {
             refuse_writes_in_with(s.with_clause.as_ref(), routes, s.relation.as_ref())?;
+            if s.cols.is_empty() {
+                if let Some(route) = shadow_column_route(s.relation.as_ref(), routes) {
+                    return visible_columns::for_insert(sql, tokens, span, s, route);
+                }
+            }
             let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
                 return Ok(Decision::Pass);
             };
@@ -123,13 +129,8 @@ pub fn decide(
         NodeEnum::TruncateStmt(_) => Ok(Decision::Pass),
         NodeEnum::CopyStmt(s) => {
             if s.is_from && s.attlist.is_empty() {
-                if let Some(route) = s
-                    .relation
-                    .as_ref()
-                    .and_then(|rv| routes.find(&rv.schemaname, &rv.relname))
-                    .filter(|r| matches!(r.target, Target::ShadowColumn { .. }))
-                {
-                    return copy_from::list_visible_columns(sql, tokens, span, route);
+                if let Some(route) = shadow_column_route(s.relation.as_ref(), routes) {
+                    return visible_columns::for_copy(sql, tokens, span, route);
                 }
             }
             let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
@@ -286,6 +287,18 @@ fn routed<'a>(
         return None;
     }
     Some((relation, route))
+}
+
+/// The route of `relation` when it is a table with a shadow column (whose hidden column a write
+/// without a column list must not reach: [`visible_columns`]).
+fn shadow_column_route<'a>(
+    relation: Option<&RangeVar>,
+    routes: &'a Routes,
+) -> Option<&'a TableRoute> {
+    let relation = relation?;
+    routes
+        .find(&relation.schemaname, &relation.relname)
+        .filter(|r| matches!(r.target, Target::ShadowColumn { .. }))
 }
 
 /// Whether a statement node is an INSERT/UPDATE/DELETE/MERGE on a routed table.

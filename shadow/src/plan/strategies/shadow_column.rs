@@ -128,15 +128,17 @@ pub(in crate::plan) fn steps(
             .iter()
             .map(|x| (x.name.clone(), x.base_type.clone())),
     );
-    // After the flip the new column sits where the shadow column was added (last); the parked
-    // old column is hidden from the application like the shadow column was.
-    let after = route_columns(
-        info.columns
-            .iter()
-            .filter(|x| &x.name != c)
-            .map(|x| (x.name.clone(), x.base_type.clone()))
-            .chain(std::iter::once((c.clone(), change.new_base.clone()))),
-    );
+    // After the flip the new column sits where the shadow column was added (last) and the parked
+    // old column where the old one was; the route keeps the application's order, the one its
+    // positional writes are written in (`crate::rewrite::visible_columns` lists it for them).
+    let after = route_columns(info.columns.iter().map(|x| {
+        let base = if &x.name == c {
+            change.new_base.clone()
+        } else {
+            x.base_type.clone()
+        };
+        (x.name.clone(), base)
+    }));
     // After a widening, the new column may hold values the old one cannot: the mirror back sets
     // NULL there instead of failing the application's write, and the revert refuses while any
     // exist. Not for a NOT NULL column: its parked old column cannot take the NULL (such a write
