@@ -10,8 +10,9 @@
 //! writes of one row in one query string, `MERGE` with its three actions, `DO`, SQL
 //! `PREPARE`/`EXECUTE`, `RETURNING *`, a multi-row insert with `ON CONFLICT DO NOTHING`, an
 //! `IN (SELECT …)` filter, a positional insert with `DEFAULT`, writes through an auto-updatable
-//! view, `= ANY(ARRAY[…])`, a delete and an insert of the table in one statement, a bulk update
-//! and a CSV `COPY`.
+//! view, `= ANY(ARRAY[…])`, a delete and an insert of the table in one statement, an update
+//! feeding an insert into another table, a partial-index `ON CONFLICT`, `SET … = DEFAULT`, a
+//! self-join update, a delete by a subquery on the table, a bulk update and a CSV `COPY`.
 
 use serde_json::json;
 
@@ -54,6 +55,11 @@ INSERT INTO {{T}}_v (id, label) VALUES (9800000 + {b}, 'view insert');
 DELETE FROM {{T}}_v WHERE id = {b} + 33;
 UPDATE {{T}} SET amount = amount * 2 WHERE id = ANY(ARRAY[{b} + 34, {b} + 35]);
 WITH d AS (DELETE FROM {{T}} WHERE id = {b} + 36 RETURNING id, label) INSERT INTO {{T}} (id, label) SELECT id + 9900000, label || 'moved' FROM d;
+WITH u AS (UPDATE {{T}} SET amount = amount + 5 WHERE id = {b} + 37 RETURNING id, label) INSERT INTO {schema}.log SELECT 'cte', id, label FROM u;
+INSERT INTO {{T}} (id, label) VALUES ({b} + 39, 'partial') ON CONFLICT (id) WHERE amount > 0 DO NOTHING;
+UPDATE {{T}} SET amount = DEFAULT, label = upper(label) WHERE id = {b} + 40;
+UPDATE {{T}} AS x SET label = x.label || y.label FROM {{T}} AS y WHERE x.id = {b} + 41 AND y.id = {b} + 42;
+DELETE FROM {{T}} WHERE id = (SELECT max(id) FROM {{T}} WHERE id BETWEEN {b} + 43 AND {b} + 44);
 UPDATE {{T}} SET label = label || '+' WHERE id BETWEEN {b} + 31 AND {b} + 300;
 COPY {{T}} (id, label, amount) FROM STDIN WITH (FORMAT csv);
 {copy1},copied,1
@@ -84,6 +90,7 @@ async fn sweep(label: &str, schema: &str, finish: &str) {
         .batch_execute(&format!(
             "CREATE TABLE {schema}.other (id int PRIMARY KEY, label text NOT NULL);
              INSERT INTO {schema}.other SELECT g, 'o' || g FROM generate_series(1, 50) g;
+             CREATE TABLE {schema}.log (tbl text, id bigint, label text);
              CREATE VIEW {schema}.t_v AS SELECT * FROM {schema}.t;
              CREATE VIEW {schema}.t_control_v AS SELECT * FROM {schema}.t_control;
              CREATE PROCEDURE {schema}.bump(tbl regclass, k int) LANGUAGE plpgsql AS $p$
