@@ -552,6 +552,7 @@ fn simple_protocol_keeps_tags_and_refuses_like_the_server() {
             column: "amount__duet".into(),
             expr: "\"amount\"::bigint * 10".into(),
             skip_when: None,
+            recover: None,
         },
     };
     schema.net(&amounts);
@@ -929,6 +930,7 @@ fn create_copy_tables(proxy: &InProcess, schema: &Schema) {
             column: "amount__duet".into(),
             expr: "\"amount\"::bigint * 10".into(),
             skip_when: None,
+            recover: None,
         },
     };
     schema.net(&gauges);

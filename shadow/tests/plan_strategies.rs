@@ -314,7 +314,9 @@ async fn shadow_column_flip_complete_and_revert() {
             column,
             expr,
             skip_when,
+            recover,
         } => {
+            assert_eq!(recover, &None, "nothing parked before the flip");
             assert_eq!(column, "amount__duet");
             assert_eq!(expr, "(amount * 10)::bigint");
             assert_eq!(skip_when, &None, "nothing to skip on the way in");

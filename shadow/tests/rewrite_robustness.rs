@@ -73,6 +73,7 @@ fn arbitrary_input_never_panics() {
         column: "note__duet".into(),
         expr: "upper(\"note\")".into(),
         skip_when: None,
+        recover: None,
     };
     renamed.tables[0].target = Target::Renamed {
         columns: vec![("note".into(), "label".into())],

@@ -42,7 +42,7 @@ pub mod visible_columns;
 
 pub use outcome::{Answer, Protocol, Refusal, Rewrite, StatementPatch, TagVerb};
 pub use prefilter::touches;
-pub use route::{Column, ColumnMapping, Routes, TableRoute, Target};
+pub use route::{Column, ColumnMapping, ParkedValue, Routes, TableRoute, Target};
 
 use crate::parse::{parse_statement, run_on_parser_stack, statement_node, Parsed};
 use shadow_table::Span;

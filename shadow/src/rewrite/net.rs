@@ -10,7 +10,8 @@
 //! cutover and `revert` have nothing to repair.
 //!
 //! - **Shadow column**: a `BEFORE INSERT OR UPDATE` row trigger sets the shadow column from the
-//!   row being written, every time. It is cheaper than any test of whether the rewrite already did
+//!   row being written, every time (after the flip, an `INSERT` that filled the parked old column
+//!   instead of the new one first gets the new one back from it: [`ParkedValue`]). It is cheaper than any test of whether the rewrite already did
 //!   (an assignment, no table access) and it sees the row after the application's own `BEFORE`
 //!   triggers (its name sorts after theirs).
 //! - **Shadow table**: an `AFTER` row trigger mirrors each key the write touched as the table holds
@@ -47,7 +48,7 @@ use crate::ident::with_suffix;
 use crate::ident::{quote_ident, QualifiedName};
 
 use super::outcome::TagVerb;
-use super::route::{TableRoute, Target};
+use super::route::{ParkedValue, TableRoute, Target};
 use super::shadow_table::{shadow_upsert, Shadow};
 
 /// The transaction-local setting a rewritten statement sets once its rows are in the shadow.
@@ -102,6 +103,7 @@ $duet_net$",
             column,
             expr,
             skip_when,
+            recover,
         } => {
             let assign = format!(
                 "NEW.{} := (SELECT {expr} FROM (SELECT NEW.*) AS __duet_o);",
@@ -109,13 +111,16 @@ $duet_net$",
             );
             // A test of its own before the assignment: inside one statement the planner could
             // fold the cast of the row's constant values and fail before a CASE chose NULL.
-            let body = match skip_when {
+            let mut body = match skip_when {
                 None => assign,
                 Some(p) => format!(
                     "IF (SELECT coalesce(({p}), false) FROM (SELECT NEW.*) AS __duet_o) THEN\n    NEW.{} := NULL;\n  ELSE\n    {assign}\n  END IF;",
                     quote_ident(column)
                 ),
             };
+            if let Some(parked) = recover {
+                body = format!("{}\n  {body}", recover_sql(route, column, parked));
+            }
             Some(trigger_function(&format!("{body}\n  RETURN NEW;")))
         }
         Target::ShadowTable { .. } => {
@@ -240,6 +245,31 @@ $duet_net$",
         }
         Target::Renamed { .. } => None,
     }
+}
+
+/// After a shadow column's flip: an `INSERT` row whose value went into the parked column
+/// (`parked_column`) while the new one is NULL gets the new column computed from it, before the
+/// parked column is set from the new one ([`ParkedValue`]).
+fn recover_sql(route: &TableRoute, parked_column: &str, parked: &ParkedValue) -> String {
+    let new = quote_ident(&parked.column);
+    let old = quote_ident(parked_column);
+    let row = route
+        .columns
+        .iter()
+        .map(|c| {
+            let name = quote_ident(&c.name);
+            if c.name == parked.column {
+                format!("NEW.{old} AS {name}")
+            } else {
+                format!("NEW.{name} AS {name}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "IF TG_OP = 'INSERT' AND NEW.{old} IS NOT NULL AND NEW.{new} IS NULL THEN\n    NEW.{new} := (SELECT {} FROM (SELECT {row}) AS __duet_o);\n  END IF;",
+        parked.expr
+    )
 }
 
 /// The net's function and triggers on `on` (the table as named when the statement runs) for

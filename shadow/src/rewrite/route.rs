@@ -107,12 +107,31 @@ pub enum Target {
         /// revert refuses while such rows exist, so nothing is lost silently.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         skip_when: Option<String>,
+        /// After the flip (`column` is then the parked old column): how an `INSERT` that put its
+        /// value into the parked column instead of the new one gets it back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recover: Option<ParkedValue>,
     },
     /// After the flip of a rename: statements written for the old names are translated.
     Renamed {
         /// `(old name, new name)` pairs, unquoted.
         columns: Vec<(String, String)>,
     },
+}
+
+/// After a shadow column's flip the parked old column sits where the column was and the new one
+/// is last, so a positional `INSERT` or `COPY` that bypasses duet (a direct connection, a
+/// function) writes the parked column and leaves the new one NULL; the safety net would then
+/// overwrite the parked value from the NULL, and the write would be lost. An `INSERT` row whose
+/// parked column holds a value while the new one is NULL (nothing else writes the parked column)
+/// gets the new column computed from it, as the dual-writes computed it before the flip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedValue {
+    /// The new column (the application's name for it), unquoted.
+    pub column: String,
+    /// The migration's expression for the new column over the application's columns, the old
+    /// column's value under its own name.
+    pub expr: String,
 }
 
 impl TableRoute {

@@ -85,6 +85,7 @@ pub fn shadow_column_routes() -> Routes {
                 column: "amount__duet".into(),
                 expr: "\"amount\"::bigint * 10".into(),
                 skip_when: None,
+                recover: None,
             },
         }],
         server_version_num: 150000,

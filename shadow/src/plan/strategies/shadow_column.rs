@@ -4,7 +4,7 @@
 //! `c__duet_old` after the flip, and the column is the table's last after `complete`.
 
 use crate::ident::quote_ident;
-use crate::rewrite::{TableRoute, Target};
+use crate::rewrite::{ParkedValue, TableRoute, Target};
 
 use super::super::catalog::TableInfo;
 use super::super::names::{with_suffix, OLD_SUFFIX, TEMP_SUFFIX};
@@ -183,6 +183,7 @@ pub(in crate::plan) fn steps(
                 column: shadow.clone(),
                 expr: change.up.clone(),
                 skip_when: None,
+                recover: None,
             },
         },
         flipped_route: TableRoute {
@@ -194,6 +195,10 @@ pub(in crate::plan) fn steps(
                 column: parked,
                 expr: change.down.clone(),
                 skip_when: unrepresentable.clone(),
+                recover: Some(ParkedValue {
+                    column: c.clone(),
+                    expr: change.up.clone(),
+                }),
             },
         },
     };
