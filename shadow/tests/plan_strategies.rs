@@ -323,6 +323,28 @@ async fn shadow_column_flip_complete_and_revert() {
         }
         other => panic!("{other:?}"),
     }
+    // After the flip an INSERT's value found in the parked column is put back into the new
+    // one — not for a column with a default, whose parked value may be that default.
+    let recover_of = |p: &Plan| match &p.flipped_route.as_ref().expect("route").target {
+        Target::ShadowColumn { recover, .. } => recover.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(recover_of(&p), None, "amount has a default: {p:#?}");
+    client
+        .batch_execute("CREATE TABLE acc_nodef (id int PRIMARY KEY, amount int)")
+        .await
+        .expect("acc_nodef");
+    let without_default = plan(
+        &client,
+        &sql_shadow_column(
+            "ALTER TABLE acc_nodef ALTER COLUMN amount TYPE bigint USING amount * 10",
+        ),
+    )
+    .await
+    .expect("plan");
+    let recovered = recover_of(&without_default).expect("a column without a default is recovered");
+    assert_eq!(recovered.column, "amount");
+    assert_eq!(recovered.expr, "(amount * 10)::bigint");
     let id = migration_id(&mut client, &p).await;
     run_each(&client, &p.expand).await;
     // Run again after an interruption: the shadow column it added is kept.

@@ -150,6 +150,15 @@ pub(in crate::plan) fn steps(
     if let Some(predicate) = &unrepresentable {
         revert.insert(0, refuse_revert_while(&t, predicate, &info.name.sql()));
     }
+    // Not for a column with a default: the parked column keeps it (for a revert), so a value
+    // there may be its default — an INSERT that named the new column NULL — not a misplaced one.
+    let recover = match col {
+        Some(col) if col.default.is_some() => None,
+        _ => Some(ParkedValue {
+            column: c.clone(),
+            expr: change.up.clone(),
+        }),
+    };
     let steps = ShadowSteps {
         expand: vec![step(
             format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {qs} {}", change.new_type),
@@ -195,10 +204,7 @@ pub(in crate::plan) fn steps(
                 column: parked,
                 expr: change.down.clone(),
                 skip_when: unrepresentable.clone(),
-                recover: Some(ParkedValue {
-                    column: c.clone(),
-                    expr: change.up.clone(),
-                }),
+                recover,
             },
         },
     };
