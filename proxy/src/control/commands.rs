@@ -108,9 +108,7 @@ pub async fn retry(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase,
     ) {
         return Err(RetryError::NotBackgroundWork { id, phase });
     }
-    let mut netted = m.plan.clone();
-    duet_shadow::plan::steps::add_safety_net(&mut netted);
-    if netted != m.plan {
+    if duet_shadow::plan::steps::lacks_safety_net(&m.plan) {
         return Err(RetryError::WithoutNet { id });
     }
     if m.driven_here() {

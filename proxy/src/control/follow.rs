@@ -193,11 +193,12 @@ async fn adopt(ctx: &Arc<ProxyContext>, stored: Stored) {
     // A plan stored by a duet without the safety net: before its expand has finished the net is
     // simply added (the expand steps run again, idempotently); later, writes that bypassed the
     // rewrite since have no mirror, which the operator must hear about.
-    let mut netted = plan.clone();
-    duet_shadow::plan::steps::add_safety_net(&mut netted);
-    let unnetted = netted != plan;
+    let unnetted = duet_shadow::plan::steps::lacks_safety_net(&plan);
     let early = matches!(phase, Phase::Planned | Phase::Expanding);
-    let plan = if early { netted } else { plan };
+    let mut plan = plan;
+    if early {
+        duet_shadow::plan::steps::add_safety_net(&mut plan);
+    }
     let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
     let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
     m.set_error(error);

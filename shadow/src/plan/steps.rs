@@ -186,6 +186,14 @@ impl ShadowSteps {
     }
 }
 
+/// Whether `plan` mirrors writes but was built without the safety net (by a duet before it):
+/// [`add_safety_net`] would change it.
+pub fn lacks_safety_net(plan: &Plan) -> bool {
+    let mut netted = plan.clone();
+    add_safety_net(&mut netted);
+    netted != *plan
+}
+
 /// Adds the safety net ([`crate::rewrite::net`]) to a shadow plan: installed at the end of
 /// `expand` (before dual-writes start), turned around in the flip's transaction, removed first
 /// thing by `revert` (after its refusal checks), `complete` and `abort`, its function last, once
