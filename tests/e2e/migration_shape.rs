@@ -162,22 +162,28 @@ impl Shape {
             )
         };
         for (via_duet, table) in [(true, self.pair.migrated()), (false, self.pair.control())] {
-            let target = self.psql_target(via_duet);
-            let input = script(table);
-            let out = tokio::task::spawn_blocking(move || {
-                psql(
-                    &target,
-                    &["-A", "-v", "ON_ERROR_STOP=1"],
-                    Some(input.as_bytes()),
-                )
-            })
-            .await
-            .expect("psql COPY");
-            out.assert_success();
-            assert_eq!(out.stdout_text().trim(), "COPY 2", "{phase}: psql COPY");
+            let out = self.psql_script(via_duet, script(table)).await;
+            assert_eq!(out.trim(), "COPY 2", "{phase}: psql COPY");
         }
         self.assert_visible_shape(phase).await;
         assert_same_rows(&self.pair, self.direct(), "*", "*").await;
+    }
+
+    /// Runs `script` with psql (through duet or straight), stopping at its first error; its
+    /// output.
+    async fn psql_script(&self, via_duet: bool, script: String) -> String {
+        let target = self.psql_target(via_duet);
+        let out = tokio::task::spawn_blocking(move || {
+            psql(
+                &target,
+                &["-A", "-v", "ON_ERROR_STOP=1"],
+                Some(script.as_bytes()),
+            )
+        })
+        .await
+        .expect("psql");
+        out.assert_success();
+        out.stdout_text()
     }
 
     /// `SELECT *` and `COPY (SELECT *)` through duet show the control table's columns, in order.
@@ -344,9 +350,9 @@ async fn migration_shape_positional_writes_numeric_to_text_then_revert() {
 }
 
 /// With a shadow column (asked for: the visible shape changes), positional writes that write the
-/// table's own columns — `INSERT … VALUES`, `INSERT … SELECT` and a psql `COPY … FROM STDIN`,
-/// none naming a column — land where the application meant in every phase, through duet and
-/// straight to PostgreSQL. After the flip the parked old column sits where `amount` was and the
+/// table's own columns — `INSERT … VALUES`, `INSERT … SELECT`, one in a `DO` block and a psql
+/// `COPY … FROM STDIN`, none naming a column — land where the application meant in every phase,
+/// through duet and straight to PostgreSQL. After the flip the parked old column sits where `amount` was and the
 /// new one is last: the value would fill the parked column and be overwritten by the safety net
 /// (lost). duet lists the columns of the writes it sees; the safety net recovers the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,23 +370,22 @@ async fn migration_shape_shadow_column_positional_writes_land_in_place() {
     wait_phase(&s.duet, id, "copying").await;
     let own_columns = "id, amount, label, code";
     /// One round of unlisted writes on `t` (through duet, or straight to PostgreSQL: no listing
-    /// then, the safety net recovers the value from the parked column after the flip), and
-    /// straight on `t_control`.
+    /// then, the safety net recovers the value from the parked column after the flip; nor for
+    /// the `DO` block's, which duet does not rewrite), and straight on `t_control`.
     async fn write(s: &mut Shape, phase: &'static str, via_duet: bool) {
         s.rounds += 1;
         let base = 100_000 + s.rounds * 100;
-        let targets = [
-            (s.psql_target(via_duet), s.pair.migrated()),
-            (s.psql_target(false), s.pair.control()),
-        ];
-        for (target, table) in targets {
+        for (via, table) in [(via_duet, s.pair.migrated()), (false, s.pair.control())] {
             let mut script = format!(
                 "INSERT INTO {table} VALUES ({0}, {1}, 'pos {phase}', 'k{0}');
-                 INSERT INTO {table} SELECT {2}, {3}, 'sel {phase}', NULL;\n",
+                 INSERT INTO {table} SELECT {2}, {3}, 'sel {phase}', NULL;
+                 DO $$ BEGIN INSERT INTO {table} VALUES ({4}, {5}, 'do {phase}', NULL); END $$;\n",
                 base,
                 base * 3,
                 base + 1,
                 (base + 1) * 3,
+                base + 3,
+                (base + 3) * 3,
             );
             // Straight to PostgreSQL a COPY without a list fails on the table's extra column
             // ("missing data"), as PostgreSQL alone does: only through duet is it listed.
@@ -391,16 +396,7 @@ async fn migration_shape_shadow_column_positional_writes_land_in_place() {
                     (base + 2) * 3
                 ));
             }
-            let out = tokio::task::spawn_blocking(move || {
-                psql(
-                    &target,
-                    &["-A", "-v", "ON_ERROR_STOP=1"],
-                    Some(script.as_bytes()),
-                )
-            })
-            .await
-            .expect("psql");
-            out.assert_success();
+            s.psql_script(via, script).await;
         }
     }
     write(&mut s, "copying", true).await;
