@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The safety net's cost on a rewritten single-row UPDATE, as backend CPU ticks (bench/README.md):
+# N statements in one DO loop per variant, the backend's utime+stime read from /proc/self/stat
+# before and after (superuser: pg_read_file), tables vacuumed before each run, ROUNDS rounds
+# interleaved. Variants:
+#   a   the dual-write's form before the net (no trigger)
+#   a3  + the tableoid filter (no trigger)
+#   b0  the rewrite's form today (tableoid filter, marker above a sort), no trigger
+#   b   b0 + the net as committed (row trigger + statement trigger)
+#   c2  the marker set ahead by a gating InitPlan + a row trigger with a WHEN condition
+# Usage: PGHOST=127.0.0.1 PGUSER=postgres bench/net-cost/run.sh   (creates database net_cost)
+set -euo pipefail
+cd "$(dirname "$0")"
+N=${N:-50000}
+ROUNDS=${ROUNDS:-3}
+psql -qX -c "DROP DATABASE IF EXISTS net_cost" -c "CREATE DATABASE net_cost"
+psql -qX -d net_cost -f setup.sql >/dev/null
+trigger_of() { case $1 in b) echo trigger_b.sql ;; c2) echo trigger_c2.sql ;; *) echo trigger_none.sql ;; esac; }
+for round in $(seq 1 "$ROUNDS"); do
+  for v in a a3 b0 b c2; do
+    psql -qX -d net_cost -f "$(trigger_of $v)" -c "VACUUM t" -c "VACUUM t__duet" 2>/dev/null
+    stmt=$(sed -n '2,$p' "stmt_${v%0}.sql" | tr '\n' ' ' | sed 's/:id/(1 + (i * 7919) % 100000)/')
+    ticks=$(PGOPTIONS='-c synchronous_commit=off' psql -qX -d net_cost -At 2>&1 <<SQL | grep -o 'ticks [0-9]*'
+DO \$\$ DECLARE s0 text; s1 text; BEGIN
+ s0 := pg_read_file('/proc/self/stat');
+ FOR i IN 1..$N LOOP $stmt END LOOP;
+ s1 := pg_read_file('/proc/self/stat');
+ RAISE NOTICE 'ticks %', (split_part(s1,' ',14)::int + split_part(s1,' ',15)::int)
+                       - (split_part(s0,' ',14)::int + split_part(s0,' ',15)::int);
+END \$\$;
+SQL
+)
+    echo "round $round $v $ticks"
+  done
+done
+psql -qX -c "DROP DATABASE net_cost"

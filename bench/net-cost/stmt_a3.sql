@@ -1,0 +1,3 @@
+\set id random(1, 100000)
+WITH m(c1,c2,c3,oid) AS (UPDATE t SET v = v + 1 WHERE id = :id RETURNING t.id, t.v, t.pad, t.tableoid)
+INSERT INTO t__duet AS s (id, v, pad, __duet_deleted) SELECT c1::bigint, c2, c3, false FROM (SELECT * FROM m WHERE oid = 't'::regclass ORDER BY c1) r ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, pad = EXCLUDED.pad, __duet_deleted = false;
