@@ -106,7 +106,7 @@ impl Owing {
     }
 
     /// Pops the synthetic answers now at the front of the queue: send them to the client.
-    pub fn take_synthetic(&mut self, out: &mut Vec<u8>) {
+    pub fn take_synthetic(&mut self, out: &mut bytes::BytesMut) {
         while let Some(Owed::Synthetic(message)) = self.queue.front() {
             out.extend_from_slice(&[*message, 0, 0, 0, 4]);
             self.queue.pop_front();
@@ -201,12 +201,12 @@ mod tests {
         owing.push(Owed::Answer(Kind::Bind));
         owing.push(Owed::Synthetic(tag::PARSE_COMPLETE));
         owing.push(Owed::Answer(Kind::UntilReady));
-        let mut out = Vec::new();
+        let mut out = bytes::BytesMut::new();
         owing.take_synthetic(&mut out);
         assert!(out.is_empty(), "the Bind's answer comes first");
         assert!(owing.answer(tag::BIND_COMPLETE).forward);
         owing.take_synthetic(&mut out);
-        assert_eq!(out, [b'1', 0, 0, 0, 4]);
+        assert_eq!(&out[..], [b'1', 0, 0, 0, 4]);
         assert!(owing.answer(tag::READY_FOR_QUERY).forward);
         assert!(owing.is_empty());
     }
@@ -231,7 +231,7 @@ mod tests {
         let verdict = owing.answer(tag::ERROR_RESPONSE);
         assert!(verdict.forward);
         assert_eq!(verdict.lost.len(), 2);
-        let mut out = Vec::new();
+        let mut out = bytes::BytesMut::new();
         owing.take_synthetic(&mut out);
         assert!(out.is_empty(), "a skipped Close is not answered");
         assert!(owing.answer(tag::READY_FOR_QUERY).forward);

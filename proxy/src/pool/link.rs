@@ -1,36 +1,44 @@
 //! The link between one client session and the pool: a backend connection per transaction.
 //!
-//! The session above forwards to the link exactly as it forwards to a backend of its own (the
-//! pause gate, the dual-write hook and the statistics work the same in both modes); the link
-//! attaches a pooled connection when a request arrives while none is attached, and gives it back
-//! when the backend is ready for a new transaction with nothing owed: no request unanswered, no
-//! extended-protocol batch open, no transaction block open. Between the two it translates the
-//! client's prepared-statement names ([`super::statements`]), replays the client's settings on a
-//! connection that has others ([`super::settings`]), refuses session state that could not follow
-//! the client ([`super::hazards`]), and keeps the answers in the order the client expects
-//! ([`super::expect`]).
+//! The session forwards to its [`Link`] exactly as it forwards to a backend of its own (the
+//! pause gate, the dual-write hook and the statistics work the same in both modes): the link is
+//! the session's backend stream, read and written by the session's own task, with no task or
+//! pipe of its own. It attaches a pooled connection when a request arrives while none is
+//! attached, and gives it back when the backend is ready for a new transaction with nothing
+//! owed: no request unanswered, no extended-protocol batch open, no transaction block open.
+//! Between the two it translates the client's messages ([`super::translate`]), replays the
+//! client's settings on a connection that has others and reads them back after a transaction
+//! that may have changed them ([`super::own_query`]), and keeps the answers in the order the
+//! client expects ([`super::expect`]). Its waits — a connection to be free, duet's own round
+//! trips — are steps the session's reads and writes drive, so they hold only this session.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::backend_pool::{BackendPool, Checkout, PooledConn};
-use super::expect::{Kind, Owed, Owing};
-use super::hazards;
+use super::backend_pool::{BackendPool, Checkout};
+use super::frames::{has_whole_message, next_message};
+use super::own_query::{apply_settings, run_own_query};
 use super::settings::{Settings, READ_BACK};
-use super::statements::{ClientStatements, Prepared};
+use super::statements::ClientStatements;
+use super::translate::{answer_locally, translate, Position};
 use super::Attachment;
 use crate::session_registry::SessionInfo;
 use crate::wire::backend as tag;
 use crate::wire::error::{fatal, CONNECTION_FAILURE};
 use crate::wire::frontend;
-use crate::wire::messages::{Bind, Close, Describe, Message, Parse, Query, Target};
+use crate::wire::messages::{Close, Message, Sync};
 
-/// Largest message the link holds whole (PostgreSQL's own limit for a message is 1 GB).
-const MAX_MESSAGE: usize = 1 << 30;
-/// Read size.
+/// Read size from the backend.
 const READ_SIZE: usize = 16 * 1024;
+/// How much the link buffers each way before the side feeding it waits: the session's writes
+/// while the backend does not read, the backend's answers while the session does not take them.
+const HIGH_WATER: usize = 64 * 1024;
 
 /// What a client session keeps between its transactions.
 #[derive(Debug, Default)]
@@ -76,664 +84,547 @@ pub enum LinkError {
     },
 }
 
-/// How one attached stretch ended.
-enum Served {
-    /// The transaction ended: the connection goes back to the pool.
-    Released,
-    /// The session ended (Terminate, or it closed): the connection goes back if it is idle.
-    SessionEnded { idle: bool },
+/// An asynchronous step of the link, polled by whichever half the session polls.
+type Step<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A step that must wait, driven by the session's reads and writes.
+enum Waiting {
+    /// A connection is taken from the pool and given the client's settings.
+    Attach(Step<Result<Checkout, LinkError>>),
+    /// The released connection's settings are read back.
+    ReadBack(Step<(Checkout, Result<Settings, LinkError>)>),
 }
 
-/// Serves one session's traffic on `pipe` (the session's "backend") until the session ends.
-/// `first` is a connection the startup already holds (it told the client the server's
-/// parameters from it).
-pub async fn run(
+/// The connection serving the session now, and where it stands.
+struct Attached {
+    checkout: Checkout,
+    at: Position,
+    /// The backend's bytes not yet matched against what is owed.
+    down: BytesMut,
+}
+
+/// One session's link to its pool. The session reads and writes it through [`Link::halves`].
+pub struct Link {
+    state: Mutex<LinkState>,
+}
+
+struct LinkState {
     pool: Arc<BackendPool>,
-    mut client: ClientState,
-    pipe: DuplexStream,
+    client: ClientState,
     info: Arc<SessionInfo>,
     attachment: Arc<Attachment>,
-    mut first: Option<Checkout>,
-) {
-    let (mut pipe_r, mut pipe_w) = tokio::io::split(pipe);
-    // Grown on demand: an idle client (most of 10 000) holds no read buffer of its own here.
-    let mut up = BytesMut::new();
-    loop {
-        if first.is_none() {
-            // Detached: wait for the session's next request, whole.
-            while !has_whole_message(&up) {
-                make_room(&mut up);
-                match pipe_r.read_buf(&mut up).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
+    attached: Option<Attached>,
+    waiting: Option<Waiting>,
+    /// The session's bytes not yet translated: an incomplete message, or requests waiting for
+    /// a connection.
+    up: BytesMut,
+    /// Translated bytes not yet written to the backend.
+    to_backend: BytesMut,
+    /// Bytes for the client the session has not read yet.
+    out: BytesMut,
+    /// The session sent Terminate: the link ends once what came before it is written.
+    terminating: bool,
+    /// The link is over: once `out` is read the session reads EOF, and its writes fail.
+    ended: bool,
+    /// The reading half waits for `out` (or the end). Both halves are polled by the session's
+    /// task, but each only when its own future is: what one half's poll makes ready for the
+    /// other must wake it.
+    reader: Option<Waker>,
+    /// The writing half waits for room, or for its bytes to reach the backend.
+    writer: Option<Waker>,
+}
+
+impl Link {
+    /// A link for a session whose client keeps `client` between transactions; `attachment`
+    /// tells cancel requests which connection serves it.
+    pub fn new(
+        pool: Arc<BackendPool>,
+        client: ClientState,
+        info: Arc<SessionInfo>,
+        attachment: Arc<Attachment>,
+    ) -> Link {
+        Link {
+            state: Mutex::new(LinkState {
+                pool,
+                client,
+                info,
+                attachment,
+                attached: None,
+                waiting: None,
+                up: BytesMut::new(),
+                to_backend: BytesMut::new(),
+                out: BytesMut::new(),
+                terminating: false,
+                ended: false,
+                reader: None,
+                writer: None,
+            }),
+        }
+    }
+
+    /// The reading half (the backend's answers, for the client) and the writing half (the
+    /// client's requests), both polled by the session's task.
+    pub fn halves(&mut self) -> (LinkRead<'_>, LinkWrite<'_>) {
+        (LinkRead(&self.state), LinkWrite(&self.state))
+    }
+}
+
+/// The reading half of a [`Link`].
+pub struct LinkRead<'a>(&'a Mutex<LinkState>);
+
+/// The writing half of a [`Link`].
+pub struct LinkWrite<'a>(&'a Mutex<LinkState>);
+
+/// The state, locked: both halves are polled by one task, so the lock is never contended.
+fn lock(state: &Mutex<LinkState>) -> MutexGuard<'_, LinkState> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn broken_pipe() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the pooled connection is gone")
+}
+
+impl AsyncRead for LinkRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut state = lock(self.0);
+        if state.out.is_empty() {
+            state.progress(cx);
+        }
+        let poll = if !state.out.is_empty() {
+            let n = state.out.len().min(buf.remaining());
+            buf.put_slice(&state.out[..n]);
+            state.out.advance(n);
+            // More may be readable now that `out` has room.
+            if n > 0 && !state.ended {
+                state.progress(cx);
             }
-            if up[0] == frontend::TERMINATE {
-                return;
+            Poll::Ready(Ok(()))
+        } else if state.ended {
+            // EOF: the session reads the link's end as its backend's.
+            Poll::Ready(Ok(()))
+        } else {
+            wait_here(&mut state.reader, cx);
+            Poll::Pending
+        };
+        state.wake_writer();
+        poll
+    }
+}
+
+/// Notes `cx`'s waker as the one to wake.
+fn wait_here(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+impl AsyncWrite for LinkWrite<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = lock(self.0);
+        state.progress(cx);
+        let poll = if state.ended || state.terminating {
+            Poll::Ready(Err(broken_pipe()))
+        } else if !state.accepts_more() {
+            wait_here(&mut state.writer, cx);
+            Poll::Pending
+        } else {
+            state.up.extend_from_slice(buf);
+            state.progress(cx);
+            Poll::Ready(Ok(buf.len()))
+        };
+        state.wake_reader();
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = lock(self.0);
+        state.progress(cx);
+        let poll = if state.ended && !state.terminating {
+            Poll::Ready(Err(broken_pipe()))
+        } else if state.to_backend.is_empty() || state.ended {
+            Poll::Ready(Ok(()))
+        } else {
+            wait_here(&mut state.writer, cx);
+            Poll::Pending
+        };
+        state.wake_reader();
+        poll
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The session is done with its backend: what the link holds is let go when it drops.
+        let mut state = lock(self.0);
+        state.progress(cx);
+        state.wake_reader();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl LinkState {
+    /// Wakes the reading half if what it waits for is there.
+    fn wake_reader(&mut self) {
+        if !self.out.is_empty() || self.ended {
+            if let Some(waker) = self.reader.take() {
+                waker.wake();
             }
-            if let Some(answers) = answer_locally(&mut up, &mut client, &pool) {
-                if pipe_w.write_all(&answers).await.is_err() {
-                    return;
+        }
+    }
+
+    /// Wakes the writing half if what it waits for is there: room, or its bytes written.
+    fn wake_writer(&mut self) {
+        if self.ended || self.to_backend.is_empty() || self.accepts_more() {
+            if let Some(waker) = self.writer.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The session may write more: the backend is taking what was translated, and the requests
+    /// waiting for a connection are few (or the first of them is not whole yet).
+    fn accepts_more(&self) -> bool {
+        self.to_backend.len() < HIGH_WATER
+            && (self.up.len() < HIGH_WATER || !has_whole_message(&self.up))
+    }
+
+    /// Does everything that can be done now: the waiting step, attaching for a whole request,
+    /// translating, writing to the backend, reading its answers into `out`, releasing. Returns
+    /// when nothing more can be done without waiting; every wait has `cx`'s waker registered.
+    fn progress(&mut self, cx: &mut Context<'_>) {
+        while !self.ended {
+            if let Some(waiting) = self.waiting.as_mut() {
+                match waiting {
+                    Waiting::Attach(step) => match step.as_mut().poll(cx) {
+                        Poll::Pending => return,
+                        Poll::Ready(Ok(checkout)) => {
+                            self.waiting = None;
+                            self.attach(checkout);
+                        }
+                        Poll::Ready(Err(err)) => {
+                            self.waiting = None;
+                            tracing::warn!(session = self.info.id, %err, "no backend connection for a transaction");
+                            self.out.extend_from_slice(&fatal(
+                                CONNECTION_FAILURE,
+                                &format!("duet: {err}"),
+                            ));
+                            self.ended = true;
+                            return;
+                        }
+                    },
+                    Waiting::ReadBack(step) => match step.as_mut().poll(cx) {
+                        Poll::Pending => return,
+                        Poll::Ready((checkout, read)) => {
+                            self.waiting = None;
+                            match read {
+                                Ok(settings) => {
+                                    // A server of its own would reset to the startup packet's
+                                    // values (they are the session's defaults there); here they
+                                    // were set for the session, so a RESET dropped them: the
+                                    // client keeps them under what it set since.
+                                    let mut wanted = self.client.startup.clone();
+                                    for (name, value) in settings.pairs() {
+                                        wanted.set(name.clone(), value.clone());
+                                    }
+                                    self.client.settings = wanted;
+                                    self.pool.checkin(checkout);
+                                }
+                                Err(err) => {
+                                    tracing::debug!(session = self.info.id, %err, "pooled backend connection lost");
+                                    self.pool.discard(checkout);
+                                    self.ended = true;
+                                    return;
+                                }
+                            }
+                        }
+                    },
                 }
                 continue;
             }
-        }
-        let mut checkout = match first.take() {
-            Some(checkout) => checkout,
-            None => match pool.checkout().await {
-                Ok(checkout) => checkout,
-                Err(err) => {
-                    tracing::warn!(session = info.id, %err, "no backend connection for a transaction");
-                    let _ = pipe_w
-                        .write_all(&fatal(CONNECTION_FAILURE, &format!("duet: {err}")))
-                        .await;
+            if self.attached.is_none() {
+                // Detached: the session's next request, whole, takes a connection.
+                if !has_whole_message(&self.up) {
                     return;
                 }
-            },
-        };
-        if let Err(err) = apply_settings(&mut checkout.conn, &client.settings).await {
-            tracing::warn!(session = info.id, %err, "could not give a pooled connection the client's settings");
-            let _ = pipe_w
-                .write_all(&fatal(CONNECTION_FAILURE, &format!("duet: {err}")))
-                .await;
-            pool.discard(checkout);
-            return;
+                if self.up[0] == frontend::TERMINATE {
+                    self.up.clear();
+                    self.ended = true;
+                    return;
+                }
+                if let Some(answers) = answer_locally(&mut self.up, &mut self.client, &self.pool) {
+                    self.out.extend_from_slice(&answers);
+                    continue;
+                }
+                let pool = self.pool.clone();
+                let wanted = self.client.settings.clone();
+                self.waiting = Some(Waiting::Attach(Box::pin(attach(pool, wanted))));
+                continue;
+            }
+            match self.serve(cx) {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::debug!(session = self.info.id, %err, "pooled backend connection lost");
+                    if let Some(attached) = self.attached.take() {
+                        self.attachment.detach();
+                        self.pool.discard(attached.checkout);
+                    }
+                    // EOF tells the session its backend is gone (08006), unless the backend said
+                    // why with a FATAL the client already has.
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A connection serves the session from now on.
+    fn attach(&mut self, mut checkout: Checkout) {
+        let mut at = Position::new();
+        // A connection past its statement limit closes its oldest first, in a batch of duet's
+        // own ahead of the client's (nothing of it reaches the client).
+        let evicted = checkout.conn.statements.evict();
+        if !evicted.is_empty() {
+            for name in &evicted {
+                Close::statement(name).encode(&mut self.to_backend);
+                at.owing
+                    .push(super::expect::Owed::Own(super::expect::Kind::Close));
+            }
+            Sync.encode(&mut self.to_backend);
+            at.owing
+                .push(super::expect::Owed::Own(super::expect::Kind::UntilReady));
         }
         tracing::trace!(
-            session = info.id,
+            session = self.info.id,
             pid = checkout.conn.pid,
             "pooled connection attached"
         );
-        attachment.attach(checkout.conn.pid, checkout.conn.key.clone());
-        info.set_backend_pid(checkout.conn.pid);
-        let served = serve(
-            &mut checkout.conn,
-            &pool,
-            &mut client,
-            &mut pipe_r,
-            &mut pipe_w,
-            &mut up,
-        )
-        .await;
-        attachment.detach();
-        match served {
-            Ok(Served::Released) => pool.checkin(checkout),
-            Ok(Served::SessionEnded { idle }) => {
-                if idle {
-                    pool.checkin(checkout);
-                } else {
-                    // A transaction left open (or a request half-answered) must not reach the
-                    // next client: the connection goes, and the server rolls it back.
-                    pool.discard(checkout);
-                }
-                return;
-            }
-            Err(err) => {
-                tracing::debug!(session = info.id, %err, "pooled backend connection lost");
-                pool.discard(checkout);
-                // Closing the pipe tells the session its backend is gone (08006), unless the
-                // backend said why with a FATAL the client already has.
-                return;
-            }
-        }
+        self.attachment
+            .attach(checkout.conn.pid, checkout.conn.key.clone());
+        self.info.set_backend_pid(checkout.conn.pid);
+        let down = std::mem::take(&mut checkout.conn.buf);
+        self.attached = Some(Attached { checkout, at, down });
     }
-}
 
-/// Gives `conn` the client's settings, if it has others: one round trip, answers kept from the
-/// client.
-pub async fn apply_settings(conn: &mut PooledConn, wanted: &Settings) -> Result<(), LinkError> {
-    if !conn.settings.differs(wanted) {
-        return Ok(());
-    }
-    run_own_query(conn, &wanted.replay_statement()).await?;
-    conn.settings = wanted.clone();
-    Ok(())
-}
-
-/// Runs duet's own simple query on `conn` and returns its rows (text columns); nothing of it
-/// reaches a client. ParameterStatus messages update the connection's parameters.
-pub async fn run_own_query(
-    conn: &mut PooledConn,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, LinkError> {
-    let mut out = BytesMut::new();
-    Query {
-        text: sql.as_bytes(),
-    }
-    .encode(&mut out);
-    conn.stream
-        .write_all(&out)
-        .await
-        .map_err(LinkError::Backend)?;
-    conn.stream.flush().await.map_err(LinkError::Backend)?;
-    let mut rows = Vec::new();
-    let mut error: Option<LinkError> = None;
-    loop {
-        let (message, len) = loop {
-            if let Some(found) = next_message(&conn.buf)? {
-                break found;
-            }
-            read_more(&mut conn.stream, &mut conn.buf).await?;
+    /// One round on the attached connection: translate what the session sent, write it, read
+    /// and match the backend's answers. `Ok(true)` when the connection was released (or the
+    /// session ended) and there may be more to do, `Ok(false)` when it waits.
+    fn serve(&mut self, cx: &mut Context<'_>) -> Result<bool, LinkError> {
+        let Some(attached) = self.attached.as_mut() else {
+            return Ok(true);
         };
-        let frame = conn.buf.split_to(len);
-        let body = &frame[5..];
-        match message {
-            tag::DATA_ROW => rows.push(data_row(body)?),
-            tag::PARAMETER_STATUS => conn.note_parameter(body),
-            tag::ERROR_RESPONSE => {
-                let (code, text) =
-                    crate::wire::messages::ErrorResponse::lenient_code_and_message(body);
-                error = Some(LinkError::Refused {
-                    code,
-                    message: text,
-                });
-            }
-            tag::READY_FOR_QUERY => break,
-            _ => {}
+        let conn = &mut attached.checkout.conn;
+        if !self.terminating {
+            self.terminating = translate(
+                &mut self.up,
+                &mut self.to_backend,
+                conn,
+                &mut self.client,
+                &mut attached.at,
+            )?;
         }
-    }
-    match error {
-        Some(error) => Err(error),
-        None => Ok(rows),
-    }
-}
-
-/// The text columns of a DataRow.
-fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, LinkError> {
-    Ok(crate::wire::messages::DataRow::decode(body)?
-        .columns
-        .into_iter()
-        .map(|column| column.map(|value| String::from_utf8_lossy(value).into_owned()))
-        .collect())
-}
-
-/// The type and length of the whole message at the start of `buf`, if it is all there.
-fn next_message(buf: &[u8]) -> Result<Option<(u8, usize)>, LinkError> {
-    if buf.len() < 5 {
-        return Ok(None);
-    }
-    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    if declared < 4 || declared as usize > MAX_MESSAGE {
-        return Err(LinkError::BackendProtocol("invalid message length"));
-    }
-    let len = declared as usize + 1;
-    Ok((buf.len() >= len).then_some((buf[0], len)))
-}
-
-async fn read_more<R: AsyncRead + Unpin>(
-    stream: &mut R,
-    buf: &mut BytesMut,
-) -> Result<(), LinkError> {
-    if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        buf.reserve(READ_SIZE);
-    }
-    match stream.read_buf(buf).await {
-        Ok(0) => Err(LinkError::BackendClosed),
-        Ok(_) => Ok(()),
-        Err(err) => Err(LinkError::Backend(err)),
-    }
-}
-
-/// Where an attached connection stands.
-#[derive(Debug)]
-struct Position {
-    owing: Owing,
-    /// Extended-protocol messages were sent since the last Sync.
-    in_batch: bool,
-    /// The last ReadyForQuery's transaction status.
-    status: u8,
-    /// A statement may have changed the session's settings: read them back before release.
-    settings_dirty: bool,
-}
-
-/// Forwards between the session and `conn` until the transaction ends or the session does.
-async fn serve<R, W>(
-    conn: &mut PooledConn,
-    pool: &BackendPool,
-    client: &mut ClientState,
-    pipe_r: &mut R,
-    pipe_w: &mut W,
-    up: &mut BytesMut,
-) -> Result<Served, LinkError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut at = Position {
-        owing: Owing::default(),
-        in_batch: false,
-        status: b'I',
-        settings_dirty: false,
-    };
-    let mut to_backend = BytesMut::new();
-    let mut to_client: Vec<u8> = Vec::new();
-    let mut down = std::mem::take(&mut conn.buf);
-    // A connection past its statement limit closes its oldest first, in a batch of duet's own
-    // ahead of the client's (nothing of it reaches the client).
-    let evicted = conn.statements.evict();
-    if !evicted.is_empty() {
-        for name in &evicted {
-            Close::statement(name).encode(&mut to_backend);
-            at.owing.push(Owed::Own(Kind::Close));
-        }
-        crate::wire::messages::Sync.encode(&mut to_backend);
-        at.owing.push(Owed::Own(Kind::UntilReady));
-    }
-    loop {
-        // The session's complete messages, translated for this connection.
-        let terminated = translate(up, &mut to_backend, conn, client, &mut at)?;
-        at.owing.take_synthetic(&mut to_client);
-        if !to_client.is_empty() {
-            if pipe_w.write_all(&to_client).await.is_err() {
-                return Ok(Served::SessionEnded { idle: false });
-            }
-            to_client.clear();
-        }
-        if !to_backend.is_empty() {
-            write_while_reading(&mut conn.stream, &to_backend, &mut down).await?;
-            to_backend.clear();
-        }
-        if terminated {
-            conn.buf = down;
-            let idle = at.owing.is_empty() && !at.in_batch && at.status == b'I';
-            return Ok(Served::SessionEnded { idle });
-        }
-        // The backend's complete messages, matched against what is owed.
-        let mut ready = false;
-        while let Some((message, len)) = next_message(&down)? {
-            // Read in place and skipped: splitting each message off would make the buffer a
-            // shared one (an allocation) and take a reference count per message.
-            let frame = &down[..len];
-            let verdict = at.owing.answer(message);
-            if let Some(prepared) = verdict.prepared {
-                pool.note_prepared(prepared);
-            }
-            for (backend_name, client_name) in verdict.lost {
-                conn.statements.remove(&backend_name);
-                if let Some(name) = client_name {
-                    client.statements.forget_if(&name, &backend_name);
-                }
-            }
-            match message {
-                tag::READY_FOR_QUERY => {
-                    at.status = frame.get(5).copied().unwrap_or(b'I');
-                    ready = true;
-                }
-                tag::PARAMETER_STATUS => {
-                    conn.note_parameter(&frame[5..]);
-                    // A reported setting changed where the text showed no sign of it (a function
-                    // that calls set_config, a SECURITY DEFINER … SET): read the settings back
-                    // before the connection serves anyone else.
-                    at.settings_dirty = true;
-                }
-                _ => {}
-            }
-            if verdict.forward {
-                to_client.extend_from_slice(frame);
-            }
-            down.advance(len);
-            at.owing.take_synthetic(&mut to_client);
-        }
-        if !to_client.is_empty() {
-            if pipe_w.write_all(&to_client).await.is_err() {
-                conn.buf = down;
-                return Ok(Served::SessionEnded { idle: false });
-            }
-            to_client.clear();
-        }
-        // Released only on a ReadyForQuery that leaves nothing owed: a connection attached for a
-        // request keeps it until the request is answered.
-        if ready
-            && at.owing.is_empty()
-            && !at.in_batch
-            && at.status == b'I'
-            && !has_whole_message(up)
-        {
-            conn.buf = down;
-            if at.settings_dirty {
-                let rows = run_own_query(conn, READ_BACK).await?;
-                let settings = Settings::from_pairs(rows.into_iter().filter_map(|row| {
-                    let mut row = row.into_iter();
-                    Some((row.next()??, row.next()??))
-                }));
-                // A server of its own would reset to the startup packet's values (they are the
-                // session's defaults there); here they were set for the session, so a RESET
-                // dropped them: the client keeps them under what it set since.
-                let mut wanted = client.startup.clone();
-                for (name, value) in settings.pairs() {
-                    wanted.set(name.clone(), value.clone());
-                }
-                conn.settings = settings;
-                client.settings = wanted;
-            }
-            return Ok(Served::Released);
-        }
-        tracing::trace!(pid = conn.pid, owing = ?at.owing, in_batch = at.in_batch, status = at.status, up = up.len(), "pooled connection waits");
-        // Wait for either side.
-        make_room(up);
-        tokio::select! {
-            read = pipe_r.read_buf(up) => match read {
-                Ok(0) | Err(_) => {
-                    conn.buf = down;
-                    return Ok(Served::SessionEnded { idle: false });
-                }
-                Ok(_) => {}
-            },
-            read = read_more(&mut conn.stream, &mut down) => read?,
-        }
-    }
-}
-
-/// Room for the next read from the session: a few KiB (messages larger than that grow it).
-fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(4096);
-    }
-}
-
-/// Whether `buf` holds a whole message.
-fn has_whole_message(buf: &[u8]) -> bool {
-    matches!(next_message(buf), Ok(Some(_)) | Err(_))
-}
-
-/// Writes `bytes` to the backend while reading what it sends meanwhile into `down`: a backend
-/// blocked on writing a large result must never wait for duet to finish writing to it.
-async fn write_while_reading(
-    stream: &mut crate::backend::BackendStream,
-    bytes: &[u8],
-    down: &mut BytesMut,
-) -> Result<(), LinkError> {
-    use std::pin::Pin;
-    use std::task::Poll;
-    let mut written = 0;
-    let mut flushed = false;
-    // One task owns the stream, so it can poll both directions itself: no split (and no lock)
-    // per write. A read is polled only while the write waits.
-    std::future::poll_fn(|cx| loop {
-        if written < bytes.len() {
-            match Pin::new(&mut *stream).poll_write(cx, &bytes[written..]) {
+        attached.at.owing.take_synthetic(&mut self.out);
+        // Write what is translated; a write that waits leaves the reads below to go on, so a
+        // backend blocked on writing a large result never waits for duet.
+        while !self.to_backend.is_empty() {
+            match Pin::new(&mut conn.stream).poll_write(cx, &self.to_backend) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(LinkError::Backend(
-                        std::io::ErrorKind::WriteZero.into(),
-                    )))
+                    return Err(LinkError::Backend(io::ErrorKind::WriteZero.into()))
                 }
                 Poll::Ready(Ok(n)) => {
-                    written += n;
-                    continue;
+                    self.to_backend.advance(n);
+                    if self.to_backend.is_empty() {
+                        // Free on TCP; pushes a TLS record out.
+                        if let Poll::Ready(Err(err)) = Pin::new(&mut conn.stream).poll_flush(cx) {
+                            return Err(LinkError::Backend(err));
+                        }
+                    }
                 }
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
-                Poll::Pending => {}
-            }
-        } else if !flushed {
-            match Pin::new(&mut *stream).poll_flush(cx) {
-                Poll::Ready(Ok(())) => flushed = true,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
-                Poll::Pending => {}
+                Poll::Ready(Err(err)) => return Err(LinkError::Backend(err)),
+                Poll::Pending => break,
             }
         }
-        if flushed {
-            return Poll::Ready(Ok(()));
+        if self.terminating && self.to_backend.is_empty() {
+            // Terminate is not forwarded: the connection is the pool's. One left mid-request
+            // or in a transaction must not reach the next client: it goes, and the server rolls
+            // it back.
+            let idle = attached.at.is_idle();
+            let Some(Attached {
+                mut checkout, down, ..
+            }) = self.attached.take()
+            else {
+                return Ok(true);
+            };
+            self.attachment.detach();
+            checkout.conn.buf = down;
+            if idle {
+                self.pool.checkin(checkout);
+            } else {
+                self.pool.discard(checkout);
+            }
+            self.ended = true;
+            return Ok(true);
         }
-        // The write waits: read what the backend sends meanwhile, so it never waits for us (a
-        // rare path: a copy through a stack buffer is fine).
-        let mut chunk = [0u8; 8192];
-        let mut read_buf = tokio::io::ReadBuf::new(&mut chunk);
-        match Pin::new(&mut *stream).poll_read(cx, &mut read_buf) {
-            Poll::Ready(Ok(())) => {
-                if read_buf.filled().is_empty() {
-                    return Poll::Ready(Err(LinkError::BackendClosed));
+        // Read and match the backend's answers while the session has room for them.
+        loop {
+            let mut ready = false;
+            while let Some((message, len)) = next_message(&attached.down)? {
+                // Read in place and skipped: splitting each message off would make the buffer
+                // a shared one (an allocation) and take a reference count per message.
+                let frame = &attached.down[..len];
+                let verdict = attached.at.owing.answer(message);
+                if let Some(prepared) = verdict.prepared {
+                    self.pool.note_prepared(prepared);
                 }
-                down.extend_from_slice(read_buf.filled());
-            }
-            Poll::Ready(Err(err)) => return Poll::Ready(Err(LinkError::Backend(err))),
-            Poll::Pending => return Poll::Pending,
-        }
-    })
-    .await
-}
-
-/// Translates the whole messages at the start of `up` into `out` for `conn`. Returns whether
-/// the session sent Terminate (which is not forwarded: the connection is the pool's).
-fn translate(
-    up: &mut BytesMut,
-    out: &mut BytesMut,
-    conn: &mut PooledConn,
-    client: &mut ClientState,
-    at: &mut Position,
-) -> Result<bool, LinkError> {
-    while let Some((message, len)) = next_message(up).map_err(|_| LinkError::SessionMessage)? {
-        let frame = up.split_to(len).freeze();
-        let body = &frame[5..];
-        match message {
-            frontend::TERMINATE => return Ok(true),
-            frontend::QUERY => {
-                at.owing.push(Owed::Answer(Kind::UntilReady));
-                let Ok(query) = Query::decode(body) else {
-                    out.extend_from_slice(&frame);
-                    continue;
-                };
-                let scan = hazards::scan(query.text);
-                at.settings_dirty |= scan.settings;
-                if let Some(refusal) = scan.refusal {
-                    Query {
-                        text: refusal.substitute().as_bytes(),
-                    }
-                    .encode(out);
-                    continue;
-                }
-                if scan.drops_statements {
-                    client.statements.clear();
-                    conn.statements.clear();
-                }
-                if let Some(name) = scan.deallocate {
-                    if let Some(prepared) = client.statements.forget(name.as_bytes()) {
-                        let text = if conn.statements.has(&prepared.backend_name) {
-                            conn.statements.remove(&prepared.backend_name);
-                            format!(
-                                "DEALLOCATE \"{}\"",
-                                String::from_utf8_lossy(&prepared.backend_name)
-                            )
-                        } else {
-                            conn.statements.clear();
-                            "DEALLOCATE ALL".to_owned()
-                        };
-                        Query {
-                            text: text.as_bytes(),
-                        }
-                        .encode(out);
-                        continue;
+                for (backend_name, client_name) in verdict.lost {
+                    conn.statements.remove(&backend_name);
+                    if let Some(name) = client_name {
+                        self.client.statements.forget_if(&name, &backend_name);
                     }
                 }
-                out.extend_from_slice(&frame);
-            }
-            frontend::PARSE => {
-                at.in_batch = true;
-                let Ok(parse) = Parse::decode(body) else {
-                    at.owing.push(Owed::Answer(Kind::Parse));
-                    out.extend_from_slice(&frame);
-                    continue;
-                };
-                let scan = hazards::scan(parse.text);
-                at.settings_dirty |= scan.settings;
-                let substitute;
-                let parse = match scan.refusal {
-                    Some(refusal) => {
-                        substitute = refusal.substitute();
-                        Parse {
-                            text: substitute.as_bytes(),
-                            ..parse
-                        }
+                match message {
+                    tag::READY_FOR_QUERY => {
+                        attached.at.status = frame.get(5).copied().unwrap_or(b'I');
+                        ready = true;
                     }
-                    None => parse,
-                };
-                if parse.name.is_empty() {
-                    at.owing.push(Owed::Answer(Kind::Parse));
-                    parse.encode(out);
-                    continue;
+                    tag::PARAMETER_STATUS => {
+                        conn.note_parameter(&frame[5..]);
+                        // A reported setting changed where the text showed no sign of it (a
+                        // function that calls set_config, a SECURITY DEFINER … SET): read the
+                        // settings back before the connection serves anyone else.
+                        attached.at.settings_dirty = true;
+                    }
+                    _ => {}
                 }
-                let prepared = Prepared::of(&parse);
-                client.statements.define(parse.name, prepared.clone());
-                if conn.statements.has(&prepared.backend_name) {
-                    at.owing.push(Owed::Synthetic(tag::PARSE_COMPLETE));
-                } else {
-                    out.extend_from_slice(&prepared.parse);
-                    conn.statements.add(prepared.backend_name.clone());
-                    at.owing.push(Owed::Parse {
-                        backend_name: prepared.backend_name,
-                        client_name: Some(Bytes::copy_from_slice(parse.name)),
-                        injected: false,
-                    });
+                if verdict.forward {
+                    self.out.extend_from_slice(frame);
+                }
+                attached.down.advance(len);
+                attached.at.owing.take_synthetic(&mut self.out);
+                if self.out.len() >= HIGH_WATER {
+                    break;
                 }
             }
-            frontend::BIND => {
-                at.in_batch = true;
-                let renamed = match Bind::decode(body) {
-                    Ok(bind) if !bind.statement.is_empty() => {
-                        ensure_prepared(bind.statement, out, conn, client, at)
-                            .map(|name| (bind, name))
-                    }
-                    _ => None,
-                };
-                // After the injected Parse's entry, if there is one.
-                at.owing.push(Owed::Answer(Kind::Bind));
-                match renamed {
-                    Some((bind, backend_name)) => Bind {
-                        statement: &backend_name,
-                        ..bind
-                    }
-                    .encode(out),
-                    None => out.extend_from_slice(&frame),
+            // Released only on a ReadyForQuery that leaves nothing owed: a connection attached
+            // for a request keeps it until the request is answered.
+            if ready
+                && attached.at.is_idle()
+                && self.to_backend.is_empty()
+                && !has_whole_message(&self.up)
+            {
+                self.release();
+                return Ok(true);
+            }
+            if self.out.len() >= HIGH_WATER {
+                // The session reads `out` first, and comes back.
+                return Ok(false);
+            }
+            if attached.down.capacity() - attached.down.len() < READ_SIZE / 4 {
+                attached.down.reserve(READ_SIZE);
+            }
+            match poll_read_buf(&mut conn.stream, cx, &mut attached.down) {
+                Poll::Pending => {
+                    tracing::trace!(pid = conn.pid, owing = ?attached.at.owing, in_batch = attached.at.in_batch, status = attached.at.status, up = self.up.len(), "pooled connection waits");
+                    return Ok(false);
                 }
+                Poll::Ready(Ok(0)) => return Err(LinkError::BackendClosed),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(err)) => return Err(LinkError::Backend(err)),
             }
-            frontend::DESCRIBE => {
-                at.in_batch = true;
-                match Describe::decode(body) {
-                    Ok(describe) if describe.target == Target::Statement => {
-                        let kind = Owed::Answer(Kind::DescribeStatement);
-                        if describe.name.is_empty() {
-                            at.owing.push(kind);
-                            out.extend_from_slice(&frame);
-                            continue;
-                        }
-                        let renamed = ensure_prepared(describe.name, out, conn, client, at);
-                        at.owing.push(kind);
-                        match renamed {
-                            Some(backend_name) => Describe {
-                                target: Target::Statement,
-                                name: &backend_name,
-                            }
-                            .encode(out),
-                            None => out.extend_from_slice(&frame),
-                        }
-                    }
-                    _ => {
-                        at.owing.push(Owed::Answer(Kind::DescribePortal));
-                        out.extend_from_slice(&frame);
-                    }
-                }
-            }
-            frontend::CLOSE => {
-                at.in_batch = true;
-                match Close::decode(body) {
-                    Ok(close) if close.target == Target::Statement && !close.name.is_empty() => {
-                        // duet keeps the statement on the backend (other clients may share it)
-                        // and answers for it; the client's name is gone, as PostgreSQL says.
-                        client.statements.forget(close.name);
-                        at.owing.push(Owed::Synthetic(tag::CLOSE_COMPLETE));
-                    }
-                    _ => {
-                        at.owing.push(Owed::Answer(Kind::Close));
-                        out.extend_from_slice(&frame);
-                    }
-                }
-            }
-            frontend::EXECUTE => {
-                at.in_batch = true;
-                at.owing.push(Owed::Answer(Kind::Execute));
-                out.extend_from_slice(&frame);
-            }
-            frontend::SYNC => {
-                at.in_batch = false;
-                at.owing.push(Owed::Answer(Kind::UntilReady));
-                out.extend_from_slice(&frame);
-            }
-            frontend::FUNCTION_CALL => {
-                at.owing.push(Owed::Answer(Kind::UntilReady));
-                out.extend_from_slice(&frame);
-            }
-            frontend::FLUSH => {
-                at.in_batch = true;
-                out.extend_from_slice(&frame);
-            }
-            _ => out.extend_from_slice(&frame),
         }
     }
-    Ok(false)
+
+    /// The transaction ended with nothing owed: the connection goes back to the pool, after its
+    /// settings are read back when a statement may have changed them.
+    fn release(&mut self) {
+        let Some(Attached {
+            mut checkout,
+            at,
+            down,
+        }) = self.attached.take()
+        else {
+            return;
+        };
+        self.attachment.detach();
+        checkout.conn.buf = down;
+        if at.settings_dirty {
+            self.waiting = Some(Waiting::ReadBack(Box::pin(read_back(checkout))));
+        } else {
+            self.pool.checkin(checkout);
+        }
+    }
 }
 
-/// The backend name of the client's statement `name`, with its Parse written to `out` first
-/// when `conn` does not have it yet. `None` when the client has no such statement: the message
-/// goes as it is, and the server says so in its own words.
-fn ensure_prepared(
-    name: &[u8],
-    out: &mut BytesMut,
-    conn: &mut PooledConn,
-    client: &ClientState,
-    at: &mut Position,
-) -> Option<Bytes> {
-    let prepared = client.statements.get(name)?;
-    if !conn.statements.has(&prepared.backend_name) {
-        out.extend_from_slice(&prepared.parse);
-        conn.statements.add(prepared.backend_name.clone());
-        at.owing.push(Owed::Parse {
-            backend_name: prepared.backend_name.clone(),
-            client_name: None,
-            injected: true,
+impl Drop for LinkState {
+    fn drop(&mut self) {
+        // The session ended without Terminate: a connection it held mid-transaction goes (the
+        // server rolls it back); one still being attached or read back finishes first.
+        if let Some(attached) = self.attached.take() {
+            self.attachment.detach();
+            self.pool.discard(attached.checkout);
+        }
+        if let Some(waiting) = self.waiting.take() {
+            let pool = self.pool.clone();
+            let finish = async move {
+                match waiting {
+                    Waiting::Attach(step) => {
+                        if let Ok(checkout) = step.await {
+                            pool.checkin(checkout);
+                        }
+                    }
+                    Waiting::ReadBack(step) => match step.await {
+                        (checkout, Ok(_)) => pool.checkin(checkout),
+                        (checkout, Err(_)) => pool.discard(checkout),
+                    },
+                }
+            };
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(finish);
+            }
+        }
+    }
+}
+
+/// Reads what has arrived into the spare room of `buf`, as `read_buf` does, polled once.
+fn poll_read_buf<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    std::pin::pin!(stream.read_buf(buf)).poll(cx)
+}
+
+/// Takes a connection from `pool` and gives it the client's settings.
+async fn attach(pool: Arc<BackendPool>, wanted: Settings) -> Result<Checkout, LinkError> {
+    let mut checkout = pool.checkout().await?;
+    if let Err(err) = apply_settings(&mut checkout.conn, &wanted).await {
+        pool.discard(checkout);
+        return Err(err);
+    }
+    Ok(checkout)
+}
+
+/// Reads the settings of a connection a statement may have changed.
+async fn read_back(mut checkout: Checkout) -> (Checkout, Result<Settings, LinkError>) {
+    let read = run_own_query(&mut checkout.conn, READ_BACK)
+        .await
+        .map(|rows| {
+            Settings::from_pairs(rows.into_iter().filter_map(|row| {
+                let mut row = row.into_iter();
+                Some((row.next()??, row.next()??))
+            }))
         });
+    if let Ok(settings) = &read {
+        checkout.conn.settings = settings.clone();
     }
-    Some(prepared.backend_name.clone())
-}
-
-/// Answers, without a backend connection, a batch that only prepares statements this pool's
-/// connections have already prepared without error — named Parses and a Sync, as libpq's
-/// `PQprepare` sends them: ParseComplete each, then ReadyForQuery (idle: no transaction is open
-/// between transactions). Besides saving a round trip, this keeps a client that prepares
-/// synchronously while its other connections hold every pooled connection (pgbench -M prepared
-/// with more clients than threads) from waiting on itself. `None` (and `up` untouched) for any
-/// other batch.
-fn answer_locally(
-    up: &mut BytesMut,
-    client: &mut ClientState,
-    pool: &BackendPool,
-) -> Option<Vec<u8>> {
-    let mut at = 0;
-    let mut statements = Vec::new();
-    loop {
-        let (message, len) = next_message(&up[at..]).ok()??;
-        let frame = &up[at..at + len];
-        at += len;
-        match message {
-            frontend::PARSE => {
-                let parse = Parse::decode(&frame[5..]).ok()?;
-                if parse.name.is_empty() || hazards::scan(parse.text) != hazards::Scan::default() {
-                    return None;
-                }
-                let prepared = Prepared::of(&parse);
-                if !pool.is_known(&prepared.backend_name) {
-                    return None;
-                }
-                statements.push((Bytes::copy_from_slice(parse.name), prepared));
-            }
-            frontend::SYNC if !statements.is_empty() && at == up.len() => break,
-            _ => return None,
-        }
-    }
-    let mut answers = Vec::with_capacity(statements.len() * 5 + 6);
-    for (name, prepared) in statements {
-        client.statements.define(&name, prepared);
-        answers.extend_from_slice(&[tag::PARSE_COMPLETE, 0, 0, 0, 4]);
-    }
-    answers.extend_from_slice(&[tag::READY_FOR_QUERY, 0, 0, 0, 5, b'I']);
-    up.clear();
-    Some(answers)
+    (checkout, read)
 }

@@ -11,10 +11,13 @@
 pub mod auth;
 pub mod backend_pool;
 pub mod expect;
+pub mod frames;
 pub mod hazards;
 pub mod link;
+pub mod own_query;
 pub mod settings;
 pub mod statements;
+pub mod translate;
 
 use std::sync::{Arc, Mutex};
 

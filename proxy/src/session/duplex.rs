@@ -56,5 +56,12 @@ macro_rules! tls_duplex {
 
 tls_duplex!(tokio_rustls::server::TlsStream<TcpStream>);
 tls_duplex!(tokio_rustls::client::TlsStream<TcpStream>);
-// A pooled session's link (transaction mode) is an in-process pipe.
-tls_duplex!(tokio::io::DuplexStream);
+/// A pooled session's link (transaction mode): both halves are polled by the session's task.
+impl Duplex for crate::pool::link::Link {
+    type Read<'a> = crate::pool::link::LinkRead<'a>;
+    type Write<'a> = crate::pool::link::LinkWrite<'a>;
+
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        crate::pool::link::Link::halves(self)
+    }
+}

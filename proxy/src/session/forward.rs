@@ -203,7 +203,7 @@ async fn with_backend<C: Duplex>(
 ) -> SessionEnd {
     match backend {
         SessionBackend::Own(backend) => with_own_backend(shared, client, backend, buffers).await,
-        SessionBackend::Pooled(mut link) => pump(shared, client, &mut link, buffers).await,
+        SessionBackend::Pooled(mut link) => pump(shared, client, &mut *link, buffers).await,
     }
 }
 

@@ -122,7 +122,7 @@ pub(crate) enum SessionBackend {
     /// Its own backend connection (session mode).
     Own(BackendStream),
     /// The link to its (user, database)'s pool (transaction mode).
-    Pooled(tokio::io::DuplexStream),
+    Pooled(Box<crate::pool::link::Link>),
 }
 
 /// Sends a FATAL error to the client and closes its connection (best effort).

@@ -12,7 +12,8 @@ use crate::client_stream::ClientStream;
 use crate::context::ProxyContext;
 use crate::pool::auth::client_login::authenticate_client;
 use crate::pool::auth::scram::ScramSecret;
-use crate::pool::link::{self, ClientState};
+use crate::pool::link::{self, ClientState, Link};
+use crate::pool::own_query;
 use crate::pool::settings::Settings;
 use crate::pool::Attachment;
 use crate::session_registry::{SessionInfo, SessionState};
@@ -21,9 +22,6 @@ use crate::wire::messages::{
     Authentication, BackendKeyData, Message, ParameterStatus, ReadyForQuery, TransactionStatus,
 };
 use crate::wire::startup::StartupMessage;
-
-/// Size of the in-process pipe between the session and its link, each way.
-const LINK_BUFFER: usize = 64 * 1024;
 
 /// Runs the pooled startup. `None` when the session ended during it (the client was told why).
 pub(super) async fn establish(
@@ -71,7 +69,7 @@ pub(super) async fn establish(
             return None;
         }
     };
-    if let Err(err) = link::apply_settings(&mut checkout.conn, &settings).await {
+    if let Err(err) = own_query::apply_settings(&mut checkout.conn, &settings).await {
         // A startup parameter the server refuses (an unknown setting, a bad value): its words.
         tracing::info!(session = info.id, %err, "the server refused the client's startup settings");
         pool.discard(checkout);
@@ -107,23 +105,20 @@ pub(super) async fn establish(
     if client.write_all(&hello).await.is_err() {
         return None;
     }
-    let (session_end, link_end) = tokio::io::duplex(LINK_BUFFER);
-    tokio::spawn(link::run(
+    let link = Link::new(
         pool,
         ClientState {
             startup: settings.clone(),
             settings,
             statements: Default::default(),
         },
-        link_end,
         info.clone(),
         attachment,
-        None,
-    ));
+    );
     info.set_state(SessionState::Idle);
     Some(Established {
         client,
-        backend: SessionBackend::Pooled(session_end),
+        backend: SessionBackend::Pooled(Box::new(link)),
         client_buf,
         backend_buf: BytesMut::new(),
     })
