@@ -163,6 +163,47 @@ async fn migration_expand_cut_short_runs_again_on_retry() {
     cut_over_and_complete(&mut s, id, "mer").await;
 }
 
+/// After a restart the stopped step runs again by itself, with the old error still shown until
+/// it is done: a `retry` meanwhile is refused (the step is being tried), and the migration goes
+/// on once what blocked it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_retry_while_the_step_runs_again_is_refused() {
+    let Some(backend) = backend_or_skip("migration_retry_while_the_step_runs_again_is_refused")
+    else {
+        return;
+    };
+    let (mut s, id) = expand_cut_short(backend, "mig_retry_running", "mrr").await;
+    // The table is held again, so the expand resumed by the restart waits on it.
+    let writer = connect(&s.db.direct_config()).await;
+    writer
+        .client
+        .batch_execute("BEGIN; UPDATE mrr.t SET amount = amount WHERE id = 1")
+        .await
+        .expect("a writer holding the table");
+    s.duet.restart();
+    reconnect(&mut s).await;
+    let m = migration(&s.duet, id).await;
+    assert_eq!(m["phase"], "expanding", "{m}");
+    assert!(
+        m["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the last attempt's error is shown while the step runs again: {m}"
+    );
+    let refused = request(&s.duet, json!({"command": "retry"})).await;
+    assert!(
+        !refused.ok && refused.error.contains("is still at its step"),
+        "a retry while the step runs again is refused: {}",
+        refused.raw
+    );
+    writer
+        .client
+        .batch_execute("ROLLBACK")
+        .await
+        .expect("ROLLBACK");
+    let ready = wait_status(&s.duet, id, "ready", |m| m["phase"] == "ready").await;
+    assert!(ready["error"].is_null(), "the old error is gone: {ready}");
+    cut_over_and_complete(&mut s, id, "mrr").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_kill_9_right_after_cutover_request_is_consistent_after_restart() {
     let Some(backend) = backend_or_skip("migration_kill_9_after_cutover") else {
