@@ -476,7 +476,6 @@ impl LinkState {
         }
         // Read and match the backend's answers while the session has room for them.
         loop {
-            let mut ready = false;
             while let Some((message, len)) = next_message(&attached.down)? {
                 // Read in place and skipped: splitting each message off would make the buffer
                 // a shared one (an allocation) and take a reference count per message.
@@ -494,7 +493,6 @@ impl LinkState {
                 match message {
                     tag::READY_FOR_QUERY => {
                         attached.at.status = frame.get(5).copied().unwrap_or(b'I');
-                        ready = true;
                     }
                     tag::PARAMETER_STATUS => {
                         conn.note_parameter(&frame[5..]);
@@ -514,11 +512,12 @@ impl LinkState {
                     break;
                 }
             }
-            // Released only on a ReadyForQuery that leaves nothing owed: a connection attached
+            // Released once a ReadyForQuery left nothing owed and every answer read is matched
+            // (a round cut short by a full `out` goes on where it stopped): a connection attached
             // for a request keeps it until the request is answered.
-            if ready
-                && attached.at.is_idle()
+            if attached.at.is_idle()
                 && self.to_backend.is_empty()
+                && !has_whole_message(&attached.down)
                 && !has_whole_message(&self.up)
             {
                 self.release();
