@@ -1058,3 +1058,47 @@ async fn show(client: &tokio_postgres::Client, name: &str) -> String {
         .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
         .get(0)
 }
+
+/// A transaction whose answer is larger than what the link buffers for the client at once
+/// (one 1 MB row, then many rows) gives its connection back as soon as it is answered: with a
+/// pool of one, a second client gets it while the first stays connected and idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_gives_the_connection_back() {
+    let Some((_cluster, duet, _dir)) =
+        pooled("tx_pool_large_answer", 20, 1, "5s", &password_entry())
+    else {
+        return;
+    };
+    let first = connect(&app_config(&duet, PASSWORD)).await;
+    let second = connect(&app_config(&duet, PASSWORD)).await;
+    for (sql, rows) in [
+        ("SELECT repeat('x', 1000000)", 1),
+        (
+            "SELECT g, repeat('y', 100) FROM generate_series(1, 20000) g",
+            20_000,
+        ),
+    ] {
+        let answer = first
+            .client
+            .simple_query(sql)
+            .await
+            .expect("a large answer");
+        let got = answer
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        assert_eq!(got, rows, "{sql}");
+        // The first client is idle and connected; the only connection must be free.
+        let n: i64 = tokio::time::timeout(
+            Duration::from_secs(3),
+            second
+                .client
+                .query_one("SELECT count(*) FROM pg_class", &[]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the connection was not given back after: {sql}"))
+        .expect("a query on the connection the first client released")
+        .get(0);
+        assert!(n > 0);
+    }
+}
