@@ -6,8 +6,10 @@
 //! key the first client's proof revealed.
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -224,6 +226,20 @@ impl BackendPool {
         Ok(Checkout { conn, _slot: slot })
     }
 
+    /// A connection for one transaction if one is free and open right now, without waiting
+    /// (the common case, taken with no future of its own); `None` when the caller must
+    /// [`checkout`](Self::checkout).
+    pub fn checkout_now(&self, cx: &mut Context<'_>) -> Option<Checkout> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        loop {
+            let mut conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if is_open_now(&mut conn, cx) {
+                return Some(Checkout { conn, _slot: slot });
+            }
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Waits up to `wait_timeout` for a slot.
     async fn wait_for_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PoolError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -305,16 +321,16 @@ impl BackendPool {
 /// it is ending it (a FATAL, then EOF). The read is polled once, right now: a timer (even of zero)
 /// would wait for the next tick of tokio's millisecond wheel on every checkout.
 async fn still_open(conn: &mut PooledConn) -> bool {
-    use std::pin::Pin;
-    use std::task::Poll;
+    std::future::poll_fn(|cx| Poll::Ready(is_open_now(conn, cx))).await
+}
+
+/// [`still_open`], polled with `cx`.
+fn is_open_now(conn: &mut PooledConn, cx: &mut Context<'_>) -> bool {
     let mut probe = [0u8; 1];
-    std::future::poll_fn(|cx| {
-        let mut buf = tokio::io::ReadBuf::new(&mut probe);
-        match Pin::new(&mut conn.stream).poll_read(cx, &mut buf) {
-            Poll::Pending => Poll::Ready(true),
-            // Bytes from an idle session are its end (a FATAL); no bytes are EOF.
-            Poll::Ready(_) => Poll::Ready(false),
-        }
-    })
-    .await
+    let mut buf = tokio::io::ReadBuf::new(&mut probe);
+    // Bytes from an idle session are its end (a FATAL); no bytes are EOF: only nothing to read
+    // means open.
+    Pin::new(&mut conn.stream)
+        .poll_read(cx, &mut buf)
+        .is_pending()
 }

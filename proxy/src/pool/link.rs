@@ -364,9 +364,18 @@ impl LinkState {
                     self.out.extend_from_slice(&answers);
                     continue;
                 }
+                // A free connection with the client's settings attaches at once; otherwise a
+                // step waits for one, or gives it the client's settings first.
+                let free = match self.pool.checkout_now(cx) {
+                    Some(checkout) if !checkout.conn.settings.differs(&self.client.settings) => {
+                        self.attach(checkout);
+                        continue;
+                    }
+                    free => free,
+                };
                 let pool = self.pool.clone();
                 let wanted = self.client.settings.clone();
-                self.waiting = Some(Waiting::Attach(Box::pin(attach(pool, wanted))));
+                self.waiting = Some(Waiting::Attach(Box::pin(attach(pool, free, wanted))));
                 continue;
             }
             match self.serve(cx) {
@@ -602,9 +611,17 @@ fn poll_read_buf<R: AsyncRead + Unpin>(
     std::pin::pin!(stream.read_buf(buf)).poll(cx)
 }
 
-/// Takes a connection from `pool` and gives it the client's settings.
-async fn attach(pool: Arc<BackendPool>, wanted: Settings) -> Result<Checkout, LinkError> {
-    let mut checkout = pool.checkout().await?;
+/// Takes a connection from `pool` (unless one is `free` already) and gives it the client's
+/// settings.
+async fn attach(
+    pool: Arc<BackendPool>,
+    free: Option<Checkout>,
+    wanted: Settings,
+) -> Result<Checkout, LinkError> {
+    let mut checkout = match free {
+        Some(checkout) => checkout,
+        None => pool.checkout().await?,
+    };
     if let Err(err) = apply_settings(&mut checkout.conn, &wanted).await {
         pool.discard(checkout);
         return Err(err);
