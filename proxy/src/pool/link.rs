@@ -16,12 +16,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::backend_pool::{BackendPool, Checkout};
+use super::expect::{Kind, Owed};
 use super::frames::{has_whole_message, next_message};
 use super::own_query::{apply_settings, run_own_query};
 use super::settings::{Settings, READ_BACK};
@@ -302,51 +303,9 @@ impl LinkState {
     /// when nothing more can be done without waiting; every wait has `cx`'s waker registered.
     fn progress(&mut self, cx: &mut Context<'_>) {
         while !self.ended {
-            if let Some(waiting) = self.waiting.as_mut() {
-                match waiting {
-                    Waiting::Attach(step) => match step.as_mut().poll(cx) {
-                        Poll::Pending => return,
-                        Poll::Ready(Ok(checkout)) => {
-                            self.waiting = None;
-                            self.attach(checkout);
-                        }
-                        Poll::Ready(Err(err)) => {
-                            self.waiting = None;
-                            tracing::warn!(session = self.info.id, %err, "no backend connection for a transaction");
-                            self.out.extend_from_slice(&fatal(
-                                CONNECTION_FAILURE,
-                                &format!("duet: {err}"),
-                            ));
-                            self.ended = true;
-                            return;
-                        }
-                    },
-                    Waiting::ReadBack(step) => match step.as_mut().poll(cx) {
-                        Poll::Pending => return,
-                        Poll::Ready((checkout, read)) => {
-                            self.waiting = None;
-                            match read {
-                                Ok(settings) => {
-                                    // A server of its own would reset to the startup packet's
-                                    // values (they are the session's defaults there); here they
-                                    // were set for the session, so a RESET dropped them: the
-                                    // client keeps them under what it set since.
-                                    let mut wanted = self.client.startup.clone();
-                                    for (name, value) in settings.pairs() {
-                                        wanted.set(name.clone(), value.clone());
-                                    }
-                                    self.client.settings = wanted;
-                                    self.pool.checkin(checkout);
-                                }
-                                Err(err) => {
-                                    tracing::debug!(session = self.info.id, %err, "pooled backend connection lost");
-                                    self.pool.discard(checkout);
-                                    self.ended = true;
-                                    return;
-                                }
-                            }
-                        }
-                    },
+            if self.waiting.is_some() {
+                if self.poll_waiting(cx).is_pending() {
+                    return;
                 }
                 continue;
             }
@@ -375,7 +334,9 @@ impl LinkState {
                 };
                 let pool = self.pool.clone();
                 let wanted = self.client.settings.clone();
-                self.waiting = Some(Waiting::Attach(Box::pin(attach(pool, free, wanted))));
+                self.waiting = Some(Waiting::Attach(Box::pin(take_connection(
+                    pool, free, wanted,
+                ))));
                 continue;
             }
             match self.serve(cx) {
@@ -383,9 +344,8 @@ impl LinkState {
                 Ok(false) => return,
                 Err(err) => {
                     tracing::debug!(session = self.info.id, %err, "pooled backend connection lost");
-                    if let Some(attached) = self.attached.take() {
-                        self.attachment.detach();
-                        self.pool.discard(attached.checkout);
+                    if let Some((checkout, _)) = self.detach() {
+                        self.pool.discard(checkout);
                     }
                     // EOF tells the session its backend is gone (08006), unless the backend said
                     // why with a FATAL the client already has.
@@ -394,6 +354,50 @@ impl LinkState {
                 }
             }
         }
+    }
+
+    /// Polls the waiting step and takes its outcome: `Pending` while it waits.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.waiting.as_mut() {
+            None => {}
+            Some(Waiting::Attach(step)) => {
+                let taken = ready!(step.as_mut().poll(cx));
+                self.waiting = None;
+                match taken {
+                    Ok(checkout) => self.attach(checkout),
+                    Err(err) => {
+                        tracing::warn!(session = self.info.id, %err, "no backend connection for a transaction");
+                        self.out
+                            .extend_from_slice(&fatal(CONNECTION_FAILURE, &format!("duet: {err}")));
+                        self.ended = true;
+                    }
+                }
+            }
+            Some(Waiting::ReadBack(step)) => {
+                let (checkout, read) = ready!(step.as_mut().poll(cx));
+                self.waiting = None;
+                match read {
+                    Ok(settings) => {
+                        // A server of its own would reset to the startup packet's values (they
+                        // are the session's defaults there); here they were set for the
+                        // session, so a RESET dropped them: the client keeps them under what it
+                        // set since.
+                        let mut wanted = self.client.startup.clone();
+                        for (name, value) in settings.pairs() {
+                            wanted.set(name.clone(), value.clone());
+                        }
+                        self.client.settings = wanted;
+                        self.pool.checkin(checkout);
+                    }
+                    Err(err) => {
+                        tracing::debug!(session = self.info.id, %err, "pooled backend connection lost");
+                        self.pool.discard(checkout);
+                        self.ended = true;
+                    }
+                }
+            }
+        }
+        Poll::Ready(())
     }
 
     /// A connection serves the session from now on.
@@ -405,12 +409,10 @@ impl LinkState {
         if !evicted.is_empty() {
             for name in &evicted {
                 Close::statement(name).encode(&mut self.to_backend);
-                at.owing
-                    .push(super::expect::Owed::Own(super::expect::Kind::Close));
+                at.owing.push(Owed::Own(Kind::Close));
             }
             Sync.encode(&mut self.to_backend);
-            at.owing
-                .push(super::expect::Owed::Own(super::expect::Kind::UntilReady));
+            at.owing.push(Owed::Own(Kind::UntilReady));
         }
         tracing::trace!(
             session = self.info.id,
@@ -466,19 +468,12 @@ impl LinkState {
             // Terminate is not forwarded: the connection is the pool's. One left mid-request
             // or in a transaction must not reach the next client: it goes, and the server rolls
             // it back.
-            let idle = attached.at.is_idle();
-            let Some(Attached {
-                mut checkout, down, ..
-            }) = self.attached.take()
-            else {
-                return Ok(true);
-            };
-            self.attachment.detach();
-            checkout.conn.buf = down;
-            if idle {
-                self.pool.checkin(checkout);
-            } else {
-                self.pool.discard(checkout);
+            if let Some((checkout, at)) = self.detach() {
+                if at.is_idle() {
+                    self.pool.checkin(checkout);
+                } else {
+                    self.pool.discard(checkout);
+                }
             }
             self.ended = true;
             return Ok(true);
@@ -554,21 +549,27 @@ impl LinkState {
     /// The transaction ended with nothing owed: the connection goes back to the pool, after its
     /// settings are read back when a statement may have changed them.
     fn release(&mut self) {
-        let Some(Attached {
-            mut checkout,
-            at,
-            down,
-        }) = self.attached.take()
-        else {
+        let Some((checkout, at)) = self.detach() else {
             return;
         };
-        self.attachment.detach();
-        checkout.conn.buf = down;
         if at.settings_dirty {
             self.waiting = Some(Waiting::ReadBack(Box::pin(read_back(checkout))));
         } else {
             self.pool.checkin(checkout);
         }
+    }
+
+    /// The attached connection no longer serves the session: cancel requests stop reaching it,
+    /// and the backend's bytes not yet read go back with it. Returns it and where it stood.
+    fn detach(&mut self) -> Option<(Checkout, Position)> {
+        let Attached {
+            mut checkout,
+            at,
+            down,
+        } = self.attached.take()?;
+        self.attachment.detach();
+        checkout.conn.buf = down;
+        Some((checkout, at))
     }
 }
 
@@ -576,9 +577,8 @@ impl Drop for LinkState {
     fn drop(&mut self) {
         // The session ended without Terminate: a connection it held mid-transaction goes (the
         // server rolls it back); one still being attached or read back finishes first.
-        if let Some(attached) = self.attached.take() {
-            self.attachment.detach();
-            self.pool.discard(attached.checkout);
+        if let Some((checkout, _)) = self.detach() {
+            self.pool.discard(checkout);
         }
         if let Some(waiting) = self.waiting.take() {
             let pool = self.pool.clone();
@@ -613,7 +613,7 @@ fn poll_read_buf<R: AsyncRead + Unpin>(
 
 /// Takes a connection from `pool` (unless one is `free` already) and gives it the client's
 /// settings.
-async fn attach(
+async fn take_connection(
     pool: Arc<BackendPool>,
     free: Option<Checkout>,
     wanted: Settings,

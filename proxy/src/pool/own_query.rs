@@ -82,7 +82,7 @@ fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, LinkError> {
         .collect())
 }
 
-pub(super) async fn read_more<R: AsyncRead + Unpin>(
+async fn read_more<R: AsyncRead + Unpin>(
     stream: &mut R,
     buf: &mut BytesMut,
 ) -> Result<(), LinkError> {
