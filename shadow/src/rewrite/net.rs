@@ -11,9 +11,9 @@
 //!
 //! - **Shadow column**: a `BEFORE INSERT OR UPDATE` row trigger sets the shadow column from the
 //!   row being written, every time (after the flip, an `INSERT` that filled the parked old column
-//!   instead of the new one first gets the new one back from it: [`ParkedValue`]). It is cheaper than any test of whether the rewrite already did
-//!   (an assignment, no table access) and it sees the row after the application's own `BEFORE`
-//!   triggers (its name sorts after theirs).
+//!   instead of the new one first gets the new one back from it: [`ParkedValue`]). It is cheaper
+//!   than any test of whether the rewrite already did (an assignment, no table access) and it
+//!   sees the row after the application's own `BEFORE` triggers (its name sorts after theirs).
 //! - **Shadow table**: an `AFTER` row trigger mirrors each key the write touched as the table holds
 //!   it when the trigger fires — the current row upserted, or a tombstone or plain delete for a key
 //!   with no row any more (a deleted row, the old key of a key-changing `UPDATE`); an `AFTER
