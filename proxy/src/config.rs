@@ -19,6 +19,8 @@ pub use pool::{PoolConfig, PoolDatabase, PoolMode, PoolUser};
 
 /// Default client-facing listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
+/// Default directory of the clients' unix socket (PgBouncer's default too).
+pub const DEFAULT_UNIX_SOCKET_DIR: &str = "/tmp";
 /// Default time allowed for opening a backend connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default budget of a graceful shutdown started by a signal.
@@ -40,6 +42,8 @@ pub fn default_workers() -> usize {
 pub struct Config {
     /// Client-facing listen address.
     pub listen: SocketAddr,
+    /// The clients' unix socket, `<dir>/.s.PGSQL.<listen port>`.
+    pub unix_socket: UnixSocket,
     /// Where sessions are forwarded, plus duet's own control credentials and the TLS parameters
     /// (libpq's `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `sslnegotiation`, `sslsni`).
     pub backend: BackendUrl,
@@ -63,6 +67,35 @@ pub struct Config {
     pub migration: MigrationConfig,
     /// `[pool]`: session or transaction pooling.
     pub pool: PoolConfig,
+}
+
+/// Whether duet also listens on a unix socket, as PostgreSQL and PgBouncer do (`[proxy]
+/// unix_socket_dir`, `--unix-socket-dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixSocket {
+    /// Not at all (the setting is an empty string).
+    Off,
+    /// In [`DEFAULT_UNIX_SOCKET_DIR`], nobody having asked: a socket that cannot be opened there
+    /// is logged as a warning and duet serves over TCP alone.
+    Default(PathBuf),
+    /// In the directory the operator set: a socket that cannot be opened stops the start.
+    Dir(PathBuf),
+}
+
+impl UnixSocket {
+    /// The directory, if duet listens on one.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            UnixSocket::Off => None,
+            UnixSocket::Default(dir) | UnixSocket::Dir(dir) => Some(dir),
+        }
+    }
+
+    /// The socket's path for a listen port: PostgreSQL's name, so clients find it from a host
+    /// (the directory) and a port alone.
+    pub fn path(&self, port: u16) -> Option<PathBuf> {
+        self.dir().map(|dir| dir.join(format!(".s.PGSQL.{port}")))
+    }
 }
 
 /// Settings of the migration controller (`[migration]` in the config file; no flags).
@@ -214,6 +247,8 @@ pub struct TlsFiles {
 pub struct Overrides {
     /// `--listen`
     pub listen: Option<String>,
+    /// `--unix-socket-dir` (empty: none)
+    pub unix_socket_dir: Option<PathBuf>,
     /// `--backend`
     pub backend: Option<String>,
     /// `--admin-socket`
@@ -417,6 +452,7 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
 #[serde(deny_unknown_fields)]
 struct ProxyTable {
     listen: Option<String>,
+    unix_socket_dir: Option<PathBuf>,
     backend: Option<String>,
     connect_timeout: Option<String>,
     shutdown_timeout: Option<String>,
@@ -490,6 +526,12 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
             format!("{listen:?} is not an IP:PORT address (e.g. 127.0.0.1:6432)"),
         )
     })?;
+
+    let unix_socket = match flags.unix_socket_dir.or(file.proxy.unix_socket_dir) {
+        None => UnixSocket::Default(PathBuf::from(DEFAULT_UNIX_SOCKET_DIR)),
+        Some(dir) if dir.as_os_str().is_empty() => UnixSocket::Off,
+        Some(dir) => UnixSocket::Dir(dir),
+    };
 
     let (backend_field, backend) = pick(
         "--backend",
@@ -585,6 +627,7 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         migration,
         pool,
         listen,
+        unix_socket,
         backend,
         backend_tls,
         admin_socket,
@@ -652,6 +695,39 @@ mod tests {
         assert_eq!(config.migration.flip_budget, Duration::from_secs(3));
         assert_eq!(config.migration.ddl_attempts, 7);
         assert_eq!(config.migration.flip_lock_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_unix_socket_is_in_tmp_unless_set_elsewhere_or_off() {
+        let config = from_str(FILE, Overrides::default()).unwrap();
+        assert_eq!(
+            config.unix_socket,
+            UnixSocket::Default(PathBuf::from("/tmp"))
+        );
+        assert_eq!(
+            config.unix_socket.path(7000),
+            Some(PathBuf::from("/tmp/.s.PGSQL.7000"))
+        );
+        let file = format!("{FILE}\n").replace(
+            "workers = 3",
+            "workers = 3\n        unix_socket_dir = \"/run/duet\"",
+        );
+        let config = from_str(&file, Overrides::default()).unwrap();
+        assert_eq!(
+            config.unix_socket,
+            UnixSocket::Dir(PathBuf::from("/run/duet"))
+        );
+        let off = Overrides {
+            unix_socket_dir: Some(PathBuf::new()),
+            ..Overrides::default()
+        };
+        let config = from_str(&file, off).unwrap();
+        assert_eq!(
+            config.unix_socket,
+            UnixSocket::Off,
+            "the flag wins, and empty is off"
+        );
+        assert_eq!(config.unix_socket.path(7000), None);
     }
 
     /// The commented `[migration]` example in config/duet.toml documents every field and parses.

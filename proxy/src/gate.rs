@@ -156,7 +156,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn addr() -> std::net::SocketAddr {
+    fn addr() -> crate::client_stream::ClientPeer {
         "127.0.0.1:1".parse().unwrap()
     }
 

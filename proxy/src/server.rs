@@ -12,10 +12,12 @@ use tokio::net::TcpListener;
 
 use crate::admin::server::{AdminServer, BindError};
 use crate::backend_url::{BackendAddr, SslMode};
-use crate::config::Config;
+use crate::client_stream::ClientSocket;
+use crate::config::{Config, UnixSocket};
 use crate::context::ProxyContext;
 use crate::metrics_http;
 use crate::shutdown::ShutdownPhase;
+use crate::socket_file::{SocketFile, SocketFileError};
 use crate::tls::{self, TlsError};
 use crate::workers::SessionWorkers;
 
@@ -29,6 +31,14 @@ pub enum StartError {
         addr: SocketAddr,
         /// The I/O error.
         cause: std::io::Error,
+    },
+    /// The clients' unix socket could not be opened in the directory the operator set.
+    #[error(
+        "cannot listen on the unix socket (--unix-socket-dir): {cause}; choose another directory, or \"\" for none"
+    )]
+    UnixSocket {
+        /// What went wrong, with the path.
+        cause: SocketFileError,
     },
     /// The metrics listener could not be bound.
     #[error("cannot listen on {addr} (--metrics-listen): {cause}")]
@@ -62,6 +72,8 @@ pub enum StartError {
 pub struct Proxy {
     ctx: Arc<ProxyContext>,
     listener: TcpListener,
+    /// The clients' unix socket, if duet listens on one.
+    local: Option<SocketFile>,
     admin: AdminServer,
     metrics: Option<TcpListener>,
     workers: SessionWorkers,
@@ -84,6 +96,7 @@ impl Proxy {
         if let Ok(addr) = listener.local_addr() {
             config.listen = addr;
         }
+        let local = bind_unix_socket(&config.unix_socket, config.listen.port())?;
         let metrics = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -108,6 +121,7 @@ impl Proxy {
         Ok(Proxy {
             ctx,
             listener,
+            local,
             admin,
             metrics,
             workers,
@@ -130,12 +144,16 @@ impl Proxy {
         let Proxy {
             ctx,
             listener,
+            local,
             admin,
             metrics,
             mut workers,
             latency_ticker,
         } = self;
         tracing::info!("listening on {}", ctx.config.listen);
+        if let Some(local) = &local {
+            tracing::info!("listening on unix socket {}", local.path().display());
+        }
         tracing::debug!(workers = workers.len(), "session worker threads started");
         tracing::info!("admin socket at {}", admin.path().display());
         tracing::info!(backend = %ctx.backend_addr, "forwarding to the backend");
@@ -158,19 +176,20 @@ impl Proxy {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, addr)) => {
-                        workers.dispatch(stream, addr);
-                    }
-                    Err(err) => {
-                        // Typically EMFILE under a connection storm: back off briefly, keep serving.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    Ok((stream, addr)) => workers.dispatch(ClientSocket::Tcp(stream, addr)),
+                    Err(err) => accept_failed(err).await,
+                },
+                accepted = accept_local(local.as_ref()) => match accepted {
+                    Ok(stream) => workers.dispatch(ClientSocket::Local(stream)),
+                    Err(err) => accept_failed(err).await,
                 },
                 _ = &mut draining => break,
             }
         }
         drop(listener);
+        // Removes the socket's file: a client looking for duet there finds nothing, as after
+        // PostgreSQL stops.
+        drop(local);
         ctx.shutdown.reached(ShutdownPhase::Done).await;
         // Migrations stop where they are; their stored state lets the next start resume them.
         ctx.migrations.stop_all();
@@ -187,6 +206,42 @@ impl Proxy {
         drop(admin);
         tracing::info!("shut down");
     }
+}
+
+/// Opens the clients' unix socket as `setting` says. One in the default directory that cannot
+/// be opened (another process's socket of the same port, a directory duet may not write) is a
+/// warning: duet was not asked for it, and serves over TCP.
+fn bind_unix_socket(setting: &UnixSocket, port: u16) -> Result<Option<SocketFile>, StartError> {
+    let Some(path) = setting.path(port) else {
+        return Ok(None);
+    };
+    // 0777 like PostgreSQL's default `unix_socket_permissions`: who may log in is decided by
+    // authentication, as for TCP clients.
+    match SocketFile::bind(&path, 0o777) {
+        Ok(file) => Ok(Some(file)),
+        Err(cause) if matches!(setting, UnixSocket::Default(_)) => {
+            tracing::warn!(
+                "not listening on a unix socket: {cause} (set --unix-socket-dir to another \
+                 directory, or \"\" to turn this off)"
+            );
+            Ok(None)
+        }
+        Err(cause) => Err(StartError::UnixSocket { cause }),
+    }
+}
+
+/// The next client of the unix socket; never, when there is none.
+async fn accept_local(local: Option<&SocketFile>) -> std::io::Result<tokio::net::UnixStream> {
+    match local {
+        Some(local) => local.listener().accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
+}
+
+/// Typically EMFILE under a connection storm: back off briefly, keep serving.
+async fn accept_failed(err: std::io::Error) {
+    tracing::warn!(%err, "accept failed");
+    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 /// Closes a slot of the recent-latency window every [`crate::metrics::RECENT_SLOT`], for the

@@ -4,7 +4,6 @@
 //! metrics endpoint can see them without talking to the session's task. Everything a session
 //! updates on its hot path is an uncontended atomic in its own [`SessionInfo`].
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::client_stream::ClientPeer;
 use crate::metrics::Traffic;
 
 /// What a session is doing, as shown by `status`.
@@ -75,8 +75,8 @@ pub struct Identity {
 pub struct SessionInfo {
     /// Proxy-unique session id.
     pub id: u64,
-    /// The client's address.
-    pub client_addr: SocketAddr,
+    /// Where the client connected from.
+    pub client_addr: ClientPeer,
     identity: OnceLock<Identity>,
     backend_pid: AtomicI32,
     state: AtomicU8,
@@ -180,7 +180,7 @@ impl SessionInfo {
 pub struct SessionView {
     /// Session id.
     pub id: u64,
-    /// Client address.
+    /// Client address (`[local]` for the unix socket).
     pub client_addr: String,
     /// User.
     pub user: String,
@@ -223,7 +223,7 @@ impl Sessions {
     }
 
     /// Registers a new session in state `starting`.
-    pub fn register(&self, client_addr: SocketAddr) -> Arc<SessionInfo> {
+    pub fn register(&self, client_addr: ClientPeer) -> Arc<SessionInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(SessionInfo {
             id,

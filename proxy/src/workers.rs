@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 
+use crate::client_stream::ClientSocket;
 use crate::context::ProxyContext;
 use crate::session;
 
@@ -43,8 +44,29 @@ pub fn current_index() -> Option<usize> {
     WORKER_INDEX.with(std::cell::Cell::get)
 }
 
-/// An accepted client connection on its way to a worker.
-type Handoff = (std::net::TcpStream, SocketAddr);
+/// An accepted client connection on its way to a worker, detached from the listener's runtime.
+enum Handoff {
+    Tcp(std::net::TcpStream, SocketAddr),
+    Local(std::os::unix::net::UnixStream),
+}
+
+impl Handoff {
+    /// Detaches `socket` from the runtime that accepted it.
+    fn detach(socket: ClientSocket) -> std::io::Result<Self> {
+        Ok(match socket {
+            ClientSocket::Tcp(tcp, addr) => Handoff::Tcp(tcp.into_std()?, addr),
+            ClientSocket::Local(unix) => Handoff::Local(unix.into_std()?),
+        })
+    }
+
+    /// Registers the socket with the calling thread's runtime.
+    fn attach(self) -> std::io::Result<ClientSocket> {
+        Ok(match self {
+            Handoff::Tcp(tcp, addr) => ClientSocket::Tcp(TcpStream::from_std(tcp)?, addr),
+            Handoff::Local(unix) => ClientSocket::Local(UnixStream::from_std(unix)?),
+        })
+    }
+}
 
 /// The session worker threads of one proxy.
 #[derive(Debug)]
@@ -110,11 +132,12 @@ impl SessionWorkers {
     }
 
     /// Hands an accepted connection to the least-loaded worker.
-    pub fn dispatch(&mut self, stream: TcpStream, addr: SocketAddr) {
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
+    pub fn dispatch(&mut self, socket: ClientSocket) {
+        let peer = socket.peer();
+        let handoff = match Handoff::detach(socket) {
+            Ok(handoff) => handoff,
             Err(err) => {
-                tracing::warn!(%err, %addr, "cannot hand the connection to a session worker");
+                tracing::warn!(%err, %peer, "cannot hand the connection to a session worker");
                 return;
             }
         };
@@ -128,11 +151,11 @@ impl SessionWorkers {
         self.next = (chosen + 1) % count;
         let worker = &self.workers[chosen];
         worker.live.fetch_add(1, Ordering::Relaxed);
-        if worker.handoff.send((stream, addr)).is_err() {
+        if worker.handoff.send(handoff).is_err() {
             // The worker thread is gone (it only stops when told to, so this is a bug or a panic
             // elsewhere); the connection is closed by dropping it.
             worker.live.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(%addr, worker = chosen, "session worker has stopped; connection dropped");
+            tracing::error!(%peer, worker = chosen, "session worker has stopped; connection dropped");
         }
     }
 
@@ -165,17 +188,17 @@ fn serve(
     live: Arc<AtomicUsize>,
 ) {
     runtime.block_on(async move {
-        while let Some((stream, addr)) = arrivals.recv().await {
+        while let Some(handoff) = arrivals.recv().await {
             let counted = LiveSession(live.clone());
-            match TcpStream::from_std(stream) {
-                Ok(tcp) => {
+            match handoff.attach() {
+                Ok(socket) => {
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         let _counted = counted;
-                        session::run(ctx, tcp, addr).await;
+                        session::run(ctx, socket).await;
                     });
                 }
-                Err(err) => tracing::warn!(%err, %addr, "cannot register the client connection"),
+                Err(err) => tracing::warn!(%err, "cannot register the client connection"),
             }
         }
     });

@@ -31,5 +31,6 @@ mod status_page;
 mod tokio_postgres_client;
 mod transaction_pooling;
 mod unix_socket_backend;
+mod unix_socket_clients;
 mod versions;
 mod write_sweep;

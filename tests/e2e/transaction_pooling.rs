@@ -1102,3 +1102,46 @@ async fn a_large_answer_gives_the_connection_back() {
         assert!(n > 0);
     }
 }
+
+/// A client of duet's unix socket (set in the config file's `[proxy] unix_socket_dir`) logs in
+/// with SCRAM to duet and shares the pool with TCP clients: one server connection serves both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_the_unix_socket_is_pooled_like_a_tcp_one() {
+    let test = "a_client_of_the_unix_socket_is_pooled_like_a_tcp_one";
+    let local = TempDir::new("pool-local");
+    let user_entry = format!(
+        "[[pool.users]]\nname = \"app\"\npassword = \"{PASSWORD}\"\n\n[proxy]\nunix_socket_dir = \"{}\"\n",
+        local.path().display()
+    );
+    let Some((cluster, duet, _dir)) = pooled(test, 20, 1, "5s", &user_entry) else {
+        return;
+    };
+    let mut over_socket = Config::new();
+    over_socket
+        .host_path(local.path())
+        .port(duet.port())
+        .user("app")
+        .dbname("app")
+        .password(PASSWORD);
+    let socket_client = connect(&over_socket).await;
+    let tcp_client = connect(&app_config(&duet, PASSWORD)).await;
+    for round in 0..3 {
+        for (client, how) in [(&socket_client, "socket"), (&tcp_client, "tcp")] {
+            let row = client
+                .client
+                .query_one("SELECT current_user::text, $1::text", &[&how])
+                .await
+                .unwrap_or_else(|err| panic!("{how}, round {round}: {err}"));
+            assert_eq!(row.get::<_, String>(0), "app");
+            assert_eq!(row.get::<_, String>(1), how);
+        }
+    }
+    let mut wrong = over_socket.clone();
+    wrong.password("nope");
+    let err = try_connect(&wrong)
+        .await
+        .err()
+        .expect("a wrong password is refused over the socket too");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    assert_eq!(server_connections(&cluster, "app").await, 1);
+}

@@ -1,13 +1,12 @@
 //! The proxy's side of the admin socket.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
 use super::protocol::{
     Reply, Request, Selector, DEFAULT_PAUSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_REQUEST_LINE,
@@ -23,6 +22,7 @@ use crate::control::error::{CommandError, MigrationError};
 use crate::control::settings::SettingsChange;
 use crate::control::{flip, Migration};
 use crate::gate::PauseOutcome;
+use crate::socket_file::{SocketFile, SocketFileError};
 use crate::status;
 
 /// Why the admin socket could not be opened.
@@ -51,48 +51,30 @@ pub enum BindError {
 /// A bound admin socket; the file is removed when this is dropped.
 #[derive(Debug)]
 pub struct AdminServer {
-    listener: UnixListener,
-    path: PathBuf,
+    socket: SocketFile,
 }
 
 impl AdminServer {
     /// Binds the socket: a stale file from a dead duet is replaced; a live one is an error.
     /// The socket is made private to its owner (0600).
     pub fn bind(path: &Path) -> Result<Self, BindError> {
-        let io_error = |cause| BindError::Io {
-            path: path.to_owned(),
-            cause,
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if !meta.file_type().is_socket() => {
-                return Err(BindError::NotASocket(path.to_owned()))
-            }
-            Ok(_) => {
-                if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                    return Err(BindError::InUse(path.to_owned()));
-                }
-                std::fs::remove_file(path).map_err(io_error)?;
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error(err)),
-        }
-        let listener = UnixListener::bind(path).map_err(io_error)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
-        Ok(AdminServer {
-            listener,
-            path: path.to_owned(),
-        })
+        let socket = SocketFile::bind(path, 0o600).map_err(|err| match err {
+            SocketFileError::InUse(path) => BindError::InUse(path),
+            SocketFileError::NotASocket(path) => BindError::NotASocket(path),
+            SocketFileError::Io { path, cause } => BindError::Io { path, cause },
+        })?;
+        Ok(AdminServer { socket })
     }
 
     /// The socket's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.socket.path()
     }
 
     /// Serves admin connections until the task is dropped.
     pub async fn serve(&self, ctx: Arc<ProxyContext>) {
         loop {
-            match self.listener.accept().await {
+            match self.socket.listener().accept().await {
                 Ok((stream, _)) => {
                     tokio::spawn(handle_connection(ctx.clone(), stream));
                 }
@@ -102,12 +84,6 @@ impl AdminServer {
                 }
             }
         }
-    }
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

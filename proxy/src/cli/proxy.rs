@@ -19,6 +19,10 @@ pub struct Args {
     /// Client-facing address [default: 127.0.0.1:6432].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Directory of the clients' unix socket, .s.PGSQL.PORT as PostgreSQL names it ("" for none)
+    /// [default: /tmp].
+    #[arg(long, value_name = "DIR")]
+    unix_socket_dir: Option<PathBuf>,
     /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=…&sslrootcert=…] (libpq's TLS
     /// parameters; HOST may be a unix-socket directory).
     #[arg(long, value_name = "URL")]
@@ -52,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = args.config.clone().or_else(config::default_config_path);
     let overrides = Overrides {
         listen: args.listen,
+        unix_socket_dir: args.unix_socket_dir,
         backend: args.backend,
         admin_socket: args.admin_socket,
         tls_cert: args.tls_cert,

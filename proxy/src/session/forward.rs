@@ -192,6 +192,7 @@ pub(super) async fn run(
     match client {
         ClientStream::Plain(mut tcp) => with_backend(&shared, &mut tcp, backend, buffers).await,
         ClientStream::Tls(mut tls) => with_backend(&shared, &mut *tls, backend, buffers).await,
+        ClientStream::Local(mut unix) => with_backend(&shared, &mut unix, backend, buffers).await,
     }
 }
 

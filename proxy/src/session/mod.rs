@@ -24,16 +24,14 @@ mod testing;
 mod track;
 mod upstream;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::backend::BackendStream;
-use crate::client_stream::ClientStream;
+use crate::client_stream::{ClientSocket, ClientStream};
 use crate::context::ProxyContext;
 use crate::session_registry::SessionInfo;
 use crate::shutdown::ShutdownPhase;
@@ -76,10 +74,12 @@ impl Drop for SessionGuard {
 
 /// Serves one client connection to its end. Never panics on client or backend input; every
 /// failure is reported to the client (when possible) and logged.
-pub async fn run(ctx: Arc<ProxyContext>, tcp: TcpStream, client_addr: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
+pub async fn run(ctx: Arc<ProxyContext>, socket: ClientSocket) {
+    if let ClientSocket::Tcp(tcp, _) = &socket {
+        let _ = tcp.set_nodelay(true);
+    }
     ctx.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
-    let info = ctx.sessions.register(client_addr);
+    let info = ctx.sessions.register(socket.peer());
     let mut guard = SessionGuard {
         ctx: ctx.clone(),
         info: info.clone(),
@@ -90,7 +90,7 @@ pub async fn run(ctx: Arc<ProxyContext>, tcp: TcpStream, client_addr: SocketAddr
     // hold a session (and a backend connection) forever; a shutdown ends it too.
     let startup = tokio::time::timeout(
         STARTUP_TIMEOUT,
-        startup::establish(&ctx, &info, tcp, &mut guard),
+        startup::establish(&ctx, &info, socket, &mut guard),
     );
     let established = tokio::select! {
         outcome = startup => match outcome {

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use super::{close_with_fatal, lost_backend, protocol_violation, Established, SessionGuard};
 use crate::backend::BackendStream;
-use crate::client_stream::ClientStream;
+use crate::client_stream::{ClientSocket, ClientStream};
 use crate::context::ProxyContext;
 use crate::session_registry::{Identity, SessionInfo, SessionState};
 use crate::wire::auth::{client_expects_channel_binding, strip_channel_binding};
@@ -39,11 +39,11 @@ const MAX_BACKEND_STARTUP_MESSAGE: usize = 16 * 1024 * 1024;
 pub(super) async fn establish(
     ctx: &ProxyContext,
     info: &Arc<SessionInfo>,
-    tcp: TcpStream,
+    socket: ClientSocket,
     guard: &mut SessionGuard,
 ) -> Option<Established> {
     let mut client_buf = BytesMut::with_capacity(1024);
-    let (mut client, startup) = negotiate(ctx, info, tcp, &mut client_buf).await?;
+    let (mut client, startup) = negotiate(ctx, info, socket, &mut client_buf).await?;
 
     let Some(user) = startup.user() else {
         close_with_fatal(
@@ -299,36 +299,13 @@ async fn open_backend(
 async fn negotiate(
     ctx: &ProxyContext,
     info: &SessionInfo,
-    tcp: TcpStream,
+    socket: ClientSocket,
     buf: &mut BytesMut,
 ) -> Option<(ClientStream, StartupMessage)> {
-    let mut ssl_done = false;
-    // PostgreSQL 17+ clients may skip SSLRequest and open with a TLS ClientHello right away
-    // (sslnegotiation=direct); a TLS handshake record starts with byte 0x16, which can never begin
-    // a startup packet (its length would exceed the 10000-byte limit).
-    let mut first = [0u8; 1];
-    let direct_tls = ctx.tls.is_some()
-        && matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD);
-    let mut client = match (&ctx.tls, direct_tls) {
-        (Some(acceptor), true) => {
-            ssl_done = true;
-            match acceptor.accept(tcp).await {
-                // Like PostgreSQL, direct TLS requires the client to have negotiated ALPN
-                // "postgresql", so a stray TLS client of another protocol is turned away.
-                Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL) => {
-                    ClientStream::Tls(Box::new(tls))
-                }
-                Ok(_) => {
-                    tracing::debug!("direct TLS connection without ALPN \"postgresql\" refused");
-                    return None;
-                }
-                Err(err) => {
-                    tracing::debug!(%err, "direct TLS handshake failed");
-                    return None;
-                }
-            }
-        }
-        _ => ClientStream::Plain(tcp),
+    let (mut client, mut ssl_done) = match socket {
+        ClientSocket::Tcp(tcp, _) => direct_tls(ctx, tcp).await?,
+        // Like PostgreSQL, no TLS over the unix socket: its SSLRequest is answered 'N' below.
+        ClientSocket::Local(unix) => (ClientStream::Local(unix), false),
     };
     let mut gss_done = false;
     loop {
@@ -410,6 +387,36 @@ async fn negotiate(
                 return None;
             }
             StartupPacket::Startup(startup) => return Some((client, startup)),
+        }
+    }
+}
+
+/// A TCP client that opens with a TLS ClientHello instead of SSLRequest (PostgreSQL 17+
+/// `sslnegotiation=direct`) gets its TLS session at once; `.1` says TLS is settled. `None`: the
+/// handshake failed (the connection is dropped).
+async fn direct_tls(ctx: &ProxyContext, tcp: TcpStream) -> Option<(ClientStream, bool)> {
+    // A TLS handshake record starts with byte 0x16, which can never begin a startup packet (its
+    // length would exceed the 10000-byte limit).
+    let mut first = [0u8; 1];
+    let Some(acceptor) = &ctx.tls else {
+        return Some((ClientStream::Plain(tcp), false));
+    };
+    if !matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD) {
+        return Some((ClientStream::Plain(tcp), false));
+    }
+    match acceptor.accept(tcp).await {
+        // Like PostgreSQL, direct TLS requires the client to have negotiated ALPN "postgresql",
+        // so a stray TLS client of another protocol is turned away.
+        Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL) => {
+            Some((ClientStream::Tls(Box::new(tls)), true))
+        }
+        Ok(_) => {
+            tracing::debug!("direct TLS connection without ALPN \"postgresql\" refused");
+            None
+        }
+        Err(err) => {
+            tracing::debug!(%err, "direct TLS handshake failed");
+            None
         }
     }
 }
