@@ -166,6 +166,12 @@ fn the_default_unix_socket_is_in_tmp_and_a_taken_one_is_skipped() {
     assert!(duet.wait_exit(Duration::from_secs(30)).success());
     assert!(!path.exists(), "{} left behind", path.display());
 
+    // Turned off: no socket at all.
+    let duet = DuetProcess::start(&backend.url(db.name()), &["--unix-socket-dir", ""]);
+    let path = socket_path(tmp, duet.port());
+    assert!(!path.exists(), "{}: {}", path.display(), duet.log());
+    drop(duet);
+
     // The default socket taken by another process: duet serves over TCP and says why, and the
     // other process's socket is left alone.
     let port = free_port();

@@ -22,7 +22,7 @@ pub struct Args {
     /// Directory of the clients' unix socket, .s.PGSQL.PORT as PostgreSQL names it ("" for none)
     /// [default: /tmp].
     #[arg(long, value_name = "DIR")]
-    unix_socket_dir: Option<PathBuf>,
+    unix_socket_dir: Option<String>,
     /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=…&sslrootcert=…] (libpq's TLS
     /// parameters; HOST may be a unix-socket directory).
     #[arg(long, value_name = "URL")]
@@ -56,7 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = args.config.clone().or_else(config::default_config_path);
     let overrides = Overrides {
         listen: args.listen,
-        unix_socket_dir: args.unix_socket_dir,
+        // A String rather than a PathBuf: clap refuses an empty path, and "" means none.
+        unix_socket_dir: args.unix_socket_dir.map(PathBuf::from),
         backend: args.backend,
         admin_socket: args.admin_socket,
         tls_cert: args.tls_cert,
