@@ -582,3 +582,62 @@ async fn a_member_cut_off_at_the_flip_is_fenced_by_the_database() {
     s.assert_same_rows().await;
     assert_clean(&s.duet, s.direct(), "flfe", id, "reverted").await;
 }
+
+/// A stopped step is run again by the member that drives the migration: `retry` through another
+/// member is refused, naming where to send it, and changes nothing; through the driver it goes
+/// on, and the migration completes with every write of both members in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_through_a_member_that_does_not_drive_is_sent_to_the_driver() {
+    let Some(backend) =
+        backend_or_skip("retry_through_a_member_that_does_not_drive_is_sent_to_the_driver")
+    else {
+        return;
+    };
+    let s = Scenario::start(backend.clone(), "fleet_retry", "flrt", "int", "int", 2000).await;
+    let b = DuetProcess::start(&backend.url(s.db.name()), &[]);
+    wait_members(&b, 2).await;
+    // A writer's open transaction holds the table: the expand, driven by the member it was
+    // started on, gives up on its lock and stops with the error.
+    let writer = s.hold_table().await;
+    let id = migrate_sql(&s.duet, "ALTER TABLE flrt.t ALTER COLUMN id TYPE bigint").await;
+    let stopped = |m: &serde_json::Value| m["error"].as_str().is_some_and(|e| !e.is_empty());
+    wait_status(&s.duet, id, "the expand to give up on the lock", stopped).await;
+    let seen = wait_status(&b, id, "the error in the other member's status", stopped).await;
+    assert_eq!(seen["phase"], "expanding", "{seen}");
+    writer
+        .client
+        .batch_execute("ROLLBACK")
+        .await
+        .expect("ROLLBACK");
+    let refused = request(&b, json!({"command": "retry", "id": id})).await;
+    assert!(
+        !refused.ok
+            && refused.error.contains("driven by another duet")
+            && refused.error.contains("run retry through that one"),
+        "retry through a member that does not drive: {}",
+        refused.raw
+    );
+    assert_eq!(migration(&b, id).await["phase"], "expanding");
+    request(&s.duet, json!({"command": "retry", "id": id}))
+        .await
+        .expect_ok("retry through the driver");
+    wait_phase(&s.duet, id, "ready").await;
+    // b follows within a heartbeat: the cleared error and the new phase.
+    let ready = wait_status(&b, id, "b to follow to ready", |m| m["phase"] == "ready").await;
+    assert!(ready["error"].is_null(), "{ready}");
+    let load = Load::start(
+        through(&backend, &b, &s.db, "fleet-b"),
+        "flrt.t",
+        "flrt.t_control",
+        CLIENTS_PER_MEMBER,
+        2000,
+        10_000_000,
+    );
+    cutover(&b, id).await;
+    until_ok(&b, json!({"command": "complete", "id": id}), "complete").await;
+    wait_phase(&s.duet, id, "completed").await;
+    assert_no_failures(&load.stop().await, "b");
+    assert_eq!(column_type(s.direct(), "flrt", "t", "id").await, "bigint");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "flrt", id, "completed").await;
+}

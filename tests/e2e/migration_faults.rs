@@ -67,14 +67,7 @@ async fn migration_survives_kill_9_during_copy() {
 /// gone when this returns.
 async fn expand_cut_short(backend: Backend, label: &str, schema: &str) -> (Scenario, i64) {
     let s = Scenario::start(backend, label, schema, "int", "int", 2000).await;
-    let writer = connect(&s.db.direct_config()).await;
-    writer
-        .client
-        .batch_execute(&format!(
-            "BEGIN; UPDATE {schema}.t SET amount = amount WHERE id = 1"
-        ))
-        .await
-        .expect("a writer holding the table");
+    let writer = s.hold_table().await;
     let id = migrate_sql(
         &s.duet,
         &format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint"),
@@ -174,12 +167,7 @@ async fn migration_retry_while_the_step_runs_again_is_refused() {
     };
     let (mut s, id) = expand_cut_short(backend, "mig_retry_running", "mrr").await;
     // The table is held again, so the expand resumed by the restart waits on it.
-    let writer = connect(&s.db.direct_config()).await;
-    writer
-        .client
-        .batch_execute("BEGIN; UPDATE mrr.t SET amount = amount WHERE id = 1")
-        .await
-        .expect("a writer holding the table");
+    let writer = s.hold_table().await;
     s.duet.restart();
     reconnect(&mut s).await;
     let m = migration(&s.duet, id).await;
@@ -202,6 +190,79 @@ async fn migration_retry_while_the_step_runs_again_is_refused() {
     let ready = wait_status(&s.duet, id, "ready", |m| m["phase"] == "ready").await;
     assert!(ready["error"].is_null(), "the old error is gone: {ready}");
     cut_over_and_complete(&mut s, id, "mrr").await;
+}
+
+/// An automatic cutover that a view made outside duet refuses leaves the migration `ready` with
+/// the refusal in status. `retry` runs background work (expand, copy, verification) again, not an
+/// operator's command: it is refused, saying which command to run, and nothing changes; the
+/// automatic cutover goes through once the view is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_retry_of_a_refused_automatic_cutover_names_the_command_instead() {
+    let Some(backend) = backend_or_skip("migration_retry_of_a_refused_automatic_cutover") else {
+        return;
+    };
+    let mut s = Scenario::start(backend, "mig_retry_flip", "mrf", "int", "int", 500).await;
+    // A writer holds the table so the migration cannot get past its expand before the view
+    // below exists (made after the plan, so it is not one the flip carries over).
+    let writer = s.hold_table().await;
+    let started = request(
+        &s.duet,
+        json!({"command": "migrate", "auto_cutover": true,
+               "input": {"kind": "sql", "sql": "ALTER TABLE mrf.t ALTER COLUMN id TYPE bigint"}}),
+    )
+    .await
+    .expect_ok("migrate --auto-cutover");
+    let id = started["id"].as_i64().expect("an id");
+    s.direct()
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = '5s'; CREATE VIEW mrf.v AS SELECT id FROM mrf.t; COMMIT")
+        .await
+        .expect("a view made straight on the server");
+    writer
+        .client
+        .batch_execute("ROLLBACK")
+        .await
+        .expect("ROLLBACK");
+    let refused = wait_status(&s.duet, id, "the automatic cutover to refuse", |m| {
+        m["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("automatic cutover refused"))
+    })
+    .await;
+    assert_eq!(refused["phase"], "ready", "{refused}");
+    let retry = request(&s.duet, json!({"command": "retry", "id": id})).await;
+    assert!(
+        !retry.ok
+            && retry.error.contains("is ready")
+            && retry.error.contains("run the command that failed again"),
+        "retry names the command to run instead: {}",
+        retry.raw
+    );
+    let m = migration(&s.duet, id).await;
+    assert_eq!(m["phase"], "ready", "{m}");
+    assert_eq!(
+        m["error"], refused["error"],
+        "the refused retry changed nothing: {m}"
+    );
+    assert_eq!(column_type(s.direct(), "mrf", "t", "id").await, "integer");
+    s.round().await;
+    // Once the view is gone the automatic cutover, tried again while the driver follows the
+    // migration, goes through by itself.
+    s.direct()
+        .batch_execute("DROP VIEW mrf.v")
+        .await
+        .expect("drop the view");
+    let flipped = wait_status(&s.duet, id, "the automatic cutover", |m| {
+        m["phase"] == "flipped"
+    })
+    .await;
+    assert!(flipped["error"].is_null(), "the refusal is gone: {flipped}");
+    assert_eq!(column_type(s.direct(), "mrf", "t", "id").await, "bigint");
+    s.round().await;
+    request(&s.duet, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.assert_same_rows().await;
+    assert_clean(&s.duet, s.direct(), "mrf", id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -440,6 +440,13 @@ pub async fn stored_phase(ctx: &ProxyContext, id: i64) -> Option<duet_shadow::mi
         .map(|stored| stored.phase)
 }
 
+/// Shows `error` as what stopped migration `m` and stores it on its row, so that `status`
+/// through every member of the fleet, and after a restart, shows it too.
+pub async fn report_error(ctx: &ProxyContext, m: &super::Migration, error: String) {
+    store_error(ctx, m.id, Some(&error)).await;
+    m.set_error(Some(error));
+}
+
 /// Stores `error` on the migration row without changing its phase (status after a restart).
 pub async fn store_error(ctx: &ProxyContext, id: i64, error: Option<&str>) {
     let Ok(client) = connect(ctx).await else {

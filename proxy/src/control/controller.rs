@@ -45,9 +45,7 @@ pub fn spawn(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                         return;
                     }
                     tracing::warn!(migration = m.id, %error, "migration stopped");
-                    let error = error.to_string();
-                    m.set_error(Some(error.clone()));
-                    connection::store_error(&ctx, m.id, Some(&error)).await;
+                    connection::report_error(&ctx, &m, error.to_string()).await;
                 }
             }
         }
@@ -284,7 +282,8 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                         continue;
                     }
                     // Running it again changes nothing until the operator acts.
-                    m.set_error(Some(format!("automatic cutover refused: {why}")));
+                    connection::report_error(ctx, m, format!("automatic cutover refused: {why}"))
+                        .await;
                     return;
                 }
                 tokio::time::sleep(duet_shadow::migrate::guard::backoff_with_jitter(
@@ -296,9 +295,12 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
             }
         }
     }
-    m.set_error(Some(format!(
-        "automatic cutover gave up after {attempts} attempts; run `duet admin cutover`"
-    )));
+    connection::report_error(
+        ctx,
+        m,
+        format!("automatic cutover gave up after {attempts} attempts; run `duet admin cutover`"),
+    )
+    .await;
 }
 
 /// Records the step from phase `from` to `to` in the database, then takes it in memory: a

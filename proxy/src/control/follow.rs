@@ -192,27 +192,15 @@ async fn adopt(ctx: &Arc<ProxyContext>, stored: Stored) {
     } = stored;
     // A plan stored by a duet without the safety net: before its expand has finished the net is
     // simply added (the expand steps run again, idempotently); later, writes that bypassed the
-    // rewrite since have no mirror, which the operator must hear about.
-    let unnetted = duet_shadow::plan::steps::lacks_safety_net(&plan);
-    let early = matches!(phase, Phase::Planned | Phase::Expanding);
+    // rewrite since have no mirror, which the operator must hear about (`shown_error`).
     let mut plan = plan;
-    if early {
+    if matches!(phase, Phase::Planned | Phase::Expanding) {
         duet_shadow::plan::steps::add_safety_net(&mut plan);
     }
     let counters = ctx.routes.counters(&plan.table.schema, &plan.table.name);
+    let error = shown_error(&plan, phase, error);
     let m = Arc::new(Migration::new(id, plan, phase, settings, counters));
     m.set_error(error);
-    if unnetted && !early {
-        m.set_error(Some(
-            "this migration was started by a duet without the safety net: writes that did not go through the rewrite (other connections, functions, PREPARE) since then have no mirror — abort it (or revert it after the cutover) and start it again".to_owned(),
-        ));
-    }
-    if phase == Phase::Flipping {
-        m.set_error(Some(
-            "stored in phase flipping by another controller: check the table, then abort or fix the row"
-                .to_owned(),
-        ));
-    }
     ctx.migrations.insert(m.clone());
     tracing::info!(migration = id, table = %m.table_label(), %phase, "following migration");
     m.publish_if_changed(ctx, m.route_for(phase));
@@ -247,9 +235,15 @@ async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
         m.set_driven(false);
         ctx.fleet.stop_driving(m.id).await;
     }
+    // Not driving it (any more): what stopped it is what its driver recorded on the row, shown
+    // here as it changes, so `status` through any member says the same (and `retry` through
+    // this one can say where to send it).
+    let shown = shown_error(&m.plan, stored.phase, stored.error.clone());
+    if m.error() != shown {
+        m.set_error(shown);
+    }
     if stored.phase != local {
         m.set_phase(stored.phase);
-        m.set_error(stored.error.clone());
         if stored.phase.is_terminal() {
             m.live().copy = None;
             m.stop_tasks();
@@ -263,6 +257,25 @@ async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
     if stored.phase != Phase::Planned || stored.idle_s > PLANNED_GRACE_S {
         drive_if_needed(ctx, m).await;
     }
+}
+
+/// What `status` shows as the error of a migration in `phase` that this member does not drive:
+/// a warning that follows from its stored state, else the error its driver `stored`.
+fn shown_error(plan: &Plan, phase: Phase, stored: Option<String>) -> Option<String> {
+    if duet_shadow::plan::steps::lacks_safety_net(plan) {
+        // Stored by a duet without the safety net, and past its expand (before it, the net is
+        // added on adoption): writes that bypassed the rewrite since have no mirror.
+        return Some(
+            "this migration was started by a duet without the safety net: writes that did not go through the rewrite (other connections, functions, PREPARE) since then have no mirror — abort it (or revert it after the cutover) and start it again".to_owned(),
+        );
+    }
+    if phase == Phase::Flipping {
+        return Some(
+            "stored in phase flipping by another controller: check the table, then abort or fix the row"
+                .to_owned(),
+        );
+    }
+    stored
 }
 
 /// Whether `stored` is a phase the driver's own task moves `local` to (it records first, then
@@ -314,7 +327,8 @@ async fn drive_if_needed(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                     _ => flip::revert(&ctx, &m).await,
                 };
                 if let Err(error) = done {
-                    m.set_error(Some(error.to_string()));
+                    // Stored: once released, this member shows what the row says.
+                    super::connection::report_error(&ctx, &m, error.to_string()).await;
                 }
                 release(&ctx, &m).await;
             });

@@ -94,6 +94,24 @@ impl Scenario {
         &self.direct_session.client
     }
 
+    /// A direct session in an open transaction that has updated row 1 of the migrated table
+    /// (without changing it): it holds the table's ROW EXCLUSIVE lock, which a migration's DDL
+    /// (the safety net's `CREATE TRIGGER`, the flip) waits for, until it rolls back or is
+    /// dropped.
+    pub async fn hold_table(&self) -> Session {
+        let writer = connect(&self.db.direct_config()).await;
+        writer
+            .client
+            .batch_execute(&format!(
+                "BEGIN; UPDATE {} SET {n} = {n} WHERE id = 1",
+                self.pair.migrated(),
+                n = self.n
+            ))
+            .await
+            .expect("a writer holding the table");
+        writer
+    }
+
     /// The client through duet.
     pub fn through(&self) -> &Client {
         &self.through_session.client
