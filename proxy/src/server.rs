@@ -97,6 +97,11 @@ impl Proxy {
             config.listen = addr;
         }
         let local = bind_unix_socket(&config.unix_socket, config.listen.port())?;
+        if local.is_none() {
+            // Not listening there after all (the default directory's socket was taken): status
+            // must not name it.
+            config.unix_socket = UnixSocket::Off;
+        }
         let metrics = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)

@@ -38,6 +38,9 @@ pub struct StatusReport {
     pub uptime_secs: f64,
     /// Client-facing address.
     pub listen: String,
+    /// The clients' unix socket duet listens on (empty: none).
+    #[serde(default)]
+    pub unix_socket: String,
     /// Backend address (never credentials).
     pub backend: String,
     /// How the link to the backend is secured: `off`, or the sslmode and what is verified.
@@ -89,6 +92,12 @@ pub fn report(ctx: &ProxyContext, with_sessions: bool) -> StatusReport {
     StatusReport {
         uptime_secs: ctx.metrics.uptime().as_secs_f64(),
         listen: ctx.config.listen.to_string(),
+        unix_socket: ctx
+            .config
+            .unix_socket
+            .path(ctx.config.listen.port())
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
         backend: ctx.backend_addr.to_string(),
         backend_tls: ctx
             .backend

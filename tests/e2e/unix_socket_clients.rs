@@ -108,6 +108,18 @@ async fn clients_of_the_unix_socket_are_served_like_tcp_ones() {
         .filter_map(|s| s["client_addr"].as_str())
         .collect();
     assert_eq!(peers, ["[local]"], "{status}");
+    assert_eq!(
+        status["unix_socket"],
+        path.display().to_string(),
+        "{status}"
+    );
+    let text = duet.admin(&["status"]);
+    assert!(
+        text.stdout
+            .contains(&format!("unix socket   {}", path.display())),
+        "{}",
+        text.stdout
+    );
 
     // A cancel request over the socket reaches the running statement.
     let cancel = session.client.cancel_token();
@@ -198,6 +210,11 @@ fn the_default_unix_socket_is_in_tmp_and_a_taken_one_is_skipped() {
         tcp = tcp.with_password(password);
     }
     assert_eq!(psql_prints(&tcp, "SELECT 1"), "1\n");
+    assert_eq!(
+        duet.status()["unix_socket"],
+        "",
+        "status names no socket it does not listen on"
+    );
     assert!(
         duet.log().contains("not listening on a unix socket")
             && duet.log().contains("belongs to a running process"),

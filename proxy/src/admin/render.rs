@@ -403,6 +403,9 @@ fn status(r: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "uptime        {:.1}s", r.uptime_secs);
     let _ = writeln!(out, "listen        {}", r.listen);
+    if !r.unix_socket.is_empty() {
+        let _ = writeln!(out, "unix socket   {}", r.unix_socket);
+    }
     let _ = writeln!(out, "backend       {}", r.backend);
     if !r.backend_tls.is_empty() {
         let _ = writeln!(out, "backend tls   {}", r.backend_tls);
