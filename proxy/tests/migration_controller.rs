@@ -1235,7 +1235,6 @@ async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
         )
         .await
         .unwrap();
-    old.batch_execute("COMMIT").await.unwrap();
     let proxy = Harness::start(&db, "b").await;
     let status = proxy.status_of(m.id).await;
     assert!(
@@ -1244,5 +1243,18 @@ async fn a_migration_stored_without_the_safety_net_says_so_after_a_restart() {
             .is_some_and(|e| e.contains("without the safety net")),
         "{status}"
     );
+    // Running a step again cannot mirror what bypassed the rewrite meanwhile: retry says what
+    // to do instead. (The old transaction keeps the copy waiting, so the phase stays put.)
+    let retry = proxy.admin(json!({"command": "retry", "id": m.id})).await;
+    assert!(!retry.ok, "{retry:?}");
+    assert!(
+        retry
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("started by a duet without the safety net")
+                && e.contains("abort it")),
+        "{retry:?}"
+    );
+    old.batch_execute("COMMIT").await.unwrap();
     proxy.stop().await;
 }

@@ -101,15 +101,16 @@ pub async fn retry(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) -> Result<Phase,
     if m.error().is_none() {
         return Err(RetryError::NothingFailed { id });
     }
+    // First: in any phase, such a migration cannot be made whole by running a step again.
+    if duet_shadow::plan::steps::lacks_safety_net(&m.plan) {
+        return Err(RetryError::WithoutNet { id });
+    }
     let phase = m.phase();
     if !matches!(
         phase,
         Phase::Planned | Phase::Expanding | Phase::Copying | Phase::Verifying
     ) {
         return Err(RetryError::NotBackgroundWork { id, phase });
-    }
-    if duet_shadow::plan::steps::lacks_safety_net(&m.plan) {
-        return Err(RetryError::WithoutNet { id });
     }
     if m.driven_here() {
         if m.task_running() {
