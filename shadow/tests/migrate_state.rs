@@ -203,6 +203,72 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
     db.drop_db().await;
 }
 
+/// Recording the step waits on the migration's row, which other members update too (their
+/// settings, their errors): a lock on it held past the lock timeout is retried with the step, not
+/// a failure that stops the migration (found in CI: a fleet member's expand stopped on
+/// "moving migration 1 to expanding: lock timeout").
+#[tokio::test]
+async fn guarded_step_retries_when_its_migration_row_is_briefly_locked() {
+    let Some(db) = TestDb::create("guard_row").await else {
+        return;
+    };
+    let mut c = db.connect().await;
+    state::ensure_schema(&mut c).await.expect("schema");
+    c.batch_execute("CREATE TABLE r (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let id = state::create_migration(&c, "r", "in_place", &serde_json::json!({}))
+        .await
+        .expect("create");
+    let config = GuardConfig {
+        lock_timeout: Duration::from_millis(50),
+        max_attempts: 20,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(50),
+        ..GuardConfig::default()
+    };
+    let mut guard = GuardedConnection::connect(&db.url(), config)
+        .await
+        .expect("guard");
+    let step = PhaseStep {
+        migration_id: id,
+        from: Phase::Planned,
+        to: Phase::Expanding,
+    };
+    // Another member's settings update, in a transaction that takes a while to commit.
+    let other = db.connect().await;
+    other
+        .batch_execute(&format!(
+            "BEGIN; UPDATE duet.migrations SET settings = '{{}}'::jsonb WHERE id = {id}"
+        ))
+        .await
+        .expect("the row locked");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        other.batch_execute("COMMIT").await.expect("commit");
+        other
+    });
+    let attempts = guard
+        .run_step(
+            "adding a column",
+            "ALTER TABLE r ADD COLUMN x int",
+            Some(&step),
+        )
+        .await
+        .expect("the step goes through once the row is free");
+    assert!(attempts > 1, "the first attempts met the lock: {attempts}");
+    assert_eq!(
+        state::get_migration(&c, id).await.expect("get").phase,
+        Phase::Expanding
+    );
+    c.execute("SELECT x FROM r", &[])
+        .await
+        .expect("the step's DDL committed with the phase, once");
+    let other = release.await.expect("release");
+    drop((c, other, guard));
+    db.drop_db().await;
+}
+
 /// A guarded connection never waits for a lock as long as the server's `deadlock_timeout`: a
 /// writer in a lock cycle with duet's DDL would otherwise run the deadlock check first and be the
 /// one aborted.

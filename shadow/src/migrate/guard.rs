@@ -258,7 +258,15 @@ impl GuardedConnection {
                 &serde_json::json!({ "step": what }),
             )
             .await
-            .map_err(StepError::Fatal)?;
+            .map_err(|err| match err {
+                // The row is shared with every member of the fleet (their settings, errors and
+                // the announcement trigger's NOTIFY): a lock another one holds a moment too long
+                // is retried like the step's own, with the step, in a new transaction.
+                MigrateError::Db { source, .. } if is_retryable(&source) => {
+                    StepError::Retryable(source)
+                }
+                other => StepError::Fatal(other),
+            })?;
         }
         tx.commit().await.map_err(StepError::classify(what))
     }
