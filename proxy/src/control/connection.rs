@@ -443,6 +443,11 @@ pub async fn stored_phase(ctx: &ProxyContext, id: i64) -> Option<duet_shadow::mi
 /// Shows `error` as what stopped migration `m` and stores it on its row, so that `status`
 /// through every member of the fleet, and after a restart, shows it too.
 pub async fn report_error(ctx: &ProxyContext, m: &super::Migration, error: String) {
+    if m.error().as_deref() == Some(error.as_str()) {
+        // Already shown, and stored by whoever showed it (a refused automatic cutover is tried
+        // again every heartbeat): no connection and no fleet-wide announcement for nothing.
+        return;
+    }
     store_error(ctx, m.id, Some(&error)).await;
     m.set_error(Some(error));
 }
