@@ -8,6 +8,32 @@ use duet_shadow::migrate::guard::{GuardConfig, GuardedConnection, PhaseStep};
 use duet_shadow::migrate::{state, MigrateError, Phase};
 use migrate_support::TestDb;
 
+/// A guarded step's frame: the state schema, table `table` with a key, a planned migration of
+/// it, a guarded connection with `config`, and the step from planned to expanding it records.
+async fn guarded_setup(
+    db: &TestDb,
+    table: &str,
+    config: GuardConfig,
+) -> (tokio_postgres::Client, i64, GuardedConnection, PhaseStep) {
+    let mut c = db.connect().await;
+    state::ensure_schema(&mut c).await.expect("schema");
+    c.batch_execute(&format!("CREATE TABLE {table} (id int PRIMARY KEY)"))
+        .await
+        .expect("table");
+    let id = state::create_migration(&c, table, "in_place", &serde_json::json!({}))
+        .await
+        .expect("create");
+    let guard = GuardedConnection::connect(&db.url(), config)
+        .await
+        .expect("guard");
+    let step = PhaseStep {
+        migration_id: id,
+        from: Phase::Planned,
+        to: Phase::Expanding,
+    };
+    (c, id, guard, step)
+}
+
 #[tokio::test]
 async fn phase_transitions_are_validated_and_one_migration_per_table() {
     let Some(db) = TestDb::create("state").await else {
@@ -123,14 +149,6 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
     let Some(db) = TestDb::create("guard").await else {
         return;
     };
-    let mut c = db.connect().await;
-    state::ensure_schema(&mut c).await.expect("schema");
-    c.batch_execute("CREATE TABLE g (id int PRIMARY KEY)")
-        .await
-        .expect("table");
-    let id = state::create_migration(&c, "g", "in_place", &serde_json::json!({}))
-        .await
-        .expect("create");
     let config = GuardConfig {
         lock_timeout: Duration::from_millis(50),
         max_attempts: 3,
@@ -138,14 +156,7 @@ async fn guarded_ddl_retries_lock_timeouts_and_records_the_step() {
         max_backoff: Duration::from_millis(40),
         ..GuardConfig::default()
     };
-    let mut guard = GuardedConnection::connect(&db.url(), config)
-        .await
-        .expect("guard");
-    let step = PhaseStep {
-        migration_id: id,
-        from: Phase::Planned,
-        to: Phase::Expanding,
-    };
+    let (c, id, mut guard, step) = guarded_setup(&db, "g", config).await;
 
     // The app holds a conflicting lock for the whole time: bounded retries, then a clear error,
     // and the phase is not advanced.
@@ -212,14 +223,6 @@ async fn guarded_step_retries_when_its_migration_row_is_briefly_locked() {
     let Some(db) = TestDb::create("guard_row").await else {
         return;
     };
-    let mut c = db.connect().await;
-    state::ensure_schema(&mut c).await.expect("schema");
-    c.batch_execute("CREATE TABLE r (id int PRIMARY KEY)")
-        .await
-        .expect("table");
-    let id = state::create_migration(&c, "r", "in_place", &serde_json::json!({}))
-        .await
-        .expect("create");
     let config = GuardConfig {
         lock_timeout: Duration::from_millis(50),
         max_attempts: 20,
@@ -227,14 +230,7 @@ async fn guarded_step_retries_when_its_migration_row_is_briefly_locked() {
         max_backoff: Duration::from_millis(50),
         ..GuardConfig::default()
     };
-    let mut guard = GuardedConnection::connect(&db.url(), config)
-        .await
-        .expect("guard");
-    let step = PhaseStep {
-        migration_id: id,
-        from: Phase::Planned,
-        to: Phase::Expanding,
-    };
+    let (c, id, mut guard, step) = guarded_setup(&db, "r", config).await;
     // Another member's settings update, in a transaction that takes a while to commit.
     let other = db.connect().await;
     other
