@@ -281,7 +281,9 @@ async fn auto_cutover(ctx: &Arc<ProxyContext>, m: &Arc<Migration>) {
                         attempt -= 1;
                         continue;
                     }
-                    // Running it again changes nothing until the operator acts.
+                    // Running it again now changes nothing until something changes (the
+                    // refusal says what): stop here. The member following the migration drives
+                    // the ready phase again within a heartbeat, which tries once more.
                     connection::report_error(ctx, m, format!("automatic cutover refused: {why}"))
                         .await;
                     return;

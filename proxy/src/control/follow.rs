@@ -259,8 +259,9 @@ async fn follow(ctx: &Arc<ProxyContext>, m: &Arc<Migration>, stored: Stored) {
     }
 }
 
-/// What `status` shows as the error of a migration in `phase` that this member does not drive:
-/// a warning that follows from its stored state, else the error its driver `stored`.
+/// What `status` shows as the error of a migration in `phase` as it is stored (adopted, or
+/// followed while another member drives it): a warning that follows from the stored state, else
+/// the error its driver `stored`.
 fn shown_error(plan: &Plan, phase: Phase, stored: Option<String>) -> Option<String> {
     if duet_shadow::plan::steps::lacks_safety_net(plan) {
         // Stored by a duet without the safety net, and past its expand (before it, the net is
