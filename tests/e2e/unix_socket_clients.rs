@@ -1,16 +1,20 @@
 //! Clients on duet's unix socket: like PostgreSQL and PgBouncer, duet listens on
 //! `<dir>/.s.PGSQL.<port>` besides its TCP address (`--unix-socket-dir`, `/tmp` by default), so
-//! `psql -h <dir> -p <port>` and drivers configured with a socket directory reach it.
+//! `psql -h <dir> -p <port>` and drivers configured with a socket directory reach it; and a
+//! migration loses nothing its application writes over the socket.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::json;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::support::migration::{assert_clean, column_type, migrate_sql, request, wait_phase};
 use crate::support::pg_client::connect;
+use crate::support::scenario::Scenario;
 use crate::support::tools::{command, psql, run, Target};
 use crate::support::{backend_or_skip, free_port, Backend, DuetProcess, TempDir, TestDatabase};
 
@@ -26,21 +30,6 @@ fn local_target(backend: &Backend, dir: &Path, port: u16, db: &str) -> Target {
         Some(password) => target.with_password(password),
         None => target,
     }
-}
-
-/// tokio-postgres to duet over the socket in `dir`.
-fn local_config(backend: &Backend, dir: &Path, port: u16, db: &str) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(dir)
-        .port(port)
-        .user(&backend.user)
-        .dbname(db)
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(password) = &backend.password {
-        config.password(password);
-    }
-    config
 }
 
 /// What `psql -c` prints for `sql`, failing the test if psql fails.
@@ -92,7 +81,12 @@ async fn clients_of_the_unix_socket_are_served_like_tcp_ones() {
     assert!(local.ends_with("|42\n"), "{local}");
 
     // A driver over the socket: status shows it as PostgreSQL's logs do, `[local]`.
-    let config = local_config(&backend, dir.path(), duet.port(), db.name());
+    // A host starting with `/` is a socket directory to tokio-postgres, as to libpq.
+    let config = backend.config_at(
+        dir.path().to_str().expect("utf-8 path"),
+        duet.port(),
+        db.name(),
+    );
     let session = connect(&config).await;
     let row = session
         .client
@@ -255,4 +249,59 @@ fn a_unix_socket_dir_that_cannot_be_used_stops_the_start() {
         out.stderr
     );
     assert!(path.exists(), "the other process's socket was removed");
+}
+
+/// A migration whose application writes arrive over the unix socket: every round of writes
+/// (both protocols, every write class) goes through duet's socket into the migrated table and
+/// straight to PostgreSQL into its unmigrated twin, during the copy, when ready, after the flip and
+/// after complete, and the two tables hold the same rows after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_loses_nothing_written_over_the_unix_socket() {
+    let Some(backend) = backend_or_skip("a_migration_loses_nothing_written_over_the_unix_socket")
+    else {
+        return;
+    };
+    let mut s = Scenario::start(
+        backend.clone(),
+        "unix_socket_migration",
+        "usm",
+        "int",
+        "int",
+        2000,
+    )
+    .await;
+    let dir = TempDir::new("local-migration");
+    // The scenario's duet listens on /tmp; this one, on the same database, on a directory of its
+    // own, and the application's session goes through it over the socket.
+    let local = DuetProcess::start(
+        &backend.url(s.db.name()),
+        &["--unix-socket-dir", &dir.path().display().to_string()],
+    );
+    s.through_session = connect(&backend.config_at(
+        dir.path().to_str().expect("utf-8 path"),
+        local.port(),
+        s.db.name(),
+    ))
+    .await;
+    let status = local.status_async().await;
+    assert_eq!(status["sessions"][0]["client_addr"], "[local]", "{status}");
+    s.round().await;
+    let id = migrate_sql(&local, "ALTER TABLE usm.t ALTER COLUMN id TYPE bigint").await;
+    s.round().await;
+    s.assert_same_rows().await;
+    wait_phase(&local, id, "ready").await;
+    s.round().await;
+    s.assert_same_rows().await;
+    request(&local, json!({"command": "cutover"}))
+        .await
+        .expect_ok("cutover");
+    s.round().await;
+    s.assert_same_rows().await;
+    request(&local, json!({"command": "complete"}))
+        .await
+        .expect_ok("complete");
+    s.round().await;
+    s.assert_same_rows().await;
+    assert_eq!(column_type(s.direct(), "usm", "t", "id").await, "bigint");
+    assert_clean(&local, s.direct(), "usm", id, "completed").await;
 }
