@@ -302,11 +302,13 @@ async fn negotiate(
     socket: ClientSocket,
     buf: &mut BytesMut,
 ) -> Option<(ClientStream, StartupMessage)> {
-    let (mut client, mut ssl_done) = match socket {
+    let mut client = match socket {
         ClientSocket::Tcp(tcp, _) => direct_tls(ctx, tcp).await?,
         // Like PostgreSQL, no TLS over the unix socket: its SSLRequest is answered 'N' below.
-        ClientSocket::Local(unix) => (ClientStream::Local(unix), false),
+        ClientSocket::Local(unix) => ClientStream::Local(unix),
     };
+    // A client already on TLS (direct) may not ask for it again.
+    let mut ssl_done = matches!(client, ClientStream::Tls(_));
     let mut gss_done = false;
     loop {
         let packet = match read_startup_packet(&mut client, buf).await {
@@ -392,23 +394,23 @@ async fn negotiate(
 }
 
 /// A TCP client that opens with a TLS ClientHello instead of SSLRequest (PostgreSQL 17+
-/// `sslnegotiation=direct`) gets its TLS session at once; `.1` says TLS is settled. `None`: the
+/// `sslnegotiation=direct`) gets its TLS session at once; any other stays plain. `None`: the
 /// handshake failed (the connection is dropped).
-async fn direct_tls(ctx: &ProxyContext, tcp: TcpStream) -> Option<(ClientStream, bool)> {
+async fn direct_tls(ctx: &ProxyContext, tcp: TcpStream) -> Option<ClientStream> {
     // A TLS handshake record starts with byte 0x16, which can never begin a startup packet (its
     // length would exceed the 10000-byte limit).
     let mut first = [0u8; 1];
     let Some(acceptor) = &ctx.tls else {
-        return Some((ClientStream::Plain(tcp), false));
+        return Some(ClientStream::Plain(tcp));
     };
     if !matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD) {
-        return Some((ClientStream::Plain(tcp), false));
+        return Some(ClientStream::Plain(tcp));
     }
     match acceptor.accept(tcp).await {
         // Like PostgreSQL, direct TLS requires the client to have negotiated ALPN "postgresql",
         // so a stray TLS client of another protocol is turned away.
         Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL) => {
-            Some((ClientStream::Tls(Box::new(tls)), true))
+            Some(ClientStream::Tls(Box::new(tls)))
         }
         Ok(_) => {
             tracing::debug!("direct TLS connection without ALPN \"postgresql\" refused");
