@@ -71,14 +71,10 @@ where
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released; the tiny race with other processes is
-/// accepted).
+/// accepted). Shared with the throwaway clusters' ports, so no two callers in this test process
+/// are given the same one.
 pub fn free_port() -> u16 {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port on 127.0.0.1");
-    listener
-        .local_addr()
-        .expect("reading the ephemeral port")
-        .port()
+    duet_harness::net::free_port().expect("binding an ephemeral port on 127.0.0.1")
 }
 
 /// The path of a file in the repository's `tests/` folder (python scripts, fixtures).
