@@ -78,6 +78,8 @@ async fn cutover(duet: &DuetProcess, id: i64) -> Vec<String> {
         }
         refusals.push(reply.error.clone());
         assert_eq!(migration(duet, id).await["phase"], "ready");
+        // As an operator would: give the writers that held the table a moment before again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     panic!("the cutover never succeeded: {refusals:?}");
 }
