@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::backend_tls::BackendTls;
 use crate::backend_url::BackendUrl;
 use crate::duration::parse_duration;
+use crate::socket_access::{self, SocketAccess};
 
 mod pool;
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The clients' unix socket, `<dir>/.s.PGSQL.<listen port>`.
     pub unix_socket: UnixSocket,
+    /// The unix socket's mode and group (`[proxy] unix_socket_mode`, `unix_socket_group`).
+    pub unix_socket_access: SocketAccess,
     /// Where sessions are forwarded, plus duet's own control credentials and the TLS parameters
     /// (libpq's `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `sslnegotiation`, `sslsni`).
     pub backend: BackendUrl,
@@ -249,6 +252,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--unix-socket-dir` (empty: none)
     pub unix_socket_dir: Option<PathBuf>,
+    /// `--unix-socket-mode`
+    pub unix_socket_mode: Option<String>,
+    /// `--unix-socket-group`
+    pub unix_socket_group: Option<String>,
     /// `--backend`
     pub backend: Option<String>,
     /// `--admin-socket`
@@ -294,6 +301,29 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
+}
+
+/// The unix socket's mode and group from their settings (each with the name of where it came
+/// from); the group is looked up now, so a misspelt one stops the start.
+fn unix_socket_access(
+    (mode_field, mode): (&'static str, Option<String>),
+    (group_field, group): (&'static str, Option<String>),
+) -> Result<SocketAccess, ConfigError> {
+    let mode = match mode {
+        None => socket_access::DEFAULT_MODE,
+        Some(text) => socket_access::parse_mode(&text)
+            .map_err(|err| field_error(mode_field, err.to_string()))?,
+    };
+    let group = match group.filter(|name| !name.is_empty()) {
+        None => None,
+        Some(name) => Some(socket_access::resolve_group(&name).map_err(|err| {
+            field_error(
+                group_field,
+                format!("{err}: name a group duet's user belongs to, or leave it unset"),
+            )
+        })?),
+    };
+    Ok(SocketAccess { mode, group })
 }
 
 fn field_error(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -453,6 +483,8 @@ fn migration_settings(table: MigrationTable) -> Result<MigrationConfig, ConfigEr
 struct ProxyTable {
     listen: Option<String>,
     unix_socket_dir: Option<PathBuf>,
+    unix_socket_mode: Option<String>,
+    unix_socket_group: Option<String>,
     backend: Option<String>,
     connect_timeout: Option<String>,
     shutdown_timeout: Option<String>,
@@ -532,6 +564,20 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         Some(dir) if dir.as_os_str().is_empty() => UnixSocket::Off,
         Some(dir) => UnixSocket::Dir(dir),
     };
+    let unix_socket_access = unix_socket_access(
+        pick(
+            "--unix-socket-mode",
+            flags.unix_socket_mode,
+            "[proxy] unix_socket_mode",
+            file.proxy.unix_socket_mode,
+        ),
+        pick(
+            "--unix-socket-group",
+            flags.unix_socket_group,
+            "[proxy] unix_socket_group",
+            file.proxy.unix_socket_group,
+        ),
+    )?;
 
     let (backend_field, backend) = pick(
         "--backend",
@@ -628,6 +674,7 @@ fn merge(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         pool,
         listen,
         unix_socket,
+        unix_socket_access,
         backend,
         backend_tls,
         admin_socket,
@@ -728,6 +775,39 @@ mod tests {
             "the flag wins, and empty is off"
         );
         assert_eq!(config.unix_socket.path(7000), None);
+    }
+
+    #[test]
+    fn the_unix_socket_mode_and_group_are_checked_when_read() {
+        let config = from_str(FILE, Overrides::default()).unwrap();
+        assert_eq!(config.unix_socket_access, SocketAccess::default());
+        let file = FILE.replace(
+            "workers = 3",
+            "workers = 3\n        unix_socket_mode = \"0770\"\n        unix_socket_group = \"root\"",
+        );
+        let config = from_str(&file, Overrides::default()).unwrap();
+        assert_eq!(config.unix_socket_access.mode, 0o770);
+        assert_eq!(config.unix_socket_access.group.map(|g| g.gid), Some(0));
+        let bad_mode = Overrides {
+            unix_socket_mode: Some("0999".into()),
+            ..Overrides::default()
+        };
+        let err = from_str(&file, bad_mode).unwrap_err().to_string();
+        assert!(
+            err.contains("--unix-socket-mode") && err.contains("octal"),
+            "{err}"
+        );
+        let file = FILE.replace(
+            "workers = 3",
+            "workers = 3\n        unix_socket_group = \"no-such-group-duet\"",
+        );
+        let err = from_str(&file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[proxy] unix_socket_group") && err.contains("no group named"),
+            "{err}"
+        );
     }
 
     /// The commented `[migration]` example in config/duet.toml documents every field and parses.

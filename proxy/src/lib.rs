@@ -33,6 +33,7 @@ pub mod server;
 pub mod session;
 pub mod session_registry;
 pub mod shutdown;
+pub mod socket_access;
 pub mod socket_file;
 pub mod status;
 pub mod status_page;

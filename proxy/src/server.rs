@@ -17,6 +17,7 @@ use crate::config::{Config, UnixSocket};
 use crate::context::ProxyContext;
 use crate::metrics_http;
 use crate::shutdown::ShutdownPhase;
+use crate::socket_access::{self, SocketAccess};
 use crate::socket_file::{SocketFile, SocketFileError};
 use crate::tls::{self, TlsError};
 use crate::workers::SessionWorkers;
@@ -39,6 +40,18 @@ pub enum StartError {
     UnixSocket {
         /// What went wrong, with the path.
         cause: SocketFileError,
+    },
+    /// The unix socket could not be given the group the operator set.
+    #[error(
+        "cannot give {path} the group {group:?} (--unix-socket-group): {cause}; duet's user must belong to that group"
+    )]
+    SocketGroup {
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// The group's name.
+        group: String,
+        /// The I/O error.
+        cause: std::io::Error,
     },
     /// The metrics listener could not be bound.
     #[error("cannot listen on {addr} (--metrics-listen): {cause}")]
@@ -96,7 +109,11 @@ impl Proxy {
         if let Ok(addr) = listener.local_addr() {
             config.listen = addr;
         }
-        let local = bind_unix_socket(&config.unix_socket, config.listen.port())?;
+        let local = bind_unix_socket(
+            &config.unix_socket,
+            &config.unix_socket_access,
+            config.listen.port(),
+        )?;
         if local.is_none() {
             // Not listening there after all (the default directory's socket was taken): status
             // must not name it.
@@ -213,26 +230,37 @@ impl Proxy {
     }
 }
 
-/// Opens the clients' unix socket as `setting` says. One in the default directory that cannot
-/// be opened (another process's socket of the same port, a directory duet may not write) is a
-/// warning: duet was not asked for it, and serves over TCP.
-fn bind_unix_socket(setting: &UnixSocket, port: u16) -> Result<Option<SocketFile>, StartError> {
+/// Opens the clients' unix socket as `setting` says, with `access`'s mode and group. One in the
+/// default directory that cannot be opened (another process's socket of the same port, a
+/// directory duet may not write) is a warning: duet was not asked for it, and serves over TCP. A
+/// group that cannot be given to the file stops the start wherever it is: it was asked for.
+fn bind_unix_socket(
+    setting: &UnixSocket,
+    access: &SocketAccess,
+    port: u16,
+) -> Result<Option<SocketFile>, StartError> {
     let Some(path) = setting.path(port) else {
         return Ok(None);
     };
-    // 0777 like PostgreSQL's default `unix_socket_permissions`: who may log in is decided by
-    // authentication, as for TCP clients.
-    match SocketFile::bind(&path, 0o777) {
-        Ok(file) => Ok(Some(file)),
+    let file = match SocketFile::bind(&path, access.mode) {
+        Ok(file) => file,
         Err(cause) if matches!(setting, UnixSocket::Default(_)) => {
             tracing::warn!(
                 "not listening on a unix socket: {cause} (set --unix-socket-dir to another \
                  directory, or \"\" to turn this off)"
             );
-            Ok(None)
+            return Ok(None);
         }
-        Err(cause) => Err(StartError::UnixSocket { cause }),
+        Err(cause) => return Err(StartError::UnixSocket { cause }),
+    };
+    if let Some(group) = &access.group {
+        socket_access::set_group(&path, group.gid).map_err(|cause| StartError::SocketGroup {
+            path: path.clone(),
+            group: group.name.clone(),
+            cause,
+        })?;
     }
+    Ok(Some(file))
 }
 
 /// The next client of the unix socket; never, when there is none.

@@ -262,6 +262,83 @@ fn a_unix_socket_dir_that_cannot_be_used_stops_the_start() {
     assert!(path.exists(), "the other process's socket was removed");
 }
 
+/// `--unix-socket-mode` and `--unix-socket-group` set who may reach the socket, as PostgreSQL's
+/// `unix_socket_permissions` and `unix_socket_group`: the file has that mode and group, and a
+/// client allowed by them is served. A group that does not exist stops the start, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unix_socket_takes_the_mode_and_group_it_is_given() {
+    use std::os::unix::fs::MetadataExt;
+    let test = "the_unix_socket_takes_the_mode_and_group_it_is_given";
+    let Some(backend) = backend_or_skip(test) else {
+        return;
+    };
+    let db = TestDatabase::create(&backend, "unix_socket_access");
+    let dir = TempDir::new("local-access");
+    let dir_arg = dir.path().display().to_string();
+    // root may give the file any group: take one that is not its own (Debian's "daemon"), so the
+    // test sees the change. Another user may give only its own groups.
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let group = if unsafe { libc::geteuid() } == 0 {
+        "daemon".to_owned()
+    } else {
+        let mut id = command("id");
+        id.arg("-gn");
+        run(id, None, Duration::from_secs(10))
+            .stdout_text()
+            .trim()
+            .to_owned()
+    };
+    let mut getent = command("getent");
+    getent.args(["group", &group]);
+    let entry = run(getent, None, Duration::from_secs(10)).stdout_text();
+    let gid: u32 = entry
+        .split(':')
+        .nth(2)
+        .and_then(|gid| gid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("getent group {group}: {entry:?}"));
+    let duet = DuetProcess::start(
+        &backend.url(db.name()),
+        &[
+            "--unix-socket-dir",
+            &dir_arg,
+            "--unix-socket-mode",
+            "0770",
+            "--unix-socket-group",
+            &group,
+        ],
+    );
+    let path = socket_path(dir.path(), duet.port());
+    let meta = std::fs::metadata(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}\n{}", path.display(), duet.log()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o770);
+    assert_eq!(meta.gid(), gid, "the socket's group");
+    let target = local_target(&backend, dir.path(), duet.port(), db.name());
+    assert_eq!(psql_prints(&target, "SELECT 1").trim(), "1");
+
+    let mut refused = command(crate::support::duet_process::DUET_BIN);
+    refused.args([
+        "proxy",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--backend",
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "--admin-socket",
+        &dir.join("refused.sock").display().to_string(),
+        "--unix-socket-dir",
+        &dir_arg,
+        "--unix-socket-group",
+        "no-such-group-duet",
+    ]);
+    let out = run(refused, None, Duration::from_secs(30));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--unix-socket-group")
+            && out.stderr.contains("no group named \"no-such-group-duet\""),
+        "the error names the setting and the group: {}",
+        out.stderr
+    );
+}
+
 /// A migration whose application writes arrive over the unix socket: every round of writes
 /// (both protocols, every write class) goes through duet's socket into the migrated table and
 /// straight to PostgreSQL into its unmigrated twin, during the copy, when ready, after the flip and

@@ -23,6 +23,12 @@ pub struct Args {
     /// [default: /tmp].
     #[arg(long, value_name = "DIR")]
     unix_socket_dir: Option<String>,
+    /// File mode of the unix socket, in octal [default: 0777, PostgreSQL's].
+    #[arg(long, value_name = "MODE")]
+    unix_socket_mode: Option<String>,
+    /// Group the unix socket belongs to (duet's user must be in it) [default: duet's own].
+    #[arg(long, value_name = "GROUP")]
+    unix_socket_group: Option<String>,
     /// Backend URL: postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=…&sslrootcert=…] (libpq's TLS
     /// parameters; HOST may be a unix-socket directory).
     #[arg(long, value_name = "URL")]
@@ -58,6 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         // A String rather than a PathBuf: clap refuses an empty path, and "" means none.
         unix_socket_dir: args.unix_socket_dir.map(PathBuf::from),
+        unix_socket_mode: args.unix_socket_mode,
+        unix_socket_group: args.unix_socket_group,
         backend: args.backend,
         admin_socket: args.admin_socket,
         tls_cert: args.tls_cert,
