@@ -18,6 +18,7 @@
 #   h   one SECURITY DEFINER function with SET search_path for the row and statement triggers:
 #       the marker test first, then pd's inline mirror (a hybrid: unrewritten single-row writes
 #       mirrored by the net, multi-row ones still rewritten); hb: b's rewritten form under h
+#   hi, hib: h and hb with the writer's rights (no SECURITY DEFINER, no SET)
 #   bulka, bulkb, bulkpd, bulkh: a, b, pd and hb on 1000-row UPDATEs (small N, e.g. N=300)
 # Usage: PGHOST=127.0.0.1 PGUSER=postgres bench/net-cost/run.sh   (creates database net_cost)
 #        VARIANTS="a b p pd" picks variants (default: a a3 b0 b c2)
@@ -32,14 +33,15 @@ trigger_of() {
     b | bulkb) echo trigger_b.sql ;;
     pd | bulkpd) echo trigger_pd.sql ;;
     h | hb | bulkh) echo trigger_h.sql ;;
+    hi | hib) echo trigger_hi.sql ;;
     c2 | p | pds | q | r | s) echo "trigger_$1.sql" ;;
     *) echo trigger_none.sql ;;
   esac
 }
 stmt_of() {
   case $1 in
-    p | pd | pds | q | r | s | h) echo stmt_plain.sql ;;
-    hb) echo stmt_b.sql ;;
+    p | pd | pds | q | r | s | h | hi) echo stmt_plain.sql ;;
+    hb | hib) echo stmt_b.sql ;;
     bulkh) echo stmt_bulkb.sql ;;
     bulkpd) echo stmt_bulkplain.sql ;;
     *) echo "stmt_${1%0}.sql" ;;
