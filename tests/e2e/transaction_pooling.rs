@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use duet_harness::cluster::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Config, NoTls};
 
 use serde_json::json;
@@ -1144,4 +1145,53 @@ async fn a_client_of_the_unix_socket_is_pooled_like_a_tcp_one() {
         .expect("a wrong password is refused over the socket too");
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     assert_eq!(server_connections(&cluster, "app").await, 1);
+}
+
+/// A Parse after a schema change passed through duet is parsed again, as PostgreSQL parses every
+/// Parse: a statement prepared before `t.v` changed from int to bigint is not reused for the
+/// same text after it (its parameter would stay int, where the server now says bigint). Found by
+/// SQLAlchemy's own test suite (an enum column created again), which failed only through a pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_prepared_before_a_schema_change_is_not_reused_after_it() {
+    let Some((_cluster, duet, _dir)) =
+        pooled("tx_pool_schema_change", 20, 1, "5s", &password_entry())
+    else {
+        return;
+    };
+    let text = "INSERT INTO t (v) VALUES ($1)";
+    let first = connect(&app_config(&duet, PASSWORD)).await;
+    first
+        .client
+        .batch_execute("CREATE TABLE t (v int)")
+        .await
+        .expect("CREATE TABLE");
+    let before = first.client.prepare(text).await.expect("prepare");
+    assert_eq!(before.params(), &[Type::INT4]);
+    first
+        .client
+        .execute(&before, &[&1i32])
+        .await
+        .expect("insert");
+    // Changed by the other client, in a transaction, on the one pooled connection.
+    let second = connect(&app_config(&duet, PASSWORD)).await;
+    second
+        .client
+        .batch_execute("BEGIN; DROP TABLE t; CREATE TABLE t (v bigint); COMMIT")
+        .await
+        .expect("the schema change");
+    for client in [&second.client, &first.client] {
+        let after = client.prepare(text).await.expect("prepare after");
+        assert_eq!(after.params(), &[Type::INT8], "as the server parses it now");
+        client
+            .execute(&after, &[&5_000_000_000i64])
+            .await
+            .expect("a bigint value");
+    }
+    let rows: i64 = second
+        .client
+        .query_one("SELECT count(*) FROM t WHERE v = 5000000000", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 2);
 }

@@ -76,6 +76,9 @@ pub struct Scan {
     pub refusal: Option<Refusal>,
     /// The text is one `DEALLOCATE [PREPARE] name` statement: the name (unquoted).
     pub deallocate: Option<String>,
+    /// It may change the schema (`CREATE`, `ALTER`, `DROP`, `DO`, `IMPORT FOREIGN SCHEMA`): the
+    /// prepared statements parsed before may no longer be what a Parse would make now.
+    pub schema_change: bool,
 }
 
 /// Scans a statement text (one or several statements).
@@ -250,7 +253,9 @@ fn classify(words: &[String], hold: bool, on_commit_drop: bool, out: &mut Scan) 
         "declare" if hold => {
             out.refusal.get_or_insert(Refusal::HoldCursor);
         }
+        "alter" | "drop" | "do" | "import" => out.schema_change = true,
         "create" => {
+            out.schema_change = true;
             let temp = |w: &str| w == "temp" || w == "temporary";
             let is_temp =
                 temp(word(1)) || ((word(1) == "global" || word(1) == "local") && temp(word(2)));
@@ -511,6 +516,28 @@ mod tests {
         assert!(!scan(b"update t set a = 1").settings);
         let discard = scan(b"DISCARD ALL");
         assert!(discard.settings && discard.drops_statements);
+    }
+
+    #[test]
+    fn schema_changes_are_noticed() {
+        for sql in [
+            "CREATE TABLE t (id int)",
+            "drop type foo_enum",
+            "ALTER TABLE t ADD COLUMN x int",
+            "BEGIN; CREATE TYPE e AS ENUM ('a'); COMMIT",
+            "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$",
+            "IMPORT FOREIGN SCHEMA s FROM SERVER x INTO public",
+        ] {
+            assert!(scan(sql.as_bytes()).schema_change, "{sql}");
+        }
+        for sql in [
+            "SELECT 'create table x'",
+            "INSERT INTO t VALUES (1)",
+            "SET search_path = s",
+            "-- drop table t\nselect 1",
+        ] {
+            assert!(!scan(sql.as_bytes()).schema_change, "{sql}");
+        }
     }
 
     #[test]

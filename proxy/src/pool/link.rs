@@ -552,6 +552,10 @@ impl LinkState {
         let Some((checkout, at)) = self.detach() else {
             return;
         };
+        if at.schema_changed {
+            // Committed (or rolled back) now: what was parsed meanwhile may predate it.
+            super::statements::schema_changed();
+        }
         if at.settings_dirty {
             self.waiting = Some(Waiting::ReadBack(Box::pin(read_back(checkout))));
         } else {

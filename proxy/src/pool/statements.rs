@@ -8,9 +8,20 @@
 //! connection lacks gets the Parse sent first (its answer kept from the client); a Parse of a
 //! statement the connection has is answered by duet. Clients sharing a statement share it on the
 //! server, as with PgBouncer 1.21+ and PgDog.
+//!
+//! A Parse is answered from a backend's statement only if no schema change passed through duet
+//! since that statement was parsed: PostgreSQL fixes a statement's parameter types when it parses
+//! it (a table dropped and created again with another column type would otherwise keep a
+//! parameter of the old type: "column is of type foo_enum but expression is of type character
+//! varying", found by SQLAlchemy's own test suite). So the backend name also carries the
+//! [`schema_generation`], which every `CREATE`, `ALTER`, `DROP`, `DO` or `IMPORT` a pooled
+//! client sends moves on, when sent and again when its transaction ends; the statements of older
+//! generations age out of the connections as any unused statement does. A schema change made
+//! straight on the server, not through duet, is not seen (as with PgBouncer).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,10 +36,24 @@ pub struct Prepared {
     pub parse: Bytes,
 }
 
+/// Schema changes pooled clients have sent through this duet (see the module's docs).
+static SCHEMA_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current schema generation.
+pub fn schema_generation() -> u64 {
+    SCHEMA_GENERATION.load(Ordering::Relaxed)
+}
+
+/// A pooled client sent a statement that may change the schema, or its transaction that did
+/// ended: statements parsed from now on get new backend names.
+pub fn schema_changed() {
+    SCHEMA_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 impl Prepared {
-    /// The statement a client's Parse defines.
+    /// The statement a client's Parse defines, under the current schema generation.
     pub fn of(parse: &Parse<'_>) -> Prepared {
-        let backend_name = backend_name(parse.text, parse.parameters);
+        let backend_name = backend_name(parse.text, parse.parameters, schema_generation());
         let message = Parse {
             name: &backend_name,
             text: parse.text,
@@ -43,14 +68,16 @@ impl Prepared {
     }
 }
 
-/// The name a statement has on the backends: the same text and parameter types always get the
-/// same name, different ones different names (a 128-bit hash; 37 bytes, within NAMEDATALEN).
-pub fn backend_name(text: &[u8], parameters: &[u8]) -> Bytes {
+/// The name a statement has on the backends: the same text and parameter types in one schema
+/// generation always get the same name, different ones different names (a 128-bit hash; 37
+/// bytes, within NAMEDATALEN).
+pub fn backend_name(text: &[u8], parameters: &[u8], generation: u64) -> Bytes {
     let half = |seed: u64| {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         seed.hash(&mut hasher);
         text.hash(&mut hasher);
         parameters.hash(&mut hasher);
+        generation.hash(&mut hasher);
         hasher.finish()
     };
     let mut name = BytesMut::with_capacity(37);
@@ -181,10 +208,15 @@ mod tests {
 
     #[test]
     fn names_follow_content() {
-        let a = backend_name(b"select $1", b"\0\x01\0\0\0\x17");
-        assert_eq!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x17"));
-        assert_ne!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x14"));
-        assert_ne!(a, backend_name(b"select $2", b"\0\x01\0\0\0\x17"));
+        let a = backend_name(b"select $1", b"\0\x01\0\0\0\x17", 0);
+        assert_eq!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x17", 0));
+        assert_ne!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x14", 0));
+        assert_ne!(a, backend_name(b"select $2", b"\0\x01\0\0\0\x17", 0));
+        assert_ne!(
+            a,
+            backend_name(b"select $1", b"\0\x01\0\0\0\x17", 1),
+            "a schema change gives the same text a new name"
+        );
         assert_eq!(a.len(), 37);
         assert!(a.starts_with(b"duet_"));
     }

@@ -10,7 +10,7 @@ use super::expect::{Kind, Owed, Owing};
 use super::frames::next_message;
 use super::hazards;
 use super::link::{ClientState, LinkError};
-use super::statements::Prepared;
+use super::statements::{self, Prepared};
 use crate::wire::backend as tag;
 use crate::wire::frontend;
 use crate::wire::messages::{Bind, Close, Describe, Message, Parse, Query, Target};
@@ -25,6 +25,9 @@ pub(super) struct Position {
     pub status: u8,
     /// A statement may have changed the session's settings: read them back before release.
     pub settings_dirty: bool,
+    /// A statement may have changed the schema: move the schema generation on again when the
+    /// transaction ends, so statements parsed before its commit are not reused after it.
+    pub schema_changed: bool,
 }
 
 impl Position {
@@ -35,6 +38,7 @@ impl Position {
             in_batch: false,
             status: b'I',
             settings_dirty: false,
+            schema_changed: false,
         }
     }
 
@@ -67,6 +71,7 @@ pub(super) fn translate(
                 };
                 let scan = hazards::scan(query.text);
                 at.settings_dirty |= scan.settings;
+                note_schema_change(&scan, at);
                 if let Some(refusal) = scan.refusal {
                     Query {
                         text: refusal.substitute().as_bytes(),
@@ -108,6 +113,7 @@ pub(super) fn translate(
                 };
                 let scan = hazards::scan(parse.text);
                 at.settings_dirty |= scan.settings;
+                note_schema_change(&scan, at);
                 let substitute;
                 let parse = match scan.refusal {
                     Some(refusal) => {
@@ -222,6 +228,15 @@ pub(super) fn translate(
         }
     }
     Ok(false)
+}
+
+/// A statement that may change the schema moves the generation on as it is sent (statements
+/// parsed from now on get new names) and again when its transaction ends ([`Position`]).
+fn note_schema_change(scan: &hazards::Scan, at: &mut Position) {
+    if scan.schema_change && scan.refusal.is_none() {
+        statements::schema_changed();
+        at.schema_changed = true;
+    }
 }
 
 /// The backend name of the client's statement `name`, with its Parse written to `out` first
