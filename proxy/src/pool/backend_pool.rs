@@ -102,8 +102,10 @@ pub struct BackendPool {
     idle: Mutex<Vec<PooledConn>>,
     slots: Arc<Semaphore>,
     open: AtomicUsize,
-    /// Statements (by backend name) a connection of this pool has prepared without error.
-    known: Mutex<HashSet<Bytes>>,
+    /// Statements (by backend name) a connection of this pool has prepared without error, in the
+    /// schema generation kept beside them: names of older generations are never asked for again
+    /// (a Parse is always named in the current one), so they are dropped when it moves on.
+    known: Mutex<(u64, HashSet<Bytes>)>,
     /// Connections opened since start.
     opened: AtomicUsize,
     /// Transactions (and new sessions) waiting for a connection now.
@@ -153,7 +155,7 @@ impl BackendPool {
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size)),
             open: AtomicUsize::new(0),
-            known: Mutex::new(HashSet::new()),
+            known: Mutex::new((super::statements::schema_generation(), HashSet::new())),
             opened: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
         }
@@ -169,18 +171,22 @@ impl BackendPool {
 
     /// A connection prepared `backend_name` without error.
     pub fn note_prepared(&self, backend_name: Bytes) {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(backend_name);
+        self.with_known(|known| known.insert(backend_name));
     }
 
     /// Whether a connection of this pool has prepared `backend_name` without error.
     pub fn is_known(&self, backend_name: &[u8]) -> bool {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(backend_name)
+        self.with_known(|known| known.contains(backend_name))
+    }
+
+    /// The known statements of the current schema generation.
+    fn with_known<T>(&self, f: impl FnOnce(&mut HashSet<Bytes>) -> T) -> T {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = super::statements::schema_generation();
+        if known.0 != generation {
+            *known = (generation, HashSet::new());
+        }
+        f(&mut known.1)
     }
 
     /// Connections open now (idle and busy).
@@ -198,7 +204,7 @@ impl BackendPool {
             in_use: self.size - self.slots.available_permits(),
             waiting: self.waiting.load(Ordering::Relaxed),
             opened_total: self.opened.load(Ordering::Relaxed),
-            statements: self.known.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            statements: self.with_known(|known| known.len()),
         }
     }
 
