@@ -17,7 +17,8 @@
 //! [`schema_generation`], which every `CREATE`, `ALTER`, `DROP`, `DO` or `IMPORT` a pooled
 //! client sends moves on, when sent and again when its transaction ends; the statements of older
 //! generations age out of the connections as any unused statement does. A schema change made
-//! straight on the server, not through duet, is not seen (as with PgBouncer).
+//! straight on the server, or by a function or procedure a statement calls, is not seen (as with
+//! PgBouncer, which sees none).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
