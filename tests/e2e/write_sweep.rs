@@ -12,7 +12,12 @@
 //! `IN (SELECT …)` filter, a positional insert with `DEFAULT`, writes through an auto-updatable
 //! view, `= ANY(ARRAY[…])`, a delete and an insert of the table in one statement, an update
 //! feeding an insert into another table, a partial-index `ON CONFLICT`, `SET … = DEFAULT`, a
-//! self-join update, a delete by a subquery on the table, a bulk update and a CSV `COPY`.
+//! self-join update, a delete by a subquery on the table, a conditional upsert (`DO UPDATE …
+//! WHERE`), a row-constructor `SET`, `EXPLAIN ANALYZE` of an update (which runs it), a SQL-language
+//! function that writes, `generate_series` and `WITH RECURSIVE` inserts, an update of no row, a
+//! query string of three statements whose middle one fails (one implicit transaction: nothing
+//! stays), a savepoint rolled back after an error, a duplicate key, a transaction that fails and
+//! commits (rolled back), a bulk update and a CSV `COPY`.
 
 use serde_json::json;
 
@@ -60,6 +65,21 @@ INSERT INTO {{T}} (id, label) VALUES ({b} + 39, 'partial') ON CONFLICT (id) WHER
 UPDATE {{T}} SET amount = DEFAULT, label = upper(label) WHERE id = {b} + 40;
 UPDATE {{T}} AS x SET label = x.label || y.label FROM {{T}} AS y WHERE x.id = {b} + 41 AND y.id = {b} + 42;
 DELETE FROM {{T}} WHERE id = (SELECT max(id) FROM {{T}} WHERE id BETWEEN {b} + 43 AND {b} + 44);
+INSERT INTO {{T}} AS tgt (id, label, amount) VALUES ({b} + 45, 'cond', 1), ({b} + 46, 'cond', 1) ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label WHERE tgt.id = {b} + 45;
+UPDATE {{T}} SET (label, amount) = ROW('row', {b}) WHERE id = {b} + 47;
+\\o /dev/null
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) UPDATE {{T}} SET label = 'explained' WHERE id = {b} + 48;
+\\o
+SELECT {{T}}_relabel({b} + 52) AS relabelled;
+INSERT INTO {{T}} (id, label, amount) SELECT 9200000 + {b} * 10 + g, 'series', g FROM generate_series(1, 5) g ON CONFLICT DO NOTHING RETURNING id, amount;
+WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) INSERT INTO {{T}} (id, label) SELECT 9300000 + {b} * 10 + n, 'recursive' FROM r;
+UPDATE {{T}} SET label = 'never' WHERE false;
+\\set ON_ERROR_STOP 0
+INSERT INTO {{T}} (id, label) VALUES (9100000 + {b}, 'implicit')\\; SELECT 1/0\\; INSERT INTO {{T}} (id, label) VALUES (9100001 + {b}, 'implicit2');
+BEGIN; UPDATE {{T}} SET amount = 7 WHERE id = {b} + 49; SAVEPOINT a; UPDATE {{T}} SET amount = 1/0 WHERE id = {b} + 49; ROLLBACK TO SAVEPOINT a; UPDATE {{T}} SET label = 'after error' WHERE id = {b} + 50; COMMIT;
+INSERT INTO {{T}} (id, label) VALUES ({b} + 51, 'duplicate key');
+BEGIN; UPDATE {{T}} SET label = 'failed transaction' WHERE id = {b} + 53; SELECT 1/0; COMMIT;
+\\set ON_ERROR_STOP 1
 UPDATE {{T}} SET label = label || '+' WHERE id BETWEEN {b} + 31 AND {b} + 300;
 COPY {{T}} (id, label, amount) FROM STDIN WITH (FORMAT csv);
 {copy1},copied,1
@@ -93,6 +113,10 @@ async fn sweep(label: &str, schema: &str, finish: &str) {
              CREATE TABLE {schema}.log (tbl text, id bigint, label text);
              CREATE VIEW {schema}.t_v AS SELECT * FROM {schema}.t;
              CREATE VIEW {schema}.t_control_v AS SELECT * FROM {schema}.t_control;
+             CREATE FUNCTION {schema}.t_relabel(k int) RETURNS bigint LANGUAGE sql AS
+               $f$ UPDATE {schema}.t SET label = 'sql function' WHERE id = k RETURNING id $f$;
+             CREATE FUNCTION {schema}.t_control_relabel(k int) RETURNS bigint LANGUAGE sql AS
+               $f$ UPDATE {schema}.t_control SET label = 'sql function' WHERE id = k RETURNING id $f$;
              CREATE PROCEDURE {schema}.bump(tbl regclass, k int) LANGUAGE plpgsql AS $p$
              BEGIN
                EXECUTE format('UPDATE %s SET amount = amount + 1000 WHERE id = $1', tbl) USING k;
