@@ -2,7 +2,8 @@
 
 Environment: DSN, TABLE (qualified), BASE and TOUCH (ids), V and N (the text and int columns),
 UNREWRITABLE=1 to also run writes duet cannot rewrite (MERGE, COPY FROM … FREEZE), which are
-forwarded unchanged and mirrored by the safety net. Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
+forwarded unchanged and mirrored by the safety net. Ends with two pipelines of writes (one
+failing on a duplicate key). Prints one JSON line per statement: what the client was told (rowcount, rows). Exits 77
 when psycopg is missing, 1 on any unexpected outcome.
 """
 
@@ -86,4 +87,21 @@ with psycopg.connect(dsn, autocommit=True) as conn:
             raise RuntimeError("roll back")
     except RuntimeError:
         pass
+    # Pipeline mode: several writes in flight before one Sync. One fails (a duplicate key), and
+    # what the server skipped or rolled back with it must be the same through duet as direct.
+    try:
+        with conn.pipeline():
+            conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'piped', 1)", (b + 50,))
+            conn.execute(f"UPDATE {t} SET {n} = {n} + 1 WHERE id = %s", (b + 50,))
+            conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'dup', 1)", (b + 50,))
+            conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'after', 1)", (b + 51,))
+        print(json.dumps({"pipeline": "no error"}))
+    except psycopg.errors.UniqueViolation:
+        print(json.dumps({"pipeline": "23505"}))
+    with conn.pipeline():
+        for i in range(5):
+            conn.execute(f"INSERT INTO {t} (id, {v}, {n}) VALUES (%s, 'piped ok', %s)", (b + 52 + i, i))
+        conn.execute(f"UPDATE {t} SET {v} = {v} || '+' WHERE id BETWEEN %s AND %s", (b + 52, b + 54))
+        conn.execute(f"DELETE FROM {t} WHERE id = %s", (b + 53,))
+    print(json.dumps({"pipeline": "ok"}))
     print("ALL OK")
