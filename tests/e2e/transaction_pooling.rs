@@ -1195,3 +1195,59 @@ async fn a_statement_prepared_before_a_schema_change_is_not_reused_after_it() {
         .get(0);
     assert_eq!(rows, 2);
 }
+
+/// Two clients whose search paths lead the same text to different tables (a schema per tenant,
+/// each with its own `t`) each get their own statement, as PostgreSQL parses it for them: a
+/// statement shared by text alone would give the second client the first one's parameter type
+/// (and, with a different result type, "cached plan must not change result type").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_other_search_paths_do_not_share_a_statement() {
+    let Some((_cluster, duet, _dir)) =
+        pooled("tx_pool_search_path", 20, 1, "5s", &password_entry())
+    else {
+        return;
+    };
+    let setup = connect(&app_config(&duet, PASSWORD)).await;
+    setup
+        .client
+        .batch_execute(
+            "CREATE SCHEMA one; CREATE TABLE one.t (v int); INSERT INTO one.t VALUES (1);
+             CREATE SCHEMA two; CREATE TABLE two.t (v text); INSERT INTO two.t VALUES ('two')",
+        )
+        .await
+        .expect("two schemas");
+    let text = "SELECT v FROM t WHERE v = $1";
+    let first = connect(&app_config(&duet, PASSWORD)).await;
+    first
+        .client
+        .batch_execute("SET search_path = one")
+        .await
+        .expect("SET");
+    let in_one = first.client.prepare(text).await.expect("prepare in one");
+    assert_eq!(in_one.params(), &[Type::INT4]);
+    let second = connect(&app_config(&duet, PASSWORD)).await;
+    // Set in the same transaction as the Parse, and in a transaction before it.
+    for (i, set) in ["BEGIN; SET search_path = two", "SET search_path = two"]
+        .into_iter()
+        .enumerate()
+    {
+        second.client.batch_execute(set).await.expect("SET");
+        let in_two = second.client.prepare(text).await.expect("prepare in two");
+        assert_eq!(in_two.params(), &[Type::TEXT], "round {i}");
+        let row = second
+            .client
+            .query_one(&in_two, &[&"two"])
+            .await
+            .expect("a row of two.t");
+        assert_eq!(row.get::<_, String>(0), "two");
+        if i == 0 {
+            second.client.batch_execute("COMMIT").await.expect("COMMIT");
+        }
+    }
+    let row = first
+        .client
+        .query_one(&in_one, &[&1i32])
+        .await
+        .expect("a row of one.t");
+    assert_eq!(row.get::<_, i32>(0), 1);
+}

@@ -19,6 +19,11 @@
 //! generations age out of the connections as any unused statement does. A schema change made
 //! straight on the server, or by a function or procedure a statement calls, is not seen (as with
 //! PgBouncer, which sees none).
+//!
+//! Names are resolved at Parse time too: the name also carries the client's `search_path`, so
+//! clients whose paths lead the same text to different tables (a schema per tenant) never share a
+//! statement. A client that may have changed its settings in the open transaction (not yet read
+//! back) has a path duet does not know: its statement gets a name of its own.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -40,6 +45,18 @@ pub struct Prepared {
 /// Schema changes pooled clients have sent through this duet (see the module's docs).
 static SCHEMA_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Statements named for one client alone (its `search_path` unknown).
+static UNSHARED: AtomicU64 = AtomicU64::new(0);
+
+/// The `search_path` a client's Parse is resolved under, as far as duet knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPath<'a> {
+    /// The client's setting (`None`: the pool's default for its user and database).
+    Known(Option<&'a str>),
+    /// Possibly changed in the open transaction and not read back yet.
+    Unknown,
+}
+
 /// The current schema generation.
 pub fn schema_generation() -> u64 {
     SCHEMA_GENERATION.load(Ordering::Relaxed)
@@ -52,9 +69,20 @@ pub fn schema_changed() {
 }
 
 impl Prepared {
-    /// The statement a client's Parse defines, under the current schema generation.
-    pub fn of(parse: &Parse<'_>) -> Prepared {
-        let backend_name = backend_name(parse.text, parse.parameters, schema_generation());
+    /// The statement a client's Parse defines, under the current schema generation and `path`.
+    pub fn of(parse: &Parse<'_>, path: SearchPath<'_>) -> Prepared {
+        let backend_name = match path {
+            SearchPath::Known(path) => backend_name(
+                parse.text,
+                parse.parameters,
+                schema_generation(),
+                path.unwrap_or("").as_bytes(),
+            ),
+            SearchPath::Unknown => {
+                let n = UNSHARED.fetch_add(1, Ordering::Relaxed);
+                Bytes::from(format!("duet_own_{n:016x}"))
+            }
+        };
         let message = Parse {
             name: &backend_name,
             text: parse.text,
@@ -70,15 +98,16 @@ impl Prepared {
 }
 
 /// The name a statement has on the backends: the same text and parameter types in one schema
-/// generation always get the same name, different ones different names (a 128-bit hash; 37
-/// bytes, within NAMEDATALEN).
-pub fn backend_name(text: &[u8], parameters: &[u8], generation: u64) -> Bytes {
+/// generation under one `search_path` always get the same name, different ones different names
+/// (a 128-bit hash; 37 bytes, within NAMEDATALEN).
+pub fn backend_name(text: &[u8], parameters: &[u8], generation: u64, path: &[u8]) -> Bytes {
     let half = |seed: u64| {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         seed.hash(&mut hasher);
         text.hash(&mut hasher);
         parameters.hash(&mut hasher);
         generation.hash(&mut hasher);
+        path.hash(&mut hasher);
         hasher.finish()
     };
     let mut name = BytesMut::with_capacity(37);
@@ -209,17 +238,37 @@ mod tests {
 
     #[test]
     fn names_follow_content() {
-        let a = backend_name(b"select $1", b"\0\x01\0\0\0\x17", 0);
-        assert_eq!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x17", 0));
-        assert_ne!(a, backend_name(b"select $1", b"\0\x01\0\0\0\x14", 0));
-        assert_ne!(a, backend_name(b"select $2", b"\0\x01\0\0\0\x17", 0));
+        let name = |text: &[u8], parameters: &[u8], generation, path: &[u8]| {
+            backend_name(text, parameters, generation, path)
+        };
+        let a = name(b"select $1", b"\0\x01\0\0\0\x17", 0, b"");
+        assert_eq!(a, name(b"select $1", b"\0\x01\0\0\0\x17", 0, b""));
+        assert_ne!(a, name(b"select $1", b"\0\x01\0\0\0\x14", 0, b""));
+        assert_ne!(a, name(b"select $2", b"\0\x01\0\0\0\x17", 0, b""));
         assert_ne!(
             a,
-            backend_name(b"select $1", b"\0\x01\0\0\0\x17", 1),
+            name(b"select $1", b"\0\x01\0\0\0\x17", 1, b""),
             "a schema change gives the same text a new name"
+        );
+        assert_ne!(
+            a,
+            name(b"select $1", b"\0\x01\0\0\0\x17", 0, b"tenant"),
+            "so does another search_path"
         );
         assert_eq!(a.len(), 37);
         assert!(a.starts_with(b"duet_"));
+        let parse = Parse {
+            name: b"s1",
+            text: b"select 1",
+            parameters: b"\0\0",
+        };
+        let own = Prepared::of(&parse, SearchPath::Unknown);
+        assert_ne!(
+            own,
+            Prepared::of(&parse, SearchPath::Unknown),
+            "never shared"
+        );
+        assert!(own.backend_name.len() < 64, "within NAMEDATALEN");
     }
 
     #[test]
@@ -245,8 +294,8 @@ mod tests {
             parameters: b"\0\0",
         };
         let mut client = ClientStatements::default();
-        let first = Prepared::of(&parse(b"select 1"));
-        let second = Prepared::of(&parse(b"select 2"));
+        let first = Prepared::of(&parse(b"select 1"), SearchPath::Known(None));
+        let second = Prepared::of(&parse(b"select 2"), SearchPath::Known(None));
         client.define(b"s1", first.clone());
         client.define(b"s1", second.clone());
         client.forget_if(b"s1", &first.backend_name);

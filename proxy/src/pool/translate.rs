@@ -10,10 +10,13 @@ use super::expect::{Kind, Owed, Owing};
 use super::frames::next_message;
 use super::hazards;
 use super::link::{ClientState, LinkError};
-use super::statements::{self, Prepared};
+use super::statements::{self, Prepared, SearchPath};
 use crate::wire::backend as tag;
 use crate::wire::frontend;
 use crate::wire::messages::{Bind, Close, Describe, Message, Parse, Query, Target};
+
+/// The setting that decides which tables a statement's names resolve to.
+const SEARCH_PATH: &str = "search_path";
 
 /// Where an attached connection stands.
 #[derive(Debug)]
@@ -130,7 +133,13 @@ pub(super) fn translate(
                     parse.encode(out);
                     continue;
                 }
-                let prepared = Prepared::of(&parse);
+                // A SET in this transaction is read back only when it ends.
+                let path = if at.settings_dirty {
+                    SearchPath::Unknown
+                } else {
+                    SearchPath::Known(client.settings.get(SEARCH_PATH))
+                };
+                let prepared = Prepared::of(&parse, path);
                 client.statements.define(parse.name, prepared.clone());
                 if conn.statements.has(&prepared.backend_name) {
                     at.owing.push(Owed::Synthetic(tag::PARSE_COMPLETE));
@@ -286,7 +295,9 @@ pub(super) fn answer_locally(
                 if parse.name.is_empty() || hazards::scan(parse.text) != hazards::Scan::default() {
                     return None;
                 }
-                let prepared = Prepared::of(&parse);
+                // Between transactions: the settings were read back.
+                let path = SearchPath::Known(client.settings.get(SEARCH_PATH));
+                let prepared = Prepared::of(&parse, path);
                 if !pool.is_known(&prepared.backend_name) {
                     return None;
                 }
