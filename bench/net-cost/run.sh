@@ -28,14 +28,19 @@ N=${N:-50000}
 ROUNDS=${ROUNDS:-3}
 psql -qX -c "DROP DATABASE IF EXISTS net_cost" -c "CREATE DATABASE net_cost"
 psql -qX -d net_cost -f setup.sql >/dev/null
-trigger_of() {
+# The trigger a variant runs. pds, s and hi differ from pd, r and h only in how the function runs
+# (with or without SECURITY DEFINER and SET search_path), so they are made from them.
+DEFINER_SET='SECURITY DEFINER SET search_path FROM CURRENT'
+trigger_sql() {
   case $1 in
-    b | bulkb) echo trigger_b.sql ;;
-    pd | bulkpd) echo trigger_pd.sql ;;
-    h | hb | bulkh) echo trigger_h.sql ;;
-    hi | hib) echo trigger_hi.sql ;;
-    c2 | p | pds | q | r | s) echo "trigger_$1.sql" ;;
-    *) echo trigger_none.sql ;;
+    b | bulkb) cat trigger_b.sql ;;
+    pd | bulkpd) cat trigger_pd.sql ;;
+    pds) sed "s/SECURITY DEFINER AS/$DEFINER_SET AS/" trigger_pd.sql ;;
+    s) sed "s/ $DEFINER_SET//" trigger_r.sql ;;
+    h | hb | bulkh) cat trigger_h.sql ;;
+    hi | hib) sed "s/ $DEFINER_SET//" trigger_h.sql ;;
+    c2 | p | q | r) cat "trigger_$1.sql" ;;
+    *) cat trigger_none.sql ;;
   esac
 }
 stmt_of() {
@@ -49,7 +54,7 @@ stmt_of() {
 }
 for round in $(seq 1 "$ROUNDS"); do
   for v in ${VARIANTS:-a a3 b0 b c2}; do
-    psql -qX -d net_cost -f "$(trigger_of $v)" -c "VACUUM t" -c "VACUUM t__duet" 2>/dev/null
+    trigger_sql "$v" | psql -qX -d net_cost -f - -c "VACUUM t" -c "VACUUM t__duet" 2>/dev/null
     stmt=$(sed -n '2,$p' "$(stmt_of $v)" | tr '\n' ' ' | sed 's/:id/(1 + (i * 7919) % 100000)/g')
     ticks=$(PGOPTIONS='-c synchronous_commit=off' psql -qX -d net_cost -At 2>&1 <<SQL | grep -o "ticks [0-9]*\|ERROR.*"
 DO \$\$ DECLARE s0 text; s1 text; BEGIN
