@@ -1,7 +1,9 @@
-//! Write shapes nobody lists, through duet in every phase of an int → bigint key change (copy,
-//! ready, after the flip, after complete or revert), each run by psql through duet on the migrated
-//! table and straight to PostgreSQL on its unmigrated twin: psql must print exactly the same, and
-//! the two tables must hold the same rows after every phase.
+//! Write shapes nobody lists, through duet in every phase of a migration (copy, ready, after the
+//! flip, after complete or revert), each run by psql through duet on the migrated table and
+//! straight to PostgreSQL on its unmigrated twin: psql must print exactly the same, and the two
+//! tables must hold the same rows after every phase. Three migrations, each finished both ways:
+//! an int → bigint key change (a shadow table), a type change through a visible shadow column,
+//! and a column rename whose old name the clients keep writing (translated by duet).
 //!
 //! The shapes: writable CTEs under a SELECT, `WHERE CURRENT OF` a cursor, savepoints rolled back
 //! and released, a row-expression `SET (a, b) = (SELECT …)`, `UPDATE ONLY`, key shifts, upserts,
@@ -22,7 +24,10 @@
 use serde_json::json;
 
 use crate::support::backend_or_skip;
-use crate::support::migration::{assert_clean, column_type, migrate_sql, request, wait_phase};
+use crate::support::migration::{
+    assert_clean, column_type, migrate_sql, migrate_sql_shadow_column, request, try_column_type,
+    wait_phase,
+};
 use crate::support::pg_client::connect;
 use crate::support::scenario::Scenario;
 use crate::support::writes;
@@ -91,17 +96,83 @@ COPY {{T}} (id, label, amount) FROM STDIN WITH (FORMAT csv);
     )
 }
 
+/// What a sweep migrates, and so how its rounds differ from the plain shapes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Change {
+    /// `id` int → bigint: a shadow table.
+    KeyType,
+    /// `amount` int → bigint through a visible shadow column (`--shadow-column`).
+    ShadowColumn,
+    /// `label` renamed to `title`: clients keep writing `label`, translated by duet after the flip.
+    Rename,
+}
+
+impl Change {
+    fn alter(self, schema: &str) -> String {
+        match self {
+            Change::KeyType => format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint"),
+            Change::ShadowColumn => {
+                format!("ALTER TABLE {schema}.t ALTER COLUMN amount TYPE bigint")
+            }
+            Change::Rename => format!("ALTER TABLE {schema}.t RENAME COLUMN label TO title"),
+        }
+    }
+
+    fn strategy(self) -> &'static str {
+        match self {
+            Change::KeyType => "shadow_table",
+            Change::ShadowColumn => "shadow_column",
+            Change::Rename => "rename",
+        }
+    }
+
+    /// The round's script for this change. A shadow column is visible while it runs (documented),
+    /// so `RETURNING *` and `SELECT *` name the table's columns. After a rename, code stored in the server (the
+    /// SQL function, the procedure) still says `label` and fails as it would without duet, so it
+    /// is left out; statements the client sends keep the old name and duet translates them.
+    fn script(self, schema: &str, base: i64) -> String {
+        let shapes = shapes(schema, base);
+        match self {
+            Change::KeyType => shapes,
+            Change::ShadowColumn => shapes
+                .replace("RETURNING *", "RETURNING id, label, amount")
+                .replace("SELECT * FROM {T}", "SELECT id, label, amount FROM {T}"),
+            Change::Rename => shapes
+                .lines()
+                .filter(|line| !line.starts_with("CALL ") && !line.contains("_relabel("))
+                .map(|line| format!("{line}\n"))
+                .collect(),
+        }
+    }
+}
+
 /// Runs one round through duet and on the twin, compares psql's output, then the tables.
-async fn round(s: &Scenario, schema: &str, base: i64, phase: &str) {
+async fn round(s: &Scenario, change: Change, schema: &str, base: i64, phase: &str) {
     let (pair, through, direct) = (s.pair.clone(), s.psql_through(), s.psql_direct());
-    let script = shapes(schema, base);
+    let script = change.script(schema, base);
     tokio::task::spawn_blocking(move || writes::psql_both(&pair, &through, &direct, &script))
         .await
         .unwrap_or_else(|e| panic!("{phase}: the psql round failed: {e}"));
-    s.assert_same_rows().await;
+    assert_same_rows(s, schema).await;
 }
 
-async fn sweep(label: &str, schema: &str, finish: &str) {
+/// The two tables hold the same rows, compared straight on the server (by the text column's
+/// name there: `title` while a rename is flipped or completed).
+async fn assert_same_rows(s: &Scenario, schema: &str) {
+    let text = match try_column_type(s.direct(), schema, "t", "label").await {
+        Some(_) => "label",
+        None => "title",
+    };
+    writes::assert_same_rows(
+        &s.pair,
+        s.direct(),
+        &format!("id, {text}, amount"),
+        "id, label, amount",
+    )
+    .await;
+}
+
+async fn sweep(label: &str, schema: &str, change: Change, finish: &str) {
     let Some(backend) = backend_or_skip(label) else {
         return;
     };
@@ -128,52 +199,128 @@ async fn sweep(label: &str, schema: &str, finish: &str) {
         ))
         .await
         .expect("setup");
-    round(&s, schema, 0, "before the migration").await;
+    round(&s, change, schema, 0, "before the migration").await;
 
-    // The copy phase, held open by an older transaction.
+    // The copy phase, held open by an older transaction (a rename has none: it is ready at once).
     let old = connect(&s.db.direct_config()).await;
     old.client
         .batch_execute("BEGIN; SELECT txid_current()")
         .await
         .expect("an old transaction");
-    let id = migrate_sql(
-        &s.duet,
-        &format!("ALTER TABLE {schema}.t ALTER COLUMN id TYPE bigint"),
-    )
-    .await;
-    let m = wait_phase(&s.duet, id, "copying").await;
-    assert_eq!(m["strategy"], "shadow_table", "{m}");
-    round(&s, schema, 400, "copying").await;
+    let alter = change.alter(schema);
+    let id = match change {
+        Change::ShadowColumn => migrate_sql_shadow_column(&s.duet, &alter).await,
+        _ => migrate_sql(&s.duet, &alter).await,
+    };
+    if change != Change::Rename {
+        let m = wait_phase(&s.duet, id, "copying").await;
+        assert_eq!(m["strategy"], change.strategy(), "{m}");
+        round(&s, change, schema, 400, "copying").await;
+    }
     old.client.batch_execute("COMMIT").await.expect("COMMIT");
 
-    wait_phase(&s.duet, id, "ready").await;
-    round(&s, schema, 800, "ready").await;
+    let m = wait_phase(&s.duet, id, "ready").await;
+    assert_eq!(m["strategy"], change.strategy(), "{m}");
+    round(&s, change, schema, 800, "ready").await;
 
     request(&s.duet, json!({"command": "cutover", "budget_ms": 5000}))
         .await
         .expect_ok("cutover");
-    assert_eq!(column_type(s.direct(), schema, "t", "id").await, "bigint");
-    round(&s, schema, 1200, "after the flip").await;
+    match change {
+        Change::KeyType => assert_eq!(column_type(s.direct(), schema, "t", "id").await, "bigint"),
+        Change::ShadowColumn => {
+            assert_eq!(
+                column_type(s.direct(), schema, "t", "amount").await,
+                "bigint"
+            )
+        }
+        Change::Rename => {
+            assert_eq!(
+                try_column_type(s.direct(), schema, "t", "label").await,
+                None
+            );
+            assert_eq!(column_type(s.direct(), schema, "t", "title").await, "text");
+        }
+    }
+    round(&s, change, schema, 1200, "after the flip").await;
 
-    request(&s.duet, json!({"command": finish}))
+    // Old names were just used: a rename's complete needs the operator's word.
+    let force = change == Change::Rename && finish == "complete";
+    request(&s.duet, json!({"command": finish, "force": force}))
         .await
         .expect_ok(finish);
-    let (phase, id_type) = match finish {
-        "complete" => ("completed", "bigint"),
-        _ => ("reverted", "integer"),
+    let phase = match finish {
+        "complete" => "completed",
+        _ => "reverted",
     };
     wait_phase(&s.duet, id, phase).await;
-    assert_eq!(column_type(s.direct(), schema, "t", "id").await, id_type);
-    round(&s, schema, 1600, finish).await;
+    let (column, want) = match (change, finish) {
+        (Change::KeyType, "complete") => ("id", "bigint"),
+        (Change::KeyType, _) => ("id", "integer"),
+        (Change::ShadowColumn, "complete") => ("amount", "bigint"),
+        (Change::ShadowColumn, _) => ("amount", "integer"),
+        (Change::Rename, "complete") => ("title", "text"),
+        (Change::Rename, _) => ("label", "text"),
+    };
+    assert_eq!(column_type(s.direct(), schema, "t", column).await, want);
+    // After a rename's complete the old name is gone, as it is on PostgreSQL alone.
+    if !(change == Change::Rename && finish == "complete") {
+        round(&s, change, schema, 1600, finish).await;
+    }
+    assert_same_rows(&s, schema).await;
     assert_clean(&s.duet, s.direct(), schema, id, phase).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_sweep_every_phase_then_complete() {
-    sweep("write_sweep_complete", "wsc", "complete").await;
+    sweep("write_sweep_complete", "wsc", Change::KeyType, "complete").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_sweep_every_phase_then_revert() {
-    sweep("write_sweep_revert", "wsr", "revert").await;
+    sweep("write_sweep_revert", "wsr", Change::KeyType, "revert").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_shadow_column_every_phase_then_complete() {
+    sweep(
+        "write_sweep_column_complete",
+        "wscc",
+        Change::ShadowColumn,
+        "complete",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_shadow_column_every_phase_then_revert() {
+    sweep(
+        "write_sweep_column_revert",
+        "wscr",
+        Change::ShadowColumn,
+        "revert",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_rename_every_phase_then_complete() {
+    sweep(
+        "write_sweep_rename_complete",
+        "wsnc",
+        Change::Rename,
+        "complete",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_sweep_rename_every_phase_then_revert() {
+    sweep(
+        "write_sweep_rename_revert",
+        "wsnr",
+        Change::Rename,
+        "revert",
+    )
+    .await;
 }

@@ -42,8 +42,11 @@ pub fn decide(
     routes: &Routes,
     protocol: Protocol,
 ) -> Result<Decision, Refusal> {
-    if let Some((route, renames)) = renamed_route(node, routes) {
-        return renamed::translate(sql, tokens, span, node, route, renames);
+    if renamed::applies_to(node) {
+        match renamed::translate(sql, tokens, span, node, routes)? {
+            Decision::Pass => {}
+            translated => return Ok(translated),
+        }
     }
     if let NodeEnum::PrepareStmt(prepare) = node {
         return prepared_body(sql, tokens, span, prepare, routes);
@@ -133,15 +136,21 @@ pub fn decide(
                     return visible_columns::for_copy(sql, tokens, span, route);
                 }
             }
-            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
-                return Ok(Decision::Pass);
-            };
             if !s.is_from {
                 return Ok(Decision::Pass);
             }
-            if let Target::Renamed { columns } = &route.target {
-                return copy_from::rename_columns(sql, tokens, span, s, relation, route, columns);
+            if let Some(relation) = s.relation.as_ref() {
+                if let Some(route) = routes.find(&relation.schemaname, &relation.relname) {
+                    if let Target::Renamed { columns } = &route.target {
+                        return copy_from::rename_columns(
+                            sql, tokens, span, s, relation, route, columns,
+                        );
+                    }
+                }
             }
+            let Some((relation, route)) = routed(s.relation.as_ref(), routes) else {
+                return Ok(Decision::Pass);
+            };
             copy_from::stage(sql, tokens, span, s, relation, route, routes, protocol)
         }
         NodeEnum::ExplainStmt(s) => {
@@ -218,9 +227,9 @@ fn prepared_body(
     let Some(body) = prepare.query.as_deref().and_then(|q| q.node.as_ref()) else {
         return Ok(Decision::Pass);
     };
-    let Some((route, renames)) = renamed_route(body, routes) else {
+    if !renamed::applies_to(body) {
         return Ok(Decision::Pass);
-    };
+    }
     // The body starts at the first token after the top-level `AS`.
     let body_start = tokens
         .first_top_level(span.start, span.end, &[pg_query::protobuf::Token::As])
@@ -234,7 +243,7 @@ fn prepared_body(
         start,
         end: span.end,
     };
-    match renamed::translate(sql, tokens, body_span, body, route, renames)? {
+    match renamed::translate(sql, tokens, body_span, body, routes)? {
         Decision::Replace { sql: text, .. } => {
             let head = sql.get(span.start..start).unwrap_or_default();
             Ok(Decision::Replace {
@@ -244,32 +253,6 @@ fn prepared_body(
         }
         other => Ok(other),
     }
-}
-
-/// The renamed-table route a DML or SELECT statement references, if any.
-fn renamed_route<'a>(
-    node: &NodeEnum,
-    routes: &'a Routes,
-) -> Option<(&'a TableRoute, &'a [(String, String)])> {
-    if !matches!(
-        node,
-        NodeEnum::SelectStmt(_)
-            | NodeEnum::InsertStmt(_)
-            | NodeEnum::UpdateStmt(_)
-            | NodeEnum::DeleteStmt(_)
-    ) {
-        return None;
-    }
-    node.nodes().into_iter().find_map(|(n, ..)| match n {
-        pg_query::NodeRef::RangeVar(rv) => match routes.find(&rv.schemaname, &rv.relname) {
-            Some(route) => match &route.target {
-                Target::Renamed { columns } => Some((route, columns.as_slice())),
-                _ => None,
-            },
-            None => None,
-        },
-        _ => None,
-    })
 }
 
 /// The route whose writes the rewriter handles. A shadow column's writes are not among them:
@@ -283,7 +266,11 @@ fn routed<'a>(
 ) -> Option<(&'a RangeVar, &'a TableRoute)> {
     let relation = relation?;
     let route = routes.find(&relation.schemaname, &relation.relname)?;
-    if matches!(route.target, Target::ShadowColumn { .. }) || routes.mirrored_by_net_only(route) {
+    if matches!(
+        route.target,
+        Target::ShadowColumn { .. } | Target::Renamed { .. }
+    ) || routes.mirrored_by_net_only(route)
+    {
         return None;
     }
     Some((relation, route))
