@@ -1251,3 +1251,85 @@ async fn clients_on_other_search_paths_do_not_share_a_statement() {
         .expect("a row of one.t");
     assert_eq!(row.get::<_, i32>(0), 1);
 }
+
+/// Statements that need a database to themselves (`CREATE DATABASE … TEMPLATE`, `ALTER DATABASE
+/// … RENAME`, `DROP DATABASE`) work through the pool as they do straight on the server: the
+/// pool's idle connections to that database, which no client is using, are closed (Django's test
+/// runner clones and drops its test database this way; it failed with 55006 before). A client of
+/// that database goes on with a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_no_client_is_using_can_be_copied_renamed_and_dropped() {
+    let Some((cluster, duet, _dir)) =
+        pooled("tx_pool_database_ddl", 20, 2, "5s", &password_entry())
+    else {
+        return;
+    };
+    superuser(&cluster, "postgres")
+        .await
+        .batch_execute("ALTER ROLE app CREATEDB")
+        .await
+        .expect("CREATEDB");
+    // A client of `app` leaves its pooled connection idle there.
+    let app = connect(&app_config(&duet, PASSWORD)).await;
+    app.client
+        .batch_execute("CREATE TABLE kept (v int); INSERT INTO kept VALUES (1)")
+        .await
+        .expect("a table to copy");
+    assert_eq!(server_connections(&cluster, "app").await, 1);
+    let mut maintenance = duet.config("app", "postgres");
+    maintenance.password(PASSWORD);
+    let maintenance = connect(&maintenance).await;
+    maintenance
+        .client
+        .batch_execute("CREATE DATABASE app_copy TEMPLATE app")
+        .await
+        .expect("CREATE DATABASE … TEMPLATE of a database only the pool's idle connection is in");
+    // The copy is used through the pool, then renamed and dropped.
+    let mut copy = duet.config("app", "app_copy");
+    copy.password(PASSWORD);
+    let copy = connect(&copy).await;
+    let copied: i64 = copy
+        .client
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .expect("the copy's table")
+        .get(0);
+    assert_eq!(copied, 1);
+    // Its client leaves (a connected one would keep the database busy, as on the server alone).
+    drop(copy);
+    maintenance
+        .client
+        .batch_execute("ALTER DATABASE app_copy RENAME TO app_renamed")
+        .await
+        .expect("ALTER DATABASE … RENAME of a database only the pool's idle connection is in");
+    maintenance
+        .client
+        .batch_execute("DROP DATABASE app_renamed")
+        .await
+        .expect("DROP DATABASE of a database only the pool's idle connection is in");
+    // `app`'s client goes on, on a new connection.
+    let n: i64 = app
+        .client
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .expect("the first client after its connection was closed")
+        .get(0);
+    assert_eq!(n, 1);
+    // A database a client is in the middle of a transaction in is refused, as by the server.
+    app.client.batch_execute("BEGIN").await.expect("BEGIN");
+    app.client
+        .batch_execute("SELECT 1")
+        .await
+        .expect("attached");
+    let refused = maintenance
+        .client
+        .batch_execute("CREATE DATABASE app_copy2 TEMPLATE app")
+        .await
+        .expect_err("a database with a client's open transaction cannot be a template");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE),
+        "{refused:?}"
+    );
+    app.client.batch_execute("COMMIT").await.expect("COMMIT");
+}

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
@@ -110,7 +110,14 @@ pub struct BackendPool {
     opened: AtomicUsize,
     /// Transactions (and new sessions) waiting for a connection now.
     waiting: AtomicUsize,
+    /// Until when connections given back are closed rather than kept ([`Self::close_idle`]).
+    closing_until: Mutex<Option<Instant>>,
 }
+
+/// How long PostgreSQL waits for other sessions to leave a database before `DROP DATABASE`,
+/// `CREATE DATABASE … TEMPLATE` or `ALTER DATABASE … RENAME` gives up (`CountOtherDBBackends`:
+/// 50 tries 100 ms apart).
+const SERVER_WAITS_FOR_OTHER_SESSIONS: Duration = Duration::from_secs(5);
 
 /// One pool as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -158,6 +165,7 @@ impl BackendPool {
             known: Mutex::new((super::statements::schema_generation(), HashSet::new())),
             opened: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            closing_until: Mutex::new(None),
         }
     }
 
@@ -263,8 +271,14 @@ impl BackendPool {
         }
     }
 
-    /// Gives a connection back after a transaction.
+    /// Gives a connection back after a transaction (closed instead while a client needs the
+    /// database to itself: [`BackendPool::close_idle`]).
     pub fn checkin(&self, checkout: Checkout) {
+        let closing = *self.closing_until.lock().unwrap_or_else(|p| p.into_inner());
+        if closing.is_some_and(|until| Instant::now() < until) {
+            self.discard(checkout);
+            return;
+        }
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -275,18 +289,28 @@ impl BackendPool {
     pub fn discard(&self, checkout: Checkout) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         let Checkout { conn, _slot: slot } = checkout;
-        // Say goodbye as a client does (the server rolls an open transaction back and ends the
-        // session without logging an unexpected EOF); a connection already broken just closes.
         // The slot is given back once it is closed, so the pool never exceeds its size.
-        let mut stream = conn.stream;
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let _ = stream
-                .write_all(&[crate::wire::frontend::TERMINATE, 0, 0, 0, 4])
-                .await;
-            let _ = stream.shutdown().await;
-            drop(slot);
-        });
+        say_goodbye(conn.stream, Some(slot));
+    }
+
+    /// Closes every idle connection, and each one given back for as long as the server waits
+    /// for other sessions to leave (a client needs the database to itself:
+    /// [`super::database_ddl`]); returns how many were idle.
+    pub fn close_idle(&self) -> usize {
+        *self.closing_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + SERVER_WAITS_FOR_OTHER_SESSIONS);
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let n = idle.len();
+        self.open.fetch_sub(n, Ordering::Relaxed);
+        for conn in idle {
+            say_goodbye(conn.stream, None);
+        }
+        n
+    }
+
+    /// The pool's database.
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// Opens and logs in one connection.
@@ -339,4 +363,18 @@ fn is_open_now(conn: &mut PooledConn, cx: &mut Context<'_>) -> bool {
     Pin::new(&mut conn.stream)
         .poll_read(cx, &mut buf)
         .is_pending()
+}
+
+/// Ends a pooled connection as a client does (the server rolls an open transaction back and ends
+/// the session without logging an unexpected EOF); a connection already broken just closes.
+/// `slot` is given back once it is closed.
+fn say_goodbye(mut stream: BackendStream, slot: Option<OwnedSemaphorePermit>) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stream
+            .write_all(&[crate::wire::frontend::TERMINATE, 0, 0, 0, 4])
+            .await;
+        let _ = stream.shutdown().await;
+        drop(slot);
+    });
 }

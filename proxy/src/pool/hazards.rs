@@ -90,7 +90,7 @@ pub fn scan(sql: &[u8]) -> Scan {
     let mut statements = 0usize;
     // Words of the current statement that matter: the first few.
     let mut words: Vec<String> = Vec::new();
-    let mut lexer = Lexer { sql, pos: 0 };
+    let mut lexer = Lexer::new(sql);
     let mut current_has_hold = false;
     let mut current_on_commit_drop = 0u8;
     let finish = |words: &mut Vec<String>, hold: bool, on_commit_drop: bool, out: &mut Scan| {
@@ -288,7 +288,7 @@ fn classify(words: &[String], hold: bool, on_commit_drop: bool, out: &mut Scan) 
     }
 }
 
-enum Token<'a> {
+pub(super) enum Token<'a> {
     Word(&'a str),
     Quoted(String),
     Semicolon,
@@ -296,13 +296,19 @@ enum Token<'a> {
 }
 
 /// Just enough of PostgreSQL's lexer to find words outside strings and comments.
-struct Lexer<'a> {
+pub(super) struct Lexer<'a> {
     sql: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Lexer<'a> {
-    fn next(&mut self) -> Option<Token<'a>> {
+    /// A lexer at the start of `sql`.
+    pub(super) fn new(sql: &'a [u8]) -> Lexer<'a> {
+        Lexer { sql, pos: 0 }
+    }
+
+    /// The next token outside strings and comments.
+    pub(super) fn next(&mut self) -> Option<Token<'a>> {
         let sql = self.sql;
         loop {
             let &c = sql.get(self.pos)?;

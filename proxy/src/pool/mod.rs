@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backend_pool;
+pub mod database_ddl;
 pub mod expect;
 pub mod frames;
 pub mod hazards;
@@ -19,6 +20,7 @@ pub mod settings;
 pub mod statements;
 pub mod translate;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -60,6 +62,8 @@ impl Attachment {
 pub struct Pools {
     pools: DashMap<(String, String), Arc<BackendPool>>,
     verifiers: DashMap<String, Arc<ScramVerifier>>,
+    /// Whether any pool was made (one load per query while none was: [`Pools::statement`]).
+    any: AtomicBool,
 }
 
 impl Pools {
@@ -82,6 +86,7 @@ impl Pools {
         Pools {
             pools: DashMap::new(),
             verifiers,
+            any: AtomicBool::new(false),
         }
     }
 
@@ -98,6 +103,7 @@ impl Pools {
         user: &str,
         database: &str,
     ) -> Arc<BackendPool> {
+        self.any.store(true, Ordering::Relaxed);
         self.pools
             .entry((user.to_owned(), database.to_owned()))
             .or_insert_with(|| {
@@ -117,6 +123,26 @@ impl Pools {
                 ))
             })
             .clone()
+    }
+
+    /// A client (pooled or not) sends `sql`: when it needs a database to itself (`DROP
+    /// DATABASE`, `CREATE DATABASE … TEMPLATE`, …), the pools' idle connections to it are
+    /// closed, as there would be no such session without duet ([`database_ddl`]).
+    pub fn statement(&self, sql: &[u8]) {
+        if !self.any.load(Ordering::Relaxed) {
+            return;
+        }
+        for database in database_ddl::needs_alone(sql) {
+            let closed: usize = self
+                .pools
+                .iter()
+                .filter(|pool| pool.database() == database)
+                .map(|pool| pool.close_idle())
+                .sum();
+            if closed > 0 {
+                tracing::info!(%database, closed, "closed idle pooled connections: a client needs the database to itself");
+            }
+        }
     }
 
     /// Every pool as `status` shows it, by user and database.

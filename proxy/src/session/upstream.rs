@@ -127,6 +127,7 @@ impl<'s, 'a> Upstream<'s, 'a> {
                             // statement (not ahead of it: the path has not moved yet there).
                             path_moved = tracker.hook.names.follow(text)
                                 && !tracker.hook.prepared.is_empty();
+                            shared.ctx.pools.statement(text.as_bytes());
                         }
                     }
                     if tracker.is_quiet() {
