@@ -1333,3 +1333,148 @@ async fn a_database_no_client_is_using_can_be_copied_renamed_and_dropped() {
     );
     app.client.batch_execute("COMMIT").await.expect("COMMIT");
 }
+
+/// SQL `EXECUTE` (and `EXPLAIN … EXECUTE`) of a statement the client prepared with the protocol's
+/// Parse works through the pool, as it does on a server of the client's own — on a connection
+/// that has it and on one that does not yet (sqlx's `describe`, which its `query!` macros run at
+/// build time, checks nullability this way; it failed with 26000 "prepared statement does not
+/// exist" before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_execute_of_a_protocol_prepared_statement_works() {
+    let Some((_cluster, duet, _dir)) =
+        pooled("tx_pool_sql_execute", 20, 3, "5s", &password_entry())
+    else {
+        return;
+    };
+    let a = connect(&app_config(&duet, PASSWORD)).await;
+    let statement = a
+        .client
+        .prepare("SELECT $1::int + 1 AS next")
+        .await
+        .expect("prepare");
+    // tokio-postgres keeps the name to itself but for its Debug form (`name: "s<n>"`).
+    let debug = format!("{statement:?}");
+    let name = debug
+        .split("name: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the statement's name in its Debug form")
+        .to_owned();
+    let answer = |messages: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    };
+    let on_same = a
+        .client
+        .simple_query(&format!("EXECUTE {name}(41)"))
+        .await
+        .expect("EXECUTE on the connection that prepared it");
+    assert_eq!(answer(on_same), ["42"]);
+    // Another client holds that connection: the next one must be prepared first.
+    let b = connect(&app_config(&duet, PASSWORD)).await;
+    b.client
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("b holds a connection");
+    let on_other = a
+        .client
+        .simple_query(&format!("EXECUTE {name}(1)"))
+        .await
+        .expect("EXECUTE on a connection that had to prepare it");
+    assert_eq!(answer(on_other), ["2"]);
+    let plan = a
+        .client
+        .simple_query(&format!(
+            "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {name}(NULL)"
+        ))
+        .await
+        .expect("EXPLAIN EXECUTE");
+    assert!(
+        answer(plan).concat().contains("\"Output\""),
+        "a JSON plan with its outputs"
+    );
+    // The same prepared by Parse itself (sqlx's describe sends it so).
+    let rows = a
+        .client
+        .query(
+            &format!("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {name}(NULL)"),
+            &[],
+        )
+        .await
+        .expect("EXPLAIN EXECUTE through Parse");
+    assert_eq!(rows.len(), 1);
+    // Prepared by name, then run on a third connection that has neither it nor the statement it
+    // executes: both are prepared there first, the executed one before.
+    let explain = a
+        .client
+        .prepare(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}(NULL)"))
+        .await
+        .expect("prepare EXPLAIN EXECUTE");
+    let c = connect(&app_config(&duet, PASSWORD)).await;
+    c.client
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("c holds a connection");
+    let rows = a
+        .client
+        .query(&explain, &[])
+        .await
+        .expect("EXPLAIN EXECUTE on a connection that had neither statement");
+    assert_eq!(rows.len(), 1);
+    c.client.batch_execute("COMMIT").await.expect("COMMIT");
+    b.client.batch_execute("COMMIT").await.expect("COMMIT");
+    // An unknown name is the server's own error, and the session goes on.
+    let unknown = a
+        .client
+        .simple_query("EXECUTE no_such_statement(1)")
+        .await
+        .expect_err("unknown statement");
+    assert_eq!(
+        unknown.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_PSTATEMENT)
+    );
+    let still: i32 = a
+        .client
+        .query_one(&statement, &[&9i32])
+        .await
+        .expect("the statement by the protocol")
+        .get(0);
+    assert_eq!(still, 10);
+}
+
+/// A `SET` prepared with the protocol's Parse in one round and executed in a later one (what
+/// tokio-postgres, sqlx and psycopg's `prepare=True` do) stays its client's: the next client of
+/// the one pooled connection sees its own `search_path`, not the first one's (it inherited it
+/// before — found by sqlx's suite, whose next tests then failed with "relation does not exist").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_set_does_not_leak_to_the_next_client() {
+    let Some((_cluster, duet, _dir)) =
+        pooled("tx_pool_prepared_set", 20, 1, "5s", &password_entry())
+    else {
+        return;
+    };
+    let a = connect(&app_config(&duet, PASSWORD)).await;
+    // tokio-postgres prepares (Parse, Describe, Sync), then binds and executes in a second round.
+    a.client
+        .execute("SET search_path = elsewhere, public", &[])
+        .await
+        .expect("a prepared SET");
+    let b = connect(&app_config(&duet, PASSWORD)).await;
+    for (client, want) in [
+        (&b.client, "\"$user\", public"),
+        (&a.client, "elsewhere, public"),
+        (&b.client, "\"$user\", public"),
+    ] {
+        let path: String = client
+            .query_one("SHOW search_path", &[])
+            .await
+            .expect("SHOW search_path")
+            .get(0);
+        assert_eq!(path, want);
+    }
+}

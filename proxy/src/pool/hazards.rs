@@ -176,6 +176,51 @@ pub fn scan(sql: &[u8]) -> Scan {
     out
 }
 
+/// The byte range of the statement name in a one-statement SQL `EXECUTE name …` or `EXPLAIN …
+/// EXECUTE name …` (an unquoted name: drivers name their statements so), for the pool to give
+/// the client's name of a protocol-level statement its backend name.
+pub fn executed_statement(sql: &[u8]) -> Option<(usize, usize)> {
+    let mut lexer = Lexer::new(sql);
+    let first = match lexer.next()? {
+        Token::Word(w) => w.to_ascii_lowercase(),
+        _ => return None,
+    };
+    let offset = |w: &str| w.as_ptr() as usize - sql.as_ptr() as usize;
+    let mut name = None;
+    match first.as_str() {
+        "execute" => {
+            if let Some(Token::Word(w)) = lexer.next() {
+                name = Some((offset(w), offset(w) + w.len()));
+            }
+        }
+        "explain" => {
+            while let Some(token) = lexer.next() {
+                match token {
+                    Token::Word(w) if w.eq_ignore_ascii_case("execute") => {
+                        if let Some(Token::Word(n)) = lexer.next() {
+                            name = Some((offset(n), offset(n) + n.len()));
+                        }
+                        break;
+                    }
+                    Token::Semicolon => return None,
+                    _ => {}
+                }
+            }
+        }
+        _ => return None,
+    }
+    // One statement only (a trailing `;` aside).
+    while let Some(token) = lexer.next() {
+        if matches!(token, Token::Semicolon) {
+            if lexer.next().is_some() {
+                return None;
+            }
+            break;
+        }
+    }
+    name
+}
+
 /// First words of statements that leave no session state by themselves (what they call is
 /// still looked at: the session advisory locks and `set_config`).
 const PLAIN_FIRST_WORDS: &[&str] = &[
@@ -522,6 +567,21 @@ mod tests {
         assert!(!scan(b"update t set a = 1").settings);
         let discard = scan(b"DISCARD ALL");
         assert!(discard.settings && discard.drops_statements);
+    }
+
+    #[test]
+    fn executed_statement_names_are_found() {
+        let name =
+            |sql: &str| executed_statement(sql.as_bytes()).map(|(a, b)| sql[a..b].to_owned());
+        assert_eq!(name("EXECUTE sqlx_s_1(1, 2)").as_deref(), Some("sqlx_s_1"));
+        assert_eq!(
+            name("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE sqlx_s_1(NULL)").as_deref(),
+            Some("sqlx_s_1")
+        );
+        assert_eq!(name("execute s0;").as_deref(), Some("s0"));
+        assert_eq!(name("EXECUTE s0; SELECT 1"), None);
+        assert_eq!(name("SELECT 'EXECUTE s0'"), None);
+        assert_eq!(name("EXPLAIN SELECT 1"), None);
     }
 
     #[test]

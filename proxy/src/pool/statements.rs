@@ -40,6 +40,13 @@ pub struct Prepared {
     pub backend_name: Bytes,
     /// The Parse message that prepares it on a backend under that name.
     pub parse: Bytes,
+    /// Running it may change the session's settings (`SET …` prepared with Parse): each
+    /// execution has them read back, as a `SET` sent as a query does.
+    pub changes_settings: bool,
+    /// Running it may change the schema (`CREATE`, `ALTER`, `DROP`, …).
+    pub changes_schema: bool,
+    /// The statement it runs (`EXPLAIN … EXECUTE other`): prepared on a connection before it.
+    pub needs: Option<Box<Prepared>>,
 }
 
 /// Schema changes pooled clients have sent through this duet (see the module's docs).
@@ -93,6 +100,9 @@ impl Prepared {
         Prepared {
             backend_name,
             parse: message,
+            changes_settings: false,
+            changes_schema: false,
+            needs: None,
         }
     }
 }

@@ -67,11 +67,21 @@ pub(super) fn translate(
         match message {
             frontend::TERMINATE => return Ok(true),
             frontend::QUERY => {
-                at.owing.push(Owed::Answer(Kind::UntilReady));
                 let Ok(query) = Query::decode(body) else {
+                    at.owing.push(Owed::Answer(Kind::UntilReady));
                     out.extend_from_slice(&frame);
                     continue;
                 };
+                // SQL `EXECUTE name` of a statement the client prepared with Parse: the backend
+                // knows it by its backend name (prepared here first if this connection lacks it).
+                if let Some((text, _)) =
+                    executed_by_backend_name(query.text, out, conn, client, at, true)
+                {
+                    at.owing.push(Owed::Answer(Kind::UntilReady));
+                    Query { text: &text }.encode(out);
+                    continue;
+                }
+                at.owing.push(Owed::Answer(Kind::UntilReady));
                 let scan = hazards::scan(query.text);
                 at.settings_dirty |= scan.settings;
                 note_schema_change(&scan, at);
@@ -114,6 +124,22 @@ pub(super) fn translate(
                     out.extend_from_slice(&frame);
                     continue;
                 };
+                // `EXPLAIN … EXECUTE name` prepared itself (sqlx's describe): as for a Query,
+                // within the client's batch (its Sync ends it).
+                let executes;
+                let mut needs = None;
+                let parse = match executed_by_backend_name(parse.text, out, conn, client, at, false)
+                {
+                    Some((text, inner)) => {
+                        executes = text;
+                        needs = Some(Box::new(inner));
+                        Parse {
+                            text: &executes,
+                            ..parse
+                        }
+                    }
+                    None => parse,
+                };
                 let scan = hazards::scan(parse.text);
                 at.settings_dirty |= scan.settings;
                 note_schema_change(&scan, at);
@@ -139,7 +165,10 @@ pub(super) fn translate(
                 } else {
                     SearchPath::Known(client.settings.get(SEARCH_PATH))
                 };
-                let prepared = Prepared::of(&parse, path);
+                let mut prepared = Prepared::of(&parse, path);
+                prepared.changes_settings = scan.settings;
+                prepared.changes_schema = scan.schema_change && scan.refusal.is_none();
+                prepared.needs = needs;
                 client.statements.define(parse.name, prepared.clone());
                 if conn.statements.has(&prepared.backend_name) {
                     at.owing.push(Owed::Synthetic(tag::PARSE_COMPLETE));
@@ -248,6 +277,68 @@ fn note_schema_change(scan: &hazards::Scan, at: &mut Position) {
     }
 }
 
+/// A client's named statement is bound or described for running: what running it may change
+/// is noted as if its text had been sent now. (A `SET` prepared in one transaction and executed
+/// in a later one changes the connection's settings in that later one: without this, it was
+/// never read back, and the next client of the connection inherited it.)
+fn note_effects(prepared: &Prepared, at: &mut Position) {
+    at.settings_dirty |= prepared.changes_settings;
+    if prepared.changes_schema {
+        statements::schema_changed();
+        at.schema_changed = true;
+    }
+}
+
+/// The text of a SQL `EXECUTE name …` (or `EXPLAIN … EXECUTE name …`) naming a statement the
+/// client prepared with Parse, with the name its backend knows; the statement is prepared on
+/// `conn` first when it lacks it — for a Query followed by duet's own Sync (`sync`), so that a
+/// failing Parse cannot make the server skip the Query. `None` for any other text (it goes as it
+/// is; the server answers for names it does not know, as it would).
+fn executed_by_backend_name(
+    text: &[u8],
+    out: &mut BytesMut,
+    conn: &mut PooledConn,
+    client: &ClientState,
+    at: &mut Position,
+    sync: bool,
+) -> Option<(Vec<u8>, Prepared)> {
+    let (start, end) = hazards::executed_statement(text)?;
+    let prepared = client.statements.get(text.get(start..end)?)?;
+    note_effects(prepared, at);
+    let backend_name = prepared.backend_name.clone();
+    if !conn.statements.has(&backend_name) {
+        inject_parse(prepared, out, conn, at);
+        if sync {
+            out.extend_from_slice(&[frontend::SYNC, 0, 0, 0, 4]);
+            at.owing.push(Owed::Own(Kind::UntilReady));
+        }
+    }
+    let mut renamed = Vec::with_capacity(text.len() + backend_name.len() + 2);
+    renamed.extend_from_slice(&text[..start]);
+    renamed.push(b'"');
+    renamed.extend_from_slice(&backend_name);
+    renamed.push(b'"');
+    renamed.extend_from_slice(&text[end..]);
+    Some((renamed, prepared.clone()))
+}
+
+/// Writes `prepared`'s Parse to `out` for `conn` (after the statement it runs, when `conn` lacks
+/// that one too); its ParseComplete is duet's.
+fn inject_parse(prepared: &Prepared, out: &mut BytesMut, conn: &mut PooledConn, at: &mut Position) {
+    if let Some(inner) = prepared.needs.as_deref() {
+        if !conn.statements.has(&inner.backend_name) {
+            inject_parse(inner, out, conn, at);
+        }
+    }
+    out.extend_from_slice(&prepared.parse);
+    conn.statements.add(prepared.backend_name.clone());
+    at.owing.push(Owed::Parse {
+        backend_name: prepared.backend_name.clone(),
+        client_name: None,
+        injected: true,
+    });
+}
+
 /// The backend name of the client's statement `name`, with its Parse written to `out` first
 /// when `conn` does not have it yet. `None` when the client has no such statement: the message
 /// goes as it is, and the server says so in its own words.
@@ -259,14 +350,9 @@ fn ensure_prepared(
     at: &mut Position,
 ) -> Option<Bytes> {
     let prepared = client.statements.get(name)?;
+    note_effects(prepared, at);
     if !conn.statements.has(&prepared.backend_name) {
-        out.extend_from_slice(&prepared.parse);
-        conn.statements.add(prepared.backend_name.clone());
-        at.owing.push(Owed::Parse {
-            backend_name: prepared.backend_name.clone(),
-            client_name: None,
-            injected: true,
-        });
+        inject_parse(prepared, out, conn, at);
     }
     Some(prepared.backend_name.clone())
 }
