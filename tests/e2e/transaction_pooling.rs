@@ -1478,3 +1478,68 @@ async fn a_prepared_set_does_not_leak_to_the_next_client() {
         assert_eq!(path, want);
     }
 }
+
+/// A session-level `SET ROLE` or `SET SESSION AUTHORIZATION` would outlive the transaction on the
+/// pooled connection, and `RESET ALL` (what duet replays) does not reset it: the next client of
+/// that connection ran as the role (seen before this refusal). It is refused with 0A000 and a
+/// hint, in both protocols and through `set_config`; `SET LOCAL ROLE` works and ends with its
+/// transaction, and the next client is itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_role_is_refused_and_a_local_one_ends_with_its_transaction() {
+    let Some((cluster, duet, _dir)) =
+        pooled("tx_pool_session_role", 20, 1, "5s", &password_entry())
+    else {
+        return;
+    };
+    superuser(&cluster, "postgres")
+        .await
+        .batch_execute("CREATE ROLE reader; GRANT reader TO app")
+        .await
+        .expect("a role app may take");
+    let a = connect(&app_config(&duet, PASSWORD)).await;
+    for sql in [
+        "SET ROLE reader",
+        "SET SESSION AUTHORIZATION reader",
+        "SELECT set_config('role', 'reader', false)",
+    ] {
+        for prepared in [false, true] {
+            let refused = if prepared {
+                a.client.execute(sql, &[]).await.map(|_| ())
+            } else {
+                a.client.batch_execute(sql).await
+            };
+            let err = refused.expect_err(sql);
+            assert_eq!(
+                err.code(),
+                Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+                "{sql}: {err:?}"
+            );
+            let hint = err.as_db_error().and_then(|e| e.hint()).unwrap_or("");
+            assert!(hint.contains("SET LOCAL ROLE"), "{sql}: {hint}");
+        }
+    }
+    let in_transaction: String = {
+        a.client
+            .batch_execute("BEGIN; SET LOCAL ROLE reader")
+            .await
+            .expect("SET LOCAL ROLE");
+        let who = a
+            .client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .expect("current_user")
+            .get(0);
+        a.client.batch_execute("COMMIT").await.expect("COMMIT");
+        who
+    };
+    assert_eq!(in_transaction, "reader");
+    let b = connect(&app_config(&duet, PASSWORD)).await;
+    for client in [&b.client, &a.client] {
+        let who: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .expect("current_user")
+            .get(0);
+        assert_eq!(who, "app", "the role ended with its transaction");
+    }
+}

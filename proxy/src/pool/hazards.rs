@@ -6,8 +6,10 @@
 //!
 //! - settings (`SET`, `RESET`, `set_config`, `DISCARD`) move: duet reads them back after the
 //!   transaction and replays them on the client's next connection ([`super::settings`]);
-//! - `LISTEN`, SQL `PREPARE`, `WITH HOLD` cursors, temporary tables and session advisory locks
-//!   cannot move: duet refuses them with SQLSTATE 0A000 and a hint, before the server runs them.
+//! - `LISTEN`, SQL `PREPARE`, `WITH HOLD` cursors, temporary tables, session advisory locks and a
+//!   session-level `SET ROLE` / `SET SESSION AUTHORIZATION` cannot move (and a role is not reset
+//!   by `RESET ALL`): duet refuses them with SQLSTATE 0A000 and a hint, before the server runs
+//!   them.
 //!
 //! The scan is lexical (words outside strings, quoted identifiers and comments, and the first word
 //! of each statement), so it is cheap enough for every query; it errs on the side of reading the
@@ -27,6 +29,10 @@ pub enum Refusal {
     TempObject,
     /// `pg_advisory_lock` and friends: the lock outlives the transaction.
     SessionAdvisoryLock,
+    /// `SET ROLE`, `SET SESSION AUTHORIZATION` (or `set_config` of either for the session): the
+    /// role outlives the transaction, and `RESET ALL` — what duet replays for the next client of
+    /// the connection — does not reset it, so the next client would run as that role.
+    SessionRole,
 }
 
 impl Refusal {
@@ -38,6 +44,7 @@ impl Refusal {
             Refusal::HoldCursor => "duet: a WITH HOLD cursor needs a session of its own, and this connection is pooled per transaction",
             Refusal::TempObject => "duet: a temporary object needs a session of its own, and this connection is pooled per transaction",
             Refusal::SessionAdvisoryLock => "duet: a session advisory lock needs a session of its own, and this connection is pooled per transaction",
+            Refusal::SessionRole => "duet: SET ROLE and SET SESSION AUTHORIZATION for the session need a session of their own, and this connection is pooled per transaction",
         }
     }
 
@@ -49,6 +56,7 @@ impl Refusal {
             Refusal::HoldCursor => "Use a cursor without WITH HOLD inside the transaction, or pool mode \"session\".",
             Refusal::TempObject => "Add ON COMMIT DROP so the object ends with the transaction, or use pool mode \"session\".",
             Refusal::SessionAdvisoryLock => "Use pg_advisory_xact_lock (released at the end of the transaction), or pool mode \"session\".",
+            Refusal::SessionRole => "Use SET LOCAL ROLE inside the transaction (it ends with it), log in as that role, or use pool mode \"session\".",
         }
     }
 
@@ -134,7 +142,13 @@ pub fn scan(sql: &[u8]) -> Scan {
                     | "pg_try_advisory_lock_shared" => {
                         out.refusal.get_or_insert(Refusal::SessionAdvisoryLock);
                     }
-                    "set_config" => out.settings = true,
+                    "set_config" => {
+                        out.settings = true;
+                        let at = word.as_ptr() as usize - sql.as_ptr() as usize + word.len();
+                        if sets_session_role(&sql[at..]) {
+                            out.refusal.get_or_insert(Refusal::SessionRole);
+                        }
+                    }
                     "hold" if words.last().is_some_and(|w| w == "with") => current_has_hold = true,
                     "on" if current_on_commit_drop == 0 => current_on_commit_drop = 1,
                     "commit" if current_on_commit_drop == 1 => current_on_commit_drop = 2,
@@ -174,6 +188,28 @@ pub fn scan(sql: &[u8]) -> Scan {
         out.deallocate = None;
     }
     out
+}
+
+/// Whether the text after a `set_config` word is a call that sets `role` or
+/// `session_authorization` for the session: `('role', …, false)` (the third argument not
+/// literally `true`; a parameter or expression counts as the session form).
+fn sets_session_role(after: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(after.get(..after.len().min(200)).unwrap_or(after));
+    let text = text.trim_start();
+    let Some(args) = text.strip_prefix('(') else {
+        return false;
+    };
+    let args = args.trim_start().to_ascii_lowercase();
+    let names_role = ["'role'", "'session_authorization'"]
+        .iter()
+        .any(|name| args.starts_with(name));
+    if !names_role {
+        return false;
+    }
+    // The third argument, up to the closing parenthesis.
+    let close = args.find(')').unwrap_or(args.len());
+    let third = args[..close].rsplit(',').next().unwrap_or("").trim();
+    third != "true" && third != "'t'" && third != "'true'"
 }
 
 /// The byte range of the statement name in a one-statement SQL `EXECUTE name …` or `EXPLAIN …
@@ -307,6 +343,17 @@ fn classify(words: &[String], hold: bool, on_commit_drop: bool, out: &mut Scan) 
             if is_temp && !on_commit_drop {
                 out.refusal.get_or_insert(Refusal::TempObject);
             }
+        }
+        // SET [SESSION] ROLE and SET [SESSION] SESSION AUTHORIZATION outlive the transaction
+        // and are not reset by RESET ALL (SET LOCAL ROLE is fine).
+        "set"
+            if word(1) == "role"
+                || (word(1) == "session"
+                    && (word(2) == "role"
+                        || word(2) == "authorization"
+                        || word(2) == "session")) =>
+        {
+            out.refusal.get_or_insert(Refusal::SessionRole);
         }
         // SET LOCAL, SET TRANSACTION and SET CONSTRAINTS end with the transaction.
         "set" if !matches!(word(1), "local" | "transaction" | "constraints") => {
@@ -567,6 +614,33 @@ mod tests {
         assert!(!scan(b"update t set a = 1").settings);
         let discard = scan(b"DISCARD ALL");
         assert!(discard.settings && discard.drops_statements);
+    }
+
+    #[test]
+    fn session_roles_are_refused_and_local_ones_are_not() {
+        for sql in [
+            "SET ROLE admin",
+            "set session role admin",
+            "SET SESSION AUTHORIZATION bob",
+            "SET SESSION SESSION AUTHORIZATION bob",
+            "SELECT set_config('role', 'admin', false)",
+            "select set_config( 'session_authorization' , 'bob', $1)",
+        ] {
+            assert_eq!(
+                scan(sql.as_bytes()).refusal,
+                Some(Refusal::SessionRole),
+                "{sql}"
+            );
+        }
+        for sql in [
+            "SET LOCAL ROLE admin",
+            "RESET ROLE",
+            "SELECT set_config('role', 'admin', true)",
+            "SELECT set_config('search_path', 'x', false)",
+            "SET search_path = role",
+        ] {
+            assert_eq!(scan(sql.as_bytes()).refusal, None, "{sql}");
+        }
     }
 
     #[test]
