@@ -10,7 +10,7 @@
 //! TEMPLATE` and drops it at the end; through a transaction pool both failed with 55006 ("being
 //! accessed by other users"), as they do behind PgBouncer.
 
-use super::hazards::{Lexer, Token};
+use super::hazards::{first_word, Lexer, Token};
 
 /// The databases `sql` needs to itself (names as the server spells them: unquoted names
 /// lower-cased). Only the first statement is looked at: `CREATE` and `DROP DATABASE` cannot run
@@ -72,16 +72,7 @@ pub fn needs_alone(sql: &[u8]) -> Vec<String> {
 /// Whether the text's first word is `DROP`, `CREATE` or `ALTER` (the cheap test every query
 /// takes while transaction pools exist).
 fn starts_with_ddl_verb(sql: &[u8]) -> bool {
-    let start = sql
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(sql.len());
-    let rest = &sql[start..];
-    let len = rest
-        .iter()
-        .position(|b| !b.is_ascii_alphabetic())
-        .unwrap_or(rest.len());
-    let first = &rest[..len];
+    let first = first_word(sql);
     [&b"drop"[..], b"create", b"alter"]
         .iter()
         .any(|verb| verb.eq_ignore_ascii_case(first))

@@ -281,21 +281,27 @@ const PLAIN_FIRST_WORDS: &[&str] = &[
     "call",
 ];
 
-/// The fast path for what most queries are: one statement (no `;` but a trailing one) that starts
-/// with a [`PLAIN_FIRST_WORDS`] word and names neither a session advisory lock nor `set_config`.
-/// Anything else (a comment or a string before the first word, a second statement) takes the
-/// full scan.
-fn is_plainly_harmless(sql: &[u8]) -> bool {
+/// The letters the text starts with, after white space (empty when it starts otherwise: a
+/// comment, a string, a parenthesis).
+pub(super) fn first_word(sql: &[u8]) -> &[u8] {
     let start = sql
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(sql.len());
     let rest = &sql[start..];
-    let word_len = rest
+    let len = rest
         .iter()
         .position(|b| !b.is_ascii_alphabetic())
         .unwrap_or(rest.len());
-    let first = &rest[..word_len];
+    &rest[..len]
+}
+
+/// The fast path for what most queries are: one statement (no `;` but a trailing one) that starts
+/// with a [`PLAIN_FIRST_WORDS`] word and names neither a session advisory lock nor `set_config`.
+/// Anything else (a comment or a string before the first word, a second statement) takes the
+/// full scan.
+fn is_plainly_harmless(sql: &[u8]) -> bool {
+    let first = first_word(sql);
     if !PLAIN_FIRST_WORDS
         .iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(first))

@@ -483,72 +483,70 @@ impl<'r> Walker<'_, 'r> {
     }
 
     fn update(&mut self, s: &Map<String, Value>) {
-        let ctes = self.with_clause(s);
-        let (target_renamed, entries, quals) = self.target_and_from(s, "from_clause");
-        self.levels.push(Level {
-            entries,
-            outputs: Vec::new(),
+        self.write_level(s, "from_clause", |w, target| {
+            for rt in array(s, "target_list").filter_map(|t| node_named(t, "ResTarget")) {
+                w.assigned(rt, target);
+                for k in ["val", "indirection"] {
+                    if let Some(v) = rt.get(k) {
+                        w.walk(v);
+                    }
+                }
+            }
+            if let Some(where_clause) = s.get("where_clause") {
+                w.walk(where_clause);
+            }
         });
-        quals.into_iter().for_each(|q| self.walk(q));
-        for rt in array(s, "target_list").filter_map(|t| node_named(t, "ResTarget")) {
-            self.assigned(rt, target_renamed);
-            if let Some(v) = rt.get("val") {
-                self.walk(v);
-            }
-            if let Some(v) = rt.get("indirection") {
-                self.walk(v);
-            }
-        }
-        if let Some(w) = s.get("where_clause") {
-            self.walk(w);
-        }
-        self.returning(s);
-        self.levels.pop();
-        self.pop_ctes(ctes);
     }
 
     fn delete(&mut self, s: &Map<String, Value>) {
-        let ctes = self.with_clause(s);
-        let (_, entries, quals) = self.target_and_from(s, "using_clause");
-        self.levels.push(Level {
-            entries,
-            outputs: Vec::new(),
+        self.write_level(s, "using_clause", |w, _| {
+            if let Some(where_clause) = s.get("where_clause") {
+                w.walk(where_clause);
+            }
         });
-        quals.into_iter().for_each(|q| self.walk(q));
-        if let Some(w) = s.get("where_clause") {
-            self.walk(w);
-        }
-        self.returning(s);
-        self.levels.pop();
-        self.pop_ctes(ctes);
     }
 
     fn merge(&mut self, s: &Map<String, Value>) {
+        self.write_level(s, "source_relation", |w, target| {
+            if let Some(c) = s.get("join_condition") {
+                w.walk(c);
+            }
+            let whens =
+                array(s, "merge_when_clauses").filter_map(|c| node_named(c, "MergeWhenClause"));
+            for when in whens {
+                if let Some(c) = when.get("condition") {
+                    w.walk(c);
+                }
+                for rt in array(when, "target_list").filter_map(|t| node_named(t, "ResTarget")) {
+                    w.assigned(rt, target);
+                    if let Some(v) = rt.get("val") {
+                        w.walk(v);
+                    }
+                }
+                if let Some(v) = when.get("values") {
+                    w.walk(v);
+                }
+            }
+        });
+    }
+
+    /// The query level of an `UPDATE`, `DELETE` or `MERGE`: its `WITH` queries, its target and
+    /// `others` (`FROM`, `USING`, the source) in scope, `body` (given the target's renamed
+    /// table), then `RETURNING`.
+    fn write_level(
+        &mut self,
+        s: &Map<String, Value>,
+        others: &str,
+        body: impl FnOnce(&mut Self, Option<usize>),
+    ) {
         let ctes = self.with_clause(s);
-        let (target_renamed, entries, quals) = self.target_and_from(s, "source_relation");
+        let (target, entries, quals) = self.target_and_from(s, others);
         self.levels.push(Level {
             entries,
             outputs: Vec::new(),
         });
         quals.into_iter().for_each(|q| self.walk(q));
-        if let Some(c) = s.get("join_condition") {
-            self.walk(c);
-        }
-        for when in array(s, "merge_when_clauses").filter_map(|w| node_named(w, "MergeWhenClause"))
-        {
-            if let Some(c) = when.get("condition") {
-                self.walk(c);
-            }
-            for rt in array(when, "target_list").filter_map(|t| node_named(t, "ResTarget")) {
-                self.assigned(rt, target_renamed);
-                if let Some(v) = rt.get("val") {
-                    self.walk(v);
-                }
-            }
-            if let Some(v) = when.get("values") {
-                self.walk(v);
-            }
-        }
+        body(self, target);
         self.returning(s);
         self.levels.pop();
         self.pop_ctes(ctes);
